@@ -1,0 +1,87 @@
+// C[M, N] = op(A) op(B) (+ bias[n]), all row-major f32.
+// op(A) is A [M, K] or, with TRANS_A, A stored as [K, M]; op(B) is B [K, N] or, with TRANS_B, [N, K].
+// Tiles of 64 x 64 outputs per 256-thread workgroup, K in slices of 16 through workgroup memory,
+// each thread keeping a 4 x 4 block of C in registers. Edges are bounds-checked (any M, N, K).
+
+override TRANS_A: bool = false;
+override TRANS_B: bool = false;
+override HAS_BIAS: bool = false;
+
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> c: array<f32>;
+
+const TILE_M: u32 = 64u;
+const TILE_N: u32 = 64u;
+const TILE_K: u32 = 16u;
+
+var<workgroup> a_tile: array<f32, 1024>; // [TILE_K][TILE_M]
+var<workgroup> b_tile: array<f32, 1024>; // [TILE_K][TILE_N]
+
+fn load_a(row: u32, col: u32) -> f32 {
+    if (row >= p.m || col >= p.k) { return 0.0; }
+    if (TRANS_A) { return a[col * p.m + row]; }
+    return a[row * p.k + col];
+}
+
+fn load_b(row: u32, col: u32) -> f32 {
+    if (row >= p.k || col >= p.n) { return 0.0; }
+    if (TRANS_B) { return b[col * p.k + row]; }
+    return b[row * p.n + col];
+}
+
+@compute @workgroup_size(16, 16)
+fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+        @builtin(local_invocation_index) t: u32) {
+    let m0 = wid.y * TILE_M;
+    let n0 = wid.x * TILE_N;
+    var acc: array<array<f32, 4>, 4>;
+    for (var k0 = 0u; k0 < p.k; k0 = k0 + TILE_K) {
+        for (var r = 0u; r < 4u; r = r + 1u) {
+            let e = t + r * 256u;
+            // the index order follows the memory layout so that neighbouring threads read neighbours
+            var mm: u32; var ka: u32;
+            if (TRANS_A) { ka = e / TILE_M; mm = e % TILE_M; } else { mm = e / TILE_K; ka = e % TILE_K; }
+            a_tile[ka * TILE_M + mm] = load_a(m0 + mm, k0 + ka);
+            var nn: u32; var kb: u32;
+            if (TRANS_B) { nn = e / TILE_K; kb = e % TILE_K; } else { kb = e / TILE_N; nn = e % TILE_N; }
+            b_tile[kb * TILE_N + nn] = load_b(k0 + kb, n0 + nn);
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < TILE_K; kk = kk + 1u) {
+            var av: array<f32, 4>;
+            var bv: array<f32, 4>;
+            for (var i = 0u; i < 4u; i = i + 1u) {
+                av[i] = a_tile[kk * TILE_M + lid.y + 16u * i];
+                bv[i] = b_tile[kk * TILE_N + lid.x + 16u * i];
+            }
+            for (var i = 0u; i < 4u; i = i + 1u) {
+                for (var j = 0u; j < 4u; j = j + 1u) {
+                    acc[i][j] = acc[i][j] + av[i] * bv[j];
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+    for (var i = 0u; i < 4u; i = i + 1u) {
+        let row = m0 + lid.y + 16u * i;
+        for (var j = 0u; j < 4u; j = j + 1u) {
+            let col = n0 + lid.x + 16u * j;
+            if (row < p.m && col < p.n) {
+                var v = acc[i][j];
+                if (HAS_BIAS) { v = v + bias[col]; }
+                let idx = row * p.n + col;
+                c[idx] = v;
+            }
+        }
+    }
+}

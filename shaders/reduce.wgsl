@@ -1,0 +1,106 @@
+// Deterministic reductions: every sum is taken in a fixed order (per-workgroup partials reduced by a
+// fixed tree, then a final pass over the partials); no atomics.
+
+struct Params {
+    n: u32,      // elements reduced (sum_chunks / sq_diff_chunks), or outputs (sum_mid / mse_backward)
+    chunk: u32,  // elements per workgroup (sum_chunks / sq_diff_chunks)
+    outer: u32,
+    mid: u32,
+    inner: u32,
+    _pad0: u32,
+    scale: f32,
+    _pad1: f32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read> g: array<f32>;
+
+var<workgroup> scratch: array<f32, 256>;
+
+// Tree-reduces one value per thread; the result is valid in thread 0.
+fn workgroup_sum(value: f32, lid: u32) -> f32 {
+    scratch[lid] = value;
+    workgroupBarrier();
+    for (var stride = 128u; stride > 0u; stride = stride / 2u) {
+        if (lid < stride) {
+            scratch[lid] = scratch[lid] + scratch[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    return scratch[0];
+}
+
+fn group_id(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return wid.x + wid.y * nwg.x;
+}
+
+// out[w] = scale * sum(a[w * chunk .. (w + 1) * chunk])
+@compute @workgroup_size(256)
+fn sum_chunks(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+    let w = group_id(wid, nwg);
+    let start = w * p.chunk;
+    let end = min(start + p.chunk, p.n);
+    var acc = 0.0;
+    for (var i = start + lid; i < end; i = i + 256u) {
+        acc = acc + a[i];
+    }
+    let total = workgroup_sum(acc, lid);
+    if (lid == 0u) { out[w] = p.scale * total; }
+}
+
+// out[w] = scale * sum((a - b)^2) over the chunk   (first pass of the MSE)
+@compute @workgroup_size(256)
+fn sq_diff_chunks(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+    let w = group_id(wid, nwg);
+    let start = w * p.chunk;
+    let end = min(start + p.chunk, p.n);
+    var acc = 0.0;
+    for (var i = start + lid; i < end; i = i + 256u) {
+        let d = a[i] - b[i];
+        acc = acc + d * d;
+    }
+    let total = workgroup_sum(acc, lid);
+    if (lid == 0u) { out[w] = p.scale * total; }
+}
+
+// a viewed as [outer, mid, inner]: out[o, s] = scale * sum_m a[o, m, s]; one thread per output
+@compute @workgroup_size(256)
+fn sum_mid(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if (i >= p.n) { return; }
+    let s = i % p.inner;
+    let o = i / p.inner;
+    var acc = 0.0;
+    for (var m = 0u; m < p.mid; m = m + 1u) {
+        acc = acc + a[(o * p.mid + m) * p.inner + s];
+    }
+    out[i] = p.scale * acc;
+}
+
+// a viewed as [outer, mid, inner]: out[m] = scale * sum_{o, s} a[o, m, s]; one workgroup per m
+@compute @workgroup_size(256)
+fn sum_outer_inner(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32) {
+    let m = group_id(wid, nwg);
+    let count = p.outer * p.inner;
+    var acc = 0.0;
+    for (var j = lid; j < count; j = j + 256u) {
+        let o = j / p.inner;
+        let s = j % p.inner;
+        acc = acc + a[(o * p.mid + m) * p.inner + s];
+    }
+    let total = workgroup_sum(acc, lid);
+    if (lid == 0u && m < p.mid) { out[m] = p.scale * total; }
+}
+
+// out = scale * (a - b) * g[0]   (gradient of scale/2 * sum((a - b)^2) times the upstream scalar)
+@compute @workgroup_size(256)
+fn mse_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if (i < p.n) { out[i] = p.scale * (a[i] - b[i]) * g[0]; }
+}

@@ -1,0 +1,140 @@
+//! Reverse-mode autograd with a tape. Ops whose inputs require gradients append a node (inputs,
+//! output id, backward closure); [`Tensor::backward`] replays the tape in reverse. Each thread has
+//! its own tape. Gradients of parameters are accumulated into their slots of the flat gradient buffer.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+
+use crate::ops::elementwise;
+use crate::tensor::Tensor;
+
+type BackwardFn = Box<dyn FnOnce(&Tensor) -> Vec<Option<Tensor>>>;
+
+struct Node {
+    inputs: Vec<Tensor>,
+    output: u64,
+    backward: BackwardFn,
+}
+
+thread_local! {
+    static TAPE: RefCell<Vec<Node>> = const { RefCell::new(Vec::new()) };
+    static GRAD_ENABLED: Cell<bool> = const { Cell::new(true) };
+}
+
+/// Whether ops currently record onto the tape.
+pub fn is_grad_enabled() -> bool {
+    GRAD_ENABLED.with(Cell::get)
+}
+
+/// Disables recording until the guard is dropped (inference, optimizer steps).
+pub fn no_grad() -> NoGradGuard {
+    NoGradGuard {
+        previous: GRAD_ENABLED.with(|g| g.replace(false)),
+    }
+}
+
+/// Restores the previous grad mode when dropped.
+pub struct NoGradGuard {
+    previous: bool,
+}
+
+impl Drop for NoGradGuard {
+    fn drop(&mut self) {
+        GRAD_ENABLED.with(|g| g.set(self.previous));
+    }
+}
+
+/// Whether an op on `inputs` must record a backward: grad mode on and any input requiring grads.
+pub(crate) fn needs_grad(inputs: &[&Tensor]) -> bool {
+    is_grad_enabled() && inputs.iter().any(|t| t.requires_grad())
+}
+
+/// Appends a node; `backward` maps the output gradient to one optional gradient per input.
+pub(crate) fn record(
+    inputs: &[&Tensor],
+    output: &Tensor,
+    backward: impl FnOnce(&Tensor) -> Vec<Option<Tensor>> + 'static,
+) {
+    TAPE.with(|tape| {
+        tape.borrow_mut().push(Node {
+            inputs: inputs.iter().map(|&t| t.clone()).collect(),
+            output: output.id(),
+            backward: Box::new(backward),
+        })
+    });
+}
+
+/// Drops every recorded node (e.g. after a forward pass whose result is not differentiated).
+pub fn clear_tape() {
+    TAPE.with(|tape| tape.borrow_mut().clear());
+}
+
+/// Number of nodes on this thread's tape.
+pub fn tape_len() -> usize {
+    TAPE.with(|tape| tape.borrow().len())
+}
+
+/// Gradients of leaf tensors after a backward pass.
+pub struct Gradients {
+    leaves: HashMap<u64, Tensor>,
+}
+
+impl Gradients {
+    /// The gradient of `t` from this backward pass (for parameters: their accumulated gradient slot).
+    pub fn get(&self, t: &Tensor) -> Option<Tensor> {
+        self.leaves
+            .get(&t.id())
+            .cloned()
+            .or_else(|| t.grad_sink().cloned())
+    }
+}
+
+fn accumulate(grads: &mut HashMap<u64, Tensor>, id: u64, g: Tensor) {
+    let sum = match grads.remove(&id) {
+        Some(previous) => elementwise::add(&previous, &g),
+        None => g,
+    };
+    grads.insert(id, sum);
+}
+
+impl Tensor {
+    /// Back-propagates from this tensor (seeded with ones), consuming the tape. Parameter gradients
+    /// are added into the flat gradient buffer; other leaves' gradients are returned.
+    pub fn backward(&self) -> Gradients {
+        let _no_grad = no_grad();
+        let nodes = TAPE.with(|tape| std::mem::take(&mut *tape.borrow_mut()));
+        let mut grads: HashMap<u64, Tensor> = HashMap::new();
+        grads.insert(self.id(), Tensor::full(self.gpu(), self.shape(), 1.0));
+        let mut leaves = HashMap::new();
+        let produced: std::collections::HashSet<u64> = nodes.iter().map(|n| n.output).collect();
+        for node in nodes.into_iter().rev() {
+            let Some(g) = grads.remove(&node.output) else {
+                continue;
+            };
+            let input_grads = (node.backward)(&g);
+            debug_assert_eq!(input_grads.len(), node.inputs.len());
+            for (input, grad) in node.inputs.iter().zip(input_grads) {
+                let Some(grad) = grad else { continue };
+                if !input.requires_grad() {
+                    continue;
+                }
+                if produced.contains(&input.id()) {
+                    accumulate(&mut grads, input.id(), grad);
+                } else if let Some(sink) = input.grad_sink() {
+                    elementwise::accumulate(sink, &grad, 1.0);
+                } else {
+                    accumulate(&mut leaves, input.id(), grad);
+                }
+            }
+        }
+        if !produced.contains(&self.id()) && self.requires_grad() {
+            if let Some(g) = grads.remove(&self.id()) {
+                match self.grad_sink() {
+                    Some(sink) => elementwise::accumulate(sink, &g, 1.0),
+                    None => accumulate(&mut leaves, self.id(), g),
+                }
+            }
+        }
+        Gradients { leaves }
+    }
+}

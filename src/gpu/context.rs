@@ -1,0 +1,276 @@
+//! Adapter choice, device creation with the adapter's real limits, feature detection.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+
+/// A graphics API wgpu can run compute shaders on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// Vulkan (Linux, Windows, Android; lavapipe without a GPU).
+    Vulkan,
+    /// Metal (macOS, iOS).
+    Metal,
+    /// Direct3D 12 (Windows).
+    Dx12,
+    /// OpenGL / GLES.
+    Gl,
+}
+
+impl Backend {
+    /// Parses `vulkan|metal|dx12|gl` (case-insensitive).
+    pub fn parse(name: &str) -> Result<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "vulkan" | "vk" => Ok(Self::Vulkan),
+            "metal" | "mtl" => Ok(Self::Metal),
+            "dx12" | "d3d12" => Ok(Self::Dx12),
+            "gl" | "gles" | "opengl" => Ok(Self::Gl),
+            _ => Err(Error::UnknownBackend(name.to_string())),
+        }
+    }
+
+    fn backends(self) -> wgpu::Backends {
+        match self {
+            Self::Vulkan => wgpu::Backends::VULKAN,
+            Self::Metal => wgpu::Backends::METAL,
+            Self::Dx12 => wgpu::Backends::DX12,
+            Self::Gl => wgpu::Backends::GL,
+        }
+    }
+}
+
+/// How to choose the adapter.
+#[derive(Clone, Debug, Default)]
+pub struct GpuOptions {
+    /// Case-insensitive substring of the adapter name; falls back to env `VQGPU_ADAPTER`.
+    pub adapter: Option<String>,
+    /// Restrict the search to one backend; default: Vulkan, Metal and DX12.
+    pub backend: Option<Backend>,
+}
+
+impl GpuOptions {
+    /// The adapter filter in force: the option, else `VQGPU_ADAPTER`, else none.
+    fn adapter_filter(&self) -> Option<String> {
+        self.adapter
+            .clone()
+            .or_else(|| std::env::var("VQGPU_ADAPTER").ok())
+            .filter(|s| !s.trim().is_empty())
+    }
+
+    fn backends(&self) -> wgpu::Backends {
+        self.backend
+            .map(Backend::backends)
+            .unwrap_or(wgpu::Backends::PRIMARY)
+    }
+}
+
+/// Optional features that kernels may use, each with a fallback.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GpuFeatures {
+    /// Subgroup (wave/warp) operations in shaders.
+    pub subgroups: bool,
+    /// 16-bit floats in shaders.
+    pub shader_f16: bool,
+    /// GPU timestamp queries at compute-pass boundaries.
+    pub timestamp_query: bool,
+}
+
+impl GpuFeatures {
+    fn from_wgpu(f: wgpu::Features) -> Self {
+        Self {
+            subgroups: f.contains(wgpu::Features::SUBGROUP),
+            shader_f16: f.contains(wgpu::Features::SHADER_F16),
+            timestamp_query: f.contains(wgpu::Features::TIMESTAMP_QUERY),
+        }
+    }
+
+    fn to_wgpu(self) -> wgpu::Features {
+        let mut f = wgpu::Features::empty();
+        if self.subgroups {
+            f |= wgpu::Features::SUBGROUP;
+        }
+        if self.shader_f16 {
+            f |= wgpu::Features::SHADER_F16;
+        }
+        if self.timestamp_query {
+            f |= wgpu::Features::TIMESTAMP_QUERY;
+        }
+        f
+    }
+}
+
+impl fmt::Display for GpuFeatures {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let yes_no = |b: bool| if b { "yes" } else { "no" };
+        write!(
+            f,
+            "subgroups: {}, shader-f16: {}, timestamp queries: {}",
+            yes_no(self.subgroups),
+            yes_no(self.shader_f16),
+            yes_no(self.timestamp_query)
+        )
+    }
+}
+
+/// What `vqgpu info` prints about one adapter.
+#[derive(Clone, Debug)]
+pub struct AdapterReport {
+    /// Name, backend, device type and driver.
+    pub info: wgpu::AdapterInfo,
+    /// The adapter's real limits.
+    pub limits: wgpu::Limits,
+    /// The optional features vqgpu cares about.
+    pub features: GpuFeatures,
+}
+
+impl fmt::Display for AdapterReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = &self.info;
+        let l = &self.limits;
+        writeln!(f, "{} [{:?}, {:?}]", i.name, i.backend, i.device_type)?;
+        writeln!(f, "  driver: {} {}", i.driver, i.driver_info)?;
+        writeln!(
+            f,
+            "  max storage buffer binding: {} MiB, max buffer: {} MiB",
+            l.max_storage_buffer_binding_size >> 20,
+            l.max_buffer_size >> 20
+        )?;
+        writeln!(
+            f,
+            "  max workgroup: {} invocations, size {}x{}x{}, {} KiB shared storage, {} workgroups per dimension",
+            l.max_compute_invocations_per_workgroup,
+            l.max_compute_workgroup_size_x,
+            l.max_compute_workgroup_size_y,
+            l.max_compute_workgroup_size_z,
+            l.max_compute_workgroup_storage_size >> 10,
+            l.max_compute_workgroups_per_dimension
+        )?;
+        write!(f, "  features: {}", self.features)
+    }
+}
+
+fn instance(backends: wgpu::Backends) -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = backends;
+    wgpu::Instance::new(desc)
+}
+
+fn report(adapter: &wgpu::Adapter) -> AdapterReport {
+    AdapterReport {
+        info: adapter.get_info(),
+        limits: adapter.limits(),
+        features: GpuFeatures::from_wgpu(adapter.features()),
+    }
+}
+
+fn device_rank(t: wgpu::DeviceType) -> u8 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Cpu => 3,
+        wgpu::DeviceType::Other => 4,
+    }
+}
+
+/// Lists every adapter the chosen backends expose.
+pub fn list_adapters(options: &GpuOptions) -> Vec<AdapterReport> {
+    let instance = instance(options.backends());
+    pollster::block_on(instance.enumerate_adapters(options.backends()))
+        .iter()
+        .map(report)
+        .collect()
+}
+
+/// Picks the adapter: by name filter if one is set, else the most capable device type.
+fn choose_adapter(options: &GpuOptions) -> Result<wgpu::Adapter> {
+    let backends = options.backends();
+    let instance = instance(backends);
+    let adapters = pollster::block_on(instance.enumerate_adapters(backends));
+    if adapters.is_empty() {
+        return Err(Error::NoAdapter {
+            backends: format!("{backends:?}"),
+        });
+    }
+    let mut candidates: Vec<wgpu::Adapter> = match options.adapter_filter() {
+        Some(wanted) => {
+            let needle = wanted.to_lowercase();
+            let (hit, miss): (Vec<_>, Vec<_>) = adapters
+                .into_iter()
+                .partition(|a| a.get_info().name.to_lowercase().contains(&needle));
+            if hit.is_empty() {
+                let available = miss
+                    .iter()
+                    .map(|a| a.get_info().name)
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                return Err(Error::AdapterNotFound { wanted, available });
+            }
+            hit
+        }
+        None => adapters,
+    };
+    candidates.sort_by_key(|a| device_rank(a.get_info().device_type));
+    Ok(candidates.swap_remove(0))
+}
+
+/// GPU errors reported asynchronously by wgpu, kept until the next sync point.
+#[derive(Clone, Default)]
+pub(crate) struct ErrorSink(Arc<Mutex<Option<Error>>>);
+
+impl ErrorSink {
+    /// Keeps the first error until the next [`ErrorSink::take`].
+    pub(crate) fn record_error(&self, error: Error) {
+        let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        slot.get_or_insert(error);
+    }
+
+    fn record(&self, message: String) {
+        self.record_error(Error::Gpu(message));
+    }
+
+    /// The first error since the last call, if any.
+    pub(crate) fn take(&self) -> Option<Error> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+/// An open device with the adapter's limits and detected features.
+pub(crate) struct DeviceContext {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub report: AdapterReport,
+    pub errors: ErrorSink,
+}
+
+impl DeviceContext {
+    /// Opens the chosen adapter, requesting its real limits and every optional feature it has.
+    pub fn open(options: &GpuOptions) -> Result<Self> {
+        let adapter = choose_adapter(options)?;
+        let report = report(&adapter);
+        let desc = wgpu::DeviceDescriptor {
+            label: Some("vqgpu"),
+            required_features: report.features.to_wgpu(),
+            required_limits: report.limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&desc))
+            .map_err(|e| Error::RequestDevice(e.to_string()))?;
+        let errors = ErrorSink::default();
+        let sink = errors.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| sink.record(e.to_string())));
+        let sink = errors.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            sink.record(format!("device lost ({reason:?}): {message}"))
+        });
+        Ok(Self {
+            device,
+            queue,
+            report,
+            errors,
+        })
+    }
+}

@@ -1,0 +1,318 @@
+//! The GPU context: adapter and device, pipeline cache, buffer pool, and the command recorder.
+//!
+//! Kernels are recorded into one shared command encoder and submitted only at sync points
+//! (a download, an upload after recorded work, or [`Gpu::sync`]).
+
+mod context;
+mod kernels;
+mod pool;
+pub mod timing;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+pub use context::{list_adapters, AdapterReport, Backend, GpuFeatures, GpuOptions};
+pub use kernels::{Access, Family, Kernel};
+pub use pool::PooledBuffer;
+
+use crate::error::{Error, Result};
+use context::DeviceContext;
+use kernels::{KernelCache, Signature};
+use pool::SharedPool;
+
+/// Bytes reserved per kernel launch for its uniform parameters.
+const UNIFORM_SLOT: u64 = 256;
+/// Launches per uniform chunk buffer.
+const SLOTS_PER_CHUNK: u64 = 256;
+/// Threads per workgroup of every 1-D kernel.
+pub const WORKGROUP_1D: u32 = 256;
+
+/// Storage usage of every tensor buffer.
+const STORAGE_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
+    .union(wgpu::BufferUsages::COPY_SRC)
+    .union(wgpu::BufferUsages::COPY_DST);
+
+/// One uniform buffer holding the parameters of up to [`SLOTS_PER_CHUNK`] launches, plus its CPU copy.
+struct UniformChunk {
+    buffer: wgpu::Buffer,
+    staged: Vec<u8>,
+}
+
+/// The open command encoder and the uniform parameters of the launches recorded into it.
+#[derive(Default)]
+struct Recorder {
+    encoder: Option<wgpu::CommandEncoder>,
+    chunks: Vec<UniformChunk>,
+    /// Launches recorded since the last submit.
+    launches: u64,
+}
+
+/// A storage buffer range bound to one binding of a kernel.
+pub struct BufferArg<'a> {
+    /// The `@binding` index in the WGSL file.
+    pub binding: u32,
+    /// The buffer.
+    pub buffer: &'a wgpu::Buffer,
+    /// Byte offset (a multiple of the adapter's storage offset alignment).
+    pub offset: u64,
+    /// Byte size of the range.
+    pub size: u64,
+    /// Read-only or read-write, as declared in WGSL.
+    pub access: Access,
+}
+
+struct Inner {
+    ctx: DeviceContext,
+    pool: SharedPool,
+    kernels: RefCell<KernelCache>,
+    recorder: RefCell<Recorder>,
+}
+
+/// A handle to the GPU; cheap to clone, not shared across threads.
+#[derive(Clone)]
+pub struct Gpu(Rc<Inner>);
+
+impl Gpu {
+    /// Opens the adapter chosen by `options` (or `VQGPU_ADAPTER`), with its real limits.
+    pub fn new(options: &GpuOptions) -> Result<Self> {
+        let ctx = DeviceContext::open(options)?;
+        Ok(Self(Rc::new(Inner {
+            ctx,
+            pool: SharedPool::default(),
+            kernels: RefCell::default(),
+            recorder: RefCell::default(),
+        })))
+    }
+
+    /// Name, backend, limits and features of the adapter in use.
+    pub fn report(&self) -> &AdapterReport {
+        &self.0.ctx.report
+    }
+
+    /// The adapter name.
+    pub fn adapter_name(&self) -> &str {
+        &self.0.ctx.report.info.name
+    }
+
+    /// Optional features available on this device.
+    pub fn features(&self) -> GpuFeatures {
+        self.0.ctx.report.features
+    }
+
+    /// The device limits in force (the adapter's own).
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.0.ctx.report.limits
+    }
+
+    /// The wgpu device, for code that needs raw access (timing queries).
+    pub(crate) fn device(&self) -> &wgpu::Device {
+        &self.0.ctx.device
+    }
+
+    /// Nanoseconds per GPU timestamp tick.
+    pub(crate) fn timestamp_period_ns(&self) -> f64 {
+        self.0.ctx.queue.get_timestamp_period() as f64
+    }
+
+    /// How many GPU buffers have been created so far (pool misses plus internal buffers).
+    pub fn buffers_created(&self) -> usize {
+        self.0.pool.borrow().created()
+    }
+
+    /// How many compute pipelines have been compiled so far.
+    pub fn pipelines_compiled(&self) -> usize {
+        self.0.kernels.borrow().pipeline_count()
+    }
+
+    /// Largest storage buffer a kernel may bind, in bytes.
+    pub fn max_binding_bytes(&self) -> u64 {
+        let l = self.limits();
+        l.max_storage_buffer_binding_size.min(l.max_buffer_size)
+    }
+
+    /// Takes a storage buffer of at least `bytes` from the pool. An oversized request is recorded as
+    /// an error reported at the next sync, and a small buffer is returned in its place.
+    pub(crate) fn alloc(&self, bytes: u64) -> PooledBuffer {
+        let limit = self.max_binding_bytes();
+        let bytes = if bytes > limit {
+            self.0.ctx.errors.record_error(Error::BufferTooLarge {
+                requested: bytes,
+                limit,
+                which: "max_storage_buffer_binding_size",
+            });
+            4
+        } else {
+            bytes
+        };
+        pool::acquire(&self.0.pool, self.device(), bytes, STORAGE_USAGE)
+    }
+
+    /// Creates a buffer outside the pool (counted like pooled ones).
+    pub(crate) fn create_buffer(&self, bytes: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
+        self.0.pool.borrow_mut().create(self.device(), bytes, usage)
+    }
+
+    /// Writes bytes into a buffer, after all work recorded so far.
+    pub(crate) fn write(&self, buffer: &wgpu::Buffer, offset: u64, data: &[u8]) {
+        if self.0.recorder.borrow().launches > 0 || self.0.recorder.borrow().encoder.is_some() {
+            self.flush();
+        }
+        self.0.ctx.queue.write_buffer(buffer, offset, data);
+    }
+
+    /// Runs `f` with the shared command encoder, creating it if needed.
+    pub(crate) fn with_encoder<R>(&self, f: impl FnOnce(&mut wgpu::CommandEncoder) -> R) -> R {
+        let mut rec = self.0.recorder.borrow_mut();
+        let encoder = rec.encoder.get_or_insert_with(|| {
+            self.device()
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
+        });
+        f(encoder)
+    }
+
+    /// Reserves a uniform slot for `params` and returns (chunk index, byte offset).
+    fn push_uniform(&self, params: &[u8]) -> (usize, u64) {
+        assert!(params.len() as u64 <= UNIFORM_SLOT, "kernel parameters exceed a uniform slot");
+        let mut rec = self.0.recorder.borrow_mut();
+        let chunk = (rec.launches / SLOTS_PER_CHUNK) as usize;
+        let offset = (rec.launches % SLOTS_PER_CHUNK) * UNIFORM_SLOT;
+        if chunk == rec.chunks.len() {
+            let buffer = self.create_buffer(
+                UNIFORM_SLOT * SLOTS_PER_CHUNK,
+                wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            );
+            rec.chunks.push(UniformChunk {
+                buffer,
+                staged: vec![0; (UNIFORM_SLOT * SLOTS_PER_CHUNK) as usize],
+            });
+        }
+        let start = offset as usize;
+        rec.chunks[chunk].staged[start..start + params.len()].copy_from_slice(params);
+        rec.launches += 1;
+        (chunk, offset)
+    }
+
+    /// Records one kernel launch into the shared encoder.
+    pub(crate) fn dispatch(&self, kernel: &Kernel, params: &[u8], args: &[BufferArg], workgroups: [u32; 3]) {
+        if workgroups.contains(&0) {
+            return;
+        }
+        let signature: Signature = args.iter().map(|a| (a.binding, a.access)).collect();
+        let (pipeline, layout) = self.0.kernels.borrow_mut().get(self.device(), kernel, &signature);
+        let (chunk, offset) = self.push_uniform(params);
+        let rec = self.0.recorder.borrow();
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: &rec.chunks[chunk].buffer,
+                offset,
+                size: wgpu::BufferSize::new(UNIFORM_SLOT),
+            }),
+        }];
+        entries.extend(args.iter().map(|a| wgpu::BindGroupEntry {
+            binding: a.binding,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: a.buffer,
+                offset: a.offset,
+                size: wgpu::BufferSize::new(a.size),
+            }),
+        }));
+        let bind_group = self.device().create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &layout,
+            entries: &entries,
+        });
+        drop(rec);
+        self.with_encoder(|encoder| {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(kernel.entry),
+                timestamp_writes: None,
+            });
+            pass.set_pipeline(&pipeline);
+            pass.set_bind_group(0, &bind_group, &[]);
+            pass.dispatch_workgroups(workgroups[0], workgroups[1], workgroups[2]);
+        });
+    }
+
+    /// Workgroup counts covering `groups` workgroups in a 2-D grid within the per-dimension limit.
+    /// Kernels linearise the id as `gid.x + gid.y * num_workgroups.x * size`.
+    pub(crate) fn grid(&self, groups: u32) -> [u32; 3] {
+        let max = self.limits().max_compute_workgroups_per_dimension.max(1);
+        if groups <= max {
+            [groups, 1, 1]
+        } else {
+            [max, groups.div_ceil(max), 1]
+        }
+    }
+
+    /// Workgroups for one thread per element, `WORKGROUP_1D` threads each.
+    pub(crate) fn grid_for(&self, elements: usize) -> [u32; 3] {
+        self.grid((elements as u64).div_ceil(WORKGROUP_1D as u64) as u32)
+    }
+
+    /// Submits all recorded work without waiting for it.
+    pub fn flush(&self) {
+        let mut rec = self.0.recorder.borrow_mut();
+        let used = rec.launches;
+        for (i, chunk) in rec.chunks.iter().enumerate() {
+            let first = i as u64 * SLOTS_PER_CHUNK;
+            if first >= used {
+                break;
+            }
+            let bytes = ((used - first).min(SLOTS_PER_CHUNK) * UNIFORM_SLOT) as usize;
+            self.0
+                .ctx
+                .queue
+                .write_buffer(&chunk.buffer, 0, &chunk.staged[..bytes]);
+        }
+        rec.launches = 0;
+        if let Some(encoder) = rec.encoder.take() {
+            self.0.ctx.queue.submit([encoder.finish()]);
+        }
+    }
+
+    /// Submits all recorded work, waits for it, and reports any GPU error since the last sync.
+    pub fn sync(&self) -> Result<()> {
+        self.flush();
+        self.0
+            .ctx
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(e.to_string()))?;
+        self.check_errors()
+    }
+
+    fn check_errors(&self) -> Result<()> {
+        match self.0.ctx.errors.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Copies `bytes` bytes at `offset` of `buffer` back to the CPU (a sync point).
+    pub(crate) fn read(&self, buffer: &wgpu::Buffer, offset: u64, bytes: u64) -> Result<Vec<u8>> {
+        let staging = pool::acquire(
+            &self.0.pool,
+            self.device(),
+            bytes,
+            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        );
+        self.with_encoder(|e| e.copy_buffer_to_buffer(buffer, offset, staging.buffer(), 0, bytes));
+        self.flush();
+        let slice = staging.buffer().slice(..bytes);
+        let (tx, rx) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.sync()?;
+        rx.recv()
+            .map_err(|e| Error::Readback(e.to_string()))?
+            .map_err(|e| Error::Readback(e.to_string()))?;
+        let data = slice
+            .get_mapped_range()
+            .map_err(|e| Error::Readback(e.to_string()))?
+            .to_vec();
+        staging.buffer().unmap();
+        Ok(data)
+    }
+}

@@ -1,0 +1,9 @@
+//! Layers built from `ops`, with parameters in a flat [`ParamStore`].
+
+mod adam;
+mod layers;
+mod params;
+
+pub use adam::Adam;
+pub use layers::{Conv2d, ConvTranspose2d, Linear};
+pub use params::{Param, ParamStore};

@@ -1,0 +1,186 @@
+//! The parameter store: every parameter lives in one flat buffer, gradients in another and the
+//! Adam moments in two more; a parameter is an (offset, shape) view into them.
+
+use std::cell::OnceCell;
+use std::rc::Rc;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::ops::elementwise;
+use crate::tensor::{numel, Tensor};
+
+/// Parameter offsets are rounded up to this many floats (256 bytes) so each can be bound on its own.
+const ALIGN: usize = 64;
+
+struct ParamSlot {
+    name: String,
+    shape: Vec<usize>,
+    offset: usize,
+    tensor: OnceCell<Tensor>,
+}
+
+/// A named learnable tensor; a view into the store's flat buffers once the store is finalized.
+#[derive(Clone)]
+pub struct Param(Rc<ParamSlot>);
+
+impl Param {
+    /// The parameter name, as in a PyTorch `state_dict` (e.g. `encoder.0.weight`).
+    pub fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> &[usize] {
+        &self.0.shape
+    }
+
+    /// Offset of element 0 in the flat buffers.
+    pub fn offset(&self) -> usize {
+        self.0.offset
+    }
+
+    /// The tensor (requires gradients; backward accumulates into its gradient slot).
+    ///
+    /// # Panics
+    /// If the owning [`ParamStore`] was not finalized (a bug in the model's constructor).
+    pub fn tensor(&self) -> &Tensor {
+        self.0
+            .tensor
+            .get()
+            .expect("ParamStore::finalize must be called before parameters are used")
+    }
+}
+
+/// The four flat buffers of a finalized store.
+struct Flat {
+    values: Tensor,
+    grads: Tensor,
+    m: Tensor,
+    v: Tensor,
+}
+
+/// Owns every parameter of a model in flat GPU buffers.
+pub struct ParamStore {
+    gpu: Gpu,
+    rng: ChaCha8Rng,
+    params: Vec<Param>,
+    initial: Vec<f32>,
+    flat: Option<Flat>,
+}
+
+impl ParamStore {
+    /// An empty store whose random initialisation is drawn from `seed`.
+    pub fn new(gpu: &Gpu, seed: u64) -> Self {
+        Self {
+            gpu: gpu.clone(),
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            params: Vec::new(),
+            initial: Vec::new(),
+            flat: None,
+        }
+    }
+
+    /// The GPU the parameters live on.
+    pub fn gpu(&self) -> &Gpu {
+        &self.gpu
+    }
+
+    /// Registers a parameter with explicit initial values.
+    pub fn from_values(&mut self, name: &str, shape: &[usize], values: Vec<f32>) -> Param {
+        assert!(self.flat.is_none(), "cannot add parameter {name} after finalize");
+        assert_eq!(values.len(), numel(shape), "initial values of {name} do not match {shape:?}");
+        let offset = self.initial.len().div_ceil(ALIGN) * ALIGN;
+        self.initial.resize(offset, 0.0);
+        self.initial.extend(values);
+        let p = Param(Rc::new(ParamSlot {
+            name: name.to_string(),
+            shape: shape.to_vec(),
+            offset,
+            tensor: OnceCell::new(),
+        }));
+        self.params.push(p.clone());
+        p
+    }
+
+    /// Registers a parameter drawn uniformly from `[-bound, bound]`.
+    pub fn uniform(&mut self, name: &str, shape: &[usize], bound: f32) -> Param {
+        let values = (0..numel(shape))
+            .map(|_| self.rng.random_range(-bound..=bound))
+            .collect();
+        self.from_values(name, shape, values)
+    }
+
+    /// Registers a parameter with PyTorch's default initialisation for weights and biases of
+    /// conv and linear layers: kaiming-uniform with a = sqrt(5), i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+    pub fn kaiming_uniform(&mut self, name: &str, shape: &[usize], fan_in: usize) -> Param {
+        self.uniform(name, shape, 1.0 / (fan_in.max(1) as f32).sqrt())
+    }
+
+    /// Registers a parameter filled with `value`.
+    pub fn constant(&mut self, name: &str, shape: &[usize], value: f32) -> Param {
+        self.from_values(name, shape, vec![value; numel(shape)])
+    }
+
+    /// Allocates the flat buffers, uploads initial values and zeroes gradients and moments.
+    pub fn finalize(&mut self) -> Result<()> {
+        if self.flat.is_some() {
+            return Ok(());
+        }
+        if self.initial.is_empty() {
+            return Err(Error::InvalidArgument("a model needs at least one parameter".into()));
+        }
+        let len = self.initial.len().div_ceil(ALIGN) * ALIGN;
+        self.initial.resize(len, 0.0);
+        let values = Tensor::from_slice(&self.gpu, &[len], &self.initial)?;
+        let zeros = || Tensor::zeros(&self.gpu, &[len]);
+        let flat = Flat {
+            values,
+            grads: zeros(),
+            m: zeros(),
+            v: zeros(),
+        };
+        for p in &self.params {
+            let sink = flat.grads.view(p.offset(), p.shape(), None);
+            let view = flat.values.view(p.offset(), p.shape(), Some(sink));
+            let _ = p.0.tensor.set(view);
+        }
+        self.initial = Vec::new();
+        self.flat = Some(flat);
+        Ok(())
+    }
+
+    fn flat(&self) -> &Flat {
+        self.flat
+            .as_ref()
+            .expect("ParamStore::finalize must be called first")
+    }
+
+    /// Every parameter in registration order.
+    pub fn params(&self) -> &[Param] {
+        &self.params
+    }
+
+    /// Total number of learnable values (without alignment padding).
+    pub fn count(&self) -> usize {
+        self.params.iter().map(|p| numel(p.shape())).sum()
+    }
+
+    /// Sets every gradient to zero (one dispatch).
+    pub fn zero_grad(&self) {
+        elementwise::fill(&self.flat().grads, 0.0);
+    }
+
+    /// The flat (values, grads, first moment, second moment) buffers.
+    pub fn flat_buffers(&self) -> (&Tensor, &Tensor, &Tensor, &Tensor) {
+        let f = self.flat();
+        (&f.values, &f.grads, &f.m, &f.v)
+    }
+
+    /// The gradient of one parameter (its slot in the flat gradient buffer).
+    pub fn grad(&self, p: &Param) -> Tensor {
+        self.flat().grads.view(p.offset(), p.shape(), None)
+    }
+}

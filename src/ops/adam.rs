@@ -1,0 +1,64 @@
+//! Host side of `shaders/adam.wgsl`: one Adam step over flat parameter, gradient and moment buffers.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::gpu::{Family, Kernel};
+use crate::tensor::Tensor;
+
+/// Adam hyper-parameters for one step.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamHyper {
+    /// Learning rate.
+    pub lr: f32,
+    /// First-moment decay.
+    pub beta1: f32,
+    /// Second-moment decay.
+    pub beta2: f32,
+    /// Added to the root of the second moment.
+    pub eps: f32,
+    /// L2 penalty added to the gradient.
+    pub weight_decay: f32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    n: u32,
+    _pad: [u32; 3],
+    lr: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    bias_correction1: f32,
+    bias_correction2: f32,
+    weight_decay: f32,
+    _pad1: f32,
+}
+
+/// Step number `t` (1-based) of Adam, updating `params`, `m` and `v` in place from `grads`.
+pub fn adam_step(params: &Tensor, grads: &Tensor, m: &Tensor, v: &Tensor, hyper: AdamHyper, t: u64) {
+    let n = params.numel();
+    for (name, other) in [("grads", grads), ("m", m), ("v", v)] {
+        assert_eq!(other.numel(), n, "adam_step: {name} size differs from params");
+    }
+    let t = t.max(1) as i32;
+    let p = Params {
+        n: n as u32,
+        _pad: [0; 3],
+        lr: hyper.lr,
+        beta1: hyper.beta1,
+        beta2: hyper.beta2,
+        eps: hyper.eps,
+        bias_correction1: 1.0 - hyper.beta1.powi(t),
+        bias_correction2: 1.0 - hyper.beta2.powi(t),
+        weight_decay: hyper.weight_decay,
+        _pad1: 0.0,
+    };
+    let gpu = params.gpu();
+    gpu.dispatch(
+        &Kernel::new(Family::Adam, "adam_step"),
+        bytemuck::bytes_of(&p),
+        &[grads.read(1), params.write_arg(2), m.write_arg(3), v.write_arg(4)],
+        gpu.grid_for(n),
+    );
+}

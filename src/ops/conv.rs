@@ -1,0 +1,342 @@
+//! Host side of `shaders/conv2d.wgsl`: conv2d (optionally masked) and conv_transpose2d, forward and
+//! backward. The transposed convolution is the adjoint of the convolution, so both run on the same
+//! three kernels (forward, input gradient, weight gradient) with their roles swapped.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::autograd;
+use crate::gpu::{Family, Gpu, Kernel};
+use crate::ops::reduce;
+use crate::tensor::Tensor;
+
+/// Output tile edge of the implicit-GEMM kernel.
+const TILE: usize = 64;
+
+/// Which kernel positions of a masked convolution are kept (row-major over the kernel window).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpatialMask {
+    bits: u64,
+}
+
+impl SpatialMask {
+    /// A mask from a predicate over kernel positions `(ky, kx)`; kernels up to 64 positions.
+    pub fn from_fn(k_h: usize, k_w: usize, keep: impl Fn(usize, usize) -> bool) -> Self {
+        assert!(k_h * k_w <= 64, "masked kernels may have at most 64 positions");
+        let mut bits = 0u64;
+        for ky in 0..k_h {
+            for kx in 0..k_w {
+                if keep(ky, kx) {
+                    bits |= 1 << (ky * k_w + kx);
+                }
+            }
+        }
+        Self { bits }
+    }
+
+    /// Whether kernel position `ky * k_w + kx` is kept.
+    pub fn keeps(&self, tap: usize) -> bool {
+        (self.bits >> tap) & 1 == 1
+    }
+}
+
+/// Stride, padding and optional mask of a convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dOptions {
+    /// (vertical, horizontal) stride.
+    pub stride: (usize, usize),
+    /// (vertical, horizontal) zero padding on each side.
+    pub padding: (usize, usize),
+    /// Kernel positions to keep; `None` keeps all.
+    pub mask: Option<SpatialMask>,
+}
+
+impl Default for Conv2dOptions {
+    fn default() -> Self {
+        Self {
+            stride: (1, 1),
+            padding: (0, 0),
+            mask: None,
+        }
+    }
+}
+
+impl Conv2dOptions {
+    /// Square stride and padding, no mask.
+    pub fn new(stride: usize, padding: usize) -> Self {
+        Self {
+            stride: (stride, stride),
+            padding: (padding, padding),
+            mask: None,
+        }
+    }
+}
+
+/// Stride, padding and output padding of a transposed convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvTranspose2dOptions {
+    /// (vertical, horizontal) stride.
+    pub stride: (usize, usize),
+    /// (vertical, horizontal) padding removed from each side of the full output.
+    pub padding: (usize, usize),
+    /// Extra rows/columns added at the bottom/right (must be smaller than the stride).
+    pub output_padding: (usize, usize),
+}
+
+impl ConvTranspose2dOptions {
+    /// Square stride, padding and output padding.
+    pub fn new(stride: usize, padding: usize, output_padding: usize) -> Self {
+        Self {
+            stride: (stride, stride),
+            padding: (padding, padding),
+            output_padding: (output_padding, output_padding),
+        }
+    }
+}
+
+/// Shapes of one convolution `x [batch, cin, in_h, in_w] -> y [batch, cout, out_h, out_w]`,
+/// laid out as the kernel's uniform block.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+struct ConvShape {
+    batch: u32,
+    cin: u32,
+    cout: u32,
+    _pad: u32,
+    in_h: u32,
+    in_w: u32,
+    out_h: u32,
+    out_w: u32,
+    k_h: u32,
+    k_w: u32,
+    stride_h: u32,
+    stride_w: u32,
+    pad_h: u32,
+    pad_w: u32,
+    mask_lo: u32,
+    mask_hi: u32,
+}
+
+impl ConvShape {
+    /// The convolution of `x` by weight dims `w` (OIHW: [cout, cin, k_h, k_w]) under `options`.
+    fn of(x: [usize; 4], w: [usize; 4], options: &Conv2dOptions) -> Self {
+        let out_h = conv_out_size(x[2], w[2], options.stride.0, options.padding.0);
+        let out_w = conv_out_size(x[3], w[3], options.stride.1, options.padding.1);
+        let (Some(out_h), Some(out_w)) = (out_h, out_w) else {
+            panic!("conv2d: kernel {}x{} larger than padded input {x:?}", w[2], w[3]);
+        };
+        let bits = options.mask.map_or(u64::MAX, |m| m.bits);
+        let u = |v: usize| v as u32;
+        Self {
+            batch: u(x[0]),
+            cin: u(x[1]),
+            cout: u(w[0]),
+            _pad: 0,
+            in_h: u(x[2]),
+            in_w: u(x[3]),
+            out_h: u(out_h),
+            out_w: u(out_w),
+            k_h: u(w[2]),
+            k_w: u(w[3]),
+            stride_h: u(options.stride.0),
+            stride_w: u(options.stride.1),
+            pad_h: u(options.padding.0),
+            pad_w: u(options.padding.1),
+            mask_lo: bits as u32,
+            mask_hi: (bits >> 32) as u32,
+        }
+    }
+
+    fn x_shape(&self) -> [usize; 4] {
+        [self.batch, self.cin, self.in_h, self.in_w].map(|v| v as usize)
+    }
+
+    fn y_shape(&self) -> [usize; 4] {
+        [self.batch, self.cout, self.out_h, self.out_w].map(|v| v as usize)
+    }
+
+    fn w_shape(&self) -> [usize; 4] {
+        [self.cout, self.cin, self.k_h, self.k_w].map(|v| v as usize)
+    }
+
+    fn masked(&self) -> bool {
+        self.mask_lo != u32::MAX || self.mask_hi != u32::MAX
+    }
+
+    /// Multiply-adds of one product (the same for forward, input and weight gradient).
+    fn flops(&self) -> f64 {
+        let y: usize = self.y_shape().iter().product();
+        2.0 * y as f64 * (self.cin * self.k_h * self.k_w) as f64
+    }
+}
+
+/// The three products of `conv2d.wgsl`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Forward = 0,
+    InputGrad = 1,
+    WeightGrad = 2,
+}
+
+/// Records one launch: `out = mode(lhs, rhs) (+ bias)`.
+fn launch(gpu: &Gpu, s: &ConvShape, mode: Mode, lhs: &Tensor, rhs: &Tensor, bias: Option<&Tensor>, out: &Tensor) {
+    let (m, n) = match mode {
+        Mode::Forward => (s.cout as usize, (s.batch * s.out_h * s.out_w) as usize),
+        Mode::InputGrad => (s.cin as usize, (s.batch * s.in_h * s.in_w) as usize),
+        Mode::WeightGrad => (s.cout as usize, (s.cin * s.k_h * s.k_w) as usize),
+    };
+    let kernel = Kernel::new(Family::Conv2d, "conv2d")
+        .with("MODE", mode as u32 as f64)
+        .flag("HAS_BIAS", bias.is_some())
+        .flag("MASKED", s.masked());
+    let tiles_n = n.div_ceil(TILE) as u32;
+    let max = gpu.limits().max_compute_workgroups_per_dimension.max(1);
+    let x_groups = tiles_n.min(max);
+    let workgroups = [x_groups, m.div_ceil(TILE) as u32, tiles_n.div_ceil(x_groups)];
+    // without a bias the binding still needs a buffer: bind `lhs` again (read-only)
+    gpu.dispatch(
+        &kernel,
+        bytemuck::bytes_of(s),
+        &[lhs.read(1), rhs.read(2), bias.unwrap_or(lhs).read(3), out.write_arg(4)],
+        workgroups,
+    );
+}
+
+fn dims4(t: &Tensor, what: &str) -> [usize; 4] {
+    match *t.shape() {
+        [a, b, c, d] => [a, b, c, d],
+        _ => panic!("{what} must be 4-D (NCHW / OIHW), got {:?}", t.shape()),
+    }
+}
+
+/// Output size of a convolution along one axis (`None` if the kernel does not fit).
+pub fn conv_out_size(input: usize, kernel: usize, stride: usize, padding: usize) -> Option<usize> {
+    (input + 2 * padding)
+        .checked_sub(kernel)
+        .map(|r| r / stride + 1)
+}
+
+/// Output size of a transposed convolution along one axis (`None` if the padding eats it all).
+pub fn conv_transpose_out_size(input: usize, kernel: usize, stride: usize, padding: usize, output_padding: usize) -> Option<usize> {
+    ((input.max(1) - 1) * stride + kernel + output_padding)
+        .checked_sub(2 * padding)
+        .filter(|&s| s > 0)
+}
+
+/// The convolution whose output is `dy` and whose input has spatial size `x_hw`.
+fn shape_from_output(dy: [usize; 4], w: [usize; 4], x_hw: (usize, usize), options: &Conv2dOptions) -> ConvShape {
+    let s = ConvShape::of([dy[0], w[1], x_hw.0, x_hw.1], w, options);
+    assert_eq!(
+        s.y_shape(),
+        dy,
+        "conv2d gradient: output gradient {dy:?} does not match input size {x_hw:?}"
+    );
+    s
+}
+
+/// Floating-point operations of a conv2d of x by w (each of its three products costs the same).
+pub fn conv2d_flops(x: [usize; 4], w: [usize; 4], options: Conv2dOptions) -> f64 {
+    ConvShape::of(x, w, &options).flops()
+}
+
+/// Gradient of conv2d with respect to its input: dy [N, Cout, OH, OW] and w [Cout, Cin, kH, kW]
+/// give dx [N, Cin, H, W] for the input size `x_hw`. No autograd.
+pub fn conv2d_input_grad(dy: &Tensor, w: &Tensor, x_hw: (usize, usize), options: Conv2dOptions) -> Tensor {
+    conv2d_input_grad_biased(dy, w, None, x_hw, options)
+}
+
+fn conv2d_input_grad_biased(dy: &Tensor, w: &Tensor, bias: Option<&Tensor>, x_hw: (usize, usize), options: Conv2dOptions) -> Tensor {
+    let s = shape_from_output(dims4(dy, "output gradient"), dims4(w, "weight"), x_hw, &options);
+    let dx = Tensor::uninit(dy.gpu(), &s.x_shape());
+    launch(dy.gpu(), &s, Mode::InputGrad, w, dy, bias, &dx);
+    dx
+}
+
+/// Gradient of conv2d with respect to its weight: dy [N, Cout, OH, OW] and x [N, Cin, H, W] give
+/// dw [Cout, Cin, kH, kW] for the kernel size `k_hw` (zero where the mask drops a position). No autograd.
+pub fn conv2d_weight_grad(dy: &Tensor, x: &Tensor, k_hw: (usize, usize), options: Conv2dOptions) -> Tensor {
+    let x4 = dims4(x, "input");
+    let dy4 = dims4(dy, "output gradient");
+    let s = shape_from_output(dy4, [dy4[1], x4[1], k_hw.0, k_hw.1], (x4[2], x4[3]), &options);
+    assert_eq!(s.x_shape(), x4, "conv2d weight gradient: batch or channels of x and dy differ");
+    let dw = Tensor::uninit(dy.gpu(), &s.w_shape());
+    launch(dy.gpu(), &s, Mode::WeightGrad, dy, x, None, &dw);
+    dw
+}
+
+/// Records the backward of a conv2d / conv_transpose2d: `grad_x(g)` and `grad_w(g)` for the inputs
+/// x and w, and the per-channel sum of `g` for a bias.
+fn record_backward(
+    inputs: &[&Tensor],
+    y: &Tensor,
+    grad_x: impl FnOnce(&Tensor) -> Tensor + 'static,
+    grad_w: impl FnOnce(&Tensor) -> Tensor + 'static,
+) {
+    let wants: Vec<bool> = inputs.iter().map(|t| t.requires_grad()).collect();
+    autograd::record(inputs, y, move |g| {
+        let mut grads = vec![wants[0].then(|| grad_x(g)), wants[1].then(|| grad_w(g))];
+        if wants.len() > 2 {
+            grads.push(wants[2].then(|| reduce::sum_per_channel(g)));
+        }
+        grads
+    });
+}
+
+/// 2-D convolution of x [N, Cin, H, W] with w [Cout, Cin, kH, kW] and optional bias [Cout].
+pub fn conv2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, options: Conv2dOptions) -> Tensor {
+    let (x4, w4) = (dims4(x, "conv2d input"), dims4(w, "conv2d weight"));
+    assert_eq!(x4[1], w4[1], "conv2d: input has {} channels, weight expects {}", x4[1], w4[1]);
+    let s = ConvShape::of(x4, w4, &options);
+    let mut inputs = vec![x, w];
+    inputs.extend(bias);
+    let rg = autograd::needs_grad(&inputs);
+    let y = Tensor::output(x.gpu(), &s.y_shape(), rg);
+    launch(x.gpu(), &s, Mode::Forward, w, x, bias, &y);
+    if rg {
+        let (x_s, w_s) = (x.detach(), w.detach());
+        record_backward(
+            &inputs,
+            &y,
+            move |g| conv2d_input_grad(g, &w_s, (x4[2], x4[3]), options),
+            move |g| conv2d_weight_grad(g, &x_s, (w4[2], w4[3]), options),
+        );
+    }
+    y
+}
+
+/// Transposed 2-D convolution of x [N, Cin, H, W] with w [Cin, Cout, kH, kW] (IOHW, as PyTorch)
+/// and optional bias [Cout]. It is the adjoint of conv2d: its forward is conv2d's input gradient.
+pub fn conv_transpose2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, options: ConvTranspose2dOptions) -> Tensor {
+    let (x4, w4) = (dims4(x, "conv_transpose2d input"), dims4(w, "conv_transpose2d weight"));
+    assert_eq!(x4[1], w4[0], "conv_transpose2d: input has {} channels, weight expects {}", x4[1], w4[0]);
+    let (st, pad, op) = (options.stride, options.padding, options.output_padding);
+    assert!(
+        op.0 < st.0 && op.1 < st.1,
+        "conv_transpose2d: output padding must be smaller than the stride"
+    );
+    let out_h = conv_transpose_out_size(x4[2], w4[2], st.0, pad.0, op.0);
+    let out_w = conv_transpose_out_size(x4[3], w4[3], st.1, pad.1, op.1);
+    let (Some(out_h), Some(out_w)) = (out_h, out_w) else {
+        panic!("conv_transpose2d: padding too large for input {x4:?}");
+    };
+    // the adjoint convolution maps our output [N, Cout, out_h, out_w] to x
+    let adjoint = Conv2dOptions {
+        stride: st,
+        padding: pad,
+        mask: None,
+    };
+    let mut inputs = vec![x, w];
+    inputs.extend(bias);
+    let rg = autograd::needs_grad(&inputs);
+    let y = conv2d_input_grad_biased(x, w, bias, (out_h, out_w), adjoint);
+    let y = if rg { y.with_requires_grad(true) } else { y };
+    if rg {
+        let (x_s, w_s) = (x.detach(), w.detach());
+        record_backward(
+            &inputs,
+            &y,
+            move |g| conv2d(g, &w_s, None, adjoint),
+            move |g| conv2d_weight_grad(&x_s, g, (w4[2], w4[3]), adjoint),
+        );
+    }
+    y
+}

@@ -1,0 +1,245 @@
+//! Host side of `shaders/elementwise.wgsl`: fill, copy, add (with per-channel bias broadcasting),
+//! mul, scale, ReLU, sigmoid, tanh, with their backward passes.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::autograd;
+use crate::gpu::{Family, Kernel};
+use crate::tensor::Tensor;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    n: u32,
+    inner: u32,
+    channels: u32,
+    _pad: u32,
+    alpha: f32,
+    beta: f32,
+    _pad1: [f32; 2],
+}
+
+impl Params {
+    fn new(n: usize, alpha: f32, beta: f32) -> Self {
+        Self {
+            n: n as u32,
+            inner: 1,
+            channels: 1,
+            _pad: 0,
+            alpha,
+            beta,
+            _pad1: [0.0; 2],
+        }
+    }
+}
+
+/// Launches `entry` writing `out`, reading `a` (binding 1) and `b` (binding 2) where given.
+fn launch(entry: &'static str, out: &Tensor, a: Option<&Tensor>, b: Option<&Tensor>, params: Params) {
+    let gpu = out.gpu();
+    let mut args = vec![out.write_arg(3)];
+    args.extend(a.map(|t| t.read(1)));
+    args.extend(b.map(|t| t.read(2)));
+    gpu.dispatch(
+        &Kernel::new(Family::Elementwise, entry),
+        bytemuck::bytes_of(&params),
+        &args,
+        gpu.grid_for(params.n as usize),
+    );
+}
+
+/// New tensor `entry(a, b)` with the shape of `a`, no autograd.
+fn map(entry: &'static str, a: &Tensor, b: Option<&Tensor>, alpha: f32, beta: f32, requires_grad: bool) -> Tensor {
+    let out = Tensor::output(a.gpu(), a.shape(), requires_grad);
+    launch(entry, &out, Some(a), b, Params::new(a.numel(), alpha, beta));
+    out
+}
+
+fn same_shape(a: &Tensor, b: &Tensor, op: &str) {
+    assert_eq!(a.shape(), b.shape(), "{op}: shapes {:?} and {:?} differ", a.shape(), b.shape());
+}
+
+/// Sets every element of `t` to `value` in place (no autograd).
+pub fn fill(t: &Tensor, value: f32) {
+    launch("fill", t, None, None, Params::new(t.numel(), value, 0.0));
+}
+
+/// `dst += alpha * src` in place (no autograd; used for gradient accumulation).
+pub fn accumulate(dst: &Tensor, src: &Tensor, alpha: f32) {
+    same_shape(dst, src, "accumulate");
+    launch("accumulate", dst, Some(src), None, Params::new(dst.numel(), alpha, 0.0));
+}
+
+/// A copy with its own storage; gradients flow through.
+pub fn copy(x: &Tensor) -> Tensor {
+    let rg = autograd::needs_grad(&[x]);
+    let out = map("copy", x, None, 1.0, 0.0, rg);
+    if rg {
+        autograd::record(&[x], &out, |g| vec![Some(g.clone())]);
+    }
+    out
+}
+
+/// `alpha * a + beta * b` for tensors of one shape.
+pub fn add_scaled(a: &Tensor, b: &Tensor, alpha: f32, beta: f32) -> Tensor {
+    same_shape(a, b, "add");
+    let rg = autograd::needs_grad(&[a, b]);
+    let out = map("add", a, Some(b), alpha, beta, rg);
+    if rg {
+        let (ga, gb) = (a.requires_grad(), b.requires_grad());
+        autograd::record(&[a, b], &out, move |g| {
+            let part = |needed: bool, s: f32| {
+                needed.then(|| if s == 1.0 { g.clone() } else { scale(g, s) })
+            };
+            vec![part(ga, alpha), part(gb, beta)]
+        });
+    }
+    out
+}
+
+/// `a + b`. If `b` is 1-D with one value per channel of `a` (dim 1), it is broadcast as a bias.
+pub fn add(a: &Tensor, b: &Tensor) -> Tensor {
+    if b.shape().len() == 1 && a.shape().len() >= 2 && a.shape() != b.shape() {
+        return add_bias(a, b);
+    }
+    add_scaled(a, b, 1.0, 1.0)
+}
+
+/// `a - b`.
+pub fn sub(a: &Tensor, b: &Tensor) -> Tensor {
+    add_scaled(a, b, 1.0, -1.0)
+}
+
+/// `x + bias[c]` for x of shape [N, C, ...] and bias of shape [C].
+pub fn add_bias(x: &Tensor, bias: &Tensor) -> Tensor {
+    assert!(
+        x.shape().len() >= 2 && bias.shape() == [x.dim(1)],
+        "add_bias: bias {:?} does not match channels of {:?}",
+        bias.shape(),
+        x.shape()
+    );
+    let rg = autograd::needs_grad(&[x, bias]);
+    let out = Tensor::output(x.gpu(), x.shape(), rg);
+    let mut params = Params::new(x.numel(), 1.0, 0.0);
+    params.channels = x.dim(1) as u32;
+    params.inner = x.shape()[2..].iter().product::<usize>() as u32;
+    launch("add_bias", &out, Some(x), Some(bias), params);
+    if rg {
+        let (gx, gb) = (x.requires_grad(), bias.requires_grad());
+        autograd::record(&[x, bias], &out, move |g| {
+            vec![gx.then(|| g.clone()), gb.then(|| super::reduce::sum_per_channel(g))]
+        });
+    }
+    out
+}
+
+/// Elementwise product of tensors of one shape.
+pub fn mul(a: &Tensor, b: &Tensor) -> Tensor {
+    same_shape(a, b, "mul");
+    let rg = autograd::needs_grad(&[a, b]);
+    let out = map("mul", a, Some(b), 1.0, 0.0, rg);
+    if rg {
+        let (a_saved, b_saved) = (a.detach(), b.detach());
+        let (ga, gb) = (a.requires_grad(), b.requires_grad());
+        autograd::record(&[a, b], &out, move |g| {
+            vec![ga.then(|| mul(g, &b_saved)), gb.then(|| mul(g, &a_saved))]
+        });
+    }
+    out
+}
+
+/// `alpha * x + beta`.
+pub fn affine(x: &Tensor, alpha: f32, beta: f32) -> Tensor {
+    let rg = autograd::needs_grad(&[x]);
+    let out = map("scale", x, None, alpha, beta, rg);
+    if rg {
+        autograd::record(&[x], &out, move |g| vec![Some(scale(g, alpha))]);
+    }
+    out
+}
+
+/// `alpha * x`.
+pub fn scale(x: &Tensor, alpha: f32) -> Tensor {
+    affine(x, alpha, 0.0)
+}
+
+/// An activation whose backward needs only its output `y`.
+fn activation(x: &Tensor, forward: &'static str, backward: &'static str) -> Tensor {
+    let rg = autograd::needs_grad(&[x]);
+    let y = map(forward, x, None, 1.0, 0.0, rg);
+    if rg {
+        let y_saved = y.detach();
+        autograd::record(&[x], &y, move |g| {
+            vec![Some(map(backward, &y_saved, Some(g), 1.0, 0.0, false))]
+        });
+    }
+    y
+}
+
+/// `max(x, 0)`.
+pub fn relu(x: &Tensor) -> Tensor {
+    activation(x, "relu", "relu_backward")
+}
+
+/// `1 / (1 + exp(-x))`.
+pub fn sigmoid(x: &Tensor) -> Tensor {
+    activation(x, "sigmoid", "sigmoid_backward")
+}
+
+/// Hyperbolic tangent.
+pub fn tanh(x: &Tensor) -> Tensor {
+    activation(x, "tanh_forward", "tanh_backward")
+}
+
+/// A tensor of `shape` filled with `alpha * s[0]` (backward of a full reduction).
+pub(crate) fn broadcast_scalar(s: &Tensor, shape: &[usize], alpha: f32) -> Tensor {
+    let out = Tensor::uninit(s.gpu(), shape);
+    launch("broadcast_scalar", &out, Some(s), None, Params::new(out.numel(), alpha, 0.0));
+    out
+}
+
+/// `out[o, m, i] = alpha * g[o, i]` for `m < mid` (backward of a sum over one axis).
+pub(crate) fn broadcast_axis(g: &Tensor, shape: &[usize], mid: usize, inner: usize, alpha: f32) -> Tensor {
+    let out = Tensor::uninit(g.gpu(), shape);
+    let mut params = Params::new(out.numel(), alpha, 0.0);
+    params.channels = mid as u32;
+    params.inner = inner as u32;
+    launch("broadcast_axis", &out, Some(g), None, params);
+    out
+}
+
+impl Tensor {
+    /// `self + other` (see [`add`]).
+    pub fn add(&self, other: &Tensor) -> Tensor {
+        add(self, other)
+    }
+
+    /// `self - other`.
+    pub fn sub(&self, other: &Tensor) -> Tensor {
+        sub(self, other)
+    }
+
+    /// Elementwise `self * other`.
+    pub fn mul(&self, other: &Tensor) -> Tensor {
+        mul(self, other)
+    }
+
+    /// `alpha * self`.
+    pub fn scale(&self, alpha: f32) -> Tensor {
+        scale(self, alpha)
+    }
+
+    /// `max(self, 0)`.
+    pub fn relu(&self) -> Tensor {
+        relu(self)
+    }
+
+    /// Logistic sigmoid.
+    pub fn sigmoid(&self) -> Tensor {
+        sigmoid(self)
+    }
+
+    /// Hyperbolic tangent.
+    pub fn tanh(&self) -> Tensor {
+        tanh(self)
+    }
+}

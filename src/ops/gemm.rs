@@ -1,0 +1,130 @@
+//! Host side of `shaders/gemm.wgsl`: matrix products with optional transposes, and the linear layer
+//! `x W^T + b` with the bias fused into the GEMM epilogue.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::autograd;
+use crate::gpu::{Family, Kernel};
+use crate::ops::reduce;
+use crate::tensor::Tensor;
+
+/// Output tile edge of the GEMM kernel.
+const TILE: usize = 64;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    _pad: u32,
+}
+
+/// (rows, cols) of `op(t)` for a 2-D tensor.
+fn op_dims(t: &Tensor, transposed: bool, name: &str) -> (usize, usize) {
+    assert_eq!(t.shape().len(), 2, "matmul: {name} must be 2-D, got {:?}", t.shape());
+    let (r, c) = (t.dim(0), t.dim(1));
+    if transposed {
+        (c, r)
+    } else {
+        (r, c)
+    }
+}
+
+/// Records `out = op(a) op(b) (+ bias)` with no autograd.
+fn launch(a: &Tensor, b: &Tensor, bias: Option<&Tensor>, out: &Tensor, trans_a: bool, trans_b: bool) {
+    let (m, k) = op_dims(a, trans_a, "a");
+    let (k2, n) = op_dims(b, trans_b, "b");
+    assert_eq!(k, k2, "matmul: inner sizes differ ({:?} x {:?})", a.shape(), b.shape());
+    assert_eq!(out.shape(), [m, n], "matmul: output shape");
+    let kernel = Kernel::new(Family::Gemm, "gemm")
+        .flag("TRANS_A", trans_a)
+        .flag("TRANS_B", trans_b)
+        .flag("HAS_BIAS", bias.is_some());
+    let params = Params {
+        m: m as u32,
+        n: n as u32,
+        k: k as u32,
+        _pad: 0,
+    };
+    let gpu = a.gpu();
+    // without a bias the binding still needs a buffer: bind `a` again (read-only)
+    let bias_arg = bias.unwrap_or(a).read(3);
+    gpu.dispatch(
+        &kernel,
+        bytemuck::bytes_of(&params),
+        &[a.read(1), b.read(2), bias_arg, out.write_arg(4)],
+        [n.div_ceil(TILE) as u32, m.div_ceil(TILE) as u32, 1],
+    );
+}
+
+fn product(a: &Tensor, b: &Tensor, trans_a: bool, trans_b: bool, bias: Option<&Tensor>, requires_grad: bool) -> Tensor {
+    let (m, _) = op_dims(a, trans_a, "a");
+    let (_, n) = op_dims(b, trans_b, "b");
+    let out = Tensor::output(a.gpu(), &[m, n], requires_grad);
+    launch(a, b, bias, &out, trans_a, trans_b);
+    out
+}
+
+/// `op(a) @ op(b)` for 2-D tensors, where `op` transposes when its flag is set.
+pub fn matmul(a: &Tensor, b: &Tensor, trans_a: bool, trans_b: bool) -> Tensor {
+    let rg = autograd::needs_grad(&[a, b]);
+    let out = product(a, b, trans_a, trans_b, None, rg);
+    if rg {
+        let (a_s, b_s) = (a.detach(), b.detach());
+        let (ga, gb) = (a.requires_grad(), b.requires_grad());
+        autograd::record(&[a, b], &out, move |g| {
+            // C = A'B' with A' = op(A), B' = op(B): dA' = dC B'^T, dB' = A'^T dC
+            let grad_a = ga.then(|| {
+                if trans_a {
+                    matmul(&b_s, g, trans_b, true)
+                } else {
+                    matmul(g, &b_s, false, !trans_b)
+                }
+            });
+            let grad_b = gb.then(|| {
+                if trans_b {
+                    matmul(g, &a_s, true, trans_a)
+                } else {
+                    matmul(&a_s, g, !trans_a, false)
+                }
+            });
+            vec![grad_a, grad_b]
+        });
+    }
+    out
+}
+
+/// `x @ w^T + bias` for x [B, in], w [out, in], bias [out] (PyTorch `nn.Linear`).
+pub fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Tensor {
+    if let Some(b) = bias {
+        assert_eq!(b.shape(), [w.dim(0)], "linear: bias shape {:?} for weight {:?}", b.shape(), w.shape());
+    }
+    let mut inputs = vec![x, w];
+    inputs.extend(bias);
+    let rg = autograd::needs_grad(&inputs);
+    let out = product(x, w, false, true, bias, rg);
+    if rg {
+        let (x_s, w_s) = (x.detach(), w.detach());
+        let (gx, gw, gb) = (x.requires_grad(), w.requires_grad(), bias.is_some_and(Tensor::requires_grad));
+        let has_bias = bias.is_some();
+        autograd::record(&inputs, &out, move |g| {
+            let mut grads = vec![
+                gx.then(|| matmul(g, &w_s, false, false)),
+                gw.then(|| matmul(g, &x_s, true, false)),
+            ];
+            if has_bias {
+                grads.push(gb.then(|| reduce::sum_per_channel(g)));
+            }
+            grads
+        });
+    }
+    out
+}
+
+impl Tensor {
+    /// Matrix product `self @ other` of 2-D tensors.
+    pub fn matmul(&self, other: &Tensor) -> Tensor {
+        matmul(self, other, false, false)
+    }
+}

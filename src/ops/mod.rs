@@ -1,0 +1,7 @@
+//! Host side of each shader family: shape checks, kernel launches, and the backward each op records.
+
+pub mod adam;
+pub mod conv;
+pub mod elementwise;
+pub mod gemm;
+pub mod reduce;

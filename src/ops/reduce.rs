@@ -1,0 +1,207 @@
+//! Host side of `shaders/reduce.wgsl`: deterministic sums and means (over everything, over one axis,
+//! per channel) and the MSE loss. Full reductions run as per-workgroup partials plus a final pass.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::autograd;
+use crate::gpu::{Family, Kernel};
+use crate::ops::elementwise;
+use crate::tensor::Tensor;
+
+/// Elements each workgroup of the first pass sums, at least.
+const MIN_CHUNK: usize = 1024;
+/// Most partial sums the first pass produces (the final pass is one workgroup).
+const MAX_PARTIALS: usize = 256;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable, Default)]
+struct Params {
+    n: u32,
+    chunk: u32,
+    outer: u32,
+    mid: u32,
+    inner: u32,
+    _pad0: u32,
+    scale: f32,
+    _pad1: f32,
+}
+
+/// Two-pass reduction of `entry` over `a` (and `b`): partial sums, then their sum times `scale`.
+fn reduce_all(entry: &'static str, a: &Tensor, b: Option<&Tensor>, scale: f32, requires_grad: bool) -> Tensor {
+    let gpu = a.gpu();
+    let n = a.numel();
+    let groups = n.div_ceil(MIN_CHUNK).clamp(1, MAX_PARTIALS);
+    let chunk = n.div_ceil(groups);
+    let partials = Tensor::uninit(gpu, &[groups]);
+    let mut args = vec![a.read(1), partials.write_arg(3)];
+    args.extend(b.map(|t| t.read(2)));
+    let first = Params {
+        n: n as u32,
+        chunk: chunk as u32,
+        scale: 1.0,
+        ..Params::default()
+    };
+    gpu.dispatch(&Kernel::new(Family::Reduce, entry), bytemuck::bytes_of(&first), &args, gpu.grid(groups as u32));
+    let out = Tensor::output(gpu, &[1], requires_grad);
+    let last = Params {
+        n: groups as u32,
+        chunk: groups as u32,
+        scale,
+        ..Params::default()
+    };
+    gpu.dispatch(
+        &Kernel::new(Family::Reduce, "sum_chunks"),
+        bytemuck::bytes_of(&last),
+        &[partials.read(1), out.write_arg(3)],
+        [1, 1, 1],
+    );
+    out
+}
+
+/// Sum of all elements, shape [1].
+pub fn sum(x: &Tensor) -> Tensor {
+    scaled_sum(x, 1.0)
+}
+
+/// Mean of all elements, shape [1].
+pub fn mean(x: &Tensor) -> Tensor {
+    scaled_sum(x, 1.0 / x.numel() as f32)
+}
+
+fn scaled_sum(x: &Tensor, scale: f32) -> Tensor {
+    let rg = autograd::needs_grad(&[x]);
+    let out = reduce_all("sum_chunks", x, None, scale, rg);
+    if rg {
+        let shape = x.shape().to_vec();
+        autograd::record(&[x], &out, move |g| {
+            vec![Some(elementwise::broadcast_scalar(g, &shape, scale))]
+        });
+    }
+    out
+}
+
+/// Mean squared error `mean((a - b)^2)`, shape [1]; gradients flow to both sides.
+pub fn mse_loss(a: &Tensor, b: &Tensor) -> Tensor {
+    assert_eq!(a.shape(), b.shape(), "mse_loss: shapes {:?} and {:?} differ", a.shape(), b.shape());
+    let rg = autograd::needs_grad(&[a, b]);
+    let n = a.numel();
+    let out = reduce_all("sq_diff_chunks", a, Some(b), 1.0 / n as f32, rg);
+    if rg {
+        let (a_saved, b_saved) = (a.detach(), b.detach());
+        let (ga, gb) = (a.requires_grad(), b.requires_grad());
+        autograd::record(&[a, b], &out, move |g| {
+            let gpu = g.gpu();
+            let grad_a = Tensor::uninit(gpu, a_saved.shape());
+            let params = Params {
+                n: n as u32,
+                scale: 2.0 / n as f32,
+                ..Params::default()
+            };
+            gpu.dispatch(
+                &Kernel::new(Family::Reduce, "mse_backward"),
+                bytemuck::bytes_of(&params),
+                &[a_saved.read(1), b_saved.read(2), grad_a.write_arg(3), g.read(4)],
+                gpu.grid_for(n),
+            );
+            let grad_b = gb.then(|| elementwise::scale(&grad_a, -1.0));
+            vec![ga.then_some(grad_a), grad_b]
+        });
+    }
+    out
+}
+
+/// Splits `shape` around `axis` into (outer, mid, inner) extents.
+fn split_at_axis(shape: &[usize], axis: usize) -> (usize, usize, usize) {
+    assert!(axis < shape.len(), "axis {axis} out of range for shape {shape:?}");
+    (
+        shape[..axis].iter().product(),
+        shape[axis],
+        shape[axis + 1..].iter().product(),
+    )
+}
+
+/// Sum over `axis` (the axis is removed from the shape).
+pub fn sum_axis(x: &Tensor, axis: usize) -> Tensor {
+    scaled_sum_axis(x, axis, 1.0)
+}
+
+/// Mean over `axis` (the axis is removed from the shape).
+pub fn mean_axis(x: &Tensor, axis: usize) -> Tensor {
+    scaled_sum_axis(x, axis, 1.0 / x.shape()[axis] as f32)
+}
+
+fn scaled_sum_axis(x: &Tensor, axis: usize, scale: f32) -> Tensor {
+    let (outer, mid, inner) = split_at_axis(x.shape(), axis);
+    let mut shape = x.shape().to_vec();
+    shape.remove(axis);
+    if shape.is_empty() {
+        shape.push(1);
+    }
+    let rg = autograd::needs_grad(&[x]);
+    let out = Tensor::output(x.gpu(), &shape, rg);
+    let params = Params {
+        n: (outer * inner) as u32,
+        outer: outer as u32,
+        mid: mid as u32,
+        inner: inner as u32,
+        scale,
+        ..Params::default()
+    };
+    let gpu = x.gpu();
+    gpu.dispatch(
+        &Kernel::new(Family::Reduce, "sum_mid"),
+        bytemuck::bytes_of(&params),
+        &[x.read(1), out.write_arg(3)],
+        gpu.grid_for(outer * inner),
+    );
+    if rg {
+        let in_shape = x.shape().to_vec();
+        autograd::record(&[x], &out, move |g| {
+            vec![Some(elementwise::broadcast_axis(g, &in_shape, mid, inner, scale))]
+        });
+    }
+    out
+}
+
+/// Sum over every axis but axis 1: [N, C, ...] -> [C] (the gradient of a per-channel bias).
+pub fn sum_per_channel(x: &Tensor) -> Tensor {
+    let (outer, mid, inner) = split_at_axis(x.shape(), 1);
+    let rg = autograd::needs_grad(&[x]);
+    let out = Tensor::output(x.gpu(), &[mid], rg);
+    let params = Params {
+        outer: outer as u32,
+        mid: mid as u32,
+        inner: inner as u32,
+        scale: 1.0,
+        ..Params::default()
+    };
+    let gpu = x.gpu();
+    gpu.dispatch(
+        &Kernel::new(Family::Reduce, "sum_outer_inner"),
+        bytemuck::bytes_of(&params),
+        &[x.read(1), out.write_arg(3)],
+        gpu.grid(mid as u32),
+    );
+    if rg {
+        let in_shape = x.shape().to_vec();
+        autograd::record(&[x], &out, move |g| {
+            // d out[m] / d x[o, m, i] = 1: spread g over i, then over o
+            let per_channel = elementwise::broadcast_axis(g, &[mid * inner], inner, 1, 1.0);
+            let full = elementwise::broadcast_axis(&per_channel, &in_shape, outer, mid * inner, 1.0);
+            vec![Some(full)]
+        });
+    }
+    out
+}
+
+impl Tensor {
+    /// Sum of all elements, shape [1].
+    pub fn sum(&self) -> Tensor {
+        sum(self)
+    }
+
+    /// Mean of all elements, shape [1].
+    pub fn mean(&self) -> Tensor {
+        mean(self)
+    }
+}

@@ -1,0 +1,256 @@
+//! `Tensor`: an f32 array on the GPU (NCHW for images) with a shape, pooled storage and
+//! autograd bookkeeping. Tensors are immutable values; ops return new tensors.
+
+use std::fmt;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::autograd;
+use crate::error::{Error, Result};
+use crate::gpu::{Access, BufferArg, Gpu, PooledBuffer};
+use crate::ops::elementwise;
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+struct TensorData {
+    id: u64,
+    shape: Vec<usize>,
+    storage: Rc<PooledBuffer>,
+    /// Byte offset of element 0 inside `storage`.
+    offset: u64,
+    requires_grad: bool,
+    /// Where backward accumulates this leaf's gradient (a parameter's slot in the flat grad buffer).
+    grad_sink: Option<Tensor>,
+    gpu: Gpu,
+}
+
+/// An f32 tensor on the GPU; cloning shares the same storage and identity.
+#[derive(Clone)]
+pub struct Tensor(Rc<TensorData>);
+
+/// Number of elements of a shape.
+pub fn numel(shape: &[usize]) -> usize {
+    shape.iter().product()
+}
+
+impl Tensor {
+    fn build(
+        gpu: &Gpu,
+        shape: Vec<usize>,
+        storage: Rc<PooledBuffer>,
+        offset: u64,
+        requires_grad: bool,
+        grad_sink: Option<Tensor>,
+    ) -> Self {
+        Self(Rc::new(TensorData {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            shape,
+            storage,
+            offset,
+            requires_grad,
+            grad_sink,
+            gpu: gpu.clone(),
+        }))
+    }
+
+    /// A tensor with uninitialised contents (pooled storage is reused, so it holds stale values).
+    pub fn uninit(gpu: &Gpu, shape: &[usize]) -> Self {
+        let n = numel(shape);
+        assert!(n > 0, "tensors must have at least one element, got shape {shape:?}");
+        let storage = Rc::new(gpu.alloc(n as u64 * 4));
+        Self::build(gpu, shape.to_vec(), storage, 0, false, None)
+    }
+
+    /// An uninitialised tensor that is the output of an op (`requires_grad` as its inputs dictate).
+    pub(crate) fn output(gpu: &Gpu, shape: &[usize], requires_grad: bool) -> Self {
+        let t = Self::uninit(gpu, shape);
+        if requires_grad {
+            t.with_requires_grad(true)
+        } else {
+            t
+        }
+    }
+
+    /// A tensor filled with `value`.
+    pub fn full(gpu: &Gpu, shape: &[usize], value: f32) -> Self {
+        let t = Self::uninit(gpu, shape);
+        elementwise::fill(&t, value);
+        t
+    }
+
+    /// A tensor of zeros.
+    pub fn zeros(gpu: &Gpu, shape: &[usize]) -> Self {
+        Self::full(gpu, shape, 0.0)
+    }
+
+    /// Uploads `data` (row-major) into a new tensor of the given shape.
+    pub fn from_slice(gpu: &Gpu, shape: &[usize], data: &[f32]) -> Result<Self> {
+        let expected = numel(shape);
+        if expected != data.len() || expected == 0 {
+            return Err(Error::ShapeData {
+                shape: shape.to_vec(),
+                expected,
+                got: data.len(),
+            });
+        }
+        let t = Self::uninit(gpu, shape);
+        t.write(data)?;
+        Ok(t)
+    }
+
+    /// Overwrites the contents with `data` (after all work recorded so far).
+    pub fn write(&self, data: &[f32]) -> Result<()> {
+        if data.len() != self.numel() {
+            return Err(Error::ShapeData {
+                shape: self.shape().to_vec(),
+                expected: self.numel(),
+                got: data.len(),
+            });
+        }
+        self.0
+            .gpu
+            .write(self.buffer(), self.0.offset, bytemuck::cast_slice(data));
+        Ok(())
+    }
+
+    /// Downloads the contents (a sync point: submits recorded work and waits).
+    pub fn to_vec(&self) -> Result<Vec<f32>> {
+        let bytes = self
+            .0
+            .gpu
+            .read(self.buffer(), self.0.offset, self.numel() as u64 * 4)?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+
+    /// Downloads a one-element tensor as a number.
+    pub fn item(&self) -> Result<f32> {
+        Ok(self.to_vec()?[0])
+    }
+
+    /// A view of `shape` at element `offset` of this tensor's storage (for flat parameter buffers).
+    /// The offset must be a multiple of 64 elements (256 bytes, the largest binding alignment).
+    pub(crate) fn view(&self, offset: usize, shape: &[usize], grad_sink: Option<Tensor>) -> Tensor {
+        assert!(offset % 64 == 0, "views must start on a 256-byte boundary");
+        assert!(offset + numel(shape) <= self.numel(), "view out of range");
+        Self::build(
+            &self.0.gpu,
+            shape.to_vec(),
+            self.0.storage.clone(),
+            self.0.offset + offset as u64 * 4,
+            grad_sink.is_some(),
+            grad_sink,
+        )
+    }
+
+    /// Unique identity of this tensor (views and detached copies get new ones).
+    pub fn id(&self) -> u64 {
+        self.0.id
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> &[usize] {
+        &self.0.shape
+    }
+
+    /// Size of dimension `dim`.
+    pub fn dim(&self, dim: usize) -> usize {
+        self.0.shape[dim]
+    }
+
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        numel(&self.0.shape)
+    }
+
+    /// The GPU this tensor lives on.
+    pub fn gpu(&self) -> &Gpu {
+        &self.0.gpu
+    }
+
+    /// Whether gradients flow to this tensor.
+    pub fn requires_grad(&self) -> bool {
+        self.0.requires_grad
+    }
+
+    /// The parameter gradient slot backward accumulates into, if this is a parameter.
+    pub(crate) fn grad_sink(&self) -> Option<&Tensor> {
+        self.0.grad_sink.as_ref()
+    }
+
+    /// The same storage as a new leaf that does (or does not) require gradients.
+    pub fn with_requires_grad(&self, requires_grad: bool) -> Tensor {
+        Self::build(
+            &self.0.gpu,
+            self.0.shape.clone(),
+            self.0.storage.clone(),
+            self.0.offset,
+            requires_grad,
+            None,
+        )
+    }
+
+    /// Stop-gradient: the same values, cut from the graph.
+    pub fn detach(&self) -> Tensor {
+        self.with_requires_grad(false)
+    }
+
+    /// The same storage with another shape of equal size; gradients flow through.
+    pub fn reshape(&self, shape: &[usize]) -> Tensor {
+        assert_eq!(
+            numel(shape),
+            self.numel(),
+            "cannot reshape {:?} into {shape:?}",
+            self.shape()
+        );
+        let requires_grad = autograd::needs_grad(&[self]);
+        let out = Self::build(
+            &self.0.gpu,
+            shape.to_vec(),
+            self.0.storage.clone(),
+            self.0.offset,
+            requires_grad,
+            None,
+        );
+        if requires_grad {
+            let original = self.shape().to_vec();
+            autograd::record(&[self], &out, move |g| vec![Some(g.reshape(&original))]);
+        }
+        out
+    }
+
+    fn buffer(&self) -> &wgpu::Buffer {
+        self.0.storage.buffer()
+    }
+
+    fn arg(&self, binding: u32, access: Access) -> BufferArg<'_> {
+        BufferArg {
+            binding,
+            buffer: self.buffer(),
+            offset: self.0.offset,
+            size: self.numel() as u64 * 4,
+            access,
+        }
+    }
+
+    /// Binds this tensor read-only at `binding`.
+    pub(crate) fn read(&self, binding: u32) -> BufferArg<'_> {
+        self.arg(binding, Access::Read)
+    }
+
+    /// Binds this tensor read-write at `binding`.
+    pub(crate) fn write_arg(&self, binding: u32) -> BufferArg<'_> {
+        self.arg(binding, Access::ReadWrite)
+    }
+}
+
+impl fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Tensor(id={}, shape={:?}, requires_grad={})",
+            self.id(),
+            self.shape(),
+            self.requires_grad()
+        )
+    }
+}

@@ -1,0 +1,116 @@
+//! Helpers shared by the GPU tests: the adapter, seeded random data, tolerant comparison and a
+//! central finite-difference gradient check.
+#![allow(dead_code)]
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use vqgpu::{autograd, Gpu, GpuOptions, Tensor};
+
+/// The adapter named by `VQGPU_ADAPTER` (or the default); fails the test when there is none.
+pub fn gpu() -> Gpu {
+    Gpu::new(&GpuOptions::default()).unwrap_or_else(|e| {
+        panic!("GPU tests need an adapter: {e}\n(on Linux without a GPU: apt-get install mesa-vulkan-drivers)")
+    })
+}
+
+/// A seeded RNG.
+pub fn rng(seed: u64) -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(seed)
+}
+
+/// `n` values uniform in [-1, 1).
+pub fn random(rng: &mut ChaCha8Rng, n: usize) -> Vec<f32> {
+    (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+}
+
+/// Uploads `data` with `shape`.
+pub fn upload(gpu: &Gpu, shape: &[usize], data: &[f32]) -> Tensor {
+    Tensor::from_slice(gpu, shape, data).expect("upload")
+}
+
+/// A random tensor and its host copy.
+pub fn random_tensor(gpu: &Gpu, rng: &mut ChaCha8Rng, shape: &[usize]) -> (Tensor, Vec<f32>) {
+    let data = random(rng, shape.iter().product());
+    (upload(gpu, shape, &data), data)
+}
+
+/// Downloads a tensor.
+pub fn download(t: &Tensor) -> Vec<f32> {
+    t.to_vec().expect("download")
+}
+
+/// Asserts `|got - want| <= atol + rtol * |want|` elementwise.
+pub fn assert_close(got: &[f32], want: &[f64], rtol: f64, atol: f64, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let mut worst = (0.0f64, 0usize);
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let err = (g as f64 - w).abs();
+        let excess = err - (atol + rtol * w.abs());
+        assert!(g.is_finite(), "{what}: element {i} is {g}");
+        if excess > worst.0 {
+            worst = (excess, i);
+        }
+    }
+    let i = worst.1;
+    assert!(
+        worst.0 <= 0.0,
+        "{what}: element {i} is {} but the reference is {} (rtol {rtol}, atol {atol})",
+        got[i],
+        want[i]
+    );
+}
+
+/// Widens to f64.
+pub fn f64s(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| x as f64).collect()
+}
+
+/// Checks the gradients that backward gives for every input of `f` against central finite
+/// differences of `f` at `samples` coordinates per input. `f` maps the inputs to a tensor `y`;
+/// the scalar differentiated is `sum(y * r)` for a fixed random `r`, so every output matters.
+pub fn grad_check(
+    gpu: &Gpu,
+    inputs: &[(Vec<usize>, Vec<f32>)],
+    f: &dyn Fn(&[Tensor]) -> Tensor,
+    samples: usize,
+    eps: f32,
+    tol: f64,
+    what: &str,
+) {
+    let mut rng = rng(7);
+    let leaves: Vec<Tensor> = inputs
+        .iter()
+        .map(|(s, d)| upload(gpu, s, d).with_requires_grad(true))
+        .collect();
+    let y = f(&leaves);
+    let r = upload(gpu, y.shape(), &random(&mut rng, y.numel()));
+    let loss = y.mul(&r).sum();
+    let grads = loss.backward();
+    let objective = |values: &[Vec<f32>]| -> f64 {
+        let _g = autograd::no_grad();
+        let ts: Vec<Tensor> = inputs
+            .iter()
+            .zip(values)
+            .map(|((s, _), d)| upload(gpu, s, d))
+            .collect();
+        f(&ts).mul(&r).sum().item().expect("loss") as f64
+    };
+    for (i, leaf) in leaves.iter().enumerate() {
+        let analytic = download(&grads.get(leaf).unwrap_or_else(|| panic!("{what}: no gradient for input {i}")));
+        let n = analytic.len();
+        for s in 0..samples.min(n) {
+            let j = if samples >= n { s } else { rng.random_range(0..n) };
+            let mut values: Vec<Vec<f32>> = inputs.iter().map(|(_, d)| d.clone()).collect();
+            values[i][j] += eps;
+            let plus = objective(&values);
+            values[i][j] -= 2.0 * eps;
+            let minus = objective(&values);
+            let numeric = (plus - minus) / (2.0 * eps as f64);
+            let a = analytic[j] as f64;
+            assert!(
+                (a - numeric).abs() <= tol * (1.0 + numeric.abs()),
+                "{what}: d/d input{i}[{j}]: backward gives {a}, finite differences {numeric}"
+            );
+        }
+    }
+}

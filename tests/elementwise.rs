@@ -1,0 +1,119 @@
+//! elementwise.wgsl against plain f64 references, and every backward against finite differences.
+
+mod common;
+use common::*;
+use vqgpu::ops::elementwise as ew;
+use vqgpu::Tensor;
+
+/// Sizes around the 256-thread workgroup: one element, below, at and above multiples.
+const SIZES: [usize; 5] = [1, 7, 256, 257, 1000];
+
+fn sigmoid(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+#[test]
+fn unary_ops_match_reference() {
+    let gpu = gpu();
+    let mut rng = rng(1);
+    type Reference = fn(f64) -> f64;
+    let cases: [(&str, fn(&Tensor) -> Tensor, Reference); 5] = [
+        ("relu", ew::relu, |x| x.max(0.0)),
+        ("sigmoid", ew::sigmoid, sigmoid),
+        ("tanh", ew::tanh, f64::tanh),
+        ("copy", ew::copy, |x| x),
+        ("scale", |t| ew::affine(t, -2.5, 0.75), |x| -2.5 * x + 0.75),
+    ];
+    for n in SIZES {
+        let (x, xs) = random_tensor(&gpu, &mut rng, &[n]);
+        let xs: Vec<f32> = xs.iter().map(|v| v * 6.0).collect();
+        x.write(&xs).unwrap();
+        for (name, op, reference) in cases {
+            let want: Vec<f64> = xs.iter().map(|&v| reference(v as f64)).collect();
+            assert_close(&download(&op(&x)), &want, 1e-5, 1e-6, &format!("{name} n={n}"));
+        }
+    }
+}
+
+#[test]
+fn activations_stay_finite_for_extreme_inputs() {
+    let gpu = gpu();
+    let xs = [-1e30f32, -100.0, -20.0, 0.0, 20.0, 100.0, 1e30];
+    let x = upload(&gpu, &[xs.len()], &xs);
+    let sig: Vec<f64> = xs.iter().map(|&v| sigmoid(v as f64)).collect();
+    let tanh: Vec<f64> = xs.iter().map(|&v| (v as f64).tanh()).collect();
+    assert_close(&download(&ew::sigmoid(&x)), &sig, 1e-6, 1e-7, "sigmoid extremes");
+    assert_close(&download(&ew::tanh(&x)), &tanh, 1e-6, 1e-6, "tanh extremes");
+}
+
+#[test]
+fn binary_ops_fill_and_accumulate_match_reference() {
+    let gpu = gpu();
+    let mut rng = rng(2);
+    for n in SIZES {
+        let (a, av) = random_tensor(&gpu, &mut rng, &[n]);
+        let (b, bv) = random_tensor(&gpu, &mut rng, &[n]);
+        let pairs = av.iter().zip(&bv).map(|(&x, &y)| (x as f64, y as f64));
+        let add: Vec<f64> = pairs.clone().map(|(x, y)| x + y).collect();
+        let sub: Vec<f64> = pairs.clone().map(|(x, y)| x - y).collect();
+        let mul: Vec<f64> = pairs.clone().map(|(x, y)| x * y).collect();
+        let acc: Vec<f64> = pairs.map(|(x, y)| x + 0.5 * y).collect();
+        assert_close(&download(&a.add(&b)), &add, 1e-6, 1e-7, "add");
+        assert_close(&download(&a.sub(&b)), &sub, 1e-6, 1e-7, "sub");
+        assert_close(&download(&a.mul(&b)), &mul, 1e-6, 1e-7, "mul");
+        let dst = ew::copy(&a);
+        ew::accumulate(&dst, &b, 0.5);
+        assert_close(&download(&dst), &acc, 1e-6, 1e-7, "accumulate");
+        ew::fill(&dst, 3.25);
+        assert_close(&download(&dst), &vec![3.25; n], 0.0, 0.0, "fill");
+        assert_close(&download(&Tensor::zeros(&gpu, &[n])), &vec![0.0; n], 0.0, 0.0, "zeros");
+    }
+}
+
+#[test]
+fn per_channel_bias_broadcasts_over_batch_and_space() {
+    let gpu = gpu();
+    let mut rng = rng(3);
+    for shape in [[1, 1, 1, 1], [2, 3, 4, 5], [3, 70, 1, 3], [1, 5, 17, 1]] {
+        let (x, xv) = random_tensor(&gpu, &mut rng, &shape);
+        let (b, bv) = random_tensor(&gpu, &mut rng, &[shape[1]]);
+        let plane = shape[2] * shape[3];
+        let want: Vec<f64> = xv
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| v as f64 + bv[(i / plane) % shape[1]] as f64)
+            .collect();
+        assert_close(&download(&x.add(&b)), &want, 1e-6, 1e-7, &format!("bias {shape:?}"));
+    }
+    // 2-D [batch, features] + [features]
+    let (x, xv) = random_tensor(&gpu, &mut rng, &[3, 4]);
+    let (b, bv) = random_tensor(&gpu, &mut rng, &[4]);
+    let want: Vec<f64> = xv.iter().enumerate().map(|(i, &v)| (v + bv[i % 4]) as f64).collect();
+    assert_close(&download(&x.add(&b)), &want, 1e-6, 1e-7, "bias 2-D");
+}
+
+#[test]
+fn elementwise_backwards_match_finite_differences() {
+    let gpu = gpu();
+    let mut rng = rng(4);
+    let shape = vec![2, 3, 4, 5];
+    let n = 120;
+    // keep ReLU inputs away from the kink so the finite difference is well defined
+    let away_from_zero: Vec<f32> = random(&mut rng, n).iter().map(|v| if v.abs() < 0.1 { v + 0.3 } else { *v }).collect();
+    let a = (shape.clone(), random(&mut rng, n));
+    let b = (shape.clone(), random(&mut rng, n));
+    let bias = (vec![3], random(&mut rng, 3));
+    let tol = 2e-2;
+    grad_check(&gpu, &[(shape.clone(), away_from_zero)], &|t| t[0].relu(), 40, 1e-2, tol, "relu");
+    grad_check(&gpu, &[a.clone()], &|t| t[0].sigmoid(), 40, 1e-2, tol, "sigmoid");
+    grad_check(&gpu, &[a.clone()], &|t| t[0].tanh(), 40, 1e-2, tol, "tanh");
+    grad_check(&gpu, &[a.clone()], &|t| ew::affine(&t[0], 1.5, -0.5), 20, 1e-2, tol, "scale");
+    grad_check(&gpu, &[a.clone()], &|t| ew::copy(&t[0]), 20, 1e-2, tol, "copy");
+    grad_check(&gpu, &[a.clone(), b.clone()], &|t| t[0].add(&t[1]), 20, 1e-2, tol, "add");
+    grad_check(&gpu, &[a.clone(), b.clone()], &|t| t[0].sub(&t[1]), 20, 1e-2, tol, "sub");
+    grad_check(&gpu, &[a.clone(), b], &|t| t[0].mul(&t[1]), 40, 1e-2, tol, "mul");
+    grad_check(&gpu, &[a.clone(), bias], &|t| t[0].add(&t[1]), 40, 1e-2, tol, "bias");
+    // a tensor used twice accumulates both paths: d(x * x) = 2x
+    grad_check(&gpu, &[a.clone()], &|t| t[0].mul(&t[0]), 40, 1e-2, tol, "x*x");
+    grad_check(&gpu, &[a], &|t| t[0].reshape(&[6, 20]).tanh(), 20, 1e-2, tol, "reshape");
+}
