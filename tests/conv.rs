@@ -1,0 +1,237 @@
+//! conv2d.wgsl (forward, input gradient, weight gradient; masked) and conv_transpose2d against plain
+//! f64 references at shapes that are and are not multiples of the 64 x 64 x 16 tile, with batch 1,
+//! 1x1 spatial, stride 1 and 2, padding 0/1/2; backwards against finite differences.
+
+mod common;
+use common::*;
+use vqgpu::ops::conv::{self, Conv2dOptions, ConvTranspose2dOptions, SpatialMask};
+
+/// One convolution case: batch, in channels, out channels, height, width, kernel (h, w), stride, padding.
+#[derive(Clone, Copy, Debug)]
+struct Case {
+    n: usize,
+    cin: usize,
+    cout: usize,
+    h: usize,
+    w: usize,
+    k: (usize, usize),
+    stride: usize,
+    pad: usize,
+}
+
+const fn case(n: usize, cin: usize, cout: usize, h: usize, w: usize, k: (usize, usize), stride: usize, pad: usize) -> Case {
+    Case { n, cin, cout, h, w, k, stride, pad }
+}
+
+const CASES: [Case; 9] = [
+    case(1, 1, 1, 1, 1, (1, 1), 1, 0),   // everything 1, 1x1 spatial
+    case(2, 3, 5, 7, 9, (3, 3), 1, 1),   // odd sizes
+    case(2, 4, 6, 8, 8, (4, 4), 2, 1),   // the VQ-VAE downsampling shape
+    case(1, 3, 70, 5, 6, (3, 3), 2, 2),  // cout above one tile, padding 2
+    case(3, 17, 9, 6, 5, (1, 1), 1, 0),  // 1x1 conv
+    case(1, 2, 3, 11, 11, (5, 5), 2, 0), // padding 0, large kernel
+    case(2, 65, 3, 4, 4, (3, 3), 1, 1),  // K = 585, not a multiple of 16
+    case(1, 2, 4, 1, 1, (3, 3), 1, 1),   // 1x1 spatial with padding
+    case(2, 3, 4, 5, 7, (2, 3), 1, 1),   // non-square kernel
+];
+
+fn out_size(c: &Case) -> (usize, usize) {
+    (
+        (c.h + 2 * c.pad - c.k.0) / c.stride + 1,
+        (c.w + 2 * c.pad - c.k.1) / c.stride + 1,
+    )
+}
+
+fn options(c: &Case, mask: Option<SpatialMask>) -> Conv2dOptions {
+    Conv2dOptions { stride: (c.stride, c.stride), padding: (c.pad, c.pad), mask }
+}
+
+/// Calls `f(b, co, oy, ox, ci, iy, ix, tap)` for every term of the convolution sum that lands inside x.
+fn for_each_term(c: &Case, mut f: impl FnMut(usize, usize, usize, usize, usize, usize, usize, usize)) {
+    let (oh, ow) = out_size(c);
+    for b in 0..c.n {
+        for co in 0..c.cout {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    for ci in 0..c.cin {
+                        for ky in 0..c.k.0 {
+                            for kx in 0..c.k.1 {
+                                let iy = (oy * c.stride + ky) as isize - c.pad as isize;
+                                let ix = (ox * c.stride + kx) as isize - c.pad as isize;
+                                if iy >= 0 && ix >= 0 && (iy as usize) < c.h && (ix as usize) < c.w {
+                                    f(b, co, oy, ox, ci, iy as usize, ix as usize, ky * c.k.1 + kx);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Reference forward, input gradient and weight gradient of a (masked) convolution.
+fn reference(c: &Case, x: &[f32], w: &[f32], bias: &[f32], dy: &[f32], keep: &dyn Fn(usize) -> bool) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let (oh, ow) = out_size(c);
+    let taps = c.k.0 * c.k.1;
+    let mut y = vec![0.0; c.n * c.cout * oh * ow];
+    let mut dx = vec![0.0; x.len()];
+    let mut dw = vec![0.0; w.len()];
+    for (i, v) in y.iter_mut().enumerate() {
+        *v = bias[(i / (oh * ow)) % c.cout] as f64;
+    }
+    for_each_term(c, |b, co, oy, ox, ci, iy, ix, tap| {
+        if !keep(tap) {
+            return;
+        }
+        let yi = ((b * c.cout + co) * oh + oy) * ow + ox;
+        let xi = ((b * c.cin + ci) * c.h + iy) * c.w + ix;
+        let wi = (co * c.cin + ci) * taps + tap;
+        y[yi] += w[wi] as f64 * x[xi] as f64;
+        dx[xi] += w[wi] as f64 * dy[yi] as f64;
+        dw[wi] += x[xi] as f64 * dy[yi] as f64;
+    });
+    (y, dx, dw)
+}
+
+fn check_case(c: &Case, mask: Option<SpatialMask>, seed: u64) {
+    let gpu = gpu();
+    let mut rng = rng(seed);
+    let (oh, ow) = out_size(c);
+    let (x, xv) = random_tensor(&gpu, &mut rng, &[c.n, c.cin, c.h, c.w]);
+    let (w, wv) = random_tensor(&gpu, &mut rng, &[c.cout, c.cin, c.k.0, c.k.1]);
+    let (b, bv) = random_tensor(&gpu, &mut rng, &[c.cout]);
+    let (dy, dyv) = random_tensor(&gpu, &mut rng, &[c.n, c.cout, oh, ow]);
+    let keep = |tap: usize| mask.is_none_or(|m| m.keeps(tap));
+    let (y_ref, dx_ref, dw_ref) = reference(c, &xv, &wv, &bv, &dyv, &keep);
+    let opts = options(c, mask);
+    let k_terms = (c.cin * c.k.0 * c.k.1) as f64;
+    let tol = 1e-4 * k_terms.sqrt();
+    let what = format!("{c:?} masked={}", mask.is_some());
+    let y = conv::conv2d(&x, &w, Some(&b), opts);
+    assert_eq!(y.shape(), [c.n, c.cout, oh, ow], "{what}: output shape");
+    assert_close(&download(&y), &y_ref, 1e-4, tol, &format!("forward {what}"));
+    let dx = conv::conv2d_input_grad(&dy, &w, (c.h, c.w), opts);
+    assert_close(&download(&dx), &dx_ref, 1e-4, 1e-4 * ((c.cout * c.k.0 * c.k.1) as f64).sqrt(), &format!("input grad {what}"));
+    let dw = conv::conv2d_weight_grad(&dy, &x, c.k, opts);
+    assert_close(&download(&dw), &dw_ref, 1e-4, 1e-4 * ((c.n * oh * ow) as f64).sqrt(), &format!("weight grad {what}"));
+    // without a bias the output is the same minus the bias
+    let y_nobias = conv::conv2d(&x, &w, None, opts);
+    let no_bias_ref: Vec<f64> = y_ref.iter().enumerate().map(|(i, v)| v - bv[(i / (oh * ow)) % c.cout] as f64).collect();
+    assert_close(&download(&y_nobias), &no_bias_ref, 1e-4, tol, &format!("forward without bias {what}"));
+}
+
+#[test]
+fn conv2d_forward_and_gradients_match_reference() {
+    for (i, c) in CASES.iter().enumerate() {
+        check_case(c, None, 30 + i as u64);
+    }
+}
+
+#[test]
+fn masked_conv2d_ignores_masked_positions() {
+    // PixelCNN-style type-A mask on a 5x5 kernel and a 3x3 one: rows above, and left of centre
+    let type_a = |kh: usize, kw: usize| SpatialMask::from_fn(kh, kw, move |y, x| y < kh / 2 || (y == kh / 2 && x < kw / 2));
+    for (i, c) in [case(2, 3, 4, 6, 7, (5, 5), 1, 2), case(1, 70, 5, 4, 4, (3, 3), 1, 1), case(2, 2, 3, 5, 5, (8, 8), 1, 4)].iter().enumerate() {
+        check_case(c, Some(type_a(c.k.0, c.k.1)), 50 + i as u64);
+    }
+    // the masked output does not depend on weights at masked positions
+    let gpu = gpu();
+    let mut rng = rng(60);
+    let c = case(1, 2, 2, 5, 5, (3, 3), 1, 1);
+    let mask = type_a(3, 3);
+    let (x, _) = random_tensor(&gpu, &mut rng, &[1, 2, 5, 5]);
+    let mut wv = random(&mut rng, 2 * 2 * 9);
+    let y1 = download(&conv::conv2d(&x, &upload(&gpu, &[2, 2, 3, 3], &wv), None, options(&c, Some(mask))));
+    for (i, v) in wv.iter_mut().enumerate() {
+        if !mask.keeps(i % 9) {
+            *v = 100.0;
+        }
+    }
+    let y2 = download(&conv::conv2d(&x, &upload(&gpu, &[2, 2, 3, 3], &wv), None, options(&c, Some(mask))));
+    assert_eq!(y1, y2);
+}
+
+/// Reference transposed convolution in scatter form (each input pixel spreads over the output).
+fn conv_transpose_reference(x: &[f32], xs: [usize; 4], w: &[f32], cout: usize, k: usize, stride: usize, pad: usize, out: (usize, usize)) -> Vec<f64> {
+    let [n, cin, h, wd] = xs;
+    let mut y = vec![0.0; n * cout * out.0 * out.1];
+    for b in 0..n {
+        for ci in 0..cin {
+            for iy in 0..h {
+                for ix in 0..wd {
+                    for co in 0..cout {
+                        for ky in 0..k {
+                            for kx in 0..k {
+                                let oy = (iy * stride + ky) as isize - pad as isize;
+                                let ox = (ix * stride + kx) as isize - pad as isize;
+                                if oy < 0 || ox < 0 || oy as usize >= out.0 || ox as usize >= out.1 {
+                                    continue;
+                                }
+                                let yi = ((b * cout + co) * out.0 + oy as usize) * out.1 + ox as usize;
+                                let xv = x[((b * cin + ci) * h + iy) * wd + ix] as f64;
+                                y[yi] += xv * w[((ci * cout + co) * k + ky) * k + kx] as f64;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    y
+}
+
+#[test]
+fn conv_transpose2d_matches_reference() {
+    let gpu = gpu();
+    let mut rng = rng(70);
+    // (batch, cin, cout, h, w, k, stride, pad, output_padding)
+    for (n, cin, cout, h, w, k, s, p, op) in [
+        (1, 1, 1, 1, 1, 1, 1, 0, 0),
+        (2, 3, 4, 5, 5, 4, 2, 1, 0),
+        (2, 5, 3, 4, 3, 3, 1, 1, 0),
+        (1, 4, 70, 3, 3, 3, 2, 0, 1),
+        (2, 64, 3, 8, 8, 4, 2, 1, 0),
+        (1, 2, 3, 4, 5, 5, 2, 2, 1),
+    ] {
+        let (x, xv) = random_tensor(&gpu, &mut rng, &[n, cin, h, w]);
+        let (wt, wv) = random_tensor(&gpu, &mut rng, &[cin, cout, k, k]);
+        let (b, bv) = random_tensor(&gpu, &mut rng, &[cout]);
+        let out = ((h - 1) * s + k + op - 2 * p, (w - 1) * s + k + op - 2 * p);
+        let mut want = conv_transpose_reference(&xv, [n, cin, h, w], &wv, cout, k, s, p, out);
+        let plane = out.0 * out.1;
+        for (i, v) in want.iter_mut().enumerate() {
+            *v += bv[(i / plane) % cout] as f64;
+        }
+        let y = conv::conv_transpose2d(&x, &wt, Some(&b), ConvTranspose2dOptions::new(s, p, op));
+        assert_eq!(y.shape(), [n, cout, out.0, out.1]);
+        let what = format!("convT n={n} {cin}->{cout} {h}x{w} k{k} s{s} p{p} op{op}");
+        assert_close(&download(&y), &want, 1e-4, 1e-4 * ((cin * k * k) as f64).sqrt(), &what);
+    }
+}
+
+#[test]
+fn conv_backwards_match_finite_differences() {
+    let gpu = gpu();
+    let mut rng = rng(80);
+    let tol = 1e-2;
+    for c in [case(2, 3, 4, 5, 5, (3, 3), 1, 1), case(1, 2, 3, 6, 6, (4, 4), 2, 1), case(1, 2, 2, 5, 4, (3, 2), 2, 2)] {
+        let (oh, _) = out_size(&c);
+        assert!(oh > 0);
+        let x = (vec![c.n, c.cin, c.h, c.w], random(&mut rng, c.n * c.cin * c.h * c.w));
+        let w = (vec![c.cout, c.cin, c.k.0, c.k.1], random(&mut rng, c.cout * c.cin * c.k.0 * c.k.1));
+        let b = (vec![c.cout], random(&mut rng, c.cout));
+        let opts = options(&c, None);
+        grad_check(&gpu, &[x.clone(), w.clone(), b], &|t| conv::conv2d(&t[0], &t[1], Some(&t[2]), opts), 25, 1e-2, tol, &format!("conv2d {c:?}"));
+        let mask = SpatialMask::from_fn(c.k.0, c.k.1, |y, x| (y + x) % 2 == 0);
+        let masked = Conv2dOptions { mask: Some(mask), ..opts };
+        grad_check(&gpu, &[x, w], &|t| conv::conv2d(&t[0], &t[1], None, masked), 25, 1e-2, tol, &format!("masked conv2d {c:?}"));
+    }
+    for (cin, cout, h, k, s, p, op) in [(3, 2, 4, 3, 1, 1, 0), (2, 3, 3, 4, 2, 1, 0), (2, 2, 3, 3, 2, 0, 1)] {
+        let x = (vec![2, cin, h, h], random(&mut rng, 2 * cin * h * h));
+        let w = (vec![cin, cout, k, k], random(&mut rng, cin * cout * k * k));
+        let b = (vec![cout], random(&mut rng, cout));
+        let opts = ConvTranspose2dOptions::new(s, p, op);
+        grad_check(&gpu, &[x, w, b], &|t| conv::conv_transpose2d(&t[0], &t[1], Some(&t[2]), opts), 25, 1e-2, tol, &format!("convT k{k} s{s} p{p} op{op}"));
+    }
+}

@@ -1,0 +1,82 @@
+//! gemm.wgsl against a plain f64 reference for every transpose combination and sizes that are and
+//! are not multiples of the 64 x 64 x 16 tile; backwards against finite differences.
+
+mod common;
+use common::*;
+use vqgpu::ops::gemm;
+
+/// (M, N, K): single element, below / at / above the tile, long K.
+const SHAPES: [(usize, usize, usize); 6] = [(1, 1, 1), (3, 5, 7), (64, 64, 16), (65, 130, 17), (100, 37, 129), (1, 70, 300)];
+
+/// `op(a) op(b)` where a is stored [M, K] (or [K, M] transposed) and b [K, N] (or [N, K]).
+fn reference(a: &[f32], b: &[f32], m: usize, n: usize, k: usize, ta: bool, tb: bool) -> Vec<f64> {
+    let mut c = vec![0.0; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            let mut s = 0.0;
+            for p in 0..k {
+                let av = if ta { a[p * m + i] } else { a[i * k + p] };
+                let bv = if tb { b[j * k + p] } else { b[p * n + j] };
+                s += av as f64 * bv as f64;
+            }
+            c[i * n + j] = s;
+        }
+    }
+    c
+}
+
+#[test]
+fn matmul_matches_reference_for_all_transposes() {
+    let gpu = gpu();
+    let mut rng = rng(20);
+    for (m, n, k) in SHAPES {
+        for ta in [false, true] {
+            for tb in [false, true] {
+                let a_shape = if ta { [k, m] } else { [m, k] };
+                let b_shape = if tb { [n, k] } else { [k, n] };
+                let (a, av) = random_tensor(&gpu, &mut rng, &a_shape);
+                let (b, bv) = random_tensor(&gpu, &mut rng, &b_shape);
+                let c = gemm::matmul(&a, &b, ta, tb);
+                assert_eq!(c.shape(), [m, n]);
+                let want = reference(&av, &bv, m, n, k, ta, tb);
+                assert_close(&download(&c), &want, 1e-4, 1e-4 * (k as f64).sqrt(), &format!("gemm {m}x{n}x{k} ta={ta} tb={tb}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn linear_adds_the_bias_per_output_feature() {
+    let gpu = gpu();
+    let mut rng = rng(21);
+    for (batch, inf, outf) in [(1, 1, 1), (4, 9, 70), (65, 33, 3)] {
+        let (x, xv) = random_tensor(&gpu, &mut rng, &[batch, inf]);
+        let (w, wv) = random_tensor(&gpu, &mut rng, &[outf, inf]);
+        let (b, bv) = random_tensor(&gpu, &mut rng, &[outf]);
+        let mut want = reference(&xv, &wv, batch, outf, inf, false, true);
+        for (i, v) in want.iter_mut().enumerate() {
+            *v += bv[i % outf] as f64;
+        }
+        assert_close(&download(&gemm::linear(&x, &w, Some(&b))), &want, 1e-4, 1e-4, &format!("linear {batch}x{inf}->{outf}"));
+    }
+}
+
+#[test]
+fn gemm_backwards_match_finite_differences() {
+    let gpu = gpu();
+    let mut rng = rng(22);
+    let (m, n, k) = (5, 6, 7);
+    for ta in [false, true] {
+        for tb in [false, true] {
+            let a_shape = if ta { vec![k, m] } else { vec![m, k] };
+            let b_shape = if tb { vec![n, k] } else { vec![k, n] };
+            let a = (a_shape, random(&mut rng, m * k));
+            let b = (b_shape, random(&mut rng, k * n));
+            grad_check(&gpu, &[a, b], &|t| gemm::matmul(&t[0], &t[1], ta, tb), 20, 1e-2, 1e-2, &format!("matmul ta={ta} tb={tb}"));
+        }
+    }
+    let x = (vec![3, 4], random(&mut rng, 12));
+    let w = (vec![5, 4], random(&mut rng, 20));
+    let b = (vec![5], random(&mut rng, 5));
+    grad_check(&gpu, &[x, w, b], &|t| gemm::linear(&t[0], &t[1], Some(&t[2])), 20, 1e-2, 1e-2, "linear");
+}
