@@ -66,6 +66,7 @@ struct Inner {
     pool: SharedPool,
     kernels: RefCell<KernelCache>,
     recorder: RefCell<Recorder>,
+    submissions: std::cell::Cell<usize>,
 }
 
 /// A handle to the GPU; cheap to clone, not shared across threads.
@@ -81,6 +82,7 @@ impl Gpu {
             pool: SharedPool::default(),
             kernels: RefCell::default(),
             recorder: RefCell::default(),
+            submissions: Default::default(),
         })))
     }
 
@@ -117,6 +119,11 @@ impl Gpu {
     /// How many GPU buffers have been created so far (pool misses plus internal buffers).
     pub fn buffers_created(&self) -> usize {
         self.0.pool.borrow().created()
+    }
+
+    /// How many command buffers have been submitted so far (ops record; only sync points submit).
+    pub fn submissions(&self) -> usize {
+        self.0.submissions.get()
     }
 
     /// How many compute pipelines have been compiled so far.
@@ -268,6 +275,7 @@ impl Gpu {
         rec.launches = 0;
         if let Some(encoder) = rec.encoder.take() {
             self.0.ctx.queue.submit([encoder.finish()]);
+            self.0.submissions.set(self.0.submissions.get() + 1);
         }
     }
 

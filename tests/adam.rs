@@ -1,0 +1,35 @@
+//! adam.wgsl against a plain f64 reference of PyTorch's Adam over several steps.
+
+mod common;
+use common::*;
+use vqgpu::ops::adam::{adam_step, AdamHyper};
+
+#[test]
+fn adam_matches_reference_over_several_steps() {
+    let gpu = gpu();
+    let mut rng = rng(90);
+    for (n, weight_decay) in [(1, 0.0), (257, 0.0), (1000, 0.01)] {
+        let hyper = AdamHyper { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay };
+        let (params, mut p_ref) = random_tensor(&gpu, &mut rng, &[n]);
+        let mut p_ref: Vec<f64> = f64s(&p_ref.split_off(0));
+        let m = vqgpu::Tensor::zeros(&gpu, &[n]);
+        let v = vqgpu::Tensor::zeros(&gpu, &[n]);
+        let (mut m_ref, mut v_ref) = (vec![0.0f64; n], vec![0.0f64; n]);
+        for t in 1..=5u64 {
+            let (grads, g) = random_tensor(&gpu, &mut rng, &[n]);
+            adam_step(&params, &grads, &m, &v, hyper, t);
+            let (b1, b2) = (hyper.beta1 as f64, hyper.beta2 as f64);
+            for i in 0..n {
+                let grad = g[i] as f64 + weight_decay as f64 * p_ref[i];
+                m_ref[i] = b1 * m_ref[i] + (1.0 - b1) * grad;
+                v_ref[i] = b2 * v_ref[i] + (1.0 - b2) * grad * grad;
+                let m_hat = m_ref[i] / (1.0 - b1.powi(t as i32));
+                let v_hat = v_ref[i] / (1.0 - b2.powi(t as i32));
+                p_ref[i] -= hyper.lr as f64 * m_hat / (v_hat.sqrt() + hyper.eps as f64);
+            }
+            assert_close(&download(&params), &p_ref, 1e-5, 1e-6, &format!("params n={n} step {t}"));
+            assert_close(&download(&m), &m_ref, 1e-5, 1e-7, &format!("m n={n} step {t}"));
+            assert_close(&download(&v), &v_ref, 1e-5, 1e-8, &format!("v n={n} step {t}"));
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! The engine as a whole: autograd semantics, parameter store, recording without per-op submits,
+//! no allocation after warm-up, a small conv net that learns, and the error paths.
+
+mod common;
+use common::*;
+use vqgpu::nn::{Adam, Conv2d, ConvTranspose2d, Linear, ParamStore};
+use vqgpu::ops::conv::{Conv2dOptions, ConvTranspose2dOptions};
+use vqgpu::ops::reduce::mse_loss;
+use vqgpu::{autograd, Error, Gpu, GpuOptions, Tensor};
+
+#[test]
+fn no_grad_records_nothing_and_detach_stops_gradients() {
+    let gpu = gpu();
+    let x = upload(&gpu, &[3], &[1.0, -2.0, 3.0]).with_requires_grad(true);
+    {
+        let _guard = autograd::no_grad();
+        let y = x.mul(&x).sum();
+        assert!(!y.requires_grad());
+        assert_eq!(autograd::tape_len(), 0);
+    }
+    assert!(autograd::is_grad_enabled());
+    // loss = sum(x * detach(x)): the gradient is detach(x) only, not 2x
+    let loss = x.mul(&x.detach()).sum();
+    let grads = loss.backward();
+    assert_eq!(download(&grads.get(&x).unwrap()), [1.0, -2.0, 3.0]);
+    assert_eq!(autograd::tape_len(), 0, "backward consumes the tape");
+}
+
+#[test]
+fn parameters_accumulate_gradients_until_zeroed() {
+    let gpu = gpu();
+    let mut ps = ParamStore::new(&gpu, 0);
+    let w = ps.from_values("w", &[2], vec![2.0, -1.0]);
+    let b = ps.constant("b", &[1], 0.5);
+    ps.finalize().unwrap();
+    let x = upload(&gpu, &[2], &[3.0, 4.0]);
+    for expected_scale in [1.0, 2.0] {
+        // d/dw sum(w * x) = x; d/db sum(b) = 1; a second backward adds on top
+        w.tensor().mul(&x).sum().add(&b.tensor().sum()).backward();
+        assert_eq!(download(&ps.grad(&w)), [3.0 * expected_scale, 4.0 * expected_scale]);
+        assert_eq!(download(&ps.grad(&b)), [expected_scale]);
+    }
+    ps.zero_grad();
+    assert_eq!(download(&ps.grad(&w)), [0.0, 0.0]);
+    assert_eq!(download(w.tensor()), [2.0, -1.0]);
+}
+
+#[test]
+fn layers_follow_pytorch_names_layouts_and_initialisation() {
+    let gpu = gpu();
+    let mut ps = ParamStore::new(&gpu, 1);
+    let conv = Conv2d::new(&mut ps, "encoder.0", 3, 8, (4, 4), Conv2dOptions::new(2, 1), true);
+    let convt = ConvTranspose2d::new(&mut ps, "decoder.2", 8, 5, (4, 4), ConvTranspose2dOptions::new(2, 1, 0), true);
+    let lin = Linear::new(&mut ps, "fc", 10, 7, false);
+    ps.finalize().unwrap();
+    let names: Vec<(&str, Vec<usize>)> = ps.params().iter().map(|p| (p.name(), p.shape().to_vec())).collect();
+    assert_eq!(
+        names,
+        [
+            ("encoder.0.weight", vec![8, 3, 4, 4]),
+            ("encoder.0.bias", vec![8]),
+            ("decoder.2.weight", vec![8, 5, 4, 4]),
+            ("decoder.2.bias", vec![5]),
+            ("fc.weight", vec![7, 10]),
+        ]
+    );
+    // kaiming-uniform(a = sqrt 5): U(-1/sqrt(fan_in), 1/sqrt(fan_in)); fan_in of a transposed conv is out * k * k
+    for (p, fan_in) in ps.params().iter().zip([48.0f32, 48.0, 80.0, 80.0, 10.0]) {
+        let v = download(p.tensor());
+        let bound = 1.0 / fan_in.sqrt();
+        assert!(v.iter().all(|x| x.abs() <= bound), "{} exceeds its bound", p.name());
+        assert!(v.iter().any(|x| x.abs() > bound / 2.0), "{} is not spread over its range", p.name());
+    }
+    let x = Tensor::zeros(&gpu, &[2, 3, 8, 8]);
+    let h = conv.forward(&x);
+    assert_eq!(h.shape(), [2, 8, 4, 4]);
+    assert_eq!(convt.forward(&h).shape(), [2, 5, 8, 8]);
+    assert_eq!(lin.forward(&Tensor::zeros(&gpu, &[4, 10])).shape(), [4, 7]);
+    // same seed, same initial values
+    let mut again = ParamStore::new(&gpu, 1);
+    let conv2 = Conv2d::new(&mut again, "encoder.0", 3, 8, (4, 4), Conv2dOptions::new(2, 1), true);
+    again.finalize().unwrap();
+    assert_eq!(download(conv.weight.tensor()), download(conv2.weight.tensor()));
+}
+
+/// A two-layer conv net (conv 3->16, ReLU, conv 16->3) learning to reproduce its input.
+struct TinyNet {
+    ps: ParamStore,
+    conv1: Conv2d,
+    conv2: Conv2d,
+}
+
+impl TinyNet {
+    fn new(gpu: &Gpu) -> Self {
+        let mut ps = ParamStore::new(gpu, 42);
+        let conv1 = Conv2d::new(&mut ps, "conv1", 3, 16, (3, 3), Conv2dOptions::new(1, 1), true);
+        let conv2 = Conv2d::new(&mut ps, "conv2", 16, 3, (3, 3), Conv2dOptions::new(1, 1), true);
+        ps.finalize().unwrap();
+        Self { ps, conv1, conv2 }
+    }
+
+    fn loss(&self, x: &Tensor) -> Tensor {
+        mse_loss(&self.conv2.forward(&self.conv1.forward(x).relu()), x)
+    }
+
+    fn step(&self, adam: &mut Adam, x: &Tensor) -> Tensor {
+        self.ps.zero_grad();
+        let loss = self.loss(x);
+        loss.backward();
+        adam.step(&self.ps);
+        loss
+    }
+}
+
+#[test]
+fn two_layer_conv_net_cuts_its_mse_tenfold_in_200_adam_steps() {
+    let gpu = gpu();
+    let mut rng = rng(100);
+    let (x, _) = random_tensor(&gpu, &mut rng, &[4, 3, 8, 8]);
+    let net = TinyNet::new(&gpu);
+    let mut adam = Adam::new(1e-2);
+    let first = net.loss(&x).item().unwrap();
+    autograd::clear_tape();
+    let mut last = first;
+    for step in 0..200 {
+        let loss = net.step(&mut adam, &x);
+        if step % 50 == 49 {
+            last = loss.item().unwrap();
+            println!("step {}: mse {last}", step + 1);
+        }
+    }
+    let _g = autograd::no_grad();
+    last = last.min(net.loss(&x).item().unwrap());
+    println!("mse {first} -> {last}");
+    assert!(first / last >= 10.0, "MSE fell only from {first} to {last}");
+}
+
+#[test]
+fn a_training_step_submits_once_and_allocates_nothing_after_warm_up() {
+    let gpu = gpu();
+    let mut rng = rng(101);
+    let (x, _) = random_tensor(&gpu, &mut rng, &[2, 3, 8, 8]);
+    let net = TinyNet::new(&gpu);
+    let mut adam = Adam::new(1e-3);
+    net.step(&mut adam, &x).item().unwrap(); // warm-up: compiles pipelines, fills the pool
+    let buffers = gpu.buffers_created();
+    let pipelines = gpu.pipelines_compiled();
+    for _ in 0..3 {
+        let submits = gpu.submissions();
+        let loss = net.step(&mut adam, &x);
+        assert_eq!(gpu.submissions(), submits, "forward, backward and Adam must only record");
+        loss.item().unwrap();
+        assert_eq!(gpu.submissions(), submits + 1, "the readback is the step's one submit");
+    }
+    assert_eq!(gpu.buffers_created(), buffers, "create_buffer was called after warm-up");
+    assert_eq!(gpu.pipelines_compiled(), pipelines, "a pipeline was compiled after warm-up");
+}
+
+#[test]
+fn same_seed_same_bits() {
+    let run = || {
+        let gpu = gpu();
+        let mut rng = rng(102);
+        let (x, _) = random_tensor(&gpu, &mut rng, &[2, 3, 8, 8]);
+        let net = TinyNet::new(&gpu);
+        let mut adam = Adam::new(1e-2);
+        for _ in 0..5 {
+            net.step(&mut adam, &x);
+        }
+        download(net.ps.flat_buffers().0)
+    };
+    assert_eq!(run(), run());
+}
+
+#[test]
+fn unknown_adapter_is_a_clear_error() {
+    let err = Gpu::new(&GpuOptions { adapter: Some("no-such-adapter-xyz".into()), backend: None }).err().expect("must fail");
+    assert!(matches!(err, Error::AdapterNotFound { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains("no-such-adapter-xyz") && msg.contains("vqgpu info"), "{msg}");
+}
+
+#[cfg(not(any(target_os = "macos", target_os = "ios")))]
+#[test]
+fn missing_backend_names_the_fix() {
+    // Metal exists only on Apple platforms: asking for it elsewhere finds no adapter at all
+    let err = Gpu::new(&GpuOptions { adapter: None, backend: Some(vqgpu::gpu::Backend::Metal) }).err().expect("must fail");
+    assert!(matches!(err, Error::NoAdapter { .. }), "{err}");
+    assert!(err.to_string().contains("apt-get install mesa-vulkan-drivers"), "{err}");
+}
+
+#[test]
+fn an_oversized_buffer_is_reported_at_the_next_sync() {
+    let gpu = gpu();
+    let floats = (gpu.max_binding_bytes() / 4 + 1) as usize;
+    let t = Tensor::uninit(&gpu, &[floats]);
+    let err = gpu.sync().err().expect("must fail");
+    assert!(matches!(err, Error::BufferTooLarge { .. }), "{err}");
+    assert!(err.to_string().contains("smaller batch"), "{err}");
+    drop(t);
+    gpu.sync().expect("the error is reported once");
+}
+
+#[test]
+fn shape_and_data_mismatch_is_an_error() {
+    let gpu = gpu();
+    let err = Tensor::from_slice(&gpu, &[2, 3], &[1.0; 5]).err().expect("must fail");
+    assert!(matches!(err, Error::ShapeData { expected: 6, got: 5, .. }), "{err}");
+}
