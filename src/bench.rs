@@ -91,19 +91,104 @@ struct ConvCase {
 }
 
 const VQVAE_CONVS: [ConvCase; 9] = [
-    ConvCase { name: "enc conv 3->64 k4 s2 32x32", cin: 3, cout: 64, k: 4, stride: 2, pad: 1, size: 32, transposed: false },
-    ConvCase { name: "enc conv 64->128 k4 s2 16x16", cin: 64, cout: 128, k: 4, stride: 2, pad: 1, size: 16, transposed: false },
-    ConvCase { name: "enc conv 128->128 k3 8x8", cin: 128, cout: 128, k: 3, stride: 1, pad: 1, size: 8, transposed: false },
-    ConvCase { name: "res conv 128->32 k3 8x8", cin: 128, cout: 32, k: 3, stride: 1, pad: 1, size: 8, transposed: false },
-    ConvCase { name: "res conv 32->128 k1 8x8", cin: 32, cout: 128, k: 1, stride: 1, pad: 0, size: 8, transposed: false },
-    ConvCase { name: "pre-quant conv 128->64 k1 8x8", cin: 128, cout: 64, k: 1, stride: 1, pad: 0, size: 8, transposed: false },
-    ConvCase { name: "dec convT 64->128 k3 8x8", cin: 64, cout: 128, k: 3, stride: 1, pad: 1, size: 8, transposed: true },
-    ConvCase { name: "dec convT 128->64 k4 s2 8x8", cin: 128, cout: 64, k: 4, stride: 2, pad: 1, size: 8, transposed: true },
-    ConvCase { name: "dec convT 64->3 k4 s2 16x16", cin: 64, cout: 3, k: 4, stride: 2, pad: 1, size: 16, transposed: true },
+    ConvCase {
+        name: "enc conv 3->64 k4 s2 32x32",
+        cin: 3,
+        cout: 64,
+        k: 4,
+        stride: 2,
+        pad: 1,
+        size: 32,
+        transposed: false,
+    },
+    ConvCase {
+        name: "enc conv 64->128 k4 s2 16x16",
+        cin: 64,
+        cout: 128,
+        k: 4,
+        stride: 2,
+        pad: 1,
+        size: 16,
+        transposed: false,
+    },
+    ConvCase {
+        name: "enc conv 128->128 k3 8x8",
+        cin: 128,
+        cout: 128,
+        k: 3,
+        stride: 1,
+        pad: 1,
+        size: 8,
+        transposed: false,
+    },
+    ConvCase {
+        name: "res conv 128->32 k3 8x8",
+        cin: 128,
+        cout: 32,
+        k: 3,
+        stride: 1,
+        pad: 1,
+        size: 8,
+        transposed: false,
+    },
+    ConvCase {
+        name: "res conv 32->128 k1 8x8",
+        cin: 32,
+        cout: 128,
+        k: 1,
+        stride: 1,
+        pad: 0,
+        size: 8,
+        transposed: false,
+    },
+    ConvCase {
+        name: "pre-quant conv 128->64 k1 8x8",
+        cin: 128,
+        cout: 64,
+        k: 1,
+        stride: 1,
+        pad: 0,
+        size: 8,
+        transposed: false,
+    },
+    ConvCase {
+        name: "dec convT 64->128 k3 8x8",
+        cin: 64,
+        cout: 128,
+        k: 3,
+        stride: 1,
+        pad: 1,
+        size: 8,
+        transposed: true,
+    },
+    ConvCase {
+        name: "dec convT 128->64 k4 s2 8x8",
+        cin: 128,
+        cout: 64,
+        k: 4,
+        stride: 2,
+        pad: 1,
+        size: 8,
+        transposed: true,
+    },
+    ConvCase {
+        name: "dec convT 64->3 k4 s2 16x16",
+        cin: 64,
+        cout: 3,
+        k: 4,
+        stride: 2,
+        pad: 1,
+        size: 16,
+        transposed: true,
+    },
 ];
 
 /// Runs every kernel benchmark, calling `report` after each row.
-pub fn kernels(gpu: &Gpu, cfg: &BenchConfig, report: &mut dyn FnMut(&BenchRow)) -> Result<Vec<BenchRow>> {
+pub fn kernels(
+    gpu: &Gpu,
+    cfg: &BenchConfig,
+    report: &mut dyn FnMut(&BenchRow),
+) -> Result<Vec<BenchRow>> {
     let _no_grad = autograd::no_grad();
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let mut rows = Vec::new();
@@ -116,7 +201,11 @@ pub fn kernels(gpu: &Gpu, cfg: &BenchConfig, report: &mut dyn FnMut(&BenchRow)) 
         let b = random(gpu, &mut rng, &[n, n])?;
         let seconds = time_calls(gpu, cfg, &|| drop(gemm::matmul(&a, &b, false, false)))?;
         push(
-            BenchRow { name: format!("gemm {n}x{n}x{n}"), seconds, flops: 2.0 * (n as f64).powi(3) },
+            BenchRow {
+                name: format!("gemm {n}x{n}x{n}"),
+                seconds,
+                flops: 2.0 * (n as f64).powi(3),
+            },
             &mut rows,
         );
     }
@@ -124,7 +213,8 @@ pub fn kernels(gpu: &Gpu, cfg: &BenchConfig, report: &mut dyn FnMut(&BenchRow)) 
         let options = Conv2dOptions::new(case.stride, case.pad);
         // the convolution in conv2d terms: x is the larger side of a transposed convolution
         let (x_size, y_size, x_ch, y_ch) = if case.transposed {
-            let out = conv::conv_transpose_out_size(case.size, case.k, case.stride, case.pad, 0).unwrap_or(1);
+            let out = conv::conv_transpose_out_size(case.size, case.k, case.stride, case.pad, 0)
+                .unwrap_or(1);
             (out, case.size, case.cout, case.cin)
         } else {
             let out = conv::conv_out_size(case.size, case.k, case.stride, case.pad).unwrap_or(1);
@@ -133,11 +223,17 @@ pub fn kernels(gpu: &Gpu, cfg: &BenchConfig, report: &mut dyn FnMut(&BenchRow)) 
         let x = random(gpu, &mut rng, &[cfg.batch, x_ch, x_size, x_size])?;
         let y = random(gpu, &mut rng, &[cfg.batch, y_ch, y_size, y_size])?;
         let w = random(gpu, &mut rng, &[y_ch, x_ch, case.k, case.k])?;
-        let flops = conv::conv2d_flops([cfg.batch, x_ch, x_size, x_size], [y_ch, x_ch, case.k, case.k], options);
+        let flops = conv::conv2d_flops(
+            [cfg.batch, x_ch, x_size, x_size],
+            [y_ch, x_ch, case.k, case.k],
+            options,
+        );
         let k = (case.k, case.k);
         let t_options = ConvTranspose2dOptions::new(case.stride, case.pad, 0);
         let forward = if case.transposed {
-            time_calls(gpu, cfg, &|| drop(conv::conv_transpose2d(&y, &w, None, t_options)))?
+            time_calls(gpu, cfg, &|| {
+                drop(conv::conv_transpose2d(&y, &w, None, t_options))
+            })?
         } else {
             time_calls(gpu, cfg, &|| drop(conv::conv2d(&x, &w, None, options)))?
         };
@@ -145,11 +241,26 @@ pub fn kernels(gpu: &Gpu, cfg: &BenchConfig, report: &mut dyn FnMut(&BenchRow)) 
         let input_grad = if case.transposed {
             time_calls(gpu, cfg, &|| drop(conv::conv2d(&x, &w, None, options)))?
         } else {
-            time_calls(gpu, cfg, &|| drop(conv::conv2d_input_grad(&y, &w, (x_size, x_size), options)))?
+            time_calls(gpu, cfg, &|| {
+                drop(conv::conv2d_input_grad(&y, &w, (x_size, x_size), options))
+            })?
         };
-        let weight_grad = time_calls(gpu, cfg, &|| drop(conv::conv2d_weight_grad(&y, &x, k, options)))?;
-        for (pass, seconds) in [("fwd", forward), ("bwd input", input_grad), ("bwd weight", weight_grad)] {
-            push(BenchRow { name: format!("{} {pass}", case.name), seconds, flops }, &mut rows);
+        let weight_grad = time_calls(gpu, cfg, &|| {
+            drop(conv::conv2d_weight_grad(&y, &x, k, options))
+        })?;
+        for (pass, seconds) in [
+            ("fwd", forward),
+            ("bwd input", input_grad),
+            ("bwd weight", weight_grad),
+        ] {
+            push(
+                BenchRow {
+                    name: format!("{} {pass}", case.name),
+                    seconds,
+                    flops,
+                },
+                &mut rows,
+            );
         }
     }
     Ok(rows)

@@ -9,7 +9,11 @@ use vqgpu::gpu::{list_adapters, Backend};
 use vqgpu::{Gpu, GpuOptions, Result};
 
 #[derive(Parser)]
-#[command(name = "vqgpu", version, about = "Hand-written WGSL GPU engine for VQ-VAEs and PixelCNN priors")]
+#[command(
+    name = "vqgpu",
+    version,
+    about = "Hand-written WGSL GPU engine for VQ-VAEs and PixelCNN priors"
+)]
 struct Cli {
     #[command(flatten)]
     gpu: GpuArgs,
@@ -80,13 +84,21 @@ fn info(options: &GpuOptions) -> Result<()> {
 }
 
 fn bench_kernels(options: &GpuOptions, cfg: BenchConfig) -> Result<()> {
-    for (name, value) in [("--batch", cfg.batch), ("--iters", cfg.iters), ("--repeats", cfg.repeats)] {
+    for (name, value) in [
+        ("--batch", cfg.batch),
+        ("--iters", cfg.iters),
+        ("--repeats", cfg.repeats),
+    ] {
         if value == 0 {
-            return Err(vqgpu::Error::InvalidArgument(format!("{name} must be at least 1")));
+            return Err(vqgpu::Error::InvalidArgument(format!(
+                "{name} must be at least 1"
+            )));
         }
     }
     if cfg.gemm_sizes.contains(&0) {
-        return Err(vqgpu::Error::InvalidArgument("GEMM sizes must be at least 1".into()));
+        return Err(vqgpu::Error::InvalidArgument(
+            "GEMM sizes must be at least 1".into(),
+        ));
     }
     let gpu = Gpu::new(options)?;
     let info = &gpu.report().info;
@@ -103,7 +115,12 @@ fn bench_kernels(options: &GpuOptions, cfg: BenchConfig) -> Result<()> {
     );
     println!("{:<44} {:>12} {:>10}", "kernel", "ms/call", "GFLOP/s");
     bench::kernels(&gpu, &cfg, &mut |row| {
-        println!("{:<44} {:>12.4} {:>10.1}", row.name, row.seconds * 1e3, row.gflops())
+        println!(
+            "{:<44} {:>12.4} {:>10.1}",
+            row.name,
+            row.seconds * 1e3,
+            row.gflops()
+        )
     })?;
     Ok(())
 }
@@ -113,9 +130,19 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Info => info(&options),
         Command::Bench { what } => match what {
-            BenchCommand::Kernels { batch, iters, repeats, gemm } => bench_kernels(
+            BenchCommand::Kernels {
+                batch,
+                iters,
+                repeats,
+                gemm,
+            } => bench_kernels(
                 &options,
-                BenchConfig { batch, iters, repeats, gemm_sizes: gemm },
+                BenchConfig {
+                    batch,
+                    iters,
+                    repeats,
+                    gemm_sizes: gemm,
+                },
             ),
         },
     }

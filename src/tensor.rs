@@ -56,7 +56,10 @@ impl Tensor {
     /// A tensor with uninitialised contents (pooled storage is reused, so it holds stale values).
     pub fn uninit(gpu: &Gpu, shape: &[usize]) -> Self {
         let n = numel(shape);
-        assert!(n > 0, "tensors must have at least one element, got shape {shape:?}");
+        assert!(
+            n > 0,
+            "tensors must have at least one element, got shape {shape:?}"
+        );
         let storage = Rc::new(gpu.alloc(n as u64 * 4));
         Self::build(gpu, shape.to_vec(), storage, 0, false, None)
     }
@@ -130,7 +133,10 @@ impl Tensor {
     /// A view of `shape` at element `offset` of this tensor's storage (for flat parameter buffers).
     /// The offset must be a multiple of 64 elements (256 bytes, the largest binding alignment).
     pub(crate) fn view(&self, offset: usize, shape: &[usize], grad_sink: Option<Tensor>) -> Tensor {
-        assert!(offset % 64 == 0, "views must start on a 256-byte boundary");
+        assert!(
+            offset.is_multiple_of(64),
+            "views must start on a 256-byte boundary"
+        );
         assert!(offset + numel(shape) <= self.numel(), "view out of range");
         Self::build(
             &self.0.gpu,

@@ -9,7 +9,13 @@ fn adam_matches_reference_over_several_steps() {
     let gpu = gpu();
     let mut rng = rng(90);
     for (n, weight_decay) in [(1, 0.0), (257, 0.0), (1000, 0.01)] {
-        let hyper = AdamHyper { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay };
+        let hyper = AdamHyper {
+            lr: 1e-2,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay,
+        };
         let (params, mut p_ref) = random_tensor(&gpu, &mut rng, &[n]);
         let mut p_ref: Vec<f64> = f64s(&p_ref.split_off(0));
         let m = vqgpu::Tensor::zeros(&gpu, &[n]);
@@ -27,9 +33,27 @@ fn adam_matches_reference_over_several_steps() {
                 let v_hat = v_ref[i] / (1.0 - b2.powi(t as i32));
                 p_ref[i] -= hyper.lr as f64 * m_hat / (v_hat.sqrt() + hyper.eps as f64);
             }
-            assert_close(&download(&params), &p_ref, 1e-5, 1e-6, &format!("params n={n} step {t}"));
-            assert_close(&download(&m), &m_ref, 1e-5, 1e-7, &format!("m n={n} step {t}"));
-            assert_close(&download(&v), &v_ref, 1e-5, 1e-8, &format!("v n={n} step {t}"));
+            assert_close(
+                &download(&params),
+                &p_ref,
+                1e-5,
+                1e-6,
+                &format!("params n={n} step {t}"),
+            );
+            assert_close(
+                &download(&m),
+                &m_ref,
+                1e-5,
+                1e-7,
+                &format!("m n={n} step {t}"),
+            );
+            assert_close(
+                &download(&v),
+                &v_ref,
+                1e-5,
+                1e-8,
+                &format!("v n={n} step {t}"),
+            );
         }
     }
 }

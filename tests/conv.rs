@@ -2,6 +2,9 @@
 //! f64 references at shapes that are and are not multiples of the 64 x 64 x 16 tile, with batch 1,
 //! 1x1 spatial, stride 1 and 2, padding 0/1/2; backwards against finite differences.
 
+// the reference loops and case table name every convolution dimension explicitly
+#![allow(clippy::too_many_arguments)]
+
 mod common;
 use common::*;
 use vqgpu::ops::conv::{self, Conv2dOptions, ConvTranspose2dOptions, SpatialMask};
@@ -19,8 +22,26 @@ struct Case {
     pad: usize,
 }
 
-const fn case(n: usize, cin: usize, cout: usize, h: usize, w: usize, k: (usize, usize), stride: usize, pad: usize) -> Case {
-    Case { n, cin, cout, h, w, k, stride, pad }
+const fn case(
+    n: usize,
+    cin: usize,
+    cout: usize,
+    h: usize,
+    w: usize,
+    k: (usize, usize),
+    stride: usize,
+    pad: usize,
+) -> Case {
+    Case {
+        n,
+        cin,
+        cout,
+        h,
+        w,
+        k,
+        stride,
+        pad,
+    }
 }
 
 const CASES: [Case; 9] = [
@@ -43,11 +64,18 @@ fn out_size(c: &Case) -> (usize, usize) {
 }
 
 fn options(c: &Case, mask: Option<SpatialMask>) -> Conv2dOptions {
-    Conv2dOptions { stride: (c.stride, c.stride), padding: (c.pad, c.pad), mask }
+    Conv2dOptions {
+        stride: (c.stride, c.stride),
+        padding: (c.pad, c.pad),
+        mask,
+    }
 }
 
 /// Calls `f(b, co, oy, ox, ci, iy, ix, tap)` for every term of the convolution sum that lands inside x.
-fn for_each_term(c: &Case, mut f: impl FnMut(usize, usize, usize, usize, usize, usize, usize, usize)) {
+fn for_each_term(
+    c: &Case,
+    mut f: impl FnMut(usize, usize, usize, usize, usize, usize, usize, usize),
+) {
     let (oh, ow) = out_size(c);
     for b in 0..c.n {
         for co in 0..c.cout {
@@ -58,7 +86,8 @@ fn for_each_term(c: &Case, mut f: impl FnMut(usize, usize, usize, usize, usize, 
                             for kx in 0..c.k.1 {
                                 let iy = (oy * c.stride + ky) as isize - c.pad as isize;
                                 let ix = (ox * c.stride + kx) as isize - c.pad as isize;
-                                if iy >= 0 && ix >= 0 && (iy as usize) < c.h && (ix as usize) < c.w {
+                                if iy >= 0 && ix >= 0 && (iy as usize) < c.h && (ix as usize) < c.w
+                                {
                                     f(b, co, oy, ox, ci, iy as usize, ix as usize, ky * c.k.1 + kx);
                                 }
                             }
@@ -71,7 +100,14 @@ fn for_each_term(c: &Case, mut f: impl FnMut(usize, usize, usize, usize, usize, 
 }
 
 /// Reference forward, input gradient and weight gradient of a (masked) convolution.
-fn reference(c: &Case, x: &[f32], w: &[f32], bias: &[f32], dy: &[f32], keep: &dyn Fn(usize) -> bool) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+fn reference(
+    c: &Case,
+    x: &[f32],
+    w: &[f32],
+    bias: &[f32],
+    dy: &[f32],
+    keep: &dyn Fn(usize) -> bool,
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let (oh, ow) = out_size(c);
     let taps = c.k.0 * c.k.1;
     let mut y = vec![0.0; c.n * c.cout * oh * ow];
@@ -112,13 +148,35 @@ fn check_case(c: &Case, mask: Option<SpatialMask>, seed: u64) {
     assert_eq!(y.shape(), [c.n, c.cout, oh, ow], "{what}: output shape");
     assert_close(&download(&y), &y_ref, 1e-4, tol, &format!("forward {what}"));
     let dx = conv::conv2d_input_grad(&dy, &w, (c.h, c.w), opts);
-    assert_close(&download(&dx), &dx_ref, 1e-4, 1e-4 * ((c.cout * c.k.0 * c.k.1) as f64).sqrt(), &format!("input grad {what}"));
+    assert_close(
+        &download(&dx),
+        &dx_ref,
+        1e-4,
+        1e-4 * ((c.cout * c.k.0 * c.k.1) as f64).sqrt(),
+        &format!("input grad {what}"),
+    );
     let dw = conv::conv2d_weight_grad(&dy, &x, c.k, opts);
-    assert_close(&download(&dw), &dw_ref, 1e-4, 1e-4 * ((c.n * oh * ow) as f64).sqrt(), &format!("weight grad {what}"));
+    assert_close(
+        &download(&dw),
+        &dw_ref,
+        1e-4,
+        1e-4 * ((c.n * oh * ow) as f64).sqrt(),
+        &format!("weight grad {what}"),
+    );
     // without a bias the output is the same minus the bias
     let y_nobias = conv::conv2d(&x, &w, None, opts);
-    let no_bias_ref: Vec<f64> = y_ref.iter().enumerate().map(|(i, v)| v - bv[(i / (oh * ow)) % c.cout] as f64).collect();
-    assert_close(&download(&y_nobias), &no_bias_ref, 1e-4, tol, &format!("forward without bias {what}"));
+    let no_bias_ref: Vec<f64> = y_ref
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v - bv[(i / (oh * ow)) % c.cout] as f64)
+        .collect();
+    assert_close(
+        &download(&y_nobias),
+        &no_bias_ref,
+        1e-4,
+        tol,
+        &format!("forward without bias {what}"),
+    );
 }
 
 #[test]
@@ -131,8 +189,19 @@ fn conv2d_forward_and_gradients_match_reference() {
 #[test]
 fn masked_conv2d_ignores_masked_positions() {
     // PixelCNN-style type-A mask on a 5x5 kernel and a 3x3 one: rows above, and left of centre
-    let type_a = |kh: usize, kw: usize| SpatialMask::from_fn(kh, kw, move |y, x| y < kh / 2 || (y == kh / 2 && x < kw / 2));
-    for (i, c) in [case(2, 3, 4, 6, 7, (5, 5), 1, 2), case(1, 70, 5, 4, 4, (3, 3), 1, 1), case(2, 2, 3, 5, 5, (8, 8), 1, 4)].iter().enumerate() {
+    let type_a = |kh: usize, kw: usize| {
+        SpatialMask::from_fn(kh, kw, move |y, x| {
+            y < kh / 2 || (y == kh / 2 && x < kw / 2)
+        })
+    };
+    for (i, c) in [
+        case(2, 3, 4, 6, 7, (5, 5), 1, 2),
+        case(1, 70, 5, 4, 4, (3, 3), 1, 1),
+        case(2, 2, 3, 5, 5, (8, 8), 1, 4),
+    ]
+    .iter()
+    .enumerate()
+    {
         check_case(c, Some(type_a(c.k.0, c.k.1)), 50 + i as u64);
     }
     // the masked output does not depend on weights at masked positions
@@ -142,18 +211,37 @@ fn masked_conv2d_ignores_masked_positions() {
     let mask = type_a(3, 3);
     let (x, _) = random_tensor(&gpu, &mut rng, &[1, 2, 5, 5]);
     let mut wv = random(&mut rng, 2 * 2 * 9);
-    let y1 = download(&conv::conv2d(&x, &upload(&gpu, &[2, 2, 3, 3], &wv), None, options(&c, Some(mask))));
+    let y1 = download(&conv::conv2d(
+        &x,
+        &upload(&gpu, &[2, 2, 3, 3], &wv),
+        None,
+        options(&c, Some(mask)),
+    ));
     for (i, v) in wv.iter_mut().enumerate() {
         if !mask.keeps(i % 9) {
             *v = 100.0;
         }
     }
-    let y2 = download(&conv::conv2d(&x, &upload(&gpu, &[2, 2, 3, 3], &wv), None, options(&c, Some(mask))));
+    let y2 = download(&conv::conv2d(
+        &x,
+        &upload(&gpu, &[2, 2, 3, 3], &wv),
+        None,
+        options(&c, Some(mask)),
+    ));
     assert_eq!(y1, y2);
 }
 
 /// Reference transposed convolution in scatter form (each input pixel spreads over the output).
-fn conv_transpose_reference(x: &[f32], xs: [usize; 4], w: &[f32], cout: usize, k: usize, stride: usize, pad: usize, out: (usize, usize)) -> Vec<f64> {
+fn conv_transpose_reference(
+    x: &[f32],
+    xs: [usize; 4],
+    w: &[f32],
+    cout: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    out: (usize, usize),
+) -> Vec<f64> {
     let [n, cin, h, wd] = xs;
     let mut y = vec![0.0; n * cout * out.0 * out.1];
     for b in 0..n {
@@ -165,10 +253,12 @@ fn conv_transpose_reference(x: &[f32], xs: [usize; 4], w: &[f32], cout: usize, k
                             for kx in 0..k {
                                 let oy = (iy * stride + ky) as isize - pad as isize;
                                 let ox = (ix * stride + kx) as isize - pad as isize;
-                                if oy < 0 || ox < 0 || oy as usize >= out.0 || ox as usize >= out.1 {
+                                if oy < 0 || ox < 0 || oy as usize >= out.0 || ox as usize >= out.1
+                                {
                                     continue;
                                 }
-                                let yi = ((b * cout + co) * out.0 + oy as usize) * out.1 + ox as usize;
+                                let yi =
+                                    ((b * cout + co) * out.0 + oy as usize) * out.1 + ox as usize;
                                 let xv = x[((b * cin + ci) * h + iy) * wd + ix] as f64;
                                 y[yi] += xv * w[((ci * cout + co) * k + ky) * k + kx] as f64;
                             }
@@ -206,7 +296,13 @@ fn conv_transpose2d_matches_reference() {
         let y = conv::conv_transpose2d(&x, &wt, Some(&b), ConvTranspose2dOptions::new(s, p, op));
         assert_eq!(y.shape(), [n, cout, out.0, out.1]);
         let what = format!("convT n={n} {cin}->{cout} {h}x{w} k{k} s{s} p{p} op{op}");
-        assert_close(&download(&y), &want, 1e-4, 1e-4 * ((cin * k * k) as f64).sqrt(), &what);
+        assert_close(
+            &download(&y),
+            &want,
+            1e-4,
+            1e-4 * ((cin * k * k) as f64).sqrt(),
+            &what,
+        );
     }
 }
 
@@ -215,23 +311,64 @@ fn conv_backwards_match_finite_differences() {
     let gpu = gpu();
     let mut rng = rng(80);
     let tol = 1e-2;
-    for c in [case(2, 3, 4, 5, 5, (3, 3), 1, 1), case(1, 2, 3, 6, 6, (4, 4), 2, 1), case(1, 2, 2, 5, 4, (3, 2), 2, 2)] {
+    for c in [
+        case(2, 3, 4, 5, 5, (3, 3), 1, 1),
+        case(1, 2, 3, 6, 6, (4, 4), 2, 1),
+        case(1, 2, 2, 5, 4, (3, 2), 2, 2),
+    ] {
         let (oh, _) = out_size(&c);
         assert!(oh > 0);
-        let x = (vec![c.n, c.cin, c.h, c.w], random(&mut rng, c.n * c.cin * c.h * c.w));
-        let w = (vec![c.cout, c.cin, c.k.0, c.k.1], random(&mut rng, c.cout * c.cin * c.k.0 * c.k.1));
+        let x = (
+            vec![c.n, c.cin, c.h, c.w],
+            random(&mut rng, c.n * c.cin * c.h * c.w),
+        );
+        let w = (
+            vec![c.cout, c.cin, c.k.0, c.k.1],
+            random(&mut rng, c.cout * c.cin * c.k.0 * c.k.1),
+        );
         let b = (vec![c.cout], random(&mut rng, c.cout));
         let opts = options(&c, None);
-        grad_check(&gpu, &[x.clone(), w.clone(), b], &|t| conv::conv2d(&t[0], &t[1], Some(&t[2]), opts), 25, 1e-2, tol, &format!("conv2d {c:?}"));
+        grad_check(
+            &gpu,
+            &[x.clone(), w.clone(), b],
+            &|t| conv::conv2d(&t[0], &t[1], Some(&t[2]), opts),
+            25,
+            1e-2,
+            tol,
+            &format!("conv2d {c:?}"),
+        );
         let mask = SpatialMask::from_fn(c.k.0, c.k.1, |y, x| (y + x) % 2 == 0);
-        let masked = Conv2dOptions { mask: Some(mask), ..opts };
-        grad_check(&gpu, &[x, w], &|t| conv::conv2d(&t[0], &t[1], None, masked), 25, 1e-2, tol, &format!("masked conv2d {c:?}"));
+        let masked = Conv2dOptions {
+            mask: Some(mask),
+            ..opts
+        };
+        grad_check(
+            &gpu,
+            &[x, w],
+            &|t| conv::conv2d(&t[0], &t[1], None, masked),
+            25,
+            1e-2,
+            tol,
+            &format!("masked conv2d {c:?}"),
+        );
     }
-    for (cin, cout, h, k, s, p, op) in [(3, 2, 4, 3, 1, 1, 0), (2, 3, 3, 4, 2, 1, 0), (2, 2, 3, 3, 2, 0, 1)] {
+    for (cin, cout, h, k, s, p, op) in [
+        (3, 2, 4, 3, 1, 1, 0),
+        (2, 3, 3, 4, 2, 1, 0),
+        (2, 2, 3, 3, 2, 0, 1),
+    ] {
         let x = (vec![2, cin, h, h], random(&mut rng, 2 * cin * h * h));
         let w = (vec![cin, cout, k, k], random(&mut rng, cin * cout * k * k));
         let b = (vec![cout], random(&mut rng, cout));
         let opts = ConvTranspose2dOptions::new(s, p, op);
-        grad_check(&gpu, &[x, w, b], &|t| conv::conv_transpose2d(&t[0], &t[1], Some(&t[2]), opts), 25, 1e-2, tol, &format!("convT k{k} s{s} p{p} op{op}"));
+        grad_check(
+            &gpu,
+            &[x, w, b],
+            &|t| conv::conv_transpose2d(&t[0], &t[1], Some(&t[2]), opts),
+            25,
+            1e-2,
+            tol,
+            &format!("convT k{k} s{s} p{p} op{op}"),
+        );
     }
 }

@@ -16,8 +16,9 @@ fn sigmoid(x: f64) -> f64 {
 fn unary_ops_match_reference() {
     let gpu = gpu();
     let mut rng = rng(1);
+    type Op = fn(&Tensor) -> Tensor;
     type Reference = fn(f64) -> f64;
-    let cases: [(&str, fn(&Tensor) -> Tensor, Reference); 5] = [
+    let cases: [(&str, Op, Reference); 5] = [
         ("relu", ew::relu, |x| x.max(0.0)),
         ("sigmoid", ew::sigmoid, sigmoid),
         ("tanh", ew::tanh, f64::tanh),
@@ -30,7 +31,13 @@ fn unary_ops_match_reference() {
         x.write(&xs).unwrap();
         for (name, op, reference) in cases {
             let want: Vec<f64> = xs.iter().map(|&v| reference(v as f64)).collect();
-            assert_close(&download(&op(&x)), &want, 1e-5, 1e-6, &format!("{name} n={n}"));
+            assert_close(
+                &download(&op(&x)),
+                &want,
+                1e-5,
+                1e-6,
+                &format!("{name} n={n}"),
+            );
         }
     }
 }
@@ -42,7 +49,13 @@ fn activations_stay_finite_for_extreme_inputs() {
     let x = upload(&gpu, &[xs.len()], &xs);
     let sig: Vec<f64> = xs.iter().map(|&v| sigmoid(v as f64)).collect();
     let tanh: Vec<f64> = xs.iter().map(|&v| (v as f64).tanh()).collect();
-    assert_close(&download(&ew::sigmoid(&x)), &sig, 1e-6, 1e-7, "sigmoid extremes");
+    assert_close(
+        &download(&ew::sigmoid(&x)),
+        &sig,
+        1e-6,
+        1e-7,
+        "sigmoid extremes",
+    );
     assert_close(&download(&ew::tanh(&x)), &tanh, 1e-6, 1e-6, "tanh extremes");
 }
 
@@ -66,7 +79,13 @@ fn binary_ops_fill_and_accumulate_match_reference() {
         assert_close(&download(&dst), &acc, 1e-6, 1e-7, "accumulate");
         ew::fill(&dst, 3.25);
         assert_close(&download(&dst), &vec![3.25; n], 0.0, 0.0, "fill");
-        assert_close(&download(&Tensor::zeros(&gpu, &[n])), &vec![0.0; n], 0.0, 0.0, "zeros");
+        assert_close(
+            &download(&Tensor::zeros(&gpu, &[n])),
+            &vec![0.0; n],
+            0.0,
+            0.0,
+            "zeros",
+        );
     }
 }
 
@@ -83,12 +102,22 @@ fn per_channel_bias_broadcasts_over_batch_and_space() {
             .enumerate()
             .map(|(i, &v)| v as f64 + bv[(i / plane) % shape[1]] as f64)
             .collect();
-        assert_close(&download(&x.add(&b)), &want, 1e-6, 1e-7, &format!("bias {shape:?}"));
+        assert_close(
+            &download(&x.add(&b)),
+            &want,
+            1e-6,
+            1e-7,
+            &format!("bias {shape:?}"),
+        );
     }
     // 2-D [batch, features] + [features]
     let (x, xv) = random_tensor(&gpu, &mut rng, &[3, 4]);
     let (b, bv) = random_tensor(&gpu, &mut rng, &[4]);
-    let want: Vec<f64> = xv.iter().enumerate().map(|(i, &v)| (v + bv[i % 4]) as f64).collect();
+    let want: Vec<f64> = xv
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| (v + bv[i % 4]) as f64)
+        .collect();
     assert_close(&download(&x.add(&b)), &want, 1e-6, 1e-7, "bias 2-D");
 }
 
@@ -99,21 +128,112 @@ fn elementwise_backwards_match_finite_differences() {
     let shape = vec![2, 3, 4, 5];
     let n = 120;
     // keep ReLU inputs away from the kink so the finite difference is well defined
-    let away_from_zero: Vec<f32> = random(&mut rng, n).iter().map(|v| if v.abs() < 0.1 { v + 0.3 } else { *v }).collect();
+    let away_from_zero: Vec<f32> = random(&mut rng, n)
+        .iter()
+        .map(|v| if v.abs() < 0.1 { v + 0.3 } else { *v })
+        .collect();
     let a = (shape.clone(), random(&mut rng, n));
     let b = (shape.clone(), random(&mut rng, n));
     let bias = (vec![3], random(&mut rng, 3));
     let tol = 2e-2;
-    grad_check(&gpu, &[(shape.clone(), away_from_zero)], &|t| t[0].relu(), 40, 1e-2, tol, "relu");
-    grad_check(&gpu, &[a.clone()], &|t| t[0].sigmoid(), 40, 1e-2, tol, "sigmoid");
-    grad_check(&gpu, &[a.clone()], &|t| t[0].tanh(), 40, 1e-2, tol, "tanh");
-    grad_check(&gpu, &[a.clone()], &|t| ew::affine(&t[0], 1.5, -0.5), 20, 1e-2, tol, "scale");
-    grad_check(&gpu, &[a.clone()], &|t| ew::copy(&t[0]), 20, 1e-2, tol, "copy");
-    grad_check(&gpu, &[a.clone(), b.clone()], &|t| t[0].add(&t[1]), 20, 1e-2, tol, "add");
-    grad_check(&gpu, &[a.clone(), b.clone()], &|t| t[0].sub(&t[1]), 20, 1e-2, tol, "sub");
-    grad_check(&gpu, &[a.clone(), b], &|t| t[0].mul(&t[1]), 40, 1e-2, tol, "mul");
-    grad_check(&gpu, &[a.clone(), bias], &|t| t[0].add(&t[1]), 40, 1e-2, tol, "bias");
+    grad_check(
+        &gpu,
+        &[(shape.clone(), away_from_zero)],
+        &|t| t[0].relu(),
+        40,
+        1e-2,
+        tol,
+        "relu",
+    );
+    grad_check(
+        &gpu,
+        std::slice::from_ref(&a),
+        &|t| t[0].sigmoid(),
+        40,
+        1e-2,
+        tol,
+        "sigmoid",
+    );
+    grad_check(
+        &gpu,
+        std::slice::from_ref(&a),
+        &|t| t[0].tanh(),
+        40,
+        1e-2,
+        tol,
+        "tanh",
+    );
+    grad_check(
+        &gpu,
+        std::slice::from_ref(&a),
+        &|t| ew::affine(&t[0], 1.5, -0.5),
+        20,
+        1e-2,
+        tol,
+        "scale",
+    );
+    grad_check(
+        &gpu,
+        std::slice::from_ref(&a),
+        &|t| ew::copy(&t[0]),
+        20,
+        1e-2,
+        tol,
+        "copy",
+    );
+    grad_check(
+        &gpu,
+        &[a.clone(), b.clone()],
+        &|t| t[0].add(&t[1]),
+        20,
+        1e-2,
+        tol,
+        "add",
+    );
+    grad_check(
+        &gpu,
+        &[a.clone(), b.clone()],
+        &|t| t[0].sub(&t[1]),
+        20,
+        1e-2,
+        tol,
+        "sub",
+    );
+    grad_check(
+        &gpu,
+        &[a.clone(), b],
+        &|t| t[0].mul(&t[1]),
+        40,
+        1e-2,
+        tol,
+        "mul",
+    );
+    grad_check(
+        &gpu,
+        &[a.clone(), bias],
+        &|t| t[0].add(&t[1]),
+        40,
+        1e-2,
+        tol,
+        "bias",
+    );
     // a tensor used twice accumulates both paths: d(x * x) = 2x
-    grad_check(&gpu, &[a.clone()], &|t| t[0].mul(&t[0]), 40, 1e-2, tol, "x*x");
-    grad_check(&gpu, &[a], &|t| t[0].reshape(&[6, 20]).tanh(), 20, 1e-2, tol, "reshape");
+    grad_check(
+        &gpu,
+        std::slice::from_ref(&a),
+        &|t| t[0].mul(&t[0]),
+        40,
+        1e-2,
+        tol,
+        "x*x",
+    );
+    grad_check(
+        &gpu,
+        &[a],
+        &|t| t[0].reshape(&[6, 20]).tanh(),
+        20,
+        1e-2,
+        tol,
+        "reshape",
+    );
 }

@@ -37,7 +37,10 @@ fn parameters_accumulate_gradients_until_zeroed() {
     for expected_scale in [1.0, 2.0] {
         // d/dw sum(w * x) = x; d/db sum(b) = 1; a second backward adds on top
         w.tensor().mul(&x).sum().add(&b.tensor().sum()).backward();
-        assert_eq!(download(&ps.grad(&w)), [3.0 * expected_scale, 4.0 * expected_scale]);
+        assert_eq!(
+            download(&ps.grad(&w)),
+            [3.0 * expected_scale, 4.0 * expected_scale]
+        );
         assert_eq!(download(&ps.grad(&b)), [expected_scale]);
     }
     ps.zero_grad();
@@ -49,11 +52,31 @@ fn parameters_accumulate_gradients_until_zeroed() {
 fn layers_follow_pytorch_names_layouts_and_initialisation() {
     let gpu = gpu();
     let mut ps = ParamStore::new(&gpu, 1);
-    let conv = Conv2d::new(&mut ps, "encoder.0", 3, 8, (4, 4), Conv2dOptions::new(2, 1), true);
-    let convt = ConvTranspose2d::new(&mut ps, "decoder.2", 8, 5, (4, 4), ConvTranspose2dOptions::new(2, 1, 0), true);
+    let conv = Conv2d::new(
+        &mut ps,
+        "encoder.0",
+        3,
+        8,
+        (4, 4),
+        Conv2dOptions::new(2, 1),
+        true,
+    );
+    let convt = ConvTranspose2d::new(
+        &mut ps,
+        "decoder.2",
+        8,
+        5,
+        (4, 4),
+        ConvTranspose2dOptions::new(2, 1, 0),
+        true,
+    );
     let lin = Linear::new(&mut ps, "fc", 10, 7, false);
     ps.finalize().unwrap();
-    let names: Vec<(&str, Vec<usize>)> = ps.params().iter().map(|p| (p.name(), p.shape().to_vec())).collect();
+    let names: Vec<(&str, Vec<usize>)> = ps
+        .params()
+        .iter()
+        .map(|p| (p.name(), p.shape().to_vec()))
+        .collect();
     assert_eq!(
         names,
         [
@@ -68,8 +91,16 @@ fn layers_follow_pytorch_names_layouts_and_initialisation() {
     for (p, fan_in) in ps.params().iter().zip([48.0f32, 48.0, 80.0, 80.0, 10.0]) {
         let v = download(p.tensor());
         let bound = 1.0 / fan_in.sqrt();
-        assert!(v.iter().all(|x| x.abs() <= bound), "{} exceeds its bound", p.name());
-        assert!(v.iter().any(|x| x.abs() > bound / 2.0), "{} is not spread over its range", p.name());
+        assert!(
+            v.iter().all(|x| x.abs() <= bound),
+            "{} exceeds its bound",
+            p.name()
+        );
+        assert!(
+            v.iter().any(|x| x.abs() > bound / 2.0),
+            "{} is not spread over its range",
+            p.name()
+        );
     }
     let x = Tensor::zeros(&gpu, &[2, 3, 8, 8]);
     let h = conv.forward(&x);
@@ -78,9 +109,20 @@ fn layers_follow_pytorch_names_layouts_and_initialisation() {
     assert_eq!(lin.forward(&Tensor::zeros(&gpu, &[4, 10])).shape(), [4, 7]);
     // same seed, same initial values
     let mut again = ParamStore::new(&gpu, 1);
-    let conv2 = Conv2d::new(&mut again, "encoder.0", 3, 8, (4, 4), Conv2dOptions::new(2, 1), true);
+    let conv2 = Conv2d::new(
+        &mut again,
+        "encoder.0",
+        3,
+        8,
+        (4, 4),
+        Conv2dOptions::new(2, 1),
+        true,
+    );
     again.finalize().unwrap();
-    assert_eq!(download(conv.weight.tensor()), download(conv2.weight.tensor()));
+    assert_eq!(
+        download(conv.weight.tensor()),
+        download(conv2.weight.tensor())
+    );
 }
 
 /// A two-layer conv net (conv 3->16, ReLU, conv 16->3) learning to reproduce its input.
@@ -93,8 +135,24 @@ struct TinyNet {
 impl TinyNet {
     fn new(gpu: &Gpu) -> Self {
         let mut ps = ParamStore::new(gpu, 42);
-        let conv1 = Conv2d::new(&mut ps, "conv1", 3, 16, (3, 3), Conv2dOptions::new(1, 1), true);
-        let conv2 = Conv2d::new(&mut ps, "conv2", 16, 3, (3, 3), Conv2dOptions::new(1, 1), true);
+        let conv1 = Conv2d::new(
+            &mut ps,
+            "conv1",
+            3,
+            16,
+            (3, 3),
+            Conv2dOptions::new(1, 1),
+            true,
+        );
+        let conv2 = Conv2d::new(
+            &mut ps,
+            "conv2",
+            16,
+            3,
+            (3, 3),
+            Conv2dOptions::new(1, 1),
+            true,
+        );
         ps.finalize().unwrap();
         Self { ps, conv1, conv2 }
     }
@@ -148,12 +206,28 @@ fn a_training_step_submits_once_and_allocates_nothing_after_warm_up() {
     for _ in 0..3 {
         let submits = gpu.submissions();
         let loss = net.step(&mut adam, &x);
-        assert_eq!(gpu.submissions(), submits, "forward, backward and Adam must only record");
+        assert_eq!(
+            gpu.submissions(),
+            submits,
+            "forward, backward and Adam must only record"
+        );
         loss.item().unwrap();
-        assert_eq!(gpu.submissions(), submits + 1, "the readback is the step's one submit");
+        assert_eq!(
+            gpu.submissions(),
+            submits + 1,
+            "the readback is the step's one submit"
+        );
     }
-    assert_eq!(gpu.buffers_created(), buffers, "create_buffer was called after warm-up");
-    assert_eq!(gpu.pipelines_compiled(), pipelines, "a pipeline was compiled after warm-up");
+    assert_eq!(
+        gpu.buffers_created(),
+        buffers,
+        "create_buffer was called after warm-up"
+    );
+    assert_eq!(
+        gpu.pipelines_compiled(),
+        pipelines,
+        "a pipeline was compiled after warm-up"
+    );
 }
 
 #[test]
@@ -174,19 +248,36 @@ fn same_seed_same_bits() {
 
 #[test]
 fn unknown_adapter_is_a_clear_error() {
-    let err = Gpu::new(&GpuOptions { adapter: Some("no-such-adapter-xyz".into()), backend: None }).err().expect("must fail");
+    let err = Gpu::new(&GpuOptions {
+        adapter: Some("no-such-adapter-xyz".into()),
+        backend: None,
+    })
+    .err()
+    .expect("must fail");
     assert!(matches!(err, Error::AdapterNotFound { .. }), "{err}");
     let msg = err.to_string();
-    assert!(msg.contains("no-such-adapter-xyz") && msg.contains("vqgpu info"), "{msg}");
+    assert!(
+        msg.contains("no-such-adapter-xyz") && msg.contains("vqgpu info"),
+        "{msg}"
+    );
 }
 
 #[cfg(not(any(target_os = "macos", target_os = "ios")))]
 #[test]
 fn missing_backend_names_the_fix() {
     // Metal exists only on Apple platforms: asking for it elsewhere finds no adapter at all
-    let err = Gpu::new(&GpuOptions { adapter: None, backend: Some(vqgpu::gpu::Backend::Metal) }).err().expect("must fail");
+    let err = Gpu::new(&GpuOptions {
+        adapter: None,
+        backend: Some(vqgpu::gpu::Backend::Metal),
+    })
+    .err()
+    .expect("must fail");
     assert!(matches!(err, Error::NoAdapter { .. }), "{err}");
-    assert!(err.to_string().contains("apt-get install mesa-vulkan-drivers"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("apt-get install mesa-vulkan-drivers"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -194,7 +285,7 @@ fn an_oversized_buffer_is_reported_at_the_next_sync() {
     let gpu = gpu();
     let floats = (gpu.max_binding_bytes() / 4 + 1) as usize;
     let t = Tensor::uninit(&gpu, &[floats]);
-    let err = gpu.sync().err().expect("must fail");
+    let err = gpu.sync().expect_err("must fail");
     assert!(matches!(err, Error::BufferTooLarge { .. }), "{err}");
     assert!(err.to_string().contains("smaller batch"), "{err}");
     drop(t);
@@ -204,6 +295,16 @@ fn an_oversized_buffer_is_reported_at_the_next_sync() {
 #[test]
 fn shape_and_data_mismatch_is_an_error() {
     let gpu = gpu();
-    let err = Tensor::from_slice(&gpu, &[2, 3], &[1.0; 5]).err().expect("must fail");
-    assert!(matches!(err, Error::ShapeData { expected: 6, got: 5, .. }), "{err}");
+    let err = Tensor::from_slice(&gpu, &[2, 3], &[1.0; 5]).expect_err("must fail");
+    assert!(
+        matches!(
+            err,
+            Error::ShapeData {
+                expected: 6,
+                got: 5,
+                ..
+            }
+        ),
+        "{err}"
+    );
 }

@@ -6,7 +6,14 @@ use common::*;
 use vqgpu::ops::gemm;
 
 /// (M, N, K): single element, below / at / above the tile, long K.
-const SHAPES: [(usize, usize, usize); 6] = [(1, 1, 1), (3, 5, 7), (64, 64, 16), (65, 130, 17), (100, 37, 129), (1, 70, 300)];
+const SHAPES: [(usize, usize, usize); 6] = [
+    (1, 1, 1),
+    (3, 5, 7),
+    (64, 64, 16),
+    (65, 130, 17),
+    (100, 37, 129),
+    (1, 70, 300),
+];
 
 /// `op(a) op(b)` where a is stored [M, K] (or [K, M] transposed) and b [K, N] (or [N, K]).
 fn reference(a: &[f32], b: &[f32], m: usize, n: usize, k: usize, ta: bool, tb: bool) -> Vec<f64> {
@@ -39,7 +46,13 @@ fn matmul_matches_reference_for_all_transposes() {
                 let c = gemm::matmul(&a, &b, ta, tb);
                 assert_eq!(c.shape(), [m, n]);
                 let want = reference(&av, &bv, m, n, k, ta, tb);
-                assert_close(&download(&c), &want, 1e-4, 1e-4 * (k as f64).sqrt(), &format!("gemm {m}x{n}x{k} ta={ta} tb={tb}"));
+                assert_close(
+                    &download(&c),
+                    &want,
+                    1e-4,
+                    1e-4 * (k as f64).sqrt(),
+                    &format!("gemm {m}x{n}x{k} ta={ta} tb={tb}"),
+                );
             }
         }
     }
@@ -57,7 +70,13 @@ fn linear_adds_the_bias_per_output_feature() {
         for (i, v) in want.iter_mut().enumerate() {
             *v += bv[i % outf] as f64;
         }
-        assert_close(&download(&gemm::linear(&x, &w, Some(&b))), &want, 1e-4, 1e-4, &format!("linear {batch}x{inf}->{outf}"));
+        assert_close(
+            &download(&gemm::linear(&x, &w, Some(&b))),
+            &want,
+            1e-4,
+            1e-4,
+            &format!("linear {batch}x{inf}->{outf}"),
+        );
     }
 }
 
@@ -72,11 +91,27 @@ fn gemm_backwards_match_finite_differences() {
             let b_shape = if tb { vec![n, k] } else { vec![k, n] };
             let a = (a_shape, random(&mut rng, m * k));
             let b = (b_shape, random(&mut rng, k * n));
-            grad_check(&gpu, &[a, b], &|t| gemm::matmul(&t[0], &t[1], ta, tb), 20, 1e-2, 1e-2, &format!("matmul ta={ta} tb={tb}"));
+            grad_check(
+                &gpu,
+                &[a, b],
+                &|t| gemm::matmul(&t[0], &t[1], ta, tb),
+                20,
+                1e-2,
+                1e-2,
+                &format!("matmul ta={ta} tb={tb}"),
+            );
         }
     }
     let x = (vec![3, 4], random(&mut rng, 12));
     let w = (vec![5, 4], random(&mut rng, 20));
     let b = (vec![5], random(&mut rng, 5));
-    grad_check(&gpu, &[x, w, b], &|t| gemm::linear(&t[0], &t[1], Some(&t[2])), 20, 1e-2, 1e-2, "linear");
+    grad_check(
+        &gpu,
+        &[x, w, b],
+        &|t| gemm::linear(&t[0], &t[1], Some(&t[2])),
+        20,
+        1e-2,
+        1e-2,
+        "linear",
+    );
 }

@@ -13,11 +13,34 @@ fn full_sums_means_and_mse_match_reference() {
         let (a, av) = random_tensor(&gpu, &mut rng, &[n]);
         let (b, bv) = random_tensor(&gpu, &mut rng, &[n]);
         let sum: f64 = av.iter().map(|&v| v as f64).sum();
-        let mse: f64 = av.iter().zip(&bv).map(|(&x, &y)| (x as f64 - y as f64).powi(2)).sum::<f64>() / n as f64;
+        let mse: f64 = av
+            .iter()
+            .zip(&bv)
+            .map(|(&x, &y)| (x as f64 - y as f64).powi(2))
+            .sum::<f64>()
+            / n as f64;
         let atol = 1e-5 * (n as f64).sqrt();
-        assert_close(&download(&a.sum()), &[sum], 1e-5, atol, &format!("sum n={n}"));
-        assert_close(&download(&a.mean()), &[sum / n as f64], 1e-5, atol / n as f64, &format!("mean n={n}"));
-        assert_close(&download(&reduce::mse_loss(&a, &b)), &[mse], 1e-5, 1e-6, &format!("mse n={n}"));
+        assert_close(
+            &download(&a.sum()),
+            &[sum],
+            1e-5,
+            atol,
+            &format!("sum n={n}"),
+        );
+        assert_close(
+            &download(&a.mean()),
+            &[sum / n as f64],
+            1e-5,
+            atol / n as f64,
+            &format!("mean n={n}"),
+        );
+        assert_close(
+            &download(&reduce::mse_loss(&a, &b)),
+            &[mse],
+            1e-5,
+            1e-6,
+            &format!("mse n={n}"),
+        );
     }
 }
 
@@ -27,9 +50,17 @@ fn reductions_are_bitwise_deterministic() {
     let mut rng = rng(11);
     let (a, _) = random_tensor(&gpu, &mut rng, &[123_457]);
     let (c, _) = random_tensor(&gpu, &mut rng, &[64, 300, 3]);
-    let first = (download(&a.sum()), download(&reduce::sum_per_channel(&c)), download(&reduce::sum_axis(&c, 1)));
+    let first = (
+        download(&a.sum()),
+        download(&reduce::sum_per_channel(&c)),
+        download(&reduce::sum_axis(&c, 1)),
+    );
     for _ in 0..3 {
-        let again = (download(&a.sum()), download(&reduce::sum_per_channel(&c)), download(&reduce::sum_axis(&c, 1)));
+        let again = (
+            download(&a.sum()),
+            download(&reduce::sum_per_channel(&c)),
+            download(&reduce::sum_axis(&c, 1)),
+        );
         assert_eq!(first.0, again.0);
         assert_eq!(first.1, again.1);
         assert_eq!(first.2, again.2);
@@ -55,13 +86,31 @@ fn reference_sum_axis(data: &[f32], shape: &[usize], axis: usize) -> Vec<f64> {
 fn axis_and_channel_sums_match_reference() {
     let gpu = gpu();
     let mut rng = rng(12);
-    for shape in [vec![1], vec![3, 1, 2], vec![2, 3, 4, 5], vec![5, 300], vec![2, 257, 3]] {
+    for shape in [
+        vec![1],
+        vec![3, 1, 2],
+        vec![2, 3, 4, 5],
+        vec![5, 300],
+        vec![2, 257, 3],
+    ] {
         let (t, v) = random_tensor(&gpu, &mut rng, &shape);
         for axis in 0..shape.len() {
             let want = reference_sum_axis(&v, &shape, axis);
-            assert_close(&download(&reduce::sum_axis(&t, axis)), &want, 1e-5, 1e-5, &format!("sum_axis {shape:?} axis {axis}"));
+            assert_close(
+                &download(&reduce::sum_axis(&t, axis)),
+                &want,
+                1e-5,
+                1e-5,
+                &format!("sum_axis {shape:?} axis {axis}"),
+            );
             let mean: Vec<f64> = want.iter().map(|s| s / shape[axis] as f64).collect();
-            assert_close(&download(&reduce::mean_axis(&t, axis)), &mean, 1e-5, 1e-6, &format!("mean_axis {shape:?} axis {axis}"));
+            assert_close(
+                &download(&reduce::mean_axis(&t, axis)),
+                &mean,
+                1e-5,
+                1e-6,
+                &format!("mean_axis {shape:?} axis {axis}"),
+            );
         }
         if shape.len() >= 2 {
             let c = shape[1];
@@ -70,7 +119,13 @@ fn axis_and_channel_sums_match_reference() {
             for (i, &x) in v.iter().enumerate() {
                 want[(i / inner) % c] += x as f64;
             }
-            assert_close(&download(&reduce::sum_per_channel(&t)), &want, 1e-5, 1e-5, &format!("per-channel {shape:?}"));
+            assert_close(
+                &download(&reduce::sum_per_channel(&t)),
+                &want,
+                1e-5,
+                1e-5,
+                &format!("per-channel {shape:?}"),
+            );
         }
     }
 }
@@ -83,12 +138,60 @@ fn reduction_backwards_match_finite_differences() {
     let a = (shape.clone(), random(&mut rng, 30));
     let b = (shape.clone(), random(&mut rng, 30));
     let tol = 2e-2;
-    grad_check(&gpu, &[a.clone()], &|t| t[0].sum(), 30, 1e-2, tol, "sum");
-    grad_check(&gpu, &[a.clone()], &|t| t[0].mean(), 30, 1e-2, tol, "mean");
-    grad_check(&gpu, &[a.clone(), b], &|t| reduce::mse_loss(&t[0], &t[1]), 30, 1e-2, tol, "mse");
+    grad_check(
+        &gpu,
+        std::slice::from_ref(&a),
+        &|t| t[0].sum(),
+        30,
+        1e-2,
+        tol,
+        "sum",
+    );
+    grad_check(
+        &gpu,
+        std::slice::from_ref(&a),
+        &|t| t[0].mean(),
+        30,
+        1e-2,
+        tol,
+        "mean",
+    );
+    grad_check(
+        &gpu,
+        &[a.clone(), b],
+        &|t| reduce::mse_loss(&t[0], &t[1]),
+        30,
+        1e-2,
+        tol,
+        "mse",
+    );
     for axis in 0..3 {
-        grad_check(&gpu, &[a.clone()], &|t| reduce::sum_axis(&t[0], axis), 30, 1e-2, tol, "sum_axis");
-        grad_check(&gpu, &[a.clone()], &|t| reduce::mean_axis(&t[0], axis), 30, 1e-2, tol, "mean_axis");
+        grad_check(
+            &gpu,
+            std::slice::from_ref(&a),
+            &|t| reduce::sum_axis(&t[0], axis),
+            30,
+            1e-2,
+            tol,
+            "sum_axis",
+        );
+        grad_check(
+            &gpu,
+            std::slice::from_ref(&a),
+            &|t| reduce::mean_axis(&t[0], axis),
+            30,
+            1e-2,
+            tol,
+            "mean_axis",
+        );
     }
-    grad_check(&gpu, &[a], &|t| reduce::sum_per_channel(&t[0]), 30, 1e-2, tol, "sum_per_channel");
+    grad_check(
+        &gpu,
+        &[a],
+        &|t| reduce::sum_per_channel(&t[0]),
+        30,
+        1e-2,
+        tol,
+        "sum_per_channel",
+    );
 }

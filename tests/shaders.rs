@@ -12,7 +12,11 @@ fn specialisations(module: &naga::Module) -> Vec<PipelineConstants> {
     let mut variants = vec![PipelineConstants::default()];
     for (_, o) in module.overrides.iter() {
         let name = o.name.clone().expect("overrides are named");
-        let values: Vec<f64> = if name == "MODE" { vec![0.0, 1.0, 2.0] } else { vec![0.0, 1.0] };
+        let values: Vec<f64> = if name == "MODE" {
+            vec![0.0, 1.0, 2.0]
+        } else {
+            vec![0.0, 1.0]
+        };
         let mut next = Vec::new();
         for base in &variants {
             for &v in &values {
@@ -27,7 +31,8 @@ fn specialisations(module: &naga::Module) -> Vec<PipelineConstants> {
 }
 
 fn translate(file: &str, source: &str) -> usize {
-    let module = naga::front::wgsl::parse_str(source).unwrap_or_else(|e| panic!("{file}: {}", e.emit_to_string(source)));
+    let module = naga::front::wgsl::parse_str(source)
+        .unwrap_or_else(|e| panic!("{file}: {}", e.emit_to_string(source)));
     let info = Validator::new(ValidationFlags::all(), Capabilities::empty())
         .validate(&module)
         .unwrap_or_else(|e| panic!("{file}: validation failed: {e:?}"));
@@ -35,7 +40,11 @@ fn translate(file: &str, source: &str) -> usize {
     let mut translations = 0;
     for constants in specialisations(&module) {
         for ep in &module.entry_points {
-            assert_eq!(ep.stage, ShaderStage::Compute, "{file}: only compute shaders belong here");
+            assert_eq!(
+                ep.stage,
+                ShaderStage::Compute,
+                "{file}: only compute shaders belong here"
+            );
             let what = format!("{file}:{} with {constants:?}", ep.name);
             let (m, i) = naga::back::pipeline_constants::process_overrides(
                 &module,
@@ -67,7 +76,10 @@ fn translate(file: &str, source: &str) -> usize {
                 },
             )
             .unwrap_or_else(|e| panic!("{what}: MSL: {e:?}"));
-            assert!(metal.contains("kernel"), "{what}: MSL has no kernel function");
+            assert!(
+                metal.contains("kernel"),
+                "{what}: MSL has no kernel function"
+            );
 
             let mut hlsl_out = String::new();
             let hlsl_pipeline = hlsl::PipelineOptions {
@@ -77,7 +89,10 @@ fn translate(file: &str, source: &str) -> usize {
             hlsl::Writer::new(&mut hlsl_out, &hlsl_options, &hlsl_pipeline)
                 .write(&m, &i, None)
                 .unwrap_or_else(|e| panic!("{what}: HLSL: {e:?}"));
-            assert!(hlsl_out.contains("numthreads"), "{what}: HLSL has no compute entry");
+            assert!(
+                hlsl_out.contains("numthreads"),
+                "{what}: HLSL has no compute entry"
+            );
 
             let mut glsl_out = String::new();
             let glsl_options = glsl::Options {
@@ -89,10 +104,20 @@ fn translate(file: &str, source: &str) -> usize {
                 entry_point: ep.name.clone(),
                 multiview: None,
             };
-            glsl::Writer::new(&mut glsl_out, &m, &i, &glsl_options, &glsl_pipeline, Default::default())
-                .and_then(|mut w| w.write())
-                .unwrap_or_else(|e| panic!("{what}: GLSL: {e:?}"));
-            assert!(glsl_out.contains("local_size_x"), "{what}: GLSL has no compute layout");
+            glsl::Writer::new(
+                &mut glsl_out,
+                &m,
+                &i,
+                &glsl_options,
+                &glsl_pipeline,
+                Default::default(),
+            )
+            .and_then(|mut w| w.write())
+            .unwrap_or_else(|e| panic!("{what}: GLSL: {e:?}"));
+            assert!(
+                glsl_out.contains("local_size_x"),
+                "{what}: GLSL has no compute layout"
+            );
             translations += 1;
         }
     }
@@ -106,15 +131,28 @@ fn every_shader_validates_and_translates_to_all_backends() {
     for entry in std::fs::read_dir(&dir).expect("shaders/ exists") {
         let path = entry.expect("readable entry").path();
         let name = path.file_name().unwrap().to_string_lossy().to_string();
-        assert_eq!(path.extension().and_then(|e| e.to_str()), Some("wgsl"), "shaders/ holds only WGSL files, found {name}");
+        assert_eq!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("wgsl"),
+            "shaders/ holds only WGSL files, found {name}"
+        );
         let source = std::fs::read_to_string(&path).expect("readable shader");
         counts.insert(name.clone(), translate(&name, &source));
     }
     // every family the engine embeds is among the files checked
     for family in vqgpu::gpu::Family::ALL {
-        assert!(counts.contains_key(family.file_name()), "{} not found in shaders/", family.file_name());
+        assert!(
+            counts.contains_key(family.file_name()),
+            "{} not found in shaders/",
+            family.file_name()
+        );
         let on_disk = std::fs::read_to_string(dir.join(family.file_name())).unwrap();
-        assert_eq!(on_disk, family.source(), "embedded {} differs from the file", family.file_name());
+        assert_eq!(
+            on_disk,
+            family.source(),
+            "embedded {} differs from the file",
+            family.file_name()
+        );
     }
     println!("translations per file: {counts:?}");
 }

@@ -113,7 +113,11 @@ impl KernelCache {
         self.pipelines.len()
     }
 
-    fn layout(&mut self, device: &wgpu::Device, signature: &Signature) -> Rc<wgpu::BindGroupLayout> {
+    fn layout(
+        &mut self,
+        device: &wgpu::Device,
+        signature: &Signature,
+    ) -> Rc<wgpu::BindGroupLayout> {
         if let Some(l) = self.layouts.get(signature) {
             return l.clone();
         }
@@ -127,22 +131,28 @@ impl KernelCache {
             },
             count: None,
         }];
-        entries.extend(signature.iter().map(|&(binding, access)| wgpu::BindGroupLayoutEntry {
-            binding,
-            visibility: wgpu::ShaderStages::COMPUTE,
-            ty: wgpu::BindingType::Buffer {
-                ty: wgpu::BufferBindingType::Storage {
-                    read_only: access == Access::Read,
-                },
-                has_dynamic_offset: false,
-                min_binding_size: None,
-            },
-            count: None,
-        }));
-        let layout = Rc::new(device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: None,
-            entries: &entries,
-        }));
+        entries.extend(
+            signature
+                .iter()
+                .map(|&(binding, access)| wgpu::BindGroupLayoutEntry {
+                    binding,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Storage {
+                            read_only: access == Access::Read,
+                        },
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                    count: None,
+                }),
+        );
+        let layout = Rc::new(
+            device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: None,
+                entries: &entries,
+            }),
+        );
         self.layouts.insert(signature.clone(), layout.clone());
         layout
     }
@@ -158,7 +168,11 @@ impl KernelCache {
         let key: PipelineKey = (
             kernel.family,
             kernel.entry,
-            kernel.constants.iter().map(|&(n, v)| (n, v.to_bits())).collect(),
+            kernel
+                .constants
+                .iter()
+                .map(|&(n, v)| (n, v.to_bits()))
+                .collect(),
             signature.clone(),
         );
         if let Some(p) = self.pipelines.get(&key) {
@@ -175,17 +189,19 @@ impl KernelCache {
             bind_group_layouts: &[Some(&layout)],
             immediate_size: 0,
         });
-        let pipeline = Rc::new(device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(kernel.entry),
-            layout: Some(&pipeline_layout),
-            module,
-            entry_point: Some(kernel.entry),
-            compilation_options: wgpu::PipelineCompilationOptions {
-                constants: &kernel.constants,
-                zero_initialize_workgroup_memory: false,
-            },
-            cache: None,
-        }));
+        let pipeline = Rc::new(
+            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(kernel.entry),
+                layout: Some(&pipeline_layout),
+                module,
+                entry_point: Some(kernel.entry),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: &kernel.constants,
+                    zero_initialize_workgroup_memory: false,
+                },
+                cache: None,
+            }),
+        );
         self.pipelines.insert(key, pipeline.clone());
         (pipeline, layout)
     }

@@ -179,7 +179,10 @@ impl Gpu {
 
     /// Reserves a uniform slot for `params` and returns (chunk index, byte offset).
     fn push_uniform(&self, params: &[u8]) -> (usize, u64) {
-        assert!(params.len() as u64 <= UNIFORM_SLOT, "kernel parameters exceed a uniform slot");
+        assert!(
+            params.len() as u64 <= UNIFORM_SLOT,
+            "kernel parameters exceed a uniform slot"
+        );
         let mut rec = self.0.recorder.borrow_mut();
         let chunk = (rec.launches / SLOTS_PER_CHUNK) as usize;
         let offset = (rec.launches % SLOTS_PER_CHUNK) * UNIFORM_SLOT;
@@ -200,12 +203,22 @@ impl Gpu {
     }
 
     /// Records one kernel launch into the shared encoder.
-    pub(crate) fn dispatch(&self, kernel: &Kernel, params: &[u8], args: &[BufferArg], workgroups: [u32; 3]) {
+    pub(crate) fn dispatch(
+        &self,
+        kernel: &Kernel,
+        params: &[u8],
+        args: &[BufferArg],
+        workgroups: [u32; 3],
+    ) {
         if workgroups.contains(&0) {
             return;
         }
         let signature: Signature = args.iter().map(|a| (a.binding, a.access)).collect();
-        let (pipeline, layout) = self.0.kernels.borrow_mut().get(self.device(), kernel, &signature);
+        let (pipeline, layout) = self
+            .0
+            .kernels
+            .borrow_mut()
+            .get(self.device(), kernel, &signature);
         let (chunk, offset) = self.push_uniform(params);
         let rec = self.0.recorder.borrow();
         let mut entries = vec![wgpu::BindGroupEntry {

@@ -28,7 +28,12 @@ impl BufferPool {
     }
 
     /// Creates a buffer (and counts it); bypasses recycling.
-    pub fn create(&mut self, device: &wgpu::Device, size: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
+    pub fn create(
+        &mut self,
+        device: &wgpu::Device,
+        size: u64,
+        usage: wgpu::BufferUsages,
+    ) -> wgpu::Buffer {
         self.created += 1;
         device.create_buffer(&wgpu::BufferDescriptor {
             label: None,
@@ -72,7 +77,9 @@ pub struct PooledBuffer {
 impl PooledBuffer {
     /// The wgpu buffer.
     pub fn buffer(&self) -> &wgpu::Buffer {
-        self.buffer.as_ref().expect("pooled buffer used after release")
+        self.buffer
+            .as_ref()
+            .expect("pooled buffer used after release")
     }
 
     /// Allocated size in bytes (the size class, at least the requested size).
@@ -84,7 +91,11 @@ impl PooledBuffer {
 impl Drop for PooledBuffer {
     fn drop(&mut self) {
         if let (Some(buffer), Some(pool)) = (self.buffer.take(), self.pool.upgrade()) {
-            pool.borrow_mut().free.entry(self.key).or_default().push(buffer);
+            pool.borrow_mut()
+                .free
+                .entry(self.key)
+                .or_default()
+                .push(buffer);
         }
     }
 }

@@ -33,7 +33,12 @@ impl GpuTimer {
                 16,
                 wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
             );
-            let read = gpu.create_buffer(16, wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST);
+            let read = gpu.create_buffer(
+                16,
+                wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST,
+            );
             (set, resolve, read)
         });
         Self {
@@ -52,7 +57,11 @@ impl GpuTimer {
     }
 
     fn mark(gpu: &Gpu, set: &wgpu::QuerySet, index: u32) {
-        let (begin, end) = if index == 0 { (Some(0), None) } else { (None, Some(1)) };
+        let (begin, end) = if index == 0 {
+            (Some(0), None)
+        } else {
+            (None, Some(1))
+        };
         gpu.with_encoder(|e| {
             e.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("timestamp"),
@@ -79,7 +88,10 @@ impl GpuTimer {
     pub fn stop(&mut self, gpu: &Gpu) -> Result<f64> {
         let Some((set, resolve, read)) = &self.queries else {
             gpu.sync()?;
-            return Ok(self.started.take().map_or(0.0, |t| t.elapsed().as_secs_f64()));
+            return Ok(self
+                .started
+                .take()
+                .map_or(0.0, |t| t.elapsed().as_secs_f64()));
         };
         Self::mark(gpu, set, 1);
         gpu.with_encoder(|e| {

@@ -33,7 +33,8 @@ impl Conv2d {
             &[out_channels, in_channels, kernel.0, kernel.1],
             fan_in,
         );
-        let bias = bias.then(|| ps.kaiming_uniform(&format!("{name}.bias"), &[out_channels], fan_in));
+        let bias =
+            bias.then(|| ps.kaiming_uniform(&format!("{name}.bias"), &[out_channels], fan_in));
         Self {
             weight,
             bias,
@@ -86,7 +87,8 @@ impl ConvTranspose2d {
             &[in_channels, out_channels, kernel.0, kernel.1],
             fan_in,
         );
-        let bias = bias.then(|| ps.kaiming_uniform(&format!("{name}.bias"), &[out_channels], fan_in));
+        let bias =
+            bias.then(|| ps.kaiming_uniform(&format!("{name}.bias"), &[out_channels], fan_in));
         Self {
             weight,
             bias,
@@ -115,14 +117,29 @@ pub struct Linear {
 
 impl Linear {
     /// Registers `{name}.weight` (and `{name}.bias`) with PyTorch's default initialisation.
-    pub fn new(ps: &mut ParamStore, name: &str, in_features: usize, out_features: usize, bias: bool) -> Self {
-        let weight = ps.kaiming_uniform(&format!("{name}.weight"), &[out_features, in_features], in_features);
-        let bias = bias.then(|| ps.kaiming_uniform(&format!("{name}.bias"), &[out_features], in_features));
+    pub fn new(
+        ps: &mut ParamStore,
+        name: &str,
+        in_features: usize,
+        out_features: usize,
+        bias: bool,
+    ) -> Self {
+        let weight = ps.kaiming_uniform(
+            &format!("{name}.weight"),
+            &[out_features, in_features],
+            in_features,
+        );
+        let bias =
+            bias.then(|| ps.kaiming_uniform(&format!("{name}.bias"), &[out_features], in_features));
         Self { weight, bias }
     }
 
     /// Applies `x W^T + b` to x [B, in].
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        gemm::linear(x, self.weight.tensor(), self.bias.as_ref().map(Param::tensor))
+        gemm::linear(
+            x,
+            self.weight.tensor(),
+            self.bias.as_ref().map(Param::tensor),
+        )
     }
 }

@@ -90,8 +90,15 @@ impl ParamStore {
 
     /// Registers a parameter with explicit initial values.
     pub fn from_values(&mut self, name: &str, shape: &[usize], values: Vec<f32>) -> Param {
-        assert!(self.flat.is_none(), "cannot add parameter {name} after finalize");
-        assert_eq!(values.len(), numel(shape), "initial values of {name} do not match {shape:?}");
+        assert!(
+            self.flat.is_none(),
+            "cannot add parameter {name} after finalize"
+        );
+        assert_eq!(
+            values.len(),
+            numel(shape),
+            "initial values of {name} do not match {shape:?}"
+        );
         let offset = self.initial.len().div_ceil(ALIGN) * ALIGN;
         self.initial.resize(offset, 0.0);
         self.initial.extend(values);
@@ -130,7 +137,9 @@ impl ParamStore {
             return Ok(());
         }
         if self.initial.is_empty() {
-            return Err(Error::InvalidArgument("a model needs at least one parameter".into()));
+            return Err(Error::InvalidArgument(
+                "a model needs at least one parameter".into(),
+            ));
         }
         let len = self.initial.len().div_ceil(ALIGN) * ALIGN;
         self.initial.resize(len, 0.0);

@@ -36,10 +36,21 @@ struct Params {
 }
 
 /// Step number `t` (1-based) of Adam, updating `params`, `m` and `v` in place from `grads`.
-pub fn adam_step(params: &Tensor, grads: &Tensor, m: &Tensor, v: &Tensor, hyper: AdamHyper, t: u64) {
+pub fn adam_step(
+    params: &Tensor,
+    grads: &Tensor,
+    m: &Tensor,
+    v: &Tensor,
+    hyper: AdamHyper,
+    t: u64,
+) {
     let n = params.numel();
     for (name, other) in [("grads", grads), ("m", m), ("v", v)] {
-        assert_eq!(other.numel(), n, "adam_step: {name} size differs from params");
+        assert_eq!(
+            other.numel(),
+            n,
+            "adam_step: {name} size differs from params"
+        );
     }
     let t = t.max(1) as i32;
     let p = Params {
@@ -58,7 +69,12 @@ pub fn adam_step(params: &Tensor, grads: &Tensor, m: &Tensor, v: &Tensor, hyper:
     gpu.dispatch(
         &Kernel::new(Family::Adam, "adam_step"),
         bytemuck::bytes_of(&p),
-        &[grads.read(1), params.write_arg(2), m.write_arg(3), v.write_arg(4)],
+        &[
+            grads.read(1),
+            params.write_arg(2),
+            m.write_arg(3),
+            v.write_arg(4),
+        ],
         gpu.grid_for(n),
     );
 }

@@ -21,7 +21,10 @@ pub struct SpatialMask {
 impl SpatialMask {
     /// A mask from a predicate over kernel positions `(ky, kx)`; kernels up to 64 positions.
     pub fn from_fn(k_h: usize, k_w: usize, keep: impl Fn(usize, usize) -> bool) -> Self {
-        assert!(k_h * k_w <= 64, "masked kernels may have at most 64 positions");
+        assert!(
+            k_h * k_w <= 64,
+            "masked kernels may have at most 64 positions"
+        );
         let mut bits = 0u64;
         for ky in 0..k_h {
             for kx in 0..k_w {
@@ -122,7 +125,10 @@ impl ConvShape {
         let out_h = conv_out_size(x[2], w[2], options.stride.0, options.padding.0);
         let out_w = conv_out_size(x[3], w[3], options.stride.1, options.padding.1);
         let (Some(out_h), Some(out_w)) = (out_h, out_w) else {
-            panic!("conv2d: kernel {}x{} larger than padded input {x:?}", w[2], w[3]);
+            panic!(
+                "conv2d: kernel {}x{} larger than padded input {x:?}",
+                w[2], w[3]
+            );
         };
         let bits = options.mask.map_or(u64::MAX, |m| m.bits);
         let u = |v: usize| v as u32;
@@ -178,7 +184,15 @@ enum Mode {
 }
 
 /// Records one launch: `out = mode(lhs, rhs) (+ bias)`.
-fn launch(gpu: &Gpu, s: &ConvShape, mode: Mode, lhs: &Tensor, rhs: &Tensor, bias: Option<&Tensor>, out: &Tensor) {
+fn launch(
+    gpu: &Gpu,
+    s: &ConvShape,
+    mode: Mode,
+    lhs: &Tensor,
+    rhs: &Tensor,
+    bias: Option<&Tensor>,
+    out: &Tensor,
+) {
     let (m, n) = match mode {
         Mode::Forward => (s.cout as usize, (s.batch * s.out_h * s.out_w) as usize),
         Mode::InputGrad => (s.cin as usize, (s.batch * s.in_h * s.in_w) as usize),
@@ -191,12 +205,21 @@ fn launch(gpu: &Gpu, s: &ConvShape, mode: Mode, lhs: &Tensor, rhs: &Tensor, bias
     let tiles_n = n.div_ceil(TILE) as u32;
     let max = gpu.limits().max_compute_workgroups_per_dimension.max(1);
     let x_groups = tiles_n.min(max);
-    let workgroups = [x_groups, m.div_ceil(TILE) as u32, tiles_n.div_ceil(x_groups)];
+    let workgroups = [
+        x_groups,
+        m.div_ceil(TILE) as u32,
+        tiles_n.div_ceil(x_groups),
+    ];
     // without a bias the binding still needs a buffer: bind `lhs` again (read-only)
     gpu.dispatch(
         &kernel,
         bytemuck::bytes_of(s),
-        &[lhs.read(1), rhs.read(2), bias.unwrap_or(lhs).read(3), out.write_arg(4)],
+        &[
+            lhs.read(1),
+            rhs.read(2),
+            bias.unwrap_or(lhs).read(3),
+            out.write_arg(4),
+        ],
         workgroups,
     );
 }
@@ -216,14 +239,25 @@ pub fn conv_out_size(input: usize, kernel: usize, stride: usize, padding: usize)
 }
 
 /// Output size of a transposed convolution along one axis (`None` if the padding eats it all).
-pub fn conv_transpose_out_size(input: usize, kernel: usize, stride: usize, padding: usize, output_padding: usize) -> Option<usize> {
+pub fn conv_transpose_out_size(
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    output_padding: usize,
+) -> Option<usize> {
     ((input.max(1) - 1) * stride + kernel + output_padding)
         .checked_sub(2 * padding)
         .filter(|&s| s > 0)
 }
 
 /// The convolution whose output is `dy` and whose input has spatial size `x_hw`.
-fn shape_from_output(dy: [usize; 4], w: [usize; 4], x_hw: (usize, usize), options: &Conv2dOptions) -> ConvShape {
+fn shape_from_output(
+    dy: [usize; 4],
+    w: [usize; 4],
+    x_hw: (usize, usize),
+    options: &Conv2dOptions,
+) -> ConvShape {
     let s = ConvShape::of([dy[0], w[1], x_hw.0, x_hw.1], w, options);
     assert_eq!(
         s.y_shape(),
@@ -240,12 +274,28 @@ pub fn conv2d_flops(x: [usize; 4], w: [usize; 4], options: Conv2dOptions) -> f64
 
 /// Gradient of conv2d with respect to its input: dy [N, Cout, OH, OW] and w [Cout, Cin, kH, kW]
 /// give dx [N, Cin, H, W] for the input size `x_hw`. No autograd.
-pub fn conv2d_input_grad(dy: &Tensor, w: &Tensor, x_hw: (usize, usize), options: Conv2dOptions) -> Tensor {
+pub fn conv2d_input_grad(
+    dy: &Tensor,
+    w: &Tensor,
+    x_hw: (usize, usize),
+    options: Conv2dOptions,
+) -> Tensor {
     conv2d_input_grad_biased(dy, w, None, x_hw, options)
 }
 
-fn conv2d_input_grad_biased(dy: &Tensor, w: &Tensor, bias: Option<&Tensor>, x_hw: (usize, usize), options: Conv2dOptions) -> Tensor {
-    let s = shape_from_output(dims4(dy, "output gradient"), dims4(w, "weight"), x_hw, &options);
+fn conv2d_input_grad_biased(
+    dy: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    x_hw: (usize, usize),
+    options: Conv2dOptions,
+) -> Tensor {
+    let s = shape_from_output(
+        dims4(dy, "output gradient"),
+        dims4(w, "weight"),
+        x_hw,
+        &options,
+    );
     let dx = Tensor::uninit(dy.gpu(), &s.x_shape());
     launch(dy.gpu(), &s, Mode::InputGrad, w, dy, bias, &dx);
     dx
@@ -253,11 +303,25 @@ fn conv2d_input_grad_biased(dy: &Tensor, w: &Tensor, bias: Option<&Tensor>, x_hw
 
 /// Gradient of conv2d with respect to its weight: dy [N, Cout, OH, OW] and x [N, Cin, H, W] give
 /// dw [Cout, Cin, kH, kW] for the kernel size `k_hw` (zero where the mask drops a position). No autograd.
-pub fn conv2d_weight_grad(dy: &Tensor, x: &Tensor, k_hw: (usize, usize), options: Conv2dOptions) -> Tensor {
+pub fn conv2d_weight_grad(
+    dy: &Tensor,
+    x: &Tensor,
+    k_hw: (usize, usize),
+    options: Conv2dOptions,
+) -> Tensor {
     let x4 = dims4(x, "input");
     let dy4 = dims4(dy, "output gradient");
-    let s = shape_from_output(dy4, [dy4[1], x4[1], k_hw.0, k_hw.1], (x4[2], x4[3]), &options);
-    assert_eq!(s.x_shape(), x4, "conv2d weight gradient: batch or channels of x and dy differ");
+    let s = shape_from_output(
+        dy4,
+        [dy4[1], x4[1], k_hw.0, k_hw.1],
+        (x4[2], x4[3]),
+        &options,
+    );
+    assert_eq!(
+        s.x_shape(),
+        x4,
+        "conv2d weight gradient: batch or channels of x and dy differ"
+    );
     let dw = Tensor::uninit(dy.gpu(), &s.w_shape());
     launch(dy.gpu(), &s, Mode::WeightGrad, dy, x, None, &dw);
     dw
@@ -284,7 +348,11 @@ fn record_backward(
 /// 2-D convolution of x [N, Cin, H, W] with w [Cout, Cin, kH, kW] and optional bias [Cout].
 pub fn conv2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, options: Conv2dOptions) -> Tensor {
     let (x4, w4) = (dims4(x, "conv2d input"), dims4(w, "conv2d weight"));
-    assert_eq!(x4[1], w4[1], "conv2d: input has {} channels, weight expects {}", x4[1], w4[1]);
+    assert_eq!(
+        x4[1], w4[1],
+        "conv2d: input has {} channels, weight expects {}",
+        x4[1], w4[1]
+    );
     let s = ConvShape::of(x4, w4, &options);
     let mut inputs = vec![x, w];
     inputs.extend(bias);
@@ -305,9 +373,21 @@ pub fn conv2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, options: Conv2dOpti
 
 /// Transposed 2-D convolution of x [N, Cin, H, W] with w [Cin, Cout, kH, kW] (IOHW, as PyTorch)
 /// and optional bias [Cout]. It is the adjoint of conv2d: its forward is conv2d's input gradient.
-pub fn conv_transpose2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, options: ConvTranspose2dOptions) -> Tensor {
-    let (x4, w4) = (dims4(x, "conv_transpose2d input"), dims4(w, "conv_transpose2d weight"));
-    assert_eq!(x4[1], w4[0], "conv_transpose2d: input has {} channels, weight expects {}", x4[1], w4[0]);
+pub fn conv_transpose2d(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    options: ConvTranspose2dOptions,
+) -> Tensor {
+    let (x4, w4) = (
+        dims4(x, "conv_transpose2d input"),
+        dims4(w, "conv_transpose2d weight"),
+    );
+    assert_eq!(
+        x4[1], w4[0],
+        "conv_transpose2d: input has {} channels, weight expects {}",
+        x4[1], w4[0]
+    );
     let (st, pad, op) = (options.stride, options.padding, options.output_padding);
     assert!(
         op.0 < st.0 && op.1 < st.1,

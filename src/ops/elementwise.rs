@@ -34,7 +34,13 @@ impl Params {
 }
 
 /// Launches `entry` writing `out`, reading `a` (binding 1) and `b` (binding 2) where given.
-fn launch(entry: &'static str, out: &Tensor, a: Option<&Tensor>, b: Option<&Tensor>, params: Params) {
+fn launch(
+    entry: &'static str,
+    out: &Tensor,
+    a: Option<&Tensor>,
+    b: Option<&Tensor>,
+    params: Params,
+) {
     let gpu = out.gpu();
     let mut args = vec![out.write_arg(3)];
     args.extend(a.map(|t| t.read(1)));
@@ -48,14 +54,27 @@ fn launch(entry: &'static str, out: &Tensor, a: Option<&Tensor>, b: Option<&Tens
 }
 
 /// New tensor `entry(a, b)` with the shape of `a`, no autograd.
-fn map(entry: &'static str, a: &Tensor, b: Option<&Tensor>, alpha: f32, beta: f32, requires_grad: bool) -> Tensor {
+fn map(
+    entry: &'static str,
+    a: &Tensor,
+    b: Option<&Tensor>,
+    alpha: f32,
+    beta: f32,
+    requires_grad: bool,
+) -> Tensor {
     let out = Tensor::output(a.gpu(), a.shape(), requires_grad);
     launch(entry, &out, Some(a), b, Params::new(a.numel(), alpha, beta));
     out
 }
 
 fn same_shape(a: &Tensor, b: &Tensor, op: &str) {
-    assert_eq!(a.shape(), b.shape(), "{op}: shapes {:?} and {:?} differ", a.shape(), b.shape());
+    assert_eq!(
+        a.shape(),
+        b.shape(),
+        "{op}: shapes {:?} and {:?} differ",
+        a.shape(),
+        b.shape()
+    );
 }
 
 /// Sets every element of `t` to `value` in place (no autograd).
@@ -66,7 +85,13 @@ pub fn fill(t: &Tensor, value: f32) {
 /// `dst += alpha * src` in place (no autograd; used for gradient accumulation).
 pub fn accumulate(dst: &Tensor, src: &Tensor, alpha: f32) {
     same_shape(dst, src, "accumulate");
-    launch("accumulate", dst, Some(src), None, Params::new(dst.numel(), alpha, 0.0));
+    launch(
+        "accumulate",
+        dst,
+        Some(src),
+        None,
+        Params::new(dst.numel(), alpha, 0.0),
+    );
 }
 
 /// A copy with its own storage; gradients flow through.
@@ -126,7 +151,10 @@ pub fn add_bias(x: &Tensor, bias: &Tensor) -> Tensor {
     if rg {
         let (gx, gb) = (x.requires_grad(), bias.requires_grad());
         autograd::record(&[x, bias], &out, move |g| {
-            vec![gx.then(|| g.clone()), gb.then(|| super::reduce::sum_per_channel(g))]
+            vec![
+                gx.then(|| g.clone()),
+                gb.then(|| super::reduce::sum_per_channel(g)),
+            ]
         });
     }
     out
@@ -193,12 +221,24 @@ pub fn tanh(x: &Tensor) -> Tensor {
 /// A tensor of `shape` filled with `alpha * s[0]` (backward of a full reduction).
 pub(crate) fn broadcast_scalar(s: &Tensor, shape: &[usize], alpha: f32) -> Tensor {
     let out = Tensor::uninit(s.gpu(), shape);
-    launch("broadcast_scalar", &out, Some(s), None, Params::new(out.numel(), alpha, 0.0));
+    launch(
+        "broadcast_scalar",
+        &out,
+        Some(s),
+        None,
+        Params::new(out.numel(), alpha, 0.0),
+    );
     out
 }
 
 /// `out[o, m, i] = alpha * g[o, i]` for `m < mid` (backward of a sum over one axis).
-pub(crate) fn broadcast_axis(g: &Tensor, shape: &[usize], mid: usize, inner: usize, alpha: f32) -> Tensor {
+pub(crate) fn broadcast_axis(
+    g: &Tensor,
+    shape: &[usize],
+    mid: usize,
+    inner: usize,
+    alpha: f32,
+) -> Tensor {
     let out = Tensor::uninit(g.gpu(), shape);
     let mut params = Params::new(out.numel(), alpha, 0.0);
     params.channels = mid as u32;

@@ -22,7 +22,12 @@ struct Params {
 
 /// (rows, cols) of `op(t)` for a 2-D tensor.
 fn op_dims(t: &Tensor, transposed: bool, name: &str) -> (usize, usize) {
-    assert_eq!(t.shape().len(), 2, "matmul: {name} must be 2-D, got {:?}", t.shape());
+    assert_eq!(
+        t.shape().len(),
+        2,
+        "matmul: {name} must be 2-D, got {:?}",
+        t.shape()
+    );
     let (r, c) = (t.dim(0), t.dim(1));
     if transposed {
         (c, r)
@@ -32,10 +37,23 @@ fn op_dims(t: &Tensor, transposed: bool, name: &str) -> (usize, usize) {
 }
 
 /// Records `out = op(a) op(b) (+ bias)` with no autograd.
-fn launch(a: &Tensor, b: &Tensor, bias: Option<&Tensor>, out: &Tensor, trans_a: bool, trans_b: bool) {
+fn launch(
+    a: &Tensor,
+    b: &Tensor,
+    bias: Option<&Tensor>,
+    out: &Tensor,
+    trans_a: bool,
+    trans_b: bool,
+) {
     let (m, k) = op_dims(a, trans_a, "a");
     let (k2, n) = op_dims(b, trans_b, "b");
-    assert_eq!(k, k2, "matmul: inner sizes differ ({:?} x {:?})", a.shape(), b.shape());
+    assert_eq!(
+        k,
+        k2,
+        "matmul: inner sizes differ ({:?} x {:?})",
+        a.shape(),
+        b.shape()
+    );
     assert_eq!(out.shape(), [m, n], "matmul: output shape");
     let kernel = Kernel::new(Family::Gemm, "gemm")
         .flag("TRANS_A", trans_a)
@@ -58,7 +76,14 @@ fn launch(a: &Tensor, b: &Tensor, bias: Option<&Tensor>, out: &Tensor, trans_a: 
     );
 }
 
-fn product(a: &Tensor, b: &Tensor, trans_a: bool, trans_b: bool, bias: Option<&Tensor>, requires_grad: bool) -> Tensor {
+fn product(
+    a: &Tensor,
+    b: &Tensor,
+    trans_a: bool,
+    trans_b: bool,
+    bias: Option<&Tensor>,
+    requires_grad: bool,
+) -> Tensor {
     let (m, _) = op_dims(a, trans_a, "a");
     let (_, n) = op_dims(b, trans_b, "b");
     let out = Tensor::output(a.gpu(), &[m, n], requires_grad);
@@ -98,7 +123,13 @@ pub fn matmul(a: &Tensor, b: &Tensor, trans_a: bool, trans_b: bool) -> Tensor {
 /// `x @ w^T + bias` for x [B, in], w [out, in], bias [out] (PyTorch `nn.Linear`).
 pub fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Tensor {
     if let Some(b) = bias {
-        assert_eq!(b.shape(), [w.dim(0)], "linear: bias shape {:?} for weight {:?}", b.shape(), w.shape());
+        assert_eq!(
+            b.shape(),
+            [w.dim(0)],
+            "linear: bias shape {:?} for weight {:?}",
+            b.shape(),
+            w.shape()
+        );
     }
     let mut inputs = vec![x, w];
     inputs.extend(bias);
@@ -106,7 +137,11 @@ pub fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Tensor {
     let out = product(x, w, false, true, bias, rg);
     if rg {
         let (x_s, w_s) = (x.detach(), w.detach());
-        let (gx, gw, gb) = (x.requires_grad(), w.requires_grad(), bias.is_some_and(Tensor::requires_grad));
+        let (gx, gw, gb) = (
+            x.requires_grad(),
+            w.requires_grad(),
+            bias.is_some_and(Tensor::requires_grad),
+        );
         let has_bias = bias.is_some();
         autograd::record(&inputs, &out, move |g| {
             let mut grads = vec![

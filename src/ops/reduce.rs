@@ -27,7 +27,13 @@ struct Params {
 }
 
 /// Two-pass reduction of `entry` over `a` (and `b`): partial sums, then their sum times `scale`.
-fn reduce_all(entry: &'static str, a: &Tensor, b: Option<&Tensor>, scale: f32, requires_grad: bool) -> Tensor {
+fn reduce_all(
+    entry: &'static str,
+    a: &Tensor,
+    b: Option<&Tensor>,
+    scale: f32,
+    requires_grad: bool,
+) -> Tensor {
     let gpu = a.gpu();
     let n = a.numel();
     let groups = n.div_ceil(MIN_CHUNK).clamp(1, MAX_PARTIALS);
@@ -41,7 +47,12 @@ fn reduce_all(entry: &'static str, a: &Tensor, b: Option<&Tensor>, scale: f32, r
         scale: 1.0,
         ..Params::default()
     };
-    gpu.dispatch(&Kernel::new(Family::Reduce, entry), bytemuck::bytes_of(&first), &args, gpu.grid(groups as u32));
+    gpu.dispatch(
+        &Kernel::new(Family::Reduce, entry),
+        bytemuck::bytes_of(&first),
+        &args,
+        gpu.grid(groups as u32),
+    );
     let out = Tensor::output(gpu, &[1], requires_grad);
     let last = Params {
         n: groups as u32,
@@ -82,7 +93,13 @@ fn scaled_sum(x: &Tensor, scale: f32) -> Tensor {
 
 /// Mean squared error `mean((a - b)^2)`, shape [1]; gradients flow to both sides.
 pub fn mse_loss(a: &Tensor, b: &Tensor) -> Tensor {
-    assert_eq!(a.shape(), b.shape(), "mse_loss: shapes {:?} and {:?} differ", a.shape(), b.shape());
+    assert_eq!(
+        a.shape(),
+        b.shape(),
+        "mse_loss: shapes {:?} and {:?} differ",
+        a.shape(),
+        b.shape()
+    );
     let rg = autograd::needs_grad(&[a, b]);
     let n = a.numel();
     let out = reduce_all("sq_diff_chunks", a, Some(b), 1.0 / n as f32, rg);
@@ -100,7 +117,12 @@ pub fn mse_loss(a: &Tensor, b: &Tensor) -> Tensor {
             gpu.dispatch(
                 &Kernel::new(Family::Reduce, "mse_backward"),
                 bytemuck::bytes_of(&params),
-                &[a_saved.read(1), b_saved.read(2), grad_a.write_arg(3), g.read(4)],
+                &[
+                    a_saved.read(1),
+                    b_saved.read(2),
+                    grad_a.write_arg(3),
+                    g.read(4),
+                ],
                 gpu.grid_for(n),
             );
             let grad_b = gb.then(|| elementwise::scale(&grad_a, -1.0));
@@ -112,7 +134,10 @@ pub fn mse_loss(a: &Tensor, b: &Tensor) -> Tensor {
 
 /// Splits `shape` around `axis` into (outer, mid, inner) extents.
 fn split_at_axis(shape: &[usize], axis: usize) -> (usize, usize, usize) {
-    assert!(axis < shape.len(), "axis {axis} out of range for shape {shape:?}");
+    assert!(
+        axis < shape.len(),
+        "axis {axis} out of range for shape {shape:?}"
+    );
     (
         shape[..axis].iter().product(),
         shape[axis],
@@ -157,7 +182,9 @@ fn scaled_sum_axis(x: &Tensor, axis: usize, scale: f32) -> Tensor {
     if rg {
         let in_shape = x.shape().to_vec();
         autograd::record(&[x], &out, move |g| {
-            vec![Some(elementwise::broadcast_axis(g, &in_shape, mid, inner, scale))]
+            vec![Some(elementwise::broadcast_axis(
+                g, &in_shape, mid, inner, scale,
+            ))]
         });
     }
     out
@@ -187,7 +214,8 @@ pub fn sum_per_channel(x: &Tensor) -> Tensor {
         autograd::record(&[x], &out, move |g| {
             // d out[m] / d x[o, m, i] = 1: spread g over i, then over o
             let per_channel = elementwise::broadcast_axis(g, &[mid * inner], inner, 1, 1.0);
-            let full = elementwise::broadcast_axis(&per_channel, &in_shape, outer, mid * inner, 1.0);
+            let full =
+                elementwise::broadcast_axis(&per_channel, &in_shape, outer, mid * inner, 1.0);
             vec![Some(full)]
         });
     }

@@ -96,10 +96,18 @@ pub fn grad_check(
         f(&ts).mul(&r).sum().item().expect("loss") as f64
     };
     for (i, leaf) in leaves.iter().enumerate() {
-        let analytic = download(&grads.get(leaf).unwrap_or_else(|| panic!("{what}: no gradient for input {i}")));
+        let analytic = download(
+            &grads
+                .get(leaf)
+                .unwrap_or_else(|| panic!("{what}: no gradient for input {i}")),
+        );
         let n = analytic.len();
         for s in 0..samples.min(n) {
-            let j = if samples >= n { s } else { rng.random_range(0..n) };
+            let j = if samples >= n {
+                s
+            } else {
+                rng.random_range(0..n)
+            };
             let mut values: Vec<Vec<f32>> = inputs.iter().map(|(_, d)| d.clone()).collect();
             values[i][j] += eps;
             let plus = objective(&values);
