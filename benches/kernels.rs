@@ -6,9 +6,18 @@ use vqgpu::{Gpu, GpuOptions};
 
 fn main() -> vqgpu::Result<()> {
     let gpu = Gpu::new(&GpuOptions::default())?;
-    println!("adapter: {} (clock: {:?})", gpu.adapter_name(), bench::clock(&gpu));
+    println!(
+        "adapter: {} (clock: {:?})",
+        gpu.adapter_name(),
+        bench::clock(&gpu)
+    );
     bench::kernels(&gpu, &BenchConfig::default(), &mut |row| {
-        println!("{:<44} {:>10.4} ms {:>9.1} GFLOP/s", row.name, row.seconds * 1e3, row.gflops())
+        println!(
+            "{:<44} {:>10.4} ms {:>9.1} GFLOP/s",
+            row.name,
+            row.seconds * 1e3,
+            row.gflops()
+        )
     })?;
     Ok(())
 }

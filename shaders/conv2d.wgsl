@@ -4,22 +4,30 @@
 //   MODE 0  forward:          y[b, co, oy, ox]  = sum_{ci, ky, kx} w[co, ci, ky, kx] x[b, ci, oy*s+ky-p, ox*s+kx-p] (+ bias[co])
 //           GEMM  M = cout, N = batch*out_h*out_w, K = cin*k_h*k_w
 //   MODE 1  input gradient:   dx[b, ci, iy, ix] = sum_{co, ky, kx} w[co, ci, ky, kx] dy[b, co, (iy+p-ky)/s, (ix+p-kx)/s] (+ bias[ci])
-//           GEMM  M = cin,  N = batch*in_h*in_w,  K = cout*k_h*k_w
-//           This is also the forward pass of the transposed convolution (weight IOHW = this OIHW).
+//           This is also the forward pass of the transposed convolution (its IOHW weight = this OIHW).
+//           Only taps with (iy + p - ky) divisible by s contribute, so the output is split into s_h*s_w
+//           phases (iy + p) mod s, one per workgroup z: within a phase the taps are ky = phase + s*t.
+//           GEMM per phase  M = cin, N = batch * (pixels of the phase), K = cout * ceil(k_h/s_h) * ceil(k_w/s_w)
 //   MODE 2  weight gradient:  dw[co, ci, ky, kx] = sum_{b, oy, ox} dy[b, co, oy, ox] x[b, ci, oy*s+ky-p, ox*s+kx-p]
-//           GEMM  M = cout, N = cin*k_h*k_w, K = batch*out_h*out_w
+//           GEMM  M = cout, N = cin*k_h*k_w, K = batch*out_h*out_w, optionally split along K into
+//           `z_groups` chunks written to separate slices of `out` (summed afterwards in a fixed order).
 // Names follow the convolution: x has `cin` channels and size in_h x in_w, y has `cout` channels and
-// size out_h x out_w. Tiles: 64 x 64 outputs per 256-thread workgroup, K in slices of 16.
+// size out_h x out_w. A 256-thread workgroup computes a (16*ROWS) x (16*COLS) output tile, each thread
+// a ROWS x COLS register block, with K in slices of TILE_K staged through workgroup memory.
 
 override MODE: u32 = 0u;
 override HAS_BIAS: bool = false;
 override MASKED: bool = false;
+// tile shapes used by the host: (4, 4, 16) = 64x64, (2, 8, 16) = 32x128, (1, 16, 8) = 16x256
+override ROWS: u32 = 4u;
+override COLS: u32 = 4u;
+override TILE_K: u32 = 16u;
 
 struct Params {
     batch: u32,
     cin: u32,
     cout: u32,
-    _pad: u32,
+    z_groups: u32, // phases (MODE 1) or K chunks (MODE 2) along workgroup z; 1 otherwise
     in_h: u32,
     in_w: u32,
     out_h: u32,
@@ -32,6 +40,10 @@ struct Params {
     pad_w: u32,
     mask_lo: u32, // kernel positions ky * k_w + kx < 32 kept where their bit is set
     mask_hi: u32, // positions 32..63
+    k_chunk: u32, // K elements per chunk (MODE 2 split); at least K otherwise
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -40,12 +52,35 @@ struct Params {
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
-const TILE_M: u32 = 64u;
-const TILE_N: u32 = 64u;
-const TILE_K: u32 = 16u;
+var<workgroup> l_tile: array<f32, 1024>; // [TILE_K][16 * ROWS]
+var<workgroup> r_tile: array<f32, 2048>; // [TILE_K][16 * COLS]
 
-var<workgroup> l_tile: array<f32, 1024>; // [TILE_K][TILE_M]
-var<workgroup> r_tile: array<f32, 1024>; // [TILE_K][TILE_N]
+// One output phase of MODE 1: pixels iy = y0 + s_h * j (j < rows), taps ky = ry + s_h * t (t < taps_y),
+// and dy row oy = qy + j - t; the same along x.
+struct Phase {
+    ry: u32, rx: u32,
+    y0: u32, x0: u32,
+    rows: u32, cols: u32,
+    qy: u32, qx: u32,
+    taps_y: u32, taps_x: u32,
+}
+
+var<private> ph: Phase;
+
+fn make_phase(index: u32) -> Phase {
+    var f: Phase;
+    f.ry = index / p.stride_w;
+    f.rx = index % p.stride_w;
+    f.y0 = (f.ry + p.stride_h - p.pad_h % p.stride_h) % p.stride_h;
+    f.x0 = (f.rx + p.stride_w - p.pad_w % p.stride_w) % p.stride_w;
+    f.rows = select(0u, (p.in_h - f.y0 + p.stride_h - 1u) / p.stride_h, p.in_h > f.y0);
+    f.cols = select(0u, (p.in_w - f.x0 + p.stride_w - 1u) / p.stride_w, p.in_w > f.x0);
+    f.qy = (f.y0 + p.pad_h) / p.stride_h;
+    f.qx = (f.x0 + p.pad_w) / p.stride_w;
+    f.taps_y = (p.k_h + p.stride_h - 1u) / p.stride_h;
+    f.taps_x = (p.k_w + p.stride_w - 1u) / p.stride_w;
+    return f;
+}
 
 fn gemm_m() -> u32 {
     if (MODE == 1u) { return p.cin; }
@@ -54,13 +89,16 @@ fn gemm_m() -> u32 {
 
 fn gemm_n() -> u32 {
     if (MODE == 0u) { return p.batch * p.out_h * p.out_w; }
-    if (MODE == 1u) { return p.batch * p.in_h * p.in_w; }
+    if (MODE == 1u) { return p.batch * ph.rows * ph.cols; }
     return p.cin * p.k_h * p.k_w;
 }
 
 fn gemm_k() -> u32 {
     if (MODE == 0u) { return p.cin * p.k_h * p.k_w; }
-    if (MODE == 1u) { return p.cout * p.k_h * p.k_w; }
+    if (MODE == 1u) {
+        // the same for every phase (taps beyond the kernel load zeros): keeps loop bounds uniform
+        return p.cout * ((p.k_h + p.stride_h - 1u) / p.stride_h) * ((p.k_w + p.stride_w - 1u) / p.stride_w);
+    }
     return p.batch * p.out_h * p.out_w;
 }
 
@@ -86,9 +124,13 @@ fn load_lhs(m: u32, k: u32) -> f32 {
         return lhs[m * gemm_k() + k] * mask_weight(k % taps);
     }
     if (MODE == 1u) {
-        let co = k / taps;
-        let tap = k % taps;
-        return lhs[(co * p.cin + m) * taps + tap] * mask_weight(tap);
+        let per_co = ph.taps_y * ph.taps_x;
+        let t = k % per_co;
+        let ky = ph.ry + p.stride_h * (t / ph.taps_x);
+        let kx = ph.rx + p.stride_w * (t % ph.taps_x);
+        if (ky >= p.k_h || kx >= p.k_w) { return 0.0; }
+        let tap = ky * p.k_w + kx;
+        return lhs[((k / per_co) * p.cin + m) * taps + tap] * mask_weight(tap);
     }
     let plane = p.out_h * p.out_w;
     return lhs[((k / plane) * p.cout + m) * plane + k % plane];
@@ -103,19 +145,14 @@ fn load_rhs(k: u32, n: u32) -> f32 {
         return load_x(n / plane, k / taps, pix / p.out_w, pix % p.out_w, tap / p.k_w, tap % p.k_w);
     }
     if (MODE == 1u) {
-        let plane = p.in_h * p.in_w;
-        let tap = k % taps;
+        let per_co = ph.taps_y * ph.taps_x;
+        let t = k % per_co;
+        let plane = ph.rows * ph.cols;
         let pix = n % plane;
-        let ty = i32(pix / p.in_w + p.pad_h) - i32(tap / p.k_w);
-        let tx = i32(pix % p.in_w + p.pad_w) - i32(tap % p.k_w);
-        if (ty < 0 || tx < 0) { return 0.0; }
-        let uy = u32(ty);
-        let ux = u32(tx);
-        if (uy % p.stride_h != 0u || ux % p.stride_w != 0u) { return 0.0; }
-        let oy = uy / p.stride_h;
-        let ox = ux / p.stride_w;
-        if (oy >= p.out_h || ox >= p.out_w) { return 0.0; }
-        return rhs[(((n / plane) * p.cout + k / taps) * p.out_h + oy) * p.out_w + ox];
+        let oy = i32(ph.qy + pix / ph.cols) - i32(t / ph.taps_x);
+        let ox = i32(ph.qx + pix % ph.cols) - i32(t % ph.taps_x);
+        if (oy < 0 || ox < 0 || oy >= i32(p.out_h) || ox >= i32(p.out_w)) { return 0.0; }
+        return rhs[(((n / plane) * p.cout + k / per_co) * p.out_h + u32(oy)) * p.out_w + u32(ox)];
     }
     let plane = p.out_h * p.out_w;
     let pix = k % plane;
@@ -124,66 +161,81 @@ fn load_rhs(k: u32, n: u32) -> f32 {
         * mask_weight(tap);
 }
 
-fn output_index(m: u32, n: u32) -> u32 {
+fn output_index(m: u32, n: u32, chunk: u32) -> u32 {
     if (MODE == 0u) {
         let plane = p.out_h * p.out_w;
         return ((n / plane) * p.cout + m) * plane + n % plane;
     }
     if (MODE == 1u) {
-        let plane = p.in_h * p.in_w;
-        return ((n / plane) * p.cin + m) * plane + n % plane;
+        let plane = ph.rows * ph.cols;
+        let pix = n % plane;
+        let iy = ph.y0 + p.stride_h * (pix / ph.cols);
+        let ix = ph.x0 + p.stride_w * (pix % ph.cols);
+        return (((n / plane) * p.cin + m) * p.in_h + iy) * p.in_w + ix;
     }
-    return m * gemm_n() + n;
+    return (chunk * gemm_m() + m) * gemm_n() + n;
 }
 
 @compute @workgroup_size(16, 16)
 fn conv2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+    let sub = wid.z % p.z_groups;           // phase (MODE 1) or K chunk (MODE 2)
+    let overflow = wid.z / p.z_groups;      // N tiles beyond the x dimension limit
+    if (MODE == 1u) { ph = make_phase(sub); }
+    let tile_m = 16u * ROWS;
+    let tile_n = 16u * COLS;
     let size_m = gemm_m();
     let size_n = gemm_n();
-    let size_k = gemm_k();
-    let m0 = wid.y * TILE_M;
-    let n0 = (wid.x + wid.z * nwg.x) * TILE_N;
-    var acc: array<array<f32, 4>, 4>;
-    for (var k0 = 0u; k0 < size_k; k0 = k0 + TILE_K) {
-        for (var r = 0u; r < 4u; r = r + 1u) {
-            let e = t + r * 256u;
+    var k_begin = 0u;
+    var k_end = gemm_k();
+    if (MODE == 2u) {
+        k_begin = sub * p.k_chunk;
+        k_end = min(k_end, k_begin + p.k_chunk);
+    }
+    let m0 = wid.y * tile_m;
+    let n0 = (wid.x + overflow * nwg.x) * tile_n;
+    var acc: array<f32, 16>; // ROWS x COLS, ROWS * COLS = 16
+    for (var k0 = k_begin; k0 < k_end; k0 = k0 + TILE_K) {
+        for (var e = t; e < TILE_K * tile_m; e = e + 256u) {
             let mm = e / TILE_K;
             let kl = e % TILE_K;
-            var lv = 0.0;
-            if (m0 + mm < size_m && k0 + kl < size_k) { lv = load_lhs(m0 + mm, k0 + kl); }
-            l_tile[kl * TILE_M + mm] = lv;
-            let kr = e / TILE_N;
-            let nn = e % TILE_N;
-            var rv = 0.0;
-            if (k0 + kr < size_k && n0 + nn < size_n) { rv = load_rhs(k0 + kr, n0 + nn); }
-            r_tile[kr * TILE_N + nn] = rv;
+            var v = 0.0;
+            if (m0 + mm < size_m && k0 + kl < k_end) { v = load_lhs(m0 + mm, k0 + kl); }
+            l_tile[kl * tile_m + mm] = v;
+        }
+        for (var e = t; e < TILE_K * tile_n; e = e + 256u) {
+            let kr = e / tile_n;
+            let nn = e % tile_n;
+            var v = 0.0;
+            if (k0 + kr < k_end && n0 + nn < size_n) { v = load_rhs(k0 + kr, n0 + nn); }
+            r_tile[kr * tile_n + nn] = v;
         }
         workgroupBarrier();
         for (var kk = 0u; kk < TILE_K; kk = kk + 1u) {
             var lv: array<f32, 4>;
-            var rv: array<f32, 4>;
-            for (var i = 0u; i < 4u; i = i + 1u) {
-                lv[i] = l_tile[kk * TILE_M + lid.y + 16u * i];
-                rv[i] = r_tile[kk * TILE_N + lid.x + 16u * i];
+            var rv: array<f32, 16>;
+            for (var i = 0u; i < ROWS; i = i + 1u) {
+                lv[i] = l_tile[kk * tile_m + lid.y + 16u * i];
             }
-            for (var i = 0u; i < 4u; i = i + 1u) {
-                for (var j = 0u; j < 4u; j = j + 1u) {
-                    acc[i][j] = acc[i][j] + lv[i] * rv[j];
+            for (var j = 0u; j < COLS; j = j + 1u) {
+                rv[j] = r_tile[kk * tile_n + lid.x + 16u * j];
+            }
+            for (var i = 0u; i < ROWS; i = i + 1u) {
+                for (var j = 0u; j < COLS; j = j + 1u) {
+                    acc[i * COLS + j] = acc[i * COLS + j] + lv[i] * rv[j];
                 }
             }
         }
         workgroupBarrier();
     }
-    for (var i = 0u; i < 4u; i = i + 1u) {
+    for (var i = 0u; i < ROWS; i = i + 1u) {
         let m = m0 + lid.y + 16u * i;
-        for (var j = 0u; j < 4u; j = j + 1u) {
+        for (var j = 0u; j < COLS; j = j + 1u) {
             let n = n0 + lid.x + 16u * j;
             if (m < size_m && n < size_n) {
-                var v = acc[i][j];
+                var v = acc[i * COLS + j];
                 if (HAS_BIAS) { v = v + bias[m]; }
-                let idx = output_index(m, n);
-                out[idx] = v;
+                out[output_index(m, n, sub)] = v;
             }
         }
     }

@@ -7,21 +7,60 @@ use naga::back::{glsl, hlsl, msl, spv, PipelineConstants};
 use naga::valid::{Capabilities, ValidationFlags, Validator};
 use naga::ShaderStage;
 
-/// The override specialisations the host code uses: each boolean flag on and off, MODE 0..=2.
+/// Tile shapes (ROWS, COLS, TILE_K) the conv host code chooses from.
+const CONV_TILES: [[f64; 3]; 3] = [[4.0, 4.0, 16.0], [2.0, 8.0, 16.0], [1.0, 16.0, 8.0]];
+
+/// Values each override constant takes in the host code, as groups of (name, value) assignments.
+fn override_choices(module: &naga::Module, name: &str) -> Vec<Vec<(String, f64)>> {
+    let one = |values: &[f64]| {
+        values
+            .iter()
+            .map(|&v| vec![(name.to_string(), v)])
+            .collect()
+    };
+    match name {
+        "MODE" => one(&[0.0, 1.0, 2.0]),
+        // the tile shape is one choice of three coupled constants, made when ROWS is seen
+        "ROWS" => CONV_TILES
+            .iter()
+            .map(|t| {
+                ["ROWS", "COLS", "TILE_K"]
+                    .iter()
+                    .zip(t)
+                    .map(|(n, &v)| (n.to_string(), v))
+                    .collect()
+            })
+            .collect(),
+        "COLS" | "TILE_K" => vec![vec![]],
+        _ => {
+            let (_, o) = module
+                .overrides
+                .iter()
+                .find(|(_, o)| o.name.as_deref() == Some(name))
+                .unwrap();
+            let is_bool = matches!(
+                module.types[o.ty].inner,
+                naga::TypeInner::Scalar(naga::Scalar::BOOL)
+            );
+            assert!(
+                is_bool,
+                "override {name}: list the values the host uses in tests/shaders.rs"
+            );
+            one(&[0.0, 1.0])
+        }
+    }
+}
+
+/// Every combination of the override values the host code uses.
 fn specialisations(module: &naga::Module) -> Vec<PipelineConstants> {
     let mut variants = vec![PipelineConstants::default()];
     for (_, o) in module.overrides.iter() {
         let name = o.name.clone().expect("overrides are named");
-        let values: Vec<f64> = if name == "MODE" {
-            vec![0.0, 1.0, 2.0]
-        } else {
-            vec![0.0, 1.0]
-        };
         let mut next = Vec::new();
         for base in &variants {
-            for &v in &values {
+            for choice in override_choices(module, &name) {
                 let mut c = base.clone();
-                c.insert(name.clone(), v);
+                c.extend(choice);
                 next.push(c);
             }
         }

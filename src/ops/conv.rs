@@ -9,9 +9,6 @@ use crate::gpu::{Family, Gpu, Kernel};
 use crate::ops::reduce;
 use crate::tensor::Tensor;
 
-/// Output tile edge of the implicit-GEMM kernel.
-const TILE: usize = 64;
-
 /// Which kernel positions of a masked convolution are kept (row-major over the kernel window).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SpatialMask {
@@ -104,7 +101,8 @@ struct ConvShape {
     batch: u32,
     cin: u32,
     cout: u32,
-    _pad: u32,
+    /// Phases (input gradient) or K chunks (weight gradient) along workgroup z; set per launch.
+    z_groups: u32,
     in_h: u32,
     in_w: u32,
     out_h: u32,
@@ -117,6 +115,9 @@ struct ConvShape {
     pad_w: u32,
     mask_lo: u32,
     mask_hi: u32,
+    /// K elements per chunk of a split weight gradient; set per launch.
+    k_chunk: u32,
+    _pad: [u32; 3],
 }
 
 impl ConvShape {
@@ -136,7 +137,7 @@ impl ConvShape {
             batch: u(x[0]),
             cin: u(x[1]),
             cout: u(w[0]),
-            _pad: 0,
+            z_groups: 1,
             in_h: u(x[2]),
             in_w: u(x[3]),
             out_h: u(out_h),
@@ -149,6 +150,8 @@ impl ConvShape {
             pad_w: u(options.padding.1),
             mask_lo: bits as u32,
             mask_hi: (bits >> 32) as u32,
+            k_chunk: 0,
+            _pad: [0; 3],
         }
     }
 
@@ -183,7 +186,23 @@ enum Mode {
     WeightGrad = 2,
 }
 
-/// Records one launch: `out = mode(lhs, rhs) (+ bias)`.
+/// Workgroup tile (rows per thread, columns per thread, K slice): 64x64 normally, narrower when
+/// the GEMM has few rows so that a tile is not mostly empty.
+fn tile_shape(m: usize) -> (u32, u32, u32) {
+    match m {
+        0..=16 => (1, 16, 8),
+        17..=32 => (2, 8, 16),
+        _ => (4, 4, 16),
+    }
+}
+
+/// Aim for at least this many workgroups when splitting a weight gradient along K.
+const SPLIT_TARGET_GROUPS: usize = 128;
+/// Each K chunk of a split weight gradient covers at least this many products.
+const MIN_K_CHUNK: usize = 256;
+
+/// Records one launch: `out = mode(lhs, rhs) (+ bias)`. For a weight gradient split along K,
+/// `out` holds one [cout, cin, kH, kW] slice per chunk (see [`weight_grad_chunks`]).
 fn launch(
     gpu: &Gpu,
     s: &ConvShape,
@@ -193,27 +212,43 @@ fn launch(
     bias: Option<&Tensor>,
     out: &Tensor,
 ) {
-    let (m, n) = match mode {
-        Mode::Forward => (s.cout as usize, (s.batch * s.out_h * s.out_w) as usize),
-        Mode::InputGrad => (s.cin as usize, (s.batch * s.in_h * s.in_w) as usize),
-        Mode::WeightGrad => (s.cout as usize, (s.cin * s.k_h * s.k_w) as usize),
+    let u = |v: u32| v as usize;
+    let (m, tiles_n_size, z_groups) = match mode {
+        Mode::Forward => (u(s.cout), u(s.batch * s.out_h * s.out_w), 1),
+        // the largest phase has ceil(in / stride) pixels per axis
+        Mode::InputGrad => (
+            u(s.cin),
+            u(s.batch) * u(s.in_h).div_ceil(u(s.stride_h)) * u(s.in_w).div_ceil(u(s.stride_w)),
+            s.stride_h * s.stride_w,
+        ),
+        Mode::WeightGrad => (u(s.cout), u(s.cin * s.k_h * s.k_w), weight_grad_chunks(s).0),
     };
+    let (rows, cols, tile_k) = tile_shape(m);
     let kernel = Kernel::new(Family::Conv2d, "conv2d")
         .with("MODE", mode as u32 as f64)
         .flag("HAS_BIAS", bias.is_some())
-        .flag("MASKED", s.masked());
-    let tiles_n = n.div_ceil(TILE) as u32;
+        .flag("MASKED", s.masked())
+        .with("ROWS", rows as f64)
+        .with("COLS", cols as f64)
+        .with("TILE_K", tile_k as f64);
+    let mut params = *s;
+    params.z_groups = z_groups;
+    params.k_chunk = match mode {
+        Mode::WeightGrad => weight_grad_chunks(s).1,
+        _ => u32::MAX,
+    };
+    let tiles_n = tiles_n_size.div_ceil(16 * cols as usize) as u32;
     let max = gpu.limits().max_compute_workgroups_per_dimension.max(1);
     let x_groups = tiles_n.min(max);
     let workgroups = [
         x_groups,
-        m.div_ceil(TILE) as u32,
-        tiles_n.div_ceil(x_groups),
+        m.div_ceil(16 * rows as usize) as u32,
+        tiles_n.div_ceil(x_groups) * z_groups,
     ];
     // without a bias the binding still needs a buffer: bind `lhs` again (read-only)
     gpu.dispatch(
         &kernel,
-        bytemuck::bytes_of(s),
+        bytemuck::bytes_of(&params),
         &[
             lhs.read(1),
             rhs.read(2),
@@ -222,6 +257,22 @@ fn launch(
         ],
         workgroups,
     );
+}
+
+/// (chunks, K per chunk) of a weight gradient: its GEMM has few output tiles and a long K
+/// (batch x output pixels), so K is split to keep enough workgroups busy. The partial sums are
+/// added afterwards in a fixed order.
+fn weight_grad_chunks(s: &ConvShape) -> (u32, u32) {
+    let (rows, cols, tile_k) = tile_shape(s.cout as usize);
+    let k = (s.batch * s.out_h * s.out_w) as usize;
+    let tiles = (s.cout as usize).div_ceil(16 * rows as usize)
+        * ((s.cin * s.k_h * s.k_w) as usize).div_ceil(16 * cols as usize);
+    let wanted = SPLIT_TARGET_GROUPS
+        .div_ceil(tiles)
+        .min(k / MIN_K_CHUNK)
+        .max(1);
+    let chunk = k.div_ceil(wanted).div_ceil(tile_k as usize) * tile_k as usize;
+    (k.div_ceil(chunk) as u32, chunk as u32)
 }
 
 fn dims4(t: &Tensor, what: &str) -> [usize; 4] {
@@ -322,9 +373,16 @@ pub fn conv2d_weight_grad(
         x4,
         "conv2d weight gradient: batch or channels of x and dy differ"
     );
-    let dw = Tensor::uninit(dy.gpu(), &s.w_shape());
-    launch(dy.gpu(), &s, Mode::WeightGrad, dy, x, None, &dw);
-    dw
+    let chunks = weight_grad_chunks(&s).0 as usize;
+    if chunks == 1 {
+        let dw = Tensor::uninit(dy.gpu(), &s.w_shape());
+        launch(dy.gpu(), &s, Mode::WeightGrad, dy, x, None, &dw);
+        return dw;
+    }
+    let w = s.w_shape();
+    let partial = Tensor::uninit(dy.gpu(), &[chunks, w[0], w[1], w[2], w[3]]);
+    launch(dy.gpu(), &s, Mode::WeightGrad, dy, x, None, &partial);
+    reduce::sum_axis(&partial, 0)
 }
 
 /// Records the backward of a conv2d / conv_transpose2d: `grad_x(g)` and `grad_w(g)` for the inputs
@@ -419,4 +477,28 @@ pub fn conv_transpose2d(
         );
     }
     y
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_weight_gradients_are_split_into_chunks_covering_k() {
+        // the split case of tests/conv.rs: batch 4, 3 -> 5 channels, 20x20, 3x3, padding 1
+        let s = ConvShape::of([4, 3, 20, 20], [5, 3, 3, 3], &Conv2dOptions::new(1, 1));
+        let (chunks, chunk) = weight_grad_chunks(&s);
+        assert_eq!(chunks, 6);
+        assert!(chunk % 8 == 0 && (chunks - 1) * chunk < 1600 && chunks * chunk >= 1600);
+        // a short K is not split
+        let small = ConvShape::of([1, 3, 8, 8], [5, 3, 3, 3], &Conv2dOptions::new(1, 1));
+        assert_eq!(weight_grad_chunks(&small).0, 1);
+    }
+
+    #[test]
+    fn tiles_follow_the_number_of_rows() {
+        assert_eq!(tile_shape(3), (1, 16, 8));
+        assert_eq!(tile_shape(32), (2, 8, 16));
+        assert_eq!(tile_shape(33), (4, 4, 16));
+    }
 }
