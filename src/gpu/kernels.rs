@@ -17,16 +17,22 @@ pub enum Family {
     Reduce,
     /// `adam.wgsl`: the optimizer step over a flat parameter buffer.
     Adam,
+    /// `vq.wgsl`: nearest-code search, gather of code vectors, code-usage statistics.
+    Vq,
+    /// `ema.wgsl`: per-code sums, EMA codebook update, dead-code restarts.
+    Ema,
 }
 
 impl Family {
     /// Every family, for tests and pre-compilation.
-    pub const ALL: [Family; 5] = [
+    pub const ALL: [Family; 7] = [
         Family::Elementwise,
         Family::Gemm,
         Family::Conv2d,
         Family::Reduce,
         Family::Adam,
+        Family::Vq,
+        Family::Ema,
     ];
 
     /// The WGSL source.
@@ -37,6 +43,8 @@ impl Family {
             Family::Conv2d => include_str!("../../shaders/conv2d.wgsl"),
             Family::Reduce => include_str!("../../shaders/reduce.wgsl"),
             Family::Adam => include_str!("../../shaders/adam.wgsl"),
+            Family::Vq => include_str!("../../shaders/vq.wgsl"),
+            Family::Ema => include_str!("../../shaders/ema.wgsl"),
         }
     }
 
@@ -48,6 +56,8 @@ impl Family {
             Family::Conv2d => "conv2d.wgsl",
             Family::Reduce => "reduce.wgsl",
             Family::Adam => "adam.wgsl",
+            Family::Vq => "vq.wgsl",
+            Family::Ema => "ema.wgsl",
         }
     }
 }

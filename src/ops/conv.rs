@@ -200,6 +200,9 @@ fn tile_shape(m: usize) -> (u32, u32, u32) {
 const SPLIT_TARGET_GROUPS: usize = 128;
 /// Each K chunk of a split weight gradient covers at least this many products.
 const MIN_K_CHUNK: usize = 256;
+/// ... and at most this many: bounds the loop work of one invocation, which the software Vulkan
+/// driver (llvmpipe) silently cuts after 65535 iterations.
+const MAX_K_CHUNK: usize = 65536;
 
 /// Records one launch: `out = mode(lhs, rhs) (+ bias)`. For a weight gradient split along K,
 /// `out` holds one [cout, cin, kH, kW] slice per chunk (see [`weight_grad_chunks`]).
@@ -270,6 +273,7 @@ fn weight_grad_chunks(s: &ConvShape) -> (u32, u32) {
     let wanted = SPLIT_TARGET_GROUPS
         .div_ceil(tiles)
         .min(k / MIN_K_CHUNK)
+        .max(k.div_ceil(MAX_K_CHUNK))
         .max(1);
     let chunk = k.div_ceil(wanted).div_ceil(tile_k as usize) * tile_k as usize;
     (k.div_ceil(chunk) as u32, chunk as u32)

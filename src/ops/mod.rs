@@ -3,5 +3,7 @@
 pub mod adam;
 pub mod conv;
 pub mod elementwise;
+pub mod ema;
 pub mod gemm;
 pub mod reduce;
+pub mod vq;

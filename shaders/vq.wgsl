@@ -1,0 +1,228 @@
+// Vector quantization: nearest codebook entry for every encoder vector, gather of the chosen entries,
+// and code-usage statistics. Encoder vectors are read straight from NCHW: row n = (b, s) with
+// s < hw = H*W has elements z[(b * D + d) * hw + s]. Code indices are stored as f32 (exact below 2^24).
+
+struct Params {
+    n: u32,       // rows (batch * H * W)
+    k: u32,       // codebook size
+    d: u32,       // code dimension
+    hw: u32,      // H * W
+    k_chunk: u32, // nearest: codes per workgroup z (a multiple of 64); nearest_merge: number of chunks
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> z: array<f32>;          // NCHW encoder output
+@group(0) @binding(2) var<storage, read> codebook: array<f32>;   // [K, D]
+@group(0) @binding(3) var<storage, read> norms: array<f32>;      // [K] squared norms of the codebook rows
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;  // codes [N], z_q (NCHW), norms or stats
+@group(0) @binding(5) var<storage, read_write> out_dist: array<f32>; // nearest: best distance per (chunk, row)
+
+fn z_at(row: u32, d: u32) -> f32 {
+    return z[((row / p.hw) * p.d + d) * p.hw + row % p.hw];
+}
+
+// out[k] = sum_d codebook[k, d]^2, computed once per step
+@compute @workgroup_size(256)
+fn code_norms(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let k = gid.x + gid.y * nwg.x * 256u;
+    if (k >= p.k) { return; }
+    var s = 0.0;
+    for (var d = 0u; d < p.d; d = d + 1u) {
+        let v = codebook[k * p.d + d];
+        s = s + v * v;
+    }
+    out[k] = s;
+}
+
+// Fused distance + argmin over one chunk of the codebook: for chunk c = workgroup z, codes
+// [c * k_chunk, (c + 1) * k_chunk), out[c * N + n] = argmin_k ||e_k||^2 - 2 z_n . e_k (= argmin ||z_n - e_k||^2)
+// with ties to the lowest k, and out_dist[c * N + n] its distance. A workgroup owns 64 rows and walks
+// its chunk in tiles of 64 codes; z and code slices of 16 dims go through workgroup memory, each thread
+// computes a 4 x 4 block of dot products and keeps the running minimum of its 4 rows in registers; the
+// N x K distances are never stored. Chunks bound the work of one invocation (the software Vulkan driver
+// stops loop nests after 65535 iterations) and spread small batches over more workgroups.
+var<workgroup> z_tile: array<f32, 1024>;   // [16 dims][64 rows]
+var<workgroup> e_tile: array<f32, 1024>;   // [16 dims][64 codes]
+var<workgroup> cand_dist: array<f32, 1024>; // [64 rows][16 thread columns]
+var<workgroup> cand_code: array<u32, 1024>;
+
+// (dist a, code a) before (dist b, code b): smaller distance, then smaller index
+fn better(da: f32, ca: u32, db: f32, cb: u32) -> bool {
+    return da < db || (da == db && ca < cb);
+}
+
+@compute @workgroup_size(16, 16)
+fn nearest(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+    let r0 = (wid.x + wid.y * nwg.x) * 64u;
+    let chunk = wid.z;
+    let k_begin = chunk * p.k_chunk;
+    let k_end = min(p.k, k_begin + p.k_chunk);
+    var best_dist: array<f32, 4>;
+    var best_code: array<u32, 4>;
+    for (var i = 0u; i < 4u; i = i + 1u) {
+        best_dist[i] = 3.0e38;
+        best_code[i] = 0xffffffffu;
+    }
+    for (var c0 = k_begin; c0 < k_end; c0 = c0 + 64u) {
+        var acc: array<f32, 16>;
+        for (var d0 = 0u; d0 < p.d; d0 = d0 + 16u) {
+            for (var r = 0u; r < 4u; r = r + 1u) {
+                let e = t + r * 256u;
+                // z: neighbouring threads take neighbouring rows (contiguous in NCHW)
+                let dz = e / 64u;
+                let row = r0 + e % 64u;
+                var zv = 0.0;
+                if (row < p.n && d0 + dz < p.d) { zv = z_at(row, d0 + dz); }
+                z_tile[dz * 64u + e % 64u] = zv;
+                // codebook: neighbouring threads take neighbouring dims (contiguous rows)
+                let code = c0 + e / 16u;
+                let de = e % 16u;
+                var ev = 0.0;
+                if (code < k_end && d0 + de < p.d) { ev = codebook[code * p.d + d0 + de]; }
+                e_tile[de * 64u + e / 16u] = ev;
+            }
+            workgroupBarrier();
+            for (var dd = 0u; dd < 16u; dd = dd + 1u) {
+                var zr: array<f32, 4>;
+                var er: array<f32, 4>;
+                for (var i = 0u; i < 4u; i = i + 1u) {
+                    zr[i] = z_tile[dd * 64u + lid.y + 16u * i];
+                    er[i] = e_tile[dd * 64u + lid.x + 16u * i];
+                }
+                for (var i = 0u; i < 4u; i = i + 1u) {
+                    for (var j = 0u; j < 4u; j = j + 1u) {
+                        acc[i * 4u + j] = acc[i * 4u + j] + zr[i] * er[j];
+                    }
+                }
+            }
+            workgroupBarrier();
+        }
+        // codes are visited in increasing order, so a strict comparison keeps the lowest index on ties
+        for (var j = 0u; j < 4u; j = j + 1u) {
+            let code = c0 + lid.x + 16u * j;
+            if (code < k_end) {
+                let nk = norms[code];
+                for (var i = 0u; i < 4u; i = i + 1u) {
+                    let dist = nk - 2.0 * acc[i * 4u + j];
+                    if (dist < best_dist[i]) {
+                        best_dist[i] = dist;
+                        best_code[i] = code;
+                    }
+                }
+            }
+        }
+    }
+    for (var i = 0u; i < 4u; i = i + 1u) {
+        let slot = (lid.y + 16u * i) * 16u + lid.x;
+        cand_dist[slot] = best_dist[i];
+        cand_code[slot] = best_code[i];
+    }
+    workgroupBarrier();
+    if (t < 64u) {
+        var bd = cand_dist[t * 16u];
+        var bc = cand_code[t * 16u];
+        for (var c = 1u; c < 16u; c = c + 1u) {
+            let dv = cand_dist[t * 16u + c];
+            let cv = cand_code[t * 16u + c];
+            if (better(dv, cv, bd, bc)) {
+                bd = dv;
+                bc = cv;
+            }
+        }
+        if (r0 + t < p.n) {
+            // a row whose distances are all NaN keeps the chunk's first code
+            out[chunk * p.n + r0 + t] = f32(select(bc, k_begin, bc == 0xffffffffu));
+            out_dist[chunk * p.n + r0 + t] = bd;
+        }
+    }
+}
+
+// codes[n] = the best of the per-chunk candidates (z holds the candidate codes, norms their distances,
+// k_chunk the number of chunks), compared in chunk order so ties keep the lowest index
+@compute @workgroup_size(256)
+fn nearest_merge(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row = gid.x + gid.y * nwg.x * 256u;
+    if (row >= p.n) { return; }
+    var bd = norms[row];
+    var bc = u32(z[row]);
+    for (var c = 1u; c < p.k_chunk; c = c + 1u) {
+        let dv = norms[c * p.n + row];
+        let cv = u32(z[c * p.n + row]);
+        if (better(dv, cv, bd, bc)) {
+            bd = dv;
+            bc = cv;
+        }
+    }
+    out[row] = f32(bc);
+}
+
+// The plain version: one thread per row, every distance straight from global memory. Kept as the
+// baseline of `vqgpu bench quantizer`. On the software Vulkan driver (llvmpipe) it is exact only while
+// K * (D + 2) stays below its 65535-iteration loop limit.
+@compute @workgroup_size(256)
+fn nearest_naive(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row = gid.x + gid.y * nwg.x * 256u;
+    if (row >= p.n) { return; }
+    var bd = 3.0e38;
+    var bc = 0u;
+    for (var k = 0u; k < p.k; k = k + 1u) {
+        var dot = 0.0;
+        for (var d = 0u; d < p.d; d = d + 1u) {
+            dot = dot + z_at(row, d) * codebook[k * p.d + d];
+        }
+        let dist = norms[k] - 2.0 * dot;
+        if (dist < bd) {
+            bd = dist;
+            bc = k;
+        }
+    }
+    out[row] = f32(bc);
+}
+
+// z_q[b, d, s] = codebook[code[b * hw + s], d]; `z` holds the codes here
+@compute @workgroup_size(256)
+fn gather(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if (i >= p.n * p.d) { return; }
+    let s = i % p.hw;
+    let d = (i / p.hw) % p.d;
+    let b = i / (p.hw * p.d);
+    let code = u32(z[b * p.hw + s]);
+    out[i] = codebook[code * p.d + d];
+}
+
+var<workgroup> partial: array<f32, 512>;
+
+// From per-code counts (`z` holds them here, K values summing to N):
+// out[0] = perplexity exp(-sum p log p), out[1] = share of codes used. One workgroup, fixed order.
+@compute @workgroup_size(256)
+fn code_stats(@builtin(local_invocation_index) t: u32) {
+    var entropy = 0.0;
+    var used = 0.0;
+    for (var k = t; k < p.k; k = k + 256u) {
+        let c = z[k];
+        if (c > 0.0) {
+            let q = c / f32(p.n);
+            entropy = entropy - q * log(q);
+            used = used + 1.0;
+        }
+    }
+    partial[t] = entropy;
+    partial[t + 256u] = used;
+    workgroupBarrier();
+    for (var stride = 128u; stride > 0u; stride = stride / 2u) {
+        if (t < stride) {
+            partial[t] = partial[t] + partial[t + stride];
+            partial[t + 256u] = partial[t + 256u] + partial[t + 256u + stride];
+        }
+        workgroupBarrier();
+    }
+    if (t == 0u) {
+        out[0] = exp(partial[0]);
+        out[1] = partial[256] / f32(p.k);
+    }
+}

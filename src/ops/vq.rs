@@ -1,0 +1,303 @@
+//! Host side of `shaders/vq.wgsl`: nearest-code search (fused distance + argmin), gather of code
+//! vectors with its codebook gradient, the straight-through estimator, and code-usage statistics.
+//! Code indices are f32 tensors holding exact integers.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::autograd;
+use crate::gpu::{BufferArg, Family, Kernel};
+use crate::ops::{elementwise, ema};
+use crate::tensor::Tensor;
+
+/// Rows per workgroup of the fused nearest-code kernel.
+const ROWS_PER_GROUP: usize = 64;
+/// Codes per tile of the fused nearest-code kernel.
+const CODES_PER_TILE: usize = 64;
+/// Code dimensions per slice of the fused nearest-code kernel.
+const DIMS_PER_SLICE: usize = 16;
+/// Most (code tile x dim slice) steps one invocation may take: keeps every loop nest well under the
+/// 65535 iterations after which the software Vulkan driver (llvmpipe) silently stops a loop.
+const MAX_TILE_STEPS: usize = 2048;
+/// Aim for at least this many workgroups by splitting the codebook when the batch is small.
+const TARGET_GROUPS: usize = 128;
+/// Largest code dimension the kernels support.
+pub const MAX_CODE_DIM: usize = 512;
+/// Largest codebook size the kernels support (one workgroup per code along x in `code_sums`).
+pub const MAX_CODES: usize = 65535;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    n: u32,
+    k: u32,
+    d: u32,
+    hw: u32,
+    k_chunk: u32,
+    _pad: [u32; 3],
+}
+
+/// Shapes of a quantization: rows N = batch x H x W, K codes of dimension D.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct VqShape {
+    pub batch: usize,
+    pub d: usize,
+    pub h: usize,
+    pub w: usize,
+    pub k: usize,
+}
+
+impl VqShape {
+    /// The shape of quantizing z [B, D, H, W] with codebook [K, D].
+    pub fn of(z: &Tensor, codebook: &Tensor) -> Self {
+        let (&[batch, d, h, w], &[k, dc]) = (z.shape(), codebook.shape()) else {
+            panic!(
+                "quantize: z must be [B, D, H, W] and the codebook [K, D], got {:?} and {:?}",
+                z.shape(),
+                codebook.shape()
+            );
+        };
+        assert_eq!(
+            d, dc,
+            "quantize: z has {d} channels, codes have dimension {dc}"
+        );
+        assert!(
+            d <= MAX_CODE_DIM && k <= MAX_CODES,
+            "quantize: at most {MAX_CODES} codes of dimension {MAX_CODE_DIM}"
+        );
+        Self { batch, d, h, w, k }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.batch * self.h * self.w
+    }
+
+    fn params(&self) -> Params {
+        Params {
+            n: self.rows() as u32,
+            k: self.k as u32,
+            d: self.d as u32,
+            hw: (self.h * self.w) as u32,
+            k_chunk: 0,
+            _pad: [0; 3],
+        }
+    }
+
+    /// (chunks, codes per chunk) of the fused search: bounded work per invocation, and enough
+    /// workgroups for small batches.
+    fn code_chunks(&self) -> (usize, usize) {
+        let slices = self.d.div_ceil(DIMS_PER_SLICE);
+        let max_codes = CODES_PER_TILE * (MAX_TILE_STEPS / slices).max(1);
+        let tiles = self.k.div_ceil(CODES_PER_TILE);
+        let for_occupancy = TARGET_GROUPS
+            .div_ceil(self.rows().div_ceil(ROWS_PER_GROUP))
+            .min(tiles);
+        let wanted = self.k.div_ceil(max_codes).max(for_occupancy).max(1);
+        let per_chunk = tiles.div_ceil(wanted) * CODES_PER_TILE;
+        (self.k.div_ceil(per_chunk), per_chunk)
+    }
+}
+
+fn launch(
+    entry: &'static str,
+    params: Params,
+    args: &[BufferArg],
+    workgroups: [u32; 3],
+    gpu: &crate::Gpu,
+) {
+    gpu.dispatch(
+        &Kernel::new(Family::Vq, entry),
+        bytemuck::bytes_of(&params),
+        args,
+        workgroups,
+    );
+}
+
+/// Squared norms of the codebook rows, [K].
+pub fn code_norms(codebook: &Tensor) -> Tensor {
+    let &[k, d] = codebook.shape() else {
+        panic!(
+            "code_norms: the codebook must be [K, D], got {:?}",
+            codebook.shape()
+        );
+    };
+    let shape = VqShape {
+        batch: 1,
+        d,
+        h: 1,
+        w: 1,
+        k,
+    };
+    let gpu = codebook.gpu();
+    let norms = Tensor::uninit(gpu, &[k]);
+    launch(
+        "code_norms",
+        shape.params(),
+        &[codebook.read(2), norms.write_arg(4)],
+        gpu.grid_for(k),
+        gpu,
+    );
+    norms
+}
+
+/// For z [B, D, H, W] and codebook [K, D]: the index of the nearest code (squared Euclidean
+/// distance, ties to the lowest index) at every position, [B, H, W]. No gradient.
+pub fn nearest_codes(z: &Tensor, codebook: &Tensor) -> Tensor {
+    let shape = VqShape::of(z, codebook);
+    let norms = code_norms(codebook);
+    let gpu = z.gpu();
+    let n = shape.rows();
+    let (chunks, per_chunk) = shape.code_chunks();
+    let candidates = Tensor::uninit(gpu, &[chunks, n]);
+    let distances = Tensor::uninit(gpu, &[chunks, n]);
+    let mut params = shape.params();
+    params.k_chunk = per_chunk as u32;
+    let mut groups = gpu.grid(n.div_ceil(ROWS_PER_GROUP) as u32);
+    groups[2] = chunks as u32;
+    launch(
+        "nearest",
+        params,
+        &[
+            z.read(1),
+            codebook.read(2),
+            norms.read(3),
+            candidates.write_arg(4),
+            distances.write_arg(5),
+        ],
+        groups,
+        gpu,
+    );
+    let codes = Tensor::uninit(gpu, &[shape.batch, shape.h, shape.w]);
+    params.k_chunk = chunks as u32;
+    launch(
+        "nearest_merge",
+        params,
+        &[candidates.read(1), distances.read(3), codes.write_arg(4)],
+        gpu.grid_for(n),
+        gpu,
+    );
+    codes
+}
+
+/// The same search by the plain one-thread-per-row kernel (the benchmark's baseline). On the
+/// software Vulkan driver it is exact only while K x (D + 2) < 65535 (llvmpipe's loop limit).
+pub fn nearest_codes_naive(z: &Tensor, codebook: &Tensor) -> Tensor {
+    let shape = VqShape::of(z, codebook);
+    let norms = code_norms(codebook);
+    let gpu = z.gpu();
+    let codes = Tensor::uninit(gpu, &[shape.batch, shape.h, shape.w]);
+    launch(
+        "nearest_naive",
+        shape.params(),
+        &[
+            z.read(1),
+            codebook.read(2),
+            norms.read(3),
+            codes.write_arg(4),
+        ],
+        gpu.grid_for(shape.rows()),
+        gpu,
+    );
+    codes
+}
+
+/// The code vectors of `codes` [B, H, W] as a [B, D, H, W] tensor. The gradient reaches the
+/// codebook: each code receives the sum of the gradients at the positions that chose it.
+pub fn gather_codes(codes: &Tensor, codebook: &Tensor) -> Tensor {
+    let (&[batch, h, w], &[k, d]) = (codes.shape(), codebook.shape()) else {
+        panic!(
+            "gather_codes: codes must be [B, H, W] and the codebook [K, D], got {:?} and {:?}",
+            codes.shape(),
+            codebook.shape()
+        );
+    };
+    let shape = VqShape { batch, d, h, w, k };
+    let rg = autograd::needs_grad(&[codebook]);
+    let gpu = codebook.gpu();
+    let out = Tensor::output(gpu, &[batch, d, h, w], rg);
+    launch(
+        "gather",
+        shape.params(),
+        &[codes.read(1), codebook.read(2), out.write_arg(4)],
+        gpu.grid_for(out.numel()),
+        gpu,
+    );
+    if rg {
+        let codes = codes.clone();
+        autograd::record(&[codebook], &out, move |g| {
+            vec![Some(ema::code_sums(&codes, g, k).1)]
+        });
+    }
+    out
+}
+
+/// The straight-through estimator: the values of `z_q`, with the gradient passed to `z` unchanged
+/// (`z + sg(z_q - z)`); `z_q` itself gets no gradient from this op.
+pub fn straight_through(z: &Tensor, z_q: &Tensor) -> Tensor {
+    assert_eq!(
+        z.shape(),
+        z_q.shape(),
+        "straight_through: shapes {:?} and {:?} differ",
+        z.shape(),
+        z_q.shape()
+    );
+    let out = elementwise::copy(&z_q.detach());
+    if autograd::needs_grad(&[z]) {
+        let out = out.with_requires_grad(true);
+        autograd::record(&[z], &out, |g| vec![Some(g.clone())]);
+        return out;
+    }
+    out
+}
+
+/// From per-code counts [K] over `rows` vectors: [perplexity exp(-sum p log p), share of codes used].
+pub fn code_stats(counts: &Tensor, rows: usize) -> Tensor {
+    let k = counts.numel();
+    let shape = VqShape {
+        batch: rows,
+        d: 1,
+        h: 1,
+        w: 1,
+        k,
+    };
+    let gpu = counts.gpu();
+    let out = Tensor::uninit(gpu, &[2]);
+    launch(
+        "code_stats",
+        shape.params(),
+        &[counts.read(1), out.write_arg(4)],
+        [1, 1, 1],
+        gpu,
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::VqShape;
+
+    #[test]
+    fn codebook_chunks_bound_the_work_and_cover_every_code() {
+        for (rows, d, k) in [
+            (4, 512, 16384),
+            (65536, 64, 512),
+            (1, 1, 1),
+            (2048, 64, 512),
+            (64, 8, 16384),
+        ] {
+            let s = VqShape {
+                batch: rows,
+                d,
+                h: 1,
+                w: 1,
+                k,
+            };
+            let (chunks, per_chunk) = s.code_chunks();
+            assert_eq!(per_chunk % super::CODES_PER_TILE, 0);
+            assert!(
+                chunks * per_chunk >= k && (chunks - 1) * per_chunk < k,
+                "{rows} {d} {k}"
+            );
+            assert!(per_chunk / 64 * d.div_ceil(16) <= super::MAX_TILE_STEPS || per_chunk == 64);
+        }
+    }
+}

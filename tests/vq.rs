@@ -1,0 +1,405 @@
+//! vq.wgsl and ema.wgsl against plain f64 references: nearest code (ties, K and D off the tiles,
+//! K = 1, N = 1), gather and its codebook gradient, per-code sums, EMA updates over several steps,
+//! dead-code restarts, the straight-through estimator and the usage statistics.
+
+mod common;
+use common::*;
+use vqgpu::autograd;
+use vqgpu::ops::ema::{self, EmaConfig, EmaState};
+use vqgpu::ops::vq;
+
+/// Row n = (b, s) of z [B, D, H, W] as a vector.
+fn row(z: &[f32], d: usize, hw: usize, n: usize) -> Vec<f64> {
+    let (b, s) = (n / hw, n % hw);
+    (0..d).map(|c| z[(b * d + c) * hw + s] as f64).collect()
+}
+
+fn dist(a: &[f64], b: &[f32]) -> f64 {
+    a.iter().zip(b).map(|(x, &y)| (x - y as f64).powi(2)).sum()
+}
+
+/// Checks that every chosen code is a nearest one (up to f32 rounding of near-ties) and that most
+/// choices agree exactly with the f64 argmin.
+fn check_nearest(
+    codes: &[f32],
+    z: &[f32],
+    e: &[f32],
+    [batch, d, h, w]: [usize; 4],
+    k: usize,
+    what: &str,
+) {
+    let hw = h * w;
+    let mut exact = 0;
+    assert_eq!(codes.len(), batch * hw, "{what}: one code per row");
+    for (n, &chosen) in codes.iter().enumerate() {
+        let v = row(z, d, hw, n);
+        let dists: Vec<f64> = (0..k).map(|c| dist(&v, &e[c * d..(c + 1) * d])).collect();
+        let best = (0..k)
+            .min_by(|&a, &b| dists[a].total_cmp(&dists[b]))
+            .unwrap();
+        let chosen = codes[n];
+        assert!(
+            chosen.fract() == 0.0 && (chosen as usize) < k,
+            "{what}: row {n} has code {chosen}"
+        );
+        let chosen = chosen as usize;
+        let scale = v.iter().map(|x| x * x).sum::<f64>() + 1.0;
+        assert!(
+            dists[chosen] - dists[best] <= 1e-5 * scale,
+            "{what}: row {n} chose {chosen} at {} but {best} is at {}",
+            dists[chosen],
+            dists[best]
+        );
+        exact += usize::from(chosen == best);
+    }
+    assert!(
+        exact * 100 >= 99 * batch * hw,
+        "{what}: only {exact} of {} exact",
+        batch * hw
+    );
+}
+
+#[test]
+fn nearest_code_matches_reference_at_many_shapes() {
+    let gpu = gpu();
+    let mut rng = rng(200);
+    // [B, D, H, W], K: single row and code, sizes off the 64-row / 64-code / 16-dim tiles, D = 512
+    for (shape, k) in [
+        ([1, 1, 1, 1], 1),
+        ([2, 3, 5, 7], 10),
+        ([3, 64, 8, 8], 512),
+        ([1, 17, 9, 9], 130),
+        ([2, 512, 2, 3], 70),
+        ([1, 8, 1, 1], 4000),
+        ([5, 4, 3, 3], 65),
+    ] {
+        let (z, zv) = random_tensor(&gpu, &mut rng, &shape);
+        let (e, ev) = random_tensor(&gpu, &mut rng, &[k, shape[1]]);
+        let what = format!("z {shape:?} K={k}");
+        let codes = download(&vq::nearest_codes(&z, &e));
+        assert_eq!(codes.len(), shape[0] * shape[2] * shape[3]);
+        check_nearest(&codes, &zv, &ev, shape, k, &what);
+        // the naive baseline is exact on llvmpipe only while K * (D + 2) stays under its loop limit
+        if k * (shape[1] + 2) < 60_000 {
+            let naive = download(&vq::nearest_codes_naive(&z, &e));
+            check_nearest(&naive, &zv, &ev, shape, k, &format!("naive {what}"));
+        }
+    }
+}
+
+#[test]
+fn largest_codebooks_and_long_batches_are_exact() {
+    // K = 16384 codes of dimension 512, and one code taking 70000 rows: both exceed the software
+    // driver's 65535-iteration loop limit unless the work is split (it was, silently, before)
+    let gpu = gpu();
+    let mut rng = rng(207);
+    let shape = [1, 512, 1, 3];
+    let (z, zv) = random_tensor(&gpu, &mut rng, &shape);
+    let mut ev = random(&mut rng, 16384 * 512);
+    // plant each row as a code late in the codebook, where a truncated search never looks
+    for (r, code) in [(0, 16383), (1, 12345), (2, 9000)] {
+        for c in 0..512 {
+            ev[code * 512 + c] = zv[c * 3 + r];
+        }
+    }
+    let e = upload(&gpu, &[16384, 512], &ev);
+    let codes = download(&vq::nearest_codes(&z, &e));
+    assert_eq!(codes, [16383.0, 12345.0, 9000.0], "K=16384 D=512");
+    check_nearest(&codes, &zv, &ev, shape, 16384, "K=16384 D=512");
+    let rows = 70_000;
+    let codes = vqgpu::Tensor::zeros(&gpu, &[1, 1, rows]);
+    let (src, sv) = random_tensor(&gpu, &mut rng, &[1, 1, 1, rows]);
+    let (counts, sums) = ema::code_sums(&codes, &src, 2);
+    assert_eq!(download(&counts), [rows as f32, 0.0]);
+    let total: f64 = sv.iter().map(|&v| v as f64).sum();
+    assert_close(
+        &download(&sums),
+        &[total, 0.0],
+        1e-5,
+        1e-3,
+        "sum over 70000 rows",
+    );
+}
+
+#[test]
+fn ties_go_to_the_lowest_index() {
+    let gpu = gpu();
+    let (k, d) = (200, 3);
+    // integer-valued codes (exact in f32): code c is one of 7 points, so each point repeats in
+    // many code tiles; every z is one of those points or the midpoint of two of them
+    let points: [[f32; 3]; 7] = [
+        [0., 0., 0.],
+        [2., 0., 0.],
+        [0., 2., 0.],
+        [0., 0., 2.],
+        [2., 2., 0.],
+        [-2., 0., 2.],
+        [4., 4., 4.],
+    ];
+    let e: Vec<f32> = (0..k).flat_map(|c| points[(c * 3 + 1) % 7]).collect();
+    let first = |pt: usize| (0..k).find(|&c| (c * 3 + 1) % 7 == pt).unwrap();
+    let mut z_rows: Vec<[f32; 3]> = points.to_vec();
+    z_rows.push([1., 0., 0.]); // equidistant from points 0 and 1
+    let n = z_rows.len();
+    let z: Vec<f32> = (0..d)
+        .flat_map(|c| z_rows.iter().map(move |r| r[c]))
+        .collect(); // [1, D, 1, n]
+    let codes = download(&vq::nearest_codes(
+        &upload(&gpu, &[1, d, 1, n], &z),
+        &upload(&gpu, &[k, d], &e),
+    ));
+    for (pt, &c) in codes[..7].iter().enumerate() {
+        assert_eq!(c as usize, first(pt), "point {pt}");
+    }
+    assert_eq!(codes[7] as usize, first(0).min(first(1)), "midpoint");
+}
+
+#[test]
+fn gather_and_its_codebook_gradient_match_reference() {
+    let gpu = gpu();
+    let mut rng = rng(201);
+    let (batch, d, h, w, k) = (2, 5, 3, 4, 7);
+    let code_values: Vec<f32> = (0..batch * h * w)
+        .map(|i| ((i * 5 + 3) % k) as f32)
+        .collect();
+    let codes = upload(&gpu, &[batch, h, w], &code_values);
+    let (e, ev) = random_tensor(&gpu, &mut rng, &[k, d]);
+    let hw = h * w;
+    let want: Vec<f64> = (0..batch * d * hw)
+        .map(|i| {
+            let (b, c, s) = (i / (d * hw), (i / hw) % d, i % hw);
+            ev[code_values[b * hw + s] as usize * d + c] as f64
+        })
+        .collect();
+    assert_close(
+        &download(&vq::gather_codes(&codes, &e)),
+        &want,
+        0.0,
+        0.0,
+        "gather",
+    );
+    let e_data = (vec![k, d], ev);
+    grad_check(
+        &gpu,
+        &[e_data],
+        &|t| vq::gather_codes(&codes, &t[0]),
+        35,
+        1e-2,
+        1e-2,
+        "gather gradient",
+    );
+}
+
+#[test]
+fn code_sums_match_reference() {
+    let gpu = gpu();
+    let mut rng = rng(202);
+    // more rows than one 256-row block, D above 256 (the second dim slot), K = 1 and unused codes
+    for (batch, d, h, w, k) in [
+        (1, 1, 1, 1, 1),
+        (3, 300, 10, 11, 9),
+        (2, 64, 8, 8, 512),
+        (1, 7, 1, 600, 5),
+    ] {
+        let n = batch * h * w;
+        let code_values: Vec<f32> = (0..n).map(|i| ((i * i + 7 * i) % k) as f32).collect();
+        let codes = upload(&gpu, &[batch, h, w], &code_values);
+        let (src, sv) = random_tensor(&gpu, &mut rng, &[batch, d, h, w]);
+        let (counts, sums) = ema::code_sums(&codes, &src, k);
+        let mut want_counts = vec![0.0; k];
+        let mut want_sums = vec![0.0; k * d];
+        for (i, &c) in code_values.iter().enumerate() {
+            let c = c as usize;
+            want_counts[c] += 1.0;
+            for (j, v) in row(&sv, d, h * w, i).iter().enumerate() {
+                want_sums[c * d + j] += v;
+            }
+        }
+        let what = format!("code sums B={batch} D={d} {h}x{w} K={k}");
+        assert_close(&download(&counts), &want_counts, 0.0, 0.0, &what);
+        assert_close(&download(&sums), &want_sums, 1e-5, 1e-5, &what);
+    }
+}
+
+#[test]
+fn ema_updates_match_reference_over_several_steps() {
+    let gpu = gpu();
+    let mut rng = rng(203);
+    let (batch, d, h, w, k) = (2, 6, 4, 4, 11);
+    let config = EmaConfig::default();
+    let (codebook, ev) = random_tensor(&gpu, &mut rng, &[k, d]);
+    let state = EmaState::new(&codebook);
+    let (g, eps) = (config.decay as f64, config.eps as f64);
+    let mut cs = vec![0.0f64; k];
+    let mut ea = f64s(&ev);
+    for step in 0..4 {
+        let (z, zv) = random_tensor(&gpu, &mut rng, &[batch, d, h, w]);
+        let codes = vq::nearest_codes(&z, &codebook);
+        let code_values = download(&codes);
+        let (counts, sums) = ema::code_sums(&codes, &z, k);
+        ema::ema_update(&codebook, &state, &counts, &sums, config);
+        let mut n_k = vec![0.0; k];
+        let mut s_k = vec![0.0; k * d];
+        for (i, &c) in code_values.iter().enumerate() {
+            n_k[c as usize] += 1.0;
+            for (j, v) in row(&zv, d, h * w, i).iter().enumerate() {
+                s_k[c as usize * d + j] += v;
+            }
+        }
+        for c in 0..k {
+            cs[c] = g * cs[c] + (1.0 - g) * n_k[c];
+            for j in 0..d {
+                ea[c * d + j] = g * ea[c * d + j] + (1.0 - g) * s_k[c * d + j];
+            }
+        }
+        let n: f64 = cs.iter().sum();
+        let e_ref: Vec<f64> = (0..k * d)
+            .map(|i| ea[i] / ((cs[i / d] + eps) / (n + k as f64 * eps) * n))
+            .collect();
+        let what = format!("EMA step {step}");
+        assert_close(&download(&state.cluster_size), &cs, 1e-5, 1e-7, &what);
+        assert_close(&download(&state.embed_avg), &ea, 1e-5, 1e-6, &what);
+        assert_close(&download(&codebook), &e_ref, 1e-4, 1e-5, &what);
+    }
+}
+
+#[test]
+fn dead_codes_restart_from_batch_vectors_after_their_idle_steps() {
+    let gpu = gpu();
+    let mut rng = rng(204);
+    let (batch, d, h, w, k) = (1, 3, 2, 3, 6);
+    let (z, zv) = random_tensor(&gpu, &mut rng, &[batch, d, h, w]);
+    let (codebook, ev) = random_tensor(&gpu, &mut rng, &[k, d]);
+    let state = EmaState::new(&codebook);
+    // only codes 0 and 2 are used
+    let counts = upload(&gpu, &[k], &[4.0, 0.0, 2.0, 0.0, 0.0, 0.0]);
+    let first = download(&ema::restart_dead(&codebook, &state, &counts, &z, 2, 9));
+    assert_eq!(first, [0.0; 6], "no code is idle for 2 steps yet");
+    assert_eq!(download(&codebook), ev);
+    assert_eq!(
+        download(&state.unused_steps),
+        [0.0, 1.0, 0.0, 1.0, 1.0, 1.0]
+    );
+    let second = download(&ema::restart_dead(&codebook, &state, &counts, &z, 2, 9));
+    assert_eq!(second, [0.0, 1.0, 0.0, 1.0, 1.0, 1.0]);
+    let e = download(&codebook);
+    let rows: Vec<Vec<f64>> = (0..h * w).map(|n| row(&zv, d, h * w, n)).collect();
+    for c in 0..k {
+        let code: Vec<f64> = f64s(&e[c * d..(c + 1) * d]);
+        if second[c] == 1.0 {
+            assert!(
+                rows.contains(&code),
+                "code {c} restarted to a vector not in the batch"
+            );
+            assert_eq!(
+                download(&state.embed_avg)[c * d..(c + 1) * d],
+                e[c * d..(c + 1) * d]
+            );
+            assert_eq!(download(&state.cluster_size)[c], 1.0);
+        } else {
+            assert_eq!(
+                e[c * d..(c + 1) * d],
+                ev[c * d..(c + 1) * d],
+                "used code {c} changed"
+            );
+        }
+    }
+    assert_eq!(download(&state.unused_steps), [0.0; 6]);
+}
+
+#[test]
+fn straight_through_passes_the_gradient_to_z_unchanged() {
+    let gpu = gpu();
+    let mut rng = rng(205);
+    let (z, _) = random_tensor(&gpu, &mut rng, &[2, 3, 2, 2]);
+    let (zq, zqv) = random_tensor(&gpu, &mut rng, &[2, 3, 2, 2]);
+    let (r, rv) = random_tensor(&gpu, &mut rng, &[2, 3, 2, 2]);
+    let z = z.with_requires_grad(true);
+    let zq = zq.with_requires_grad(true);
+    let out = vq::straight_through(&z, &zq);
+    assert_eq!(download(&out), zqv, "forward is z_q");
+    let grads = out.mul(&r).sum().backward();
+    assert_eq!(
+        download(&grads.get(&z).unwrap()),
+        rv,
+        "d/dz is the upstream gradient"
+    );
+    assert!(
+        grads.get(&zq).is_none(),
+        "z_q gets no gradient through the estimator"
+    );
+}
+
+#[test]
+fn usage_statistics_match_reference() {
+    let gpu = gpu();
+    for counts in [vec![5.0, 0.0, 3.0, 0.0], vec![1.0; 600], vec![7.0]] {
+        let n: f64 = counts.iter().sum();
+        let entropy: f64 = counts
+            .iter()
+            .filter(|&&c| c > 0.0)
+            .map(|&c| -(c / n) * (c / n).ln())
+            .sum();
+        let used = counts.iter().filter(|&&c| c > 0.0).count() as f64 / counts.len() as f64;
+        let stats = vq::code_stats(
+            &upload(
+                &gpu,
+                &[counts.len()],
+                &counts.iter().map(|&c| c as f32).collect::<Vec<_>>(),
+            ),
+            n as usize,
+        );
+        assert_close(
+            &download(&stats),
+            &[entropy.exp(), used],
+            1e-5,
+            1e-6,
+            &format!("{} codes", counts.len()),
+        );
+    }
+}
+
+#[test]
+fn quantizer_losses_match_reference_and_reach_codebook_and_encoder() {
+    let gpu = gpu();
+    let mut rng = rng(206);
+    let (z, zv) = random_tensor(&gpu, &mut rng, &[2, 4, 3, 3]);
+    let (e, ev) = random_tensor(&gpu, &mut rng, &[9, 4]);
+    let codes = vq::nearest_codes(&z, &e);
+    let code_values = download(&codes);
+    let z = z.with_requires_grad(true);
+    let e = e.with_requires_grad(true);
+    let zq = vq::gather_codes(&codes, &e);
+    let beta = 0.25f64;
+    let codebook_loss = vqgpu::ops::reduce::mse_loss(&zq, &z.detach());
+    let commitment = vqgpu::ops::reduce::mse_loss(&z, &zq.detach()).scale(beta as f32);
+    let loss = codebook_loss.add(&commitment);
+    // reference: mean over elements of (z - e_code)^2, times (1 + beta)
+    let mut sq = 0.0;
+    for n in 0..18 {
+        let v = row(&zv, 4, 9, n);
+        sq += dist(
+            &v,
+            &ev[code_values[n] as usize * 4..code_values[n] as usize * 4 + 4],
+        );
+    }
+    let mean = sq / 72.0;
+    assert_close(
+        &download(&loss),
+        &[(1.0 + beta) * mean],
+        1e-5,
+        1e-6,
+        "vq loss",
+    );
+    let grads = loss.backward();
+    assert!(grads.get(&z).is_some() && grads.get(&e).is_some());
+    assert_eq!(autograd::tape_len(), 0);
+    // d/dz of the commitment term: 2 beta (z - e_code) / numel
+    let gz = download(&grads.get(&z).unwrap());
+    for (i, &g) in gz.iter().enumerate() {
+        let (b, c, s) = (i / 36, (i / 9) % 4, i % 9);
+        let code = code_values[b * 9 + s] as usize;
+        let want = 2.0 * beta * (zv[i] - ev[code * 4 + c]) as f64 / 72.0;
+        assert!((g as f64 - want).abs() < 1e-6, "dz[{i}] {g} vs {want}");
+    }
+}
