@@ -37,7 +37,6 @@ fn check_nearest(
         let best = (0..k)
             .min_by(|&a, &b| dists[a].total_cmp(&dists[b]))
             .unwrap();
-        let chosen = codes[n];
         assert!(
             chosen.fract() == 0.0 && (chosen as usize) < k,
             "{what}: row {n} has code {chosen}"
