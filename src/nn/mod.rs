@@ -3,7 +3,9 @@
 mod adam;
 mod layers;
 mod params;
+mod residual;
 
 pub use adam::Adam;
 pub use layers::{Conv2d, ConvTranspose2d, Linear};
 pub use params::{Param, ParamStore};
+pub use residual::ResidualStack;

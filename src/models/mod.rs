@@ -1,0 +1,4 @@
+//! Models composed from `nn` layers.
+
+pub mod quantizer;
+pub mod vqvae;

@@ -1,0 +1,151 @@
+//! The VQ-VAE of van den Oord et al. 2017 in the reference configuration of DESIGN.md section 6,
+//! with the parameter names of the reference PyTorch model's `state_dict`.
+
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::models::quantizer::{CodebookUpdate, Quantized, VectorQuantizer};
+use crate::nn::{Conv2d, ConvTranspose2d, ParamStore, ResidualStack};
+use crate::ops::conv::{Conv2dOptions, ConvTranspose2dOptions};
+use crate::ops::ema::EmaConfig;
+use crate::ops::vq;
+use crate::tensor::Tensor;
+
+/// Every size of the model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VqVaeConfig {
+    /// Image channels (1 grey, 3 RGB).
+    pub in_channels: usize,
+    /// Channels of the encoder / decoder trunk (h).
+    pub hidden: usize,
+    /// Channels inside a residual layer.
+    pub res_hidden: usize,
+    /// Residual layers per stack.
+    pub res_layers: usize,
+    /// Codebook size K.
+    pub codebook_size: usize,
+    /// Code dimension D.
+    pub code_dim: usize,
+    /// Commitment weight.
+    pub beta: f32,
+    /// EMA (default) or codebook loss.
+    pub update: CodebookUpdate,
+}
+
+impl Default for VqVaeConfig {
+    fn default() -> Self {
+        Self {
+            in_channels: 3,
+            hidden: 128,
+            res_hidden: 32,
+            res_layers: 2,
+            codebook_size: 512,
+            code_dim: 64,
+            beta: 0.25,
+            update: CodebookUpdate::Ema { config: EmaConfig::default(), restart_after: Some(100) },
+        }
+    }
+}
+
+impl VqVaeConfig {
+    /// Checks sizes a user can get wrong, with a message that names the flag.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::InvalidArgument(m));
+        if self.hidden < 2 || self.hidden % 2 != 0 {
+            return bad(format!("--hidden must be an even number >= 2, got {}", self.hidden));
+        }
+        if self.res_hidden == 0 || self.in_channels == 0 {
+            return bad("--res-hidden and the image channels must be positive".into());
+        }
+        if !(1..=vq::MAX_CODES).contains(&self.codebook_size) {
+            return bad(format!("--codebook-size must be in 1..={}, got {}", vq::MAX_CODES, self.codebook_size));
+        }
+        if !(1..=vq::MAX_CODE_DIM).contains(&self.code_dim) {
+            return bad(format!("--code-dim must be in 1..={}, got {}", vq::MAX_CODE_DIM, self.code_dim));
+        }
+        if !(self.beta >= 0.0 && self.beta.is_finite()) {
+            return bad(format!("--beta must be a non-negative number, got {}", self.beta));
+        }
+        Ok(())
+    }
+}
+
+/// What one forward pass produces.
+pub struct VqVaeOutput {
+    /// The reconstruction, [B, C, H, W].
+    pub recon: Tensor,
+    /// The quantizer's outputs (VQ loss, codes, usage statistics).
+    pub quantized: Quantized,
+}
+
+/// Encoder -> pre-quantization conv -> vector quantizer -> decoder.
+pub struct VqVae {
+    /// The configuration.
+    pub config: VqVaeConfig,
+    /// All parameters.
+    pub params: ParamStore,
+    /// The quantizer (its codebook is in `params`).
+    pub quantizer: VectorQuantizer,
+    enc: [Conv2d; 3],
+    enc_stack: ResidualStack,
+    pre_quantization: Conv2d,
+    dec_in: ConvTranspose2d,
+    dec_stack: ResidualStack,
+    dec_up: [ConvTranspose2d; 2],
+}
+
+impl VqVae {
+    /// Builds the model with parameters drawn from `seed`.
+    pub fn new(gpu: &Gpu, config: VqVaeConfig, seed: u64) -> Result<Self> {
+        config.validate()?;
+        let (c, h, rh, n) = (config.in_channels, config.hidden, config.res_hidden, config.res_layers);
+        let mut ps = ParamStore::new(gpu, seed);
+        let down = Conv2dOptions::new(2, 1);
+        let enc = [
+            Conv2d::new(&mut ps, "encoder.0", c, h / 2, (4, 4), down, true),
+            Conv2d::new(&mut ps, "encoder.2", h / 2, h, (4, 4), down, true),
+            Conv2d::new(&mut ps, "encoder.4", h, h, (3, 3), Conv2dOptions::new(1, 1), true),
+        ];
+        let enc_stack = ResidualStack::new(&mut ps, "encoder.5", h, rh, n);
+        let pre_quantization = Conv2d::new(&mut ps, "pre_quantization", h, config.code_dim, (1, 1), Conv2dOptions::default(), true);
+        let quantizer = VectorQuantizer::new(&mut ps, "vq", config.codebook_size, config.code_dim, config.beta, config.update);
+        let up = ConvTranspose2dOptions::new(2, 1, 0);
+        let dec_in = ConvTranspose2d::new(&mut ps, "decoder.0", config.code_dim, h, (3, 3), ConvTranspose2dOptions::new(1, 1, 0), true);
+        let dec_stack = ResidualStack::new(&mut ps, "decoder.1", h, rh, n);
+        let dec_up = [
+            ConvTranspose2d::new(&mut ps, "decoder.2", h, h / 2, (4, 4), up, true),
+            ConvTranspose2d::new(&mut ps, "decoder.4", h / 2, c, (4, 4), up, true),
+        ];
+        ps.finalize()?;
+        let mut model = Self { config, params: ps, quantizer, enc, enc_stack, pre_quantization, dec_in, dec_stack, dec_up };
+        model.quantizer.init_state();
+        Ok(model)
+    }
+
+    /// The encoder output before quantization, z [B, D, H/4, W/4].
+    pub fn encode(&self, x: &Tensor) -> Tensor {
+        let h = self.enc[0].forward(x).relu();
+        let h = self.enc[1].forward(&h).relu();
+        let h = self.enc_stack.forward(&self.enc[2].forward(&h));
+        self.pre_quantization.forward(&h)
+    }
+
+    /// The decoder applied to code vectors z_q [B, D, H/4, W/4].
+    pub fn decode(&self, z_q: &Tensor) -> Tensor {
+        let h = self.dec_stack.forward(&self.dec_in.forward(z_q));
+        let h = self.dec_up[0].forward(&h).relu();
+        self.dec_up[1].forward(&h)
+    }
+
+    /// Decodes a grid of codes [B, H, W] into images.
+    pub fn decode_codes(&self, codes: &Tensor) -> Tensor {
+        self.decode(&vq::gather_codes(codes, &self.quantizer.codebook.tensor().detach()))
+    }
+
+    /// Encodes, quantizes (updating an EMA codebook when `train`) and decodes x [B, C, H, W].
+    pub fn forward(&mut self, x: &Tensor, train: bool) -> VqVaeOutput {
+        let z = self.encode(x);
+        let quantized = self.quantizer.forward(&z, train);
+        let recon = self.decode(&quantized.z_q);
+        VqVaeOutput { recon, quantized }
+    }
+}
