@@ -60,6 +60,35 @@ pub enum Error {
     /// An argument a user supplied is out of range.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// A dataset file is missing, truncated or malformed.
+    #[error("dataset: {0}")]
+    Dataset(String),
+    /// A checkpoint is malformed or belongs to another model.
+    #[error("checkpoint {path}: {message}")]
+    Checkpoint {
+        /// The checkpoint file.
+        path: String,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+impl Error {
+    /// An I/O error on `path`.
+    pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.as_ref().display().to_string(),
+            source,
+        }
+    }
 }
 
 /// Result type used across vqgpu.

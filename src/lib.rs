@@ -33,12 +33,16 @@
 
 pub mod autograd;
 pub mod bench;
+pub mod checkpoint;
+pub mod data;
 pub mod error;
 pub mod gpu;
+pub mod grid;
 pub mod models;
 pub mod nn;
 pub mod ops;
 pub mod tensor;
+pub mod train;
 
 pub use error::{Error, Result};
 pub use gpu::{Gpu, GpuOptions};

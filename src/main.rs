@@ -4,8 +4,17 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+use std::path::PathBuf;
+
+use indicatif::{ProgressBar, ProgressStyle};
 use vqgpu::bench::{self, BenchConfig};
+use vqgpu::checkpoint::Checkpoint;
+use vqgpu::data::{self, pixel_variance, Split};
 use vqgpu::gpu::{list_adapters, Backend};
+use vqgpu::models::quantizer::CodebookUpdate;
+use vqgpu::models::vqvae::VqVaeConfig;
+use vqgpu::ops::ema::EmaConfig;
+use vqgpu::train::{self, TrainOptions, VqVaeTrainer};
 use vqgpu::{Gpu, GpuOptions, Result};
 
 #[derive(Parser)]
@@ -49,6 +58,199 @@ enum Command {
         #[command(subcommand)]
         what: BenchCommand,
     },
+    /// Train a model
+    Train {
+        #[command(subcommand)]
+        what: TrainCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TrainCommand {
+    /// Train a VQ-VAE (DESIGN.md section 6) on a dataset
+    Vqvae(Box<TrainVqVaeArgs>),
+}
+
+#[derive(Args)]
+struct TrainVqVaeArgs {
+    /// Dataset: shapes (built in), mnist, fashion-mnist, cifar10 or folder
+    #[arg(long, default_value = "shapes")]
+    dataset: String,
+    /// Data directory (fashion-mnist defaults to /usr/share/datasets/fashion-mnist)
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Side of the images of the folder dataset (a multiple of 4)
+    #[arg(long, default_value_t = 32)]
+    image_size: usize,
+    /// Total training steps
+    #[arg(long, default_value_t = 1000)]
+    steps: u64,
+    /// Images per step
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// Adam learning rate
+    #[arg(long, default_value_t = 3e-4)]
+    lr: f32,
+    /// Seed of the initialisation and the data order
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Output directory (metrics.csv, PNG grids, checkpoint.safetensors)
+    #[arg(long, default_value = "runs/vqvae")]
+    out: PathBuf,
+    /// Continue the run saved in this directory (its model and optimizer settings are used)
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// Read back and print metrics every N steps
+    #[arg(long, default_value_t = 50)]
+    log_every: u64,
+    /// Write a grid of originals above reconstructions every N steps
+    #[arg(long, default_value_t = 500)]
+    sample_every: u64,
+    /// Write a checkpoint every N steps
+    #[arg(long, default_value_t = 500)]
+    save_every: u64,
+    /// Trunk channels
+    #[arg(long, default_value_t = 128)]
+    hidden: usize,
+    /// Channels inside a residual layer
+    #[arg(long, default_value_t = 32)]
+    res_hidden: usize,
+    /// Residual layers per stack
+    #[arg(long, default_value_t = 2)]
+    res_layers: usize,
+    /// Codebook size K
+    #[arg(long, default_value_t = 512)]
+    codebook_size: usize,
+    /// Code dimension D
+    #[arg(long, default_value_t = 64)]
+    code_dim: usize,
+    /// Commitment weight
+    #[arg(long, default_value_t = 0.25)]
+    beta: f32,
+    /// Codebook update: ema (moving averages) or loss (codebook loss)
+    #[arg(long, default_value = "ema")]
+    quantizer: String,
+    /// With EMA: restart codes unused for this many steps (0: never)
+    #[arg(long, default_value_t = 20)]
+    restart_dead_codes: u32,
+}
+
+impl TrainVqVaeArgs {
+    fn model_config(&self, in_channels: usize) -> Result<VqVaeConfig> {
+        let update = match self.quantizer.as_str() {
+            "ema" => CodebookUpdate::Ema {
+                config: EmaConfig::default(),
+                restart_after: Some(self.restart_dead_codes).filter(|&n| n > 0),
+            },
+            "loss" => CodebookUpdate::Loss,
+            other => {
+                return Err(vqgpu::Error::InvalidArgument(format!(
+                    "--quantizer must be ema or loss, got {other:?}"
+                )))
+            }
+        };
+        Ok(VqVaeConfig {
+            in_channels,
+            hidden: self.hidden,
+            res_hidden: self.res_hidden,
+            res_layers: self.res_layers,
+            codebook_size: self.codebook_size,
+            code_dim: self.code_dim,
+            beta: self.beta,
+            update,
+        })
+    }
+}
+
+fn train_vqvae(options: &GpuOptions, args: &TrainVqVaeArgs) -> Result<()> {
+    let gpu = Gpu::new(options)?;
+    let data = data::open(
+        &args.dataset,
+        args.data.as_deref(),
+        Split::Train,
+        args.seed,
+        args.image_size,
+    )?;
+    let mut trainer = match &args.resume {
+        Some(dir) => {
+            let ck = Checkpoint::load(&dir.join(train::CHECKPOINT_FILE))?;
+            let t = VqVaeTrainer::from_checkpoint(&gpu, &ck)?;
+            eprintln!("resuming {} at step {}", dir.display(), t.step);
+            t
+        }
+        None => {
+            let variance = pixel_variance(data.as_ref(), 10_000) as f32;
+            let config = args.model_config(data.image_shape()[0])?;
+            VqVaeTrainer::new(
+                &gpu,
+                config,
+                args.seed,
+                args.lr,
+                args.batch,
+                data.image_shape(),
+                variance,
+            )?
+        }
+    };
+    if data.image_shape() != trainer.image_shape {
+        return Err(vqgpu::Error::InvalidArgument(format!(
+            "dataset images are {:?} but the checkpoint was trained on {:?}",
+            data.image_shape(),
+            trainer.image_shape
+        )));
+    }
+    let opts = TrainOptions {
+        steps: args.steps,
+        batch: trainer.batch,
+        lr: trainer.adam.hyper.lr,
+        seed: trainer.seed,
+        out: args.out.clone(),
+        log_every: args.log_every,
+        sample_every: args.sample_every,
+        save_every: args.save_every,
+    };
+    eprintln!(
+        "adapter: {}; {} parameters; {} steps of {} images from {} into {}",
+        gpu.adapter_name(),
+        trainer.model.params.count(),
+        opts.steps,
+        opts.batch,
+        args.dataset,
+        opts.out.display()
+    );
+    let bar = progress_bar(trainer.step, opts.steps);
+    let result = train::run(&mut trainer, data, &opts, &mut |m, rate| {
+        let line = format!(
+            "step {} loss {:.4} recon {:.5} perplexity {:.1} used {:.0}% restarts {} | {:.0} img/s",
+            m.step,
+            m.loss,
+            m.recon_mse,
+            m.perplexity,
+            m.codes_used * 100.0,
+            m.restarts,
+            rate
+        );
+        bar.set_position(m.step);
+        if bar.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            bar.set_message(line);
+        }
+    });
+    bar.finish();
+    result?;
+    eprintln!("done: {}", opts.out.display());
+    Ok(())
+}
+
+fn progress_bar(position: u64, total: u64) -> ProgressBar {
+    let bar = ProgressBar::new(total).with_position(position);
+    if let Ok(style) = ProgressStyle::with_template(
+        "{bar:30} {pos}/{len} [{elapsed_precise} < {eta_precise}] {msg}",
+    ) {
+        bar.set_style(style);
+    }
+    bar
 }
 
 #[derive(Subcommand)]
@@ -129,6 +331,9 @@ fn run(cli: Cli) -> Result<()> {
     let options = cli.gpu.options()?;
     match cli.command {
         Command::Info => info(&options),
+        Command::Train { what } => match what {
+            TrainCommand::Vqvae(args) => train_vqvae(&options, &args),
+        },
         Command::Bench { what } => match what {
             BenchCommand::Kernels {
                 batch,

@@ -47,9 +47,26 @@ pub struct VectorQuantizer {
 
 impl VectorQuantizer {
     /// Registers `{name}.embedding.weight` [K, D], initialised U(-1/K, 1/K) as the reference.
-    pub fn new(ps: &mut ParamStore, name: &str, codes: usize, dim: usize, beta: f32, update: CodebookUpdate) -> Self {
-        let codebook = ps.uniform(&format!("{name}.embedding.weight"), &[codes, dim], 1.0 / codes as f32);
-        Self { codebook, beta, update, ema: None, step: 0 }
+    pub fn new(
+        ps: &mut ParamStore,
+        name: &str,
+        codes: usize,
+        dim: usize,
+        beta: f32,
+        update: CodebookUpdate,
+    ) -> Self {
+        let codebook = ps.uniform(
+            &format!("{name}.embedding.weight"),
+            &[codes, dim],
+            1.0 / codes as f32,
+        );
+        Self {
+            codebook,
+            beta,
+            update,
+            ema: None,
+            step: 0,
+        }
     }
 
     /// Creates the EMA statistics once the parameter store is finalized.
@@ -108,15 +125,29 @@ impl VectorQuantizer {
         let stats = vq::code_stats(&counts, codes.numel());
         let mut restarted = Tensor::zeros(z.gpu(), &[1]);
         if train {
-            if let (CodebookUpdate::Ema { config, restart_after }, Some(state)) = (self.update, &self.ema) {
+            if let (
+                CodebookUpdate::Ema {
+                    config,
+                    restart_after,
+                },
+                Some(state),
+            ) = (self.update, &self.ema)
+            {
                 ema::ema_update(codebook, state, &counts, &sums, config);
                 if let Some(after) = restart_after {
-                    let flags = ema::restart_dead(codebook, state, &counts, &z.detach(), after, self.step);
+                    let flags =
+                        ema::restart_dead(codebook, state, &counts, &z.detach(), after, self.step);
                     restarted = reduce::sum(&flags);
                 }
             }
             self.step += 1;
         }
-        Quantized { z_q, loss, codes, stats, restarted }
+        Quantized {
+            z_q,
+            loss,
+            codes,
+            stats,
+            restarted,
+        }
     }
 }

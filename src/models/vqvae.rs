@@ -41,7 +41,10 @@ impl Default for VqVaeConfig {
             codebook_size: 512,
             code_dim: 64,
             beta: 0.25,
-            update: CodebookUpdate::Ema { config: EmaConfig::default(), restart_after: Some(100) },
+            update: CodebookUpdate::Ema {
+                config: EmaConfig::default(),
+                restart_after: Some(20),
+            },
         }
     }
 }
@@ -50,20 +53,34 @@ impl VqVaeConfig {
     /// Checks sizes a user can get wrong, with a message that names the flag.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::InvalidArgument(m));
-        if self.hidden < 2 || self.hidden % 2 != 0 {
-            return bad(format!("--hidden must be an even number >= 2, got {}", self.hidden));
+        if self.hidden < 2 || !self.hidden.is_multiple_of(2) {
+            return bad(format!(
+                "--hidden must be an even number >= 2, got {}",
+                self.hidden
+            ));
         }
         if self.res_hidden == 0 || self.in_channels == 0 {
             return bad("--res-hidden and the image channels must be positive".into());
         }
         if !(1..=vq::MAX_CODES).contains(&self.codebook_size) {
-            return bad(format!("--codebook-size must be in 1..={}, got {}", vq::MAX_CODES, self.codebook_size));
+            return bad(format!(
+                "--codebook-size must be in 1..={}, got {}",
+                vq::MAX_CODES,
+                self.codebook_size
+            ));
         }
         if !(1..=vq::MAX_CODE_DIM).contains(&self.code_dim) {
-            return bad(format!("--code-dim must be in 1..={}, got {}", vq::MAX_CODE_DIM, self.code_dim));
+            return bad(format!(
+                "--code-dim must be in 1..={}, got {}",
+                vq::MAX_CODE_DIM,
+                self.code_dim
+            ));
         }
         if !(self.beta >= 0.0 && self.beta.is_finite()) {
-            return bad(format!("--beta must be a non-negative number, got {}", self.beta));
+            return bad(format!(
+                "--beta must be a non-negative number, got {}",
+                self.beta
+            ));
         }
         Ok(())
     }
@@ -97,26 +114,72 @@ impl VqVae {
     /// Builds the model with parameters drawn from `seed`.
     pub fn new(gpu: &Gpu, config: VqVaeConfig, seed: u64) -> Result<Self> {
         config.validate()?;
-        let (c, h, rh, n) = (config.in_channels, config.hidden, config.res_hidden, config.res_layers);
+        let (c, h, rh, n) = (
+            config.in_channels,
+            config.hidden,
+            config.res_hidden,
+            config.res_layers,
+        );
         let mut ps = ParamStore::new(gpu, seed);
         let down = Conv2dOptions::new(2, 1);
         let enc = [
             Conv2d::new(&mut ps, "encoder.0", c, h / 2, (4, 4), down, true),
             Conv2d::new(&mut ps, "encoder.2", h / 2, h, (4, 4), down, true),
-            Conv2d::new(&mut ps, "encoder.4", h, h, (3, 3), Conv2dOptions::new(1, 1), true),
+            Conv2d::new(
+                &mut ps,
+                "encoder.4",
+                h,
+                h,
+                (3, 3),
+                Conv2dOptions::new(1, 1),
+                true,
+            ),
         ];
         let enc_stack = ResidualStack::new(&mut ps, "encoder.5", h, rh, n);
-        let pre_quantization = Conv2d::new(&mut ps, "pre_quantization", h, config.code_dim, (1, 1), Conv2dOptions::default(), true);
-        let quantizer = VectorQuantizer::new(&mut ps, "vq", config.codebook_size, config.code_dim, config.beta, config.update);
+        let pre_quantization = Conv2d::new(
+            &mut ps,
+            "pre_quantization",
+            h,
+            config.code_dim,
+            (1, 1),
+            Conv2dOptions::default(),
+            true,
+        );
+        let quantizer = VectorQuantizer::new(
+            &mut ps,
+            "vq",
+            config.codebook_size,
+            config.code_dim,
+            config.beta,
+            config.update,
+        );
         let up = ConvTranspose2dOptions::new(2, 1, 0);
-        let dec_in = ConvTranspose2d::new(&mut ps, "decoder.0", config.code_dim, h, (3, 3), ConvTranspose2dOptions::new(1, 1, 0), true);
+        let dec_in = ConvTranspose2d::new(
+            &mut ps,
+            "decoder.0",
+            config.code_dim,
+            h,
+            (3, 3),
+            ConvTranspose2dOptions::new(1, 1, 0),
+            true,
+        );
         let dec_stack = ResidualStack::new(&mut ps, "decoder.1", h, rh, n);
         let dec_up = [
             ConvTranspose2d::new(&mut ps, "decoder.2", h, h / 2, (4, 4), up, true),
             ConvTranspose2d::new(&mut ps, "decoder.4", h / 2, c, (4, 4), up, true),
         ];
         ps.finalize()?;
-        let mut model = Self { config, params: ps, quantizer, enc, enc_stack, pre_quantization, dec_in, dec_stack, dec_up };
+        let mut model = Self {
+            config,
+            params: ps,
+            quantizer,
+            enc,
+            enc_stack,
+            pre_quantization,
+            dec_in,
+            dec_stack,
+            dec_up,
+        };
         model.quantizer.init_state();
         Ok(model)
     }
@@ -138,7 +201,10 @@ impl VqVae {
 
     /// Decodes a grid of codes [B, H, W] into images.
     pub fn decode_codes(&self, codes: &Tensor) -> Tensor {
-        self.decode(&vq::gather_codes(codes, &self.quantizer.codebook.tensor().detach()))
+        self.decode(&vq::gather_codes(
+            codes,
+            &self.quantizer.codebook.tensor().detach(),
+        ))
     }
 
     /// Encodes, quantizes (updating an EMA codebook when `train`) and decodes x [B, C, H, W].

@@ -30,6 +30,11 @@ impl Adam {
         self.step
     }
 
+    /// Sets the step counter (when resuming from a checkpoint).
+    pub fn set_steps(&mut self, steps: u64) {
+        self.step = steps;
+    }
+
     /// Updates every parameter from its gradient.
     pub fn step(&mut self, params: &ParamStore) {
         self.step += 1;

@@ -188,6 +188,11 @@ impl ParamStore {
         (&f.values, &f.grads, &f.m, &f.v)
     }
 
+    /// Length of the flat buffers (with alignment padding).
+    pub fn flat_len(&self) -> usize {
+        self.flat().values.numel()
+    }
+
     /// The gradient of one parameter (its slot in the flat gradient buffer).
     pub fn grad(&self, p: &Param) -> Tensor {
         self.flat().grads.view(p.offset(), p.shape(), None)

@@ -12,12 +12,34 @@ pub struct ResidualStack {
 
 impl ResidualStack {
     /// `count` residual layers on `channels` channels with `hidden` channels inside.
-    pub fn new(ps: &mut ParamStore, name: &str, channels: usize, hidden: usize, count: usize) -> Self {
+    pub fn new(
+        ps: &mut ParamStore,
+        name: &str,
+        channels: usize,
+        hidden: usize,
+        count: usize,
+    ) -> Self {
         let layers = (0..count)
             .map(|i| {
                 let block = format!("{name}.layers.{i}.block");
-                let conv3 = Conv2d::new(ps, &format!("{block}.1"), channels, hidden, (3, 3), Conv2dOptions::new(1, 1), false);
-                let conv1 = Conv2d::new(ps, &format!("{block}.3"), hidden, channels, (1, 1), Conv2dOptions::default(), false);
+                let conv3 = Conv2d::new(
+                    ps,
+                    &format!("{block}.1"),
+                    channels,
+                    hidden,
+                    (3, 3),
+                    Conv2dOptions::new(1, 1),
+                    false,
+                );
+                let conv1 = Conv2d::new(
+                    ps,
+                    &format!("{block}.3"),
+                    hidden,
+                    channels,
+                    (1, 1),
+                    Conv2dOptions::default(),
+                    false,
+                );
                 (conv3, conv1)
             })
             .collect();

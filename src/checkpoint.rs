@@ -1,0 +1,138 @@
+//! Checkpoints as safetensors files: f32 tensors by name (PyTorch `state_dict` names and layouts)
+//! plus string metadata, written atomically (temporary file, fsync, rename).
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+
+use crate::error::{Error, Result};
+
+/// Named f32 tensors and string metadata.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Checkpoint {
+    /// Tensors by name: (shape, row-major values).
+    pub tensors: BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+    /// Free-form metadata (model kind, sizes, step, optimizer settings).
+    pub metadata: BTreeMap<String, String>,
+    /// Where it was read from (for error messages).
+    pub path: PathBuf,
+}
+
+impl Checkpoint {
+    /// Adds a tensor.
+    pub fn insert(&mut self, name: &str, shape: &[usize], values: Vec<f32>) {
+        debug_assert_eq!(shape.iter().product::<usize>(), values.len());
+        self.tensors
+            .insert(name.to_string(), (shape.to_vec(), values));
+    }
+
+    /// Adds a metadata entry.
+    pub fn set(&mut self, key: &str, value: impl ToString) {
+        self.metadata.insert(key.to_string(), value.to_string());
+    }
+
+    fn error(&self, message: String) -> Error {
+        Error::Checkpoint {
+            path: self.path.display().to_string(),
+            message,
+        }
+    }
+
+    /// The values of tensor `name`, which must have `shape`.
+    pub fn get(&self, name: &str, shape: &[usize]) -> Result<&[f32]> {
+        match self.tensors.get(name) {
+            None => Err(self.error(format!("has no tensor {name:?} (a checkpoint of another architecture?)"))),
+            Some((s, _)) if s != shape => Err(self.error(format!(
+                "tensor {name:?} has shape {s:?} but this model needs {shape:?} (a checkpoint of another architecture?)"
+            ))),
+            Some((_, v)) => Ok(v),
+        }
+    }
+
+    /// Metadata entry `key`.
+    pub fn meta(&self, key: &str) -> Result<&str> {
+        self.metadata
+            .get(key)
+            .map(String::as_str)
+            .ok_or_else(|| self.error(format!("has no metadata entry {key:?}")))
+    }
+
+    /// Metadata entry `key` parsed as a number.
+    pub fn meta_parse<T: std::str::FromStr>(&self, key: &str) -> Result<T> {
+        let raw = self.meta(key)?;
+        raw.parse()
+            .map_err(|_| self.error(format!("metadata {key:?} = {raw:?} is not a valid number")))
+    }
+
+    /// Writes the file atomically: a crash leaves either the old or the new checkpoint.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = self
+            .tensors
+            .iter()
+            .map(|(name, (shape, values))| {
+                (
+                    name.clone(),
+                    bytemuck::cast_slice(values).to_vec(),
+                    shape.clone(),
+                )
+            })
+            .collect();
+        let views = bytes
+            .iter()
+            .map(|(name, data, shape)| {
+                TensorView::new(Dtype::F32, shape.clone(), data)
+                    .map(|v| (name.clone(), v))
+                    .map_err(|e| Error::InvalidArgument(format!("tensor {name}: {e}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let metadata: HashMap<String, String> = self.metadata.clone().into_iter().collect();
+        let encoded = safetensors::serialize(views, Some(metadata))
+            .map_err(|e| Error::InvalidArgument(format!("cannot encode checkpoint: {e}")))?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        let tmp = path.with_extension("safetensors.tmp");
+        let mut file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        file.write_all(&encoded).map_err(|e| Error::io(&tmp, e))?;
+        file.sync_all().map_err(|e| Error::io(&tmp, e))?;
+        drop(file);
+        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    }
+
+    /// Reads a checkpoint; a missing, truncated or non-safetensors file is an error that says so.
+    pub fn load(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let bad = |message: String| Error::Checkpoint {
+            path: path.display().to_string(),
+            message,
+        };
+        let tensors = SafeTensors::deserialize(&bytes)
+            .map_err(|e| bad(format!("not a valid safetensors file ({e})")))?;
+        let (_, header) = SafeTensors::read_metadata(&bytes)
+            .map_err(|e| bad(format!("unreadable header ({e})")))?;
+        let mut out = Checkpoint {
+            path: path.to_path_buf(),
+            ..Default::default()
+        };
+        if let Some(meta) = header.metadata() {
+            out.metadata = meta.clone().into_iter().collect();
+        }
+        for name in tensors.names() {
+            let view = tensors
+                .tensor(name)
+                .map_err(|e| bad(format!("tensor {name}: {e}")))?;
+            if view.dtype() != Dtype::F32 {
+                return Err(bad(format!(
+                    "tensor {name} is {:?}, vqgpu reads f32",
+                    view.dtype()
+                )));
+            }
+            let values: Vec<f32> = bytemuck::pod_collect_to_vec(view.data());
+            out.tensors
+                .insert(name.to_string(), (view.shape().to_vec(), values));
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,444 @@
+//! Training of the VQ-VAE: one recorded step (forward, backward, Adam, EMA update) with no readback,
+//! metrics accumulated on the GPU and read back only when logging, complete checkpoints for an exact
+//! resume, and the loop the CLI runs (progress bar, metrics log, PNG grids).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::checkpoint::Checkpoint;
+use crate::data::{Dataset, Loader};
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::grid::save_grid;
+use crate::models::quantizer::CodebookUpdate;
+use crate::models::vqvae::{VqVae, VqVaeConfig};
+use crate::nn::Adam;
+use crate::ops::ema::EmaConfig;
+use crate::ops::{elementwise, reduce};
+use crate::tensor::Tensor;
+
+/// Offsets (in floats, 256-byte aligned) of the running sums in the metrics buffer.
+const SLOT_LOSS: usize = 0;
+const SLOT_RECON: usize = 64;
+const SLOT_STATS: usize = 128; // perplexity, share of codes used
+const SLOT_RESTARTS: usize = 192;
+const METRICS_LEN: usize = 256;
+
+/// Averages of the training metrics over the steps since the last read.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepMetrics {
+    /// The step reached.
+    pub step: u64,
+    /// Total loss (reconstruction / data variance + VQ loss).
+    pub loss: f32,
+    /// Reconstruction MSE in model units ([-0.5, 0.5] pixels, the same as [0, 1] pixels).
+    pub recon_mse: f32,
+    /// Perplexity of code usage per batch.
+    pub perplexity: f32,
+    /// Share of the codebook used per batch.
+    pub codes_used: f32,
+    /// Codes restarted since the last read.
+    pub restarts: f32,
+}
+
+/// A VQ-VAE with its optimizer, training step and GPU-side metrics.
+pub struct VqVaeTrainer {
+    /// The model.
+    pub model: VqVae,
+    /// Its optimizer.
+    pub adam: Adam,
+    /// Steps taken.
+    pub step: u64,
+    /// Seed of the initialisation and of the data order.
+    pub seed: u64,
+    /// Images per step.
+    pub batch: usize,
+    /// [C, H, W] of the images.
+    pub image_shape: [usize; 3],
+    /// Variance of training pixels in [0, 1]; the reconstruction loss is MSE / variance.
+    pub variance: f32,
+    input: Tensor,
+    metrics: Tensor,
+    steps_in_metrics: u64,
+    last_recon: Option<Tensor>,
+}
+
+impl VqVaeTrainer {
+    /// A fresh model and optimizer.
+    pub fn new(
+        gpu: &Gpu,
+        config: VqVaeConfig,
+        seed: u64,
+        lr: f32,
+        batch: usize,
+        image_shape: [usize; 3],
+        variance: f32,
+    ) -> Result<Self> {
+        if batch == 0 {
+            return Err(Error::InvalidArgument("--batch must be at least 1".into()));
+        }
+        let [c, h, w] = image_shape;
+        if c != config.in_channels || !h.is_multiple_of(4) || !w.is_multiple_of(4) || h < 4 || w < 4
+        {
+            return Err(Error::InvalidArgument(format!(
+                "images of {c}x{h}x{w} do not fit a model with {} input channels (height and width must be multiples of 4)",
+                config.in_channels
+            )));
+        }
+        if !(lr > 0.0 && lr.is_finite()) {
+            return Err(Error::InvalidArgument(format!(
+                "--lr must be a positive number, got {lr}"
+            )));
+        }
+        let model = VqVae::new(gpu, config, seed)?;
+        let input = Tensor::zeros(gpu, &[batch, c, h, w]);
+        let metrics = Tensor::zeros(gpu, &[METRICS_LEN]);
+        let trainer = Self {
+            model,
+            adam: Adam::new(lr),
+            step: 0,
+            seed,
+            batch,
+            image_shape,
+            variance,
+            input,
+            metrics,
+            steps_in_metrics: 0,
+            last_recon: None,
+        };
+        // the largest activation must fit the adapter's binding limit: check before the first step
+        let largest = batch * (trainer.model.config.hidden / 2) * (h / 2) * (w / 2) * 4;
+        if largest as u64 > gpu.max_binding_bytes() {
+            return Err(Error::BufferTooLarge {
+                requested: largest as u64,
+                limit: gpu.max_binding_bytes(),
+                which: "max_storage_buffer_binding_size",
+            });
+        }
+        Ok(trainer)
+    }
+
+    /// Records one training step on `images` ([B, C, H, W] in [-0.5, 0.5]); nothing is read back.
+    pub fn train_step(&mut self, images: &[f32]) -> Result<()> {
+        self.input.write(images)?;
+        self.model.params.zero_grad();
+        let out = self.model.forward(&self.input, true);
+        let recon_mse = reduce::mse_loss(&out.recon, &self.input);
+        let loss = recon_mse
+            .scale(1.0 / self.variance)
+            .add(&out.quantized.loss);
+        loss.backward();
+        self.adam.step(&self.model.params);
+        let slot = |offset: usize, len: usize| self.metrics.view(offset, &[len], None);
+        elementwise::accumulate(&slot(SLOT_LOSS, 1), &loss.detach(), 1.0);
+        elementwise::accumulate(&slot(SLOT_RECON, 1), &recon_mse.detach(), 1.0);
+        elementwise::accumulate(&slot(SLOT_STATS, 2), &out.quantized.stats, 1.0);
+        elementwise::accumulate(&slot(SLOT_RESTARTS, 1), &out.quantized.restarted, 1.0);
+        self.steps_in_metrics += 1;
+        self.last_recon = Some(out.recon.detach());
+        self.step += 1;
+        Ok(())
+    }
+
+    /// Reads back and resets the metrics (a sync point); `None` if no step ran since the last read.
+    pub fn take_metrics(&mut self) -> Result<Option<StepMetrics>> {
+        if self.steps_in_metrics == 0 {
+            return Ok(None);
+        }
+        let m = self.metrics.to_vec()?;
+        elementwise::fill(&self.metrics, 0.0);
+        let n = self.steps_in_metrics as f32;
+        self.steps_in_metrics = 0;
+        let values = StepMetrics {
+            step: self.step,
+            loss: m[SLOT_LOSS] / n,
+            recon_mse: m[SLOT_RECON] / n,
+            perplexity: m[SLOT_STATS] / n,
+            codes_used: m[SLOT_STATS + 1] / n,
+            restarts: m[SLOT_RESTARTS],
+        };
+        if !values.loss.is_finite() {
+            return Err(Error::InvalidArgument(format!(
+                "the loss became {} at step {}: lower --lr",
+                values.loss, self.step
+            )));
+        }
+        Ok(Some(values))
+    }
+
+    /// The last training batch and its reconstruction, `count` images each (a sync point).
+    pub fn last_images(&self, count: usize) -> Result<(Vec<f32>, Vec<f32>)> {
+        let per_image: usize = self.image_shape.iter().product();
+        let count = count.min(self.batch);
+        let original = self.input.to_vec()?;
+        let recon = match &self.last_recon {
+            Some(r) => r.to_vec()?,
+            None => original.clone(),
+        };
+        Ok((
+            original[..count * per_image].to_vec(),
+            recon[..count * per_image].to_vec(),
+        ))
+    }
+
+    /// The complete training state: parameters (PyTorch names), EMA statistics, Adam moments,
+    /// and metadata (sizes, step, optimizer settings) for an exact resume.
+    pub fn checkpoint(&self) -> Result<Checkpoint> {
+        let mut ck = Checkpoint::default();
+        let ps = &self.model.params;
+        let (values, _, m, v) = ps.flat_buffers();
+        let (values, m, v) = (values.to_vec()?, m.to_vec()?, v.to_vec()?);
+        for p in ps.params() {
+            let range = p.offset()..p.offset() + p.shape().iter().product::<usize>();
+            ck.insert(p.name(), p.shape(), values[range.clone()].to_vec());
+            ck.insert(
+                &format!("optimizer.m.{}", p.name()),
+                p.shape(),
+                m[range.clone()].to_vec(),
+            );
+            ck.insert(
+                &format!("optimizer.v.{}", p.name()),
+                p.shape(),
+                v[range].to_vec(),
+            );
+        }
+        if let Some(state) = self.model.quantizer.ema_state() {
+            for (name, t) in [
+                ("vq.cluster_size", &state.cluster_size),
+                ("vq.embed_avg", &state.embed_avg),
+                ("vq.unused_steps", &state.unused_steps),
+            ] {
+                ck.insert(name, t.shape(), t.to_vec()?);
+            }
+        }
+        let c = &self.model.config;
+        ck.set("format", "vqgpu.vqvae.1");
+        ck.set("in_channels", c.in_channels);
+        ck.set("hidden", c.hidden);
+        ck.set("res_hidden", c.res_hidden);
+        ck.set("res_layers", c.res_layers);
+        ck.set("codebook_size", c.codebook_size);
+        ck.set("code_dim", c.code_dim);
+        ck.set("beta", c.beta);
+        match c.update {
+            CodebookUpdate::Ema {
+                config,
+                restart_after,
+            } => {
+                ck.set("quantizer", "ema");
+                ck.set("ema_decay", config.decay);
+                ck.set("ema_eps", config.eps);
+                ck.set("restart_after", restart_after.unwrap_or(0));
+            }
+            CodebookUpdate::Loss => ck.set("quantizer", "loss"),
+        }
+        ck.set("step", self.step);
+        ck.set("seed", self.seed);
+        ck.set("batch", self.batch);
+        ck.set(
+            "image_shape",
+            self.image_shape.map(|v| v.to_string()).join(","),
+        );
+        ck.set("variance", self.variance);
+        ck.set("lr", self.adam.hyper.lr);
+        ck.set("adam_beta1", self.adam.hyper.beta1);
+        ck.set("adam_beta2", self.adam.hyper.beta2);
+        ck.set("adam_eps", self.adam.hyper.eps);
+        ck.set("adam_step", self.adam.steps());
+        ck.set("quantizer_step", self.model.quantizer.steps());
+        Ok(ck)
+    }
+
+    /// Rebuilds the trainer exactly as it was when `ck` was taken.
+    pub fn from_checkpoint(gpu: &Gpu, ck: &Checkpoint) -> Result<Self> {
+        if ck.meta("format").ok() != Some("vqgpu.vqvae.1") {
+            return Err(Error::Checkpoint {
+                path: ck.path.display().to_string(),
+                message: "is not a vqgpu VQ-VAE training checkpoint (a checkpoint of another architecture?)".into(),
+            });
+        }
+        let config = config_from(ck)?;
+        let shape: Vec<usize> = ck
+            .meta("image_shape")?
+            .split(',')
+            .map(|v| v.parse().unwrap_or(0))
+            .collect();
+        let image_shape = [
+            shape.first().copied().unwrap_or(0),
+            shape.get(1).copied().unwrap_or(0),
+            shape.get(2).copied().unwrap_or(0),
+        ];
+        let mut t = Self::new(
+            gpu,
+            config,
+            ck.meta_parse("seed")?,
+            ck.meta_parse("lr")?,
+            ck.meta_parse("batch")?,
+            image_shape,
+            ck.meta_parse("variance")?,
+        )?;
+        t.adam.hyper.beta1 = ck.meta_parse("adam_beta1")?;
+        t.adam.hyper.beta2 = ck.meta_parse("adam_beta2")?;
+        t.adam.hyper.eps = ck.meta_parse("adam_eps")?;
+        t.adam.set_steps(ck.meta_parse("adam_step")?);
+        t.step = ck.meta_parse("step")?;
+        t.model
+            .quantizer
+            .set_steps(ck.meta_parse("quantizer_step")?);
+        let ps = &t.model.params;
+        let len = ps.flat_len();
+        let (mut values, mut m, mut v) = (vec![0.0; len], vec![0.0; len], vec![0.0; len]);
+        for p in ps.params() {
+            let range = p.offset()..p.offset() + p.shape().iter().product::<usize>();
+            values[range.clone()].copy_from_slice(ck.get(p.name(), p.shape())?);
+            m[range.clone()]
+                .copy_from_slice(ck.get(&format!("optimizer.m.{}", p.name()), p.shape())?);
+            v[range].copy_from_slice(ck.get(&format!("optimizer.v.{}", p.name()), p.shape())?);
+        }
+        let (tv, _, tm, tvv) = ps.flat_buffers();
+        tv.write(&values)?;
+        tm.write(&m)?;
+        tvv.write(&v)?;
+        if let Some(state) = t.model.quantizer.ema_state() {
+            for (name, tensor) in [
+                ("vq.cluster_size", &state.cluster_size),
+                ("vq.embed_avg", &state.embed_avg),
+                ("vq.unused_steps", &state.unused_steps),
+            ] {
+                tensor.write(ck.get(name, tensor.shape())?)?;
+            }
+        }
+        Ok(t)
+    }
+}
+
+/// The model configuration recorded in a checkpoint.
+pub fn config_from(ck: &Checkpoint) -> Result<VqVaeConfig> {
+    let update = match ck.meta("quantizer")? {
+        "ema" => CodebookUpdate::Ema {
+            config: EmaConfig {
+                decay: ck.meta_parse("ema_decay")?,
+                eps: ck.meta_parse("ema_eps")?,
+            },
+            restart_after: Some(ck.meta_parse::<u32>("restart_after")?).filter(|&n| n > 0),
+        },
+        _ => CodebookUpdate::Loss,
+    };
+    Ok(VqVaeConfig {
+        in_channels: ck.meta_parse("in_channels")?,
+        hidden: ck.meta_parse("hidden")?,
+        res_hidden: ck.meta_parse("res_hidden")?,
+        res_layers: ck.meta_parse("res_layers")?,
+        codebook_size: ck.meta_parse("codebook_size")?,
+        code_dim: ck.meta_parse("code_dim")?,
+        beta: ck.meta_parse("beta")?,
+        update,
+    })
+}
+
+/// How long and how to train, and where the outputs go.
+#[derive(Clone, Debug)]
+pub struct TrainOptions {
+    /// Train until this many steps in total.
+    pub steps: u64,
+    /// Images per step.
+    pub batch: usize,
+    /// Adam learning rate.
+    pub lr: f32,
+    /// Seed of the initialisation and the data order.
+    pub seed: u64,
+    /// Output directory.
+    pub out: PathBuf,
+    /// Read back metrics every this many steps.
+    pub log_every: u64,
+    /// Write a PNG grid of originals above reconstructions every this many steps.
+    pub sample_every: u64,
+    /// Write a checkpoint every this many steps.
+    pub save_every: u64,
+}
+
+/// File names inside the output directory.
+pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
+const METRICS_FILE: &str = "metrics.csv";
+const METRICS_HEADER: &str = "step,loss,recon_mse,perplexity,codes_used,restarts,images_per_s";
+
+fn append_metrics(path: &Path, m: &StepMetrics, images_per_s: f64) -> Result<()> {
+    let fresh = !path.exists();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    if fresh {
+        writeln!(f, "{METRICS_HEADER}").map_err(|e| Error::io(path, e))?;
+    }
+    writeln!(
+        f,
+        "{},{:.6},{:.6},{:.3},{:.4},{},{:.1}",
+        m.step, m.loss, m.recon_mse, m.perplexity, m.codes_used, m.restarts, images_per_s
+    )
+    .map_err(|e| Error::io(path, e))
+}
+
+/// Originals (top rows) above their reconstructions (bottom rows).
+pub fn save_comparison(
+    path: &Path,
+    originals: &[f32],
+    recons: &[f32],
+    shape: [usize; 3],
+    columns: usize,
+) -> Result<()> {
+    let mut both = originals.to_vec();
+    both.extend_from_slice(recons);
+    save_grid(path, &both, shape, columns)
+}
+
+/// Trains `trainer` on `data` until `opts.steps`, writing metrics, grids and checkpoints to `opts.out`.
+/// `report` receives every metrics read-back (the CLI draws its progress bar from it).
+pub fn run(
+    trainer: &mut VqVaeTrainer,
+    data: Arc<dyn Dataset>,
+    opts: &TrainOptions,
+    report: &mut dyn FnMut(&StepMetrics, f64),
+) -> Result<()> {
+    std::fs::create_dir_all(&opts.out).map_err(|e| Error::io(&opts.out, e))?;
+    let metrics_path = opts.out.join(METRICS_FILE);
+    let checkpoint_path = opts.out.join(CHECKPOINT_FILE);
+    let mut loader = Loader::new(data, trainer.batch, trainer.seed, trainer.step, opts.steps);
+    let every = |n: u64, step: u64| n > 0 && step.is_multiple_of(n);
+    let mut since = Instant::now();
+    let mut images = 0usize;
+    while trainer.step < opts.steps {
+        let batch = loader
+            .next_batch()
+            .ok_or_else(|| Error::Dataset("the batch loader stopped early".into()))?;
+        trainer.train_step(&batch.images)?;
+        images += trainer.batch;
+        let step = trainer.step;
+        let last = step == opts.steps;
+        if every(opts.log_every, step) || last {
+            if let Some(m) = trainer.take_metrics()? {
+                let rate = images as f64 / since.elapsed().as_secs_f64().max(1e-9);
+                append_metrics(&metrics_path, &m, rate)?;
+                report(&m, rate);
+                since = Instant::now();
+                images = 0;
+            }
+        }
+        if every(opts.sample_every, step) || last {
+            let (orig, recon) = trainer.last_images(8)?;
+            let name = if last {
+                "reconstructions.png".to_string()
+            } else {
+                format!("samples/step_{step:07}.png")
+            };
+            save_comparison(&opts.out.join(name), &orig, &recon, trainer.image_shape, 8)?;
+        }
+        if every(opts.save_every, step) || last {
+            trainer.checkpoint()?.save(&checkpoint_path)?;
+        }
+    }
+    Ok(())
+}
