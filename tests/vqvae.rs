@@ -202,9 +202,7 @@ fn checkpoints_of_another_architecture_are_rejected() {
     let dir = temp_dir("ckpt");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("junk.safetensors"), b"not a checkpoint").unwrap();
-    let err = Checkpoint::load(&dir.join("junk.safetensors"))
-        .err()
-        .expect("junk");
+    let err = Checkpoint::load(&dir.join("junk.safetensors")).expect_err("junk");
     assert!(err.to_string().contains("not a valid safetensors"), "{err}");
     let good = dir.join("good.safetensors");
     trainer.checkpoint().unwrap().save(&good).unwrap();
