@@ -9,11 +9,13 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
 use crate::error::{Error, Result};
 
-/// Named f32 tensors and string metadata.
+/// Named f32 tensors, named i32 tensors (code grids, labels) and string metadata.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Checkpoint {
-    /// Tensors by name: (shape, row-major values).
+    /// f32 tensors by name: (shape, row-major values).
     pub tensors: BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+    /// i32 tensors by name: (shape, row-major values).
+    pub int_tensors: BTreeMap<String, (Vec<usize>, Vec<i32>)>,
     /// Free-form metadata (model kind, sizes, step, optimizer settings).
     pub metadata: BTreeMap<String, String>,
     /// Where it was read from (for error messages).
@@ -26,6 +28,21 @@ impl Checkpoint {
         debug_assert_eq!(shape.iter().product::<usize>(), values.len());
         self.tensors
             .insert(name.to_string(), (shape.to_vec(), values));
+    }
+
+    /// Adds an i32 tensor.
+    pub fn insert_i32(&mut self, name: &str, shape: &[usize], values: Vec<i32>) {
+        debug_assert_eq!(shape.iter().product::<usize>(), values.len());
+        self.int_tensors
+            .insert(name.to_string(), (shape.to_vec(), values));
+    }
+
+    /// The i32 tensor `name` with its shape.
+    pub fn get_i32(&self, name: &str) -> Result<(&[usize], &[i32])> {
+        self.int_tensors
+            .get(name)
+            .map(|(s, v)| (s.as_slice(), v.as_slice()))
+            .ok_or_else(|| self.error(format!("has no integer tensor {name:?}")))
     }
 
     /// Adds a metadata entry.
@@ -68,21 +85,26 @@ impl Checkpoint {
 
     /// Writes the file atomically: a crash leaves either the old or the new checkpoint.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = self
-            .tensors
-            .iter()
-            .map(|(name, (shape, values))| {
-                (
-                    name.clone(),
-                    bytemuck::cast_slice(values).to_vec(),
-                    shape.clone(),
-                )
-            })
-            .collect();
-        let views = bytes
-            .iter()
-            .map(|(name, data, shape)| {
-                TensorView::new(Dtype::F32, shape.clone(), data)
+        let floats = self.tensors.iter().map(|(name, (shape, values))| {
+            (
+                name,
+                Dtype::F32,
+                shape,
+                bytemuck::cast_slice::<f32, u8>(values),
+            )
+        });
+        let ints = self.int_tensors.iter().map(|(name, (shape, values))| {
+            (
+                name,
+                Dtype::I32,
+                shape,
+                bytemuck::cast_slice::<i32, u8>(values),
+            )
+        });
+        let views = floats
+            .chain(ints)
+            .map(|(name, dtype, shape, data)| {
+                TensorView::new(dtype, shape.clone(), data)
                     .map(|v| (name.clone(), v))
                     .map_err(|e| Error::InvalidArgument(format!("tensor {name}: {e}")))
             })
@@ -123,16 +145,63 @@ impl Checkpoint {
             let view = tensors
                 .tensor(name)
                 .map_err(|e| bad(format!("tensor {name}: {e}")))?;
-            if view.dtype() != Dtype::F32 {
-                return Err(bad(format!(
-                    "tensor {name} is {:?}, vqgpu reads f32",
-                    view.dtype()
-                )));
+            let shape = view.shape().to_vec();
+            match view.dtype() {
+                Dtype::F32 => {
+                    out.tensors.insert(
+                        name.to_string(),
+                        (shape, bytemuck::pod_collect_to_vec(view.data())),
+                    );
+                }
+                Dtype::I32 => {
+                    out.int_tensors.insert(
+                        name.to_string(),
+                        (shape, bytemuck::pod_collect_to_vec(view.data())),
+                    );
+                }
+                other => {
+                    return Err(bad(format!(
+                        "tensor {name} is {other:?}; vqgpu reads f32 and i32"
+                    )))
+                }
             }
-            let values: Vec<f32> = bytemuck::pod_collect_to_vec(view.data());
-            out.tensors
-                .insert(name.to_string(), (view.shape().to_vec(), values));
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tensors_of_both_types_and_metadata_round_trip_through_a_file() {
+        let mut ck = Checkpoint::default();
+        ck.insert(
+            "w",
+            &[2, 3],
+            vec![1.0, -2.5, 3.0, 0.0, f32::MIN_POSITIVE, 7.0],
+        );
+        ck.insert_i32("train.codes", &[1, 2, 2], vec![0, 511, 7, -1]);
+        ck.set("step", 42);
+        let path =
+            std::env::temp_dir().join(format!("vqgpu-ck-{}.safetensors", std::process::id()));
+        ck.save(&path).unwrap();
+        let back = Checkpoint::load(&path).unwrap();
+        assert_eq!(
+            (
+                back.tensors.clone(),
+                back.int_tensors.clone(),
+                back.metadata.clone()
+            ),
+            (ck.tensors, ck.int_tensors, ck.metadata)
+        );
+        assert_eq!(back.get_i32("train.codes").unwrap().0, &[1, 2, 2]);
+        assert_eq!(back.meta_parse::<u64>("step").unwrap(), 42);
+        assert!(back.get("w", &[3, 2]).is_err(), "a wrong shape is an error");
+        assert!(
+            !path.with_extension("safetensors.tmp").exists(),
+            "the temporary file was renamed"
+        );
     }
 }

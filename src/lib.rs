@@ -38,6 +38,7 @@ pub mod data;
 pub mod error;
 pub mod gpu;
 pub mod grid;
+pub mod inference;
 pub mod models;
 pub mod nn;
 pub mod ops;

@@ -11,6 +11,7 @@ use vqgpu::bench::{self, BenchConfig};
 use vqgpu::checkpoint::Checkpoint;
 use vqgpu::data::{self, pixel_variance, Split};
 use vqgpu::gpu::{list_adapters, Backend};
+use vqgpu::inference;
 use vqgpu::models::quantizer::CodebookUpdate;
 use vqgpu::models::vqvae::VqVaeConfig;
 use vqgpu::ops::ema::EmaConfig;
@@ -63,6 +64,122 @@ enum Command {
         #[command(subcommand)]
         what: TrainCommand,
     },
+    /// Evaluate a trained model on a test set
+    Eval {
+        #[command(subcommand)]
+        what: EvalCommand,
+    },
+    /// Write a PNG grid of test images (top) above their VQ-VAE reconstructions (bottom)
+    Reconstruct {
+        /// VQ-VAE checkpoint (checkpoint.safetensors of a training run)
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[command(flatten)]
+        data: DataArgs,
+        /// Images to show
+        #[arg(long, default_value_t = 32)]
+        count: usize,
+        /// Output PNG
+        #[arg(long, default_value = "reconstructions.png")]
+        out: PathBuf,
+    },
+    /// Encode the train and test splits into code grids (i32 safetensors) for the prior
+    Encode {
+        /// VQ-VAE checkpoint (checkpoint.safetensors of a training run)
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[command(flatten)]
+        data: DataArgs,
+        /// Images per forward pass
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        /// Output file
+        #[arg(long, default_value = "codes.safetensors")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum EvalCommand {
+    /// Test-set MSE, PSNR, code perplexity and share of the codebook used
+    Vqvae {
+        /// VQ-VAE checkpoint (checkpoint.safetensors of a training run)
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[command(flatten)]
+        data: DataArgs,
+        /// Images per forward pass
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        /// Evaluate at most this many test images
+        #[arg(long, default_value_t = usize::MAX)]
+        limit: usize,
+    },
+}
+
+fn eval_vqvae(
+    options: &GpuOptions,
+    checkpoint: &std::path::Path,
+    data: &DataArgs,
+    batch: usize,
+    limit: usize,
+) -> Result<()> {
+    let gpu = Gpu::new(options)?;
+    let mut model = inference::load_vqvae(&gpu, checkpoint)?;
+    let test = data.open(Split::Test)?;
+    let r = inference::evaluate(&mut model, test.as_ref(), batch, limit)?;
+    println!("adapter: {}", gpu.adapter_name());
+    println!(
+        "{} test images of {}: MSE {:.6} (pixels in [0,1]), PSNR {:.2} dB, perplexity {:.1}, codebook used {:.1}%",
+        r.images,
+        data.dataset,
+        r.mse,
+        r.psnr,
+        r.perplexity,
+        r.codes_used * 100.0
+    );
+    Ok(())
+}
+
+fn reconstruct(
+    options: &GpuOptions,
+    checkpoint: &std::path::Path,
+    data: &DataArgs,
+    count: usize,
+    out: &std::path::Path,
+) -> Result<()> {
+    let gpu = Gpu::new(options)?;
+    let mut model = inference::load_vqvae(&gpu, checkpoint)?;
+    let test = data.open(Split::Test)?;
+    let (originals, recons) = inference::reconstruct(&mut model, test.as_ref(), count)?;
+    let columns = (originals.len() / test.image_shape().iter().product::<usize>()).min(16);
+    train::save_comparison(out, &originals, &recons, test.image_shape(), columns)?;
+    println!("wrote {}", out.display());
+    Ok(())
+}
+
+fn encode(
+    options: &GpuOptions,
+    checkpoint: &std::path::Path,
+    data: &DataArgs,
+    batch: usize,
+    out: &std::path::Path,
+) -> Result<()> {
+    let gpu = Gpu::new(options)?;
+    let mut model = inference::load_vqvae(&gpu, checkpoint)?;
+    let mut codes = Checkpoint::default();
+    for (name, split) in [("train", Split::Train), ("test", Split::Test)] {
+        let images = data.open(split)?;
+        eprintln!("encoding {} {name} images", images.len());
+        inference::encode_into(&mut codes, name, &mut model, images.as_ref(), batch)?;
+    }
+    codes.set("format", "vqgpu.codes.1");
+    codes.set("codebook_size", model.config.codebook_size);
+    codes.set("dataset", &data.dataset);
+    codes.set("vqvae_checkpoint", checkpoint.display());
+    codes.save(out)?;
+    println!("wrote {}", out.display());
+    Ok(())
 }
 
 #[derive(Subcommand)]
@@ -71,8 +188,9 @@ enum TrainCommand {
     Vqvae(Box<TrainVqVaeArgs>),
 }
 
+/// Which images to use.
 #[derive(Args)]
-struct TrainVqVaeArgs {
+struct DataArgs {
     /// Dataset: shapes (built in), mnist, fashion-mnist, cifar10 or folder
     #[arg(long, default_value = "shapes")]
     dataset: String,
@@ -82,6 +200,18 @@ struct TrainVqVaeArgs {
     /// Side of the images of the folder dataset (a multiple of 4)
     #[arg(long, default_value_t = 32)]
     image_size: usize,
+}
+
+impl DataArgs {
+    fn open(&self, split: Split) -> Result<std::sync::Arc<dyn data::Dataset>> {
+        data::open(&self.dataset, self.data.as_deref(), split, self.image_size)
+    }
+}
+
+#[derive(Args)]
+struct TrainVqVaeArgs {
+    #[command(flatten)]
+    data: DataArgs,
     /// Total training steps
     #[arg(long, default_value_t = 1000)]
     steps: u64,
@@ -164,13 +294,7 @@ impl TrainVqVaeArgs {
 
 fn train_vqvae(options: &GpuOptions, args: &TrainVqVaeArgs) -> Result<()> {
     let gpu = Gpu::new(options)?;
-    let data = data::open(
-        &args.dataset,
-        args.data.as_deref(),
-        Split::Train,
-        args.seed,
-        args.image_size,
-    )?;
+    let data = args.data.open(Split::Train)?;
     let mut trainer = match &args.resume {
         Some(dir) => {
             let ck = Checkpoint::load(&dir.join(train::CHECKPOINT_FILE))?;
@@ -215,7 +339,7 @@ fn train_vqvae(options: &GpuOptions, args: &TrainVqVaeArgs) -> Result<()> {
         trainer.model.params.count(),
         opts.steps,
         opts.batch,
-        args.dataset,
+        args.data.dataset,
         opts.out.display()
     );
     let bar = progress_bar(trainer.step, opts.steps);
@@ -331,6 +455,26 @@ fn run(cli: Cli) -> Result<()> {
     let options = cli.gpu.options()?;
     match cli.command {
         Command::Info => info(&options),
+        Command::Eval { what } => match what {
+            EvalCommand::Vqvae {
+                checkpoint,
+                data,
+                batch,
+                limit,
+            } => eval_vqvae(&options, &checkpoint, &data, batch, limit),
+        },
+        Command::Reconstruct {
+            checkpoint,
+            data,
+            count,
+            out,
+        } => reconstruct(&options, &checkpoint, &data, count, &out),
+        Command::Encode {
+            checkpoint,
+            data,
+            batch,
+            out,
+        } => encode(&options, &checkpoint, &data, batch, &out),
         Command::Train { what } => match what {
             TrainCommand::Vqvae(args) => train_vqvae(&options, &args),
         },

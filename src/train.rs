@@ -12,10 +12,8 @@ use crate::data::{Dataset, Loader};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::grid::save_grid;
-use crate::models::quantizer::CodebookUpdate;
 use crate::models::vqvae::{VqVae, VqVaeConfig};
 use crate::nn::Adam;
-use crate::ops::ema::EmaConfig;
 use crate::ops::{elementwise, reduce};
 use crate::tensor::Tensor;
 
@@ -76,15 +74,32 @@ impl VqVaeTrainer {
         image_shape: [usize; 3],
         variance: f32,
     ) -> Result<Self> {
+        let model = VqVae::new(gpu, config, seed)?;
+        Self::with_model(gpu, model, seed, lr, batch, image_shape, variance)
+    }
+
+    fn with_model(
+        gpu: &Gpu,
+        model: VqVae,
+        seed: u64,
+        lr: f32,
+        batch: usize,
+        image_shape: [usize; 3],
+        variance: f32,
+    ) -> Result<Self> {
         if batch == 0 {
             return Err(Error::InvalidArgument("--batch must be at least 1".into()));
         }
         let [c, h, w] = image_shape;
-        if c != config.in_channels || !h.is_multiple_of(4) || !w.is_multiple_of(4) || h < 4 || w < 4
+        if c != model.config.in_channels
+            || !h.is_multiple_of(4)
+            || !w.is_multiple_of(4)
+            || h < 4
+            || w < 4
         {
             return Err(Error::InvalidArgument(format!(
                 "images of {c}x{h}x{w} do not fit a model with {} input channels (height and width must be multiples of 4)",
-                config.in_channels
+                model.config.in_channels
             )));
         }
         if !(lr > 0.0 && lr.is_finite()) {
@@ -92,7 +107,6 @@ impl VqVaeTrainer {
                 "--lr must be a positive number, got {lr}"
             )));
         }
-        let model = VqVae::new(gpu, config, seed)?;
         let input = Tensor::zeros(gpu, &[batch, c, h, w]);
         let metrics = Tensor::zeros(gpu, &[METRICS_LEN]);
         let trainer = Self {
@@ -183,16 +197,16 @@ impl VqVaeTrainer {
         ))
     }
 
-    /// The complete training state: parameters (PyTorch names), EMA statistics, Adam moments,
-    /// and metadata (sizes, step, optimizer settings) for an exact resume.
+    /// The complete training state: the model (PyTorch names, EMA statistics, sizes), the Adam
+    /// moments, and step, seed and optimizer settings for an exact resume.
     pub fn checkpoint(&self) -> Result<Checkpoint> {
         let mut ck = Checkpoint::default();
+        self.model.write_state(&mut ck)?;
         let ps = &self.model.params;
-        let (values, _, m, v) = ps.flat_buffers();
-        let (values, m, v) = (values.to_vec()?, m.to_vec()?, v.to_vec()?);
+        let (_, _, m, v) = ps.flat_buffers();
+        let (m, v) = (m.to_vec()?, v.to_vec()?);
         for p in ps.params() {
             let range = p.offset()..p.offset() + p.shape().iter().product::<usize>();
-            ck.insert(p.name(), p.shape(), values[range.clone()].to_vec());
             ck.insert(
                 &format!("optimizer.m.{}", p.name()),
                 p.shape(),
@@ -203,36 +217,6 @@ impl VqVaeTrainer {
                 p.shape(),
                 v[range].to_vec(),
             );
-        }
-        if let Some(state) = self.model.quantizer.ema_state() {
-            for (name, t) in [
-                ("vq.cluster_size", &state.cluster_size),
-                ("vq.embed_avg", &state.embed_avg),
-                ("vq.unused_steps", &state.unused_steps),
-            ] {
-                ck.insert(name, t.shape(), t.to_vec()?);
-            }
-        }
-        let c = &self.model.config;
-        ck.set("format", "vqgpu.vqvae.1");
-        ck.set("in_channels", c.in_channels);
-        ck.set("hidden", c.hidden);
-        ck.set("res_hidden", c.res_hidden);
-        ck.set("res_layers", c.res_layers);
-        ck.set("codebook_size", c.codebook_size);
-        ck.set("code_dim", c.code_dim);
-        ck.set("beta", c.beta);
-        match c.update {
-            CodebookUpdate::Ema {
-                config,
-                restart_after,
-            } => {
-                ck.set("quantizer", "ema");
-                ck.set("ema_decay", config.decay);
-                ck.set("ema_eps", config.eps);
-                ck.set("restart_after", restart_after.unwrap_or(0));
-            }
-            CodebookUpdate::Loss => ck.set("quantizer", "loss"),
         }
         ck.set("step", self.step);
         ck.set("seed", self.seed);
@@ -247,32 +231,16 @@ impl VqVaeTrainer {
         ck.set("adam_beta2", self.adam.hyper.beta2);
         ck.set("adam_eps", self.adam.hyper.eps);
         ck.set("adam_step", self.adam.steps());
-        ck.set("quantizer_step", self.model.quantizer.steps());
         Ok(ck)
     }
 
     /// Rebuilds the trainer exactly as it was when `ck` was taken.
     pub fn from_checkpoint(gpu: &Gpu, ck: &Checkpoint) -> Result<Self> {
-        if ck.meta("format").ok() != Some("vqgpu.vqvae.1") {
-            return Err(Error::Checkpoint {
-                path: ck.path.display().to_string(),
-                message: "is not a vqgpu VQ-VAE training checkpoint (a checkpoint of another architecture?)".into(),
-            });
-        }
-        let config = config_from(ck)?;
-        let shape: Vec<usize> = ck
-            .meta("image_shape")?
-            .split(',')
-            .map(|v| v.parse().unwrap_or(0))
-            .collect();
-        let image_shape = [
-            shape.first().copied().unwrap_or(0),
-            shape.get(1).copied().unwrap_or(0),
-            shape.get(2).copied().unwrap_or(0),
-        ];
-        let mut t = Self::new(
+        let model = VqVae::from_checkpoint(gpu, ck)?;
+        let image_shape = parse_image_shape(ck)?;
+        let mut t = Self::with_model(
             gpu,
-            config,
+            model,
             ck.meta_parse("seed")?,
             ck.meta_parse("lr")?,
             ck.meta_parse("batch")?,
@@ -284,58 +252,33 @@ impl VqVaeTrainer {
         t.adam.hyper.eps = ck.meta_parse("adam_eps")?;
         t.adam.set_steps(ck.meta_parse("adam_step")?);
         t.step = ck.meta_parse("step")?;
-        t.model
-            .quantizer
-            .set_steps(ck.meta_parse("quantizer_step")?);
         let ps = &t.model.params;
         let len = ps.flat_len();
-        let (mut values, mut m, mut v) = (vec![0.0; len], vec![0.0; len], vec![0.0; len]);
+        let (mut m, mut v) = (vec![0.0; len], vec![0.0; len]);
         for p in ps.params() {
             let range = p.offset()..p.offset() + p.shape().iter().product::<usize>();
-            values[range.clone()].copy_from_slice(ck.get(p.name(), p.shape())?);
             m[range.clone()]
                 .copy_from_slice(ck.get(&format!("optimizer.m.{}", p.name()), p.shape())?);
             v[range].copy_from_slice(ck.get(&format!("optimizer.v.{}", p.name()), p.shape())?);
         }
-        let (tv, _, tm, tvv) = ps.flat_buffers();
-        tv.write(&values)?;
+        let (_, _, tm, tv) = ps.flat_buffers();
         tm.write(&m)?;
-        tvv.write(&v)?;
-        if let Some(state) = t.model.quantizer.ema_state() {
-            for (name, tensor) in [
-                ("vq.cluster_size", &state.cluster_size),
-                ("vq.embed_avg", &state.embed_avg),
-                ("vq.unused_steps", &state.unused_steps),
-            ] {
-                tensor.write(ck.get(name, tensor.shape())?)?;
-            }
-        }
+        tv.write(&v)?;
         Ok(t)
     }
 }
 
-/// The model configuration recorded in a checkpoint.
-pub fn config_from(ck: &Checkpoint) -> Result<VqVaeConfig> {
-    let update = match ck.meta("quantizer")? {
-        "ema" => CodebookUpdate::Ema {
-            config: EmaConfig {
-                decay: ck.meta_parse("ema_decay")?,
-                eps: ck.meta_parse("ema_eps")?,
-            },
-            restart_after: Some(ck.meta_parse::<u32>("restart_after")?).filter(|&n| n > 0),
-        },
-        _ => CodebookUpdate::Loss,
-    };
-    Ok(VqVaeConfig {
-        in_channels: ck.meta_parse("in_channels")?,
-        hidden: ck.meta_parse("hidden")?,
-        res_hidden: ck.meta_parse("res_hidden")?,
-        res_layers: ck.meta_parse("res_layers")?,
-        codebook_size: ck.meta_parse("codebook_size")?,
-        code_dim: ck.meta_parse("code_dim")?,
-        beta: ck.meta_parse("beta")?,
-        update,
-    })
+/// The image shape a training checkpoint records.
+fn parse_image_shape(ck: &Checkpoint) -> Result<[usize; 3]> {
+    let raw = ck.meta("image_shape")?;
+    let dims: Vec<usize> = raw.split(',').filter_map(|v| v.parse().ok()).collect();
+    match dims[..] {
+        [c, h, w] => Ok([c, h, w]),
+        _ => Err(Error::Checkpoint {
+            path: ck.path.display().to_string(),
+            message: format!("image_shape {raw:?} is not C,H,W"),
+        }),
+    }
 }
 
 /// How long and how to train, and where the outputs go.

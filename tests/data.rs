@@ -158,8 +158,8 @@ fn folders_of_images_are_cropped_resized_and_split() {
         img.save(path).unwrap();
     }
     std::fs::write(dir.join("notes.txt"), "ignored").unwrap();
-    let train = data::open("folder", Some(&dir), Split::Train, 0, 16).unwrap();
-    let test = data::open("folder", Some(&dir), Split::Test, 0, 16).unwrap();
+    let train = data::open("folder", Some(&dir), Split::Train, 16).unwrap();
+    let test = data::open("folder", Some(&dir), Split::Test, 16).unwrap();
     assert_eq!(
         (train.len(), test.len(), train.image_shape()),
         (11, 1, [3, 16, 16])
@@ -170,15 +170,15 @@ fn folders_of_images_are_cropped_resized_and_split() {
         img[256..512].iter().all(|&g| (99..=101).contains(&g)),
         "green plane is constant 100"
     );
-    let err = data::open("folder", Some(&dir.join("sub")), Split::Test, 0, 16)
+    let err = data::open("folder", Some(&dir.join("sub")), Split::Test, 16)
         .err()
         .expect("too few for a test split");
     assert!(matches!(err, Error::Dataset(_)), "{err}");
-    let err = data::open("folder", None, Split::Train, 0, 16)
+    let err = data::open("folder", None, Split::Train, 16)
         .err()
         .expect("needs --data");
     assert!(err.to_string().contains("--data"), "{err}");
-    let err = data::open("nope", None, Split::Train, 0, 16)
+    let err = data::open("nope", None, Split::Train, 16)
         .err()
         .expect("unknown");
     assert!(err.to_string().contains("unknown dataset"), "{err}");

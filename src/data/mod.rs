@@ -17,14 +17,15 @@ pub use shapes::Shapes;
 
 use crate::error::{Error, Result};
 
+/// Seed of the built-in dataset as `open` serves it: one fixed dataset, whatever the training seed.
+pub const SHAPES_SEED: u64 = 0;
+
 /// Opens dataset `name` (shapes, mnist, fashion-mnist, cifar10, folder) for `split`. `path` is the
-/// data directory where one is needed; `seed` draws the built-in dataset; `size` is the side of
-/// `folder` images.
+/// data directory where one is needed; `size` is the side of `folder` images.
 pub fn open(
     name: &str,
     path: Option<&Path>,
     split: Split,
-    seed: u64,
     size: usize,
 ) -> Result<Arc<dyn Dataset>> {
     let need_path = |what: &str| -> Result<PathBuf> {
@@ -33,7 +34,7 @@ pub fn open(
         })
     };
     let data: Arc<dyn Dataset> = match name {
-        "shapes" => Arc::new(Shapes::new(seed, split)),
+        "shapes" => Arc::new(Shapes::new(SHAPES_SEED, split)),
         "fashion-mnist" => Arc::new(Idx::open(
             &path.map_or_else(Idx::default_dir, Path::to_path_buf),
             split,

@@ -1,6 +1,7 @@
 //! The VQ-VAE of van den Oord et al. 2017 in the reference configuration of DESIGN.md section 6,
 //! with the parameter names of the reference PyTorch model's `state_dict`.
 
+use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::models::quantizer::{CodebookUpdate, Quantized, VectorQuantizer};
@@ -214,4 +215,105 @@ impl VqVae {
         let recon = self.decode(&quantized.z_q);
         VqVaeOutput { recon, quantized }
     }
+}
+
+/// Format tag of VQ-VAE checkpoints.
+const FORMAT: &str = "vqgpu.vqvae.1";
+
+impl VqVae {
+    /// Adds the model to a checkpoint: parameters under the reference `state_dict` names, the EMA
+    /// statistics (`vq.cluster_size`, `vq.embed_avg`, plus `vq.unused_steps`), and the sizes.
+    pub fn write_state(&self, ck: &mut Checkpoint) -> Result<()> {
+        let values = self.params.flat_buffers().0.to_vec()?;
+        for p in self.params.params() {
+            let range = p.offset()..p.offset() + p.shape().iter().product::<usize>();
+            ck.insert(p.name(), p.shape(), values[range].to_vec());
+        }
+        if let Some(state) = self.quantizer.ema_state() {
+            for (name, t) in [
+                ("vq.cluster_size", &state.cluster_size),
+                ("vq.embed_avg", &state.embed_avg),
+                ("vq.unused_steps", &state.unused_steps),
+            ] {
+                ck.insert(name, t.shape(), t.to_vec()?);
+            }
+        }
+        let c = &self.config;
+        ck.set("format", FORMAT);
+        ck.set("in_channels", c.in_channels);
+        ck.set("hidden", c.hidden);
+        ck.set("res_hidden", c.res_hidden);
+        ck.set("res_layers", c.res_layers);
+        ck.set("codebook_size", c.codebook_size);
+        ck.set("code_dim", c.code_dim);
+        ck.set("beta", c.beta);
+        match c.update {
+            CodebookUpdate::Ema {
+                config,
+                restart_after,
+            } => {
+                ck.set("quantizer", "ema");
+                ck.set("ema_decay", config.decay);
+                ck.set("ema_eps", config.eps);
+                ck.set("restart_after", restart_after.unwrap_or(0));
+            }
+            CodebookUpdate::Loss => ck.set("quantizer", "loss"),
+        }
+        ck.set("quantizer_step", self.quantizer.steps());
+        Ok(())
+    }
+
+    /// The model saved in `ck` (any vqgpu VQ-VAE checkpoint).
+    pub fn from_checkpoint(gpu: &Gpu, ck: &Checkpoint) -> Result<Self> {
+        if ck.meta("format").ok() != Some(FORMAT) {
+            return Err(Error::Checkpoint {
+                path: ck.path.display().to_string(),
+                message: "is not a vqgpu VQ-VAE checkpoint (a checkpoint of another architecture?)"
+                    .into(),
+            });
+        }
+        let mut model = Self::new(gpu, config_from(ck)?, 0)?;
+        model.quantizer.set_steps(ck.meta_parse("quantizer_step")?);
+        let ps = &model.params;
+        let mut values = vec![0.0; ps.flat_len()];
+        for p in ps.params() {
+            let range = p.offset()..p.offset() + p.shape().iter().product::<usize>();
+            values[range].copy_from_slice(ck.get(p.name(), p.shape())?);
+        }
+        ps.flat_buffers().0.write(&values)?;
+        if let Some(state) = model.quantizer.ema_state() {
+            for (name, tensor) in [
+                ("vq.cluster_size", &state.cluster_size),
+                ("vq.embed_avg", &state.embed_avg),
+                ("vq.unused_steps", &state.unused_steps),
+            ] {
+                tensor.write(ck.get(name, tensor.shape())?)?;
+            }
+        }
+        Ok(model)
+    }
+}
+
+/// The model configuration recorded in a checkpoint.
+pub fn config_from(ck: &Checkpoint) -> Result<VqVaeConfig> {
+    let update = match ck.meta("quantizer")? {
+        "ema" => CodebookUpdate::Ema {
+            config: EmaConfig {
+                decay: ck.meta_parse("ema_decay")?,
+                eps: ck.meta_parse("ema_eps")?,
+            },
+            restart_after: Some(ck.meta_parse::<u32>("restart_after")?).filter(|&n| n > 0),
+        },
+        _ => CodebookUpdate::Loss,
+    };
+    Ok(VqVaeConfig {
+        in_channels: ck.meta_parse("in_channels")?,
+        hidden: ck.meta_parse("hidden")?,
+        res_hidden: ck.meta_parse("res_hidden")?,
+        res_layers: ck.meta_parse("res_layers")?,
+        codebook_size: ck.meta_parse("codebook_size")?,
+        code_dim: ck.meta_parse("code_dim")?,
+        beta: ck.meta_parse("beta")?,
+        update,
+    })
 }

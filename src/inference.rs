@@ -1,0 +1,170 @@
+//! Using a trained VQ-VAE: test-set evaluation, reconstructions, and encoding a dataset into code
+//! grids for the prior.
+
+use std::path::Path;
+
+use crate::autograd;
+use crate::checkpoint::Checkpoint;
+use crate::data::{to_input, Dataset};
+use crate::error::{Error, Result};
+use crate::models::vqvae::VqVae;
+use crate::tensor::Tensor;
+
+/// Test-set quality of a VQ-VAE.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EvalReport {
+    /// Images evaluated.
+    pub images: usize,
+    /// Mean squared error in [0, 1] pixel units (reconstructions clamped to the pixel range).
+    pub mse: f64,
+    /// Peak signal-to-noise ratio, 10 log10(1 / MSE), in dB.
+    pub psnr: f64,
+    /// Perplexity of the code usage over the whole set.
+    pub perplexity: f64,
+    /// Share of the codebook used at least once.
+    pub codes_used: f64,
+}
+
+fn check_shape(model: &VqVae, data: &dyn Dataset) -> Result<[usize; 3]> {
+    let shape = data.image_shape();
+    if shape[0] != model.config.in_channels
+        || !shape[1].is_multiple_of(4)
+        || !shape[2].is_multiple_of(4)
+    {
+        return Err(Error::InvalidArgument(format!(
+            "the dataset's {}x{}x{} images do not fit this model ({} channels, sides multiples of 4)",
+            shape[0], shape[1], shape[2], model.config.in_channels
+        )));
+    }
+    Ok(shape)
+}
+
+/// Images `range` of `data` as a [n, C, H, W] model input.
+fn load_batch(
+    data: &dyn Dataset,
+    range: std::ops::Range<usize>,
+    gpu: &crate::Gpu,
+) -> Result<Tensor> {
+    let [c, h, w] = data.image_shape();
+    let per_image = c * h * w;
+    let mut bytes = vec![0u8; per_image];
+    let mut values = vec![0f32; range.len() * per_image];
+    for (slot, index) in range.clone().enumerate() {
+        data.image(index, &mut bytes);
+        to_input(
+            &bytes,
+            &mut values[slot * per_image..(slot + 1) * per_image],
+        );
+    }
+    Tensor::from_slice(gpu, &[range.len(), c, h, w], &values)
+}
+
+/// Runs `f` on the codes and reconstruction of every batch of `data`, in order.
+fn for_each_batch(
+    model: &mut VqVae,
+    data: &dyn Dataset,
+    batch: usize,
+    limit: usize,
+    f: &mut dyn FnMut(&Tensor, &Tensor, &Tensor) -> Result<()>,
+) -> Result<()> {
+    check_shape(model, data)?;
+    if batch == 0 {
+        return Err(Error::InvalidArgument("--batch must be at least 1".into()));
+    }
+    let _no_grad = autograd::no_grad();
+    let gpu = model.params.gpu().clone();
+    let total = data.len().min(limit);
+    for start in (0..total).step_by(batch) {
+        let x = load_batch(data, start..(start + batch).min(total), &gpu)?;
+        let out = model.forward(&x, false);
+        f(&x, &out.quantized.codes, &out.recon)?;
+    }
+    Ok(())
+}
+
+/// Evaluates reconstruction and code usage over (at most `limit` images of) `data`.
+pub fn evaluate(
+    model: &mut VqVae,
+    data: &dyn Dataset,
+    batch: usize,
+    limit: usize,
+) -> Result<EvalReport> {
+    let k = model.config.codebook_size;
+    let mut histogram = vec![0u64; k];
+    let (mut sq, mut values, mut images) = (0f64, 0usize, 0usize);
+    for_each_batch(model, data, batch, limit, &mut |x, codes, recon| {
+        let (x, recon) = (x.to_vec()?, recon.to_vec()?);
+        for (a, b) in x.iter().zip(&recon) {
+            let d = (b.clamp(-0.5, 0.5) - a) as f64;
+            sq += d * d;
+        }
+        values += x.len();
+        images += codes.dim(0);
+        for c in codes.to_vec()? {
+            histogram[c as usize] += 1;
+        }
+        Ok(())
+    })?;
+    let n: u64 = histogram.iter().sum();
+    let entropy: f64 = histogram
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = c as f64 / n as f64;
+            -p * p.ln()
+        })
+        .sum();
+    let mse = sq / values.max(1) as f64;
+    Ok(EvalReport {
+        images,
+        mse,
+        psnr: 10.0 * (1.0 / mse.max(1e-12)).log10(),
+        perplexity: entropy.exp(),
+        codes_used: histogram.iter().filter(|&&c| c > 0).count() as f64 / k as f64,
+    })
+}
+
+/// The first `count` images of `data` and their reconstructions, model units.
+pub fn reconstruct(
+    model: &mut VqVae,
+    data: &dyn Dataset,
+    count: usize,
+) -> Result<(Vec<f32>, Vec<f32>)> {
+    let (mut originals, mut recons) = (Vec::new(), Vec::new());
+    for_each_batch(model, data, count.max(1), count, &mut |x, _, recon| {
+        originals.extend(x.to_vec()?);
+        recons.extend(recon.to_vec()?);
+        Ok(())
+    })?;
+    Ok((originals, recons))
+}
+
+/// Adds the code grids of every image of `data` to `out` as `{split}.codes` [N, H/4, W/4] (i32)
+/// and, where the dataset has labels, `{split}.labels` [N] (i32).
+pub fn encode_into(
+    out: &mut Checkpoint,
+    split: &str,
+    model: &mut VqVae,
+    data: &dyn Dataset,
+    batch: usize,
+) -> Result<()> {
+    let mut codes_all: Vec<i32> = Vec::with_capacity(data.len() * 64);
+    let mut grid = [0usize; 2];
+    for_each_batch(model, data, batch, usize::MAX, &mut |_, codes, _| {
+        grid = [codes.dim(1), codes.dim(2)];
+        codes_all.extend(codes.to_vec()?.iter().map(|&c| c as i32));
+        Ok(())
+    })?;
+    let n = data.len();
+    out.insert_i32(&format!("{split}.codes"), &[n, grid[0], grid[1]], codes_all);
+    if data.classes().is_some() {
+        let labels = (0..n).map(|i| data.label(i).unwrap_or(0) as i32).collect();
+        out.insert_i32(&format!("{split}.labels"), &[n], labels);
+    }
+    Ok(())
+}
+
+/// Loads the VQ-VAE of a checkpoint file.
+pub fn load_vqvae(gpu: &crate::Gpu, path: &Path) -> Result<VqVae> {
+    VqVae::from_checkpoint(gpu, &Checkpoint::load(path)?)
+}
