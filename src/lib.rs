@@ -42,6 +42,7 @@ pub mod inference;
 pub mod models;
 pub mod nn;
 pub mod ops;
+pub mod plot;
 pub mod tensor;
 pub mod train;
 

@@ -383,5 +383,39 @@ pub fn run(
             trainer.checkpoint()?.save(&checkpoint_path)?;
         }
     }
-    Ok(())
+    plot_metrics(&metrics_path, &opts.out.join("curves.png"))
+}
+
+/// Draws loss, reconstruction MSE and perplexity from a metrics CSV into a PNG.
+pub fn plot_metrics(csv: &Path, png: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(csv).map_err(|e| Error::io(csv, e))?;
+    let rows: Vec<Vec<f64>> = text
+        .lines()
+        .skip(1)
+        .map(|l| {
+            l.split(',')
+                .map(|v| v.parse().unwrap_or(f64::NAN))
+                .collect()
+        })
+        .filter(|r: &Vec<f64>| r.len() >= 4)
+        .collect();
+    let column = |i: usize| rows.iter().map(|r| (r[0], r[i])).collect::<Vec<_>>();
+    let (loss, recon, perplexity) = (column(1), column(2), column(3));
+    crate::plot::save_curves(
+        png,
+        &[
+            crate::plot::Series {
+                title: "loss (recon / variance + vq) vs step",
+                points: &loss,
+            },
+            crate::plot::Series {
+                title: "reconstruction MSE vs step",
+                points: &recon,
+            },
+            crate::plot::Series {
+                title: "code perplexity vs step",
+                points: &perplexity,
+            },
+        ],
+    )
 }

@@ -235,3 +235,51 @@ fn a_batch_too_large_for_the_adapter_is_refused_before_training() {
         "{err}"
     );
 }
+
+#[test]
+fn evaluation_reconstruction_and_encoding_agree_with_the_model() {
+    let gpu = gpu();
+    let data = Shapes::new(2, Split::Test);
+    let trainer =
+        VqVaeTrainer::new(&gpu, small_config(8, 16, 4), 1, 1e-3, 4, [3, 32, 32], 0.1).unwrap();
+    let mut model = trainer.model;
+    let report = vqgpu::inference::evaluate(&mut model, &data, 7, 20).unwrap();
+    let (orig, recon) = vqgpu::inference::reconstruct(&mut model, &data, 20).unwrap();
+    assert_eq!(
+        (report.images, orig.len(), recon.len()),
+        (20, 20 * 3072, 20 * 3072)
+    );
+    let mse: f64 = orig
+        .iter()
+        .zip(&recon)
+        .map(|(a, b)| ((b.clamp(-0.5, 0.5) - a) as f64).powi(2))
+        .sum::<f64>()
+        / orig.len() as f64;
+    assert!(
+        (report.mse - mse).abs() < 1e-9 * mse.max(1.0),
+        "{} vs {mse}",
+        report.mse
+    );
+    assert!((report.psnr - 10.0 * (1.0 / mse).log10()).abs() < 1e-6);
+    assert!(
+        report.perplexity >= 1.0
+            && report.perplexity <= 16.0
+            && report.codes_used > 0.0
+            && report.codes_used <= 1.0
+    );
+    // encoding: [N, 8, 8] codes in range, labels, and the same codes as a direct forward pass
+    let mut codes = Checkpoint::default();
+    let subset = vqgpu::data::Shapes::new(2, Split::Test);
+    vqgpu::inference::encode_into(&mut codes, "test", &mut model, &subset, 500).unwrap();
+    let (shape, values) = codes.get_i32("test.codes").unwrap();
+    assert_eq!(shape, &[2000, 8, 8]);
+    assert!(values.iter().all(|&c| (0..16).contains(&c)));
+    assert_eq!(codes.get_i32("test.labels").unwrap().0, &[2000]);
+    let x = upload(&gpu, &[4, 3, 32, 32], &orig[..4 * 3072]);
+    let direct = {
+        let _g = autograd::no_grad();
+        download(&model.forward(&x, false).quantized.codes)
+    };
+    let direct: Vec<i32> = direct.iter().map(|&c| c as i32).collect();
+    assert_eq!(&values[..4 * 64], &direct[..]);
+}

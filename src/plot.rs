@@ -1,0 +1,132 @@
+//! Line plots of training curves as PNG: one panel per series, stacked, with a title, axis ranges
+//! and tick labels (drawn with an 8x8 bitmap font, so no system fonts are needed).
+
+use std::path::Path;
+
+use font8x8::{UnicodeFonts, BASIC_FONTS};
+use image::{Rgb, RgbImage};
+
+use crate::error::{Error, Result};
+
+const WIDTH: u32 = 720;
+const PANEL_HEIGHT: u32 = 240;
+const MARGIN_LEFT: i64 = 80;
+const MARGIN_RIGHT: i64 = 20;
+const MARGIN_TOP: i64 = 24;
+const MARGIN_BOTTOM: i64 = 28;
+const INK: Rgb<u8> = Rgb([30, 30, 30]);
+const GRID: Rgb<u8> = Rgb([225, 225, 225]);
+const LINE: Rgb<u8> = Rgb([200, 60, 40]);
+
+/// One panel: a title and its (x, y) points.
+pub struct Series<'a> {
+    /// Panel title.
+    pub title: &'a str,
+    /// Points in x order.
+    pub points: &'a [(f64, f64)],
+}
+
+fn put(img: &mut RgbImage, x: i64, y: i64, c: Rgb<u8>) {
+    if x >= 0 && y >= 0 && (x as u32) < img.width() && (y as u32) < img.height() {
+        img.put_pixel(x as u32, y as u32, c);
+    }
+}
+
+fn text(img: &mut RgbImage, x: i64, y: i64, s: &str) {
+    for (i, ch) in s.chars().enumerate() {
+        if let Some(glyph) = BASIC_FONTS.get(ch) {
+            for (row, bits) in glyph.iter().enumerate() {
+                for col in 0..8 {
+                    if bits >> col & 1 == 1 {
+                        put(img, x + i as i64 * 8 + col, y + row as i64, INK);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn line(img: &mut RgbImage, (x0, y0): (i64, i64), (x1, y1): (i64, i64), c: Rgb<u8>) {
+    let steps = (x1 - x0).abs().max((y1 - y0).abs()).max(1);
+    for s in 0..=steps {
+        put(
+            img,
+            x0 + (x1 - x0) * s / steps,
+            y0 + (y1 - y0) * s / steps,
+            c,
+        );
+    }
+}
+
+fn label(v: f64) -> String {
+    if v != 0.0 && (v.abs() >= 1e4 || v.abs() < 1e-2) {
+        format!("{v:.2e}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+fn panel(img: &mut RgbImage, top: i64, series: &Series) {
+    let (left, right) = (MARGIN_LEFT, WIDTH as i64 - MARGIN_RIGHT);
+    let (y_top, y_bottom) = (top + MARGIN_TOP, top + PANEL_HEIGHT as i64 - MARGIN_BOTTOM);
+    text(img, left, top + 6, series.title);
+    let finite: Vec<(f64, f64)> = series
+        .points
+        .iter()
+        .copied()
+        .filter(|(x, y)| x.is_finite() && y.is_finite())
+        .collect();
+    let (mut x_min, mut x_max) = finite
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.0), b.max(p.0)));
+    let (mut y_min, mut y_max) = finite
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));
+    if finite.is_empty() {
+        (x_min, x_max, y_min, y_max) = (0.0, 1.0, 0.0, 1.0);
+    }
+    if x_max <= x_min {
+        x_max = x_min + 1.0;
+    }
+    if y_max <= y_min {
+        y_max = y_min + 1.0;
+    }
+    for i in 0..=4 {
+        let y = y_bottom - (y_bottom - y_top) * i / 4;
+        line(img, (left, y), (right, y), GRID);
+        let v = y_min + (y_max - y_min) * i as f64 / 4.0;
+        let s = label(v);
+        text(img, left - 6 - 8 * s.len() as i64, y - 4, &s);
+    }
+    line(img, (left, y_top), (left, y_bottom), INK);
+    line(img, (left, y_bottom), (right, y_bottom), INK);
+    for (i, v) in [x_min, (x_min + x_max) / 2.0, x_max].iter().enumerate() {
+        let x = left + (right - left) * i as i64 / 2;
+        let s = format!("{v:.0}");
+        text(img, x - 4 * s.len() as i64, y_bottom + 8, &s);
+    }
+    let to_px = |(x, y): (f64, f64)| {
+        (
+            left + ((x - x_min) / (x_max - x_min) * (right - left) as f64).round() as i64,
+            y_bottom - ((y - y_min) / (y_max - y_min) * (y_bottom - y_top) as f64).round() as i64,
+        )
+    };
+    for pair in finite.windows(2) {
+        line(img, to_px(pair[0]), to_px(pair[1]), LINE);
+    }
+    if let [only] = finite[..] {
+        let (x, y) = to_px(only);
+        line(img, (x - 2, y), (x + 2, y), LINE);
+    }
+}
+
+/// Writes one stacked panel per series (x: step) as a PNG.
+pub fn save_curves(path: &Path, series: &[Series]) -> Result<()> {
+    let height = PANEL_HEIGHT * series.len().max(1) as u32;
+    let mut img = RgbImage::from_pixel(WIDTH, height, Rgb([255, 255, 255]));
+    for (i, s) in series.iter().enumerate() {
+        panel(&mut img, i as i64 * PANEL_HEIGHT as i64, s);
+    }
+    img.save(path)
+        .map_err(|e| Error::io(path, std::io::Error::other(e.to_string())))
+}
