@@ -8,9 +8,11 @@ use crate::autograd;
 use crate::error::Result;
 use crate::gpu::timing::{Clock, GpuTimer};
 use crate::gpu::Gpu;
+use crate::models::vqvae::VqVaeConfig;
 use crate::ops::conv::{self, Conv2dOptions, ConvTranspose2dOptions};
-use crate::ops::gemm;
+use crate::ops::{gemm, vq};
 use crate::tensor::Tensor;
+use crate::train::VqVaeTrainer;
 
 /// How long and how large to benchmark.
 #[derive(Clone, Debug)]
@@ -264,6 +266,132 @@ pub fn kernels(
         }
     }
     Ok(rows)
+}
+
+/// One shape of the quantizer benchmark.
+#[derive(Clone, Debug)]
+pub struct QuantizerRow {
+    /// Rows N, codes K, dimension D.
+    pub n: usize,
+    /// Codebook size.
+    pub k: usize,
+    /// Code dimension.
+    pub d: usize,
+    /// Median seconds per call of the fused kernel (norms + search + merge).
+    pub fused: f64,
+    /// Median seconds per call of the one-thread-per-row kernel.
+    pub naive: f64,
+    /// Whether the fused result matched a CPU reference on the first rows checked.
+    pub fused_correct: bool,
+    /// Whether the naive result agreed with the fused one everywhere.
+    pub naive_agrees: bool,
+}
+
+impl QuantizerRow {
+    /// GFLOP/s of a kernel taking `seconds` (2 N K D flops).
+    pub fn gflops(&self, seconds: f64) -> f64 {
+        2.0 * (self.n * self.k * self.d) as f64 / seconds / 1e9
+    }
+}
+
+/// Nearest-code search for every (N, K, D): the fused kernel against the naive baseline, after a
+/// correctness check of the fused result against an f64 CPU argmin on the first 64 rows.
+pub fn quantizer(
+    gpu: &Gpu,
+    shapes: &[(usize, usize, usize)],
+    cfg: &BenchConfig,
+    report: &mut dyn FnMut(&QuantizerRow),
+) -> Result<Vec<QuantizerRow>> {
+    let _no_grad = autograd::no_grad();
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let mut rows = Vec::new();
+    for &(n, k, d) in shapes {
+        // z as [1, D, 1, N]: row r has elements z[c * N + r]
+        let zv: Vec<f32> = (0..n * d).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let ev: Vec<f32> = (0..k * d).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let z = Tensor::from_slice(gpu, &[1, d, 1, n], &zv)?;
+        let e = Tensor::from_slice(gpu, &[k, d], &ev)?;
+        let fused_codes = vq::nearest_codes(&z, &e).to_vec()?;
+        let naive_codes = vq::nearest_codes_naive(&z, &e).to_vec()?;
+        let fused_correct = (0..n.min(64)).all(|r| {
+            let dist = |c: usize| {
+                (0..d)
+                    .map(|j| (zv[j * n + r] as f64 - ev[c * d + j] as f64).powi(2))
+                    .sum::<f64>()
+            };
+            let best = (0..k).map(dist).fold(f64::MAX, f64::min);
+            dist(fused_codes[r] as usize) <= best + 1e-4 * (1.0 + best.abs())
+        });
+        let naive_agrees = fused_codes == naive_codes;
+        let fused = time_calls(gpu, cfg, &|| drop(vq::nearest_codes(&z, &e)))?;
+        let naive = time_calls(gpu, cfg, &|| drop(vq::nearest_codes_naive(&z, &e)))?;
+        let row = QuantizerRow {
+            n,
+            k,
+            d,
+            fused,
+            naive,
+            fused_correct,
+            naive_agrees,
+        };
+        report(&row);
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+/// Training throughput of a VQ-VAE and where a step's GPU time goes.
+#[derive(Clone, Debug)]
+pub struct VqVaeBench {
+    /// Training images per second (whole steps, no intermediate syncs).
+    pub images_per_s: f64,
+    /// Mean seconds per step of each phase: encoder, quantizer, decoder + loss, backward, optimizer.
+    pub phases: [f64; 5],
+    /// The clock of the phase split.
+    pub clock: Clock,
+}
+
+/// Names of [`VqVaeBench::phases`].
+pub const PHASES: [&str; 5] = [
+    "encoder",
+    "quantizer",
+    "decoder + loss",
+    "backward",
+    "optimizer",
+];
+
+/// Trains `config` on random images in [-0.5, 0.5) for `steps` steps after 3 warm-up steps.
+pub fn vqvae(gpu: &Gpu, config: VqVaeConfig, batch: usize, steps: usize) -> Result<VqVaeBench> {
+    let shape = [config.in_channels, 32, 32];
+    let mut trainer = VqVaeTrainer::new(gpu, config, 0, 3e-4, batch, shape, 1.0 / 12.0)?;
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    let images: Vec<f32> = (0..batch * shape.iter().product::<usize>())
+        .map(|_| rng.random_range(-0.5..0.5))
+        .collect();
+    for _ in 0..3 {
+        trainer.train_step(&images)?;
+    }
+    let steps = steps.max(1);
+    let mut whole = GpuTimer::new(gpu);
+    whole.start(gpu)?;
+    for _ in 0..steps {
+        trainer.train_step(&images)?;
+    }
+    let seconds = whole.stop(gpu)?;
+    let mut timer = GpuTimer::with_marks(gpu, 6);
+    let mut phases = [0.0; 5];
+    for _ in 0..steps {
+        trainer.timed_step(&images, Some(&mut timer))?;
+        for (total, t) in phases.iter_mut().zip(timer.read(gpu)?) {
+            *total += t / steps as f64;
+        }
+    }
+    trainer.take_metrics()?;
+    Ok(VqVaeBench {
+        images_per_s: (steps * batch) as f64 / seconds,
+        phases,
+        clock: timer.clock(),
+    })
 }
 
 /// Which clock the benchmark rows were measured with on this GPU.

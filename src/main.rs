@@ -394,6 +394,147 @@ enum BenchCommand {
         #[arg(long, value_delimiter = ',', default_value = "512,1024,2048")]
         gemm: Vec<usize>,
     },
+    /// Nearest-code search: the fused kernel against a one-thread-per-row kernel, GFLOP/s (2NKD)
+    Quantizer {
+        /// Encoder vectors N, comma-separated
+        #[arg(long, value_delimiter = ',', default_value = "4096,65536")]
+        n: Vec<usize>,
+        /// Codebook sizes K, comma-separated
+        #[arg(long, value_delimiter = ',', default_value = "512,8192")]
+        k: Vec<usize>,
+        /// Code dimensions D, comma-separated
+        #[arg(long, value_delimiter = ',', default_value = "64,256")]
+        d: Vec<usize>,
+        /// Calls per timed repeat
+        #[arg(long, default_value_t = 10)]
+        iters: usize,
+        /// Timed repeats (the median is reported)
+        #[arg(long, default_value_t = 5)]
+        repeats: usize,
+    },
+    /// VQ-VAE training throughput (images/s) and the time split of a step
+    Vqvae {
+        /// Images per step
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        /// Timed steps
+        #[arg(long, default_value_t = 20)]
+        steps: usize,
+        /// Trunk channels
+        #[arg(long, default_value_t = 128)]
+        hidden: usize,
+        /// Channels inside a residual layer
+        #[arg(long, default_value_t = 32)]
+        res_hidden: usize,
+        /// Codebook size K
+        #[arg(long, default_value_t = 512)]
+        codebook_size: usize,
+        /// Code dimension D
+        #[arg(long, default_value_t = 64)]
+        code_dim: usize,
+    },
+}
+
+fn adapter_line(gpu: &Gpu) -> String {
+    let info = &gpu.report().info;
+    format!(
+        "adapter: {} ({:?}, driver {} {}); clock: {:?}",
+        info.name,
+        info.backend,
+        info.driver,
+        info.driver_info,
+        bench::clock(gpu)
+    )
+}
+
+fn bench_quantizer(
+    options: &GpuOptions,
+    n: &[usize],
+    k: &[usize],
+    d: &[usize],
+    cfg: BenchConfig,
+) -> Result<()> {
+    let all = n.iter().chain(k).chain(d).chain([&cfg.iters, &cfg.repeats]);
+    if all.clone().any(|&v| v == 0)
+        || d.iter().any(|&v| v > vqgpu::ops::vq::MAX_CODE_DIM)
+        || k.iter().any(|&v| v > vqgpu::ops::vq::MAX_CODES)
+    {
+        return Err(vqgpu::Error::InvalidArgument(format!(
+            "sizes must be positive, D at most {}, K at most {}",
+            vqgpu::ops::vq::MAX_CODE_DIM,
+            vqgpu::ops::vq::MAX_CODES
+        )));
+    }
+    let gpu = Gpu::new(options)?;
+    println!(
+        "{}; {} calls x {} repeats (median)",
+        adapter_line(&gpu),
+        cfg.iters,
+        cfg.repeats
+    );
+    println!(
+        "{:>6} {:>6} {:>4} {:>11} {:>9} {:>11} {:>9} {:>8}  check",
+        "N", "K", "D", "fused ms", "GFLOP/s", "naive ms", "GFLOP/s", "speed-up"
+    );
+    let shapes: Vec<(usize, usize, usize)> = n
+        .iter()
+        .flat_map(|&n| {
+            k.iter()
+                .flat_map(move |&k| d.iter().map(move |&d| (n, k, d)))
+        })
+        .collect();
+    bench::quantizer(&gpu, &shapes, &cfg, &mut |r| {
+        let check = match (r.fused_correct, r.naive_agrees) {
+            (true, true) => "fused = CPU reference, naive = fused",
+            (true, false) => {
+                "fused = CPU reference; NAIVE DIFFERS (software drivers cut its long loop)"
+            }
+            (false, _) => "FUSED WRONG vs CPU reference",
+        };
+        println!(
+            "{:>6} {:>6} {:>4} {:>11.3} {:>9.1} {:>11.3} {:>9.1} {:>7.1}x  {check}",
+            r.n,
+            r.k,
+            r.d,
+            r.fused * 1e3,
+            r.gflops(r.fused),
+            r.naive * 1e3,
+            r.gflops(r.naive),
+            r.naive / r.fused
+        )
+    })?;
+    Ok(())
+}
+
+fn bench_vqvae(
+    options: &GpuOptions,
+    batch: usize,
+    steps: usize,
+    config: VqVaeConfig,
+) -> Result<()> {
+    let gpu = Gpu::new(options)?;
+    println!(
+        "{}; batch {batch}, {steps} steps, hidden {}, K {}, D {}",
+        adapter_line(&gpu),
+        config.hidden,
+        config.codebook_size,
+        config.code_dim
+    );
+    let r = bench::vqvae(&gpu, config, batch, steps)?;
+    println!(
+        "training: {:.1} images/s ({:.2} ms per step)",
+        r.images_per_s,
+        batch as f64 / r.images_per_s * 1e3
+    );
+    let total: f64 = r.phases.iter().sum();
+    for (name, t) in bench::PHASES.iter().zip(r.phases) {
+        println!(
+            "  {name:<16} {:>9.3} ms  {:>5.1}%",
+            t * 1e3,
+            t / total * 100.0
+        );
+    }
+    Ok(())
 }
 
 fn info(options: &GpuOptions) -> Result<()> {
@@ -493,6 +634,40 @@ fn run(cli: Cli) -> Result<()> {
                     gemm_sizes: gemm,
                 },
             ),
+            BenchCommand::Quantizer {
+                n,
+                k,
+                d,
+                iters,
+                repeats,
+            } => bench_quantizer(
+                &options,
+                &n,
+                &k,
+                &d,
+                BenchConfig {
+                    iters,
+                    repeats,
+                    ..BenchConfig::default()
+                },
+            ),
+            BenchCommand::Vqvae {
+                batch,
+                steps,
+                hidden,
+                res_hidden,
+                codebook_size,
+                code_dim,
+            } => {
+                let config = VqVaeConfig {
+                    hidden,
+                    res_hidden,
+                    codebook_size,
+                    code_dim,
+                    ..VqVaeConfig::default()
+                };
+                bench_vqvae(&options, batch, steps, config)
+            }
         },
     }
 }

@@ -10,6 +10,7 @@ use std::time::Instant;
 use crate::checkpoint::Checkpoint;
 use crate::data::{Dataset, Loader};
 use crate::error::{Error, Result};
+use crate::gpu::timing::GpuTimer;
 use crate::gpu::Gpu;
 use crate::grid::save_grid;
 use crate::models::vqvae::{VqVae, VqVaeConfig};
@@ -136,22 +137,36 @@ impl VqVaeTrainer {
 
     /// Records one training step on `images` ([B, C, H, W] in [-0.5, 0.5]); nothing is read back.
     pub fn train_step(&mut self, images: &[f32]) -> Result<()> {
+        self.timed_step(images, None)
+    }
+
+    /// A training step with a timer mark before it and after each phase: encoder, quantizer,
+    /// decoder and loss, backward, optimizer (6 marks). Without a timer it is `train_step`.
+    pub fn timed_step(&mut self, images: &[f32], mut timer: Option<&mut GpuTimer>) -> Result<()> {
+        let gpu = self.input.gpu().clone();
+        let mark = |t: &mut Option<&mut GpuTimer>| t.as_mut().map_or(Ok(()), |t| t.mark(&gpu));
         self.input.write(images)?;
         self.model.params.zero_grad();
-        let out = self.model.forward(&self.input, true);
-        let recon_mse = reduce::mse_loss(&out.recon, &self.input);
-        let loss = recon_mse
-            .scale(1.0 / self.variance)
-            .add(&out.quantized.loss);
+        mark(&mut timer)?;
+        let z = self.model.encode(&self.input);
+        mark(&mut timer)?;
+        let quantized = self.model.quantizer.forward(&z, true);
+        mark(&mut timer)?;
+        let recon = self.model.decode(&quantized.z_q);
+        let recon_mse = reduce::mse_loss(&recon, &self.input);
+        let loss = recon_mse.scale(1.0 / self.variance).add(&quantized.loss);
+        mark(&mut timer)?;
         loss.backward();
+        mark(&mut timer)?;
         self.adam.step(&self.model.params);
+        mark(&mut timer)?;
         let slot = |offset: usize, len: usize| self.metrics.view(offset, &[len], None);
         elementwise::accumulate(&slot(SLOT_LOSS, 1), &loss.detach(), 1.0);
         elementwise::accumulate(&slot(SLOT_RECON, 1), &recon_mse.detach(), 1.0);
-        elementwise::accumulate(&slot(SLOT_STATS, 2), &out.quantized.stats, 1.0);
-        elementwise::accumulate(&slot(SLOT_RESTARTS, 1), &out.quantized.restarted, 1.0);
+        elementwise::accumulate(&slot(SLOT_STATS, 2), &quantized.stats, 1.0);
+        elementwise::accumulate(&slot(SLOT_RESTARTS, 1), &quantized.restarted, 1.0);
         self.steps_in_metrics += 1;
-        self.last_recon = Some(out.recon.detach());
+        self.last_recon = Some(recon.detach());
         self.step += 1;
         Ok(())
     }

@@ -10,40 +10,45 @@ use crate::error::Result;
 pub enum Clock {
     /// GPU timestamp queries written at compute-pass boundaries.
     GpuTimestamps,
-    /// Host wall clock around submit and wait.
+    /// Host wall clock around submit and wait (each mark is a sync point).
     WallClock,
 }
 
-/// Measures the GPU time of the work recorded between [`GpuTimer::start`] and [`GpuTimer::stop`].
+/// Timestamps at up to `marks` points of recorded work; the differences between consecutive
+/// marks are the times of the work recorded between them.
 pub struct GpuTimer {
-    queries: Option<(wgpu::QuerySet, wgpu::Buffer, wgpu::Buffer)>,
-    started: Option<Instant>,
+    marks: u32,
+    queries: Option<(wgpu::QuerySet, wgpu::Buffer)>,
+    wall: Vec<Instant>,
+    next: u32,
 }
 
 impl GpuTimer {
-    /// A timer using timestamp queries if the device has them.
+    /// A timer with a start and a stop mark.
     pub fn new(gpu: &Gpu) -> Self {
+        Self::with_marks(gpu, 2)
+    }
+
+    /// A timer with `marks` marks (at least 2), using timestamp queries if the device has them.
+    pub fn with_marks(gpu: &Gpu, marks: u32) -> Self {
+        let marks = marks.max(2);
         let queries = gpu.features().timestamp_query.then(|| {
             let set = gpu.device().create_query_set(&wgpu::QuerySetDescriptor {
                 label: Some("timer"),
                 ty: wgpu::QueryType::Timestamp,
-                count: 2,
+                count: marks,
             });
             let resolve = gpu.create_buffer(
-                16,
+                8 * marks as u64,
                 wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
             );
-            let read = gpu.create_buffer(
-                16,
-                wgpu::BufferUsages::STORAGE
-                    | wgpu::BufferUsages::COPY_SRC
-                    | wgpu::BufferUsages::COPY_DST,
-            );
-            (set, resolve, read)
+            (set, resolve)
         });
         Self {
+            marks,
             queries,
-            started: None,
+            wall: Vec::new(),
+            next: 0,
         }
     }
 
@@ -56,52 +61,71 @@ impl GpuTimer {
         }
     }
 
-    fn mark(gpu: &Gpu, set: &wgpu::QuerySet, index: u32) {
-        let (begin, end) = if index == 0 {
-            (Some(0), None)
-        } else {
-            (None, Some(1))
+    /// Records the next mark after the work recorded so far. The first mark waits for earlier work.
+    pub fn mark(&mut self, gpu: &Gpu) -> Result<()> {
+        assert!(
+            self.next < self.marks,
+            "GpuTimer: more marks than it was made for"
+        );
+        if self.next == 0 {
+            gpu.sync()?;
+            self.wall.clear();
+        }
+        match &self.queries {
+            Some((set, _)) => gpu.with_encoder(|e| {
+                e.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("timestamp"),
+                    timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                        query_set: set,
+                        beginning_of_pass_write_index: Some(self.next),
+                        end_of_pass_write_index: None,
+                    }),
+                });
+            }),
+            None => {
+                if self.next > 0 {
+                    gpu.sync()?;
+                }
+                self.wall.push(Instant::now());
+            }
+        }
+        self.next += 1;
+        Ok(())
+    }
+
+    /// Waits for the GPU and returns the seconds between consecutive marks (marks - 1 values).
+    pub fn read(&mut self, gpu: &Gpu) -> Result<Vec<f64>> {
+        let used = self.next;
+        self.next = 0;
+        let seconds: Vec<f64> = match &self.queries {
+            Some((set, resolve)) => {
+                gpu.with_encoder(|e| e.resolve_query_set(set, 0..used, resolve, 0));
+                let bytes = gpu.read(resolve, 0, 8 * used as u64)?;
+                let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&bytes);
+                let period = gpu.timestamp_period_ns() / 1e9;
+                ticks
+                    .windows(2)
+                    .map(|w| w[1].saturating_sub(w[0]) as f64 * period)
+                    .collect()
+            }
+            None => self
+                .wall
+                .windows(2)
+                .map(|w| (w[1] - w[0]).as_secs_f64())
+                .collect(),
         };
-        gpu.with_encoder(|e| {
-            e.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("timestamp"),
-                timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
-                    query_set: set,
-                    beginning_of_pass_write_index: begin,
-                    end_of_pass_write_index: end,
-                }),
-            });
-        });
+        Ok(seconds)
     }
 
     /// Marks the start of the measured work (waits for earlier work first).
     pub fn start(&mut self, gpu: &Gpu) -> Result<()> {
-        gpu.sync()?;
-        if let Some((set, _, _)) = &self.queries {
-            Self::mark(gpu, set, 0);
-        }
-        self.started = Some(Instant::now());
-        Ok(())
+        self.next = 0;
+        self.mark(gpu)
     }
 
-    /// Marks the end, waits for the GPU, and returns the elapsed seconds.
+    /// Marks the end, waits for the GPU, and returns the seconds since [`GpuTimer::start`].
     pub fn stop(&mut self, gpu: &Gpu) -> Result<f64> {
-        let Some((set, resolve, read)) = &self.queries else {
-            gpu.sync()?;
-            return Ok(self
-                .started
-                .take()
-                .map_or(0.0, |t| t.elapsed().as_secs_f64()));
-        };
-        Self::mark(gpu, set, 1);
-        gpu.with_encoder(|e| {
-            e.resolve_query_set(set, 0..2, resolve, 0);
-            e.copy_buffer_to_buffer(resolve, 0, read, 0, 16);
-        });
-        let bytes = gpu.read(read, 0, 16)?;
-        self.started = None;
-        let ticks: &[u64] = bytemuck::cast_slice(&bytes);
-        let period_ns = gpu.timestamp_period_ns();
-        Ok(ticks[1].saturating_sub(ticks[0]) as f64 * period_ns / 1e9)
+        self.mark(gpu)?;
+        Ok(self.read(gpu)?.iter().sum())
     }
 }
