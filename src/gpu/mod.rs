@@ -202,6 +202,23 @@ impl Gpu {
         (chunk, offset)
     }
 
+    /// Records one launch of `entry` of `family` with default constants and uniform block `params`.
+    pub(crate) fn run<P: bytemuck::NoUninit>(
+        &self,
+        family: Family,
+        entry: &'static str,
+        params: &P,
+        args: &[BufferArg],
+        workgroups: [u32; 3],
+    ) {
+        self.dispatch(
+            &Kernel::new(family, entry),
+            bytemuck::bytes_of(params),
+            args,
+            workgroups,
+        );
+    }
+
     /// Records one kernel launch into the shared encoder.
     pub(crate) fn dispatch(
         &self,

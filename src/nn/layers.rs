@@ -5,6 +5,21 @@ use crate::ops::conv::{self, Conv2dOptions, ConvTranspose2dOptions, SpatialMask}
 use crate::ops::gemm;
 use crate::tensor::Tensor;
 
+/// Registers `{name}.weight` of `shape` and, if wanted, `{name}.bias` of `[bias_len]`, both with
+/// PyTorch's default initialisation for `fan_in`.
+fn weight_and_bias(
+    ps: &mut ParamStore,
+    name: &str,
+    shape: &[usize],
+    bias_len: usize,
+    fan_in: usize,
+    bias: bool,
+) -> (Param, Option<Param>) {
+    let weight = ps.kaiming_uniform(&format!("{name}.weight"), shape, fan_in);
+    let bias = bias.then(|| ps.kaiming_uniform(&format!("{name}.bias"), &[bias_len], fan_in));
+    (weight, bias)
+}
+
 /// `nn.Conv2d`: weight [out, in, k, k] (OIHW), optional bias [out].
 pub struct Conv2d {
     /// The weight.
@@ -27,14 +42,9 @@ impl Conv2d {
         options: Conv2dOptions,
         bias: bool,
     ) -> Self {
+        let shape = [out_channels, in_channels, kernel.0, kernel.1];
         let fan_in = in_channels * kernel.0 * kernel.1;
-        let weight = ps.kaiming_uniform(
-            &format!("{name}.weight"),
-            &[out_channels, in_channels, kernel.0, kernel.1],
-            fan_in,
-        );
-        let bias =
-            bias.then(|| ps.kaiming_uniform(&format!("{name}.bias"), &[out_channels], fan_in));
+        let (weight, bias) = weight_and_bias(ps, name, &shape, out_channels, fan_in, bias);
         Self {
             weight,
             bias,
@@ -81,14 +91,9 @@ impl ConvTranspose2d {
         options: ConvTranspose2dOptions,
         bias: bool,
     ) -> Self {
+        let shape = [in_channels, out_channels, kernel.0, kernel.1];
         let fan_in = out_channels * kernel.0 * kernel.1;
-        let weight = ps.kaiming_uniform(
-            &format!("{name}.weight"),
-            &[in_channels, out_channels, kernel.0, kernel.1],
-            fan_in,
-        );
-        let bias =
-            bias.then(|| ps.kaiming_uniform(&format!("{name}.bias"), &[out_channels], fan_in));
+        let (weight, bias) = weight_and_bias(ps, name, &shape, out_channels, fan_in, bias);
         Self {
             weight,
             bias,
@@ -124,13 +129,8 @@ impl Linear {
         out_features: usize,
         bias: bool,
     ) -> Self {
-        let weight = ps.kaiming_uniform(
-            &format!("{name}.weight"),
-            &[out_features, in_features],
-            in_features,
-        );
-        let bias =
-            bias.then(|| ps.kaiming_uniform(&format!("{name}.bias"), &[out_features], in_features));
+        let shape = [out_features, in_features];
+        let (weight, bias) = weight_and_bias(ps, name, &shape, out_features, in_features, bias);
         Self { weight, bias }
     }
 

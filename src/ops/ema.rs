@@ -3,7 +3,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::gpu::{BufferArg, Family, Kernel};
+use crate::gpu::Family;
 use crate::ops::reduce;
 use crate::tensor::Tensor;
 
@@ -25,21 +25,6 @@ struct Params {
 /// Rows per segment of `code_sums` (a multiple of 256): bounds the loop work of one invocation,
 /// which the software Vulkan driver (llvmpipe) silently cuts after 65535 iterations.
 const SEGMENT_ROWS: usize = 16384;
-
-fn launch(
-    entry: &'static str,
-    params: Params,
-    args: &[BufferArg],
-    workgroups: [u32; 3],
-    gpu: &crate::Gpu,
-) {
-    gpu.dispatch(
-        &Kernel::new(Family::Ema, entry),
-        bytemuck::bytes_of(&params),
-        args,
-        workgroups,
-    );
-}
 
 fn rows_params(codes: &Tensor, src: &Tensor, k: usize) -> Params {
     let (&[batch, h, w], &[batch2, d, h2, w2]) = (codes.shape(), src.shape()) else {
@@ -83,9 +68,10 @@ pub fn code_sums(codes: &Tensor, src: &Tensor, k: usize) -> (Tensor, Tensor) {
     let gpu = src.gpu();
     let counts = Tensor::uninit(gpu, &[segments, k]);
     let sums = Tensor::uninit(gpu, &[segments, k, d]);
-    launch(
+    gpu.run(
+        Family::Ema,
         "code_sums",
-        params,
+        &params,
         &[
             codes.read(1),
             src.read(2),
@@ -93,7 +79,6 @@ pub fn code_sums(codes: &Tensor, src: &Tensor, k: usize) -> (Tensor, Tensor) {
             sums.write_arg(4),
         ],
         [k as u32, segments as u32, 1],
-        gpu,
     );
     if segments == 1 {
         return (counts.reshape(&[k]), sums.reshape(&[k, d]));
@@ -166,9 +151,10 @@ pub fn ema_update(
         ..Params::default()
     };
     let gpu = codebook.gpu();
-    launch(
+    gpu.run(
+        Family::Ema,
         "ema_accumulate",
-        params,
+        &params,
         &[
             counts.read(5),
             sums.read(6),
@@ -176,12 +162,12 @@ pub fn ema_update(
             state.embed_avg.write_arg(8),
         ],
         gpu.grid_for(k * d),
-        gpu,
     );
     let total = reduce::sum(&state.cluster_size.detach());
-    launch(
+    gpu.run(
+        Family::Ema,
         "ema_normalize",
-        params,
+        &params,
         &[
             total.read(9),
             state.cluster_size.read(10),
@@ -189,7 +175,6 @@ pub fn ema_update(
             codebook.write_arg(12),
         ],
         gpu.grid_for(k * d),
-        gpu,
     );
 }
 
@@ -219,9 +204,10 @@ pub fn restart_dead(
     };
     let gpu = codebook.gpu();
     let restarted = Tensor::uninit(gpu, &[k]);
-    launch(
+    gpu.run(
+        Family::Ema,
         "restart_dead",
-        params,
+        &params,
         &[
             counts.read(13),
             z.read(14),
@@ -232,7 +218,6 @@ pub fn restart_dead(
             restarted.write_arg(19),
         ],
         gpu.grid_for(k),
-        gpu,
     );
     restarted
 }

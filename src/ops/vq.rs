@@ -5,7 +5,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use crate::autograd;
-use crate::gpu::{BufferArg, Family, Kernel};
+use crate::gpu::Family;
 use crate::ops::{elementwise, ema};
 use crate::tensor::Tensor;
 
@@ -97,21 +97,6 @@ impl VqShape {
     }
 }
 
-fn launch(
-    entry: &'static str,
-    params: Params,
-    args: &[BufferArg],
-    workgroups: [u32; 3],
-    gpu: &crate::Gpu,
-) {
-    gpu.dispatch(
-        &Kernel::new(Family::Vq, entry),
-        bytemuck::bytes_of(&params),
-        args,
-        workgroups,
-    );
-}
-
 /// Squared norms of the codebook rows, [K].
 pub fn code_norms(codebook: &Tensor) -> Tensor {
     let &[k, d] = codebook.shape() else {
@@ -129,12 +114,12 @@ pub fn code_norms(codebook: &Tensor) -> Tensor {
     };
     let gpu = codebook.gpu();
     let norms = Tensor::uninit(gpu, &[k]);
-    launch(
+    gpu.run(
+        Family::Vq,
         "code_norms",
-        shape.params(),
+        &shape.params(),
         &[codebook.read(2), norms.write_arg(4)],
         gpu.grid_for(k),
-        gpu,
     );
     norms
 }
@@ -153,9 +138,10 @@ pub fn nearest_codes(z: &Tensor, codebook: &Tensor) -> Tensor {
     params.k_chunk = per_chunk as u32;
     let mut groups = gpu.grid(n.div_ceil(ROWS_PER_GROUP) as u32);
     groups[2] = chunks as u32;
-    launch(
+    gpu.run(
+        Family::Vq,
         "nearest",
-        params,
+        &params,
         &[
             z.read(1),
             codebook.read(2),
@@ -164,16 +150,15 @@ pub fn nearest_codes(z: &Tensor, codebook: &Tensor) -> Tensor {
             distances.write_arg(5),
         ],
         groups,
-        gpu,
     );
     let codes = Tensor::uninit(gpu, &[shape.batch, shape.h, shape.w]);
     params.k_chunk = chunks as u32;
-    launch(
+    gpu.run(
+        Family::Vq,
         "nearest_merge",
-        params,
+        &params,
         &[candidates.read(1), distances.read(3), codes.write_arg(4)],
         gpu.grid_for(n),
-        gpu,
     );
     codes
 }
@@ -185,9 +170,10 @@ pub fn nearest_codes_naive(z: &Tensor, codebook: &Tensor) -> Tensor {
     let norms = code_norms(codebook);
     let gpu = z.gpu();
     let codes = Tensor::uninit(gpu, &[shape.batch, shape.h, shape.w]);
-    launch(
+    gpu.run(
+        Family::Vq,
         "nearest_naive",
-        shape.params(),
+        &shape.params(),
         &[
             z.read(1),
             codebook.read(2),
@@ -195,7 +181,6 @@ pub fn nearest_codes_naive(z: &Tensor, codebook: &Tensor) -> Tensor {
             codes.write_arg(4),
         ],
         gpu.grid_for(shape.rows()),
-        gpu,
     );
     codes
 }
@@ -214,12 +199,12 @@ pub fn gather_codes(codes: &Tensor, codebook: &Tensor) -> Tensor {
     let rg = autograd::needs_grad(&[codebook]);
     let gpu = codebook.gpu();
     let out = Tensor::output(gpu, &[batch, d, h, w], rg);
-    launch(
+    gpu.run(
+        Family::Vq,
         "gather",
-        shape.params(),
+        &shape.params(),
         &[codes.read(1), codebook.read(2), out.write_arg(4)],
         gpu.grid_for(out.numel()),
-        gpu,
     );
     if rg {
         let codes = codes.clone();
@@ -261,12 +246,12 @@ pub fn code_stats(counts: &Tensor, rows: usize) -> Tensor {
     };
     let gpu = counts.gpu();
     let out = Tensor::uninit(gpu, &[2]);
-    launch(
+    gpu.run(
+        Family::Vq,
         "code_stats",
-        shape.params(),
+        &shape.params(),
         &[counts.read(1), out.write_arg(4)],
         [1, 1, 1],
-        gpu,
     );
     out
 }
