@@ -323,6 +323,17 @@ fn train_vqvae(options: &GpuOptions, args: &TrainVqVaeArgs) -> Result<()> {
             trainer.image_shape
         )));
     }
+    if args.steps == 0 {
+        return Err(vqgpu::Error::InvalidArgument(
+            "--steps must be at least 1".into(),
+        ));
+    }
+    if trainer.step >= args.steps {
+        return Err(vqgpu::Error::InvalidArgument(format!(
+            "the checkpoint is already at step {}; pass a larger --steps to continue",
+            trainer.step
+        )));
+    }
     let opts = TrainOptions {
         steps: args.steps,
         batch: trainer.batch,
