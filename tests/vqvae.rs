@@ -283,3 +283,56 @@ fn evaluation_reconstruction_and_encoding_agree_with_the_model() {
     let direct: Vec<i32> = direct.iter().map(|&c| c as i32).collect();
     assert_eq!(&values[..4 * 64], &direct[..]);
 }
+
+#[test]
+fn checkpoint_tensors_match_the_pytorch_reference_state_dict() {
+    // the names and shapes VQVAE(c=3, h=32, rh=16, nres=2, k=64, d=8, ema=True) of
+    // shared/bench/torch_vqvae.py registers, written out from its module structure
+    let (c, h, rh, k, d) = (3, 32, 16, 64, 8);
+    let mut want: Vec<(String, Vec<usize>)> = vec![
+        ("encoder.0.weight".into(), vec![h / 2, c, 4, 4]),
+        ("encoder.0.bias".into(), vec![h / 2]),
+        ("encoder.2.weight".into(), vec![h, h / 2, 4, 4]),
+        ("encoder.2.bias".into(), vec![h]),
+        ("encoder.4.weight".into(), vec![h, h, 3, 3]),
+        ("encoder.4.bias".into(), vec![h]),
+        ("pre_quantization.weight".into(), vec![d, h, 1, 1]),
+        ("pre_quantization.bias".into(), vec![d]),
+        ("vq.embedding.weight".into(), vec![k, d]),
+        ("vq.cluster_size".into(), vec![k]),
+        ("vq.embed_avg".into(), vec![k, d]),
+        ("decoder.0.weight".into(), vec![d, h, 3, 3]),
+        ("decoder.0.bias".into(), vec![h]),
+        ("decoder.2.weight".into(), vec![h, h / 2, 4, 4]),
+        ("decoder.2.bias".into(), vec![h / 2]),
+        ("decoder.4.weight".into(), vec![h / 2, c, 4, 4]),
+        ("decoder.4.bias".into(), vec![c]),
+    ];
+    for stack in ["encoder.5", "decoder.1"] {
+        for layer in 0..2 {
+            want.push((
+                format!("{stack}.layers.{layer}.block.1.weight"),
+                vec![rh, h, 3, 3],
+            ));
+            want.push((
+                format!("{stack}.layers.{layer}.block.3.weight"),
+                vec![h, rh, 1, 1],
+            ));
+        }
+    }
+    let gpu = gpu();
+    let mut config = small_config(h, k, d);
+    config.res_layers = 2;
+    let ck = VqVaeTrainer::new(&gpu, config, 0, 1e-3, 2, [3, 32, 32], 0.1)
+        .unwrap()
+        .checkpoint()
+        .unwrap();
+    let ours: Vec<(String, Vec<usize>)> = ck
+        .tensors
+        .iter()
+        .filter(|(name, _)| !name.starts_with("optimizer.") && name.as_str() != "vq.unused_steps")
+        .map(|(name, (shape, _))| (name.clone(), shape.clone()))
+        .collect();
+    want.sort();
+    assert_eq!(ours, want);
+}
