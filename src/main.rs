@@ -64,6 +64,15 @@ enum Command {
         #[command(subcommand)]
         what: TrainCommand,
     },
+    /// Redraw the training curves (loss, reconstruction, perplexity) of a run from its metrics.csv
+    Plot {
+        /// Run directory holding metrics.csv
+        #[arg(long)]
+        run: PathBuf,
+        /// Output PNG (default: RUN/curves.png)
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Evaluate a trained model on a test set
     Eval {
         #[command(subcommand)]
@@ -607,6 +616,12 @@ fn run(cli: Cli) -> Result<()> {
     let options = cli.gpu.options()?;
     match cli.command {
         Command::Info => info(&options),
+        Command::Plot { run, out } => {
+            let out = out.unwrap_or_else(|| run.join("curves.png"));
+            train::plot_metrics(&run.join("metrics.csv"), &out)?;
+            println!("wrote {}", out.display());
+            Ok(())
+        }
         Command::Eval { what } => match what {
             EvalCommand::Vqvae {
                 checkpoint,
