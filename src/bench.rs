@@ -396,5 +396,9 @@ pub fn vqvae(gpu: &Gpu, config: VqVaeConfig, batch: usize, steps: usize) -> Resu
 
 /// Which clock the benchmark rows were measured with on this GPU.
 pub fn clock(gpu: &Gpu) -> Clock {
-    GpuTimer::new(gpu).clock()
+    if gpu.features().timestamp_query {
+        Clock::GpuTimestamps
+    } else {
+        Clock::WallClock
+    }
 }

@@ -39,12 +39,12 @@ fn check_shape(model: &VqVae, data: &dyn Dataset) -> Result<[usize; 3]> {
     Ok(shape)
 }
 
-/// Images `range` of `data` as a [n, C, H, W] model input.
+/// Images `range` of `data` as a [n, C, H, W] model input, on the GPU and on the host.
 fn load_batch(
     data: &dyn Dataset,
     range: std::ops::Range<usize>,
     gpu: &crate::Gpu,
-) -> Result<Tensor> {
+) -> Result<(Tensor, Vec<f32>)> {
     let [c, h, w] = data.image_shape();
     let per_image = c * h * w;
     let mut bytes = vec![0u8; per_image];
@@ -56,16 +56,22 @@ fn load_batch(
             &mut values[slot * per_image..(slot + 1) * per_image],
         );
     }
-    Tensor::from_slice(gpu, &[range.len(), c, h, w], &values)
+    Ok((
+        Tensor::from_slice(gpu, &[range.len(), c, h, w], &values)?,
+        values,
+    ))
 }
 
-/// Runs `f` on the codes and reconstruction of every batch of `data`, in order.
+/// What `for_each_batch` calls: (inputs as host values, codes, reconstruction).
+type BatchFn<'a> = dyn FnMut(&[f32], &Tensor, &Tensor) -> Result<()> + 'a;
+
+/// Runs `f` on the inputs (host copy), codes and reconstruction of every batch of `data`, in order.
 fn for_each_batch(
     model: &mut VqVae,
     data: &dyn Dataset,
     batch: usize,
     limit: usize,
-    f: &mut dyn FnMut(&Tensor, &Tensor, &Tensor) -> Result<()>,
+    f: &mut BatchFn,
 ) -> Result<()> {
     check_shape(model, data)?;
     if batch == 0 {
@@ -75,9 +81,9 @@ fn for_each_batch(
     let gpu = model.params.gpu().clone();
     let total = data.len().min(limit);
     for start in (0..total).step_by(batch) {
-        let x = load_batch(data, start..(start + batch).min(total), &gpu)?;
+        let (x, host) = load_batch(data, start..(start + batch).min(total), &gpu)?;
         let out = model.forward(&x, false);
-        f(&x, &out.quantized.codes, &out.recon)?;
+        f(&host, &out.quantized.codes, &out.recon)?;
     }
     Ok(())
 }
@@ -93,7 +99,7 @@ pub fn evaluate(
     let mut histogram = vec![0u64; k];
     let (mut sq, mut values, mut images) = (0f64, 0usize, 0usize);
     for_each_batch(model, data, batch, limit, &mut |x, codes, recon| {
-        let (x, recon) = (x.to_vec()?, recon.to_vec()?);
+        let recon = recon.to_vec()?;
         for (a, b) in x.iter().zip(&recon) {
             let d = (b.clamp(-0.5, 0.5) - a) as f64;
             sq += d * d;
@@ -132,7 +138,7 @@ pub fn reconstruct(
 ) -> Result<(Vec<f32>, Vec<f32>)> {
     let (mut originals, mut recons) = (Vec::new(), Vec::new());
     for_each_batch(model, data, count.max(1), count, &mut |x, _, recon| {
-        originals.extend(x.to_vec()?);
+        originals.extend_from_slice(x);
         recons.extend(recon.to_vec()?);
         Ok(())
     })?;

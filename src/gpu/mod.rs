@@ -161,7 +161,8 @@ impl Gpu {
 
     /// Writes bytes into a buffer, after all work recorded so far.
     pub(crate) fn write(&self, buffer: &wgpu::Buffer, offset: u64, data: &[u8]) {
-        if self.0.recorder.borrow().launches > 0 || self.0.recorder.borrow().encoder.is_some() {
+        // recorded work (launches or copies) always lives in the encoder
+        if self.0.recorder.borrow().encoder.is_some() {
             self.flush();
         }
         self.0.ctx.queue.write_buffer(buffer, offset, data);

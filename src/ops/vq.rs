@@ -6,7 +6,7 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::autograd;
 use crate::gpu::Family;
-use crate::ops::{elementwise, ema};
+use crate::ops::ema;
 use crate::tensor::Tensor;
 
 /// Rows per workgroup of the fused nearest-code kernel.
@@ -225,9 +225,9 @@ pub fn straight_through(z: &Tensor, z_q: &Tensor) -> Tensor {
         z.shape(),
         z_q.shape()
     );
-    let out = elementwise::copy(&z_q.detach());
-    if autograd::needs_grad(&[z]) {
-        let out = out.with_requires_grad(true);
+    // tensors are immutable: the output shares z_q's storage, as a new node of the graph
+    let out = z_q.with_requires_grad(autograd::needs_grad(&[z]));
+    if out.requires_grad() {
         autograd::record(&[z], &out, |g| vec![Some(g.clone())]);
         return out;
     }
