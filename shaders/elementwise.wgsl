@@ -134,3 +134,34 @@ fn broadcast_axis(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
         out[i] = p.alpha * a[o * p.inner + s];
     }
 }
+
+// Gated activation over channel halves: a = x [n, 2C, s], out[n, c, s] = tanh(x[n, c, s]) * sigmoid(x[n, C + c, s])
+// with `channels` = C, `inner` = s extent, `n` = output elements.
+fn gate_index(i: u32) -> u32 {
+    let plane = p.channels * p.inner;
+    return (i / plane) * 2u * plane + i % plane;
+}
+
+@compute @workgroup_size(256)
+fn gate(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_id(gid, nwg);
+    if (i < p.n) {
+        let j = gate_index(i);
+        let t = 2.0 * sigmoid_f(2.0 * a[j]) - 1.0;
+        out[i] = t * sigmoid_f(a[j + p.channels * p.inner]);
+    }
+}
+
+// a = gate input x [n, 2C, s], b = output gradient [n, C, s]; out = input gradient [n, 2C, s]
+@compute @workgroup_size(256)
+fn gate_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_id(gid, nwg);
+    if (i < p.n) {
+        let j = gate_index(i);
+        let k = j + p.channels * p.inner;
+        let t = 2.0 * sigmoid_f(2.0 * a[j]) - 1.0;
+        let s = sigmoid_f(a[k]);
+        out[j] = b[i] * (1.0 - t * t) * s;
+        out[k] = b[i] * t * s * (1.0 - s);
+    }
+}

@@ -237,3 +237,51 @@ fn elementwise_backwards_match_finite_differences() {
         "reshape",
     );
 }
+
+/// f64 reference of the gate: x [n, 2c, s] -> tanh(first half) * sigmoid(second half).
+fn gate_reference(xs: &[f32], n: usize, c: usize, s: usize) -> Vec<f64> {
+    let mut out = Vec::with_capacity(n * c * s);
+    for b in 0..n {
+        for ch in 0..c {
+            for i in 0..s {
+                let a = xs[(b * 2 * c + ch) * s + i] as f64;
+                let g = xs[(b * 2 * c + c + ch) * s + i] as f64;
+                out.push(a.tanh() * sigmoid(g));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn gate_matches_reference_and_finite_differences() {
+    let gpu = gpu();
+    let mut rng = rng(5);
+    // shapes with output sizes below, at and above the 256-thread workgroup, odd channel counts
+    for (n, c, h, w) in [(1, 1, 1, 1), (2, 3, 5, 7), (1, 64, 2, 2), (3, 5, 9, 11)] {
+        let shape = [n, 2 * c, h, w];
+        let (x, xs) = random_tensor(&gpu, &mut rng, &shape);
+        let xs: Vec<f32> = xs.iter().map(|v| v * 4.0).collect();
+        x.write(&xs).unwrap();
+        let y = ew::gate(&x);
+        assert_eq!(y.shape(), [n, c, h, w]);
+        assert_close(
+            &download(&y),
+            &gate_reference(&xs, n, c, h * w),
+            1e-5,
+            1e-6,
+            &format!("gate {shape:?}"),
+        );
+    }
+    let shape = vec![2, 6, 3, 4];
+    let xs = random(&mut rng, 144);
+    grad_check(
+        &gpu,
+        &[(shape, xs)],
+        &|t| ew::gate(&t[0]),
+        60,
+        1e-2,
+        2e-2,
+        "gate",
+    );
+}

@@ -21,11 +21,13 @@ pub enum Family {
     Vq,
     /// `ema.wgsl`: per-code sums, EMA codebook update, dead-code restarts.
     Ema,
+    /// `softmax.wgsl`: log-softmax cross-entropy over classes, its gradient, Gumbel-max sampling.
+    Softmax,
 }
 
 impl Family {
     /// Every family, for tests and pre-compilation.
-    pub const ALL: [Family; 7] = [
+    pub const ALL: [Family; 8] = [
         Family::Elementwise,
         Family::Gemm,
         Family::Conv2d,
@@ -33,6 +35,7 @@ impl Family {
         Family::Adam,
         Family::Vq,
         Family::Ema,
+        Family::Softmax,
     ];
 
     /// The WGSL source.
@@ -45,6 +48,7 @@ impl Family {
             Family::Adam => include_str!("../../shaders/adam.wgsl"),
             Family::Vq => include_str!("../../shaders/vq.wgsl"),
             Family::Ema => include_str!("../../shaders/ema.wgsl"),
+            Family::Softmax => include_str!("../../shaders/softmax.wgsl"),
         }
     }
 
@@ -58,6 +62,7 @@ impl Family {
             Family::Adam => "adam.wgsl",
             Family::Vq => "vq.wgsl",
             Family::Ema => "ema.wgsl",
+            Family::Softmax => "softmax.wgsl",
         }
     }
 }

@@ -1,5 +1,5 @@
 //! Host side of `shaders/elementwise.wgsl`: fill, copy, add (with per-channel bias broadcasting),
-//! mul, scale, ReLU, sigmoid, tanh, with their backward passes.
+//! mul, scale, ReLU, sigmoid, tanh and the fused tanh-sigmoid gate, with their backward passes.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -216,6 +216,33 @@ pub fn sigmoid(x: &Tensor) -> Tensor {
 /// Hyperbolic tangent.
 pub fn tanh(x: &Tensor) -> Tensor {
     activation(x, "tanh_forward", "tanh_backward")
+}
+
+/// The gated activation `tanh(a) * sigmoid(b)` of Gated PixelCNN, where `a` and `b` are the first and
+/// second halves of the channels of x [N, 2C, ...]; returns [N, C, ...]. One fused kernel each way.
+pub fn gate(x: &Tensor) -> Tensor {
+    assert!(
+        x.shape().len() >= 2 && x.dim(1) % 2 == 0,
+        "gate: x must be [N, 2C, ...], got {:?}",
+        x.shape()
+    );
+    let mut shape = x.shape().to_vec();
+    shape[1] /= 2;
+    let mut params = Params::new(x.numel() / 2, 1.0, 0.0);
+    params.channels = shape[1] as u32;
+    params.inner = shape[2..].iter().product::<usize>() as u32;
+    let rg = autograd::needs_grad(&[x]);
+    let out = Tensor::output(x.gpu(), &shape, rg);
+    launch("gate", &out, Some(x), None, params);
+    if rg {
+        let (x_saved, x_shape) = (x.detach(), x.shape().to_vec());
+        autograd::record(&[x], &out, move |g| {
+            let dx = Tensor::uninit(g.gpu(), &x_shape);
+            launch("gate_backward", &dx, Some(&x_saved), Some(g), params);
+            vec![Some(dx)]
+        });
+    }
+    out
 }
 
 /// A tensor of `shape` filled with `alpha * s[0]` (backward of a full reduction).

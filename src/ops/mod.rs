@@ -6,4 +6,5 @@ pub mod elementwise;
 pub mod ema;
 pub mod gemm;
 pub mod reduce;
+pub mod softmax;
 pub mod vq;

@@ -1,0 +1,132 @@
+//! Host side of `shaders/softmax.wgsl`: per-position cross-entropy over the class axis with its
+//! gradient, and Gumbel-max sampling of one position of a class grid on the GPU.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::autograd;
+use crate::gpu::Family;
+use crate::tensor::Tensor;
+
+/// The most classes a softmax may have: every thread loops over the classes, and software
+/// Vulkan drivers bound a thread's loop iterations.
+pub const MAX_CLASSES: usize = 16384;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    rows: u32,
+    classes: u32,
+    positions: u32,
+    position: u32,
+    seed: u32,
+    temperature: f32,
+    _pad: [u32; 2],
+}
+
+/// (items B, classes K, positions S) of logits [B, K, ...] with S the product of the trailing dims.
+fn layout(logits: &Tensor, op: &str) -> (usize, usize, usize) {
+    let shape = logits.shape();
+    assert!(
+        shape.len() >= 2 && (1..=MAX_CLASSES).contains(&shape[1]),
+        "{op}: logits must be [B, K, ...] with 1 <= K <= {MAX_CLASSES}, got {shape:?}"
+    );
+    (shape[0], shape[1], shape[2..].iter().product())
+}
+
+fn params(items: usize, classes: usize, positions: usize) -> Params {
+    Params {
+        rows: (items * positions) as u32,
+        classes: classes as u32,
+        positions: positions as u32,
+        position: 0,
+        seed: 0,
+        temperature: 1.0,
+        _pad: [0; 2],
+    }
+}
+
+/// The negative log-likelihood `logsumexp_k logits[b, k, s] - logits[b, target[b, s], s]` at every
+/// position: logits [B, K, ...] and targets [B, ...] (class indices stored as f32) give [B, ...].
+/// The gradient reaches the logits: `g * (softmax - onehot)`.
+pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Tensor {
+    let (items, classes, positions) = layout(logits, "cross_entropy");
+    let mut target_shape = vec![items];
+    target_shape.extend_from_slice(&logits.shape()[2..]);
+    assert_eq!(
+        targets.shape(),
+        target_shape,
+        "cross_entropy: targets must be {target_shape:?} for logits {:?}",
+        logits.shape()
+    );
+    let gpu = logits.gpu();
+    let p = params(items, classes, positions);
+    let rg = autograd::needs_grad(&[logits]);
+    let loss = Tensor::output(gpu, &target_shape, rg);
+    let lse = Tensor::uninit(gpu, &target_shape);
+    gpu.run(
+        Family::Softmax,
+        "cross_entropy",
+        &p,
+        &[
+            logits.read(1),
+            targets.read(2),
+            loss.write_arg(5),
+            lse.write_arg(6),
+        ],
+        gpu.grid_for(items * positions),
+    );
+    if rg {
+        let (saved, targets) = (logits.detach(), targets.clone());
+        autograd::record(&[logits], &loss, move |g| {
+            let gpu = g.gpu();
+            let grad = Tensor::uninit(gpu, saved.shape());
+            gpu.run(
+                Family::Softmax,
+                "cross_entropy_backward",
+                &p,
+                &[
+                    saved.read(1),
+                    targets.read(2),
+                    g.read(3),
+                    lse.read(4),
+                    grad.write_arg(5),
+                ],
+                gpu.grid_for(grad.numel()),
+            );
+            vec![Some(grad)]
+        });
+    }
+    loss
+}
+
+/// Draws the class at flat `position` of every item of `grid` [B, ...] from `softmax(logits / T)`
+/// (logits [B, K, ...]) by the Gumbel-max trick with a counter-based RNG keyed by
+/// (`seed`, item, position, class), writing it into `grid` in place; `temperature <= 0` takes the
+/// most likely class. Nothing is read back. No autograd.
+pub fn sample_position(
+    logits: &Tensor,
+    grid: &Tensor,
+    position: usize,
+    seed: u32,
+    temperature: f32,
+) {
+    let (items, classes, positions) = layout(logits, "sample_position");
+    assert!(
+        grid.numel() == items * positions && position < positions,
+        "sample_position: grid {:?} or position {position} does not match logits {:?}",
+        grid.shape(),
+        logits.shape()
+    );
+    let gpu = logits.gpu();
+    let mut p = params(items, classes, positions);
+    p.position = position as u32;
+    p.seed = seed;
+    p.temperature = temperature;
+    gpu.run(
+        Family::Softmax,
+        "sample",
+        &p,
+        &[logits.read(1), grid.write_arg(5)],
+        gpu.grid_for(items),
+    );
+}
