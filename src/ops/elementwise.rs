@@ -222,7 +222,7 @@ pub fn tanh(x: &Tensor) -> Tensor {
 /// second halves of the channels of x [N, 2C, ...]; returns [N, C, ...]. One fused kernel each way.
 pub fn gate(x: &Tensor) -> Tensor {
     assert!(
-        x.shape().len() >= 2 && x.dim(1) % 2 == 0,
+        x.shape().len() >= 2 && x.dim(1).is_multiple_of(2),
         "gate: x must be [N, 2C, ...], got {:?}",
         x.shape()
     );
