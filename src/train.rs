@@ -217,22 +217,7 @@ impl VqVaeTrainer {
     pub fn checkpoint(&self) -> Result<Checkpoint> {
         let mut ck = Checkpoint::default();
         self.model.write_state(&mut ck)?;
-        let ps = &self.model.params;
-        let (_, _, m, v) = ps.flat_buffers();
-        let (m, v) = (m.to_vec()?, v.to_vec()?);
-        for p in ps.params() {
-            let range = p.offset()..p.offset() + p.shape().iter().product::<usize>();
-            ck.insert(
-                &format!("optimizer.m.{}", p.name()),
-                p.shape(),
-                m[range.clone()].to_vec(),
-            );
-            ck.insert(
-                &format!("optimizer.v.{}", p.name()),
-                p.shape(),
-                v[range].to_vec(),
-            );
-        }
+        self.adam.write_state(&self.model.params, &mut ck)?;
         ck.set("step", self.step);
         ck.set("seed", self.seed);
         ck.set("batch", self.batch);
@@ -241,11 +226,6 @@ impl VqVaeTrainer {
             self.image_shape.map(|v| v.to_string()).join(","),
         );
         ck.set("variance", self.variance);
-        ck.set("lr", self.adam.hyper.lr);
-        ck.set("adam_beta1", self.adam.hyper.beta1);
-        ck.set("adam_beta2", self.adam.hyper.beta2);
-        ck.set("adam_eps", self.adam.hyper.eps);
-        ck.set("adam_step", self.adam.steps());
         Ok(ck)
     }
 
@@ -262,23 +242,8 @@ impl VqVaeTrainer {
             image_shape,
             ck.meta_parse("variance")?,
         )?;
-        t.adam.hyper.beta1 = ck.meta_parse("adam_beta1")?;
-        t.adam.hyper.beta2 = ck.meta_parse("adam_beta2")?;
-        t.adam.hyper.eps = ck.meta_parse("adam_eps")?;
-        t.adam.set_steps(ck.meta_parse("adam_step")?);
+        t.adam = Adam::read_state(&t.model.params, ck)?;
         t.step = ck.meta_parse("step")?;
-        let ps = &t.model.params;
-        let len = ps.flat_len();
-        let (mut m, mut v) = (vec![0.0; len], vec![0.0; len]);
-        for p in ps.params() {
-            let range = p.offset()..p.offset() + p.shape().iter().product::<usize>();
-            m[range.clone()]
-                .copy_from_slice(ck.get(&format!("optimizer.m.{}", p.name()), p.shape())?);
-            v[range].copy_from_slice(ck.get(&format!("optimizer.v.{}", p.name()), p.shape())?);
-        }
-        let (_, _, tm, tv) = ps.flat_buffers();
-        tm.write(&m)?;
-        tv.write(&v)?;
         Ok(t)
     }
 }

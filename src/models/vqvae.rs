@@ -5,7 +5,7 @@ use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::models::quantizer::{CodebookUpdate, Quantized, VectorQuantizer};
-use crate::nn::{Conv2d, ConvTranspose2d, ParamStore, ResidualStack};
+use crate::nn::{Conv2d, ConvTranspose2d, FlatBuffer, ParamStore, ResidualStack};
 use crate::ops::conv::{Conv2dOptions, ConvTranspose2dOptions};
 use crate::ops::ema::EmaConfig;
 use crate::ops::vq;
@@ -224,11 +224,7 @@ impl VqVae {
     /// Adds the model to a checkpoint: parameters under the reference `state_dict` names, the EMA
     /// statistics (`vq.cluster_size`, `vq.embed_avg`, plus `vq.unused_steps`), and the sizes.
     pub fn write_state(&self, ck: &mut Checkpoint) -> Result<()> {
-        let values = self.params.flat_buffers().0.to_vec()?;
-        for p in self.params.params() {
-            let range = p.offset()..p.offset() + p.shape().iter().product::<usize>();
-            ck.insert(p.name(), p.shape(), values[range].to_vec());
-        }
+        self.params.save_into(ck, FlatBuffer::Values, "")?;
         if let Some(state) = self.quantizer.ema_state() {
             for (name, t) in [
                 ("vq.cluster_size", &state.cluster_size),
@@ -274,13 +270,7 @@ impl VqVae {
         }
         let mut model = Self::new(gpu, config_from(ck)?, 0)?;
         model.quantizer.set_steps(ck.meta_parse("quantizer_step")?);
-        let ps = &model.params;
-        let mut values = vec![0.0; ps.flat_len()];
-        for p in ps.params() {
-            let range = p.offset()..p.offset() + p.shape().iter().product::<usize>();
-            values[range].copy_from_slice(ck.get(p.name(), p.shape())?);
-        }
-        ps.flat_buffers().0.write(&values)?;
+        model.params.load_from(ck, FlatBuffer::Values, "")?;
         if let Some(state) = model.quantizer.ema_state() {
             for (name, tensor) in [
                 ("vq.cluster_size", &state.cluster_size),

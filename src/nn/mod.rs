@@ -7,5 +7,5 @@ mod residual;
 
 pub use adam::Adam;
 pub use layers::{Conv2d, ConvTranspose2d, Linear};
-pub use params::{Param, ParamStore};
+pub use params::{FlatBuffer, Param, ParamStore};
 pub use residual::ResidualStack;

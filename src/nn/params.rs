@@ -7,6 +7,7 @@ use std::rc::Rc;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::ops::elementwise;
@@ -197,4 +198,49 @@ impl ParamStore {
     pub fn grad(&self, p: &Param) -> Tensor {
         self.flat().grads.view(p.offset(), p.shape(), None)
     }
+
+    fn buffer(&self, which: FlatBuffer) -> &Tensor {
+        let f = self.flat();
+        match which {
+            FlatBuffer::Values => &f.values,
+            FlatBuffer::FirstMoment => &f.m,
+            FlatBuffer::SecondMoment => &f.v,
+        }
+    }
+
+    /// Copies every parameter's slice of one flat buffer into `ck` as `{prefix}{name}` (one read).
+    pub fn save_into(&self, ck: &mut Checkpoint, which: FlatBuffer, prefix: &str) -> Result<()> {
+        let flat = self.buffer(which).to_vec()?;
+        for p in &self.params {
+            let range = p.offset()..p.offset() + numel(p.shape());
+            ck.insert(
+                &format!("{prefix}{}", p.name()),
+                p.shape(),
+                flat[range].to_vec(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Fills one flat buffer from the tensors `{prefix}{name}` of `ck`, which must all be there
+    /// with the parameters' shapes.
+    pub fn load_from(&self, ck: &Checkpoint, which: FlatBuffer, prefix: &str) -> Result<()> {
+        let mut flat = vec![0.0; self.flat_len()];
+        for p in &self.params {
+            let range = p.offset()..p.offset() + numel(p.shape());
+            flat[range].copy_from_slice(ck.get(&format!("{prefix}{}", p.name()), p.shape())?);
+        }
+        self.buffer(which).write(&flat)
+    }
+}
+
+/// One of the flat buffers a checkpoint stores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlatBuffer {
+    /// The parameter values.
+    Values,
+    /// Adam's first moments.
+    FirstMoment,
+    /// Adam's second moments.
+    SecondMoment,
 }
