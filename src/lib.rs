@@ -43,6 +43,7 @@ pub mod models;
 pub mod nn;
 pub mod ops;
 pub mod plot;
+pub mod sample;
 pub mod tensor;
 pub mod train;
 

@@ -182,8 +182,11 @@ fn encode(
         eprintln!("encoding {} {name} images", images.len());
         inference::encode_into(&mut codes, name, &mut model, images.as_ref(), batch)?;
     }
-    codes.set("format", "vqgpu.codes.1");
+    codes.set("format", data::CODES_FORMAT);
     codes.set("codebook_size", model.config.codebook_size);
+    if let Some(classes) = data.open(Split::Train)?.classes() {
+        codes.set("classes", classes);
+    }
     codes.set("dataset", &data.dataset);
     codes.set("vqvae_checkpoint", checkpoint.display());
     codes.save(out)?;

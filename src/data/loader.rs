@@ -36,7 +36,7 @@ pub fn batch_indices(len: usize, batch: usize, seed: u64, step: u64) -> Vec<usiz
 }
 
 /// As [`batch_indices`], reusing the permutation of the last epoch seen.
-fn indices_with(
+pub(crate) fn indices_with(
     cache: &mut Option<(u64, Vec<usize>)>,
     len: usize,
     batch: usize,

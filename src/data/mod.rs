@@ -1,6 +1,7 @@
-//! Datasets of u8 images and the background batch loader.
+//! Datasets of u8 images, the background batch loader, and the code grids the prior trains on.
 
 mod cifar;
+mod codes;
 mod folder;
 mod idx;
 mod loader;
@@ -10,8 +11,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use cifar::Cifar10;
+pub use codes::{CodeGrids, CODES_FORMAT};
 pub use folder::Folder;
 pub use idx::Idx;
+pub(crate) use loader::indices_with;
 pub use loader::{batch_indices, Batch, Loader};
 pub use shapes::Shapes;
 

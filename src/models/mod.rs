@@ -1,4 +1,5 @@
 //! Models composed from `nn` layers.
 
+pub mod pixelcnn;
 pub mod quantizer;
 pub mod vqvae;

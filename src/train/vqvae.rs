@@ -1,9 +1,6 @@
-//! Training of the VQ-VAE: one recorded step (forward, backward, Adam, EMA update) with no readback,
-//! metrics accumulated on the GPU and read back only when logging, complete checkpoints for an exact
-//! resume, and the loop the CLI runs (progress bar, metrics log, PNG grids).
+//! Training of the VQ-VAE: forward, backward, Adam and the EMA codebook update in one recorded step.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -12,11 +9,16 @@ use crate::data::{Dataset, Loader};
 use crate::error::{Error, Result};
 use crate::gpu::timing::GpuTimer;
 use crate::gpu::Gpu;
-use crate::grid::save_grid;
 use crate::models::vqvae::{VqVae, VqVaeConfig};
 use crate::nn::Adam;
 use crate::ops::{elementwise, reduce};
 use crate::tensor::Tensor;
+
+use super::{
+    append_csv, every, read_csv, save_comparison, TrainOptions, CHECKPOINT_FILE, METRICS_FILE,
+};
+
+const METRICS_HEADER: &str = "step,loss,recon_mse,perplexity,codes_used,restarts,images_per_s";
 
 /// Offsets (in floats, 256-byte aligned) of the running sums in the metrics buffer.
 const SLOT_LOSS: usize = 0;
@@ -261,63 +263,6 @@ fn parse_image_shape(ck: &Checkpoint) -> Result<[usize; 3]> {
     }
 }
 
-/// How long and how to train, and where the outputs go.
-#[derive(Clone, Debug)]
-pub struct TrainOptions {
-    /// Train until this many steps in total.
-    pub steps: u64,
-    /// Images per step.
-    pub batch: usize,
-    /// Adam learning rate.
-    pub lr: f32,
-    /// Seed of the initialisation and the data order.
-    pub seed: u64,
-    /// Output directory.
-    pub out: PathBuf,
-    /// Read back metrics every this many steps.
-    pub log_every: u64,
-    /// Write a PNG grid of originals above reconstructions every this many steps.
-    pub sample_every: u64,
-    /// Write a checkpoint every this many steps.
-    pub save_every: u64,
-}
-
-/// File names inside the output directory.
-pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
-const METRICS_FILE: &str = "metrics.csv";
-const METRICS_HEADER: &str = "step,loss,recon_mse,perplexity,codes_used,restarts,images_per_s";
-
-fn append_metrics(path: &Path, m: &StepMetrics, images_per_s: f64) -> Result<()> {
-    let fresh = !path.exists();
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| Error::io(path, e))?;
-    if fresh {
-        writeln!(f, "{METRICS_HEADER}").map_err(|e| Error::io(path, e))?;
-    }
-    writeln!(
-        f,
-        "{},{:.6},{:.6},{:.3},{:.4},{},{:.1}",
-        m.step, m.loss, m.recon_mse, m.perplexity, m.codes_used, m.restarts, images_per_s
-    )
-    .map_err(|e| Error::io(path, e))
-}
-
-/// Originals (top rows) above their reconstructions (bottom rows).
-pub fn save_comparison(
-    path: &Path,
-    originals: &[f32],
-    recons: &[f32],
-    shape: [usize; 3],
-    columns: usize,
-) -> Result<()> {
-    let mut both = originals.to_vec();
-    both.extend_from_slice(recons);
-    save_grid(path, &both, shape, columns)
-}
-
 /// Trains `trainer` on `data` until `opts.steps`, writing metrics, grids and checkpoints to `opts.out`.
 /// `report` receives every metrics read-back (the CLI draws its progress bar from it).
 pub fn run(
@@ -330,7 +275,6 @@ pub fn run(
     let metrics_path = opts.out.join(METRICS_FILE);
     let checkpoint_path = opts.out.join(CHECKPOINT_FILE);
     let mut loader = Loader::new(data, trainer.batch, trainer.seed, trainer.step, opts.steps);
-    let every = |n: u64, step: u64| n > 0 && step.is_multiple_of(n);
     let mut since = Instant::now();
     let mut images = 0usize;
     while trainer.step < opts.steps {
@@ -344,7 +288,11 @@ pub fn run(
         if every(opts.log_every, step) || last {
             if let Some(m) = trainer.take_metrics()? {
                 let rate = images as f64 / since.elapsed().as_secs_f64().max(1e-9);
-                append_metrics(&metrics_path, &m, rate)?;
+                let line = format!(
+                    "{},{:.6},{:.6},{:.3},{:.4},{},{:.1}",
+                    m.step, m.loss, m.recon_mse, m.perplexity, m.codes_used, m.restarts, rate
+                );
+                append_csv(&metrics_path, METRICS_HEADER, &line)?;
                 report(&m, rate);
                 since = Instant::now();
                 images = 0;
@@ -368,16 +316,9 @@ pub fn run(
 
 /// Draws loss, reconstruction MSE and perplexity from a metrics CSV into a PNG.
 pub fn plot_metrics(csv: &Path, png: &Path) -> Result<()> {
-    let text = std::fs::read_to_string(csv).map_err(|e| Error::io(csv, e))?;
-    let rows: Vec<Vec<f64>> = text
-        .lines()
-        .skip(1)
-        .map(|l| {
-            l.split(',')
-                .map(|v| v.parse().unwrap_or(f64::NAN))
-                .collect()
-        })
-        .filter(|r: &Vec<f64>| r.len() >= 4)
+    let rows: Vec<Vec<f64>> = read_csv(csv)?
+        .into_iter()
+        .filter(|r| r.len() >= 4)
         .collect();
     let column = |i: usize| rows.iter().map(|r| (r[0], r[i])).collect::<Vec<_>>();
     let (loss, recon, perplexity) = (column(1), column(2), column(3));

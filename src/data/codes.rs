@@ -1,0 +1,116 @@
+//! Code grids written by `vqgpu encode`: `{split}.codes` [N, H, W] and optional `{split}.labels` [N]
+//! (both i32), with the codebook size and the number of classes in the metadata. The prior's training data.
+
+use std::path::Path;
+
+use crate::checkpoint::Checkpoint;
+use crate::error::{Error, Result};
+
+/// Format tag of code files.
+pub const CODES_FORMAT: &str = "vqgpu.codes.1";
+
+/// One split of a code file, held in memory.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CodeGrids {
+    /// Codes of every grid, row-major [N, H, W], as f32 holding exact integers (the model's input).
+    pub codes: Vec<f32>,
+    /// Number of grids N.
+    pub len: usize,
+    /// Grid (height, width).
+    pub grid: [usize; 2],
+    /// Codebook size K.
+    pub codebook_size: usize,
+    /// The class of each grid, where the images had labels.
+    pub labels: Option<Vec<u32>>,
+    /// Number of classes of the labels (0 without labels).
+    pub classes: usize,
+}
+
+impl CodeGrids {
+    /// Reads split `split` ("train" or "test") of the code file `path`, checking every code and
+    /// label against the sizes the file declares.
+    pub fn load(path: &Path, split: &str) -> Result<Self> {
+        let ck = Checkpoint::load(path)?;
+        Self::from_checkpoint(&ck, split)
+    }
+
+    /// Split `split` of a loaded code file.
+    pub fn from_checkpoint(ck: &Checkpoint, split: &str) -> Result<Self> {
+        let bad = |message: String| Error::Checkpoint {
+            path: ck.path.display().to_string(),
+            message,
+        };
+        if ck.meta("format").ok() != Some(CODES_FORMAT) {
+            return Err(bad(
+                "is not a code file written by `vqgpu encode` (wrong format tag)".into(),
+            ));
+        }
+        let codebook_size: usize = ck.meta_parse("codebook_size")?;
+        let (shape, codes) = ck.get_i32(&format!("{split}.codes"))?;
+        let &[len, h, w] = shape else {
+            return Err(bad(format!(
+                "{split}.codes must be [N, H, W], got {shape:?}"
+            )));
+        };
+        if len == 0 || h == 0 || w == 0 {
+            return Err(bad(format!("{split}.codes is empty ({shape:?})")));
+        }
+        if let Some(c) = codes
+            .iter()
+            .find(|&&c| c < 0 || c as usize >= codebook_size)
+        {
+            return Err(bad(format!(
+                "{split}.codes holds code {c}, outside the codebook of {codebook_size}"
+            )));
+        }
+        let classes: usize = ck.meta_parse("classes").unwrap_or(0);
+        let labels = match ck.get_i32(&format!("{split}.labels")) {
+            Err(_) => None,
+            Ok((shape, labels)) => {
+                if shape != [len] || labels.iter().any(|&l| l < 0 || l as usize >= classes) {
+                    return Err(bad(format!(
+                        "{split}.labels must be [{len}] classes below {classes}, got {shape:?}"
+                    )));
+                }
+                Some(labels.iter().map(|&l| l as u32).collect())
+            }
+        };
+        Ok(Self {
+            codes: codes.iter().map(|&c| c as f32).collect(),
+            len,
+            grid: [h, w],
+            codebook_size,
+            classes: if labels.is_some() { classes } else { 0 },
+            labels,
+        })
+    }
+
+    /// Positions per grid (H x W).
+    pub fn positions(&self) -> usize {
+        self.grid[0] * self.grid[1]
+    }
+
+    /// The codes of grid `index`.
+    pub fn grid_codes(&self, index: usize) -> &[f32] {
+        let n = self.positions();
+        &self.codes[index * n..(index + 1) * n]
+    }
+
+    /// Entropy in nats of the code histogram over every position of every grid: the NLL per code
+    /// of the best model that ignores position and context (the unigram baseline).
+    pub fn unigram_entropy(&self) -> f64 {
+        let mut counts = vec![0u64; self.codebook_size];
+        for &c in &self.codes {
+            counts[c as usize] += 1;
+        }
+        let n = self.codes.len() as f64;
+        counts
+            .iter()
+            .filter(|&&c| c > 0)
+            .map(|&c| {
+                let p = c as f64 / n;
+                -p * p.ln()
+            })
+            .sum()
+    }
+}

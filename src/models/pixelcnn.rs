@@ -1,0 +1,187 @@
+//! The Gated PixelCNN prior over VQ-VAE code grids (van den Oord et al. 2016): code embedding,
+//! a first gated layer with type-A masks, gated residual layers with type-B masks, skip
+//! connections summed into a ReLU / 1x1 conv head that gives K logits per position.
+
+use crate::checkpoint::Checkpoint;
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::nn::{Conv2d, FlatBuffer, GatedResidualBlock, MaskType, Param, ParamStore, Stacks};
+use crate::ops::conv::Conv2dOptions;
+use crate::ops::{softmax, vq};
+use crate::tensor::Tensor;
+
+/// Every size of the prior.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PixelCnnConfig {
+    /// Number of codes K (the VQ-VAE's codebook size).
+    pub codes: usize,
+    /// Channels C of both stacks.
+    pub channels: usize,
+    /// Gated layers L (the first has type-A masks).
+    pub layers: usize,
+    /// Odd side of the masked kernels (vertical k x k, horizontal 1 x k).
+    pub kernel: usize,
+    /// Channels of the hidden 1x1 conv of the output head.
+    pub head: usize,
+    /// Classes of the per-class bias; 0 for an unconditional prior.
+    pub classes: usize,
+}
+
+impl Default for PixelCnnConfig {
+    fn default() -> Self {
+        Self {
+            codes: 512,
+            channels: 64,
+            layers: 10,
+            kernel: 3,
+            head: 256,
+            classes: 0,
+        }
+    }
+}
+
+impl PixelCnnConfig {
+    /// Checks sizes a user can get wrong, with a message that names the flag.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::InvalidArgument(m));
+        if !(1..=softmax::MAX_CLASSES).contains(&self.codes) {
+            return bad(format!(
+                "the prior supports 1..={} codes, got {}",
+                softmax::MAX_CLASSES,
+                self.codes
+            ));
+        }
+        if self.channels == 0 || self.layers == 0 || self.head == 0 {
+            return bad("--channels, --layers and --head must be positive".into());
+        }
+        if self.kernel < 3 || self.kernel.is_multiple_of(2) || self.kernel > 7 {
+            return bad(format!("--kernel must be 3, 5 or 7, got {}", self.kernel));
+        }
+        if 2 * self.channels > vq::MAX_CODE_DIM {
+            return bad(format!(
+                "--channels must be at most {}, got {}",
+                vq::MAX_CODE_DIM / 2,
+                self.channels
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Gated PixelCNN over code grids [B, H, W].
+pub struct PixelCnn {
+    /// The configuration.
+    pub config: PixelCnnConfig,
+    /// All parameters.
+    pub params: ParamStore,
+    embedding: Param,
+    layers: Vec<GatedResidualBlock>,
+    head: [Conv2d; 2],
+}
+
+impl PixelCnn {
+    /// Builds the prior with parameters drawn from `seed`. Parameter names: `embedding.weight`
+    /// [K, C], `layers.{i}.*` (see [`GatedResidualBlock`]), `head.{0,2}.weight/bias` (1x1 convs).
+    pub fn new(gpu: &Gpu, config: PixelCnnConfig, seed: u64) -> Result<Self> {
+        config.validate()?;
+        let (k, c) = (config.codes, config.channels);
+        let mut ps = ParamStore::new(gpu, seed);
+        let embedding = ps.uniform("embedding.weight", &[k, c], 1.0);
+        let layers = (0..config.layers)
+            .map(|i| {
+                let mask = if i == 0 { MaskType::A } else { MaskType::B };
+                let name = format!("layers.{i}");
+                GatedResidualBlock::new(&mut ps, &name, c, config.kernel, mask, config.classes)
+            })
+            .collect();
+        let one_by_one = |ps: &mut ParamStore, name: &str, cin: usize, cout: usize| {
+            Conv2d::new(ps, name, cin, cout, (1, 1), Conv2dOptions::default(), true)
+        };
+        let head = [
+            one_by_one(&mut ps, "head.0", c, config.head),
+            one_by_one(&mut ps, "head.2", config.head, k),
+        ];
+        ps.finalize()?;
+        Ok(Self {
+            config,
+            params: ps,
+            embedding,
+            layers,
+            head,
+        })
+    }
+
+    /// Logits [B, K, H, W] of the code at every position of `codes` [B, H, W] (indices as f32)
+    /// given the codes before it in raster order. `labels` [B, H, W] holds each item's class at
+    /// every position; required by a conditional prior, ignored otherwise.
+    ///
+    /// # Panics
+    /// If the prior is conditional and `labels` is `None` (callers check the data first).
+    pub fn forward(&self, codes: &Tensor, labels: Option<&Tensor>) -> Tensor {
+        assert!(
+            self.config.classes == 0 || labels.is_some(),
+            "a conditional prior needs labels"
+        );
+        let x = vq::gather_codes(codes, self.embedding.tensor());
+        let mut stacks = Stacks {
+            vertical: x.clone(),
+            horizontal: x,
+        };
+        let mut skips: Option<Tensor> = None;
+        for layer in &self.layers {
+            let (next, skip) = layer.forward(&stacks, labels);
+            skips = Some(match skips {
+                Some(s) => s.add(&skip),
+                None => skip,
+            });
+            stacks = next;
+        }
+        let skips = skips.expect("at least one layer");
+        self.head[1].forward(&self.head[0].forward(&skips.relu()).relu())
+    }
+
+    /// Mean negative log-likelihood in nats per code of `codes` (a scalar tensor).
+    pub fn loss(&self, codes: &Tensor, labels: Option<&Tensor>) -> Tensor {
+        softmax::cross_entropy(&self.forward(codes, labels), codes).mean()
+    }
+}
+
+/// Format tag of prior checkpoints.
+const FORMAT: &str = "vqgpu.pixelcnn.1";
+
+impl PixelCnn {
+    /// Adds the parameters and the sizes to a checkpoint.
+    pub fn write_state(&self, ck: &mut Checkpoint) -> Result<()> {
+        self.params.save_into(ck, FlatBuffer::Values, "")?;
+        let c = &self.config;
+        ck.set("format", FORMAT);
+        ck.set("codes", c.codes);
+        ck.set("channels", c.channels);
+        ck.set("layers", c.layers);
+        ck.set("kernel", c.kernel);
+        ck.set("head", c.head);
+        ck.set("classes", c.classes);
+        Ok(())
+    }
+
+    /// The prior saved in `ck`.
+    pub fn from_checkpoint(gpu: &Gpu, ck: &Checkpoint) -> Result<Self> {
+        if ck.meta("format").ok() != Some(FORMAT) {
+            return Err(Error::Checkpoint {
+                path: ck.path.display().to_string(),
+                message: "is not a vqgpu PixelCNN prior checkpoint".into(),
+            });
+        }
+        let config = PixelCnnConfig {
+            codes: ck.meta_parse("codes")?,
+            channels: ck.meta_parse("channels")?,
+            layers: ck.meta_parse("layers")?,
+            kernel: ck.meta_parse("kernel")?,
+            head: ck.meta_parse("head")?,
+            classes: ck.meta_parse("classes")?,
+        };
+        let model = Self::new(gpu, config, 0)?;
+        model.params.load_from(ck, FlatBuffer::Values, "")?;
+        Ok(model)
+    }
+}

@@ -1,0 +1,232 @@
+//! The PixelCNN prior on the GPU: causality of the masked stacks, learning a code distribution,
+//! exact resume, and reproducible sampling.
+
+mod common;
+use common::*;
+use rand::Rng;
+use vqgpu::autograd;
+use vqgpu::checkpoint::Checkpoint;
+use vqgpu::data::CodeGrids;
+use vqgpu::models::pixelcnn::{PixelCnn, PixelCnnConfig};
+use vqgpu::sample::Prior;
+use vqgpu::train::{label_grid, PriorTrainer};
+
+fn config(codes: usize, layers: usize, kernel: usize, classes: usize) -> PixelCnnConfig {
+    PixelCnnConfig {
+        codes,
+        channels: 8,
+        layers,
+        kernel,
+        head: 16,
+        classes,
+    }
+}
+
+/// The logits at a position must not depend on the code there or at any later position in raster
+/// order, and must depend on the position just before it (so the check is not vacuous).
+#[test]
+fn logits_depend_only_on_earlier_positions() {
+    let gpu = gpu();
+    let mut rng = rng(21);
+    let (b, h, w, k) = (2, 5, 6, 7);
+    let n = h * w;
+    for (layers, kernel, classes) in [(1, 3, 0), (2, 3, 0), (3, 5, 0), (4, 3, 3), (2, 7, 0)] {
+        let what = format!("{layers} layers, kernel {kernel}, {classes} classes");
+        let model = PixelCnn::new(&gpu, config(k, layers, kernel, classes), 3).unwrap();
+        let _g = autograd::no_grad();
+        let labels = (classes > 0).then(|| upload(&gpu, &[b, h, w], &label_grid(&[2, 0], n)));
+        let logits_of = |codes: &[f32]| {
+            download(&model.forward(&upload(&gpu, &[b, h, w], codes), labels.as_ref()))
+        };
+        let codes: Vec<f32> = (0..b * n).map(|_| rng.random_range(0..k) as f32).collect();
+        let base = logits_of(&codes);
+        // logit of class c at (item, position)
+        let at = |l: &[f32], item: usize, c: usize, pos: usize| l[(item * k + c) * n + pos];
+        for p in 0..n {
+            // change every code at positions >= p, in both items
+            let mut changed = codes.clone();
+            for item in 0..b {
+                for q in p..n {
+                    let old = changed[item * n + q] as usize;
+                    changed[item * n + q] = ((old + 1 + rng.random_range(0..k - 1)) % k) as f32;
+                }
+            }
+            let after = logits_of(&changed);
+            for item in 0..b {
+                for pos in 0..p {
+                    for c in 0..k {
+                        assert_eq!(
+                            at(&after, item, c, pos),
+                            at(&base, item, c, pos),
+                            "{what}: logits at position {pos} changed with the codes from {p} on"
+                        );
+                    }
+                }
+            }
+            // the code at p must reach its right neighbour (horizontal stack) and the position
+            // below it (vertical stack)
+            let mut only_p = codes.clone();
+            only_p[p] = ((codes[p] as usize + 1) % k) as f32;
+            let moved = logits_of(&only_p);
+            let right = (p % w + 1 < w).then_some(p + 1);
+            let below = (p + w < n).then_some(p + w);
+            for q in right.into_iter().chain(below) {
+                assert!(
+                    (0..k).any(|c| at(&moved, 0, c, q) != at(&base, 0, c, q)),
+                    "{what}: position {q} does not see the code at {p}"
+                );
+            }
+        }
+    }
+}
+
+/// The code at (r, c) of a grid of class `class` starting with code `a`: class 0 steps by 2 to the
+/// right and by 1 down, class 1 by 1 to the right and by 3 down (mod K).
+fn rule(class: u32, a: usize, r: usize, c: usize, k: usize) -> usize {
+    match class {
+        0 => (a + r + 2 * c) % k,
+        _ => (a + 3 * r + c) % k,
+    }
+}
+
+/// 4x4 grids of random class and first code that follow [`rule`]: once the first code (and the
+/// class) is known the rest is determined, so the NLL can fall far below the unigram entropy.
+fn ruled_codes(
+    rng: &mut rand_chacha::ChaCha8Rng,
+    len: usize,
+    k: usize,
+    labelled: bool,
+) -> CodeGrids {
+    let (h, w) = (4, 4);
+    let mut codes = Vec::with_capacity(len * h * w);
+    let mut labels = Vec::with_capacity(len);
+    for _ in 0..len {
+        let class = rng.random_range(0..2u32);
+        let a = rng.random_range(0..k);
+        labels.push(class);
+        for r in 0..h {
+            for c in 0..w {
+                codes.push(rule(class, a, r, c, k) as f32);
+            }
+        }
+    }
+    CodeGrids {
+        codes,
+        len,
+        grid: [h, w],
+        codebook_size: k,
+        labels: labelled.then_some(labels),
+        classes: if labelled { 2 } else { 0 },
+    }
+}
+
+#[test]
+fn prior_learns_structured_codes_far_below_the_unigram_entropy() {
+    let gpu = gpu();
+    let mut rng = rng(22);
+    let k = 8;
+    let train = ruled_codes(&mut rng, 512, k, false);
+    let test = ruled_codes(&mut rng, 128, k, false);
+    let mut trainer = PriorTrainer::new(&gpu, config(k, 3, 3, 0), 1, 3e-3, 32, [4, 4]).unwrap();
+    let before = trainer.evaluate(&test, usize::MAX).unwrap();
+    for _ in 0..150 {
+        trainer.train_step(&train).unwrap();
+    }
+    let train_nll = trainer.take_train_nll().unwrap().unwrap();
+    let after = trainer.evaluate(&test, usize::MAX).unwrap();
+    let unigram = test.unigram_entropy();
+    assert!(
+        (unigram - (k as f64).ln()).abs() < 0.05,
+        "unigram {unigram}"
+    );
+    assert!(
+        (before - unigram).abs() < 0.5,
+        "an untrained prior should be near uniform: {before} vs {unigram}"
+    );
+    // the ideal model pays log K for the first code and log 2 (the class) for the second:
+    // (ln 8 + ln 2) / 16 = 0.17 nats per code
+    assert!(
+        after < 0.4 * unigram,
+        "test NLL {after} nats (train {train_nll}) not far below the unigram entropy {unigram}"
+    );
+}
+
+#[test]
+fn resuming_a_prior_continues_exactly() {
+    let gpu = gpu();
+    let mut rng = rng(23);
+    let data = ruled_codes(&mut rng, 100, 6, true);
+    let make = || PriorTrainer::new(&gpu, config(6, 2, 3, 2), 5, 1e-3, 16, [4, 4]).unwrap();
+    let mut straight = make();
+    for _ in 0..6 {
+        straight.train_step(&data).unwrap();
+    }
+    let mut first = make();
+    for _ in 0..3 {
+        first.train_step(&data).unwrap();
+    }
+    let dir = std::env::temp_dir().join(format!("vqgpu-prior-resume-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("prior.safetensors");
+    first.checkpoint().unwrap().save(&path).unwrap();
+    let mut resumed =
+        PriorTrainer::from_checkpoint(&gpu, &Checkpoint::load(&path).unwrap()).unwrap();
+    assert_eq!(resumed.step, 3);
+    for _ in 0..3 {
+        resumed.train_step(&data).unwrap();
+    }
+    let values = |t: &PriorTrainer| download(t.model.params.flat_buffers().0);
+    assert_eq!(
+        values(&resumed),
+        values(&straight),
+        "parameters differ after resume"
+    );
+    // the sampler loads the same model from the checkpoint
+    let prior = Prior::load(&gpu, &path).unwrap();
+    assert_eq!(prior.grid, [4, 4]);
+    assert_eq!(prior.model.config, config(6, 2, 3, 2));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn sampling_is_reproducible_and_follows_what_the_prior_learned() {
+    let gpu = gpu();
+    let mut rng = rng(24);
+    let k = 8;
+    let train = ruled_codes(&mut rng, 512, k, true);
+    let mut trainer = PriorTrainer::new(&gpu, config(k, 3, 3, 2), 2, 1e-2, 32, [4, 4]).unwrap();
+    for _ in 0..200 {
+        trainer.train_step(&train).unwrap();
+    }
+    let dir = std::env::temp_dir().join(format!("vqgpu-prior-sample-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("prior.safetensors");
+    trainer.checkpoint().unwrap().save(&path).unwrap();
+    let prior = Prior::load(&gpu, &path).unwrap();
+    let labels: Vec<u32> = (0..64).map(|i| (i % 2) as u32).collect();
+    let draw = |seed: u64, t: f32| -> Vec<f32> {
+        download(&prior.sample_codes(64, Some(&labels), t, seed).unwrap())
+    };
+    let a = draw(7, 1.0);
+    assert_eq!(a, draw(7, 1.0), "same seed, different samples");
+    assert_ne!(a, draw(8, 1.0), "different seeds, same samples");
+    // greedy decoding and samples should mostly follow their class's rule
+    for (grids, what) in [(draw(1, 0.0), "greedy"), (a, "T=1")] {
+        let follows = grids
+            .chunks(16)
+            .enumerate()
+            .filter(|(i, g)| {
+                (0..16).all(|p| g[p] as usize == rule(labels[*i], g[0] as usize, p / 4, p % 4, k))
+            })
+            .count();
+        assert!(
+            follows >= 48,
+            "{what}: only {follows} of 64 samples follow the rule of their class"
+        );
+    }
+    assert!(
+        Prior::sample_codes(&prior, 4, None, 1.0, 0).is_err(),
+        "a conditional prior needs classes"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
