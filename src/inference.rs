@@ -145,23 +145,24 @@ pub fn reconstruct(
     Ok((originals, recons))
 }
 
-/// Adds the code grids of every image of `data` to `out` as `{split}.codes` [N, H/4, W/4] (i32)
-/// and, where the dataset has labels, `{split}.labels` [N] (i32).
+/// Adds the code grids of the first `limit` images of `data` to `out` as `{split}.codes`
+/// [N, H/4, W/4] (i32) and, where the dataset has labels, `{split}.labels` [N] (i32).
 pub fn encode_into(
     out: &mut Checkpoint,
     split: &str,
     model: &mut VqVae,
     data: &dyn Dataset,
     batch: usize,
+    limit: usize,
 ) -> Result<()> {
     let mut codes_all: Vec<i32> = Vec::with_capacity(data.len() * 64);
     let mut grid = [0usize; 2];
-    for_each_batch(model, data, batch, usize::MAX, &mut |_, codes, _| {
+    for_each_batch(model, data, batch, limit, &mut |_, codes, _| {
         grid = [codes.dim(1), codes.dim(2)];
         codes_all.extend(codes.to_vec()?.iter().map(|&c| c as i32));
         Ok(())
     })?;
-    let n = data.len();
+    let n = data.len().min(limit);
     out.insert_i32(&format!("{split}.codes"), &[n, grid[0], grid[1]], codes_all);
     if data.classes().is_some() {
         let labels = (0..n).map(|i| data.label(i).unwrap_or(0) as i32).collect();

@@ -9,13 +9,15 @@ use std::path::PathBuf;
 use indicatif::{ProgressBar, ProgressStyle};
 use vqgpu::bench::{self, BenchConfig};
 use vqgpu::checkpoint::Checkpoint;
-use vqgpu::data::{self, pixel_variance, Split};
+use vqgpu::data::{self, pixel_variance, CodeGrids, Split};
 use vqgpu::gpu::{list_adapters, Backend};
 use vqgpu::inference;
+use vqgpu::models::pixelcnn::PixelCnnConfig;
 use vqgpu::models::quantizer::CodebookUpdate;
 use vqgpu::models::vqvae::VqVaeConfig;
 use vqgpu::ops::ema::EmaConfig;
-use vqgpu::train::{self, TrainOptions, VqVaeTrainer};
+use vqgpu::sample::Prior;
+use vqgpu::train::{self, PriorTrainer, TrainOptions, VqVaeTrainer};
 use vqgpu::{Gpu, GpuOptions, Result};
 
 #[derive(Parser)]
@@ -92,6 +94,11 @@ enum Command {
         #[arg(long, default_value = "reconstructions.png")]
         out: PathBuf,
     },
+    /// Draw new images: code grids from a PixelCNN prior, decoded by the VQ-VAE, as a PNG grid
+    Sample(SampleArgs),
+    /// The whole two-stage model in one command: train a VQ-VAE, encode the dataset, train the
+    /// PixelCNN prior on the codes, sample. Defaults finish on `shapes` in minutes on a CPU driver
+    Pipeline(Box<PipelineArgs>),
     /// Encode the train and test splits into code grids (i32 safetensors) for the prior
     Encode {
         /// VQ-VAE checkpoint (checkpoint.safetensors of a training run)
@@ -102,6 +109,9 @@ enum Command {
         /// Images per forward pass
         #[arg(long, default_value_t = 64)]
         batch: usize,
+        /// Encode at most this many images of each split
+        #[arg(long, default_value_t = usize::MAX)]
+        limit: usize,
         /// Output file
         #[arg(long, default_value = "codes.safetensors")]
         out: PathBuf,
@@ -172,6 +182,7 @@ fn encode(
     checkpoint: &std::path::Path,
     data: &DataArgs,
     batch: usize,
+    limit: usize,
     out: &std::path::Path,
 ) -> Result<()> {
     let gpu = Gpu::new(options)?;
@@ -179,8 +190,8 @@ fn encode(
     let mut codes = Checkpoint::default();
     for (name, split) in [("train", Split::Train), ("test", Split::Test)] {
         let images = data.open(split)?;
-        eprintln!("encoding {} {name} images", images.len());
-        inference::encode_into(&mut codes, name, &mut model, images.as_ref(), batch)?;
+        eprintln!("encoding {} {name} images", images.len().min(limit));
+        inference::encode_into(&mut codes, name, &mut model, images.as_ref(), batch, limit)?;
     }
     codes.set("format", data::CODES_FORMAT);
     codes.set("codebook_size", model.config.codebook_size);
@@ -198,10 +209,363 @@ fn encode(
 enum TrainCommand {
     /// Train a VQ-VAE (DESIGN.md section 6) on a dataset
     Vqvae(Box<TrainVqVaeArgs>),
+    /// Train a Gated PixelCNN prior on code grids written by `vqgpu encode`
+    Prior(Box<TrainPriorArgs>),
+}
+
+#[derive(Args, Clone)]
+struct TrainPriorArgs {
+    /// Code file written by `vqgpu encode` (train and test splits)
+    #[arg(long)]
+    codes: PathBuf,
+    /// Total training steps
+    #[arg(long, default_value_t = 2000)]
+    steps: u64,
+    /// Code grids per step
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// Adam learning rate
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f32,
+    /// Seed of the initialisation and the data order
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Output directory (metrics.csv, curves.png, checkpoint.safetensors)
+    #[arg(long, default_value = "runs/prior")]
+    out: PathBuf,
+    /// Continue the run saved in this directory (its model and optimizer settings are used)
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// Read back the train NLL and measure the test NLL every N steps
+    #[arg(long, default_value_t = 100)]
+    log_every: u64,
+    /// Write a checkpoint every N steps
+    #[arg(long, default_value_t = 500)]
+    save_every: u64,
+    /// Test grids used for the NLL at each log (all of them at the end)
+    #[arg(long, default_value_t = 1000)]
+    eval_grids: usize,
+    /// Channels of the vertical and horizontal stacks
+    #[arg(long, default_value_t = 64)]
+    channels: usize,
+    /// Gated residual layers
+    #[arg(long, default_value_t = 10)]
+    layers: usize,
+    /// Side of the masked kernels (3, 5 or 7)
+    #[arg(long, default_value_t = 3)]
+    kernel: usize,
+    /// Channels of the output head's hidden 1x1 conv
+    #[arg(long, default_value_t = 256)]
+    head: usize,
+    /// Condition on the class labels stored in the code file (a learned per-class bias)
+    #[arg(long)]
+    conditional: bool,
+}
+
+fn train_prior(options: &GpuOptions, args: &TrainPriorArgs) -> Result<()> {
+    let gpu = Gpu::new(options)?;
+    let file = Checkpoint::load(&args.codes)?;
+    let train = CodeGrids::from_checkpoint(&file, "train")?;
+    let test = CodeGrids::from_checkpoint(&file, "test")?;
+    let mut trainer = match &args.resume {
+        Some(dir) => {
+            let ck = Checkpoint::load(&dir.join(train::CHECKPOINT_FILE))?;
+            let t = PriorTrainer::from_checkpoint(&gpu, &ck)?;
+            eprintln!("resuming {} at step {}", dir.display(), t.step);
+            t
+        }
+        None => {
+            if args.conditional && train.labels.is_none() {
+                return Err(vqgpu::Error::InvalidArgument(format!(
+                    "--conditional needs labels, and {} has none",
+                    args.codes.display()
+                )));
+            }
+            let config = PixelCnnConfig {
+                codes: train.codebook_size,
+                channels: args.channels,
+                layers: args.layers,
+                kernel: args.kernel,
+                head: args.head,
+                classes: if args.conditional { train.classes } else { 0 },
+            };
+            PriorTrainer::new(&gpu, config, args.seed, args.lr, args.batch, train.grid)?
+        }
+    };
+    check_steps(args.steps, trainer.step)?;
+    let opts = TrainOptions {
+        steps: args.steps,
+        batch: trainer.batch,
+        lr: trainer.adam.hyper.lr,
+        seed: trainer.seed,
+        out: args.out.clone(),
+        log_every: args.log_every,
+        sample_every: 0,
+        save_every: args.save_every,
+    };
+    let k = train.codebook_size as f64;
+    let unigram = train.unigram_entropy();
+    eprintln!(
+        "adapter: {}; {} parameters; {} train / {} test grids of {}x{} codes (K = {}{}); {} steps of {} into {}",
+        gpu.adapter_name(),
+        trainer.model.params.count(),
+        train.len,
+        test.len,
+        train.grid[0],
+        train.grid[1],
+        train.codebook_size,
+        match trainer.model.config.classes {
+            0 => String::new(),
+            c => format!(", conditional on {c} classes"),
+        },
+        opts.steps,
+        opts.batch,
+        opts.out.display()
+    );
+    eprintln!(
+        "baselines: uniform log K = {:.4} nats ({:.3} bits); unigram entropy of the train codes = {unigram:.4} nats ({:.3} bits)",
+        k.ln(),
+        train::bits(k.ln()),
+        train::bits(unigram)
+    );
+    let bar = progress_bar(trainer.step, opts.steps);
+    let result = train::run_prior(
+        &mut trainer,
+        &train,
+        &test,
+        args.eval_grids,
+        &opts,
+        &mut |m, rate| {
+            let line = format!(
+            "step {} train NLL {:.4} nats ({:.3} bits) test {:.4} nats ({:.3} bits) | {:.0} grids/s",
+            m.step,
+            m.train_nll,
+            train::bits(m.train_nll),
+            m.test_nll,
+            train::bits(m.test_nll),
+            rate
+        );
+            show_progress(&bar, m.step, line);
+        },
+    );
+    bar.finish();
+    result?;
+    let test_nll = trainer.evaluate(&test, usize::MAX)?;
+    println!(
+        "test NLL over all {} grids: {test_nll:.4} nats = {:.3} bits per code (uniform {:.3} bits, unigram {:.3} bits)",
+        test.len,
+        train::bits(test_nll),
+        train::bits(k.ln()),
+        train::bits(unigram)
+    );
+    eprintln!("done: {}", opts.out.display());
+    Ok(())
+}
+
+#[derive(Args, Clone)]
+struct SampleArgs {
+    /// VQ-VAE checkpoint whose codes trained the prior
+    #[arg(long)]
+    vqvae: PathBuf,
+    /// Prior checkpoint (checkpoint.safetensors of `train prior`)
+    #[arg(long)]
+    prior: PathBuf,
+    /// Images to draw (a conditional prior without --class: rounded up to whole rows, one per class)
+    #[arg(long, default_value_t = 64)]
+    count: usize,
+    /// Softmax temperature (0: the most likely code at every step)
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f32,
+    /// Class of every sample (conditional priors; default: one row per class)
+    #[arg(long)]
+    class: Option<u32>,
+    /// Seed of the sampling RNG
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Output PNG
+    #[arg(long, default_value = "samples.png")]
+    out: PathBuf,
+}
+
+fn sample(options: &GpuOptions, args: &SampleArgs) -> Result<()> {
+    let gpu = Gpu::new(options)?;
+    let vqvae = inference::load_vqvae(&gpu, &args.vqvae)?;
+    let prior = Prior::load(&gpu, &args.prior)?;
+    if !(args.temperature >= 0.0 && args.temperature.is_finite()) {
+        return Err(vqgpu::Error::InvalidArgument(format!(
+            "--temperature must be a number >= 0, got {}",
+            args.temperature
+        )));
+    }
+    let classes = prior.model.config.classes;
+    let (count, labels, columns) = match (classes, args.class) {
+        (0, None) => (args.count, None, 8.min(args.count)),
+        (0, Some(_)) => {
+            return Err(vqgpu::Error::InvalidArgument(
+                "--class needs a prior trained with --conditional".into(),
+            ))
+        }
+        (c, Some(class)) => {
+            if class as usize >= c {
+                return Err(vqgpu::Error::InvalidArgument(format!(
+                    "--class must be below {c}, got {class}"
+                )));
+            }
+            (args.count, Some(vec![class; args.count]), 8.min(args.count))
+        }
+        (c, None) => {
+            let per_class = args.count.div_ceil(c).max(1);
+            let labels: Vec<u32> = (0..c * per_class).map(|i| (i / per_class) as u32).collect();
+            (labels.len(), Some(labels), per_class)
+        }
+    };
+    let start = std::time::Instant::now();
+    let codes = prior.sample_codes(count, labels.as_deref(), args.temperature, args.seed)?;
+    let images = vqgpu::sample::decode(&vqvae, &prior, &codes)?;
+    let seconds = start.elapsed().as_secs_f64();
+    let [h, w] = prior.grid;
+    let shape = [vqvae.config.in_channels, h * 4, w * 4];
+    vqgpu::grid::save_grid(&args.out, &images, shape, columns)?;
+    println!(
+        "adapter: {}; {count} samples of {}x{} codes in {seconds:.2} s ({:.1} samples/s, {} forward passes); wrote {}",
+        gpu.adapter_name(),
+        h,
+        w,
+        count as f64 / seconds,
+        h * w,
+        args.out.display()
+    );
+    Ok(())
+}
+
+#[derive(Args)]
+struct PipelineArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Output directory: vqvae/, codes.safetensors, prior/, samples.png
+    #[arg(long, default_value = "runs/pipeline")]
+    out: PathBuf,
+    /// Seed of both models, the data order and the samples
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// VQ-VAE training steps
+    #[arg(long, default_value_t = 700)]
+    vqvae_steps: u64,
+    /// VQ-VAE trunk channels
+    #[arg(long, default_value_t = 32)]
+    hidden: usize,
+    /// VQ-VAE codebook size K
+    #[arg(long, default_value_t = 64)]
+    codebook_size: usize,
+    /// VQ-VAE code dimension D
+    #[arg(long, default_value_t = 16)]
+    code_dim: usize,
+    /// Prior training steps
+    #[arg(long, default_value_t = 300)]
+    prior_steps: u64,
+    /// Prior channels
+    #[arg(long, default_value_t = 32)]
+    channels: usize,
+    /// Prior gated layers
+    #[arg(long, default_value_t = 5)]
+    layers: usize,
+    /// Images of each split encoded for the prior
+    #[arg(long, default_value_t = 4000)]
+    encode_limit: usize,
+    /// Images to sample
+    #[arg(long, default_value_t = 64)]
+    count: usize,
+    /// Sampling temperature
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f32,
+}
+
+fn pipeline(options: &GpuOptions, args: &PipelineArgs) -> Result<()> {
+    let start = std::time::Instant::now();
+    let stage = |n: usize, what: &str| {
+        eprintln!(
+            "== [{n}/4] {what} ({:.0} s elapsed)",
+            start.elapsed().as_secs_f64()
+        )
+    };
+    let vqvae_dir = args.out.join("vqvae");
+    let codes = args.out.join("codes.safetensors");
+    let prior_dir = args.out.join("prior");
+    stage(1, "train the VQ-VAE");
+    let vqvae = TrainVqVaeArgs {
+        data: args.data.clone(),
+        steps: args.vqvae_steps,
+        batch: 32,
+        lr: 2e-3,
+        seed: args.seed,
+        out: vqvae_dir.clone(),
+        resume: None,
+        log_every: 50,
+        sample_every: args.vqvae_steps,
+        save_every: 500,
+        hidden: args.hidden,
+        res_hidden: 16,
+        res_layers: 1,
+        codebook_size: args.codebook_size,
+        code_dim: args.code_dim,
+        beta: 0.25,
+        quantizer: "ema".into(),
+        restart_dead_codes: 20,
+    };
+    train_vqvae(options, &vqvae)?;
+    let vqvae_checkpoint = vqvae_dir.join(train::CHECKPOINT_FILE);
+    stage(2, "encode the dataset into code grids");
+    encode(
+        options,
+        &vqvae_checkpoint,
+        &args.data,
+        128,
+        args.encode_limit,
+        &codes,
+    )?;
+    stage(3, "train the PixelCNN prior");
+    let conditional = args.data.open(Split::Train)?.classes().is_some();
+    let prior = TrainPriorArgs {
+        codes,
+        steps: args.prior_steps,
+        batch: 32,
+        lr: 2e-3,
+        seed: args.seed,
+        out: prior_dir.clone(),
+        resume: None,
+        log_every: 100,
+        save_every: 500,
+        eval_grids: 250,
+        channels: args.channels,
+        layers: args.layers,
+        kernel: 3,
+        head: 64,
+        conditional,
+    };
+    train_prior(options, &prior)?;
+    stage(4, "sample");
+    sample(
+        options,
+        &SampleArgs {
+            vqvae: vqvae_checkpoint,
+            prior: prior_dir.join(train::CHECKPOINT_FILE),
+            count: args.count,
+            temperature: args.temperature,
+            class: None,
+            seed: args.seed,
+            out: args.out.join("samples.png"),
+        },
+    )?;
+    eprintln!(
+        "pipeline done in {:.0} s: {}",
+        start.elapsed().as_secs_f64(),
+        args.out.display()
+    );
+    Ok(())
 }
 
 /// Which images to use.
-#[derive(Args)]
+#[derive(Args, Clone)]
 struct DataArgs {
     /// Dataset: shapes (built in), mnist, fashion-mnist, cifar10 or folder
     #[arg(long, default_value = "shapes")]
@@ -335,17 +699,7 @@ fn train_vqvae(options: &GpuOptions, args: &TrainVqVaeArgs) -> Result<()> {
             trainer.image_shape
         )));
     }
-    if args.steps == 0 {
-        return Err(vqgpu::Error::InvalidArgument(
-            "--steps must be at least 1".into(),
-        ));
-    }
-    if trainer.step >= args.steps {
-        return Err(vqgpu::Error::InvalidArgument(format!(
-            "the checkpoint is already at step {}; pass a larger --steps to continue",
-            trainer.step
-        )));
-    }
+    check_steps(args.steps, trainer.step)?;
     let opts = TrainOptions {
         steps: args.steps,
         batch: trainer.batch,
@@ -377,17 +731,37 @@ fn train_vqvae(options: &GpuOptions, args: &TrainVqVaeArgs) -> Result<()> {
             m.restarts,
             rate
         );
-        bar.set_position(m.step);
-        if bar.is_hidden() {
-            eprintln!("{line}");
-        } else {
-            bar.set_message(line);
-        }
+        show_progress(&bar, m.step, line);
     });
     bar.finish();
     result?;
     eprintln!("done: {}", opts.out.display());
     Ok(())
+}
+
+/// Refuses `--steps 0` and a `--steps` the resumed checkpoint has already reached.
+fn check_steps(steps: u64, reached: u64) -> Result<()> {
+    if steps == 0 {
+        return Err(vqgpu::Error::InvalidArgument(
+            "--steps must be at least 1".into(),
+        ));
+    }
+    if reached >= steps {
+        return Err(vqgpu::Error::InvalidArgument(format!(
+            "the checkpoint is already at step {reached}; pass a larger --steps to continue"
+        )));
+    }
+    Ok(())
+}
+
+/// Moves the bar to `step` with `line` as its message, or prints `line` when there is no terminal.
+fn show_progress(bar: &ProgressBar, step: u64, line: String) {
+    bar.set_position(step);
+    if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.set_message(line);
+    }
 }
 
 fn progress_bar(position: u64, total: u64) -> ProgressBar {
@@ -643,10 +1017,14 @@ fn run(cli: Cli) -> Result<()> {
             checkpoint,
             data,
             batch,
+            limit,
             out,
-        } => encode(&options, &checkpoint, &data, batch, &out),
+        } => encode(&options, &checkpoint, &data, batch, limit, &out),
+        Command::Sample(args) => sample(&options, &args),
+        Command::Pipeline(args) => pipeline(&options, &args),
         Command::Train { what } => match what {
             TrainCommand::Vqvae(args) => train_vqvae(&options, &args),
+            TrainCommand::Prior(args) => train_prior(&options, &args),
         },
         Command::Bench { what } => match what {
             BenchCommand::Kernels {

@@ -230,3 +230,66 @@ fn sampling_is_reproducible_and_follows_what_the_prior_learned() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn bad_code_files_and_mismatched_models_are_refused_with_clear_errors() {
+    let gpu = gpu();
+    let mut file = Checkpoint::default();
+    file.insert_i32("train.codes", &[2, 2, 2], vec![0, 1, 2, 3, 3, 2, 1, 0]);
+    file.insert_i32("train.labels", &[2], vec![0, 1]);
+    file.set("codebook_size", 4);
+    file.set("classes", 2);
+    let error = |ck: &Checkpoint| {
+        CodeGrids::from_checkpoint(ck, "train")
+            .unwrap_err()
+            .to_string()
+    };
+    assert!(error(&file).contains("not a code file"), "{}", error(&file));
+    file.set("format", vqgpu::data::CODES_FORMAT);
+    let good = CodeGrids::from_checkpoint(&file, "train").unwrap();
+    assert_eq!((good.len, good.grid, good.classes), (2, [2, 2], 2));
+    assert!(
+        CodeGrids::from_checkpoint(&file, "test").is_err(),
+        "a missing split was accepted"
+    );
+    let mut out_of_range = file.clone();
+    out_of_range.set("codebook_size", 3);
+    assert!(
+        error(&out_of_range).contains("outside the codebook"),
+        "{}",
+        error(&out_of_range)
+    );
+    let mut bad_labels = file.clone();
+    bad_labels.insert_i32("train.labels", &[2], vec![0, 2]);
+    assert!(
+        error(&bad_labels).contains("labels"),
+        "{}",
+        error(&bad_labels)
+    );
+    // a prior built for other grids, codes or without the labels it needs
+    let trainer = PriorTrainer::new(&gpu, config(4, 1, 3, 0), 0, 1e-3, 2, [3, 3]).unwrap();
+    assert!(trainer
+        .check_data(&good)
+        .unwrap_err()
+        .to_string()
+        .contains("grids"));
+    let conditional = PriorTrainer::new(&gpu, config(4, 1, 3, 3), 0, 1e-3, 2, [2, 2]).unwrap();
+    let unlabelled = CodeGrids {
+        labels: None,
+        classes: 0,
+        ..good.clone()
+    };
+    assert!(conditional
+        .check_data(&unlabelled)
+        .unwrap_err()
+        .to_string()
+        .contains("no labels"));
+    assert!(
+        PixelCnn::new(&gpu, config(4, 1, 4, 0), 0).is_err(),
+        "even kernel accepted"
+    );
+    assert!(
+        PixelCnn::new(&gpu, config(0, 1, 3, 0), 0).is_err(),
+        "zero codes accepted"
+    );
+}

@@ -270,7 +270,8 @@ fn evaluation_reconstruction_and_encoding_agree_with_the_model() {
     // encoding: [N, 8, 8] codes in range, labels, and the same codes as a direct forward pass
     let mut codes = Checkpoint::default();
     let subset = vqgpu::data::Shapes::new(2, Split::Test);
-    vqgpu::inference::encode_into(&mut codes, "test", &mut model, &subset, 500).unwrap();
+    vqgpu::inference::encode_into(&mut codes, "test", &mut model, &subset, 500, usize::MAX)
+        .unwrap();
     let (shape, values) = codes.get_i32("test.codes").unwrap();
     assert_eq!(shape, &[2000, 8, 8]);
     assert!(values.iter().all(|&c| (0..16).contains(&c)));
