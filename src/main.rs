@@ -461,7 +461,7 @@ struct PipelineArgs {
     #[arg(long, default_value_t = 16)]
     code_dim: usize,
     /// Prior training steps
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 600)]
     prior_steps: u64,
     /// Prior channels
     #[arg(long, default_value_t = 32)]
@@ -528,7 +528,7 @@ fn pipeline(options: &GpuOptions, args: &PipelineArgs) -> Result<()> {
     let prior = TrainPriorArgs {
         codes,
         steps: args.prior_steps,
-        batch: 32,
+        batch: 16,
         lr: 2e-3,
         seed: args.seed,
         out: prior_dir.clone(),

@@ -23,11 +23,13 @@ pub enum Family {
     Ema,
     /// `softmax.wgsl`: log-softmax cross-entropy over classes, its gradient, Gumbel-max sampling.
     Softmax,
+    /// `latent.wgsl`: Gaussian noise, input corruption, reparameterization, KL, Bernoulli cross-entropy.
+    Latent,
 }
 
 impl Family {
     /// Every family, for tests and pre-compilation.
-    pub const ALL: [Family; 8] = [
+    pub const ALL: [Family; 9] = [
         Family::Elementwise,
         Family::Gemm,
         Family::Conv2d,
@@ -36,6 +38,7 @@ impl Family {
         Family::Vq,
         Family::Ema,
         Family::Softmax,
+        Family::Latent,
     ];
 
     /// The WGSL source.
@@ -49,6 +52,7 @@ impl Family {
             Family::Vq => include_str!("../../shaders/vq.wgsl"),
             Family::Ema => include_str!("../../shaders/ema.wgsl"),
             Family::Softmax => include_str!("../../shaders/softmax.wgsl"),
+            Family::Latent => include_str!("../../shaders/latent.wgsl"),
         }
     }
 
@@ -63,6 +67,7 @@ impl Family {
             Family::Vq => "vq.wgsl",
             Family::Ema => "ema.wgsl",
             Family::Softmax => "softmax.wgsl",
+            Family::Latent => "latent.wgsl",
         }
     }
 }

@@ -5,6 +5,7 @@ pub mod conv;
 pub mod elementwise;
 pub mod ema;
 pub mod gemm;
+pub mod latent;
 pub mod reduce;
 pub mod softmax;
 pub mod vq;
