@@ -2,4 +2,5 @@
 
 pub mod pixelcnn;
 pub mod quantizer;
+pub mod trunk;
 pub mod vqvae;

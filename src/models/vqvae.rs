@@ -5,8 +5,9 @@ use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::models::quantizer::{CodebookUpdate, Quantized, VectorQuantizer};
-use crate::nn::{Conv2d, ConvTranspose2d, FlatBuffer, ParamStore, ResidualStack};
-use crate::ops::conv::{Conv2dOptions, ConvTranspose2dOptions};
+use crate::models::trunk::{ConvDecoder, ConvEncoder};
+use crate::nn::{Conv2d, FlatBuffer, ParamStore};
+use crate::ops::conv::Conv2dOptions;
 use crate::ops::ema::EmaConfig;
 use crate::ops::vq;
 use crate::tensor::Tensor;
@@ -103,12 +104,9 @@ pub struct VqVae {
     pub params: ParamStore,
     /// The quantizer (its codebook is in `params`).
     pub quantizer: VectorQuantizer,
-    enc: [Conv2d; 3],
-    enc_stack: ResidualStack,
+    encoder: ConvEncoder,
     pre_quantization: Conv2d,
-    dec_in: ConvTranspose2d,
-    dec_stack: ResidualStack,
-    dec_up: [ConvTranspose2d; 2],
+    decoder: ConvDecoder,
 }
 
 impl VqVae {
@@ -122,21 +120,7 @@ impl VqVae {
             config.res_layers,
         );
         let mut ps = ParamStore::new(gpu, seed);
-        let down = Conv2dOptions::new(2, 1);
-        let enc = [
-            Conv2d::new(&mut ps, "encoder.0", c, h / 2, (4, 4), down, true),
-            Conv2d::new(&mut ps, "encoder.2", h / 2, h, (4, 4), down, true),
-            Conv2d::new(
-                &mut ps,
-                "encoder.4",
-                h,
-                h,
-                (3, 3),
-                Conv2dOptions::new(1, 1),
-                true,
-            ),
-        ];
-        let enc_stack = ResidualStack::new(&mut ps, "encoder.5", h, rh, n);
+        let encoder = ConvEncoder::new(&mut ps, c, h, rh, n);
         let pre_quantization = Conv2d::new(
             &mut ps,
             "pre_quantization",
@@ -154,32 +138,15 @@ impl VqVae {
             config.beta,
             config.update,
         );
-        let up = ConvTranspose2dOptions::new(2, 1, 0);
-        let dec_in = ConvTranspose2d::new(
-            &mut ps,
-            "decoder.0",
-            config.code_dim,
-            h,
-            (3, 3),
-            ConvTranspose2dOptions::new(1, 1, 0),
-            true,
-        );
-        let dec_stack = ResidualStack::new(&mut ps, "decoder.1", h, rh, n);
-        let dec_up = [
-            ConvTranspose2d::new(&mut ps, "decoder.2", h, h / 2, (4, 4), up, true),
-            ConvTranspose2d::new(&mut ps, "decoder.4", h / 2, c, (4, 4), up, true),
-        ];
+        let decoder = ConvDecoder::new(&mut ps, config.code_dim, h, rh, n, c);
         ps.finalize()?;
         let mut model = Self {
             config,
             params: ps,
             quantizer,
-            enc,
-            enc_stack,
+            encoder,
             pre_quantization,
-            dec_in,
-            dec_stack,
-            dec_up,
+            decoder,
         };
         model.quantizer.init_state();
         Ok(model)
@@ -187,17 +154,12 @@ impl VqVae {
 
     /// The encoder output before quantization, z [B, D, H/4, W/4].
     pub fn encode(&self, x: &Tensor) -> Tensor {
-        let h = self.enc[0].forward(x).relu();
-        let h = self.enc[1].forward(&h).relu();
-        let h = self.enc_stack.forward(&self.enc[2].forward(&h));
-        self.pre_quantization.forward(&h)
+        self.pre_quantization.forward(&self.encoder.forward(x))
     }
 
     /// The decoder applied to code vectors z_q [B, D, H/4, W/4].
     pub fn decode(&self, z_q: &Tensor) -> Tensor {
-        let h = self.dec_stack.forward(&self.dec_in.forward(z_q));
-        let h = self.dec_up[0].forward(&h).relu();
-        self.dec_up[1].forward(&h)
+        self.decoder.forward(z_q)
     }
 
     /// Decodes a grid of codes [B, H, W] into images.
