@@ -1,0 +1,311 @@
+//! The VQ-VAE's simpler relatives on the same conv encoder and decoder: a plain autoencoder, a
+//! denoising autoencoder (input corrupted on the GPU) and a VAE (reparameterization with GPU
+//! noise, KL term), with a spatial (1x1 conv) or flat (Linear) bottleneck.
+
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::models::trunk::{ConvDecoder, ConvEncoder};
+use crate::nn::{Conv2d, Linear, ParamStore};
+use crate::ops::conv::Conv2dOptions;
+use crate::ops::{elementwise, latent, reduce};
+use crate::tensor::Tensor;
+
+/// Where the code lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bottleneck {
+    /// `channels` latent maps of H/4 x W/4 (a 1x1 conv in and out of the trunk).
+    Spatial {
+        /// Latent channels.
+        channels: usize,
+    },
+    /// A `dim`-vector per image (Linear layers in and out of the trunk).
+    Flat {
+        /// Latent dimension.
+        dim: usize,
+    },
+}
+
+/// How a denoising autoencoder corrupts its input.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Corruption {
+    /// Each pixel is set to black with this probability.
+    Mask(f32),
+    /// Gaussian noise of this standard deviation (in [0, 1] pixel units) is added.
+    Gaussian(f32),
+}
+
+/// The VAE's reconstruction likelihood.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recon {
+    /// Gaussian with the data variance: squared error / (2 variance) per pixel.
+    Mse,
+    /// Bernoulli on pixel intensities in [0, 1]: the decoder gives logits.
+    Bce,
+}
+
+/// Which model of the family.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum AeKind {
+    /// Reconstruction loss only.
+    Plain,
+    /// Reconstructs the clean image from a corrupted one.
+    Denoising(Corruption),
+    /// Encoder gives mean and log-variance; loss = reconstruction NLL + beta * KL.
+    Variational {
+        /// Weight of the KL term.
+        beta: f32,
+        /// Likelihood of the reconstruction.
+        recon: Recon,
+    },
+}
+
+/// Every size of the model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AutoencoderConfig {
+    /// Image (channels, height, width); height and width multiples of 4.
+    pub image_shape: [usize; 3],
+    /// Trunk channels h.
+    pub hidden: usize,
+    /// Channels inside a residual layer.
+    pub res_hidden: usize,
+    /// Residual layers per stack.
+    pub res_layers: usize,
+    /// The bottleneck.
+    pub bottleneck: Bottleneck,
+    /// AE, DAE or VAE.
+    pub kind: AeKind,
+}
+
+impl AutoencoderConfig {
+    /// Checks sizes a user can get wrong, with a message that names the flag.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::InvalidArgument(m));
+        let [c, h, w] = self.image_shape;
+        if c == 0 || h < 4 || w < 4 || !h.is_multiple_of(4) || !w.is_multiple_of(4) {
+            return bad(format!(
+                "images of {c}x{h}x{w} do not fit the model (sides multiples of 4)"
+            ));
+        }
+        if self.hidden < 2 || !self.hidden.is_multiple_of(2) || self.res_hidden == 0 {
+            return bad("--hidden must be even and >= 2, --res-hidden positive".into());
+        }
+        let latent = match self.bottleneck {
+            Bottleneck::Spatial { channels } => channels,
+            Bottleneck::Flat { dim } => dim,
+        };
+        if latent == 0 {
+            return bad("the latent size must be positive".into());
+        }
+        match self.kind {
+            AeKind::Denoising(Corruption::Mask(p)) if !(0.0..1.0).contains(&p) => {
+                bad(format!("--mask-prob must be in [0, 1), got {p}"))
+            }
+            AeKind::Denoising(Corruption::Gaussian(s)) if !(s >= 0.0 && s.is_finite()) => {
+                bad(format!("--noise-std must be >= 0, got {s}"))
+            }
+            AeKind::Variational { beta, .. } if !(beta >= 0.0 && beta.is_finite()) => {
+                bad(format!("--beta must be >= 0, got {beta}"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn latent_size(&self) -> usize {
+        match self.bottleneck {
+            Bottleneck::Spatial { channels } => channels,
+            Bottleneck::Flat { dim } => dim,
+        }
+    }
+
+    fn variational(&self) -> bool {
+        matches!(self.kind, AeKind::Variational { .. })
+    }
+}
+
+/// Into and out of the latent.
+enum Latent {
+    Spatial { to: Conv2d },
+    Flat { to: Linear, from: Linear },
+}
+
+/// What one forward pass produces; every loss is a [1] tensor averaged over the batch.
+pub struct AeOutput {
+    /// The reconstruction in model units ([-0.5, 0.5] pixels).
+    pub recon: Tensor,
+    /// The loss that is minimised.
+    pub loss: Tensor,
+    /// Mean squared error of the reconstruction against the clean input (model units).
+    pub mse: Tensor,
+    /// VAE: reconstruction NLL per image in nats (without the constant of a Gaussian).
+    pub recon_nll: Option<Tensor>,
+    /// VAE: KL divergence per image in nats.
+    pub kl: Option<Tensor>,
+}
+
+/// AE, denoising AE or VAE on the DESIGN.md section 6 encoder and decoder.
+pub struct Autoencoder {
+    /// The configuration.
+    pub config: AutoencoderConfig,
+    /// All parameters.
+    pub params: ParamStore,
+    encoder: ConvEncoder,
+    latent: Latent,
+    decoder: ConvDecoder,
+}
+
+impl Autoencoder {
+    /// Builds the model with parameters drawn from `seed`. Parameters: `encoder.*` and `decoder.*`
+    /// as in the VQ-VAE, `to_latent.*` (and `from_latent.*` for a flat bottleneck).
+    pub fn new(gpu: &Gpu, config: AutoencoderConfig, seed: u64) -> Result<Self> {
+        config.validate()?;
+        let [c, h, w] = config.image_shape;
+        let (hid, rh, n) = (config.hidden, config.res_hidden, config.res_layers);
+        let size = config.latent_size();
+        // a VAE's encoder gives means and log-variances
+        let stats = if config.variational() { 2 * size } else { size };
+        let mut ps = ParamStore::new(gpu, seed);
+        let encoder = ConvEncoder::new(&mut ps, c, hid, rh, n);
+        let (latent, decoder_in) = match config.bottleneck {
+            Bottleneck::Spatial { .. } => (
+                Latent::Spatial {
+                    to: Conv2d::new(
+                        &mut ps,
+                        "to_latent",
+                        hid,
+                        stats,
+                        (1, 1),
+                        Conv2dOptions::default(),
+                        true,
+                    ),
+                },
+                size,
+            ),
+            Bottleneck::Flat { .. } => {
+                let features = hid * (h / 4) * (w / 4);
+                (
+                    Latent::Flat {
+                        to: Linear::new(&mut ps, "to_latent", features, stats, true),
+                        from: Linear::new(&mut ps, "from_latent", size, features, true),
+                    },
+                    hid,
+                )
+            }
+        };
+        let decoder = ConvDecoder::new(&mut ps, decoder_in, hid, rh, n, c);
+        ps.finalize()?;
+        Ok(Self {
+            config,
+            params: ps,
+            encoder,
+            latent,
+            decoder,
+        })
+    }
+
+    /// The encoder's output for x [B, C, H, W]: the code (AE, DAE), or the means followed by the
+    /// log-variances along dim 1 (VAE). [B, L or 2L, H/4, W/4] spatial, [B, L or 2L] flat.
+    pub fn encode(&self, x: &Tensor) -> Tensor {
+        let features = self.encoder.forward(x);
+        match &self.latent {
+            Latent::Spatial { to } => to.forward(&features),
+            Latent::Flat { to, .. } => {
+                let b = features.dim(0);
+                to.forward(&features.reshape(&[b, features.numel() / b]))
+            }
+        }
+    }
+
+    /// The decoder's output for codes z ([B, L, H/4, W/4] or [B, L]): images in model units, or
+    /// logits for a Bernoulli VAE.
+    pub fn decode_raw(&self, z: &Tensor) -> Tensor {
+        match &self.latent {
+            Latent::Spatial { .. } => self.decoder.forward(z),
+            Latent::Flat { from, .. } => {
+                let [_, h, w] = self.config.image_shape;
+                let b = z.dim(0);
+                let t = from
+                    .forward(z)
+                    .reshape(&[b, self.config.hidden, h / 4, w / 4]);
+                self.decoder.forward(&t)
+            }
+        }
+    }
+
+    /// Decodes codes into images in model units ([-0.5, 0.5] pixels).
+    pub fn decode(&self, z: &Tensor) -> Tensor {
+        let raw = self.decode_raw(z);
+        match self.config.kind {
+            AeKind::Variational {
+                recon: Recon::Bce, ..
+            } => to_model_units(&raw.sigmoid()),
+            _ => raw,
+        }
+    }
+
+    /// The shape of one batch of codes.
+    pub fn latent_shape(&self, batch: usize) -> Vec<usize> {
+        let [_, h, w] = self.config.image_shape;
+        match self.config.bottleneck {
+            Bottleneck::Spatial { channels } => vec![batch, channels, h / 4, w / 4],
+            Bottleneck::Flat { dim } => vec![batch, dim],
+        }
+    }
+
+    /// Runs the model on x [B, C, H, W] (model units). `seed` keys the GPU noise of this pass
+    /// (corruption, reparameterization); `variance` is the data's pixel variance; `train`
+    /// turns the denoising corruption on.
+    pub fn forward(&self, x: &Tensor, seed: u64, variance: f32, train: bool) -> AeOutput {
+        let input = match (self.config.kind, train) {
+            (AeKind::Denoising(Corruption::Mask(p)), true) => latent::mask_noise(x, p, -0.5, seed),
+            (AeKind::Denoising(Corruption::Gaussian(s)), true) => {
+                latent::gaussian_noise(x, s, seed)
+            }
+            _ => x.clone(),
+        };
+        let code = self.encode(&input);
+        let per_image = (x.numel() / x.dim(0)) as f32;
+        match self.config.kind {
+            AeKind::Variational { beta, recon } => {
+                let eps = latent::normal(x.gpu(), &self.latent_shape(x.dim(0)), seed, 0.0, 1.0);
+                let z = latent::reparameterize(&code, &eps);
+                let latent_per_image = (z.numel() / z.dim(0)) as f32;
+                let raw = self.decode_raw(&z);
+                let (images, recon_nll) = match recon {
+                    Recon::Mse => {
+                        let nll = reduce::mse_loss(&raw, x).scale(per_image / (2.0 * variance));
+                        (raw, nll)
+                    }
+                    Recon::Bce => {
+                        let target = elementwise::affine(x, 1.0, 0.5);
+                        let nll = latent::bce_logits(&raw, &target).mean().scale(per_image);
+                        (to_model_units(&raw.sigmoid()), nll)
+                    }
+                };
+                let kl = latent::kl(&code).mean().scale(latent_per_image);
+                AeOutput {
+                    loss: recon_nll.add(&kl.scale(beta)),
+                    mse: reduce::mse_loss(&images.detach(), x),
+                    recon: images,
+                    recon_nll: Some(recon_nll),
+                    kl: Some(kl),
+                }
+            }
+            _ => {
+                let recon = self.decode_raw(&code);
+                let mse = reduce::mse_loss(&recon, x);
+                AeOutput {
+                    loss: mse.scale(1.0 / variance),
+                    mse,
+                    recon,
+                    recon_nll: None,
+                    kl: None,
+                }
+            }
+        }
+    }
+}
+
+/// Probabilities in [0, 1] to model units in [-0.5, 0.5].
+fn to_model_units(p: &Tensor) -> Tensor {
+    elementwise::affine(p, 1.0, -0.5)
+}

@@ -1,0 +1,140 @@
+//! The AE, denoising AE and VAE on the shared conv trunk: each learns the built-in dataset in a
+//! short run, and the VAE's loss is its reconstruction NLL plus beta times its KL.
+
+mod common;
+use common::*;
+use vqgpu::autograd;
+use vqgpu::data::{batch_indices, to_input, Dataset, Shapes, Split};
+use vqgpu::models::autoencoder::{
+    AeKind, Autoencoder, AutoencoderConfig, Bottleneck, Corruption, Recon,
+};
+use vqgpu::nn::Adam;
+use vqgpu::Tensor;
+
+/// Images `indices` of `data` as model input.
+fn batch(data: &Shapes, indices: &[usize]) -> Vec<f32> {
+    let per = 3 * 32 * 32;
+    let mut bytes = vec![0u8; per];
+    let mut out = vec![0.0; indices.len() * per];
+    for (slot, &i) in indices.iter().enumerate() {
+        data.image(i, &mut bytes);
+        to_input(&bytes, &mut out[slot * per..(slot + 1) * per]);
+    }
+    out
+}
+
+fn config(bottleneck: Bottleneck, kind: AeKind) -> AutoencoderConfig {
+    AutoencoderConfig {
+        image_shape: [3, 32, 32],
+        hidden: 16,
+        res_hidden: 8,
+        res_layers: 1,
+        bottleneck,
+        kind,
+    }
+}
+
+#[test]
+fn every_relative_learns_and_the_vae_loss_is_its_elbo_terms() {
+    let gpu = gpu();
+    let train = Shapes::new(0, Split::Train);
+    let test = Shapes::new(0, Split::Test);
+    let held_out = upload(
+        &gpu,
+        &[32, 3, 32, 32],
+        &batch(&test, &(0..32).collect::<Vec<_>>()),
+    );
+    let variance = 0.06;
+    let vae = |beta, recon| AeKind::Variational { beta, recon };
+    let cases = [
+        (
+            "ae spatial",
+            Bottleneck::Spatial { channels: 8 },
+            AeKind::Plain,
+        ),
+        (
+            "dae mask",
+            Bottleneck::Spatial { channels: 8 },
+            AeKind::Denoising(Corruption::Mask(0.25)),
+        ),
+        (
+            "dae noise",
+            Bottleneck::Spatial { channels: 8 },
+            AeKind::Denoising(Corruption::Gaussian(0.1)),
+        ),
+        (
+            "vae flat mse",
+            Bottleneck::Flat { dim: 32 },
+            vae(1.0, Recon::Mse),
+        ),
+        (
+            "vae spatial bce",
+            Bottleneck::Spatial { channels: 4 },
+            vae(0.5, Recon::Bce),
+        ),
+    ];
+    for (what, bottleneck, kind) in cases {
+        let model = Autoencoder::new(&gpu, config(bottleneck, kind), 1).unwrap();
+        let eval = |model: &Autoencoder| {
+            let _g = autograd::no_grad();
+            let out = model.forward(&held_out, 99, variance, false);
+            (
+                out.mse.item().unwrap(),
+                out.kl.map(|k| k.item().unwrap()),
+                out.recon_nll.map(|r| r.item().unwrap()),
+                out.loss.item().unwrap(),
+            )
+        };
+        let (before, _, _, loss_before) = eval(&model);
+        let mut adam = Adam::new(3e-3);
+        let x = Tensor::zeros(&gpu, &[8, 3, 32, 32]);
+        for step in 0..60 {
+            x.write(&batch(&train, &batch_indices(train.len(), 8, 3, step)))
+                .unwrap();
+            model.params.zero_grad();
+            model.forward(&x, step, variance, true).loss.backward();
+            adam.step(&model.params);
+        }
+        let (after, kl, nll, loss) = eval(&model);
+        // the VAE trades reconstruction for its KL term (and Bernoulli cross-entropy on grey
+        // levels has a high floor): a lower bar on its MSE, and its loss must fall
+        let factor = match kind {
+            AeKind::Variational { .. } => 1.25,
+            _ => 2.0,
+        };
+        assert!(
+            after * factor < before && loss < loss_before,
+            "{what}: held-out MSE {before} -> {after}, loss {loss_before} -> {loss}"
+        );
+        if let AeKind::Variational { beta, .. } = kind {
+            let (kl, nll) = (kl.unwrap(), nll.unwrap());
+            assert!(kl > 0.0 && kl.is_finite(), "{what}: KL {kl}");
+            let want = nll + beta * kl;
+            assert!(
+                (loss - want).abs() <= 1e-4 * want.abs(),
+                "{what}: loss {loss} != {want}"
+            );
+        }
+    }
+}
+
+#[test]
+fn autoencoder_configs_a_user_can_get_wrong_are_refused() {
+    let gpu = gpu();
+    let mut c = config(Bottleneck::Flat { dim: 0 }, AeKind::Plain);
+    assert!(Autoencoder::new(&gpu, c.clone(), 0).is_err(), "zero latent");
+    c.bottleneck = Bottleneck::Flat { dim: 4 };
+    c.kind = AeKind::Denoising(Corruption::Mask(1.0));
+    assert!(Autoencoder::new(&gpu, c.clone(), 0).is_err(), "mask prob 1");
+    c.kind = AeKind::Variational {
+        beta: -1.0,
+        recon: Recon::Mse,
+    };
+    assert!(
+        Autoencoder::new(&gpu, c.clone(), 0).is_err(),
+        "negative beta"
+    );
+    c.kind = AeKind::Plain;
+    c.image_shape = [1, 30, 30];
+    assert!(Autoencoder::new(&gpu, c, 0).is_err(), "30x30 images");
+}
