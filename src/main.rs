@@ -12,12 +12,13 @@ use vqgpu::checkpoint::Checkpoint;
 use vqgpu::data::{self, pixel_variance, CodeGrids, Split};
 use vqgpu::gpu::{list_adapters, Backend};
 use vqgpu::inference;
+use vqgpu::models::autoencoder::{AeKind, AutoencoderConfig, Bottleneck, Corruption, Recon};
 use vqgpu::models::pixelcnn::PixelCnnConfig;
 use vqgpu::models::quantizer::CodebookUpdate;
 use vqgpu::models::vqvae::VqVaeConfig;
 use vqgpu::ops::ema::EmaConfig;
 use vqgpu::sample::Prior;
-use vqgpu::train::{self, PriorTrainer, TrainOptions, VqVaeTrainer};
+use vqgpu::train::{self, AeTrainer, PriorTrainer, TrainOptions, VqVaeTrainer};
 use vqgpu::{Gpu, GpuOptions, Result};
 
 #[derive(Parser)]
@@ -211,6 +212,172 @@ enum TrainCommand {
     Vqvae(Box<TrainVqVaeArgs>),
     /// Train a Gated PixelCNN prior on code grids written by `vqgpu encode`
     Prior(Box<TrainPriorArgs>),
+    /// Train a plain autoencoder on the VQ-VAE's encoder and decoder
+    Ae(Box<TrainAeArgs>),
+    /// Train a denoising autoencoder (--mask-prob or --noise-std corrupts the input on the GPU)
+    Dae(Box<TrainAeArgs>),
+    /// Train a VAE (reparameterization with GPU noise, KL term weighted by --beta)
+    Vae(Box<TrainAeArgs>),
+}
+
+#[derive(Args)]
+struct TrainAeArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Total training steps
+    #[arg(long, default_value_t = 1000)]
+    steps: u64,
+    /// Images per step
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// Adam learning rate
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f32,
+    /// Seed of the initialisation, the data order and the GPU noise
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Output directory (metrics.csv, PNG grids, curves.png, checkpoint.safetensors)
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue the run saved in this directory (its model and optimizer settings are used)
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    #[command(flatten)]
+    schedule: ScheduleArgs,
+    #[command(flatten)]
+    trunk: TrunkArgs,
+    /// Spatial bottleneck: latent channels of the H/4 x W/4 code
+    #[arg(long, default_value_t = 8)]
+    latent_channels: usize,
+    /// Flat bottleneck instead: a vector of this size per image (through Linear layers)
+    #[arg(long)]
+    latent_dim: Option<usize>,
+    /// dae: probability that a pixel is blacked out
+    #[arg(long)]
+    mask_prob: Option<f32>,
+    /// dae: standard deviation of added Gaussian noise, in [0, 1] pixel units
+    #[arg(long)]
+    noise_std: Option<f32>,
+    /// vae: weight of the KL term
+    #[arg(long, default_value_t = 1.0)]
+    beta: f32,
+    /// vae: reconstruction likelihood, mse (Gaussian) or bce (Bernoulli)
+    #[arg(long, default_value = "mse")]
+    recon: String,
+}
+
+impl TrainAeArgs {
+    fn kind(&self, name: &str) -> Result<AeKind> {
+        let bad = |m: &str| Err(vqgpu::Error::InvalidArgument(m.into()));
+        match (name, self.mask_prob, self.noise_std) {
+            ("dae", Some(p), None) => Ok(AeKind::Denoising(Corruption::Mask(p))),
+            ("dae", None, Some(s)) => Ok(AeKind::Denoising(Corruption::Gaussian(s))),
+            ("dae", None, None) => Ok(AeKind::Denoising(Corruption::Mask(0.25))),
+            ("dae", Some(_), Some(_)) => bad("give --mask-prob or --noise-std, not both"),
+            (_, Some(_), _) | (_, _, Some(_)) => {
+                bad("--mask-prob and --noise-std are for `train dae`")
+            }
+            ("vae", ..) => Ok(AeKind::Variational {
+                beta: self.beta,
+                recon: match self.recon.as_str() {
+                    "mse" => Recon::Mse,
+                    "bce" => Recon::Bce,
+                    other => {
+                        return Err(vqgpu::Error::InvalidArgument(format!(
+                            "--recon must be mse or bce, got {other:?}"
+                        )))
+                    }
+                },
+            }),
+            _ => Ok(AeKind::Plain),
+        }
+    }
+}
+
+fn train_autoencoder(options: &GpuOptions, args: &TrainAeArgs, name: &str) -> Result<()> {
+    let gpu = Gpu::new(options)?;
+    let data = args.data.open(Split::Train)?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("runs/{name}")));
+    let mut trainer = match &args.resume {
+        Some(dir) => {
+            let ck = Checkpoint::load(&dir.join(train::CHECKPOINT_FILE))?;
+            let t = AeTrainer::from_checkpoint(&gpu, &ck)?;
+            if t.model.kind_name() != name {
+                return Err(vqgpu::Error::InvalidArgument(format!(
+                    "{} holds a {} run, not {name}",
+                    dir.display(),
+                    t.model.kind_name()
+                )));
+            }
+            eprintln!("resuming {} at step {}", dir.display(), t.step);
+            t
+        }
+        None => {
+            let config = AutoencoderConfig {
+                image_shape: data.image_shape(),
+                hidden: args.trunk.hidden,
+                res_hidden: args.trunk.res_hidden,
+                res_layers: args.trunk.res_layers,
+                bottleneck: match args.latent_dim {
+                    Some(dim) => Bottleneck::Flat { dim },
+                    None => Bottleneck::Spatial {
+                        channels: args.latent_channels,
+                    },
+                },
+                kind: args.kind(name)?,
+            };
+            let variance = pixel_variance(data.as_ref(), 10_000) as f32;
+            AeTrainer::new(&gpu, config, args.seed, args.lr, args.batch, variance)?
+        }
+    };
+    if data.image_shape() != trainer.model.config.image_shape {
+        return Err(vqgpu::Error::InvalidArgument(format!(
+            "dataset images are {:?} but the checkpoint was trained on {:?}",
+            data.image_shape(),
+            trainer.model.config.image_shape
+        )));
+    }
+    check_steps(args.steps, trainer.step)?;
+    let opts = TrainOptions {
+        steps: args.steps,
+        batch: trainer.batch,
+        lr: trainer.adam.hyper.lr,
+        seed: trainer.seed,
+        out: out.clone(),
+        log_every: args.schedule.log_every,
+        sample_every: args.schedule.sample_every,
+        save_every: args.schedule.save_every,
+    };
+    eprintln!(
+        "adapter: {}; {name}, {} parameters; {} steps of {} images from {} into {}",
+        gpu.adapter_name(),
+        trainer.model.params.count(),
+        opts.steps,
+        opts.batch,
+        args.data.dataset,
+        out.display()
+    );
+    let bar = progress_bar(trainer.step, opts.steps);
+    let result = train::run(&mut trainer, data, &opts, &mut |m, rate| {
+        let vae = match (m.recon_nll, m.kl, m.neg_elbo()) {
+            (Some(r), Some(k), Some(e)) => {
+                format!(" | -ELBO {e:.1} = recon {r:.1} + KL {k:.2} nats/image")
+            }
+            _ => String::new(),
+        };
+        let line = format!(
+            "step {} loss {:.4} recon MSE {:.5}{vae} | {:.0} img/s",
+            m.step, m.loss, m.recon_mse, rate
+        );
+        show_progress(&bar, m.step, line);
+    });
+    bar.finish();
+    result?;
+    eprintln!("done: {}", out.display());
+    Ok(())
 }
 
 #[derive(Args, Clone)]
@@ -500,12 +667,16 @@ fn pipeline(options: &GpuOptions, args: &PipelineArgs) -> Result<()> {
         seed: args.seed,
         out: vqvae_dir.clone(),
         resume: None,
-        log_every: 50,
-        sample_every: args.vqvae_steps,
-        save_every: 500,
-        hidden: args.hidden,
-        res_hidden: 16,
-        res_layers: 1,
+        schedule: ScheduleArgs {
+            log_every: 50,
+            sample_every: args.vqvae_steps,
+            save_every: 500,
+        },
+        trunk: TrunkArgs {
+            hidden: args.hidden,
+            res_hidden: 16,
+            res_layers: 1,
+        },
         codebook_size: args.codebook_size,
         code_dim: args.code_dim,
         beta: 0.25,
@@ -564,6 +735,34 @@ fn pipeline(options: &GpuOptions, args: &PipelineArgs) -> Result<()> {
     Ok(())
 }
 
+/// How often an image-model run logs, writes grids and saves.
+#[derive(Args, Clone)]
+struct ScheduleArgs {
+    /// Read back and print metrics every N steps
+    #[arg(long, default_value_t = 50)]
+    log_every: u64,
+    /// Write a grid of originals above reconstructions every N steps
+    #[arg(long, default_value_t = 500)]
+    sample_every: u64,
+    /// Write a checkpoint every N steps
+    #[arg(long, default_value_t = 500)]
+    save_every: u64,
+}
+
+/// The sizes of the conv encoder / decoder (DESIGN.md section 6).
+#[derive(Args, Clone)]
+struct TrunkArgs {
+    /// Trunk channels
+    #[arg(long, default_value_t = 128)]
+    hidden: usize,
+    /// Channels inside a residual layer
+    #[arg(long, default_value_t = 32)]
+    res_hidden: usize,
+    /// Residual layers per stack
+    #[arg(long, default_value_t = 2)]
+    res_layers: usize,
+}
+
 /// Which images to use.
 #[derive(Args, Clone)]
 struct DataArgs {
@@ -606,24 +805,10 @@ struct TrainVqVaeArgs {
     /// Continue the run saved in this directory (its model and optimizer settings are used)
     #[arg(long)]
     resume: Option<PathBuf>,
-    /// Read back and print metrics every N steps
-    #[arg(long, default_value_t = 50)]
-    log_every: u64,
-    /// Write a grid of originals above reconstructions every N steps
-    #[arg(long, default_value_t = 500)]
-    sample_every: u64,
-    /// Write a checkpoint every N steps
-    #[arg(long, default_value_t = 500)]
-    save_every: u64,
-    /// Trunk channels
-    #[arg(long, default_value_t = 128)]
-    hidden: usize,
-    /// Channels inside a residual layer
-    #[arg(long, default_value_t = 32)]
-    res_hidden: usize,
-    /// Residual layers per stack
-    #[arg(long, default_value_t = 2)]
-    res_layers: usize,
+    #[command(flatten)]
+    schedule: ScheduleArgs,
+    #[command(flatten)]
+    trunk: TrunkArgs,
     /// Codebook size K
     #[arg(long, default_value_t = 512)]
     codebook_size: usize,
@@ -657,9 +842,9 @@ impl TrainVqVaeArgs {
         };
         Ok(VqVaeConfig {
             in_channels,
-            hidden: self.hidden,
-            res_hidden: self.res_hidden,
-            res_layers: self.res_layers,
+            hidden: self.trunk.hidden,
+            res_hidden: self.trunk.res_hidden,
+            res_layers: self.trunk.res_layers,
             codebook_size: self.codebook_size,
             code_dim: self.code_dim,
             beta: self.beta,
@@ -706,9 +891,9 @@ fn train_vqvae(options: &GpuOptions, args: &TrainVqVaeArgs) -> Result<()> {
         lr: trainer.adam.hyper.lr,
         seed: trainer.seed,
         out: args.out.clone(),
-        log_every: args.log_every,
-        sample_every: args.sample_every,
-        save_every: args.save_every,
+        log_every: args.schedule.log_every,
+        sample_every: args.schedule.sample_every,
+        save_every: args.schedule.save_every,
     };
     eprintln!(
         "adapter: {}; {} parameters; {} steps of {} images from {} into {}",
@@ -1025,6 +1210,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train { what } => match what {
             TrainCommand::Vqvae(args) => train_vqvae(&options, &args),
             TrainCommand::Prior(args) => train_prior(&options, &args),
+            TrainCommand::Ae(args) => train_autoencoder(&options, &args, "ae"),
+            TrainCommand::Dae(args) => train_autoencoder(&options, &args, "dae"),
+            TrainCommand::Vae(args) => train_autoencoder(&options, &args, "vae"),
         },
         Command::Bench { what } => match what {
             BenchCommand::Kernels {

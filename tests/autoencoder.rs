@@ -138,3 +138,53 @@ fn autoencoder_configs_a_user_can_get_wrong_are_refused() {
     c.image_shape = [1, 30, 30];
     assert!(Autoencoder::new(&gpu, c, 0).is_err(), "30x30 images");
 }
+
+#[test]
+fn resuming_a_vae_or_dae_continues_exactly_noise_included() {
+    use vqgpu::checkpoint::Checkpoint;
+    use vqgpu::train::{AeTrainer, ImageTrainer};
+    let gpu = gpu();
+    let train = Shapes::new(0, Split::Train);
+    let kinds = [
+        AeKind::Denoising(Corruption::Gaussian(0.1)),
+        AeKind::Variational {
+            beta: 1.0,
+            recon: Recon::Bce,
+        },
+    ];
+    for kind in kinds {
+        let make = || {
+            let c = config(Bottleneck::Flat { dim: 8 }, kind);
+            AeTrainer::new(&gpu, c, 4, 1e-3, 4, 0.06).unwrap()
+        };
+        let images = |step: u64| batch(&train, &batch_indices(train.len(), 4, 4, step));
+        let mut straight = make();
+        for step in 0..6 {
+            straight.train_step(&images(step)).unwrap();
+        }
+        let mut first = make();
+        for step in 0..3 {
+            first.train_step(&images(step)).unwrap();
+        }
+        let dir = std::env::temp_dir().join(format!("vqgpu-ae-resume-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ae.safetensors");
+        first.checkpoint().unwrap().save(&path).unwrap();
+        let mut resumed =
+            AeTrainer::from_checkpoint(&gpu, &Checkpoint::load(&path).unwrap()).unwrap();
+        assert_eq!(resumed.model.config, straight.model.config);
+        for step in 3..6 {
+            resumed.train_step(&images(step)).unwrap();
+        }
+        let values = |t: &AeTrainer| download(t.model.params.flat_buffers().0);
+        assert_eq!(
+            values(&resumed),
+            values(&straight),
+            "{kind:?}: parameters differ"
+        );
+        let m = resumed.take_metrics().unwrap().unwrap();
+        assert_eq!(m.step, 6);
+        assert_eq!(m.kl.is_some(), matches!(kind, AeKind::Variational { .. }));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

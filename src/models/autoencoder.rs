@@ -2,10 +2,11 @@
 //! denoising autoencoder (input corrupted on the GPU) and a VAE (reparameterization with GPU
 //! noise, KL term), with a spatial (1x1 conv) or flat (Linear) bottleneck.
 
+use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::models::trunk::{ConvDecoder, ConvEncoder};
-use crate::nn::{Conv2d, Linear, ParamStore};
+use crate::nn::{Conv2d, FlatBuffer, Linear, ParamStore};
 use crate::ops::conv::Conv2dOptions;
 use crate::ops::{elementwise, latent, reduce};
 use crate::tensor::Tensor;
@@ -308,4 +309,100 @@ impl Autoencoder {
 /// Probabilities in [0, 1] to model units in [-0.5, 0.5].
 fn to_model_units(p: &Tensor) -> Tensor {
     elementwise::affine(p, 1.0, -0.5)
+}
+
+/// Format tag of AE / DAE / VAE checkpoints.
+const FORMAT: &str = "vqgpu.autoencoder.1";
+
+impl Autoencoder {
+    /// The command-line name of the model kind: ae, dae or vae.
+    pub fn kind_name(&self) -> &'static str {
+        match self.config.kind {
+            AeKind::Plain => "ae",
+            AeKind::Denoising(_) => "dae",
+            AeKind::Variational { .. } => "vae",
+        }
+    }
+
+    /// Adds the parameters and every size and setting to a checkpoint.
+    pub fn write_state(&self, ck: &mut Checkpoint) -> Result<()> {
+        self.params.save_into(ck, FlatBuffer::Values, "")?;
+        let c = &self.config;
+        ck.set("format", FORMAT);
+        ck.set("kind", self.kind_name());
+        ck.set(
+            "image_shape",
+            c.image_shape.map(|v| v.to_string()).join(","),
+        );
+        ck.set("hidden", c.hidden);
+        ck.set("res_hidden", c.res_hidden);
+        ck.set("res_layers", c.res_layers);
+        match c.bottleneck {
+            Bottleneck::Spatial { channels } => ck.set("latent_channels", channels),
+            Bottleneck::Flat { dim } => ck.set("latent_dim", dim),
+        }
+        match c.kind {
+            AeKind::Plain => {}
+            AeKind::Denoising(Corruption::Mask(p)) => ck.set("mask_prob", p),
+            AeKind::Denoising(Corruption::Gaussian(s)) => ck.set("noise_std", s),
+            AeKind::Variational { beta, recon } => {
+                ck.set("beta", beta);
+                ck.set("recon", if recon == Recon::Bce { "bce" } else { "mse" });
+            }
+        }
+        Ok(())
+    }
+
+    /// The model saved in `ck`.
+    pub fn from_checkpoint(gpu: &Gpu, ck: &Checkpoint) -> Result<Self> {
+        if ck.meta("format").ok() != Some(FORMAT) {
+            return Err(Error::Checkpoint {
+                path: ck.path.display().to_string(),
+                message: "is not a vqgpu AE / DAE / VAE checkpoint".into(),
+            });
+        }
+        let dims: Vec<usize> = ck
+            .meta("image_shape")?
+            .split(',')
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        let &[c, h, w] = dims.as_slice() else {
+            return Err(Error::Checkpoint {
+                path: ck.path.display().to_string(),
+                message: "image_shape is not C,H,W".into(),
+            });
+        };
+        let bottleneck = match ck.meta_parse("latent_dim") {
+            Ok(dim) => Bottleneck::Flat { dim },
+            Err(_) => Bottleneck::Spatial {
+                channels: ck.meta_parse("latent_channels")?,
+            },
+        };
+        let kind = match ck.meta("kind")? {
+            "dae" => AeKind::Denoising(match ck.meta_parse("mask_prob") {
+                Ok(p) => Corruption::Mask(p),
+                Err(_) => Corruption::Gaussian(ck.meta_parse("noise_std")?),
+            }),
+            "vae" => AeKind::Variational {
+                beta: ck.meta_parse("beta")?,
+                recon: if ck.meta("recon")? == "bce" {
+                    Recon::Bce
+                } else {
+                    Recon::Mse
+                },
+            },
+            _ => AeKind::Plain,
+        };
+        let config = AutoencoderConfig {
+            image_shape: [c, h, w],
+            hidden: ck.meta_parse("hidden")?,
+            res_hidden: ck.meta_parse("res_hidden")?,
+            res_layers: ck.meta_parse("res_layers")?,
+            bottleneck,
+            kind,
+        };
+        let model = Self::new(gpu, config, 0)?;
+        model.params.load_from(ck, FlatBuffer::Values, "")?;
+        Ok(model)
+    }
 }

@@ -1,18 +1,27 @@
 //! The training loops the CLI runs: one recorded step with no readback, metrics accumulated on
 //! the GPU and read back only when logging, complete checkpoints for an exact resume, a metrics
-//! CSV and PNG plots. `vqvae` trains the autoencoder, `prior` the PixelCNN over its codes.
+//! CSV and PNG plots. `vqvae` trains the VQ-VAE, `prior` the PixelCNN over its codes,
+//! `autoencoder` the AE / denoising AE / VAE.
 
+mod autoencoder;
 mod prior;
 mod vqvae;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
 
+pub use autoencoder::{AeMetrics, AeTrainer};
 pub use prior::{bits, label_grid, plot_prior_metrics, run_prior, PriorMetrics, PriorTrainer};
-pub use vqvae::{plot_metrics, run, StepMetrics, VqVaeTrainer};
+pub use vqvae::{plot_metrics, StepMetrics, VqVaeTrainer};
 
+use crate::checkpoint::Checkpoint;
+use crate::data::{Dataset, Loader};
 use crate::error::{Error, Result};
+use crate::gpu::Gpu;
 use crate::grid::save_grid;
+use crate::tensor::Tensor;
 
 /// How long and how to train, and where the outputs go.
 #[derive(Clone, Debug)]
@@ -72,6 +81,47 @@ fn read_csv(csv: &Path) -> Result<Vec<Vec<f64>>> {
         .collect())
 }
 
+/// Refuses a zero batch, a learning rate that is not a positive number, and a model whose largest
+/// activation (`largest_bytes`) exceeds the adapter's storage-binding limit, before any step.
+fn check_setup(gpu: &Gpu, batch: usize, lr: f32, largest_bytes: usize) -> Result<()> {
+    if batch == 0 {
+        return Err(Error::InvalidArgument("--batch must be at least 1".into()));
+    }
+    if !(lr > 0.0 && lr.is_finite()) {
+        return Err(Error::InvalidArgument(format!(
+            "--lr must be a positive number, got {lr}"
+        )));
+    }
+    if largest_bytes as u64 > gpu.max_binding_bytes() {
+        return Err(Error::BufferTooLarge {
+            requested: largest_bytes as u64,
+            limit: gpu.max_binding_bytes(),
+            which: "max_storage_buffer_binding_size",
+        });
+    }
+    Ok(())
+}
+
+/// The first `count` images of a training batch `input` [B, ...] and of its reconstruction (the
+/// input itself before any step), read back.
+fn first_images(
+    input: &Tensor,
+    recon: Option<&Tensor>,
+    count: usize,
+) -> Result<(Vec<f32>, Vec<f32>)> {
+    let per_image = input.numel() / input.dim(0);
+    let count = count.min(input.dim(0));
+    let original = input.to_vec()?;
+    let recon = match recon {
+        Some(r) => r.to_vec()?,
+        None => original.clone(),
+    };
+    Ok((
+        original[..count * per_image].to_vec(),
+        recon[..count * per_image].to_vec(),
+    ))
+}
+
 /// Originals (top rows) above their reconstructions (bottom rows).
 pub fn save_comparison(
     path: &Path,
@@ -83,4 +133,73 @@ pub fn save_comparison(
     let mut both = originals.to_vec();
     both.extend_from_slice(recons);
     save_grid(path, &both, shape, columns)
+}
+
+/// A model trained on image batches by [`run`]: the VQ-VAE and the AE / VAE / denoising AE.
+pub trait ImageTrainer {
+    /// What one metrics read-back gives.
+    type Metrics;
+    /// The header of `metrics.csv`.
+    const METRICS_HEADER: &'static str;
+    /// (steps taken, images per step, seed, image [C, H, W]).
+    fn progress(&self) -> (u64, usize, u64, [usize; 3]);
+    /// Records one training step on a batch of images; nothing is read back.
+    fn train_step(&mut self, images: &[f32]) -> Result<()>;
+    /// Reads back and resets the metrics since the last read (`None` if no step ran).
+    fn take_metrics(&mut self) -> Result<Option<Self::Metrics>>;
+    /// One `metrics.csv` row, ending with the images/s `rate`.
+    fn csv_line(m: &Self::Metrics, rate: f64) -> String;
+    /// The last batch's first `count` images and their reconstructions.
+    fn last_images(&self, count: usize) -> Result<(Vec<f32>, Vec<f32>)>;
+    /// The complete training state.
+    fn checkpoint(&self) -> Result<Checkpoint>;
+    /// Draws the curves of a metrics CSV into a PNG.
+    fn plot(csv: &Path, png: &Path) -> Result<()>;
+}
+
+/// Trains `trainer` on `data` until `opts.steps`, writing metrics, grids and checkpoints to `opts.out`.
+/// `report` receives every metrics read-back (the CLI draws its progress bar from it).
+pub fn run<T: ImageTrainer>(
+    trainer: &mut T,
+    data: Arc<dyn Dataset>,
+    opts: &TrainOptions,
+    report: &mut dyn FnMut(&T::Metrics, f64),
+) -> Result<()> {
+    std::fs::create_dir_all(&opts.out).map_err(|e| Error::io(&opts.out, e))?;
+    let metrics_path = opts.out.join(METRICS_FILE);
+    let checkpoint_path = opts.out.join(CHECKPOINT_FILE);
+    let (start, batch, seed, shape) = trainer.progress();
+    let mut loader = Loader::new(data, batch, seed, start, opts.steps);
+    let mut since = Instant::now();
+    let mut images = 0usize;
+    for step in start + 1..=opts.steps {
+        let next = loader
+            .next_batch()
+            .ok_or_else(|| Error::Dataset("the batch loader stopped early".into()))?;
+        trainer.train_step(&next.images)?;
+        images += batch;
+        let last = step == opts.steps;
+        if every(opts.log_every, step) || last {
+            if let Some(m) = trainer.take_metrics()? {
+                let rate = images as f64 / since.elapsed().as_secs_f64().max(1e-9);
+                append_csv(&metrics_path, T::METRICS_HEADER, &T::csv_line(&m, rate))?;
+                report(&m, rate);
+                since = Instant::now();
+                images = 0;
+            }
+        }
+        if every(opts.sample_every, step) || last {
+            let (orig, recon) = trainer.last_images(8)?;
+            let name = if last {
+                "reconstructions.png".to_string()
+            } else {
+                format!("samples/step_{step:07}.png")
+            };
+            save_comparison(&opts.out.join(name), &orig, &recon, shape, 8)?;
+        }
+        if every(opts.save_every, step) || last {
+            trainer.checkpoint()?.save(&checkpoint_path)?;
+        }
+    }
+    T::plot(&metrics_path, &opts.out.join("curves.png"))
 }

@@ -14,7 +14,9 @@ use crate::nn::Adam;
 use crate::ops::{elementwise, softmax};
 use crate::tensor::Tensor;
 
-use super::{append_csv, every, read_csv, TrainOptions, CHECKPOINT_FILE, METRICS_FILE};
+use super::{
+    append_csv, check_setup, every, read_csv, TrainOptions, CHECKPOINT_FILE, METRICS_FILE,
+};
 
 const METRICS_HEADER: &str =
     "step,train_nll_nats,train_bits_per_code,test_nll_nats,test_bits_per_code,grids_per_s";
@@ -86,25 +88,11 @@ impl PriorTrainer {
         batch: usize,
         grid: [usize; 2],
     ) -> Result<Self> {
-        if batch == 0 {
-            return Err(Error::InvalidArgument("--batch must be at least 1".into()));
-        }
-        if !(lr > 0.0 && lr.is_finite()) {
-            return Err(Error::InvalidArgument(format!(
-                "--lr must be a positive number, got {lr}"
-            )));
-        }
         let [h, w] = grid;
         // the largest activation (the logits) must fit the adapter's binding limit
         let c = &model.config;
         let largest = batch * h * w * c.codes.max(c.head).max(2 * c.channels) * 4;
-        if largest as u64 > gpu.max_binding_bytes() {
-            return Err(Error::BufferTooLarge {
-                requested: largest as u64,
-                limit: gpu.max_binding_bytes(),
-                which: "max_storage_buffer_binding_size",
-            });
-        }
+        check_setup(gpu, batch, lr, largest)?;
         let labels = (model.config.classes > 0).then(|| Tensor::zeros(gpu, &[batch, h, w]));
         Ok(Self {
             adam: Adam::new(lr),

@@ -1,11 +1,8 @@
 //! Training of the VQ-VAE: forward, backward, Adam and the EMA codebook update in one recorded step.
 
 use std::path::Path;
-use std::sync::Arc;
-use std::time::Instant;
 
 use crate::checkpoint::Checkpoint;
-use crate::data::{Dataset, Loader};
 use crate::error::{Error, Result};
 use crate::gpu::timing::GpuTimer;
 use crate::gpu::Gpu;
@@ -14,9 +11,7 @@ use crate::nn::Adam;
 use crate::ops::{elementwise, reduce};
 use crate::tensor::Tensor;
 
-use super::{
-    append_csv, every, read_csv, save_comparison, TrainOptions, CHECKPOINT_FILE, METRICS_FILE,
-};
+use super::{check_setup, first_images, read_csv, ImageTrainer};
 
 const METRICS_HEADER: &str = "step,loss,recon_mse,perplexity,codes_used,restarts,images_per_s";
 
@@ -90,9 +85,6 @@ impl VqVaeTrainer {
         image_shape: [usize; 3],
         variance: f32,
     ) -> Result<Self> {
-        if batch == 0 {
-            return Err(Error::InvalidArgument("--batch must be at least 1".into()));
-        }
         let [c, h, w] = image_shape;
         if c != model.config.in_channels
             || !h.is_multiple_of(4)
@@ -105,14 +97,12 @@ impl VqVaeTrainer {
                 model.config.in_channels
             )));
         }
-        if !(lr > 0.0 && lr.is_finite()) {
-            return Err(Error::InvalidArgument(format!(
-                "--lr must be a positive number, got {lr}"
-            )));
-        }
+        // the largest activation must fit the adapter's binding limit: check before the first step
+        let largest = batch * (model.config.hidden / 2) * (h / 2) * (w / 2) * 4;
+        check_setup(gpu, batch, lr, largest)?;
         let input = Tensor::zeros(gpu, &[batch, c, h, w]);
         let metrics = Tensor::zeros(gpu, &[METRICS_LEN]);
-        let trainer = Self {
+        Ok(Self {
             model,
             adam: Adam::new(lr),
             step: 0,
@@ -124,17 +114,7 @@ impl VqVaeTrainer {
             metrics,
             steps_in_metrics: 0,
             last_recon: None,
-        };
-        // the largest activation must fit the adapter's binding limit: check before the first step
-        let largest = batch * (trainer.model.config.hidden / 2) * (h / 2) * (w / 2) * 4;
-        if largest as u64 > gpu.max_binding_bytes() {
-            return Err(Error::BufferTooLarge {
-                requested: largest as u64,
-                limit: gpu.max_binding_bytes(),
-                which: "max_storage_buffer_binding_size",
-            });
-        }
-        Ok(trainer)
+        })
     }
 
     /// Records one training step on `images` ([B, C, H, W] in [-0.5, 0.5]); nothing is read back.
@@ -201,17 +181,7 @@ impl VqVaeTrainer {
 
     /// The last training batch and its reconstruction, `count` images each (a sync point).
     pub fn last_images(&self, count: usize) -> Result<(Vec<f32>, Vec<f32>)> {
-        let per_image: usize = self.image_shape.iter().product();
-        let count = count.min(self.batch);
-        let original = self.input.to_vec()?;
-        let recon = match &self.last_recon {
-            Some(r) => r.to_vec()?,
-            None => original.clone(),
-        };
-        Ok((
-            original[..count * per_image].to_vec(),
-            recon[..count * per_image].to_vec(),
-        ))
+        first_images(&self.input, self.last_recon.as_ref(), count)
     }
 
     /// The complete training state: the model (PyTorch names, EMA statistics, sizes), the Adam
@@ -263,55 +233,40 @@ fn parse_image_shape(ck: &Checkpoint) -> Result<[usize; 3]> {
     }
 }
 
-/// Trains `trainer` on `data` until `opts.steps`, writing metrics, grids and checkpoints to `opts.out`.
-/// `report` receives every metrics read-back (the CLI draws its progress bar from it).
-pub fn run(
-    trainer: &mut VqVaeTrainer,
-    data: Arc<dyn Dataset>,
-    opts: &TrainOptions,
-    report: &mut dyn FnMut(&StepMetrics, f64),
-) -> Result<()> {
-    std::fs::create_dir_all(&opts.out).map_err(|e| Error::io(&opts.out, e))?;
-    let metrics_path = opts.out.join(METRICS_FILE);
-    let checkpoint_path = opts.out.join(CHECKPOINT_FILE);
-    let mut loader = Loader::new(data, trainer.batch, trainer.seed, trainer.step, opts.steps);
-    let mut since = Instant::now();
-    let mut images = 0usize;
-    while trainer.step < opts.steps {
-        let batch = loader
-            .next_batch()
-            .ok_or_else(|| Error::Dataset("the batch loader stopped early".into()))?;
-        trainer.train_step(&batch.images)?;
-        images += trainer.batch;
-        let step = trainer.step;
-        let last = step == opts.steps;
-        if every(opts.log_every, step) || last {
-            if let Some(m) = trainer.take_metrics()? {
-                let rate = images as f64 / since.elapsed().as_secs_f64().max(1e-9);
-                let line = format!(
-                    "{},{:.6},{:.6},{:.3},{:.4},{},{:.1}",
-                    m.step, m.loss, m.recon_mse, m.perplexity, m.codes_used, m.restarts, rate
-                );
-                append_csv(&metrics_path, METRICS_HEADER, &line)?;
-                report(&m, rate);
-                since = Instant::now();
-                images = 0;
-            }
-        }
-        if every(opts.sample_every, step) || last {
-            let (orig, recon) = trainer.last_images(8)?;
-            let name = if last {
-                "reconstructions.png".to_string()
-            } else {
-                format!("samples/step_{step:07}.png")
-            };
-            save_comparison(&opts.out.join(name), &orig, &recon, trainer.image_shape, 8)?;
-        }
-        if every(opts.save_every, step) || last {
-            trainer.checkpoint()?.save(&checkpoint_path)?;
-        }
+impl ImageTrainer for VqVaeTrainer {
+    type Metrics = StepMetrics;
+    const METRICS_HEADER: &'static str = METRICS_HEADER;
+
+    fn progress(&self) -> (u64, usize, u64, [usize; 3]) {
+        (self.step, self.batch, self.seed, self.image_shape)
     }
-    plot_metrics(&metrics_path, &opts.out.join("curves.png"))
+
+    fn train_step(&mut self, images: &[f32]) -> Result<()> {
+        VqVaeTrainer::train_step(self, images)
+    }
+
+    fn take_metrics(&mut self) -> Result<Option<StepMetrics>> {
+        VqVaeTrainer::take_metrics(self)
+    }
+
+    fn csv_line(m: &StepMetrics, rate: f64) -> String {
+        format!(
+            "{},{:.6},{:.6},{:.3},{:.4},{},{rate:.1}",
+            m.step, m.loss, m.recon_mse, m.perplexity, m.codes_used, m.restarts
+        )
+    }
+
+    fn last_images(&self, count: usize) -> Result<(Vec<f32>, Vec<f32>)> {
+        VqVaeTrainer::last_images(self, count)
+    }
+
+    fn checkpoint(&self) -> Result<Checkpoint> {
+        VqVaeTrainer::checkpoint(self)
+    }
+
+    fn plot(csv: &Path, png: &Path) -> Result<()> {
+        plot_metrics(csv, png)
+    }
 }
 
 /// Draws loss, reconstruction MSE and perplexity from a metrics CSV into a PNG.
