@@ -7,6 +7,7 @@ use crate::autograd;
 use crate::checkpoint::Checkpoint;
 use crate::data::{to_input, Dataset};
 use crate::error::{Error, Result};
+use crate::models::autoencoder::Autoencoder;
 use crate::models::vqvae::VqVae;
 use crate::tensor::Tensor;
 
@@ -174,4 +175,65 @@ pub fn encode_into(
 /// Loads the VQ-VAE of a checkpoint file.
 pub fn load_vqvae(gpu: &crate::Gpu, path: &Path) -> Result<VqVae> {
     VqVae::from_checkpoint(gpu, &Checkpoint::load(path)?)
+}
+
+/// Test-set quality of an AE, denoising AE or VAE.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AeReport {
+    /// Images evaluated.
+    pub images: usize,
+    /// Reconstruction MSE in [0, 1] pixel units (reconstructions clamped to the pixel range).
+    pub mse: f64,
+    /// 10 log10(1 / MSE), in dB.
+    pub psnr: f64,
+    /// VAE: reconstruction NLL and KL per image, nats (one posterior sample per image).
+    pub nll_kl: Option<(f64, f64)>,
+}
+
+/// Evaluates `model` on (at most `limit` images of) `data`: clean inputs, one seeded noise draw
+/// for a VAE's posterior sample; `variance` is the training data's pixel variance.
+pub fn evaluate_autoencoder(
+    model: &Autoencoder,
+    data: &dyn Dataset,
+    batch: usize,
+    limit: usize,
+    variance: f32,
+) -> Result<AeReport> {
+    if data.image_shape() != model.config.image_shape {
+        return Err(Error::InvalidArgument(format!(
+            "the dataset's images are {:?} but the model was trained on {:?}",
+            data.image_shape(),
+            model.config.image_shape
+        )));
+    }
+    if batch == 0 {
+        return Err(Error::InvalidArgument("--batch must be at least 1".into()));
+    }
+    let _no_grad = autograd::no_grad();
+    let gpu = model.params.gpu().clone();
+    let total = data.len().min(limit);
+    let (mut sq, mut values, mut nll, mut kl) = (0f64, 0usize, 0f64, 0f64);
+    for start in (0..total).step_by(batch) {
+        let range = start..(start + batch).min(total);
+        let n = range.len() as f64;
+        let (x, host) = load_batch(data, range, &gpu)?;
+        let out = model.forward(&x, start as u64, variance, false);
+        for (a, b) in host.iter().zip(out.recon.to_vec()?) {
+            let d = (b.clamp(-0.5, 0.5) - a) as f64;
+            sq += d * d;
+        }
+        values += host.len();
+        if let (Some(r), Some(k)) = (&out.recon_nll, &out.kl) {
+            nll += r.item()? as f64 * n;
+            kl += k.item()? as f64 * n;
+        }
+    }
+    let mse = sq / values.max(1) as f64;
+    let per = total.max(1) as f64;
+    Ok(AeReport {
+        images: total,
+        mse,
+        psnr: 10.0 * (1.0 / mse.max(1e-12)).log10(),
+        nll_kl: (model.kind_name() == "vae").then_some((nll / per, kl / per)),
+    })
 }

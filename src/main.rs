@@ -12,7 +12,9 @@ use vqgpu::checkpoint::Checkpoint;
 use vqgpu::data::{self, pixel_variance, CodeGrids, Split};
 use vqgpu::gpu::{list_adapters, Backend};
 use vqgpu::inference;
-use vqgpu::models::autoencoder::{AeKind, AutoencoderConfig, Bottleneck, Corruption, Recon};
+use vqgpu::models::autoencoder::{
+    AeKind, Autoencoder, AutoencoderConfig, Bottleneck, Corruption, Recon,
+};
 use vqgpu::models::pixelcnn::PixelCnnConfig;
 use vqgpu::models::quantizer::CodebookUpdate;
 use vqgpu::models::vqvae::VqVaeConfig;
@@ -121,6 +123,20 @@ enum Command {
 
 #[derive(Subcommand)]
 enum EvalCommand {
+    /// Test-set MSE and PSNR of an AE, denoising AE or VAE; for a VAE also -ELBO = NLL + KL
+    Ae {
+        /// Checkpoint of a `train ae|dae|vae` run
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[command(flatten)]
+        data: DataArgs,
+        /// Images per forward pass
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        /// Evaluate at most this many test images
+        #[arg(long, default_value_t = usize::MAX)]
+        limit: usize,
+    },
     /// Test-set MSE, PSNR, code perplexity and share of the codebook used
     Vqvae {
         /// VQ-VAE checkpoint (checkpoint.safetensors of a training run)
@@ -158,6 +174,32 @@ fn eval_vqvae(
         r.perplexity,
         r.codes_used * 100.0
     );
+    Ok(())
+}
+
+fn eval_autoencoder(
+    options: &GpuOptions,
+    checkpoint: &std::path::Path,
+    data: &DataArgs,
+    batch: usize,
+    limit: usize,
+) -> Result<()> {
+    let gpu = Gpu::new(options)?;
+    let ck = Checkpoint::load(checkpoint)?;
+    let model = Autoencoder::from_checkpoint(&gpu, &ck)?;
+    let variance: f32 = ck.meta_parse("variance")?;
+    let test = data.open(Split::Test)?;
+    let r = inference::evaluate_autoencoder(&model, test.as_ref(), batch, limit, variance)?;
+    println!("adapter: {}", gpu.adapter_name());
+    println!("{} on {} test images:", model.kind_name(), r.images);
+    println!("  MSE (pixels in [0,1]): {:.6}", r.mse);
+    println!("  PSNR:                  {:.2} dB", r.psnr);
+    if let Some((nll, kl)) = r.nll_kl {
+        println!(
+            "  -ELBO:                 {:.2} nats per image = reconstruction {nll:.2} + KL {kl:.2}",
+            nll + kl
+        );
+    }
     Ok(())
 }
 
@@ -532,11 +574,14 @@ fn train_prior(options: &GpuOptions, args: &TrainPriorArgs) -> Result<()> {
 #[derive(Args, Clone)]
 struct SampleArgs {
     /// VQ-VAE checkpoint whose codes trained the prior
-    #[arg(long)]
-    vqvae: PathBuf,
+    #[arg(long, requires = "prior", conflicts_with = "vae")]
+    vqvae: Option<PathBuf>,
     /// Prior checkpoint (checkpoint.safetensors of `train prior`)
-    #[arg(long)]
-    prior: PathBuf,
+    #[arg(long, requires = "vqvae")]
+    prior: Option<PathBuf>,
+    /// Instead: a VAE checkpoint (`train vae`); decodes z ~ N(0, I)
+    #[arg(long, required_unless_present = "vqvae")]
+    vae: Option<PathBuf>,
     /// Images to draw (a conditional prior without --class: rounded up to whole rows, one per class)
     #[arg(long, default_value_t = 64)]
     count: usize,
@@ -555,9 +600,12 @@ struct SampleArgs {
 }
 
 fn sample(options: &GpuOptions, args: &SampleArgs) -> Result<()> {
+    let (Some(vqvae), Some(prior)) = (&args.vqvae, &args.prior) else {
+        return sample_vae(options, args);
+    };
     let gpu = Gpu::new(options)?;
-    let vqvae = inference::load_vqvae(&gpu, &args.vqvae)?;
-    let prior = Prior::load(&gpu, &args.prior)?;
+    let vqvae = inference::load_vqvae(&gpu, vqvae)?;
+    let prior = Prior::load(&gpu, prior)?;
     if !(args.temperature >= 0.0 && args.temperature.is_finite()) {
         return Err(vqgpu::Error::InvalidArgument(format!(
             "--temperature must be a number >= 0, got {}",
@@ -600,6 +648,38 @@ fn sample(options: &GpuOptions, args: &SampleArgs) -> Result<()> {
         w,
         count as f64 / seconds,
         h * w,
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// `sample --vae`: decodes `--count` draws of z ~ N(0, I) (keyed by `--seed`) into a PNG grid.
+fn sample_vae(options: &GpuOptions, args: &SampleArgs) -> Result<()> {
+    let path = args.vae.as_ref().ok_or_else(|| {
+        vqgpu::Error::InvalidArgument("give --vae, or --vqvae with --prior".into())
+    })?;
+    let gpu = Gpu::new(options)?;
+    let model = Autoencoder::from_checkpoint(&gpu, &Checkpoint::load(path)?)?;
+    if model.kind_name() != "vae" {
+        return Err(vqgpu::Error::InvalidArgument(format!(
+            "{} holds a {}, not a VAE: only a VAE has a prior to sample from",
+            path.display(),
+            model.kind_name()
+        )));
+    }
+    if args.count == 0 {
+        return Err(vqgpu::Error::InvalidArgument(
+            "--count must be at least 1".into(),
+        ));
+    }
+    let _no_grad = vqgpu::autograd::no_grad();
+    let z = vqgpu::ops::latent::normal(&gpu, &model.latent_shape(args.count), args.seed, 0.0, 1.0);
+    let images = model.decode(&z).to_vec()?;
+    vqgpu::grid::save_grid(&args.out, &images, model.config.image_shape, 8)?;
+    println!(
+        "adapter: {}; {} samples from N(0, I); wrote {}",
+        gpu.adapter_name(),
+        args.count,
         args.out.display()
     );
     Ok(())
@@ -718,8 +798,9 @@ fn pipeline(options: &GpuOptions, args: &PipelineArgs) -> Result<()> {
     sample(
         options,
         &SampleArgs {
-            vqvae: vqvae_checkpoint,
-            prior: prior_dir.join(train::CHECKPOINT_FILE),
+            vqvae: Some(vqvae_checkpoint),
+            prior: Some(prior_dir.join(train::CHECKPOINT_FILE)),
+            vae: None,
             count: args.count,
             temperature: args.temperature,
             class: None,
@@ -1191,6 +1272,12 @@ fn run(cli: Cli) -> Result<()> {
                 batch,
                 limit,
             } => eval_vqvae(&options, &checkpoint, &data, batch, limit),
+            EvalCommand::Ae {
+                checkpoint,
+                data,
+                batch,
+                limit,
+            } => eval_autoencoder(&options, &checkpoint, &data, batch, limit),
         },
         Command::Reconstruct {
             checkpoint,
