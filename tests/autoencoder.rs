@@ -182,6 +182,17 @@ fn resuming_a_vae_or_dae_continues_exactly_noise_included() {
             values(&straight),
             "{kind:?}: parameters differ"
         );
+        // what `sample --vae` does: decode z ~ N(0, I) into images in the pixel range
+        if let AeKind::Variational { .. } = kind {
+            let _g = autograd::no_grad();
+            let z = vqgpu::ops::latent::normal(&gpu, &resumed.model.latent_shape(5), 1, 0.0, 1.0);
+            let images = download(&resumed.model.decode(&z));
+            assert_eq!(images.len(), 5 * 3 * 32 * 32);
+            assert!(
+                images.iter().all(|v| (-0.5..=0.5).contains(v)),
+                "samples out of range"
+            );
+        }
         let m = resumed.take_metrics().unwrap().unwrap();
         assert_eq!(m.step, 6);
         assert_eq!(m.kl.is_some(), matches!(kind, AeKind::Variational { .. }));
