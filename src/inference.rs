@@ -237,3 +237,29 @@ pub fn evaluate_autoencoder(
         nll_kl: (model.kind_name() == "vae").then_some((nll / per, kl / per)),
     })
 }
+
+/// The VAE's posterior means of (at most `limit` images of) `data`, one `latent` vector each,
+/// with the images' labels (0 where the dataset has none).
+pub fn posterior_means(
+    model: &Autoencoder,
+    data: &dyn Dataset,
+    batch: usize,
+    limit: usize,
+) -> Result<(Vec<Vec<f32>>, Vec<u32>)> {
+    let _no_grad = autograd::no_grad();
+    let gpu = model.params.gpu().clone();
+    let total = data.len().min(limit);
+    let (mut means, mut labels) = (Vec::with_capacity(total), Vec::with_capacity(total));
+    for start in (0..total).step_by(batch.max(1)) {
+        let range = start..(start + batch.max(1)).min(total);
+        let (x, _) = load_batch(data, range.clone(), &gpu)?;
+        let stats = model.encode(&x).to_vec()?;
+        let per_item = stats.len() / range.len();
+        for (item, index) in range.enumerate() {
+            // the means are the first half of each item's statistics
+            means.push(stats[item * per_item..item * per_item + per_item / 2].to_vec());
+            labels.push(data.label(index).unwrap_or(0));
+        }
+    }
+    Ok((means, labels))
+}

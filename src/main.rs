@@ -102,6 +102,24 @@ enum Command {
     /// The whole two-stage model in one command: train a VQ-VAE, encode the dataset, train the
     /// PixelCNN prior on the codes, sample. Defaults finish on `shapes` in minutes on a CPU driver
     Pipeline(Box<PipelineArgs>),
+    /// For a VAE with a 2-D flat latent (`train vae --latent-dim 2`): the decoded manifold over a
+    /// grid of z, and a scatter plot of the test images' posterior means coloured by label
+    LatentMap {
+        /// Checkpoint of a `train vae --latent-dim 2` run
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[command(flatten)]
+        data: DataArgs,
+        /// Grid side of the manifold (z from -2.5 to 2.5 standard deviations on both axes)
+        #[arg(long, default_value_t = 16)]
+        side: usize,
+        /// Test images in the scatter plot
+        #[arg(long, default_value_t = 5000)]
+        limit: usize,
+        /// Output directory (manifold.png, means.png)
+        #[arg(long, default_value = "latent-map")]
+        out: PathBuf,
+    },
     /// Encode the train and test splits into code grids (i32 safetensors) for the prior
     Encode {
         /// VQ-VAE checkpoint (checkpoint.safetensors of a training run)
@@ -682,6 +700,54 @@ fn sample_vae(options: &GpuOptions, args: &SampleArgs) -> Result<()> {
         args.count,
         args.out.display()
     );
+    Ok(())
+}
+
+fn latent_map(
+    options: &GpuOptions,
+    checkpoint: &std::path::Path,
+    data: &DataArgs,
+    side: usize,
+    limit: usize,
+    out: &std::path::Path,
+) -> Result<()> {
+    let gpu = Gpu::new(options)?;
+    let model = Autoencoder::from_checkpoint(&gpu, &Checkpoint::load(checkpoint)?)?;
+    if model.kind_name() != "vae" || model.config.bottleneck != (Bottleneck::Flat { dim: 2 }) {
+        return Err(vqgpu::Error::InvalidArgument(format!(
+            "{} is not a VAE with a 2-D flat latent (train vae --latent-dim 2)",
+            checkpoint.display()
+        )));
+    }
+    if side < 2 {
+        return Err(vqgpu::Error::InvalidArgument(
+            "--side must be at least 2".into(),
+        ));
+    }
+    std::fs::create_dir_all(out).map_err(|e| vqgpu::Error::io(out, e))?;
+    // the manifold: z on a regular grid, rows from high to low z2, columns from low to high z1
+    let at = |i: usize| -2.5 + 5.0 * i as f32 / (side - 1) as f32;
+    let z: Vec<f32> = (0..side * side)
+        .flat_map(|k| [at(k % side), at(side - 1 - k / side)])
+        .collect();
+    let images = {
+        let _no_grad = vqgpu::autograd::no_grad();
+        let z = vqgpu::Tensor::from_slice(&gpu, &[side * side, 2], &z)?;
+        model.decode(&z).to_vec()?
+    };
+    let manifold = out.join("manifold.png");
+    vqgpu::grid::save_grid(&manifold, &images, model.config.image_shape, side)?;
+    let test = data.open(Split::Test)?;
+    let (means, labels) = inference::posterior_means(&model, test.as_ref(), 256, limit)?;
+    let points: Vec<(f64, f64)> = means.iter().map(|m| (m[0] as f64, m[1] as f64)).collect();
+    let scatter = out.join("means.png");
+    vqgpu::plot::save_scatter(
+        &scatter,
+        "posterior means of test images (z1, z2)",
+        &points,
+        &labels,
+    )?;
+    println!("wrote {} and {}", manifold.display(), scatter.display());
     Ok(())
 }
 
@@ -1293,6 +1359,13 @@ fn run(cli: Cli) -> Result<()> {
             out,
         } => encode(&options, &checkpoint, &data, batch, limit, &out),
         Command::Sample(args) => sample(&options, &args),
+        Command::LatentMap {
+            checkpoint,
+            data,
+            side,
+            limit,
+            out,
+        } => latent_map(&options, &checkpoint, &data, side, limit, &out),
         Command::Pipeline(args) => pipeline(&options, &args),
         Command::Train { what } => match what {
             TrainCommand::Vqvae(args) => train_vqvae(&options, &args),

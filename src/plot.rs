@@ -130,3 +130,77 @@ pub fn save_curves(path: &Path, series: &[Series]) -> Result<()> {
     img.save(path)
         .map_err(|e| Error::io(path, std::io::Error::other(e.to_string())))
 }
+
+/// Ten well-separated colours for class labels (label mod 10).
+const PALETTE: [Rgb<u8>; 10] = [
+    Rgb([31, 119, 180]),
+    Rgb([255, 127, 14]),
+    Rgb([44, 160, 44]),
+    Rgb([214, 39, 40]),
+    Rgb([148, 103, 189]),
+    Rgb([140, 86, 75]),
+    Rgb([227, 119, 194]),
+    Rgb([127, 127, 127]),
+    Rgb([188, 189, 34]),
+    Rgb([23, 190, 207]),
+];
+
+/// Writes a square scatter plot of 2-D `points` coloured by `labels` (a 3x3 dot each), with the
+/// axis ranges and a legend of the label colours, as a PNG.
+pub fn save_scatter(path: &Path, title: &str, points: &[(f64, f64)], labels: &[u32]) -> Result<()> {
+    const SIDE: i64 = 560;
+    let mut img = RgbImage::from_pixel(SIDE as u32 + 140, SIDE as u32, Rgb([255, 255, 255]));
+    let finite = || {
+        points
+            .iter()
+            .filter(|(x, y)| x.is_finite() && y.is_finite())
+    };
+    let range = |f: fn(&(f64, f64)) -> f64| {
+        let (lo, hi) = finite()
+            .map(f)
+            .fold((f64::MAX, f64::MIN), |(l, h), v| (l.min(v), h.max(v)));
+        if lo < hi {
+            (lo, hi)
+        } else {
+            (lo - 1.0, lo + 1.0)
+        }
+    };
+    let ((x0, x1), (y0, y1)) = (range(|p| p.0), range(|p| p.1));
+    let (left, top, plot) = (MARGIN_LEFT, MARGIN_TOP, SIDE - MARGIN_TOP - MARGIN_BOTTOM);
+    let to_px = |(x, y): (f64, f64)| {
+        (
+            left + ((x - x0) / (x1 - x0) * (plot - 1) as f64) as i64,
+            top + plot - 1 - ((y - y0) / (y1 - y0) * (plot - 1) as f64) as i64,
+        )
+    };
+    for (&p, &label) in points.iter().zip(labels) {
+        if !(p.0.is_finite() && p.1.is_finite()) {
+            continue;
+        }
+        let (x, y) = to_px(p);
+        for (dx, dy) in (-1..=1).flat_map(|dx| (-1..=1).map(move |dy| (dx, dy))) {
+            put(&mut img, x + dx, y + dy, PALETTE[label as usize % 10]);
+        }
+    }
+    line(&mut img, (left, top + plot), (left + plot, top + plot), INK);
+    line(&mut img, (left, top), (left, top + plot), INK);
+    text(&mut img, left, 6, title);
+    text(
+        &mut img,
+        left,
+        top + plot + 8,
+        &format!("x {x0:.2} .. {x1:.2}"),
+    );
+    text(&mut img, 4, top, &format!("{y1:.2}"));
+    text(&mut img, 4, top + plot - 8, &format!("{y0:.2}"));
+    let classes = labels.iter().max().map_or(0, |&m| m as usize + 1).min(10);
+    for (c, colour) in PALETTE.iter().enumerate().take(classes) {
+        let y = top + 16 * c as i64;
+        for dy in 0..8 {
+            line(&mut img, (SIDE + 10, y + dy), (SIDE + 18, y + dy), *colour);
+        }
+        text(&mut img, SIDE + 24, y, &format!("class {c}"));
+    }
+    img.save(path)
+        .map_err(|e| Error::io(path, std::io::Error::other(e.to_string())))
+}

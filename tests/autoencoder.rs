@@ -199,3 +199,41 @@ fn resuming_a_vae_or_dae_continues_exactly_noise_included() {
         std::fs::remove_dir_all(&dir).ok();
     }
 }
+
+#[test]
+fn posterior_means_and_the_scatter_plot_of_a_2d_vae() {
+    let gpu = gpu();
+    let test = Shapes::new(0, Split::Test);
+    let kind = AeKind::Variational {
+        beta: 1.0,
+        recon: Recon::Mse,
+    };
+    let model = Autoencoder::new(&gpu, config(Bottleneck::Flat { dim: 2 }, kind), 3).unwrap();
+    let (means, labels) = vqgpu::inference::posterior_means(&model, &test, 4, 10).unwrap();
+    assert_eq!((means.len(), labels.len()), (10, 10));
+    // the means are the first two of the encoder's four statistics per image
+    let x = upload(
+        &gpu,
+        &[10, 3, 32, 32],
+        &batch(&test, &(0..10).collect::<Vec<_>>()),
+    );
+    let stats = {
+        let _g = autograd::no_grad();
+        download(&model.encode(&x))
+    };
+    for (i, m) in means.iter().enumerate() {
+        assert_eq!(m.len(), 2);
+        assert_close(m, &f64s(&stats[i * 4..i * 4 + 2]), 1e-5, 1e-6, "means");
+        assert_eq!(labels[i], test.label(i).unwrap());
+    }
+    let path = std::env::temp_dir().join(format!("vqgpu-scatter-{}.png", std::process::id()));
+    let points: Vec<(f64, f64)> = means.iter().map(|m| (m[0] as f64, m[1] as f64)).collect();
+    vqgpu::plot::save_scatter(&path, "means", &points, &labels).unwrap();
+    let img = image::open(&path).unwrap().to_rgb8();
+    assert_eq!((img.width(), img.height()), (700, 560));
+    // some pixels carry a label colour (not white, not ink)
+    assert!(img
+        .pixels()
+        .any(|p| p.0 == [31, 119, 180] || p.0 == [255, 127, 14]));
+    std::fs::remove_file(&path).ok();
+}
