@@ -142,33 +142,25 @@ enum Command {
 #[derive(Subcommand)]
 enum EvalCommand {
     /// Test-set MSE and PSNR of an AE, denoising AE or VAE; for a VAE also -ELBO = NLL + KL
-    Ae {
-        /// Checkpoint of a `train ae|dae|vae` run
-        #[arg(long)]
-        checkpoint: PathBuf,
-        #[command(flatten)]
-        data: DataArgs,
-        /// Images per forward pass
-        #[arg(long, default_value_t = 64)]
-        batch: usize,
-        /// Evaluate at most this many test images
-        #[arg(long, default_value_t = usize::MAX)]
-        limit: usize,
-    },
+    Ae(EvalArgs),
     /// Test-set MSE, PSNR, code perplexity and share of the codebook used
-    Vqvae {
-        /// VQ-VAE checkpoint (checkpoint.safetensors of a training run)
-        #[arg(long)]
-        checkpoint: PathBuf,
-        #[command(flatten)]
-        data: DataArgs,
-        /// Images per forward pass
-        #[arg(long, default_value_t = 64)]
-        batch: usize,
-        /// Evaluate at most this many test images
-        #[arg(long, default_value_t = usize::MAX)]
-        limit: usize,
-    },
+    Vqvae(EvalArgs),
+}
+
+/// A trained model and the test images to evaluate it on.
+#[derive(Args)]
+struct EvalArgs {
+    /// Checkpoint (checkpoint.safetensors of a training run)
+    #[arg(long)]
+    checkpoint: PathBuf,
+    #[command(flatten)]
+    data: DataArgs,
+    /// Images per forward pass
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Evaluate at most this many test images
+    #[arg(long, default_value_t = usize::MAX)]
+    limit: usize,
 }
 
 fn eval_vqvae(
@@ -1332,18 +1324,10 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Eval { what } => match what {
-            EvalCommand::Vqvae {
-                checkpoint,
-                data,
-                batch,
-                limit,
-            } => eval_vqvae(&options, &checkpoint, &data, batch, limit),
-            EvalCommand::Ae {
-                checkpoint,
-                data,
-                batch,
-                limit,
-            } => eval_autoencoder(&options, &checkpoint, &data, batch, limit),
+            EvalCommand::Vqvae(a) => eval_vqvae(&options, &a.checkpoint, &a.data, a.batch, a.limit),
+            EvalCommand::Ae(a) => {
+                eval_autoencoder(&options, &a.checkpoint, &a.data, a.batch, a.limit)
+            }
         },
         Command::Reconstruct {
             checkpoint,

@@ -11,7 +11,7 @@ use crate::nn::Adam;
 use crate::ops::elementwise;
 use crate::tensor::Tensor;
 
-use super::{check_setup, first_images, read_csv, ImageTrainer};
+use super::{check_setup, first_images, plot_columns, ImageTrainer};
 
 const METRICS_HEADER: &str = "step,loss,recon_mse,recon_nll,kl,neg_elbo,images_per_s";
 /// Slots (256-byte aligned) of the running sums: loss, MSE, reconstruction NLL, KL.
@@ -213,30 +213,14 @@ impl ImageTrainer for AeTrainer {
     }
 
     fn plot(csv: &Path, png: &Path) -> Result<()> {
-        let rows = read_csv(csv)?;
-        let column = |i: usize| {
-            rows.iter()
-                .filter(|r| r.len() > i && r[i].is_finite())
-                .map(|r| (r[0], r[i]))
-                .collect::<Vec<_>>()
-        };
-        let (loss, mse, elbo) = (column(1), column(2), column(5));
-        let mut series = vec![
-            crate::plot::Series {
-                title: "loss vs step",
-                points: &loss,
-            },
-            crate::plot::Series {
-                title: "reconstruction MSE vs step",
-                points: &mse,
-            },
-        ];
-        if !elbo.is_empty() {
-            series.push(crate::plot::Series {
-                title: "negative ELBO (nats per image) vs step",
-                points: &elbo,
-            });
-        }
-        crate::plot::save_curves(png, &series)
+        plot_columns(
+            csv,
+            png,
+            &[
+                (1, "loss vs step"),
+                (2, "reconstruction MSE vs step"),
+                (5, "negative ELBO (nats per image) vs step"),
+            ],
+        )
     }
 }

@@ -122,6 +122,28 @@ fn first_images(
     ))
 }
 
+/// Draws the given columns of a metrics CSV against its step column (column 0), one panel per
+/// (column, title); empty cells are skipped and panels without points are left out.
+fn plot_columns(csv: &Path, png: &Path, columns: &[(usize, &str)]) -> Result<()> {
+    let rows = read_csv(csv)?;
+    let points: Vec<Vec<(f64, f64)>> = columns
+        .iter()
+        .map(|&(i, _)| {
+            rows.iter()
+                .filter(|r| r.len() > i && r[i].is_finite())
+                .map(|r| (r[0], r[i]))
+                .collect()
+        })
+        .collect();
+    let series: Vec<crate::plot::Series> = columns
+        .iter()
+        .zip(&points)
+        .filter(|(_, p)| !p.is_empty())
+        .map(|(&(_, title), p)| crate::plot::Series { title, points: p })
+        .collect();
+    crate::plot::save_curves(png, &series)
+}
+
 /// Originals (top rows) above their reconstructions (bottom rows).
 pub fn save_comparison(
     path: &Path,

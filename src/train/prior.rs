@@ -15,7 +15,7 @@ use crate::ops::{elementwise, softmax};
 use crate::tensor::Tensor;
 
 use super::{
-    append_csv, check_setup, every, read_csv, TrainOptions, CHECKPOINT_FILE, METRICS_FILE,
+    append_csv, check_setup, every, plot_columns, TrainOptions, CHECKPOINT_FILE, METRICS_FILE,
 };
 
 const METRICS_HEADER: &str =
@@ -282,23 +282,12 @@ pub fn run_prior(
 
 /// Draws the train and test NLL (bits per code) of a prior's metrics CSV into a PNG.
 pub fn plot_prior_metrics(csv: &Path, png: &Path) -> Result<()> {
-    let rows: Vec<Vec<f64>> = read_csv(csv)?
-        .into_iter()
-        .filter(|r| r.len() >= 5)
-        .collect();
-    let column = |i: usize| rows.iter().map(|r| (r[0], r[i])).collect::<Vec<_>>();
-    let (train, test) = (column(2), column(4));
-    crate::plot::save_curves(
+    plot_columns(
+        csv,
         png,
         &[
-            crate::plot::Series {
-                title: "train NLL (bits per code) vs step",
-                points: &train,
-            },
-            crate::plot::Series {
-                title: "test NLL (bits per code) vs step",
-                points: &test,
-            },
+            (2, "train NLL (bits per code) vs step"),
+            (4, "test NLL (bits per code) vs step"),
         ],
     )
 }

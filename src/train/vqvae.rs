@@ -11,7 +11,7 @@ use crate::nn::Adam;
 use crate::ops::{elementwise, reduce};
 use crate::tensor::Tensor;
 
-use super::{check_setup, first_images, read_csv, ImageTrainer};
+use super::{check_setup, first_images, plot_columns, ImageTrainer};
 
 const METRICS_HEADER: &str = "step,loss,recon_mse,perplexity,codes_used,restarts,images_per_s";
 
@@ -271,27 +271,13 @@ impl ImageTrainer for VqVaeTrainer {
 
 /// Draws loss, reconstruction MSE and perplexity from a metrics CSV into a PNG.
 pub fn plot_metrics(csv: &Path, png: &Path) -> Result<()> {
-    let rows: Vec<Vec<f64>> = read_csv(csv)?
-        .into_iter()
-        .filter(|r| r.len() >= 4)
-        .collect();
-    let column = |i: usize| rows.iter().map(|r| (r[0], r[i])).collect::<Vec<_>>();
-    let (loss, recon, perplexity) = (column(1), column(2), column(3));
-    crate::plot::save_curves(
+    plot_columns(
+        csv,
         png,
         &[
-            crate::plot::Series {
-                title: "loss (recon / variance + vq) vs step",
-                points: &loss,
-            },
-            crate::plot::Series {
-                title: "reconstruction MSE vs step",
-                points: &recon,
-            },
-            crate::plot::Series {
-                title: "code perplexity vs step",
-                points: &perplexity,
-            },
+            (1, "loss (recon / variance + vq) vs step"),
+            (2, "reconstruction MSE vs step"),
+            (3, "code perplexity vs step"),
         ],
     )
 }
