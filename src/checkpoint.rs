@@ -83,6 +83,32 @@ impl Checkpoint {
             .map_err(|_| self.error(format!("metadata {key:?} = {raw:?} is not a valid number")))
     }
 
+    /// Metadata entry `key` holding N comma-separated sizes (an image shape, a grid).
+    pub fn dims<const N: usize>(&self, key: &str) -> Result<[usize; N]> {
+        let raw = self.meta(key)?;
+        let dims: Vec<usize> = raw.split(',').filter_map(|v| v.parse().ok()).collect();
+        dims.try_into().map_err(|_| {
+            self.error(format!(
+                "metadata {key:?} = {raw:?} is not {N} comma-separated sizes"
+            ))
+        })
+    }
+
+    /// Stores `dims` as metadata entry `key`, comma-separated (read back by [`Checkpoint::dims`]).
+    pub fn set_dims(&mut self, key: &str, dims: &[usize]) {
+        let joined: Vec<String> = dims.iter().map(ToString::to_string).collect();
+        self.set(key, joined.join(","));
+    }
+
+    /// Fails with `message` unless the metadata entry `format` is `format`.
+    pub fn expect_format(&self, format: &str, message: &str) -> Result<()> {
+        if self.meta("format").ok() == Some(format) {
+            Ok(())
+        } else {
+            Err(self.error(message.to_string()))
+        }
+    }
+
     /// Writes the file atomically: a crash leaves either the old or the new checkpoint.
     pub fn save(&self, path: &Path) -> Result<()> {
         let floats = self.tensors.iter().map(|(name, (shape, values))| {

@@ -26,7 +26,7 @@ impl Prior {
         let ck = Checkpoint::load(path)?;
         Ok(Self {
             model: PixelCnn::from_checkpoint(gpu, &ck)?,
-            grid: [ck.meta_parse("grid_h")?, ck.meta_parse("grid_w")?],
+            grid: ck.dims("grid")?,
         })
     }
 

@@ -40,11 +40,10 @@ impl CodeGrids {
             path: ck.path.display().to_string(),
             message,
         };
-        if ck.meta("format").ok() != Some(CODES_FORMAT) {
-            return Err(bad(
-                "is not a code file written by `vqgpu encode` (wrong format tag)".into(),
-            ));
-        }
+        ck.expect_format(
+            CODES_FORMAT,
+            "is not a code file written by `vqgpu encode` (wrong format tag)",
+        )?;
         let codebook_size: usize = ck.meta_parse("codebook_size")?;
         let (shape, codes) = ck.get_i32(&format!("{split}.codes"))?;
         let &[len, h, w] = shape else {

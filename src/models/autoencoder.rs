@@ -355,23 +355,8 @@ impl Autoencoder {
 
     /// The model saved in `ck`.
     pub fn from_checkpoint(gpu: &Gpu, ck: &Checkpoint) -> Result<Self> {
-        if ck.meta("format").ok() != Some(FORMAT) {
-            return Err(Error::Checkpoint {
-                path: ck.path.display().to_string(),
-                message: "is not a vqgpu AE / DAE / VAE checkpoint".into(),
-            });
-        }
-        let dims: Vec<usize> = ck
-            .meta("image_shape")?
-            .split(',')
-            .filter_map(|v| v.parse().ok())
-            .collect();
-        let &[c, h, w] = dims.as_slice() else {
-            return Err(Error::Checkpoint {
-                path: ck.path.display().to_string(),
-                message: "image_shape is not C,H,W".into(),
-            });
-        };
+        ck.expect_format(FORMAT, "is not a vqgpu AE / DAE / VAE checkpoint")?;
+        let [c, h, w] = ck.dims("image_shape")?;
         let bottleneck = match ck.meta_parse("latent_dim") {
             Ok(dim) => Bottleneck::Flat { dim },
             Err(_) => Bottleneck::Spatial {

@@ -166,12 +166,7 @@ impl PixelCnn {
 
     /// The prior saved in `ck`.
     pub fn from_checkpoint(gpu: &Gpu, ck: &Checkpoint) -> Result<Self> {
-        if ck.meta("format").ok() != Some(FORMAT) {
-            return Err(Error::Checkpoint {
-                path: ck.path.display().to_string(),
-                message: "is not a vqgpu PixelCNN prior checkpoint".into(),
-            });
-        }
+        ck.expect_format(FORMAT, "is not a vqgpu PixelCNN prior checkpoint")?;
         let config = PixelCnnConfig {
             codes: ck.meta_parse("codes")?,
             channels: ck.meta_parse("channels")?,

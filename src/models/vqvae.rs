@@ -223,13 +223,10 @@ impl VqVae {
 
     /// The model saved in `ck` (any vqgpu VQ-VAE checkpoint).
     pub fn from_checkpoint(gpu: &Gpu, ck: &Checkpoint) -> Result<Self> {
-        if ck.meta("format").ok() != Some(FORMAT) {
-            return Err(Error::Checkpoint {
-                path: ck.path.display().to_string(),
-                message: "is not a vqgpu VQ-VAE checkpoint (a checkpoint of another architecture?)"
-                    .into(),
-            });
-        }
+        ck.expect_format(
+            FORMAT,
+            "is not a vqgpu VQ-VAE checkpoint (a checkpoint of another architecture?)",
+        )?;
         let mut model = Self::new(gpu, config_from(ck)?, 0)?;
         model.quantizer.set_steps(ck.meta_parse("quantizer_step")?);
         model.params.load_from(ck, FlatBuffer::Values, "")?;

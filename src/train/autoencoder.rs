@@ -11,7 +11,9 @@ use crate::nn::Adam;
 use crate::ops::elementwise;
 use crate::tensor::Tensor;
 
-use super::{check_setup, first_images, plot_columns, ImageTrainer};
+use super::{
+    check_setup, first_images, plot_columns, restore_run, run_settings, save_run, ImageTrainer,
+};
 
 const METRICS_HEADER: &str = "step,loss,recon_mse,recon_nll,kl,neg_elbo,images_per_s";
 /// Slots (256-byte aligned) of the running sums: loss, MSE, reconstruction NLL, KL.
@@ -102,10 +104,15 @@ impl AeTrainer {
     pub fn checkpoint(&self) -> Result<Checkpoint> {
         let mut ck = Checkpoint::default();
         self.model.write_state(&mut ck)?;
-        self.adam.write_state(&self.model.params, &mut ck)?;
-        ck.set("step", self.step);
-        ck.set("seed", self.seed);
-        ck.set("batch", self.batch);
+        let (step, seed) = (self.step, self.seed);
+        save_run(
+            &mut ck,
+            &self.adam,
+            &self.model.params,
+            step,
+            seed,
+            self.batch,
+        )?;
         ck.set("variance", self.variance);
         Ok(ck)
     }
@@ -113,16 +120,10 @@ impl AeTrainer {
     /// Rebuilds the trainer exactly as it was when `ck` was taken.
     pub fn from_checkpoint(gpu: &Gpu, ck: &Checkpoint) -> Result<Self> {
         let model = Autoencoder::from_checkpoint(gpu, ck)?;
-        let mut t = Self::with_model(
-            gpu,
-            model,
-            ck.meta_parse("seed")?,
-            ck.meta_parse("lr")?,
-            ck.meta_parse("batch")?,
-            ck.meta_parse("variance")?,
-        )?;
-        t.adam = Adam::read_state(&t.model.params, ck)?;
-        t.step = ck.meta_parse("step")?;
+        let (seed, lr, batch) = run_settings(ck)?;
+        let variance = ck.meta_parse("variance")?;
+        let mut t = Self::with_model(gpu, model, seed, lr, batch, variance)?;
+        (t.adam, t.step) = restore_run(ck, &t.model.params)?;
         Ok(t)
     }
 }

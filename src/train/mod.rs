@@ -21,6 +21,7 @@ use crate::data::{Dataset, Loader};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::grid::save_grid;
+use crate::nn::{Adam, ParamStore};
 use crate::tensor::Tensor;
 
 /// How long and how to train, and where the outputs go.
@@ -79,6 +80,37 @@ fn read_csv(csv: &Path) -> Result<Vec<Vec<f64>>> {
                 .collect()
         })
         .collect())
+}
+
+/// Adds Adam's state (learning rate included) and the run's step, seed and batch to a training
+/// checkpoint that already holds the model.
+fn save_run(
+    ck: &mut Checkpoint,
+    adam: &Adam,
+    params: &ParamStore,
+    step: u64,
+    seed: u64,
+    batch: usize,
+) -> Result<()> {
+    adam.write_state(params, ck)?;
+    ck.set("step", step);
+    ck.set("seed", seed);
+    ck.set("batch", batch);
+    Ok(())
+}
+
+/// (seed, learning rate, batch) of a run saved by [`save_run`]: what its trainer is rebuilt with.
+fn run_settings(ck: &Checkpoint) -> Result<(u64, f32, usize)> {
+    Ok((
+        ck.meta_parse("seed")?,
+        ck.meta_parse("lr")?,
+        ck.meta_parse("batch")?,
+    ))
+}
+
+/// Adam's state (its moments loaded into `params`) and the step of a run saved by [`save_run`].
+fn restore_run(ck: &Checkpoint, params: &ParamStore) -> Result<(Adam, u64)> {
+    Ok((Adam::read_state(params, ck)?, ck.meta_parse("step")?))
 }
 
 /// Refuses a zero batch, a learning rate that is not a positive number, and a model whose largest

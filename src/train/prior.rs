@@ -15,7 +15,8 @@ use crate::ops::{elementwise, softmax};
 use crate::tensor::Tensor;
 
 use super::{
-    append_csv, check_setup, every, plot_columns, TrainOptions, CHECKPOINT_FILE, METRICS_FILE,
+    append_csv, check_setup, every, plot_columns, restore_run, run_settings, save_run,
+    TrainOptions, CHECKPOINT_FILE, METRICS_FILE,
 };
 
 const METRICS_HEADER: &str =
@@ -203,29 +204,25 @@ impl PriorTrainer {
     pub fn checkpoint(&self) -> Result<Checkpoint> {
         let mut ck = Checkpoint::default();
         self.model.write_state(&mut ck)?;
-        self.adam.write_state(&self.model.params, &mut ck)?;
-        ck.set("step", self.step);
-        ck.set("seed", self.seed);
-        ck.set("batch", self.batch);
-        ck.set("grid_h", self.grid[0]);
-        ck.set("grid_w", self.grid[1]);
+        let (step, seed) = (self.step, self.seed);
+        save_run(
+            &mut ck,
+            &self.adam,
+            &self.model.params,
+            step,
+            seed,
+            self.batch,
+        )?;
+        ck.set_dims("grid", &self.grid);
         Ok(ck)
     }
 
     /// Rebuilds the trainer exactly as it was when `ck` was taken.
     pub fn from_checkpoint(gpu: &Gpu, ck: &Checkpoint) -> Result<Self> {
         let model = PixelCnn::from_checkpoint(gpu, ck)?;
-        let grid = [ck.meta_parse("grid_h")?, ck.meta_parse("grid_w")?];
-        let mut t = Self::with_model(
-            gpu,
-            model,
-            ck.meta_parse("seed")?,
-            ck.meta_parse("lr")?,
-            ck.meta_parse("batch")?,
-            grid,
-        )?;
-        t.adam = Adam::read_state(&t.model.params, ck)?;
-        t.step = ck.meta_parse("step")?;
+        let (seed, lr, batch) = run_settings(ck)?;
+        let mut t = Self::with_model(gpu, model, seed, lr, batch, ck.dims("grid")?)?;
+        (t.adam, t.step) = restore_run(ck, &t.model.params)?;
         Ok(t)
     }
 }

@@ -11,7 +11,9 @@ use crate::nn::Adam;
 use crate::ops::{elementwise, reduce};
 use crate::tensor::Tensor;
 
-use super::{check_setup, first_images, plot_columns, ImageTrainer};
+use super::{
+    check_setup, first_images, plot_columns, restore_run, run_settings, save_run, ImageTrainer,
+};
 
 const METRICS_HEADER: &str = "step,loss,recon_mse,perplexity,codes_used,restarts,images_per_s";
 
@@ -189,14 +191,16 @@ impl VqVaeTrainer {
     pub fn checkpoint(&self) -> Result<Checkpoint> {
         let mut ck = Checkpoint::default();
         self.model.write_state(&mut ck)?;
-        self.adam.write_state(&self.model.params, &mut ck)?;
-        ck.set("step", self.step);
-        ck.set("seed", self.seed);
-        ck.set("batch", self.batch);
-        ck.set(
-            "image_shape",
-            self.image_shape.map(|v| v.to_string()).join(","),
-        );
+        let (step, seed) = (self.step, self.seed);
+        save_run(
+            &mut ck,
+            &self.adam,
+            &self.model.params,
+            step,
+            seed,
+            self.batch,
+        )?;
+        ck.set_dims("image_shape", &self.image_shape);
         ck.set("variance", self.variance);
         Ok(ck)
     }
@@ -204,32 +208,12 @@ impl VqVaeTrainer {
     /// Rebuilds the trainer exactly as it was when `ck` was taken.
     pub fn from_checkpoint(gpu: &Gpu, ck: &Checkpoint) -> Result<Self> {
         let model = VqVae::from_checkpoint(gpu, ck)?;
-        let image_shape = parse_image_shape(ck)?;
-        let mut t = Self::with_model(
-            gpu,
-            model,
-            ck.meta_parse("seed")?,
-            ck.meta_parse("lr")?,
-            ck.meta_parse("batch")?,
-            image_shape,
-            ck.meta_parse("variance")?,
-        )?;
-        t.adam = Adam::read_state(&t.model.params, ck)?;
-        t.step = ck.meta_parse("step")?;
+        let (seed, lr, batch) = run_settings(ck)?;
+        let image_shape = ck.dims("image_shape")?;
+        let variance = ck.meta_parse("variance")?;
+        let mut t = Self::with_model(gpu, model, seed, lr, batch, image_shape, variance)?;
+        (t.adam, t.step) = restore_run(ck, &t.model.params)?;
         Ok(t)
-    }
-}
-
-/// The image shape a training checkpoint records.
-fn parse_image_shape(ck: &Checkpoint) -> Result<[usize; 3]> {
-    let raw = ck.meta("image_shape")?;
-    let dims: Vec<usize> = raw.split(',').filter_map(|v| v.parse().ok()).collect();
-    match dims[..] {
-        [c, h, w] => Ok([c, h, w]),
-        _ => Err(Error::Checkpoint {
-            path: ck.path.display().to_string(),
-            message: format!("image_shape {raw:?} is not C,H,W"),
-        }),
     }
 }
 
