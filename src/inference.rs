@@ -147,7 +147,8 @@ pub fn reconstruct(
 }
 
 /// Adds the code grids of the first `limit` images of `data` to `out` as `{split}.codes`
-/// [N, H/4, W/4] (i32) and, where the dataset has labels, `{split}.labels` [N] (i32).
+/// [N, H/4, W/4] (i32) and, where the dataset has labels, `{split}.labels` [N] (i32) with the
+/// number of classes as metadata `classes`.
 pub fn encode_into(
     out: &mut Checkpoint,
     split: &str,
@@ -165,9 +166,10 @@ pub fn encode_into(
     })?;
     let n = data.len().min(limit);
     out.insert_i32(&format!("{split}.codes"), &[n, grid[0], grid[1]], codes_all);
-    if data.classes().is_some() {
+    if let Some(classes) = data.classes() {
         let labels = (0..n).map(|i| data.label(i).unwrap_or(0) as i32).collect();
         out.insert_i32(&format!("{split}.labels"), &[n], labels);
+        out.set("classes", classes);
     }
     Ok(())
 }
@@ -234,7 +236,7 @@ pub fn evaluate_autoencoder(
         images: total,
         mse,
         psnr: 10.0 * (1.0 / mse.max(1e-12)).log10(),
-        nll_kl: (model.kind_name() == "vae").then_some((nll / per, kl / per)),
+        nll_kl: model.config.variational().then_some((nll / per, kl / per)),
     })
 }
 

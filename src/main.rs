@@ -230,6 +230,7 @@ fn reconstruct(
     Ok(())
 }
 
+/// Writes the code file; returns whether it holds labels (the dataset has classes).
 fn encode(
     options: &GpuOptions,
     checkpoint: &std::path::Path,
@@ -237,7 +238,7 @@ fn encode(
     batch: usize,
     limit: usize,
     out: &std::path::Path,
-) -> Result<()> {
+) -> Result<bool> {
     let gpu = Gpu::new(options)?;
     let mut model = inference::load_vqvae(&gpu, checkpoint)?;
     let mut codes = Checkpoint::default();
@@ -248,14 +249,11 @@ fn encode(
     }
     codes.set("format", data::CODES_FORMAT);
     codes.set("codebook_size", model.config.codebook_size);
-    if let Some(classes) = data.open(Split::Train)?.classes() {
-        codes.set("classes", classes);
-    }
     codes.set("dataset", &data.dataset);
     codes.set("vqvae_checkpoint", checkpoint.display());
     codes.save(out)?;
     println!("wrote {}", out.display());
-    Ok(())
+    Ok(codes.metadata.contains_key("classes"))
 }
 
 #[derive(Subcommand)]
@@ -623,21 +621,10 @@ fn sample(options: &GpuOptions, args: &SampleArgs) -> Result<()> {
         )));
     }
     let classes = prior.model.config.classes;
+    // `sample_codes` checks the classes against the prior
     let (count, labels, columns) = match (classes, args.class) {
+        (_, Some(class)) => (args.count, Some(vec![class; args.count]), 8.min(args.count)),
         (0, None) => (args.count, None, 8.min(args.count)),
-        (0, Some(_)) => {
-            return Err(vqgpu::Error::InvalidArgument(
-                "--class needs a prior trained with --conditional".into(),
-            ))
-        }
-        (c, Some(class)) => {
-            if class as usize >= c {
-                return Err(vqgpu::Error::InvalidArgument(format!(
-                    "--class must be below {c}, got {class}"
-                )));
-            }
-            (args.count, Some(vec![class; args.count]), 8.min(args.count))
-        }
         (c, None) => {
             let per_class = args.count.div_ceil(c).max(1);
             let labels: Vec<u32> = (0..c * per_class).map(|i| (i / per_class) as u32).collect();
@@ -670,7 +657,7 @@ fn sample_vae(options: &GpuOptions, args: &SampleArgs) -> Result<()> {
     })?;
     let gpu = Gpu::new(options)?;
     let model = Autoencoder::from_checkpoint(&gpu, &Checkpoint::load(path)?)?;
-    if model.kind_name() != "vae" {
+    if !model.config.variational() {
         return Err(vqgpu::Error::InvalidArgument(format!(
             "{} holds a {}, not a VAE: only a VAE has a prior to sample from",
             path.display(),
@@ -705,7 +692,7 @@ fn latent_map(
 ) -> Result<()> {
     let gpu = Gpu::new(options)?;
     let model = Autoencoder::from_checkpoint(&gpu, &Checkpoint::load(checkpoint)?)?;
-    if model.kind_name() != "vae" || model.config.bottleneck != (Bottleneck::Flat { dim: 2 }) {
+    if !model.config.variational() || model.config.bottleneck != (Bottleneck::Flat { dim: 2 }) {
         return Err(vqgpu::Error::InvalidArgument(format!(
             "{} is not a VAE with a 2-D flat latent (train vae --latent-dim 2)",
             checkpoint.display()
@@ -824,7 +811,7 @@ fn pipeline(options: &GpuOptions, args: &PipelineArgs) -> Result<()> {
     train_vqvae(options, &vqvae)?;
     let vqvae_checkpoint = vqvae_dir.join(train::CHECKPOINT_FILE);
     stage(2, "encode the dataset into code grids");
-    encode(
+    let labelled = encode(
         options,
         &vqvae_checkpoint,
         &args.data,
@@ -833,7 +820,6 @@ fn pipeline(options: &GpuOptions, args: &PipelineArgs) -> Result<()> {
         &codes,
     )?;
     stage(3, "train the PixelCNN prior");
-    let conditional = args.data.open(Split::Train)?.classes().is_some();
     let prior = TrainPriorArgs {
         codes,
         steps: args.prior_steps,
@@ -849,7 +835,7 @@ fn pipeline(options: &GpuOptions, args: &PipelineArgs) -> Result<()> {
         layers: args.layers,
         kernel: 3,
         head: 64,
-        conditional,
+        conditional: labelled,
     };
     train_prior(options, &prior)?;
     stage(4, "sample");
@@ -1341,7 +1327,7 @@ fn run(cli: Cli) -> Result<()> {
             batch,
             limit,
             out,
-        } => encode(&options, &checkpoint, &data, batch, limit, &out),
+        } => encode(&options, &checkpoint, &data, batch, limit, &out).map(|_| ()),
         Command::Sample(args) => sample(&options, &args),
         Command::LatentMap {
             checkpoint,

@@ -8,7 +8,7 @@ use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
 use crate::models::pixelcnn::PixelCnn;
 use crate::models::vqvae::VqVae;
-use crate::ops::softmax;
+use crate::ops::{latent, softmax};
 use crate::tensor::Tensor;
 use crate::train::label_grid;
 
@@ -47,9 +47,15 @@ impl Prior {
                     "--class needs a prior trained with --conditional".into(),
                 ));
             }
-            Some(l) if l.len() != count || l.iter().any(|&c| c as usize >= classes) => {
+            Some(l) if l.len() != count => {
                 return Err(Error::InvalidArgument(format!(
-                    "classes must be below {classes}, one per sample"
+                    "{} classes given for {count} samples",
+                    l.len()
+                )));
+            }
+            Some(l) if l.iter().any(|&c| c as usize >= classes) => {
+                return Err(Error::InvalidArgument(format!(
+                    "--class must be below {classes}, the prior's number of classes"
                 )));
             }
             None if classes > 0 => {
@@ -69,7 +75,7 @@ impl Prior {
         let labels = labels
             .map(|l| Tensor::from_slice(gpu, &[count, h, w], &label_grid(l, h * w)))
             .transpose()?;
-        let key = (seed ^ (seed >> 32)) as u32;
+        let key = latent::rng_key(seed);
         for position in 0..h * w {
             let logits = self.model.forward(&codes, labels.as_ref());
             softmax::sample_position(&logits, &codes, position, key, temperature);

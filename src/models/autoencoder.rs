@@ -118,7 +118,8 @@ impl AutoencoderConfig {
         }
     }
 
-    fn variational(&self) -> bool {
+    /// Whether this is a VAE (the encoder gives means and log-variances).
+    pub fn variational(&self) -> bool {
         matches!(self.kind, AeKind::Variational { .. })
     }
 }
@@ -234,12 +235,17 @@ impl Autoencoder {
 
     /// Decodes codes into images in model units ([-0.5, 0.5] pixels).
     pub fn decode(&self, z: &Tensor) -> Tensor {
-        let raw = self.decode_raw(z);
+        self.images_from(&self.decode_raw(z))
+    }
+
+    /// The decoder's raw output as images in model units: a Bernoulli VAE's logits become
+    /// probabilities shifted to [-0.5, 0.5]; every other output already is an image.
+    fn images_from(&self, raw: &Tensor) -> Tensor {
         match self.config.kind {
             AeKind::Variational {
                 recon: Recon::Bce, ..
-            } => to_model_units(&raw.sigmoid()),
-            _ => raw,
+            } => elementwise::affine(&raw.sigmoid(), 1.0, -0.5),
+            _ => raw.clone(),
         }
     }
 
@@ -271,17 +277,14 @@ impl Autoencoder {
                 let z = latent::reparameterize(&code, &eps);
                 let latent_per_image = (z.numel() / z.dim(0)) as f32;
                 let raw = self.decode_raw(&z);
-                let (images, recon_nll) = match recon {
-                    Recon::Mse => {
-                        let nll = reduce::mse_loss(&raw, x).scale(per_image / (2.0 * variance));
-                        (raw, nll)
-                    }
+                let recon_nll = match recon {
+                    Recon::Mse => reduce::mse_loss(&raw, x).scale(per_image / (2.0 * variance)),
                     Recon::Bce => {
                         let target = elementwise::affine(x, 1.0, 0.5);
-                        let nll = latent::bce_logits(&raw, &target).mean().scale(per_image);
-                        (to_model_units(&raw.sigmoid()), nll)
+                        latent::bce_logits(&raw, &target).mean().scale(per_image)
                     }
                 };
+                let images = self.images_from(&raw);
                 let kl = latent::kl(&code).mean().scale(latent_per_image);
                 AeOutput {
                     loss: recon_nll.add(&kl.scale(beta)),
@@ -304,11 +307,6 @@ impl Autoencoder {
             }
         }
     }
-}
-
-/// Probabilities in [0, 1] to model units in [-0.5, 0.5].
-fn to_model_units(p: &Tensor) -> Tensor {
-    elementwise::affine(p, 1.0, -0.5)
 }
 
 /// Format tag of AE / DAE / VAE checkpoints.

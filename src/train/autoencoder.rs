@@ -175,7 +175,7 @@ impl ImageTrainer for AeTrainer {
         elementwise::fill(&self.metrics, 0.0);
         let n = self.steps_in_metrics as f32;
         self.steps_in_metrics = 0;
-        let variational = self.model.kind_name() == "vae";
+        let variational = self.model.config.variational();
         let values = AeMetrics {
             step: self.step,
             loss: m[SLOTS[0]] / n,
