@@ -44,7 +44,11 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         @builtin(local_invocation_index) t: u32) {
     let m0 = wid.y * TILE_M;
     let n0 = wid.x * TILE_N;
-    var acc: array<array<f32, 4>, 4>;
+    // the 4 x 4 block as four row vectors: registers, never a dynamically indexed array
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
     for (var k0 = 0u; k0 < p.k; k0 = k0 + TILE_K) {
         for (var r = 0u; r < 4u; r = r + 1u) {
             let e = t + r * 256u;
@@ -58,30 +62,33 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         }
         workgroupBarrier();
         for (var kk = 0u; kk < TILE_K; kk = kk + 1u) {
-            var av: array<f32, 4>;
-            var bv: array<f32, 4>;
-            for (var i = 0u; i < 4u; i = i + 1u) {
-                av[i] = a_tile[kk * TILE_M + lid.y + 16u * i];
-                bv[i] = b_tile[kk * TILE_N + lid.x + 16u * i];
-            }
-            for (var i = 0u; i < 4u; i = i + 1u) {
-                for (var j = 0u; j < 4u; j = j + 1u) {
-                    acc[i][j] = acc[i][j] + av[i] * bv[j];
-                }
-            }
+            let ai = kk * TILE_M + lid.y;
+            let bi = kk * TILE_N + lid.x;
+            let bv = vec4<f32>(b_tile[bi], b_tile[bi + 16u], b_tile[bi + 32u], b_tile[bi + 48u]);
+            acc0 = acc0 + a_tile[ai] * bv;
+            acc1 = acc1 + a_tile[ai + 16u] * bv;
+            acc2 = acc2 + a_tile[ai + 32u] * bv;
+            acc3 = acc3 + a_tile[ai + 48u] * bv;
         }
         workgroupBarrier();
     }
-    for (var i = 0u; i < 4u; i = i + 1u) {
-        let row = m0 + lid.y + 16u * i;
-        for (var j = 0u; j < 4u; j = j + 1u) {
-            let col = n0 + lid.x + 16u * j;
-            if (row < p.m && col < p.n) {
-                var v = acc[i][j];
-                if (HAS_BIAS) { v = v + bias[col]; }
-                let idx = row * p.n + col;
-                c[idx] = v;
-            }
+    let row = m0 + lid.y;
+    let col = n0 + lid.x;
+    store_row(row, col, acc0);
+    store_row(row + 16u, col, acc1);
+    store_row(row + 32u, col, acc2);
+    store_row(row + 48u, col, acc3);
+}
+
+// Writes a thread's outputs (row, col + 16 j), j < 4, that lie inside C.
+fn store_row(row: u32, col: u32, v: vec4<f32>) {
+    if (row >= p.m) { return; }
+    for (var j = 0u; j < 4u; j = j + 1u) {
+        let n = col + 16u * j;
+        if (n < p.n) {
+            var x = v[j];
+            if (HAS_BIAS) { x = x + bias[n]; }
+            c[row * p.n + n] = x;
         }
     }
 }

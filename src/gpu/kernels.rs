@@ -199,10 +199,15 @@ impl KernelCache {
             return (p.clone(), layout);
         }
         let module = self.modules.entry(kernel.family).or_insert_with(|| {
-            device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            let descriptor = wgpu::ShaderModuleDescriptor {
                 label: Some(kernel.family.file_name()),
                 source: wgpu::ShaderSource::Wgsl(kernel.family.source().into()),
-            })
+            };
+            // SAFETY: only the checks below are dropped, and vqgpu's own shaders uphold them:
+            // every loop runs to a bound taken from the uniform block or a constant, and every
+            // divisor is a tile constant or a shape the host has validated as non-zero.
+            // Buffer bounds checks stay on.
+            unsafe { device.create_shader_module_trusted(descriptor, trusted_checks()) }
         });
         let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
             label: None,
@@ -225,4 +230,14 @@ impl KernelCache {
         self.pipelines.insert(key, pipeline.clone());
         (pipeline, layout)
     }
+}
+
+/// Runtime checks for vqgpu's own shaders. The default checks would add a hidden counter to every
+/// loop (which keeps drivers from unrolling the register-tile loops of the GEMM-shaped kernels)
+/// and a zero test to every integer division (the convolution index arithmetic is full of them).
+fn trusted_checks() -> wgpu::ShaderRuntimeChecks {
+    let mut checks = wgpu::ShaderRuntimeChecks::checked();
+    checks.force_loop_bounding = false;
+    checks.int_div_checks = false;
+    checks
 }
