@@ -286,7 +286,8 @@ struct TrainAeArgs {
     /// Seed of the initialisation, the data order and the GPU noise
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Output directory (metrics.csv, PNG grids, curves.png, checkpoint.safetensors)
+    /// Output directory (metrics.csv, PNG grids, curves.png, checkpoint.safetensors) [default: the
+    /// --resume directory, else runs/<ae|dae|vae>]
     #[arg(long)]
     out: Option<PathBuf>,
     /// Continue the run saved in this directory (its model and optimizer settings are used)
@@ -347,10 +348,7 @@ impl TrainAeArgs {
 fn train_autoencoder(options: &GpuOptions, args: &TrainAeArgs, name: &str) -> Result<()> {
     let gpu = Gpu::new(options)?;
     let data = args.data.open(Split::Train)?;
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("runs/{name}")));
+    let out = output_dir(&args.out, &args.resume, name);
     let mut trainer = match &args.resume {
         Some(dir) => {
             let ck = Checkpoint::load(&dir.join(train::CHECKPOINT_FILE))?;
@@ -447,9 +445,10 @@ struct TrainPriorArgs {
     /// Seed of the initialisation and the data order
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Output directory (metrics.csv, curves.png, checkpoint.safetensors)
-    #[arg(long, default_value = "runs/prior")]
-    out: PathBuf,
+    /// Output directory (metrics.csv, curves.png, checkpoint.safetensors) [default: the --resume
+    /// directory, else runs/prior]
+    #[arg(long)]
+    out: Option<PathBuf>,
     /// Continue the run saved in this directory (its model and optimizer settings are used)
     #[arg(long)]
     resume: Option<PathBuf>,
@@ -515,7 +514,7 @@ fn train_prior(options: &GpuOptions, args: &TrainPriorArgs) -> Result<()> {
         batch: trainer.batch,
         lr: trainer.adam.hyper.lr,
         seed: trainer.seed,
-        out: args.out.clone(),
+        out: output_dir(&args.out, &args.resume, "prior"),
         log_every: args.log_every,
         sample_every: 0,
         save_every: args.save_every,
@@ -790,7 +789,7 @@ fn pipeline(options: &GpuOptions, args: &PipelineArgs) -> Result<()> {
         batch: 32,
         lr: 2e-3,
         seed: args.seed,
-        out: vqvae_dir.clone(),
+        out: Some(vqvae_dir.clone()),
         resume: None,
         schedule: ScheduleArgs {
             log_every: 50,
@@ -826,7 +825,7 @@ fn pipeline(options: &GpuOptions, args: &PipelineArgs) -> Result<()> {
         batch: 16,
         lr: 2e-3,
         seed: args.seed,
-        out: prior_dir.clone(),
+        out: Some(prior_dir.clone()),
         resume: None,
         log_every: 100,
         save_every: 500,
@@ -924,9 +923,10 @@ struct TrainVqVaeArgs {
     /// Seed of the initialisation and the data order
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Output directory (metrics.csv, PNG grids, checkpoint.safetensors)
-    #[arg(long, default_value = "runs/vqvae")]
-    out: PathBuf,
+    /// Output directory (metrics.csv, PNG grids, checkpoint.safetensors) [default: the --resume
+    /// directory, else runs/vqvae]
+    #[arg(long)]
+    out: Option<PathBuf>,
     /// Continue the run saved in this directory (its model and optimizer settings are used)
     #[arg(long)]
     resume: Option<PathBuf>,
@@ -1015,7 +1015,7 @@ fn train_vqvae(options: &GpuOptions, args: &TrainVqVaeArgs) -> Result<()> {
         batch: trainer.batch,
         lr: trainer.adam.hyper.lr,
         seed: trainer.seed,
-        out: args.out.clone(),
+        out: output_dir(&args.out, &args.resume, "vqvae"),
         log_every: args.schedule.log_every,
         sample_every: args.schedule.sample_every,
         save_every: args.schedule.save_every,
@@ -1047,6 +1047,13 @@ fn train_vqvae(options: &GpuOptions, args: &TrainVqVaeArgs) -> Result<()> {
     result?;
     eprintln!("done: {}", opts.out.display());
     Ok(())
+}
+
+/// Where a training run writes: `--out`, else the run it resumes, else `runs/<name>`.
+fn output_dir(out: &Option<PathBuf>, resume: &Option<PathBuf>, name: &str) -> PathBuf {
+    out.clone()
+        .or_else(|| resume.clone())
+        .unwrap_or_else(|| PathBuf::from("runs").join(name))
 }
 
 /// Refuses `--steps 0` and a `--steps` the resumed checkpoint has already reached.
@@ -1404,5 +1411,41 @@ fn main() -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resumed_run_writes_into_its_own_directory_unless_out_is_given() {
+        let dir = |s: &str| Some(PathBuf::from(s));
+        assert_eq!(
+            output_dir(&None, &None, "vqvae"),
+            PathBuf::from("runs/vqvae")
+        );
+        assert_eq!(
+            output_dir(&None, &dir("old"), "vqvae"),
+            PathBuf::from("old")
+        );
+        assert_eq!(
+            output_dir(&dir("new"), &dir("old"), "prior"),
+            PathBuf::from("new")
+        );
+        assert_eq!(output_dir(&dir("new"), &None, "vae"), PathBuf::from("new"));
+    }
+
+    #[test]
+    fn train_commands_parse_without_out() {
+        let cli = Cli::try_parse_from(["vqgpu", "train", "vqvae", "--resume", "runs/a"]).unwrap();
+        let Command::Train {
+            what: TrainCommand::Vqvae(args),
+        } = cli.command
+        else {
+            panic!("parsed as another command");
+        };
+        assert_eq!(args.out, None);
+        assert_eq!(args.resume, Some(PathBuf::from("runs/a")));
     }
 }
