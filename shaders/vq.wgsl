@@ -1,5 +1,5 @@
-// Vector quantization: nearest codebook entry for every encoder vector, gather of the chosen entries,
-// and code-usage statistics. Encoder vectors are read straight from NCHW: row n = (b, s) with
+// Vector quantization: nearest codebook entry for every encoder vector, and code-usage statistics
+// (the chosen entries are gathered by gather.wgsl). Encoder vectors are read straight from NCHW: row n = (b, s) with
 // s < hw = H*W has elements z[(b * D + d) * hw + s]. Code indices are stored as f32 (exact below 2^24).
 
 struct Params {
@@ -17,7 +17,7 @@ struct Params {
 @group(0) @binding(1) var<storage, read> z: array<f32>;          // NCHW encoder output
 @group(0) @binding(2) var<storage, read> codebook: array<f32>;   // [K, D]
 @group(0) @binding(3) var<storage, read> norms: array<f32>;      // [K] squared norms of the codebook rows
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;  // codes [N], z_q (NCHW), norms or stats
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;  // codes [N], norms or stats
 @group(0) @binding(5) var<storage, read_write> out_dist: array<f32>; // nearest: best distance per (chunk, row)
 
 fn z_at(row: u32, d: u32) -> f32 {
@@ -181,18 +181,6 @@ fn nearest_naive(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
         }
     }
     out[row] = f32(bc);
-}
-
-// z_q[b, d, s] = codebook[code[b * hw + s], d]; `z` holds the codes here
-@compute @workgroup_size(256)
-fn gather(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * 256u;
-    if (i >= p.n * p.d) { return; }
-    let s = i % p.hw;
-    let d = (i / p.hw) % p.d;
-    let b = i / (p.hw * p.d);
-    let code = u32(z[b * p.hw + s]);
-    out[i] = codebook[code * p.d + d];
 }
 
 var<workgroup> partial: array<f32, 512>;

@@ -60,6 +60,23 @@ pub enum Error {
     /// An argument a user supplied is out of range.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// A setting of a model, a run or a command is out of range. The library names the setting by
+    /// what it is; the command line names its flag instead.
+    #[error("invalid argument: {} {problem}", setting.describe())]
+    InvalidSetting {
+        /// Which setting.
+        setting: Setting,
+        /// What is wrong with its value (`must be at least 1, got 0`).
+        problem: String,
+    },
+    /// Training produced a loss that is not a finite number.
+    #[error("the loss became {loss} at step {step}: lower the learning rate")]
+    Diverged {
+        /// The step whose metrics showed it.
+        step: u64,
+        /// The loss read back.
+        loss: f64,
+    },
     /// Reading or writing a file failed.
     #[error("{path}: {source}")]
     Io {
@@ -81,7 +98,94 @@ pub enum Error {
     },
 }
 
+/// The settings a user chooses, named for error messages. The command line maps each to its flag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Setting {
+    /// Total training steps.
+    Steps,
+    /// Items per training step or per forward pass.
+    Batch,
+    /// Adam's learning rate.
+    LearningRate,
+    /// Channels of the conv trunk.
+    Hidden,
+    /// Channels inside a residual layer.
+    ResHidden,
+    /// Codebook size K.
+    CodebookSize,
+    /// Code dimension D.
+    CodeDim,
+    /// The VQ-VAE's commitment weight.
+    Commitment,
+    /// Size of an autoencoder's latent (channels or vector length).
+    LatentSize,
+    /// A denoising autoencoder's masking probability.
+    MaskProb,
+    /// A denoising autoencoder's noise standard deviation.
+    NoiseStd,
+    /// A VAE's KL weight.
+    KlWeight,
+    /// Channels of the prior's stacks.
+    Channels,
+    /// Gated layers of the prior.
+    Layers,
+    /// Side of the prior's masked kernels.
+    Kernel,
+    /// Channels of the prior's output head.
+    Head,
+    /// The class of conditional samples.
+    Class,
+    /// Number of samples or images drawn.
+    Count,
+    /// Sampling temperature.
+    Temperature,
+    /// Side of a latent-map grid.
+    Side,
+    /// Calls per timed benchmark repeat.
+    Iters,
+    /// Timed benchmark repeats.
+    Repeats,
+}
+
+impl Setting {
+    /// What the setting is, in words.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Setting::Steps => "the number of steps",
+            Setting::Batch => "the batch size",
+            Setting::LearningRate => "the learning rate",
+            Setting::Hidden => "the hidden size",
+            Setting::ResHidden => "the residual hidden size",
+            Setting::CodebookSize => "the codebook size",
+            Setting::CodeDim => "the code dimension",
+            Setting::Commitment => "the commitment weight",
+            Setting::LatentSize => "the latent size",
+            Setting::MaskProb => "the mask probability",
+            Setting::NoiseStd => "the noise standard deviation",
+            Setting::KlWeight => "the KL weight",
+            Setting::Channels => "the number of channels",
+            Setting::Layers => "the number of layers",
+            Setting::Kernel => "the kernel size",
+            Setting::Head => "the head size",
+            Setting::Class => "the class",
+            Setting::Count => "the count",
+            Setting::Temperature => "the temperature",
+            Setting::Side => "the grid side",
+            Setting::Iters => "the calls per repeat",
+            Setting::Repeats => "the number of repeats",
+        }
+    }
+}
+
 impl Error {
+    /// `setting` is out of range: `problem` says how (`must be at least 1, got 0`).
+    pub fn setting(setting: Setting, problem: impl Into<String>) -> Self {
+        Self::InvalidSetting {
+            setting,
+            problem: problem.into(),
+        }
+    }
+
     /// An I/O error on `path`.
     pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
         Self::Io {

@@ -11,8 +11,8 @@
 //! # fn main() -> vqgpu::Result<()> {
 //! let gpu = Gpu::new(&GpuOptions::default())?;
 //! let mut ps = ParamStore::new(&gpu, 0);
-//! let conv1 = Conv2d::new(&mut ps, "conv1", 3, 16, (3, 3), Conv2dOptions::new(1, 1), true);
-//! let conv2 = Conv2d::new(&mut ps, "conv2", 16, 3, (3, 3), Conv2dOptions::new(1, 1), true);
+//! let conv1 = Conv2d::new(&mut ps.scope("conv1"), 3, 16, (3, 3), Conv2dOptions::new(1, 1), true);
+//! let conv2 = Conv2d::new(&mut ps.scope("conv2"), 16, 3, (3, 3), Conv2dOptions::new(1, 1), true);
 //! ps.finalize()?;
 //! let mut adam = Adam::new(1e-3);
 //! let x = Tensor::from_slice(&gpu, &[1, 3, 8, 8], &[0.5; 192])?;
@@ -32,18 +32,14 @@
 //! [`Gpu::sync`]); buffers come from a pool, so a repeated step allocates nothing.
 
 pub mod autograd;
-pub mod bench;
-pub mod checkpoint;
 pub mod data;
 pub mod error;
 pub mod gpu;
-pub mod grid;
-pub mod inference;
+pub mod io;
 pub mod models;
 pub mod nn;
 pub mod ops;
-pub mod plot;
-pub mod sample;
+pub mod tasks;
 pub mod tensor;
 pub mod train;
 

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::autograd;
 use crate::error::{Error, Result};
-use crate::gpu::{Access, BufferArg, Gpu, PooledBuffer};
+use crate::gpu::{Binding, BufferArg, Gpu, PooledBuffer};
 use crate::ops::elementwise;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -228,24 +228,14 @@ impl Tensor {
         self.0.storage.buffer()
     }
 
-    fn arg(&self, binding: u32, access: Access) -> BufferArg<'_> {
+    /// Binds this tensor to `binding` of a kernel, with the access the shader declares.
+    pub(crate) fn bind(&self, binding: Binding) -> BufferArg<'_> {
         BufferArg {
             binding,
             buffer: self.buffer(),
             offset: self.0.offset,
             size: self.numel() as u64 * 4,
-            access,
         }
-    }
-
-    /// Binds this tensor read-only at `binding`.
-    pub(crate) fn read(&self, binding: u32) -> BufferArg<'_> {
-        self.arg(binding, Access::Read)
-    }
-
-    /// Binds this tensor read-write at `binding`.
-    pub(crate) fn write_arg(&self, binding: u32) -> BufferArg<'_> {
-        self.arg(binding, Access::ReadWrite)
     }
 }
 

@@ -141,8 +141,9 @@ fn autoencoder_configs_a_user_can_get_wrong_are_refused() {
 
 #[test]
 fn resuming_a_vae_or_dae_continues_exactly_noise_included() {
-    use vqgpu::checkpoint::Checkpoint;
-    use vqgpu::train::{AeTrainer, ImageTrainer};
+    use vqgpu::data::Batch;
+    use vqgpu::io::checkpoint::Checkpoint;
+    use vqgpu::train::AeTrainer;
     let gpu = gpu();
     let train = Shapes::new(0, Split::Train);
     let kinds = [
@@ -157,7 +158,11 @@ fn resuming_a_vae_or_dae_continues_exactly_noise_included() {
             let c = config(Bottleneck::Flat { dim: 8 }, kind);
             AeTrainer::new(&gpu, c, 4, 1e-3, 4, 0.06).unwrap()
         };
-        let images = |step: u64| batch(&train, &batch_indices(train.len(), 4, 4, step));
+        let images = |step: u64| Batch {
+            step,
+            inputs: batch(&train, &batch_indices(train.len(), 4, 4, step)),
+            labels: Vec::new(),
+        };
         let mut straight = make();
         for step in 0..6 {
             straight.train_step(&images(step)).unwrap();
@@ -172,11 +177,11 @@ fn resuming_a_vae_or_dae_continues_exactly_noise_included() {
         first.checkpoint().unwrap().save(&path).unwrap();
         let mut resumed =
             AeTrainer::from_checkpoint(&gpu, &Checkpoint::load(&path).unwrap()).unwrap();
-        assert_eq!(resumed.model.config, straight.model.config);
+        assert_eq!(resumed.task.model.config, straight.task.model.config);
         for step in 3..6 {
             resumed.train_step(&images(step)).unwrap();
         }
-        let values = |t: &AeTrainer| download(t.model.params.flat_buffers().0);
+        let values = |t: &AeTrainer| download(t.task.model.params.flat_buffers().0);
         assert_eq!(
             values(&resumed),
             values(&straight),
@@ -185,8 +190,9 @@ fn resuming_a_vae_or_dae_continues_exactly_noise_included() {
         // what `sample --vae` does: decode z ~ N(0, I) into images in the pixel range
         if let AeKind::Variational { .. } = kind {
             let _g = autograd::no_grad();
-            let z = vqgpu::ops::latent::normal(&gpu, &resumed.model.latent_shape(5), 1, 0.0, 1.0);
-            let images = download(&resumed.model.decode(&z));
+            let model = &resumed.task.model;
+            let z = vqgpu::ops::latent::normal(&gpu, &model.latent_shape(5), 1, 0.0, 1.0);
+            let images = download(&model.decode(&z));
             assert_eq!(images.len(), 5 * 3 * 32 * 32);
             assert!(
                 images.iter().all(|v| (-0.5..=0.5).contains(v)),
@@ -209,7 +215,7 @@ fn posterior_means_and_the_scatter_plot_of_a_2d_vae() {
         recon: Recon::Mse,
     };
     let model = Autoencoder::new(&gpu, config(Bottleneck::Flat { dim: 2 }, kind), 3).unwrap();
-    let (means, labels) = vqgpu::inference::posterior_means(&model, &test, 4, 10).unwrap();
+    let (means, labels) = vqgpu::tasks::latent_map::posterior_means(&model, &test, 4, 10).unwrap();
     assert_eq!((means.len(), labels.len()), (10, 10));
     // the means are the first two of the encoder's four statistics per image
     let x = upload(
@@ -228,7 +234,7 @@ fn posterior_means_and_the_scatter_plot_of_a_2d_vae() {
     }
     let path = std::env::temp_dir().join(format!("vqgpu-scatter-{}.png", std::process::id()));
     let points: Vec<(f64, f64)> = means.iter().map(|m| (m[0] as f64, m[1] as f64)).collect();
-    vqgpu::plot::save_scatter(&path, "means", &points, &labels).unwrap();
+    vqgpu::io::plot::save_scatter(&path, "means", &points, &labels).unwrap();
     let img = image::open(&path).unwrap().to_rgb8();
     assert_eq!((img.width(), img.height()), (700, 560));
     // some pixels carry a label colour (not white, not ink)

@@ -234,9 +234,9 @@ fn batches_depend_only_on_seed_and_step() {
     let mut resumed = Loader::new(data, 4, 1, 5, 6);
     let again = resumed.next_batch().unwrap();
     assert_eq!(
-        (fifth.step, fifth.images.clone(), fifth.labels.clone()),
-        (again.step, again.images, again.labels)
+        (fifth.step, fifth.inputs.clone(), fifth.labels.clone()),
+        (again.step, again.inputs, again.labels)
     );
     assert!(resumed.next_batch().is_none());
-    assert!(fifth.images.iter().all(|v| (-0.5..=0.5).contains(v)));
+    assert!(fifth.inputs.iter().all(|v| (-0.5..=0.5).contains(v)));
 }

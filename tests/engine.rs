@@ -53,8 +53,7 @@ fn layers_follow_pytorch_names_layouts_and_initialisation() {
     let gpu = gpu();
     let mut ps = ParamStore::new(&gpu, 1);
     let conv = Conv2d::new(
-        &mut ps,
-        "encoder.0",
+        &mut ps.scope("encoder.0"),
         3,
         8,
         (4, 4),
@@ -62,15 +61,14 @@ fn layers_follow_pytorch_names_layouts_and_initialisation() {
         true,
     );
     let convt = ConvTranspose2d::new(
-        &mut ps,
-        "decoder.2",
+        &mut ps.scope("decoder.2"),
         8,
         5,
         (4, 4),
         ConvTranspose2dOptions::new(2, 1, 0),
         true,
     );
-    let lin = Linear::new(&mut ps, "fc", 10, 7, false);
+    let lin = Linear::new(&mut ps.scope("fc"), 10, 7, false);
     ps.finalize().unwrap();
     let names: Vec<(&str, Vec<usize>)> = ps
         .params()
@@ -110,8 +108,7 @@ fn layers_follow_pytorch_names_layouts_and_initialisation() {
     // same seed, same initial values
     let mut again = ParamStore::new(&gpu, 1);
     let conv2 = Conv2d::new(
-        &mut again,
-        "encoder.0",
+        &mut again.scope("encoder.0"),
         3,
         8,
         (4, 4),
@@ -136,8 +133,7 @@ impl TinyNet {
     fn new(gpu: &Gpu) -> Self {
         let mut ps = ParamStore::new(gpu, 42);
         let conv1 = Conv2d::new(
-            &mut ps,
-            "conv1",
+            &mut ps.scope("conv1"),
             3,
             16,
             (3, 3),
@@ -145,8 +141,7 @@ impl TinyNet {
             true,
         );
         let conv2 = Conv2d::new(
-            &mut ps,
-            "conv2",
+            &mut ps.scope("conv2"),
             16,
             3,
             (3, 3),

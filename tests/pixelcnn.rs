@@ -5,11 +5,11 @@ mod common;
 use common::*;
 use rand::Rng;
 use vqgpu::autograd;
-use vqgpu::checkpoint::Checkpoint;
 use vqgpu::data::CodeGrids;
+use vqgpu::io::checkpoint::Checkpoint;
 use vqgpu::models::pixelcnn::{PixelCnn, PixelCnnConfig};
-use vqgpu::sample::Prior;
-use vqgpu::train::{label_grid, PriorTrainer};
+use vqgpu::tasks::sample::Prior;
+use vqgpu::train::{PriorTrainer, TrainStep};
 
 fn config(codes: usize, layers: usize, kernel: usize, classes: usize) -> PixelCnnConfig {
     PixelCnnConfig {
@@ -34,7 +34,8 @@ fn logits_depend_only_on_earlier_positions() {
         let what = format!("{layers} layers, kernel {kernel}, {classes} classes");
         let model = PixelCnn::new(&gpu, config(k, layers, kernel, classes), 3).unwrap();
         let _g = autograd::no_grad();
-        let labels = (classes > 0).then(|| upload(&gpu, &[b, h, w], &label_grid(&[2, 0], n)));
+        let labels =
+            (classes > 0).then(|| upload(&gpu, &[b, h, w], &PixelCnn::label_grid(&[2, 0], n)));
         let logits_of = |codes: &[f32]| {
             download(&model.forward(&upload(&gpu, &[b, h, w], codes), labels.as_ref()))
         };
@@ -128,12 +129,12 @@ fn prior_learns_structured_codes_far_below_the_unigram_entropy() {
     let train = ruled_codes(&mut rng, 512, k, false);
     let test = ruled_codes(&mut rng, 128, k, false);
     let mut trainer = PriorTrainer::new(&gpu, config(k, 3, 3, 0), 1, 3e-3, 32, [4, 4]).unwrap();
-    let before = trainer.evaluate(&test, usize::MAX).unwrap();
+    let before = trainer.task.evaluate(&test, usize::MAX).unwrap();
     for _ in 0..150 {
-        trainer.train_step(&train).unwrap();
+        trainer.train_step_on(&train).unwrap();
     }
-    let train_nll = trainer.take_train_nll().unwrap().unwrap();
-    let after = trainer.evaluate(&test, usize::MAX).unwrap();
+    let train_nll = trainer.take_metrics().unwrap().unwrap().train_nll;
+    let after = trainer.task.evaluate(&test, usize::MAX).unwrap();
     let unigram = test.unigram_entropy();
     assert!(
         (unigram - (k as f64).ln()).abs() < 0.05,
@@ -159,11 +160,11 @@ fn resuming_a_prior_continues_exactly() {
     let make = || PriorTrainer::new(&gpu, config(6, 2, 3, 2), 5, 1e-3, 16, [4, 4]).unwrap();
     let mut straight = make();
     for _ in 0..6 {
-        straight.train_step(&data).unwrap();
+        straight.train_step_on(&data).unwrap();
     }
     let mut first = make();
     for _ in 0..3 {
-        first.train_step(&data).unwrap();
+        first.train_step_on(&data).unwrap();
     }
     let dir = std::env::temp_dir().join(format!("vqgpu-prior-resume-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -171,11 +172,11 @@ fn resuming_a_prior_continues_exactly() {
     first.checkpoint().unwrap().save(&path).unwrap();
     let mut resumed =
         PriorTrainer::from_checkpoint(&gpu, &Checkpoint::load(&path).unwrap()).unwrap();
-    assert_eq!(resumed.step, 3);
+    assert_eq!(resumed.run.step, 3);
     for _ in 0..3 {
-        resumed.train_step(&data).unwrap();
+        resumed.train_step_on(&data).unwrap();
     }
-    let values = |t: &PriorTrainer| download(t.model.params.flat_buffers().0);
+    let values = |t: &PriorTrainer| download(t.task.model.params.flat_buffers().0);
     assert_eq!(
         values(&resumed),
         values(&straight),
@@ -196,7 +197,7 @@ fn sampling_is_reproducible_and_follows_what_the_prior_learned() {
     let train = ruled_codes(&mut rng, 512, k, true);
     let mut trainer = PriorTrainer::new(&gpu, config(k, 3, 3, 2), 2, 1e-2, 32, [4, 4]).unwrap();
     for _ in 0..200 {
-        trainer.train_step(&train).unwrap();
+        trainer.train_step_on(&train).unwrap();
     }
     let dir = std::env::temp_dir().join(format!("vqgpu-prior-sample-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -269,6 +270,7 @@ fn bad_code_files_and_mismatched_models_are_refused_with_clear_errors() {
     // a prior built for other grids, codes or without the labels it needs
     let trainer = PriorTrainer::new(&gpu, config(4, 1, 3, 0), 0, 1e-3, 2, [3, 3]).unwrap();
     assert!(trainer
+        .task
         .check_data(&good)
         .unwrap_err()
         .to_string()
@@ -280,6 +282,7 @@ fn bad_code_files_and_mismatched_models_are_refused_with_clear_errors() {
         ..good.clone()
     };
     assert!(conditional
+        .task
         .check_data(&unlabelled)
         .unwrap_err()
         .to_string()

@@ -1,66 +1,66 @@
 //! Every `shaders/*.wgsl` parses, validates, and translates to SPIR-V, MSL, HLSL and GLSL for every
-//! entry point and every specialisation of its override constants. Needs no GPU.
+//! entry point and every specialisation of its override constants; and every shader agrees with
+//! the declarations of the `ops` module that owns it (same stem, the uniform `Params` layout, the
+//! storage bindings by number, name and access). Needs no GPU.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use naga::back::{glsl, hlsl, msl, spv, PipelineConstants};
 use naga::valid::{Capabilities, ValidationFlags, Validator};
-use naga::ShaderStage;
+use naga::{AddressSpace, ShaderStage, StorageAccess, TypeInner};
+use vqgpu::gpu::{Access, Shader};
+use vqgpu::ops::SHADERS;
 
-/// Tile shapes (ROWS, COLS, TILE_K) the conv host code chooses from.
-const CONV_TILES: [[f64; 3]; 3] = [[4.0, 4.0, 16.0], [2.0, 8.0, 16.0], [1.0, 16.0, 8.0]];
-
-/// Values each override constant takes in the host code, as groups of (name, value) assignments.
-fn override_choices(module: &naga::Module, name: &str) -> Vec<Vec<(String, f64)>> {
-    let one = |values: &[f64]| {
-        values
-            .iter()
-            .map(|&v| vec![(name.to_string(), v)])
-            .collect()
-    };
-    match name {
-        "MODE" => one(&[0.0, 1.0, 2.0]),
-        // the tile shape is one choice of three coupled constants, made when ROWS is seen
-        "ROWS" => CONV_TILES
-            .iter()
-            .map(|t| {
-                ["ROWS", "COLS", "TILE_K"]
-                    .iter()
-                    .zip(t)
-                    .map(|(n, &v)| (n.to_string(), v))
-                    .collect()
-            })
-            .collect(),
-        "COLS" | "TILE_K" => vec![vec![]],
-        _ => {
-            let (_, o) = module
-                .overrides
-                .iter()
-                .find(|(_, o)| o.name.as_deref() == Some(name))
-                .unwrap();
-            let is_bool = matches!(
-                module.types[o.ty].inner,
-                naga::TypeInner::Scalar(naga::Scalar::BOOL)
-            );
-            assert!(
-                is_bool,
-                "override {name}: list the values the host uses in tests/shaders.rs"
-            );
-            one(&[0.0, 1.0])
-        }
-    }
+/// The shader of `shaders/{file}` as the engine declares it.
+fn declared(file: &str) -> &'static Shader {
+    SHADERS
+        .iter()
+        .find(|s| s.file_name() == file)
+        .copied()
+        .unwrap_or_else(|| panic!("shaders/{file} is not in vqgpu::ops::SHADERS"))
 }
 
-/// Every combination of the override values the host code uses.
-fn specialisations(module: &naga::Module) -> Vec<PipelineConstants> {
-    let mut variants = vec![PipelineConstants::default()];
+/// Every combination of the override values the host code uses: the declared axes, and both
+/// values of every boolean override.
+fn specialisations(module: &naga::Module, shader: &Shader) -> Vec<PipelineConstants> {
+    let mut axes: Vec<Vec<Vec<(String, f64)>>> = shader
+        .overrides
+        .iter()
+        .map(|axis| {
+            axis.iter()
+                .map(|choice| choice.iter().map(|&(n, v)| (n.to_string(), v)).collect())
+                .collect()
+        })
+        .collect();
+    let covered: BTreeSet<String> = axes
+        .iter()
+        .flatten()
+        .flatten()
+        .map(|(n, _)| n.clone())
+        .collect();
     for (_, o) in module.overrides.iter() {
         let name = o.name.clone().expect("overrides are named");
+        if covered.contains(&name) {
+            continue;
+        }
+        let is_bool = matches!(
+            module.types[o.ty].inner,
+            TypeInner::Scalar(naga::Scalar::BOOL)
+        );
+        assert!(
+            is_bool,
+            "{}: override {name} is not boolean: declare the values the host uses in its Shader",
+            shader.stem
+        );
+        axes.push(vec![vec![(name.clone(), 0.0)], vec![(name.clone(), 1.0)]]);
+    }
+    let mut variants = vec![PipelineConstants::default()];
+    for axis in axes {
         let mut next = Vec::new();
         for base in &variants {
-            for choice in override_choices(module, &name) {
+            for choice in &axis {
                 let mut c = base.clone();
-                c.extend(choice);
+                c.extend(choice.iter().cloned());
                 next.push(c);
             }
         }
@@ -69,15 +69,116 @@ fn specialisations(module: &naga::Module) -> Vec<PipelineConstants> {
     variants
 }
 
-fn translate(file: &str, source: &str) -> usize {
+/// The WGSL name of a scalar type.
+fn scalar_name(inner: &TypeInner) -> Option<&'static str> {
+    match inner {
+        TypeInner::Scalar(naga::Scalar::U32) => Some("u32"),
+        TypeInner::Scalar(naga::Scalar::I32) => Some("i32"),
+        TypeInner::Scalar(naga::Scalar::F32) => Some("f32"),
+        _ => None,
+    }
+}
+
+/// The uniform block at binding 0 and the storage bindings of `module` match `shader`.
+fn check_interface(module: &naga::Module, shader: &Shader) {
+    let file = shader.file_name();
+    let module_stem = shader.module.rsplit("::").next().unwrap();
+    assert_eq!(
+        module_stem, shader.stem,
+        "{file} is owned by {}: the host module must have the shader's stem",
+        shader.module
+    );
+    let mut storage = BTreeMap::new();
+    for (_, var) in module.global_variables.iter() {
+        let Some(binding) = &var.binding else {
+            continue;
+        };
+        assert_eq!(binding.group, 0, "{file}: only bind group 0 is used");
+        let name = var.name.clone().unwrap_or_default();
+        match var.space {
+            AddressSpace::Uniform => {
+                assert_eq!(binding.binding, 0, "{file}: the uniform block is binding 0");
+                let TypeInner::Struct { members, span } = &module.types[var.ty].inner else {
+                    panic!("{file}: the uniform block is not a struct");
+                };
+                assert_eq!(
+                    module.types[var.ty].name.as_deref(),
+                    Some("Params"),
+                    "{file}: the uniform struct is Params"
+                );
+                assert_eq!(
+                    *span as usize, shader.params.size,
+                    "{file}: Params is {span} bytes in WGSL, {} in Rust",
+                    shader.params.size
+                );
+                let wgsl: Vec<(String, usize, Option<&str>)> = members
+                    .iter()
+                    .map(|m| {
+                        let name = m.name.clone().unwrap_or_default();
+                        (
+                            name,
+                            m.offset as usize,
+                            scalar_name(&module.types[m.ty].inner),
+                        )
+                    })
+                    .filter(|(n, ..)| !n.starts_with('_'))
+                    .collect();
+                let rust: Vec<(String, usize, Option<&str>)> = shader
+                    .params
+                    .fields
+                    .iter()
+                    .filter(|f| !f.name.starts_with('_'))
+                    .map(|f| (f.name.to_string(), f.offset, Some(f.ty)))
+                    .collect();
+                assert_eq!(
+                    wgsl, rust,
+                    "{file}: Params fields (name, offset, type) differ"
+                );
+            }
+            AddressSpace::Storage { access } => {
+                let mode = if access.contains(StorageAccess::STORE) {
+                    Access::ReadWrite
+                } else {
+                    Access::Read
+                };
+                let old = storage.insert(binding.binding, (name, mode));
+                assert!(
+                    old.is_none(),
+                    "{file}: binding {} used twice",
+                    binding.binding
+                );
+            }
+            other => panic!("{file}: unexpected address space {other:?} of {name}"),
+        }
+    }
+    let rust: BTreeMap<u32, (String, Access)> = shader
+        .bindings
+        .iter()
+        .map(|b| (b.index, (b.name.to_string(), b.access)))
+        .collect();
+    assert_eq!(
+        rust.len(),
+        shader.bindings.len(),
+        "{file}: a binding is declared twice in Rust"
+    );
+    assert_eq!(
+        storage, rust,
+        "{file}: storage bindings (number, name, access) differ"
+    );
+}
+
+fn translate(shader: &Shader) -> usize {
+    let file = shader.file_name();
+    let source = shader.source;
     let module = naga::front::wgsl::parse_str(source)
         .unwrap_or_else(|e| panic!("{file}: {}", e.emit_to_string(source)));
     let info = Validator::new(ValidationFlags::all(), Capabilities::empty())
         .validate(&module)
         .unwrap_or_else(|e| panic!("{file}: validation failed: {e:?}"));
     assert!(!module.entry_points.is_empty(), "{file} has no entry point");
+    check_interface(&module, shader);
     let mut translations = 0;
-    for constants in specialisations(&module) {
+    for constants in specialisations(&module, shader) {
         for ep in &module.entry_points {
             assert_eq!(
                 ep.stage,
@@ -175,23 +276,54 @@ fn every_shader_validates_and_translates_to_all_backends() {
             Some("wgsl"),
             "shaders/ holds only WGSL files, found {name}"
         );
-        let source = std::fs::read_to_string(&path).expect("readable shader");
-        counts.insert(name.clone(), translate(&name, &source));
+        let shader = declared(&name);
+        let on_disk = std::fs::read_to_string(&path).expect("readable shader");
+        assert_eq!(
+            on_disk, shader.source,
+            "embedded {name} differs from the file"
+        );
+        counts.insert(name.clone(), translate(shader));
     }
     // every family the engine embeds is among the files checked
-    for family in vqgpu::gpu::Family::ALL {
+    for shader in SHADERS {
         assert!(
-            counts.contains_key(family.file_name()),
+            counts.contains_key(&shader.file_name()),
             "{} not found in shaders/",
-            family.file_name()
-        );
-        let on_disk = std::fs::read_to_string(dir.join(family.file_name())).unwrap();
-        assert_eq!(
-            on_disk,
-            family.source(),
-            "embedded {} differs from the file",
-            family.file_name()
+            shader.file_name()
         );
     }
     println!("translations per file: {counts:?}");
+}
+
+/// A Rust declaration that disagrees with its WGSL file fails the interface check, so the check
+/// cannot pass vacuously.
+#[test]
+#[should_panic(expected = "storage bindings")]
+fn a_binding_declared_with_the_wrong_access_is_caught() {
+    let real = declared("adam.wgsl");
+    let mut bindings = real.bindings.to_vec();
+    bindings[0].access = Access::ReadWrite;
+    let broken = Shader {
+        bindings: Box::leak(bindings.into_boxed_slice()),
+        ..*real
+    };
+    let module = naga::front::wgsl::parse_str(broken.source).unwrap();
+    check_interface(&module, &broken);
+}
+
+#[test]
+#[should_panic(expected = "Params fields")]
+fn a_params_field_at_the_wrong_offset_is_caught() {
+    let real = declared("vq.wgsl");
+    let mut fields = real.params.fields.to_vec();
+    fields.swap(0, 1);
+    let broken = Shader {
+        params: vqgpu::gpu::ParamsLayout {
+            fields: Box::leak(fields.into_boxed_slice()),
+            ..real.params
+        },
+        ..*real
+    };
+    let module = naga::front::wgsl::parse_str(broken.source).unwrap();
+    check_interface(&module, &broken);
 }

@@ -5,11 +5,10 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
-use vqgpu::checkpoint::Checkpoint;
-use vqgpu::data::{Dataset, Shapes, Split};
-use vqgpu::models::quantizer::CodebookUpdate;
+use vqgpu::data::{CodeFile, Dataset, Shapes, Split};
+use vqgpu::io::checkpoint::Checkpoint;
 use vqgpu::models::vqvae::VqVaeConfig;
-use vqgpu::ops::ema::EmaConfig;
+use vqgpu::nn::{CodebookUpdate, EmaConfig};
 use vqgpu::ops::reduce::mse_loss;
 use vqgpu::train::{self, StepMetrics, TrainOptions, VqVaeTrainer};
 use vqgpu::{autograd, Error, Tensor};
@@ -30,12 +29,9 @@ fn small_config(hidden: usize, codes: usize, dim: usize) -> VqVaeConfig {
     }
 }
 
-fn options(steps: u64, batch: usize, out: &std::path::Path) -> TrainOptions {
+fn options(steps: u64, out: &std::path::Path) -> TrainOptions {
     TrainOptions {
         steps,
-        batch,
-        lr: 2e-3,
-        seed: 5,
         out: out.to_path_buf(),
         log_every: 25,
         sample_every: 0,
@@ -52,7 +48,7 @@ fn temp_dir(name: &str) -> std::path::PathBuf {
 /// Reconstruction MSE of a fixed batch of held-out images, without training.
 fn eval_mse(trainer: &mut VqVaeTrainer, x: &Tensor) -> f32 {
     let _g = autograd::no_grad();
-    let out = trainer.model.forward(x, false);
+    let out = trainer.task.model.forward(x, false);
     mse_loss(&out.recon, x).item().unwrap()
 }
 
@@ -83,7 +79,7 @@ fn vqvae_learns_shapes_reconstructions_fall_5x_and_codes_are_used() {
     let before = eval_mse(&mut trainer, &x);
     let out = temp_dir("e2e");
     let mut log: Vec<StepMetrics> = Vec::new();
-    train::run(&mut trainer, data, &options(250, 16, &out), &mut |m, _| {
+    train::run(&mut trainer, data, &options(250, &out), &mut |_, m, _| {
         log.push(*m)
     })
     .unwrap();
@@ -123,8 +119,8 @@ fn resuming_from_a_checkpoint_continues_exactly() {
     train::run(
         &mut straight,
         data.clone(),
-        &options(6, 4, &straight_dir),
-        &mut |_, _| {},
+        &options(6, &straight_dir),
+        &mut |_, _, _| {},
     )
     .unwrap();
 
@@ -133,19 +129,19 @@ fn resuming_from_a_checkpoint_continues_exactly() {
     train::run(
         &mut first,
         data.clone(),
-        &options(3, 4, &split_dir),
-        &mut |_, _| {},
+        &options(3, &split_dir),
+        &mut |_, _, _| {},
     )
     .unwrap();
     drop(first);
     let ck = Checkpoint::load(&split_dir.join(train::CHECKPOINT_FILE)).unwrap();
     let mut resumed = VqVaeTrainer::from_checkpoint(&gpu, &ck).unwrap();
-    assert_eq!(resumed.step, 3);
+    assert_eq!(resumed.run.step, 3);
     train::run(
         &mut resumed,
         data,
-        &options(6, 4, &split_dir),
-        &mut |_, _| {},
+        &options(6, &split_dir),
+        &mut |_, _, _| {},
     )
     .unwrap();
 
@@ -242,9 +238,9 @@ fn evaluation_reconstruction_and_encoding_agree_with_the_model() {
     let data = Shapes::new(2, Split::Test);
     let trainer =
         VqVaeTrainer::new(&gpu, small_config(8, 16, 4), 1, 1e-3, 4, [3, 32, 32], 0.1).unwrap();
-    let mut model = trainer.model;
-    let report = vqgpu::inference::evaluate(&mut model, &data, 7, 20).unwrap();
-    let (orig, recon) = vqgpu::inference::reconstruct(&mut model, &data, 20).unwrap();
+    let mut model = trainer.task.model;
+    let report = vqgpu::tasks::eval::evaluate(&mut model, &data, 7, 20).unwrap();
+    let (orig, recon) = vqgpu::tasks::reconstruct::reconstruct(&mut model, &data, 20).unwrap();
     assert_eq!(
         (report.images, orig.len(), recon.len()),
         (20, 20 * 3072, 20 * 3072)
@@ -268,10 +264,11 @@ fn evaluation_reconstruction_and_encoding_agree_with_the_model() {
             && report.codes_used <= 1.0
     );
     // encoding: [N, 8, 8] codes in range, labels, and the same codes as a direct forward pass
-    let mut codes = Checkpoint::default();
+    let mut file = CodeFile::new(16, "shapes", std::path::Path::new("vqvae.safetensors"));
     let subset = vqgpu::data::Shapes::new(2, Split::Test);
-    vqgpu::inference::encode_into(&mut codes, "test", &mut model, &subset, 500, usize::MAX)
+    vqgpu::tasks::encode::encode_into(&mut file, "test", &mut model, &subset, 500, usize::MAX)
         .unwrap();
+    let codes = file.contents();
     let (shape, values) = codes.get_i32("test.codes").unwrap();
     assert_eq!(shape, &[2000, 8, 8]);
     assert!(values.iter().all(|&c| (0..16).contains(&c)));

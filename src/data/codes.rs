@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
-use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
+use crate::io::checkpoint::Checkpoint;
 
 /// Format tag of code files.
 pub const CODES_FORMAT: &str = "vqgpu.codes.1";
@@ -111,5 +111,56 @@ impl CodeGrids {
                 -p * p.ln()
             })
             .sum()
+    }
+}
+
+/// A code file being written: the metadata first, then one split at a time.
+pub struct CodeFile {
+    file: Checkpoint,
+}
+
+impl CodeFile {
+    /// A file of codes from a codebook of `codebook_size`, encoded from `dataset` by the VQ-VAE
+    /// saved at `vqvae`.
+    pub fn new(codebook_size: usize, dataset: &str, vqvae: &Path) -> Self {
+        let mut file = Checkpoint::default();
+        file.set("format", CODES_FORMAT);
+        file.set("codebook_size", codebook_size);
+        file.set("dataset", dataset);
+        file.set("vqvae_checkpoint", vqvae.display());
+        Self { file }
+    }
+
+    /// Adds split `split`: `codes` of `len` grids of `grid` codes, and where the images had
+    /// labels, one per grid with the number of classes.
+    pub fn add_split(
+        &mut self,
+        split: &str,
+        codes: Vec<i32>,
+        [len, h, w]: [usize; 3],
+        labels: Option<(Vec<i32>, usize)>,
+    ) {
+        self.file
+            .insert_i32(&format!("{split}.codes"), &[len, h, w], codes);
+        if let Some((labels, classes)) = labels {
+            self.file
+                .insert_i32(&format!("{split}.labels"), &[len], labels);
+            self.file.set("classes", classes);
+        }
+    }
+
+    /// Whether the splits carry labels.
+    pub fn has_labels(&self) -> bool {
+        self.file.metadata.contains_key("classes")
+    }
+
+    /// The file's contents.
+    pub fn contents(&self) -> &Checkpoint {
+        &self.file
+    }
+
+    /// Writes the file atomically.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        self.file.save(path)
     }
 }

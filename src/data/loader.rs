@@ -10,16 +10,89 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::{to_input, Dataset};
+use super::{to_input, CodeGrids, Dataset};
+
+/// What batches are drawn from: items of one size as model inputs, with optional labels. Image
+/// datasets give their images in [-0.5, 0.5]; code files give their code grids.
+pub trait Source: Send + Sync {
+    /// Number of items.
+    fn items(&self) -> usize;
+    /// Values per item.
+    fn item_len(&self) -> usize;
+    /// Writes item `index` as model input into `out` (`item_len` values).
+    fn write_item(&self, index: usize, out: &mut [f32]);
+    /// The class of item `index`, where there are labels.
+    fn item_label(&self, index: usize) -> Option<u32>;
+}
+
+impl<D: Dataset + ?Sized> Source for D {
+    fn items(&self) -> usize {
+        self.len()
+    }
+
+    fn item_len(&self) -> usize {
+        self.image_shape().iter().product()
+    }
+
+    fn write_item(&self, index: usize, out: &mut [f32]) {
+        let mut bytes = vec![0u8; out.len()];
+        self.image(index, &mut bytes);
+        to_input(&bytes, out);
+    }
+
+    fn item_label(&self, index: usize) -> Option<u32> {
+        self.label(index)
+    }
+}
+
+impl Source for CodeGrids {
+    fn items(&self) -> usize {
+        self.len
+    }
+
+    fn item_len(&self) -> usize {
+        self.positions()
+    }
+
+    fn write_item(&self, index: usize, out: &mut [f32]) {
+        out.copy_from_slice(self.grid_codes(index));
+    }
+
+    fn item_label(&self, index: usize) -> Option<u32> {
+        self.labels.as_ref().map(|l| l[index])
+    }
+}
 
 /// One batch of model inputs.
+#[derive(Clone, Debug, PartialEq)]
 pub struct Batch {
     /// The step this batch belongs to.
     pub step: u64,
-    /// [B, C, H, W] values in [-0.5, 0.5].
-    pub images: Vec<f32>,
-    /// One label per image where the dataset has them.
+    /// The items one after another ([B, C, H, W] images in [-0.5, 0.5], or [B, H, W] codes).
+    pub inputs: Vec<f32>,
+    /// One label per item where the source has them.
     pub labels: Vec<u32>,
+}
+
+impl Batch {
+    /// Items `indices` of `data` as the batch of `step`.
+    pub fn gather<S: Source + ?Sized>(data: &S, indices: &[usize], step: u64) -> Self {
+        let per_item = data.item_len();
+        let mut inputs = vec![0.0f32; indices.len() * per_item];
+        for (slot, &index) in indices.iter().enumerate() {
+            data.write_item(index, &mut inputs[slot * per_item..(slot + 1) * per_item]);
+        }
+        Self {
+            step,
+            inputs,
+            labels: indices.iter().filter_map(|&i| data.item_label(i)).collect(),
+        }
+    }
+
+    /// The batch of `step` drawn from `data` (see [`batch_indices`]).
+    pub fn of_step<S: Source + ?Sized>(data: &S, batch: usize, seed: u64, step: u64) -> Self {
+        Self::gather(data, &batch_indices(data.items(), batch, seed, step), step)
+    }
 }
 
 fn permutation(len: usize, seed: u64, epoch: u64) -> Vec<usize> {
@@ -36,7 +109,7 @@ pub fn batch_indices(len: usize, batch: usize, seed: u64, step: u64) -> Vec<usiz
 }
 
 /// As [`batch_indices`], reusing the permutation of the last epoch seen.
-pub(crate) fn indices_with(
+fn indices_with(
     cache: &mut Option<(u64, Vec<usize>)>,
     len: usize,
     batch: usize,
@@ -64,32 +137,21 @@ pub struct Loader {
 }
 
 impl Loader {
-    /// Starts preparing batches of `batch` images (two ahead of the consumer).
-    pub fn new(data: Arc<dyn Dataset>, batch: usize, seed: u64, start: u64, end: u64) -> Self {
+    /// Starts preparing batches of `batch` items of `data` (two ahead of the consumer).
+    pub fn new<S: Source + ?Sized + 'static>(
+        data: Arc<S>,
+        batch: usize,
+        seed: u64,
+        start: u64,
+        end: u64,
+    ) -> Self {
         let (tx, rx) = sync_channel(2);
         let handle = std::thread::spawn(move || {
-            let [c, h, w] = data.image_shape();
-            let per_image = c * h * w;
-            let mut bytes = vec![0u8; per_image];
             let mut cache = None;
             for step in start..end {
-                let indices = indices_with(&mut cache, data.len(), batch, seed, step);
-                let mut images = vec![0.0f32; batch * per_image];
-                let mut labels = Vec::with_capacity(batch);
-                for (slot, &index) in indices.iter().enumerate() {
-                    data.image(index, &mut bytes);
-                    to_input(
-                        &bytes,
-                        &mut images[slot * per_image..(slot + 1) * per_image],
-                    );
-                    labels.extend(data.label(index));
-                }
+                let indices = indices_with(&mut cache, data.items(), batch, seed, step);
                 if tx
-                    .send(Batch {
-                        step,
-                        images,
-                        labels,
-                    })
+                    .send(Batch::gather(data.as_ref(), &indices, step))
                     .is_err()
                 {
                     return; // the consumer stopped

@@ -11,11 +11,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use cifar::Cifar10;
-pub use codes::{CodeGrids, CODES_FORMAT};
+pub use codes::{CodeFile, CodeGrids, CODES_FORMAT};
 pub use folder::Folder;
 pub use idx::Idx;
-pub(crate) use loader::indices_with;
-pub use loader::{batch_indices, Batch, Loader};
+pub use loader::{batch_indices, Batch, Loader, Source};
 pub use shapes::Shapes;
 
 use crate::error::{Error, Result};
@@ -57,6 +56,35 @@ pub fn open(
         )));
     }
     Ok(data)
+}
+
+/// Which images to use: a dataset name, its directory where it needs one, and the side of
+/// `folder` images.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DataSpec {
+    /// shapes, mnist, fashion-mnist, cifar10 or folder.
+    pub dataset: String,
+    /// The data directory (fashion-mnist has a default).
+    pub dir: Option<PathBuf>,
+    /// Side of the images of the folder dataset.
+    pub image_size: usize,
+}
+
+impl Default for DataSpec {
+    fn default() -> Self {
+        Self {
+            dataset: "shapes".into(),
+            dir: None,
+            image_size: 32,
+        }
+    }
+}
+
+impl DataSpec {
+    /// Opens one split (see [`open`]).
+    pub fn open(&self, split: Split) -> Result<Arc<dyn Dataset>> {
+        open(&self.dataset, self.dir.as_deref(), split, self.image_size)
+    }
 }
 
 /// Which part of a dataset.

@@ -1,82 +1,16 @@
-//! Kernel families (one WGSL file each) and the pipeline cache keyed by
-//! (family, entry point, override constants, binding signature).
+//! Kernels (an entry point of a [`Shader`] specialised by override constants) and the pipeline
+//! cache keyed by (shader, entry point, override constants, binding signature).
 
 use std::collections::HashMap;
 use std::rc::Rc;
 
-/// A WGSL file in `shaders/`, embedded in the binary.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Family {
-    /// `elementwise.wgsl`: fill, copy, add, mul, scale, bias, activations and their backward.
-    Elementwise,
-    /// `gemm.wgsl`: tiled matrix multiply with optional transposes.
-    Gemm,
-    /// `conv2d.wgsl`: implicit-GEMM convolution forward, input gradient, weight gradient.
-    Conv2d,
-    /// `reduce.wgsl`: sums, means, MSE.
-    Reduce,
-    /// `adam.wgsl`: the optimizer step over a flat parameter buffer.
-    Adam,
-    /// `vq.wgsl`: nearest-code search, gather of code vectors, code-usage statistics.
-    Vq,
-    /// `ema.wgsl`: per-code sums, EMA codebook update, dead-code restarts.
-    Ema,
-    /// `softmax.wgsl`: log-softmax cross-entropy over classes, its gradient, Gumbel-max sampling.
-    Softmax,
-    /// `latent.wgsl`: Gaussian noise, input corruption, reparameterization, KL, Bernoulli cross-entropy.
-    Latent,
-}
+use super::shader::{Access, Shader};
 
-impl Family {
-    /// Every family, for tests and pre-compilation.
-    pub const ALL: [Family; 9] = [
-        Family::Elementwise,
-        Family::Gemm,
-        Family::Conv2d,
-        Family::Reduce,
-        Family::Adam,
-        Family::Vq,
-        Family::Ema,
-        Family::Softmax,
-        Family::Latent,
-    ];
-
-    /// The WGSL source.
-    pub fn source(self) -> &'static str {
-        match self {
-            Family::Elementwise => include_str!("../../shaders/elementwise.wgsl"),
-            Family::Gemm => include_str!("../../shaders/gemm.wgsl"),
-            Family::Conv2d => include_str!("../../shaders/conv2d.wgsl"),
-            Family::Reduce => include_str!("../../shaders/reduce.wgsl"),
-            Family::Adam => include_str!("../../shaders/adam.wgsl"),
-            Family::Vq => include_str!("../../shaders/vq.wgsl"),
-            Family::Ema => include_str!("../../shaders/ema.wgsl"),
-            Family::Softmax => include_str!("../../shaders/softmax.wgsl"),
-            Family::Latent => include_str!("../../shaders/latent.wgsl"),
-        }
-    }
-
-    /// The file name under `shaders/`.
-    pub fn file_name(self) -> &'static str {
-        match self {
-            Family::Elementwise => "elementwise.wgsl",
-            Family::Gemm => "gemm.wgsl",
-            Family::Conv2d => "conv2d.wgsl",
-            Family::Reduce => "reduce.wgsl",
-            Family::Adam => "adam.wgsl",
-            Family::Vq => "vq.wgsl",
-            Family::Ema => "ema.wgsl",
-            Family::Softmax => "softmax.wgsl",
-            Family::Latent => "latent.wgsl",
-        }
-    }
-}
-
-/// One entry point of a family, specialised by override constants.
-#[derive(Clone, Debug, PartialEq)]
+/// One entry point of a shader, specialised by override constants.
+#[derive(Clone, Debug)]
 pub struct Kernel {
     /// The WGSL file.
-    pub family: Family,
+    pub shader: &'static Shader,
     /// The `@compute` entry point.
     pub entry: &'static str,
     /// Values for the file's `override` constants (booleans as 0/1).
@@ -85,9 +19,9 @@ pub struct Kernel {
 
 impl Kernel {
     /// An entry point with default override constants.
-    pub fn new(family: Family, entry: &'static str) -> Self {
+    pub fn new(shader: &'static Shader, entry: &'static str) -> Self {
         Self {
-            family,
+            shader,
             entry,
             constants: Vec::new(),
         }
@@ -105,24 +39,20 @@ impl Kernel {
     }
 }
 
-/// How a kernel sees one buffer binding.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Access {
-    /// `var<storage, read>`.
-    Read,
-    /// `var<storage, read_write>`.
-    ReadWrite,
-}
-
 /// Binding 0 is always the uniform parameter block; the rest are (binding, access) pairs.
 pub(crate) type Signature = Vec<(u32, Access)>;
 
-type PipelineKey = (Family, &'static str, Vec<(&'static str, u64)>, Signature);
+type PipelineKey = (
+    &'static str,
+    &'static str,
+    Vec<(&'static str, u64)>,
+    Signature,
+);
 
 /// Compiled shader modules, layouts and pipelines, each made once.
 #[derive(Default)]
 pub(crate) struct KernelCache {
-    modules: HashMap<Family, wgpu::ShaderModule>,
+    modules: HashMap<&'static str, wgpu::ShaderModule>,
     layouts: HashMap<Signature, Rc<wgpu::BindGroupLayout>>,
     pipelines: HashMap<PipelineKey, Rc<wgpu::ComputePipeline>>,
 }
@@ -186,7 +116,7 @@ impl KernelCache {
     ) -> (Rc<wgpu::ComputePipeline>, Rc<wgpu::BindGroupLayout>) {
         let layout = self.layout(device, signature);
         let key: PipelineKey = (
-            kernel.family,
+            kernel.shader.stem,
             kernel.entry,
             kernel
                 .constants
@@ -198,10 +128,10 @@ impl KernelCache {
         if let Some(p) = self.pipelines.get(&key) {
             return (p.clone(), layout);
         }
-        let module = self.modules.entry(kernel.family).or_insert_with(|| {
+        let module = self.modules.entry(kernel.shader.stem).or_insert_with(|| {
             let descriptor = wgpu::ShaderModuleDescriptor {
-                label: Some(kernel.family.file_name()),
-                source: wgpu::ShaderSource::Wgsl(kernel.family.source().into()),
+                label: Some(kernel.shader.stem),
+                source: wgpu::ShaderSource::Wgsl(kernel.shader.source.into()),
             };
             // SAFETY: only the checks below are dropped, and vqgpu's own shaders uphold them:
             // every loop runs to a bound taken from the uniform block or a constant, and every

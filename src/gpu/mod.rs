@@ -6,14 +6,18 @@
 mod context;
 mod kernels;
 mod pool;
+mod shader;
 pub mod timing;
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
 pub use context::{list_adapters, AdapterReport, Backend, GpuFeatures, GpuOptions};
-pub use kernels::{Access, Family, Kernel};
+pub use kernels::Kernel;
 pub use pool::PooledBuffer;
+pub use shader::{
+    Access, Binding, Field, OverrideAxis, ParamsLayout, Shader, UniformParams, WgslScalar,
+};
 
 use crate::error::{Error, Result};
 use context::DeviceContext;
@@ -49,16 +53,14 @@ struct Recorder {
 
 /// A storage buffer range bound to one binding of a kernel.
 pub struct BufferArg<'a> {
-    /// The `@binding` index in the WGSL file.
-    pub binding: u32,
+    /// The binding in the WGSL file.
+    pub binding: Binding,
     /// The buffer.
     pub buffer: &'a wgpu::Buffer,
     /// Byte offset (a multiple of the adapter's storage offset alignment).
     pub offset: u64,
     /// Byte size of the range.
     pub size: u64,
-    /// Read-only or read-write, as declared in WGSL.
-    pub access: Access,
 }
 
 struct Inner {
@@ -203,35 +205,34 @@ impl Gpu {
         (chunk, offset)
     }
 
-    /// Records one launch of `entry` of `family` with default constants and uniform block `params`.
-    pub(crate) fn run<P: bytemuck::NoUninit>(
+    /// Records one launch of `entry` of `shader` with default constants and uniform block `params`.
+    pub(crate) fn run<P: UniformParams>(
         &self,
-        family: Family,
+        shader: &'static Shader,
         entry: &'static str,
         params: &P,
         args: &[BufferArg],
         workgroups: [u32; 3],
     ) {
-        self.dispatch(
-            &Kernel::new(family, entry),
-            bytemuck::bytes_of(params),
-            args,
-            workgroups,
-        );
+        self.dispatch(&Kernel::new(shader, entry), params, args, workgroups);
     }
 
     /// Records one kernel launch into the shared encoder.
-    pub(crate) fn dispatch(
+    pub(crate) fn dispatch<P: UniformParams>(
         &self,
         kernel: &Kernel,
-        params: &[u8],
+        params: &P,
         args: &[BufferArg],
         workgroups: [u32; 3],
     ) {
         if workgroups.contains(&0) {
             return;
         }
-        let signature: Signature = args.iter().map(|a| (a.binding, a.access)).collect();
+        let params = bytemuck::bytes_of(params);
+        let signature: Signature = args
+            .iter()
+            .map(|a| (a.binding.index, a.binding.access))
+            .collect();
         let (pipeline, layout) = self
             .0
             .kernels
@@ -248,7 +249,7 @@ impl Gpu {
             }),
         }];
         entries.extend(args.iter().map(|a| wgpu::BindGroupEntry {
-            binding: a.binding,
+            binding: a.binding.index,
             resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                 buffer: a.buffer,
                 offset: a.offset,

@@ -2,10 +2,11 @@
 //! denoising autoencoder (input corrupted on the GPU) and a VAE (reparameterization with GPU
 //! noise, KL term), with a spatial (1x1 conv) or flat (Linear) bottleneck.
 
-use crate::checkpoint::Checkpoint;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Setting};
 use crate::gpu::Gpu;
-use crate::models::trunk::{ConvDecoder, ConvEncoder};
+use crate::io::checkpoint::Checkpoint;
+use crate::models::trunk::{ConvDecoder, ConvEncoder, TrunkSizes};
+use crate::models::{check_image_shape, check_trunk};
 use crate::nn::{Conv2d, FlatBuffer, Linear, ParamStore};
 use crate::ops::conv::Conv2dOptions;
 use crate::ops::{elementwise, latent, reduce};
@@ -78,35 +79,36 @@ pub struct AutoencoderConfig {
 }
 
 impl AutoencoderConfig {
-    /// Checks sizes a user can get wrong, with a message that names the flag.
+    /// The conv trunk: two stride-2 stages, as the VQ-VAE's.
+    pub fn trunk(&self) -> TrunkSizes {
+        TrunkSizes {
+            hidden: self.hidden,
+            res_hidden: self.res_hidden,
+            res_layers: self.res_layers,
+            stages: 2,
+        }
+    }
+
+    /// Checks every size and setting.
     pub fn validate(&self) -> Result<()> {
-        let bad = |m: String| Err(Error::InvalidArgument(m));
-        let [c, h, w] = self.image_shape;
-        if c == 0 || h < 4 || w < 4 || !h.is_multiple_of(4) || !w.is_multiple_of(4) {
-            return bad(format!(
-                "images of {c}x{h}x{w} do not fit the model (sides multiples of 4)"
+        check_image_shape(self.image_shape, self.image_shape[0], self.trunk().scale())?;
+        check_trunk(&self.trunk())?;
+        if self.latent_size() == 0 {
+            return Err(Error::setting(
+                Setting::LatentSize,
+                "must be positive, got 0",
             ));
         }
-        if self.hidden < 2 || !self.hidden.is_multiple_of(2) || self.res_hidden == 0 {
-            return bad("--hidden must be even and >= 2, --res-hidden positive".into());
-        }
-        let latent = match self.bottleneck {
-            Bottleneck::Spatial { channels } => channels,
-            Bottleneck::Flat { dim } => dim,
-        };
-        if latent == 0 {
-            return bad("the latent size must be positive".into());
-        }
         match self.kind {
-            AeKind::Denoising(Corruption::Mask(p)) if !(0.0..1.0).contains(&p) => {
-                bad(format!("--mask-prob must be in [0, 1), got {p}"))
-            }
-            AeKind::Denoising(Corruption::Gaussian(s)) if !(s >= 0.0 && s.is_finite()) => {
-                bad(format!("--noise-std must be >= 0, got {s}"))
-            }
-            AeKind::Variational { beta, .. } if !(beta >= 0.0 && beta.is_finite()) => {
-                bad(format!("--beta must be >= 0, got {beta}"))
-            }
+            AeKind::Denoising(Corruption::Mask(p)) if !(0.0..1.0).contains(&p) => Err(
+                Error::setting(Setting::MaskProb, format!("must be in [0, 1), got {p}")),
+            ),
+            AeKind::Denoising(Corruption::Gaussian(s)) if !(s >= 0.0 && s.is_finite()) => Err(
+                Error::setting(Setting::NoiseStd, format!("must be >= 0, got {s}")),
+            ),
+            AeKind::Variational { beta, .. } if !(beta >= 0.0 && beta.is_finite()) => Err(
+                Error::setting(Setting::KlWeight, format!("must be >= 0, got {beta}")),
+            ),
             _ => Ok(()),
         }
     }
@@ -115,6 +117,22 @@ impl AutoencoderConfig {
         match self.bottleneck {
             Bottleneck::Spatial { channels } => channels,
             Bottleneck::Flat { dim } => dim,
+        }
+    }
+
+    /// (height, width) of the encoder's feature maps: the image sides over the trunk's scale.
+    fn feature_grid(&self) -> [usize; 2] {
+        let [_, h, w] = self.image_shape;
+        let scale = self.trunk().scale();
+        [h / scale, w / scale]
+    }
+
+    /// The short name of the model kind: ae, dae or vae.
+    pub fn kind_name(&self) -> &'static str {
+        match self.kind {
+            AeKind::Plain => "ae",
+            AeKind::Denoising(_) => "dae",
+            AeKind::Variational { .. } => "vae",
         }
     }
 
@@ -160,19 +178,18 @@ impl Autoencoder {
     /// as in the VQ-VAE, `to_latent.*` (and `from_latent.*` for a flat bottleneck).
     pub fn new(gpu: &Gpu, config: AutoencoderConfig, seed: u64) -> Result<Self> {
         config.validate()?;
-        let [c, h, w] = config.image_shape;
-        let (hid, rh, n) = (config.hidden, config.res_hidden, config.res_layers);
+        let c = config.image_shape[0];
+        let hid = config.hidden;
         let size = config.latent_size();
         // a VAE's encoder gives means and log-variances
         let stats = if config.variational() { 2 * size } else { size };
         let mut ps = ParamStore::new(gpu, seed);
-        let encoder = ConvEncoder::new(&mut ps, c, hid, rh, n);
+        let encoder = ConvEncoder::new(&mut ps.scope("encoder"), c, config.trunk());
         let (latent, decoder_in) = match config.bottleneck {
             Bottleneck::Spatial { .. } => (
                 Latent::Spatial {
                     to: Conv2d::new(
-                        &mut ps,
-                        "to_latent",
+                        &mut ps.scope("to_latent"),
                         hid,
                         stats,
                         (1, 1),
@@ -183,17 +200,18 @@ impl Autoencoder {
                 size,
             ),
             Bottleneck::Flat { .. } => {
-                let features = hid * (h / 4) * (w / 4);
+                let [fh, fw] = config.feature_grid();
+                let features = hid * fh * fw;
                 (
                     Latent::Flat {
-                        to: Linear::new(&mut ps, "to_latent", features, stats, true),
-                        from: Linear::new(&mut ps, "from_latent", size, features, true),
+                        to: Linear::new(&mut ps.scope("to_latent"), features, stats, true),
+                        from: Linear::new(&mut ps.scope("from_latent"), size, features, true),
                     },
                     hid,
                 )
             }
         };
-        let decoder = ConvDecoder::new(&mut ps, decoder_in, hid, rh, n, c);
+        let decoder = ConvDecoder::new(&mut ps.scope("decoder"), decoder_in, config.trunk(), c);
         ps.finalize()?;
         Ok(Self {
             config,
@@ -223,11 +241,9 @@ impl Autoencoder {
         match &self.latent {
             Latent::Spatial { .. } => self.decoder.forward(z),
             Latent::Flat { from, .. } => {
-                let [_, h, w] = self.config.image_shape;
+                let [h, w] = self.config.feature_grid();
                 let b = z.dim(0);
-                let t = from
-                    .forward(z)
-                    .reshape(&[b, self.config.hidden, h / 4, w / 4]);
+                let t = from.forward(z).reshape(&[b, self.config.hidden, h, w]);
                 self.decoder.forward(&t)
             }
         }
@@ -251,9 +267,9 @@ impl Autoencoder {
 
     /// The shape of one batch of codes.
     pub fn latent_shape(&self, batch: usize) -> Vec<usize> {
-        let [_, h, w] = self.config.image_shape;
+        let [h, w] = self.config.feature_grid();
         match self.config.bottleneck {
-            Bottleneck::Spatial { channels } => vec![batch, channels, h / 4, w / 4],
+            Bottleneck::Spatial { channels } => vec![batch, channels, h, w],
             Bottleneck::Flat { dim } => vec![batch, dim],
         }
     }
@@ -313,21 +329,12 @@ impl Autoencoder {
 const FORMAT: &str = "vqgpu.autoencoder.1";
 
 impl Autoencoder {
-    /// The command-line name of the model kind: ae, dae or vae.
-    pub fn kind_name(&self) -> &'static str {
-        match self.config.kind {
-            AeKind::Plain => "ae",
-            AeKind::Denoising(_) => "dae",
-            AeKind::Variational { .. } => "vae",
-        }
-    }
-
     /// Adds the parameters and every size and setting to a checkpoint.
     pub fn write_state(&self, ck: &mut Checkpoint) -> Result<()> {
         self.params.save_into(ck, FlatBuffer::Values, "")?;
         let c = &self.config;
         ck.set("format", FORMAT);
-        ck.set("kind", self.kind_name());
+        ck.set("kind", self.config.kind_name());
         ck.set(
             "image_shape",
             c.image_shape.map(|v| v.to_string()).join(","),

@@ -2,12 +2,14 @@
 //! a first gated layer with type-A masks, gated residual layers with type-B masks, skip
 //! connections summed into a ReLU / 1x1 conv head that gives K logits per position.
 
-use crate::checkpoint::Checkpoint;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Setting};
 use crate::gpu::Gpu;
-use crate::nn::{Conv2d, FlatBuffer, GatedResidualBlock, MaskType, Param, ParamStore, Stacks};
+use crate::io::checkpoint::Checkpoint;
+use crate::nn::{
+    Conv2d, Embedding, FlatBuffer, GatedResidualBlock, MaskType, ParamStore, Scope, Stacks,
+};
 use crate::ops::conv::Conv2dOptions;
-use crate::ops::{softmax, vq};
+use crate::ops::softmax;
 use crate::tensor::Tensor;
 
 /// Every size of the prior.
@@ -41,27 +43,28 @@ impl Default for PixelCnnConfig {
 }
 
 impl PixelCnnConfig {
-    /// Checks sizes a user can get wrong, with a message that names the flag.
+    /// Checks every size.
     pub fn validate(&self) -> Result<()> {
-        let bad = |m: String| Err(Error::InvalidArgument(m));
         if !(1..=softmax::MAX_CLASSES).contains(&self.codes) {
-            return bad(format!(
+            return Err(Error::InvalidArgument(format!(
                 "the prior supports 1..={} codes, got {}",
                 softmax::MAX_CLASSES,
                 self.codes
-            ));
+            )));
         }
-        if self.channels == 0 || self.layers == 0 || self.head == 0 {
-            return bad("--channels, --layers and --head must be positive".into());
+        for (setting, value) in [
+            (Setting::Channels, self.channels),
+            (Setting::Layers, self.layers),
+            (Setting::Head, self.head),
+        ] {
+            if value == 0 {
+                return Err(Error::setting(setting, "must be positive, got 0"));
+            }
         }
         if self.kernel < 3 || self.kernel.is_multiple_of(2) || self.kernel > 7 {
-            return bad(format!("--kernel must be 3, 5 or 7, got {}", self.kernel));
-        }
-        if 2 * self.channels > vq::MAX_CODE_DIM {
-            return bad(format!(
-                "--channels must be at most {}, got {}",
-                vq::MAX_CODE_DIM / 2,
-                self.channels
+            return Err(Error::setting(
+                Setting::Kernel,
+                format!("must be 3, 5 or 7, got {}", self.kernel),
             ));
         }
         Ok(())
@@ -74,7 +77,7 @@ pub struct PixelCnn {
     pub config: PixelCnnConfig,
     /// All parameters.
     pub params: ParamStore,
-    embedding: Param,
+    embedding: Embedding,
     layers: Vec<GatedResidualBlock>,
     head: [Conv2d; 2],
 }
@@ -86,20 +89,20 @@ impl PixelCnn {
         config.validate()?;
         let (k, c) = (config.codes, config.channels);
         let mut ps = ParamStore::new(gpu, seed);
-        let embedding = ps.uniform("embedding.weight", &[k, c], 1.0);
+        let embedding = Embedding::uniform(&mut ps.scope("embedding"), k, c, 1.0);
         let layers = (0..config.layers)
             .map(|i| {
                 let mask = if i == 0 { MaskType::A } else { MaskType::B };
-                let name = format!("layers.{i}");
-                GatedResidualBlock::new(&mut ps, &name, c, config.kernel, mask, config.classes)
+                let mut scope = ps.scope(format_args!("layers.{i}"));
+                GatedResidualBlock::new(&mut scope, c, config.kernel, mask, config.classes)
             })
             .collect();
-        let one_by_one = |ps: &mut ParamStore, name: &str, cin: usize, cout: usize| {
-            Conv2d::new(ps, name, cin, cout, (1, 1), Conv2dOptions::default(), true)
+        let one_by_one = |scope: &mut Scope, cin: usize, cout: usize| {
+            Conv2d::new(scope, cin, cout, (1, 1), Conv2dOptions::default(), true)
         };
         let head = [
-            one_by_one(&mut ps, "head.0", c, config.head),
-            one_by_one(&mut ps, "head.2", config.head, k),
+            one_by_one(&mut ps.scope("head.0"), c, config.head),
+            one_by_one(&mut ps.scope("head.2"), config.head, k),
         ];
         ps.finalize()?;
         Ok(Self {
@@ -122,7 +125,7 @@ impl PixelCnn {
             self.config.classes == 0 || labels.is_some(),
             "a conditional prior needs labels"
         );
-        let x = vq::gather_codes(codes, self.embedding.tensor());
+        let x = self.embedding.forward(codes);
         let mut stacks = Stacks {
             vertical: x.clone(),
             horizontal: x,
@@ -138,6 +141,15 @@ impl PixelCnn {
         }
         let skips = skips.expect("at least one layer");
         self.head[1].forward(&self.head[0].forward(&skips.relu()).relu())
+    }
+
+    /// The class labels a conditional prior takes for grids of `positions` codes: each item's label
+    /// repeated at every position, as the `labels` grid of [`PixelCnn::forward`].
+    pub fn label_grid(labels: &[u32], positions: usize) -> Vec<f32> {
+        labels
+            .iter()
+            .flat_map(|&l| std::iter::repeat_n(l as f32, positions))
+            .collect()
     }
 
     /// Mean negative log-likelihood in nats per code of `codes` (a scalar tensor).

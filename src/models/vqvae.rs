@@ -1,15 +1,18 @@
 //! The VQ-VAE of van den Oord et al. 2017 in the reference configuration of DESIGN.md section 6,
 //! with the parameter names of the reference PyTorch model's `state_dict`.
 
-use crate::checkpoint::Checkpoint;
+use std::path::Path;
+
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::models::quantizer::{CodebookUpdate, Quantized, VectorQuantizer};
-use crate::models::trunk::{ConvDecoder, ConvEncoder};
-use crate::nn::{Conv2d, FlatBuffer, ParamStore};
+use crate::io::checkpoint::Checkpoint;
+use crate::models::trunk::{ConvDecoder, ConvEncoder, TrunkSizes};
+use crate::models::{check_image_shape, check_trunk};
+use crate::nn::{
+    CodebookUpdate, Conv2d, EmaConfig, FlatBuffer, ParamStore, Quantized, VectorQuantizer,
+};
 use crate::ops::conv::Conv2dOptions;
-use crate::ops::ema::EmaConfig;
-use crate::ops::vq;
+use crate::ops::reduce;
 use crate::tensor::Tensor;
 
 /// Every size of the model.
@@ -52,39 +55,31 @@ impl Default for VqVaeConfig {
 }
 
 impl VqVaeConfig {
-    /// Checks sizes a user can get wrong, with a message that names the flag.
+    /// The conv trunk: two stride-2 stages, as the reference.
+    pub fn trunk(&self) -> TrunkSizes {
+        TrunkSizes {
+            hidden: self.hidden,
+            res_hidden: self.res_hidden,
+            res_layers: self.res_layers,
+            stages: 2,
+        }
+    }
+
+    /// Checks every size and weight.
     pub fn validate(&self) -> Result<()> {
-        let bad = |m: String| Err(Error::InvalidArgument(m));
-        if self.hidden < 2 || !self.hidden.is_multiple_of(2) {
-            return bad(format!(
-                "--hidden must be an even number >= 2, got {}",
-                self.hidden
+        check_trunk(&self.trunk())?;
+        if self.in_channels == 0 {
+            return Err(Error::InvalidArgument(
+                "a VQ-VAE needs images with at least one channel".into(),
             ));
         }
-        if self.res_hidden == 0 || self.in_channels == 0 {
-            return bad("--res-hidden and the image channels must be positive".into());
-        }
-        if !(1..=vq::MAX_CODES).contains(&self.codebook_size) {
-            return bad(format!(
-                "--codebook-size must be in 1..={}, got {}",
-                vq::MAX_CODES,
-                self.codebook_size
-            ));
-        }
-        if !(1..=vq::MAX_CODE_DIM).contains(&self.code_dim) {
-            return bad(format!(
-                "--code-dim must be in 1..={}, got {}",
-                vq::MAX_CODE_DIM,
-                self.code_dim
-            ));
-        }
-        if !(self.beta >= 0.0 && self.beta.is_finite()) {
-            return bad(format!(
-                "--beta must be a non-negative number, got {}",
-                self.beta
-            ));
-        }
-        Ok(())
+        VectorQuantizer::validate(self.codebook_size, self.code_dim, self.beta)
+    }
+
+    /// Checks that images of `shape` [C, H, W] fit the model: its channels, and sides that are
+    /// positive multiples of the trunk's scale.
+    pub fn check_images(&self, shape: [usize; 3]) -> Result<()> {
+        check_image_shape(shape, self.in_channels, self.trunk().scale())
     }
 }
 
@@ -113,32 +108,25 @@ impl VqVae {
     /// Builds the model with parameters drawn from `seed`.
     pub fn new(gpu: &Gpu, config: VqVaeConfig, seed: u64) -> Result<Self> {
         config.validate()?;
-        let (c, h, rh, n) = (
-            config.in_channels,
-            config.hidden,
-            config.res_hidden,
-            config.res_layers,
-        );
+        let (c, h, d) = (config.in_channels, config.hidden, config.code_dim);
         let mut ps = ParamStore::new(gpu, seed);
-        let encoder = ConvEncoder::new(&mut ps, c, h, rh, n);
+        let encoder = ConvEncoder::new(&mut ps.scope("encoder"), c, config.trunk());
         let pre_quantization = Conv2d::new(
-            &mut ps,
-            "pre_quantization",
+            &mut ps.scope("pre_quantization"),
             h,
-            config.code_dim,
+            d,
             (1, 1),
             Conv2dOptions::default(),
             true,
         );
         let quantizer = VectorQuantizer::new(
-            &mut ps,
-            "vq",
+            &mut ps.scope("vq"),
             config.codebook_size,
-            config.code_dim,
+            d,
             config.beta,
             config.update,
         );
-        let decoder = ConvDecoder::new(&mut ps, config.code_dim, h, rh, n, c);
+        let decoder = ConvDecoder::new(&mut ps.scope("decoder"), d, config.trunk(), c);
         ps.finalize()?;
         let mut model = Self {
             config,
@@ -164,10 +152,7 @@ impl VqVae {
 
     /// Decodes a grid of codes [B, H, W] into images.
     pub fn decode_codes(&self, codes: &Tensor) -> Tensor {
-        self.decode(&vq::gather_codes(
-            codes,
-            &self.quantizer.codebook.tensor().detach(),
-        ))
+        self.decode(&self.quantizer.codebook.lookup_detached(codes))
     }
 
     /// Encodes, quantizes (updating an EMA codebook when `train`) and decodes x [B, C, H, W].
@@ -176,6 +161,14 @@ impl VqVae {
         let quantized = self.quantizer.forward(&z, train);
         let recon = self.decode(&quantized.z_q);
         VqVaeOutput { recon, quantized }
+    }
+
+    /// The training objective of `out` = the forward pass on `x`: (reconstruction MSE / `variance`
+    /// + the quantizer's loss, the reconstruction MSE), both [1].
+    pub fn objective(x: &Tensor, out: &VqVaeOutput, variance: f32) -> (Tensor, Tensor) {
+        let recon_mse = reduce::mse_loss(&out.recon, x);
+        let loss = recon_mse.scale(1.0 / variance).add(&out.quantized.loss);
+        (loss, recon_mse)
     }
 }
 
@@ -187,15 +180,7 @@ impl VqVae {
     /// statistics (`vq.cluster_size`, `vq.embed_avg`, plus `vq.unused_steps`), and the sizes.
     pub fn write_state(&self, ck: &mut Checkpoint) -> Result<()> {
         self.params.save_into(ck, FlatBuffer::Values, "")?;
-        if let Some(state) = self.quantizer.ema_state() {
-            for (name, t) in [
-                ("vq.cluster_size", &state.cluster_size),
-                ("vq.embed_avg", &state.embed_avg),
-                ("vq.unused_steps", &state.unused_steps),
-            ] {
-                ck.insert(name, t.shape(), t.to_vec()?);
-            }
-        }
+        self.quantizer.write_state(ck)?;
         let c = &self.config;
         ck.set("format", FORMAT);
         ck.set("in_channels", c.in_channels);
@@ -205,18 +190,7 @@ impl VqVae {
         ck.set("codebook_size", c.codebook_size);
         ck.set("code_dim", c.code_dim);
         ck.set("beta", c.beta);
-        match c.update {
-            CodebookUpdate::Ema {
-                config,
-                restart_after,
-            } => {
-                ck.set("quantizer", "ema");
-                ck.set("ema_decay", config.decay);
-                ck.set("ema_eps", config.eps);
-                ck.set("restart_after", restart_after.unwrap_or(0));
-            }
-            CodebookUpdate::Loss => ck.set("quantizer", "loss"),
-        }
+        c.update.write_meta(ck);
         ck.set("quantizer_step", self.quantizer.steps());
         Ok(())
     }
@@ -230,31 +204,18 @@ impl VqVae {
         let mut model = Self::new(gpu, config_from(ck)?, 0)?;
         model.quantizer.set_steps(ck.meta_parse("quantizer_step")?);
         model.params.load_from(ck, FlatBuffer::Values, "")?;
-        if let Some(state) = model.quantizer.ema_state() {
-            for (name, tensor) in [
-                ("vq.cluster_size", &state.cluster_size),
-                ("vq.embed_avg", &state.embed_avg),
-                ("vq.unused_steps", &state.unused_steps),
-            ] {
-                tensor.write(ck.get(name, tensor.shape())?)?;
-            }
-        }
+        model.quantizer.read_state(ck)?;
         Ok(model)
+    }
+
+    /// Loads the VQ-VAE of a checkpoint file.
+    pub fn load(gpu: &Gpu, path: &Path) -> Result<Self> {
+        Self::from_checkpoint(gpu, &Checkpoint::load(path)?)
     }
 }
 
 /// The model configuration recorded in a checkpoint.
 pub fn config_from(ck: &Checkpoint) -> Result<VqVaeConfig> {
-    let update = match ck.meta("quantizer")? {
-        "ema" => CodebookUpdate::Ema {
-            config: EmaConfig {
-                decay: ck.meta_parse("ema_decay")?,
-                eps: ck.meta_parse("ema_eps")?,
-            },
-            restart_after: Some(ck.meta_parse::<u32>("restart_after")?).filter(|&n| n > 0),
-        },
-        _ => CodebookUpdate::Loss,
-    };
     Ok(VqVaeConfig {
         in_channels: ck.meta_parse("in_channels")?,
         hidden: ck.meta_parse("hidden")?,
@@ -263,6 +224,6 @@ pub fn config_from(ck: &Checkpoint) -> Result<VqVaeConfig> {
         codebook_size: ck.meta_parse("codebook_size")?,
         code_dim: ck.meta_parse("code_dim")?,
         beta: ck.meta_parse("beta")?,
-        update,
+        update: CodebookUpdate::from_meta(ck)?,
     })
 }

@@ -1,7 +1,7 @@
 //! The Adam optimizer over a [`ParamStore`]'s flat buffers: one dispatch per step.
 
-use crate::checkpoint::Checkpoint;
 use crate::error::Result;
+use crate::io::checkpoint::Checkpoint;
 use crate::nn::{FlatBuffer, ParamStore};
 use crate::ops::adam::{adam_step, AdamHyper};
 

@@ -2,9 +2,9 @@
 //! sees the rows above, a horizontal stack that sees the pixels to the left in the current row,
 //! both through masked convolutions, and the gate `tanh(a) * sigmoid(b)`.
 
-use crate::nn::{Conv2d, Param, ParamStore};
+use crate::nn::{Conv2d, Param, Scope};
 use crate::ops::conv::{Conv2dOptions, SpatialMask};
-use crate::ops::{elementwise, vq};
+use crate::ops::{elementwise, gather};
 use crate::tensor::Tensor;
 
 /// Whether a masked convolution may see the current position (type B) or not (type A, first layer).
@@ -44,9 +44,8 @@ pub struct Stacks {
     pub horizontal: Tensor,
 }
 
-/// One gated residual layer with parameters `{name}.vertical`, `{name}.horizontal`,
-/// `{name}.vertical_to_horizontal`, `{name}.horizontal_out` and, when conditional,
-/// `{name}.class_bias` [classes, 2C].
+/// One gated residual layer with parameters `vertical`, `horizontal`, `vertical_to_horizontal`,
+/// `horizontal_out` and, when conditional, `class_bias` [classes, 2C] in its scope.
 pub struct GatedResidualBlock {
     mask: MaskType,
     vertical: Conv2d,
@@ -60,8 +59,7 @@ impl GatedResidualBlock {
     /// A layer on `channels` channels with `kernel x kernel` vertical and `1 x kernel` horizontal
     /// masked convolutions (`kernel` odd), and a learned per-class bias when `classes > 0`.
     pub fn new(
-        ps: &mut ParamStore,
-        name: &str,
+        scope: &mut Scope,
         channels: usize,
         kernel: usize,
         mask: MaskType,
@@ -69,8 +67,7 @@ impl GatedResidualBlock {
     ) -> Self {
         let (c, half) = (channels, kernel / 2);
         let vertical = Conv2d::new(
-            ps,
-            &format!("{name}.vertical"),
+            &mut scope.scope("vertical"),
             c,
             2 * c,
             (kernel, kernel),
@@ -79,8 +76,7 @@ impl GatedResidualBlock {
         )
         .with_mask(vertical_mask(kernel, mask));
         let horizontal = Conv2d::new(
-            ps,
-            &format!("{name}.horizontal"),
+            &mut scope.scope("horizontal"),
             c,
             2 * c,
             (1, kernel),
@@ -91,10 +87,9 @@ impl GatedResidualBlock {
             true,
         )
         .with_mask(horizontal_mask(kernel, mask));
-        let one_by_one = |ps: &mut ParamStore, suffix: &str, cin: usize, cout: usize| {
+        let one_by_one = |scope: &mut Scope, suffix: &str, cin: usize, cout: usize| {
             Conv2d::new(
-                ps,
-                &format!("{name}.{suffix}"),
+                &mut scope.scope(suffix),
                 cin,
                 cout,
                 (1, 1),
@@ -102,10 +97,10 @@ impl GatedResidualBlock {
                 true,
             )
         };
-        let vertical_to_horizontal = one_by_one(ps, "vertical_to_horizontal", 2 * c, 2 * c);
-        let horizontal_out = one_by_one(ps, "horizontal_out", c, c);
-        let class_bias = (classes > 0)
-            .then(|| ps.constant(&format!("{name}.class_bias"), &[classes, 2 * c], 0.0));
+        let vertical_to_horizontal = one_by_one(scope, "vertical_to_horizontal", 2 * c, 2 * c);
+        let horizontal_out = one_by_one(scope, "horizontal_out", c, c);
+        let class_bias =
+            (classes > 0).then(|| scope.constant("class_bias", &[classes, 2 * c], 0.0));
         Self {
             mask,
             vertical,
@@ -125,7 +120,7 @@ impl GatedResidualBlock {
             .forward(&x.horizontal)
             .add(&self.vertical_to_horizontal.forward(&v_pre));
         if let (Some(table), Some(labels)) = (&self.class_bias, labels) {
-            let bias = vq::gather_codes(labels, table.tensor());
+            let bias = gather::gather(labels, table.tensor());
             v_pre = v_pre.add(&bias);
             h_pre = h_pre.add(&bias);
         }

@@ -1,22 +1,22 @@
 //! Conv2d, ConvTranspose2d and Linear, mirroring the PyTorch modules (names, layouts, initialisation).
+//! Each registers `weight` and `bias` in the scope it is given.
 
-use crate::nn::{Param, ParamStore};
+use crate::nn::{Param, Scope};
 use crate::ops::conv::{self, Conv2dOptions, ConvTranspose2dOptions, SpatialMask};
 use crate::ops::gemm;
 use crate::tensor::Tensor;
 
-/// Registers `{name}.weight` of `shape` and, if wanted, `{name}.bias` of `[bias_len]`, both with
+/// Registers `weight` of `shape` and, if wanted, `bias` of `[bias_len]` in `scope`, both with
 /// PyTorch's default initialisation for `fan_in`.
 fn weight_and_bias(
-    ps: &mut ParamStore,
-    name: &str,
+    scope: &mut Scope,
     shape: &[usize],
     bias_len: usize,
     fan_in: usize,
     bias: bool,
 ) -> (Param, Option<Param>) {
-    let weight = ps.kaiming_uniform(&format!("{name}.weight"), shape, fan_in);
-    let bias = bias.then(|| ps.kaiming_uniform(&format!("{name}.bias"), &[bias_len], fan_in));
+    let weight = scope.kaiming_uniform("weight", shape, fan_in);
+    let bias = bias.then(|| scope.kaiming_uniform("bias", &[bias_len], fan_in));
     (weight, bias)
 }
 
@@ -31,11 +31,9 @@ pub struct Conv2d {
 }
 
 impl Conv2d {
-    /// Registers `{name}.weight` (and `{name}.bias`) with PyTorch's default initialisation.
-    #[allow(clippy::too_many_arguments)]
+    /// Registers `weight` (and `bias`) in `scope` with PyTorch's default initialisation.
     pub fn new(
-        ps: &mut ParamStore,
-        name: &str,
+        scope: &mut Scope,
         in_channels: usize,
         out_channels: usize,
         kernel: (usize, usize),
@@ -44,7 +42,7 @@ impl Conv2d {
     ) -> Self {
         let shape = [out_channels, in_channels, kernel.0, kernel.1];
         let fan_in = in_channels * kernel.0 * kernel.1;
-        let (weight, bias) = weight_and_bias(ps, name, &shape, out_channels, fan_in, bias);
+        let (weight, bias) = weight_and_bias(scope, &shape, out_channels, fan_in, bias);
         Self {
             weight,
             bias,
@@ -80,11 +78,10 @@ pub struct ConvTranspose2d {
 }
 
 impl ConvTranspose2d {
-    /// Registers `{name}.weight` (and `{name}.bias`) with PyTorch's default initialisation
-    /// (fan-in taken from weight dim 1, as PyTorch does).
+    /// Registers `weight` (and `bias`) in `scope` with PyTorch's default initialisation (fan-in
+    /// taken from weight dim 1, as PyTorch does).
     pub fn new(
-        ps: &mut ParamStore,
-        name: &str,
+        scope: &mut Scope,
         in_channels: usize,
         out_channels: usize,
         kernel: (usize, usize),
@@ -93,7 +90,7 @@ impl ConvTranspose2d {
     ) -> Self {
         let shape = [in_channels, out_channels, kernel.0, kernel.1];
         let fan_in = out_channels * kernel.0 * kernel.1;
-        let (weight, bias) = weight_and_bias(ps, name, &shape, out_channels, fan_in, bias);
+        let (weight, bias) = weight_and_bias(scope, &shape, out_channels, fan_in, bias);
         Self {
             weight,
             bias,
@@ -121,16 +118,10 @@ pub struct Linear {
 }
 
 impl Linear {
-    /// Registers `{name}.weight` (and `{name}.bias`) with PyTorch's default initialisation.
-    pub fn new(
-        ps: &mut ParamStore,
-        name: &str,
-        in_features: usize,
-        out_features: usize,
-        bias: bool,
-    ) -> Self {
+    /// Registers `weight` (and `bias`) in `scope` with PyTorch's default initialisation.
+    pub fn new(scope: &mut Scope, in_features: usize, out_features: usize, bias: bool) -> Self {
         let shape = [out_features, in_features];
-        let (weight, bias) = weight_and_bias(ps, name, &shape, out_features, in_features, bias);
+        let (weight, bias) = weight_and_bias(scope, &shape, out_features, in_features, bias);
         Self { weight, bias }
     }
 

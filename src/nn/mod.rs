@@ -1,13 +1,20 @@
-//! Layers built from `ops`, with parameters in a flat [`ParamStore`].
+//! Layers built from `ops`, with parameters in a flat [`ParamStore`] under scoped names, the
+//! vector quantizer with its EMA state, and the Adam optimizer.
 
 mod adam;
+mod embedding;
 mod gated;
 mod layers;
 mod params;
+mod quantizer;
 mod residual;
 
 pub use adam::Adam;
+pub use embedding::Embedding;
 pub use gated::{horizontal_mask, vertical_mask, GatedResidualBlock, MaskType, Stacks};
 pub use layers::{Conv2d, ConvTranspose2d, Linear};
-pub use params::{FlatBuffer, Param, ParamStore};
+pub use params::{FlatBuffer, Param, ParamStore, Scope};
+pub use quantizer::{
+    CodebookUpdate, EmaConfig, EmaState, Quantized, VectorQuantizer, MAX_CODES, MAX_CODE_DIM,
+};
 pub use residual::ResidualStack;

@@ -1,5 +1,7 @@
 //! The parameter store: every parameter lives in one flat buffer, gradients in another and the
-//! Adam moments in two more; a parameter is an (offset, shape) view into them.
+//! Adam moments in two more; a parameter is an (offset, shape) view into them. Layers register
+//! their parameters through a [`Scope`], which prefixes the names (`encoder.0.weight`), so two
+//! instances of a module are two scopes.
 
 use std::cell::OnceCell;
 use std::rc::Rc;
@@ -7,9 +9,9 @@ use std::rc::Rc;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
+use crate::io::checkpoint::Checkpoint;
 use crate::ops::elementwise;
 use crate::tensor::{numel, Tensor};
 
@@ -87,6 +89,14 @@ impl ParamStore {
     /// The GPU the parameters live on.
     pub fn gpu(&self) -> &Gpu {
         &self.gpu
+    }
+
+    /// The scope `name` at the top level: parameters registered through it are called `name.*`.
+    pub fn scope(&mut self, name: impl std::fmt::Display) -> Scope<'_> {
+        Scope {
+            store: self,
+            prefix: name.to_string(),
+        }
     }
 
     /// Registers a parameter with explicit initial values.
@@ -231,6 +241,57 @@ impl ParamStore {
             flat[range].copy_from_slice(ck.get(&format!("{prefix}{}", p.name()), p.shape())?);
         }
         self.buffer(which).write(&flat)
+    }
+}
+
+/// A name prefix inside a [`ParamStore`]: what a layer registers through `scope.scope("conv")`
+/// is called `{prefix}.conv.weight`. Parameters are drawn from the store's seeded RNG in
+/// registration order, whatever their scope.
+pub struct Scope<'a> {
+    store: &'a mut ParamStore,
+    prefix: String,
+}
+
+impl Scope<'_> {
+    /// The nested scope `{prefix}.{name}`.
+    pub fn scope(&mut self, name: impl std::fmt::Display) -> Scope<'_> {
+        let prefix = self.name(&name.to_string());
+        Scope {
+            store: &mut *self.store,
+            prefix,
+        }
+    }
+
+    /// The prefix of every name registered here (`encoder.5.layers.0`).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The full name of `name` in this scope.
+    fn name(&self, name: &str) -> String {
+        if self.prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}.{name}", self.prefix)
+        }
+    }
+
+    /// Registers `{prefix}.{name}` drawn uniformly from `[-bound, bound]`.
+    pub fn uniform(&mut self, name: &str, shape: &[usize], bound: f32) -> Param {
+        let name = self.name(name);
+        self.store.uniform(&name, shape, bound)
+    }
+
+    /// Registers `{prefix}.{name}` with PyTorch's default initialisation for `fan_in`.
+    pub fn kaiming_uniform(&mut self, name: &str, shape: &[usize], fan_in: usize) -> Param {
+        let name = self.name(name);
+        self.store.kaiming_uniform(&name, shape, fan_in)
+    }
+
+    /// Registers `{prefix}.{name}` filled with `value`.
+    pub fn constant(&mut self, name: &str, shape: &[usize], value: f32) -> Param {
+        let name = self.name(name);
+        self.store.constant(&name, shape, value)
     }
 }
 

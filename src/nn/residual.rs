@@ -1,30 +1,23 @@
 //! The residual stack of the reference VQ-VAE: `x + Conv1x1(ReLU(Conv3x3(ReLU(x))))` per layer,
 //! both convolutions without bias, and a ReLU after the last layer.
 
-use crate::nn::{Conv2d, ParamStore};
+use crate::nn::{Conv2d, Scope};
 use crate::ops::conv::Conv2dOptions;
 use crate::tensor::Tensor;
 
-/// `Stack` of the reference model; parameters `{name}.layers.{i}.block.{1,3}.weight`.
+/// `Stack` of the reference model; parameters `layers.{i}.block.{1,3}.weight` in its scope.
 pub struct ResidualStack {
     layers: Vec<(Conv2d, Conv2d)>,
 }
 
 impl ResidualStack {
     /// `count` residual layers on `channels` channels with `hidden` channels inside.
-    pub fn new(
-        ps: &mut ParamStore,
-        name: &str,
-        channels: usize,
-        hidden: usize,
-        count: usize,
-    ) -> Self {
+    pub fn new(scope: &mut Scope, channels: usize, hidden: usize, count: usize) -> Self {
         let layers = (0..count)
             .map(|i| {
-                let block = format!("{name}.layers.{i}.block");
+                let mut block = scope.scope(format_args!("layers.{i}.block"));
                 let conv3 = Conv2d::new(
-                    ps,
-                    &format!("{block}.1"),
+                    &mut block.scope(1),
                     channels,
                     hidden,
                     (3, 3),
@@ -32,8 +25,7 @@ impl ResidualStack {
                     false,
                 );
                 let conv1 = Conv2d::new(
-                    ps,
-                    &format!("{block}.3"),
+                    &mut block.scope(3),
                     hidden,
                     channels,
                     (1, 1),

@@ -1,9 +1,14 @@
 //! Host side of `shaders/adam.wgsl`: one Adam step over flat parameter, gradient and moment buffers.
 
-use bytemuck::{Pod, Zeroable};
-
-use crate::gpu::{Family, Kernel};
+use crate::gpu::{Binding, Shader};
 use crate::tensor::Tensor;
+
+/// `shaders/adam.wgsl`.
+pub static SHADER: Shader = crate::shader!("adam", Params, [GRADS, PARAMS, M, V]);
+const GRADS: Binding = Binding::read(1, "grads");
+const PARAMS: Binding = Binding::read_write(2, "params");
+const M: Binding = Binding::read_write(3, "m");
+const V: Binding = Binding::read_write(4, "v");
 
 /// Adam hyper-parameters for one step.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -20,19 +25,19 @@ pub struct AdamHyper {
     pub weight_decay: f32,
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    n: u32,
-    _pad: [u32; 3],
-    lr: f32,
-    beta1: f32,
-    beta2: f32,
-    eps: f32,
-    bias_correction1: f32,
-    bias_correction2: f32,
-    weight_decay: f32,
-    _pad1: f32,
+crate::uniform_params! {
+    struct Params {
+        n: u32,
+        _pad: [u32; 3],
+        lr: f32,
+        beta1: f32,
+        beta2: f32,
+        eps: f32,
+        bias_correction1: f32,
+        bias_correction2: f32,
+        weight_decay: f32,
+        _pad1: f32,
+    }
 }
 
 /// Step number `t` (1-based) of Adam, updating `params`, `m` and `v` in place from `grads`.
@@ -66,15 +71,11 @@ pub fn adam_step(
         _pad1: 0.0,
     };
     let gpu = params.gpu();
-    gpu.dispatch(
-        &Kernel::new(Family::Adam, "adam_step"),
-        bytemuck::bytes_of(&p),
-        &[
-            grads.read(1),
-            params.write_arg(2),
-            m.write_arg(3),
-            v.write_arg(4),
-        ],
+    gpu.run(
+        &SHADER,
+        "adam_step",
+        &p,
+        &[grads.bind(GRADS), params.bind(PARAMS), m.bind(M), v.bind(V)],
         gpu.grid_for(n),
     );
 }

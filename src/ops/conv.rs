@@ -1,102 +1,37 @@
-//! Host side of `shaders/conv2d.wgsl`: conv2d (optionally masked) and conv_transpose2d, forward and
+//! Host side of `shaders/conv.wgsl`: conv2d (optionally masked) and conv_transpose2d, forward and
 //! backward. The transposed convolution is the adjoint of the convolution, so both run on the same
 //! three kernels (forward, input gradient, weight gradient) with their roles swapped.
 
-use bytemuck::{Pod, Zeroable};
+mod options;
+
+pub use options::{
+    conv_out_size, conv_transpose_out_size, Conv2dOptions, ConvTranspose2dOptions, SpatialMask,
+};
 
 use crate::autograd;
-use crate::gpu::{Family, Gpu, Kernel};
+use crate::gpu::{Binding, Gpu, Kernel, OverrideAxis, Shader};
 use crate::ops::reduce;
 use crate::tensor::Tensor;
 
-/// Which kernel positions of a masked convolution are kept (row-major over the kernel window).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SpatialMask {
-    bits: u64,
-}
+/// `shaders/conv.wgsl`: the host uses the three modes and the tile shapes of [`TILES`].
+pub static SHADER: Shader = crate::shader!(
+    "conv",
+    ConvShape,
+    [LHS, RHS, BIAS, OUT],
+    overrides: [
+        &[&[("MODE", 0.0)], &[("MODE", 1.0)], &[("MODE", 2.0)]],
+        TILE_CONSTANTS,
+    ]
+);
+const LHS: Binding = Binding::read(1, "lhs");
+const RHS: Binding = Binding::read(2, "rhs");
+const BIAS: Binding = Binding::read(3, "bias");
+const OUT: Binding = Binding::read_write(4, "out");
 
-impl SpatialMask {
-    /// A mask from a predicate over kernel positions `(ky, kx)`; kernels up to 64 positions.
-    pub fn from_fn(k_h: usize, k_w: usize, keep: impl Fn(usize, usize) -> bool) -> Self {
-        assert!(
-            k_h * k_w <= 64,
-            "masked kernels may have at most 64 positions"
-        );
-        let mut bits = 0u64;
-        for ky in 0..k_h {
-            for kx in 0..k_w {
-                if keep(ky, kx) {
-                    bits |= 1 << (ky * k_w + kx);
-                }
-            }
-        }
-        Self { bits }
-    }
-
-    /// Whether kernel position `ky * k_w + kx` is kept.
-    pub fn keeps(&self, tap: usize) -> bool {
-        (self.bits >> tap) & 1 == 1
-    }
-}
-
-/// Stride, padding and optional mask of a convolution.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Conv2dOptions {
-    /// (vertical, horizontal) stride.
-    pub stride: (usize, usize),
-    /// (vertical, horizontal) zero padding on each side.
-    pub padding: (usize, usize),
-    /// Kernel positions to keep; `None` keeps all.
-    pub mask: Option<SpatialMask>,
-}
-
-impl Default for Conv2dOptions {
-    fn default() -> Self {
-        Self {
-            stride: (1, 1),
-            padding: (0, 0),
-            mask: None,
-        }
-    }
-}
-
-impl Conv2dOptions {
-    /// Square stride and padding, no mask.
-    pub fn new(stride: usize, padding: usize) -> Self {
-        Self {
-            stride: (stride, stride),
-            padding: (padding, padding),
-            mask: None,
-        }
-    }
-}
-
-/// Stride, padding and output padding of a transposed convolution.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConvTranspose2dOptions {
-    /// (vertical, horizontal) stride.
-    pub stride: (usize, usize),
-    /// (vertical, horizontal) padding removed from each side of the full output.
-    pub padding: (usize, usize),
-    /// Extra rows/columns added at the bottom/right (must be smaller than the stride).
-    pub output_padding: (usize, usize),
-}
-
-impl ConvTranspose2dOptions {
-    /// Square stride, padding and output padding.
-    pub fn new(stride: usize, padding: usize, output_padding: usize) -> Self {
-        Self {
-            stride: (stride, stride),
-            padding: (padding, padding),
-            output_padding: (output_padding, output_padding),
-        }
-    }
-}
-
+crate::uniform_params! {
 /// Shapes of one convolution `x [batch, cin, in_h, in_w] -> y [batch, cout, out_h, out_w]`,
 /// laid out as the kernel's uniform block.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+#[derive(Debug)]
 struct ConvShape {
     batch: u32,
     cin: u32,
@@ -119,6 +54,7 @@ struct ConvShape {
     k_chunk: u32,
     _pad: [u32; 3],
 }
+}
 
 impl ConvShape {
     /// The convolution of `x` by weight dims `w` (OIHW: [cout, cin, k_h, k_w]) under `options`.
@@ -131,7 +67,7 @@ impl ConvShape {
                 w[2], w[3]
             );
         };
-        let bits = options.mask.map_or(u64::MAX, |m| m.bits);
+        let bits = options.mask.map_or(u64::MAX, |m| m.bits());
         let u = |v: usize| v as u32;
         Self {
             batch: u(x[0]),
@@ -186,13 +122,36 @@ enum Mode {
     WeightGrad = 2,
 }
 
-/// Workgroup tile (rows per thread, columns per thread, K slice): 64x64 normally, narrower when
-/// the GEMM has few rows so that a tile is not mostly empty.
+/// Workgroup tiles (rows per thread, columns per thread, K slice) of 16x16 threads: 64x64,
+/// 32x128 and 16x256 outputs.
+const TILES: [(u32, u32, u32); 3] = [(4, 4, 16), (2, 8, 16), (1, 16, 8)];
+
+/// The override constants of each of [`TILES`].
+const TILE_CONSTANTS: OverrideAxis = &[
+    &[
+        ("ROWS", TILES[0].0 as f64),
+        ("COLS", TILES[0].1 as f64),
+        ("TILE_K", TILES[0].2 as f64),
+    ],
+    &[
+        ("ROWS", TILES[1].0 as f64),
+        ("COLS", TILES[1].1 as f64),
+        ("TILE_K", TILES[1].2 as f64),
+    ],
+    &[
+        ("ROWS", TILES[2].0 as f64),
+        ("COLS", TILES[2].1 as f64),
+        ("TILE_K", TILES[2].2 as f64),
+    ],
+];
+
+/// The tile for a GEMM of `m` rows: 64x64 normally, narrower when the GEMM has few rows so that a
+/// tile is not mostly empty.
 fn tile_shape(m: usize) -> (u32, u32, u32) {
     match m {
-        0..=16 => (1, 16, 8),
-        17..=32 => (2, 8, 16),
-        _ => (4, 4, 16),
+        0..=16 => TILES[2],
+        17..=32 => TILES[1],
+        _ => TILES[0],
     }
 }
 
@@ -227,7 +186,7 @@ fn launch(
         Mode::WeightGrad => (u(s.cout), u(s.cin * s.k_h * s.k_w), weight_grad_chunks(s).0),
     };
     let (rows, cols, tile_k) = tile_shape(m);
-    let kernel = Kernel::new(Family::Conv2d, "conv2d")
+    let kernel = Kernel::new(&SHADER, "conv2d")
         .with("MODE", mode as u32 as f64)
         .flag("HAS_BIAS", bias.is_some())
         .flag("MASKED", s.masked())
@@ -251,12 +210,12 @@ fn launch(
     // without a bias the binding still needs a buffer: bind `lhs` again (read-only)
     gpu.dispatch(
         &kernel,
-        bytemuck::bytes_of(&params),
+        &params,
         &[
-            lhs.read(1),
-            rhs.read(2),
-            bias.unwrap_or(lhs).read(3),
-            out.write_arg(4),
+            lhs.bind(LHS),
+            rhs.bind(RHS),
+            bias.unwrap_or(lhs).bind(BIAS),
+            out.bind(OUT),
         ],
         workgroups,
     );
@@ -284,26 +243,6 @@ fn dims4(t: &Tensor, what: &str) -> [usize; 4] {
         [a, b, c, d] => [a, b, c, d],
         _ => panic!("{what} must be 4-D (NCHW / OIHW), got {:?}", t.shape()),
     }
-}
-
-/// Output size of a convolution along one axis (`None` if the kernel does not fit).
-pub fn conv_out_size(input: usize, kernel: usize, stride: usize, padding: usize) -> Option<usize> {
-    (input + 2 * padding)
-        .checked_sub(kernel)
-        .map(|r| r / stride + 1)
-}
-
-/// Output size of a transposed convolution along one axis (`None` if the padding eats it all).
-pub fn conv_transpose_out_size(
-    input: usize,
-    kernel: usize,
-    stride: usize,
-    padding: usize,
-    output_padding: usize,
-) -> Option<usize> {
-    ((input.max(1) - 1) * stride + kernel + output_padding)
-        .checked_sub(2 * padding)
-        .filter(|&s| s > 0)
 }
 
 /// The convolution whose output is `dy` and whose input has spatial size `x_hw`.

@@ -1,22 +1,26 @@
 //! Host side of `shaders/elementwise.wgsl`: fill, copy, add (with per-channel bias broadcasting),
 //! mul, scale, ReLU, sigmoid, tanh and the fused tanh-sigmoid gate, with their backward passes.
 
-use bytemuck::{Pod, Zeroable};
-
 use crate::autograd;
-use crate::gpu::{Family, Kernel};
+use crate::gpu::{Binding, Shader};
 use crate::tensor::Tensor;
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    n: u32,
-    inner: u32,
-    channels: u32,
-    _pad: u32,
-    alpha: f32,
-    beta: f32,
-    _pad1: [f32; 2],
+/// `shaders/elementwise.wgsl`.
+pub static SHADER: Shader = crate::shader!("elementwise", Params, [A, B, OUT]);
+const A: Binding = Binding::read(1, "a");
+const B: Binding = Binding::read(2, "b");
+const OUT: Binding = Binding::read_write(3, "out");
+
+crate::uniform_params! {
+    struct Params {
+        n: u32,
+        inner: u32,
+        channels: u32,
+        _pad: u32,
+        alpha: f32,
+        beta: f32,
+        _pad1: [f32; 2],
+    }
 }
 
 impl Params {
@@ -33,7 +37,7 @@ impl Params {
     }
 }
 
-/// Launches `entry` writing `out`, reading `a` (binding 1) and `b` (binding 2) where given.
+/// Launches `entry` writing `out`, reading `a` and `b` where given.
 fn launch(
     entry: &'static str,
     out: &Tensor,
@@ -42,12 +46,13 @@ fn launch(
     params: Params,
 ) {
     let gpu = out.gpu();
-    let mut args = vec![out.write_arg(3)];
-    args.extend(a.map(|t| t.read(1)));
-    args.extend(b.map(|t| t.read(2)));
-    gpu.dispatch(
-        &Kernel::new(Family::Elementwise, entry),
-        bytemuck::bytes_of(&params),
+    let mut args = vec![out.bind(OUT)];
+    args.extend(a.map(|t| t.bind(A)));
+    args.extend(b.map(|t| t.bind(B)));
+    gpu.run(
+        &SHADER,
+        entry,
+        &params,
         &args,
         gpu.grid_for(params.n as usize),
     );

@@ -1,140 +1,89 @@
-//! Host side of `shaders/ema.wgsl`: deterministic per-code counts and sums, the EMA codebook update
-//! with Laplace-smoothed counts, and dead-code restarts.
+//! Host side of `shaders/ema.wgsl`: the EMA codebook update with Laplace-smoothed counts, and
+//! dead-code restarts. The per-code counts and sums they take come from
+//! [`crate::ops::gather::index_sums`].
 
-use bytemuck::{Pod, Zeroable};
-
-use crate::gpu::Family;
+use crate::gpu::{Binding, Shader};
 use crate::ops::reduce;
 use crate::tensor::Tensor;
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable, Default)]
-struct Params {
-    n: u32,
-    k: u32,
-    d: u32,
-    hw: u32,
-    decay: f32,
-    eps: f32,
-    seed: u32,
-    restart_after: u32,
-    segment: u32,
-    _pad: [u32; 3],
-}
+/// `shaders/ema.wgsl`.
+pub static SHADER: Shader = crate::shader!(
+    "ema",
+    Params,
+    [
+        STEP_COUNTS,
+        STEP_SUMS,
+        CLUSTER_SIZE,
+        EMBED_AVG,
+        TOTAL,
+        SMOOTHED_SIZE,
+        AVERAGES,
+        CODEBOOK,
+        USAGE,
+        VECTORS,
+        UNUSED_STEPS,
+        RESTART_CODEBOOK,
+        RESTART_AVG,
+        RESTART_SIZE,
+        RESTARTED,
+    ]
+);
+// ema_accumulate
+const STEP_COUNTS: Binding = Binding::read(1, "step_counts");
+const STEP_SUMS: Binding = Binding::read(2, "step_sums");
+const CLUSTER_SIZE: Binding = Binding::read_write(3, "cluster_size");
+const EMBED_AVG: Binding = Binding::read_write(4, "embed_avg");
+// ema_normalize
+const TOTAL: Binding = Binding::read(5, "total");
+const SMOOTHED_SIZE: Binding = Binding::read(6, "smoothed_size");
+const AVERAGES: Binding = Binding::read(7, "averages");
+const CODEBOOK: Binding = Binding::read_write(8, "codebook");
+// restart_dead
+const USAGE: Binding = Binding::read(9, "usage");
+const VECTORS: Binding = Binding::read(10, "vectors");
+const UNUSED_STEPS: Binding = Binding::read_write(11, "unused_steps");
+const RESTART_CODEBOOK: Binding = Binding::read_write(12, "restart_codebook");
+const RESTART_AVG: Binding = Binding::read_write(13, "restart_avg");
+const RESTART_SIZE: Binding = Binding::read_write(14, "restart_size");
+const RESTARTED: Binding = Binding::read_write(15, "restarted");
 
-/// Rows per segment of `code_sums` (a multiple of 256): bounds the loop work of one invocation,
-/// which the software Vulkan driver (llvmpipe) silently cuts after 65535 iterations.
-const SEGMENT_ROWS: usize = 16384;
-
-fn rows_params(codes: &Tensor, src: &Tensor, k: usize) -> Params {
-    let (&[batch, h, w], &[batch2, d, h2, w2]) = (codes.shape(), src.shape()) else {
-        panic!(
-            "code_sums: codes must be [B, H, W] and vectors [B, D, H, W], got {:?} and {:?}",
-            codes.shape(),
-            src.shape()
-        );
-    };
-    assert_eq!(
-        (batch, h, w),
-        (batch2, h2, w2),
-        "code_sums: codes and vectors disagree on batch or size"
-    );
-    assert!(
-        d <= super::vq::MAX_CODE_DIM,
-        "code_sums: code dimension {d} above {}",
-        super::vq::MAX_CODE_DIM
-    );
-    Params {
-        n: (batch * h * w) as u32,
-        k: k as u32,
-        d: d as u32,
-        hw: (h * w) as u32,
-        ..Params::default()
+crate::uniform_params! {
+    #[derive(Default)]
+    struct Params {
+        n: u32,
+        k: u32,
+        d: u32,
+        hw: u32,
+        decay: f32,
+        eps: f32,
+        seed: u32,
+        restart_after: u32,
+        _pad: [u32; 4],
     }
 }
 
-/// For codes [B, H, W] and vectors src [B, D, H, W]: the number of positions that chose each of
-/// the `k` codes, [K], and the sum of their vectors, [K, D]. Sums run in position order within
-/// segments of rows, and the segments are added in order. No gradient.
-pub fn code_sums(codes: &Tensor, src: &Tensor, k: usize) -> (Tensor, Tensor) {
-    assert!(
-        (1..=super::vq::MAX_CODES).contains(&k),
-        "code_sums: codebook size {k} out of range"
-    );
-    let mut params = rows_params(codes, src, k);
-    params.segment = SEGMENT_ROWS as u32;
-    let segments = (params.n as usize).div_ceil(SEGMENT_ROWS);
-    let d = params.d as usize;
-    let gpu = src.gpu();
-    let counts = Tensor::uninit(gpu, &[segments, k]);
-    let sums = Tensor::uninit(gpu, &[segments, k, d]);
-    gpu.run(
-        Family::Ema,
-        "code_sums",
-        &params,
-        &[
-            codes.read(1),
-            src.read(2),
-            counts.write_arg(3),
-            sums.write_arg(4),
-        ],
-        [k as u32, segments as u32, 1],
-    );
-    if segments == 1 {
-        return (counts.reshape(&[k]), sums.reshape(&[k, d]));
-    }
-    (reduce::sum_axis(&counts, 0), reduce::sum_axis(&sums, 0))
-}
-
-/// The running statistics of an EMA codebook (PyTorch buffers `cluster_size`, `embed_avg`) plus
-/// the number of consecutive steps each code went unused.
-pub struct EmaState {
+/// The running statistics an EMA codebook keeps beside it (owned by the quantizer): the PyTorch
+/// buffers `cluster_size` [K] and `embed_avg` [K, D], and the steps each code went unused [K].
+#[derive(Clone, Copy)]
+pub struct EmaTensors<'a> {
     /// N_k, [K].
-    pub cluster_size: Tensor,
+    pub cluster_size: &'a Tensor,
     /// m_k, [K, D].
-    pub embed_avg: Tensor,
+    pub embed_avg: &'a Tensor,
     /// Steps since each code was last chosen, [K].
-    pub unused_steps: Tensor,
+    pub unused_steps: &'a Tensor,
 }
 
-impl EmaState {
-    /// The state matching a fresh codebook: N_k = 0, m_k = e_k, no idle steps (as the reference).
-    pub fn new(codebook: &Tensor) -> Self {
-        let k = codebook.dim(0);
-        Self {
-            cluster_size: Tensor::zeros(codebook.gpu(), &[k]),
-            embed_avg: crate::ops::elementwise::copy(&codebook.detach()),
-            unused_steps: Tensor::zeros(codebook.gpu(), &[k]),
-        }
-    }
-}
-
-/// EMA hyper-parameters.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct EmaConfig {
-    /// Decay gamma (0.99 in the paper).
-    pub decay: f32,
-    /// Laplace smoothing epsilon (1e-5).
-    pub eps: f32,
-}
-
-impl Default for EmaConfig {
-    fn default() -> Self {
-        Self {
-            decay: 0.99,
-            eps: 1e-5,
-        }
-    }
-}
-
-/// One EMA step: N_k <- g N_k + (1-g) n_k, m_k <- g m_k + (1-g) sum_k, then
-/// e_k <- m_k / ((N_k + eps) / (n + K eps) n) written into `codebook` [K, D] in place.
+/// One EMA step with decay `decay` and Laplace epsilon `eps`: N_k <- g N_k + (1-g) n_k,
+/// m_k <- g m_k + (1-g) sum_k, then e_k <- m_k / ((N_k + eps) / (n + K eps) n) written into
+/// `codebook` [K, D] in place. `counts` [K] and `sums` [K, D] are this step's per-code statistics.
 pub fn ema_update(
     codebook: &Tensor,
-    state: &EmaState,
+    state: EmaTensors,
     counts: &Tensor,
     sums: &Tensor,
-    config: EmaConfig,
+    decay: f32,
+    eps: f32,
 ) {
     let &[k, d] = codebook.shape() else {
         panic!(
@@ -146,33 +95,33 @@ pub fn ema_update(
     let params = Params {
         k: k as u32,
         d: d as u32,
-        decay: config.decay,
-        eps: config.eps,
+        decay,
+        eps,
         ..Params::default()
     };
     let gpu = codebook.gpu();
     gpu.run(
-        Family::Ema,
+        &SHADER,
         "ema_accumulate",
         &params,
         &[
-            counts.read(5),
-            sums.read(6),
-            state.cluster_size.write_arg(7),
-            state.embed_avg.write_arg(8),
+            counts.bind(STEP_COUNTS),
+            sums.bind(STEP_SUMS),
+            state.cluster_size.bind(CLUSTER_SIZE),
+            state.embed_avg.bind(EMBED_AVG),
         ],
         gpu.grid_for(k * d),
     );
     let total = reduce::sum(&state.cluster_size.detach());
     gpu.run(
-        Family::Ema,
+        &SHADER,
         "ema_normalize",
         &params,
         &[
-            total.read(9),
-            state.cluster_size.read(10),
-            state.embed_avg.read(11),
-            codebook.write_arg(12),
+            total.bind(TOTAL),
+            state.cluster_size.bind(SMOOTHED_SIZE),
+            state.embed_avg.bind(AVERAGES),
+            codebook.bind(CODEBOOK),
         ],
         gpu.grid_for(k * d),
     );
@@ -183,7 +132,7 @@ pub fn ema_update(
 /// EMA statistics restart as one observation. Returns a [K] tensor of 1.0 where a code restarted.
 pub fn restart_dead(
     codebook: &Tensor,
-    state: &EmaState,
+    state: EmaTensors,
     counts: &Tensor,
     z: &Tensor,
     restart_after: u32,
@@ -205,17 +154,17 @@ pub fn restart_dead(
     let gpu = codebook.gpu();
     let restarted = Tensor::uninit(gpu, &[k]);
     gpu.run(
-        Family::Ema,
+        &SHADER,
         "restart_dead",
         &params,
         &[
-            counts.read(13),
-            z.read(14),
-            state.unused_steps.write_arg(15),
-            codebook.write_arg(16),
-            state.embed_avg.write_arg(17),
-            state.cluster_size.write_arg(18),
-            restarted.write_arg(19),
+            counts.bind(USAGE),
+            z.bind(VECTORS),
+            state.unused_steps.bind(UNUSED_STEPS),
+            codebook.bind(RESTART_CODEBOOK),
+            state.embed_avg.bind(RESTART_AVG),
+            state.cluster_size.bind(RESTART_SIZE),
+            restarted.bind(RESTARTED),
         ],
         gpu.grid_for(k),
     );

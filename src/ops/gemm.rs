@@ -1,23 +1,28 @@
 //! Host side of `shaders/gemm.wgsl`: matrix products with optional transposes, and the linear layer
 //! `x W^T + b` with the bias fused into the GEMM epilogue.
 
-use bytemuck::{Pod, Zeroable};
-
 use crate::autograd;
-use crate::gpu::{Family, Kernel};
+use crate::gpu::{Binding, Kernel, Shader};
 use crate::ops::reduce;
 use crate::tensor::Tensor;
 
 /// Output tile edge of the GEMM kernel.
 const TILE: usize = 64;
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    _pad: u32,
+/// `shaders/gemm.wgsl`.
+pub static SHADER: Shader = crate::shader!("gemm", Params, [A, B, BIAS, C]);
+const A: Binding = Binding::read(1, "a");
+const B: Binding = Binding::read(2, "b");
+const BIAS: Binding = Binding::read(3, "bias");
+const C: Binding = Binding::read_write(4, "c");
+
+crate::uniform_params! {
+    struct Params {
+        m: u32,
+        n: u32,
+        k: u32,
+        _pad: u32,
+    }
 }
 
 /// (rows, cols) of `op(t)` for a 2-D tensor.
@@ -55,7 +60,7 @@ fn launch(
         b.shape()
     );
     assert_eq!(out.shape(), [m, n], "matmul: output shape");
-    let kernel = Kernel::new(Family::Gemm, "gemm")
+    let kernel = Kernel::new(&SHADER, "gemm")
         .flag("TRANS_A", trans_a)
         .flag("TRANS_B", trans_b)
         .flag("HAS_BIAS", bias.is_some());
@@ -67,11 +72,11 @@ fn launch(
     };
     let gpu = a.gpu();
     // without a bias the binding still needs a buffer: bind `a` again (read-only)
-    let bias_arg = bias.unwrap_or(a).read(3);
+    let bias_arg = bias.unwrap_or(a).bind(BIAS);
     gpu.dispatch(
         &kernel,
-        bytemuck::bytes_of(&params),
-        &[a.read(1), b.read(2), bias_arg, out.write_arg(4)],
+        &params,
+        &[a.bind(A), b.bind(B), bias_arg, out.bind(C)],
         [n.div_ceil(TILE) as u32, m.div_ceil(TILE) as u32, 1],
     );
 }

@@ -5,22 +5,27 @@
 //! The VAE's encoder output is one "halves" tensor [B, 2L, ...]: the means in the first L channels,
 //! the log-variances in the last L.
 
-use bytemuck::{Pod, Zeroable};
-
 use crate::autograd;
-use crate::gpu::{BufferArg, Family, Gpu};
+use crate::gpu::{Binding, BufferArg, Gpu, Shader};
 use crate::tensor::Tensor;
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    n: u32,
-    inner: u32,
-    channels: u32,
-    seed: u32,
-    alpha: f32,
-    beta: f32,
-    _pad: [f32; 2],
+/// `shaders/latent.wgsl`.
+pub static SHADER: Shader = crate::shader!("latent", Params, [A, B, C, OUT]);
+const A: Binding = Binding::read(1, "a");
+const B: Binding = Binding::read(2, "b");
+const C: Binding = Binding::read(3, "c");
+const OUT: Binding = Binding::read_write(4, "out");
+
+crate::uniform_params! {
+    struct Params {
+        n: u32,
+        inner: u32,
+        channels: u32,
+        seed: u32,
+        alpha: f32,
+        beta: f32,
+        _pad: [f32; 2],
+    }
 }
 
 impl Params {
@@ -47,7 +52,7 @@ impl Params {
 
 fn launch(gpu: &Gpu, entry: &'static str, params: Params, args: &[BufferArg]) {
     gpu.run(
-        Family::Latent,
+        &SHADER,
         entry,
         &params,
         args,
@@ -64,7 +69,7 @@ pub fn rng_key(seed: u64) -> u32 {
 pub fn normal(gpu: &Gpu, shape: &[usize], seed: u64, mean: f32, std: f32) -> Tensor {
     let out = Tensor::uninit(gpu, shape);
     let p = Params::new(out.numel(), rng_key(seed), std, mean);
-    launch(gpu, "normal_fill", p, &[out.write_arg(4)]);
+    launch(gpu, "normal_fill", p, &[out.bind(OUT)]);
     out
 }
 
@@ -72,7 +77,7 @@ pub fn normal(gpu: &Gpu, shape: &[usize], seed: u64, mean: f32, std: f32) -> Ten
 pub fn mask_noise(x: &Tensor, prob: f32, fill: f32, seed: u64) -> Tensor {
     let out = Tensor::uninit(x.gpu(), x.shape());
     let p = Params::new(x.numel(), rng_key(seed), prob, fill);
-    launch(x.gpu(), "mask_noise", p, &[x.read(1), out.write_arg(4)]);
+    launch(x.gpu(), "mask_noise", p, &[x.bind(A), out.bind(OUT)]);
     out
 }
 
@@ -80,7 +85,7 @@ pub fn mask_noise(x: &Tensor, prob: f32, fill: f32, seed: u64) -> Tensor {
 pub fn gaussian_noise(x: &Tensor, std: f32, seed: u64) -> Tensor {
     let out = Tensor::uninit(x.gpu(), x.shape());
     let p = Params::new(x.numel(), rng_key(seed), std, 0.0);
-    launch(x.gpu(), "gaussian_noise", p, &[x.read(1), out.write_arg(4)]);
+    launch(x.gpu(), "gaussian_noise", p, &[x.bind(A), out.bind(OUT)]);
     out
 }
 
@@ -108,7 +113,7 @@ pub fn reparameterize(halves: &Tensor, eps: &Tensor) -> Tensor {
         gpu,
         "reparameterize",
         p,
-        &[halves.read(1), eps.read(2), z.write_arg(4)],
+        &[halves.bind(A), eps.bind(B), z.bind(OUT)],
     );
     if rg {
         let (saved, eps) = (halves.detach(), eps.detach());
@@ -118,7 +123,7 @@ pub fn reparameterize(halves: &Tensor, eps: &Tensor) -> Tensor {
                 g.gpu(),
                 "reparameterize_backward",
                 p,
-                &[saved.read(1), g.read(2), eps.read(3), dx.write_arg(4)],
+                &[saved.bind(A), g.bind(B), eps.bind(C), dx.bind(OUT)],
             );
             vec![Some(dx)]
         });
@@ -134,7 +139,7 @@ pub fn kl(halves: &Tensor) -> Tensor {
     let rg = autograd::needs_grad(&[halves]);
     let out = Tensor::output(gpu, &shape, rg);
     let p = Params::halves(halves.shape());
-    launch(gpu, "kl", p, &[halves.read(1), out.write_arg(4)]);
+    launch(gpu, "kl", p, &[halves.bind(A), out.bind(OUT)]);
     if rg {
         let saved = halves.detach();
         autograd::record(&[halves], &out, move |g| {
@@ -143,7 +148,7 @@ pub fn kl(halves: &Tensor) -> Tensor {
                 g.gpu(),
                 "kl_backward",
                 p,
-                &[saved.read(1), g.read(2), dx.write_arg(4)],
+                &[saved.bind(A), g.bind(B), dx.bind(OUT)],
             );
             vec![Some(dx)]
         });
@@ -167,7 +172,7 @@ pub fn bce_logits(logits: &Tensor, targets: &Tensor) -> Tensor {
         gpu,
         "bce_logits",
         p,
-        &[logits.read(1), targets.read(2), out.write_arg(4)],
+        &[logits.bind(A), targets.bind(B), out.bind(OUT)],
     );
     if rg {
         let (saved, targets) = (logits.detach(), targets.detach());
@@ -177,7 +182,7 @@ pub fn bce_logits(logits: &Tensor, targets: &Tensor) -> Tensor {
                 g.gpu(),
                 "bce_logits_backward",
                 p,
-                &[saved.read(1), targets.read(2), g.read(3), dx.write_arg(4)],
+                &[saved.bind(A), targets.bind(B), g.bind(C), dx.bind(OUT)],
             );
             vec![Some(dx)]
         });

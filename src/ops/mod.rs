@@ -1,11 +1,31 @@
-//! Host side of each shader family: shape checks, kernel launches, and the backward each op records.
+//! Kernels only: each module owns the WGSL file of the same stem in `shaders/` (`ops/X.rs` owns
+//! `shaders/X.wgsl`), names its bindings, checks shapes, launches its kernels and records their
+//! backward passes. No model state lives here.
 
 pub mod adam;
 pub mod conv;
 pub mod elementwise;
 pub mod ema;
+pub mod gather;
 pub mod gemm;
 pub mod latent;
 pub mod reduce;
 pub mod softmax;
 pub mod vq;
+
+use crate::gpu::Shader;
+
+/// Every kernel family, for the shader tests: adding a family means adding its file in `shaders/`,
+/// its module here, and its entry in this list.
+pub static SHADERS: [&Shader; 10] = [
+    &adam::SHADER,
+    &conv::SHADER,
+    &elementwise::SHADER,
+    &ema::SHADER,
+    &gather::SHADER,
+    &gemm::SHADER,
+    &latent::SHADER,
+    &reduce::SHADER,
+    &softmax::SHADER,
+    &vq::SHADER,
+];

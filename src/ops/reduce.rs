@@ -1,10 +1,8 @@
 //! Host side of `shaders/reduce.wgsl`: deterministic sums and means (over everything, over one axis,
 //! per channel) and the MSE loss. Full reductions run as per-workgroup partials plus a final pass.
 
-use bytemuck::{Pod, Zeroable};
-
 use crate::autograd;
-use crate::gpu::{Family, Kernel};
+use crate::gpu::{Binding, Shader};
 use crate::ops::elementwise;
 use crate::tensor::Tensor;
 
@@ -13,17 +11,25 @@ const MIN_CHUNK: usize = 1024;
 /// Most partial sums the first pass produces (the final pass is one workgroup).
 const MAX_PARTIALS: usize = 256;
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable, Default)]
-struct Params {
-    n: u32,
-    chunk: u32,
-    outer: u32,
-    mid: u32,
-    inner: u32,
-    _pad0: u32,
-    scale: f32,
-    _pad1: f32,
+/// `shaders/reduce.wgsl`.
+pub static SHADER: Shader = crate::shader!("reduce", Params, [A, B, OUT, G]);
+const A: Binding = Binding::read(1, "a");
+const B: Binding = Binding::read(2, "b");
+const OUT: Binding = Binding::read_write(3, "out");
+const G: Binding = Binding::read(4, "g");
+
+crate::uniform_params! {
+    #[derive(Default)]
+    struct Params {
+        n: u32,
+        chunk: u32,
+        outer: u32,
+        mid: u32,
+        inner: u32,
+        _pad0: u32,
+        scale: f32,
+        _pad1: f32,
+    }
 }
 
 /// Two-pass reduction of `entry` over `a` (and `b`): partial sums, then their sum times `scale`.
@@ -39,20 +45,15 @@ fn reduce_all(
     let groups = n.div_ceil(MIN_CHUNK).clamp(1, MAX_PARTIALS);
     let chunk = n.div_ceil(groups);
     let partials = Tensor::uninit(gpu, &[groups]);
-    let mut args = vec![a.read(1), partials.write_arg(3)];
-    args.extend(b.map(|t| t.read(2)));
+    let mut args = vec![a.bind(A), partials.bind(OUT)];
+    args.extend(b.map(|t| t.bind(B)));
     let first = Params {
         n: n as u32,
         chunk: chunk as u32,
         scale: 1.0,
         ..Params::default()
     };
-    gpu.dispatch(
-        &Kernel::new(Family::Reduce, entry),
-        bytemuck::bytes_of(&first),
-        &args,
-        gpu.grid(groups as u32),
-    );
+    gpu.run(&SHADER, entry, &first, &args, gpu.grid(groups as u32));
     let out = Tensor::output(gpu, &[1], requires_grad);
     let last = Params {
         n: groups as u32,
@@ -60,10 +61,11 @@ fn reduce_all(
         scale,
         ..Params::default()
     };
-    gpu.dispatch(
-        &Kernel::new(Family::Reduce, "sum_chunks"),
-        bytemuck::bytes_of(&last),
-        &[partials.read(1), out.write_arg(3)],
+    gpu.run(
+        &SHADER,
+        "sum_chunks",
+        &last,
+        &[partials.bind(A), out.bind(OUT)],
         [1, 1, 1],
     );
     out
@@ -114,14 +116,15 @@ pub fn mse_loss(a: &Tensor, b: &Tensor) -> Tensor {
                 scale: 2.0 / n as f32,
                 ..Params::default()
             };
-            gpu.dispatch(
-                &Kernel::new(Family::Reduce, "mse_backward"),
-                bytemuck::bytes_of(&params),
+            gpu.run(
+                &SHADER,
+                "mse_backward",
+                &params,
                 &[
-                    a_saved.read(1),
-                    b_saved.read(2),
-                    grad_a.write_arg(3),
-                    g.read(4),
+                    a_saved.bind(A),
+                    b_saved.bind(B),
+                    grad_a.bind(OUT),
+                    g.bind(G),
                 ],
                 gpu.grid_for(n),
             );
@@ -173,10 +176,11 @@ fn scaled_sum_axis(x: &Tensor, axis: usize, scale: f32) -> Tensor {
         ..Params::default()
     };
     let gpu = x.gpu();
-    gpu.dispatch(
-        &Kernel::new(Family::Reduce, "sum_mid"),
-        bytemuck::bytes_of(&params),
-        &[x.read(1), out.write_arg(3)],
+    gpu.run(
+        &SHADER,
+        "sum_mid",
+        &params,
+        &[x.bind(A), out.bind(OUT)],
         gpu.grid_for(outer * inner),
     );
     if rg {
@@ -203,10 +207,11 @@ pub fn sum_per_channel(x: &Tensor) -> Tensor {
         ..Params::default()
     };
     let gpu = x.gpu();
-    gpu.dispatch(
-        &Kernel::new(Family::Reduce, "sum_outer_inner"),
-        bytemuck::bytes_of(&params),
-        &[x.read(1), out.write_arg(3)],
+    gpu.run(
+        &SHADER,
+        "sum_outer_inner",
+        &params,
+        &[x.bind(A), out.bind(OUT)],
         gpu.grid(mid as u32),
     );
     if rg {

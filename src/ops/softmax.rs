@@ -1,26 +1,37 @@
 //! Host side of `shaders/softmax.wgsl`: per-position cross-entropy over the class axis with its
 //! gradient, and Gumbel-max sampling of one position of a class grid on the GPU.
 
-use bytemuck::{Pod, Zeroable};
-
 use crate::autograd;
-use crate::gpu::Family;
+use crate::gpu::{Binding, Shader};
 use crate::tensor::Tensor;
 
 /// The most classes a softmax may have: every thread loops over the classes, and software
 /// Vulkan drivers bound a thread's loop iterations.
 pub const MAX_CLASSES: usize = 16384;
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    rows: u32,
-    classes: u32,
-    positions: u32,
-    position: u32,
-    seed: u32,
-    temperature: f32,
-    _pad: [u32; 2],
+/// `shaders/softmax.wgsl`.
+pub static SHADER: Shader = crate::shader!(
+    "softmax",
+    Params,
+    [LOGITS, TARGETS, UPSTREAM, SAVED_LSE, OUT, LSE_OUT]
+);
+const LOGITS: Binding = Binding::read(1, "logits");
+const TARGETS: Binding = Binding::read(2, "targets");
+const UPSTREAM: Binding = Binding::read(3, "upstream");
+const SAVED_LSE: Binding = Binding::read(4, "saved_lse");
+const OUT: Binding = Binding::read_write(5, "out");
+const LSE_OUT: Binding = Binding::read_write(6, "lse_out");
+
+crate::uniform_params! {
+    struct Params {
+        rows: u32,
+        classes: u32,
+        positions: u32,
+        position: u32,
+        seed: u32,
+        temperature: f32,
+        _pad: [u32; 2],
+    }
 }
 
 /// (items B, classes K, positions S) of logits [B, K, ...] with S the product of the trailing dims.
@@ -64,14 +75,14 @@ pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Tensor {
     let loss = Tensor::output(gpu, &target_shape, rg);
     let lse = Tensor::uninit(gpu, &target_shape);
     gpu.run(
-        Family::Softmax,
+        &SHADER,
         "cross_entropy",
         &p,
         &[
-            logits.read(1),
-            targets.read(2),
-            loss.write_arg(5),
-            lse.write_arg(6),
+            logits.bind(LOGITS),
+            targets.bind(TARGETS),
+            loss.bind(OUT),
+            lse.bind(LSE_OUT),
         ],
         gpu.grid_for(items * positions),
     );
@@ -81,15 +92,15 @@ pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Tensor {
             let gpu = g.gpu();
             let grad = Tensor::uninit(gpu, saved.shape());
             gpu.run(
-                Family::Softmax,
+                &SHADER,
                 "cross_entropy_backward",
                 &p,
                 &[
-                    saved.read(1),
-                    targets.read(2),
-                    g.read(3),
-                    lse.read(4),
-                    grad.write_arg(5),
+                    saved.bind(LOGITS),
+                    targets.bind(TARGETS),
+                    g.bind(UPSTREAM),
+                    lse.bind(SAVED_LSE),
+                    grad.bind(OUT),
                 ],
                 gpu.grid_for(grad.numel()),
             );
@@ -123,10 +134,10 @@ pub fn sample_position(
     p.seed = seed;
     p.temperature = temperature;
     gpu.run(
-        Family::Softmax,
+        &SHADER,
         "sample",
         &p,
-        &[logits.read(1), grid.write_arg(5)],
+        &[logits.bind(LOGITS), grid.bind(OUT)],
         gpu.grid_for(items),
     );
 }

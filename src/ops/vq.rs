@@ -1,13 +1,18 @@
-//! Host side of `shaders/vq.wgsl`: nearest-code search (fused distance + argmin), gather of code
-//! vectors with its codebook gradient, the straight-through estimator, and code-usage statistics.
-//! Code indices are f32 tensors holding exact integers.
-
-use bytemuck::{Pod, Zeroable};
+//! Host side of `shaders/vq.wgsl`: nearest-code search (fused distance + argmin), the
+//! straight-through estimator, and code-usage statistics. Code indices are f32 tensors holding
+//! exact integers.
 
 use crate::autograd;
-use crate::gpu::Family;
-use crate::ops::ema;
+use crate::gpu::{Binding, Shader};
 use crate::tensor::Tensor;
+
+/// `shaders/vq.wgsl`.
+pub static SHADER: Shader = crate::shader!("vq", Params, [Z, CODEBOOK, NORMS, OUT, OUT_DIST]);
+const Z: Binding = Binding::read(1, "z");
+const CODEBOOK: Binding = Binding::read(2, "codebook");
+const NORMS: Binding = Binding::read(3, "norms");
+const OUT: Binding = Binding::read_write(4, "out");
+const OUT_DIST: Binding = Binding::read_write(5, "out_dist");
 
 /// Rows per workgroup of the fused nearest-code kernel.
 const ROWS_PER_GROUP: usize = 64;
@@ -20,20 +25,16 @@ const DIMS_PER_SLICE: usize = 16;
 const MAX_TILE_STEPS: usize = 2048;
 /// Aim for at least this many workgroups by splitting the codebook when the batch is small.
 const TARGET_GROUPS: usize = 128;
-/// Largest code dimension the kernels support.
-pub const MAX_CODE_DIM: usize = 512;
-/// Largest codebook size the kernels support (one workgroup per code along x in `code_sums`).
-pub const MAX_CODES: usize = 65535;
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    n: u32,
-    k: u32,
-    d: u32,
-    hw: u32,
-    k_chunk: u32,
-    _pad: [u32; 3],
+crate::uniform_params! {
+    struct Params {
+        n: u32,
+        k: u32,
+        d: u32,
+        hw: u32,
+        k_chunk: u32,
+        _pad: [u32; 3],
+    }
 }
 
 /// Shapes of a quantization: rows N = batch x H x W, K codes of dimension D.
@@ -59,10 +60,6 @@ impl VqShape {
         assert_eq!(
             d, dc,
             "quantize: z has {d} channels, codes have dimension {dc}"
-        );
-        assert!(
-            d <= MAX_CODE_DIM && k <= MAX_CODES,
-            "quantize: at most {MAX_CODES} codes of dimension {MAX_CODE_DIM}"
         );
         Self { batch, d, h, w, k }
     }
@@ -115,10 +112,10 @@ pub fn code_norms(codebook: &Tensor) -> Tensor {
     let gpu = codebook.gpu();
     let norms = Tensor::uninit(gpu, &[k]);
     gpu.run(
-        Family::Vq,
+        &SHADER,
         "code_norms",
         &shape.params(),
-        &[codebook.read(2), norms.write_arg(4)],
+        &[codebook.bind(CODEBOOK), norms.bind(OUT)],
         gpu.grid_for(k),
     );
     norms
@@ -139,25 +136,25 @@ pub fn nearest_codes(z: &Tensor, codebook: &Tensor) -> Tensor {
     let mut groups = gpu.grid(n.div_ceil(ROWS_PER_GROUP) as u32);
     groups[2] = chunks as u32;
     gpu.run(
-        Family::Vq,
+        &SHADER,
         "nearest",
         &params,
         &[
-            z.read(1),
-            codebook.read(2),
-            norms.read(3),
-            candidates.write_arg(4),
-            distances.write_arg(5),
+            z.bind(Z),
+            codebook.bind(CODEBOOK),
+            norms.bind(NORMS),
+            candidates.bind(OUT),
+            distances.bind(OUT_DIST),
         ],
         groups,
     );
     let codes = Tensor::uninit(gpu, &[shape.batch, shape.h, shape.w]);
     params.k_chunk = chunks as u32;
     gpu.run(
-        Family::Vq,
+        &SHADER,
         "nearest_merge",
         &params,
-        &[candidates.read(1), distances.read(3), codes.write_arg(4)],
+        &[candidates.bind(Z), distances.bind(NORMS), codes.bind(OUT)],
         gpu.grid_for(n),
     );
     codes
@@ -171,48 +168,18 @@ pub fn nearest_codes_naive(z: &Tensor, codebook: &Tensor) -> Tensor {
     let gpu = z.gpu();
     let codes = Tensor::uninit(gpu, &[shape.batch, shape.h, shape.w]);
     gpu.run(
-        Family::Vq,
+        &SHADER,
         "nearest_naive",
         &shape.params(),
         &[
-            z.read(1),
-            codebook.read(2),
-            norms.read(3),
-            codes.write_arg(4),
+            z.bind(Z),
+            codebook.bind(CODEBOOK),
+            norms.bind(NORMS),
+            codes.bind(OUT),
         ],
         gpu.grid_for(shape.rows()),
     );
     codes
-}
-
-/// The code vectors of `codes` [B, H, W] as a [B, D, H, W] tensor. The gradient reaches the
-/// codebook: each code receives the sum of the gradients at the positions that chose it.
-pub fn gather_codes(codes: &Tensor, codebook: &Tensor) -> Tensor {
-    let (&[batch, h, w], &[k, d]) = (codes.shape(), codebook.shape()) else {
-        panic!(
-            "gather_codes: codes must be [B, H, W] and the codebook [K, D], got {:?} and {:?}",
-            codes.shape(),
-            codebook.shape()
-        );
-    };
-    let shape = VqShape { batch, d, h, w, k };
-    let rg = autograd::needs_grad(&[codebook]);
-    let gpu = codebook.gpu();
-    let out = Tensor::output(gpu, &[batch, d, h, w], rg);
-    gpu.run(
-        Family::Vq,
-        "gather",
-        &shape.params(),
-        &[codes.read(1), codebook.read(2), out.write_arg(4)],
-        gpu.grid_for(out.numel()),
-    );
-    if rg {
-        let codes = codes.clone();
-        autograd::record(&[codebook], &out, move |g| {
-            vec![Some(ema::code_sums(&codes, g, k).1)]
-        });
-    }
-    out
 }
 
 /// The straight-through estimator: the values of `z_q`, with the gradient passed to `z` unchanged
@@ -247,10 +214,10 @@ pub fn code_stats(counts: &Tensor, rows: usize) -> Tensor {
     let gpu = counts.gpu();
     let out = Tensor::uninit(gpu, &[2]);
     gpu.run(
-        Family::Vq,
+        &SHADER,
         "code_stats",
         &shape.params(),
-        &[counts.read(1), out.write_arg(4)],
+        &[counts.bind(Z), out.bind(OUT)],
         [1, 1, 1],
     );
     out

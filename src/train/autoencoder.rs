@@ -1,23 +1,19 @@
-//! Training of the AE, denoising AE and VAE: one recorded step, metrics summed on the GPU and read
-//! back only when logging, complete checkpoints for an exact resume.
+//! The training step of the AE, denoising AE and VAE: GPU noise keyed by (seed, step), the loss,
+//! and the MSE, reconstruction NLL and KL summed on the GPU.
 
-use std::path::Path;
+use std::fmt;
 
-use crate::checkpoint::Checkpoint;
+use crate::data::{Batch, Dataset};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
+use crate::io::checkpoint::Checkpoint;
 use crate::models::autoencoder::{Autoencoder, AutoencoderConfig};
-use crate::nn::Adam;
-use crate::ops::elementwise;
+use crate::nn::ParamStore;
 use crate::tensor::Tensor;
 
 use super::{
-    check_setup, first_images, plot_columns, restore_run, run_settings, save_run, ImageTrainer,
+    check_fits, first_images, MetricSums, RunState, Snapshot, StepOutput, TrainStep, Trainer,
 };
-
-const METRICS_HEADER: &str = "step,loss,recon_mse,recon_nll,kl,neg_elbo,images_per_s";
-/// Slots (256-byte aligned) of the running sums: loss, MSE, reconstruction NLL, KL.
-const SLOTS: [usize; 4] = [0, 64, 128, 192];
 
 /// Averages of the training metrics over the steps since the last read.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -41,24 +37,47 @@ impl AeMetrics {
     }
 }
 
-/// An AE, DAE or VAE with its optimizer, training step and GPU-side metrics.
-pub struct AeTrainer {
+impl fmt::Display for AeMetrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "step {} loss {:.4} recon MSE {:.5}",
+            self.step, self.loss, self.recon_mse
+        )?;
+        if let (Some(r), Some(k), Some(e)) = (self.recon_nll, self.kl, self.neg_elbo()) {
+            write!(f, " | -ELBO {e:.1} = recon {r:.1} + KL {k:.2} nats/image")?;
+        }
+        Ok(())
+    }
+}
+
+/// An AE, DAE or VAE in training: the model, its input buffer and the data variance.
+pub struct AeTask {
     /// The model.
     pub model: Autoencoder,
-    /// Its optimizer.
-    pub adam: Adam,
-    /// Steps taken.
-    pub step: u64,
-    /// Seed of the initialisation, the data order and the GPU noise.
-    pub seed: u64,
-    /// Images per step.
-    pub batch: usize,
     /// Variance of training pixels in [0, 1].
     pub variance: f32,
     input: Tensor,
-    metrics: Tensor,
-    steps_in_metrics: u64,
     last_recon: Option<Tensor>,
+}
+
+/// An AE, DAE or VAE with its run state.
+pub type AeTrainer = Trainer<AeTask>;
+
+impl AeTask {
+    fn new(gpu: &Gpu, model: Autoencoder, batch: usize, variance: f32) -> Result<Self> {
+        let [c, h, w] = model.config.image_shape;
+        check_fits(
+            gpu,
+            batch * (model.config.hidden / 2) * (h / 2) * (w / 2) * 4,
+        )?;
+        Ok(Self {
+            model,
+            variance,
+            input: Tensor::zeros(gpu, &[batch, c, h, w]),
+            last_recon: None,
+        })
+    }
 }
 
 impl AeTrainer {
@@ -71,125 +90,59 @@ impl AeTrainer {
         batch: usize,
         variance: f32,
     ) -> Result<Self> {
+        let run = RunState::new(gpu, seed, lr, batch)?;
         let model = Autoencoder::new(gpu, config, seed)?;
-        Self::with_model(gpu, model, seed, lr, batch, variance)
-    }
-
-    fn with_model(
-        gpu: &Gpu,
-        model: Autoencoder,
-        seed: u64,
-        lr: f32,
-        batch: usize,
-        variance: f32,
-    ) -> Result<Self> {
-        let [c, h, w] = model.config.image_shape;
-        let largest = batch * (model.config.hidden / 2) * (h / 2) * (w / 2) * 4;
-        check_setup(gpu, batch, lr, largest)?;
-        Ok(Self {
-            adam: Adam::new(lr),
-            step: 0,
-            seed,
-            batch,
-            variance,
-            input: Tensor::zeros(gpu, &[batch, c, h, w]),
-            metrics: Tensor::zeros(gpu, &[256]),
-            steps_in_metrics: 0,
-            last_recon: None,
-            model,
-        })
-    }
-
-    /// The complete training state: the model, the Adam moments, step, seed, batch, variance.
-    pub fn checkpoint(&self) -> Result<Checkpoint> {
-        let mut ck = Checkpoint::default();
-        self.model.write_state(&mut ck)?;
-        let (step, seed) = (self.step, self.seed);
-        save_run(
-            &mut ck,
-            &self.adam,
-            &self.model.params,
-            step,
-            seed,
-            self.batch,
-        )?;
-        ck.set("variance", self.variance);
-        Ok(ck)
-    }
-
-    /// Rebuilds the trainer exactly as it was when `ck` was taken.
-    pub fn from_checkpoint(gpu: &Gpu, ck: &Checkpoint) -> Result<Self> {
-        let model = Autoencoder::from_checkpoint(gpu, ck)?;
-        let (seed, lr, batch) = run_settings(ck)?;
-        let variance = ck.meta_parse("variance")?;
-        let mut t = Self::with_model(gpu, model, seed, lr, batch, variance)?;
-        (t.adam, t.step) = restore_run(ck, &t.model.params)?;
-        Ok(t)
+        let task = AeTask::new(gpu, model, batch, variance)?;
+        Ok(Self { task, run })
     }
 }
 
-impl ImageTrainer for AeTrainer {
+impl TrainStep for AeTask {
+    type Data = dyn Dataset;
     type Metrics = AeMetrics;
-    const METRICS_HEADER: &'static str = METRICS_HEADER;
+    const METRICS_HEADER: &'static str = "step,loss,recon_mse,recon_nll,kl,neg_elbo,images_per_s";
+    const CURVES: &'static [(usize, &'static str)] = &[
+        (1, "loss vs step"),
+        (2, "reconstruction MSE vs step"),
+        (5, "negative ELBO (nats per image) vs step"),
+    ];
 
-    fn progress(&self) -> (u64, usize, u64, [usize; 3]) {
-        (
-            self.step,
-            self.batch,
-            self.seed,
-            self.model.config.image_shape,
-        )
+    fn params(&self) -> &ParamStore {
+        &self.model.params
     }
 
-    fn train_step(&mut self, images: &[f32]) -> Result<()> {
-        self.input.write(images)?;
-        self.model.params.zero_grad();
-        // the GPU noise of step s is keyed by (seed, s), so a resumed run draws the same noise
-        let key = self.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ self.step;
-        let out = self.model.forward(&self.input, key, self.variance, true);
-        out.loss.backward();
-        self.adam.step(&self.model.params);
-        let terms = [
-            Some(&out.loss),
-            Some(&out.mse),
-            out.recon_nll.as_ref(),
-            out.kl.as_ref(),
-        ];
-        for (slot, term) in SLOTS.iter().zip(terms) {
-            if let Some(t) = term {
-                let sum = self.metrics.view(*slot, &[1], None);
-                elementwise::accumulate(&sum, &t.detach(), 1.0);
-            }
+    fn check_data(&self, data: &dyn Dataset) -> Result<()> {
+        if data.image_shape() != self.model.config.image_shape {
+            return Err(Error::InvalidArgument(format!(
+                "dataset images are {:?} but the checkpoint was trained on {:?}",
+                data.image_shape(),
+                self.model.config.image_shape
+            )));
         }
-        self.last_recon = Some(out.recon.detach());
-        self.steps_in_metrics += 1;
-        self.step += 1;
         Ok(())
     }
 
-    fn take_metrics(&mut self) -> Result<Option<AeMetrics>> {
-        if self.steps_in_metrics == 0 {
-            return Ok(None);
-        }
-        let m = self.metrics.to_vec()?;
-        elementwise::fill(&self.metrics, 0.0);
-        let n = self.steps_in_metrics as f32;
-        self.steps_in_metrics = 0;
+    fn forward(&mut self, batch: &Batch, run: &RunState) -> Result<StepOutput> {
+        self.input.write(&batch.inputs)?;
+        let out = self
+            .model
+            .forward(&self.input, run.noise_key(), self.variance, true);
+        self.last_recon = Some(out.recon.detach());
+        Ok(StepOutput {
+            loss: out.loss,
+            metrics: vec![Some(out.mse), out.recon_nll, out.kl],
+        })
+    }
+
+    fn metrics(&mut self, sums: &MetricSums, step: u64) -> Result<AeMetrics> {
         let variational = self.model.config.variational();
-        let values = AeMetrics {
-            step: self.step,
-            loss: m[SLOTS[0]] / n,
-            recon_mse: m[SLOTS[1]] / n,
-            recon_nll: variational.then(|| m[SLOTS[2]] / n),
-            kl: variational.then(|| m[SLOTS[3]] / n),
-        };
-        if !values.loss.is_finite() {
-            return Err(Error::InvalidArgument(format!(
-                "the loss became {} at step {}: lower --lr",
-                values.loss, self.step
-            )));
-        }
-        Ok(Some(values))
+        Ok(AeMetrics {
+            step,
+            loss: sums.mean(0, 0),
+            recon_mse: sums.mean(1, 0),
+            recon_nll: variational.then(|| sums.mean(2, 0)),
+            kl: variational.then(|| sums.mean(3, 0)),
+        })
     }
 
     fn csv_line(m: &AeMetrics, rate: f64) -> String {
@@ -205,23 +158,19 @@ impl ImageTrainer for AeTrainer {
         )
     }
 
-    fn last_images(&self, count: usize) -> Result<(Vec<f32>, Vec<f32>)> {
-        first_images(&self.input, self.last_recon.as_ref(), count)
+    fn snapshot(&self, count: usize) -> Result<Option<Snapshot>> {
+        let shape = self.model.config.image_shape;
+        first_images(&self.input, self.last_recon.as_ref(), count, shape).map(Some)
     }
 
-    fn checkpoint(&self) -> Result<Checkpoint> {
-        AeTrainer::checkpoint(self)
+    fn write_state(&self, ck: &mut Checkpoint) -> Result<()> {
+        self.model.write_state(ck)?;
+        ck.set("variance", self.variance);
+        Ok(())
     }
 
-    fn plot(csv: &Path, png: &Path) -> Result<()> {
-        plot_columns(
-            csv,
-            png,
-            &[
-                (1, "loss vs step"),
-                (2, "reconstruction MSE vs step"),
-                (5, "negative ELBO (nats per image) vs step"),
-            ],
-        )
+    fn from_state(gpu: &Gpu, ck: &Checkpoint, run: &RunState) -> Result<Self> {
+        let model = Autoencoder::from_checkpoint(gpu, ck)?;
+        Self::new(gpu, model, run.batch, ck.meta_parse("variance")?)
     }
 }

@@ -1,28 +1,19 @@
-//! Training of the VQ-VAE: forward, backward, Adam and the EMA codebook update in one recorded step.
+//! The training step of the VQ-VAE: forward, loss (reconstruction / variance + VQ loss) and the EMA
+//! codebook update, with perplexity, codebook use and restarts summed on the GPU.
 
-use std::path::Path;
+use std::fmt;
 
-use crate::checkpoint::Checkpoint;
+use crate::data::{Batch, Dataset};
 use crate::error::{Error, Result};
-use crate::gpu::timing::GpuTimer;
 use crate::gpu::Gpu;
+use crate::io::checkpoint::Checkpoint;
 use crate::models::vqvae::{VqVae, VqVaeConfig};
-use crate::nn::Adam;
-use crate::ops::{elementwise, reduce};
+use crate::nn::ParamStore;
 use crate::tensor::Tensor;
 
 use super::{
-    check_setup, first_images, plot_columns, restore_run, run_settings, save_run, ImageTrainer,
+    check_fits, first_images, MetricSums, RunState, Snapshot, StepOutput, TrainStep, Trainer,
 };
-
-const METRICS_HEADER: &str = "step,loss,recon_mse,perplexity,codes_used,restarts,images_per_s";
-
-/// Offsets (in floats, 256-byte aligned) of the running sums in the metrics buffer.
-const SLOT_LOSS: usize = 0;
-const SLOT_RECON: usize = 64;
-const SLOT_STATS: usize = 128; // perplexity, share of codes used
-const SLOT_RESTARTS: usize = 192;
-const METRICS_LEN: usize = 256;
 
 /// Averages of the training metrics over the steps since the last read.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -41,30 +32,63 @@ pub struct StepMetrics {
     pub restarts: f32,
 }
 
-/// A VQ-VAE with its optimizer, training step and GPU-side metrics.
-pub struct VqVaeTrainer {
+impl fmt::Display for StepMetrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "step {} loss {:.4} recon {:.5} perplexity {:.1} used {:.0}% restarts {}",
+            self.step,
+            self.loss,
+            self.recon_mse,
+            self.perplexity,
+            self.codes_used * 100.0,
+            self.restarts
+        )
+    }
+}
+
+/// A VQ-VAE in training: the model, its input buffer and the data variance.
+pub struct VqVaeTask {
     /// The model.
     pub model: VqVae,
-    /// Its optimizer.
-    pub adam: Adam,
-    /// Steps taken.
-    pub step: u64,
-    /// Seed of the initialisation and of the data order.
-    pub seed: u64,
-    /// Images per step.
-    pub batch: usize,
     /// [C, H, W] of the images.
     pub image_shape: [usize; 3],
     /// Variance of training pixels in [0, 1]; the reconstruction loss is MSE / variance.
     pub variance: f32,
     input: Tensor,
-    metrics: Tensor,
-    steps_in_metrics: u64,
     last_recon: Option<Tensor>,
 }
 
+/// A VQ-VAE with its run state.
+pub type VqVaeTrainer = Trainer<VqVaeTask>;
+
+impl VqVaeTask {
+    fn new(
+        gpu: &Gpu,
+        model: VqVae,
+        batch: usize,
+        image_shape: [usize; 3],
+        variance: f32,
+    ) -> Result<Self> {
+        model.config.check_images(image_shape)?;
+        let [c, h, w] = image_shape;
+        // the largest activation must fit the adapter's binding limit: check before the first step
+        check_fits(
+            gpu,
+            batch * (model.config.hidden / 2) * (h / 2) * (w / 2) * 4,
+        )?;
+        Ok(Self {
+            model,
+            image_shape,
+            variance,
+            input: Tensor::zeros(gpu, &[batch, c, h, w]),
+            last_recon: None,
+        })
+    }
+}
+
 impl VqVaeTrainer {
-    /// A fresh model and optimizer.
+    /// A fresh model and optimizer for images of `image_shape`.
     pub fn new(
         gpu: &Gpu,
         config: VqVaeConfig,
@@ -74,163 +98,60 @@ impl VqVaeTrainer {
         image_shape: [usize; 3],
         variance: f32,
     ) -> Result<Self> {
+        let run = RunState::new(gpu, seed, lr, batch)?;
         let model = VqVae::new(gpu, config, seed)?;
-        Self::with_model(gpu, model, seed, lr, batch, image_shape, variance)
-    }
-
-    fn with_model(
-        gpu: &Gpu,
-        model: VqVae,
-        seed: u64,
-        lr: f32,
-        batch: usize,
-        image_shape: [usize; 3],
-        variance: f32,
-    ) -> Result<Self> {
-        let [c, h, w] = image_shape;
-        if c != model.config.in_channels
-            || !h.is_multiple_of(4)
-            || !w.is_multiple_of(4)
-            || h < 4
-            || w < 4
-        {
-            return Err(Error::InvalidArgument(format!(
-                "images of {c}x{h}x{w} do not fit a model with {} input channels (height and width must be multiples of 4)",
-                model.config.in_channels
-            )));
-        }
-        // the largest activation must fit the adapter's binding limit: check before the first step
-        let largest = batch * (model.config.hidden / 2) * (h / 2) * (w / 2) * 4;
-        check_setup(gpu, batch, lr, largest)?;
-        let input = Tensor::zeros(gpu, &[batch, c, h, w]);
-        let metrics = Tensor::zeros(gpu, &[METRICS_LEN]);
-        Ok(Self {
-            model,
-            adam: Adam::new(lr),
-            step: 0,
-            seed,
-            batch,
-            image_shape,
-            variance,
-            input,
-            metrics,
-            steps_in_metrics: 0,
-            last_recon: None,
-        })
-    }
-
-    /// Records one training step on `images` ([B, C, H, W] in [-0.5, 0.5]); nothing is read back.
-    pub fn train_step(&mut self, images: &[f32]) -> Result<()> {
-        self.timed_step(images, None)
-    }
-
-    /// A training step with a timer mark before it and after each phase: encoder, quantizer,
-    /// decoder and loss, backward, optimizer (6 marks). Without a timer it is `train_step`.
-    pub fn timed_step(&mut self, images: &[f32], mut timer: Option<&mut GpuTimer>) -> Result<()> {
-        let gpu = self.input.gpu().clone();
-        let mark = |t: &mut Option<&mut GpuTimer>| t.as_mut().map_or(Ok(()), |t| t.mark(&gpu));
-        self.input.write(images)?;
-        self.model.params.zero_grad();
-        mark(&mut timer)?;
-        let z = self.model.encode(&self.input);
-        mark(&mut timer)?;
-        let quantized = self.model.quantizer.forward(&z, true);
-        mark(&mut timer)?;
-        let recon = self.model.decode(&quantized.z_q);
-        let recon_mse = reduce::mse_loss(&recon, &self.input);
-        let loss = recon_mse.scale(1.0 / self.variance).add(&quantized.loss);
-        mark(&mut timer)?;
-        loss.backward();
-        mark(&mut timer)?;
-        self.adam.step(&self.model.params);
-        mark(&mut timer)?;
-        let slot = |offset: usize, len: usize| self.metrics.view(offset, &[len], None);
-        elementwise::accumulate(&slot(SLOT_LOSS, 1), &loss.detach(), 1.0);
-        elementwise::accumulate(&slot(SLOT_RECON, 1), &recon_mse.detach(), 1.0);
-        elementwise::accumulate(&slot(SLOT_STATS, 2), &quantized.stats, 1.0);
-        elementwise::accumulate(&slot(SLOT_RESTARTS, 1), &quantized.restarted, 1.0);
-        self.steps_in_metrics += 1;
-        self.last_recon = Some(recon.detach());
-        self.step += 1;
-        Ok(())
-    }
-
-    /// Reads back and resets the metrics (a sync point); `None` if no step ran since the last read.
-    pub fn take_metrics(&mut self) -> Result<Option<StepMetrics>> {
-        if self.steps_in_metrics == 0 {
-            return Ok(None);
-        }
-        let m = self.metrics.to_vec()?;
-        elementwise::fill(&self.metrics, 0.0);
-        let n = self.steps_in_metrics as f32;
-        self.steps_in_metrics = 0;
-        let values = StepMetrics {
-            step: self.step,
-            loss: m[SLOT_LOSS] / n,
-            recon_mse: m[SLOT_RECON] / n,
-            perplexity: m[SLOT_STATS] / n,
-            codes_used: m[SLOT_STATS + 1] / n,
-            restarts: m[SLOT_RESTARTS],
-        };
-        if !values.loss.is_finite() {
-            return Err(Error::InvalidArgument(format!(
-                "the loss became {} at step {}: lower --lr",
-                values.loss, self.step
-            )));
-        }
-        Ok(Some(values))
-    }
-
-    /// The last training batch and its reconstruction, `count` images each (a sync point).
-    pub fn last_images(&self, count: usize) -> Result<(Vec<f32>, Vec<f32>)> {
-        first_images(&self.input, self.last_recon.as_ref(), count)
-    }
-
-    /// The complete training state: the model (PyTorch names, EMA statistics, sizes), the Adam
-    /// moments, and step, seed and optimizer settings for an exact resume.
-    pub fn checkpoint(&self) -> Result<Checkpoint> {
-        let mut ck = Checkpoint::default();
-        self.model.write_state(&mut ck)?;
-        let (step, seed) = (self.step, self.seed);
-        save_run(
-            &mut ck,
-            &self.adam,
-            &self.model.params,
-            step,
-            seed,
-            self.batch,
-        )?;
-        ck.set_dims("image_shape", &self.image_shape);
-        ck.set("variance", self.variance);
-        Ok(ck)
-    }
-
-    /// Rebuilds the trainer exactly as it was when `ck` was taken.
-    pub fn from_checkpoint(gpu: &Gpu, ck: &Checkpoint) -> Result<Self> {
-        let model = VqVae::from_checkpoint(gpu, ck)?;
-        let (seed, lr, batch) = run_settings(ck)?;
-        let image_shape = ck.dims("image_shape")?;
-        let variance = ck.meta_parse("variance")?;
-        let mut t = Self::with_model(gpu, model, seed, lr, batch, image_shape, variance)?;
-        (t.adam, t.step) = restore_run(ck, &t.model.params)?;
-        Ok(t)
+        let task = VqVaeTask::new(gpu, model, batch, image_shape, variance)?;
+        Ok(Self { task, run })
     }
 }
 
-impl ImageTrainer for VqVaeTrainer {
+impl TrainStep for VqVaeTask {
+    type Data = dyn Dataset;
     type Metrics = StepMetrics;
-    const METRICS_HEADER: &'static str = METRICS_HEADER;
+    const METRICS_HEADER: &'static str =
+        "step,loss,recon_mse,perplexity,codes_used,restarts,images_per_s";
+    const CURVES: &'static [(usize, &'static str)] = &[
+        (1, "loss (recon / variance + vq) vs step"),
+        (2, "reconstruction MSE vs step"),
+        (3, "code perplexity vs step"),
+    ];
 
-    fn progress(&self) -> (u64, usize, u64, [usize; 3]) {
-        (self.step, self.batch, self.seed, self.image_shape)
+    fn params(&self) -> &ParamStore {
+        &self.model.params
     }
 
-    fn train_step(&mut self, images: &[f32]) -> Result<()> {
-        VqVaeTrainer::train_step(self, images)
+    fn check_data(&self, data: &dyn Dataset) -> Result<()> {
+        if data.image_shape() != self.image_shape {
+            return Err(Error::InvalidArgument(format!(
+                "dataset images are {:?} but the checkpoint was trained on {:?}",
+                data.image_shape(),
+                self.image_shape
+            )));
+        }
+        Ok(())
     }
 
-    fn take_metrics(&mut self) -> Result<Option<StepMetrics>> {
-        VqVaeTrainer::take_metrics(self)
+    fn forward(&mut self, batch: &Batch, _: &RunState) -> Result<StepOutput> {
+        self.input.write(&batch.inputs)?;
+        let out = self.model.forward(&self.input, true);
+        let (loss, recon_mse) = VqVae::objective(&self.input, &out, self.variance);
+        self.last_recon = Some(out.recon.detach());
+        let q = out.quantized;
+        Ok(StepOutput {
+            loss,
+            metrics: vec![Some(recon_mse), Some(q.stats), Some(q.restarted)],
+        })
+    }
+
+    fn metrics(&mut self, sums: &MetricSums, step: u64) -> Result<StepMetrics> {
+        Ok(StepMetrics {
+            step,
+            loss: sums.mean(0, 0),
+            recon_mse: sums.mean(1, 0),
+            perplexity: sums.mean(2, 0),
+            codes_used: sums.mean(2, 1),
+            restarts: sums.sum(3, 0),
+        })
     }
 
     fn csv_line(m: &StepMetrics, rate: f64) -> String {
@@ -240,28 +161,32 @@ impl ImageTrainer for VqVaeTrainer {
         )
     }
 
-    fn last_images(&self, count: usize) -> Result<(Vec<f32>, Vec<f32>)> {
-        VqVaeTrainer::last_images(self, count)
+    fn snapshot(&self, count: usize) -> Result<Option<Snapshot>> {
+        first_images(
+            &self.input,
+            self.last_recon.as_ref(),
+            count,
+            self.image_shape,
+        )
+        .map(Some)
     }
 
-    fn checkpoint(&self) -> Result<Checkpoint> {
-        VqVaeTrainer::checkpoint(self)
+    fn write_state(&self, ck: &mut Checkpoint) -> Result<()> {
+        self.model.write_state(ck)?;
+        ck.set_dims("image_shape", &self.image_shape);
+        ck.set("variance", self.variance);
+        Ok(())
     }
 
-    fn plot(csv: &Path, png: &Path) -> Result<()> {
-        plot_metrics(csv, png)
+    fn from_state(gpu: &Gpu, ck: &Checkpoint, run: &RunState) -> Result<Self> {
+        let model = VqVae::from_checkpoint(gpu, ck)?;
+        let image_shape = ck.dims("image_shape")?;
+        Self::new(
+            gpu,
+            model,
+            run.batch,
+            image_shape,
+            ck.meta_parse("variance")?,
+        )
     }
-}
-
-/// Draws loss, reconstruction MSE and perplexity from a metrics CSV into a PNG.
-pub fn plot_metrics(csv: &Path, png: &Path) -> Result<()> {
-    plot_columns(
-        csv,
-        png,
-        &[
-            (1, "loss (recon / variance + vq) vs step"),
-            (2, "reconstruction MSE vs step"),
-            (3, "code perplexity vs step"),
-        ],
-    )
 }

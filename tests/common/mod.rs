@@ -122,3 +122,9 @@ pub fn grad_check(
         }
     }
 }
+
+/// Row n = (b, s) of z [B, D, H, W] as a vector.
+pub fn row(z: &[f32], d: usize, hw: usize, n: usize) -> Vec<f64> {
+    let (b, s) = (n / hw, n % hw);
+    (0..d).map(|c| z[(b * d + c) * hw + s] as f64).collect()
+}

@@ -49,3 +49,16 @@ pub fn save_grid(path: &Path, images: &[f32], [c, h, w]: [usize; 3], columns: us
         .save(path)
         .map_err(|e| Error::io(path, std::io::Error::other(e.to_string())))
 }
+
+/// Originals (top rows) above their reconstructions (bottom rows).
+pub fn save_comparison(
+    path: &Path,
+    originals: &[f32],
+    recons: &[f32],
+    shape: [usize; 3],
+    columns: usize,
+) -> Result<()> {
+    let mut both = originals.to_vec();
+    both.extend_from_slice(recons);
+    save_grid(path, &both, shape, columns)
+}

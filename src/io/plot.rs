@@ -204,3 +204,25 @@ pub fn save_scatter(path: &Path, title: &str, points: &[(f64, f64)], labels: &[u
     img.save(path)
         .map_err(|e| Error::io(path, std::io::Error::other(e.to_string())))
 }
+
+/// Draws the given columns of a metrics CSV against its step column (column 0), one panel per
+/// (column, title); empty cells are skipped and panels without points are left out.
+pub fn plot_columns(csv: &Path, png: &Path, columns: &[(usize, &str)]) -> Result<()> {
+    let rows = crate::io::csv::read_rows(csv)?;
+    let points: Vec<Vec<(f64, f64)>> = columns
+        .iter()
+        .map(|&(i, _)| {
+            rows.iter()
+                .filter(|r| r.len() > i && r[i].is_finite())
+                .map(|r| (r[0], r[i]))
+                .collect()
+        })
+        .collect();
+    let series: Vec<Series> = columns
+        .iter()
+        .zip(&points)
+        .filter(|(_, p)| !p.is_empty())
+        .map(|(&(_, title), p)| Series { title, points: p })
+        .collect();
+    save_curves(png, &series)
+}

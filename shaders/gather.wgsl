@@ -1,0 +1,85 @@
+// Embedding lookups: gather the table rows chosen by an index grid into NCHW, and its adjoint, the
+// per-index counts and sums of vectors. Indices are f32 holding exact integers (below 2^24). Vectors
+// are NCHW: position n = (b, s) with s < hw = H*W has elements v[(b * D + d) * hw + s].
+// Everything is deterministic: per-index sums visit the positions in index order, with no atomics.
+
+struct Params {
+    n: u32,       // positions (batch * H * W)
+    k: u32,       // table rows (indices are below k)
+    d: u32,       // vector dimension
+    hw: u32,      // H * W
+    segment: u32, // index_sums: positions per segment (workgroup y); a multiple of 256
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> indices: array<f32>;        // [B, H, W]
+@group(0) @binding(2) var<storage, read> table: array<f32>;          // gather: [K, D]
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;      // gather: [B, D, H, W]
+@group(0) @binding(4) var<storage, read> src: array<f32>;            // index_sums: [B, D, H, W]
+@group(0) @binding(5) var<storage, read_write> counts_out: array<f32>; // index_sums: [segments, K]
+@group(0) @binding(6) var<storage, read_write> sums_out: array<f32>;   // index_sums: [segments, K, D]
+
+// out[b, d, s] = table[index[b * hw + s], d]
+@compute @workgroup_size(256)
+fn gather(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if (i >= p.n * p.d) { return; }
+    let s = i % p.hw;
+    let d = (i / p.hw) % p.d;
+    let b = i / (p.hw * p.d);
+    let row = u32(indices[b * p.hw + s]);
+    out[i] = table[row * p.d + d];
+}
+
+var<workgroup> scan: array<u32, 256>;
+var<workgroup> hits: array<u32, 256>;
+
+// counts[s, k] = #{n in segment s : index[n] = k}, sums[s, k, :] = the sum of those vectors.
+// One workgroup per (index k = x, segment of positions = y, block of 512 dims = z): walk the segment 256
+// positions at a time, compact the hits of k with a prefix sum (keeping index order), then add their
+// vectors; thread t owns dims t and t + 256 of its block. Segments bound the work of one invocation
+// (the software Vulkan driver stops loop nests after 65535 iterations); the host adds the segments'
+// partial sums in order.
+@compute @workgroup_size(256)
+fn index_sums(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+    let k = wid.x;
+    let first = wid.y * p.segment;
+    let last = min(p.n, first + p.segment);
+    let d0 = wid.z * 512u + t;
+    let d1 = d0 + 256u;
+    var acc0 = 0.0;
+    var acc1 = 0.0;
+    var count = 0u;
+    for (var base = first; base < last; base = base + 256u) {
+        let row = base + t;
+        var hit = 0u;
+        if (row < last && u32(indices[row]) == k) { hit = 1u; }
+        scan[t] = hit;
+        workgroupBarrier();
+        for (var offset = 1u; offset < 256u; offset = offset * 2u) {
+            var v = scan[t];
+            if (t >= offset) { v = v + scan[t - offset]; }
+            workgroupBarrier();
+            scan[t] = v;
+            workgroupBarrier();
+        }
+        if (hit == 1u) { hits[scan[t] - 1u] = row; }
+        workgroupBarrier();
+        let found = scan[255];
+        for (var j = 0u; j < found; j = j + 1u) {
+            let r = hits[j];
+            let at = (r / p.hw) * p.d * p.hw + r % p.hw;
+            if (d0 < p.d) { acc0 = acc0 + src[at + d0 * p.hw]; }
+            if (d1 < p.d) { acc1 = acc1 + src[at + d1 * p.hw]; }
+        }
+        count = count + found;
+        workgroupBarrier();
+    }
+    let slot = wid.y * p.k + k;
+    if (t == 0u && wid.z == 0u) { counts_out[slot] = f32(count); }
+    if (d0 < p.d) { sums_out[slot * p.d + d0] = acc0; }
+    if (d1 < p.d) { sums_out[slot * p.d + d1] = acc1; }
+}

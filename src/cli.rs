@@ -1,0 +1,117 @@
+//! Part of the `vqgpu` binary, not of the library: the arguments of the commands (each flag
+//! declared once, in `cli/groups.rs` where several commands share it), the defaults that differ by
+//! command, the conversion of arguments into the library's options, and the flag names of library
+//! errors.
+
+mod commands;
+mod groups;
+
+pub use commands::{
+    BenchKernelsArgs, BenchQuantizerArgs, BenchVqVaeArgs, EncodeArgs, LatentMapArgs, PipelineArgs,
+    ReconstructArgs, SampleArgs, TrainAeArgs, TrainPriorArgs, TrainVqVaeArgs,
+};
+pub use groups::EvalArgs;
+
+use vqgpu::error::Setting;
+use vqgpu::tasks::pipeline::PipelineOptions;
+use vqgpu::Error;
+
+/// The command line with the defaults that differ by command: each flag is declared once with one
+/// default; the pipeline's model sizes come from `PipelineOptions::default()`.
+pub fn with_defaults(cli: clap::Command) -> clap::Command {
+    let set = |c: clap::Command, values: Vec<(&'static str, String)>| {
+        values
+            .into_iter()
+            .fold(c, |c, (id, v)| c.mut_arg(id, |a| a.default_value(v)))
+    };
+    let p = PipelineOptions::default();
+    let pipeline = vec![
+        ("hidden", p.vqvae.hidden.to_string()),
+        ("res_hidden", p.vqvae.res_hidden.to_string()),
+        ("res_layers", p.vqvae.res_layers.to_string()),
+        ("codebook_size", p.vqvae.codebook_size.to_string()),
+        ("code_dim", p.vqvae.code_dim.to_string()),
+        ("channels", p.prior.channels.to_string()),
+        ("layers", p.prior.layers.to_string()),
+        ("kernel", p.prior.kernel.to_string()),
+        ("head", p.prior.head.to_string()),
+    ];
+    let prior = vec![
+        ("steps", "2000".to_string()),
+        ("lr", "1e-3".to_string()),
+        ("log_every", "100".to_string()),
+    ];
+    cli.mut_subcommand("pipeline", |c| set(c, pipeline))
+        .mut_subcommand("bench", |c| {
+            c.mut_subcommand("quantizer", |c| set(c, vec![("iters", "10".into())]))
+        })
+        .mut_subcommand("train", |c| {
+            ["ae", "dae", "vae"]
+                .into_iter()
+                .fold(c, |c, kind| {
+                    c.mut_subcommand(kind, |c| set(c, vec![("lr", "1e-3".into())]))
+                })
+                .mut_subcommand("prior", |c| set(c, prior))
+        })
+}
+
+/// The flag a user sets for `setting`.
+fn flag(setting: Setting) -> &'static str {
+    match setting {
+        Setting::Steps => "--steps",
+        Setting::Batch => "--batch",
+        Setting::LearningRate => "--lr",
+        Setting::Hidden => "--hidden",
+        Setting::ResHidden => "--res-hidden",
+        Setting::CodebookSize => "--codebook-size",
+        Setting::CodeDim => "--code-dim",
+        Setting::Commitment | Setting::KlWeight => "--beta",
+        Setting::LatentSize => "--latent-channels / --latent-dim",
+        Setting::MaskProb => "--mask-prob",
+        Setting::NoiseStd => "--noise-std",
+        Setting::Channels => "--channels",
+        Setting::Layers => "--layers",
+        Setting::Kernel => "--kernel",
+        Setting::Head => "--head",
+        Setting::Class => "--class",
+        Setting::Count => "--count",
+        Setting::Temperature => "--temperature",
+        Setting::Side => "--side",
+        Setting::Iters => "--iters",
+        Setting::Repeats => "--repeats",
+    }
+}
+
+/// An error as the command line reports it: settings by their flags.
+pub fn message(e: &Error) -> String {
+    match e {
+        Error::InvalidSetting { setting, problem } => {
+            format!("invalid argument: {} {problem}", flag(*setting))
+        }
+        Error::Diverged { step, loss } => {
+            format!("the loss became {loss} at step {step}: lower --lr")
+        }
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn library_errors_name_the_flag_on_the_command_line() {
+        let e = Error::setting(Setting::CodebookSize, "must be in 1..=65535, got 0");
+        assert_eq!(
+            message(&e),
+            "invalid argument: --codebook-size must be in 1..=65535, got 0"
+        );
+        assert!(!e.to_string().contains("--"), "{e}");
+        let diverged = Error::Diverged {
+            step: 7,
+            loss: f64::NAN,
+        };
+        assert!(message(&diverged).ends_with("lower --lr"));
+        assert!(!diverged.to_string().contains("--"), "{diverged}");
+    }
+}

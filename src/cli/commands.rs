@@ -1,0 +1,400 @@
+//! The arguments of each command and their conversion into the library task's options.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use vqgpu::models::autoencoder::{AeKind, AutoencoderConfig, Bottleneck, Corruption, Recon};
+use vqgpu::tasks::pipeline::PipelineOptions;
+use vqgpu::tasks::{bench, encode, latent_map, reconstruct, sample, train};
+use vqgpu::{Error, Result};
+
+use super::groups::{
+    DataArgs, EvalArgs, PriorModelArgs, ReconArg, RunArgs, TimingArgs, TrunkArgs, VqVaeArgs,
+};
+
+/// Which images to use.
+/// A trained model and the images to use it on.
+#[derive(Args)]
+pub struct EncodeArgs {
+    #[command(flatten)]
+    eval: EvalArgs,
+    /// Output file
+    #[arg(long, default_value = "codes.safetensors")]
+    out: PathBuf,
+}
+
+impl EncodeArgs {
+    pub fn options(&self) -> encode::EncodeOptions {
+        let eval = self.eval.options();
+        encode::EncodeOptions {
+            checkpoint: eval.checkpoint,
+            data: eval.data,
+            batch: eval.batch,
+            limit: eval.limit,
+            out: self.out.clone(),
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct ReconstructArgs {
+    /// VQ-VAE checkpoint (checkpoint.safetensors of a training run)
+    #[arg(long)]
+    checkpoint: PathBuf,
+    #[command(flatten)]
+    data: DataArgs,
+    /// Images to show
+    #[arg(long, default_value_t = 32)]
+    count: usize,
+    /// Output PNG
+    #[arg(long, default_value = "reconstructions.png")]
+    out: PathBuf,
+}
+
+impl ReconstructArgs {
+    pub fn options(&self) -> reconstruct::ReconstructOptions {
+        reconstruct::ReconstructOptions {
+            checkpoint: self.checkpoint.clone(),
+            data: self.data.spec(),
+            count: self.count,
+            out: self.out.clone(),
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct LatentMapArgs {
+    /// Checkpoint of a `train vae --latent-dim 2` run
+    #[arg(long)]
+    checkpoint: PathBuf,
+    #[command(flatten)]
+    data: DataArgs,
+    /// Grid side of the manifold (z from -2.5 to 2.5 standard deviations on both axes)
+    #[arg(long, default_value_t = 16)]
+    side: usize,
+    /// Test images in the scatter plot
+    #[arg(long, default_value_t = 5000)]
+    limit: usize,
+    /// Output directory (manifold.png, means.png)
+    #[arg(long, default_value = "latent-map")]
+    out: PathBuf,
+}
+
+impl LatentMapArgs {
+    pub fn options(&self) -> latent_map::LatentMapOptions {
+        latent_map::LatentMapOptions {
+            checkpoint: self.checkpoint.clone(),
+            data: self.data.spec(),
+            side: self.side,
+            limit: self.limit,
+            out: self.out.clone(),
+        }
+    }
+}
+
+/// The settings of a training run (their defaults differ by model: see [`with_defaults`]).
+/// The sizes of the conv encoder / decoder (DESIGN.md section 6).
+/// How a VQ-VAE's codebook learns.
+/// The VQ-VAE's sizes and quantizer.
+/// The PixelCNN prior's sizes.
+#[derive(Args)]
+pub struct TrainVqVaeArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    #[command(flatten)]
+    run: RunArgs,
+    /// Write a grid of originals above reconstructions every N steps
+    #[arg(long, default_value_t = 500)]
+    sample_every: u64,
+    #[command(flatten)]
+    model: VqVaeArgs,
+}
+
+impl TrainVqVaeArgs {
+    pub fn options(&self) -> train::VqVaeOptions {
+        train::VqVaeOptions {
+            data: self.data.spec(),
+            run: self.run.options(self.sample_every),
+            model: self.model.config(),
+        }
+    }
+}
+
+/// A VAE's reconstruction likelihood.
+#[derive(Args)]
+pub struct TrainAeArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    #[command(flatten)]
+    run: RunArgs,
+    /// Write a grid of originals above reconstructions every N steps
+    #[arg(long, default_value_t = 500)]
+    sample_every: u64,
+    #[command(flatten)]
+    trunk: TrunkArgs,
+    /// Spatial bottleneck: latent channels of the H/4 x W/4 code
+    #[arg(long, default_value_t = 8)]
+    latent_channels: usize,
+    /// Flat bottleneck instead: a vector of this size per image (through Linear layers)
+    #[arg(long)]
+    latent_dim: Option<usize>,
+    /// dae: probability that a pixel is blacked out
+    #[arg(long)]
+    mask_prob: Option<f32>,
+    /// dae: standard deviation of added Gaussian noise, in [0, 1] pixel units
+    #[arg(long)]
+    noise_std: Option<f32>,
+    /// vae: weight of the KL term
+    #[arg(long, default_value_t = 1.0)]
+    beta: f32,
+    /// vae: reconstruction likelihood
+    #[arg(long, value_enum, default_value = "mse")]
+    recon: ReconArg,
+}
+
+impl TrainAeArgs {
+    /// The options of `train {name}` (ae, dae or vae).
+    pub fn options(&self, name: &str) -> Result<train::AeOptions> {
+        let bad = |m: &str| Err(Error::InvalidArgument(m.into()));
+        let kind = match (name, self.mask_prob, self.noise_std) {
+            ("dae", Some(p), None) => AeKind::Denoising(Corruption::Mask(p)),
+            ("dae", None, Some(s)) => AeKind::Denoising(Corruption::Gaussian(s)),
+            ("dae", None, None) => AeKind::Denoising(Corruption::Mask(0.25)),
+            ("dae", Some(_), Some(_)) => return bad("give --mask-prob or --noise-std, not both"),
+            (_, Some(_), _) | (_, _, Some(_)) => {
+                return bad("--mask-prob and --noise-std are for `train dae`")
+            }
+            ("vae", ..) => AeKind::Variational {
+                beta: self.beta,
+                recon: match self.recon {
+                    ReconArg::Mse => Recon::Mse,
+                    ReconArg::Bce => Recon::Bce,
+                },
+            },
+            _ => AeKind::Plain,
+        };
+        let model = AutoencoderConfig {
+            image_shape: [0; 3],
+            hidden: self.trunk.hidden,
+            res_hidden: self.trunk.res_hidden,
+            res_layers: self.trunk.res_layers,
+            bottleneck: match self.latent_dim {
+                Some(dim) => Bottleneck::Flat { dim },
+                None => Bottleneck::Spatial {
+                    channels: self.latent_channels,
+                },
+            },
+            kind,
+        };
+        Ok(train::AeOptions {
+            data: self.data.spec(),
+            run: self.run.options(self.sample_every),
+            model,
+        })
+    }
+}
+
+#[derive(Args)]
+pub struct TrainPriorArgs {
+    /// Code file written by `vqgpu encode` (train and test splits)
+    #[arg(long)]
+    codes: PathBuf,
+    #[command(flatten)]
+    run: RunArgs,
+    /// Test grids used for the NLL at each log (all of them at the end)
+    #[arg(long, default_value_t = 1000)]
+    eval_grids: usize,
+    #[command(flatten)]
+    model: PriorModelArgs,
+    /// Condition on the class labels stored in the code file (a learned per-class bias)
+    #[arg(long)]
+    conditional: bool,
+}
+
+impl TrainPriorArgs {
+    pub fn options(&self) -> train::PriorOptions {
+        train::PriorOptions {
+            codes: self.codes.clone(),
+            run: self.run.options(0),
+            model: self.model.config(),
+            conditional: self.conditional,
+            eval_grids: self.eval_grids,
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct SampleArgs {
+    /// VQ-VAE checkpoint whose codes trained the prior
+    #[arg(long, requires = "prior", conflicts_with = "vae")]
+    vqvae: Option<PathBuf>,
+    /// Prior checkpoint (checkpoint.safetensors of `train prior`)
+    #[arg(long, requires = "vqvae")]
+    prior: Option<PathBuf>,
+    /// Instead: a VAE checkpoint (`train vae`); decodes z ~ N(0, I)
+    #[arg(long, required_unless_present = "vqvae")]
+    vae: Option<PathBuf>,
+    /// Images to draw (a conditional prior without --class: rounded up to whole rows, one per class)
+    #[arg(long, default_value_t = 64)]
+    count: usize,
+    /// Softmax temperature (0: the most likely code at every step)
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f32,
+    /// Class of every sample (conditional priors; default: one row per class)
+    #[arg(long)]
+    class: Option<u32>,
+    /// Seed of the sampling RNG
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Output PNG
+    #[arg(long, default_value = "samples.png")]
+    out: PathBuf,
+}
+
+impl SampleArgs {
+    /// The options of sampling from a prior, if `--vqvae` and `--prior` are given.
+    pub fn prior_options(&self) -> Option<sample::SampleOptions> {
+        Some(sample::SampleOptions {
+            vqvae: self.vqvae.clone()?,
+            prior: self.prior.clone()?,
+            count: self.count,
+            temperature: self.temperature,
+            class: self.class,
+            seed: self.seed,
+            out: self.out.clone(),
+        })
+    }
+
+    /// The options of sampling from a VAE, if `--vae` is given.
+    pub fn vae_options(&self) -> Option<sample::VaeSampleOptions> {
+        Some(sample::VaeSampleOptions {
+            vae: self.vae.clone()?,
+            count: self.count,
+            seed: self.seed,
+            out: self.out.clone(),
+        })
+    }
+}
+
+/// The pipeline's flags; the model sizes default to `PipelineOptions::default()` (see
+/// [`with_defaults`]).
+#[derive(Args)]
+pub struct PipelineArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Output directory: vqvae/, codes.safetensors, prior/, samples.png
+    #[arg(long, default_value = "runs/pipeline")]
+    out: PathBuf,
+    /// Seed of both models, the data order and the samples
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// VQ-VAE training steps
+    #[arg(long, default_value_t = 700)]
+    vqvae_steps: u64,
+    #[command(flatten)]
+    vqvae: VqVaeArgs,
+    /// Images of each split encoded for the prior
+    #[arg(long, default_value_t = 4000)]
+    encode_limit: usize,
+    /// Prior training steps
+    #[arg(long, default_value_t = 600)]
+    prior_steps: u64,
+    #[command(flatten)]
+    prior: PriorModelArgs,
+    /// Images to sample
+    #[arg(long, default_value_t = 64)]
+    count: usize,
+    /// Sampling temperature
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f32,
+}
+
+impl PipelineArgs {
+    pub fn options(&self) -> PipelineOptions {
+        PipelineOptions {
+            data: self.data.spec(),
+            out: self.out.clone(),
+            seed: self.seed,
+            vqvae: self.vqvae.config(),
+            vqvae_steps: self.vqvae_steps,
+            encode_limit: self.encode_limit,
+            prior: self.prior.config(),
+            prior_steps: self.prior_steps,
+            count: self.count,
+            temperature: self.temperature,
+            ..PipelineOptions::default()
+        }
+    }
+}
+
+/// How long a benchmark row is timed.
+#[derive(Args)]
+pub struct BenchKernelsArgs {
+    /// Batch size of the convolution shapes
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    #[command(flatten)]
+    timing: TimingArgs,
+    /// Square GEMM sizes, comma-separated
+    #[arg(long, value_delimiter = ',', default_value = "512,1024,2048")]
+    gemm: Vec<usize>,
+}
+
+impl BenchKernelsArgs {
+    pub fn options(&self) -> bench::BenchConfig {
+        bench::BenchConfig {
+            batch: self.batch,
+            gemm_sizes: self.gemm.clone(),
+            ..self.timing.config()
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct BenchQuantizerArgs {
+    /// Encoder vectors N, comma-separated
+    #[arg(long, value_delimiter = ',', default_value = "4096,65536")]
+    n: Vec<usize>,
+    /// Codebook sizes K, comma-separated
+    #[arg(long, value_delimiter = ',', default_value = "512,8192")]
+    k: Vec<usize>,
+    /// Code dimensions D, comma-separated
+    #[arg(long, value_delimiter = ',', default_value = "64,256")]
+    d: Vec<usize>,
+    #[command(flatten)]
+    timing: TimingArgs,
+}
+
+impl BenchQuantizerArgs {
+    pub fn options(&self) -> bench::QuantizerOptions {
+        bench::QuantizerOptions {
+            n: self.n.clone(),
+            k: self.k.clone(),
+            d: self.d.clone(),
+            timing: self.timing.config(),
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct BenchVqVaeArgs {
+    /// Images per step
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// Timed steps
+    #[arg(long, default_value_t = 20)]
+    steps: usize,
+    #[command(flatten)]
+    model: VqVaeArgs,
+}
+
+impl BenchVqVaeArgs {
+    pub fn options(&self) -> bench::VqVaeBenchOptions {
+        bench::VqVaeBenchOptions {
+            batch: self.batch,
+            steps: self.steps,
+            model: self.model.config(),
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! The argument groups several commands share: data, a training run, model sizes, timing.
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+
+use vqgpu::data::DataSpec;
+use vqgpu::models::pixelcnn::PixelCnnConfig;
+use vqgpu::models::vqvae::VqVaeConfig;
+use vqgpu::nn::{CodebookUpdate, EmaConfig};
+use vqgpu::tasks::{bench, eval, train};
+
+#[derive(Args)]
+pub struct DataArgs {
+    /// Dataset: shapes (built in), mnist, fashion-mnist, cifar10 or folder
+    #[arg(long, default_value = "shapes")]
+    dataset: String,
+    /// Data directory (fashion-mnist defaults to /usr/share/datasets/fashion-mnist)
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Side of the images of the folder dataset (a multiple of 4)
+    #[arg(long, default_value_t = 32)]
+    image_size: usize,
+}
+
+impl DataArgs {
+    pub(super) fn spec(&self) -> DataSpec {
+        DataSpec {
+            dataset: self.dataset.clone(),
+            dir: self.data.clone(),
+            image_size: self.image_size,
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct EvalArgs {
+    /// Checkpoint (checkpoint.safetensors of a training run)
+    #[arg(long)]
+    checkpoint: PathBuf,
+    #[command(flatten)]
+    data: DataArgs,
+    /// Images per forward pass
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Use at most this many images of each split
+    #[arg(long, default_value_t = usize::MAX)]
+    limit: usize,
+}
+
+impl EvalArgs {
+    pub fn options(&self) -> eval::EvalOptions {
+        eval::EvalOptions {
+            checkpoint: self.checkpoint.clone(),
+            data: self.data.spec(),
+            batch: self.batch,
+            limit: self.limit,
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// Total training steps
+    #[arg(long, default_value_t = 1000)]
+    steps: u64,
+    /// Items (images or code grids) per step
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// Adam learning rate
+    #[arg(long, default_value_t = 3e-4)]
+    lr: f32,
+    /// Seed of the initialisation, the data order and the GPU noise
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Output directory (metrics.csv, curves.png, checkpoint.safetensors, PNG grids) [default: the
+    /// --resume directory, else runs/<model>]
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue the run saved in this directory (its model and optimizer settings are used)
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// Read back and print metrics every N steps
+    #[arg(long, default_value_t = 50)]
+    log_every: u64,
+    /// Write a checkpoint every N steps
+    #[arg(long, default_value_t = 500)]
+    save_every: u64,
+}
+
+impl RunArgs {
+    pub(super) fn options(&self, sample_every: u64) -> train::RunOptions {
+        train::RunOptions {
+            steps: self.steps,
+            batch: self.batch,
+            lr: self.lr,
+            seed: self.seed,
+            out: self.out.clone(),
+            resume: self.resume.clone(),
+            log_every: self.log_every,
+            sample_every,
+            save_every: self.save_every,
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct TrunkArgs {
+    /// Trunk channels
+    #[arg(long, default_value_t = 128)]
+    pub(super) hidden: usize,
+    /// Channels inside a residual layer
+    #[arg(long, default_value_t = 32)]
+    pub(super) res_hidden: usize,
+    /// Residual layers per stack
+    #[arg(long, default_value_t = 2)]
+    pub(super) res_layers: usize,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum QuantizerArg {
+    /// Exponential moving averages (decay 0.99, eps 1e-5)
+    Ema,
+    /// The codebook loss
+    Loss,
+}
+
+#[derive(Args)]
+pub struct VqVaeArgs {
+    #[command(flatten)]
+    trunk: TrunkArgs,
+    /// Codebook size K
+    #[arg(long, default_value_t = 512)]
+    codebook_size: usize,
+    /// Code dimension D
+    #[arg(long, default_value_t = 64)]
+    code_dim: usize,
+    /// Commitment weight
+    #[arg(long, default_value_t = 0.25)]
+    beta: f32,
+    /// Codebook update
+    #[arg(long, value_enum, default_value = "ema")]
+    quantizer: QuantizerArg,
+    /// With EMA: restart codes unused for this many steps (0: never)
+    #[arg(long, default_value_t = 20)]
+    restart_dead_codes: u32,
+}
+
+impl VqVaeArgs {
+    pub(super) fn config(&self) -> VqVaeConfig {
+        VqVaeConfig {
+            hidden: self.trunk.hidden,
+            res_hidden: self.trunk.res_hidden,
+            res_layers: self.trunk.res_layers,
+            codebook_size: self.codebook_size,
+            code_dim: self.code_dim,
+            beta: self.beta,
+            update: match self.quantizer {
+                QuantizerArg::Ema => CodebookUpdate::Ema {
+                    config: EmaConfig::default(),
+                    restart_after: Some(self.restart_dead_codes).filter(|&n| n > 0),
+                },
+                QuantizerArg::Loss => CodebookUpdate::Loss,
+            },
+            ..VqVaeConfig::default()
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct PriorModelArgs {
+    /// Channels of the vertical and horizontal stacks
+    #[arg(long, default_value_t = 64)]
+    channels: usize,
+    /// Gated residual layers
+    #[arg(long, default_value_t = 10)]
+    layers: usize,
+    /// Side of the masked kernels (3, 5 or 7)
+    #[arg(long, default_value_t = 3)]
+    kernel: usize,
+    /// Channels of the output head's hidden 1x1 conv
+    #[arg(long, default_value_t = 256)]
+    head: usize,
+}
+
+impl PriorModelArgs {
+    pub(super) fn config(&self) -> PixelCnnConfig {
+        PixelCnnConfig {
+            channels: self.channels,
+            layers: self.layers,
+            kernel: self.kernel,
+            head: self.head,
+            ..PixelCnnConfig::default()
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(super) enum ReconArg {
+    /// Gaussian: squared error / (2 variance)
+    Mse,
+    /// Bernoulli: the decoder gives logits
+    Bce,
+}
+
+#[derive(Args)]
+pub struct TimingArgs {
+    /// Calls per timed repeat
+    #[arg(long, default_value_t = 20)]
+    iters: usize,
+    /// Timed repeats (the median is reported)
+    #[arg(long, default_value_t = 5)]
+    repeats: usize,
+}
+
+impl TimingArgs {
+    pub(super) fn config(&self) -> bench::BenchConfig {
+        bench::BenchConfig {
+            iters: self.iters,
+            repeats: self.repeats,
+            ..bench::BenchConfig::default()
+        }
+    }
+}

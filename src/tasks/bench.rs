@@ -1,0 +1,105 @@
+//! `bench kernels | quantizer | vqvae`: kernel microbenchmarks and training throughput. Each row
+//! is the median over repeats of the time per call of many calls recorded back to back, timed with
+//! GPU timestamps where the adapter has them.
+
+mod kernels;
+mod quantizer;
+mod vqvae;
+
+pub use kernels::{kernels, run as run_kernels, BenchRow};
+pub use quantizer::{quantizer, run as run_quantizer, QuantizerOptions, QuantizerRow};
+pub use vqvae::{run as run_vqvae, vqvae, VqVaeBench, VqVaeBenchOptions, PHASES};
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::error::{Error, Result, Setting};
+use crate::gpu::timing::{Clock, GpuTimer};
+use crate::gpu::Gpu;
+use crate::tensor::Tensor;
+
+/// How long and how large to benchmark.
+#[derive(Clone, Debug)]
+pub struct BenchConfig {
+    /// Batch size of the convolution shapes.
+    pub batch: usize,
+    /// Calls recorded per timed repeat.
+    pub iters: usize,
+    /// Timed repeats; the median is reported.
+    pub repeats: usize,
+    /// Square GEMM sizes.
+    pub gemm_sizes: Vec<usize>,
+}
+
+impl Default for BenchConfig {
+    fn default() -> Self {
+        Self {
+            batch: 32,
+            iters: 20,
+            repeats: 5,
+            gemm_sizes: vec![512, 1024, 2048],
+        }
+    }
+}
+
+/// A tensor of `shape` uniform in [-1, 1).
+fn random(gpu: &Gpu, rng: &mut ChaCha8Rng, shape: &[usize]) -> Result<Tensor> {
+    let n: usize = shape.iter().product();
+    let data: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
+    Tensor::from_slice(gpu, shape, &data)
+}
+
+/// Times `launch` (which records one call) and returns the median seconds per call.
+fn time_calls(gpu: &Gpu, cfg: &BenchConfig, launch: &dyn Fn()) -> Result<f64> {
+    launch(); // compile pipelines and fill the buffer pool
+    gpu.sync()?;
+    let mut timer = GpuTimer::new(gpu);
+    let mut samples = Vec::with_capacity(cfg.repeats);
+    for _ in 0..cfg.repeats.max(1) {
+        timer.start(gpu)?;
+        for _ in 0..cfg.iters.max(1) {
+            launch();
+        }
+        samples.push(timer.stop(gpu)? / cfg.iters.max(1) as f64);
+    }
+    samples.sort_by(f64::total_cmp);
+    Ok(samples[samples.len() / 2])
+}
+
+impl BenchConfig {
+    /// Refuses zero iterations, repeats or batch.
+    pub fn validate(&self) -> Result<()> {
+        for (setting, value) in [
+            (Setting::Batch, self.batch),
+            (Setting::Iters, self.iters),
+            (Setting::Repeats, self.repeats),
+        ] {
+            if value == 0 {
+                return Err(Error::setting(setting, "must be at least 1, got 0"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Which clock the benchmark rows are measured with on this GPU.
+pub fn clock(gpu: &Gpu) -> Clock {
+    if gpu.features().timestamp_query {
+        Clock::GpuTimestamps
+    } else {
+        Clock::WallClock
+    }
+}
+
+/// The adapter, its backend and driver, and the clock, for the header of a benchmark.
+fn adapter_line(gpu: &Gpu) -> String {
+    let info = &gpu.report().info;
+    format!(
+        "adapter: {} ({:?}, driver {} {}); clock: {:?}",
+        info.name,
+        info.backend,
+        info.driver,
+        info.driver_info,
+        clock(gpu)
+    )
+}

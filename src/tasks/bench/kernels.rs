@@ -1,0 +1,246 @@
+//! `bench kernels`: GEMM and the convolutions of the reference VQ-VAE (DESIGN.md section 6), each
+//! convolution as forward, input gradient and weight gradient.
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::autograd;
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::ops::conv::{self, Conv2dOptions, ConvTranspose2dOptions};
+use crate::ops::gemm;
+
+use super::{adapter_line, random, time_calls, BenchConfig};
+
+/// One measured kernel.
+#[derive(Clone, Debug)]
+pub struct BenchRow {
+    /// What ran.
+    pub name: String,
+    /// Median seconds per call.
+    pub seconds: f64,
+    /// Floating-point operations per call.
+    pub flops: f64,
+}
+
+impl BenchRow {
+    /// Achieved GFLOP/s.
+    pub fn gflops(&self) -> f64 {
+        self.flops / self.seconds / 1e9
+    }
+}
+
+/// A convolution layer of the reference VQ-VAE at 32x32 input.
+struct ConvCase {
+    name: &'static str,
+    cin: usize,
+    cout: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    /// Input spatial size.
+    size: usize,
+    transposed: bool,
+}
+
+const VQVAE_CONVS: [ConvCase; 9] = [
+    ConvCase {
+        name: "enc conv 3->64 k4 s2 32x32",
+        cin: 3,
+        cout: 64,
+        k: 4,
+        stride: 2,
+        pad: 1,
+        size: 32,
+        transposed: false,
+    },
+    ConvCase {
+        name: "enc conv 64->128 k4 s2 16x16",
+        cin: 64,
+        cout: 128,
+        k: 4,
+        stride: 2,
+        pad: 1,
+        size: 16,
+        transposed: false,
+    },
+    ConvCase {
+        name: "enc conv 128->128 k3 8x8",
+        cin: 128,
+        cout: 128,
+        k: 3,
+        stride: 1,
+        pad: 1,
+        size: 8,
+        transposed: false,
+    },
+    ConvCase {
+        name: "res conv 128->32 k3 8x8",
+        cin: 128,
+        cout: 32,
+        k: 3,
+        stride: 1,
+        pad: 1,
+        size: 8,
+        transposed: false,
+    },
+    ConvCase {
+        name: "res conv 32->128 k1 8x8",
+        cin: 32,
+        cout: 128,
+        k: 1,
+        stride: 1,
+        pad: 0,
+        size: 8,
+        transposed: false,
+    },
+    ConvCase {
+        name: "pre-quant conv 128->64 k1 8x8",
+        cin: 128,
+        cout: 64,
+        k: 1,
+        stride: 1,
+        pad: 0,
+        size: 8,
+        transposed: false,
+    },
+    ConvCase {
+        name: "dec convT 64->128 k3 8x8",
+        cin: 64,
+        cout: 128,
+        k: 3,
+        stride: 1,
+        pad: 1,
+        size: 8,
+        transposed: true,
+    },
+    ConvCase {
+        name: "dec convT 128->64 k4 s2 8x8",
+        cin: 128,
+        cout: 64,
+        k: 4,
+        stride: 2,
+        pad: 1,
+        size: 8,
+        transposed: true,
+    },
+    ConvCase {
+        name: "dec convT 64->3 k4 s2 16x16",
+        cin: 64,
+        cout: 3,
+        k: 4,
+        stride: 2,
+        pad: 1,
+        size: 16,
+        transposed: true,
+    },
+];
+
+/// Runs every kernel benchmark, calling `report` after each row.
+pub fn kernels(
+    gpu: &Gpu,
+    cfg: &BenchConfig,
+    report: &mut dyn FnMut(&BenchRow),
+) -> Result<Vec<BenchRow>> {
+    let _no_grad = autograd::no_grad();
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let mut rows = Vec::new();
+    let mut push = |row: BenchRow, rows: &mut Vec<BenchRow>| {
+        report(&row);
+        rows.push(row);
+    };
+    for &n in &cfg.gemm_sizes {
+        let a = random(gpu, &mut rng, &[n, n])?;
+        let b = random(gpu, &mut rng, &[n, n])?;
+        let seconds = time_calls(gpu, cfg, &|| drop(gemm::matmul(&a, &b, false, false)))?;
+        push(
+            BenchRow {
+                name: format!("gemm {n}x{n}x{n}"),
+                seconds,
+                flops: 2.0 * (n as f64).powi(3),
+            },
+            &mut rows,
+        );
+    }
+    for case in &VQVAE_CONVS {
+        let options = Conv2dOptions::new(case.stride, case.pad);
+        // the convolution in conv2d terms: x is the larger side of a transposed convolution
+        let (x_size, y_size, x_ch, y_ch) = if case.transposed {
+            let out = conv::conv_transpose_out_size(case.size, case.k, case.stride, case.pad, 0)
+                .unwrap_or(1);
+            (out, case.size, case.cout, case.cin)
+        } else {
+            let out = conv::conv_out_size(case.size, case.k, case.stride, case.pad).unwrap_or(1);
+            (case.size, out, case.cin, case.cout)
+        };
+        let x = random(gpu, &mut rng, &[cfg.batch, x_ch, x_size, x_size])?;
+        let y = random(gpu, &mut rng, &[cfg.batch, y_ch, y_size, y_size])?;
+        let w = random(gpu, &mut rng, &[y_ch, x_ch, case.k, case.k])?;
+        let flops = conv::conv2d_flops(
+            [cfg.batch, x_ch, x_size, x_size],
+            [y_ch, x_ch, case.k, case.k],
+            options,
+        );
+        let k = (case.k, case.k);
+        let t_options = ConvTranspose2dOptions::new(case.stride, case.pad, 0);
+        let forward = if case.transposed {
+            time_calls(gpu, cfg, &|| {
+                drop(conv::conv_transpose2d(&y, &w, None, t_options))
+            })?
+        } else {
+            time_calls(gpu, cfg, &|| drop(conv::conv2d(&x, &w, None, options)))?
+        };
+        // backward of a conv: input grad (= convT forward) and weight grad; of a convT: conv forward and weight grad
+        let input_grad = if case.transposed {
+            time_calls(gpu, cfg, &|| drop(conv::conv2d(&x, &w, None, options)))?
+        } else {
+            time_calls(gpu, cfg, &|| {
+                drop(conv::conv2d_input_grad(&y, &w, (x_size, x_size), options))
+            })?
+        };
+        let weight_grad = time_calls(gpu, cfg, &|| {
+            drop(conv::conv2d_weight_grad(&y, &x, k, options))
+        })?;
+        for (pass, seconds) in [
+            ("fwd", forward),
+            ("bwd input", input_grad),
+            ("bwd weight", weight_grad),
+        ] {
+            push(
+                BenchRow {
+                    name: format!("{} {pass}", case.name),
+                    seconds,
+                    flops,
+                },
+                &mut rows,
+            );
+        }
+    }
+    Ok(rows)
+}
+
+/// `bench kernels`: prints one row per kernel after a header naming the adapter and the clock.
+pub fn run(gpu: &Gpu, cfg: &BenchConfig) -> Result<Vec<BenchRow>> {
+    cfg.validate()?;
+    if cfg.gemm_sizes.contains(&0) {
+        return Err(Error::InvalidArgument(
+            "GEMM sizes must be at least 1".into(),
+        ));
+    }
+    println!(
+        "{}; batch {}, {} calls x {} repeats (median)",
+        adapter_line(gpu),
+        cfg.batch,
+        cfg.iters,
+        cfg.repeats
+    );
+    println!("{:<44} {:>12} {:>10}", "kernel", "ms/call", "GFLOP/s");
+    kernels(gpu, cfg, &mut |row| {
+        println!(
+            "{:<44} {:>12.4} {:>10.1}",
+            row.name,
+            row.seconds * 1e3,
+            row.gflops()
+        )
+    })
+}

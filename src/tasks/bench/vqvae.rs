@@ -1,0 +1,139 @@
+//! `bench vqvae`: training throughput of a VQ-VAE on random images and where a step's GPU time
+//! goes.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::data::Batch;
+use crate::error::Result;
+use crate::gpu::timing::{Clock, GpuTimer};
+use crate::gpu::Gpu;
+use crate::models::vqvae::{VqVae, VqVaeConfig, VqVaeOutput};
+use crate::tensor::Tensor;
+use crate::train::VqVaeTrainer;
+
+use super::adapter_line;
+
+/// Variance of pixels uniform in [0, 1]: the loss scale of the random images.
+const UNIFORM_VARIANCE: f32 = 1.0 / 12.0;
+
+/// Training throughput of a VQ-VAE and where a step's GPU time goes.
+#[derive(Clone, Debug)]
+pub struct VqVaeBench {
+    /// Training images per second (whole steps, no intermediate syncs).
+    pub images_per_s: f64,
+    /// Mean seconds per step of each phase: encoder, quantizer, decoder + loss, backward, optimizer.
+    pub phases: [f64; 5],
+    /// The clock of the phase split.
+    pub clock: Clock,
+}
+
+/// Names of [`VqVaeBench::phases`].
+pub const PHASES: [&str; 5] = [
+    "encoder",
+    "quantizer",
+    "decoder + loss",
+    "backward",
+    "optimizer",
+];
+
+/// The model and the length of `bench vqvae`.
+#[derive(Clone, Debug)]
+pub struct VqVaeBenchOptions {
+    /// Images per step.
+    pub batch: usize,
+    /// Timed steps.
+    pub steps: usize,
+    /// The model (3x32x32 inputs).
+    pub model: VqVaeConfig,
+}
+
+/// One training step of `trainer`'s model on `x`, recorded with a timer mark before it and after
+/// each phase (6 marks); the trainer's own step does the same work without the marks.
+fn marked_step(trainer: &mut VqVaeTrainer, x: &Tensor, timer: &mut GpuTimer) -> Result<()> {
+    let gpu = x.gpu().clone();
+    let model = &mut trainer.task.model;
+    model.params.zero_grad();
+    timer.mark(&gpu)?;
+    let z = model.encode(x);
+    timer.mark(&gpu)?;
+    let quantized = model.quantizer.forward(&z, true);
+    timer.mark(&gpu)?;
+    let out = VqVaeOutput {
+        recon: model.decode(&quantized.z_q),
+        quantized,
+    };
+    let (loss, _) = VqVae::objective(x, &out, trainer.task.variance);
+    timer.mark(&gpu)?;
+    loss.backward();
+    timer.mark(&gpu)?;
+    trainer.run.adam.step(&model.params);
+    timer.mark(&gpu)
+}
+
+/// Trains `config` on random images in [-0.5, 0.5) for `steps` steps after 3 warm-up steps.
+pub fn vqvae(gpu: &Gpu, config: VqVaeConfig, batch: usize, steps: usize) -> Result<VqVaeBench> {
+    let shape = [config.in_channels, 32, 32];
+    let mut trainer = VqVaeTrainer::new(gpu, config, 0, 3e-4, batch, shape, UNIFORM_VARIANCE)?;
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    let images = Batch {
+        step: 0,
+        inputs: (0..batch * shape.iter().product::<usize>())
+            .map(|_| rng.random_range(-0.5..0.5))
+            .collect(),
+        labels: Vec::new(),
+    };
+    for _ in 0..3 {
+        trainer.train_step(&images)?;
+    }
+    let steps = steps.max(1);
+    let mut whole = GpuTimer::new(gpu);
+    whole.start(gpu)?;
+    for _ in 0..steps {
+        trainer.train_step(&images)?;
+    }
+    let seconds = whole.stop(gpu)?;
+    trainer.take_metrics()?;
+    let [c, h, w] = shape;
+    let x = Tensor::from_slice(gpu, &[batch, c, h, w], &images.inputs)?;
+    let mut timer = GpuTimer::with_marks(gpu, 6);
+    let mut phases = [0.0; 5];
+    for _ in 0..steps {
+        marked_step(&mut trainer, &x, &mut timer)?;
+        for (total, t) in phases.iter_mut().zip(timer.read(gpu)?) {
+            *total += t / steps as f64;
+        }
+    }
+    Ok(VqVaeBench {
+        images_per_s: (steps * batch) as f64 / seconds,
+        phases,
+        clock: timer.clock(),
+    })
+}
+
+/// `bench vqvae`: prints the throughput and the split of a step.
+pub fn run(gpu: &Gpu, options: &VqVaeBenchOptions) -> Result<VqVaeBench> {
+    let (batch, steps, config) = (options.batch, options.steps, &options.model);
+    println!(
+        "{}; batch {batch}, {steps} steps, hidden {}, K {}, D {}",
+        adapter_line(gpu),
+        config.hidden,
+        config.codebook_size,
+        config.code_dim
+    );
+    let r = vqvae(gpu, config.clone(), batch, steps)?;
+    println!(
+        "training: {:.1} images/s ({:.2} ms per step)",
+        r.images_per_s,
+        batch as f64 / r.images_per_s * 1e3
+    );
+    let total: f64 = r.phases.iter().sum();
+    for (name, t) in PHASES.iter().zip(r.phases) {
+        println!(
+            "  {name:<16} {:>9.3} ms  {:>5.1}%",
+            t * 1e3,
+            t / total * 100.0
+        );
+    }
+    Ok(r)
+}

@@ -1,0 +1,179 @@
+//! `eval vqvae` and `eval ae`: test-set quality of a trained model.
+
+use std::path::PathBuf;
+
+use crate::autograd;
+use crate::data::{DataSpec, Dataset, Split};
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::io::checkpoint::Checkpoint;
+use crate::models::autoencoder::Autoencoder;
+use crate::models::vqvae::VqVae;
+
+use super::{add_squared_error, check_batch, for_each_batch, load_images, psnr};
+
+/// A trained model and the test images to evaluate it on.
+#[derive(Clone, Debug)]
+pub struct EvalOptions {
+    /// The checkpoint of a training run.
+    pub checkpoint: PathBuf,
+    /// The dataset whose test split is used.
+    pub data: DataSpec,
+    /// Images per forward pass.
+    pub batch: usize,
+    /// Evaluate at most this many test images.
+    pub limit: usize,
+}
+
+/// Test-set quality of a VQ-VAE.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EvalReport {
+    /// Images evaluated.
+    pub images: usize,
+    /// Mean squared error in [0, 1] pixel units (reconstructions clamped to the pixel range).
+    pub mse: f64,
+    /// Peak signal-to-noise ratio, 10 log10(1 / MSE), in dB.
+    pub psnr: f64,
+    /// Perplexity of the code usage over the whole set.
+    pub perplexity: f64,
+    /// Share of the codebook used at least once.
+    pub codes_used: f64,
+}
+
+/// Evaluates reconstruction and code usage over (at most `limit` images of) `data`.
+pub fn evaluate(
+    model: &mut VqVae,
+    data: &dyn Dataset,
+    batch: usize,
+    limit: usize,
+) -> Result<EvalReport> {
+    let k = model.config.codebook_size;
+    let mut histogram = vec![0u64; k];
+    let (mut sq, mut values, mut images) = (0f64, 0usize, 0usize);
+    for_each_batch(model, data, batch, limit, &mut |x, out| {
+        add_squared_error(&mut sq, x, &out.recon.to_vec()?);
+        values += x.len();
+        images += out.quantized.codes.dim(0);
+        for c in out.quantized.codes.to_vec()? {
+            histogram[c as usize] += 1;
+        }
+        Ok(())
+    })?;
+    let n: u64 = histogram.iter().sum();
+    let entropy: f64 = histogram
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = c as f64 / n as f64;
+            -p * p.ln()
+        })
+        .sum();
+    let mse = sq / values.max(1) as f64;
+    Ok(EvalReport {
+        images,
+        mse,
+        psnr: psnr(mse),
+        perplexity: entropy.exp(),
+        codes_used: histogram.iter().filter(|&&c| c > 0).count() as f64 / k as f64,
+    })
+}
+
+/// `eval vqvae`: loads the checkpoint, evaluates it on the test split and prints the report.
+pub fn vqvae(gpu: &Gpu, options: &EvalOptions) -> Result<EvalReport> {
+    let mut model = VqVae::load(gpu, &options.checkpoint)?;
+    let test = options.data.open(Split::Test)?;
+    let report = evaluate(&mut model, test.as_ref(), options.batch, options.limit)?;
+    println!("adapter: {}", gpu.adapter_name());
+    println!(
+        "{} test images of {}: MSE {:.6} (pixels in [0,1]), PSNR {:.2} dB, perplexity {:.1}, codebook used {:.1}%",
+        report.images,
+        options.data.dataset,
+        report.mse,
+        report.psnr,
+        report.perplexity,
+        report.codes_used * 100.0
+    );
+    Ok(report)
+}
+
+/// Test-set quality of an AE, denoising AE or VAE.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AeReport {
+    /// Images evaluated.
+    pub images: usize,
+    /// Reconstruction MSE in [0, 1] pixel units (reconstructions clamped to the pixel range).
+    pub mse: f64,
+    /// 10 log10(1 / MSE), in dB.
+    pub psnr: f64,
+    /// VAE: reconstruction NLL and KL per image, nats (one posterior sample per image).
+    pub nll_kl: Option<(f64, f64)>,
+}
+
+/// Evaluates `model` on (at most `limit` images of) `data`: clean inputs, one seeded noise draw
+/// for a VAE's posterior sample; `variance` is the training data's pixel variance.
+pub fn evaluate_autoencoder(
+    model: &Autoencoder,
+    data: &dyn Dataset,
+    batch: usize,
+    limit: usize,
+    variance: f32,
+) -> Result<AeReport> {
+    if data.image_shape() != model.config.image_shape {
+        return Err(Error::InvalidArgument(format!(
+            "the dataset's images are {:?} but the model was trained on {:?}",
+            data.image_shape(),
+            model.config.image_shape
+        )));
+    }
+    check_batch(batch)?;
+    let _no_grad = autograd::no_grad();
+    let gpu = model.params.gpu().clone();
+    let total = data.len().min(limit);
+    let (mut sq, mut values, mut nll, mut kl) = (0f64, 0usize, 0f64, 0f64);
+    for start in (0..total).step_by(batch) {
+        let range = start..(start + batch).min(total);
+        let n = range.len() as f64;
+        let (x, host) = load_images(data, range, &gpu)?;
+        let out = model.forward(&x, start as u64, variance, false);
+        add_squared_error(&mut sq, &host, &out.recon.to_vec()?);
+        values += host.len();
+        if let (Some(r), Some(k)) = (&out.recon_nll, &out.kl) {
+            nll += r.item()? as f64 * n;
+            kl += k.item()? as f64 * n;
+        }
+    }
+    let mse = sq / values.max(1) as f64;
+    let per = total.max(1) as f64;
+    Ok(AeReport {
+        images: total,
+        mse,
+        psnr: psnr(mse),
+        nll_kl: model.config.variational().then_some((nll / per, kl / per)),
+    })
+}
+
+/// `eval ae`: loads the checkpoint, evaluates it on the test split and prints the report.
+pub fn autoencoder(gpu: &Gpu, options: &EvalOptions) -> Result<AeReport> {
+    let ck = Checkpoint::load(&options.checkpoint)?;
+    let model = Autoencoder::from_checkpoint(gpu, &ck)?;
+    let variance: f32 = ck.meta_parse("variance")?;
+    let test = options.data.open(Split::Test)?;
+    let r = evaluate_autoencoder(
+        &model,
+        test.as_ref(),
+        options.batch,
+        options.limit,
+        variance,
+    )?;
+    println!("adapter: {}", gpu.adapter_name());
+    println!("{} on {} test images:", model.config.kind_name(), r.images);
+    println!("  MSE (pixels in [0,1]): {:.6}", r.mse);
+    println!("  PSNR:                  {:.2} dB", r.psnr);
+    if let Some((nll, kl)) = r.nll_kl {
+        println!(
+            "  -ELBO:                 {:.2} nats per image = reconstruction {nll:.2} + KL {kl:.2}",
+            nll + kl
+        );
+    }
+    Ok(r)
+}

@@ -1,0 +1,178 @@
+//! `pipeline`: the whole two-stage model in one command: train a VQ-VAE, encode the dataset into
+//! code grids, train a PixelCNN prior on them (conditional when the dataset has labels), sample.
+//! The defaults finish on `shapes` in minutes on a CPU driver.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use crate::data::DataSpec;
+use crate::error::Result;
+use crate::gpu::Gpu;
+use crate::models::pixelcnn::PixelCnnConfig;
+use crate::models::vqvae::VqVaeConfig;
+
+use super::encode::{self, EncodeOptions};
+use super::sample::{self, SampleOptions};
+use super::train::{self, PriorOptions, RunOptions, VqVaeOptions};
+
+/// Every setting of the pipeline.
+#[derive(Clone, Debug)]
+pub struct PipelineOptions {
+    /// The images.
+    pub data: DataSpec,
+    /// Output directory: vqvae/, codes.safetensors, prior/, samples.png.
+    pub out: PathBuf,
+    /// Seed of both models, the data order and the samples.
+    pub seed: u64,
+    /// The VQ-VAE (its input channels are the dataset's).
+    pub vqvae: VqVaeConfig,
+    /// VQ-VAE training steps.
+    pub vqvae_steps: u64,
+    /// Images per VQ-VAE step.
+    pub vqvae_batch: usize,
+    /// Images of each split encoded for the prior.
+    pub encode_limit: usize,
+    /// The prior (its codes and classes are the code file's).
+    pub prior: PixelCnnConfig,
+    /// Prior training steps.
+    pub prior_steps: u64,
+    /// Code grids per prior step.
+    pub prior_batch: usize,
+    /// Test grids whose NLL is measured at every prior log.
+    pub eval_grids: usize,
+    /// Learning rate of both models.
+    pub lr: f32,
+    /// Images to sample.
+    pub count: usize,
+    /// Sampling temperature.
+    pub temperature: f32,
+}
+
+impl Default for PipelineOptions {
+    fn default() -> Self {
+        Self {
+            data: DataSpec::default(),
+            out: PathBuf::from("runs/pipeline"),
+            seed: 0,
+            vqvae: VqVaeConfig {
+                hidden: 32,
+                res_hidden: 16,
+                res_layers: 1,
+                codebook_size: 64,
+                code_dim: 16,
+                ..VqVaeConfig::default()
+            },
+            vqvae_steps: 700,
+            vqvae_batch: 32,
+            encode_limit: 4000,
+            prior: PixelCnnConfig {
+                channels: 32,
+                layers: 5,
+                kernel: 3,
+                head: 64,
+                ..PixelCnnConfig::default()
+            },
+            prior_steps: 600,
+            prior_batch: 16,
+            eval_grids: 250,
+            lr: 2e-3,
+            count: 64,
+            temperature: 1.0,
+        }
+    }
+}
+
+/// What the pipeline left behind.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PipelineReport {
+    /// The VQ-VAE checkpoint.
+    pub vqvae: PathBuf,
+    /// The code file.
+    pub codes: PathBuf,
+    /// The prior checkpoint.
+    pub prior: PathBuf,
+    /// The prior's NLL over the encoded test grids, nats per code.
+    pub test_nll: f64,
+    /// The sample grid.
+    pub samples: PathBuf,
+}
+
+/// Runs the four stages into `options.out`.
+pub fn run(gpu: &Gpu, options: &PipelineOptions) -> Result<PipelineReport> {
+    let start = Instant::now();
+    let stage = |n: usize, what: &str| {
+        eprintln!(
+            "== [{n}/4] {what} ({:.0} s elapsed)",
+            start.elapsed().as_secs_f64()
+        )
+    };
+    let out = &options.out;
+    let schedule = |steps: u64, batch: usize, dir: &str, log_every: u64| RunOptions {
+        steps,
+        batch,
+        lr: options.lr,
+        seed: options.seed,
+        out: Some(out.join(dir)),
+        resume: None,
+        log_every,
+        sample_every: steps,
+        save_every: 500,
+    };
+    stage(1, "train the VQ-VAE");
+    let vqvae = train::vqvae(
+        gpu,
+        &VqVaeOptions {
+            data: options.data.clone(),
+            run: schedule(options.vqvae_steps, options.vqvae_batch, "vqvae", 50),
+            model: options.vqvae.clone(),
+        },
+    )?;
+    stage(2, "encode the dataset into code grids");
+    let codes = encode::run(
+        gpu,
+        &EncodeOptions {
+            checkpoint: vqvae.checkpoint.clone(),
+            data: options.data.clone(),
+            batch: 128,
+            limit: options.encode_limit,
+            out: out.join("codes.safetensors"),
+        },
+    )?;
+    stage(3, "train the PixelCNN prior");
+    let prior = train::prior(
+        gpu,
+        &PriorOptions {
+            codes: codes.out.clone(),
+            run: schedule(options.prior_steps, options.prior_batch, "prior", 100),
+            model: options.prior.clone(),
+            conditional: codes.labelled,
+            eval_grids: options.eval_grids,
+        },
+    )?;
+    stage(4, "sample");
+    let samples = out.join("samples.png");
+    sample::run(
+        gpu,
+        &SampleOptions {
+            vqvae: vqvae.checkpoint.clone(),
+            prior: prior.run.checkpoint.clone(),
+            count: options.count,
+            temperature: options.temperature,
+            class: None,
+            seed: options.seed,
+            out: samples.clone(),
+        },
+    )?;
+    eprintln!(
+        "pipeline done in {:.0} s: {}",
+        start.elapsed().as_secs_f64(),
+        out.display()
+    );
+    Ok(PipelineReport {
+        vqvae: vqvae.checkpoint,
+        codes: codes.out,
+        prior: prior.run.checkpoint,
+        test_nll: prior.test_nll,
+        samples,
+    })
+}

@@ -1,0 +1,51 @@
+//! `reconstruct`: a PNG grid of test images above their VQ-VAE reconstructions.
+
+use std::path::PathBuf;
+
+use crate::data::{DataSpec, Dataset, Split};
+use crate::error::Result;
+use crate::gpu::Gpu;
+use crate::io::grid::save_comparison;
+use crate::models::vqvae::VqVae;
+
+use super::for_each_batch;
+
+/// What to reconstruct and where the grid goes.
+#[derive(Clone, Debug)]
+pub struct ReconstructOptions {
+    /// The VQ-VAE checkpoint.
+    pub checkpoint: PathBuf,
+    /// The dataset whose test split is shown.
+    pub data: DataSpec,
+    /// Images to show.
+    pub count: usize,
+    /// The PNG written.
+    pub out: PathBuf,
+}
+
+/// The first `count` images of `data` and their reconstructions, model units.
+pub fn reconstruct(
+    model: &mut VqVae,
+    data: &dyn Dataset,
+    count: usize,
+) -> Result<(Vec<f32>, Vec<f32>)> {
+    let (mut originals, mut recons) = (Vec::new(), Vec::new());
+    for_each_batch(model, data, count.max(1), count, &mut |x, out| {
+        originals.extend_from_slice(x);
+        recons.extend(out.recon.to_vec()?);
+        Ok(())
+    })?;
+    Ok((originals, recons))
+}
+
+/// Writes the grid (up to 16 images per row); returns its path.
+pub fn run(gpu: &Gpu, options: &ReconstructOptions) -> Result<PathBuf> {
+    let mut model = VqVae::load(gpu, &options.checkpoint)?;
+    let test = options.data.open(Split::Test)?;
+    let (originals, recons) = reconstruct(&mut model, test.as_ref(), options.count)?;
+    let shape = test.image_shape();
+    let columns = (originals.len() / shape.iter().product::<usize>()).min(16);
+    save_comparison(&options.out, &originals, &recons, shape, columns)?;
+    println!("wrote {}", options.out.display());
+    Ok(options.out.clone())
+}

@@ -1,0 +1,209 @@
+//! `sample`: new images. Code grids are drawn from a PixelCNN prior one position at a time in
+//! raster order, for the whole batch on the GPU, then decoded by the VQ-VAE; or a VAE decodes
+//! draws of z ~ N(0, I).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::autograd;
+use crate::error::{Error, Result, Setting};
+use crate::gpu::Gpu;
+use crate::io::checkpoint::Checkpoint;
+use crate::io::grid::save_grid;
+use crate::models::autoencoder::Autoencoder;
+use crate::models::pixelcnn::PixelCnn;
+use crate::models::vqvae::VqVae;
+use crate::ops::{latent, softmax};
+use crate::tensor::Tensor;
+
+/// A trained prior and the (height, width) of the grids it was trained on.
+pub struct Prior {
+    /// The model.
+    pub model: PixelCnn,
+    /// Grid (height, width).
+    pub grid: [usize; 2],
+}
+
+impl Prior {
+    /// Loads the prior of a `train prior` checkpoint.
+    pub fn load(gpu: &Gpu, path: &Path) -> Result<Self> {
+        let ck = Checkpoint::load(path)?;
+        Ok(Self {
+            model: PixelCnn::from_checkpoint(gpu, &ck)?,
+            grid: ck.dims("grid")?,
+        })
+    }
+
+    /// Draws `labels.len()` code grids (or `count` without labels) [count, H, W] from the prior at
+    /// `temperature` (<= 0: the most likely code at each step), with the RNG keyed by `seed`.
+    /// One forward pass per position; nothing is read back.
+    pub fn sample_codes(
+        &self,
+        count: usize,
+        labels: Option<&[u32]>,
+        temperature: f32,
+        seed: u64,
+    ) -> Result<Tensor> {
+        let classes = self.model.config.classes;
+        match labels {
+            Some(_) if classes == 0 => {
+                return Err(Error::setting(
+                    Setting::Class,
+                    "needs a conditional prior, and this prior is unconditional",
+                ));
+            }
+            Some(l) if l.len() != count => {
+                return Err(Error::InvalidArgument(format!(
+                    "{} classes given for {count} samples",
+                    l.len()
+                )));
+            }
+            Some(l) if l.iter().any(|&c| c as usize >= classes) => {
+                return Err(Error::setting(
+                    Setting::Class,
+                    format!("must be below {classes}, the prior's number of classes"),
+                ));
+            }
+            None if classes > 0 => {
+                return Err(Error::InvalidArgument(
+                    "this prior is conditional: give a class for every sample".into(),
+                ))
+            }
+            _ => {}
+        }
+        if count == 0 {
+            return Err(Error::setting(Setting::Count, "must be at least 1, got 0"));
+        }
+        let _no_grad = autograd::no_grad();
+        let gpu = self.model.params.gpu();
+        let [h, w] = self.grid;
+        let codes = Tensor::zeros(gpu, &[count, h, w]);
+        let labels = labels
+            .map(|l| Tensor::from_slice(gpu, &[count, h, w], &PixelCnn::label_grid(l, h * w)))
+            .transpose()?;
+        let key = latent::rng_key(seed);
+        for position in 0..h * w {
+            let logits = self.model.forward(&codes, labels.as_ref());
+            softmax::sample_position(&logits, &codes, position, key, temperature);
+        }
+        Ok(codes)
+    }
+
+    /// Decodes sampled code grids with the VQ-VAE whose codes trained the prior into images
+    /// [count, C, H, W] (model units).
+    pub fn decode(&self, vqvae: &VqVae, codes: &Tensor) -> Result<Vec<f32>> {
+        if vqvae.config.codebook_size != self.model.config.codes {
+            return Err(Error::InvalidArgument(format!(
+                "the prior models {} codes but the VQ-VAE has {}: use the VQ-VAE whose codes trained the prior",
+                self.model.config.codes, vqvae.config.codebook_size
+            )));
+        }
+        let _no_grad = autograd::no_grad();
+        vqvae.decode_codes(codes).to_vec()
+    }
+}
+
+/// How many samples from which models, and where the grid goes.
+#[derive(Clone, Debug)]
+pub struct SampleOptions {
+    /// The VQ-VAE whose codes trained the prior.
+    pub vqvae: PathBuf,
+    /// The prior checkpoint.
+    pub prior: PathBuf,
+    /// Images to draw (a conditional prior without a class: rounded up to whole rows, one per class).
+    pub count: usize,
+    /// Softmax temperature (0: the most likely code at every step).
+    pub temperature: f32,
+    /// The class of every sample (conditional priors; `None`: one row per class).
+    pub class: Option<u32>,
+    /// Seed of the sampling RNG.
+    pub seed: u64,
+    /// The PNG written.
+    pub out: PathBuf,
+}
+
+/// (labels, images per row) of a sample grid: every sample of `class` if given, else for a
+/// conditional prior of `classes` one row per class with `count` rounded up to whole rows.
+fn class_rows(count: usize, classes: usize, class: Option<u32>) -> (Option<Vec<u32>>, usize) {
+    match (classes, class) {
+        (_, Some(class)) => (Some(vec![class; count]), 8.min(count)),
+        (0, None) => (None, 8.min(count)),
+        (c, None) => {
+            let per_class = count.div_ceil(c).max(1);
+            let labels = (0..c * per_class).map(|i| (i / per_class) as u32).collect();
+            (Some(labels), per_class)
+        }
+    }
+}
+
+/// Draws the samples, decodes them and writes the grid; returns the decoded images.
+pub fn run(gpu: &Gpu, options: &SampleOptions) -> Result<Vec<f32>> {
+    let vqvae = VqVae::load(gpu, &options.vqvae)?;
+    let prior = Prior::load(gpu, &options.prior)?;
+    let t = options.temperature;
+    if !(t >= 0.0 && t.is_finite()) {
+        return Err(Error::setting(
+            Setting::Temperature,
+            format!("must be a number >= 0, got {t}"),
+        ));
+    }
+    let (labels, columns) = class_rows(options.count, prior.model.config.classes, options.class);
+    let count = labels.as_ref().map_or(options.count, Vec::len);
+    let start = Instant::now();
+    let codes = prior.sample_codes(count, labels.as_deref(), t, options.seed)?;
+    let images = prior.decode(&vqvae, &codes)?;
+    let seconds = start.elapsed().as_secs_f64();
+    let [h, w] = prior.grid;
+    let scale = vqvae.config.trunk().scale();
+    let shape = [vqvae.config.in_channels, h * scale, w * scale];
+    save_grid(&options.out, &images, shape, columns)?;
+    println!(
+        "adapter: {}; {count} samples of {h}x{w} codes in {seconds:.2} s ({:.1} samples/s, {} forward passes); wrote {}",
+        gpu.adapter_name(),
+        count as f64 / seconds,
+        h * w,
+        options.out.display()
+    );
+    Ok(images)
+}
+
+/// `sample --vae`: how many draws from which VAE, and where the grid goes.
+#[derive(Clone, Debug)]
+pub struct VaeSampleOptions {
+    /// The VAE checkpoint.
+    pub vae: PathBuf,
+    /// Images to draw.
+    pub count: usize,
+    /// Seed of the GPU RNG.
+    pub seed: u64,
+    /// The PNG written.
+    pub out: PathBuf,
+}
+
+/// Decodes `count` draws of z ~ N(0, I) (keyed by the seed) into a PNG grid; returns the images.
+pub fn vae(gpu: &Gpu, options: &VaeSampleOptions) -> Result<Vec<f32>> {
+    let path = &options.vae;
+    let model = Autoencoder::from_checkpoint(gpu, &Checkpoint::load(path)?)?;
+    if !model.config.variational() {
+        return Err(Error::InvalidArgument(format!(
+            "{} holds a {}, not a VAE: only a VAE has a prior to sample from",
+            path.display(),
+            model.config.kind_name()
+        )));
+    }
+    if options.count == 0 {
+        return Err(Error::setting(Setting::Count, "must be at least 1, got 0"));
+    }
+    let _no_grad = autograd::no_grad();
+    let shape = model.latent_shape(options.count);
+    let z = latent::normal(gpu, &shape, options.seed, 0.0, 1.0);
+    let images = model.decode(&z).to_vec()?;
+    save_grid(&options.out, &images, model.config.image_shape, 8)?;
+    println!(
+        "adapter: {}; {} samples from N(0, I); wrote {}",
+        gpu.adapter_name(),
+        options.count,
+        options.out.display()
+    );
+    Ok(images)
+}

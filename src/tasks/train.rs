@@ -1,0 +1,308 @@
+//! `train vqvae | ae | dae | vae | prior`: a fresh run or the continuation of a saved one, with
+//! progress on the console, through the one training loop.
+
+use std::fmt::Display;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::data::{pixel_variance, CodeGrids, DataSpec, Split};
+use crate::error::{Error, Result, Setting};
+use crate::gpu::Gpu;
+use crate::io::checkpoint::Checkpoint;
+use crate::models::autoencoder::AutoencoderConfig;
+use crate::models::pixelcnn::PixelCnnConfig;
+use crate::models::vqvae::VqVaeConfig;
+use crate::train::{
+    self, bits, AeTrainer, PriorTrainer, TrainOptions, TrainStep, Trainer, VqVaeTrainer,
+};
+
+use super::progress::Progress;
+
+/// Training images the data variance is measured on.
+const VARIANCE_IMAGES: usize = 10_000;
+
+/// The settings of a training run, whatever the model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunOptions {
+    /// Train until this many steps in total.
+    pub steps: u64,
+    /// Items per step (a resumed run keeps its own).
+    pub batch: usize,
+    /// Adam learning rate (a resumed run keeps its own).
+    pub lr: f32,
+    /// Seed of the initialisation, the data order and the GPU noise (a resumed run keeps its own).
+    pub seed: u64,
+    /// Output directory; `None`: the resumed run's directory, else `runs/<model>`.
+    pub out: Option<PathBuf>,
+    /// Continue the run saved in this directory.
+    pub resume: Option<PathBuf>,
+    /// Read back and print metrics every this many steps.
+    pub log_every: u64,
+    /// Image models: write a grid of originals above reconstructions every this many steps.
+    pub sample_every: u64,
+    /// Write a checkpoint every this many steps.
+    pub save_every: u64,
+}
+
+impl RunOptions {
+    /// Where the run writes: `out`, else the run it resumes, else `runs/<name>`.
+    pub fn out_dir(&self, name: &str) -> PathBuf {
+        self.out
+            .clone()
+            .or_else(|| self.resume.clone())
+            .unwrap_or_else(|| PathBuf::from("runs").join(name))
+    }
+
+    fn train_options(&self, name: &str) -> TrainOptions {
+        TrainOptions {
+            steps: self.steps,
+            out: self.out_dir(name),
+            log_every: self.log_every,
+            sample_every: self.sample_every,
+            save_every: self.save_every,
+        }
+    }
+
+    /// The saved run of `resume`, else `fresh()`; refuses a step count the run has reached.
+    fn start<S: TrainStep>(
+        &self,
+        gpu: &Gpu,
+        fresh: impl FnOnce() -> Result<Trainer<S>>,
+    ) -> Result<Trainer<S>> {
+        let trainer = match &self.resume {
+            Some(dir) => {
+                let t = Trainer::resume(gpu, dir)?;
+                eprintln!("resuming {} at step {}", dir.display(), t.run.step);
+                t
+            }
+            None => fresh()?,
+        };
+        if self.steps == 0 {
+            return Err(Error::setting(Setting::Steps, "must be at least 1, got 0"));
+        }
+        if trainer.run.step >= self.steps {
+            return Err(Error::setting(
+                Setting::Steps,
+                format!(
+                    "must be above the checkpoint's step {} to continue it",
+                    trainer.run.step
+                ),
+            ));
+        }
+        Ok(trainer)
+    }
+}
+
+/// What a training run left behind.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainReport {
+    /// The output directory.
+    pub out: PathBuf,
+    /// Its checkpoint.
+    pub checkpoint: PathBuf,
+    /// The step reached.
+    pub step: u64,
+}
+
+/// Trains `trainer` on `data` with a progress line per log (`unit`: what the items are).
+fn fit<S: TrainStep>(
+    trainer: &mut Trainer<S>,
+    data: Arc<S::Data>,
+    opts: &TrainOptions,
+    unit: &str,
+) -> Result<TrainReport>
+where
+    S::Metrics: Display,
+{
+    let progress = Progress::new(trainer.run.step, opts.steps);
+    train::run(trainer, data, opts, &mut |step, m, rate| {
+        progress.show(step, format!("{m} | {rate:.0} {unit}/s"));
+    })?;
+    drop(progress);
+    eprintln!("done: {}", opts.out.display());
+    Ok(TrainReport {
+        out: opts.out.clone(),
+        checkpoint: opts.out.join(train::CHECKPOINT_FILE),
+        step: opts.steps,
+    })
+}
+
+/// `train vqvae`.
+#[derive(Clone, Debug)]
+pub struct VqVaeOptions {
+    /// The images.
+    pub data: DataSpec,
+    /// The run.
+    pub run: RunOptions,
+    /// The model (its input channels are the dataset's).
+    pub model: VqVaeConfig,
+}
+
+/// Trains a VQ-VAE, or continues one.
+pub fn vqvae(gpu: &Gpu, options: &VqVaeOptions) -> Result<TrainReport> {
+    let data = options.data.open(Split::Train)?;
+    let run = &options.run;
+    let mut trainer = run.start(gpu, || {
+        let variance = pixel_variance(data.as_ref(), VARIANCE_IMAGES) as f32;
+        let model = VqVaeConfig {
+            in_channels: data.image_shape()[0],
+            ..options.model.clone()
+        };
+        let shape = data.image_shape();
+        VqVaeTrainer::new(gpu, model, run.seed, run.lr, run.batch, shape, variance)
+    })?;
+    trainer.task.check_data(data.as_ref())?;
+    let opts = run.train_options("vqvae");
+    eprintln!(
+        "adapter: {}; {} parameters; {} steps of {} images from {} into {}",
+        gpu.adapter_name(),
+        trainer.task.model.params.count(),
+        opts.steps,
+        trainer.run.batch,
+        options.data.dataset,
+        opts.out.display()
+    );
+    fit(&mut trainer, data, &opts, "img")
+}
+
+/// `train ae | dae | vae`.
+#[derive(Clone, Debug)]
+pub struct AeOptions {
+    /// The images.
+    pub data: DataSpec,
+    /// The run.
+    pub run: RunOptions,
+    /// The model (its image shape is the dataset's).
+    pub model: AutoencoderConfig,
+}
+
+/// Trains an AE, denoising AE or VAE (as `options.model.kind` says), or continues one of the same
+/// kind.
+pub fn autoencoder(gpu: &Gpu, options: &AeOptions) -> Result<TrainReport> {
+    let data = options.data.open(Split::Train)?;
+    let run = &options.run;
+    let mut trainer = run.start(gpu, || {
+        let variance = pixel_variance(data.as_ref(), VARIANCE_IMAGES) as f32;
+        let model = AutoencoderConfig {
+            image_shape: data.image_shape(),
+            ..options.model.clone()
+        };
+        AeTrainer::new(gpu, model, run.seed, run.lr, run.batch, variance)
+    })?;
+    let name = options.model.kind_name();
+    let found = trainer.task.model.config.kind_name();
+    if let Some(dir) = run.resume.as_ref().filter(|_| found != name) {
+        return Err(Error::InvalidArgument(format!(
+            "{} holds a {found} run, not {name}",
+            dir.display()
+        )));
+    }
+    trainer.task.check_data(data.as_ref())?;
+    let opts = run.train_options(name);
+    eprintln!(
+        "adapter: {}; {name}, {} parameters; {} steps of {} images from {} into {}",
+        gpu.adapter_name(),
+        trainer.task.model.params.count(),
+        opts.steps,
+        trainer.run.batch,
+        options.data.dataset,
+        opts.out.display()
+    );
+    fit(&mut trainer, data, &opts, "img")
+}
+
+/// `train prior`.
+#[derive(Clone, Debug)]
+pub struct PriorOptions {
+    /// The code file of `encode`.
+    pub codes: PathBuf,
+    /// The run.
+    pub run: RunOptions,
+    /// The prior (its number of codes and classes are the code file's).
+    pub model: PixelCnnConfig,
+    /// Condition on the code file's labels.
+    pub conditional: bool,
+    /// Test grids whose NLL is measured at every log (all of them at the end).
+    pub eval_grids: usize,
+}
+
+/// What a prior's training run left behind.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PriorReport {
+    /// The run.
+    pub run: TrainReport,
+    /// NLL over every test grid, nats per code.
+    pub test_nll: f64,
+}
+
+/// Trains a PixelCNN prior on a code file, or continues one; prints the NLL of the test split.
+pub fn prior(gpu: &Gpu, options: &PriorOptions) -> Result<PriorReport> {
+    let file = Checkpoint::load(&options.codes)?;
+    let train = Arc::new(CodeGrids::from_checkpoint(&file, "train")?);
+    let test = Arc::new(CodeGrids::from_checkpoint(&file, "test")?);
+    let run = &options.run;
+    let mut trainer = run.start(gpu, || {
+        if options.conditional && train.labels.is_none() {
+            return Err(Error::InvalidArgument(format!(
+                "a conditional prior needs labels, and {} has none",
+                options.codes.display()
+            )));
+        }
+        let model = PixelCnnConfig {
+            codes: train.codebook_size,
+            classes: if options.conditional {
+                train.classes
+            } else {
+                0
+            },
+            ..options.model.clone()
+        };
+        PriorTrainer::new(gpu, model, run.seed, run.lr, run.batch, train.grid)
+    })?;
+    trainer.task.check_data(&train)?;
+    trainer
+        .task
+        .evaluate_at_logs(test.clone(), options.eval_grids)?;
+    let opts = TrainOptions {
+        sample_every: 0,
+        ..run.train_options("prior")
+    };
+    let k = train.codebook_size as f64;
+    let unigram = train.unigram_entropy();
+    eprintln!(
+        "adapter: {}; {} parameters; {} train / {} test grids of {}x{} codes (K = {}{}); {} steps of {} into {}",
+        gpu.adapter_name(),
+        trainer.task.model.params.count(),
+        train.len,
+        test.len,
+        train.grid[0],
+        train.grid[1],
+        train.codebook_size,
+        match trainer.task.model.config.classes {
+            0 => String::new(),
+            c => format!(", conditional on {c} classes"),
+        },
+        opts.steps,
+        trainer.run.batch,
+        opts.out.display()
+    );
+    eprintln!(
+        "baselines: uniform log K = {:.4} nats ({:.3} bits); unigram entropy of the train codes = {unigram:.4} nats ({:.3} bits)",
+        k.ln(),
+        bits(k.ln()),
+        bits(unigram)
+    );
+    let report = fit(&mut trainer, train, &opts, "grids")?;
+    let test_nll = trainer.task.evaluate(&test, usize::MAX)?;
+    println!(
+        "test NLL over all {} grids: {test_nll:.4} nats = {:.3} bits per code (uniform {:.3} bits, unigram {:.3} bits)",
+        test.len,
+        bits(test_nll),
+        bits(k.ln()),
+        bits(unigram)
+    );
+    Ok(PriorReport {
+        run: report,
+        test_nll,
+    })
+}

@@ -1,0 +1,151 @@
+//! What every training run owns, whatever the model: the optimizer, the step, the seed, the batch
+//! size and the GPU-side sums of its metrics; and how they go into a checkpoint and come back.
+
+use crate::error::{Error, Result, Setting};
+use crate::gpu::Gpu;
+use crate::io::checkpoint::Checkpoint;
+use crate::nn::{Adam, ParamStore};
+use crate::ops::elementwise;
+use crate::tensor::Tensor;
+
+/// Floats per metric slot: 256 bytes, so that every slot can be bound on its own.
+const SLOT: usize = 64;
+/// Metric slots of a run (slot 0 is the loss).
+pub const METRIC_SLOTS: usize = 4;
+
+/// The optimizer, counters and metric sums of a run.
+pub struct RunState {
+    /// The optimizer.
+    pub adam: Adam,
+    /// Steps taken.
+    pub step: u64,
+    /// Seed of the initialisation, the data order and the GPU noise.
+    pub seed: u64,
+    /// Items (images or code grids) per step.
+    pub batch: usize,
+    metrics: Tensor,
+    steps_in_metrics: u64,
+}
+
+/// The metric sums of the steps since the last read-back.
+pub struct MetricSums {
+    values: Vec<f32>,
+    /// Steps summed.
+    pub steps: u64,
+}
+
+impl MetricSums {
+    /// Element `i` of slot `slot`, summed over the steps.
+    pub fn sum(&self, slot: usize, i: usize) -> f32 {
+        self.values[slot * SLOT + i]
+    }
+
+    /// Element `i` of slot `slot`, averaged over the steps.
+    pub fn mean(&self, slot: usize, i: usize) -> f32 {
+        self.sum(slot, i) / self.steps as f32
+    }
+}
+
+impl RunState {
+    /// A fresh run: Adam with learning rate `lr`, step 0. Refuses a zero batch and a learning rate
+    /// that is not a positive number.
+    pub fn new(gpu: &Gpu, seed: u64, lr: f32, batch: usize) -> Result<Self> {
+        if batch == 0 {
+            return Err(Error::setting(Setting::Batch, "must be at least 1, got 0"));
+        }
+        if !(lr > 0.0 && lr.is_finite()) {
+            return Err(Error::setting(
+                Setting::LearningRate,
+                format!("must be a positive number, got {lr}"),
+            ));
+        }
+        Ok(Self {
+            adam: Adam::new(lr),
+            step: 0,
+            seed,
+            batch,
+            metrics: Tensor::zeros(gpu, &[METRIC_SLOTS * SLOT]),
+            steps_in_metrics: 0,
+        })
+    }
+
+    /// The key of this step's GPU noise: a function of (seed, step), so a resumed run draws the
+    /// same noise.
+    pub fn noise_key(&self) -> u64 {
+        self.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ self.step
+    }
+
+    /// Adds this step's metric terms to the GPU sums: `terms[i]` (at most 64 values) into slot i;
+    /// `None` leaves a slot alone.
+    pub(super) fn accumulate(&mut self, terms: &[Option<&Tensor>]) {
+        assert!(terms.len() <= METRIC_SLOTS, "too many metric terms");
+        for (slot, term) in terms.iter().enumerate() {
+            if let Some(t) = term {
+                let sum = self.metrics.view(slot * SLOT, &[t.numel()], None);
+                elementwise::accumulate(&sum, &t.detach(), 1.0);
+            }
+        }
+        self.steps_in_metrics += 1;
+    }
+
+    /// Reads back and resets the metric sums (a sync point); `None` if no step ran since the last
+    /// read. A loss (slot 0) that is not finite is an error.
+    pub(super) fn take_sums(&mut self) -> Result<Option<MetricSums>> {
+        if self.steps_in_metrics == 0 {
+            return Ok(None);
+        }
+        let sums = MetricSums {
+            values: self.metrics.to_vec()?,
+            steps: self.steps_in_metrics,
+        };
+        elementwise::fill(&self.metrics, 0.0);
+        self.steps_in_metrics = 0;
+        if !sums.sum(0, 0).is_finite() {
+            return Err(Error::Diverged {
+                step: self.step,
+                loss: sums.sum(0, 0) as f64 / sums.steps as f64,
+            });
+        }
+        Ok(Some(sums))
+    }
+
+    /// Adds Adam's state (learning rate included) and the step, seed and batch to `ck`.
+    pub fn write(&self, params: &ParamStore, ck: &mut Checkpoint) -> Result<()> {
+        self.adam.write_state(params, ck)?;
+        ck.set("step", self.step);
+        ck.set("seed", self.seed);
+        ck.set("batch", self.batch);
+        Ok(())
+    }
+
+    /// The run saved in `ck`, before its model exists: seed, learning rate and batch. Its
+    /// optimizer state and step come back with [`RunState::restore`] once the model is built.
+    pub fn from_checkpoint(gpu: &Gpu, ck: &Checkpoint) -> Result<Self> {
+        Self::new(
+            gpu,
+            ck.meta_parse("seed")?,
+            ck.meta_parse("lr")?,
+            ck.meta_parse("batch")?,
+        )
+    }
+
+    /// Loads Adam's moments into `params` and takes Adam's state and the step from `ck`.
+    pub fn restore(&mut self, params: &ParamStore, ck: &Checkpoint) -> Result<()> {
+        self.adam = Adam::read_state(params, ck)?;
+        self.step = ck.meta_parse("step")?;
+        Ok(())
+    }
+}
+
+/// Refuses a model whose largest activation (`largest_bytes`) exceeds the adapter's
+/// storage-binding limit, before any step.
+pub fn check_fits(gpu: &Gpu, largest_bytes: usize) -> Result<()> {
+    if largest_bytes as u64 > gpu.max_binding_bytes() {
+        return Err(Error::BufferTooLarge {
+            requested: largest_bytes as u64,
+            limit: gpu.max_binding_bytes(),
+            which: "max_storage_buffer_binding_size",
+        });
+    }
+    Ok(())
+}

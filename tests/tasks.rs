@@ -1,0 +1,115 @@
+//! The commands as library functions: the whole pipeline on a tiny setting, and a training run
+//! continued through the one resume path.
+
+mod common;
+use common::*;
+use vqgpu::data::{CodeGrids, DataSpec};
+use vqgpu::models::pixelcnn::PixelCnnConfig;
+use vqgpu::models::vqvae::VqVaeConfig;
+use vqgpu::tasks::pipeline::{self, PipelineOptions};
+use vqgpu::tasks::train::{self, RunOptions, VqVaeOptions};
+use vqgpu::train::METRICS_FILE;
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("vqgpu-tasks-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn tiny_vqvae() -> VqVaeConfig {
+    VqVaeConfig {
+        hidden: 8,
+        res_hidden: 4,
+        res_layers: 1,
+        codebook_size: 16,
+        code_dim: 4,
+        ..VqVaeConfig::default()
+    }
+}
+
+#[test]
+fn the_pipeline_trains_encodes_trains_the_prior_and_samples() {
+    let gpu = gpu();
+    let out = temp_dir("pipeline");
+    let options = PipelineOptions {
+        out: out.clone(),
+        vqvae: tiny_vqvae(),
+        vqvae_steps: 10,
+        vqvae_batch: 8,
+        encode_limit: 64,
+        prior: PixelCnnConfig {
+            channels: 8,
+            layers: 2,
+            head: 16,
+            ..PixelCnnConfig::default()
+        },
+        prior_steps: 6,
+        prior_batch: 8,
+        eval_grids: 16,
+        count: 4,
+        ..PipelineOptions::default()
+    };
+    let report = pipeline::run(&gpu, &options).unwrap();
+    for file in [&report.vqvae, &report.codes, &report.prior, &report.samples] {
+        assert!(file.is_file(), "{} missing", file.display());
+    }
+    assert!(out.join("vqvae").join(METRICS_FILE).is_file());
+    assert!(out.join("prior").join(METRICS_FILE).is_file());
+    // the code file: the first 64 images of each split as 8x8 grids of 16 codes, with the labels
+    // of shapes' four classes, so the prior was conditional and drew one row per class
+    let codes = CodeGrids::load(&report.codes, "train").unwrap();
+    assert_eq!(
+        (codes.len, codes.grid, codes.codebook_size, codes.classes),
+        (64, [8, 8], 16, 4)
+    );
+    assert!(
+        report.test_nll.is_finite() && report.test_nll > 0.0,
+        "test NLL {}",
+        report.test_nll
+    );
+    // one row per class of one sample each, 32x32 drawn at twice the size with 2-pixel gaps
+    let png = image::open(&report.samples).unwrap();
+    assert_eq!((png.width(), png.height()), (66 + 2, 4 * 66 + 2));
+    std::fs::remove_dir_all(&out).ok();
+}
+
+#[test]
+fn a_training_run_continues_from_its_directory() {
+    let gpu = gpu();
+    let out = temp_dir("resume");
+    let run = |steps: u64, resume: bool| RunOptions {
+        steps,
+        batch: 4,
+        lr: 1e-3,
+        seed: 3,
+        out: (!resume).then(|| out.clone()),
+        resume: resume.then(|| out.clone()),
+        log_every: 2,
+        sample_every: 0,
+        save_every: 0,
+    };
+    let options = |steps, resume| VqVaeOptions {
+        data: DataSpec::default(),
+        run: run(steps, resume),
+        model: tiny_vqvae(),
+    };
+    let first = train::vqvae(&gpu, &options(4, false)).unwrap();
+    assert_eq!((first.step, &first.out), (4, &out));
+    let again = train::vqvae(&gpu, &options(6, true)).unwrap();
+    assert_eq!((again.step, &again.out), (6, &out));
+    let csv = std::fs::read_to_string(out.join(METRICS_FILE)).unwrap();
+    let steps: Vec<&str> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        ["2", "4", "6"],
+        "one row per log, the resumed run appending"
+    );
+    // a run that has reached its steps is not continued
+    let err = train::vqvae(&gpu, &options(6, true)).unwrap_err();
+    assert!(err.to_string().contains("step 6"), "{err}");
+    std::fs::remove_dir_all(&out).ok();
+}
