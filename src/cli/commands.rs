@@ -10,11 +10,11 @@ use vqgpu::tasks::{bench, encode, latent_map, reconstruct, sample, train};
 use vqgpu::{Error, Result};
 
 use super::groups::{
-    DataArgs, EvalArgs, PriorModelArgs, ReconArg, RunArgs, TimingArgs, TrunkArgs, VqVaeArgs,
+    DataArgs, EvalArgs, ImageRunArgs, PriorModelArgs, ReconArg, RunArgs, TimingArgs, TrunkArgs,
+    VqVaeArgs,
 };
 
-/// Which images to use.
-/// A trained model and the images to use it on.
+/// `encode`.
 #[derive(Args)]
 pub struct EncodeArgs {
     #[command(flatten)]
@@ -37,6 +37,7 @@ impl EncodeArgs {
     }
 }
 
+/// `reconstruct`.
 #[derive(Args)]
 pub struct ReconstructArgs {
     /// VQ-VAE checkpoint (checkpoint.safetensors of a training run)
@@ -63,6 +64,7 @@ impl ReconstructArgs {
     }
 }
 
+/// `latent-map`.
 #[derive(Args)]
 pub struct LatentMapArgs {
     /// Checkpoint of a `train vae --latent-dim 2` run
@@ -93,20 +95,11 @@ impl LatentMapArgs {
     }
 }
 
-/// The settings of a training run (their defaults differ by model: see [`with_defaults`]).
-/// The sizes of the conv encoder / decoder (DESIGN.md section 6).
-/// How a VQ-VAE's codebook learns.
-/// The VQ-VAE's sizes and quantizer.
-/// The PixelCNN prior's sizes.
+/// `train vqvae`.
 #[derive(Args)]
 pub struct TrainVqVaeArgs {
     #[command(flatten)]
-    data: DataArgs,
-    #[command(flatten)]
-    run: RunArgs,
-    /// Write a grid of originals above reconstructions every N steps
-    #[arg(long, default_value_t = 500)]
-    sample_every: u64,
+    images: ImageRunArgs,
     #[command(flatten)]
     model: VqVaeArgs,
 }
@@ -114,23 +107,18 @@ pub struct TrainVqVaeArgs {
 impl TrainVqVaeArgs {
     pub fn options(&self) -> train::VqVaeOptions {
         train::VqVaeOptions {
-            data: self.data.spec(),
-            run: self.run.options(self.sample_every),
+            data: self.images.data.spec(),
+            run: self.images.run(),
             model: self.model.config(),
         }
     }
 }
 
-/// A VAE's reconstruction likelihood.
+/// `train ae | dae | vae`.
 #[derive(Args)]
 pub struct TrainAeArgs {
     #[command(flatten)]
-    data: DataArgs,
-    #[command(flatten)]
-    run: RunArgs,
-    /// Write a grid of originals above reconstructions every N steps
-    #[arg(long, default_value_t = 500)]
-    sample_every: u64,
+    images: ImageRunArgs,
     #[command(flatten)]
     trunk: TrunkArgs,
     /// Spatial bottleneck: latent channels of the H/4 x W/4 code
@@ -188,13 +176,14 @@ impl TrainAeArgs {
             kind,
         };
         Ok(train::AeOptions {
-            data: self.data.spec(),
-            run: self.run.options(self.sample_every),
+            data: self.images.data.spec(),
+            run: self.images.run(),
             model,
         })
     }
 }
 
+/// `train prior`.
 #[derive(Args)]
 pub struct TrainPriorArgs {
     /// Code file written by `vqgpu encode` (train and test splits)
@@ -224,6 +213,7 @@ impl TrainPriorArgs {
     }
 }
 
+/// `sample`: from a prior and its VQ-VAE, or from a VAE.
 #[derive(Args)]
 pub struct SampleArgs {
     /// VQ-VAE checkpoint whose codes trained the prior
@@ -278,7 +268,7 @@ impl SampleArgs {
 }
 
 /// The pipeline's flags; the model sizes default to `PipelineOptions::default()` (see
-/// [`with_defaults`]).
+/// `with_defaults`).
 #[derive(Args)]
 pub struct PipelineArgs {
     #[command(flatten)]
@@ -328,7 +318,7 @@ impl PipelineArgs {
     }
 }
 
-/// How long a benchmark row is timed.
+/// `bench kernels`.
 #[derive(Args)]
 pub struct BenchKernelsArgs {
     /// Batch size of the convolution shapes
@@ -351,6 +341,7 @@ impl BenchKernelsArgs {
     }
 }
 
+/// `bench quantizer`.
 #[derive(Args)]
 pub struct BenchQuantizerArgs {
     /// Encoder vectors N, comma-separated
@@ -377,6 +368,7 @@ impl BenchQuantizerArgs {
     }
 }
 
+/// `bench vqvae`.
 #[derive(Args)]
 pub struct BenchVqVaeArgs {
     /// Images per step

@@ -10,6 +10,7 @@ use vqgpu::models::vqvae::VqVaeConfig;
 use vqgpu::nn::{CodebookUpdate, EmaConfig};
 use vqgpu::tasks::{bench, eval, train};
 
+/// Which images to use.
 #[derive(Args)]
 pub struct DataArgs {
     /// Dataset: shapes (built in), mnist, fashion-mnist, cifar10 or folder
@@ -33,6 +34,7 @@ impl DataArgs {
     }
 }
 
+/// A trained model and the images to use it on.
 #[derive(Args)]
 pub struct EvalArgs {
     /// Checkpoint (checkpoint.safetensors of a training run)
@@ -59,6 +61,7 @@ impl EvalArgs {
     }
 }
 
+/// The settings of a training run (their defaults differ by model: see `with_defaults`).
 #[derive(Args)]
 pub struct RunArgs {
     /// Total training steps
@@ -104,6 +107,25 @@ impl RunArgs {
     }
 }
 
+/// A training run of an image model: its images, its run settings, its reconstruction grids.
+#[derive(Args)]
+pub struct ImageRunArgs {
+    #[command(flatten)]
+    pub(super) data: DataArgs,
+    #[command(flatten)]
+    run: RunArgs,
+    /// Write a grid of originals above reconstructions every N steps
+    #[arg(long, default_value_t = 500)]
+    sample_every: u64,
+}
+
+impl ImageRunArgs {
+    pub(super) fn run(&self) -> train::RunOptions {
+        self.run.options(self.sample_every)
+    }
+}
+
+/// The sizes of the conv encoder / decoder (DESIGN.md section 6).
 #[derive(Args)]
 pub struct TrunkArgs {
     /// Trunk channels
@@ -117,6 +139,7 @@ pub struct TrunkArgs {
     pub(super) res_layers: usize,
 }
 
+/// How a VQ-VAE's codebook learns.
 #[derive(Clone, Copy, ValueEnum)]
 enum QuantizerArg {
     /// Exponential moving averages (decay 0.99, eps 1e-5)
@@ -125,6 +148,7 @@ enum QuantizerArg {
     Loss,
 }
 
+/// The VQ-VAE's sizes and quantizer.
 #[derive(Args)]
 pub struct VqVaeArgs {
     #[command(flatten)]
@@ -167,6 +191,7 @@ impl VqVaeArgs {
     }
 }
 
+/// The PixelCNN prior's sizes.
 #[derive(Args)]
 pub struct PriorModelArgs {
     /// Channels of the vertical and horizontal stacks
@@ -195,6 +220,7 @@ impl PriorModelArgs {
     }
 }
 
+/// A VAE's reconstruction likelihood.
 #[derive(Clone, Copy, ValueEnum)]
 pub(super) enum ReconArg {
     /// Gaussian: squared error / (2 variance)
@@ -203,6 +229,7 @@ pub(super) enum ReconArg {
     Bce,
 }
 
+/// How long a benchmark row is timed.
 #[derive(Args)]
 pub struct TimingArgs {
     /// Calls per timed repeat

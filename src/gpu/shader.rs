@@ -64,7 +64,7 @@ pub struct ParamsLayout {
     pub fields: &'static [Field],
 }
 
-/// A Rust struct uploaded as a kernel's uniform block; implemented by [`uniform_params!`].
+/// A Rust struct uploaded as a kernel's uniform block; implemented by [`crate::uniform_params!`].
 pub trait UniformParams: bytemuck::NoUninit {
     /// Its layout, for the check against the WGSL `Params` struct.
     const LAYOUT: ParamsLayout;

@@ -81,12 +81,7 @@ pub struct AutoencoderConfig {
 impl AutoencoderConfig {
     /// The conv trunk: two stride-2 stages, as the VQ-VAE's.
     pub fn trunk(&self) -> TrunkSizes {
-        TrunkSizes {
-            hidden: self.hidden,
-            res_hidden: self.res_hidden,
-            res_layers: self.res_layers,
-            stages: 2,
-        }
+        TrunkSizes::reference(self.hidden, self.res_hidden, self.res_layers)
     }
 
     /// Checks every size and setting.

@@ -20,6 +20,16 @@ pub struct TrunkSizes {
 }
 
 impl TrunkSizes {
+    /// The reference trunk (DESIGN.md section 6): two stride-2 stages, codes at H/4 x W/4.
+    pub fn reference(hidden: usize, res_hidden: usize, res_layers: usize) -> Self {
+        Self {
+            hidden,
+            res_hidden,
+            res_layers,
+            stages: 2,
+        }
+    }
+
     /// The factor by which the encoder shrinks each side.
     pub fn scale(&self) -> usize {
         1 << self.stages

@@ -57,12 +57,7 @@ impl Default for VqVaeConfig {
 impl VqVaeConfig {
     /// The conv trunk: two stride-2 stages, as the reference.
     pub fn trunk(&self) -> TrunkSizes {
-        TrunkSizes {
-            hidden: self.hidden,
-            res_hidden: self.res_hidden,
-            res_layers: self.res_layers,
-            stages: 2,
-        }
+        TrunkSizes::reference(self.hidden, self.res_hidden, self.res_layers)
     }
 
     /// Checks every size and weight.

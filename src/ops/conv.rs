@@ -3,6 +3,7 @@
 //! three kernels (forward, input gradient, weight gradient) with their roles swapped.
 
 mod options;
+mod shape;
 
 pub use options::{
     conv_out_size, conv_transpose_out_size, Conv2dOptions, ConvTranspose2dOptions, SpatialMask,
@@ -12,6 +13,7 @@ use crate::autograd;
 use crate::gpu::{Binding, Gpu, Kernel, OverrideAxis, Shader};
 use crate::ops::reduce;
 use crate::tensor::Tensor;
+use shape::{dims4, shape_from_output, ConvShape};
 
 /// `shaders/conv.wgsl`: the host uses the three modes and the tile shapes of [`TILES`].
 pub static SHADER: Shader = crate::shader!(
@@ -27,92 +29,6 @@ const LHS: Binding = Binding::read(1, "lhs");
 const RHS: Binding = Binding::read(2, "rhs");
 const BIAS: Binding = Binding::read(3, "bias");
 const OUT: Binding = Binding::read_write(4, "out");
-
-crate::uniform_params! {
-/// Shapes of one convolution `x [batch, cin, in_h, in_w] -> y [batch, cout, out_h, out_w]`,
-/// laid out as the kernel's uniform block.
-#[derive(Debug)]
-struct ConvShape {
-    batch: u32,
-    cin: u32,
-    cout: u32,
-    /// Phases (input gradient) or K chunks (weight gradient) along workgroup z; set per launch.
-    z_groups: u32,
-    in_h: u32,
-    in_w: u32,
-    out_h: u32,
-    out_w: u32,
-    k_h: u32,
-    k_w: u32,
-    stride_h: u32,
-    stride_w: u32,
-    pad_h: u32,
-    pad_w: u32,
-    mask_lo: u32,
-    mask_hi: u32,
-    /// K elements per chunk of a split weight gradient; set per launch.
-    k_chunk: u32,
-    _pad: [u32; 3],
-}
-}
-
-impl ConvShape {
-    /// The convolution of `x` by weight dims `w` (OIHW: [cout, cin, k_h, k_w]) under `options`.
-    fn of(x: [usize; 4], w: [usize; 4], options: &Conv2dOptions) -> Self {
-        let out_h = conv_out_size(x[2], w[2], options.stride.0, options.padding.0);
-        let out_w = conv_out_size(x[3], w[3], options.stride.1, options.padding.1);
-        let (Some(out_h), Some(out_w)) = (out_h, out_w) else {
-            panic!(
-                "conv2d: kernel {}x{} larger than padded input {x:?}",
-                w[2], w[3]
-            );
-        };
-        let bits = options.mask.map_or(u64::MAX, |m| m.bits());
-        let u = |v: usize| v as u32;
-        Self {
-            batch: u(x[0]),
-            cin: u(x[1]),
-            cout: u(w[0]),
-            z_groups: 1,
-            in_h: u(x[2]),
-            in_w: u(x[3]),
-            out_h: u(out_h),
-            out_w: u(out_w),
-            k_h: u(w[2]),
-            k_w: u(w[3]),
-            stride_h: u(options.stride.0),
-            stride_w: u(options.stride.1),
-            pad_h: u(options.padding.0),
-            pad_w: u(options.padding.1),
-            mask_lo: bits as u32,
-            mask_hi: (bits >> 32) as u32,
-            k_chunk: 0,
-            _pad: [0; 3],
-        }
-    }
-
-    fn x_shape(&self) -> [usize; 4] {
-        [self.batch, self.cin, self.in_h, self.in_w].map(|v| v as usize)
-    }
-
-    fn y_shape(&self) -> [usize; 4] {
-        [self.batch, self.cout, self.out_h, self.out_w].map(|v| v as usize)
-    }
-
-    fn w_shape(&self) -> [usize; 4] {
-        [self.cout, self.cin, self.k_h, self.k_w].map(|v| v as usize)
-    }
-
-    fn masked(&self) -> bool {
-        self.mask_lo != u32::MAX || self.mask_hi != u32::MAX
-    }
-
-    /// Multiply-adds of one product (the same for forward, input and weight gradient).
-    fn flops(&self) -> f64 {
-        let y: usize = self.y_shape().iter().product();
-        2.0 * y as f64 * (self.cin * self.k_h * self.k_w) as f64
-    }
-}
 
 /// The three products of `conv2d.wgsl`.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -236,29 +152,6 @@ fn weight_grad_chunks(s: &ConvShape) -> (u32, u32) {
         .max(1);
     let chunk = k.div_ceil(wanted).div_ceil(tile_k as usize) * tile_k as usize;
     (k.div_ceil(chunk) as u32, chunk as u32)
-}
-
-fn dims4(t: &Tensor, what: &str) -> [usize; 4] {
-    match *t.shape() {
-        [a, b, c, d] => [a, b, c, d],
-        _ => panic!("{what} must be 4-D (NCHW / OIHW), got {:?}", t.shape()),
-    }
-}
-
-/// The convolution whose output is `dy` and whose input has spatial size `x_hw`.
-fn shape_from_output(
-    dy: [usize; 4],
-    w: [usize; 4],
-    x_hw: (usize, usize),
-    options: &Conv2dOptions,
-) -> ConvShape {
-    let s = ConvShape::of([dy[0], w[1], x_hw.0, x_hw.1], w, options);
-    assert_eq!(
-        s.y_shape(),
-        dy,
-        "conv2d gradient: output gradient {dy:?} does not match input size {x_hw:?}"
-    );
-    s
 }
 
 /// Floating-point operations of a conv2d of x by w (each of its three products costs the same).

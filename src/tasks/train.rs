@@ -5,7 +5,7 @@ use std::fmt::Display;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::data::{pixel_variance, CodeGrids, DataSpec, Split};
+use crate::data::{pixel_variance, CodeGrids, DataSpec, Dataset, Split};
 use crate::error::{Error, Result, Setting};
 use crate::gpu::Gpu;
 use crate::io::checkpoint::Checkpoint;
@@ -13,7 +13,7 @@ use crate::models::autoencoder::AutoencoderConfig;
 use crate::models::pixelcnn::PixelCnnConfig;
 use crate::models::vqvae::VqVaeConfig;
 use crate::train::{
-    self, bits, AeTrainer, PriorTrainer, TrainOptions, TrainStep, Trainer, VqVaeTrainer,
+    self, bits, AeTask, AeTrainer, PriorTrainer, TrainOptions, TrainStep, Trainer, VqVaeTrainer,
 };
 
 use super::progress::Progress;
@@ -140,29 +140,16 @@ pub struct VqVaeOptions {
 
 /// Trains a VQ-VAE, or continues one.
 pub fn vqvae(gpu: &Gpu, options: &VqVaeOptions) -> Result<TrainReport> {
-    let data = options.data.open(Split::Train)?;
-    let run = &options.run;
-    let mut trainer = run.start(gpu, || {
-        let variance = pixel_variance(data.as_ref(), VARIANCE_IMAGES) as f32;
+    let fresh = |data: &dyn Dataset, variance| {
+        let shape = data.image_shape();
         let model = VqVaeConfig {
-            in_channels: data.image_shape()[0],
+            in_channels: shape[0],
             ..options.model.clone()
         };
-        let shape = data.image_shape();
+        let run = &options.run;
         VqVaeTrainer::new(gpu, model, run.seed, run.lr, run.batch, shape, variance)
-    })?;
-    trainer.task.check_data(data.as_ref())?;
-    let opts = run.train_options("vqvae");
-    eprintln!(
-        "adapter: {}; {} parameters; {} steps of {} images from {} into {}",
-        gpu.adapter_name(),
-        trainer.task.model.params.count(),
-        opts.steps,
-        trainer.run.batch,
-        options.data.dataset,
-        opts.out.display()
-    );
-    fit(&mut trainer, data, &opts, "img")
+    };
+    train_images(gpu, &options.data, &options.run, "vqvae", fresh, |_| Ok(()))
 }
 
 /// `train ae | dae | vae`.
@@ -179,36 +166,60 @@ pub struct AeOptions {
 /// Trains an AE, denoising AE or VAE (as `options.model.kind` says), or continues one of the same
 /// kind.
 pub fn autoencoder(gpu: &Gpu, options: &AeOptions) -> Result<TrainReport> {
-    let data = options.data.open(Split::Train)?;
-    let run = &options.run;
-    let mut trainer = run.start(gpu, || {
-        let variance = pixel_variance(data.as_ref(), VARIANCE_IMAGES) as f32;
+    let fresh = |data: &dyn Dataset, variance| {
         let model = AutoencoderConfig {
             image_shape: data.image_shape(),
             ..options.model.clone()
         };
+        let run = &options.run;
         AeTrainer::new(gpu, model, run.seed, run.lr, run.batch, variance)
-    })?;
+    };
     let name = options.model.kind_name();
-    let found = trainer.task.model.config.kind_name();
-    if let Some(dir) = run.resume.as_ref().filter(|_| found != name) {
-        return Err(Error::InvalidArgument(format!(
-            "{} holds a {found} run, not {name}",
-            dir.display()
-        )));
-    }
-    trainer.task.check_data(data.as_ref())?;
+    let same_kind = |task: &AeTask| {
+        let found = task.model.config.kind_name();
+        match &options.run.resume {
+            Some(dir) if found != name => Err(Error::InvalidArgument(format!(
+                "{} holds a {found} run, not {name}",
+                dir.display()
+            ))),
+            _ => Ok(()),
+        }
+    };
+    train_images(gpu, &options.data, &options.run, name, fresh, same_kind)
+}
+
+/// Trains an image model called `name` on the train split of `data`: a fresh one from `fresh`
+/// (given the data and its pixel variance), or the run `run` resumes, which `check` may refuse.
+fn train_images<S>(
+    gpu: &Gpu,
+    data: &DataSpec,
+    run: &RunOptions,
+    name: &str,
+    fresh: impl FnOnce(&dyn Dataset, f32) -> Result<Trainer<S>>,
+    check: impl FnOnce(&S) -> Result<()>,
+) -> Result<TrainReport>
+where
+    S: TrainStep<Data = dyn Dataset>,
+    S::Metrics: Display,
+{
+    let images = data.open(Split::Train)?;
+    let mut trainer = run.start(gpu, || {
+        let variance = pixel_variance(images.as_ref(), VARIANCE_IMAGES) as f32;
+        fresh(images.as_ref(), variance)
+    })?;
+    check(&trainer.task)?;
+    trainer.task.check_data(images.as_ref())?;
     let opts = run.train_options(name);
     eprintln!(
         "adapter: {}; {name}, {} parameters; {} steps of {} images from {} into {}",
         gpu.adapter_name(),
-        trainer.task.model.params.count(),
+        trainer.task.params().count(),
         opts.steps,
         trainer.run.batch,
-        options.data.dataset,
+        data.dataset,
         opts.out.display()
     );
-    fit(&mut trainer, data, &opts, "img")
+    fit(&mut trainer, images, &opts, "img")
 }
 
 /// `train prior`.

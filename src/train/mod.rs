@@ -19,7 +19,7 @@ pub use prior::{bits, PriorMetrics, PriorTask, PriorTrainer};
 pub use state::{check_fits, MetricSums, RunState, METRIC_SLOTS};
 pub use vqvae::{StepMetrics, VqVaeTask, VqVaeTrainer};
 
-use crate::data::{Batch, Loader, Source};
+use crate::data::{Batch, Dataset, Loader, Source};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::io::checkpoint::Checkpoint;
@@ -242,6 +242,17 @@ pub fn plot_metrics(csv: &Path, png: &Path) -> Result<()> {
         ))
     })?;
     plot::plot_columns(csv, png, curves)
+}
+
+/// Refuses a dataset whose images are not of the `shape` [C, H, W] a model was built for.
+fn check_image_data(data: &dyn Dataset, shape: [usize; 3]) -> Result<()> {
+    if data.image_shape() != shape {
+        return Err(Error::InvalidArgument(format!(
+            "dataset images are {:?} but the checkpoint was trained on {shape:?}",
+            data.image_shape()
+        )));
+    }
+    Ok(())
 }
 
 /// The first `count` images of a training batch `input` [B, ...] of images of `shape`, and of

@@ -4,7 +4,7 @@
 use std::fmt;
 
 use crate::data::{Batch, Dataset};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::io::checkpoint::Checkpoint;
 use crate::models::vqvae::{VqVae, VqVaeConfig};
@@ -12,7 +12,8 @@ use crate::nn::ParamStore;
 use crate::tensor::Tensor;
 
 use super::{
-    check_fits, first_images, MetricSums, RunState, Snapshot, StepOutput, TrainStep, Trainer,
+    check_fits, check_image_data, first_images, MetricSums, RunState, Snapshot, StepOutput,
+    TrainStep, Trainer,
 };
 
 /// Averages of the training metrics over the steps since the last read.
@@ -121,14 +122,7 @@ impl TrainStep for VqVaeTask {
     }
 
     fn check_data(&self, data: &dyn Dataset) -> Result<()> {
-        if data.image_shape() != self.image_shape {
-            return Err(Error::InvalidArgument(format!(
-                "dataset images are {:?} but the checkpoint was trained on {:?}",
-                data.image_shape(),
-                self.image_shape
-            )));
-        }
-        Ok(())
+        check_image_data(data, self.image_shape)
     }
 
     fn forward(&mut self, batch: &Batch, _: &RunState) -> Result<StepOutput> {
