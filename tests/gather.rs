@@ -4,7 +4,43 @@
 
 mod common;
 use common::*;
+use rand_chacha::ChaCha8Rng;
 use vqgpu::ops::gather;
+use vqgpu::Gpu;
+
+/// The f64 lookup of `table` [K, D] rows by `indices` [B, H, W] (hw = H x W), as [B, D, H, W].
+fn reference_gather(indices: &[f32], table: &[f32], d: usize, hw: usize) -> Vec<f64> {
+    (0..indices.len() * d)
+        .map(|i| {
+            let (b, c, s) = (i / (d * hw), (i / hw) % d, i % hw);
+            table[indices[b * hw + s] as usize * d + c] as f64
+        })
+        .collect()
+}
+
+/// `index_sums` of `indices` [B, H, W] over random vectors [B, D, H, W] against f64 counts and sums.
+fn check_index_sums(
+    gpu: &Gpu,
+    rng: &mut ChaCha8Rng,
+    (batch, d, h, w, k): (usize, usize, usize, usize, usize),
+    indices: &[f32],
+) {
+    let index_tensor = upload(gpu, &[batch, h, w], indices);
+    let (src, sv) = random_tensor(gpu, rng, &[batch, d, h, w]);
+    let (counts, sums) = gather::index_sums(&index_tensor, &src, k);
+    let mut want_counts = vec![0.0; k];
+    let mut want_sums = vec![0.0; k * d];
+    for (i, &c) in indices.iter().enumerate() {
+        let c = c as usize;
+        want_counts[c] += 1.0;
+        for (j, v) in row(&sv, d, h * w, i).iter().enumerate() {
+            want_sums[c * d + j] += v;
+        }
+    }
+    let what = format!("index sums B={batch} D={d} {h}x{w} K={k}");
+    assert_close(&download(&counts), &want_counts, 0.0, 0.0, &what);
+    assert_close(&download(&sums), &want_sums, 1e-5, 1e-5, &what);
+}
 
 #[test]
 fn gather_and_its_codebook_gradient_match_reference() {
@@ -16,16 +52,9 @@ fn gather_and_its_codebook_gradient_match_reference() {
         .collect();
     let codes = upload(&gpu, &[batch, h, w], &code_values);
     let (e, ev) = random_tensor(&gpu, &mut rng, &[k, d]);
-    let hw = h * w;
-    let want: Vec<f64> = (0..batch * d * hw)
-        .map(|i| {
-            let (b, c, s) = (i / (d * hw), (i / hw) % d, i % hw);
-            ev[code_values[b * hw + s] as usize * d + c] as f64
-        })
-        .collect();
     assert_close(
         &download(&gather::gather(&codes, &e)),
-        &want,
+        &reference_gather(&code_values, &ev, d, h * w),
         0.0,
         0.0,
         "gather",
@@ -55,21 +84,7 @@ fn index_sums_match_reference() {
     ] {
         let n = batch * h * w;
         let code_values: Vec<f32> = (0..n).map(|i| ((i * i + 7 * i) % k) as f32).collect();
-        let codes = upload(&gpu, &[batch, h, w], &code_values);
-        let (src, sv) = random_tensor(&gpu, &mut rng, &[batch, d, h, w]);
-        let (counts, sums) = gather::index_sums(&codes, &src, k);
-        let mut want_counts = vec![0.0; k];
-        let mut want_sums = vec![0.0; k * d];
-        for (i, &c) in code_values.iter().enumerate() {
-            let c = c as usize;
-            want_counts[c] += 1.0;
-            for (j, v) in row(&sv, d, h * w, i).iter().enumerate() {
-                want_sums[c * d + j] += v;
-            }
-        }
-        let what = format!("code sums B={batch} D={d} {h}x{w} K={k}");
-        assert_close(&download(&counts), &want_counts, 0.0, 0.0, &what);
-        assert_close(&download(&sums), &want_sums, 1e-5, 1e-5, &what);
+        check_index_sums(&gpu, &mut rng, (batch, d, h, w, k), &code_values);
     }
 }
 
@@ -80,30 +95,15 @@ fn index_sums_and_gather_handle_vectors_wider_than_one_dim_block() {
     for (batch, d, h, w, k) in [(2, 600, 3, 5, 4), (1, 1100, 2, 9, 3)] {
         let n = batch * h * w;
         let index_values: Vec<f32> = (0..n).map(|i| ((i * 7 + 1) % k) as f32).collect();
+        check_index_sums(&gpu, &mut rng, (batch, d, h, w, k), &index_values);
         let indices = upload(&gpu, &[batch, h, w], &index_values);
-        let (src, sv) = random_tensor(&gpu, &mut rng, &[batch, d, h, w]);
-        let (counts, sums) = gather::index_sums(&indices, &src, k);
-        let mut want_counts = vec![0.0; k];
-        let mut want_sums = vec![0.0; k * d];
-        for (i, &c) in index_values.iter().enumerate() {
-            let c = c as usize;
-            want_counts[c] += 1.0;
-            for (j, v) in row(&sv, d, h * w, i).iter().enumerate() {
-                want_sums[c * d + j] += v;
-            }
-        }
-        let what = format!("index sums B={batch} D={d} {h}x{w} K={k}");
-        assert_close(&download(&counts), &want_counts, 0.0, 0.0, &what);
-        assert_close(&download(&sums), &want_sums, 1e-5, 1e-5, &what);
         let (table, tv) = random_tensor(&gpu, &mut rng, &[k, d]);
-        let hw = h * w;
-        let want: Vec<f64> = (0..batch * d * hw)
-            .map(|i| {
-                let (b, c, s) = (i / (d * hw), (i / hw) % d, i % hw);
-                tv[index_values[b * hw + s] as usize * d + c] as f64
-            })
-            .collect();
-        let got = download(&gather::gather(&indices, &table));
-        assert_close(&got, &want, 0.0, 0.0, &format!("gather D={d}"));
+        assert_close(
+            &download(&gather::gather(&indices, &table)),
+            &reference_gather(&index_values, &tv, d, h * w),
+            0.0,
+            0.0,
+            &format!("gather D={d}"),
+        );
     }
 }
