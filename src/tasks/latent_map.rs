@@ -82,7 +82,7 @@ pub fn run(gpu: &Gpu, options: &LatentMapOptions) -> Result<LatentMapReport> {
     let model = Autoencoder::from_checkpoint(gpu, &Checkpoint::load(path)?)?;
     if !model.config.variational() || model.config.bottleneck != (Bottleneck::Flat { dim: 2 }) {
         return Err(Error::InvalidArgument(format!(
-            "{} is not a VAE with a 2-D flat latent (train vae --latent-dim 2)",
+            "{} is not a VAE with a flat latent of dimension 2",
             path.display()
         )));
     }
