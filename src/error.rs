@@ -148,6 +148,14 @@ pub enum Setting {
 }
 
 impl Setting {
+    /// Refuses a `value` of 0 for this setting.
+    pub fn require_positive(self, value: u64) -> Result<()> {
+        if value == 0 {
+            return Err(Error::setting(self, "must be at least 1, got 0"));
+        }
+        Ok(())
+    }
+
     /// What the setting is, in words.
     pub fn describe(self) -> &'static str {
         match self {

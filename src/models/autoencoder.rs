@@ -88,12 +88,7 @@ impl AutoencoderConfig {
     pub fn validate(&self) -> Result<()> {
         check_image_shape(self.image_shape, self.image_shape[0], self.trunk().scale())?;
         check_trunk(&self.trunk())?;
-        if self.latent_size() == 0 {
-            return Err(Error::setting(
-                Setting::LatentSize,
-                "must be positive, got 0",
-            ));
-        }
+        Setting::LatentSize.require_positive(self.latent_size() as u64)?;
         match self.kind {
             AeKind::Denoising(Corruption::Mask(p)) if !(0.0..1.0).contains(&p) => Err(
                 Error::setting(Setting::MaskProb, format!("must be in [0, 1), got {p}")),

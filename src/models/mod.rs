@@ -17,13 +17,7 @@ fn check_trunk(sizes: &TrunkSizes) -> Result<()> {
             format!("must be an even number >= 2, got {}", sizes.hidden),
         ));
     }
-    if sizes.res_hidden == 0 {
-        return Err(Error::setting(
-            Setting::ResHidden,
-            "must be positive, got 0",
-        ));
-    }
-    Ok(())
+    Setting::ResHidden.require_positive(sizes.res_hidden as u64)
 }
 
 /// Checks that images of `shape` [C, H, W] fit a model with `channels` input channels whose

@@ -57,9 +57,7 @@ impl PixelCnnConfig {
             (Setting::Layers, self.layers),
             (Setting::Head, self.head),
         ] {
-            if value == 0 {
-                return Err(Error::setting(setting, "must be positive, got 0"));
-            }
+            setting.require_positive(value as u64)?;
         }
         if self.kernel < 3 || self.kernel.is_multiple_of(2) || self.kernel > 7 {
             return Err(Error::setting(

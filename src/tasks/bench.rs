@@ -13,7 +13,7 @@ pub use vqvae::{run as run_vqvae, vqvae, VqVaeBench, VqVaeBenchOptions, PHASES};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::error::{Error, Result, Setting};
+use crate::error::{Result, Setting};
 use crate::gpu::timing::{Clock, GpuTimer};
 use crate::gpu::Gpu;
 use crate::tensor::Tensor;
@@ -74,9 +74,7 @@ impl BenchConfig {
             (Setting::Iters, self.iters),
             (Setting::Repeats, self.repeats),
         ] {
-            if value == 0 {
-                return Err(Error::setting(setting, "must be at least 1, got 0"));
-            }
+            setting.require_positive(value as u64)?;
         }
         Ok(())
     }

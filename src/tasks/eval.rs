@@ -4,13 +4,13 @@ use std::path::PathBuf;
 
 use crate::autograd;
 use crate::data::{DataSpec, Dataset, Split};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Setting};
 use crate::gpu::Gpu;
 use crate::io::checkpoint::Checkpoint;
 use crate::models::autoencoder::Autoencoder;
 use crate::models::vqvae::VqVae;
 
-use super::{add_squared_error, check_batch, for_each_batch, load_images, psnr};
+use super::{add_squared_error, for_each_batch, load_images, psnr};
 
 /// A trained model and the test images to evaluate it on.
 #[derive(Clone, Debug)]
@@ -125,7 +125,7 @@ pub fn evaluate_autoencoder(
             model.config.image_shape
         )));
     }
-    check_batch(batch)?;
+    Setting::Batch.require_positive(batch as u64)?;
     let _no_grad = autograd::no_grad();
     let gpu = model.params.gpu().clone();
     let total = data.len().min(limit);

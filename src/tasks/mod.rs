@@ -17,7 +17,7 @@ use std::ops::Range;
 
 use crate::autograd;
 use crate::data::{Batch, Dataset};
-use crate::error::{Error, Result, Setting};
+use crate::error::{Result, Setting};
 use crate::gpu::Gpu;
 use crate::models::vqvae::{VqVae, VqVaeOutput};
 use crate::tensor::Tensor;
@@ -33,14 +33,6 @@ fn load_images(data: &dyn Dataset, range: Range<usize>, gpu: &Gpu) -> Result<(Te
     ))
 }
 
-/// Refuses a zero batch.
-fn check_batch(batch: usize) -> Result<()> {
-    if batch == 0 {
-        return Err(Error::setting(Setting::Batch, "must be at least 1, got 0"));
-    }
-    Ok(())
-}
-
 /// Runs `f` on the inputs (host copy) and the model's output for every batch of the first
 /// `limit` images of `data`, in order, without training.
 fn for_each_batch(
@@ -51,7 +43,7 @@ fn for_each_batch(
     f: &mut dyn FnMut(&[f32], &VqVaeOutput) -> Result<()>,
 ) -> Result<()> {
     model.config.check_images(data.image_shape())?;
-    check_batch(batch)?;
+    Setting::Batch.require_positive(batch as u64)?;
     let _no_grad = autograd::no_grad();
     let gpu = model.params.gpu().clone();
     let total = data.len().min(limit);

@@ -71,9 +71,7 @@ impl Prior {
             }
             _ => {}
         }
-        if count == 0 {
-            return Err(Error::setting(Setting::Count, "must be at least 1, got 0"));
-        }
+        Setting::Count.require_positive(count as u64)?;
         let _no_grad = autograd::no_grad();
         let gpu = self.model.params.gpu();
         let [h, w] = self.grid;
@@ -191,9 +189,7 @@ pub fn vae(gpu: &Gpu, options: &VaeSampleOptions) -> Result<Vec<f32>> {
             model.config.kind_name()
         )));
     }
-    if options.count == 0 {
-        return Err(Error::setting(Setting::Count, "must be at least 1, got 0"));
-    }
+    Setting::Count.require_positive(options.count as u64)?;
     let _no_grad = autograd::no_grad();
     let shape = model.latent_shape(options.count);
     let z = latent::normal(gpu, &shape, options.seed, 0.0, 1.0);

@@ -77,9 +77,7 @@ impl RunOptions {
             }
             None => fresh()?,
         };
-        if self.steps == 0 {
-            return Err(Error::setting(Setting::Steps, "must be at least 1, got 0"));
-        }
+        Setting::Steps.require_positive(self.steps)?;
         if trainer.run.step >= self.steps {
             return Err(Error::setting(
                 Setting::Steps,
@@ -208,7 +206,6 @@ where
         fresh(images.as_ref(), variance)
     })?;
     check(&trainer.task)?;
-    trainer.task.check_data(images.as_ref())?;
     let opts = run.train_options(name);
     eprintln!(
         "adapter: {}; {name}, {} parameters; {} steps of {} images from {} into {}",
@@ -270,7 +267,6 @@ pub fn prior(gpu: &Gpu, options: &PriorOptions) -> Result<PriorReport> {
         };
         PriorTrainer::new(gpu, model, run.seed, run.lr, run.batch, train.grid)
     })?;
-    trainer.task.check_data(&train)?;
     trainer
         .task
         .evaluate_at_logs(test.clone(), options.eval_grids)?;

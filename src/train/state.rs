@@ -50,9 +50,7 @@ impl RunState {
     /// A fresh run: Adam with learning rate `lr`, step 0. Refuses a zero batch and a learning rate
     /// that is not a positive number.
     pub fn new(gpu: &Gpu, seed: u64, lr: f32, batch: usize) -> Result<Self> {
-        if batch == 0 {
-            return Err(Error::setting(Setting::Batch, "must be at least 1, got 0"));
-        }
+        Setting::Batch.require_positive(batch as u64)?;
         if !(lr > 0.0 && lr.is_finite()) {
             return Err(Error::setting(
                 Setting::LearningRate,
