@@ -2,7 +2,9 @@
 // and an optional spatial mask over the kernel window (masked convolutions).
 // One tiled core serves three products, chosen by the MODE override:
 //   MODE 0  forward:          y[b, co, oy, ox]  = sum_{ci, ky, kx} w[co, ci, ky, kx] x[b, ci, oy*s+ky-p, ox*s+kx-p] (+ bias[co])
-//           GEMM  M = cout, N = batch*out_h*out_w, K = cin*k_h*k_w
+//           GEMM  M = cout, N = batch*out_h*out_w, K = cin*k_h*k_w, optionally split along K into
+//           `z_groups` chunks written to separate copies of y (summed afterwards in a fixed order;
+//           the bias goes into the first).
 //   MODE 1  input gradient:   dx[b, ci, iy, ix] = sum_{co, ky, kx} w[co, ci, ky, kx] dy[b, co, (iy+p-ky)/s, (ix+p-kx)/s] (+ bias[ci])
 //           This is also the forward pass of the transposed convolution (its IOHW weight = this OIHW).
 //           Only taps with (iy + p - ky) divisible by s contribute, so the output is split into s_h*s_w
@@ -27,7 +29,7 @@ struct Params {
     batch: u32,
     cin: u32,
     cout: u32,
-    z_groups: u32, // phases (MODE 1) or K chunks (MODE 2) along workgroup z; 1 otherwise
+    z_groups: u32, // phases (MODE 1) or K chunks (MODE 0, 2) along workgroup z
     in_h: u32,
     in_w: u32,
     out_h: u32,
@@ -40,7 +42,7 @@ struct Params {
     pad_w: u32,
     mask_lo: u32, // kernel positions ky * k_w + kx < 32 kept where their bit is set
     mask_hi: u32, // positions 32..63
-    k_chunk: u32, // K elements per chunk (MODE 2 split); at least K otherwise
+    k_chunk: u32, // K elements per chunk (MODE 0, 2); unused in MODE 1
     _pad0: u32,
     _pad1: u32,
     _pad2: u32,
@@ -164,7 +166,7 @@ fn load_rhs(k: u32, n: u32) -> f32 {
 fn output_index(m: u32, n: u32, chunk: u32) -> u32 {
     if (MODE == 0u) {
         let plane = p.out_h * p.out_w;
-        return ((n / plane) * p.cout + m) * plane + n % plane;
+        return chunk * (p.batch * p.cout * plane) + ((n / plane) * p.cout + m) * plane + n % plane;
     }
     if (MODE == 1u) {
         let plane = ph.rows * ph.cols;
@@ -179,7 +181,7 @@ fn output_index(m: u32, n: u32, chunk: u32) -> u32 {
 @compute @workgroup_size(16, 16)
 fn conv2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
-    let sub = wid.z % p.z_groups;           // phase (MODE 1) or K chunk (MODE 2)
+    let sub = wid.z % p.z_groups;           // phase (MODE 1) or K chunk (MODE 0, 2)
     let overflow = wid.z / p.z_groups;      // N tiles beyond the x dimension limit
     if (MODE == 1u) { ph = make_phase(sub); }
     let tile_m = 16u * ROWS;
@@ -188,7 +190,7 @@ fn conv2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     let size_n = gemm_n();
     var k_begin = 0u;
     var k_end = gemm_k();
-    if (MODE == 2u) {
+    if (MODE != 1u) {
         k_begin = sub * p.k_chunk;
         k_end = min(k_end, k_begin + p.k_chunk);
     }
@@ -234,7 +236,7 @@ fn conv2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
             let n = n0 + lid.x + 16u * j;
             if (m < size_m && n < size_n) {
                 var v = acc[i * COLS + j];
-                if (HAS_BIAS) { v = v + bias[m]; }
+                if (HAS_BIAS && (MODE == 1u || sub == 0u)) { v = v + bias[m]; }
                 out[output_index(m, n, sub)] = v;
             }
         }

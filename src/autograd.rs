@@ -5,6 +5,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
+use crate::gpu::profile;
 use crate::ops::elementwise;
 use crate::tensor::Tensor;
 
@@ -14,6 +15,8 @@ struct Node {
     inputs: Vec<Tensor>,
     output: u64,
     backward: BackwardFn,
+    /// The layer that recorded it (profiles group its backward kernels under it).
+    layer: Option<std::rc::Rc<str>>,
 }
 
 thread_local! {
@@ -60,6 +63,7 @@ pub(crate) fn record(
             inputs: inputs.iter().map(|&t| t.clone()).collect(),
             output: output.id(),
             backward: Box::new(backward),
+            layer: profile::current_layer(),
         })
     });
 }
@@ -102,6 +106,7 @@ impl Tensor {
     /// are added into the flat gradient buffer; other leaves' gradients are returned.
     pub fn backward(&self) -> Gradients {
         let _no_grad = no_grad();
+        let _backward = profile::backward_of(None);
         let nodes = TAPE.with(|tape| std::mem::take(&mut *tape.borrow_mut()));
         let mut grads: HashMap<u64, Tensor> = HashMap::new();
         grads.insert(self.id(), Tensor::full(self.gpu(), self.shape(), 1.0));
@@ -111,7 +116,10 @@ impl Tensor {
             let Some(g) = grads.remove(&node.output) else {
                 continue;
             };
-            let input_grads = (node.backward)(&g);
+            let input_grads = {
+                let _layer = profile::backward_of(node.layer);
+                (node.backward)(&g)
+            };
             debug_assert_eq!(input_grads.len(), node.inputs.len());
             for (input, grad) in node.inputs.iter().zip(input_grads) {
                 let Some(grad) = grad else { continue };

@@ -7,8 +7,9 @@ mod commands;
 mod groups;
 
 pub use commands::{
-    BenchKernelsArgs, BenchQuantizerArgs, BenchVqVaeArgs, EncodeArgs, LatentMapArgs, PipelineArgs,
-    ReconstructArgs, SampleArgs, TrainAeArgs, TrainPriorArgs, TrainVqVaeArgs,
+    BenchKernelsArgs, BenchPriorArgs, BenchQuantizerArgs, BenchVqVaeArgs, EncodeArgs,
+    LatentMapArgs, PipelineArgs, ReconstructArgs, SampleArgs, TrainAeArgs, TrainPriorArgs,
+    TrainVqVaeArgs,
 };
 pub use groups::EvalArgs;
 

@@ -9,8 +9,9 @@ use std::process::ExitCode;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use cli::{
-    BenchKernelsArgs, BenchQuantizerArgs, BenchVqVaeArgs, EncodeArgs, EvalArgs, LatentMapArgs,
-    PipelineArgs, ReconstructArgs, SampleArgs, TrainAeArgs, TrainPriorArgs, TrainVqVaeArgs,
+    BenchKernelsArgs, BenchPriorArgs, BenchQuantizerArgs, BenchVqVaeArgs, EncodeArgs, EvalArgs,
+    LatentMapArgs, PipelineArgs, ReconstructArgs, SampleArgs, TrainAeArgs, TrainPriorArgs,
+    TrainVqVaeArgs,
 };
 use vqgpu::gpu::Backend;
 use vqgpu::tasks::{bench, encode, eval, info, latent_map, pipeline, reconstruct, sample, train};
@@ -105,6 +106,8 @@ enum BenchCommand {
     Quantizer(BenchQuantizerArgs),
     /// VQ-VAE training throughput (images/s) and the time split of a step
     Vqvae(BenchVqVaeArgs),
+    /// Gated PixelCNN prior: training throughput (grids/s) and sampling speed (samples/s)
+    Prior(BenchPriorArgs),
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -147,6 +150,7 @@ fn run(cli: Cli) -> Result<()> {
             BenchCommand::Kernels(a) => bench::run_kernels(&gpu()?, &a.options()).map(drop),
             BenchCommand::Quantizer(a) => bench::run_quantizer(&gpu()?, &a.options()).map(drop),
             BenchCommand::Vqvae(a) => bench::run_vqvae(&gpu()?, &a.options()).map(drop),
+            BenchCommand::Prior(a) => bench::run_prior(&gpu()?, &a.options()).map(drop),
         },
     }
 }

@@ -51,7 +51,7 @@ const CASES: [Case; 12] = [
     case(1, 3, 70, 5, 6, (3, 3), 2, 2),  // cout above one tile, padding 2
     case(3, 17, 9, 6, 5, (1, 1), 1, 0),  // 1x1 conv
     case(1, 2, 3, 11, 11, (5, 5), 2, 0), // padding 0, large kernel
-    case(2, 65, 3, 4, 4, (3, 3), 1, 1),  // K = 585, not a multiple of 16
+    case(2, 65, 3, 4, 4, (3, 3), 1, 1),  // K = 585, not a multiple of 16: forward split in 4 chunks
     case(1, 2, 4, 1, 1, (3, 3), 1, 1),   // 1x1 spatial with padding
     case(2, 3, 4, 5, 7, (2, 3), 1, 1),   // non-square kernel
     case(4, 3, 5, 20, 20, (3, 3), 1, 1), // long K: the weight gradient is split into 6 chunks
@@ -318,6 +318,7 @@ fn conv_backwards_match_finite_differences() {
         case(2, 3, 4, 5, 5, (3, 3), 1, 1),
         case(1, 2, 3, 6, 6, (4, 4), 2, 1),
         case(1, 2, 2, 5, 4, (3, 2), 2, 2),
+        case(1, 30, 2, 3, 3, (3, 3), 1, 1), // K = 270: the forward is split in 2 chunks
     ] {
         let (oh, _) = out_size(&c);
         assert!(oh > 0);

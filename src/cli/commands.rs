@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use vqgpu::models::autoencoder::{AeKind, AutoencoderConfig, Bottleneck, Corruption, Recon};
+use vqgpu::models::pixelcnn::PixelCnnConfig;
 use vqgpu::tasks::pipeline::PipelineOptions;
 use vqgpu::tasks::{bench, encode, latent_map, reconstruct, sample, train};
 use vqgpu::{Error, Result};
@@ -368,6 +369,48 @@ impl BenchQuantizerArgs {
     }
 }
 
+/// `bench prior`.
+#[derive(Args)]
+pub struct BenchPriorArgs {
+    /// Code grids per training step
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// Timed training steps
+    #[arg(long, default_value_t = 20)]
+    steps: usize,
+    /// Side of the square code grid (8: the grid of a 32x32 image under the reference VQ-VAE)
+    #[arg(long, default_value_t = 8)]
+    grid: usize,
+    /// Codebook size K (classes of the prior's output)
+    #[arg(long, default_value_t = 512)]
+    codebook_size: usize,
+    /// Grids drawn at once when timing sampling
+    #[arg(long, default_value_t = 16)]
+    samples: usize,
+    /// Also list every kernel launch of one training step with its GPU time, by kernel and by
+    /// layer, and the host-side cost of recording a step
+    #[arg(long)]
+    profile: bool,
+    #[command(flatten)]
+    model: PriorModelArgs,
+}
+
+impl BenchPriorArgs {
+    pub fn options(&self) -> bench::PriorBenchOptions {
+        bench::PriorBenchOptions {
+            batch: self.batch,
+            steps: self.steps,
+            grid: [self.grid, self.grid],
+            samples: self.samples,
+            model: PixelCnnConfig {
+                codes: self.codebook_size,
+                ..self.model.config()
+            },
+            profile: self.profile,
+        }
+    }
+}
+
 /// `bench vqvae`.
 #[derive(Args)]
 pub struct BenchVqVaeArgs {
@@ -377,6 +420,10 @@ pub struct BenchVqVaeArgs {
     /// Timed steps
     #[arg(long, default_value_t = 20)]
     steps: usize,
+    /// Also list every kernel launch of one step with its GPU time, by kernel and by layer, and
+    /// the host-side cost of recording a step
+    #[arg(long)]
+    profile: bool,
     #[command(flatten)]
     model: VqVaeArgs,
 }
@@ -387,6 +434,7 @@ impl BenchVqVaeArgs {
             batch: self.batch,
             steps: self.steps,
             model: self.model.config(),
+            profile: self.profile,
         }
     }
 }

@@ -122,6 +122,29 @@ pub struct AdapterReport {
     pub limits: wgpu::Limits,
     /// The optional features vqgpu cares about.
     pub features: GpuFeatures,
+    /// Whether the adapter offers cooperative matrices (tensor cores) to shaders.
+    pub cooperative_matrix: bool,
+    /// The cooperative-matrix shapes and types the adapter reports (empty without the feature).
+    pub cooperative_matrices: Vec<wgpu::CooperativeMatrixProperties>,
+}
+
+/// `16x16x16 f16*f16+f32`: one cooperative-matrix configuration (M x N x K, A/B type, C type).
+fn matrix_config(c: &wgpu::CooperativeMatrixProperties) -> String {
+    let name = |t: wgpu::CooperativeScalarType| format!("{t:?}").to_ascii_lowercase();
+    format!(
+        "{}x{}x{} {}*{}+{}{}",
+        c.m_size,
+        c.n_size,
+        c.k_size,
+        name(c.ab_type),
+        name(c.ab_type),
+        name(c.cr_type),
+        if c.saturating_accumulation {
+            " (saturating)"
+        } else {
+            ""
+        }
+    )
 }
 
 impl fmt::Display for AdapterReport {
@@ -146,7 +169,20 @@ impl fmt::Display for AdapterReport {
             l.max_compute_workgroup_storage_size >> 10,
             l.max_compute_workgroups_per_dimension
         )?;
-        write!(f, "  features: {}", self.features)
+        writeln!(f, "  features: {}", self.features)?;
+        let configs: Vec<String> = self
+            .cooperative_matrices
+            .iter()
+            .map(matrix_config)
+            .collect();
+        match (self.cooperative_matrix, configs.is_empty()) {
+            (false, _) => write!(f, "  cooperative matrices: no"),
+            (true, true) => write!(
+                f,
+                "  cooperative matrices: yes (no configurations reported)"
+            ),
+            (true, false) => write!(f, "  cooperative matrices: yes: {}", configs.join(", ")),
+        }
     }
 }
 
@@ -161,6 +197,10 @@ fn report(adapter: &wgpu::Adapter) -> AdapterReport {
         info: adapter.get_info(),
         limits: adapter.limits(),
         features: GpuFeatures::from_wgpu(adapter.features()),
+        cooperative_matrix: adapter
+            .features()
+            .contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX),
+        cooperative_matrices: adapter.cooperative_matrix_properties(),
     }
 }
 

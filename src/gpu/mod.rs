@@ -1,15 +1,19 @@
 //! The GPU context: adapter and device, pipeline cache, buffer pool, and the command recorder.
 //!
 //! Kernels are recorded into one shared command encoder and submitted only at sync points
-//! (a download, an upload after recorded work, or [`Gpu::sync`]).
+//! (a download, an upload after recorded work, or [`Gpu::sync`]). Consecutive launches share one
+//! compute pass (wgpu orders them and inserts the barriers), and bind groups are cached: a repeated
+//! computation binds the same pooled buffers, so after its first run it creates none.
 
 mod context;
 mod kernels;
 mod pool;
+pub mod profile;
 mod shader;
 pub mod timing;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::rc::Rc;
 
 pub use context::{list_adapters, AdapterReport, Backend, GpuFeatures, GpuOptions};
@@ -28,6 +32,8 @@ use pool::SharedPool;
 const UNIFORM_SLOT: u64 = 256;
 /// Launches per uniform chunk buffer.
 const SLOTS_PER_CHUNK: u64 = 256;
+/// Cached bind groups kept at most; the cache starts over when it is full.
+const MAX_CACHED_BIND_GROUPS: usize = 16384;
 /// Threads per workgroup of every 1-D kernel.
 pub const WORKGROUP_1D: u32 = 256;
 
@@ -42,10 +48,13 @@ struct UniformChunk {
     staged: Vec<u8>,
 }
 
-/// The open command encoder and the uniform parameters of the launches recorded into it.
+/// The open command encoder, its open compute pass, and the uniform parameters of the launches
+/// recorded into it.
 #[derive(Default)]
 struct Recorder {
     encoder: Option<wgpu::CommandEncoder>,
+    /// The compute pass launches are recorded into; it locks `encoder` until it is dropped.
+    pass: Option<wgpu::ComputePass<'static>>,
     chunks: Vec<UniformChunk>,
     /// Launches recorded since the last submit.
     launches: u64,
@@ -63,12 +72,49 @@ pub struct BufferArg<'a> {
     pub size: u64,
 }
 
+/// Counters of the host-side work of recording GPU commands since the device was opened; the
+/// difference of two snapshots is the work in between.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HostStats {
+    /// Kernel launches recorded.
+    pub dispatches: u64,
+    /// Compute passes begun (including timing passes).
+    pub passes: u64,
+    /// Bind groups created (cache misses).
+    pub bind_groups: u64,
+    /// Bytes of data written to GPU buffers (tensor uploads).
+    pub bytes_uploaded: u64,
+    /// Bytes of kernel parameters written to uniform buffers.
+    pub uniform_bytes: u64,
+    /// Command buffers submitted.
+    pub submissions: u64,
+}
+
+impl std::ops::Sub for HostStats {
+    type Output = Self;
+    fn sub(self, o: Self) -> Self {
+        Self {
+            dispatches: self.dispatches - o.dispatches,
+            passes: self.passes - o.passes,
+            bind_groups: self.bind_groups - o.bind_groups,
+            bytes_uploaded: self.bytes_uploaded - o.bytes_uploaded,
+            uniform_bytes: self.uniform_bytes - o.uniform_bytes,
+            submissions: self.submissions - o.submissions,
+        }
+    }
+}
+
+/// What identifies a bind group: the layout, the uniform slot and every bound buffer range.
+type BindKey = (usize, usize, u64, Vec<(u32, wgpu::Buffer, u64, u64)>);
+
 struct Inner {
     ctx: DeviceContext,
     pool: SharedPool,
     kernels: RefCell<KernelCache>,
     recorder: RefCell<Recorder>,
-    submissions: std::cell::Cell<usize>,
+    bind_groups: RefCell<HashMap<BindKey, wgpu::BindGroup>>,
+    stats: Cell<HostStats>,
+    profiler: RefCell<Option<profile::Profiler>>,
 }
 
 /// A handle to the GPU; cheap to clone, not shared across threads.
@@ -84,7 +130,9 @@ impl Gpu {
             pool: SharedPool::default(),
             kernels: RefCell::default(),
             recorder: RefCell::default(),
-            submissions: Default::default(),
+            bind_groups: RefCell::default(),
+            stats: Cell::default(),
+            profiler: RefCell::default(),
         })))
     }
 
@@ -125,7 +173,18 @@ impl Gpu {
 
     /// How many command buffers have been submitted so far (ops record; only sync points submit).
     pub fn submissions(&self) -> usize {
-        self.0.submissions.get()
+        self.0.stats.get().submissions as usize
+    }
+
+    /// The host-side recording counters so far.
+    pub fn host_stats(&self) -> HostStats {
+        self.0.stats.get()
+    }
+
+    fn count(&self, f: impl FnOnce(&mut HostStats)) {
+        let mut stats = self.0.stats.get();
+        f(&mut stats);
+        self.0.stats.set(stats);
     }
 
     /// How many compute pipelines have been compiled so far.
@@ -167,17 +226,89 @@ impl Gpu {
         if self.0.recorder.borrow().encoder.is_some() {
             self.flush();
         }
+        self.count(|s| s.bytes_uploaded += data.len() as u64);
         self.0.ctx.queue.write_buffer(buffer, offset, data);
     }
 
-    /// Runs `f` with the shared command encoder, creating it if needed.
+    /// Runs `f` with the shared command encoder (ending the open compute pass), creating it if
+    /// needed.
     pub(crate) fn with_encoder<R>(&self, f: impl FnOnce(&mut wgpu::CommandEncoder) -> R) -> R {
         let mut rec = self.0.recorder.borrow_mut();
+        rec.pass = None;
         let encoder = rec.encoder.get_or_insert_with(|| {
             self.device()
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
         });
         f(encoder)
+    }
+
+    /// Begins a compute pass on the shared encoder (ending the open one), with timestamp writes
+    /// at its two ends when `timestamps` names a query set and the first of two indices.
+    fn begin_pass(&self, timestamps: Option<(&wgpu::QuerySet, u32)>) -> wgpu::ComputePass<'static> {
+        self.count(|s| s.passes += 1);
+        self.with_encoder(|encoder| {
+            encoder
+                .begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: None,
+                    timestamp_writes: timestamps.map(|(set, index)| {
+                        wgpu::ComputePassTimestampWrites {
+                            query_set: set,
+                            beginning_of_pass_write_index: Some(index),
+                            end_of_pass_write_index: Some(index + 1),
+                        }
+                    }),
+                })
+                .forget_lifetime()
+        })
+    }
+
+    /// The bind group of one launch, from the cache or created (and cached).
+    fn bind_group(
+        &self,
+        layout: &Rc<wgpu::BindGroupLayout>,
+        uniform: (usize, u64),
+        args: &[BufferArg],
+    ) -> wgpu::BindGroup {
+        let key: BindKey = (
+            Rc::as_ptr(layout) as usize,
+            uniform.0,
+            uniform.1,
+            args.iter()
+                .map(|a| (a.binding.index, a.buffer.clone(), a.offset, a.size))
+                .collect(),
+        );
+        if let Some(group) = self.0.bind_groups.borrow().get(&key) {
+            return group.clone();
+        }
+        let rec = self.0.recorder.borrow();
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: &rec.chunks[uniform.0].buffer,
+                offset: uniform.1,
+                size: wgpu::BufferSize::new(UNIFORM_SLOT),
+            }),
+        }];
+        entries.extend(args.iter().map(|a| wgpu::BindGroupEntry {
+            binding: a.binding.index,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: a.buffer,
+                offset: a.offset,
+                size: wgpu::BufferSize::new(a.size),
+            }),
+        }));
+        let group = self.device().create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout,
+            entries: &entries,
+        });
+        self.count(|s| s.bind_groups += 1);
+        let mut cache = self.0.bind_groups.borrow_mut();
+        if cache.len() >= MAX_CACHED_BIND_GROUPS {
+            cache.clear();
+        }
+        cache.insert(key, group.clone());
+        group
     }
 
     /// Reserves a uniform slot for `params` and returns (chunk index, byte offset).
@@ -225,6 +356,18 @@ impl Gpu {
         args: &[BufferArg],
         workgroups: [u32; 3],
     ) {
+        self.dispatch_counted(kernel, params, args, workgroups, 0.0);
+    }
+
+    /// [`Gpu::dispatch`] of a kernel that does `flops` floating-point operations (for profiles).
+    pub(crate) fn dispatch_counted<P: UniformParams>(
+        &self,
+        kernel: &Kernel,
+        params: &P,
+        args: &[BufferArg],
+        workgroups: [u32; 3],
+        flops: f64,
+    ) {
         if workgroups.contains(&0) {
             return;
         }
@@ -238,39 +381,46 @@ impl Gpu {
             .kernels
             .borrow_mut()
             .get(self.device(), kernel, &signature);
-        let (chunk, offset) = self.push_uniform(params);
-        let rec = self.0.recorder.borrow();
-        let mut entries = vec![wgpu::BindGroupEntry {
-            binding: 0,
-            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                buffer: &rec.chunks[chunk].buffer,
-                offset,
-                size: wgpu::BufferSize::new(UNIFORM_SLOT),
-            }),
-        }];
-        entries.extend(args.iter().map(|a| wgpu::BindGroupEntry {
-            binding: a.binding.index,
-            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                buffer: a.buffer,
-                offset: a.offset,
-                size: wgpu::BufferSize::new(a.size),
-            }),
-        }));
-        let bind_group = self.device().create_bind_group(&wgpu::BindGroupDescriptor {
-            label: None,
-            layout: &layout,
-            entries: &entries,
+        let uniform = self.push_uniform(params);
+        let bind_group = self.bind_group(&layout, uniform, args);
+        self.count(|s| s.dispatches += 1);
+        let profiled = self.0.profiler.borrow_mut().as_mut().map(|p| {
+            let bytes = args.iter().map(|a| a.size).sum();
+            let name = format!("{}:{}", kernel.shader.stem, kernel.entry);
+            (p.begin(self.device(), name, flops, bytes), p.wall_clock())
         });
-        drop(rec);
-        self.with_encoder(|encoder| {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some(kernel.entry),
-                timestamp_writes: None,
-            });
+        if let Some((_, true)) = profiled {
+            // wall clock: time this launch alone
+            let _ = self.sync();
+            if let Some(p) = self.0.profiler.borrow_mut().as_mut() {
+                p.start_wall();
+            }
+        }
+        let record = |pass: &mut wgpu::ComputePass<'static>| {
             pass.set_pipeline(&pipeline);
             pass.set_bind_group(0, &bind_group, &[]);
             pass.dispatch_workgroups(workgroups[0], workgroups[1], workgroups[2]);
-        });
+        };
+        match profiled {
+            Some((queries, wall)) => {
+                // a pass of its own, ended at once: its timestamps bracket this launch alone
+                let mut pass = self.begin_pass(queries.as_ref().map(|(set, i)| (set, *i)));
+                record(&mut pass);
+                drop(pass);
+                if wall {
+                    let _ = self.sync();
+                    if let Some(p) = self.0.profiler.borrow_mut().as_mut() {
+                        p.stop_wall();
+                    }
+                }
+            }
+            None => {
+                let open = self.0.recorder.borrow_mut().pass.take();
+                let mut pass = open.unwrap_or_else(|| self.begin_pass(None));
+                record(&mut pass);
+                self.0.recorder.borrow_mut().pass = Some(pass);
+            }
+        }
     }
 
     /// Workgroup counts covering `groups` workgroups in a 2-D grid within the per-dimension limit.
@@ -304,10 +454,12 @@ impl Gpu {
                 .queue
                 .write_buffer(&chunk.buffer, 0, &chunk.staged[..bytes]);
         }
+        self.count(|s| s.uniform_bytes += used * UNIFORM_SLOT);
         rec.launches = 0;
+        rec.pass = None;
         if let Some(encoder) = rec.encoder.take() {
             self.0.ctx.queue.submit([encoder.finish()]);
-            self.0.submissions.set(self.0.submissions.get() + 1);
+            self.count(|s| s.submissions += 1);
         }
     }
 

@@ -1,9 +1,10 @@
 //! Buffer pool: buffers are recycled by (size class, usage), so a repeated computation allocates
 //! nothing after its first run. Every buffer vqgpu creates goes through [`BufferPool::create`],
-//! which counts them.
+//! which counts them. A request takes the oldest free buffer of its class, so a computation
+//! repeated from the same free set gets the same buffers (and the bind-group cache hits).
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::rc::{Rc, Weak};
 
 /// Byte granularity of pooled sizes: requests are rounded up to a multiple of this.
@@ -11,10 +12,11 @@ const SIZE_GRANULE: u64 = 256;
 
 type PoolKey = (u64, u32);
 
-/// Free buffers by size class and usage, plus a count of every buffer ever created.
+/// Free buffers by size class and usage (each by its creation number), plus a count of every
+/// buffer ever created.
 #[derive(Default)]
 pub(crate) struct BufferPool {
-    free: HashMap<PoolKey, Vec<wgpu::Buffer>>,
+    free: HashMap<PoolKey, BTreeMap<usize, wgpu::Buffer>>,
     created: usize,
 }
 
@@ -58,11 +60,20 @@ pub(crate) fn acquire(
 ) -> PooledBuffer {
     let size = size_class(bytes);
     let key = (size, usage.bits());
-    let recycled = pool.borrow_mut().free.get_mut(&key).and_then(Vec::pop);
-    let buffer = recycled.unwrap_or_else(|| pool.borrow_mut().create(device, size, usage));
+    let recycled = pool
+        .borrow_mut()
+        .free
+        .get_mut(&key)
+        .and_then(BTreeMap::pop_first);
+    let (serial, buffer) = recycled.unwrap_or_else(|| {
+        let mut p = pool.borrow_mut();
+        let buffer = p.create(device, size, usage);
+        (p.created, buffer)
+    });
     PooledBuffer {
         buffer: Some(buffer),
         key,
+        serial,
         pool: Rc::downgrade(pool),
     }
 }
@@ -71,6 +82,8 @@ pub(crate) fn acquire(
 pub struct PooledBuffer {
     buffer: Option<wgpu::Buffer>,
     key: PoolKey,
+    /// Creation number: the pool hands out its oldest free buffer first.
+    serial: usize,
     pool: Weak<RefCell<BufferPool>>,
 }
 
@@ -95,7 +108,7 @@ impl Drop for PooledBuffer {
                 .free
                 .entry(self.key)
                 .or_default()
-                .push(buffer);
+                .insert(self.serial, buffer);
         }
     }
 }

@@ -64,6 +64,7 @@ impl Adam {
 
     /// Updates every parameter from its gradient.
     pub fn step(&mut self, params: &ParamStore) {
+        let _layer = crate::gpu::profile::layer("optimizer");
         self.step += 1;
         let (values, grads, m, v) = params.flat_buffers();
         adam_step(values, grads, m, v, self.hyper, self.step);

@@ -33,6 +33,7 @@ impl Embedding {
     /// The rows chosen by `indices` [B, H, W] (f32 holding exact integers), as [B, dim, H, W].
     /// The gradient reaches the table.
     pub fn forward(&self, indices: &Tensor) -> Tensor {
+        let _layer = crate::gpu::profile::layer(self.weight.layer_name());
         gather::gather(indices, self.weight.tensor())
     }
 

@@ -1,6 +1,7 @@
 //! Conv2d, ConvTranspose2d and Linear, mirroring the PyTorch modules (names, layouts, initialisation).
 //! Each registers `weight` and `bias` in the scope it is given.
 
+use crate::gpu::profile;
 use crate::nn::{Param, Scope};
 use crate::ops::conv::{self, Conv2dOptions, ConvTranspose2dOptions, SpatialMask};
 use crate::ops::gemm;
@@ -58,6 +59,7 @@ impl Conv2d {
 
     /// Applies the convolution to x [N, in, H, W].
     pub fn forward(&self, x: &Tensor) -> Tensor {
+        let _layer = profile::layer(self.weight.layer_name());
         conv::conv2d(
             x,
             self.weight.tensor(),
@@ -100,6 +102,7 @@ impl ConvTranspose2d {
 
     /// Applies the transposed convolution to x [N, in, H, W].
     pub fn forward(&self, x: &Tensor) -> Tensor {
+        let _layer = profile::layer(self.weight.layer_name());
         conv::conv_transpose2d(
             x,
             self.weight.tensor(),
@@ -127,6 +130,7 @@ impl Linear {
 
     /// Applies `x W^T + b` to x [B, in].
     pub fn forward(&self, x: &Tensor) -> Tensor {
+        let _layer = profile::layer(self.weight.layer_name());
         gemm::linear(
             x,
             self.weight.tensor(),

@@ -35,6 +35,14 @@ impl Param {
         &self.0.name
     }
 
+    /// The name of the layer it belongs to: the name without its last part (`encoder.0`).
+    pub fn layer_name(&self) -> &str {
+        self.0
+            .name
+            .rsplit_once('.')
+            .map_or(&self.0.name, |(layer, _)| layer)
+    }
+
     /// The shape.
     pub fn shape(&self) -> &[usize] {
         &self.0.shape

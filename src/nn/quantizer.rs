@@ -249,6 +249,7 @@ impl VectorQuantizer {
     /// Quantizes z [B, D, H, W]. With `train`, an EMA codebook is updated from this batch (after
     /// z_q is taken from the current codebook, as in the reference) and dead codes are restarted.
     pub fn forward(&mut self, z: &Tensor, train: bool) -> Quantized {
+        let _layer = crate::gpu::profile::layer(&self.prefix);
         let k = self.codes();
         let codebook = self.codebook.weight.tensor();
         let codes = vq::nearest_codes(&z.detach(), &codebook.detach());

@@ -79,8 +79,13 @@ const MIN_K_CHUNK: usize = 256;
 /// driver (llvmpipe) silently cuts after 65535 iterations.
 const MAX_K_CHUNK: usize = 65536;
 
-/// Records one launch: `out = mode(lhs, rhs) (+ bias)`. For a weight gradient split along K,
-/// `out` holds one [cout, cin, kH, kW] slice per chunk (see [`weight_grad_chunks`]).
+/// Aim for at least this many workgroups when splitting a forward product along K.
+const FORWARD_TARGET_GROUPS: usize = 256;
+/// Each K chunk of a split forward product covers at least this many products.
+const MIN_FORWARD_K_CHUNK: usize = 128;
+
+/// Records one launch: `out = mode(lhs, rhs) (+ bias)`. For a product split along K, `out` holds
+/// one copy of the result per chunk (see [`forward_chunks`] and [`weight_grad_chunks`]).
 fn launch(
     gpu: &Gpu,
     s: &ConvShape,
@@ -92,12 +97,16 @@ fn launch(
 ) {
     let u = |v: u32| v as usize;
     let (m, tiles_n_size, z_groups) = match mode {
-        Mode::Forward => (u(s.cout), u(s.batch * s.out_h * s.out_w), 1),
         // the largest phase has ceil(in / stride) pixels per axis
         Mode::InputGrad => (
             u(s.cin),
             u(s.batch) * u(s.in_h).div_ceil(u(s.stride_h)) * u(s.in_w).div_ceil(u(s.stride_w)),
             s.stride_h * s.stride_w,
+        ),
+        Mode::Forward => (
+            u(s.cout),
+            u(s.batch * s.out_h * s.out_w),
+            forward_chunks(s).0,
         ),
         Mode::WeightGrad => (u(s.cout), u(s.cin * s.k_h * s.k_w), weight_grad_chunks(s).0),
     };
@@ -112,8 +121,9 @@ fn launch(
     let mut params = *s;
     params.z_groups = z_groups;
     params.k_chunk = match mode {
+        Mode::Forward => forward_chunks(s).1,
         Mode::WeightGrad => weight_grad_chunks(s).1,
-        _ => u32::MAX,
+        Mode::InputGrad => u32::MAX,
     };
     let tiles_n = tiles_n_size.div_ceil(16 * cols as usize) as u32;
     let max = gpu.limits().max_compute_workgroups_per_dimension.max(1);
@@ -124,7 +134,7 @@ fn launch(
         tiles_n.div_ceil(x_groups) * z_groups,
     ];
     // without a bias the binding still needs a buffer: bind `lhs` again (read-only)
-    gpu.dispatch(
+    gpu.dispatch_counted(
         &kernel,
         &params,
         &[
@@ -134,6 +144,7 @@ fn launch(
             out.bind(OUT),
         ],
         workgroups,
+        s.flops(),
     );
 }
 
@@ -145,9 +156,27 @@ fn weight_grad_chunks(s: &ConvShape) -> (u32, u32) {
     let k = (s.batch * s.out_h * s.out_w) as usize;
     let tiles = (s.cout as usize).div_ceil(16 * rows as usize)
         * ((s.cin * s.k_h * s.k_w) as usize).div_ceil(16 * cols as usize);
-    let wanted = SPLIT_TARGET_GROUPS
-        .div_ceil(tiles)
-        .min(k / MIN_K_CHUNK)
+    split_k(k, tiles, SPLIT_TARGET_GROUPS, MIN_K_CHUNK, tile_k)
+}
+
+/// (chunks, K per chunk) of a forward product: a layer with few output channels and a small
+/// batch has few output tiles, so its K (cin x kH x kW) is split to keep enough workgroups busy.
+/// The partial results are added afterwards in a fixed order.
+fn forward_chunks(s: &ConvShape) -> (u32, u32) {
+    let (rows, cols, tile_k) = tile_shape(s.cout as usize);
+    let k = (s.cin * s.k_h * s.k_w) as usize;
+    let tiles = (s.cout as usize).div_ceil(16 * rows as usize)
+        * ((s.batch * s.out_h * s.out_w) as usize).div_ceil(16 * cols as usize);
+    split_k(k, tiles, FORWARD_TARGET_GROUPS, MIN_FORWARD_K_CHUNK, tile_k)
+}
+
+/// (chunks, K per chunk) for a product of `tiles` output tiles and length `k`: enough chunks for
+/// `target` workgroups, each at least `min_chunk` and at most [`MAX_K_CHUNK`] long, a multiple of
+/// the K slice `tile_k`.
+fn split_k(k: usize, tiles: usize, target: usize, min_chunk: usize, tile_k: u32) -> (u32, u32) {
+    let wanted = target
+        .div_ceil(tiles.max(1))
+        .min(k / min_chunk)
         .max(k.div_ceil(MAX_K_CHUNK))
         .max(1);
     let chunk = k.div_ceil(wanted).div_ceil(tile_k as usize) * tile_k as usize;
@@ -221,6 +250,25 @@ pub fn conv2d_weight_grad(
     reduce::sum_axis(&partial, 0)
 }
 
+/// y = conv2d(x, w) (+ bias) with no autograd, split along K where [`forward_chunks`] says so.
+fn forward(s: &ConvShape, x: &Tensor, w: &Tensor, bias: Option<&Tensor>, rg: bool) -> Tensor {
+    let chunks = forward_chunks(s).0 as usize;
+    if chunks == 1 {
+        let y = Tensor::output(x.gpu(), &s.y_shape(), rg);
+        launch(x.gpu(), s, Mode::Forward, w, x, bias, &y);
+        return y;
+    }
+    let y = s.y_shape();
+    let partial = Tensor::uninit(x.gpu(), &[chunks, y[0], y[1], y[2], y[3]]);
+    launch(x.gpu(), s, Mode::Forward, w, x, bias, &partial);
+    let y = reduce::sum_axis(&partial, 0);
+    if rg {
+        y.with_requires_grad(true)
+    } else {
+        y
+    }
+}
+
 /// Records the backward of a conv2d / conv_transpose2d: `grad_x(g)` and `grad_w(g)` for the inputs
 /// x and w, and the per-channel sum of `g` for a bias.
 fn record_backward(
@@ -251,8 +299,7 @@ pub fn conv2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, options: Conv2dOpti
     let mut inputs = vec![x, w];
     inputs.extend(bias);
     let rg = autograd::needs_grad(&inputs);
-    let y = Tensor::output(x.gpu(), &s.y_shape(), rg);
-    launch(x.gpu(), &s, Mode::Forward, w, x, bias, &y);
+    let y = forward(&s, x, w, bias, rg);
     if rg {
         let (x_s, w_s) = (x.detach(), w.detach());
         record_backward(
@@ -329,6 +376,23 @@ mod tests {
         // a short K is not split
         let small = ConvShape::of([1, 3, 8, 8], [5, 3, 3, 3], &Conv2dOptions::new(1, 1));
         assert_eq!(weight_grad_chunks(&small).0, 1);
+    }
+
+    #[test]
+    fn forward_products_with_few_tiles_are_split_along_k() {
+        // the VQ-VAE's residual 3x3 conv 128 -> 32 at batch 32 on an 8x8 grid: 16 tiles
+        let res = ConvShape::of([32, 128, 8, 8], [32, 128, 3, 3], &Conv2dOptions::new(1, 1));
+        assert_eq!(forward_chunks(&res), (9, 128));
+        // K = 585 of tests/conv.rs: 4 chunks, the last one shorter
+        let odd = ConvShape::of([2, 65, 4, 4], [3, 65, 3, 3], &Conv2dOptions::new(1, 1));
+        assert_eq!(forward_chunks(&odd), (4, 152));
+        // many tiles: no split
+        let wide = ConvShape::of(
+            [128, 128, 16, 16],
+            [128, 128, 3, 3],
+            &Conv2dOptions::new(1, 1),
+        );
+        assert_eq!(forward_chunks(&wide).0, 1);
     }
 
     #[test]

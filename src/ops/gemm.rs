@@ -73,11 +73,12 @@ fn launch(
     let gpu = a.gpu();
     // without a bias the binding still needs a buffer: bind `a` again (read-only)
     let bias_arg = bias.unwrap_or(a).bind(BIAS);
-    gpu.dispatch(
+    gpu.dispatch_counted(
         &kernel,
         &params,
         &[a.bind(A), b.bind(B), bias_arg, out.bind(C)],
         [n.div_ceil(TILE) as u32, m.div_ceil(TILE) as u32, 1],
+        2.0 * (m * n * k) as f64,
     );
 }
 

@@ -3,7 +3,7 @@
 //! exact integers.
 
 use crate::autograd;
-use crate::gpu::{Binding, Shader};
+use crate::gpu::{Binding, Kernel, Shader};
 use crate::tensor::Tensor;
 
 /// `shaders/vq.wgsl`.
@@ -66,6 +66,11 @@ impl VqShape {
 
     pub fn rows(&self) -> usize {
         self.batch * self.h * self.w
+    }
+
+    /// Floating-point operations of the distance products: 2 N K D.
+    fn flops(&self) -> f64 {
+        2.0 * (self.rows() * self.k * self.d) as f64
     }
 
     fn params(&self) -> Params {
@@ -135,9 +140,8 @@ pub fn nearest_codes(z: &Tensor, codebook: &Tensor) -> Tensor {
     params.k_chunk = per_chunk as u32;
     let mut groups = gpu.grid(n.div_ceil(ROWS_PER_GROUP) as u32);
     groups[2] = chunks as u32;
-    gpu.run(
-        &SHADER,
-        "nearest",
+    gpu.dispatch_counted(
+        &Kernel::new(&SHADER, "nearest"),
         &params,
         &[
             z.bind(Z),
@@ -147,6 +151,7 @@ pub fn nearest_codes(z: &Tensor, codebook: &Tensor) -> Tensor {
             distances.bind(OUT_DIST),
         ],
         groups,
+        shape.flops(),
     );
     let codes = Tensor::uninit(gpu, &[shape.batch, shape.h, shape.w]);
     params.k_chunk = chunks as u32;

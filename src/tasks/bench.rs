@@ -1,12 +1,15 @@
-//! `bench kernels | quantizer | vqvae`: kernel microbenchmarks and training throughput. Each row
-//! is the median over repeats of the time per call of many calls recorded back to back, timed with
-//! GPU timestamps where the adapter has them.
+//! `bench kernels | quantizer | vqvae | prior`: kernel microbenchmarks, training throughput and
+//! step profiles. Each kernel row is the median over repeats of the time per call of many calls
+//! recorded back to back, timed with GPU timestamps where the adapter has them.
 
 mod kernels;
+mod prior;
+pub mod profile;
 mod quantizer;
 mod vqvae;
 
 pub use kernels::{kernels, run as run_kernels, BenchRow};
+pub use prior::{prior, run as run_prior, PriorBench, PriorBenchOptions};
 pub use quantizer::{quantizer, run as run_quantizer, QuantizerOptions, QuantizerRow};
 pub use vqvae::{run as run_vqvae, vqvae, VqVaeBench, VqVaeBenchOptions, PHASES};
 

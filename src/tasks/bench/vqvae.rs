@@ -4,6 +4,8 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use std::time::Instant;
+
 use crate::data::Batch;
 use crate::error::Result;
 use crate::gpu::timing::{Clock, GpuTimer};
@@ -13,6 +15,7 @@ use crate::tensor::Tensor;
 use crate::train::VqVaeTrainer;
 
 use super::adapter_line;
+use super::profile::{self, StepProfile};
 
 /// Variance of pixels uniform in [0, 1]: the loss scale of the random images.
 const UNIFORM_VARIANCE: f32 = 1.0 / 12.0;
@@ -20,12 +23,16 @@ const UNIFORM_VARIANCE: f32 = 1.0 / 12.0;
 /// Training throughput of a VQ-VAE and where a step's GPU time goes.
 #[derive(Clone, Debug)]
 pub struct VqVaeBench {
-    /// Training images per second (whole steps, no intermediate syncs).
+    /// Training images per second (whole steps, no intermediate syncs), by the GPU clock.
     pub images_per_s: f64,
+    /// The same by the host's wall clock (what a user waits).
+    pub wall_images_per_s: f64,
     /// Mean seconds per step of each phase: encoder, quantizer, decoder + loss, backward, optimizer.
     pub phases: [f64; 5],
     /// The clock of the phase split.
     pub clock: Clock,
+    /// The profile of one step, when asked for.
+    pub profile: Option<StepProfile>,
 }
 
 /// Names of [`VqVaeBench::phases`].
@@ -46,6 +53,8 @@ pub struct VqVaeBenchOptions {
     pub steps: usize,
     /// The model (3x32x32 inputs).
     pub model: VqVaeConfig,
+    /// Also profile one step launch by launch.
+    pub profile: bool,
 }
 
 /// One training step of `trainer`'s model on `x`, recorded with a timer mark before it and after
@@ -71,8 +80,18 @@ fn marked_step(trainer: &mut VqVaeTrainer, x: &Tensor, timer: &mut GpuTimer) -> 
     timer.mark(&gpu)
 }
 
-/// Trains `config` on random images in [-0.5, 0.5) for `steps` steps after 3 warm-up steps.
-pub fn vqvae(gpu: &Gpu, config: VqVaeConfig, batch: usize, steps: usize) -> Result<VqVaeBench> {
+/// Host-recording repeats of a profile (the median is reported).
+const HOST_REPEATS: usize = 9;
+
+/// Trains `config` on random images in [-0.5, 0.5) for `steps` steps after 3 warm-up steps;
+/// with `with_profile`, then profiles one more step.
+pub fn vqvae(
+    gpu: &Gpu,
+    config: VqVaeConfig,
+    batch: usize,
+    steps: usize,
+    with_profile: bool,
+) -> Result<VqVaeBench> {
     let shape = [config.in_channels, 32, 32];
     let mut trainer = VqVaeTrainer::new(gpu, config, 0, 3e-4, batch, shape, UNIFORM_VARIANCE)?;
     let mut rng = ChaCha8Rng::seed_from_u64(2);
@@ -89,10 +108,12 @@ pub fn vqvae(gpu: &Gpu, config: VqVaeConfig, batch: usize, steps: usize) -> Resu
     let steps = steps.max(1);
     let mut whole = GpuTimer::new(gpu);
     whole.start(gpu)?;
+    let wall = Instant::now();
     for _ in 0..steps {
         trainer.train_step(&images)?;
     }
     let seconds = whole.stop(gpu)?;
+    let wall_seconds = wall.elapsed().as_secs_f64();
     trainer.take_metrics()?;
     let [c, h, w] = shape;
     let x = Tensor::from_slice(gpu, &[batch, c, h, w], &images.inputs)?;
@@ -104,10 +125,20 @@ pub fn vqvae(gpu: &Gpu, config: VqVaeConfig, batch: usize, steps: usize) -> Resu
             *total += t / steps as f64;
         }
     }
+    let profile = if with_profile {
+        let mut step = || trainer.train_step(&images);
+        let p = profile::profile_step(gpu, HOST_REPEATS, &mut step)?;
+        trainer.take_metrics()?;
+        Some(p)
+    } else {
+        None
+    };
     Ok(VqVaeBench {
         images_per_s: (steps * batch) as f64 / seconds,
+        wall_images_per_s: (steps * batch) as f64 / wall_seconds,
         phases,
         clock: timer.clock(),
+        profile,
     })
 }
 
@@ -121,11 +152,12 @@ pub fn run(gpu: &Gpu, options: &VqVaeBenchOptions) -> Result<VqVaeBench> {
         config.codebook_size,
         config.code_dim
     );
-    let r = vqvae(gpu, config.clone(), batch, steps)?;
+    let r = vqvae(gpu, config.clone(), batch, steps, options.profile)?;
     println!(
-        "training: {:.1} images/s ({:.2} ms per step)",
+        "training: {:.1} images/s ({:.2} ms per step) by the GPU clock, {:.1} images/s by the wall clock",
         r.images_per_s,
-        batch as f64 / r.images_per_s * 1e3
+        batch as f64 / r.images_per_s * 1e3,
+        r.wall_images_per_s
     );
     let total: f64 = r.phases.iter().sum();
     for (name, t) in PHASES.iter().zip(r.phases) {
@@ -134,6 +166,9 @@ pub fn run(gpu: &Gpu, options: &VqVaeBenchOptions) -> Result<VqVaeBench> {
             t * 1e3,
             t / total * 100.0
         );
+    }
+    if let Some(p) = &r.profile {
+        profile::print(p);
     }
     Ok(r)
 }

@@ -1,0 +1,150 @@
+//! The step profiler of `bench vqvae --profile` and `bench prior --profile`: its rows add up to
+//! the step and cover every layer, and the host figures it reports (dispatches, compute passes,
+//! bind groups, uploads) match what a step records. Also: a repeated step allocates nothing.
+
+mod common;
+use common::*;
+use vqgpu::data::Batch;
+use vqgpu::models::pixelcnn::PixelCnnConfig;
+use vqgpu::models::vqvae::VqVaeConfig;
+use vqgpu::tasks::bench::{self, profile::StepProfile, PriorBenchOptions};
+use vqgpu::train::VqVaeTrainer;
+
+fn tiny_vqvae() -> VqVaeConfig {
+    VqVaeConfig {
+        hidden: 8,
+        res_hidden: 4,
+        res_layers: 1,
+        codebook_size: 16,
+        code_dim: 4,
+        ..VqVaeConfig::default()
+    }
+}
+
+/// Checks what must hold for any profile: one record per dispatch, groups that add up to the
+/// total, and every launch inside the span of the step.
+fn check_profile(p: &StepProfile, what: &str) {
+    let records = &p.profile.records;
+    assert!(!records.is_empty(), "{what}: no launches recorded");
+    assert_eq!(
+        records.len() as u64,
+        p.host.per_step.dispatches,
+        "{what}: one record per dispatch of a step"
+    );
+    let total = p.total();
+    for (rows, name) in [(&p.by_kernel, "kernel"), (&p.by_layer, "layer")] {
+        let sum: f64 = rows.iter().map(|r| r.seconds).sum();
+        let calls: usize = rows.iter().map(|r| r.calls).sum();
+        assert!(
+            (sum - total).abs() <= 1e-9 * total.max(1.0),
+            "{what}: rows by {name} add up to {sum} s, the launches to {total} s"
+        );
+        assert_eq!(calls, records.len(), "{what}: calls by {name}");
+        assert!(
+            rows.windows(2).all(|w| w[0].seconds >= w[1].seconds),
+            "{what}: rows by {name} are not sorted slowest first"
+        );
+    }
+    assert!(total > 0.0, "{what}: the launches took no time");
+    for r in records {
+        assert!(
+            r.seconds >= 0.0 && r.seconds <= p.profile.span * (1.0 + 1e-9) + 1e-9,
+            "{what}: a launch of {} took {} s, outside the step's span {} s",
+            r.kernel,
+            r.seconds,
+            p.profile.span
+        );
+    }
+    assert!(p.host.record_seconds > 0.0, "{what}: no host time");
+}
+
+#[test]
+fn the_vqvae_step_profile_adds_up_and_names_every_layer() {
+    let gpu = gpu();
+    let r = bench::vqvae(&gpu, tiny_vqvae(), 2, 1, true).expect("bench vqvae");
+    let p = r.profile.expect("a profile was asked for");
+    check_profile(&p, "vqvae");
+    let has = |key: &str| p.by_layer.iter().any(|row| row.name == key);
+    for layer in ["encoder.0", "encoder.2", "pre_quantization", "decoder.0"] {
+        assert!(
+            has(&format!("{layer} fwd conv:conv2d")) && has(&format!("{layer} bwd conv:conv2d")),
+            "layer {layer} lacks a forward or backward convolution row: {:?}",
+            p.by_layer.iter().map(|r| &r.name).collect::<Vec<_>>()
+        );
+    }
+    assert!(has("vq fwd vq:nearest"), "no nearest-code row");
+    assert!(has("optimizer fwd adam:adam_step"), "no optimizer row");
+    // convolutions and the code search count their work
+    let conv = p.by_kernel.iter().find(|r| r.name == "conv:conv2d");
+    assert!(conv.is_some_and(|r| r.flops > 0.0 && r.bytes > 0));
+    // launches share compute passes: far fewer passes than launches
+    let s = p.host.per_step;
+    assert!(
+        s.passes > 0 && s.passes * 4 < s.dispatches,
+        "{} passes for {} launches",
+        s.passes,
+        s.dispatches
+    );
+    // the batch is uploaded once: 2 images of 3x32x32 f32
+    assert_eq!(s.bytes_uploaded, 2 * 3 * 32 * 32 * 4);
+}
+
+#[test]
+fn a_repeated_training_step_creates_no_buffers_and_reuses_its_bind_groups() {
+    let gpu = gpu();
+    let mut trainer =
+        VqVaeTrainer::new(&gpu, tiny_vqvae(), 0, 1e-3, 2, [3, 32, 32], 1.0 / 12.0).unwrap();
+    let images = Batch {
+        step: 0,
+        inputs: random(&mut rng(5), 2 * 3 * 32 * 32),
+        labels: Vec::new(),
+    };
+    for _ in 0..3 {
+        trainer.train_step(&images).unwrap();
+    }
+    gpu.sync().unwrap();
+    let (buffers, before) = (gpu.buffers_created(), gpu.host_stats());
+    trainer.train_step(&images).unwrap();
+    gpu.sync().unwrap();
+    let step = gpu.host_stats() - before;
+    assert_eq!(
+        gpu.buffers_created(),
+        buffers,
+        "a repeated step created buffers"
+    );
+    assert!(step.dispatches > 0);
+    // the pool hands out the same buffers in the same order, so every bind group is cached
+    assert_eq!(
+        step.bind_groups, 0,
+        "bind groups created by a repeated step of {} launches",
+        step.dispatches
+    );
+}
+
+#[test]
+fn the_prior_bench_trains_samples_and_profiles() {
+    let gpu = gpu();
+    let options = PriorBenchOptions {
+        batch: 2,
+        steps: 1,
+        grid: [3, 4],
+        samples: 2,
+        model: PixelCnnConfig {
+            codes: 8,
+            channels: 4,
+            layers: 2,
+            kernel: 3,
+            head: 8,
+            classes: 0,
+        },
+        profile: true,
+    };
+    let r = bench::prior(&gpu, &options).expect("bench prior");
+    assert!(r.grids_per_s > 0.0 && r.wall_grids_per_s > 0.0 && r.samples_per_s > 0.0);
+    let p = r.profile.expect("a profile was asked for");
+    check_profile(&p, "prior");
+    assert!(p
+        .by_kernel
+        .iter()
+        .any(|row| row.name == "softmax:cross_entropy"));
+}
