@@ -9,7 +9,8 @@
 //           This is also the forward pass of the transposed convolution (its IOHW weight = this OIHW).
 //           Only taps with (iy + p - ky) divisible by s contribute, so the output is split into s_h*s_w
 //           phases (iy + p) mod s, one per workgroup z: within a phase the taps are ky = phase + s*t.
-//           GEMM per phase  M = cin, N = batch * (pixels of the phase), K = cout * ceil(k_h/s_h) * ceil(k_w/s_w)
+//           GEMM per phase  M = cin, N = batch * (pixels of the phase), K = cout * ceil(k_h/s_h) * ceil(k_w/s_w),
+//           optionally split along K like the forward (workgroup z = phase + phases * chunk)
 //   MODE 2  weight gradient:  dw[co, ci, ky, kx] = sum_{b, oy, ox} dy[b, co, oy, ox] x[b, ci, oy*s+ky-p, ox*s+kx-p]
 //           GEMM  M = cout, N = cin*k_h*k_w, K = batch*out_h*out_w, optionally split along K into
 //           `z_groups` chunks written to separate slices of `out` (summed afterwards in a fixed order).
@@ -29,7 +30,7 @@ struct Params {
     batch: u32,
     cin: u32,
     cout: u32,
-    z_groups: u32, // phases (MODE 1) or K chunks (MODE 0, 2) along workgroup z
+    z_groups: u32, // workgroups along z per row of N tiles: phases x K chunks
     in_h: u32,
     in_w: u32,
     out_h: u32,
@@ -42,8 +43,8 @@ struct Params {
     pad_w: u32,
     mask_lo: u32, // kernel positions ky * k_w + kx < 32 kept where their bit is set
     mask_hi: u32, // positions 32..63
-    k_chunk: u32, // K elements per chunk (MODE 0, 2); unused in MODE 1
-    _pad0: u32,
+    k_chunk: u32, // K elements per chunk
+    phases: u32,  // stride phases (MODE 1); 1 otherwise
     _pad1: u32,
     _pad2: u32,
 }
@@ -173,7 +174,7 @@ fn output_index(m: u32, n: u32, chunk: u32) -> u32 {
         let pix = n % plane;
         let iy = ph.y0 + p.stride_h * (pix / ph.cols);
         let ix = ph.x0 + p.stride_w * (pix % ph.cols);
-        return (((n / plane) * p.cin + m) * p.in_h + iy) * p.in_w + ix;
+        return chunk * (p.batch * p.cin * p.in_h * p.in_w) + (((n / plane) * p.cin + m) * p.in_h + iy) * p.in_w + ix;
     }
     return (chunk * gemm_m() + m) * gemm_n() + n;
 }
@@ -181,19 +182,16 @@ fn output_index(m: u32, n: u32, chunk: u32) -> u32 {
 @compute @workgroup_size(16, 16)
 fn conv2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
-    let sub = wid.z % p.z_groups;           // phase (MODE 1) or K chunk (MODE 0, 2)
+    let sub = wid.z % p.z_groups;
     let overflow = wid.z / p.z_groups;      // N tiles beyond the x dimension limit
-    if (MODE == 1u) { ph = make_phase(sub); }
+    let chunk = sub / p.phases;             // K chunk
+    if (MODE == 1u) { ph = make_phase(sub % p.phases); }
     let tile_m = 16u * ROWS;
     let tile_n = 16u * COLS;
     let size_m = gemm_m();
     let size_n = gemm_n();
-    var k_begin = 0u;
-    var k_end = gemm_k();
-    if (MODE != 1u) {
-        k_begin = sub * p.k_chunk;
-        k_end = min(k_end, k_begin + p.k_chunk);
-    }
+    let k_begin = chunk * p.k_chunk;
+    let k_end = min(gemm_k(), k_begin + p.k_chunk);
     let m0 = wid.y * tile_m;
     let n0 = (wid.x + overflow * nwg.x) * tile_n;
     var acc: array<f32, 16>; // ROWS x COLS, ROWS * COLS = 16
@@ -236,8 +234,8 @@ fn conv2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
             let n = n0 + lid.x + 16u * j;
             if (m < size_m && n < size_n) {
                 var v = acc[i * COLS + j];
-                if (HAS_BIAS && (MODE == 1u || sub == 0u)) { v = v + bias[m]; }
-                out[output_index(m, n, sub)] = v;
+                if (HAS_BIAS && chunk == 0u) { v = v + bias[m]; }
+                out[output_index(m, n, chunk)] = v;
             }
         }
     }

@@ -44,7 +44,7 @@ const fn case(
     }
 }
 
-const CASES: [Case; 12] = [
+const CASES: [Case; 13] = [
     case(1, 1, 1, 1, 1, (1, 1), 1, 0),   // everything 1, 1x1 spatial
     case(2, 3, 5, 7, 9, (3, 3), 1, 1),   // odd sizes
     case(2, 4, 6, 8, 8, (4, 4), 2, 1),   // the VQ-VAE downsampling shape
@@ -54,8 +54,9 @@ const CASES: [Case; 12] = [
     case(2, 65, 3, 4, 4, (3, 3), 1, 1),  // K = 585, not a multiple of 16: forward split in 4 chunks
     case(1, 2, 4, 1, 1, (3, 3), 1, 1),   // 1x1 spatial with padding
     case(2, 3, 4, 5, 7, (2, 3), 1, 1),   // non-square kernel
-    case(4, 3, 5, 20, 20, (3, 3), 1, 1), // long K: the weight gradient is split into 6 chunks
+    case(4, 3, 5, 20, 20, (3, 3), 1, 1), // long K: the weight gradient is split into 25 chunks
     case(2, 40, 24, 9, 7, (4, 4), 2, 1), // stride-2 phases of unequal size, 32-row and 64-row tiles
+    case(2, 20, 70, 5, 6, (3, 3), 2, 1), // input gradient K = 280: 4 stride phases x 2 K chunks
     case(1, 2, 3, 10, 8, (5, 5), 3, 2), // stride 3: nine phases, padding not a multiple of the stride
 ];
 
@@ -319,6 +320,7 @@ fn conv_backwards_match_finite_differences() {
         case(1, 2, 3, 6, 6, (4, 4), 2, 1),
         case(1, 2, 2, 5, 4, (3, 2), 2, 2),
         case(1, 30, 2, 3, 3, (3, 3), 1, 1), // K = 270: the forward is split in 2 chunks
+        case(1, 3, 64, 4, 4, (3, 3), 2, 1), // input gradient K = 256: 4 phases x 2 K chunks
     ] {
         let (oh, _) = out_size(&c);
         assert!(oh > 0);

@@ -1,7 +1,7 @@
 //! Adapter choice, device creation with the adapter's real limits, feature detection.
 
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::error::{Error, Result};
 
@@ -216,6 +216,7 @@ fn device_rank(t: wgpu::DeviceType) -> u8 {
 
 /// Lists every adapter the chosen backends expose.
 pub fn list_adapters(options: &GpuOptions) -> Vec<AdapterReport> {
+    let _lifecycle = lifecycle_lock();
     let instance = instance(options.backends());
     pollster::block_on(instance.enumerate_adapters(options.backends()))
         .iter()
@@ -276,6 +277,17 @@ impl ErrorSink {
     }
 }
 
+/// Serialises creating and destroying Vulkan instances and devices across threads. NVIDIA's
+/// Vulkan driver (580.159.04, on an H100) deadlocked when one thread destroyed its device while
+/// others destroyed their instances: every thread waited inside the driver or the loader, the GPU
+/// idle. Threads that each open their own [`crate::Gpu`] (tests, user programs) now take turns.
+static LIFECYCLE: Mutex<()> = Mutex::new(());
+
+/// Holds the lifecycle lock (a panic elsewhere while it was held does not poison it for good).
+pub(crate) fn lifecycle_lock() -> MutexGuard<'static, ()> {
+    LIFECYCLE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// An open device with the adapter's limits and detected features.
 pub(crate) struct DeviceContext {
     pub device: wgpu::Device,
@@ -287,6 +299,7 @@ pub(crate) struct DeviceContext {
 impl DeviceContext {
     /// Opens the chosen adapter, requesting its real limits and every optional feature it has.
     pub fn open(options: &GpuOptions) -> Result<Self> {
+        let _lifecycle = lifecycle_lock();
         let adapter = choose_adapter(options)?;
         let report = report(&adapter);
         let desc = wgpu::DeviceDescriptor {

@@ -14,6 +14,7 @@ pub mod timing;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::mem::ManuallyDrop;
 use std::rc::Rc;
 
 pub use context::{list_adapters, AdapterReport, Backend, GpuFeatures, GpuOptions};
@@ -117,15 +118,25 @@ struct Inner {
     profiler: RefCell<Option<profile::Profiler>>,
 }
 
-/// A handle to the GPU; cheap to clone, not shared across threads.
+/// A handle to the GPU; cheap to clone, not shared across threads. The device and everything made
+/// on it are released under a process-wide lock when the last handle goes (see
+/// `context::lifecycle_lock`), so threads with a GPU each may come and go at will.
 #[derive(Clone)]
-pub struct Gpu(Rc<Inner>);
+pub struct Gpu(ManuallyDrop<Rc<Inner>>);
+
+impl Drop for Gpu {
+    fn drop(&mut self) {
+        let _lifecycle = (Rc::strong_count(&self.0) == 1).then(context::lifecycle_lock);
+        // SAFETY: `self.0` is dropped exactly once, here, and never used afterwards.
+        unsafe { ManuallyDrop::drop(&mut self.0) };
+    }
+}
 
 impl Gpu {
     /// Opens the adapter chosen by `options` (or `VQGPU_ADAPTER`), with its real limits.
     pub fn new(options: &GpuOptions) -> Result<Self> {
         let ctx = DeviceContext::open(options)?;
-        Ok(Self(Rc::new(Inner {
+        Ok(Self(ManuallyDrop::new(Rc::new(Inner {
             ctx,
             pool: SharedPool::default(),
             kernels: RefCell::default(),
@@ -133,7 +144,7 @@ impl Gpu {
             bind_groups: RefCell::default(),
             stats: Cell::default(),
             profiler: RefCell::default(),
-        })))
+        }))))
     }
 
     /// Name, backend, limits and features of the adapter in use.

@@ -71,21 +71,20 @@ fn tile_shape(m: usize) -> (u32, u32, u32) {
     }
 }
 
-/// Aim for at least this many workgroups when splitting a weight gradient along K.
-const SPLIT_TARGET_GROUPS: usize = 128;
-/// Each K chunk of a split weight gradient covers at least this many products.
-const MIN_K_CHUNK: usize = 256;
+/// Aim for at least this many workgroups when splitting a product along K: a few per multiprocessor
+/// of a large GPU (an H100 has 132), so that small layers at small batches still fill it.
+const SPLIT_TARGET_GROUPS: usize = 256;
+/// Each K chunk of a split forward product or input gradient covers at least this many products.
+const MIN_K_CHUNK: usize = 128;
+/// Each K chunk of a split weight gradient covers at least this many (its K, batch x pixels, is
+/// long; a shorter chunk adds one more partial result to sum).
+const MIN_WEIGHT_GRAD_K_CHUNK: usize = 64;
 /// ... and at most this many: bounds the loop work of one invocation, which the software Vulkan
 /// driver (llvmpipe) silently cuts after 65535 iterations.
 const MAX_K_CHUNK: usize = 65536;
 
-/// Aim for at least this many workgroups when splitting a forward product along K.
-const FORWARD_TARGET_GROUPS: usize = 256;
-/// Each K chunk of a split forward product covers at least this many products.
-const MIN_FORWARD_K_CHUNK: usize = 128;
-
 /// Records one launch: `out = mode(lhs, rhs) (+ bias)`. For a product split along K, `out` holds
-/// one copy of the result per chunk (see [`forward_chunks`] and [`weight_grad_chunks`]).
+/// one copy of the result per chunk (see [`k_split`]).
 fn launch(
     gpu: &Gpu,
     s: &ConvShape,
@@ -95,21 +94,8 @@ fn launch(
     bias: Option<&Tensor>,
     out: &Tensor,
 ) {
-    let u = |v: u32| v as usize;
-    let (m, tiles_n_size, z_groups) = match mode {
-        // the largest phase has ceil(in / stride) pixels per axis
-        Mode::InputGrad => (
-            u(s.cin),
-            u(s.batch) * u(s.in_h).div_ceil(u(s.stride_h)) * u(s.in_w).div_ceil(u(s.stride_w)),
-            s.stride_h * s.stride_w,
-        ),
-        Mode::Forward => (
-            u(s.cout),
-            u(s.batch * s.out_h * s.out_w),
-            forward_chunks(s).0,
-        ),
-        Mode::WeightGrad => (u(s.cout), u(s.cin * s.k_h * s.k_w), weight_grad_chunks(s).0),
-    };
+    let (m, tiles_n_size, phases) = gemm_extent(s, mode);
+    let (chunks, k_chunk) = k_split(s, mode);
     let (rows, cols, tile_k) = tile_shape(m);
     let kernel = Kernel::new(&SHADER, "conv2d")
         .with("MODE", mode as u32 as f64)
@@ -119,19 +105,16 @@ fn launch(
         .with("COLS", cols as f64)
         .with("TILE_K", tile_k as f64);
     let mut params = *s;
-    params.z_groups = z_groups;
-    params.k_chunk = match mode {
-        Mode::Forward => forward_chunks(s).1,
-        Mode::WeightGrad => weight_grad_chunks(s).1,
-        Mode::InputGrad => u32::MAX,
-    };
+    params.phases = phases;
+    params.z_groups = phases * chunks;
+    params.k_chunk = k_chunk;
     let tiles_n = tiles_n_size.div_ceil(16 * cols as usize) as u32;
     let max = gpu.limits().max_compute_workgroups_per_dimension.max(1);
     let x_groups = tiles_n.min(max);
     let workgroups = [
         x_groups,
         m.div_ceil(16 * rows as usize) as u32,
-        tiles_n.div_ceil(x_groups) * z_groups,
+        tiles_n.div_ceil(x_groups) * params.z_groups,
     ];
     // without a bias the binding still needs a buffer: bind `lhs` again (read-only)
     gpu.dispatch_counted(
@@ -148,26 +131,40 @@ fn launch(
     );
 }
 
-/// (chunks, K per chunk) of a weight gradient: its GEMM has few output tiles and a long K
-/// (batch x output pixels), so K is split to keep enough workgroups busy. The partial sums are
-/// added afterwards in a fixed order.
-fn weight_grad_chunks(s: &ConvShape) -> (u32, u32) {
-    let (rows, cols, tile_k) = tile_shape(s.cout as usize);
-    let k = (s.batch * s.out_h * s.out_w) as usize;
-    let tiles = (s.cout as usize).div_ceil(16 * rows as usize)
-        * ((s.cin * s.k_h * s.k_w) as usize).div_ceil(16 * cols as usize);
-    split_k(k, tiles, SPLIT_TARGET_GROUPS, MIN_K_CHUNK, tile_k)
+/// (M, the largest N, phases) of the GEMM a mode computes: an input gradient is one GEMM per stride
+/// phase, the largest phase having ceil(in / stride) pixels per axis.
+fn gemm_extent(s: &ConvShape, mode: Mode) -> (usize, usize, u32) {
+    let u = |v: u32| v as usize;
+    match mode {
+        Mode::Forward => (u(s.cout), u(s.batch * s.out_h * s.out_w), 1),
+        Mode::InputGrad => (
+            u(s.cin),
+            u(s.batch) * u(s.in_h).div_ceil(u(s.stride_h)) * u(s.in_w).div_ceil(u(s.stride_w)),
+            s.stride_h * s.stride_w,
+        ),
+        Mode::WeightGrad => (u(s.cout), u(s.cin * s.k_h * s.k_w), 1),
+    }
 }
 
-/// (chunks, K per chunk) of a forward product: a layer with few output channels and a small
-/// batch has few output tiles, so its K (cin x kH x kW) is split to keep enough workgroups busy.
-/// The partial results are added afterwards in a fixed order.
-fn forward_chunks(s: &ConvShape) -> (u32, u32) {
-    let (rows, cols, tile_k) = tile_shape(s.cout as usize);
-    let k = (s.cin * s.k_h * s.k_w) as usize;
-    let tiles = (s.cout as usize).div_ceil(16 * rows as usize)
-        * ((s.batch * s.out_h * s.out_w) as usize).div_ceil(16 * cols as usize);
-    split_k(k, tiles, FORWARD_TARGET_GROUPS, MIN_FORWARD_K_CHUNK, tile_k)
+/// (chunks, K per chunk) of a product: a layer with few output tiles (few channels, a small batch)
+/// has its K split so that enough workgroups are busy. The partial results are added afterwards
+/// in a fixed order, so a shape is always computed the same way.
+fn k_split(s: &ConvShape, mode: Mode) -> (u32, u32) {
+    let (m, n, phases) = gemm_extent(s, mode);
+    let (rows, cols, tile_k) = tile_shape(m);
+    let tiles = m.div_ceil(16 * rows as usize) * n.div_ceil(16 * cols as usize) * phases as usize;
+    let (k, min_chunk) = match mode {
+        Mode::Forward => ((s.cin * s.k_h * s.k_w) as usize, MIN_K_CHUNK),
+        Mode::InputGrad => (
+            (s.cout * s.k_h.div_ceil(s.stride_h) * s.k_w.div_ceil(s.stride_w)) as usize,
+            MIN_K_CHUNK,
+        ),
+        Mode::WeightGrad => (
+            (s.batch * s.out_h * s.out_w) as usize,
+            MIN_WEIGHT_GRAD_K_CHUNK,
+        ),
+    };
+    split_k(k, tiles, SPLIT_TARGET_GROUPS, min_chunk, tile_k)
 }
 
 /// (chunks, K per chunk) for a product of `tiles` output tiles and length `k`: enough chunks for
@@ -212,9 +209,7 @@ fn conv2d_input_grad_biased(
         x_hw,
         &options,
     );
-    let dx = Tensor::uninit(dy.gpu(), &s.x_shape());
-    launch(dy.gpu(), &s, Mode::InputGrad, w, dy, bias, &dx);
-    dx
+    split_launch(&s, Mode::InputGrad, w, dy, bias, &s.x_shape(), false)
 }
 
 /// Gradient of conv2d with respect to its weight: dy [N, Cout, OH, OW] and x [N, Cin, H, W] give
@@ -238,34 +233,36 @@ pub fn conv2d_weight_grad(
         x4,
         "conv2d weight gradient: batch or channels of x and dy differ"
     );
-    let chunks = weight_grad_chunks(&s).0 as usize;
-    if chunks == 1 {
-        let dw = Tensor::uninit(dy.gpu(), &s.w_shape());
-        launch(dy.gpu(), &s, Mode::WeightGrad, dy, x, None, &dw);
-        return dw;
-    }
-    let w = s.w_shape();
-    let partial = Tensor::uninit(dy.gpu(), &[chunks, w[0], w[1], w[2], w[3]]);
-    launch(dy.gpu(), &s, Mode::WeightGrad, dy, x, None, &partial);
-    reduce::sum_axis(&partial, 0)
+    split_launch(&s, Mode::WeightGrad, dy, x, None, &s.w_shape(), false)
 }
 
-/// y = conv2d(x, w) (+ bias) with no autograd, split along K where [`forward_chunks`] says so.
-fn forward(s: &ConvShape, x: &Tensor, w: &Tensor, bias: Option<&Tensor>, rg: bool) -> Tensor {
-    let chunks = forward_chunks(s).0 as usize;
+/// Records `mode(lhs, rhs) (+ bias)` into a new tensor of `shape`; a product split along K (see
+/// [`k_split`]) writes one partial result per chunk, then sums them. No autograd; the result is
+/// marked as requiring gradients when `rg`.
+fn split_launch(
+    s: &ConvShape,
+    mode: Mode,
+    lhs: &Tensor,
+    rhs: &Tensor,
+    bias: Option<&Tensor>,
+    shape: &[usize; 4],
+    rg: bool,
+) -> Tensor {
+    let gpu = lhs.gpu();
+    let chunks = k_split(s, mode).0 as usize;
     if chunks == 1 {
-        let y = Tensor::output(x.gpu(), &s.y_shape(), rg);
-        launch(x.gpu(), s, Mode::Forward, w, x, bias, &y);
-        return y;
+        let out = Tensor::output(gpu, shape, rg);
+        launch(gpu, s, mode, lhs, rhs, bias, &out);
+        return out;
     }
-    let y = s.y_shape();
-    let partial = Tensor::uninit(x.gpu(), &[chunks, y[0], y[1], y[2], y[3]]);
-    launch(x.gpu(), s, Mode::Forward, w, x, bias, &partial);
-    let y = reduce::sum_axis(&partial, 0);
+    let [a, b, c, d] = *shape;
+    let partial = Tensor::uninit(gpu, &[chunks, a, b, c, d]);
+    launch(gpu, s, mode, lhs, rhs, bias, &partial);
+    let out = reduce::sum_axis(&partial, 0);
     if rg {
-        y.with_requires_grad(true)
+        out.with_requires_grad(true)
     } else {
-        y
+        out
     }
 }
 
@@ -299,7 +296,7 @@ pub fn conv2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, options: Conv2dOpti
     let mut inputs = vec![x, w];
     inputs.extend(bias);
     let rg = autograd::needs_grad(&inputs);
-    let y = forward(&s, x, w, bias, rg);
+    let y = split_launch(&s, Mode::Forward, w, x, bias, &s.y_shape(), rg);
     if rg {
         let (x_s, w_s) = (x.detach(), w.detach());
         record_backward(
@@ -370,29 +367,36 @@ mod tests {
     fn long_weight_gradients_are_split_into_chunks_covering_k() {
         // the split case of tests/conv.rs: batch 4, 3 -> 5 channels, 20x20, 3x3, padding 1
         let s = ConvShape::of([4, 3, 20, 20], [5, 3, 3, 3], &Conv2dOptions::new(1, 1));
-        let (chunks, chunk) = weight_grad_chunks(&s);
-        assert_eq!(chunks, 6);
+        let (chunks, chunk) = k_split(&s, Mode::WeightGrad);
+        assert_eq!((chunks, chunk), (25, 64));
         assert!(chunk % 8 == 0 && (chunks - 1) * chunk < 1600 && chunks * chunk >= 1600);
         // a short K is not split
         let small = ConvShape::of([1, 3, 8, 8], [5, 3, 3, 3], &Conv2dOptions::new(1, 1));
-        assert_eq!(weight_grad_chunks(&small).0, 1);
+        assert_eq!(k_split(&small, Mode::WeightGrad).0, 1);
     }
 
     #[test]
-    fn forward_products_with_few_tiles_are_split_along_k() {
+    fn products_with_few_tiles_are_split_along_k() {
+        let same = Conv2dOptions::new(1, 1);
         // the VQ-VAE's residual 3x3 conv 128 -> 32 at batch 32 on an 8x8 grid: 16 tiles
-        let res = ConvShape::of([32, 128, 8, 8], [32, 128, 3, 3], &Conv2dOptions::new(1, 1));
-        assert_eq!(forward_chunks(&res), (9, 128));
+        let res = ConvShape::of([32, 128, 8, 8], [32, 128, 3, 3], &same);
+        assert_eq!(k_split(&res, Mode::Forward), (9, 128));
+        // its 128 -> 128 conv: the input gradient has 64 tiles and K = 1152
+        let wide = ConvShape::of([32, 128, 8, 8], [128, 128, 3, 3], &same);
+        assert_eq!(k_split(&wide, Mode::InputGrad), (4, 288));
         // K = 585 of tests/conv.rs: 4 chunks, the last one shorter
-        let odd = ConvShape::of([2, 65, 4, 4], [3, 65, 3, 3], &Conv2dOptions::new(1, 1));
-        assert_eq!(forward_chunks(&odd), (4, 152));
+        let odd = ConvShape::of([2, 65, 4, 4], [3, 65, 3, 3], &same);
+        assert_eq!(k_split(&odd, Mode::Forward), (4, 152));
+        // the stride-2 cases of tests/conv.rs: 4 phases, each split in 2
+        let strided = Conv2dOptions::new(2, 1);
+        let phased = ConvShape::of([2, 20, 5, 6], [70, 20, 3, 3], &strided);
+        assert_eq!(k_split(&phased, Mode::InputGrad), (2, 144));
+        let tiny = ConvShape::of([1, 3, 4, 4], [64, 3, 3, 3], &strided);
+        assert_eq!(k_split(&tiny, Mode::InputGrad), (2, 128));
         // many tiles: no split
-        let wide = ConvShape::of(
-            [128, 128, 16, 16],
-            [128, 128, 3, 3],
-            &Conv2dOptions::new(1, 1),
-        );
-        assert_eq!(forward_chunks(&wide).0, 1);
+        let big = ConvShape::of([128, 128, 16, 16], [128, 128, 3, 3], &same);
+        assert_eq!(k_split(&big, Mode::Forward).0, 1);
+        assert_eq!(k_split(&big, Mode::InputGrad).0, 1);
     }
 
     #[test]

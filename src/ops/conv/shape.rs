@@ -11,7 +11,7 @@ crate::uniform_params! {
         pub(super) batch: u32,
         pub(super) cin: u32,
         pub(super) cout: u32,
-        /// Phases (input gradient) or K chunks (weight gradient) along workgroup z; set per launch.
+        /// Workgroups along z per row of N tiles: phases x K chunks; set per launch.
         pub(super) z_groups: u32,
         pub(super) in_h: u32,
         pub(super) in_w: u32,
@@ -25,9 +25,11 @@ crate::uniform_params! {
         pub(super) pad_w: u32,
         pub(super) mask_lo: u32,
         pub(super) mask_hi: u32,
-        /// K elements per chunk of a split weight gradient; set per launch.
+        /// K elements per chunk of a product split along K; set per launch.
         pub(super) k_chunk: u32,
-        _pad: [u32; 3],
+        /// Stride phases of an input gradient (1 for the other products); set per launch.
+        pub(super) phases: u32,
+        _pad: [u32; 2],
     }
 }
 
@@ -62,7 +64,8 @@ impl ConvShape {
             mask_lo: bits as u32,
             mask_hi: (bits >> 32) as u32,
             k_chunk: 0,
-            _pad: [0; 3],
+            phases: 1,
+            _pad: [0; 2],
         }
     }
 
