@@ -62,6 +62,11 @@ fn check_profile(p: &StepProfile, what: &str) {
 fn the_vqvae_step_profile_adds_up_and_names_every_layer() {
     let gpu = gpu();
     let r = bench::vqvae(&gpu, tiny_vqvae(), 2, 1, true).expect("bench vqvae");
+    assert!(
+        r.gpu_bytes >= 2 * 3 * 32 * 32 * 4,
+        "GPU memory {} bytes is less than the batch",
+        r.gpu_bytes
+    );
     let p = r.profile.expect("a profile was asked for");
     check_profile(&p, "vqvae");
     let has = |key: &str| p.by_layer.iter().any(|row| row.name == key);

@@ -182,6 +182,12 @@ impl Gpu {
         self.0.pool.borrow().created()
     }
 
+    /// Bytes of GPU buffers vqgpu has created so far: buffers are pooled and kept until the device
+    /// closes, so this is also the peak of vqgpu's own GPU memory.
+    pub fn buffer_bytes(&self) -> u64 {
+        self.0.pool.borrow().bytes()
+    }
+
     /// How many command buffers have been submitted so far (ops record; only sync points submit).
     pub fn submissions(&self) -> usize {
         self.0.stats.get().submissions as usize

@@ -18,6 +18,7 @@ type PoolKey = (u64, u32);
 pub(crate) struct BufferPool {
     free: HashMap<PoolKey, BTreeMap<usize, wgpu::Buffer>>,
     created: usize,
+    bytes: u64,
 }
 
 /// Shared handle to the pool; pooled buffers keep a weak one to return themselves.
@@ -29,6 +30,11 @@ impl BufferPool {
         self.created
     }
 
+    /// Bytes of every buffer created so far (none is ever freed before the device: the peak).
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
     /// Creates a buffer (and counts it); bypasses recycling.
     pub fn create(
         &mut self,
@@ -37,6 +43,7 @@ impl BufferPool {
         usage: wgpu::BufferUsages,
     ) -> wgpu::Buffer {
         self.created += 1;
+        self.bytes += size;
         device.create_buffer(&wgpu::BufferDescriptor {
             label: None,
             size,

@@ -33,6 +33,9 @@ pub struct VqVaeBench {
     pub clock: Clock,
     /// The profile of one step, when asked for.
     pub profile: Option<StepProfile>,
+    /// Bytes of GPU buffers created by the end of the timed steps (the peak; see
+    /// [`Gpu::buffer_bytes`]).
+    pub gpu_bytes: u64,
 }
 
 /// Names of [`VqVaeBench::phases`].
@@ -114,6 +117,7 @@ pub fn vqvae(
     }
     let seconds = whole.stop(gpu)?;
     let wall_seconds = wall.elapsed().as_secs_f64();
+    let gpu_bytes = gpu.buffer_bytes();
     trainer.take_metrics()?;
     let [c, h, w] = shape;
     let x = Tensor::from_slice(gpu, &[batch, c, h, w], &images.inputs)?;
@@ -139,6 +143,7 @@ pub fn vqvae(
         phases,
         clock: timer.clock(),
         profile,
+        gpu_bytes,
     })
 }
 
@@ -158,6 +163,10 @@ pub fn run(gpu: &Gpu, options: &VqVaeBenchOptions) -> Result<VqVaeBench> {
         r.images_per_s,
         batch as f64 / r.images_per_s * 1e3,
         r.wall_images_per_s
+    );
+    println!(
+        "GPU memory: {:.1} MiB in buffers (every buffer vqgpu created, kept pooled: the peak)",
+        r.gpu_bytes as f64 / (1 << 20) as f64
     );
     let total: f64 = r.phases.iter().sum();
     for (name, t) in PHASES.iter().zip(r.phases) {
