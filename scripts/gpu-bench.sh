@@ -6,11 +6,12 @@
 #       DIR: DIR/vqgpu and DIR/tests.tar.xz. The GPU machine needs neither Rust nor a network.
 #
 #   scripts/gpu-bench.sh run [--before DIR0] [--torch TORCH_DIR] DIR LOG
-#       (on the GPU machine) runs, for the build in DIR: `info`, every test binary, `bench kernels`,
-#       `bench quantizer`, `bench vqvae` at batch 32 and 128 (with `--profile`), `bench prior`;
-#       the same benchmarks for the build in DIR0 when given (the build before a change, measured
-#       in the same session for a fair comparison); and the PyTorch baselines found in TORCH_DIR
-#       (torch_vqvae.py and torch_quantizer.py), if any. Everything goes to LOG.
+#       (on the GPU machine) runs, for the build in DIR: `info`, `bench kernels`, `bench quantizer`,
+#       `bench vqvae` at batch 32 and 128 (with `--profile`), `bench prior`; the same benchmarks
+#       for the build in DIR0 when given (the build before a change, measured in the same run for a
+#       fair comparison); the PyTorch baselines found in TORCH_DIR (torch_vqvae.py and
+#       torch_quantizer.py), if any; then every test binary of DIR, and its quantizer tests up to
+#       10 more times. Everything goes to LOG.
 #
 # Steps a build does not know (an older build without `bench prior`, say) are logged as such.
 # Every step runs under a time limit, so the whole run stays inside about 10 minutes.
@@ -135,8 +136,8 @@ run() {
         if [ -f "$dir/tests.tar.xz" ]; then
             tar -C "$dir" -xJf "$dir/tests.tar.xz"
             for t in "$dir"/tests/*; do test_binary "$t"; done
-            # the quantizer tests have stopped making progress on a GPU with parallel test threads:
-            # run them again until that happens once (and is logged), at most 10 times
+            # the quantizer tests once deadlocked in the driver's teardown with parallel test threads:
+            # run them again, up to 10 times, stopping at (and logging) the first that gets stuck
             if [ -x "$dir/tests/vq" ]; then
                 for i in $(seq 10); do
                     test_binary "$dir/tests/vq" 30 >/tmp/vq-repeat.log 2>&1 && continue
@@ -154,5 +155,5 @@ run() {
 case ${1:-} in
 pack) pack "$2" ;;
 run) shift; run "$@" ;;
-*) sed -n '2,16p' "$0"; exit 2 ;;
+*) sed -n '2,17p' "$0"; exit 2 ;;
 esac

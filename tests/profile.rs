@@ -6,20 +6,8 @@ mod common;
 use common::*;
 use vqgpu::data::Batch;
 use vqgpu::models::pixelcnn::PixelCnnConfig;
-use vqgpu::models::vqvae::VqVaeConfig;
 use vqgpu::tasks::bench::{self, profile::StepProfile, PriorBenchOptions};
 use vqgpu::train::VqVaeTrainer;
-
-fn tiny_vqvae() -> VqVaeConfig {
-    VqVaeConfig {
-        hidden: 8,
-        res_hidden: 4,
-        res_layers: 1,
-        codebook_size: 16,
-        code_dim: 4,
-        ..VqVaeConfig::default()
-    }
-}
 
 /// Checks what must hold for any profile: one record per dispatch, groups that add up to the
 /// total, and every launch inside the span of the step.

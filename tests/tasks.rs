@@ -5,7 +5,6 @@ mod common;
 use common::*;
 use vqgpu::data::{CodeGrids, DataSpec};
 use vqgpu::models::pixelcnn::PixelCnnConfig;
-use vqgpu::models::vqvae::VqVaeConfig;
 use vqgpu::tasks::pipeline::{self, PipelineOptions};
 use vqgpu::tasks::train::{self, RunOptions, VqVaeOptions};
 use vqgpu::train::METRICS_FILE;
@@ -14,17 +13,6 @@ fn temp_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("vqgpu-tasks-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     dir
-}
-
-fn tiny_vqvae() -> VqVaeConfig {
-    VqVaeConfig {
-        hidden: 8,
-        res_hidden: 4,
-        res_layers: 1,
-        codebook_size: 16,
-        code_dim: 4,
-        ..VqVaeConfig::default()
-    }
 }
 
 #[test]

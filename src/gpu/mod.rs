@@ -1,14 +1,13 @@
 //! The GPU context: adapter and device, pipeline cache, buffer pool, and the command recorder.
 //!
-//! Kernels are recorded into one shared command encoder and submitted only at sync points
-//! (a download, an upload after recorded work, or [`Gpu::sync`]). Consecutive launches share one
-//! compute pass (wgpu orders them and inserts the barriers), and bind groups are cached: a repeated
-//! computation binds the same pooled buffers, so after its first run it creates none.
+//! Kernels are recorded into one shared command encoder (see `recorder.rs`) and submitted only at
+//! sync points (a download, an upload after recorded work, or [`Gpu::sync`]).
 
 mod context;
 mod kernels;
 mod pool;
 pub mod profile;
+mod recorder;
 mod shader;
 pub mod timing;
 
@@ -20,21 +19,17 @@ use std::rc::Rc;
 pub use context::{list_adapters, AdapterReport, Backend, GpuFeatures, GpuOptions};
 pub use kernels::Kernel;
 pub use pool::PooledBuffer;
+pub use recorder::{BufferArg, HostStats};
 pub use shader::{
     Access, Binding, Field, OverrideAxis, ParamsLayout, Shader, UniformParams, WgslScalar,
 };
 
 use crate::error::{Error, Result};
 use context::DeviceContext;
-use kernels::{KernelCache, Signature};
+use kernels::KernelCache;
 use pool::SharedPool;
+use recorder::{BindKey, Recorder};
 
-/// Bytes reserved per kernel launch for its uniform parameters.
-const UNIFORM_SLOT: u64 = 256;
-/// Launches per uniform chunk buffer.
-const SLOTS_PER_CHUNK: u64 = 256;
-/// Cached bind groups kept at most; the cache starts over when it is full.
-const MAX_CACHED_BIND_GROUPS: usize = 16384;
 /// Threads per workgroup of every 1-D kernel.
 pub const WORKGROUP_1D: u32 = 256;
 
@@ -42,71 +37,6 @@ pub const WORKGROUP_1D: u32 = 256;
 const STORAGE_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
     .union(wgpu::BufferUsages::COPY_SRC)
     .union(wgpu::BufferUsages::COPY_DST);
-
-/// One uniform buffer holding the parameters of up to [`SLOTS_PER_CHUNK`] launches, plus its CPU copy.
-struct UniformChunk {
-    buffer: wgpu::Buffer,
-    staged: Vec<u8>,
-}
-
-/// The open command encoder, its open compute pass, and the uniform parameters of the launches
-/// recorded into it.
-#[derive(Default)]
-struct Recorder {
-    encoder: Option<wgpu::CommandEncoder>,
-    /// The compute pass launches are recorded into; it locks `encoder` until it is dropped.
-    pass: Option<wgpu::ComputePass<'static>>,
-    chunks: Vec<UniformChunk>,
-    /// Launches recorded since the last submit.
-    launches: u64,
-}
-
-/// A storage buffer range bound to one binding of a kernel.
-pub struct BufferArg<'a> {
-    /// The binding in the WGSL file.
-    pub binding: Binding,
-    /// The buffer.
-    pub buffer: &'a wgpu::Buffer,
-    /// Byte offset (a multiple of the adapter's storage offset alignment).
-    pub offset: u64,
-    /// Byte size of the range.
-    pub size: u64,
-}
-
-/// Counters of the host-side work of recording GPU commands since the device was opened; the
-/// difference of two snapshots is the work in between.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct HostStats {
-    /// Kernel launches recorded.
-    pub dispatches: u64,
-    /// Compute passes begun (including timing passes).
-    pub passes: u64,
-    /// Bind groups created (cache misses).
-    pub bind_groups: u64,
-    /// Bytes of data written to GPU buffers (tensor uploads).
-    pub bytes_uploaded: u64,
-    /// Bytes of kernel parameters written to uniform buffers.
-    pub uniform_bytes: u64,
-    /// Command buffers submitted.
-    pub submissions: u64,
-}
-
-impl std::ops::Sub for HostStats {
-    type Output = Self;
-    fn sub(self, o: Self) -> Self {
-        Self {
-            dispatches: self.dispatches - o.dispatches,
-            passes: self.passes - o.passes,
-            bind_groups: self.bind_groups - o.bind_groups,
-            bytes_uploaded: self.bytes_uploaded - o.bytes_uploaded,
-            uniform_bytes: self.uniform_bytes - o.uniform_bytes,
-            submissions: self.submissions - o.submissions,
-        }
-    }
-}
-
-/// What identifies a bind group: the layout, the uniform slot and every bound buffer range.
-type BindKey = (usize, usize, u64, Vec<(u32, wgpu::Buffer, u64, u64)>);
 
 struct Inner {
     ctx: DeviceContext,
@@ -193,17 +123,6 @@ impl Gpu {
         self.0.stats.get().submissions as usize
     }
 
-    /// The host-side recording counters so far.
-    pub fn host_stats(&self) -> HostStats {
-        self.0.stats.get()
-    }
-
-    fn count(&self, f: impl FnOnce(&mut HostStats)) {
-        let mut stats = self.0.stats.get();
-        f(&mut stats);
-        self.0.stats.set(stats);
-    }
-
     /// How many compute pipelines have been compiled so far.
     pub fn pipelines_compiled(&self) -> usize {
         self.0.kernels.borrow().pipeline_count()
@@ -240,204 +159,11 @@ impl Gpu {
     /// Writes bytes into a buffer, after all work recorded so far.
     pub(crate) fn write(&self, buffer: &wgpu::Buffer, offset: u64, data: &[u8]) {
         // recorded work (launches or copies) always lives in the encoder
-        if self.0.recorder.borrow().encoder.is_some() {
+        if self.0.recorder.borrow().has_work() {
             self.flush();
         }
         self.count(|s| s.bytes_uploaded += data.len() as u64);
         self.0.ctx.queue.write_buffer(buffer, offset, data);
-    }
-
-    /// Runs `f` with the shared command encoder (ending the open compute pass), creating it if
-    /// needed.
-    pub(crate) fn with_encoder<R>(&self, f: impl FnOnce(&mut wgpu::CommandEncoder) -> R) -> R {
-        let mut rec = self.0.recorder.borrow_mut();
-        rec.pass = None;
-        let encoder = rec.encoder.get_or_insert_with(|| {
-            self.device()
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
-        });
-        f(encoder)
-    }
-
-    /// Begins a compute pass on the shared encoder (ending the open one), with timestamp writes
-    /// at its two ends when `timestamps` names a query set and the first of two indices.
-    fn begin_pass(&self, timestamps: Option<(&wgpu::QuerySet, u32)>) -> wgpu::ComputePass<'static> {
-        self.count(|s| s.passes += 1);
-        self.with_encoder(|encoder| {
-            encoder
-                .begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: None,
-                    timestamp_writes: timestamps.map(|(set, index)| {
-                        wgpu::ComputePassTimestampWrites {
-                            query_set: set,
-                            beginning_of_pass_write_index: Some(index),
-                            end_of_pass_write_index: Some(index + 1),
-                        }
-                    }),
-                })
-                .forget_lifetime()
-        })
-    }
-
-    /// The bind group of one launch, from the cache or created (and cached).
-    fn bind_group(
-        &self,
-        layout: &Rc<wgpu::BindGroupLayout>,
-        uniform: (usize, u64),
-        args: &[BufferArg],
-    ) -> wgpu::BindGroup {
-        let key: BindKey = (
-            Rc::as_ptr(layout) as usize,
-            uniform.0,
-            uniform.1,
-            args.iter()
-                .map(|a| (a.binding.index, a.buffer.clone(), a.offset, a.size))
-                .collect(),
-        );
-        if let Some(group) = self.0.bind_groups.borrow().get(&key) {
-            return group.clone();
-        }
-        let rec = self.0.recorder.borrow();
-        let mut entries = vec![wgpu::BindGroupEntry {
-            binding: 0,
-            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                buffer: &rec.chunks[uniform.0].buffer,
-                offset: uniform.1,
-                size: wgpu::BufferSize::new(UNIFORM_SLOT),
-            }),
-        }];
-        entries.extend(args.iter().map(|a| wgpu::BindGroupEntry {
-            binding: a.binding.index,
-            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                buffer: a.buffer,
-                offset: a.offset,
-                size: wgpu::BufferSize::new(a.size),
-            }),
-        }));
-        let group = self.device().create_bind_group(&wgpu::BindGroupDescriptor {
-            label: None,
-            layout,
-            entries: &entries,
-        });
-        self.count(|s| s.bind_groups += 1);
-        let mut cache = self.0.bind_groups.borrow_mut();
-        if cache.len() >= MAX_CACHED_BIND_GROUPS {
-            cache.clear();
-        }
-        cache.insert(key, group.clone());
-        group
-    }
-
-    /// Reserves a uniform slot for `params` and returns (chunk index, byte offset).
-    fn push_uniform(&self, params: &[u8]) -> (usize, u64) {
-        assert!(
-            params.len() as u64 <= UNIFORM_SLOT,
-            "kernel parameters exceed a uniform slot"
-        );
-        let mut rec = self.0.recorder.borrow_mut();
-        let chunk = (rec.launches / SLOTS_PER_CHUNK) as usize;
-        let offset = (rec.launches % SLOTS_PER_CHUNK) * UNIFORM_SLOT;
-        if chunk == rec.chunks.len() {
-            let buffer = self.create_buffer(
-                UNIFORM_SLOT * SLOTS_PER_CHUNK,
-                wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            );
-            rec.chunks.push(UniformChunk {
-                buffer,
-                staged: vec![0; (UNIFORM_SLOT * SLOTS_PER_CHUNK) as usize],
-            });
-        }
-        let start = offset as usize;
-        rec.chunks[chunk].staged[start..start + params.len()].copy_from_slice(params);
-        rec.launches += 1;
-        (chunk, offset)
-    }
-
-    /// Records one launch of `entry` of `shader` with default constants and uniform block `params`.
-    pub(crate) fn run<P: UniformParams>(
-        &self,
-        shader: &'static Shader,
-        entry: &'static str,
-        params: &P,
-        args: &[BufferArg],
-        workgroups: [u32; 3],
-    ) {
-        self.dispatch(&Kernel::new(shader, entry), params, args, workgroups);
-    }
-
-    /// Records one kernel launch into the shared encoder.
-    pub(crate) fn dispatch<P: UniformParams>(
-        &self,
-        kernel: &Kernel,
-        params: &P,
-        args: &[BufferArg],
-        workgroups: [u32; 3],
-    ) {
-        self.dispatch_counted(kernel, params, args, workgroups, 0.0);
-    }
-
-    /// [`Gpu::dispatch`] of a kernel that does `flops` floating-point operations (for profiles).
-    pub(crate) fn dispatch_counted<P: UniformParams>(
-        &self,
-        kernel: &Kernel,
-        params: &P,
-        args: &[BufferArg],
-        workgroups: [u32; 3],
-        flops: f64,
-    ) {
-        if workgroups.contains(&0) {
-            return;
-        }
-        let params = bytemuck::bytes_of(params);
-        let signature: Signature = args
-            .iter()
-            .map(|a| (a.binding.index, a.binding.access))
-            .collect();
-        let (pipeline, layout) = self
-            .0
-            .kernels
-            .borrow_mut()
-            .get(self.device(), kernel, &signature);
-        let uniform = self.push_uniform(params);
-        let bind_group = self.bind_group(&layout, uniform, args);
-        self.count(|s| s.dispatches += 1);
-        let profiled = self.0.profiler.borrow_mut().as_mut().map(|p| {
-            let bytes = args.iter().map(|a| a.size).sum();
-            let name = format!("{}:{}", kernel.shader.stem, kernel.entry);
-            (p.begin(self.device(), name, flops, bytes), p.wall_clock())
-        });
-        if let Some((_, true)) = profiled {
-            // wall clock: time this launch alone
-            let _ = self.sync();
-            if let Some(p) = self.0.profiler.borrow_mut().as_mut() {
-                p.start_wall();
-            }
-        }
-        let record = |pass: &mut wgpu::ComputePass<'static>| {
-            pass.set_pipeline(&pipeline);
-            pass.set_bind_group(0, &bind_group, &[]);
-            pass.dispatch_workgroups(workgroups[0], workgroups[1], workgroups[2]);
-        };
-        match profiled {
-            Some((queries, wall)) => {
-                // a pass of its own, ended at once: its timestamps bracket this launch alone
-                let mut pass = self.begin_pass(queries.as_ref().map(|(set, i)| (set, *i)));
-                record(&mut pass);
-                drop(pass);
-                if wall {
-                    let _ = self.sync();
-                    if let Some(p) = self.0.profiler.borrow_mut().as_mut() {
-                        p.stop_wall();
-                    }
-                }
-            }
-            None => {
-                let open = self.0.recorder.borrow_mut().pass.take();
-                let mut pass = open.unwrap_or_else(|| self.begin_pass(None));
-                record(&mut pass);
-                self.0.recorder.borrow_mut().pass = Some(pass);
-            }
-        }
     }
 
     /// Workgroup counts covering `groups` workgroups in a 2-D grid within the per-dimension limit.
@@ -456,39 +182,19 @@ impl Gpu {
         self.grid((elements as u64).div_ceil(WORKGROUP_1D as u64) as u32)
     }
 
-    /// Submits all recorded work without waiting for it.
-    pub fn flush(&self) {
-        let mut rec = self.0.recorder.borrow_mut();
-        let used = rec.launches;
-        for (i, chunk) in rec.chunks.iter().enumerate() {
-            let first = i as u64 * SLOTS_PER_CHUNK;
-            if first >= used {
-                break;
-            }
-            let bytes = ((used - first).min(SLOTS_PER_CHUNK) * UNIFORM_SLOT) as usize;
-            self.0
-                .ctx
-                .queue
-                .write_buffer(&chunk.buffer, 0, &chunk.staged[..bytes]);
-        }
-        self.count(|s| s.uniform_bytes += used * UNIFORM_SLOT);
-        rec.launches = 0;
-        rec.pass = None;
-        if let Some(encoder) = rec.encoder.take() {
-            self.0.ctx.queue.submit([encoder.finish()]);
-            self.count(|s| s.submissions += 1);
-        }
-    }
-
     /// Submits all recorded work, waits for it, and reports any GPU error since the last sync.
     pub fn sync(&self) -> Result<()> {
-        self.flush();
-        self.0
-            .ctx
-            .device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Gpu(e.to_string()))?;
+        self.wait();
         self.check_errors()
+    }
+
+    /// Submits all recorded work and waits for it; errors (a failed wait too) are kept for the
+    /// next [`Gpu::sync`].
+    pub(crate) fn wait(&self) {
+        self.flush();
+        if let Err(e) = self.0.ctx.device.poll(wgpu::PollType::wait_indefinitely()) {
+            self.0.ctx.errors.record_error(Error::Gpu(e.to_string()));
+        }
     }
 
     fn check_errors(&self) -> Result<()> {

@@ -10,7 +10,7 @@ pub use options::{
 };
 
 use crate::autograd;
-use crate::gpu::{Binding, Gpu, Kernel, OverrideAxis, Shader};
+use crate::gpu::{Binding, Kernel, OverrideAxis, Shader};
 use crate::ops::reduce;
 use crate::tensor::Tensor;
 use shape::{dims4, shape_from_output, ConvShape};
@@ -83,19 +83,20 @@ const MIN_WEIGHT_GRAD_K_CHUNK: usize = 64;
 /// driver (llvmpipe) silently cuts after 65535 iterations.
 const MAX_K_CHUNK: usize = 65536;
 
-/// Records one launch: `out = mode(lhs, rhs) (+ bias)`. For a product split along K, `out` holds
-/// one copy of the result per chunk (see [`k_split`]).
+/// Records one launch: `out = mode(lhs, rhs) (+ bias)`, with K in `split` = (chunks, K per chunk)
+/// as [`k_split`] gives it; split along K, `out` holds one copy of the result per chunk.
 fn launch(
-    gpu: &Gpu,
     s: &ConvShape,
     mode: Mode,
+    split: (u32, u32),
     lhs: &Tensor,
     rhs: &Tensor,
     bias: Option<&Tensor>,
     out: &Tensor,
 ) {
+    let gpu = lhs.gpu();
     let (m, tiles_n_size, phases) = gemm_extent(s, mode);
-    let (chunks, k_chunk) = k_split(s, mode);
+    let (chunks, k_chunk) = split;
     let (rows, cols, tile_k) = tile_shape(m);
     let kernel = Kernel::new(&SHADER, "conv2d")
         .with("MODE", mode as u32 as f64)
@@ -164,14 +165,14 @@ fn k_split(s: &ConvShape, mode: Mode) -> (u32, u32) {
             MIN_WEIGHT_GRAD_K_CHUNK,
         ),
     };
-    split_k(k, tiles, SPLIT_TARGET_GROUPS, min_chunk, tile_k)
+    split_k(k, tiles, min_chunk, tile_k)
 }
 
 /// (chunks, K per chunk) for a product of `tiles` output tiles and length `k`: enough chunks for
-/// `target` workgroups, each at least `min_chunk` and at most [`MAX_K_CHUNK`] long, a multiple of
-/// the K slice `tile_k`.
-fn split_k(k: usize, tiles: usize, target: usize, min_chunk: usize, tile_k: u32) -> (u32, u32) {
-    let wanted = target
+/// [`SPLIT_TARGET_GROUPS`] workgroups, each at least `min_chunk` and at most [`MAX_K_CHUNK`] long,
+/// a multiple of the K slice `tile_k`.
+fn split_k(k: usize, tiles: usize, min_chunk: usize, tile_k: u32) -> (u32, u32) {
+    let wanted = SPLIT_TARGET_GROUPS
         .div_ceil(tiles.max(1))
         .min(k / min_chunk)
         .max(k.div_ceil(MAX_K_CHUNK))
@@ -249,15 +250,16 @@ fn split_launch(
     rg: bool,
 ) -> Tensor {
     let gpu = lhs.gpu();
-    let chunks = k_split(s, mode).0 as usize;
+    let split = k_split(s, mode);
+    let chunks = split.0 as usize;
     if chunks == 1 {
         let out = Tensor::output(gpu, shape, rg);
-        launch(gpu, s, mode, lhs, rhs, bias, &out);
+        launch(s, mode, split, lhs, rhs, bias, &out);
         return out;
     }
     let [a, b, c, d] = *shape;
     let partial = Tensor::uninit(gpu, &[chunks, a, b, c, d]);
-    launch(gpu, s, mode, lhs, rhs, bias, &partial);
+    launch(s, mode, split, lhs, rhs, bias, &partial);
     let out = reduce::sum_axis(&partial, 0);
     if rg {
         out.with_requires_grad(true)

@@ -83,6 +83,26 @@ impl BenchConfig {
     }
 }
 
+/// Training steps run before a timed run (pipelines compiled, the buffer pool filled).
+const WARM_UP_STEPS: usize = 3;
+
+/// Runs `step` (one whole training step) [`WARM_UP_STEPS`] times, then `steps` times back to back
+/// with no sync between them; returns the seconds of the timed steps by the GPU clock and by the
+/// wall clock.
+fn time_steps(gpu: &Gpu, steps: usize, step: &mut dyn FnMut() -> Result<()>) -> Result<(f64, f64)> {
+    for _ in 0..WARM_UP_STEPS {
+        step()?;
+    }
+    let mut whole = GpuTimer::new(gpu);
+    whole.start(gpu)?;
+    let wall = std::time::Instant::now();
+    for _ in 0..steps {
+        step()?;
+    }
+    let seconds = whole.stop(gpu)?;
+    Ok((seconds, wall.elapsed().as_secs_f64()))
+}
+
 /// Which clock the benchmark rows are measured with on this GPU.
 pub fn clock(gpu: &Gpu) -> Clock {
     if gpu.features().timestamp_query {

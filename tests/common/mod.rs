@@ -4,6 +4,7 @@
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use vqgpu::models::vqvae::VqVaeConfig;
 use vqgpu::{autograd, Gpu, GpuOptions, Tensor};
 
 /// The adapter named by `VQGPU_ADAPTER` (or the default); fails the test when there is none.
@@ -11,6 +12,18 @@ pub fn gpu() -> Gpu {
     Gpu::new(&GpuOptions::default()).unwrap_or_else(|e| {
         panic!("GPU tests need an adapter: {e}\n(on Linux without a GPU: apt-get install mesa-vulkan-drivers)")
     })
+}
+
+/// A VQ-VAE small enough for a few quick steps on the software driver (3x32x32 images).
+pub fn tiny_vqvae() -> VqVaeConfig {
+    VqVaeConfig {
+        hidden: 8,
+        res_hidden: 4,
+        res_layers: 1,
+        codebook_size: 16,
+        code_dim: 4,
+        ..VqVaeConfig::default()
+    }
 }
 
 /// A seeded RNG.

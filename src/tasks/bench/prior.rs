@@ -8,17 +8,13 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::data::Batch;
 use crate::error::{Result, Setting};
-use crate::gpu::timing::GpuTimer;
 use crate::gpu::Gpu;
 use crate::models::pixelcnn::PixelCnnConfig;
 use crate::tasks::sample::Prior;
 use crate::train::PriorTrainer;
 
-use super::adapter_line;
 use super::profile::{self, StepProfile};
-
-/// Host-recording repeats of a profile (the median is reported).
-const HOST_REPEATS: usize = 9;
+use super::{adapter_line, time_steps};
 
 /// The prior and the length of `bench prior`.
 #[derive(Clone, Debug)]
@@ -68,21 +64,11 @@ pub fn prior(gpu: &Gpu, options: &PriorBenchOptions) -> Result<PriorBench> {
             .collect(),
         labels: Vec::new(),
     };
-    for _ in 0..3 {
-        trainer.train_step(&grids)?;
-    }
-    let mut whole = GpuTimer::new(gpu);
-    whole.start(gpu)?;
-    let wall = Instant::now();
-    for _ in 0..options.steps {
-        trainer.train_step(&grids)?;
-    }
-    let seconds = whole.stop(gpu)?;
-    let wall_seconds = wall.elapsed().as_secs_f64();
+    let (seconds, wall_seconds) =
+        time_steps(gpu, options.steps, &mut || trainer.train_step(&grids))?;
     trainer.take_metrics()?;
     let profile = if options.profile {
-        let mut step = || trainer.train_step(&grids);
-        let p = profile::profile_step(gpu, HOST_REPEATS, &mut step)?;
+        let p = profile::profile_step(gpu, &mut || trainer.train_step(&grids))?;
         trainer.take_metrics()?;
         Some(p)
     } else {

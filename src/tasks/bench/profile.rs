@@ -91,17 +91,16 @@ fn layer_key(r: &DispatchRecord) -> String {
     )
 }
 
-/// Profiles `step` (which records one whole training step): its host figures over `repeats`
-/// runs, then one run with every launch timed.
-pub fn profile_step(
-    gpu: &Gpu,
-    repeats: usize,
-    step: &mut dyn FnMut() -> Result<()>,
-) -> Result<StepProfile> {
-    let mut times = Vec::with_capacity(repeats.max(1));
-    let mut cpu_times = Vec::with_capacity(repeats.max(1));
+/// Runs of a step whose host figures are measured (the median is reported).
+const HOST_REPEATS: usize = 9;
+
+/// Profiles `step` (which records one whole training step): its host figures over
+/// [`HOST_REPEATS`] runs, then one run with every launch timed.
+pub fn profile_step(gpu: &Gpu, step: &mut dyn FnMut() -> Result<()>) -> Result<StepProfile> {
+    let mut times = Vec::with_capacity(HOST_REPEATS);
+    let mut cpu_times = Vec::with_capacity(HOST_REPEATS);
     let mut per_step = HostStats::default();
-    for _ in 0..repeats.max(1) {
+    for _ in 0..HOST_REPEATS {
         gpu.sync()?;
         let before = gpu.host_stats();
         let cpu0 = thread_cpu_seconds();

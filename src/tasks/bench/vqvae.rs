@@ -4,8 +4,6 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use std::time::Instant;
-
 use crate::data::Batch;
 use crate::error::Result;
 use crate::gpu::timing::{Clock, GpuTimer};
@@ -14,8 +12,8 @@ use crate::models::vqvae::{VqVae, VqVaeConfig, VqVaeOutput};
 use crate::tensor::Tensor;
 use crate::train::VqVaeTrainer;
 
-use super::adapter_line;
 use super::profile::{self, StepProfile};
+use super::{adapter_line, time_steps};
 
 /// Variance of pixels uniform in [0, 1]: the loss scale of the random images.
 const UNIFORM_VARIANCE: f32 = 1.0 / 12.0;
@@ -83,9 +81,6 @@ fn marked_step(trainer: &mut VqVaeTrainer, x: &Tensor, timer: &mut GpuTimer) -> 
     timer.mark(&gpu)
 }
 
-/// Host-recording repeats of a profile (the median is reported).
-const HOST_REPEATS: usize = 9;
-
 /// Trains `config` on random images in [-0.5, 0.5) for `steps` steps after 3 warm-up steps;
 /// with `with_profile`, then profiles one more step.
 pub fn vqvae(
@@ -105,18 +100,8 @@ pub fn vqvae(
             .collect(),
         labels: Vec::new(),
     };
-    for _ in 0..3 {
-        trainer.train_step(&images)?;
-    }
     let steps = steps.max(1);
-    let mut whole = GpuTimer::new(gpu);
-    whole.start(gpu)?;
-    let wall = Instant::now();
-    for _ in 0..steps {
-        trainer.train_step(&images)?;
-    }
-    let seconds = whole.stop(gpu)?;
-    let wall_seconds = wall.elapsed().as_secs_f64();
+    let (seconds, wall_seconds) = time_steps(gpu, steps, &mut || trainer.train_step(&images))?;
     let gpu_bytes = gpu.buffer_bytes();
     trainer.take_metrics()?;
     let [c, h, w] = shape;
@@ -130,8 +115,7 @@ pub fn vqvae(
         }
     }
     let profile = if with_profile {
-        let mut step = || trainer.train_step(&images);
-        let p = profile::profile_step(gpu, HOST_REPEATS, &mut step)?;
+        let p = profile::profile_step(gpu, &mut || trainer.train_step(&images))?;
         trainer.take_metrics()?;
         Some(p)
     } else {
