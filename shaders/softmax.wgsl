@@ -6,11 +6,11 @@ struct Params {
     rows: u32,        // positions: B * S
     classes: u32,     // K
     positions: u32,   // S
-    position: u32,    // sample: the position drawn
-    seed: u32,        // sample: counter-based RNG key
-    temperature: f32, // sample: logits are divided by it; <= 0 takes the argmax
-    _pad0: u32,
-    _pad1: u32,
+    position: u32,       // sample: the position of the logits used
+    seed: u32,           // sample: counter-based RNG key
+    temperature: f32,    // sample: logits are divided by it; <= 0 takes the argmax
+    grid_positions: u32, // sample: positions per item of the code grid written
+    grid_position: u32,  // sample: the position drawn in the code grid (and the RNG counter)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -73,13 +73,14 @@ fn pcg(v: u32) -> u32 {
 
 // A standard Gumbel variate from the counter (seed, item, position, class): -log(-log(u)), u in (0, 1).
 fn gumbel(item: u32, k: u32) -> f32 {
-    let h = pcg(k ^ pcg(p.position ^ pcg(item ^ pcg(p.seed))));
+    let h = pcg(k ^ pcg(p.grid_position ^ pcg(item ^ pcg(p.seed))));
     let u = (f32(h >> 8u) + 0.5) * (1.0 / 16777216.0);
     return -log(-log(u));
 }
 
-// out[b, position] = argmax_k logits[b, k, position] / T + G_k (a draw from softmax(logits / T)),
-// one thread per item; the rest of the code grid `out` [B, S] is left as it is.
+// out[b, grid_position] = argmax_k logits[b, k, position] / T + G_k (a draw from softmax(logits / T)),
+// one thread per item; the rest of the code grid `out` [B, grid_positions] is left as it is. The logits
+// cover either every position of the grid (position = grid_position) or only the one drawn (position 0).
 @compute @workgroup_size(256)
 fn sample(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let b = flat_id(gid, nwg);
@@ -98,5 +99,5 @@ fn sample(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
             best_k = k;
         }
     }
-    out[r] = f32(best_k);
+    out[b * p.grid_positions + p.grid_position] = f32(best_k);
 }

@@ -11,6 +11,7 @@ use vqgpu::tasks::{bench, encode, latent_map, reconstruct, sample, train};
 use vqgpu::{Error, Result};
 
 use super::groups::{
+    SamplerArg,
     DataArgs, EvalArgs, ImageRunArgs, PriorModelArgs, ReconArg, RunArgs, TimingArgs, TrunkArgs,
     VqVaeArgs,
 };
@@ -238,6 +239,9 @@ pub struct SampleArgs {
     /// Seed of the sampling RNG
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// How a prior's code grids are drawn (both give the same codes up to float rounding)
+    #[arg(long, value_enum, default_value = "cached")]
+    sampler: SamplerArg,
     /// Output PNG
     #[arg(long, default_value = "samples.png")]
     out: PathBuf,
@@ -253,6 +257,7 @@ impl SampleArgs {
             temperature: self.temperature,
             class: self.class,
             seed: self.seed,
+            sampler: self.sampler.into(),
             out: self.out.clone(),
         })
     }

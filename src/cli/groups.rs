@@ -8,7 +8,7 @@ use vqgpu::data::DataSpec;
 use vqgpu::models::pixelcnn::PixelCnnConfig;
 use vqgpu::models::vqvae::VqVaeConfig;
 use vqgpu::nn::{CodebookUpdate, EmaConfig};
-use vqgpu::tasks::{bench, eval, train};
+use vqgpu::tasks::{bench, eval, sample, train};
 
 /// Which images to use.
 #[derive(Args)]
@@ -227,6 +227,24 @@ pub(super) enum ReconArg {
     Mse,
     /// Bernoulli: the decoder gives logits
     Bce,
+}
+
+/// How `sample` draws code grids.
+#[derive(Clone, Copy, ValueEnum)]
+pub(super) enum SamplerArg {
+    /// One forward pass of the whole grid per position (the reference; quadratic in the positions)
+    Full,
+    /// Each layer's activations kept between positions (linear in the positions)
+    Cached,
+}
+
+impl From<SamplerArg> for sample::Sampler {
+    fn from(arg: SamplerArg) -> Self {
+        match arg {
+            SamplerArg::Full => Self::Full,
+            SamplerArg::Cached => Self::Cached,
+        }
+    }
 }
 
 /// How long a benchmark row is timed.

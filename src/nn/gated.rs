@@ -2,8 +2,11 @@
 //! sees the rows above, a horizontal stack that sees the pixels to the left in the current row,
 //! both through masked convolutions, and the gate `tanh(a) * sigmoid(b)`.
 
+use crate::error::Result;
+use crate::gpu::Gpu;
 use crate::nn::{Conv2d, Param, Scope};
 use crate::ops::conv::{Conv2dOptions, SpatialMask};
+use crate::ops::window::{read_window, write_window, Window};
 use crate::ops::{elementwise, gather};
 use crate::tensor::Tensor;
 
@@ -42,6 +45,19 @@ pub struct Stacks {
     pub vertical: Tensor,
     /// Horizontal stack [B, C, H, W]: at (r, c) a function of the codes before (r, c) in raster order.
     pub horizontal: Tensor,
+}
+
+/// One gated layer's state while code grids are drawn position by position (see
+/// [`GatedResidualBlock::start_row`] and [`GatedResidualBlock::step`]).
+pub struct LayerCache {
+    /// The layer's output vertical stack [B, C, H, W]: final in every row started so far.
+    pub vertical: Tensor,
+    /// The layer's output horizontal stack [B, C, H, W]: final at every position stepped so far.
+    pub horizontal: Tensor,
+    /// `vertical_to_horizontal` of the pre-gate vertical stack along the current row [B, 2C, 1, W].
+    row_to_horizontal: Option<Tensor>,
+    /// Each item's class bias along a row [B, 2C, 1, W] and at one position [B, 2C, 1, 1].
+    class_bias: Option<(Tensor, Tensor)>,
 }
 
 /// One gated residual layer with parameters `vertical`, `horizontal`, `vertical_to_horizontal`,
@@ -138,5 +154,95 @@ impl GatedResidualBlock {
             },
             skip,
         )
+    }
+}
+
+/// Incremental evaluation, for drawing grids one position at a time in raster order: because the
+/// layer is causal, its outputs at the positions already drawn never change, so they are kept in a
+/// [`LayerCache`] and only the new ones are computed. The results equal [`GatedResidualBlock::forward`]
+/// at those positions up to the order of the sums inside the convolutions.
+impl GatedResidualBlock {
+    /// An empty cache for `batch` grids of `grid` = (H, W), with each item's class when the layer
+    /// is conditional (`labels` must then be given).
+    pub fn cache(
+        &self,
+        gpu: &Gpu,
+        batch: usize,
+        grid: [usize; 2],
+        labels: Option<&[u32]>,
+    ) -> Result<LayerCache> {
+        let [h, w] = grid;
+        let channels = self.horizontal_out.weight.shape()[0];
+        let class_bias = match (&self.class_bias, labels) {
+            (Some(table), Some(labels)) => {
+                let along_row = |width: usize| -> Result<Tensor> {
+                    let grid: Vec<f32> = labels
+                        .iter()
+                        .flat_map(|&l| std::iter::repeat_n(l as f32, width))
+                        .collect();
+                    let indices = Tensor::from_slice(gpu, &[batch, 1, width], &grid)?;
+                    Ok(gather::gather(&indices, table.tensor()))
+                };
+                Some((along_row(w)?, along_row(1)?))
+            }
+            _ => None,
+        };
+        Ok(LayerCache {
+            vertical: Tensor::zeros(gpu, &[batch, channels, h, w]),
+            horizontal: Tensor::zeros(gpu, &[batch, channels, h, w]),
+            row_to_horizontal: None,
+            class_bias,
+        })
+    }
+
+    /// Computes row `row` of the output vertical stack from `vertical` [B, C, H, W], the input
+    /// vertical stack (final in the rows this layer's mask reads: those above `row`, and `row`
+    /// itself for a type-B layer), and what it adds to the horizontal stack along the row.
+    pub fn start_row(&self, vertical: &Tensor, cache: &mut LayerCache, row: usize) {
+        let width = vertical.dim(3);
+        let v_pre = self.vertical.forward_window(vertical, Window::row(row, width));
+        cache.row_to_horizontal = Some(
+            self.vertical_to_horizontal
+                .forward_window(&v_pre, Window::whole(1, width)),
+        );
+        let v_pre = match &cache.class_bias {
+            Some((along_row, _)) => v_pre.add(along_row),
+            None => v_pre,
+        };
+        write_window(
+            &cache.vertical,
+            &elementwise::gate(&v_pre),
+            Window::row(row, width),
+        );
+    }
+
+    /// Computes position (`row`, `col`) of the output horizontal stack from `horizontal`
+    /// [B, C, H, W], the input horizontal stack (final up to that position), after
+    /// [`GatedResidualBlock::start_row`] of `row`. Returns the skip output there [B, C, 1, 1].
+    ///
+    /// # Panics
+    /// If the row was not started.
+    pub fn step(&self, horizontal: &Tensor, cache: &LayerCache, row: usize, col: usize) -> Tensor {
+        let at = Window::at(row, col);
+        let from_vertical = cache
+            .row_to_horizontal
+            .as_ref()
+            .expect("start_row before step");
+        let mut h_pre = self
+            .horizontal
+            .forward_window(horizontal, at)
+            .add(&read_window(from_vertical, Window::at(0, col)));
+        if let Some((_, at_position)) = &cache.class_bias {
+            h_pre = h_pre.add(at_position);
+        }
+        let skip = self
+            .horizontal_out
+            .forward_window(&elementwise::gate(&h_pre), Window::whole(1, 1));
+        let out = match self.mask {
+            MaskType::A => skip.clone(),
+            MaskType::B => read_window(horizontal, at).add(&skip),
+        };
+        write_window(&cache.horizontal, &out, at);
+        skip
     }
 }

@@ -5,6 +5,7 @@ use crate::gpu::profile;
 use crate::nn::{Param, Scope};
 use crate::ops::conv::{self, Conv2dOptions, ConvTranspose2dOptions, SpatialMask};
 use crate::ops::gemm;
+use crate::ops::window::{self, Window};
 use crate::tensor::Tensor;
 
 /// Registers `weight` of `shape` and, if wanted, `bias` of `[bias_len]` in `scope`, both with
@@ -65,6 +66,19 @@ impl Conv2d {
             self.weight.tensor(),
             self.bias.as_ref().map(Param::tensor),
             self.options,
+        )
+    }
+
+    /// The same convolution at the output positions of `window` only (stride 1), for evaluating
+    /// a causal network a few positions at a time. No autograd.
+    pub fn forward_window(&self, x: &Tensor, window: Window) -> Tensor {
+        let _layer = profile::layer(self.weight.layer_name());
+        window::conv_window(
+            x,
+            self.weight.tensor(),
+            self.bias.as_ref().map(Param::tensor),
+            self.options,
+            window,
         )
     }
 }

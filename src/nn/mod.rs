@@ -11,7 +11,9 @@ mod residual;
 
 pub use adam::Adam;
 pub use embedding::Embedding;
-pub use gated::{horizontal_mask, vertical_mask, GatedResidualBlock, MaskType, Stacks};
+pub use gated::{
+    horizontal_mask, vertical_mask, GatedResidualBlock, LayerCache, MaskType, Stacks,
+};
 pub use layers::{Conv2d, ConvTranspose2d, Linear};
 pub use params::{FlatBuffer, Param, ParamStore, Scope};
 pub use quantizer::{

@@ -12,12 +12,13 @@ pub mod latent;
 pub mod reduce;
 pub mod softmax;
 pub mod vq;
+pub mod window;
 
 use crate::gpu::Shader;
 
 /// Every kernel family, for the shader tests: adding a family means adding its file in `shaders/`,
 /// its module here, and its entry in this list.
-pub static SHADERS: [&Shader; 10] = [
+pub static SHADERS: [&Shader; 11] = [
     &adam::SHADER,
     &conv::SHADER,
     &elementwise::SHADER,
@@ -28,4 +29,5 @@ pub static SHADERS: [&Shader; 10] = [
     &reduce::SHADER,
     &softmax::SHADER,
     &vq::SHADER,
+    &window::SHADER,
 ];

@@ -30,7 +30,8 @@ crate::uniform_params! {
         position: u32,
         seed: u32,
         temperature: f32,
-        _pad: [u32; 2],
+        grid_positions: u32,
+        grid_position: u32,
     }
 }
 
@@ -52,7 +53,8 @@ fn params(items: usize, classes: usize, positions: usize) -> Params {
         position: 0,
         seed: 0,
         temperature: 1.0,
-        _pad: [0; 2],
+        grid_positions: 0,
+        grid_position: 0,
     }
 }
 
@@ -111,9 +113,10 @@ pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Tensor {
 }
 
 /// Draws the class at flat `position` of every item of `grid` [B, ...] from `softmax(logits / T)`
-/// (logits [B, K, ...]) by the Gumbel-max trick with a counter-based RNG keyed by
-/// (`seed`, item, position, class), writing it into `grid` in place; `temperature <= 0` takes the
-/// most likely class. Nothing is read back. No autograd.
+/// by the Gumbel-max trick with a counter-based RNG keyed by (`seed`, item, position, class),
+/// writing it into `grid` in place; `temperature <= 0` takes the most likely class. The logits
+/// [B, K, ...] cover either every position of the grid or only the one drawn (a single position);
+/// both give the same draw from the same logits. Nothing is read back. No autograd.
 pub fn sample_position(
     logits: &Tensor,
     grid: &Tensor,
@@ -122,17 +125,22 @@ pub fn sample_position(
     temperature: f32,
 ) {
     let (items, classes, positions) = layout(logits, "sample_position");
+    let grid_positions = grid.numel() / items.max(1);
     assert!(
-        grid.numel() == items * positions && position < positions,
+        grid.dim(0) == items
+            && position < grid_positions
+            && (positions == grid_positions || positions == 1),
         "sample_position: grid {:?} or position {position} does not match logits {:?}",
         grid.shape(),
         logits.shape()
     );
     let gpu = logits.gpu();
     let mut p = params(items, classes, positions);
-    p.position = position as u32;
+    p.position = if positions == 1 { 0 } else { position as u32 };
     p.seed = seed;
     p.temperature = temperature;
+    p.grid_positions = grid_positions as u32;
+    p.grid_position = position as u32;
     gpu.run(
         &SHADER,
         "sample",

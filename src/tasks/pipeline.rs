@@ -12,7 +12,7 @@ use crate::models::pixelcnn::PixelCnnConfig;
 use crate::models::vqvae::VqVaeConfig;
 
 use super::encode::{self, EncodeOptions};
-use super::sample::{self, SampleOptions};
+use super::sample::{self, SampleOptions, Sampler};
 use super::train::{self, PriorOptions, RunOptions, VqVaeOptions};
 
 /// Every setting of the pipeline.
@@ -160,6 +160,7 @@ pub fn run(gpu: &Gpu, options: &PipelineOptions) -> Result<PipelineReport> {
             temperature: options.temperature,
             class: None,
             seed: options.seed,
+            sampler: Sampler::Cached,
             out: samples.clone(),
         },
     )?;

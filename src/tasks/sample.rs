@@ -1,5 +1,6 @@
 //! `sample`: new images. Code grids are drawn from a PixelCNN prior one position at a time in
-//! raster order, for the whole batch on the GPU, then decoded by the VQ-VAE; or a VAE decodes
+//! raster order, for the whole batch on the GPU (by default with each layer's activations cached, so
+//! that a grid costs time linear in its positions), then decoded by the VQ-VAE; or a VAE decodes
 //! draws of z ~ N(0, I).
 
 use std::path::{Path, PathBuf};
@@ -15,6 +16,28 @@ use crate::models::pixelcnn::PixelCnn;
 use crate::models::vqvae::VqVae;
 use crate::ops::{latent, softmax};
 use crate::tensor::Tensor;
+
+/// How code grids are drawn from a prior.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Sampler {
+    /// One forward pass of the whole grid per position: quadratic in the positions. The reference.
+    Full,
+    /// Each layer's activations at the positions already drawn are kept and only what the next
+    /// position needs is computed: linear in the positions. Its logits equal the full pass's up to
+    /// the order of the sums inside the convolutions.
+    #[default]
+    Cached,
+}
+
+impl Sampler {
+    /// The name `--sampler` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Full => "full",
+            Self::Cached => "cached",
+        }
+    }
+}
 
 /// A trained prior and the (height, width) of the grids it was trained on.
 pub struct Prior {
@@ -35,10 +58,11 @@ impl Prior {
     }
 
     /// Draws `labels.len()` code grids (or `count` without labels) [count, H, W] from the prior at
-    /// `temperature` (<= 0: the most likely code at each step), with the RNG keyed by `seed`.
-    /// One forward pass per position; nothing is read back.
+    /// `temperature` (<= 0: the most likely code at each step), with the RNG keyed by `seed`, by
+    /// `sampler`. Every position is drawn on the GPU; nothing is read back.
     pub fn sample_codes(
         &self,
+        sampler: Sampler,
         count: usize,
         labels: Option<&[u32]>,
         temperature: f32,
@@ -76,13 +100,27 @@ impl Prior {
         let gpu = self.model.params.gpu();
         let [h, w] = self.grid;
         let codes = Tensor::zeros(gpu, &[count, h, w]);
-        let labels = labels
-            .map(|l| Tensor::from_slice(gpu, &[count, h, w], &PixelCnn::label_grid(l, h * w)))
-            .transpose()?;
         let key = latent::rng_key(seed);
-        for position in 0..h * w {
-            let logits = self.model.forward(&codes, labels.as_ref());
-            softmax::sample_position(&logits, &codes, position, key, temperature);
+        match sampler {
+            Sampler::Full => {
+                let labels = labels
+                    .map(|l| {
+                        Tensor::from_slice(gpu, &[count, h, w], &PixelCnn::label_grid(l, h * w))
+                    })
+                    .transpose()?;
+                for position in 0..h * w {
+                    let logits = self.model.forward(&codes, labels.as_ref());
+                    softmax::sample_position(&logits, &codes, position, key, temperature);
+                }
+            }
+            Sampler::Cached => {
+                let mut prior = self.model.incremental(count, self.grid, labels)?;
+                for position in 0..h * w {
+                    let logits = prior.next_logits();
+                    softmax::sample_position(&logits, &codes, position, key, temperature);
+                    prior.commit(&codes);
+                }
+            }
         }
         Ok(codes)
     }
@@ -116,6 +154,8 @@ pub struct SampleOptions {
     pub class: Option<u32>,
     /// Seed of the sampling RNG.
     pub seed: u64,
+    /// How the code grids are drawn.
+    pub sampler: Sampler,
     /// The PNG written.
     pub out: PathBuf,
 }
@@ -148,7 +188,7 @@ pub fn run(gpu: &Gpu, options: &SampleOptions) -> Result<Vec<f32>> {
     let (labels, columns) = class_rows(options.count, prior.model.config.classes, options.class);
     let count = labels.as_ref().map_or(options.count, Vec::len);
     let start = Instant::now();
-    let codes = prior.sample_codes(count, labels.as_deref(), t, options.seed)?;
+    let codes = prior.sample_codes(options.sampler, count, labels.as_deref(), t, options.seed)?;
     let images = prior.decode(&vqvae, &codes)?;
     let seconds = start.elapsed().as_secs_f64();
     let [h, w] = prior.grid;
@@ -156,10 +196,10 @@ pub fn run(gpu: &Gpu, options: &SampleOptions) -> Result<Vec<f32>> {
     let shape = [vqvae.config.in_channels, h * scale, w * scale];
     save_grid(&options.out, &images, shape, columns)?;
     println!(
-        "adapter: {}; {count} samples of {h}x{w} codes in {seconds:.2} s ({:.1} samples/s, {} forward passes); wrote {}",
+        "adapter: {}; {count} samples of {h}x{w} codes in {seconds:.2} s ({:.1} samples/s, {} sampler); wrote {}",
         gpu.adapter_name(),
         count as f64 / seconds,
-        h * w,
+        options.sampler.name(),
         options.out.display()
     );
     Ok(images)

@@ -10,7 +10,7 @@ use crate::data::Batch;
 use crate::error::{Result, Setting};
 use crate::gpu::Gpu;
 use crate::models::pixelcnn::PixelCnnConfig;
-use crate::tasks::sample::Prior;
+use crate::tasks::sample::{Prior, Sampler};
 use crate::train::PriorTrainer;
 
 use super::profile::{self, StepProfile};
@@ -78,10 +78,10 @@ pub fn prior(gpu: &Gpu, options: &PriorBenchOptions) -> Result<PriorBench> {
         model: trainer.task.model,
         grid,
     };
-    model.sample_codes(options.samples, None, 1.0, 0)?;
+    model.sample_codes(Sampler::Full, options.samples, None, 1.0, 0)?;
     gpu.sync()?;
     let t0 = Instant::now();
-    model.sample_codes(options.samples, None, 1.0, 1)?;
+    model.sample_codes(Sampler::Full, options.samples, None, 1.0, 1)?;
     gpu.sync()?;
     let sample_seconds = t0.elapsed().as_secs_f64();
     let trained = (options.steps * batch) as f64;

@@ -1,0 +1,209 @@
+//! Host side of `shaders/window.wgsl`: a stride-1 convolution evaluated only at the output positions
+//! of a window, and copies of a window out of and into a full map. They let a causal network be
+//! evaluated a few positions at a time (incremental sampling). No autograd.
+
+use crate::gpu::{Binding, Kernel, Shader};
+use crate::ops::conv::Conv2dOptions;
+use crate::tensor::Tensor;
+
+/// `shaders/window.wgsl`.
+pub static SHADER: Shader = crate::shader!("window", Params, [X, WEIGHT, BIAS, OUT]);
+const X: Binding = Binding::read(1, "x");
+const WEIGHT: Binding = Binding::read(2, "weight");
+const BIAS: Binding = Binding::read(3, "bias");
+const OUT: Binding = Binding::read_write(4, "out");
+
+crate::uniform_params! {
+    #[derive(Default)]
+    struct Params {
+        batch: u32,
+        cin: u32,
+        cout: u32,
+        height: u32,
+        width: u32,
+        row0: u32,
+        col0: u32,
+        rows: u32,
+        cols: u32,
+        k_h: u32,
+        k_w: u32,
+        pad_h: u32,
+        pad_w: u32,
+        mask_lo: u32,
+        mask_hi: u32,
+        _pad0: u32,
+    }
+}
+
+/// The most input channels a windowed convolution takes: every thread loops over them, and the
+/// software Vulkan driver (llvmpipe) silently cuts a loop after 65535 iterations.
+pub const MAX_CHANNELS: usize = 65535;
+
+/// Rows `[row, row + rows)` x columns `[col, col + cols)` of a map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    /// First row.
+    pub row: usize,
+    /// First column.
+    pub col: usize,
+    /// Number of rows.
+    pub rows: usize,
+    /// Number of columns.
+    pub cols: usize,
+}
+
+impl Window {
+    /// The single position (row, col).
+    pub fn at(row: usize, col: usize) -> Self {
+        Self {
+            row,
+            col,
+            rows: 1,
+            cols: 1,
+        }
+    }
+
+    /// All of row `row` of a map `width` wide.
+    pub fn row(row: usize, width: usize) -> Self {
+        Self {
+            row,
+            col: 0,
+            rows: 1,
+            cols: width,
+        }
+    }
+
+    /// The whole of a `height x width` map.
+    pub fn whole(height: usize, width: usize) -> Self {
+        Self {
+            row: 0,
+            col: 0,
+            rows: height,
+            cols: width,
+        }
+    }
+
+    /// Whether the window is non-empty and lies inside a `height x width` map.
+    fn fits(&self, height: usize, width: usize) -> bool {
+        self.rows > 0
+            && self.cols > 0
+            && self.row + self.rows <= height
+            && self.col + self.cols <= width
+    }
+
+    fn params(&self, map: [usize; 4]) -> Params {
+        let u = |v: usize| v as u32;
+        Params {
+            batch: u(map[0]),
+            cin: u(map[1]),
+            height: u(map[2]),
+            width: u(map[3]),
+            row0: u(self.row),
+            col0: u(self.col),
+            rows: u(self.rows),
+            cols: u(self.cols),
+            ..Params::default()
+        }
+    }
+}
+
+/// The dims of a 4-D tensor.
+fn dims4(t: &Tensor, what: &str) -> [usize; 4] {
+    <[usize; 4]>::try_from(t.shape())
+        .unwrap_or_else(|_| panic!("{what} must be [N, C, H, W], got {:?}", t.shape()))
+}
+
+/// The convolution of x [N, Cin, H, W] with w [Cout, Cin, kH, kW] (and bias [Cout]) under `options`
+/// (stride 1), at the output positions of `window` only: [N, Cout, rows, cols]. Equal to the
+/// window of [`crate::ops::conv::conv2d`]'s output up to the order of the sums. Kernel positions
+/// the mask drops are never read, so inputs there may hold anything.
+pub fn conv_window(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    options: Conv2dOptions,
+    window: Window,
+) -> Tensor {
+    let (x4, w4) = (dims4(x, "conv_window input"), dims4(w, "conv_window weight"));
+    assert_eq!(
+        x4[1], w4[1],
+        "conv_window: input has {} channels, weight expects {}",
+        x4[1], w4[1]
+    );
+    assert!(
+        options.stride == (1, 1) && w4[2] * w4[3] <= 64 && x4[1] <= MAX_CHANNELS,
+        "conv_window: stride 1, at most 64 kernel positions and {MAX_CHANNELS} input channels"
+    );
+    let out_h = (x4[2] + 2 * options.padding.0).checked_sub(w4[2] - 1);
+    let out_w = (x4[3] + 2 * options.padding.1).checked_sub(w4[3] - 1);
+    assert!(
+        matches!((out_h, out_w), (Some(h), Some(w)) if window.fits(h, w)),
+        "conv_window: {window:?} outside the output of a {}x{} kernel on {x4:?}",
+        w4[2],
+        w4[3]
+    );
+    let bits = options.mask.map_or(u64::MAX, |m| m.bits());
+    let mut params = window.params(x4);
+    params.cout = w4[0] as u32;
+    params.k_h = w4[2] as u32;
+    params.k_w = w4[3] as u32;
+    params.pad_h = options.padding.0 as u32;
+    params.pad_w = options.padding.1 as u32;
+    params.mask_lo = bits as u32;
+    params.mask_hi = (bits >> 32) as u32;
+    let gpu = x.gpu();
+    let out = Tensor::uninit(gpu, &[x4[0], w4[0], window.rows, window.cols]);
+    let kernel = Kernel::new(&SHADER, "conv_window").flag("HAS_BIAS", bias.is_some());
+    let flops = 2.0 * (out.numel() * x4[1] * w4[2] * w4[3]) as f64;
+    // without a bias the binding still needs a buffer: bind `w` again (read-only)
+    gpu.dispatch_counted(
+        &kernel,
+        &params,
+        &[
+            x.bind(X),
+            w.bind(WEIGHT),
+            bias.unwrap_or(w).bind(BIAS),
+            out.bind(OUT),
+        ],
+        gpu.grid_for(out.numel()),
+        flops,
+    );
+    out
+}
+
+/// A copy of `window` of x [N, C, H, W]: [N, C, rows, cols].
+pub fn read_window(x: &Tensor, window: Window) -> Tensor {
+    let x4 = dims4(x, "read_window map");
+    assert!(
+        window.fits(x4[2], x4[3]),
+        "read_window: {window:?} outside {x4:?}"
+    );
+    let gpu = x.gpu();
+    let out = Tensor::uninit(gpu, &[x4[0], x4[1], window.rows, window.cols]);
+    gpu.run(
+        &SHADER,
+        "read_window",
+        &window.params(x4),
+        &[x.bind(X), out.bind(OUT)],
+        gpu.grid_for(out.numel()),
+    );
+    out
+}
+
+/// Writes `src` [N, C, rows, cols] into `window` of `dst` [N, C, H, W] in place.
+pub fn write_window(dst: &Tensor, src: &Tensor, window: Window) {
+    let d4 = dims4(dst, "write_window map");
+    assert!(
+        window.fits(d4[2], d4[3]) && src.shape() == [d4[0], d4[1], window.rows, window.cols],
+        "write_window: {:?} does not fit {window:?} of {d4:?}",
+        src.shape()
+    );
+    let gpu = dst.gpu();
+    gpu.run(
+        &SHADER,
+        "write_window",
+        &window.params(d4),
+        &[src.bind(X), dst.bind(OUT)],
+        gpu.grid_for(src.numel()),
+    );
+}
