@@ -20,7 +20,7 @@ struct Params {
     pad_w: u32,
     mask_lo: u32, // conv: kernel positions ky * k_w + kx < 32 kept where their bit is set
     mask_hi: u32, // positions 32..63
-    _pad0: u32,
+    k_chunk: u32, // conv: terms per chunk of the sum (the K split of conv.wgsl for the full map)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -40,8 +40,11 @@ fn keeps(tap: u32) -> bool {
     return ((p.mask_hi >> (tap - 32u)) & 1u) == 1u;
 }
 
-// out[b, o, i, j] = bias[o] + sum over (ci, ky, kx) kept of
-//   weight[o, ci, ky, kx] * x[b, ci, row0 + i + ky - pad_h, col0 + j + kx - pad_w] (zero outside the map).
+// out[b, o, i, j] = sum over (ci, ky, kx) kept of
+//   weight[o, ci, ky, kx] * x[b, ci, row0 + i + ky - pad_h, col0 + j + kx - pad_w] (zero outside the map),
+// plus bias[o]. The sum runs as conv.wgsl's forward does for the full map: term k = ci * taps + tap in
+// order, in chunks of k_chunk terms each summed from zero, the bias added to the first chunk, and the
+// chunks added in order; so on one adapter the result equals conv2d's bit for bit.
 // Masked-out positions are never read, so they may hold anything (positions not yet computed).
 @compute @workgroup_size(256)
 fn conv_window(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -55,23 +58,28 @@ fn conv_window(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     let y0 = i32(p.row0 + i) - i32(p.pad_h);
     let x0 = i32(p.col0 + j) - i32(p.pad_w);
     let taps = p.k_h * p.k_w;
+    var total = 0.0;
     var acc = 0.0;
-    if (HAS_BIAS) { acc = bias[o]; }
+    var chunk = 0u;
     for (var ci = 0u; ci < p.cin; ci = ci + 1u) {
         let plane = (b * p.cin + ci) * p.height;
         let w_base = (o * p.cin + ci) * taps;
-        for (var ky = 0u; ky < p.k_h; ky = ky + 1u) {
-            let y = y0 + i32(ky);
-            if (y < 0 || y >= i32(p.height)) { continue; }
-            for (var kx = 0u; kx < p.k_w; kx = kx + 1u) {
-                let xx = x0 + i32(kx);
-                let tap = ky * p.k_w + kx;
-                if (xx < 0 || xx >= i32(p.width) || !keeps(tap)) { continue; }
-                acc = acc + weight[w_base + tap] * x[(plane + u32(y)) * p.width + u32(xx)];
+        for (var tap = 0u; tap < taps; tap = tap + 1u) {
+            let k_chunk_of = (ci * taps + tap) / p.k_chunk;
+            if (k_chunk_of != chunk) {
+                if (HAS_BIAS && chunk == 0u) { acc = acc + bias[o]; }
+                total = total + acc;
+                acc = 0.0;
+                chunk = k_chunk_of;
             }
+            let y = y0 + i32(tap / p.k_w);
+            let xx = x0 + i32(tap % p.k_w);
+            if (y < 0 || y >= i32(p.height) || xx < 0 || xx >= i32(p.width) || !keeps(tap)) { continue; }
+            acc = acc + weight[w_base + tap] * x[(plane + u32(y)) * p.width + u32(xx)];
         }
     }
-    out[n] = acc;
+    if (HAS_BIAS && chunk == 0u) { acc = acc + bias[o]; }
+    out[n] = total + acc;
 }
 
 // The element n of a [batch, cin, rows, cols] window and its index in the full [batch, cin, height, width] map.

@@ -78,6 +78,7 @@ fn flag(setting: Setting) -> &'static str {
         Setting::Count => "--count",
         Setting::Temperature => "--temperature",
         Setting::Side => "--side",
+        Setting::SampleGrids => "--sample-grids",
         Setting::Iters => "--iters",
         Setting::Repeats => "--repeats",
     }

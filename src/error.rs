@@ -141,6 +141,8 @@ pub enum Setting {
     Temperature,
     /// Side of a latent-map grid.
     Side,
+    /// Sides of the code grids a sampling benchmark draws.
+    SampleGrids,
     /// Calls per timed benchmark repeat.
     Iters,
     /// Timed benchmark repeats.
@@ -179,6 +181,7 @@ impl Setting {
             Setting::Count => "the count",
             Setting::Temperature => "the temperature",
             Setting::Side => "the grid side",
+            Setting::SampleGrids => "the side of a sampled code grid",
             Setting::Iters => "the calls per repeat",
             Setting::Repeats => "the number of repeats",
         }

@@ -7,6 +7,7 @@ use common::*;
 use vqgpu::data::Batch;
 use vqgpu::models::pixelcnn::PixelCnnConfig;
 use vqgpu::tasks::bench::{self, profile::StepProfile, PriorBenchOptions};
+use vqgpu::tasks::sample::Sampler;
 use vqgpu::train::VqVaeTrainer;
 
 /// Checks what must hold for any profile: one record per dispatch, groups that add up to the
@@ -122,6 +123,9 @@ fn the_prior_bench_trains_samples_and_profiles() {
         steps: 1,
         grid: [3, 4],
         samples: 2,
+        sample_sides: vec![2, 3],
+        samplers: vec![Sampler::Full, Sampler::Cached],
+        full_positions: Some(2),
         model: PixelCnnConfig {
             codes: 8,
             channels: 4,
@@ -133,7 +137,22 @@ fn the_prior_bench_trains_samples_and_profiles() {
         profile: true,
     };
     let r = bench::prior(&gpu, &options).expect("bench prior");
-    assert!(r.grids_per_s > 0.0 && r.wall_grids_per_s > 0.0 && r.samples_per_s > 0.0);
+    assert!(r.grids_per_s > 0.0 && r.wall_grids_per_s > 0.0);
+    let timed: Vec<_> = r
+        .sampling
+        .iter()
+        .map(|s| (s.side, s.sampler, s.positions_timed))
+        .collect();
+    assert_eq!(
+        timed,
+        [
+            (2, Sampler::Full, 2),
+            (2, Sampler::Cached, 4),
+            (3, Sampler::Full, 2),
+            (3, Sampler::Cached, 9)
+        ]
+    );
+    assert!(r.sampling.iter().all(|s| s.samples_per_s > 0.0));
     let p = r.profile.expect("a profile was asked for");
     check_profile(&p, "prior");
     assert!(p

@@ -5,24 +5,56 @@
 
 mod common;
 use common::*;
-use vqgpu::ops::conv::{Conv2dOptions, SpatialMask};
+use vqgpu::ops::conv::{self, Conv2dOptions, SpatialMask};
 use vqgpu::ops::window::{self, Window};
 
-/// Reference: the stride-1 convolution of x [n, cin, h, w] at the output positions of `win`, as
-/// [n, cout, rows, cols], in f64.
-fn reference(
-    x: &[f32],
-    [n, cin, h, w]: [usize; 4],
-    weight: &[f32],
-    [cout, kh, kw]: [usize; 3],
-    bias: Option<&[f32]>,
-    (ph, pw): (usize, usize),
-    mask: Option<SpatialMask>,
+/// One windowed convolution: input dims, output channels, kernel (h, w), padding (h, w), whether
+/// the kernel has a causal mask, the window, whether there is a bias.
+#[derive(Clone, Copy, Debug)]
+struct Case {
+    x4: [usize; 4],
+    cout: usize,
+    k: (usize, usize),
+    pad: (usize, usize),
+    masked: bool,
     win: Window,
-) -> Vec<f64> {
-    let mut out = Vec::with_capacity(n * cout * win.rows * win.cols);
+    bias: bool,
+}
+
+impl Case {
+    fn mask(&self) -> Option<SpatialMask> {
+        let (kh, kw) = self.k;
+        self.masked.then(|| {
+            SpatialMask::from_fn(kh, kw, |ky, kx| {
+                ky < kh / 2 || (ky == kh / 2 && kx < kw / 2)
+            })
+        })
+    }
+
+    /// Whether the kept kernel positions of some output in the window read input (y, x).
+    fn reads(&self, y: usize, x: usize) -> bool {
+        let (kh, kw) = self.k;
+        let w = self.win;
+        (0..w.rows).any(|i| {
+            (0..w.cols).any(|j| {
+                (0..kh * kw).any(|tap| {
+                    self.mask().is_none_or(|m| m.keeps(tap))
+                        && w.row + i + tap / kw == y + self.pad.0
+                        && w.col + j + tap % kw == x + self.pad.1
+                })
+            })
+        })
+    }
+}
+
+/// Reference: the stride-1 convolution of x at the output positions of the window, as
+/// [n, cout, rows, cols], in f64.
+fn reference(c: &Case, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Vec<f64> {
+    let [n, cin, h, w] = c.x4;
+    let ((kh, kw), (ph, pw), win, mask) = (c.k, c.pad, c.win, c.mask());
+    let mut out = Vec::with_capacity(n * c.cout * win.rows * win.cols);
     for b in 0..n {
-        for o in 0..cout {
+        for o in 0..c.cout {
             for i in 0..win.rows {
                 for j in 0..win.cols {
                     let mut acc = bias.map_or(0.0, |bias| bias[o] as f64);
@@ -32,8 +64,7 @@ fn reference(
                                 let keep = mask.is_none_or(|m| m.keeps(ky * kw + kx));
                                 let y = (win.row + i + ky) as isize - ph as isize;
                                 let xx = (win.col + j + kx) as isize - pw as isize;
-                                if !keep || y < 0 || xx < 0 || y >= h as isize || xx >= w as isize
-                                {
+                                if !keep || y < 0 || xx < 0 || y >= h as isize || xx >= w as isize {
                                     continue;
                                 }
                                 let wv = weight[((o * cin + ci) * kh + ky) * kw + kx] as f64;
@@ -50,75 +81,171 @@ fn reference(
     out
 }
 
+const fn case(
+    x4: [usize; 4],
+    cout: usize,
+    k: (usize, usize),
+    pad: (usize, usize),
+    masked: bool,
+    win: Window,
+    bias: bool,
+) -> Case {
+    Case {
+        x4,
+        cout,
+        k,
+        pad,
+        masked,
+        win,
+        bias,
+    }
+}
+
+const fn at(row: usize, col: usize, rows: usize, cols: usize) -> Window {
+    Window {
+        row,
+        col,
+        rows,
+        cols,
+    }
+}
+
+const CASES: [Case; 10] = [
+    case(
+        [1, 1, 1, 1],
+        1,
+        (1, 1),
+        (0, 0),
+        false,
+        at(0, 0, 1, 1),
+        false,
+    ), // everything 1
+    case([2, 3, 5, 6], 4, (3, 3), (1, 1), false, at(2, 3, 1, 1), true), // one position
+    case([2, 3, 5, 6], 4, (3, 3), (1, 1), true, at(0, 0, 1, 6), true),  // first row, masked
+    case([3, 5, 7, 4], 6, (5, 5), (2, 2), true, at(6, 0, 1, 4), true),  // last row, 5x5
+    case(
+        [2, 7, 4, 9],
+        10,
+        (1, 7),
+        (0, 3),
+        true,
+        at(1, 0, 1, 1),
+        false,
+    ), // 1x7 at the left edge
+    case([2, 7, 4, 9], 10, (1, 7), (0, 3), true, at(3, 8, 1, 1), true), // ... at the right edge
+    case(
+        [1, 17, 6, 6],
+        33,
+        (1, 1),
+        (0, 0),
+        false,
+        at(0, 0, 6, 6),
+        true,
+    ), // 1x1, whole map
+    case([2, 4, 6, 5], 3, (7, 7), (3, 3), true, at(0, 0, 6, 5), true),  // 7x7 over everything
+    case([1, 3, 6, 7], 2, (2, 3), (0, 1), false, at(1, 2, 3, 4), true), // even kernel, a block
+    case(
+        [2, 65, 3, 3],
+        3,
+        (3, 3),
+        (1, 1),
+        false,
+        at(1, 1, 1, 1),
+        true,
+    ), // 65 channels
+];
+
 #[test]
 fn windowed_convolution_matches_the_reference() {
     let gpu = gpu();
     let mut rng = rng(51);
-    let causal = |kh: usize, kw: usize| {
-        SpatialMask::from_fn(kh, kw, |ky, kx| ky < kh / 2 || (ky == kh / 2 && kx < kw / 2))
-    };
-    // (x dims, cout, kernel, padding, mask, window, bias)
-    let cases: Vec<([usize; 4], usize, (usize, usize), (usize, usize), bool, Window, bool)> = vec![
-        ([1, 1, 1, 1], 1, (1, 1), (0, 0), false, Window::at(0, 0), false),
-        ([2, 3, 5, 6], 4, (3, 3), (1, 1), false, Window::at(2, 3), true),
-        ([2, 3, 5, 6], 4, (3, 3), (1, 1), true, Window::row(0, 6), true),
-        ([3, 5, 7, 4], 6, (5, 5), (2, 2), true, Window::row(6, 4), true),
-        ([2, 7, 4, 9], 10, (1, 7), (0, 3), true, Window::at(1, 0), false),
-        ([2, 7, 4, 9], 10, (1, 7), (0, 3), true, Window::at(3, 8), true),
-        ([1, 17, 6, 6], 33, (1, 1), (0, 0), false, Window::whole(6, 6), true),
-        ([2, 4, 6, 5], 3, (7, 7), (3, 3), true, Window::whole(6, 5), true),
-        ([1, 3, 6, 7], 2, (2, 3), (0, 1), false, Window { row: 1, col: 2, rows: 3, cols: 4 }, true),
-        ([2, 65, 3, 3], 3, (3, 3), (1, 1), false, Window::at(1, 1), true),
-    ];
-    for (x4, cout, (kh, kw), pad, masked, win, has_bias) in cases {
-        let what = format!("x {x4:?}, {cout} out, kernel {kh}x{kw}, pad {pad:?}, masked {masked}, {win:?}");
-        let mask = masked.then(|| causal(kh, kw));
-        let mut x = random(&mut rng, x4.iter().product());
-        if let Some(m) = mask {
-            // positions no kept tap of the window reaches are poisoned: they must never be read
-            let [_, _, h, w] = x4;
+    for c in CASES {
+        let what = format!("{c:?}");
+        let [_, cin, h, w] = c.x4;
+        let mut x = random(&mut rng, c.x4.iter().product());
+        if c.masked {
+            // inputs no kept kernel position of the window reaches must never be read
             for (idx, v) in x.iter_mut().enumerate() {
-                let (y, xx) = ((idx / w) % h, idx % w);
-                let read = (0..win.rows).any(|i| {
-                    (0..win.cols).any(|j| {
-                        (0..kh * kw).any(|tap| {
-                            m.keeps(tap)
-                                && win.row + i + tap / kw == y + pad.0
-                                && win.col + j + tap % kw == xx + pad.1
-                        })
-                    })
-                });
-                if !read {
+                if !c.reads((idx / w) % h, idx % w) {
                     *v = f32::NAN;
                 }
             }
         }
-        let weight = random(&mut rng, cout * x4[1] * kh * kw);
-        let bias = random(&mut rng, cout);
+        let weight = random(&mut rng, c.cout * cin * c.k.0 * c.k.1);
+        let bias = random(&mut rng, c.cout);
         let options = Conv2dOptions {
             stride: (1, 1),
-            padding: pad,
-            mask,
+            padding: c.pad,
+            mask: c.mask(),
         };
         let got = window::conv_window(
-            &upload(&gpu, &x4, &x),
-            &upload(&gpu, &[cout, x4[1], kh, kw], &weight),
-            has_bias.then(|| upload(&gpu, &[cout], &bias)).as_ref(),
+            &upload(&gpu, &c.x4, &x),
+            &upload(&gpu, &[c.cout, cin, c.k.0, c.k.1], &weight),
+            c.bias.then(|| upload(&gpu, &[c.cout], &bias)).as_ref(),
             options,
-            win,
+            c.win,
+            c.x4,
         );
-        assert_eq!(got.shape(), [x4[0], cout, win.rows, win.cols], "{what}: shape");
-        let want = reference(
-            &x,
-            x4,
-            &weight,
-            [cout, kh, kw],
-            has_bias.then_some(&bias[..]),
-            pad,
-            mask,
-            win,
+        assert_eq!(
+            got.shape(),
+            [c.x4[0], c.cout, c.win.rows, c.win.cols],
+            "{what}: shape"
         );
+        let want = reference(&c, &x, &weight, c.bias.then_some(&bias[..]));
         assert_close(&download(&got), &want, 1e-5, 1e-5, &what);
+    }
+}
+
+/// Windows of a map, convolved with the sum order of the full map (split into chunks along the sum
+/// or not), equal conv2d's output there bit for bit; a window convolved as a map of its own is
+/// still the same convolution up to rounding.
+#[test]
+fn windowed_convolution_equals_conv2d_bitwise() {
+    let gpu = gpu();
+    let mut rng = rng(53);
+    // (x dims, cout, kernel, masked); the last two have sums long enough for conv2d to split them
+    for (x4, cout, (kh, kw), masked) in [
+        ([2, 8, 5, 6], 16, (3, 3), false),
+        ([2, 8, 5, 6], 16, (1, 3), true),
+        ([2, 16, 5, 6], 11, (1, 1), false),
+        ([2, 64, 8, 8], 128, (3, 3), true),
+        ([1, 40, 6, 7], 9, (7, 7), true),
+    ] {
+        let what = format!("x {x4:?}, {cout} out, kernel {kh}x{kw}, masked {masked}");
+        let mask = masked.then(|| {
+            SpatialMask::from_fn(kh, kw, |ky, kx| {
+                ky < kh / 2 || (ky == kh / 2 && kx <= kw / 2)
+            })
+        });
+        let options = Conv2dOptions {
+            stride: (1, 1),
+            padding: (kh / 2, kw / 2),
+            mask,
+        };
+        let k = x4[1] * kh * kw;
+        let chunk = conv::forward_k_chunk(x4, [cout, x4[1], kh, kw], &options);
+        println!("{what}: sums of {k} terms in chunks of {chunk}");
+        let x = upload(&gpu, &x4, &random(&mut rng, x4.iter().product()));
+        let w = upload(&gpu, &[cout, x4[1], kh, kw], &random(&mut rng, cout * k));
+        let bias = upload(&gpu, &[cout], &random(&mut rng, cout));
+        let full = download(&conv::conv2d(&x, &w, Some(&bias), options));
+        let [n, _, h, wd] = x4;
+        for win in [
+            Window::whole(h, wd),
+            Window::row(h - 1, wd),
+            Window::at(h / 2, wd - 1),
+        ] {
+            let got = download(&window::conv_window(&x, &w, Some(&bias), options, win, x4));
+            let want: Vec<f32> = (0..n * cout)
+                .flat_map(|plane| {
+                    let full = &full;
+                    (win.row..win.row + win.rows).flat_map(move |y| {
+                        (win.col..win.col + win.cols).map(move |xx| full[(plane * h + y) * wd + xx])
+                    })
+                })
+                .collect();
+            assert_eq!(got, want, "{what}, {win:?}");
+        }
     }
 }
 
@@ -130,7 +257,15 @@ fn window_copies_read_and_write_exactly_the_window() {
         ([1, 1, 1, 1], Window::at(0, 0)),
         ([2, 3, 5, 7], Window::at(4, 6)),
         ([3, 2, 4, 9], Window::row(2, 9)),
-        ([2, 5, 6, 6], Window { row: 1, col: 2, rows: 4, cols: 3 }),
+        (
+            [2, 5, 6, 6],
+            Window {
+                row: 1,
+                col: 2,
+                rows: 4,
+                cols: 3,
+            },
+        ),
     ] {
         let [n, c, h, w] = dims;
         let map = random(&mut rng, n * c * h * w);
@@ -138,8 +273,12 @@ fn window_copies_read_and_write_exactly_the_window() {
             let (y, x) = ((i / w) % h, i % w);
             (win.row..win.row + win.rows).contains(&y) && (win.col..win.col + win.cols).contains(&x)
         };
-        let expected_window: Vec<f32> =
-            map.iter().enumerate().filter(|&(i, _)| inside(i)).map(|(_, &v)| v).collect();
+        let expected_window: Vec<f32> = map
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| inside(i))
+            .map(|(_, &v)| v)
+            .collect();
         let full = upload(&gpu, &dims, &map);
         let read = window::read_window(&full, win);
         assert_eq!(read.shape(), [n, c, win.rows, win.cols]);
@@ -150,7 +289,13 @@ fn window_copies_read_and_write_exactly_the_window() {
         let expected: Vec<f32> = map
             .iter()
             .enumerate()
-            .map(|(i, &v)| if inside(i) { *patched.next().unwrap() } else { v })
+            .map(|(i, &v)| {
+                if inside(i) {
+                    *patched.next().unwrap()
+                } else {
+                    v
+                }
+            })
             .collect();
         assert_eq!(download(&full), expected, "write {dims:?} {win:?}");
     }

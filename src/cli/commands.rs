@@ -11,9 +11,8 @@ use vqgpu::tasks::{bench, encode, latent_map, reconstruct, sample, train};
 use vqgpu::{Error, Result};
 
 use super::groups::{
-    SamplerArg,
-    DataArgs, EvalArgs, ImageRunArgs, PriorModelArgs, ReconArg, RunArgs, TimingArgs, TrunkArgs,
-    VqVaeArgs,
+    DataArgs, EvalArgs, ImageRunArgs, PriorModelArgs, ReconArg, RunArgs, SamplerArg, TimingArgs,
+    TrunkArgs, VqVaeArgs,
 };
 
 /// `encode`.
@@ -239,7 +238,7 @@ pub struct SampleArgs {
     /// Seed of the sampling RNG
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// How a prior's code grids are drawn (both give the same codes up to float rounding)
+    /// How a prior's code grids are drawn (both draw the same codes; cached is linear in the grid's positions)
     #[arg(long, value_enum, default_value = "cached")]
     sampler: SamplerArg,
     /// Output PNG
@@ -392,6 +391,16 @@ pub struct BenchPriorArgs {
     /// Grids drawn at once when timing sampling
     #[arg(long, default_value_t = 16)]
     samples: usize,
+    /// Sides of the square code grids sampling is timed on
+    #[arg(long, value_delimiter = ',', default_value = "8,16,32")]
+    sample_grids: Vec<usize>,
+    /// Samplers timed
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "full,cached")]
+    samplers: Vec<SamplerArg>,
+    /// Time the full sampler on only this many positions of each grid and scale to the whole grid
+    /// (each of its positions is one identical forward pass over the grid); default: whole grids
+    #[arg(long)]
+    full_positions: Option<usize>,
     /// Also list every kernel launch of one training step with its GPU time, by kernel and by
     /// layer, and the host-side cost of recording a step
     #[arg(long)]
@@ -407,6 +416,9 @@ impl BenchPriorArgs {
             steps: self.steps,
             grid: [self.grid, self.grid],
             samples: self.samples,
+            sample_sides: self.sample_grids.clone(),
+            samplers: self.samplers.iter().map(|&s| s.into()).collect(),
+            full_positions: self.full_positions,
             model: PixelCnnConfig {
                 codes: self.codebook_size,
                 ..self.model.config()

@@ -241,8 +241,8 @@ impl IncrementalPixelCnn<'_> {
         }
         let skips = skips.expect("at least one layer");
         let one = Window::whole(1, 1);
-        let hidden = self.model.head[0].forward_window(&skips.relu(), one);
-        self.model.head[1].forward_window(&hidden.relu(), one)
+        let hidden = self.model.head[0].forward_window(&skips.relu(), one, self.grid);
+        self.model.head[1].forward_window(&hidden.relu(), one, self.grid)
     }
 
     /// Takes the code now at the current position of `codes` [B, H, W] into the caches and moves

@@ -159,8 +159,9 @@ impl GatedResidualBlock {
 
 /// Incremental evaluation, for drawing grids one position at a time in raster order: because the
 /// layer is causal, its outputs at the positions already drawn never change, so they are kept in a
-/// [`LayerCache`] and only the new ones are computed. The results equal [`GatedResidualBlock::forward`]
-/// at those positions up to the order of the sums inside the convolutions.
+/// [`LayerCache`] and only the new ones are computed. The windowed convolutions sum in the order
+/// of the full ones, so the results equal [`GatedResidualBlock::forward`] at those positions bit for
+/// bit on one adapter.
 impl GatedResidualBlock {
     /// An empty cache for `batch` grids of `grid` = (H, W), with each item's class when the layer
     /// is conditional (`labels` must then be given).
@@ -199,12 +200,16 @@ impl GatedResidualBlock {
     /// vertical stack (final in the rows this layer's mask reads: those above `row`, and `row`
     /// itself for a type-B layer), and what it adds to the horizontal stack along the row.
     pub fn start_row(&self, vertical: &Tensor, cache: &mut LayerCache, row: usize) {
-        let width = vertical.dim(3);
-        let v_pre = self.vertical.forward_window(vertical, Window::row(row, width));
-        cache.row_to_horizontal = Some(
-            self.vertical_to_horizontal
-                .forward_window(&v_pre, Window::whole(1, width)),
-        );
+        let map = [vertical.dim(2), vertical.dim(3)];
+        let width = map[1];
+        let v_pre = self
+            .vertical
+            .forward_window(vertical, Window::row(row, width), map);
+        cache.row_to_horizontal = Some(self.vertical_to_horizontal.forward_window(
+            &v_pre,
+            Window::whole(1, width),
+            map,
+        ));
         let v_pre = match &cache.class_bias {
             Some((along_row, _)) => v_pre.add(along_row),
             None => v_pre,
@@ -224,20 +229,23 @@ impl GatedResidualBlock {
     /// If the row was not started.
     pub fn step(&self, horizontal: &Tensor, cache: &LayerCache, row: usize, col: usize) -> Tensor {
         let at = Window::at(row, col);
+        let map = [horizontal.dim(2), horizontal.dim(3)];
         let from_vertical = cache
             .row_to_horizontal
             .as_ref()
             .expect("start_row before step");
         let mut h_pre = self
             .horizontal
-            .forward_window(horizontal, at)
+            .forward_window(horizontal, at, map)
             .add(&read_window(from_vertical, Window::at(0, col)));
         if let Some((_, at_position)) = &cache.class_bias {
             h_pre = h_pre.add(at_position);
         }
-        let skip = self
-            .horizontal_out
-            .forward_window(&elementwise::gate(&h_pre), Window::whole(1, 1));
+        let skip = self.horizontal_out.forward_window(
+            &elementwise::gate(&h_pre),
+            Window::whole(1, 1),
+            map,
+        );
         let out = match self.mask {
             MaskType::A => skip.clone(),
             MaskType::B => read_window(horizontal, at).add(&skip),

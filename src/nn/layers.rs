@@ -70,8 +70,10 @@ impl Conv2d {
     }
 
     /// The same convolution at the output positions of `window` only (stride 1), for evaluating
-    /// a causal network a few positions at a time. No autograd.
-    pub fn forward_window(&self, x: &Tensor, window: Window) -> Tensor {
+    /// a causal network a few positions at a time: x is a window of (or all of) a map of `full_hw`,
+    /// and the result equals [`Conv2d::forward`] of that map at the window, bit for bit on one
+    /// adapter. No autograd.
+    pub fn forward_window(&self, x: &Tensor, window: Window, full_hw: [usize; 2]) -> Tensor {
         let _layer = profile::layer(self.weight.layer_name());
         window::conv_window(
             x,
@@ -79,6 +81,7 @@ impl Conv2d {
             self.bias.as_ref().map(Param::tensor),
             self.options,
             window,
+            [x.dim(0), x.dim(1), full_hw[0], full_hw[1]],
         )
     }
 }

@@ -11,9 +11,7 @@ mod residual;
 
 pub use adam::Adam;
 pub use embedding::Embedding;
-pub use gated::{
-    horizontal_mask, vertical_mask, GatedResidualBlock, LayerCache, MaskType, Stacks,
-};
+pub use gated::{horizontal_mask, vertical_mask, GatedResidualBlock, LayerCache, MaskType, Stacks};
 pub use layers::{Conv2d, ConvTranspose2d, Linear};
 pub use params::{FlatBuffer, Param, ParamStore, Scope};
 pub use quantizer::{

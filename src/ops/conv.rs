@@ -181,6 +181,13 @@ fn split_k(k: usize, tiles: usize, min_chunk: usize, tile_k: u32) -> (u32, u32) 
     (k.div_ceil(chunk) as u32, chunk as u32)
 }
 
+/// The terms per chunk of the sums of [`conv2d`] for x dims `x` and weight dims `w` (OIHW): it
+/// splits each output's sum over (input channel, kernel position) into chunks of this many terms,
+/// summed separately and then added in order (one chunk when this is at least the sum's length).
+pub fn forward_k_chunk(x: [usize; 4], w: [usize; 4], options: &Conv2dOptions) -> usize {
+    k_split(&ConvShape::of(x, w, options), Mode::Forward).1 as usize
+}
+
 /// Floating-point operations of a conv2d of x by w (each of its three products costs the same).
 pub fn conv2d_flops(x: [usize; 4], w: [usize; 4], options: Conv2dOptions) -> f64 {
     ConvShape::of(x, w, &options).flops()

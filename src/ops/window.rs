@@ -3,7 +3,7 @@
 //! evaluated a few positions at a time (incremental sampling). No autograd.
 
 use crate::gpu::{Binding, Kernel, Shader};
-use crate::ops::conv::Conv2dOptions;
+use crate::ops::conv::{self, Conv2dOptions};
 use crate::tensor::Tensor;
 
 /// `shaders/window.wgsl`.
@@ -31,7 +31,7 @@ crate::uniform_params! {
         pad_w: u32,
         mask_lo: u32,
         mask_hi: u32,
-        _pad0: u32,
+        k_chunk: u32,
     }
 }
 
@@ -114,21 +114,28 @@ fn dims4(t: &Tensor, what: &str) -> [usize; 4] {
 }
 
 /// The convolution of x [N, Cin, H, W] with w [Cout, Cin, kH, kW] (and bias [Cout]) under `options`
-/// (stride 1), at the output positions of `window` only: [N, Cout, rows, cols]. Equal to the
-/// window of [`crate::ops::conv::conv2d`]'s output up to the order of the sums. Kernel positions
-/// the mask drops are never read, so inputs there may hold anything.
+/// (stride 1), at the output positions of `window` only: [N, Cout, rows, cols]. Its sums run in the
+/// order [`conv::conv2d`] uses for an input of dims `full` (x itself, or the map x is a window of),
+/// so on one adapter the result equals the window of that convolution's output bit for bit. Kernel
+/// positions the mask drops are never read, so inputs there may hold anything.
 pub fn conv_window(
     x: &Tensor,
     w: &Tensor,
     bias: Option<&Tensor>,
     options: Conv2dOptions,
     window: Window,
+    full: [usize; 4],
 ) -> Tensor {
-    let (x4, w4) = (dims4(x, "conv_window input"), dims4(w, "conv_window weight"));
-    assert_eq!(
-        x4[1], w4[1],
-        "conv_window: input has {} channels, weight expects {}",
-        x4[1], w4[1]
+    let (x4, w4) = (
+        dims4(x, "conv_window input"),
+        dims4(w, "conv_window weight"),
+    );
+    assert!(
+        x4[1] == w4[1] && full[1] == w4[1],
+        "conv_window: input has {} channels (full map {}), weight expects {}",
+        x4[1],
+        full[1],
+        w4[1]
     );
     assert!(
         options.stride == (1, 1) && w4[2] * w4[3] <= 64 && x4[1] <= MAX_CHANNELS,
@@ -151,6 +158,7 @@ pub fn conv_window(
     params.pad_w = options.padding.1 as u32;
     params.mask_lo = bits as u32;
     params.mask_hi = (bits >> 32) as u32;
+    params.k_chunk = conv::forward_k_chunk(full, w4, &options) as u32;
     let gpu = x.gpu();
     let out = Tensor::uninit(gpu, &[x4[0], w4[0], window.rows, window.cols]);
     let kernel = Kernel::new(&SHADER, "conv_window").flag("HAS_BIAS", bias.is_some());

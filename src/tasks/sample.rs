@@ -23,8 +23,8 @@ pub enum Sampler {
     /// One forward pass of the whole grid per position: quadratic in the positions. The reference.
     Full,
     /// Each layer's activations at the positions already drawn are kept and only what the next
-    /// position needs is computed: linear in the positions. Its logits equal the full pass's up to
-    /// the order of the sums inside the convolutions.
+    /// position needs is computed: linear in the positions. Its sums run in the full pass's order,
+    /// so it draws the same codes, bit for bit on one adapter.
     #[default]
     Cached,
 }
@@ -96,6 +96,22 @@ impl Prior {
             _ => {}
         }
         Setting::Count.require_positive(count as u64)?;
+        let [h, w] = self.grid;
+        self.draw_first(sampler, count, labels, temperature, seed, h * w)
+    }
+
+    /// [`Prior::sample_codes`] of only the first `positions` positions in raster order (the rest
+    /// of the grids stay 0), with the labels already checked. For timing the full sampler on part
+    /// of a grid: each of its positions costs one identical forward pass.
+    pub(crate) fn draw_first(
+        &self,
+        sampler: Sampler,
+        count: usize,
+        labels: Option<&[u32]>,
+        temperature: f32,
+        seed: u64,
+        positions: usize,
+    ) -> Result<Tensor> {
         let _no_grad = autograd::no_grad();
         let gpu = self.model.params.gpu();
         let [h, w] = self.grid;
@@ -108,14 +124,14 @@ impl Prior {
                         Tensor::from_slice(gpu, &[count, h, w], &PixelCnn::label_grid(l, h * w))
                     })
                     .transpose()?;
-                for position in 0..h * w {
+                for position in 0..positions {
                     let logits = self.model.forward(&codes, labels.as_ref());
                     softmax::sample_position(&logits, &codes, position, key, temperature);
                 }
             }
             Sampler::Cached => {
                 let mut prior = self.model.incremental(count, self.grid, labels)?;
-                for position in 0..h * w {
+                for position in 0..positions {
                     let logits = prior.next_logits();
                     softmax::sample_position(&logits, &codes, position, key, temperature);
                     prior.commit(&codes);

@@ -7,7 +7,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::data::Batch;
-use crate::error::{Result, Setting};
+use crate::error::{Error, Result, Setting};
 use crate::gpu::Gpu;
 use crate::models::pixelcnn::PixelCnnConfig;
 use crate::tasks::sample::{Prior, Sampler};
@@ -27,6 +27,13 @@ pub struct PriorBenchOptions {
     pub grid: [usize; 2],
     /// Grids drawn at once when sampling.
     pub samples: usize,
+    /// Sides of the square grids sampling is timed on (the prior is convolutional: any size).
+    pub sample_sides: Vec<usize>,
+    /// The samplers timed.
+    pub samplers: Vec<Sampler>,
+    /// Time the full sampler on this many positions of each grid and scale to the whole grid
+    /// (each of its positions is one identical forward pass); `None`: whole grids.
+    pub full_positions: Option<usize>,
     /// The prior (`codes` is the codebook size K).
     pub model: PixelCnnConfig,
     /// Also profile one training step launch by launch.
@@ -40,10 +47,56 @@ pub struct PriorBench {
     pub grids_per_s: f64,
     /// The same by the wall clock.
     pub wall_grids_per_s: f64,
-    /// Samples per second (whole grids drawn position by position, wall clock).
-    pub samples_per_s: f64,
+    /// Sampling speed per grid size and sampler.
+    pub sampling: Vec<SamplingSpeed>,
     /// The profile of one training step, when asked for.
     pub profile: Option<StepProfile>,
+}
+
+/// The largest side of a grid `bench prior` samples.
+const MAX_SAMPLE_SIDE: usize = 256;
+
+/// How fast one sampler draws grids of one size.
+#[derive(Clone, Debug)]
+pub struct SamplingSpeed {
+    /// Side of the square grid.
+    pub side: usize,
+    /// The sampler.
+    pub sampler: Sampler,
+    /// Samples (whole grids) per second, by the wall clock.
+    pub samples_per_s: f64,
+    /// Positions of each grid actually drawn while timing (fewer than side^2: scaled up).
+    pub positions_timed: usize,
+}
+
+/// Times `sampler` drawing `options.samples` grids of `side` x `side` (after an untimed draw of a
+/// 2x2 grid that compiles its kernels).
+fn time_sampling(
+    gpu: &Gpu,
+    prior: &mut Prior,
+    options: &PriorBenchOptions,
+    side: usize,
+    sampler: Sampler,
+) -> Result<SamplingSpeed> {
+    let count = options.samples;
+    prior.grid = [2, 2];
+    prior.sample_codes(sampler, count, None, 1.0, 0)?;
+    prior.grid = [side, side];
+    let positions = match (sampler, options.full_positions) {
+        (Sampler::Full, Some(p)) => p.clamp(1, side * side),
+        _ => side * side,
+    };
+    gpu.sync()?;
+    let t0 = Instant::now();
+    prior.draw_first(sampler, count, None, 1.0, 1, positions)?;
+    gpu.sync()?;
+    let seconds = t0.elapsed().as_secs_f64() * (side * side) as f64 / positions as f64;
+    Ok(SamplingSpeed {
+        side,
+        sampler,
+        samples_per_s: count as f64 / seconds,
+        positions_timed: positions,
+    })
 }
 
 /// Trains the prior on random codes for `steps` steps after 3 warm-up steps, then draws
@@ -74,21 +127,27 @@ pub fn prior(gpu: &Gpu, options: &PriorBenchOptions) -> Result<PriorBench> {
     } else {
         None
     };
-    let model = Prior {
+    let mut prior = Prior {
         model: trainer.task.model,
         grid,
     };
-    model.sample_codes(Sampler::Full, options.samples, None, 1.0, 0)?;
-    gpu.sync()?;
-    let t0 = Instant::now();
-    model.sample_codes(Sampler::Full, options.samples, None, 1.0, 1)?;
-    gpu.sync()?;
-    let sample_seconds = t0.elapsed().as_secs_f64();
+    let mut sampling = Vec::new();
+    for &side in &options.sample_sides {
+        if !(1..=MAX_SAMPLE_SIDE).contains(&side) {
+            return Err(Error::setting(
+                Setting::SampleGrids,
+                format!("must be 1 to {MAX_SAMPLE_SIDE}, got {side}"),
+            ));
+        }
+        for &sampler in &options.samplers {
+            sampling.push(time_sampling(gpu, &mut prior, options, side, sampler)?);
+        }
+    }
     let trained = (options.steps * batch) as f64;
     Ok(PriorBench {
         grids_per_s: trained / seconds,
         wall_grids_per_s: trained / wall_seconds,
-        samples_per_s: options.samples as f64 / sample_seconds,
+        sampling,
         profile,
     })
 }
@@ -116,9 +175,39 @@ pub fn run(gpu: &Gpu, options: &PriorBenchOptions) -> Result<PriorBench> {
         r.wall_grids_per_s
     );
     println!(
-        "sampling: {:.2} samples/s ({} grids at once, one forward pass per position, wall clock)",
-        r.samples_per_s, options.samples
+        "sampling: {} grids at once, wall clock; the prior is the one trained above",
+        options.samples
     );
+    println!(
+        "  {:>7}  {:>8}  {:>12}  {:>9}  {:>8}",
+        "grid", "sampler", "samples/s", "ms/grid", "speed-up"
+    );
+    for s in &r.sampling {
+        let full = r
+            .sampling
+            .iter()
+            .find(|f| f.side == s.side && f.sampler == Sampler::Full);
+        let speed_up = full.map_or(String::new(), |f| {
+            format!("{:.1}x", s.samples_per_s / f.samples_per_s)
+        });
+        let scaled = if s.positions_timed < s.side * s.side {
+            format!(
+                "  (timed on {} of {} positions, scaled)",
+                s.positions_timed,
+                s.side * s.side
+            )
+        } else {
+            String::new()
+        };
+        println!(
+            "  {:>7}  {:>8}  {:>12.3}  {:>9.1}  {:>8}{scaled}",
+            format!("{0}x{0}", s.side),
+            s.sampler.name(),
+            s.samples_per_s,
+            1e3 / s.samples_per_s,
+            speed_up
+        );
+    }
     if let Some(p) = &r.profile {
         profile::print(p);
     }
