@@ -25,7 +25,7 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;       // conv, read_window: the full map; write_window: the window
-@group(0) @binding(2) var<storage, read> weight: array<f32>;  // conv: [cout, cin, k_h, k_w]
+@group(0) @binding(2) var<storage, read> weight: array<f32>;  // conv: [cin * k_h * k_w, cout4]; transpose_weight: OIHW
 @group(0) @binding(3) var<storage, read> bias: array<f32>;    // conv: [cout]
 @group(0) @binding(4) var<storage, read_write> out: array<f32>; // conv, read_window: the window; write_window: the full map
 
@@ -46,40 +46,90 @@ fn keeps(tap: u32) -> bool {
 // order, in chunks of k_chunk terms each summed from zero, the bias added to the first chunk, and the
 // chunks added in order; so on one adapter the result equals conv2d's bit for bit.
 // Masked-out positions are never read, so they may hold anything (positions not yet computed).
+// One thread computes 4 output channels of one position (one input load feeds 4 sums), from the
+// weight as transpose_weight lays it out. The kernel
+// positions that are kept and inside the map are listed once per thread, so that the loop over
+// channels does no division and no bounds check (divisions are slow on CPU drivers).
 @compute @workgroup_size(256)
 fn conv_window(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let n = flat_id(gid, nwg);
     let per_map = p.rows * p.cols;
-    if (n >= p.batch * p.cout * per_map) { return; }
+    let quads = (p.cout + 3u) / 4u;
+    if (n >= p.batch * quads * per_map) { return; }
     let j = n % p.cols;
     let i = (n / p.cols) % p.rows;
-    let o = (n / per_map) % p.cout;
-    let b = n / (per_map * p.cout);
+    let o = ((n / per_map) % quads) * 4u;
+    let b = n / (per_map * quads);
     let y0 = i32(p.row0 + i) - i32(p.pad_h);
     let x0 = i32(p.col0 + j) - i32(p.pad_w);
     let taps = p.k_h * p.k_w;
-    var total = 0.0;
-    var acc = 0.0;
-    var chunk = 0u;
-    for (var ci = 0u; ci < p.cin; ci = ci + 1u) {
-        let plane = (b * p.cin + ci) * p.height;
-        let w_base = (o * p.cin + ci) * taps;
-        for (var tap = 0u; tap < taps; tap = tap + 1u) {
-            let k_chunk_of = (ci * taps + tap) / p.k_chunk;
-            if (k_chunk_of != chunk) {
-                if (HAS_BIAS && chunk == 0u) { acc = acc + bias[o]; }
-                total = total + acc;
-                acc = 0.0;
-                chunk = k_chunk_of;
-            }
-            let y = y0 + i32(tap / p.k_w);
-            let xx = x0 + i32(tap % p.k_w);
-            if (y < 0 || y >= i32(p.height) || xx < 0 || xx >= i32(p.width) || !keeps(tap)) { continue; }
-            acc = acc + weight[w_base + tap] * x[(plane + u32(y)) * p.width + u32(xx)];
+    var tap_of: array<u32, 64>;    // kept kernel positions inside the map, in order
+    var offset_of: array<u32, 64>; // ... and their input offset within a channel plane
+    var count = 0u;
+    for (var ky = 0u; ky < p.k_h; ky = ky + 1u) {
+        let y = y0 + i32(ky);
+        if (y < 0 || y >= i32(p.height)) { continue; }
+        for (var kx = 0u; kx < p.k_w; kx = kx + 1u) {
+            let xx = x0 + i32(kx);
+            let tap = ky * p.k_w + kx;
+            if (xx < 0 || xx >= i32(p.width) || !keeps(tap)) { continue; }
+            tap_of[count] = tap;
+            offset_of[count] = u32(y) * p.width + u32(xx);
+            count = count + 1u;
         }
     }
-    if (HAS_BIAS && chunk == 0u) { acc = acc + bias[o]; }
-    out[n] = total + acc;
+    let cout4 = quads * 4u;
+    let plane_size = p.height * p.width;
+    var total = vec4<f32>(0.0);
+    var acc = vec4<f32>(0.0);
+    var first_chunk = true;
+    var chunk_end = p.k_chunk;
+    for (var ci = 0u; ci < p.cin; ci = ci + 1u) {
+        let plane = (b * p.cin + ci) * plane_size;
+        for (var t = 0u; t < count; t = t + 1u) {
+            let k = ci * taps + tap_of[t];
+            if (k >= chunk_end) {
+                // a new chunk of the sum: close the one before (chunks with no term add nothing)
+                if (HAS_BIAS && first_chunk) { acc = acc + bias_of(o); }
+                total = total + acc;
+                acc = vec4<f32>(0.0);
+                first_chunk = false;
+                chunk_end = (k / p.k_chunk + 1u) * p.k_chunk;
+            }
+            let w = k * cout4 + o;
+            let wv = vec4<f32>(weight[w], weight[w + 1u], weight[w + 2u], weight[w + 3u]);
+            acc = acc + wv * x[plane + offset_of[t]];
+        }
+    }
+    if (HAS_BIAS && first_chunk) { acc = acc + bias_of(o); }
+    let v = total + acc;
+    let base = ((b * p.cout + o) * p.rows + i) * p.cols + j;
+    out[base] = v.x;
+    if (o + 1u < p.cout) { out[base + per_map] = v.y; }
+    if (o + 2u < p.cout) { out[base + 2u * per_map] = v.z; }
+    if (o + 3u < p.cout) { out[base + 3u * per_map] = v.w; }
+}
+
+// bias[o..o + 4] (a channel past cout takes the last one's: it is not stored)
+fn bias_of(o: u32) -> vec4<f32> {
+    let last = p.cout - 1u;
+    return vec4<f32>(bias[o], bias[min(o + 1u, last)], bias[min(o + 2u, last)], bias[min(o + 3u, last)]);
+}
+
+// out [cin * k_h * k_w, cout4] = the OIHW weight [cout, cin * k_h * k_w] transposed, with zero columns
+// up to cout4 = cout rounded up to 4: the layout conv_window reads, where the threads of neighbouring
+// output channels read neighbouring weights.
+@compute @workgroup_size(256)
+fn transpose_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let n = flat_id(gid, nwg);
+    let cout4 = (p.cout + 3u) / 4u * 4u;
+    let per_out = p.cin * p.k_h * p.k_w;
+    if (n >= per_out * cout4) { return; }
+    let o = n % cout4;
+    let k = n / cout4;
+    var v = 0.0;
+    if (o < p.cout) { v = weight[o * per_out + k]; }
+    out[n] = v;
 }
 
 // The element n of a [batch, cin, rows, cols] window and its index in the full [batch, cin, height, width] map.

@@ -6,7 +6,7 @@
 mod common;
 use common::*;
 use vqgpu::ops::conv::{self, Conv2dOptions, SpatialMask};
-use vqgpu::ops::window::{self, Window};
+use vqgpu::ops::window::{self, Window, WindowWeight};
 
 /// One windowed convolution: input dims, output channels, kernel (h, w), padding (h, w), whether
 /// the kernel has a causal mask, the window, whether there is a bias.
@@ -180,7 +180,7 @@ fn windowed_convolution_matches_the_reference() {
         };
         let got = window::conv_window(
             &upload(&gpu, &c.x4, &x),
-            &upload(&gpu, &[c.cout, cin, c.k.0, c.k.1], &weight),
+            &WindowWeight::new(&upload(&gpu, &[c.cout, cin, c.k.0, c.k.1], &weight)),
             c.bias.then(|| upload(&gpu, &[c.cout], &bias)).as_ref(),
             options,
             c.win,
@@ -235,7 +235,15 @@ fn windowed_convolution_equals_conv2d_bitwise() {
             Window::row(h - 1, wd),
             Window::at(h / 2, wd - 1),
         ] {
-            let got = download(&window::conv_window(&x, &w, Some(&bias), options, win, x4));
+            let laid_out = WindowWeight::new(&w);
+            let got = download(&window::conv_window(
+                &x,
+                &laid_out,
+                Some(&bias),
+                options,
+                win,
+                x4,
+            ));
             let want: Vec<f32> = (0..n * cout)
                 .flat_map(|plane| {
                     let full = &full;

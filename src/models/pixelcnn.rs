@@ -7,7 +7,7 @@ use crate::gpu::Gpu;
 use crate::io::checkpoint::Checkpoint;
 use crate::nn::{
     Conv2d, Embedding, FlatBuffer, GatedResidualBlock, LayerCache, MaskType, ParamStore, Scope,
-    Stacks,
+    Stacks, WindowedConv2d,
 };
 use crate::ops::conv::Conv2dOptions;
 use crate::ops::softmax;
@@ -169,6 +169,8 @@ pub struct IncrementalPixelCnn<'a> {
     /// The embedded codes [B, C, H, W], final before the current position.
     embedded: Tensor,
     layers: Vec<LayerCache>,
+    /// The head's two 1x1 convolutions.
+    head: [WindowedConv2d; 2],
     /// The flat position whose logits come next.
     position: usize,
 }
@@ -200,6 +202,7 @@ impl PixelCnn {
             grid,
             embedded: Tensor::zeros(gpu, &[batch, self.config.channels, grid[0], grid[1]]),
             layers,
+            head: [self.head[0].windowed(), self.head[1].windowed()],
             position: 0,
         })
     }
@@ -241,8 +244,8 @@ impl IncrementalPixelCnn<'_> {
         }
         let skips = skips.expect("at least one layer");
         let one = Window::whole(1, 1);
-        let hidden = self.model.head[0].forward_window(&skips.relu(), one, self.grid);
-        self.model.head[1].forward_window(&hidden.relu(), one, self.grid)
+        let hidden = self.head[0].forward(&skips.relu(), one, self.grid);
+        self.head[1].forward(&hidden.relu(), one, self.grid)
     }
 
     /// Takes the code now at the current position of `codes` [B, H, W] into the caches and moves

@@ -4,7 +4,7 @@
 
 use crate::error::Result;
 use crate::gpu::Gpu;
-use crate::nn::{Conv2d, Param, Scope};
+use crate::nn::{Conv2d, Param, Scope, WindowedConv2d};
 use crate::ops::conv::{Conv2dOptions, SpatialMask};
 use crate::ops::window::{read_window, write_window, Window};
 use crate::ops::{elementwise, gather};
@@ -56,6 +56,8 @@ pub struct LayerCache {
     pub horizontal: Tensor,
     /// `vertical_to_horizontal` of the pre-gate vertical stack along the current row [B, 2C, 1, W].
     row_to_horizontal: Option<Tensor>,
+    /// The layer's convolutions: vertical, horizontal, vertical_to_horizontal, horizontal_out.
+    convs: [WindowedConv2d; 4],
     /// Each item's class bias along a row [B, 2C, 1, W] and at one position [B, 2C, 1, 1].
     class_bias: Option<(Tensor, Tensor)>,
 }
@@ -164,7 +166,7 @@ impl GatedResidualBlock {
 /// bit on one adapter.
 impl GatedResidualBlock {
     /// An empty cache for `batch` grids of `grid` = (H, W), with each item's class when the layer
-    /// is conditional (`labels` must then be given).
+    /// is conditional (`labels` must then be given). It holds a copy of the layer's weights.
     pub fn cache(
         &self,
         gpu: &Gpu,
@@ -192,6 +194,12 @@ impl GatedResidualBlock {
             vertical: Tensor::zeros(gpu, &[batch, channels, h, w]),
             horizontal: Tensor::zeros(gpu, &[batch, channels, h, w]),
             row_to_horizontal: None,
+            convs: [
+                self.vertical.windowed(),
+                self.horizontal.windowed(),
+                self.vertical_to_horizontal.windowed(),
+                self.horizontal_out.windowed(),
+            ],
             class_bias,
         })
     }
@@ -202,14 +210,9 @@ impl GatedResidualBlock {
     pub fn start_row(&self, vertical: &Tensor, cache: &mut LayerCache, row: usize) {
         let map = [vertical.dim(2), vertical.dim(3)];
         let width = map[1];
-        let v_pre = self
-            .vertical
-            .forward_window(vertical, Window::row(row, width), map);
-        cache.row_to_horizontal = Some(self.vertical_to_horizontal.forward_window(
-            &v_pre,
-            Window::whole(1, width),
-            map,
-        ));
+        let [vertical_conv, _, to_horizontal, _] = &cache.convs;
+        let v_pre = vertical_conv.forward(vertical, Window::row(row, width), map);
+        cache.row_to_horizontal = Some(to_horizontal.forward(&v_pre, Window::whole(1, width), map));
         let v_pre = match &cache.class_bias {
             Some((along_row, _)) => v_pre.add(along_row),
             None => v_pre,
@@ -234,18 +237,14 @@ impl GatedResidualBlock {
             .row_to_horizontal
             .as_ref()
             .expect("start_row before step");
-        let mut h_pre = self
-            .horizontal
-            .forward_window(horizontal, at, map)
+        let [_, horizontal_conv, _, horizontal_out] = &cache.convs;
+        let mut h_pre = horizontal_conv
+            .forward(horizontal, at, map)
             .add(&read_window(from_vertical, Window::at(0, col)));
         if let Some((_, at_position)) = &cache.class_bias {
             h_pre = h_pre.add(at_position);
         }
-        let skip = self.horizontal_out.forward_window(
-            &elementwise::gate(&h_pre),
-            Window::whole(1, 1),
-            map,
-        );
+        let skip = horizontal_out.forward(&elementwise::gate(&h_pre), Window::whole(1, 1), map);
         let out = match self.mask {
             MaskType::A => skip.clone(),
             MaskType::B => read_window(horizontal, at).add(&skip),

@@ -5,7 +5,7 @@ use crate::gpu::profile;
 use crate::nn::{Param, Scope};
 use crate::ops::conv::{self, Conv2dOptions, ConvTranspose2dOptions, SpatialMask};
 use crate::ops::gemm;
-use crate::ops::window::{self, Window};
+use crate::ops::window::{self, Window, WindowWeight};
 use crate::tensor::Tensor;
 
 /// Registers `weight` of `shape` and, if wanted, `bias` of `[bias_len]` in `scope`, both with
@@ -69,16 +69,37 @@ impl Conv2d {
         )
     }
 
-    /// The same convolution at the output positions of `window` only (stride 1), for evaluating
-    /// a causal network a few positions at a time: x is a window of (or all of) a map of `full_hw`,
-    /// and the result equals [`Conv2d::forward`] of that map at the window, bit for bit on one
-    /// adapter. No autograd.
-    pub fn forward_window(&self, x: &Tensor, window: Window, full_hw: [usize; 2]) -> Tensor {
-        let _layer = profile::layer(self.weight.layer_name());
+    /// The same convolution for evaluation at a few output positions at a time (see
+    /// [`WindowedConv2d`]), with the current weights.
+    pub fn windowed(&self) -> WindowedConv2d {
+        WindowedConv2d {
+            weight: WindowWeight::new(self.weight.tensor()),
+            bias: self.bias.as_ref().map(|b| b.tensor().clone()),
+            options: self.options,
+            layer: self.weight.layer_name().to_string(),
+        }
+    }
+}
+
+/// A [`Conv2d`] (stride 1) evaluated at the output positions of a window only, for running a
+/// causal network a few positions at a time. It holds a copy of the weights in the layout of
+/// [`window::conv_window`]. No autograd.
+pub struct WindowedConv2d {
+    weight: WindowWeight,
+    bias: Option<Tensor>,
+    options: Conv2dOptions,
+    layer: String,
+}
+
+impl WindowedConv2d {
+    /// The convolution of x at `window`, where x is a window of (or all of) a map of `full_hw`:
+    /// equal to [`Conv2d::forward`] of that map at the window, bit for bit on one adapter.
+    pub fn forward(&self, x: &Tensor, window: Window, full_hw: [usize; 2]) -> Tensor {
+        let _layer = profile::layer(&self.layer);
         window::conv_window(
             x,
-            self.weight.tensor(),
-            self.bias.as_ref().map(Param::tensor),
+            &self.weight,
+            self.bias.as_ref(),
             self.options,
             window,
             [x.dim(0), x.dim(1), full_hw[0], full_hw[1]],

@@ -12,7 +12,7 @@ mod residual;
 pub use adam::Adam;
 pub use embedding::Embedding;
 pub use gated::{horizontal_mask, vertical_mask, GatedResidualBlock, LayerCache, MaskType, Stacks};
-pub use layers::{Conv2d, ConvTranspose2d, Linear};
+pub use layers::{Conv2d, ConvTranspose2d, Linear, WindowedConv2d};
 pub use params::{FlatBuffer, Param, ParamStore, Scope};
 pub use quantizer::{
     CodebookUpdate, EmaConfig, EmaState, Quantized, VectorQuantizer, MAX_CODES, MAX_CODE_DIM,

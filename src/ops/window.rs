@@ -1,5 +1,6 @@
 //! Host side of `shaders/window.wgsl`: a stride-1 convolution evaluated only at the output positions
-//! of a window, and copies of a window out of and into a full map. They let a causal network be
+//! of a window (with its weight in a layout of its own), and copies of a window out of and into a
+//! full map. They let a causal network be
 //! evaluated a few positions at a time (incremental sampling). No autograd.
 
 use crate::gpu::{Binding, Kernel, Shader};
@@ -113,23 +114,61 @@ fn dims4(t: &Tensor, what: &str) -> [usize; 4] {
         .unwrap_or_else(|_| panic!("{what} must be [N, C, H, W], got {:?}", t.shape()))
 }
 
-/// The convolution of x [N, Cin, H, W] with w [Cout, Cin, kH, kW] (and bias [Cout]) under `options`
-/// (stride 1), at the output positions of `window` only: [N, Cout, rows, cols]. Its sums run in the
-/// order [`conv::conv2d`] uses for an input of dims `full` (x itself, or the map x is a window of),
-/// so on one adapter the result equals the window of that convolution's output bit for bit. Kernel
-/// positions the mask drops are never read, so inputs there may hold anything.
+/// A convolution weight laid out for [`conv_window`]: the OIHW weight [Cout, Cin, kH, kW]
+/// transposed to [Cin * kH * kW, Cout rounded up to 4], so that the threads of neighbouring output
+/// channels read neighbouring weights.
+pub struct WindowWeight {
+    transposed: Tensor,
+    /// The OIHW dims.
+    dims: [usize; 4],
+}
+
+impl WindowWeight {
+    /// Lays out the OIHW weight `w` (a copy: later changes to `w` are not seen).
+    pub fn new(w: &Tensor) -> Self {
+        let dims = dims4(w, "window weight");
+        let [cout, cin, kh, kw] = dims;
+        let terms = cin * kh * kw;
+        let gpu = w.gpu();
+        let transposed = Tensor::uninit(gpu, &[terms, cout.div_ceil(4) * 4]);
+        let params = Params {
+            cin: cin as u32,
+            cout: cout as u32,
+            k_h: kh as u32,
+            k_w: kw as u32,
+            ..Params::default()
+        };
+        gpu.run(
+            &SHADER,
+            "transpose_weight",
+            &params,
+            &[w.bind(WEIGHT), transposed.bind(OUT)],
+            gpu.grid_for(transposed.numel()),
+        );
+        Self { transposed, dims }
+    }
+
+    /// The OIHW dims [Cout, Cin, kH, kW].
+    pub fn dims(&self) -> [usize; 4] {
+        self.dims
+    }
+}
+
+/// The convolution of x [N, Cin, H, W] with `w` (OIHW [Cout, Cin, kH, kW], laid out by
+/// [`WindowWeight::new`]) and bias [Cout] under `options` (stride 1), at the output positions of
+/// `window` only: [N, Cout, rows, cols]. Its sums run in the order [`conv::conv2d`] uses for an
+/// input of dims `full` (x itself, or the map x is a window of), so on one adapter the result
+/// equals the window of that convolution's output bit for bit. Kernel positions the mask drops
+/// are never read, so inputs there may hold anything.
 pub fn conv_window(
     x: &Tensor,
-    w: &Tensor,
+    w: &WindowWeight,
     bias: Option<&Tensor>,
     options: Conv2dOptions,
     window: Window,
     full: [usize; 4],
 ) -> Tensor {
-    let (x4, w4) = (
-        dims4(x, "conv_window input"),
-        dims4(w, "conv_window weight"),
-    );
+    let (x4, w4) = (dims4(x, "conv_window input"), w.dims);
     assert!(
         x4[1] == w4[1] && full[1] == w4[1],
         "conv_window: input has {} channels (full map {}), weight expects {}",
@@ -163,7 +202,8 @@ pub fn conv_window(
     let out = Tensor::uninit(gpu, &[x4[0], w4[0], window.rows, window.cols]);
     let kernel = Kernel::new(&SHADER, "conv_window").flag("HAS_BIAS", bias.is_some());
     let flops = 2.0 * (out.numel() * x4[1] * w4[2] * w4[3]) as f64;
-    // without a bias the binding still needs a buffer: bind `w` again (read-only)
+    let w = &w.transposed;
+    // without a bias the binding still needs a buffer: bind the weight again (read-only)
     gpu.dispatch_counted(
         &kernel,
         &params,
@@ -173,7 +213,7 @@ pub fn conv_window(
             bias.unwrap_or(w).bind(BIAS),
             out.bind(OUT),
         ],
-        gpu.grid_for(out.numel()),
+        gpu.grid_for(x4[0] * w4[0].div_ceil(4) * window.rows * window.cols),
         flops,
     );
     out
