@@ -17,6 +17,8 @@ use crate::models::vqvae::VqVae;
 use crate::ops::{latent, softmax};
 use crate::tensor::Tensor;
 
+use super::progress::Progress;
+
 /// How code grids are drawn from a prior.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Sampler {
@@ -37,6 +39,15 @@ impl Sampler {
             Self::Cached => "cached",
         }
     }
+}
+
+/// What [`Prior::draw_first`] draws: the arguments of [`Prior::sample_codes`].
+pub(crate) struct Draw<'a> {
+    pub(crate) sampler: Sampler,
+    pub(crate) count: usize,
+    pub(crate) labels: Option<&'a [u32]>,
+    pub(crate) temperature: f32,
+    pub(crate) seed: u64,
 }
 
 /// A trained prior and the (height, width) of the grids it was trained on.
@@ -68,6 +79,20 @@ impl Prior {
         temperature: f32,
         seed: u64,
     ) -> Result<Tensor> {
+        self.check_request(count, labels)?;
+        let [h, w] = self.grid;
+        let draw = Draw {
+            sampler,
+            count,
+            labels,
+            temperature,
+            seed,
+        };
+        self.draw_first(&draw, h * w, &mut |_| Ok(()))
+    }
+
+    /// Refuses a count of 0, and labels a prior cannot take or that do not match the count.
+    fn check_request(&self, count: usize, labels: Option<&[u32]>) -> Result<()> {
         let classes = self.model.config.classes;
         match labels {
             Some(_) if classes == 0 => {
@@ -95,23 +120,27 @@ impl Prior {
             }
             _ => {}
         }
-        Setting::Count.require_positive(count as u64)?;
-        let [h, w] = self.grid;
-        self.draw_first(sampler, count, labels, temperature, seed, h * w)
+        Setting::Count.require_positive(count as u64)
     }
 
     /// [`Prior::sample_codes`] of only the first `positions` positions in raster order (the rest
-    /// of the grids stay 0), with the labels already checked. For timing the full sampler on part
-    /// of a grid: each of its positions costs one identical forward pass.
+    /// of the grids stay 0), with the request already checked, calling `after_row` with the number
+    /// of rows done each time a row is complete (recorded, not waited for). For timing the full
+    /// sampler on part of a grid (each of its positions costs one identical forward pass), and for
+    /// showing progress.
     pub(crate) fn draw_first(
         &self,
-        sampler: Sampler,
-        count: usize,
-        labels: Option<&[u32]>,
-        temperature: f32,
-        seed: u64,
+        draw: &Draw,
         positions: usize,
+        after_row: &mut dyn FnMut(usize) -> Result<()>,
     ) -> Result<Tensor> {
+        let &Draw {
+            sampler,
+            count,
+            labels,
+            temperature,
+            seed,
+        } = draw;
         let _no_grad = autograd::no_grad();
         let gpu = self.model.params.gpu();
         let [h, w] = self.grid;
@@ -127,6 +156,9 @@ impl Prior {
                 for position in 0..positions {
                     let logits = self.model.forward(&codes, labels.as_ref());
                     softmax::sample_position(&logits, &codes, position, key, temperature);
+                    if (position + 1) % w == 0 {
+                        after_row((position + 1) / w)?;
+                    }
                 }
             }
             Sampler::Cached => {
@@ -135,6 +167,9 @@ impl Prior {
                     let logits = prior.next_logits();
                     softmax::sample_position(&logits, &codes, position, key, temperature);
                     prior.commit(&codes);
+                    if (position + 1) % w == 0 {
+                        after_row((position + 1) / w)?;
+                    }
                 }
             }
         }
@@ -204,10 +239,25 @@ pub fn run(gpu: &Gpu, options: &SampleOptions) -> Result<Vec<f32>> {
     let (labels, columns) = class_rows(options.count, prior.model.config.classes, options.class);
     let count = labels.as_ref().map_or(options.count, Vec::len);
     let start = Instant::now();
-    let codes = prior.sample_codes(options.sampler, count, labels.as_deref(), t, options.seed)?;
+    prior.check_request(count, labels.as_deref())?;
+    let [h, w] = prior.grid;
+    let progress = Progress::new(0, h as u64);
+    let draw = Draw {
+        sampler: options.sampler,
+        count,
+        labels: labels.as_deref(),
+        temperature: t,
+        seed: options.seed,
+    };
+    let codes = prior.draw_first(&draw, h * w, &mut |rows| {
+        // wait for the GPU so that the bar shows what is done, not what is recorded
+        gpu.sync()?;
+        progress.show(rows as u64, format!("sampling: row {rows} of {h}"));
+        Ok(())
+    })?;
+    drop(progress);
     let images = prior.decode(&vqvae, &codes)?;
     let seconds = start.elapsed().as_secs_f64();
-    let [h, w] = prior.grid;
     let scale = vqvae.config.trunk().scale();
     let shape = [vqvae.config.in_channels, h * scale, w * scale];
     save_grid(&options.out, &images, shape, columns)?;

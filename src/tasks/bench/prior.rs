@@ -10,7 +10,7 @@ use crate::data::Batch;
 use crate::error::{Error, Result, Setting};
 use crate::gpu::Gpu;
 use crate::models::pixelcnn::PixelCnnConfig;
-use crate::tasks::sample::{Prior, Sampler};
+use crate::tasks::sample::{Draw, Prior, Sampler};
 use crate::train::PriorTrainer;
 
 use super::profile::{self, StepProfile};
@@ -88,7 +88,14 @@ fn time_sampling(
     };
     gpu.sync()?;
     let t0 = Instant::now();
-    prior.draw_first(sampler, count, None, 1.0, 1, positions)?;
+    let draw = Draw {
+        sampler,
+        count,
+        labels: None,
+        temperature: 1.0,
+        seed: 1,
+    };
+    prior.draw_first(&draw, positions, &mut |_| Ok(()))?;
     gpu.sync()?;
     let seconds = t0.elapsed().as_secs_f64() * (side * side) as f64 / positions as f64;
     Ok(SamplingSpeed {
