@@ -77,6 +77,16 @@ pub enum Error {
         /// The loss read back.
         loss: f64,
     },
+    /// A model about to be saved holds a value that is not a finite number.
+    #[error("training diverged by step {step}: {tensor} holds {value}; the checkpoint of the last save is kept (lower the learning rate)")]
+    DivergedModel {
+        /// The step that was to be saved.
+        step: u64,
+        /// The first tensor holding such a value.
+        tensor: String,
+        /// The value.
+        value: f32,
+    },
     /// Reading or writing a file failed.
     #[error("{path}: {source}")]
     Io {

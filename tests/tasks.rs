@@ -75,6 +75,7 @@ fn a_training_run_continues_from_its_directory() {
         log_every: 2,
         sample_every: 0,
         save_every: 0,
+        overwrite: false,
     };
     let options = |steps, resume| VqVaeOptions {
         data: DataSpec::default(),

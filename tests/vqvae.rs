@@ -36,6 +36,8 @@ fn options(steps: u64, out: &std::path::Path) -> TrainOptions {
         log_every: 25,
         sample_every: 0,
         save_every: 0,
+        resumed_from: None,
+        overwrite: false,
     }
 }
 

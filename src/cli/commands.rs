@@ -303,6 +303,9 @@ pub struct PipelineArgs {
     /// Sampling temperature
     #[arg(long, default_value_t = 1.0)]
     temperature: f32,
+    /// Replace the runs of an earlier pipeline in --out (refused otherwise)
+    #[arg(long)]
+    overwrite: bool,
 }
 
 impl PipelineArgs {
@@ -318,6 +321,7 @@ impl PipelineArgs {
             prior_steps: self.prior_steps,
             count: self.count,
             temperature: self.temperature,
+            overwrite: self.overwrite,
             ..PipelineOptions::default()
         }
     }

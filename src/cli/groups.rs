@@ -89,6 +89,9 @@ pub struct RunArgs {
     /// Write a checkpoint every N steps
     #[arg(long, default_value_t = 500)]
     save_every: u64,
+    /// Replace the run already in the output directory (a new run there is refused otherwise)
+    #[arg(long)]
+    overwrite: bool,
 }
 
 impl RunArgs {
@@ -103,6 +106,7 @@ impl RunArgs {
             log_every: self.log_every,
             sample_every,
             save_every: self.save_every,
+            overwrite: self.overwrite,
         }
     }
 }

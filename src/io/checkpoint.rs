@@ -2,12 +2,12 @@
 //! plus string metadata, written atomically (temporary file, fsync, rename).
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
 use crate::error::{Error, Result};
+use crate::io::atomic;
 
 /// Named f32 tensors, named i32 tensors (code grids, labels) and string metadata.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -109,7 +109,32 @@ impl Checkpoint {
         }
     }
 
-    /// Writes the file atomically: a crash leaves either the old or the new checkpoint.
+    /// Every tensor's name and bytes.
+    fn tensor_bytes(&self) -> impl Iterator<Item = (&String, &[u8])> {
+        let floats = self
+            .tensors
+            .iter()
+            .map(|(n, (_, v))| (n, bytemuck::cast_slice::<f32, u8>(v)));
+        let ints = self
+            .int_tensors
+            .iter()
+            .map(|(n, (_, v))| (n, bytemuck::cast_slice::<i32, u8>(v)));
+        floats.chain(ints)
+    }
+
+    /// The first f32 tensor holding a value that is not finite, and that value.
+    pub fn first_non_finite(&self) -> Option<(&str, f32)> {
+        self.tensors.iter().find_map(|(name, (_, values))| {
+            values
+                .iter()
+                .find(|v| !v.is_finite())
+                .map(|&v| (name.as_str(), v))
+        })
+    }
+
+    /// Writes the file atomically (see [`atomic`]): a crash leaves either the old or the new
+    /// checkpoint. Every tensor's CRC32 goes into the metadata (`crc32.NAME`), and the header is
+    /// written with its keys sorted, so that the same contents give the same bytes.
     pub fn save(&self, path: &Path) -> Result<()> {
         let floats = self.tensors.iter().map(|(name, (shape, values))| {
             (
@@ -135,18 +160,16 @@ impl Checkpoint {
                     .map_err(|e| Error::InvalidArgument(format!("tensor {name}: {e}")))
             })
             .collect::<Result<Vec<_>>>()?;
-        let metadata: HashMap<String, String> = self.metadata.clone().into_iter().collect();
+        let mut metadata: HashMap<String, String> = self.metadata.clone().into_iter().collect();
+        for (name, bytes) in self.tensor_bytes() {
+            metadata.insert(
+                format!("{CHECKSUM_PREFIX}{name}"),
+                format!("{:08x}", crc32fast::hash(bytes)),
+            );
+        }
         let encoded = safetensors::serialize(views, Some(metadata))
             .map_err(|e| Error::InvalidArgument(format!("cannot encode checkpoint: {e}")))?;
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        }
-        let tmp = path.with_extension("safetensors.tmp");
-        let mut file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        file.write_all(&encoded).map_err(|e| Error::io(&tmp, e))?;
-        file.sync_all().map_err(|e| Error::io(&tmp, e))?;
-        drop(file);
-        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+        atomic::write(path, &canonical_header(encoded)?)
     }
 
     /// Reads a checkpoint; a missing, truncated or non-safetensors file is an error that says so.
@@ -167,17 +190,41 @@ impl Checkpoint {
         if let Some(meta) = header.metadata() {
             out.metadata = meta.clone().into_iter().collect();
         }
+        let checksums: BTreeMap<String, String> = out
+            .metadata
+            .iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix(CHECKSUM_PREFIX)?.to_string(), v.clone())))
+            .collect();
+        out.metadata.retain(|k, _| !k.starts_with(CHECKSUM_PREFIX));
         for name in tensors.names() {
             let view = tensors
                 .tensor(name)
                 .map_err(|e| bad(format!("tensor {name}: {e}")))?;
+            // files of earlier versions carry no checksums; one that has some must have all
+            if !checksums.is_empty() {
+                let want = checksums.get(name).ok_or_else(|| {
+                    bad(format!(
+                        "tensor {name} has no checksum: the file was altered"
+                    ))
+                })?;
+                let got = format!("{:08x}", crc32fast::hash(view.data()));
+                if *want != got {
+                    return Err(bad(format!(
+                        "tensor {name} is damaged: its bytes have checksum {got}, the file records {want}"
+                    )));
+                }
+            }
             let shape = view.shape().to_vec();
             match view.dtype() {
                 Dtype::F32 => {
-                    out.tensors.insert(
-                        name.to_string(),
-                        (shape, bytemuck::pod_collect_to_vec(view.data())),
-                    );
+                    let values: Vec<f32> = bytemuck::pod_collect_to_vec(view.data());
+                    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+                        return Err(bad(format!(
+                            "tensor {name} holds {} at element {i}: the model it saves had diverged",
+                            values[i]
+                        )));
+                    }
+                    out.tensors.insert(name.to_string(), (shape, values));
                 }
                 Dtype::I32 => {
                     out.int_tensors.insert(
@@ -194,6 +241,45 @@ impl Checkpoint {
         }
         Ok(out)
     }
+}
+
+/// Metadata key prefix of a tensor's checksum.
+const CHECKSUM_PREFIX: &str = "crc32.";
+
+/// `encoded` (a safetensors file) with its JSON header's keys, and those of its metadata, in
+/// sorted order: the header as written depends on hash-map order, which changes between runs.
+fn canonical_header(mut encoded: Vec<u8>) -> Result<Vec<u8>> {
+    let broken = |what: &str| Error::InvalidArgument(format!("cannot encode checkpoint: {what}"));
+    let len_bytes: [u8; 8] = encoded
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| broken("no header"))?;
+    let len = usize::try_from(u64::from_le_bytes(len_bytes)).map_err(|_| broken("header size"))?;
+    let end = 8usize
+        .checked_add(len)
+        .filter(|&e| e <= encoded.len())
+        .ok_or_else(|| broken("header size"))?;
+    let header: BTreeMap<String, serde_json::Value> =
+        serde_json::from_slice(&encoded[8..end]).map_err(|e| broken(&e.to_string()))?;
+    let mut sorted = serde_json::Map::new();
+    for (key, value) in header {
+        let value = match value {
+            serde_json::Value::Object(m) => {
+                let inner: BTreeMap<String, serde_json::Value> = m.into_iter().collect();
+                serde_json::Value::Object(inner.into_iter().collect())
+            }
+            other => other,
+        };
+        sorted.insert(key, value);
+    }
+    let text = serde_json::to_vec(&serde_json::Value::Object(sorted))
+        .map_err(|e| broken(&e.to_string()))?;
+    if text.len() > len {
+        return Err(broken("sorted header is longer"));
+    }
+    encoded[8..8 + text.len()].copy_from_slice(&text);
+    encoded[8 + text.len()..end].fill(b' ');
+    Ok(encoded)
 }
 
 #[cfg(test)]
@@ -226,8 +312,73 @@ mod tests {
         assert_eq!(back.meta_parse::<u64>("step").unwrap(), 42);
         assert!(back.get("w", &[3, 2]).is_err(), "a wrong shape is an error");
         assert!(
-            !path.with_extension("safetensors.tmp").exists(),
+            !atomic::temporary_path(&path).exists(),
             "the temporary file was renamed"
         );
+    }
+
+    /// A checkpoint with metadata and tensors enough for hash-map order to vary.
+    fn sample_checkpoint() -> Checkpoint {
+        let mut ck = Checkpoint::default();
+        for i in 0..20 {
+            ck.insert(&format!("t{i}"), &[3], vec![i as f32, 0.5, -1.0]);
+            ck.set(&format!("key{i}"), i);
+        }
+        ck.insert_i32("codes", &[2], vec![3, 4]);
+        ck
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        std::env::temp_dir().join(format!(
+            "vqgpu-ck-{name}-{}.safetensors",
+            std::process::id()
+        ))
+    }
+
+    #[test]
+    fn the_same_contents_give_the_same_bytes() {
+        let path = scratch("same");
+        let ck = sample_checkpoint();
+        ck.save(&path).unwrap();
+        let first = std::fs::read(&path).unwrap();
+        for _ in 0..5 {
+            ck.save(&path).unwrap();
+            assert_eq!(std::fs::read(&path).unwrap(), first);
+        }
+        // the header is valid JSON with sorted keys, and the file still loads
+        let back = Checkpoint::load(&path).unwrap();
+        assert_eq!(back.tensors, ck.tensors);
+        std::fs::remove_file(&path).ok();
+    }
+
+    #[test]
+    fn a_flipped_byte_in_any_tensor_is_named_on_load() {
+        let path = scratch("flip");
+        let ck = sample_checkpoint();
+        ck.save(&path).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let header = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize + 8;
+        // every byte of the data section, one at a time (flipped to a finite value: the low
+        // mantissa bit)
+        for at in header..bytes.len() {
+            let mut damaged = bytes.clone();
+            damaged[at] ^= 1;
+            std::fs::write(&path, &damaged).unwrap();
+            let err = Checkpoint::load(&path).unwrap_err().to_string();
+            assert!(err.contains("is damaged"), "byte {at}: {err}");
+        }
+        std::fs::remove_file(&path).ok();
+    }
+
+    #[test]
+    fn non_finite_values_are_refused_on_load() {
+        let path = scratch("nan");
+        let mut ck = sample_checkpoint();
+        ck.insert("w", &[2], vec![1.0, f32::NAN]);
+        assert_eq!(ck.first_non_finite().map(|(n, _)| n), Some("w"));
+        ck.save(&path).unwrap();
+        let err = Checkpoint::load(&path).unwrap_err().to_string();
+        assert!(err.contains("tensor w holds NaN"), "{err}");
+        std::fs::remove_file(&path).ok();
     }
 }

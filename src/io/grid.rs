@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::io::atomic;
 
 /// Writes `count` images of shape [C, H, W] (C = 1 or 3, values in [-0.5, 0.5], row-major CHW one
 /// after another in `images`) as a PNG grid with `columns` images per row and 2-pixel gaps. Images
@@ -42,12 +43,16 @@ pub fn save_grid(path: &Path, images: &[f32], [c, h, w]: [usize; 3], columns: us
             }
         }
     }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    }
-    canvas
-        .save(path)
-        .map_err(|e| Error::io(path, std::io::Error::other(e.to_string())))
+    save_png(path, &canvas)
+}
+
+/// Writes `image` to `path` as a PNG, atomically (see [`atomic`]).
+pub fn save_png(path: &Path, image: &image::RgbImage) -> Result<()> {
+    let mut png = std::io::Cursor::new(Vec::new());
+    image
+        .write_to(&mut png, image::ImageFormat::Png)
+        .map_err(|e| Error::io(path, std::io::Error::other(e.to_string())))?;
+    atomic::write(path, png.get_ref())
 }
 
 /// Originals (top rows) above their reconstructions (bottom rows).

@@ -1,5 +1,7 @@
-//! Files: checkpoints (safetensors), PNG grids of images, plots and the metrics CSV.
+//! Files: checkpoints (safetensors), PNG grids of images, plots and the metrics CSV, all written
+//! through one atomic writer.
 
+pub mod atomic;
 pub mod checkpoint;
 pub mod csv;
 pub mod grid;

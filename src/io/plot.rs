@@ -6,7 +6,8 @@ use std::path::Path;
 use font8x8::{UnicodeFonts, BASIC_FONTS};
 use image::{Rgb, RgbImage};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::io::grid::save_png;
 
 const WIDTH: u32 = 720;
 const PANEL_HEIGHT: u32 = 240;
@@ -127,8 +128,7 @@ pub fn save_curves(path: &Path, series: &[Series]) -> Result<()> {
     for (i, s) in series.iter().enumerate() {
         panel(&mut img, i as i64 * PANEL_HEIGHT as i64, s);
     }
-    img.save(path)
-        .map_err(|e| Error::io(path, std::io::Error::other(e.to_string())))
+    save_png(path, &img)
 }
 
 /// Ten well-separated colours for class labels (label mod 10).
@@ -201,8 +201,7 @@ pub fn save_scatter(path: &Path, title: &str, points: &[(f64, f64)], labels: &[u
         }
         text(&mut img, SIDE + 24, y, &format!("class {c}"));
     }
-    img.save(path)
-        .map_err(|e| Error::io(path, std::io::Error::other(e.to_string())))
+    save_png(path, &img)
 }
 
 /// Draws the given columns of a metrics CSV against its step column (column 0), one panel per

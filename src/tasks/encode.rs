@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use crate::data::{CodeFile, DataSpec, Dataset, Split};
 use crate::error::Result;
 use crate::gpu::Gpu;
+use crate::io::atomic;
 use crate::models::vqvae::VqVae;
 
 use super::for_each_batch;
@@ -62,6 +63,7 @@ pub fn encode_into(
 
 /// Encodes both splits and writes the code file.
 pub fn run(gpu: &Gpu, options: &EncodeOptions) -> Result<EncodeReport> {
+    atomic::refuse_own_input(&options.out, &[&options.checkpoint])?;
     let mut model = VqVae::load(gpu, &options.checkpoint)?;
     let mut file = CodeFile::new(
         model.config.codebook_size,

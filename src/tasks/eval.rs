@@ -40,6 +40,30 @@ pub struct EvalReport {
     pub codes_used: f64,
 }
 
+/// The error of a model whose outputs are not finite numbers.
+fn not_finite() -> Error {
+    Error::InvalidArgument(
+        "the model's outputs are not finite numbers (it diverged): there is no score to report"
+            .into(),
+    )
+}
+
+/// The mean squared error `sq / values`; an error when there was nothing to average (no test
+/// images: --limit 0 or an empty split) or when it is not a finite number.
+fn checked_mean(sq: f64, values: usize) -> Result<f64> {
+    if values == 0 {
+        return Err(Error::InvalidArgument(
+            "no test images were evaluated: --limit must be at least 1 and the test split not empty"
+                .into(),
+        ));
+    }
+    let mse = sq / values as f64;
+    if !mse.is_finite() {
+        return Err(not_finite());
+    }
+    Ok(mse)
+}
+
 /// Evaluates reconstruction and code usage over (at most `limit` images of) `data`.
 pub fn evaluate(
     model: &mut VqVae,
@@ -68,7 +92,7 @@ pub fn evaluate(
             -p * p.ln()
         })
         .sum();
-    let mse = sq / values.max(1) as f64;
+    let mse = checked_mean(sq, values)?;
     Ok(EvalReport {
         images,
         mse,
@@ -142,8 +166,11 @@ pub fn evaluate_autoencoder(
             kl += k.item()? as f64 * n;
         }
     }
-    let mse = sq / values.max(1) as f64;
-    let per = total.max(1) as f64;
+    let mse = checked_mean(sq, values)?;
+    if !(nll.is_finite() && kl.is_finite()) {
+        return Err(not_finite());
+    }
+    let per = total as f64;
     Ok(AeReport {
         images: total,
         mse,

@@ -8,11 +8,16 @@ use crate::data::{DataSpec, Dataset, Split};
 use crate::error::{Error, Result, Setting};
 use crate::gpu::Gpu;
 use crate::io::checkpoint::Checkpoint;
-use crate::io::{grid, plot};
+use crate::io::{atomic, grid, plot};
 use crate::models::autoencoder::{Autoencoder, Bottleneck};
 use crate::tensor::Tensor;
 
 use super::load_images;
+
+/// The decoded grid over the latent plane.
+const MANIFOLD_FILE: &str = "manifold.png";
+/// The test posterior means coloured by label.
+const MEANS_FILE: &str = "means.png";
 
 /// Half the width of the manifold's z range, in standard deviations.
 const Z_RANGE: f32 = 2.5;
@@ -79,6 +84,9 @@ fn manifold_grid(side: usize) -> Vec<f32> {
 /// Draws both plots.
 pub fn run(gpu: &Gpu, options: &LatentMapOptions) -> Result<LatentMapReport> {
     let path = &options.checkpoint;
+    for name in [MANIFOLD_FILE, MEANS_FILE] {
+        atomic::refuse_own_input(&options.out.join(name), &[path])?;
+    }
     let model = Autoencoder::from_checkpoint(gpu, &Checkpoint::load(path)?)?;
     if !model.config.variational() || model.config.bottleneck != (Bottleneck::Flat { dim: 2 }) {
         return Err(Error::InvalidArgument(format!(
@@ -100,12 +108,12 @@ pub fn run(gpu: &Gpu, options: &LatentMapOptions) -> Result<LatentMapReport> {
         let z = Tensor::from_slice(gpu, &[side * side, 2], &manifold_grid(side))?;
         model.decode(&z).to_vec()?
     };
-    let manifold = out.join("manifold.png");
+    let manifold = out.join(MANIFOLD_FILE);
     grid::save_grid(&manifold, &images, model.config.image_shape, side)?;
     let test = options.data.open(Split::Test)?;
     let (means, labels) = posterior_means(&model, test.as_ref(), 256, options.limit)?;
     let points: Vec<(f64, f64)> = means.iter().map(|m| (m[0] as f64, m[1] as f64)).collect();
-    let scatter = out.join("means.png");
+    let scatter = out.join(MEANS_FILE);
     plot::save_scatter(
         &scatter,
         "posterior means of test images (z1, z2)",

@@ -46,6 +46,8 @@ pub struct PipelineOptions {
     pub count: usize,
     /// Sampling temperature.
     pub temperature: f32,
+    /// Replace the runs of an earlier pipeline in `out` (refused otherwise).
+    pub overwrite: bool,
 }
 
 impl Default for PipelineOptions {
@@ -78,6 +80,7 @@ impl Default for PipelineOptions {
             lr: 2e-3,
             count: 64,
             temperature: 1.0,
+            overwrite: false,
         }
     }
 }
@@ -117,6 +120,7 @@ pub fn run(gpu: &Gpu, options: &PipelineOptions) -> Result<PipelineReport> {
         log_every,
         sample_every: steps,
         save_every: 500,
+        overwrite: options.overwrite,
     };
     stage(1, "train the VQ-VAE");
     let vqvae = train::vqvae(

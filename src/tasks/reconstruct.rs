@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use crate::data::{DataSpec, Dataset, Split};
 use crate::error::Result;
 use crate::gpu::Gpu;
+use crate::io::atomic;
 use crate::io::grid::save_comparison;
 use crate::models::vqvae::VqVae;
 
@@ -40,6 +41,7 @@ pub fn reconstruct(
 
 /// Writes the grid (up to 16 images per row); returns its path.
 pub fn run(gpu: &Gpu, options: &ReconstructOptions) -> Result<PathBuf> {
+    atomic::refuse_own_input(&options.out, &[&options.checkpoint])?;
     let mut model = VqVae::load(gpu, &options.checkpoint)?;
     let test = options.data.open(Split::Test)?;
     let (originals, recons) = reconstruct(&mut model, test.as_ref(), options.count)?;

@@ -9,6 +9,7 @@ use std::time::Instant;
 use crate::autograd;
 use crate::error::{Error, Result, Setting};
 use crate::gpu::Gpu;
+use crate::io::atomic;
 use crate::io::checkpoint::Checkpoint;
 use crate::io::grid::save_grid;
 use crate::models::autoencoder::Autoencoder;
@@ -227,6 +228,7 @@ fn class_rows(count: usize, classes: usize, class: Option<u32>) -> (Option<Vec<u
 
 /// Draws the samples, decodes them and writes the grid; returns the decoded images.
 pub fn run(gpu: &Gpu, options: &SampleOptions) -> Result<Vec<f32>> {
+    atomic::refuse_own_input(&options.out, &[&options.vqvae, &options.prior])?;
     let vqvae = VqVae::load(gpu, &options.vqvae)?;
     let prior = Prior::load(gpu, &options.prior)?;
     let t = options.temperature;
@@ -287,6 +289,7 @@ pub struct VaeSampleOptions {
 /// Decodes `count` draws of z ~ N(0, I) (keyed by the seed) into a PNG grid; returns the images.
 pub fn vae(gpu: &Gpu, options: &VaeSampleOptions) -> Result<Vec<f32>> {
     let path = &options.vae;
+    atomic::refuse_own_input(&options.out, &[path])?;
     let model = Autoencoder::from_checkpoint(gpu, &Checkpoint::load(path)?)?;
     if !model.config.variational() {
         return Err(Error::InvalidArgument(format!(

@@ -42,6 +42,8 @@ pub struct RunOptions {
     pub sample_every: u64,
     /// Write a checkpoint every this many steps.
     pub save_every: u64,
+    /// Replace another run in the output directory (refused otherwise).
+    pub overwrite: bool,
 }
 
 impl RunOptions {
@@ -60,6 +62,8 @@ impl RunOptions {
             log_every: self.log_every,
             sample_every: self.sample_every,
             save_every: self.save_every,
+            resumed_from: self.resume.clone(),
+            overwrite: self.overwrite,
         }
     }
 

@@ -7,6 +7,7 @@
 
 mod autoencoder;
 mod prior;
+mod run_dir;
 mod state;
 mod vqvae;
 
@@ -16,6 +17,7 @@ use std::time::Instant;
 
 pub use autoencoder::{AeMetrics, AeTask, AeTrainer};
 pub use prior::{bits, PriorMetrics, PriorTask, PriorTrainer};
+pub use run_dir::{RunLock, LOCK_FILE};
 pub use state::{check_fits, MetricSums, RunState, METRIC_SLOTS};
 pub use vqvae::{StepMetrics, VqVaeTask, VqVaeTrainer};
 
@@ -157,6 +159,10 @@ pub struct TrainOptions {
     pub sample_every: u64,
     /// Write a checkpoint every this many steps.
     pub save_every: u64,
+    /// The directory the run was resumed from (its own, where `out` is the same).
+    pub resumed_from: Option<PathBuf>,
+    /// Replace another run in `out` (a fresh run is refused there otherwise).
+    pub overwrite: bool,
 }
 
 /// Whether a periodic action with period `n` (0: never) falls on `step`.
@@ -175,9 +181,10 @@ pub fn run<S: TrainStep>(
     report: &mut dyn FnMut(u64, &S::Metrics, f64),
 ) -> Result<()> {
     trainer.task.check_data(&data)?;
-    std::fs::create_dir_all(&opts.out).map_err(|e| Error::io(&opts.out, e))?;
-    let metrics_path = opts.out.join(METRICS_FILE);
+    let _lock = RunLock::acquire(&opts.out)?;
     let (start, batch) = (trainer.run.step, trainer.run.batch);
+    run_dir::claim(&opts.out, start, opts.resumed_from.as_ref(), opts.overwrite)?;
+    let metrics_path = opts.out.join(METRICS_FILE);
     let mut loader = Loader::new(data, batch, trainer.run.seed, start, opts.steps);
     let mut since = Instant::now();
     let mut items = 0usize;
@@ -209,9 +216,15 @@ pub fn run<S: TrainStep>(
             }
         }
         if every(opts.save_every, step) || last {
-            trainer
-                .checkpoint()?
-                .save(&opts.out.join(CHECKPOINT_FILE))?;
+            let ck = trainer.checkpoint()?;
+            if let Some((tensor, value)) = ck.first_non_finite() {
+                return Err(Error::DivergedModel {
+                    step,
+                    tensor: tensor.to_string(),
+                    value,
+                });
+            }
+            ck.save(&opts.out.join(CHECKPOINT_FILE))?;
         }
     }
     plot_curves::<S>(&opts.out)
