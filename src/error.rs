@@ -6,13 +6,12 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum Error {
     /// No GPU adapter at all was found for the requested backends.
-    #[error(
-        "no GPU adapter found for backend(s) {backends}. On Linux without a GPU install the software \
-         Vulkan driver: `apt-get install mesa-vulkan-drivers`; otherwise install your GPU's Vulkan/Metal/DX12 driver"
-    )]
+    #[error("no GPU adapter found for backend(s) {backends}. {hint}")]
     NoAdapter {
         /// The backends that were searched.
         backends: String,
+        /// What to do about it for those backends.
+        hint: String,
     },
     /// An adapter name filter (`--adapter` / `VQGPU_ADAPTER`) matched nothing.
     #[error("no GPU adapter matches {wanted:?}; available: {available}. Run `vqgpu info` to list adapters")]

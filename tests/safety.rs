@@ -165,3 +165,201 @@ fn commands_refuse_their_own_input_and_empty_evaluations() {
     assert!(ok.mse.is_finite() && ok.images == 8);
     std::fs::remove_dir_all(&out).ok();
 }
+
+#[test]
+fn huge_sizes_from_flags_or_files_are_refused_before_allocating() {
+    use vqgpu::models::autoencoder::{AeKind, Autoencoder, AutoencoderConfig, Bottleneck};
+    use vqgpu::models::pixelcnn::{PixelCnn, PixelCnnConfig};
+    use vqgpu::models::vqvae::{VqVae, VqVaeConfig};
+    let gpu = gpu();
+    let too_large = |r: vqgpu::Result<()>, what: &str| {
+        let err = r.expect_err(what).to_string();
+        assert!(err.contains("too large"), "{what}: {err}");
+    };
+    // --hidden 1000000 (a conv weight of 1.6e13 values), --head 100000000, --latent-dim 100000000
+    let vqvae = VqVaeConfig {
+        hidden: 1_000_000,
+        ..tiny_vqvae()
+    };
+    too_large(VqVae::new(&gpu, vqvae, 0).map(drop), "hidden 1000000");
+    let prior = PixelCnnConfig {
+        head: 100_000_000,
+        ..PixelCnnConfig::default()
+    };
+    too_large(PixelCnn::new(&gpu, prior, 0).map(drop), "head 100000000");
+    let vae = AutoencoderConfig {
+        image_shape: [3, 32, 32],
+        hidden: 32,
+        res_hidden: 8,
+        res_layers: 1,
+        bottleneck: Bottleneck::Flat { dim: 100_000_000 },
+        kind: AeKind::Plain,
+    };
+    too_large(Autoencoder::new(&gpu, vae, 0).map(drop), "latent dim 1e8");
+    // the same sizes read from a checkpoint's metadata
+    let out = temp_dir("huge");
+    let report = train::vqvae(&gpu, &vqvae_run(&out, 1, 1e-3)).unwrap();
+    let mut ck = Checkpoint::load(&report.checkpoint).unwrap();
+    ck.set("hidden", 1_000_000);
+    ck.save(&report.checkpoint).unwrap();
+    too_large(
+        VqVae::load(&gpu, &report.checkpoint).map(drop),
+        "checkpoint",
+    );
+    // an IDX header whose dimensions multiply past 2^64
+    let dir = out.join("idx");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut images = vec![0, 0, 8, 3];
+    for _ in 0..3 {
+        images.extend_from_slice(&u32::MAX.to_be_bytes());
+    }
+    std::fs::write(dir.join("t10k-images-idx3-ubyte"), &images).unwrap();
+    let mut labels = vec![0, 0, 8, 1];
+    labels.extend_from_slice(&u32::MAX.to_be_bytes());
+    std::fs::write(dir.join("t10k-labels-idx1-ubyte"), &labels).unwrap();
+    let err = vqgpu::data::Idx::open(&dir, vqgpu::data::Split::Test)
+        .err()
+        .expect("an impossible IDX header")
+        .to_string();
+    assert!(err.contains("more bytes than can exist"), "{err}");
+    std::fs::remove_dir_all(&out).ok();
+}
+
+#[test]
+fn folder_datasets_refuse_cut_images_and_list_each_file_once() {
+    use vqgpu::data::{Dataset, Folder, Split};
+    let dir = temp_dir("folder");
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    let picture =
+        image::RgbImage::from_fn(16, 16, |x, y| image::Rgb([x as u8 * 15, y as u8 * 15, 99]));
+    for i in 0..10 {
+        picture.save(dir.join(format!("sub/{i}.png"))).unwrap();
+    }
+    // a symbolic link loop and a second name for a file already listed add no image
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink(&dir, dir.join("sub/loop")).unwrap();
+        std::os::unix::fs::symlink(dir.join("sub/0.png"), dir.join("again.png")).unwrap();
+    }
+    let count = |split| Folder::open(&dir, split, 8).unwrap().len();
+    assert_eq!((count(Split::Train), count(Split::Test)), (9, 1));
+    // a JPEG and a PNG cut to 30 % are errors naming the file
+    let mut jpeg = std::io::Cursor::new(Vec::new());
+    picture
+        .write_to(&mut jpeg, image::ImageFormat::Jpeg)
+        .unwrap();
+    let mut png = std::io::Cursor::new(Vec::new());
+    picture.write_to(&mut png, image::ImageFormat::Png).unwrap();
+    for (name, bytes) in [("cut.jpg", jpeg.get_ref()), ("cut.png", png.get_ref())] {
+        std::fs::write(dir.join(name), &bytes[..bytes.len() * 3 / 10]).unwrap();
+        let errors: Vec<String> = [Split::Train, Split::Test]
+            .into_iter()
+            .filter_map(|s| Folder::open(&dir, s, 8).err().map(|e| e.to_string()))
+            .collect();
+        assert!(
+            errors.iter().any(|e| e.contains(name)),
+            "{name}: no split refused it ({errors:?})"
+        );
+        std::fs::remove_file(dir.join(name)).unwrap();
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn empty_requests_and_misplaced_settings_are_refused() {
+    use vqgpu::tasks::sample::{self, SampleOptions, Sampler};
+    let gpu = gpu();
+    let out = temp_dir("empty");
+    std::fs::create_dir_all(&out).unwrap();
+    // --count 0 (checked before anything is loaded)
+    let err = sample::run(
+        &gpu,
+        &SampleOptions {
+            vqvae: out.join("v.safetensors"),
+            prior: out.join("p.safetensors"),
+            count: 0,
+            temperature: 1.0,
+            class: None,
+            seed: 0,
+            sampler: Sampler::Cached,
+            out: out.join("s.png"),
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("at least 1"), "{err}");
+    // encode --limit 0
+    let report = train::vqvae(&gpu, &vqvae_run(&out.join("run"), 1, 1e-3)).unwrap();
+    let err = encode::run(
+        &gpu,
+        &EncodeOptions {
+            checkpoint: report.checkpoint.clone(),
+            data: DataSpec::default(),
+            batch: 8,
+            limit: 0,
+            out: out.join("codes.safetensors"),
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("--limit must be at least 1"), "{err}");
+    assert!(!out.join("codes.safetensors").exists());
+    // --image-size for a dataset whose images have their own size
+    let spec = DataSpec {
+        image_size: Some(64),
+        ..DataSpec::default()
+    };
+    let err = spec
+        .open(vqgpu::data::Split::Test)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("--image-size applies to the folder dataset only"),
+        "{err}"
+    );
+    // a NaN learning rate inside a checkpoint is the checkpoint's fault, not a flag's
+    let mut ck = Checkpoint::load(&report.checkpoint).unwrap();
+    ck.set("lr", "NaN");
+    ck.save(&report.checkpoint).unwrap();
+    let mut resume = resumed(&out.join("run"), 4);
+    resume.run.resume = Some(out.join("run"));
+    let err = train::vqvae(&gpu, &resume).unwrap_err().to_string();
+    assert!(err.contains("damaged") && !err.contains("--lr"), "{err}");
+    std::fs::remove_dir_all(&out).ok();
+}
+
+#[test]
+fn a_prior_measures_no_nll_on_zero_test_grids() {
+    use vqgpu::data::CodeGrids;
+    use vqgpu::models::pixelcnn::PixelCnnConfig;
+    use vqgpu::train::PriorTrainer;
+    let gpu = gpu();
+    let config = PixelCnnConfig {
+        codes: 4,
+        channels: 4,
+        layers: 1,
+        kernel: 3,
+        head: 4,
+        classes: 0,
+    };
+    let mut trainer = PriorTrainer::new(&gpu, config, 0, 1e-3, 2, [2, 2]).unwrap();
+    let grids = CodeGrids {
+        codes: vec![0.0, 1.0, 2.0, 3.0, 3.0, 2.0, 1.0, 0.0],
+        len: 2,
+        grid: [2, 2],
+        codebook_size: 4,
+        labels: None,
+        classes: 0,
+    };
+    let err = trainer.task.evaluate(&grids, 0).unwrap_err().to_string();
+    assert!(err.contains("no test grids"), "{err}");
+    trainer
+        .task
+        .evaluate_at_logs(std::sync::Arc::new(grids.clone()), 0)
+        .unwrap();
+    trainer.train_step_on(&grids).unwrap();
+    let m = trainer.take_metrics().unwrap().unwrap();
+    assert!(m.test_nll.is_nan(), "no test NLL is measured, not 0");
+    assert!(trainer.task.evaluate(&grids, 2).unwrap() > 0.0);
+}

@@ -19,9 +19,9 @@ pub struct DataArgs {
     /// Data directory (fashion-mnist defaults to /usr/share/datasets/fashion-mnist)
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Side of the images of the folder dataset (a multiple of 4)
-    #[arg(long, default_value_t = 32)]
-    image_size: usize,
+    /// Side of the images of the folder dataset (a multiple of 4) [default: 32]
+    #[arg(long)]
+    image_size: Option<usize>,
 }
 
 impl DataArgs {

@@ -34,10 +34,15 @@ fn read_maybe_gz(dir: &Path, stem: &str) -> Result<Vec<u8>> {
     };
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut bytes = Vec::new();
+    // at most MAX_FILE_BYTES (+ 1 to tell a file of exactly that size from a larger one)
     let read = if path.extension().is_some_and(|e| e == "gz") {
-        GzDecoder::new(file).read_to_end(&mut bytes)
+        GzDecoder::new(file)
+            .take(MAX_FILE_BYTES + 1)
+            .read_to_end(&mut bytes)
     } else {
-        std::io::BufReader::new(file).read_to_end(&mut bytes)
+        std::io::BufReader::new(file)
+            .take(MAX_FILE_BYTES + 1)
+            .read_to_end(&mut bytes)
     };
     read.map_err(|e| {
         Error::Dataset(format!(
@@ -45,8 +50,19 @@ fn read_maybe_gz(dir: &Path, stem: &str) -> Result<Vec<u8>> {
             path.display()
         ))
     })?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(Error::Dataset(format!(
+            "{}: more than {} GiB once decompressed; not an IDX file vqgpu reads",
+            path.display(),
+            MAX_FILE_BYTES >> 30
+        )));
+    }
     Ok(bytes)
 }
+
+/// The largest IDX file read (decompressed): bounds what a damaged or hostile gzip stream can make
+/// vqgpu allocate.
+const MAX_FILE_BYTES: u64 = 4 << 30;
 
 fn be_u32(bytes: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
@@ -68,7 +84,15 @@ fn parse_header(bytes: &[u8], magic: u32, dims: usize, name: &str) -> Result<Vec
     let sizes: Vec<usize> = (0..dims)
         .map(|i| be_u32(bytes, 4 + 4 * i) as usize)
         .collect();
-    let expected = header + sizes.iter().product::<usize>();
+    let expected = sizes
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .and_then(|payload| payload.checked_add(header))
+        .ok_or_else(|| {
+            Error::Dataset(format!(
+                "{name}: its header announces dimensions {sizes:?}, more bytes than can exist; the file is damaged"
+            ))
+        })?;
     if bytes.len() < expected {
         return Err(Error::Dataset(format!(
             "{name}: {} bytes but its header announces {expected}; the file is truncated",

@@ -66,16 +66,20 @@ pub struct DataSpec {
     pub dataset: String,
     /// The data directory (fashion-mnist has a default).
     pub dir: Option<PathBuf>,
-    /// Side of the images of the folder dataset.
-    pub image_size: usize,
+    /// Side of the images of the folder dataset (`None`: [`FOLDER_IMAGE_SIZE`]); an error for
+    /// the other datasets, whose images have their own size.
+    pub image_size: Option<usize>,
 }
+
+/// The default side of the folder dataset's images.
+pub const FOLDER_IMAGE_SIZE: usize = 32;
 
 impl Default for DataSpec {
     fn default() -> Self {
         Self {
             dataset: "shapes".into(),
             dir: None,
-            image_size: 32,
+            image_size: None,
         }
     }
 }
@@ -83,7 +87,14 @@ impl Default for DataSpec {
 impl DataSpec {
     /// Opens one split (see [`open`]).
     pub fn open(&self, split: Split) -> Result<Arc<dyn Dataset>> {
-        open(&self.dataset, self.dir.as_deref(), split, self.image_size)
+        if self.image_size.is_some() && self.dataset != "folder" {
+            return Err(Error::InvalidArgument(format!(
+                "--image-size applies to the folder dataset only; {} images have their own size",
+                self.dataset
+            )));
+        }
+        let size = self.image_size.unwrap_or(FOLDER_IMAGE_SIZE);
+        open(&self.dataset, self.dir.as_deref(), split, size)
     }
 }
 

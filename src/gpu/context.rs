@@ -230,8 +230,16 @@ fn choose_adapter(options: &GpuOptions) -> Result<wgpu::Adapter> {
     let instance = instance(backends);
     let adapters = pollster::block_on(instance.enumerate_adapters(backends));
     if adapters.is_empty() {
+        let hint = if backends.contains(wgpu::Backends::VULKAN) {
+            "On Linux without a GPU install the software Vulkan driver: \
+             `apt-get install mesa-vulkan-drivers`; otherwise install your GPU's Vulkan/Metal/DX12 driver"
+        } else {
+            "Metal runs on macOS, DX12 on Windows, GL where an OpenGL driver is installed: \
+             leave --backend out to use whatever this system has"
+        };
         return Err(Error::NoAdapter {
             backends: format!("{backends:?}"),
+            hint: hint.into(),
         });
     }
     let mut candidates: Vec<wgpu::Adapter> = match options.adapter_filter() {

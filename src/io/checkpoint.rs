@@ -50,7 +50,8 @@ impl Checkpoint {
         self.metadata.insert(key.to_string(), value.to_string());
     }
 
-    fn error(&self, message: String) -> Error {
+    /// An error about this checkpoint: its path and `message`.
+    pub fn error(&self, message: String) -> Error {
         Error::Checkpoint {
             path: self.path.display().to_string(),
             message,

@@ -80,6 +80,9 @@ pub struct ParamStore {
     params: Vec<Param>,
     initial: Vec<f32>,
     flat: Option<Flat>,
+    /// Why the store cannot be finalized: the first parameter past the adapter's buffer limit
+    /// (its values were never allocated).
+    too_large: Option<String>,
 }
 
 impl ParamStore {
@@ -91,7 +94,31 @@ impl ParamStore {
             params: Vec::new(),
             initial: Vec::new(),
             flat: None,
+            too_large: None,
         }
+    }
+
+    /// Whether a parameter of `shape` still fits the flat buffers (one storage binding on the
+    /// adapter); if not, records why (reported by [`ParamStore::finalize`]) so that nothing is
+    /// allocated for it.
+    fn fits(&mut self, name: &str, shape: &[usize]) -> bool {
+        if self.too_large.is_some() {
+            return false;
+        }
+        let limit = self.gpu.max_binding_bytes();
+        let total = shape
+            .iter()
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+            .and_then(|n| n.checked_add(self.initial.len() + ALIGN))
+            .and_then(|n| (n as u64).checked_mul(4));
+        if total.is_some_and(|bytes| bytes <= limit) {
+            return true;
+        }
+        self.too_large = Some(format!(
+            "the model is too large: its parameters pass the adapter's limit of {} MiB for one buffer at {name} {shape:?}; choose smaller model sizes",
+            limit >> 20
+        ));
+        false
     }
 
     /// The GPU the parameters live on.
@@ -133,6 +160,9 @@ impl ParamStore {
 
     /// Registers a parameter drawn uniformly from `[-bound, bound]`.
     pub fn uniform(&mut self, name: &str, shape: &[usize], bound: f32) -> Param {
+        if !self.fits(name, shape) {
+            return self.unallocated(name, shape);
+        }
         let values = (0..numel(shape))
             .map(|_| self.rng.random_range(-bound..=bound))
             .collect();
@@ -147,13 +177,32 @@ impl ParamStore {
 
     /// Registers a parameter filled with `value`.
     pub fn constant(&mut self, name: &str, shape: &[usize], value: f32) -> Param {
+        if !self.fits(name, shape) {
+            return self.unallocated(name, shape);
+        }
         self.from_values(name, shape, vec![value; numel(shape)])
     }
 
-    /// Allocates the flat buffers, uploads initial values and zeroes gradients and moments.
+    /// A parameter that did not fit: registered without values; the store cannot be finalized.
+    fn unallocated(&mut self, name: &str, shape: &[usize]) -> Param {
+        let p = Param(Rc::new(ParamSlot {
+            name: name.to_string(),
+            shape: shape.to_vec(),
+            offset: 0,
+            tensor: OnceCell::new(),
+        }));
+        self.params.push(p.clone());
+        p
+    }
+
+    /// Allocates the flat buffers, uploads initial values and zeroes gradients and moments; fails
+    /// if the parameters do not fit one buffer of the adapter (nothing was allocated for them).
     pub fn finalize(&mut self) -> Result<()> {
         if self.flat.is_some() {
             return Ok(());
+        }
+        if let Some(why) = &self.too_large {
+            return Err(Error::InvalidArgument(why.clone()));
         }
         if self.initial.is_empty() {
             return Err(Error::InvalidArgument(

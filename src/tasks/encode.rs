@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use crate::data::{CodeFile, DataSpec, Dataset, Split};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::io::atomic;
 use crate::models::vqvae::VqVae;
@@ -64,6 +64,11 @@ pub fn encode_into(
 /// Encodes both splits and writes the code file.
 pub fn run(gpu: &Gpu, options: &EncodeOptions) -> Result<EncodeReport> {
     atomic::refuse_own_input(&options.out, &[&options.checkpoint])?;
+    if options.limit == 0 {
+        return Err(Error::InvalidArgument(
+            "--limit must be at least 1: a code file needs code grids".into(),
+        ));
+    }
     let mut model = VqVae::load(gpu, &options.checkpoint)?;
     let mut file = CodeFile::new(
         model.config.codebook_size,

@@ -14,6 +14,8 @@ use crate::tensor::Tensor;
 
 use super::load_images;
 
+/// The largest side of the decoded grid (its images are decoded in one batch).
+const MAX_SIDE: usize = 64;
 /// The decoded grid over the latent plane.
 const MANIFOLD_FILE: &str = "manifold.png";
 /// The test posterior means coloured by label.
@@ -83,6 +85,13 @@ fn manifold_grid(side: usize) -> Vec<f32> {
 
 /// Draws both plots.
 pub fn run(gpu: &Gpu, options: &LatentMapOptions) -> Result<LatentMapReport> {
+    let side = options.side;
+    if !(2..=MAX_SIDE).contains(&side) {
+        return Err(Error::setting(
+            Setting::Side,
+            format!("must be 2 to {MAX_SIDE}, got {side}"),
+        ));
+    }
     let path = &options.checkpoint;
     for name in [MANIFOLD_FILE, MEANS_FILE] {
         atomic::refuse_own_input(&options.out.join(name), &[path])?;
@@ -93,13 +102,6 @@ pub fn run(gpu: &Gpu, options: &LatentMapOptions) -> Result<LatentMapReport> {
             "{} is not a VAE with a flat latent of dimension 2",
             path.display()
         )));
-    }
-    let side = options.side;
-    if side < 2 {
-        return Err(Error::setting(
-            Setting::Side,
-            format!("must be at least 2, got {side}"),
-        ));
     }
     let out = &options.out;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;

@@ -229,6 +229,7 @@ fn class_rows(count: usize, classes: usize, class: Option<u32>) -> (Option<Vec<u
 /// Draws the samples, decodes them and writes the grid; returns the decoded images.
 pub fn run(gpu: &Gpu, options: &SampleOptions) -> Result<Vec<f32>> {
     atomic::refuse_own_input(&options.out, &[&options.vqvae, &options.prior])?;
+    Setting::Count.require_positive(options.count as u64)?;
     let vqvae = VqVae::load(gpu, &options.vqvae)?;
     let prior = Prior::load(gpu, &options.prior)?;
     let t = options.temperature;

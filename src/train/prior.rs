@@ -80,9 +80,10 @@ impl PriorTask {
     }
 
     /// Measures the NLL of the first `limit` grids of `test` at every metrics read-back.
+    /// A `limit` of 0 measures none (the test NLL is left empty).
     pub fn evaluate_at_logs(&mut self, test: Arc<CodeGrids>, limit: usize) -> Result<()> {
         self.check_data(&test)?;
-        self.held_out = Some((test, limit));
+        self.held_out = (limit > 0).then_some((test, limit));
         Ok(())
     }
 
@@ -92,6 +93,11 @@ impl PriorTask {
         let _no_grad = autograd::no_grad();
         let gpu = self.codes.gpu();
         let total = data.len.min(limit);
+        if total == 0 {
+            return Err(Error::InvalidArgument(
+                "no test grids to measure the NLL on (an empty split or a limit of 0)".into(),
+            ));
+        }
         let batch = self.codes.dim(0);
         let [h, w] = self.grid;
         let sum = Tensor::zeros(gpu, &[1]);

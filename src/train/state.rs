@@ -118,13 +118,15 @@ impl RunState {
 
     /// The run saved in `ck`, before its model exists: seed, learning rate and batch. Its
     /// optimizer state and step come back with [`RunState::restore`] once the model is built.
+    /// A learning rate or batch size the checkpoint holds that no run could have is a damaged
+    /// checkpoint, not a bad flag.
     pub fn from_checkpoint(gpu: &Gpu, ck: &Checkpoint) -> Result<Self> {
-        Self::new(
-            gpu,
-            ck.meta_parse("seed")?,
-            ck.meta_parse("lr")?,
-            ck.meta_parse("batch")?,
-        )
+        let (lr, batch): (f32, usize) = (ck.meta_parse("lr")?, ck.meta_parse("batch")?);
+        Self::new(gpu, ck.meta_parse("seed")?, lr, batch).map_err(|_| {
+            ck.error(format!(
+                "records learning rate {lr} and batch {batch}, which no run can have: the file is damaged"
+            ))
+        })
     }
 
     /// Loads Adam's moments into `params` and takes Adam's state and the step from `ck`.
