@@ -5,6 +5,7 @@
 
 mod commands;
 mod groups;
+mod resume;
 
 pub use commands::{
     BenchKernelsArgs, BenchPriorArgs, BenchQuantizerArgs, BenchVqVaeArgs, EncodeArgs,
@@ -12,6 +13,7 @@ pub use commands::{
     TrainVqVaeArgs,
 };
 pub use groups::EvalArgs;
+pub use resume::resume_flags;
 
 use vqgpu::error::Setting;
 use vqgpu::tasks::pipeline::PipelineOptions;

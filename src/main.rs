@@ -161,9 +161,25 @@ fn parse(args: impl IntoIterator<Item = String>) -> std::result::Result<Cli, cla
     Cli::from_arg_matches(&matches)
 }
 
+/// Parses the command line and, for a resumed training run, checks it against the checkpoint and
+/// adds the dataset the checkpoint records (`cli::resume_flags`).
+fn parse_checked(args: Vec<String>) -> Result<Cli> {
+    let command = cli::with_defaults(Cli::command());
+    let matches = command
+        .clone()
+        .try_get_matches_from(&args)
+        .unwrap_or_else(|e| e.exit());
+    let extra = cli::resume_flags(&command, &matches)?;
+    let parsed = if extra.is_empty() {
+        Cli::from_arg_matches(&matches)
+    } else {
+        parse(args.into_iter().chain(extra))
+    };
+    Ok(parsed.unwrap_or_else(|e| e.exit()))
+}
+
 fn main() -> ExitCode {
-    let cli = parse(std::env::args()).unwrap_or_else(|e| e.exit());
-    match run(cli) {
+    match parse_checked(std::env::args().collect()).and_then(run) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", cli::message(&e));
@@ -194,6 +210,65 @@ mod tests {
         let options = args.options();
         assert_eq!(options.run.out, None);
         assert_eq!(options.run.resume, Some(PathBuf::from("runs/a")));
+    }
+
+    #[test]
+    fn a_resumed_run_refuses_contradicting_flags_and_keeps_its_dataset() {
+        let dir = std::env::temp_dir().join(format!("vqgpu-cli-resume-{}", std::process::id()));
+        let mut ck = vqgpu::io::checkpoint::Checkpoint::default();
+        ck.insert("w", &[1], vec![0.0]);
+        for (key, value) in [
+            ("hidden", "128"),
+            ("lr", "0.002"),
+            ("batch", "32"),
+            ("restart_after", "20"),
+            ("dataset", "fashion-mnist"),
+        ] {
+            ck.set(key, value);
+        }
+        ck.save(&dir.join(vqgpu::train::CHECKPOINT_FILE)).unwrap();
+        let dir_arg = dir.display().to_string();
+        let resume = |extra: &[&str]| {
+            let mut args: Vec<String> = ["vqgpu", "train", "vqvae", "--resume", &dir_arg]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            args.extend(extra.iter().map(|s| s.to_string()));
+            parse_checked(args).map(|cli| cli.command)
+        };
+        let refused = |extra: &[&str], wanted: &str| {
+            let err = resume(extra).err().expect("refused").to_string();
+            assert!(err.contains(wanted), "{extra:?}: {err}");
+        };
+        refused(&["--hidden", "64"], "--hidden 64 contradicts the run");
+        refused(&["--lr", "0.5"], "--lr 0.5 contradicts");
+        refused(
+            &["--restart-dead-codes", "5"],
+            "--restart-dead-codes 5 contradicts",
+        );
+        refused(
+            &["--code-dim", "16"],
+            "--code-dim cannot be changed when resuming",
+        );
+        // the same values, however written, and the flags a run may change, are fine
+        let Ok(Command::Train {
+            what: TrainCommand::Vqvae(args),
+        }) = resume(&[
+            "--hidden",
+            "128",
+            "--lr",
+            "2e-3",
+            "--steps",
+            "5000",
+            "--save-every",
+            "7",
+        ])
+        else {
+            panic!("refused a resume that contradicts nothing");
+        };
+        // the dataset the checkpoint records, not the default
+        assert_eq!(args.options().data.dataset, "fashion-mnist");
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

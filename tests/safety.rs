@@ -363,3 +363,25 @@ fn a_prior_measures_no_nll_on_zero_test_grids() {
     assert!(m.test_nll.is_nan(), "no test NLL is measured, not 0");
     assert!(trainer.task.evaluate(&grids, 2).unwrap() > 0.0);
 }
+
+#[test]
+fn a_run_resumes_only_on_the_data_it_recorded() {
+    let gpu = gpu();
+    let out = temp_dir("dataset");
+    let report = train::vqvae(&gpu, &vqvae_run(&out, 1, 1e-3)).unwrap();
+    let ck = Checkpoint::load(&report.checkpoint).unwrap();
+    assert_eq!(
+        ck.meta("dataset").unwrap(),
+        "shapes",
+        "the checkpoint records its data"
+    );
+    // a run recorded as trained on other images is not continued on these
+    let mut other = ck;
+    other.set("dataset", "cifar10");
+    other.save(&report.checkpoint).unwrap();
+    let err = train::vqvae(&gpu, &resumed(&out, 2))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("was trained on cifar10, not shapes"), "{err}");
+    std::fs::remove_dir_all(&out).ok();
+}

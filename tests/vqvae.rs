@@ -31,6 +31,7 @@ fn small_config(hidden: usize, codes: usize, dim: usize) -> VqVaeConfig {
 
 fn options(steps: u64, out: &std::path::Path) -> TrainOptions {
     TrainOptions {
+        dataset: "shapes".into(),
         steps,
         out: out.to_path_buf(),
         log_every: 25,
@@ -139,13 +140,11 @@ fn resuming_from_a_checkpoint_continues_exactly() {
     let ck = Checkpoint::load(&split_dir.join(train::CHECKPOINT_FILE)).unwrap();
     let mut resumed = VqVaeTrainer::from_checkpoint(&gpu, &ck).unwrap();
     assert_eq!(resumed.run.step, 3);
-    train::run(
-        &mut resumed,
-        data,
-        &options(6, &split_dir),
-        &mut |_, _, _| {},
-    )
-    .unwrap();
+    let continued = TrainOptions {
+        resumed_from: Some(split_dir.clone()),
+        ..options(6, &split_dir)
+    };
+    train::run(&mut resumed, data, &continued, &mut |_, _, _| {}).unwrap();
 
     let (a, b) = (
         straight.checkpoint().unwrap(),

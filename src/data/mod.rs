@@ -85,6 +85,15 @@ impl Default for DataSpec {
 }
 
 impl DataSpec {
+    /// The data in words, as a checkpoint records it: the dataset's name, with the image side
+    /// for `folder` (`folder@64`).
+    pub fn describe(&self) -> String {
+        match self.dataset.as_str() {
+            "folder" => format!("folder@{}", self.image_size.unwrap_or(FOLDER_IMAGE_SIZE)),
+            name => name.to_string(),
+        }
+    }
+
     /// Opens one split (see [`open`]).
     pub fn open(&self, split: Split) -> Result<Arc<dyn Dataset>> {
         if self.image_size.is_some() && self.dataset != "folder" {

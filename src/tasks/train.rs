@@ -55,8 +55,9 @@ impl RunOptions {
             .unwrap_or_else(|| PathBuf::from("runs").join(name))
     }
 
-    fn train_options(&self, name: &str) -> TrainOptions {
+    fn train_options(&self, name: &str, dataset: &str) -> TrainOptions {
         TrainOptions {
+            dataset: dataset.to_string(),
             steps: self.steps,
             out: self.out_dir(name),
             log_every: self.log_every,
@@ -67,19 +68,36 @@ impl RunOptions {
         }
     }
 
-    /// The saved run of `resume`, else `fresh()`; refuses a step count the run has reached.
+    /// The checkpoint of the run to resume, if any, refused if it records another `dataset`
+    /// than this one (checked before any data is read).
+    fn resumed_checkpoint(&self, dataset: &str) -> Result<Option<Checkpoint>> {
+        let Some(dir) = &self.resume else {
+            return Ok(None);
+        };
+        let ck = Checkpoint::load(&dir.join(train::CHECKPOINT_FILE))?;
+        match ck.meta(train::DATASET_KEY) {
+            Ok(recorded) if recorded != dataset => Err(ck.error(format!(
+                "was trained on {recorded}, not {dataset}: resume it on the same data"
+            ))),
+            _ => Ok(Some(ck)),
+        }
+    }
+
+    /// The run saved in `resumed` (from [`RunOptions::resumed_checkpoint`]), else `fresh()`;
+    /// refuses a step count the run has reached.
     fn start<S: TrainStep>(
         &self,
         gpu: &Gpu,
+        resumed: Option<Checkpoint>,
         fresh: impl FnOnce() -> Result<Trainer<S>>,
     ) -> Result<Trainer<S>> {
-        let trainer = match &self.resume {
-            Some(dir) => {
-                let t = Trainer::resume(gpu, dir)?;
+        let trainer = match (&self.resume, resumed) {
+            (Some(dir), Some(ck)) => {
+                let t = Trainer::from_checkpoint(gpu, &ck)?;
                 eprintln!("resuming {} at step {}", dir.display(), t.run.step);
                 t
             }
-            None => fresh()?,
+            _ => fresh()?,
         };
         Setting::Steps.require_positive(self.steps)?;
         if trainer.run.step >= self.steps {
@@ -204,13 +222,15 @@ where
     S: TrainStep<Data = dyn Dataset>,
     S::Metrics: Display,
 {
+    let dataset = data.describe();
+    let resumed = run.resumed_checkpoint(&dataset)?;
     let images = data.open(Split::Train)?;
-    let mut trainer = run.start(gpu, || {
+    let mut trainer = run.start(gpu, resumed, || {
         let variance = pixel_variance(images.as_ref(), VARIANCE_IMAGES) as f32;
         fresh(images.as_ref(), variance)
     })?;
     check(&trainer.task)?;
-    let opts = run.train_options(name);
+    let opts = run.train_options(name, &dataset);
     eprintln!(
         "adapter: {}; {name}, {} parameters; {} steps of {} images from {} into {}",
         gpu.adapter_name(),
@@ -253,7 +273,12 @@ pub fn prior(gpu: &Gpu, options: &PriorOptions) -> Result<PriorReport> {
     let train = Arc::new(CodeGrids::from_checkpoint(&file, "train")?);
     let test = Arc::new(CodeGrids::from_checkpoint(&file, "test")?);
     let run = &options.run;
-    let mut trainer = run.start(gpu, || {
+    let dataset = format!(
+        "codes of {}",
+        file.meta("dataset").unwrap_or("unknown images")
+    );
+    let resumed = run.resumed_checkpoint(&dataset)?;
+    let mut trainer = run.start(gpu, resumed, || {
         if options.conditional && train.labels.is_none() {
             return Err(Error::InvalidArgument(format!(
                 "a conditional prior needs labels, and {} has none",
@@ -276,7 +301,7 @@ pub fn prior(gpu: &Gpu, options: &PriorOptions) -> Result<PriorReport> {
         .evaluate_at_logs(test.clone(), options.eval_grids)?;
     let opts = TrainOptions {
         sample_every: 0,
-        ..run.train_options("prior")
+        ..run.train_options("prior", &dataset)
     };
     let k = train.codebook_size as f64;
     let unigram = train.unigram_entropy();

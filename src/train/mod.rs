@@ -35,6 +35,8 @@ pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
 pub const METRICS_FILE: &str = "metrics.csv";
 /// The training curves drawn from the metrics.
 pub const CURVES_FILE: &str = "curves.png";
+/// The checkpoint metadata entry naming the data a run trains on.
+pub const DATASET_KEY: &str = "dataset";
 
 /// What a step's forward pass gives the loop: the loss to minimise (metric slot 0) and the other
 /// metric terms, one per slot from slot 1 (`None` where a model has no such term).
@@ -139,16 +141,14 @@ impl<S: TrainStep> Trainer<S> {
         run.restore(task.params(), ck)?;
         Ok(Self { task, run })
     }
-
-    /// Continues the run saved in directory `dir`.
-    pub fn resume(gpu: &Gpu, dir: &Path) -> Result<Self> {
-        Self::from_checkpoint(gpu, &Checkpoint::load(&dir.join(CHECKPOINT_FILE))?)
-    }
 }
 
 /// How long to train and what to write where.
 #[derive(Clone, Debug)]
 pub struct TrainOptions {
+    /// The data the run trains on, in words ([`crate::data::DataSpec::describe`]): recorded in
+    /// the checkpoint, so that a resumed run can be checked against it.
+    pub dataset: String,
     /// Train until this many steps in total.
     pub steps: u64,
     /// Output directory.
@@ -216,7 +216,8 @@ pub fn run<S: TrainStep>(
             }
         }
         if every(opts.save_every, step) || last {
-            let ck = trainer.checkpoint()?;
+            let mut ck = trainer.checkpoint()?;
+            ck.set(DATASET_KEY, &opts.dataset);
             if let Some((tensor, value)) = ck.first_non_finite() {
                 return Err(Error::DivergedModel {
                     step,
