@@ -206,6 +206,20 @@ fn huge_sizes_from_flags_or_files_are_refused_before_allocating() {
         VqVae::load(&gpu, &report.checkpoint).map(drop),
         "checkpoint",
     );
+    // latent-map --side 100000 (checked before the checkpoint is even read)
+    let err = vqgpu::tasks::latent_map::run(
+        &gpu,
+        &vqgpu::tasks::latent_map::LatentMapOptions {
+            checkpoint: report.checkpoint.clone(),
+            data: DataSpec::default(),
+            side: 100_000,
+            limit: 10,
+            out: out.join("map"),
+        },
+    )
+    .expect_err("a side of 100000")
+    .to_string();
+    assert!(err.contains("must be 2 to 64"), "{err}");
     // an IDX header whose dimensions multiply past 2^64
     let dir = out.join("idx");
     std::fs::create_dir_all(&dir).unwrap();
