@@ -212,6 +212,20 @@ pub struct SampleOptions {
     pub out: PathBuf,
 }
 
+/// The most images one `sample` draws (they are decoded in one batch and drawn in one PNG).
+const MAX_SAMPLES: usize = 4096;
+
+/// Refuses a sample count of 0 or above [`MAX_SAMPLES`].
+fn check_count(count: usize) -> Result<()> {
+    if !(1..=MAX_SAMPLES).contains(&count) {
+        return Err(Error::setting(
+            Setting::Count,
+            format!("must be 1 to {MAX_SAMPLES}, got {count}"),
+        ));
+    }
+    Ok(())
+}
+
 /// (labels, images per row) of a sample grid: every sample of `class` if given, else for a
 /// conditional prior of `classes` one row per class with `count` rounded up to whole rows.
 fn class_rows(count: usize, classes: usize, class: Option<u32>) -> (Option<Vec<u32>>, usize) {
@@ -229,7 +243,7 @@ fn class_rows(count: usize, classes: usize, class: Option<u32>) -> (Option<Vec<u
 /// Draws the samples, decodes them and writes the grid; returns the decoded images.
 pub fn run(gpu: &Gpu, options: &SampleOptions) -> Result<Vec<f32>> {
     atomic::refuse_own_input(&options.out, &[&options.vqvae, &options.prior])?;
-    Setting::Count.require_positive(options.count as u64)?;
+    check_count(options.count)?;
     let vqvae = VqVae::load(gpu, &options.vqvae)?;
     let prior = Prior::load(gpu, &options.prior)?;
     let t = options.temperature;
@@ -291,6 +305,7 @@ pub struct VaeSampleOptions {
 pub fn vae(gpu: &Gpu, options: &VaeSampleOptions) -> Result<Vec<f32>> {
     let path = &options.vae;
     atomic::refuse_own_input(&options.out, &[path])?;
+    check_count(options.count)?;
     let model = Autoencoder::from_checkpoint(gpu, &Checkpoint::load(path)?)?;
     if !model.config.variational() {
         return Err(Error::InvalidArgument(format!(

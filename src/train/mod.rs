@@ -216,6 +216,7 @@ pub fn run<S: TrainStep>(
             }
         }
         if every(opts.save_every, step) || last {
+            trainer.run.check_loss()?;
             let mut ck = trainer.checkpoint()?;
             ck.set(DATASET_KEY, &opts.dataset);
             if let Some((tensor, value)) = ck.first_non_finite() {

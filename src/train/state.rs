@@ -107,6 +107,22 @@ impl RunState {
         Ok(Some(sums))
     }
 
+    /// Fails if the loss summed since the last read-back is not a finite number (a read-back of the
+    /// sums, which are kept); checked before every save.
+    pub(super) fn check_loss(&self) -> Result<()> {
+        if self.steps_in_metrics == 0 {
+            return Ok(());
+        }
+        let loss = self.metrics.view(0, &[1], None).to_vec()?[0];
+        if !loss.is_finite() {
+            return Err(Error::Diverged {
+                step: self.step,
+                loss: loss as f64 / self.steps_in_metrics as f64,
+            });
+        }
+        Ok(())
+    }
+
     /// Adds Adam's state (learning rate included) and the step, seed and batch to `ck`.
     pub fn write(&self, params: &ParamStore, ck: &mut Checkpoint) -> Result<()> {
         self.adam.write_state(params, ck)?;
