@@ -178,7 +178,34 @@ fn parse_checked(args: Vec<String>) -> Result<Cli> {
     Ok(parsed.unwrap_or_else(|e| e.exit()))
 }
 
+/// Gives Mesa's window-system probe the private runtime directory it looks for when the
+/// environment has none (a console without a desktop session, a container, CI), so that it does
+/// not print `error: XDG_RUNTIME_DIR is invalid ...` when the device opens. No window is ever
+/// opened and nothing is written there.
+#[cfg(unix)]
+fn ensure_runtime_dir() {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    if std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|d| std::path::Path::new(&d).is_dir()) {
+        return;
+    }
+    // SAFETY: getuid has no preconditions and cannot fail
+    let uid = unsafe { libc::getuid() };
+    let dir = std::env::temp_dir().join(format!("vqgpu-runtime-{uid}"));
+    let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+    // only a directory of this user's, private to it, will do
+    let private = std::fs::symlink_metadata(&dir)
+        .is_ok_and(|m| m.is_dir() && m.uid() == uid && m.mode() & 0o077 == 0);
+    if private {
+        // main has not started a thread yet: nothing else reads the environment now
+        std::env::set_var("XDG_RUNTIME_DIR", &dir);
+    }
+}
+
+#[cfg(not(unix))]
+fn ensure_runtime_dir() {}
+
 fn main() -> ExitCode {
+    ensure_runtime_dir();
     match parse_checked(std::env::args().collect()).and_then(run) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -1,0 +1,26 @@
+//! The console a user sees: a command that succeeds prints no `error:` line, even without the
+//! desktop session's runtime directory that Mesa's Vulkan driver probes for.
+
+use std::process::Command;
+
+#[test]
+fn a_successful_command_prints_no_error_line_without_a_runtime_dir() {
+    let out = Command::new(env!("CARGO_BIN_EXE_vqgpu"))
+        .arg("info")
+        .env_remove("XDG_RUNTIME_DIR")
+        .output()
+        .expect("vqgpu runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "vqgpu info failed: {stderr}");
+    assert!(
+        stdout.contains("selected:"),
+        "info lists adapters and the one it uses: {stdout}"
+    );
+    let errors: Vec<&str> = stderr
+        .lines()
+        .chain(stdout.lines())
+        .filter(|l| l.to_lowercase().contains("error"))
+        .collect();
+    assert!(errors.is_empty(), "lines about errors: {errors:?}");
+}
