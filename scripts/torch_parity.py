@@ -2,7 +2,7 @@
 """Loads a vqgpu VQ-VAE checkpoint into the PyTorch reference model and checks that it computes
 the same thing.
 
-The reference is `shared/bench/torch_vqvae.py` (its `VQVAE` class and IDX reader). The script
+The reference is `scripts/torch_vqvae.py` (its `VQVAE` class and IDX reader). The script
   1. builds the reference model with the sizes recorded in the checkpoint's metadata,
   2. loads the checkpoint's model tensors with `load_state_dict(strict=True)` (every reference
      tensor must be present with the same shape; vqgpu-only entries such as the Adam moments are
@@ -78,7 +78,7 @@ def run(model, images, device, batch=500):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--reference", required=True, help="path of shared/bench/torch_vqvae.py")
+    ap.add_argument("--reference", required=True, help="path of scripts/torch_vqvae.py")
     ap.add_argument("--checkpoint", required=True)
     ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
     ap.add_argument("--codes", help="vqgpu encode output to compare code indices with")

@@ -86,7 +86,7 @@ enum EvalCommand {
 
 #[derive(Subcommand)]
 enum TrainCommand {
-    /// Train a VQ-VAE (DESIGN.md section 6) on a dataset
+    /// Train a VQ-VAE (the reference model of docs/design.md) on a dataset
     Vqvae(Box<TrainVqVaeArgs>),
     /// Train a Gated PixelCNN prior on code grids written by `vqgpu encode`
     Prior(Box<TrainPriorArgs>),

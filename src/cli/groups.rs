@@ -129,7 +129,7 @@ impl ImageRunArgs {
     }
 }
 
-/// The sizes of the conv encoder / decoder (DESIGN.md section 6).
+/// The sizes of the conv encoder / decoder (the reference model: docs/design.md).
 #[derive(Args)]
 pub struct TrunkArgs {
     /// Trunk channels

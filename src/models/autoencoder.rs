@@ -152,7 +152,7 @@ pub struct AeOutput {
     pub kl: Option<Tensor>,
 }
 
-/// AE, denoising AE or VAE on the DESIGN.md section 6 encoder and decoder.
+/// AE, denoising AE or VAE on the reference model's encoder and decoder (docs/design.md).
 pub struct Autoencoder {
     /// The configuration.
     pub config: AutoencoderConfig,

@@ -1,4 +1,4 @@
-//! The convolutional encoder and decoder of DESIGN.md section 6, shared by the VQ-VAE and the
+//! The convolutional encoder and decoder of the reference model (docs/design.md), shared by the VQ-VAE and the
 //! AE / VAE / denoising AE. Each takes the scope of its parameters (`encoder`, `decoder` in the
 //! reference names) and its number of x2 stages, so a model with two encoders builds two instances.
 
@@ -20,7 +20,7 @@ pub struct TrunkSizes {
 }
 
 impl TrunkSizes {
-    /// The reference trunk (DESIGN.md section 6): two stride-2 stages, codes at H/4 x W/4.
+    /// The reference trunk (docs/design.md): two stride-2 stages, codes at H/4 x W/4.
     pub fn reference(hidden: usize, res_hidden: usize, res_layers: usize) -> Self {
         Self {
             hidden,

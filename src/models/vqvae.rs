@@ -1,4 +1,4 @@
-//! The VQ-VAE of van den Oord et al. 2017 in the reference configuration of DESIGN.md section 6,
+//! The VQ-VAE of van den Oord et al. 2017 in the reference configuration of docs/design.md,
 //! with the parameter names of the reference PyTorch model's `state_dict`.
 
 use std::path::Path;

@@ -9,6 +9,7 @@ use crate::io::atomic;
 use crate::models::vqvae::VqVae;
 
 use super::for_each_batch;
+use super::progress::Progress;
 
 /// Which model encodes which images into which file.
 #[derive(Clone, Debug)]
@@ -47,12 +48,17 @@ pub fn encode_into(
     let n = data.len().min(limit);
     let mut codes: Vec<i32> = Vec::with_capacity(n * 64);
     let mut grid = [0usize; 2];
+    let progress = Progress::new(0, n as u64);
+    let mut done = 0;
     for_each_batch(model, data, batch, limit, &mut |_, out| {
         let c = &out.quantized.codes;
         grid = [c.dim(1), c.dim(2)];
         codes.extend(c.to_vec()?.iter().map(|&c| c as i32));
+        done += c.dim(0);
+        progress.advance(done as u64);
         Ok(())
     })?;
+    drop(progress);
     let labels = data.classes().map(|classes| {
         let labels = (0..n).map(|i| data.label(i).unwrap_or(0) as i32).collect();
         (labels, classes)

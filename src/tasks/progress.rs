@@ -20,6 +20,12 @@ impl Progress {
         Self { bar }
     }
 
+    /// Moves the bar to `step` and nothing else (without a terminal: nothing), for progress too
+    /// frequent to print a line for.
+    pub fn advance(&self, step: u64) {
+        self.bar.set_position(step);
+    }
+
     /// Moves the bar to `step` with `line` as its message, or prints `line` without a terminal.
     pub fn show(&self, step: u64, line: String) {
         self.bar.set_position(step);
@@ -32,7 +38,12 @@ impl Progress {
 }
 
 impl Drop for Progress {
+    /// Leaves the finished bar on the screen and the cursor on the next line, where the next
+    /// message goes (the bar's last draw does not end its line).
     fn drop(&mut self) {
         self.bar.finish();
+        if !self.bar.is_hidden() {
+            eprintln!();
+        }
     }
 }

@@ -1,4 +1,4 @@
-//! `bench kernels`: GEMM and the convolutions of the reference VQ-VAE (DESIGN.md section 6), each
+//! `bench kernels`: GEMM and the convolutions of the reference VQ-VAE (docs/design.md), each
 //! convolution as forward, input gradient and weight gradient.
 
 use rand::SeedableRng;
