@@ -38,13 +38,16 @@ pub fn with_defaults(cli: clap::Command) -> clap::Command {
         ("layers", p.prior.layers.to_string()),
         ("kernel", p.prior.kernel.to_string()),
         ("head", p.prior.head.to_string()),
+        ("vqvae_batch", p.vqvae_batch.to_string()),
+        ("prior_batch", p.prior_batch.to_string()),
+        ("lr", p.lr.to_string()),
     ];
     let prior = vec![
         ("steps", "2000".to_string()),
         ("lr", "1e-3".to_string()),
         ("log_every", "100".to_string()),
     ];
-    cli.mut_subcommand("pipeline", |c| set(c, pipeline))
+    cli.mut_subcommand("pipeline", |c| prefix_model_flags(set(c, pipeline)))
         .mut_subcommand("bench", |c| {
             c.mut_subcommand("quantizer", |c| set(c, vec![("iters", "10".into())]))
         })
@@ -56,6 +59,30 @@ pub fn with_defaults(cli: clap::Command) -> clap::Command {
                 })
                 .mut_subcommand("prior", |c| set(c, prior))
         })
+}
+
+/// The pipeline trains two models: their size flags are prefixed (`--vqvae-hidden`,
+/// `--prior-channels`) so that each says which model it sizes.
+fn prefix_model_flags(pipeline: clap::Command) -> clap::Command {
+    let vqvae = [
+        "hidden",
+        "res_hidden",
+        "res_layers",
+        "codebook_size",
+        "code_dim",
+        "beta",
+        "quantizer",
+        "restart_dead_codes",
+    ];
+    let prior = ["channels", "layers", "kernel", "head"];
+    let rename = |c: clap::Command, model: &str, id: &'static str| {
+        let long = format!("{model}-{}", id.replace('_', "-"));
+        c.mut_arg(id, |a| a.long(long))
+    };
+    let c = vqvae
+        .into_iter()
+        .fold(pipeline, |c, id| rename(c, "vqvae", id));
+    prior.into_iter().fold(c, |c, id| rename(c, "prior", id))
 }
 
 /// The flag a user sets for `setting`.

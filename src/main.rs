@@ -25,10 +25,10 @@ use vqgpu::{Error, Gpu, GpuOptions, Result};
 )]
 struct Cli {
     /// Use the adapter whose name contains this text (default: env VQGPU_ADAPTER, else the best one)
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Adapter (any command)")]
     adapter: Option<String>,
     /// Graphics API: vulkan, metal, dx12 or gl (default: all but gl)
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Adapter (any command)")]
     backend: Option<String>,
     #[command(subcommand)]
     command: Command,
@@ -304,7 +304,30 @@ mod tests {
             panic!("parsed as another command");
         };
         let (got, want) = (p.options(), PipelineOptions::default());
-        assert_eq!((got.vqvae, got.prior), (want.vqvae, want.prior));
+        assert_eq!((&got.vqvae, &got.prior), (&want.vqvae, &want.prior));
+        assert_eq!(
+            (got.vqvae_batch, got.prior_batch, got.lr),
+            (want.vqvae_batch, want.prior_batch, want.lr)
+        );
+        // the pipeline's model flags say which model they size
+        let Command::Pipeline(p) = parsed(&[
+            "vqgpu",
+            "pipeline",
+            "--vqvae-hidden",
+            "48",
+            "--prior-channels",
+            "24",
+            "--vqvae-batch",
+            "8",
+            "--lr",
+            "1e-3",
+        ]) else {
+            panic!("parsed as another command");
+        };
+        let got = p.options();
+        assert_eq!((got.vqvae.hidden, got.prior.channels), (48, 24));
+        assert_eq!((got.vqvae_batch, got.lr), (8, 1e-3));
+        assert!(parse(["vqgpu", "pipeline", "--hidden", "48"].map(String::from)).is_err());
         let Command::Train {
             what: TrainCommand::Prior(prior),
         } = parsed(&["vqgpu", "train", "prior", "--codes", "c"])

@@ -287,6 +287,9 @@ pub struct PipelineArgs {
     /// VQ-VAE training steps
     #[arg(long, default_value_t = 700)]
     vqvae_steps: u64,
+    /// Images per VQ-VAE step
+    #[arg(long, default_value_t = 32)]
+    vqvae_batch: usize,
     #[command(flatten)]
     vqvae: VqVaeArgs,
     /// Images of each split encoded for the prior
@@ -295,6 +298,12 @@ pub struct PipelineArgs {
     /// Prior training steps
     #[arg(long, default_value_t = 600)]
     prior_steps: u64,
+    /// Code grids per prior step
+    #[arg(long, default_value_t = 16)]
+    prior_batch: usize,
+    /// Learning rate of both models
+    #[arg(long, default_value_t = 2e-3)]
+    lr: f32,
     #[command(flatten)]
     prior: PriorModelArgs,
     /// Images to sample
@@ -316,9 +325,12 @@ impl PipelineArgs {
             seed: self.seed,
             vqvae: self.vqvae.config(),
             vqvae_steps: self.vqvae_steps,
+            vqvae_batch: self.vqvae_batch,
             encode_limit: self.encode_limit,
             prior: self.prior.config(),
             prior_steps: self.prior_steps,
+            prior_batch: self.prior_batch,
+            lr: self.lr,
             count: self.count,
             temperature: self.temperature,
             overwrite: self.overwrite,

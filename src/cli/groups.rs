@@ -118,8 +118,8 @@ pub struct ImageRunArgs {
     pub(super) data: DataArgs,
     #[command(flatten)]
     run: RunArgs,
-    /// Write a grid of originals above reconstructions every N steps
-    #[arg(long, default_value_t = 500)]
+    /// Write a grid of training images above their reconstructions every N steps
+    #[arg(long = "recon-every", alias = "sample-every", default_value_t = 500)]
     sample_every: u64,
 }
 
