@@ -113,11 +113,34 @@ fn flag(setting: Setting) -> &'static str {
     }
 }
 
-/// An error as the command line reports it: settings by their flags.
-pub fn message(e: &Error) -> String {
+/// The flag `pipeline` names `setting` by, where it differs from the other commands' (its model
+/// flags are prefixed, see [`with_defaults`]).
+fn pipeline_flag(setting: Setting) -> Option<&'static str> {
+    Some(match setting {
+        Setting::Batch => "--vqvae-batch / --prior-batch",
+        Setting::Hidden => "--vqvae-hidden",
+        Setting::ResHidden => "--vqvae-res-hidden",
+        Setting::CodebookSize => "--vqvae-codebook-size",
+        Setting::CodeDim => "--vqvae-code-dim",
+        Setting::Commitment => "--vqvae-beta",
+        Setting::Channels => "--prior-channels",
+        Setting::Layers => "--prior-layers",
+        Setting::Kernel => "--prior-kernel",
+        Setting::Head => "--prior-head",
+        _ => return None,
+    })
+}
+
+/// An error as the command line reports it: settings by their flags (as `pipeline` names them
+/// when the command is `pipeline`).
+pub fn message(e: &Error, pipeline: bool) -> String {
     match e {
         Error::InvalidSetting { setting, problem } => {
-            format!("invalid argument: {} {problem}", flag(*setting))
+            let name = pipeline
+                .then(|| pipeline_flag(*setting))
+                .flatten()
+                .unwrap_or_else(|| flag(*setting));
+            format!("invalid argument: {name} {problem}")
         }
         Error::Diverged { step, loss } => {
             format!("the loss became {loss} at step {step}: lower --lr")
@@ -134,15 +157,19 @@ mod tests {
     fn library_errors_name_the_flag_on_the_command_line() {
         let e = Error::setting(Setting::CodebookSize, "must be in 1..=65535, got 0");
         assert_eq!(
-            message(&e),
+            message(&e, false),
             "invalid argument: --codebook-size must be in 1..=65535, got 0"
+        );
+        assert_eq!(
+            message(&e, true),
+            "invalid argument: --vqvae-codebook-size must be in 1..=65535, got 0"
         );
         assert!(!e.to_string().contains("--"), "{e}");
         let diverged = Error::Diverged {
             step: 7,
             loss: f64::NAN,
         };
-        assert!(message(&diverged).ends_with("lower --lr"));
+        assert!(message(&diverged, false).ends_with("lower --lr"));
         assert!(!diverged.to_string().contains("--"), "{diverged}");
     }
 }

@@ -206,10 +206,17 @@ fn ensure_runtime_dir() {}
 
 fn main() -> ExitCode {
     ensure_runtime_dir();
-    match parse_checked(std::env::args().collect()).and_then(run) {
+    let (result, pipeline) = match parse_checked(std::env::args().collect()) {
+        Ok(cli) => {
+            let pipeline = matches!(cli.command, Command::Pipeline(_));
+            (run(cli), pipeline)
+        }
+        Err(e) => (Err(e), false),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", cli::message(&e));
+            eprintln!("error: {}", cli::message(&e, pipeline));
             ExitCode::FAILURE
         }
     }
