@@ -9,8 +9,8 @@ mod resume;
 
 pub use commands::{
     BenchKernelsArgs, BenchPriorArgs, BenchQuantizerArgs, BenchVqVaeArgs, EncodeArgs,
-    LatentMapArgs, PipelineArgs, ReconstructArgs, SampleArgs, TrainAeArgs, TrainPriorArgs,
-    TrainVqVaeArgs,
+    EvalClassifierArgs, EvalSamplesArgs, LatentMapArgs, PipelineArgs, ReconstructArgs, SampleArgs,
+    TrainAeArgs, TrainClassifierArgs, TrainPriorArgs, TrainVqVaeArgs,
 };
 pub use groups::EvalArgs;
 pub use resume::resume_flags;
@@ -58,6 +58,7 @@ pub fn with_defaults(cli: clap::Command) -> clap::Command {
                     c.mut_subcommand(kind, |c| set(c, vec![("lr", "1e-3".into())]))
                 })
                 .mut_subcommand("prior", |c| set(c, prior))
+                .mut_subcommand("classifier", |c| set(c, vec![("lr", "1e-3".into())]))
         })
 }
 

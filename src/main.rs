@@ -10,11 +10,13 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use cli::{
     BenchKernelsArgs, BenchPriorArgs, BenchQuantizerArgs, BenchVqVaeArgs, EncodeArgs, EvalArgs,
-    LatentMapArgs, PipelineArgs, ReconstructArgs, SampleArgs, TrainAeArgs, TrainPriorArgs,
-    TrainVqVaeArgs,
+    EvalClassifierArgs, EvalSamplesArgs, LatentMapArgs, PipelineArgs, ReconstructArgs, SampleArgs,
+    TrainAeArgs, TrainClassifierArgs, TrainPriorArgs, TrainVqVaeArgs,
 };
 use vqgpu::gpu::Backend;
-use vqgpu::tasks::{bench, encode, eval, info, latent_map, pipeline, reconstruct, sample, train};
+use vqgpu::tasks::{
+    bench, encode, eval, info, latent_map, pipeline, reconstruct, sample, score, train,
+};
 use vqgpu::{Error, Gpu, GpuOptions, Result};
 
 #[derive(Parser)]
@@ -82,6 +84,12 @@ enum EvalCommand {
     Ae(EvalArgs),
     /// Test-set MSE, PSNR, code perplexity and share of the codebook used
     Vqvae(EvalArgs),
+    /// Test accuracy of an image classifier
+    Classifier(EvalClassifierArgs),
+    /// Sample quality: Fréchet distance of samples (and of reconstructions, and of real training
+    /// images) to real test images in a classifier's features; class agreement for a
+    /// conditional prior
+    Samples(Box<EvalSamplesArgs>),
 }
 
 #[derive(Subcommand)]
@@ -96,6 +104,8 @@ enum TrainCommand {
     Dae(Box<TrainAeArgs>),
     /// Train a VAE (reparameterization with GPU noise, KL term weighted by --beta)
     Vae(Box<TrainAeArgs>),
+    /// Train an image classifier on a labelled dataset (the feature network of `eval samples`)
+    Classifier(Box<TrainClassifierArgs>),
 }
 
 #[derive(Subcommand)]
@@ -127,6 +137,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval { what } => match what {
             EvalCommand::Vqvae(a) => eval::vqvae(&gpu()?, &a.options()).map(drop),
             EvalCommand::Ae(a) => eval::autoencoder(&gpu()?, &a.options()).map(drop),
+            EvalCommand::Classifier(a) => {
+                score::classifier_accuracy(&gpu()?, &a.options()).map(drop)
+            }
+            EvalCommand::Samples(a) => score::score_samples(&gpu()?, &a.options()).map(drop),
         },
         Command::Reconstruct(a) => reconstruct::run(&gpu()?, &a.options()).map(drop),
         Command::Encode(a) => encode::run(&gpu()?, &a.options()).map(drop),
@@ -145,6 +159,7 @@ fn run(cli: Cli) -> Result<()> {
             TrainCommand::Ae(a) => train::autoencoder(&gpu()?, &a.options("ae")?).map(drop),
             TrainCommand::Dae(a) => train::autoencoder(&gpu()?, &a.options("dae")?).map(drop),
             TrainCommand::Vae(a) => train::autoencoder(&gpu()?, &a.options("vae")?).map(drop),
+            TrainCommand::Classifier(a) => train::classifier(&gpu()?, &a.options()).map(drop),
         },
         Command::Bench { what } => match what {
             BenchCommand::Kernels(a) => bench::run_kernels(&gpu()?, &a.options()).map(drop),

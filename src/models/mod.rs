@@ -1,7 +1,8 @@
 //! Models composed from `nn` layers: the conv trunk, the VQ-VAE, its relatives (AE, denoising AE,
-//! VAE) and the Gated PixelCNN prior.
+//! VAE), the Gated PixelCNN prior and the image classifier that scores samples.
 
 pub mod autoencoder;
+pub mod classifier;
 pub mod pixelcnn;
 pub mod trunk;
 pub mod vqvae;

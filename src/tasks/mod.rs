@@ -11,6 +11,7 @@ pub mod pipeline;
 pub mod progress;
 pub mod reconstruct;
 pub mod sample;
+pub mod score;
 pub mod train;
 
 use std::ops::Range;

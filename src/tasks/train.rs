@@ -10,10 +10,12 @@ use crate::error::{Error, Result, Setting};
 use crate::gpu::Gpu;
 use crate::io::checkpoint::Checkpoint;
 use crate::models::autoencoder::AutoencoderConfig;
+use crate::models::classifier::ClassifierConfig;
 use crate::models::pixelcnn::PixelCnnConfig;
 use crate::models::vqvae::VqVaeConfig;
 use crate::train::{
-    self, bits, AeTask, AeTrainer, PriorTrainer, TrainOptions, TrainStep, Trainer, VqVaeTrainer,
+    self, bits, AeTask, AeTrainer, ClassifierTrainer, PriorTrainer, TrainOptions, TrainStep,
+    Trainer, VqVaeTrainer,
 };
 
 use super::progress::Progress;
@@ -145,6 +147,44 @@ where
         checkpoint: opts.out.join(train::CHECKPOINT_FILE),
         step: opts.steps,
     })
+}
+
+/// `train classifier`.
+#[derive(Clone, Debug)]
+pub struct ClassifierOptions {
+    /// The images and their labels.
+    pub data: DataSpec,
+    /// The run.
+    pub run: RunOptions,
+    /// Channels of the first conv.
+    pub channels: usize,
+}
+
+/// Trains an image classifier on a labelled dataset, or continues one.
+pub fn classifier(gpu: &Gpu, options: &ClassifierOptions) -> Result<TrainReport> {
+    let fresh = |data: &dyn Dataset, _variance| {
+        let classes = data.classes().ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "{} has no labels: a classifier needs them",
+                options.data.dataset
+            ))
+        })?;
+        let config = ClassifierConfig {
+            image_shape: data.image_shape(),
+            channels: options.channels,
+            classes,
+        };
+        let run = &options.run;
+        ClassifierTrainer::new(gpu, config, run.seed, run.lr, run.batch)
+    };
+    train_images(
+        gpu,
+        &options.data,
+        &options.run,
+        "classifier",
+        fresh,
+        |_| Ok(()),
+    )
 }
 
 /// `train vqvae`.

@@ -6,6 +6,7 @@
 //! VAE and the PixelCNN prior.
 
 mod autoencoder;
+mod classifier;
 mod prior;
 mod run_dir;
 mod state;
@@ -16,6 +17,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub use autoencoder::{AeMetrics, AeTask, AeTrainer};
+pub use classifier::{ClassifierMetrics, ClassifierTask, ClassifierTrainer};
 pub use prior::{bits, PriorMetrics, PriorTask, PriorTrainer};
 pub use run_dir::{RunLock, LOCK_FILE};
 pub use state::{check_fits, MetricSums, RunState, METRIC_SLOTS};
@@ -246,6 +248,7 @@ pub fn plot_metrics(csv: &Path, png: &Path) -> Result<()> {
         (VqVaeTask::METRICS_HEADER, VqVaeTask::CURVES),
         (AeTask::METRICS_HEADER, AeTask::CURVES),
         (PriorTask::METRICS_HEADER, PriorTask::CURVES),
+        (ClassifierTask::METRICS_HEADER, ClassifierTask::CURVES),
     ]
     .into_iter()
     .find(|(h, _)| *h == header)

@@ -1,0 +1,259 @@
+//! `eval classifier` and `eval samples`: the test accuracy of a classifier, and a sample-quality
+//! score computed with it. The score is the Fréchet distance between Gaussians fitted to the
+//! classifier's pooled features of two image sets (the FID recipe, with this classifier as the
+//! feature network instead of Inception), in f64 with nalgebra.
+
+use std::path::PathBuf;
+
+use nalgebra::{DMatrix, DVector, SymmetricEigen};
+
+use crate::autograd;
+use crate::data::{DataSpec, Dataset, Split};
+use crate::error::{Error, Result, Setting};
+use crate::gpu::Gpu;
+use crate::io::checkpoint::Checkpoint;
+use crate::models::classifier::Classifier;
+use crate::models::vqvae::VqVae;
+use crate::tensor::Tensor;
+
+use super::sample::{Prior, Sampler};
+use super::{for_each_batch, load_images};
+
+/// Images per forward pass when scoring.
+const BATCH: usize = 64;
+
+/// The mean and covariance of a set of feature vectors.
+#[derive(Clone, Debug)]
+pub struct Moments {
+    /// The mean.
+    pub mean: DVector<f64>,
+    /// The covariance (divided by n - 1).
+    pub cov: DMatrix<f64>,
+}
+
+impl Moments {
+    /// The moments of `n` vectors of length `dim` stored one after another in `features`.
+    pub fn of(features: &[f64], dim: usize) -> Result<Self> {
+        let n = features.len() / dim.max(1);
+        if dim == 0 || n < 2 || features.len() != n * dim {
+            return Err(Error::InvalidArgument(format!(
+                "a Fréchet distance needs at least 2 feature vectors, got {n}"
+            )));
+        }
+        let x = DMatrix::from_row_slice(n, dim, features);
+        let mean = DVector::from_iterator(dim, x.column_iter().map(|c| c.mean()));
+        let mut centred = x;
+        for mut row in centred.row_iter_mut() {
+            row -= mean.transpose();
+        }
+        let cov = centred.transpose() * &centred / (n as f64 - 1.0);
+        Ok(Self { mean, cov })
+    }
+}
+
+/// The square root of a symmetric positive semi-definite matrix (eigenvalues below 0 from
+/// rounding count as 0).
+fn sqrt_psd(m: &DMatrix<f64>) -> DMatrix<f64> {
+    let symmetric = (m + m.transpose()) * 0.5;
+    let eig = SymmetricEigen::new(symmetric);
+    let roots = eig.eigenvalues.map(|v| v.max(0.0).sqrt());
+    &eig.eigenvectors * DMatrix::from_diagonal(&roots) * eig.eigenvectors.transpose()
+}
+
+/// The Fréchet distance between the Gaussians N(a.mean, a.cov) and N(b.mean, b.cov):
+/// |mu_a - mu_b|^2 + tr(S_a) + tr(S_b) - 2 tr((S_a^1/2 S_b S_a^1/2)^1/2).
+pub fn frechet_distance(a: &Moments, b: &Moments) -> f64 {
+    let root_a = sqrt_psd(&a.cov);
+    let middle = &root_a * &b.cov * &root_a;
+    let cross = sqrt_psd(&middle).trace();
+    let d = (&a.mean - &b.mean).norm_squared() + a.cov.trace() + b.cov.trace() - 2.0 * cross;
+    d.max(0.0)
+}
+
+/// The classifier's features (f64, one vector after another) and predicted classes of images
+/// [N, C, H, W] in model units.
+pub fn classify(model: &Classifier, images: &[f32]) -> Result<(Vec<f64>, Vec<u32>)> {
+    let _no_grad = autograd::no_grad();
+    let gpu = model.params.gpu();
+    let shape = model.config.image_shape;
+    let per_image: usize = shape.iter().product();
+    let (mut features, mut predicted) = (Vec::new(), Vec::new());
+    for chunk in images.chunks(BATCH * per_image) {
+        let n = chunk.len() / per_image;
+        let x = Tensor::from_slice(gpu, &[n, shape[0], shape[1], shape[2]], chunk)?;
+        let f = model.features(&x);
+        let logits = model.logits(&x).to_vec()?;
+        features.extend(f.to_vec()?.iter().map(|&v| v as f64));
+        let k = model.config.classes;
+        predicted.extend(logits.chunks(k).map(|row| {
+            // the first maximum
+            let best = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+            row.iter().position(|&v| v == best).unwrap_or(0) as u32
+        }));
+    }
+    Ok((features, predicted))
+}
+
+/// The first `limit` images of `data` (model units) and their labels.
+fn images_of(data: &dyn Dataset, limit: usize, gpu: &Gpu) -> Result<(Vec<f32>, Vec<u32>)> {
+    let n = data.len().min(limit);
+    let (_, host) = load_images(data, 0..n, gpu)?;
+    let labels = (0..n).map(|i| data.label(i).unwrap_or(0)).collect();
+    Ok((host, labels))
+}
+
+/// `eval classifier`: the checkpoint and the test images.
+#[derive(Clone, Debug)]
+pub struct ClassifierEvalOptions {
+    /// The classifier checkpoint.
+    pub checkpoint: PathBuf,
+    /// The dataset whose test split is used.
+    pub data: DataSpec,
+    /// Evaluate at most this many test images.
+    pub limit: usize,
+}
+
+/// Test accuracy of a classifier (the share of test images whose most likely class is their label).
+pub fn classifier_accuracy(gpu: &Gpu, options: &ClassifierEvalOptions) -> Result<f64> {
+    let model = Classifier::from_checkpoint(gpu, &Checkpoint::load(&options.checkpoint)?)?;
+    let test = options.data.open(Split::Test)?;
+    if test.image_shape() != model.config.image_shape
+        || test.classes() != Some(model.config.classes)
+    {
+        return Err(Error::InvalidArgument(format!(
+            "the classifier was trained on {:?} images of {} classes; {} test images are {:?} with {:?} classes",
+            model.config.image_shape,
+            model.config.classes,
+            options.data.dataset,
+            test.image_shape(),
+            test.classes()
+        )));
+    }
+    let (images, labels) = images_of(test.as_ref(), options.limit, gpu)?;
+    if labels.is_empty() {
+        return Err(Error::InvalidArgument(
+            "no test images: --limit must be at least 1".into(),
+        ));
+    }
+    let (_, predicted) = classify(&model, &images)?;
+    let right = predicted
+        .iter()
+        .zip(&labels)
+        .filter(|(p, l)| p == l)
+        .count();
+    let accuracy = right as f64 / labels.len() as f64;
+    println!(
+        "{} test images of {}: accuracy {:.2}% ({right} right; chance {:.2}%)",
+        labels.len(),
+        options.data.dataset,
+        accuracy * 100.0,
+        100.0 / model.config.classes as f64
+    );
+    Ok(accuracy)
+}
+
+/// `eval samples`: what to score against what.
+#[derive(Clone, Debug)]
+pub struct SampleScoreOptions {
+    /// The classifier whose features are compared.
+    pub classifier: PathBuf,
+    /// The VQ-VAE whose codes trained the prior.
+    pub vqvae: PathBuf,
+    /// The prior.
+    pub prior: PathBuf,
+    /// The real images (test split: the reference set; train split: the floor).
+    pub data: DataSpec,
+    /// Samples drawn, real and reconstructed images compared.
+    pub count: usize,
+    /// Sampling temperature.
+    pub temperature: f32,
+    /// Sampling seed.
+    pub seed: u64,
+}
+
+/// The scores of `eval samples`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SampleScores {
+    /// Images in each set.
+    pub count: usize,
+    /// Distance between real test and real training images: what a perfect model would get.
+    pub real_floor: f64,
+    /// Distance between real test images and their VQ-VAE reconstructions.
+    pub reconstructions: f64,
+    /// Distance between real test images and samples of the prior.
+    pub samples: f64,
+    /// For a class-conditional prior: the share of samples the classifier assigns to their class.
+    pub class_agreement: Option<f64>,
+}
+
+/// Draws samples from the prior and scores them, the reconstructions and real images with the
+/// classifier's features.
+pub fn score_samples(gpu: &Gpu, options: &SampleScoreOptions) -> Result<SampleScores> {
+    let count = options.count;
+    if !(2..=4096).contains(&count) {
+        return Err(Error::setting(
+            Setting::Count,
+            format!("must be 2 to 4096, got {count}"),
+        ));
+    }
+    let classifier = Classifier::from_checkpoint(gpu, &Checkpoint::load(&options.classifier)?)?;
+    let mut vqvae = VqVae::load(gpu, &options.vqvae)?;
+    let prior = Prior::load(gpu, &options.prior)?;
+    let test = options.data.open(Split::Test)?;
+    let train = options.data.open(Split::Train)?;
+    if test.image_shape() != classifier.config.image_shape {
+        return Err(Error::InvalidArgument(format!(
+            "the classifier takes {:?} images; {} images are {:?}",
+            classifier.config.image_shape,
+            options.data.dataset,
+            test.image_shape()
+        )));
+    }
+    let dim = classifier.config.features();
+    let moments =
+        |images: &[f32]| -> Result<Moments> { Moments::of(&classify(&classifier, images)?.0, dim) };
+    let (real, _) = images_of(test.as_ref(), count, gpu)?;
+    let (other_real, _) = images_of(train.as_ref(), count, gpu)?;
+    let reference = moments(&real)?;
+    let mut recons = Vec::new();
+    for_each_batch(&mut vqvae, test.as_ref(), BATCH, count, &mut |_, out| {
+        recons.extend(out.recon.to_vec()?);
+        Ok(())
+    })?;
+    // one row per class for a conditional prior, as `sample` draws them
+    let classes = prior.model.config.classes;
+    let labels: Option<Vec<u32>> =
+        (classes > 0).then(|| (0..count).map(|i| (i * classes / count) as u32).collect());
+    let mut samples = Vec::new();
+    for (i, start) in (0..count).step_by(BATCH).enumerate() {
+        let n = BATCH.min(count - start);
+        let chunk = labels.as_ref().map(|l| &l[start..start + n]);
+        let seed = options.seed.wrapping_add(i as u64);
+        let codes = prior.sample_codes(Sampler::Cached, n, chunk, options.temperature, seed)?;
+        samples.extend(prior.decode(&vqvae, &codes)?);
+    }
+    let (sample_features, predicted) = classify(&classifier, &samples)?;
+    let class_agreement = labels.map(|l| {
+        let right = predicted.iter().zip(&l).filter(|(p, l)| p == l).count();
+        right as f64 / count as f64
+    });
+    let scores = SampleScores {
+        count,
+        real_floor: frechet_distance(&reference, &moments(&other_real)?),
+        reconstructions: frechet_distance(&reference, &moments(&recons)?),
+        samples: frechet_distance(&reference, &Moments::of(&sample_features, dim)?),
+        class_agreement,
+    };
+    println!(
+        "Fréchet distance to {count} real test images, in the classifier's features: real training images {:.3} (the floor), reconstructions {:.3}, samples {:.3}",
+        scores.real_floor, scores.reconstructions, scores.samples
+    );
+    if let Some(a) = scores.class_agreement {
+        println!(
+            "class agreement: {:.1}% of the samples are classified as the class they were drawn for (chance {:.1}%)",
+            a * 100.0,
+            100.0 / classes as f64
+        );
+    }
+    Ok(scores)
+}

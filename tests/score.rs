@@ -1,0 +1,133 @@
+//! The sample-quality score: the Fréchet distance against closed forms and an independent f64
+//! reference, the moments of feature sets, and the classifier it uses.
+
+mod common;
+use common::*;
+use nalgebra::{DMatrix, DVector};
+use rand::Rng;
+use vqgpu::models::classifier::{Classifier, ClassifierConfig};
+use vqgpu::tasks::score::{classify, frechet_distance, Moments};
+
+fn gaussian(mean: &[f64], cov: DMatrix<f64>) -> Moments {
+    Moments {
+        mean: DVector::from_column_slice(mean),
+        cov,
+    }
+}
+
+/// The square root of a 2x2 symmetric positive definite matrix, in closed form:
+/// (M + sqrt(det M) I) / sqrt(tr M + 2 sqrt(det M)).
+fn sqrt2(m: [[f64; 2]; 2]) -> [[f64; 2]; 2] {
+    let s = (m[0][0] * m[1][1] - m[0][1] * m[1][0]).sqrt();
+    let t = (m[0][0] + m[1][1] + 2.0 * s).sqrt();
+    [
+        [(m[0][0] + s) / t, m[0][1] / t],
+        [m[1][0] / t, (m[1][1] + s) / t],
+    ]
+}
+
+fn mul2(a: [[f64; 2]; 2], b: [[f64; 2]; 2]) -> [[f64; 2]; 2] {
+    let mut c = [[0.0; 2]; 2];
+    for i in 0..2 {
+        for j in 0..2 {
+            c[i][j] = a[i][0] * b[0][j] + a[i][1] * b[1][j];
+        }
+    }
+    c
+}
+
+#[test]
+fn frechet_distance_matches_closed_forms() {
+    // diagonal covariances: sum (mu_a - mu_b)^2 + (sqrt(s_a) - sqrt(s_b))^2
+    let a = gaussian(
+        &[1.0, -2.0, 0.5],
+        DMatrix::from_diagonal(&DVector::from_vec(vec![4.0, 1.0, 0.25])),
+    );
+    let b = gaussian(
+        &[0.0, 1.0, 0.5],
+        DMatrix::from_diagonal(&DVector::from_vec(vec![1.0, 9.0, 0.25])),
+    );
+    let want = 1.0 + 9.0 + 0.0 + (2.0f64 - 1.0).powi(2) + (1.0f64 - 3.0).powi(2) + 0.0;
+    assert!(
+        (frechet_distance(&a, &b) - want).abs() < 1e-9,
+        "{} vs {want}",
+        frechet_distance(&a, &b)
+    );
+    // symmetric, and 0 for a distribution with itself
+    assert!((frechet_distance(&b, &a) - want).abs() < 1e-9);
+    assert!(frechet_distance(&a, &a).abs() < 1e-9);
+    // full 2x2 covariances that do not commute, against the closed-form square roots
+    let (sa, sb) = ([[2.0, 0.8], [0.8, 1.0]], [[1.5, -0.6], [-0.6, 0.7]]);
+    let root_a = sqrt2(sa);
+    let cross = sqrt2(mul2(mul2(root_a, sb), root_a));
+    let want = (0.3f64).powi(2) + (0.4f64).powi(2) + sa[0][0] + sa[1][1] + sb[0][0] + sb[1][1]
+        - 2.0 * (cross[0][0] + cross[1][1]);
+    let to_matrix =
+        |m: [[f64; 2]; 2]| DMatrix::from_row_slice(2, 2, &[m[0][0], m[0][1], m[1][0], m[1][1]]);
+    let got = frechet_distance(
+        &gaussian(&[0.3, 0.0], to_matrix(sa)),
+        &gaussian(&[0.0, -0.4], to_matrix(sb)),
+    );
+    assert!((got - want).abs() < 1e-9, "{got} vs {want}");
+}
+
+#[test]
+fn feature_sets_compared_with_themselves_and_shifted() {
+    let mut rng = rng(61);
+    let (n, dim) = (2000, 6);
+    let features: Vec<f64> = (0..n * dim).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let m = Moments::of(&features, dim).unwrap();
+    // the sample moments of uniform(-1, 1): mean 0, variance 1/3
+    assert!(m.mean.iter().all(|v| v.abs() < 0.05));
+    assert!((0..dim).all(|i| (m.cov[(i, i)] - 1.0 / 3.0).abs() < 0.03));
+    assert!(frechet_distance(&m, &m).abs() < 1e-9, "a set with itself");
+    // a shift by delta moves only the mean: the distance is |delta|^2
+    let delta = [0.5, 0.0, -0.25, 0.0, 0.0, 1.0];
+    let shifted: Vec<f64> = features
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v + delta[i % dim])
+        .collect();
+    let d = frechet_distance(&m, &Moments::of(&shifted, dim).unwrap());
+    let want: f64 = delta.iter().map(|v| v * v).sum();
+    assert!((d - want).abs() < 1e-6, "{d} vs {want}");
+    // another draw of the same distribution is close, a wider one is not
+    let other: Vec<f64> = (0..n * dim).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let wider: Vec<f64> = other.iter().map(|v| v * 2.0).collect();
+    let same = frechet_distance(&m, &Moments::of(&other, dim).unwrap());
+    let far = frechet_distance(&m, &Moments::of(&wider, dim).unwrap());
+    assert!(
+        same < 0.02 && far > 0.5,
+        "same distribution {same}, wider {far}"
+    );
+    assert!(
+        Moments::of(&features[..dim], dim).is_err(),
+        "one vector has no covariance"
+    );
+}
+
+#[test]
+fn classifier_features_and_predictions_have_their_shapes() {
+    let gpu = gpu();
+    let config = ClassifierConfig {
+        image_shape: [3, 8, 12],
+        channels: 3,
+        classes: 5,
+    };
+    let model = Classifier::new(&gpu, config.clone(), 4).unwrap();
+    let mut rng = rng(62);
+    let n = 70; // more than one batch of 64
+    let images = random(&mut rng, n * 3 * 8 * 12);
+    let (features, predicted) = classify(&model, &images).unwrap();
+    assert_eq!(features.len(), n * config.features());
+    assert_eq!(predicted.len(), n);
+    assert!(predicted.iter().all(|&p| p < 5));
+    // the pooled features of post-ReLU maps are non-negative
+    assert!(features.iter().all(|&f| f >= 0.0));
+    assert!(ClassifierConfig {
+        classes: 1,
+        ..config
+    }
+    .validate()
+    .is_err());
+}
