@@ -131,3 +131,47 @@ fn classifier_features_and_predictions_have_their_shapes() {
     .validate()
     .is_err());
 }
+
+/// The classifier learns the labels of `shapes` (the kind of each scene's largest shape) well
+/// above chance in a short run: 200 steps at batch 32 reach 41% on 500 test images on lavapipe,
+/// against 25% for guessing (a 4-sigma margin is 33%).
+#[test]
+fn the_classifier_learns_the_labels_of_shapes() {
+    use vqgpu::data::DataSpec;
+    use vqgpu::tasks::score::{classifier_accuracy, ClassifierEvalOptions};
+    use vqgpu::tasks::train::{self, ClassifierOptions, RunOptions};
+    let gpu = gpu();
+    let out = std::env::temp_dir().join(format!("vqgpu-classifier-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let report = train::classifier(
+        &gpu,
+        &ClassifierOptions {
+            data: DataSpec::default(),
+            run: RunOptions {
+                steps: 200,
+                batch: 32,
+                lr: 1e-3,
+                seed: 0,
+                out: Some(out.clone()),
+                resume: None,
+                log_every: 50,
+                sample_every: 0,
+                save_every: 0,
+                overwrite: false,
+            },
+            channels: 16,
+        },
+    )
+    .unwrap();
+    let accuracy = classifier_accuracy(
+        &gpu,
+        &ClassifierEvalOptions {
+            checkpoint: report.checkpoint,
+            data: DataSpec::default(),
+            limit: 500,
+        },
+    )
+    .unwrap();
+    assert!(accuracy > 0.33, "test accuracy {accuracy} (chance 0.25)");
+    std::fs::remove_dir_all(&out).ok();
+}
