@@ -6,14 +6,16 @@
 mod commands;
 mod groups;
 mod resume;
+mod score;
 
 pub use commands::{
     BenchKernelsArgs, BenchPriorArgs, BenchQuantizerArgs, BenchVqVaeArgs, EncodeArgs,
-    EvalClassifierArgs, EvalSamplesArgs, LatentMapArgs, PipelineArgs, ReconstructArgs, SampleArgs,
-    TrainAeArgs, TrainClassifierArgs, TrainPriorArgs, TrainVqVaeArgs,
+    LatentMapArgs, PipelineArgs, ReconstructArgs, SampleArgs, TrainAeArgs, TrainPriorArgs,
+    TrainVqVaeArgs,
 };
 pub use groups::EvalArgs;
 pub use resume::resume_flags;
+pub use score::{EvalClassifierArgs, EvalSamplesArgs, TrainClassifierArgs};
 
 use vqgpu::error::Setting;
 use vqgpu::tasks::pipeline::PipelineOptions;

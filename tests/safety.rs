@@ -44,6 +44,23 @@ fn resumed(out: &std::path::Path, steps: u64) -> VqVaeOptions {
     o
 }
 
+/// The error of `encode` of the first `limit` shapes images with `checkpoint` into `out`.
+fn encode_error(
+    gpu: &vqgpu::Gpu,
+    checkpoint: &std::path::Path,
+    limit: usize,
+    out: &std::path::Path,
+) -> String {
+    let options = EncodeOptions {
+        checkpoint: checkpoint.to_path_buf(),
+        data: DataSpec::default(),
+        batch: 8,
+        limit,
+        out: out.to_path_buf(),
+    };
+    encode::run(gpu, &options).unwrap_err().to_string()
+}
+
 #[test]
 fn a_run_directory_belongs_to_one_run() {
     let gpu = gpu();
@@ -136,18 +153,12 @@ fn commands_refuse_their_own_input_and_empty_evaluations() {
     let out = temp_dir("inputs");
     let report = train::vqvae(&gpu, &vqvae_run(&out, 2, 1e-3)).unwrap();
     let before = std::fs::read(&report.checkpoint).unwrap();
-    let err = encode::run(
+    let err = encode_error(
         &gpu,
-        &EncodeOptions {
-            checkpoint: report.checkpoint.clone(),
-            data: DataSpec::default(),
-            batch: 8,
-            limit: 8,
-            out: out.join(".").join(CHECKPOINT_FILE),
-        },
-    )
-    .unwrap_err()
-    .to_string();
+        &report.checkpoint,
+        8,
+        &out.join(".").join(CHECKPOINT_FILE),
+    );
     assert!(err.contains("this command's input"), "{err}");
     assert_eq!(std::fs::read(&report.checkpoint).unwrap(), before);
     let eval = |limit| {
@@ -306,18 +317,7 @@ fn empty_requests_and_misplaced_settings_are_refused() {
     assert!(err.contains("must be 1 to 4096, got 0"), "{err}");
     // encode --limit 0
     let report = train::vqvae(&gpu, &vqvae_run(&out.join("run"), 1, 1e-3)).unwrap();
-    let err = encode::run(
-        &gpu,
-        &EncodeOptions {
-            checkpoint: report.checkpoint.clone(),
-            data: DataSpec::default(),
-            batch: 8,
-            limit: 0,
-            out: out.join("codes.safetensors"),
-        },
-    )
-    .unwrap_err()
-    .to_string();
+    let err = encode_error(&gpu, &report.checkpoint, 0, &out.join("codes.safetensors"));
     assert!(err.contains("--limit must be at least 1"), "{err}");
     assert!(!out.join("codes.safetensors").exists());
     // --image-size for a dataset whose images have their own size

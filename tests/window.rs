@@ -111,6 +111,7 @@ const fn at(row: usize, col: usize, rows: usize, cols: usize) -> Window {
 }
 
 const CASES: [Case; 10] = [
+    // everything 1
     case(
         [1, 1, 1, 1],
         1,
@@ -119,10 +120,14 @@ const CASES: [Case; 10] = [
         false,
         at(0, 0, 1, 1),
         false,
-    ), // everything 1
-    case([2, 3, 5, 6], 4, (3, 3), (1, 1), false, at(2, 3, 1, 1), true), // one position
-    case([2, 3, 5, 6], 4, (3, 3), (1, 1), true, at(0, 0, 1, 6), true),  // first row, masked
-    case([3, 5, 7, 4], 6, (5, 5), (2, 2), true, at(6, 0, 1, 4), true),  // last row, 5x5
+    ),
+    // one position
+    case([2, 3, 5, 6], 4, (3, 3), (1, 1), false, at(2, 3, 1, 1), true),
+    // first row, masked
+    case([2, 3, 5, 6], 4, (3, 3), (1, 1), true, at(0, 0, 1, 6), true),
+    // last row, 5x5
+    case([3, 5, 7, 4], 6, (5, 5), (2, 2), true, at(6, 0, 1, 4), true),
+    // 1x7 at the left edge, then at the right edge
     case(
         [2, 7, 4, 9],
         10,
@@ -131,8 +136,9 @@ const CASES: [Case; 10] = [
         true,
         at(1, 0, 1, 1),
         false,
-    ), // 1x7 at the left edge
-    case([2, 7, 4, 9], 10, (1, 7), (0, 3), true, at(3, 8, 1, 1), true), // ... at the right edge
+    ),
+    case([2, 7, 4, 9], 10, (1, 7), (0, 3), true, at(3, 8, 1, 1), true),
+    // 1x1, whole map
     case(
         [1, 17, 6, 6],
         33,
@@ -141,9 +147,12 @@ const CASES: [Case; 10] = [
         false,
         at(0, 0, 6, 6),
         true,
-    ), // 1x1, whole map
-    case([2, 4, 6, 5], 3, (7, 7), (3, 3), true, at(0, 0, 6, 5), true),  // 7x7 over everything
-    case([1, 3, 6, 7], 2, (2, 3), (0, 1), false, at(1, 2, 3, 4), true), // even kernel, a block
+    ),
+    // 7x7 over everything
+    case([2, 4, 6, 5], 3, (7, 7), (3, 3), true, at(0, 0, 6, 5), true),
+    // even kernel, a block
+    case([1, 3, 6, 7], 2, (2, 3), (0, 1), false, at(1, 2, 3, 4), true),
+    // 65 channels
     case(
         [2, 65, 3, 3],
         3,
@@ -152,7 +161,7 @@ const CASES: [Case; 10] = [
         false,
         at(1, 1, 1, 1),
         true,
-    ), // 65 channels
+    ),
 ];
 
 #[test]

@@ -7,7 +7,7 @@ use clap::Args;
 use vqgpu::models::autoencoder::{AeKind, AutoencoderConfig, Bottleneck, Corruption, Recon};
 use vqgpu::models::pixelcnn::PixelCnnConfig;
 use vqgpu::tasks::pipeline::PipelineOptions;
-use vqgpu::tasks::{bench, encode, latent_map, reconstruct, sample, score, train};
+use vqgpu::tasks::{bench, encode, latent_map, reconstruct, sample, train};
 use vqgpu::{Error, Result};
 
 use super::groups::{
@@ -111,88 +111,6 @@ impl TrainVqVaeArgs {
             data: self.images.data.spec(),
             run: self.images.run(),
             model: self.model.config(),
-        }
-    }
-}
-
-/// `train classifier`.
-#[derive(Args)]
-pub struct TrainClassifierArgs {
-    #[command(flatten)]
-    images: ImageRunArgs,
-    /// Channels of the first conv (the features have 4x as many)
-    #[arg(long, default_value_t = 32)]
-    channels: usize,
-}
-
-impl TrainClassifierArgs {
-    pub fn options(&self) -> train::ClassifierOptions {
-        train::ClassifierOptions {
-            data: self.images.data.spec(),
-            run: self.images.run(),
-            channels: self.channels,
-        }
-    }
-}
-
-/// `eval classifier`.
-#[derive(Args)]
-pub struct EvalClassifierArgs {
-    /// Classifier checkpoint (`train classifier`)
-    #[arg(long)]
-    checkpoint: PathBuf,
-    #[command(flatten)]
-    data: DataArgs,
-    /// Use at most this many test images
-    #[arg(long, default_value_t = usize::MAX)]
-    limit: usize,
-}
-
-impl EvalClassifierArgs {
-    pub fn options(&self) -> score::ClassifierEvalOptions {
-        score::ClassifierEvalOptions {
-            checkpoint: self.checkpoint.clone(),
-            data: self.data.spec(),
-            limit: self.limit,
-        }
-    }
-}
-
-/// `eval samples`.
-#[derive(Args)]
-pub struct EvalSamplesArgs {
-    /// Classifier checkpoint whose features are compared (`train classifier` on the same data)
-    #[arg(long)]
-    classifier: PathBuf,
-    /// VQ-VAE checkpoint whose codes trained the prior
-    #[arg(long)]
-    vqvae: PathBuf,
-    /// Prior checkpoint
-    #[arg(long)]
-    prior: PathBuf,
-    #[command(flatten)]
-    data: DataArgs,
-    /// Samples drawn, and real and reconstructed images compared
-    #[arg(long, default_value_t = 1000)]
-    count: usize,
-    /// Sampling temperature
-    #[arg(long, default_value_t = 1.0)]
-    temperature: f32,
-    /// Sampling seed
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-}
-
-impl EvalSamplesArgs {
-    pub fn options(&self) -> score::SampleScoreOptions {
-        score::SampleScoreOptions {
-            classifier: self.classifier.clone(),
-            vqvae: self.vqvae.clone(),
-            prior: self.prior.clone(),
-            data: self.data.spec(),
-            count: self.count,
-            temperature: self.temperature,
-            seed: self.seed,
         }
     }
 }

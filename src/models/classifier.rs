@@ -105,7 +105,12 @@ impl Classifier {
 
     /// Class logits [B, classes] of images x.
     pub fn logits(&self, x: &Tensor) -> Tensor {
-        self.head.forward(&self.features(x))
+        self.logits_of_features(&self.features(x))
+    }
+
+    /// Class logits [B, classes] of features [B, 4C] from [`Classifier::features`].
+    pub fn logits_of_features(&self, features: &Tensor) -> Tensor {
+        self.head.forward(features)
     }
 
     /// Mean cross-entropy (nats) of the logits of x against `labels` [B] (classes as f32).

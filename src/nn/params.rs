@@ -148,6 +148,11 @@ impl ParamStore {
         let offset = self.initial.len().div_ceil(ALIGN) * ALIGN;
         self.initial.resize(offset, 0.0);
         self.initial.extend(values);
+        self.register(name, shape, offset)
+    }
+
+    /// Adds the parameter `name` of `shape` at `offset` of the flat buffers.
+    fn register(&mut self, name: &str, shape: &[usize], offset: usize) -> Param {
         let p = Param(Rc::new(ParamSlot {
             name: name.to_string(),
             shape: shape.to_vec(),
@@ -185,14 +190,7 @@ impl ParamStore {
 
     /// A parameter that did not fit: registered without values; the store cannot be finalized.
     fn unallocated(&mut self, name: &str, shape: &[usize]) -> Param {
-        let p = Param(Rc::new(ParamSlot {
-            name: name.to_string(),
-            shape: shape.to_vec(),
-            offset: 0,
-            tensor: OnceCell::new(),
-        }));
-        self.params.push(p.clone());
-        p
+        self.register(name, shape, 0)
     }
 
     /// Allocates the flat buffers, uploads initial values and zeroes gradients and moments; fails

@@ -13,7 +13,8 @@ use crate::autograd;
 use crate::gpu::{Binding, Kernel, OverrideAxis, Shader};
 use crate::ops::reduce;
 use crate::tensor::Tensor;
-use shape::{dims4, shape_from_output, ConvShape};
+pub(crate) use shape::dims4;
+use shape::{shape_from_output, ConvShape};
 
 /// `shaders/conv.wgsl`: the host uses the three modes and the tile shapes of [`TILES`].
 pub static SHADER: Shader = crate::shader!(

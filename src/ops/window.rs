@@ -4,7 +4,7 @@
 //! evaluated a few positions at a time (incremental sampling). No autograd.
 
 use crate::gpu::{Binding, Kernel, Shader};
-use crate::ops::conv::{self, Conv2dOptions};
+use crate::ops::conv::{self, dims4, Conv2dOptions};
 use crate::tensor::Tensor;
 
 /// `shaders/window.wgsl`.
@@ -106,12 +106,6 @@ impl Window {
             ..Params::default()
         }
     }
-}
-
-/// The dims of a 4-D tensor.
-fn dims4(t: &Tensor, what: &str) -> [usize; 4] {
-    <[usize; 4]>::try_from(t.shape())
-        .unwrap_or_else(|_| panic!("{what} must be [N, C, H, W], got {:?}", t.shape()))
 }
 
 /// A convolution weight laid out for [`conv_window`]: the OIHW weight [Cout, Cin, kH, kW]

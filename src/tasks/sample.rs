@@ -212,8 +212,9 @@ pub struct SampleOptions {
     pub out: PathBuf,
 }
 
-/// The most images one `sample` draws (they are decoded in one batch and drawn in one PNG).
-const MAX_SAMPLES: usize = 4096;
+/// The most images one `sample` (or `eval samples`) draws (`sample` decodes them in one batch and
+/// draws them in one PNG).
+pub(crate) const MAX_SAMPLES: usize = 4096;
 
 /// Refuses a sample count of 0 or above [`MAX_SAMPLES`].
 fn check_count(count: usize) -> Result<()> {

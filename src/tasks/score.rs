@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use nalgebra::{DMatrix, DVector, SymmetricEigen};
 
 use crate::autograd;
-use crate::data::{DataSpec, Dataset, Split};
+use crate::data::{Batch, DataSpec, Dataset, Split};
 use crate::error::{Error, Result, Setting};
 use crate::gpu::Gpu;
 use crate::io::checkpoint::Checkpoint;
@@ -16,8 +16,8 @@ use crate::models::classifier::Classifier;
 use crate::models::vqvae::VqVae;
 use crate::tensor::Tensor;
 
-use super::sample::{Prior, Sampler};
-use super::{for_each_batch, load_images};
+use super::for_each_batch;
+use super::sample::{Prior, Sampler, MAX_SAMPLES};
 
 /// Images per forward pass when scoring.
 const BATCH: usize = 64;
@@ -82,7 +82,7 @@ pub fn classify(model: &Classifier, images: &[f32]) -> Result<(Vec<f64>, Vec<u32
         let n = chunk.len() / per_image;
         let x = Tensor::from_slice(gpu, &[n, shape[0], shape[1], shape[2]], chunk)?;
         let f = model.features(&x);
-        let logits = model.logits(&x).to_vec()?;
+        let logits = model.logits_of_features(&f).to_vec()?;
         features.extend(f.to_vec()?.iter().map(|&v| v as f64));
         let k = model.config.classes;
         predicted.extend(logits.chunks(k).map(|row| {
@@ -95,11 +95,14 @@ pub fn classify(model: &Classifier, images: &[f32]) -> Result<(Vec<f64>, Vec<u32
 }
 
 /// The first `limit` images of `data` (model units) and their labels.
-fn images_of(data: &dyn Dataset, limit: usize, gpu: &Gpu) -> Result<(Vec<f32>, Vec<u32>)> {
-    let n = data.len().min(limit);
-    let (_, host) = load_images(data, 0..n, gpu)?;
-    let labels = (0..n).map(|i| data.label(i).unwrap_or(0)).collect();
-    Ok((host, labels))
+fn images_of(data: &dyn Dataset, limit: usize) -> (Vec<f32>, Vec<u32>) {
+    let indices: Vec<usize> = (0..data.len().min(limit)).collect();
+    let batch = Batch::gather(data, &indices, 0);
+    let labels = indices
+        .iter()
+        .map(|&i| data.label(i).unwrap_or(0))
+        .collect();
+    (batch.inputs, labels)
 }
 
 /// `eval classifier`: the checkpoint and the test images.
@@ -129,7 +132,7 @@ pub fn classifier_accuracy(gpu: &Gpu, options: &ClassifierEvalOptions) -> Result
             test.classes()
         )));
     }
-    let (images, labels) = images_of(test.as_ref(), options.limit, gpu)?;
+    let (images, labels) = images_of(test.as_ref(), options.limit);
     if labels.is_empty() {
         return Err(Error::InvalidArgument(
             "no test images: --limit must be at least 1".into(),
@@ -190,10 +193,11 @@ pub struct SampleScores {
 /// classifier's features.
 pub fn score_samples(gpu: &Gpu, options: &SampleScoreOptions) -> Result<SampleScores> {
     let count = options.count;
-    if !(2..=4096).contains(&count) {
+    // two at least: a covariance needs them
+    if !(2..=MAX_SAMPLES).contains(&count) {
         return Err(Error::setting(
             Setting::Count,
-            format!("must be 2 to 4096, got {count}"),
+            format!("must be 2 to {MAX_SAMPLES}, got {count}"),
         ));
     }
     let classifier = Classifier::from_checkpoint(gpu, &Checkpoint::load(&options.classifier)?)?;
@@ -212,8 +216,8 @@ pub fn score_samples(gpu: &Gpu, options: &SampleScoreOptions) -> Result<SampleSc
     let dim = classifier.config.features();
     let moments =
         |images: &[f32]| -> Result<Moments> { Moments::of(&classify(&classifier, images)?.0, dim) };
-    let (real, _) = images_of(test.as_ref(), count, gpu)?;
-    let (other_real, _) = images_of(train.as_ref(), count, gpu)?;
+    let (real, _) = images_of(test.as_ref(), count);
+    let (other_real, _) = images_of(train.as_ref(), count);
     let reference = moments(&real)?;
     let mut recons = Vec::new();
     for_each_batch(&mut vqvae, test.as_ref(), BATCH, count, &mut |_, out| {

@@ -92,7 +92,7 @@ impl ConvShape {
     }
 }
 
-pub(super) fn dims4(t: &Tensor, what: &str) -> [usize; 4] {
+pub(crate) fn dims4(t: &Tensor, what: &str) -> [usize; 4] {
     match *t.shape() {
         [a, b, c, d] => [a, b, c, d],
         _ => panic!("{what} must be 4-D (NCHW / OIHW), got {:?}", t.shape()),
