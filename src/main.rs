@@ -124,6 +124,7 @@ fn run(cli: Cli) -> Result<()> {
     let options = GpuOptions {
         adapter: cli.adapter,
         backend: cli.backend.as_deref().map(Backend::parse).transpose()?,
+        kernels: None,
     };
     let gpu = || Gpu::new(&options);
     match cli.command {

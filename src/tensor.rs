@@ -237,6 +237,21 @@ impl Tensor {
             size: self.numel() as u64 * 4,
         }
     }
+
+    /// [`Tensor::bind`] with the size rounded up to whole vec4 (16 bytes), for a kernel that reads
+    /// the tensor as `array<vec4<f32>>`; the extra elements, if any, are read and ignored.
+    pub(crate) fn bind_vec4(&self, binding: Binding) -> BufferArg<'_> {
+        let size = (self.numel() as u64 * 4).div_ceil(16) * 16;
+        let room = self.buffer().size() - self.0.offset;
+        assert!(
+            size <= room,
+            "a vec4 binding needs 16-byte room at the end of its buffer"
+        );
+        BufferArg {
+            size,
+            ..self.bind(binding)
+        }
+    }
 }
 
 impl fmt::Debug for Tensor {

@@ -44,7 +44,7 @@ const fn case(
     }
 }
 
-const CASES: [Case; 13] = [
+const CASES: [Case; 15] = [
     case(1, 1, 1, 1, 1, (1, 1), 1, 0),   // everything 1, 1x1 spatial
     case(2, 3, 5, 7, 9, (3, 3), 1, 1),   // odd sizes
     case(2, 4, 6, 8, 8, (4, 4), 2, 1),   // the VQ-VAE downsampling shape
@@ -58,6 +58,10 @@ const CASES: [Case; 13] = [
     case(2, 40, 24, 9, 7, (4, 4), 2, 1), // stride-2 phases of unequal size, 32-row and 64-row tiles
     case(2, 20, 70, 5, 6, (3, 3), 2, 1), // input gradient K = 280: 4 stride phases x 2 K chunks
     case(1, 2, 3, 10, 8, (5, 5), 3, 2), // stride 3: nine phases, padding not a multiple of the stride
+    // the cpu set's lowering: a weight gradient over 16 x 256 positions split in 2 chunks, and
+    // 8x8 planes whose output gradient is read as vec4
+    case(16, 3, 5, 16, 16, (3, 3), 1, 1),
+    case(3, 9, 12, 8, 8, (3, 3), 1, 1),
 ];
 
 fn out_size(c: &Case) -> (usize, usize) {
@@ -134,8 +138,8 @@ fn reference(
     (y, dx, dw)
 }
 
-fn check_case(c: &Case, mask: Option<SpatialMask>, seed: u64) {
-    let gpu = gpu();
+fn check_case(gpu: &vqgpu::Gpu, c: &Case, mask: Option<SpatialMask>, seed: u64) {
+    let gpu = gpu.clone();
     let mut rng = rng(seed);
     let (oh, ow) = out_size(c);
     let (x, xv) = random_tensor(&gpu, &mut rng, &[c.n, c.cin, c.h, c.w]);
@@ -147,7 +151,11 @@ fn check_case(c: &Case, mask: Option<SpatialMask>, seed: u64) {
     let opts = options(c, mask);
     let k_terms = (c.cin * c.k.0 * c.k.1) as f64;
     let tol = 1e-4 * k_terms.sqrt();
-    let what = format!("{c:?} masked={}", mask.is_some());
+    let what = format!(
+        "{c:?} masked={} kernels={}",
+        mask.is_some(),
+        gpu.kernel_set()
+    );
     let y = conv::conv2d(&x, &w, Some(&b), opts);
     assert_eq!(y.shape(), [c.n, c.cout, oh, ow], "{what}: output shape");
     assert_close(&download(&y), &y_ref, 1e-4, tol, &format!("forward {what}"));
@@ -185,8 +193,10 @@ fn check_case(c: &Case, mask: Option<SpatialMask>, seed: u64) {
 
 #[test]
 fn conv2d_forward_and_gradients_match_reference() {
-    for (i, c) in CASES.iter().enumerate() {
-        check_case(c, None, 30 + i as u64);
+    for gpu in kernel_set_gpus() {
+        for (i, c) in CASES.iter().enumerate() {
+            check_case(&gpu, c, None, 30 + i as u64);
+        }
     }
 }
 
@@ -198,21 +208,27 @@ fn masked_conv2d_ignores_masked_positions() {
             y < kh / 2 || (y == kh / 2 && x < kw / 2)
         })
     };
-    for (i, c) in [
-        case(2, 3, 4, 6, 7, (5, 5), 1, 2),
-        case(1, 70, 5, 4, 4, (3, 3), 1, 1),
-        case(2, 2, 3, 5, 5, (8, 8), 1, 4),
-    ]
-    .iter()
-    .enumerate()
-    {
-        check_case(c, Some(type_a(c.k.0, c.k.1)), 50 + i as u64);
+    for gpu in kernel_set_gpus() {
+        for (i, c) in [
+            case(2, 3, 4, 6, 7, (5, 5), 1, 2),
+            case(1, 70, 5, 4, 4, (3, 3), 1, 1),
+            case(2, 2, 3, 5, 5, (8, 8), 1, 4),
+            case(2, 5, 6, 8, 8, (7, 7), 1, 3), // the prior's first layer on an 8x8 grid
+        ]
+        .iter()
+        .enumerate()
+        {
+            check_case(&gpu, c, Some(type_a(c.k.0, c.k.1)), 50 + i as u64);
+        }
+        masked_weights_are_never_read(&gpu, type_a(3, 3));
     }
-    // the masked output does not depend on weights at masked positions
-    let gpu = gpu();
+}
+
+/// The masked output does not depend on weights at masked positions.
+fn masked_weights_are_never_read(gpu: &vqgpu::Gpu, mask: SpatialMask) {
+    let gpu = gpu.clone();
     let mut rng = rng(60);
     let c = case(1, 2, 2, 5, 5, (3, 3), 1, 1);
-    let mask = type_a(3, 3);
     let (x, _) = random_tensor(&gpu, &mut rng, &[1, 2, 5, 5]);
     let mut wv = random(&mut rng, 2 * 2 * 9);
     let y1 = download(&conv::conv2d(
@@ -277,7 +293,13 @@ fn conv_transpose_reference(
 
 #[test]
 fn conv_transpose2d_matches_reference() {
-    let gpu = gpu();
+    for gpu in kernel_set_gpus() {
+        conv_transpose2d_case(&gpu);
+    }
+}
+
+fn conv_transpose2d_case(gpu: &vqgpu::Gpu) {
+    let gpu = gpu.clone();
     let mut rng = rng(70);
     // (batch, cin, cout, h, w, k, stride, pad, output_padding)
     for (n, cin, cout, h, w, k, s, p, op) in [
@@ -287,6 +309,7 @@ fn conv_transpose2d_matches_reference() {
         (1, 4, 70, 3, 3, 3, 2, 0, 1),
         (2, 64, 3, 8, 8, 4, 2, 1, 0),
         (1, 2, 3, 4, 5, 5, 2, 2, 1),
+        (3, 16, 8, 8, 8, 4, 2, 1, 0), // the decoder's upsampling on an 8x8 map
     ] {
         let (x, xv) = random_tensor(&gpu, &mut rng, &[n, cin, h, w]);
         let (wt, wv) = random_tensor(&gpu, &mut rng, &[cin, cout, k, k]);
@@ -299,7 +322,10 @@ fn conv_transpose2d_matches_reference() {
         }
         let y = conv::conv_transpose2d(&x, &wt, Some(&b), ConvTranspose2dOptions::new(s, p, op));
         assert_eq!(y.shape(), [n, cout, out.0, out.1]);
-        let what = format!("convT n={n} {cin}->{cout} {h}x{w} k{k} s{s} p{p} op{op}");
+        let what = format!(
+            "convT n={n} {cin}->{cout} {h}x{w} k{k} s{s} p{p} op{op} kernels={}",
+            gpu.kernel_set()
+        );
         assert_close(
             &download(&y),
             &want,
@@ -312,7 +338,13 @@ fn conv_transpose2d_matches_reference() {
 
 #[test]
 fn conv_backwards_match_finite_differences() {
-    let gpu = gpu();
+    for gpu in kernel_set_gpus() {
+        conv_backwards_case(&gpu);
+    }
+}
+
+fn conv_backwards_case(gpu: &vqgpu::Gpu) {
+    let gpu = gpu.clone();
     let mut rng = rng(80);
     let tol = 1e-2;
     for c in [
@@ -321,6 +353,7 @@ fn conv_backwards_match_finite_differences() {
         case(1, 2, 2, 5, 4, (3, 2), 2, 2),
         case(1, 30, 2, 3, 3, (3, 3), 1, 1), // K = 270: the forward is split in 2 chunks
         case(1, 3, 64, 4, 4, (3, 3), 2, 1), // input gradient K = 256: 4 phases x 2 K chunks
+        case(2, 3, 2, 4, 4, (3, 3), 1, 1),  // 4x4 planes: the cpu set's vec4 reads of dy
     ] {
         let (oh, _) = out_size(&c);
         assert!(oh > 0);
@@ -341,7 +374,7 @@ fn conv_backwards_match_finite_differences() {
             25,
             1e-2,
             tol,
-            &format!("conv2d {c:?}"),
+            &format!("conv2d {c:?} kernels={}", gpu.kernel_set()),
         );
         let mask = SpatialMask::from_fn(c.k.0, c.k.1, |y, x| (y + x) % 2 == 0);
         let masked = Conv2dOptions {
@@ -355,7 +388,7 @@ fn conv_backwards_match_finite_differences() {
             25,
             1e-2,
             tol,
-            &format!("masked conv2d {c:?}"),
+            &format!("masked conv2d {c:?} kernels={}", gpu.kernel_set()),
         );
     }
     for (cin, cout, h, k, s, p, op) in [
@@ -374,7 +407,7 @@ fn conv_backwards_match_finite_differences() {
             25,
             1e-2,
             tol,
-            &format!("convT k{k} s{s} p{p} op{op}"),
+            &format!("convT k{k} s{s} p{p} op{op} kernels={}", gpu.kernel_set()),
         );
     }
 }

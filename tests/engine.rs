@@ -245,7 +245,7 @@ fn same_seed_same_bits() {
 fn unknown_adapter_is_a_clear_error() {
     let err = Gpu::new(&GpuOptions {
         adapter: Some("no-such-adapter-xyz".into()),
-        backend: None,
+        ..GpuOptions::default()
     })
     .err()
     .expect("must fail");
@@ -262,8 +262,8 @@ fn unknown_adapter_is_a_clear_error() {
 fn missing_backend_names_the_fix() {
     // Metal exists only on Apple platforms: asking for it elsewhere finds no adapter at all
     let err = Gpu::new(&GpuOptions {
-        adapter: None,
         backend: Some(vqgpu::gpu::Backend::Metal),
+        ..GpuOptions::default()
     })
     .err()
     .expect("must fail");

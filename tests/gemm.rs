@@ -15,6 +15,10 @@ const SHAPES: [(usize, usize, usize); 6] = [
     (1, 70, 300),
 ];
 
+/// Shapes for the cpu set's blocked GEMM beyond the tile cases: rows not a multiple of its 8-row
+/// block, a K split in chunks (few blocks, long K), columns that fill several workgroups.
+const BLOCKED_SHAPES: [(usize, usize, usize); 3] = [(9, 12, 4100), (17, 600, 33), (8, 8, 8)];
+
 /// `op(a) op(b)` where a is stored [M, K] (or [K, M] transposed) and b [K, N] (or [N, K]).
 fn reference(a: &[f32], b: &[f32], m: usize, n: usize, k: usize, ta: bool, tb: bool) -> Vec<f64> {
     let mut c = vec![0.0; m * n];
@@ -34,9 +38,15 @@ fn reference(a: &[f32], b: &[f32], m: usize, n: usize, k: usize, ta: bool, tb: b
 
 #[test]
 fn matmul_matches_reference_for_all_transposes() {
-    let gpu = gpu();
+    for gpu in kernel_set_gpus() {
+        matmul_cases(&gpu);
+    }
+}
+
+fn matmul_cases(gpu: &vqgpu::Gpu) {
+    let gpu = gpu.clone();
     let mut rng = rng(20);
-    for (m, n, k) in SHAPES {
+    for (m, n, k) in SHAPES.into_iter().chain(BLOCKED_SHAPES) {
         for ta in [false, true] {
             for tb in [false, true] {
                 let a_shape = if ta { [k, m] } else { [m, k] };
@@ -51,7 +61,10 @@ fn matmul_matches_reference_for_all_transposes() {
                     &want,
                     1e-4,
                     1e-4 * (k as f64).sqrt(),
-                    &format!("gemm {m}x{n}x{k} ta={ta} tb={tb}"),
+                    &format!(
+                        "gemm {m}x{n}x{k} ta={ta} tb={tb} kernels={}",
+                        gpu.kernel_set()
+                    ),
                 );
             }
         }
@@ -60,9 +73,16 @@ fn matmul_matches_reference_for_all_transposes() {
 
 #[test]
 fn linear_adds_the_bias_per_output_feature() {
-    let gpu = gpu();
+    for gpu in kernel_set_gpus() {
+        linear_cases(&gpu);
+    }
+}
+
+fn linear_cases(gpu: &vqgpu::Gpu) {
+    let gpu = gpu.clone();
     let mut rng = rng(21);
-    for (batch, inf, outf) in [(1, 1, 1), (4, 9, 70), (65, 33, 3)] {
+    // the last one splits K on the cpu set: the bias goes into the first chunk only
+    for (batch, inf, outf) in [(1, 1, 1), (4, 9, 70), (65, 33, 3), (3, 5000, 7)] {
         let (x, xv) = random_tensor(&gpu, &mut rng, &[batch, inf]);
         let (w, wv) = random_tensor(&gpu, &mut rng, &[outf, inf]);
         let (b, bv) = random_tensor(&gpu, &mut rng, &[outf]);
@@ -74,15 +94,21 @@ fn linear_adds_the_bias_per_output_feature() {
             &download(&gemm::linear(&x, &w, Some(&b))),
             &want,
             1e-4,
-            1e-4,
-            &format!("linear {batch}x{inf}->{outf}"),
+            1e-4 * (inf as f64).sqrt(),
+            &format!("linear {batch}x{inf}->{outf} kernels={}", gpu.kernel_set()),
         );
     }
 }
 
 #[test]
 fn gemm_backwards_match_finite_differences() {
-    let gpu = gpu();
+    for gpu in kernel_set_gpus() {
+        gemm_backward_cases(&gpu);
+    }
+}
+
+fn gemm_backward_cases(gpu: &vqgpu::Gpu) {
+    let gpu = gpu.clone();
     let mut rng = rng(22);
     let (m, n, k) = (5, 6, 7);
     for ta in [false, true] {
@@ -98,7 +124,7 @@ fn gemm_backwards_match_finite_differences() {
                 20,
                 1e-2,
                 1e-2,
-                &format!("matmul ta={ta} tb={tb}"),
+                &format!("matmul ta={ta} tb={tb} kernels={}", gpu.kernel_set()),
             );
         }
     }

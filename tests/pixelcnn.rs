@@ -102,7 +102,13 @@ fn random_prior(
 /// conditioning (the 7x7 kernel's sums are long enough to be split into chunks).
 #[test]
 fn incremental_logits_equal_the_full_forward_pass() {
-    let gpu = gpu();
+    for gpu in kernel_set_gpus() {
+        incremental_equals_full(&gpu);
+    }
+}
+
+fn incremental_equals_full(gpu: &vqgpu::Gpu) {
+    let gpu = gpu.clone();
     let mut rng = rng(25);
     for (b, [h, w], layers, kernel, classes) in [
         (1, [1, 1], 1, 3, 0),
@@ -111,8 +117,10 @@ fn incremental_logits_equal_the_full_forward_pass() {
         (2, [6, 7], 4, 7, 0),
         (2, [3, 9], 2, 3, 3),
     ] {
-        let what =
-            format!("{b} grids {h}x{w}, {layers} layers, kernel {kernel}, {classes} classes");
+        let what = format!(
+            "{b} grids {h}x{w}, {layers} layers, kernel {kernel}, {classes} classes, kernels {}",
+            gpu.kernel_set()
+        );
         let k = 11;
         let model = random_prior(&gpu, &mut rng, config(k, layers, kernel, classes));
         let _g = autograd::no_grad();

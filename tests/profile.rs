@@ -49,8 +49,14 @@ fn check_profile(p: &StepProfile, what: &str) {
 
 #[test]
 fn the_vqvae_step_profile_adds_up_and_names_every_layer() {
-    let gpu = gpu();
-    let r = bench::vqvae(&gpu, tiny_vqvae(), 2, 1, true).expect("bench vqvae");
+    for gpu in kernel_set_gpus() {
+        check_vqvae_profile(&gpu);
+    }
+}
+
+fn check_vqvae_profile(gpu: &vqgpu::Gpu) {
+    let conv = conv_kernel(gpu);
+    let r = bench::vqvae(gpu, tiny_vqvae(), 2, 1, true).expect("bench vqvae");
     assert!(
         r.gpu_bytes >= 2 * 3 * 32 * 32 * 4,
         "GPU memory {} bytes is less than the batch",
@@ -61,7 +67,7 @@ fn the_vqvae_step_profile_adds_up_and_names_every_layer() {
     let has = |key: &str| p.by_layer.iter().any(|row| row.name == key);
     for layer in ["encoder.0", "encoder.2", "pre_quantization", "decoder.0"] {
         assert!(
-            has(&format!("{layer} fwd conv:conv2d")) && has(&format!("{layer} bwd conv:conv2d")),
+            has(&format!("{layer} fwd {conv}")) && has(&format!("{layer} bwd {conv}")),
             "layer {layer} lacks a forward or backward convolution row: {:?}",
             p.by_layer.iter().map(|r| &r.name).collect::<Vec<_>>()
         );
@@ -69,7 +75,7 @@ fn the_vqvae_step_profile_adds_up_and_names_every_layer() {
     assert!(has("vq fwd vq:nearest"), "no nearest-code row");
     assert!(has("optimizer fwd adam:adam_step"), "no optimizer row");
     // convolutions and the code search count their work
-    let conv = p.by_kernel.iter().find(|r| r.name == "conv:conv2d");
+    let conv = p.by_kernel.iter().find(|r| r.name == conv);
     assert!(conv.is_some_and(|r| r.flops > 0.0 && r.bytes > 0));
     // launches share compute passes: far fewer passes than launches
     let s = p.host.per_step;

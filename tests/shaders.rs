@@ -172,7 +172,13 @@ fn translate(shader: &Shader) -> usize {
     let source = shader.source;
     let module = naga::front::wgsl::parse_str(source)
         .unwrap_or_else(|e| panic!("{file}: {}", e.emit_to_string(source)));
-    let info = Validator::new(ValidationFlags::all(), Capabilities::empty())
+    // only a file that says it uses subgroups may: it is compiled only where they exist
+    let capabilities = if shader.subgroups {
+        Capabilities::SUBGROUP
+    } else {
+        Capabilities::empty()
+    };
+    let info = Validator::new(ValidationFlags::all(), capabilities)
         .validate(&module)
         .unwrap_or_else(|e| panic!("{file}: validation failed: {e:?}"));
     assert!(!module.entry_points.is_empty(), "{file} has no entry point");

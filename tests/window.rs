@@ -210,7 +210,14 @@ fn windowed_convolution_matches_the_reference() {
 /// still the same convolution up to rounding.
 #[test]
 fn windowed_convolution_equals_conv2d_bitwise() {
-    let gpu = gpu();
+    for gpu in kernel_set_gpus() {
+        window_equals_conv2d(&gpu);
+    }
+}
+
+/// conv_window sums as conv2d does on this device's kernel set.
+fn window_equals_conv2d(gpu: &vqgpu::Gpu) {
+    let gpu = gpu.clone();
     let mut rng = rng(53);
     // (x dims, cout, kernel, masked); the last two have sums long enough for conv2d to split them
     for (x4, cout, (kh, kw), masked) in [
@@ -220,7 +227,10 @@ fn windowed_convolution_equals_conv2d_bitwise() {
         ([2, 64, 8, 8], 128, (3, 3), true),
         ([1, 40, 6, 7], 9, (7, 7), true),
     ] {
-        let what = format!("x {x4:?}, {cout} out, kernel {kh}x{kw}, masked {masked}");
+        let what = format!(
+            "x {x4:?}, {cout} out, kernel {kh}x{kw}, masked {masked}, kernels {}",
+            gpu.kernel_set()
+        );
         let mask = masked.then(|| {
             SpatialMask::from_fn(kh, kw, |ky, kx| {
                 ky < kh / 2 || (ky == kh / 2 && kx <= kw / 2)
@@ -232,7 +242,7 @@ fn windowed_convolution_equals_conv2d_bitwise() {
             mask,
         };
         let k = x4[1] * kh * kw;
-        let chunk = conv::forward_k_chunk(x4, [cout, x4[1], kh, kw], &options);
+        let chunk = conv::forward_k_chunk(&gpu, x4, [cout, x4[1], kh, kw], &options);
         println!("{what}: sums of {k} terms in chunks of {chunk}");
         let x = upload(&gpu, &x4, &random(&mut rng, x4.iter().product()));
         let w = upload(&gpu, &[cout, x4[1], kh, kw], &random(&mut rng, cout * k));

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use super::kernel_set::KernelSet;
 use crate::error::{Error, Result};
 
 /// A graphics API wgpu can run compute shaders on.
@@ -47,6 +48,8 @@ pub struct GpuOptions {
     pub adapter: Option<String>,
     /// Restrict the search to one backend; default: Vulkan, Metal and DX12.
     pub backend: Option<Backend>,
+    /// The kernel variants to run; default: env `VQGPU_KERNELS`, else chosen by the adapter's type.
+    pub kernels: Option<KernelSet>,
 }
 
 impl GpuOptions {
@@ -302,14 +305,20 @@ pub(crate) struct DeviceContext {
     pub queue: wgpu::Queue,
     pub report: AdapterReport,
     pub errors: ErrorSink,
+    pub kernel_set: KernelSet,
 }
 
 impl DeviceContext {
     /// Opens the chosen adapter, requesting its real limits and every optional feature it has.
     pub fn open(options: &GpuOptions) -> Result<Self> {
+        let wanted = match options.kernels {
+            Some(set) => Some(set),
+            None => KernelSet::from_env()?,
+        };
         let _lifecycle = lifecycle_lock();
         let adapter = choose_adapter(options)?;
         let report = report(&adapter);
+        let kernel_set = KernelSet::choose(wanted, &report.info, report.features.subgroups)?;
         let desc = wgpu::DeviceDescriptor {
             label: Some("vqgpu"),
             required_features: report.features.to_wgpu(),
@@ -332,6 +341,7 @@ impl DeviceContext {
             queue,
             report,
             errors,
+            kernel_set,
         })
     }
 }

@@ -4,6 +4,7 @@
 //! sync points (a download, an upload after recorded work, or [`Gpu::sync`]).
 
 mod context;
+mod kernel_set;
 mod kernels;
 mod pool;
 pub mod profile;
@@ -17,12 +18,14 @@ use std::mem::ManuallyDrop;
 use std::rc::Rc;
 
 pub use context::{list_adapters, AdapterReport, Backend, GpuFeatures, GpuOptions};
+pub use kernel_set::{KernelSet, CPU_SET_LANES};
 pub use kernels::Kernel;
 pub use pool::PooledBuffer;
 pub use recorder::{BufferArg, HostStats};
 pub use shader::{
     Access, Binding, Field, OverrideAxis, ParamsLayout, Shader, UniformParams, WgslScalar,
 };
+pub use wgpu::DeviceType;
 
 use crate::error::{Error, Result};
 use context::DeviceContext;
@@ -85,6 +88,11 @@ impl Gpu {
     /// The adapter name.
     pub fn adapter_name(&self) -> &str {
         &self.0.ctx.report.info.name
+    }
+
+    /// The kernel variants this device runs.
+    pub fn kernel_set(&self) -> KernelSet {
+        self.0.ctx.kernel_set
     }
 
     /// Optional features available on this device.

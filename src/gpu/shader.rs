@@ -109,6 +109,8 @@ pub struct Shader {
     pub bindings: &'static [Binding],
     /// The values of the file's non-boolean override constants the host uses.
     pub overrides: &'static [OverrideAxis],
+    /// Whether the file uses subgroup operations (compiled only on devices that have them).
+    pub subgroups: bool,
 }
 
 impl Shader {
@@ -153,13 +155,20 @@ macro_rules! uniform_params {
 #[macro_export]
 macro_rules! shader {
     ($stem:literal, $params:ty, [$($binding:expr),* $(,)?] $(, overrides: [$($axis:expr),* $(,)?])?) => {
+        $crate::shader!(@build $stem, $params, [$($binding),*], false, [$($($axis),*)?])
+    };
+    ($stem:literal, $params:ty, [$($binding:expr),* $(,)?], subgroups $(, overrides: [$($axis:expr),* $(,)?])?) => {
+        $crate::shader!(@build $stem, $params, [$($binding),*], true, [$($($axis),*)?])
+    };
+    (@build $stem:literal, $params:ty, [$($binding:expr),*], $subgroups:expr, [$($axis:expr),*]) => {
         $crate::gpu::Shader {
             stem: $stem,
             source: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/", $stem, ".wgsl")),
             module: module_path!(),
             params: <$params as $crate::gpu::UniformParams>::LAYOUT,
             bindings: &[$($binding),*],
-            overrides: &[$($($axis),*)?],
+            overrides: &[$($axis),*],
+            subgroups: $subgroups,
         }
     };
 }

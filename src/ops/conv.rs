@@ -2,6 +2,7 @@
 //! backward. The transposed convolution is the adjoint of the convolution, so both run on the same
 //! three kernels (forward, input gradient, weight gradient) with their roles swapped.
 
+mod lowered;
 mod options;
 mod shape;
 
@@ -10,7 +11,7 @@ pub use options::{
 };
 
 use crate::autograd;
-use crate::gpu::{Binding, Kernel, OverrideAxis, Shader};
+use crate::gpu::{Binding, Gpu, Kernel, OverrideAxis, Shader};
 use crate::ops::reduce;
 use crate::tensor::Tensor;
 pub(crate) use shape::dims4;
@@ -182,11 +183,15 @@ fn split_k(k: usize, tiles: usize, min_chunk: usize, tile_k: u32) -> (u32, u32) 
     (k.div_ceil(chunk) as u32, chunk as u32)
 }
 
-/// The terms per chunk of the sums of [`conv2d`] for x dims `x` and weight dims `w` (OIHW): it
-/// splits each output's sum over (input channel, kernel position) into chunks of this many terms,
-/// summed separately and then added in order (one chunk when this is at least the sum's length).
-pub fn forward_k_chunk(x: [usize; 4], w: [usize; 4], options: &Conv2dOptions) -> usize {
-    k_split(&ConvShape::of(x, w, options), Mode::Forward).1 as usize
+/// The terms per chunk of the sums of [`conv2d`] on `gpu` for x dims `x` and weight dims `w`
+/// (OIHW): it splits each output's sum over (input channel, kernel position) into chunks of this
+/// many terms, summed separately and then added in order (one chunk when this is at least the
+/// sum's length). It depends on the device's kernel set and the shape.
+pub fn forward_k_chunk(gpu: &Gpu, x: [usize; 4], w: [usize; 4], options: &Conv2dOptions) -> usize {
+    let s = ConvShape::of(x, w, options);
+    lowered::k_split(gpu, &s, Mode::Forward)
+        .unwrap_or_else(|| k_split(&s, Mode::Forward))
+        .1 as usize
 }
 
 /// Floating-point operations of a conv2d of x by w (each of its three products costs the same).
@@ -257,6 +262,13 @@ fn split_launch(
     shape: &[usize; 4],
     rg: bool,
 ) -> Tensor {
+    if let Some(out) = lowered::launch(s, mode, lhs, rhs, bias, shape) {
+        return if rg {
+            out.with_requires_grad(true)
+        } else {
+            out
+        };
+    }
     let gpu = lhs.gpu();
     let split = k_split(s, mode);
     let chunks = split.0 as usize;

@@ -2,7 +2,8 @@
 //! `x W^T + b` with the bias fused into the GEMM epilogue.
 
 use crate::autograd;
-use crate::gpu::{Binding, Kernel, Shader};
+use crate::gpu::{Binding, Kernel, KernelSet, Shader};
+use crate::ops::blocked::{self, BiasPer, Layout, Product, NO_WRAP};
 use crate::ops::reduce;
 use crate::tensor::Tensor;
 
@@ -82,6 +83,62 @@ fn launch(
     );
 }
 
+/// `op(a) op(b) (+ bias)` on `blocked.wgsl` (the CPU set), with no autograd; `None` (nothing
+/// recorded) when the launch would not fit the adapter.
+fn product_blocked(
+    a: &Tensor,
+    b: &Tensor,
+    bias: Option<&Tensor>,
+    trans_a: bool,
+    trans_b: bool,
+) -> Option<Tensor> {
+    let (m, k) = op_dims(a, trans_a, "a");
+    let n = op_dims(b, trans_b, "b").1;
+    let p = Product {
+        m,
+        n,
+        k,
+        a: if trans_a {
+            Layout {
+                major: 1,
+                minor: m as u32,
+                inner: NO_WRAP,
+                outer: 0,
+            }
+        } else {
+            Layout::rows(k)
+        },
+        // B(k, n) = b[n * k_len + k] when transposed: blocks of one column, k_len apart
+        b: if trans_b {
+            Layout {
+                major: 1,
+                minor: 1,
+                inner: 1,
+                outer: k as u32,
+            }
+        } else {
+            Layout::rows(n)
+        },
+        c: Layout::rows(n),
+    };
+    if !p.fits(a.gpu()) {
+        return None;
+    }
+    let flops = 2.0 * (m * n * k) as f64;
+    let bias = bias.map(|t| (t, BiasPer::Column));
+    let split = p.split();
+    let gpu = a.gpu();
+    if split.0 == 1 {
+        let out = Tensor::uninit(gpu, &[m, n]);
+        blocked::gemm(&p, a, b, bias, &out, split, m * n, flops);
+        Some(out)
+    } else {
+        let partial = Tensor::uninit(gpu, &[split.0 as usize, m, n]);
+        blocked::gemm(&p, a, b, bias, &partial, split, m * n, flops);
+        Some(reduce::sum_axis(&partial, 0))
+    }
+}
+
 fn product(
     a: &Tensor,
     b: &Tensor,
@@ -90,8 +147,17 @@ fn product(
     bias: Option<&Tensor>,
     requires_grad: bool,
 ) -> Tensor {
-    let (m, _) = op_dims(a, trans_a, "a");
-    let (_, n) = op_dims(b, trans_b, "b");
+    let (m, k) = op_dims(a, trans_a, "a");
+    let (k2, n) = op_dims(b, trans_b, "b");
+    if a.gpu().kernel_set() == KernelSet::Cpu && k == k2 {
+        if let Some(out) = product_blocked(a, b, bias, trans_a, trans_b) {
+            return if requires_grad {
+                out.with_requires_grad(true)
+            } else {
+                out
+            };
+        }
+    }
     let out = Tensor::output(a.gpu(), &[m, n], requires_grad);
     launch(a, b, bias, &out, trans_a, trans_b);
     out

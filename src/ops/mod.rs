@@ -3,6 +3,7 @@
 //! backward passes. No model state lives here.
 
 pub mod adam;
+pub mod blocked;
 pub mod conv;
 pub mod elementwise;
 pub mod ema;
@@ -18,8 +19,9 @@ use crate::gpu::Shader;
 
 /// Every kernel family, for the shader tests: adding a family means adding its file in `shaders/`,
 /// its module here, and its entry in this list.
-pub static SHADERS: [&Shader; 11] = [
+pub static SHADERS: [&Shader; 12] = [
     &adam::SHADER,
+    &blocked::SHADER,
     &conv::SHADER,
     &elementwise::SHADER,
     &ema::SHADER,

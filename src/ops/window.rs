@@ -191,7 +191,7 @@ pub fn conv_window(
     params.pad_w = options.padding.1 as u32;
     params.mask_lo = bits as u32;
     params.mask_hi = (bits >> 32) as u32;
-    params.k_chunk = conv::forward_k_chunk(full, w4, &options) as u32;
+    params.k_chunk = conv::forward_k_chunk(x.gpu(), full, w4, &options) as u32;
     let gpu = x.gpu();
     let out = Tensor::uninit(gpu, &[x4[0], w4[0], window.rows, window.cols]);
     let kernel = Kernel::new(&SHADER, "conv_window").flag("HAS_BIAS", bias.is_some());

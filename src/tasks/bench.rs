@@ -116,11 +116,12 @@ pub fn clock(gpu: &Gpu) -> Clock {
 fn adapter_line(gpu: &Gpu) -> String {
     let info = &gpu.report().info;
     format!(
-        "adapter: {} ({:?}, driver {} {}); clock: {:?}",
+        "adapter: {} ({:?}, driver {} {}); kernels: {}; clock: {:?}",
         info.name,
         info.backend,
         info.driver,
         info.driver_info,
+        gpu.kernel_set(),
         clock(gpu)
     )
 }

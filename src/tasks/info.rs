@@ -13,6 +13,10 @@ pub fn run(options: &GpuOptions) -> Result<String> {
         println!("[{i}] {a}");
     }
     let gpu = Gpu::new(options)?;
-    println!("selected: {}", gpu.adapter_name());
+    println!(
+        "selected: {} (kernel set: {}; VQGPU_KERNELS=gpu|cpu chooses)",
+        gpu.adapter_name(),
+        gpu.kernel_set()
+    );
     Ok(gpu.adapter_name().to_string())
 }

@@ -141,3 +141,35 @@ pub fn row(z: &[f32], d: usize, hw: usize, n: usize) -> Vec<f64> {
     let (b, s) = (n / hw, n % hw);
     (0..d).map(|c| z[(b * d + c) * hw + s] as f64).collect()
 }
+
+/// The adapter once per kernel set it can run (`vqgpu::gpu::KernelSet`): the GPU set always, and
+/// the CPU set where the adapter has subgroups for it. A CPU adapter (lavapipe) must run both.
+pub fn kernel_set_gpus() -> Vec<Gpu> {
+    use vqgpu::gpu::KernelSet;
+    let open = |set| {
+        Gpu::new(&GpuOptions {
+            kernels: Some(set),
+            ..GpuOptions::default()
+        })
+    };
+    let gpu_set = open(KernelSet::Gpu).unwrap_or_else(|e| {
+        panic!("GPU tests need an adapter: {e}\n(on Linux without a GPU: apt-get install mesa-vulkan-drivers)")
+    });
+    let is_cpu = gpu_set.report().info.device_type == vqgpu::gpu::DeviceType::Cpu;
+    match open(KernelSet::Cpu) {
+        Ok(cpu_set) => vec![gpu_set, cpu_set],
+        Err(e) if !is_cpu => {
+            println!("the cpu kernel set is not tested on this adapter: {e}");
+            vec![gpu_set]
+        }
+        Err(e) => panic!("a CPU adapter must run the cpu kernel set: {e}"),
+    }
+}
+
+/// The name of the kernel that runs a convolution's products on `gpu`'s kernel set (for profiles).
+pub fn conv_kernel(gpu: &Gpu) -> &'static str {
+    match gpu.kernel_set() {
+        vqgpu::gpu::KernelSet::Gpu => "conv:conv2d",
+        vqgpu::gpu::KernelSet::Cpu => "blocked:gemm",
+    }
+}

@@ -1,0 +1,258 @@
+// Kernels for CPU adapters. A software driver such as Mesa's lavapipe runs the invocations of a
+// workgroup as the SIMD lanes of one CPU thread: every lane's load from a buffer is a separate
+// scalar load, integer division is done lane by lane, and each barrier switches between the
+// lanes' contexts. So these kernels use no workgroup memory and no barriers, load vec4s, keep
+// divisions out of inner loops, and let the lanes of a subgroup (at least 8) share the left
+// operand of a product through subgroup broadcasts instead of each loading it.
+//
+// gemm:     C(m, n) = sum_k A(m, k) B(k, n) (+ bias[m] or bias[n]), every operand read through
+//           strides, so that convolutions use it on NCHW tensors without copies:
+//             A(m, k) = a[m * a_m + (k / a_inner) * a_outer + (k % a_inner) * a_k]
+//             B(k, n) = b[(n / b_inner) * b_outer + n % b_inner + k * b_k]
+//             C(m, n) = c[chunk * c_chunk + (n / c_inner) * c_outer + n % c_inner + m * c_m]
+//           An invocation computes 8 rows x 8 columns. Lane r of the subgroup loads row m0 + r of
+//           A, four k at a time, and broadcasts it to the others. With B_VEC4, B is read as two
+//           vec4 per k (the host checks that b_inner, b_outer and b_k are multiples of 4). K may
+//           be split into chunks (workgroup z), each written to its own copy of C.
+// im2col:   the columns of a convolution, cols[j, n] (or with TRANSPOSED cols[n, j]) for
+//           j = (ci, ky, kx) and n = (b, oy, ox): x[b, ci, oy*s + ky - p, ox*s + kx - p], zero in
+//           the padding and at masked kernel positions. Rows are `ld` apart.
+// col2im:   the adjoint: dx[b, ci, iy, ix] = sum over the kernel positions that reach (iy, ix) of
+//           cols[(ci, ky, kx), (b, oy, ox)] (+ bias[ci]), masked positions skipped.
+
+override B_VEC4: bool = true;
+override BIAS: u32 = 0u;       // gemm: 0 none, 1 one per row m, 2 one per column n; col2im: 1 per channel
+override TRANSPOSED: bool = false;
+override MASKED: bool = false;
+override WG: u32 = 64u;        // gemm: invocations per workgroup
+
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    k_chunk: u32,
+    a_m: u32,
+    a_k: u32,
+    a_inner: u32,
+    a_outer: u32,
+    b_k: u32,
+    b_inner: u32,
+    b_outer: u32,
+    c_m: u32,
+    c_inner: u32,
+    c_outer: u32,
+    c_chunk: u32,
+    ld: u32,
+    batch: u32,
+    cin: u32,
+    in_h: u32,
+    in_w: u32,
+    out_h: u32,
+    out_w: u32,
+    k_h: u32,
+    k_w: u32,
+    stride_h: u32,
+    stride_w: u32,
+    pad_h: u32,
+    pad_w: u32,
+    mask_lo: u32,
+    mask_hi: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> c: array<f32>;
+
+fn load_b1(e: u32) -> f32 {
+    return b[e >> 2u][e & 3u];
+}
+
+// B(k, n .. n + 3) from the column bases of this invocation.
+fn load_b4(base: vec4<u32>, k: u32) -> vec4<f32> {
+    let off = k * p.b_k;
+    if (B_VEC4) { return b[(base.x + off) >> 2u]; }
+    return vec4<f32>(load_b1(base.x + off), load_b1(base.y + off), load_b1(base.z + off), load_b1(base.w + off));
+}
+
+fn column_base(n: u32) -> u32 {
+    return (n / p.b_inner) * p.b_outer + n % p.b_inner;
+}
+
+// One k into the 8 x 8 block (rows 0..7 of columns 0..3, then of columns 4..7): row r of A is
+// the value `ak` held by lane r.
+fn accumulate(acc: ptr<function, array<vec4<f32>, 16>>, ak: f32, b0: vec4<f32>, b1: vec4<f32>) {
+    let r0 = subgroupBroadcast(ak, 0u);
+    let r1 = subgroupBroadcast(ak, 1u);
+    let r2 = subgroupBroadcast(ak, 2u);
+    let r3 = subgroupBroadcast(ak, 3u);
+    let r4 = subgroupBroadcast(ak, 4u);
+    let r5 = subgroupBroadcast(ak, 5u);
+    let r6 = subgroupBroadcast(ak, 6u);
+    let r7 = subgroupBroadcast(ak, 7u);
+    (*acc)[0] += r0 * b0;
+    (*acc)[1] += r1 * b0;
+    (*acc)[2] += r2 * b0;
+    (*acc)[3] += r3 * b0;
+    (*acc)[4] += r4 * b0;
+    (*acc)[5] += r5 * b0;
+    (*acc)[6] += r6 * b0;
+    (*acc)[7] += r7 * b0;
+    (*acc)[8] += r0 * b1;
+    (*acc)[9] += r1 * b1;
+    (*acc)[10] += r2 * b1;
+    (*acc)[11] += r3 * b1;
+    (*acc)[12] += r4 * b1;
+    (*acc)[13] += r5 * b1;
+    (*acc)[14] += r6 * b1;
+    (*acc)[15] += r7 * b1;
+}
+
+@compute @workgroup_size(WG)
+fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+        @builtin(subgroup_invocation_id) lane: u32) {
+    let chunk = wid.z;
+    let m0 = wid.x * 8u;
+    let n0 = (wid.y * WG + lid.x) * 8u;
+    let k_begin = chunk * p.k_chunk;
+    let k_end = min(p.k, k_begin + p.k_chunk);
+    let row = m0 + lane;
+    let own_row = lane < 8u && row < p.m;
+    // A's offset of this lane's row at k, kept without division: k = outer * a_inner + inner
+    var inner = k_begin % p.a_inner;
+    var a_off = row * p.a_m + (k_begin / p.a_inner) * p.a_outer + inner * p.a_k;
+    var base0 = vec4<u32>(0u);
+    var base1 = vec4<u32>(0u);
+    if (B_VEC4) {
+        base0.x = column_base(n0);
+        base1.x = column_base(n0 + 4u);
+    } else {
+        base0 = vec4<u32>(column_base(n0), column_base(n0 + 1u), column_base(n0 + 2u), column_base(n0 + 3u));
+        base1 = vec4<u32>(column_base(n0 + 4u), column_base(n0 + 5u), column_base(n0 + 6u), column_base(n0 + 7u));
+    }
+    var acc: array<vec4<f32>, 16>;
+    for (var k0 = k_begin; k0 < k_end; k0 += 4u) {
+        let left = k_end - k0;
+        var av = vec4<f32>(0.0);
+        if (own_row) {
+            av.x = a[a_off];
+            if (left > 1u) { av.y = a[a_off + p.a_k]; }
+            if (left > 2u) { av.z = a[a_off + 2u * p.a_k]; }
+            if (left > 3u) { av.w = a[a_off + 3u * p.a_k]; }
+        }
+        accumulate(&acc, av.x, load_b4(base0, k0), load_b4(base1, k0));
+        if (left > 1u) { accumulate(&acc, av.y, load_b4(base0, k0 + 1u), load_b4(base1, k0 + 1u)); }
+        if (left > 2u) { accumulate(&acc, av.z, load_b4(base0, k0 + 2u), load_b4(base1, k0 + 2u)); }
+        if (left > 3u) { accumulate(&acc, av.w, load_b4(base0, k0 + 3u), load_b4(base1, k0 + 3u)); }
+        inner += 4u;
+        a_off += 4u * p.a_k;
+        if (inner >= p.a_inner) {
+            inner -= p.a_inner;
+            a_off += p.a_outer - p.a_inner * p.a_k;
+        }
+    }
+    // the bias of each row, 0 outside chunk 0
+    var row_bias: array<f32, 8>;
+    if (BIAS == 1u && chunk == 0u) {
+        for (var i = 0u; i < 8u; i++) {
+            row_bias[i] = bias[min(m0 + i, p.m - 1u)];
+        }
+    }
+    // each column's offset in C once (a division), then its 8 rows
+    for (var j = 0u; j < 8u; j++) {
+        let n = n0 + j;
+        if (n >= p.n) { break; }
+        let column = chunk * p.c_chunk + (n / p.c_inner) * p.c_outer + n % p.c_inner;
+        for (var i = 0u; i < 8u; i++) {
+            let m = m0 + i;
+            if (m >= p.m) { break; }
+            var v = acc[i + 8u * (j / 4u)][j % 4u];
+            if (BIAS == 1u) { v += row_bias[i]; }
+            if (BIAS == 2u && chunk == 0u) { v += bias[n]; }
+            c[column + m * p.c_m] = v;
+        }
+    }
+}
+
+fn kept(tap: u32) -> bool {
+    if (!MASKED) { return true; }
+    if (tap < 32u) { return ((p.mask_lo >> tap) & 1u) == 1u; }
+    return ((p.mask_hi >> (tap - 32u)) & 1u) == 1u;
+}
+
+// One invocation per column n = (b, oy, ox), looping over the rows j = (ci, ky, kx).
+@compute @workgroup_size(64)
+fn im2col(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let plane = p.out_h * p.out_w;
+    let n = gid.x;
+    if (n >= p.batch * plane) { return; }
+    let b_i = n / plane;
+    let oy = (n % plane) / p.out_w;
+    let ox = n % p.out_w;
+    let y0 = i32(oy * p.stride_h) - i32(p.pad_h);
+    let x0 = i32(ox * p.stride_w) - i32(p.pad_w);
+    var j = 0u;
+    for (var ci = 0u; ci < p.cin; ci++) {
+        let channel = (b_i * p.cin + ci) * p.in_h;
+        for (var ky = 0u; ky < p.k_h; ky++) {
+            let iy = y0 + i32(ky);
+            let row_inside = iy >= 0 && iy < i32(p.in_h);
+            for (var kx = 0u; kx < p.k_w; kx++) {
+                let ix = x0 + i32(kx);
+                var v = 0.0;
+                if (row_inside && ix >= 0 && ix < i32(p.in_w) && kept(ky * p.k_w + kx)) {
+                    v = a[(channel + u32(iy)) * p.in_w + u32(ix)];
+                }
+                if (TRANSPOSED) {
+                    c[n * p.ld + j] = v;
+                } else {
+                    c[j * p.ld + n] = v;
+                }
+                j++;
+            }
+        }
+    }
+}
+
+// One invocation per input position (b, iy, ix), looping over the channels and the kernel
+// positions that reach it. `b` holds the columns [rows, ld].
+@compute @workgroup_size(64)
+fn col2im(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let in_plane = p.in_h * p.in_w;
+    let e = gid.x;
+    if (e >= p.batch * in_plane) { return; }
+    let b_i = e / in_plane;
+    let iy = (e % in_plane) / p.in_w;
+    let ix = e % p.in_w;
+    let plane = p.out_h * p.out_w;
+    let taps = p.k_h * p.k_w;
+    // kernel rows ky = ry + s * t reach output row oy = qy - t; the same along x
+    let ry = (iy + p.pad_h) % p.stride_h;
+    let qy = (iy + p.pad_h) / p.stride_h;
+    let rx = (ix + p.pad_w) % p.stride_w;
+    let qx = (ix + p.pad_w) / p.stride_w;
+    for (var ci = 0u; ci < p.cin; ci++) {
+        var sum = 0.0;
+        var ky = ry;
+        for (var ty = 0u; ty <= qy && ky < p.k_h; ty++) {
+            let oy = qy - ty;
+            if (oy < p.out_h) {
+                var kx = rx;
+                for (var tx = 0u; tx <= qx && kx < p.k_w; tx++) {
+                    let ox = qx - tx;
+                    let tap = ky * p.k_w + kx;
+                    if (ox < p.out_w && kept(tap)) {
+                        sum += load_b1((ci * taps + tap) * p.ld + b_i * plane + oy * p.out_w + ox);
+                    }
+                    kx += p.stride_w;
+                }
+            }
+            ky += p.stride_h;
+        }
+        if (BIAS == 1u) { sum += bias[ci]; }
+        c[((b_i * p.cin + ci) * p.in_h + iy) * p.in_w + ix] = sum;
+    }
+}

@@ -1,0 +1,370 @@
+//! Host side of `shaders/blocked.wgsl`: the kernels of the CPU kernel set (see
+//! [`crate::gpu::KernelSet`]). A strided, register-blocked GEMM whose operands may be NCHW
+//! tensors, and the `im2col` / `col2im` pair that lowers a convolution onto it.
+
+use crate::gpu::{Binding, Gpu, Kernel, Shader, CPU_SET_LANES};
+use crate::tensor::Tensor;
+
+/// `shaders/blocked.wgsl`: the GEMM in both workgroup widths and bias kinds, and the lowering
+/// kernels.
+pub static SHADER: Shader = crate::shader!(
+    "blocked",
+    Params,
+    [A, B, BIAS, C],
+    subgroups,
+    overrides: [
+        &[&[("WG", 64.0)], &[("WG", 8.0)]],
+        &[&[("BIAS", 0.0)], &[("BIAS", 1.0)], &[("BIAS", 2.0)]],
+    ]
+);
+const A: Binding = Binding::read(1, "a");
+const B: Binding = Binding::read(2, "b");
+const BIAS: Binding = Binding::read(3, "bias");
+const C: Binding = Binding::read_write(4, "c");
+
+crate::uniform_params! {
+    #[derive(Default, Debug)]
+    pub(crate) struct Params {
+        pub m: u32,
+        pub n: u32,
+        pub k: u32,
+        pub k_chunk: u32,
+        pub a_m: u32,
+        pub a_k: u32,
+        pub a_inner: u32,
+        pub a_outer: u32,
+        pub b_k: u32,
+        pub b_inner: u32,
+        pub b_outer: u32,
+        pub c_m: u32,
+        pub c_inner: u32,
+        pub c_outer: u32,
+        pub c_chunk: u32,
+        pub ld: u32,
+        pub batch: u32,
+        pub cin: u32,
+        pub in_h: u32,
+        pub in_w: u32,
+        pub out_h: u32,
+        pub out_w: u32,
+        pub k_h: u32,
+        pub k_w: u32,
+        pub stride_h: u32,
+        pub stride_w: u32,
+        pub pad_h: u32,
+        pub pad_w: u32,
+        pub mask_lo: u32,
+        pub mask_hi: u32,
+        _pad0: u32,
+        _pad1: u32,
+    }
+}
+
+/// An index that never wraps: `inner` of a plain row-major operand.
+pub(crate) const NO_WRAP: u32 = u32::MAX;
+
+/// Rows and columns of C one GEMM invocation computes.
+const BLOCK: usize = CPU_SET_LANES as usize;
+const WG: usize = 8;
+/// Each K chunk of one invocation loops at most this many times over 4 k: the software driver
+/// silently cuts a loop nest after 65535 iterations.
+pub(crate) const MAX_K_CHUNK: usize = 4 * 15_000;
+
+/// How an operand of [`gemm`] is laid out; see `blocked.wgsl` for the index formulas.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Layout {
+    /// A: stride of m; B: stride of k; C: stride of m.
+    pub major: u32,
+    /// A: stride of k within a block of `inner` (B and C: 1).
+    pub minor: u32,
+    /// Length of the contiguous block along k (A) or n (B, C); [`NO_WRAP`] for a plain matrix.
+    pub inner: u32,
+    /// Offset between consecutive blocks.
+    pub outer: u32,
+}
+
+impl Layout {
+    /// A row-major matrix with rows `row` apart.
+    pub fn rows(row: usize) -> Self {
+        Self {
+            major: row as u32,
+            minor: 1,
+            inner: NO_WRAP,
+            outer: 0,
+        }
+    }
+
+    /// An NCHW tensor seen as [channels, batch x plane]: channel stride `plane`, images
+    /// `channels x plane` apart.
+    pub fn channels(channels: usize, plane: usize) -> Self {
+        Self {
+            major: plane as u32,
+            minor: 1,
+            inner: plane as u32,
+            outer: (channels * plane) as u32,
+        }
+    }
+
+    fn vec4_ready(&self) -> bool {
+        self.major.is_multiple_of(4)
+            && (self.inner == NO_WRAP
+                || (self.inner.is_multiple_of(4) && self.outer.is_multiple_of(4)))
+    }
+}
+
+/// Where the bias of a [`gemm`] goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BiasPer {
+    /// One value per row m.
+    Row = 1,
+    /// One value per column n.
+    Column = 2,
+}
+
+/// A product C[m, n] = sum over k of A(m, k) B(k, n) with its operands' layouts.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Product {
+    /// Rows of C.
+    pub m: usize,
+    /// Columns of C.
+    pub n: usize,
+    /// Length of the sums.
+    pub k: usize,
+    /// A(m, k).
+    pub a: Layout,
+    /// B(k, n).
+    pub b: Layout,
+    /// C(m, n).
+    pub c: Layout,
+}
+
+impl Product {
+    /// Whether A's blocks along k hold whole groups of 4 (the kernel loads 4 k at a time).
+    pub fn a_ready(&self) -> bool {
+        self.a.inner == NO_WRAP || self.a.inner.is_multiple_of(4)
+    }
+
+    /// Workgroups (x along m, y along n) of the launch, for a workgroup of `wg` invocations.
+    fn groups(&self, wg: usize) -> [usize; 2] {
+        [self.m.div_ceil(BLOCK), self.n.div_ceil(BLOCK * wg)]
+    }
+
+    /// Invocations per workgroup.
+    fn workgroup(&self) -> usize {
+        WG
+    }
+
+    /// (chunks, K per chunk): K is split when one invocation would loop too long, or when the
+    /// product has too few blocks to keep a few CPU threads busy. Depends on the shape only.
+    pub fn split(&self) -> (u32, u32) {
+        let [x, y] = self.groups(self.workgroup());
+        let blocks = x * y;
+        let busy = if blocks < 16 && self.k >= 4096 {
+            16usize.div_ceil(blocks).min(self.k / 2048)
+        } else {
+            1
+        };
+        let chunks = busy.max(self.k.div_ceil(MAX_K_CHUNK)).max(1);
+        let chunk = self.k.div_ceil(chunks).div_ceil(4) * 4;
+        (self.k.div_ceil(chunk) as u32, chunk as u32)
+    }
+
+    /// Whether the launch fits the adapter's workgroup-count limit.
+    pub fn fits(&self, gpu: &Gpu) -> bool {
+        let max = gpu.limits().max_compute_workgroups_per_dimension as usize;
+        let [x, y] = self.groups(self.workgroup());
+        x <= max && y <= max && (self.split().0 as usize) <= max
+    }
+}
+
+/// Records C = A B (+ bias) into `out`, K in `split` = (chunks, K per chunk) as
+/// [`Product::split`] gives it, chunk i written `chunk_stride` elements after chunk i - 1.
+/// `a` and `out` are bound as they are; `b` is bound rounded up to whole vec4.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm(
+    p: &Product,
+    a: &Tensor,
+    b: &Tensor,
+    bias: Option<(&Tensor, BiasPer)>,
+    out: &Tensor,
+    split: (u32, u32),
+    chunk_stride: usize,
+    flops: f64,
+) {
+    assert!(
+        p.a_ready(),
+        "blocked gemm: A's blocks along k must hold groups of 4"
+    );
+    let wg = p.workgroup();
+    let vec4 = p.b.vec4_ready();
+    let kernel = Kernel::new(&SHADER, "gemm")
+        .flag("B_VEC4", vec4)
+        .with("WG", wg as f64)
+        .with("BIAS", bias.map_or(0.0, |(_, per)| per as u32 as f64));
+    let params = Params {
+        m: p.m as u32,
+        n: p.n as u32,
+        k: p.k as u32,
+        k_chunk: split.1,
+        a_m: p.a.major,
+        a_k: p.a.minor,
+        a_inner: p.a.inner,
+        a_outer: p.a.outer,
+        b_k: p.b.major,
+        b_inner: p.b.inner,
+        b_outer: p.b.outer,
+        c_m: p.c.major,
+        c_inner: p.c.inner,
+        c_outer: p.c.outer,
+        c_chunk: chunk_stride as u32,
+        ..Params::default()
+    };
+    let [x, y] = p.groups(wg);
+    let bias_arg = bias.map_or(a, |(t, _)| t).bind(BIAS);
+    a.gpu().dispatch_counted(
+        &kernel,
+        &params,
+        &[a.bind(A), b.bind_vec4(B), bias_arg, out.bind(C)],
+        [x as u32, y as u32, split.0],
+        flops,
+    );
+}
+
+/// The geometry of a convolution for [`im2col`] and [`col2im`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Lowering {
+    /// batch, cin, in_h, in_w of the input.
+    pub x: [u32; 4],
+    /// out_h, out_w of the output.
+    pub out: [u32; 2],
+    /// k_h, k_w.
+    pub kernel: [u32; 2],
+    /// Vertical and horizontal stride.
+    pub stride: [u32; 2],
+    /// Vertical and horizontal padding.
+    pub pad: [u32; 2],
+    /// Kept kernel positions (bit per position, all set for an unmasked convolution).
+    pub mask: u64,
+}
+
+impl Lowering {
+    fn params(&self, ld: usize) -> Params {
+        Params {
+            ld: ld as u32,
+            batch: self.x[0],
+            cin: self.x[1],
+            in_h: self.x[2],
+            in_w: self.x[3],
+            out_h: self.out[0],
+            out_w: self.out[1],
+            k_h: self.kernel[0],
+            k_w: self.kernel[1],
+            stride_h: self.stride[0],
+            stride_w: self.stride[1],
+            pad_h: self.pad[0],
+            pad_w: self.pad[1],
+            mask_lo: self.mask as u32,
+            mask_hi: (self.mask >> 32) as u32,
+            ..Params::default()
+        }
+    }
+
+    fn masked(&self) -> bool {
+        self.mask != u64::MAX
+    }
+
+    /// Rows of the column matrix: cin x k_h x k_w.
+    pub fn rows(&self) -> usize {
+        (self.x[1] * self.kernel[0] * self.kernel[1]) as usize
+    }
+
+    /// Columns of the column matrix: batch x out_h x out_w.
+    pub fn columns(&self) -> usize {
+        (self.x[0] * self.out[0] * self.out[1]) as usize
+    }
+
+    /// Whether the lowering kernels' launches fit the adapter's workgroup-count limit and their
+    /// loops the software driver's loop limit.
+    pub fn fits(&self, gpu: &Gpu) -> bool {
+        let max = gpu.limits().max_compute_workgroups_per_dimension as usize;
+        let [batch, _, in_h, in_w] = self.x.map(|v| v as usize);
+        let positions = self.columns().max(batch * in_h * in_w);
+        positions.div_ceil(64) <= max && self.rows() <= MAX_LOOP
+    }
+}
+
+/// The most iterations one invocation of the lowering kernels may loop (the software driver
+/// silently cuts a loop nest after 65535).
+const MAX_LOOP: usize = 60_000;
+
+/// Records the columns of x into `out`: [rows, ld] (or with `transposed`, [columns, ld]).
+pub(crate) fn im2col(x: &Tensor, g: &Lowering, transposed: bool, ld: usize, out: &Tensor) {
+    let kernel = Kernel::new(&SHADER, "im2col")
+        .flag("TRANSPOSED", transposed)
+        .flag("MASKED", g.masked());
+    x.gpu().dispatch(
+        &kernel,
+        &g.params(ld),
+        &[x.bind(A), x.bind_vec4(B), x.bind(BIAS), out.bind(C)],
+        [g.columns().div_ceil(64) as u32, 1, 1],
+    );
+}
+
+/// Records dx = col2im(cols) (+ bias per channel) into `out` [batch, cin, in_h, in_w], for
+/// columns [rows, ld].
+pub(crate) fn col2im(cols: &Tensor, g: &Lowering, ld: usize, bias: Option<&Tensor>, out: &Tensor) {
+    let kernel = Kernel::new(&SHADER, "col2im")
+        .flag("MASKED", g.masked())
+        .with("BIAS", if bias.is_some() { 1.0 } else { 0.0 });
+    cols.gpu().dispatch(
+        &kernel,
+        &g.params(ld),
+        &[
+            cols.bind(A),
+            cols.bind_vec4(B),
+            bias.unwrap_or(cols).bind(BIAS),
+            out.bind(C),
+        ],
+        [(g.x[0] * g.x[2] * g.x[3]).div_ceil(64), 1, 1],
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn product(m: usize, n: usize, k: usize) -> Product {
+        Product {
+            m,
+            n,
+            k,
+            a: Layout::rows(k),
+            b: Layout::rows(n),
+            c: Layout::rows(n),
+        }
+    }
+
+    #[test]
+    fn long_sums_are_split_within_the_loop_limit() {
+        let (chunks, chunk) = product(64, 48, 200_000).split();
+        assert!(chunk as usize <= MAX_K_CHUNK && chunk % 4 == 0);
+        assert!(chunks as usize * chunk as usize >= 200_000);
+        assert!((chunks as usize - 1) * (chunk as usize) < 200_000);
+    }
+
+    #[test]
+    fn few_blocks_split_for_threads_and_many_do_not() {
+        // a weight gradient: 64 x 48 outputs, K = 32 x 16 x 16
+        assert!(product(64, 48, 8192).split().0 > 1);
+        assert_eq!(product(512, 2048, 8192).split().0, 1);
+        assert_eq!(product(64, 48, 1000).split().0, 1);
+    }
+
+    #[test]
+    fn vec4_needs_whole_groups_of_four() {
+        assert!(Layout::rows(8).vec4_ready());
+        assert!(!Layout::rows(6).vec4_ready());
+        assert!(Layout::channels(3, 16).vec4_ready());
+        assert!(!Layout::channels(3, 9).vec4_ready());
+    }
+}

@@ -1,0 +1,158 @@
+//! The convolutions of the CPU kernel set: each of the three products lowered onto the blocked
+//! GEMM of `blocked.wgsl`, with the input's columns (`im2col`) written once and, for the input
+//! gradient, the columns' gradient folded back (`col2im`). The GEMM reads the weights and the NCHW
+//! output gradient in place. A shape the lowering cannot take (launches past the adapter's
+//! workgroup limit, column matrices past its binding limit) runs on `conv.wgsl` as on a GPU; the
+//! choice depends on the shape only.
+
+use super::shape::ConvShape;
+use super::Mode;
+use crate::gpu::{Gpu, KernelSet};
+use crate::ops::blocked::{self, BiasPer, Layout, Lowering, Product, NO_WRAP};
+use crate::ops::reduce;
+use crate::tensor::Tensor;
+
+fn lowering(s: &ConvShape) -> Lowering {
+    Lowering {
+        x: [s.batch, s.cin, s.in_h, s.in_w],
+        out: [s.out_h, s.out_w],
+        kernel: [s.k_h, s.k_w],
+        stride: [s.stride_h, s.stride_w],
+        pad: [s.pad_h, s.pad_w],
+        mask: (s.mask_hi as u64) << 32 | s.mask_lo as u64,
+    }
+}
+
+/// A mode's product and the size of the column matrix it needs.
+struct Plan {
+    product: Product,
+    /// Row length of the column matrix (padded to whole vec4).
+    ld: usize,
+    /// Elements of the column matrix.
+    cols: usize,
+}
+
+fn plan(s: &ConvShape, mode: Mode) -> Option<Plan> {
+    let g = lowering(s);
+    let (k, n) = (g.rows(), g.columns());
+    let (cout, plane) = (s.cout as usize, (s.out_h * s.out_w) as usize);
+    let (n_pad, k_pad) = (n.div_ceil(4) * 4, k.div_ceil(4) * 4);
+    let plan = match mode {
+        Mode::Forward => Plan {
+            product: Product {
+                m: cout,
+                n,
+                k,
+                a: Layout::rows(k),
+                b: Layout::rows(n_pad),
+                c: Layout::channels(cout, plane),
+            },
+            ld: n_pad,
+            cols: k.checked_mul(n_pad)?,
+        },
+        Mode::InputGrad => Plan {
+            product: Product {
+                m: k,
+                n,
+                k: cout,
+                // A(j, co) = w[co, j]: the transposed weight, read in place
+                a: Layout {
+                    major: 1,
+                    minor: k as u32,
+                    inner: NO_WRAP,
+                    outer: 0,
+                },
+                b: Layout::channels(cout, plane),
+                c: Layout::rows(n_pad),
+            },
+            ld: n_pad,
+            cols: k.checked_mul(n_pad)?,
+        },
+        Mode::WeightGrad => Plan {
+            product: Product {
+                m: cout,
+                n: k,
+                k: n,
+                // A(co, (b, pixel)) = dy[b, co, pixel]
+                a: Layout {
+                    minor: 1,
+                    ..Layout::channels(cout, plane)
+                },
+                b: Layout::rows(k_pad),
+                c: Layout::rows(k),
+            },
+            ld: k_pad,
+            cols: n.checked_mul(k_pad)?,
+        },
+    };
+    Some(plan)
+}
+
+/// The plan when the device runs the CPU set and the shape suits the lowering.
+fn usable_plan(gpu: &Gpu, s: &ConvShape, mode: Mode) -> Option<Plan> {
+    if gpu.kernel_set() != KernelSet::Cpu {
+        return None;
+    }
+    let plan = plan(s, mode)?;
+    let limit = gpu.limits().max_storage_buffer_binding_size as usize;
+    let bytes = plan.cols.checked_mul(4)?;
+    let ok = bytes <= limit
+        && plan.cols < u32::MAX as usize
+        && plan.product.a_ready()
+        && plan.product.fits(gpu)
+        && lowering(s).fits(gpu)
+        // the input gradient's sum (over output channels) is never split
+        && (mode != Mode::InputGrad || plan.product.split().0 == 1);
+    ok.then_some(plan)
+}
+
+/// (chunks, K per chunk) of a product on the CPU set, or `None` when `conv.wgsl` computes it.
+pub(super) fn k_split(gpu: &Gpu, s: &ConvShape, mode: Mode) -> Option<(u32, u32)> {
+    usable_plan(gpu, s, mode).map(|p| p.product.split())
+}
+
+/// Records `mode(lhs, rhs) (+ bias)` on the CPU set into a new tensor of `shape`, or returns
+/// `None` (recording nothing) when `conv.wgsl` must compute it. No autograd.
+pub(super) fn launch(
+    s: &ConvShape,
+    mode: Mode,
+    lhs: &Tensor,
+    rhs: &Tensor,
+    bias: Option<&Tensor>,
+    shape: &[usize; 4],
+) -> Option<Tensor> {
+    let gpu = lhs.gpu();
+    let plan = usable_plan(gpu, s, mode)?;
+    let g = lowering(s);
+    let cols = Tensor::uninit(gpu, &[plan.cols]);
+    let p = &plan.product;
+    let flops = s.flops();
+    let out = match mode {
+        Mode::Forward | Mode::WeightGrad => {
+            // Forward: y = w cols(x); weight gradient: dw = dy cols(x)^T
+            let forward = mode == Mode::Forward;
+            blocked::im2col(rhs, &g, !forward, plan.ld, &cols);
+            let bias = bias.map(|t| (t, BiasPer::Row));
+            let split = p.split();
+            let numel: usize = shape.iter().product();
+            let [d0, d1, d2, d3] = *shape;
+            if split.0 == 1 {
+                let out = Tensor::uninit(gpu, shape);
+                blocked::gemm(p, lhs, &cols, bias, &out, split, numel, flops);
+                out
+            } else {
+                let partial = Tensor::uninit(gpu, &[split.0 as usize, d0, d1, d2, d3]);
+                blocked::gemm(p, lhs, &cols, bias, &partial, split, numel, flops);
+                reduce::sum_axis(&partial, 0)
+            }
+        }
+        Mode::InputGrad => {
+            // the columns' gradient w^T dy, folded back onto the input
+            blocked::gemm(p, lhs, rhs, None, &cols, p.split(), 0, flops);
+            let out = Tensor::uninit(gpu, shape);
+            blocked::col2im(&cols, &g, plan.ld, bias, &out);
+            out
+        }
+    };
+    Some(out)
+}
