@@ -24,7 +24,9 @@ override B_VEC4: bool = true;
 override BIAS: u32 = 0u;       // gemm: 0 none, 1 one per row m, 2 one per column n; col2im: 1 per channel
 override TRANSPOSED: bool = false;
 override MASKED: bool = false;
-override WG: u32 = 64u;        // gemm: invocations per workgroup
+override WG: u32 = 8u;         // gemm: invocations per workgroup
+
+const NO_WRAP: u32 = 0xffffffffu; // an `inner` that never wraps: a plain row-major operand
 
 struct Params {
     m: u32,
@@ -119,8 +121,8 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let n0 = (wid.y * WG + lid.x) * 8u;
     let k_begin = chunk * p.k_chunk;
     let k_end = min(p.k, k_begin + p.k_chunk);
-    let row = m0 + lane;
-    let own_row = lane < 8u && row < p.m;
+    // lanes past row 7 or past M load a valid row too (never broadcast, or never stored)
+    let row = min(m0 + min(lane, 7u), p.m - 1u);
     // A's offset of this lane's row at k, kept without division: k = outer * a_inner + inner
     var inner = k_begin % p.a_inner;
     var a_off = row * p.a_m + (k_begin / p.a_inner) * p.a_outer + inner * p.a_k;
@@ -134,25 +136,25 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         base1 = vec4<u32>(column_base(n0 + 4u), column_base(n0 + 5u), column_base(n0 + 6u), column_base(n0 + 7u));
     }
     var acc: array<vec4<f32>, 16>;
-    for (var k0 = k_begin; k0 < k_end; k0 += 4u) {
-        let left = k_end - k0;
-        var av = vec4<f32>(0.0);
-        if (own_row) {
-            av.x = a[a_off];
-            if (left > 1u) { av.y = a[a_off + p.a_k]; }
-            if (left > 2u) { av.z = a[a_off + 2u * p.a_k]; }
-            if (left > 3u) { av.w = a[a_off + 3u * p.a_k]; }
-        }
+    // whole groups of 4 k, then the rest one at a time
+    let k_whole = k_begin + (k_end - k_begin) / 4u * 4u;
+    for (var k0 = k_begin; k0 < k_whole; k0 += 4u) {
+        let av = vec4<f32>(a[a_off], a[a_off + p.a_k], a[a_off + 2u * p.a_k], a[a_off + 3u * p.a_k]);
         accumulate(&acc, av.x, load_b4(base0, k0), load_b4(base1, k0));
-        if (left > 1u) { accumulate(&acc, av.y, load_b4(base0, k0 + 1u), load_b4(base1, k0 + 1u)); }
-        if (left > 2u) { accumulate(&acc, av.z, load_b4(base0, k0 + 2u), load_b4(base1, k0 + 2u)); }
-        if (left > 3u) { accumulate(&acc, av.w, load_b4(base0, k0 + 3u), load_b4(base1, k0 + 3u)); }
+        accumulate(&acc, av.y, load_b4(base0, k0 + 1u), load_b4(base1, k0 + 1u));
+        accumulate(&acc, av.z, load_b4(base0, k0 + 2u), load_b4(base1, k0 + 2u));
+        accumulate(&acc, av.w, load_b4(base0, k0 + 3u), load_b4(base1, k0 + 3u));
         inner += 4u;
         a_off += 4u * p.a_k;
         if (inner >= p.a_inner) {
             inner -= p.a_inner;
             a_off += p.a_outer - p.a_inner * p.a_k;
         }
+    }
+    // the rest lies inside one block of A along k (blocks hold whole groups of 4)
+    for (var k = k_whole; k < k_end; k++) {
+        accumulate(&acc, a[a_off], load_b4(base0, k), load_b4(base1, k));
+        a_off += p.a_k;
     }
     // the bias of each row, 0 outside chunk 0
     var row_bias: array<f32, 8>;
@@ -161,18 +163,18 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
             row_bias[i] = bias[min(m0 + i, p.m - 1u)];
         }
     }
-    // each column's offset in C once (a division), then its 8 rows
-    for (var j = 0u; j < 8u; j++) {
-        let n = n0 + j;
-        if (n >= p.n) { break; }
-        let column = chunk * p.c_chunk + (n / p.c_inner) * p.c_outer + n % p.c_inner;
-        for (var i = 0u; i < 8u; i++) {
-            let m = m0 + i;
-            if (m >= p.m) { break; }
+    for (var i = 0u; i < 8u; i++) {
+        let m = m0 + i;
+        if (m >= p.m) { break; }
+        for (var j = 0u; j < 8u; j++) {
+            let n = n0 + j;
+            if (n >= p.n) { break; }
             var v = acc[i + 8u * (j / 4u)][j % 4u];
             if (BIAS == 1u) { v += row_bias[i]; }
             if (BIAS == 2u && chunk == 0u) { v += bias[n]; }
-            c[column + m * p.c_m] = v;
+            var column = n;
+            if (p.c_inner != NO_WRAP) { column = (n / p.c_inner) * p.c_outer + n % p.c_inner; }
+            c[chunk * p.c_chunk + column + m * p.c_m] = v;
         }
     }
 }

@@ -83,3 +83,32 @@ fn index_sums(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
     if (d0 < p.d) { sums_out[slot * p.d + d0] = acc0; }
     if (d1 < p.d) { sums_out[slot * p.d + d1] = acc1; }
 }
+
+// index_sums for CPU adapters (the CPU kernel set): one invocation per index k, walking the
+// positions of its segment in order and adding the vectors of its hits into its own slots: no
+// workgroup memory, no barriers. A segment holds at most 60000 / (2 D + 2) positions, so that one
+// invocation stays below the software driver's limit of 65535 loop iterations.
+@compute @workgroup_size(64)
+fn index_sums_by_index(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let k = gid.x;
+    if (k >= p.k) { return; }
+    let first = wid.y * p.segment;
+    let last = min(p.n, first + p.segment);
+    let slot = wid.y * p.k + k;
+    var count = 0u;
+    for (var row = first; row < last; row = row + 1u) {
+        if (u32(indices[row]) == k) {
+            let at = (row / p.hw) * p.d * p.hw + row % p.hw;
+            for (var d = 0u; d < p.d; d = d + 1u) {
+                var sum = src[at + d * p.hw];
+                if (count > 0u) { sum = sum + sums_out[slot * p.d + d]; }
+                sums_out[slot * p.d + d] = sum;
+            }
+            count = count + 1u;
+        }
+    }
+    if (count == 0u) {
+        for (var d = 0u; d < p.d; d = d + 1u) { sums_out[slot * p.d + d] = 0.0; }
+    }
+    counts_out[slot] = f32(count);
+}

@@ -37,7 +37,10 @@ fn check_index_sums(
             want_sums[c * d + j] += v;
         }
     }
-    let what = format!("index sums B={batch} D={d} {h}x{w} K={k}");
+    let what = format!(
+        "index sums B={batch} D={d} {h}x{w} K={k} kernels={}",
+        gpu.kernel_set()
+    );
     assert_close(&download(&counts), &want_counts, 0.0, 0.0, &what);
     assert_close(&download(&sums), &want_sums, 1e-5, 1e-5, &what);
 }
@@ -73,24 +76,34 @@ fn gather_and_its_codebook_gradient_match_reference() {
 
 #[test]
 fn index_sums_match_reference() {
-    let gpu = gpu();
-    let mut rng = rng(202);
-    // more rows than one 256-row block, D above 256 (the second dim slot), K = 1 and unused codes
-    for (batch, d, h, w, k) in [
-        (1, 1, 1, 1, 1),
-        (3, 300, 10, 11, 9),
-        (2, 64, 8, 8, 512),
-        (1, 7, 1, 600, 5),
-    ] {
-        let n = batch * h * w;
-        let code_values: Vec<f32> = (0..n).map(|i| ((i * i + 7 * i) % k) as f32).collect();
-        check_index_sums(&gpu, &mut rng, (batch, d, h, w, k), &code_values);
+    for gpu in kernel_set_gpus() {
+        let mut rng = rng(202);
+        // more rows than one 256-row block, D above 256 (the second dim slot), K = 1 and unused
+        // codes; the last two span several of the cpu set's segments (60000 / (2 D + 2) positions)
+        for (batch, d, h, w, k) in [
+            (1, 1, 1, 1, 1),
+            (3, 300, 10, 11, 9),
+            (2, 64, 8, 8, 512),
+            (1, 7, 1, 600, 5),
+            (32, 64, 8, 8, 512),
+            (1, 3000, 7, 9, 4),
+        ] {
+            let n = batch * h * w;
+            let code_values: Vec<f32> = (0..n).map(|i| ((i * i + 7 * i) % k) as f32).collect();
+            check_index_sums(&gpu, &mut rng, (batch, d, h, w, k), &code_values);
+        }
     }
 }
 
 #[test]
 fn index_sums_and_gather_handle_vectors_wider_than_one_dim_block() {
-    let gpu = gpu();
+    for gpu in kernel_set_gpus() {
+        wide_vectors(&gpu);
+    }
+}
+
+fn wide_vectors(gpu: &Gpu) {
+    let gpu = gpu.clone();
     let mut rng = rng(205);
     for (batch, d, h, w, k) in [(2, 600, 3, 5, 4), (1, 1100, 2, 9, 3)] {
         let n = batch * h * w;

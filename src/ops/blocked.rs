@@ -13,7 +13,7 @@ pub static SHADER: Shader = crate::shader!(
     [A, B, BIAS, C],
     subgroups,
     overrides: [
-        &[&[("WG", 64.0)], &[("WG", 8.0)]],
+        &[&[("WG", WG as f64)]],
         &[&[("BIAS", 0.0)], &[("BIAS", 1.0)], &[("BIAS", 2.0)]],
     ]
 );
@@ -65,6 +65,8 @@ pub(crate) const NO_WRAP: u32 = u32::MAX;
 
 /// Rows and columns of C one GEMM invocation computes.
 const BLOCK: usize = CPU_SET_LANES as usize;
+/// Invocations per GEMM workgroup: 64 columns of C per workgroup keep a workgroup's columns of B
+/// in the CPU's cache while the workgroups along m reuse them.
 const WG: usize = 8;
 /// Each K chunk of one invocation loops at most this many times over 4 k: the software driver
 /// silently cuts a loop nest after 65535 iterations.
@@ -144,20 +146,15 @@ impl Product {
         self.a.inner == NO_WRAP || self.a.inner.is_multiple_of(4)
     }
 
-    /// Workgroups (x along m, y along n) of the launch, for a workgroup of `wg` invocations.
-    fn groups(&self, wg: usize) -> [usize; 2] {
-        [self.m.div_ceil(BLOCK), self.n.div_ceil(BLOCK * wg)]
-    }
-
-    /// Invocations per workgroup.
-    fn workgroup(&self) -> usize {
-        WG
+    /// Workgroups (x along m, y along n) of the launch.
+    fn groups(&self) -> [usize; 2] {
+        [self.m.div_ceil(BLOCK), self.n.div_ceil(BLOCK * WG)]
     }
 
     /// (chunks, K per chunk): K is split when one invocation would loop too long, or when the
     /// product has too few blocks to keep a few CPU threads busy. Depends on the shape only.
     pub fn split(&self) -> (u32, u32) {
-        let [x, y] = self.groups(self.workgroup());
+        let [x, y] = self.groups();
         let blocks = x * y;
         let busy = if blocks < 16 && self.k >= 4096 {
             16usize.div_ceil(blocks).min(self.k / 2048)
@@ -172,7 +169,7 @@ impl Product {
     /// Whether the launch fits the adapter's workgroup-count limit.
     pub fn fits(&self, gpu: &Gpu) -> bool {
         let max = gpu.limits().max_compute_workgroups_per_dimension as usize;
-        let [x, y] = self.groups(self.workgroup());
+        let [x, y] = self.groups();
         x <= max && y <= max && (self.split().0 as usize) <= max
     }
 }
@@ -195,11 +192,10 @@ pub(crate) fn gemm(
         p.a_ready(),
         "blocked gemm: A's blocks along k must hold groups of 4"
     );
-    let wg = p.workgroup();
     let vec4 = p.b.vec4_ready();
     let kernel = Kernel::new(&SHADER, "gemm")
         .flag("B_VEC4", vec4)
-        .with("WG", wg as f64)
+        .with("WG", WG as f64)
         .with("BIAS", bias.map_or(0.0, |(_, per)| per as u32 as f64));
     let params = Params {
         m: p.m as u32,
@@ -219,7 +215,7 @@ pub(crate) fn gemm(
         c_chunk: chunk_stride as u32,
         ..Params::default()
     };
-    let [x, y] = p.groups(wg);
+    let [x, y] = p.groups();
     let bias_arg = bias.map_or(a, |(t, _)| t).bind(BIAS);
     a.gpu().dispatch_counted(
         &kernel,

@@ -3,7 +3,7 @@
 //! Indices are f32 tensors holding exact integers.
 
 use crate::autograd;
-use crate::gpu::{Binding, Shader};
+use crate::gpu::{Binding, KernelSet, Shader};
 use crate::ops::reduce;
 use crate::tensor::Tensor;
 
@@ -39,6 +39,12 @@ pub const MAX_ROWS: usize = 65535;
 const SEGMENT: usize = 16384;
 /// Dimensions per workgroup of `index_sums` (two per thread).
 const DIMS_PER_GROUP: usize = 512;
+/// The CPU set's `index_sums_by_index` loops at most this many times per invocation (one per
+/// position of its segment and one per dimension of each hit): the software driver silently cuts
+/// a loop nest after 65535.
+const CPU_LOOP_LIMIT: usize = 60_000;
+/// ... and its partial sums hold at most this many values (16 MiB); beyond, `index_sums` runs.
+const CPU_PARTIALS_LIMIT: usize = 1 << 22;
 
 /// (batch, H, W) of an index grid and D of its vectors [B, D, H, W].
 fn grid_of(indices: &Tensor, vectors: [usize; 4], op: &str) -> Params {
@@ -110,14 +116,34 @@ pub fn index_sums(indices: &Tensor, src: &Tensor, k: usize) -> (Tensor, Tensor) 
     };
     let mut params = grid_of(indices, [batch, d, h, w], "index_sums");
     params.k = k as u32;
-    params.segment = SEGMENT as u32;
-    let segments = (params.n as usize).div_ceil(SEGMENT);
     let gpu = src.gpu();
+    // a hit costs the driver two counts per dimension (its loop entry and iteration), a position one
+    let cpu_segment = (CPU_LOOP_LIMIT / (2 * d + 2)).max(1);
+    // the CPU set's short segments each keep a partial sum: only while they stay small
+    let by_index = gpu.kernel_set() == KernelSet::Cpu
+        && (params.n as usize)
+            .div_ceil(cpu_segment)
+            .saturating_mul(k * d)
+            <= CPU_PARTIALS_LIMIT;
+    let segment = if by_index { cpu_segment } else { SEGMENT };
+    params.segment = segment as u32;
+    let segments = (params.n as usize).div_ceil(segment);
     let counts = Tensor::uninit(gpu, &[segments, k]);
     let sums = Tensor::uninit(gpu, &[segments, k, d]);
+    let (entry, groups) = if by_index {
+        (
+            "index_sums_by_index",
+            [k.div_ceil(64) as u32, segments as u32, 1],
+        )
+    } else {
+        (
+            "index_sums",
+            [k as u32, segments as u32, d.div_ceil(DIMS_PER_GROUP) as u32],
+        )
+    };
     gpu.run(
         &SHADER,
-        "index_sums",
+        entry,
         &params,
         &[
             indices.bind(INDICES),
@@ -125,7 +151,7 @@ pub fn index_sums(indices: &Tensor, src: &Tensor, k: usize) -> (Tensor, Tensor) 
             counts.bind(COUNTS_OUT),
             sums.bind(SUMS_OUT),
         ],
-        [k as u32, segments as u32, d.div_ceil(DIMS_PER_GROUP) as u32],
+        groups,
     );
     if segments == 1 {
         return (counts.reshape(&[k]), sums.reshape(&[k, d]));
