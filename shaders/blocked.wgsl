@@ -17,6 +17,11 @@
 // im2col:   the columns of a convolution, cols[j, n] (or with TRANSPOSED cols[n, j]) for
 //           j = (ci, ky, kx) and n = (b, oy, ox): x[b, ci, oy*s + ky - p, ox*s + kx - p], zero in
 //           the padding and at masked kernel positions. Rows are `ld` apart.
+// nearest:  the nearest-code search of the vector quantizer on the same block: C(code, n) are the
+//           dot products of codes (A = the codebook [K, D], a) with the rows n = (b, s) of an NCHW
+//           z (B, with `hw` a multiple of 4), folded at once into each row's running argmin of
+//           |e|^2 - 2 z.e (bias = the codes' squared norms); the K x N products are never stored.
+//           Workgroup z takes a chunk of codes; c gets each row's best code, c_dist its distance.
 // col2im:   the adjoint: dx[b, ci, iy, ix] = sum over the kernel positions that reach (iy, ix) of
 //           cols[(ci, ky, kx), (b, oy, ox)] (+ bias[ci]), masked positions skipped.
 
@@ -68,6 +73,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read> b: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> c: array<f32>;
+@group(0) @binding(5) var<storage, read_write> c_dist: array<f32>; // nearest: best distances
 
 fn load_b1(e: u32) -> f32 {
     return b[e >> 2u][e & 3u];
@@ -179,15 +185,74 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     }
 }
 
+@compute @workgroup_size(WG)
+fn nearest(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+           @builtin(subgroup_invocation_id) lane: u32) {
+    let chunk = wid.z;
+    let n0 = (wid.x * WG + lid.x) * 8u;
+    let code_begin = chunk * p.k_chunk;
+    let code_end = min(p.m, code_begin + p.k_chunk);
+    let base0 = vec4<u32>(column_base(n0), 0u, 0u, 0u);
+    let base1 = vec4<u32>(column_base(n0 + 4u), 0u, 0u, 0u);
+    var best_dist0 = vec4<f32>(3.0e38);
+    var best_dist1 = vec4<f32>(3.0e38);
+    var best_code0 = vec4<u32>(0xffffffffu);
+    var best_code1 = vec4<u32>(0xffffffffu);
+    let d_whole = p.k / 4u * 4u;
+    for (var c0 = code_begin; c0 < code_end; c0 += 8u) {
+        // lanes past the chunk's last code load that code again (its products are never used)
+        let a_row = min(c0 + min(lane, 7u), code_end - 1u) * p.a_m;
+        var acc: array<vec4<f32>, 16>;
+        for (var d0 = 0u; d0 < d_whole; d0 += 4u) {
+            let av = vec4<f32>(a[a_row + d0], a[a_row + d0 + 1u], a[a_row + d0 + 2u], a[a_row + d0 + 3u]);
+            accumulate(&acc, av.x, load_b4(base0, d0), load_b4(base1, d0));
+            accumulate(&acc, av.y, load_b4(base0, d0 + 1u), load_b4(base1, d0 + 1u));
+            accumulate(&acc, av.z, load_b4(base0, d0 + 2u), load_b4(base1, d0 + 2u));
+            accumulate(&acc, av.w, load_b4(base0, d0 + 3u), load_b4(base1, d0 + 3u));
+        }
+        for (var d = d_whole; d < p.k; d++) {
+            accumulate(&acc, a[a_row + d], load_b4(base0, d), load_b4(base1, d));
+        }
+        // codes in increasing order and a strict comparison: ties keep the lowest index
+        for (var r = 0u; r < 8u; r++) {
+            let code = c0 + r;
+            if (code >= code_end) { break; }
+            let norm = bias[code];
+            let dist0 = norm - 2.0 * acc[r];
+            let dist1 = norm - 2.0 * acc[r + 8u];
+            let win0 = dist0 < best_dist0;
+            let win1 = dist1 < best_dist1;
+            best_dist0 = select(best_dist0, dist0, win0);
+            best_dist1 = select(best_dist1, dist1, win1);
+            best_code0 = select(best_code0, vec4<u32>(code), win0);
+            best_code1 = select(best_code1, vec4<u32>(code), win1);
+        }
+    }
+    for (var j = 0u; j < 8u; j++) {
+        let n = n0 + j;
+        if (n >= p.n) { break; }
+        var code = best_code0[j % 4u];
+        var dist = best_dist0[j % 4u];
+        if (j >= 4u) {
+            code = best_code1[j % 4u];
+            dist = best_dist1[j % 4u];
+        }
+        // a row whose distances are all NaN keeps the chunk's first code
+        c[chunk * p.n + n] = f32(select(code, code_begin, code == 0xffffffffu));
+        c_dist[chunk * p.n + n] = dist;
+    }
+}
+
 fn kept(tap: u32) -> bool {
     if (!MASKED) { return true; }
     if (tap < 32u) { return ((p.mask_lo >> tap) & 1u) == 1u; }
     return ((p.mask_hi >> (tap - 32u)) & 1u) == 1u;
 }
 
-// One invocation per column n = (b, oy, ox), looping over the rows j = (ci, ky, kx).
+// One invocation per column n = (b, oy, ox) and block of 16 rows j = (ci, ky, kx) (workgroup y):
+// neighbouring invocations write neighbouring columns, a block of rows at a time.
 @compute @workgroup_size(64)
-fn im2col(@builtin(global_invocation_id) gid: vec3<u32>) {
+fn im2col(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let plane = p.out_h * p.out_w;
     let n = gid.x;
     if (n >= p.batch * plane) { return; }
@@ -196,24 +261,32 @@ fn im2col(@builtin(global_invocation_id) gid: vec3<u32>) {
     let ox = n % p.out_w;
     let y0 = i32(oy * p.stride_h) - i32(p.pad_h);
     let x0 = i32(ox * p.stride_w) - i32(p.pad_w);
-    var j = 0u;
-    for (var ci = 0u; ci < p.cin; ci++) {
-        let channel = (b_i * p.cin + ci) * p.in_h;
-        for (var ky = 0u; ky < p.k_h; ky++) {
-            let iy = y0 + i32(ky);
-            let row_inside = iy >= 0 && iy < i32(p.in_h);
-            for (var kx = 0u; kx < p.k_w; kx++) {
-                let ix = x0 + i32(kx);
-                var v = 0.0;
-                if (row_inside && ix >= 0 && ix < i32(p.in_w) && kept(ky * p.k_w + kx)) {
-                    v = a[(channel + u32(iy)) * p.in_w + u32(ix)];
-                }
-                if (TRANSPOSED) {
-                    c[n * p.ld + j] = v;
-                } else {
-                    c[j * p.ld + n] = v;
-                }
-                j++;
+    let rows = p.cin * p.k_h * p.k_w;
+    let j_begin = wid.y * 16u;
+    let j_end = min(rows, j_begin + 16u);
+    // (ci, ky, kx) of the first row, then counted up
+    var ci = j_begin / (p.k_h * p.k_w);
+    var ky = (j_begin / p.k_w) % p.k_h;
+    var kx = j_begin % p.k_w;
+    for (var j = j_begin; j < j_end; j++) {
+        let iy = y0 + i32(ky);
+        let ix = x0 + i32(kx);
+        var v = 0.0;
+        if (iy >= 0 && iy < i32(p.in_h) && ix >= 0 && ix < i32(p.in_w) && kept(ky * p.k_w + kx)) {
+            v = a[((b_i * p.cin + ci) * p.in_h + u32(iy)) * p.in_w + u32(ix)];
+        }
+        if (TRANSPOSED) {
+            c[n * p.ld + j] = v;
+        } else {
+            c[j * p.ld + n] = v;
+        }
+        kx++;
+        if (kx == p.k_w) {
+            kx = 0u;
+            ky++;
+            if (ky == p.k_h) {
+                ky = 0u;
+                ci++;
             }
         }
     }

@@ -44,7 +44,7 @@ const fn case(
     }
 }
 
-const CASES: [Case; 15] = [
+const CASES: [Case; 16] = [
     case(1, 1, 1, 1, 1, (1, 1), 1, 0),   // everything 1, 1x1 spatial
     case(2, 3, 5, 7, 9, (3, 3), 1, 1),   // odd sizes
     case(2, 4, 6, 8, 8, (4, 4), 2, 1),   // the VQ-VAE downsampling shape
@@ -62,6 +62,7 @@ const CASES: [Case; 15] = [
     // 8x8 planes whose output gradient is read as vec4
     case(16, 3, 5, 16, 16, (3, 3), 1, 1),
     case(3, 9, 12, 8, 8, (3, 3), 1, 1),
+    case(2, 6, 5, 4, 4, (1, 1), 1, 0), // pointwise on 4x4 planes: the cpu set reads x in place
 ];
 
 fn out_size(c: &Case) -> (usize, usize) {
@@ -310,6 +311,7 @@ fn conv_transpose2d_case(gpu: &vqgpu::Gpu) {
         (2, 64, 3, 8, 8, 4, 2, 1, 0),
         (1, 2, 3, 4, 5, 5, 2, 2, 1),
         (3, 16, 8, 8, 8, 4, 2, 1, 0), // the decoder's upsampling on an 8x8 map
+        (2, 5, 7, 4, 4, 1, 1, 0, 0),  // pointwise: the cpu set writes its output in place
     ] {
         let (x, xv) = random_tensor(&gpu, &mut rng, &[n, cin, h, w]);
         let (wt, wv) = random_tensor(&gpu, &mut rng, &[cin, cout, k, k]);

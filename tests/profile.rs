@@ -72,7 +72,11 @@ fn check_vqvae_profile(gpu: &vqgpu::Gpu) {
             p.by_layer.iter().map(|r| &r.name).collect::<Vec<_>>()
         );
     }
-    assert!(has("vq fwd vq:nearest"), "no nearest-code row");
+    let nearest = match gpu.kernel_set() {
+        vqgpu::gpu::KernelSet::Gpu => "vq fwd vq:nearest",
+        vqgpu::gpu::KernelSet::Cpu => "vq fwd blocked:nearest",
+    };
+    assert!(has(nearest), "no nearest-code row");
     assert!(has("optimizer fwd adam:adam_step"), "no optimizer row");
     // convolutions and the code search count their work
     let conv = p.by_kernel.iter().find(|r| r.name == conv);

@@ -69,7 +69,7 @@ fn nearest_code_matches_reference_at_many_shapes() {
     ] {
         let (z, zv) = random_tensor(&gpu, &mut rng, &shape);
         let (e, ev) = random_tensor(&gpu, &mut rng, &[k, shape[1]]);
-        let what = format!("z {shape:?} K={k}");
+        let what = format!("z {shape:?} K={k} kernels={}", gpu.kernel_set());
         let codes = download(&vq::nearest_codes(&z, &e));
         assert_eq!(codes.len(), shape[0] * shape[2] * shape[3]);
         check_nearest(&codes, &zv, &ev, shape, k, &what);
@@ -81,25 +81,36 @@ fn nearest_code_matches_reference_at_many_shapes() {
     }
 }
 
-#[test]
-fn largest_codebooks_and_long_batches_are_exact() {
-    // K = 16384 codes of dimension 512, and one code taking 70000 rows: both exceed the software
-    // driver's 65535-iteration loop limit unless the work is split (it was, silently, before)
-    let gpu = gpu();
+/// K = 16384 codes of dimension 512 on one device's kernel set; 4 positions per plane, which the
+/// cpu set searches in blocks.
+fn largest_codebook(gpu: &vqgpu::Gpu) {
+    let gpu = gpu.clone();
     let mut rng = rng(207);
-    let shape = [1, 512, 1, 3];
+    let shape = [1, 512, 1, 4];
     let (z, zv) = random_tensor(&gpu, &mut rng, &shape);
     let mut ev = random(&mut rng, 16384 * 512);
     // plant each row as a code late in the codebook, where a truncated search never looks
-    for (r, code) in [(0, 16383), (1, 12345), (2, 9000)] {
+    for (r, code) in [(0, 16383), (1, 12345), (2, 9000), (3, 4)] {
         for c in 0..512 {
-            ev[code * 512 + c] = zv[c * 3 + r];
+            ev[code * 512 + c] = zv[c * 4 + r];
         }
     }
     let e = upload(&gpu, &[16384, 512], &ev);
     let codes = download(&vq::nearest_codes(&z, &e));
-    assert_eq!(codes, [16383.0, 12345.0, 9000.0], "K=16384 D=512");
-    check_nearest(&codes, &zv, &ev, shape, 16384, "K=16384 D=512");
+    let what = format!("K=16384 D=512 kernels={}", gpu.kernel_set());
+    assert_eq!(codes, [16383.0, 12345.0, 9000.0, 4.0], "{what}");
+    check_nearest(&codes, &zv, &ev, shape, 16384, &what);
+}
+
+#[test]
+fn largest_codebooks_and_long_batches_are_exact() {
+    // K = 16384 codes of dimension 512, and one code taking 70000 rows: both exceed the software
+    // driver's 65535-iteration loop limit unless the work is split (it was, silently, before)
+    for gpu in kernel_set_gpus() {
+        largest_codebook(&gpu);
+    }
+    let gpu = gpu();
+    let mut rng = rng(208);
     let rows = 70_000;
     let codes = vqgpu::Tensor::zeros(&gpu, &[1, 1, rows]);
     let (src, sv) = random_tensor(&gpu, &mut rng, &[1, 1, 1, rows]);

@@ -10,7 +10,7 @@ use crate::tensor::Tensor;
 pub static SHADER: Shader = crate::shader!(
     "blocked",
     Params,
-    [A, B, BIAS, C],
+    [A, B, BIAS, C, C_DIST],
     subgroups,
     overrides: [
         &[&[("WG", WG as f64)]],
@@ -21,6 +21,7 @@ const A: Binding = Binding::read(1, "a");
 const B: Binding = Binding::read(2, "b");
 const BIAS: Binding = Binding::read(3, "bias");
 const C: Binding = Binding::read_write(4, "c");
+const C_DIST: Binding = Binding::read_write(5, "c_dist");
 
 crate::uniform_params! {
     #[derive(Default, Debug)]
@@ -226,6 +227,64 @@ pub(crate) fn gemm(
     );
 }
 
+/// Codes per chunk of the CPU set's nearest-code search for codes of dimension `d`: one invocation
+/// loops (d / 4 + d % 4 + 8) times per 8 codes, under the driver's loop limit.
+pub(crate) fn nearest_chunk(d: usize) -> usize {
+    (MAX_K_CHUNK / 4 / (d / 4 + d % 4 + 8)).max(1) * BLOCK
+}
+
+/// Whether the CPU set's nearest-code search takes z [B, D, H, W] in `chunks` chunks of codes: its
+/// planes must hold whole vec4 and its launch fit the adapter.
+pub(crate) fn nearest_fits(gpu: &Gpu, rows: usize, hw: usize, chunks: usize) -> bool {
+    let max = gpu.limits().max_compute_workgroups_per_dimension as usize;
+    hw.is_multiple_of(4) && rows.div_ceil(BLOCK * WG) <= max && chunks <= max
+}
+
+/// Records the CPU set's nearest-code search of `z` [B, D, H, W] in `codebook` [K, D] with the
+/// codes' squared `norms` [K], `per_chunk` codes per chunk: each row's best code of each chunk
+/// into `candidates` [chunks, N] and its distance into `distances` (see `blocked.wgsl`).
+pub(crate) fn nearest(
+    z: &Tensor,
+    codebook: &Tensor,
+    norms: &Tensor,
+    per_chunk: usize,
+    candidates: &Tensor,
+    distances: &Tensor,
+) {
+    let (&[batch, d, h, w], &[k, _]) = (z.shape(), codebook.shape()) else {
+        panic!("nearest: z must be [B, D, H, W] and the codebook [K, D]");
+    };
+    let (rows, hw) = (batch * h * w, h * w);
+    let chunks = k.div_ceil(per_chunk);
+    let params = Params {
+        m: k as u32,
+        n: rows as u32,
+        k: d as u32,
+        k_chunk: per_chunk as u32,
+        a_m: d as u32,
+        b_k: hw as u32,
+        b_inner: hw as u32,
+        b_outer: (d * hw) as u32,
+        ..Params::default()
+    };
+    let kernel = Kernel::new(&SHADER, "nearest")
+        .flag("B_VEC4", true)
+        .with("WG", WG as f64);
+    z.gpu().dispatch_counted(
+        &kernel,
+        &params,
+        &[
+            codebook.bind(A),
+            z.bind_vec4(B),
+            norms.bind(BIAS),
+            candidates.bind(C),
+            distances.bind(C_DIST),
+        ],
+        [rows.div_ceil(BLOCK * WG) as u32, 1, chunks as u32],
+        2.0 * (rows * k * d) as f64,
+    );
+}
+
 /// The geometry of a convolution for [`im2col`] and [`col2im`].
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Lowering {
@@ -285,9 +344,14 @@ impl Lowering {
         let max = gpu.limits().max_compute_workgroups_per_dimension as usize;
         let [batch, _, in_h, in_w] = self.x.map(|v| v as usize);
         let positions = self.columns().max(batch * in_h * in_w);
-        positions.div_ceil(64) <= max && self.rows() <= MAX_LOOP
+        positions.div_ceil(64) <= max
+            && self.rows().div_ceil(IM2COL_ROWS) <= max
+            && self.rows() <= MAX_LOOP
     }
 }
+
+/// Rows of the column matrix one `im2col` invocation writes.
+const IM2COL_ROWS: usize = 16;
 
 /// The most iterations one invocation of the lowering kernels may loop (the software driver
 /// silently cuts a loop nest after 65535).
@@ -302,7 +366,11 @@ pub(crate) fn im2col(x: &Tensor, g: &Lowering, transposed: bool, ld: usize, out:
         &kernel,
         &g.params(ld),
         &[x.bind(A), x.bind_vec4(B), x.bind(BIAS), out.bind(C)],
-        [g.columns().div_ceil(64) as u32, 1, 1],
+        [
+            g.columns().div_ceil(64) as u32,
+            g.rows().div_ceil(IM2COL_ROWS) as u32,
+            1,
+        ],
     );
 }
 

@@ -3,7 +3,8 @@
 //! exact integers.
 
 use crate::autograd;
-use crate::gpu::{Binding, Kernel, Shader};
+use crate::gpu::{Binding, Kernel, KernelSet, Shader};
+use crate::ops::blocked;
 use crate::tensor::Tensor;
 
 /// `shaders/vq.wgsl`.
@@ -133,26 +134,37 @@ pub fn nearest_codes(z: &Tensor, codebook: &Tensor) -> Tensor {
     let norms = code_norms(codebook);
     let gpu = z.gpu();
     let n = shape.rows();
-    let (chunks, per_chunk) = shape.code_chunks();
+    let blocked_chunk = blocked::nearest_chunk(shape.d);
+    let by_blocks = gpu.kernel_set() == KernelSet::Cpu
+        && blocked::nearest_fits(gpu, n, shape.h * shape.w, shape.k.div_ceil(blocked_chunk));
+    let (chunks, per_chunk) = if by_blocks {
+        (shape.k.div_ceil(blocked_chunk), blocked_chunk)
+    } else {
+        shape.code_chunks()
+    };
     let candidates = Tensor::uninit(gpu, &[chunks, n]);
     let distances = Tensor::uninit(gpu, &[chunks, n]);
     let mut params = shape.params();
-    params.k_chunk = per_chunk as u32;
-    let mut groups = gpu.grid(n.div_ceil(ROWS_PER_GROUP) as u32);
-    groups[2] = chunks as u32;
-    gpu.dispatch_counted(
-        &Kernel::new(&SHADER, "nearest"),
-        &params,
-        &[
-            z.bind(Z),
-            codebook.bind(CODEBOOK),
-            norms.bind(NORMS),
-            candidates.bind(OUT),
-            distances.bind(OUT_DIST),
-        ],
-        groups,
-        shape.flops(),
-    );
+    if by_blocks {
+        blocked::nearest(z, codebook, &norms, per_chunk, &candidates, &distances);
+    } else {
+        params.k_chunk = per_chunk as u32;
+        let mut groups = gpu.grid(n.div_ceil(ROWS_PER_GROUP) as u32);
+        groups[2] = chunks as u32;
+        gpu.dispatch_counted(
+            &Kernel::new(&SHADER, "nearest"),
+            &params,
+            &[
+                z.bind(Z),
+                codebook.bind(CODEBOOK),
+                norms.bind(NORMS),
+                candidates.bind(OUT),
+                distances.bind(OUT_DIST),
+            ],
+            groups,
+            shape.flops(),
+        );
+    }
     let codes = Tensor::uninit(gpu, &[shape.batch, shape.h, shape.w]);
     params.k_chunk = chunks as u32;
     gpu.run(

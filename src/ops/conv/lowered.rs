@@ -23,7 +23,19 @@ fn lowering(s: &ConvShape) -> Lowering {
     }
 }
 
-/// A mode's product and the size of the column matrix it needs.
+/// Whether the convolution is pointwise (1x1 kernel kept, stride 1, no padding): its column
+/// matrix is x itself, read in place.
+fn pointwise(s: &ConvShape) -> bool {
+    s.k_h == 1
+        && s.k_w == 1
+        && s.stride_h == 1
+        && s.stride_w == 1
+        && s.pad_h == 0
+        && s.pad_w == 0
+        && s.mask_lo & 1 == 1
+}
+
+/// A mode's product and the size of the column matrix it needs (0 when it needs none).
 struct Plan {
     product: Product,
     /// Row length of the column matrix (padded to whole vec4).
@@ -37,6 +49,7 @@ fn plan(s: &ConvShape, mode: Mode) -> Option<Plan> {
     let (k, n) = (g.rows(), g.columns());
     let (cout, plane) = (s.cout as usize, (s.out_h * s.out_w) as usize);
     let (n_pad, k_pad) = (n.div_ceil(4) * 4, k.div_ceil(4) * 4);
+    let direct = pointwise(s);
     let plan = match mode {
         Mode::Forward => Plan {
             product: Product {
@@ -44,11 +57,15 @@ fn plan(s: &ConvShape, mode: Mode) -> Option<Plan> {
                 n,
                 k,
                 a: Layout::rows(k),
-                b: Layout::rows(n_pad),
+                b: if direct {
+                    Layout::channels(k, plane)
+                } else {
+                    Layout::rows(n_pad)
+                },
                 c: Layout::channels(cout, plane),
             },
             ld: n_pad,
-            cols: k.checked_mul(n_pad)?,
+            cols: if direct { 0 } else { k.checked_mul(n_pad)? },
         },
         Mode::InputGrad => Plan {
             product: Product {
@@ -63,10 +80,14 @@ fn plan(s: &ConvShape, mode: Mode) -> Option<Plan> {
                     outer: 0,
                 },
                 b: Layout::channels(cout, plane),
-                c: Layout::rows(n_pad),
+                c: if direct {
+                    Layout::channels(k, plane)
+                } else {
+                    Layout::rows(n_pad)
+                },
             },
             ld: n_pad,
-            cols: k.checked_mul(n_pad)?,
+            cols: if direct { 0 } else { k.checked_mul(n_pad)? },
         },
         Mode::WeightGrad => Plan {
             product: Product {
@@ -124,33 +145,44 @@ pub(super) fn launch(
     let gpu = lhs.gpu();
     let plan = usable_plan(gpu, s, mode)?;
     let g = lowering(s);
-    let cols = Tensor::uninit(gpu, &[plan.cols]);
+    // a pointwise convolution's columns are its input (forward) or output (input gradient)
+    let cols = (plan.cols > 0).then(|| Tensor::uninit(gpu, &[plan.cols]));
     let p = &plan.product;
     let flops = s.flops();
     let out = match mode {
         Mode::Forward | Mode::WeightGrad => {
             // Forward: y = w cols(x); weight gradient: dw = dy cols(x)^T
-            let forward = mode == Mode::Forward;
-            blocked::im2col(rhs, &g, !forward, plan.ld, &cols);
+            if let Some(cols) = &cols {
+                blocked::im2col(rhs, &g, mode == Mode::WeightGrad, plan.ld, cols);
+            }
+            let b = cols.as_ref().unwrap_or(rhs);
             let bias = bias.map(|t| (t, BiasPer::Row));
             let split = p.split();
             let numel: usize = shape.iter().product();
             let [d0, d1, d2, d3] = *shape;
             if split.0 == 1 {
                 let out = Tensor::uninit(gpu, shape);
-                blocked::gemm(p, lhs, &cols, bias, &out, split, numel, flops);
+                blocked::gemm(p, lhs, b, bias, &out, split, numel, flops);
                 out
             } else {
                 let partial = Tensor::uninit(gpu, &[split.0 as usize, d0, d1, d2, d3]);
-                blocked::gemm(p, lhs, &cols, bias, &partial, split, numel, flops);
+                blocked::gemm(p, lhs, b, bias, &partial, split, numel, flops);
                 reduce::sum_axis(&partial, 0)
             }
         }
         Mode::InputGrad => {
-            // the columns' gradient w^T dy, folded back onto the input
-            blocked::gemm(p, lhs, rhs, None, &cols, p.split(), 0, flops);
             let out = Tensor::uninit(gpu, shape);
-            blocked::col2im(&cols, &g, plan.ld, bias, &out);
+            match &cols {
+                // the columns' gradient w^T dy, folded back onto the input
+                Some(cols) => {
+                    blocked::gemm(p, lhs, rhs, None, cols, p.split(), 0, flops);
+                    blocked::col2im(cols, &g, plan.ld, bias, &out);
+                }
+                None => {
+                    let bias = bias.map(|t| (t, BiasPer::Row));
+                    blocked::gemm(p, lhs, rhs, bias, &out, p.split(), 0, flops);
+                }
+            }
             out
         }
     };
