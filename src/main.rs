@@ -38,7 +38,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// List every GPU adapter with its backend, limits and features, and the one vqgpu would use
+    /// List every GPU adapter with its backend, limits and features, and the one vqgpu would use with
+    /// its kernel set (gpu, or cpu on a software driver; env VQGPU_KERNELS=gpu|cpu forces one)
     Info,
     /// Run microbenchmarks
     Bench {

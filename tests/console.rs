@@ -24,3 +24,37 @@ fn a_successful_command_prints_no_error_line_without_a_runtime_dir() {
         .collect();
     assert!(errors.is_empty(), "lines about errors: {errors:?}");
 }
+
+#[test]
+fn an_unknown_kernel_set_is_one_clear_line() {
+    let out = Command::new(env!("CARGO_BIN_EXE_vqgpu"))
+        .arg("info")
+        .env("VQGPU_KERNELS", "fastest")
+        .output()
+        .expect("vqgpu runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "an unknown kernel set must fail");
+    assert!(
+        stderr.contains("kernel set must be gpu or cpu") && stderr.contains("fastest"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn info_names_the_kernel_set_it_would_use() {
+    for set in ["gpu", "cpu"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_vqgpu"))
+            .arg("info")
+            .env("VQGPU_KERNELS", set)
+            .output()
+            .expect("vqgpu runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains(&format!("kernel set: {set}")), "{stdout}");
+    }
+}

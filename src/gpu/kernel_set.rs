@@ -75,3 +75,17 @@ impl fmt::Display for KernelSet {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_parse_in_any_case_and_others_are_refused() {
+        assert_eq!(KernelSet::parse("GPU").unwrap(), KernelSet::Gpu);
+        assert_eq!(KernelSet::parse(" cpu ").unwrap(), KernelSet::Cpu);
+        let err = KernelSet::parse("tpu").unwrap_err().to_string();
+        assert!(err.contains("gpu or cpu") && err.contains("tpu"), "{err}");
+        assert_eq!(KernelSet::Cpu.to_string(), "cpu");
+    }
+}
