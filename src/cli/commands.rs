@@ -285,7 +285,7 @@ pub struct PipelineArgs {
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// VQ-VAE training steps
-    #[arg(long, default_value_t = 700)]
+    #[arg(long, default_value_t = 1000)]
     vqvae_steps: u64,
     /// Images per VQ-VAE step
     #[arg(long, default_value_t = 32)]
@@ -296,7 +296,7 @@ pub struct PipelineArgs {
     #[arg(long, default_value_t = 4000)]
     encode_limit: usize,
     /// Prior training steps
-    #[arg(long, default_value_t = 600)]
+    #[arg(long, default_value_t = 2000)]
     prior_steps: u64,
     /// Code grids per prior step
     #[arg(long, default_value_t = 16)]

@@ -64,17 +64,17 @@ impl Default for PipelineOptions {
                 code_dim: 16,
                 ..VqVaeConfig::default()
             },
-            vqvae_steps: 700,
+            vqvae_steps: 1000,
             vqvae_batch: 32,
             encode_limit: 4000,
             prior: PixelCnnConfig {
                 channels: 32,
-                layers: 5,
+                layers: 7,
                 kernel: 3,
                 head: 64,
                 ..PixelCnnConfig::default()
             },
-            prior_steps: 600,
+            prior_steps: 2000,
             prior_batch: 16,
             eval_grids: 250,
             lr: 2e-3,
