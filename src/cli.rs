@@ -15,7 +15,7 @@ pub use commands::{
 };
 pub use groups::EvalArgs;
 pub use resume::resume_flags;
-pub use score::{EvalClassifierArgs, EvalSamplesArgs, TrainClassifierArgs};
+pub use score::{EvalClassifierArgs, EvalSamplesArgs, SamplesTask, TrainClassifierArgs};
 
 use vqgpu::error::Setting;
 use vqgpu::tasks::pipeline::PipelineOptions;

@@ -142,7 +142,10 @@ fn run(cli: Cli) -> Result<()> {
             EvalCommand::Classifier(a) => {
                 score::classifier_accuracy(&gpu()?, &a.options()).map(drop)
             }
-            EvalCommand::Samples(a) => score::score_samples(&gpu()?, &a.options()).map(drop),
+            EvalCommand::Samples(a) => match a.task() {
+                cli::SamplesTask::Drawn(o) => score::score_samples(&gpu()?, &o).map(drop),
+                cli::SamplesTask::Grid(o) => score::score_grid(&gpu()?, &o).map(drop),
+            },
         },
         Command::Reconstruct(a) => reconstruct::run(&gpu()?, &a.options()).map(drop),
         Command::Encode(a) => encode::run(&gpu()?, &a.options()).map(drop),

@@ -166,12 +166,64 @@ fn the_classifier_learns_the_labels_of_shapes() {
     let accuracy = classifier_accuracy(
         &gpu,
         &ClassifierEvalOptions {
-            checkpoint: report.checkpoint,
+            checkpoint: report.checkpoint.clone(),
             data: DataSpec::default(),
             limit: 500,
         },
     )
     .unwrap();
     assert!(accuracy > 0.33, "test accuracy {accuracy} (chance 0.25)");
+    grids_of_real_images_score_near_the_floor_and_noise_far(&gpu, &report.checkpoint, &out);
     std::fs::remove_dir_all(&out).ok();
+}
+
+/// `eval samples --grid` with the classifier trained above (64 features): a PNG grid of 200 real
+/// training images scores about the floor (the same images, quantized to 8 bits), one of noise far
+/// above it, and a grid of another image size is refused.
+fn grids_of_real_images_score_near_the_floor_and_noise_far(
+    gpu: &vqgpu::Gpu,
+    classifier: &std::path::Path,
+    dir: &std::path::Path,
+) {
+    use vqgpu::data::{Batch, DataSpec, Split};
+    use vqgpu::io::grid::save_grid;
+    use vqgpu::tasks::score::{score_grid, GridScoreOptions};
+    let train = DataSpec::default().open(Split::Train).unwrap();
+    let indices: Vec<usize> = (0..200).collect();
+    let real = Batch::gather(train.as_ref(), &indices, 0).inputs;
+    let noise = random(&mut rng(63), real.len())
+        .iter()
+        .map(|v| v * 0.5)
+        .collect::<Vec<f32>>();
+    let score = |images: &[f32], name: &str, shape: [usize; 3]| {
+        let grid = dir.join(name);
+        save_grid(&grid, images, shape, 16).unwrap();
+        score_grid(
+            gpu,
+            &GridScoreOptions {
+                classifier: classifier.to_path_buf(),
+                grid,
+                data: DataSpec::default(),
+            },
+        )
+    };
+    let real_score = score(&real, "real.png", [3, 32, 32]).unwrap();
+    assert_eq!(real_score.count, 200);
+    assert!(
+        (real_score.grid - real_score.real_floor).abs() <= 0.05 * real_score.real_floor + 1e-3,
+        "real images {} against the floor {}",
+        real_score.grid,
+        real_score.real_floor
+    );
+    let noise_score = score(&noise, "noise.png", [3, 32, 32]).unwrap();
+    assert!(
+        noise_score.grid > 5.0 * noise_score.real_floor,
+        "noise {} against the floor {}",
+        noise_score.grid,
+        noise_score.real_floor
+    );
+    let err = score(&real[..200 * 3 * 28 * 28], "small.png", [3, 28, 28])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not a grid of 3x32x32 images"), "{err}");
 }

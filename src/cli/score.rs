@@ -59,11 +59,14 @@ pub struct EvalSamplesArgs {
     #[arg(long)]
     classifier: PathBuf,
     /// VQ-VAE checkpoint whose codes trained the prior
-    #[arg(long)]
-    vqvae: PathBuf,
+    #[arg(long, required_unless_present = "grid", conflicts_with = "grid")]
+    vqvae: Option<PathBuf>,
     /// Prior checkpoint
+    #[arg(long, required_unless_present = "grid", conflicts_with = "grid")]
+    prior: Option<PathBuf>,
+    /// Score the images of this PNG grid (as `sample` writes it) instead of drawing samples
     #[arg(long)]
-    prior: PathBuf,
+    grid: Option<PathBuf>,
     #[command(flatten)]
     data: DataArgs,
     /// Samples drawn, and real and reconstructed images compared
@@ -77,16 +80,32 @@ pub struct EvalSamplesArgs {
     seed: u64,
 }
 
+/// What `eval samples` scores.
+pub enum SamplesTask {
+    /// Samples drawn from a prior.
+    Drawn(score::SampleScoreOptions),
+    /// The images of a PNG grid.
+    Grid(score::GridScoreOptions),
+}
+
 impl EvalSamplesArgs {
-    pub fn options(&self) -> score::SampleScoreOptions {
-        score::SampleScoreOptions {
-            classifier: self.classifier.clone(),
-            vqvae: self.vqvae.clone(),
-            prior: self.prior.clone(),
-            data: self.data.spec(),
-            count: self.count,
-            temperature: self.temperature,
-            seed: self.seed,
+    pub fn task(&self) -> SamplesTask {
+        match (&self.grid, &self.vqvae, &self.prior) {
+            (Some(grid), _, _) => SamplesTask::Grid(score::GridScoreOptions {
+                classifier: self.classifier.clone(),
+                grid: grid.clone(),
+                data: self.data.spec(),
+            }),
+            // clap requires both without --grid
+            (None, vqvae, prior) => SamplesTask::Drawn(score::SampleScoreOptions {
+                classifier: self.classifier.clone(),
+                vqvae: vqvae.clone().unwrap_or_default(),
+                prior: prior.clone().unwrap_or_default(),
+                data: self.data.spec(),
+                count: self.count,
+                temperature: self.temperature,
+                seed: self.seed,
+            }),
         }
     }
 }

@@ -261,3 +261,70 @@ pub fn score_samples(gpu: &Gpu, options: &SampleScoreOptions) -> Result<SampleSc
     }
     Ok(scores)
 }
+
+/// `eval samples --grid`: images from a PNG grid scored against real images.
+#[derive(Clone, Debug)]
+pub struct GridScoreOptions {
+    /// The classifier whose features are compared.
+    pub classifier: PathBuf,
+    /// A PNG grid as `sample` (or `save_grid`) writes it, of the dataset's image size.
+    pub grid: PathBuf,
+    /// The real images (test split: the reference set; train split: the floor).
+    pub data: DataSpec,
+}
+
+/// The scores of `eval samples --grid`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GridScores {
+    /// Images in the grid, and real images in each reference set.
+    pub count: usize,
+    /// Distance between real test and real training images of that count: the floor.
+    pub real_floor: f64,
+    /// Distance between real test images and the grid's images.
+    pub grid: f64,
+}
+
+/// Reads the images of a PNG grid and scores them against as many real test images, with the
+/// floor of real training images, in the classifier's features.
+pub fn score_grid(gpu: &Gpu, options: &GridScoreOptions) -> Result<GridScores> {
+    let classifier = Classifier::from_checkpoint(gpu, &Checkpoint::load(&options.classifier)?)?;
+    let shape = classifier.config.image_shape;
+    let images = crate::io::grid::load_grid(&options.grid, shape)?;
+    let count = images.len() / shape.iter().product::<usize>();
+    if !(2..=MAX_SAMPLES).contains(&count) {
+        return Err(Error::InvalidArgument(format!(
+            "{}: {count} images; a score needs 2 to {MAX_SAMPLES}",
+            options.grid.display()
+        )));
+    }
+    let test = options.data.open(Split::Test)?;
+    let train = options.data.open(Split::Train)?;
+    if test.image_shape() != shape {
+        return Err(Error::InvalidArgument(format!(
+            "the classifier takes {shape:?} images; {} images are {:?}",
+            options.data.dataset,
+            test.image_shape()
+        )));
+    }
+    let dim = classifier.config.features();
+    let moments =
+        |images: &[f32]| -> Result<Moments> { Moments::of(&classify(&classifier, images)?.0, dim) };
+    let reference = moments(&images_of(test.as_ref(), count).0)?;
+    let scores = GridScores {
+        count,
+        real_floor: frechet_distance(&reference, &moments(&images_of(train.as_ref(), count).0)?),
+        grid: frechet_distance(&reference, &moments(&images)?),
+    };
+    println!(
+        "Fréchet distance to {count} real test images, in the classifier's features: real training images {:.3} (the floor), the {count} images of {} {:.3}",
+        scores.real_floor,
+        options.grid.display(),
+        scores.grid
+    );
+    if count <= dim {
+        println!(
+            "note: {count} images for {dim} features: the covariances are estimated poorly and the distances are mostly noise; compare with the floor, or score a grid of more than {dim} images"
+        );
+    }
+    Ok(scores)
+}
