@@ -50,6 +50,15 @@ fn plan(s: &ConvShape, mode: Mode) -> Option<Plan> {
     let (cout, plane) = (s.cout as usize, (s.out_h * s.out_w) as usize);
     let (n_pad, k_pad) = (n.div_ceil(4) * 4, k.div_ceil(4) * 4);
     let direct = pointwise(s);
+    // the column matrix [k, n_pad], or for a pointwise convolution the NCHW tensor in its place
+    let columns = |in_place: Layout| {
+        if direct {
+            in_place
+        } else {
+            Layout::rows(n_pad)
+        }
+    };
+    let cols = if direct { 0 } else { k.checked_mul(n_pad)? };
     let plan = match mode {
         Mode::Forward => Plan {
             product: Product {
@@ -57,15 +66,11 @@ fn plan(s: &ConvShape, mode: Mode) -> Option<Plan> {
                 n,
                 k,
                 a: Layout::rows(k),
-                b: if direct {
-                    Layout::channels(k, plane)
-                } else {
-                    Layout::rows(n_pad)
-                },
+                b: columns(Layout::channels(k, plane)),
                 c: Layout::channels(cout, plane),
             },
             ld: n_pad,
-            cols: if direct { 0 } else { k.checked_mul(n_pad)? },
+            cols,
         },
         Mode::InputGrad => Plan {
             product: Product {
@@ -80,14 +85,10 @@ fn plan(s: &ConvShape, mode: Mode) -> Option<Plan> {
                     outer: 0,
                 },
                 b: Layout::channels(cout, plane),
-                c: if direct {
-                    Layout::channels(k, plane)
-                } else {
-                    Layout::rows(n_pad)
-                },
+                c: columns(Layout::channels(k, plane)),
             },
             ld: n_pad,
-            cols: if direct { 0 } else { k.checked_mul(n_pad)? },
+            cols,
         },
         Mode::WeightGrad => Plan {
             product: Product {
