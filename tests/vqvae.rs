@@ -82,10 +82,15 @@ fn vqvae_learns_shapes_reconstructions_fall_5x_and_codes_are_used() {
     let before = eval_mse(&mut trainer, &x);
     let out = temp_dir("e2e");
     let mut log: Vec<StepMetrics> = Vec::new();
-    train::run(&mut trainer, data, &options(250, &out), &mut |_, m, _| {
-        log.push(*m)
+    let mut reported = 0;
+    train::run(&mut trainer, data, &options(250, &out), &mut |_, logged| {
+        reported += 1;
+        if let Some((m, _)) = logged {
+            log.push(*m)
+        }
     })
     .unwrap();
+    assert_eq!(reported, 250, "every step is reported");
     let after = eval_mse(&mut trainer, &x);
     let last = log.last().unwrap();
     println!("held-out MSE {before} -> {after}; last log {last:?}");
@@ -123,7 +128,7 @@ fn resuming_from_a_checkpoint_continues_exactly() {
         &mut straight,
         data.clone(),
         &options(6, &straight_dir),
-        &mut |_, _, _| {},
+        &mut |_, _| {},
     )
     .unwrap();
 
@@ -133,7 +138,7 @@ fn resuming_from_a_checkpoint_continues_exactly() {
         &mut first,
         data.clone(),
         &options(3, &split_dir),
-        &mut |_, _, _| {},
+        &mut |_, _| {},
     )
     .unwrap();
     drop(first);
@@ -144,7 +149,7 @@ fn resuming_from_a_checkpoint_continues_exactly() {
         resumed_from: Some(split_dir.clone()),
         ..options(6, &split_dir)
     };
-    train::run(&mut resumed, data, &continued, &mut |_, _, _| {}).unwrap();
+    train::run(&mut resumed, data, &continued, &mut |_, _| {}).unwrap();
 
     let (a, b) = (
         straight.checkpoint().unwrap(),

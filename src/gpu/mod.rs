@@ -49,6 +49,8 @@ struct Inner {
     bind_groups: RefCell<HashMap<BindKey, wgpu::BindGroup>>,
     stats: Cell<HostStats>,
     profiler: RefCell<Option<profile::Profiler>>,
+    /// The latest submission, for [`Gpu::flush_one_ahead`].
+    last_submission: RefCell<Option<wgpu::SubmissionIndex>>,
 }
 
 /// A handle to the GPU; cheap to clone, not shared across threads. The device and everything made
@@ -77,6 +79,7 @@ impl Gpu {
             bind_groups: RefCell::default(),
             stats: Cell::default(),
             profiler: RefCell::default(),
+            last_submission: RefCell::default(),
         }))))
     }
 

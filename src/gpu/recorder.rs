@@ -9,6 +9,7 @@ use std::rc::Rc;
 use super::kernels::{Kernel, Signature};
 use super::shader::{Binding, Shader, UniformParams};
 use super::Gpu;
+use crate::error::Error;
 
 /// Bytes reserved per kernel launch for its uniform parameters.
 const UNIFORM_SLOT: u64 = 256;
@@ -312,8 +313,26 @@ impl Gpu {
         rec.launches = 0;
         rec.pass = None;
         if let Some(encoder) = rec.encoder.take() {
-            self.0.ctx.queue.submit([encoder.finish()]);
+            let index = self.0.ctx.queue.submit([encoder.finish()]);
+            *self.0.last_submission.borrow_mut() = Some(index);
             self.count(|s| s.submissions += 1);
+        }
+    }
+
+    /// Submits all recorded work and waits for what was submitted before it (not for this
+    /// submission): the host stays at most one submission ahead of the GPU. A failed wait is kept
+    /// for the next [`Gpu::sync`].
+    pub fn flush_one_ahead(&self) {
+        let previous = self.0.last_submission.borrow_mut().take();
+        self.flush();
+        if let Some(index) = previous {
+            let wait = wgpu::PollType::Wait {
+                submission_index: Some(index),
+                timeout: None,
+            };
+            if let Err(e) = self.0.ctx.device.poll(wait) {
+                self.0.ctx.errors.record_error(Error::Gpu(e.to_string()));
+            }
         }
     }
 }

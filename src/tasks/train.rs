@@ -126,7 +126,8 @@ pub struct TrainReport {
     pub step: u64,
 }
 
-/// Trains `trainer` on `data` with a progress line per log (`unit`: what the items are).
+/// Trains `trainer` on `data` with a progress bar moved every step and a line per log (`unit`:
+/// what the items are).
 fn fit<S: TrainStep>(
     trainer: &mut Trainer<S>,
     data: Arc<S::Data>,
@@ -137,8 +138,9 @@ where
     S::Metrics: Display,
 {
     let progress = Progress::new(trainer.run.step, opts.steps);
-    train::run(trainer, data, opts, &mut |step, m, rate| {
-        progress.show(step, format!("{m} | {rate:.0} {unit}/s"));
+    train::run(trainer, data, opts, &mut |step, logged| match logged {
+        Some((m, rate)) => progress.show(step, format!("{m} | {rate:.0} {unit}/s")),
+        None => progress.advance(step),
     })?;
     drop(progress);
     eprintln!("done: {}", opts.out.display());

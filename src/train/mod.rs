@@ -172,15 +172,21 @@ fn every(n: u64, step: u64) -> bool {
     n > 0 && step.is_multiple_of(n)
 }
 
+/// What [`run`] reports after each step: the step and, at a log, the metrics read back and the
+/// items per second since the previous log.
+pub type Report<'a, M> = dyn FnMut(u64, Option<(&M, f64)>) + 'a;
+
 /// Trains until `opts.steps` on batches of `data`, writing to `opts.out`: a `metrics.csv` row at
 /// every log, a grid of reconstructions every `sample_every` steps and at the end (image models),
-/// a checkpoint every `save_every` steps and at the end, and `curves.png`. `report` receives the
-/// step, every metrics read-back and the items per second since the last.
+/// a checkpoint every `save_every` steps and at the end, and `curves.png`. Each step is submitted
+/// as it is recorded, with at most one step in flight on the GPU, so `report` receives every step
+/// once its predecessor has run, with the metrics and the items per second since the last
+/// read-back at every log.
 pub fn run<S: TrainStep>(
     trainer: &mut Trainer<S>,
     data: Arc<S::Data>,
     opts: &TrainOptions,
-    report: &mut dyn FnMut(u64, &S::Metrics, f64),
+    report: &mut Report<'_, S::Metrics>,
 ) -> Result<()> {
     trainer.task.check_data(&data)?;
     let _lock = RunLock::acquire(&opts.out)?;
@@ -201,10 +207,13 @@ pub fn run<S: TrainStep>(
             if let Some(m) = trainer.take_metrics()? {
                 let rate = items as f64 / since.elapsed().as_secs_f64().max(1e-9);
                 csv::append(&metrics_path, S::METRICS_HEADER, &S::csv_line(&m, rate))?;
-                report(step, &m, rate);
+                report(step, Some((&m, rate)));
                 since = Instant::now();
                 items = 0;
             }
+        } else {
+            trainer.task.params().gpu().flush_one_ahead();
+            report(step, None);
         }
         if every(opts.sample_every, step) || last {
             if let Some(s) = trainer.task.snapshot(8)? {
