@@ -12,6 +12,7 @@ use crate::models::pixelcnn::PixelCnnConfig;
 use crate::models::vqvae::VqVaeConfig;
 
 use super::encode::{self, EncodeOptions};
+use super::progress::in_stage;
 use super::sample::{self, SampleOptions, Sampler};
 use super::train::{self, PriorOptions, RunOptions, VqVaeOptions};
 
@@ -103,11 +104,14 @@ pub struct PipelineReport {
 /// Runs the four stages into `options.out`.
 pub fn run(gpu: &Gpu, options: &PipelineOptions) -> Result<PipelineReport> {
     let start = Instant::now();
+    // announces a stage and names it: its progress bar and log lines carry the name
     let stage = |n: usize, what: &str| {
+        let label = format!("stage {n} of 4: {what}");
         eprintln!(
-            "== [{n}/4] {what} ({:.0} s elapsed)",
+            "== {label} ({:.0} s elapsed)",
             start.elapsed().as_secs_f64()
-        )
+        );
+        label
     };
     let out = &options.out;
     let schedule = |steps: u64, batch: usize, dir: &str, log_every: u64| RunOptions {
@@ -122,52 +126,56 @@ pub fn run(gpu: &Gpu, options: &PipelineOptions) -> Result<PipelineReport> {
         save_every: 500,
         overwrite: options.overwrite,
     };
-    stage(1, "train the VQ-VAE");
-    let vqvae = train::vqvae(
-        gpu,
-        &VqVaeOptions {
-            data: options.data.clone(),
-            run: schedule(options.vqvae_steps, options.vqvae_batch, "vqvae", 50),
-            model: options.vqvae.clone(),
-        },
-    )?;
-    stage(2, "encode the dataset into code grids");
-    let codes = encode::run(
-        gpu,
-        &EncodeOptions {
-            checkpoint: vqvae.checkpoint.clone(),
-            data: options.data.clone(),
-            batch: 128,
-            limit: options.encode_limit,
-            out: out.join("codes.safetensors"),
-        },
-    )?;
-    stage(3, "train the PixelCNN prior");
-    let prior = train::prior(
-        gpu,
-        &PriorOptions {
-            codes: codes.out.clone(),
-            run: schedule(options.prior_steps, options.prior_batch, "prior", 100),
-            model: options.prior.clone(),
-            conditional: codes.labelled,
-            eval_grids: options.eval_grids,
-        },
-    )?;
-    stage(4, "sample");
+    let vqvae = in_stage(stage(1, "train the VQ-VAE"), || {
+        train::vqvae(
+            gpu,
+            &VqVaeOptions {
+                data: options.data.clone(),
+                run: schedule(options.vqvae_steps, options.vqvae_batch, "vqvae", 50),
+                model: options.vqvae.clone(),
+            },
+        )
+    })?;
+    let codes = in_stage(stage(2, "encode the dataset"), || {
+        encode::run(
+            gpu,
+            &EncodeOptions {
+                checkpoint: vqvae.checkpoint.clone(),
+                data: options.data.clone(),
+                batch: 128,
+                limit: options.encode_limit,
+                out: out.join("codes.safetensors"),
+            },
+        )
+    })?;
+    let prior = in_stage(stage(3, "train the PixelCNN prior"), || {
+        train::prior(
+            gpu,
+            &PriorOptions {
+                codes: codes.out.clone(),
+                run: schedule(options.prior_steps, options.prior_batch, "prior", 100),
+                model: options.prior.clone(),
+                conditional: codes.labelled,
+                eval_grids: options.eval_grids,
+            },
+        )
+    })?;
     let samples = out.join("samples.png");
-    sample::run(
-        gpu,
-        &SampleOptions {
-            vqvae: vqvae.checkpoint.clone(),
-            prior: prior.run.checkpoint.clone(),
-            count: options.count,
-            temperature: options.temperature,
-            class: None,
-            seed: options.seed,
-            sampler: Sampler::Cached,
-            out: samples.clone(),
-        },
-    )?;
+    in_stage(stage(4, "sample"), || {
+        sample::run(
+            gpu,
+            &SampleOptions {
+                vqvae: vqvae.checkpoint.clone(),
+                prior: prior.run.checkpoint.clone(),
+                count: options.count,
+                temperature: options.temperature,
+                class: None,
+                seed: options.seed,
+                sampler: Sampler::Cached,
+                out: samples.clone(),
+            },
+        )
+    })?;
     eprintln!(
         "pipeline done in {:.0} s: {}",
         start.elapsed().as_secs_f64(),
