@@ -203,7 +203,12 @@ impl Gpu {
     /// next [`Gpu::sync`].
     pub(crate) fn wait(&self) {
         self.flush();
-        if let Err(e) = self.0.ctx.device.poll(wgpu::PollType::wait_indefinitely()) {
+        self.poll(wgpu::PollType::wait_indefinitely());
+    }
+
+    /// Waits as `wait` says; a failed wait is kept for the next [`Gpu::sync`].
+    fn poll(&self, wait: wgpu::PollType) {
+        if let Err(e) = self.0.ctx.device.poll(wait) {
             self.0.ctx.errors.record_error(Error::Gpu(e.to_string()));
         }
     }

@@ -9,7 +9,6 @@ use std::rc::Rc;
 use super::kernels::{Kernel, Signature};
 use super::shader::{Binding, Shader, UniformParams};
 use super::Gpu;
-use crate::error::Error;
 
 /// Bytes reserved per kernel launch for its uniform parameters.
 const UNIFORM_SLOT: u64 = 256;
@@ -326,13 +325,10 @@ impl Gpu {
         let previous = self.0.last_submission.borrow_mut().take();
         self.flush();
         if let Some(index) = previous {
-            let wait = wgpu::PollType::Wait {
+            self.poll(wgpu::PollType::Wait {
                 submission_index: Some(index),
                 timeout: None,
-            };
-            if let Err(e) = self.0.ctx.device.poll(wait) {
-                self.0.ctx.errors.record_error(Error::Gpu(e.to_string()));
-            }
+            });
         }
     }
 }

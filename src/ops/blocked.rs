@@ -1,8 +1,10 @@
 //! Host side of `shaders/blocked.wgsl`: the kernels of the CPU kernel set (see
 //! [`crate::gpu::KernelSet`]). A strided, register-blocked GEMM whose operands may be NCHW
-//! tensors, and the `im2col` / `col2im` pair that lowers a convolution onto it.
+//! tensors, the nearest-code search on the same block, and the `im2col` / `col2im` pair that
+//! lowers a convolution onto the GEMM.
 
 use crate::gpu::{Binding, Gpu, Kernel, Shader, CPU_SET_LANES};
+use crate::ops::reduce;
 use crate::tensor::Tensor;
 
 /// `shaders/blocked.wgsl`: the GEMM in both workgroup widths and bias kinds, and the lowering
@@ -175,18 +177,40 @@ impl Product {
     }
 }
 
-/// Records C = A B (+ bias) into `out`, K in `split` = (chunks, K per chunk) as
-/// [`Product::split`] gives it, chunk i written `chunk_stride` elements after chunk i - 1.
-/// `a` and `out` are bound as they are; `b` is bound rounded up to whole vec4.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn gemm(
+/// C = A B (+ bias) as a new tensor of `shape` (its elements laid out as `p.c` says). A product
+/// split along K (see [`Product::split`]) writes one partial result per chunk, then adds them in
+/// order (the bias goes into the first). `b` is bound rounded up to whole vec4. No autograd.
+pub(crate) fn product(
+    p: &Product,
+    a: &Tensor,
+    b: &Tensor,
+    bias: Option<(&Tensor, BiasPer)>,
+    shape: &[usize],
+    flops: f64,
+) -> Tensor {
+    let gpu = a.gpu();
+    let split = p.split();
+    if split.0 == 1 {
+        let out = Tensor::uninit(gpu, shape);
+        launch(p, a, b, bias, &out, split, flops);
+        return out;
+    }
+    let mut partial_shape = vec![split.0 as usize];
+    partial_shape.extend_from_slice(shape);
+    let partial = Tensor::uninit(gpu, &partial_shape);
+    launch(p, a, b, bias, &partial, split, flops);
+    reduce::sum_axis(&partial, 0)
+}
+
+/// Records one launch of the GEMM into `out`, K in `split` = (chunks, K per chunk), chunk i
+/// written `out.numel() / chunks` elements after chunk i - 1.
+fn launch(
     p: &Product,
     a: &Tensor,
     b: &Tensor,
     bias: Option<(&Tensor, BiasPer)>,
     out: &Tensor,
     split: (u32, u32),
-    chunk_stride: usize,
     flops: f64,
 ) {
     assert!(
@@ -213,7 +237,7 @@ pub(crate) fn gemm(
         c_m: p.c.major,
         c_inner: p.c.inner,
         c_outer: p.c.outer,
-        c_chunk: chunk_stride as u32,
+        c_chunk: (out.numel() / split.0 as usize) as u32,
         ..Params::default()
     };
     let [x, y] = p.groups();
@@ -365,7 +389,7 @@ pub(crate) fn im2col(x: &Tensor, g: &Lowering, transposed: bool, ld: usize, out:
     x.gpu().dispatch(
         &kernel,
         &g.params(ld),
-        &[x.bind(A), x.bind_vec4(B), x.bind(BIAS), out.bind(C)],
+        &[x.bind(A), out.bind(C)],
         [
             g.columns().div_ceil(64) as u32,
             g.rows().div_ceil(IM2COL_ROWS) as u32,
@@ -384,7 +408,6 @@ pub(crate) fn col2im(cols: &Tensor, g: &Lowering, ld: usize, bias: Option<&Tenso
         &kernel,
         &g.params(ld),
         &[
-            cols.bind(A),
             cols.bind_vec4(B),
             bias.unwrap_or(cols).bind(BIAS),
             out.bind(C),

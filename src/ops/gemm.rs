@@ -124,19 +124,9 @@ fn product_blocked(
     if !p.fits(a.gpu()) {
         return None;
     }
-    let flops = 2.0 * (m * n * k) as f64;
     let bias = bias.map(|t| (t, BiasPer::Column));
-    let split = p.split();
-    let gpu = a.gpu();
-    if split.0 == 1 {
-        let out = Tensor::uninit(gpu, &[m, n]);
-        blocked::gemm(&p, a, b, bias, &out, split, m * n, flops);
-        Some(out)
-    } else {
-        let partial = Tensor::uninit(gpu, &[split.0 as usize, m, n]);
-        blocked::gemm(&p, a, b, bias, &partial, split, m * n, flops);
-        Some(reduce::sum_axis(&partial, 0))
-    }
+    let flops = 2.0 * (m * n * k) as f64;
+    Some(blocked::product(&p, a, b, bias, &[m, n], flops))
 }
 
 fn product(

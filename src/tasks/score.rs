@@ -4,6 +4,7 @@
 //! feature network instead of Inception), in f64 with nalgebra.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use nalgebra::{DMatrix, DVector, SymmetricEigen};
 
@@ -189,6 +190,32 @@ pub struct SampleScores {
     pub class_agreement: Option<f64>,
 }
 
+/// The test split (the reference images) and the train split (the floor) of `data`, whose images
+/// must be the classifier's.
+fn real_splits(
+    classifier: &Classifier,
+    data: &DataSpec,
+) -> Result<(Arc<dyn Dataset>, Arc<dyn Dataset>)> {
+    let test = data.open(Split::Test)?;
+    let shape = classifier.config.image_shape;
+    if test.image_shape() != shape {
+        return Err(Error::InvalidArgument(format!(
+            "the classifier takes {shape:?} images; {} images are {:?}",
+            data.dataset,
+            test.image_shape()
+        )));
+    }
+    Ok((test, data.open(Split::Train)?))
+}
+
+/// The moments of the classifier's features of `images`.
+fn features_moments(classifier: &Classifier, images: &[f32]) -> Result<Moments> {
+    Moments::of(
+        &classify(classifier, images)?.0,
+        classifier.config.features(),
+    )
+}
+
 /// Draws samples from the prior and scores them, the reconstructions and real images with the
 /// classifier's features.
 pub fn score_samples(gpu: &Gpu, options: &SampleScoreOptions) -> Result<SampleScores> {
@@ -203,19 +230,9 @@ pub fn score_samples(gpu: &Gpu, options: &SampleScoreOptions) -> Result<SampleSc
     let classifier = Classifier::from_checkpoint(gpu, &Checkpoint::load(&options.classifier)?)?;
     let mut vqvae = VqVae::load(gpu, &options.vqvae)?;
     let prior = Prior::load(gpu, &options.prior)?;
-    let test = options.data.open(Split::Test)?;
-    let train = options.data.open(Split::Train)?;
-    if test.image_shape() != classifier.config.image_shape {
-        return Err(Error::InvalidArgument(format!(
-            "the classifier takes {:?} images; {} images are {:?}",
-            classifier.config.image_shape,
-            options.data.dataset,
-            test.image_shape()
-        )));
-    }
+    let (test, train) = real_splits(&classifier, &options.data)?;
     let dim = classifier.config.features();
-    let moments =
-        |images: &[f32]| -> Result<Moments> { Moments::of(&classify(&classifier, images)?.0, dim) };
+    let moments = |images: &[f32]| features_moments(&classifier, images);
     let (real, _) = images_of(test.as_ref(), count);
     let (other_real, _) = images_of(train.as_ref(), count);
     let reference = moments(&real)?;
@@ -297,18 +314,9 @@ pub fn score_grid(gpu: &Gpu, options: &GridScoreOptions) -> Result<GridScores> {
             options.grid.display()
         )));
     }
-    let test = options.data.open(Split::Test)?;
-    let train = options.data.open(Split::Train)?;
-    if test.image_shape() != shape {
-        return Err(Error::InvalidArgument(format!(
-            "the classifier takes {shape:?} images; {} images are {:?}",
-            options.data.dataset,
-            test.image_shape()
-        )));
-    }
+    let (test, train) = real_splits(&classifier, &options.data)?;
     let dim = classifier.config.features();
-    let moments =
-        |images: &[f32]| -> Result<Moments> { Moments::of(&classify(&classifier, images)?.0, dim) };
+    let moments = |images: &[f32]| features_moments(&classifier, images);
     let reference = moments(&images_of(test.as_ref(), count).0)?;
     let scores = GridScores {
         count,

@@ -9,9 +9,12 @@ use vqgpu::{autograd, Gpu, GpuOptions, Tensor};
 
 /// The adapter named by `VQGPU_ADAPTER` (or the default); fails the test when there is none.
 pub fn gpu() -> Gpu {
-    Gpu::new(&GpuOptions::default()).unwrap_or_else(|e| {
-        panic!("GPU tests need an adapter: {e}\n(on Linux without a GPU: apt-get install mesa-vulkan-drivers)")
-    })
+    Gpu::new(&GpuOptions::default()).unwrap_or_else(no_adapter)
+}
+
+/// Fails the test for want of an adapter, saying how to get one.
+fn no_adapter(e: vqgpu::Error) -> Gpu {
+    panic!("GPU tests need an adapter: {e}\n(on Linux without a GPU: apt-get install mesa-vulkan-drivers)")
 }
 
 /// A VQ-VAE small enough for a few quick steps on the software driver (3x32x32 images).
@@ -152,9 +155,7 @@ pub fn kernel_set_gpus() -> Vec<Gpu> {
             ..GpuOptions::default()
         })
     };
-    let gpu_set = open(KernelSet::Gpu).unwrap_or_else(|e| {
-        panic!("GPU tests need an adapter: {e}\n(on Linux without a GPU: apt-get install mesa-vulkan-drivers)")
-    });
+    let gpu_set = open(KernelSet::Gpu).unwrap_or_else(no_adapter);
     let is_cpu = gpu_set.report().info.device_type == vqgpu::gpu::DeviceType::Cpu;
     match open(KernelSet::Cpu) {
         Ok(cpu_set) => vec![gpu_set, cpu_set],

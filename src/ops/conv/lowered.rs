@@ -9,7 +9,6 @@ use super::shape::ConvShape;
 use super::Mode;
 use crate::gpu::{Gpu, KernelSet};
 use crate::ops::blocked::{self, BiasPer, Layout, Lowering, Product, NO_WRAP};
-use crate::ops::reduce;
 use crate::tensor::Tensor;
 
 fn lowering(s: &ConvShape) -> Lowering {
@@ -146,46 +145,29 @@ pub(super) fn launch(
     let gpu = lhs.gpu();
     let plan = usable_plan(gpu, s, mode)?;
     let g = lowering(s);
-    // a pointwise convolution's columns are its input (forward) or output (input gradient)
-    let cols = (plan.cols > 0).then(|| Tensor::uninit(gpu, &[plan.cols]));
     let p = &plan.product;
     let flops = s.flops();
+    let bias = bias.map(|t| (t, BiasPer::Row));
     let out = match mode {
+        // forward: y = w cols(x); weight gradient: dw = dy cols(x)^T. A pointwise convolution's
+        // columns are x itself.
         Mode::Forward | Mode::WeightGrad => {
-            // Forward: y = w cols(x); weight gradient: dw = dy cols(x)^T
-            if let Some(cols) = &cols {
-                blocked::im2col(rhs, &g, mode == Mode::WeightGrad, plan.ld, cols);
-            }
-            let b = cols.as_ref().unwrap_or(rhs);
-            let bias = bias.map(|t| (t, BiasPer::Row));
-            let split = p.split();
-            let numel: usize = shape.iter().product();
-            let [d0, d1, d2, d3] = *shape;
-            if split.0 == 1 {
-                let out = Tensor::uninit(gpu, shape);
-                blocked::gemm(p, lhs, b, bias, &out, split, numel, flops);
-                out
-            } else {
-                let partial = Tensor::uninit(gpu, &[split.0 as usize, d0, d1, d2, d3]);
-                blocked::gemm(p, lhs, b, bias, &partial, split, numel, flops);
-                reduce::sum_axis(&partial, 0)
-            }
+            let cols = (plan.cols > 0).then(|| {
+                let cols = Tensor::uninit(gpu, &[plan.cols]);
+                blocked::im2col(rhs, &g, mode == Mode::WeightGrad, plan.ld, &cols);
+                cols
+            });
+            blocked::product(p, lhs, cols.as_ref().unwrap_or(rhs), bias, shape, flops)
         }
-        Mode::InputGrad => {
+        // the columns' gradient w^T dy, folded back onto the input; a pointwise convolution's
+        // columns' gradient is dx itself
+        Mode::InputGrad if plan.cols > 0 => {
+            let cols = blocked::product(p, lhs, rhs, None, &[plan.cols], flops);
             let out = Tensor::uninit(gpu, shape);
-            match &cols {
-                // the columns' gradient w^T dy, folded back onto the input
-                Some(cols) => {
-                    blocked::gemm(p, lhs, rhs, None, cols, p.split(), 0, flops);
-                    blocked::col2im(cols, &g, plan.ld, bias, &out);
-                }
-                None => {
-                    let bias = bias.map(|t| (t, BiasPer::Row));
-                    blocked::gemm(p, lhs, rhs, bias, &out, p.split(), 0, flops);
-                }
-            }
+            blocked::col2im(&cols, &g, plan.ld, bias.map(|(t, _)| t), &out);
             out
         }
+        Mode::InputGrad => blocked::product(p, lhs, rhs, bias, shape, flops),
     };
     Some(out)
 }
