@@ -1,5 +1,6 @@
 // Elementwise kernels: fill, copy, add, mul, scale, per-channel bias, ReLU / sigmoid / tanh and their
-// backward, in-place accumulation and broadcasts used by reduction backwards.
+// backward, in-place accumulation, broadcasts used by reduction backwards, and channel
+// concatenation with its backward (a slice of channels).
 // One thread per output element; the flat index spans a 2-D grid of 256-thread workgroups.
 
 struct Params {
@@ -9,8 +10,8 @@ struct Params {
     _pad: u32,
     alpha: f32,
     beta: f32,
-    _pad1: f32,
-    _pad2: f32,
+    total: u32,    // channels of the concatenation (concat_channels, channel_slice)
+    offset: u32,   // first channel taken (channel_slice)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -164,4 +165,31 @@ fn gate_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
         out[j] = b[i] * (1.0 - t * t) * s;
         out[k] = b[i] * t * s * (1.0 - s);
     }
+}
+
+// out [N, total, S] = a [N, channels, S] followed by b [N, total - channels, S] along channels
+@compute @workgroup_size(256)
+fn concat_channels(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_id(gid, nwg);
+    if (i >= p.n) { return; }
+    let s = i % p.inner;
+    let c = (i / p.inner) % p.total;
+    let n = i / (p.inner * p.total);
+    if (c < p.channels) {
+        out[i] = a[(n * p.channels + c) * p.inner + s];
+    } else {
+        let rest = p.total - p.channels;
+        out[i] = b[(n * rest + c - p.channels) * p.inner + s];
+    }
+}
+
+// out [N, channels, S] = a [N, total, S] at channels offset .. offset + channels
+@compute @workgroup_size(256)
+fn channel_slice(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_id(gid, nwg);
+    if (i >= p.n) { return; }
+    let s = i % p.inner;
+    let c = (i / p.inner) % p.channels;
+    let n = i / (p.inner * p.channels);
+    out[i] = a[(n * p.total + p.offset + c) * p.inner + s];
 }

@@ -18,19 +18,22 @@ pub use resume::resume_flags;
 pub use score::{EvalClassifierArgs, EvalSamplesArgs, SamplesTask, TrainClassifierArgs};
 
 use vqgpu::error::Setting;
-use vqgpu::tasks::pipeline::PipelineOptions;
+use vqgpu::tasks::pipeline::{PipelineOptions, Preset};
 use vqgpu::Error;
 
 /// The command line with the defaults that differ by command: each flag is declared once with one
-/// default; the pipeline's model sizes come from `PipelineOptions::default()`.
-pub fn with_defaults(cli: clap::Command) -> clap::Command {
+/// default; the pipeline's sizes, batches, steps and learning rate come from `preset`.
+fn with_defaults(cli: clap::Command, preset: Preset) -> clap::Command {
     let set = |c: clap::Command, values: Vec<(&'static str, String)>| {
         values
             .into_iter()
             .fold(c, |c, (id, v)| c.mut_arg(id, |a| a.default_value(v)))
     };
-    let p = PipelineOptions::default();
+    let p = PipelineOptions::preset(preset);
     let pipeline = vec![
+        ("vqvae_steps", p.vqvae_steps.to_string()),
+        ("encode_limit", p.encode_limit.to_string()),
+        ("prior_steps", p.prior_steps.to_string()),
         ("hidden", p.vqvae.hidden.to_string()),
         ("res_hidden", p.vqvae.res_hidden.to_string()),
         ("res_layers", p.vqvae.res_layers.to_string()),
@@ -46,22 +49,31 @@ pub fn with_defaults(cli: clap::Command) -> clap::Command {
     ];
     let prior = vec![
         ("steps", "2000".to_string()),
-        ("lr", "1e-3".to_string()),
         ("log_every", "100".to_string()),
     ];
     cli.mut_subcommand("pipeline", |c| prefix_model_flags(set(c, pipeline)))
         .mut_subcommand("bench", |c| {
             c.mut_subcommand("quantizer", |c| set(c, vec![("iters", "10".into())]))
         })
-        .mut_subcommand("train", |c| {
-            ["ae", "dae", "vae"]
-                .into_iter()
-                .fold(c, |c, kind| {
-                    c.mut_subcommand(kind, |c| set(c, vec![("lr", "1e-3".into())]))
-                })
-                .mut_subcommand("prior", |c| set(c, prior))
-                .mut_subcommand("classifier", |c| set(c, vec![("lr", "1e-3".into())]))
+        .mut_subcommand("train", |c| c.mut_subcommand("prior", |c| set(c, prior)))
+}
+
+/// The command line for `args`: [`with_defaults`] with the preset `pipeline` is given (read before
+/// parsing, so that `pipeline --preset gpu --help` shows that preset's defaults; clap still checks
+/// the value).
+pub fn command_line(cli: clap::Command, args: &[String]) -> clap::Command {
+    let preset = args.iter().position(|a| a == "pipeline").and_then(|at| {
+        let rest = &args[at + 1..];
+        rest.iter().enumerate().find_map(|(i, a)| match a.as_str() {
+            "--preset" => rest.get(i + 1).map(String::as_str),
+            _ => a.strip_prefix("--preset="),
         })
+    });
+    let preset = match preset {
+        Some("gpu") => Preset::Gpu,
+        _ => Preset::Cpu,
+    };
+    with_defaults(cli, preset)
 }
 
 /// The pipeline trains two models: their size flags are prefixed (`--vqvae-hidden`,

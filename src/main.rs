@@ -65,7 +65,8 @@ enum Command {
         #[command(subcommand)]
         what: EvalCommand,
     },
-    /// Write a PNG grid of test images (top) above their VQ-VAE reconstructions (bottom)
+    /// Write a PNG grid of test images (top) above their VQ-VAE or VQ-VAE-2 reconstructions
+    /// (bottom)
     Reconstruct(ReconstructArgs),
     /// Draw new images: code grids from a PixelCNN prior, decoded by the VQ-VAE, as a PNG grid
     Sample(SampleArgs),
@@ -83,7 +84,9 @@ enum Command {
 enum EvalCommand {
     /// Test-set MSE and PSNR of an AE, denoising AE or VAE; for a VAE also -ELBO = NLL + KL
     Ae(EvalArgs),
-    /// Test-set MSE, PSNR, code perplexity and share of the codebook used
+    /// Test-set MSE, PSNR, code perplexity and share of the codebook used (of each level for a
+    /// VQ-VAE-2 checkpoint)
+    #[command(visible_alias = "vqvae2")]
     Vqvae(EvalArgs),
     /// Test accuracy of an image classifier
     Classifier(EvalClassifierArgs),
@@ -97,6 +100,9 @@ enum EvalCommand {
 enum TrainCommand {
     /// Train a VQ-VAE (the reference model of docs/design.md) on a dataset
     Vqvae(Box<TrainVqVaeArgs>),
+    /// Train a two-level VQ-VAE-2 (top codes at H/8, bottom codes at H/4; the model flags size
+    /// each level) on images whose sides are multiples of 8
+    Vqvae2(Box<TrainVqVaeArgs>),
     /// Train a Gated PixelCNN prior on code grids written by `vqgpu encode`
     Prior(Box<TrainPriorArgs>),
     /// Train a plain autoencoder on the VQ-VAE's encoder and decoder
@@ -160,6 +166,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Pipeline(a) => pipeline::run(&gpu()?, &a.options()).map(drop),
         Command::Train { what } => match what {
             TrainCommand::Vqvae(a) => train::vqvae(&gpu()?, &a.options()).map(drop),
+            TrainCommand::Vqvae2(a) => train::vqvae2(&gpu()?, &a.options()).map(drop),
             TrainCommand::Prior(a) => train::prior(&gpu()?, &a.options()).map(drop),
             TrainCommand::Ae(a) => train::autoencoder(&gpu()?, &a.options("ae")?).map(drop),
             TrainCommand::Dae(a) => train::autoencoder(&gpu()?, &a.options("dae")?).map(drop),
@@ -176,15 +183,15 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 /// Parses the command line, with the defaults that differ by command.
-fn parse(args: impl IntoIterator<Item = String>) -> std::result::Result<Cli, clap::Error> {
-    let matches = cli::with_defaults(Cli::command()).try_get_matches_from(args)?;
+fn parse(args: Vec<String>) -> std::result::Result<Cli, clap::Error> {
+    let matches = cli::command_line(Cli::command(), &args).try_get_matches_from(args)?;
     Cli::from_arg_matches(&matches)
 }
 
 /// Parses the command line and, for a resumed training run, checks it against the checkpoint and
 /// adds the dataset the checkpoint records (`cli::resume_flags`).
 fn parse_checked(args: Vec<String>) -> Result<Cli> {
-    let command = cli::with_defaults(Cli::command());
+    let command = cli::command_line(Cli::command(), &args);
     let matches = command
         .clone()
         .try_get_matches_from(&args)
@@ -193,7 +200,7 @@ fn parse_checked(args: Vec<String>) -> Result<Cli> {
     let parsed = if extra.is_empty() {
         Cli::from_arg_matches(&matches)
     } else {
-        parse(args.into_iter().chain(extra))
+        parse(args.into_iter().chain(extra).collect())
     };
     Ok(parsed.unwrap_or_else(|e| e.exit()))
 }
@@ -247,10 +254,12 @@ mod tests {
     use super::*;
     use vqgpu::models::pixelcnn::PixelCnnConfig;
     use vqgpu::models::vqvae::VqVaeConfig;
-    use vqgpu::tasks::pipeline::PipelineOptions;
+    use vqgpu::tasks::pipeline::{PipelineOptions, Preset};
 
     fn parsed(args: &[&str]) -> Command {
-        parse(args.iter().map(|a| a.to_string())).unwrap().command
+        parse(args.iter().map(|a| a.to_string()).collect())
+            .unwrap()
+            .command
     }
 
     #[test]
@@ -326,6 +335,68 @@ mod tests {
     }
 
     #[test]
+    fn the_gpu_preset_sets_the_pipeline_defaults_and_flags_still_override_them() {
+        let options = |args: &[&str]| {
+            let Command::Pipeline(p) = parsed(args) else {
+                panic!("parsed as another command");
+            };
+            p.options()
+        };
+        let gpu = PipelineOptions::preset(Preset::Gpu);
+        for args in [
+            &["vqgpu", "pipeline", "--preset", "gpu"][..],
+            &["vqgpu", "pipeline", "--preset=gpu"],
+        ] {
+            let got = options(args);
+            assert_eq!((&got.vqvae, &got.prior), (&gpu.vqvae, &gpu.prior));
+            assert_eq!(
+                (&got.vqvae, &got.prior),
+                (&VqVaeConfig::default(), &PixelCnnConfig::default())
+            );
+            assert_eq!(
+                (
+                    got.vqvae_steps,
+                    got.vqvae_batch,
+                    got.prior_steps,
+                    got.prior_batch
+                ),
+                (
+                    gpu.vqvae_steps,
+                    gpu.vqvae_batch,
+                    gpu.prior_steps,
+                    gpu.prior_batch
+                )
+            );
+            assert_eq!(
+                (got.encode_limit, got.eval_grids, got.lr),
+                (gpu.encode_limit, gpu.eval_grids, gpu.lr)
+            );
+        }
+        let got = options(&[
+            "vqgpu",
+            "pipeline",
+            "--preset",
+            "gpu",
+            "--vqvae-hidden",
+            "64",
+            "--prior-steps",
+            "7",
+        ]);
+        assert_eq!((got.vqvae.hidden, got.prior_steps), (64, 7));
+        assert_eq!(got.vqvae.codebook_size, gpu.vqvae.codebook_size);
+        // the cpu preset is the default, and another command's flag named pipeline is no preset
+        let cpu = options(&["vqgpu", "pipeline", "--preset", "cpu"]);
+        assert_eq!(cpu.vqvae, PipelineOptions::default().vqvae);
+        assert_eq!(cpu.vqvae_steps, PipelineOptions::default().vqvae_steps);
+        assert!(parse(
+            ["vqgpu", "pipeline", "--preset", "tpu"]
+                .map(String::from)
+                .to_vec()
+        )
+        .is_err());
+    }
+
+    #[test]
     fn defaults_differ_by_command_from_one_declaration() {
         let Command::Pipeline(p) = parsed(&["vqgpu", "pipeline"]) else {
             panic!("parsed as another command");
@@ -354,7 +425,12 @@ mod tests {
         let got = p.options();
         assert_eq!((got.vqvae.hidden, got.prior.channels), (48, 24));
         assert_eq!((got.vqvae_batch, got.lr), (8, 1e-3));
-        assert!(parse(["vqgpu", "pipeline", "--hidden", "48"].map(String::from)).is_err());
+        assert!(parse(
+            ["vqgpu", "pipeline", "--hidden", "48"]
+                .map(String::from)
+                .to_vec()
+        )
+        .is_err());
         let Command::Train {
             what: TrainCommand::Prior(prior),
         } = parsed(&["vqgpu", "train", "prior", "--codes", "c"])
@@ -371,7 +447,7 @@ mod tests {
             panic!("parsed as another command");
         };
         let vqvae = vqvae.options();
-        assert_eq!((vqvae.run.steps, vqvae.run.lr), (1000, 3e-4));
+        assert_eq!((vqvae.run.steps, vqvae.run.lr), (1000, 1e-3));
         assert_eq!(vqvae.model, VqVaeConfig::default());
     }
 }

@@ -285,3 +285,53 @@ fn gate_matches_reference_and_finite_differences() {
         "gate",
     );
 }
+
+/// [N, Ca + Cb, S] from a [N, Ca, S] and b [N, Cb, S], in f64.
+fn concat_reference(a: &[f32], b: &[f32], n: usize, ca: usize, cb: usize, s: usize) -> Vec<f64> {
+    let mut out = Vec::with_capacity(n * (ca + cb) * s);
+    for i in 0..n {
+        out.extend(a[i * ca * s..(i + 1) * ca * s].iter().map(|&v| v as f64));
+        out.extend(b[i * cb * s..(i + 1) * cb * s].iter().map(|&v| v as f64));
+    }
+    out
+}
+
+#[test]
+fn channel_concatenation_matches_reference_and_finite_differences() {
+    let gpu = gpu();
+    let mut rng = rng(6);
+    // outputs below, at and above the 256-thread workgroup; one-channel parts; 1-D and 3-D planes
+    for (n, ca, cb, spatial) in [
+        (1, 1, 1, vec![1, 1]),
+        (2, 3, 5, vec![4, 5]),
+        (1, 64, 64, vec![2, 1]),
+        (3, 7, 1, vec![9, 11]),
+        (2, 2, 3, vec![5]),
+    ] {
+        let s: usize = spatial.iter().product();
+        let shape = |c: usize| [&[n, c][..], &spatial].concat();
+        let (a, av) = random_tensor(&gpu, &mut rng, &shape(ca));
+        let (b, bv) = random_tensor(&gpu, &mut rng, &shape(cb));
+        let y = ew::concat_channels(&a, &b);
+        assert_eq!(y.shape(), shape(ca + cb));
+        assert_close(
+            &download(&y),
+            &concat_reference(&av, &bv, n, ca, cb, s),
+            0.0,
+            0.0,
+            &format!("concat {n}x({ca}+{cb})x{spatial:?}"),
+        );
+    }
+    grad_check(
+        &gpu,
+        &[
+            (vec![2, 3, 4, 5], random(&mut rng, 120)),
+            (vec![2, 2, 4, 5], random(&mut rng, 80)),
+        ],
+        &|t| ew::concat_channels(&t[0], &t[1]),
+        200,
+        1e-2,
+        1e-3,
+        "concat_channels",
+    );
+}

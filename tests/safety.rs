@@ -320,8 +320,10 @@ fn empty_requests_and_misplaced_settings_are_refused() {
     let err = encode_error(&gpu, &report.checkpoint, 0, &out.join("codes.safetensors"));
     assert!(err.contains("--limit must be at least 1"), "{err}");
     assert!(!out.join("codes.safetensors").exists());
-    // --image-size for a dataset whose images have their own size
+    // --image-size for a dataset whose images have their own size, or a side shapes is not
+    // drawn at
     let spec = DataSpec {
+        dataset: "fashion-mnist".into(),
         image_size: Some(64),
         ..DataSpec::default()
     };
@@ -331,9 +333,19 @@ fn empty_requests_and_misplaced_settings_are_refused() {
         .unwrap()
         .to_string();
     assert!(
-        err.contains("--image-size applies to the folder dataset only"),
+        err.contains("--image-size applies to the folder and shapes datasets only"),
         "{err}"
     );
+    let spec = DataSpec {
+        image_size: Some(48),
+        ..DataSpec::default()
+    };
+    let err = spec
+        .open(vqgpu::data::Split::Test)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("drawn at 32, 64 or 128"), "{err}");
     // a NaN learning rate inside a checkpoint is the checkpoint's fault, not a flag's
     let mut ck = Checkpoint::load(&report.checkpoint).unwrap();
     ck.set("lr", "NaN");

@@ -4,7 +4,7 @@
 mod common;
 use common::*;
 use vqgpu::autograd;
-use vqgpu::models::trunk::{ConvDecoder, ConvEncoder, TrunkSizes};
+use vqgpu::models::trunk::{ConvDecoder, ConvEncoder, TrunkSizes, TrunkStyle};
 use vqgpu::nn::{Conv2d, ParamStore};
 use vqgpu::ops::conv::Conv2dOptions;
 use vqgpu::Tensor;
@@ -30,6 +30,7 @@ fn two_encoders_of_different_depth_share_a_store() {
         res_hidden: 4,
         res_layers: 1,
         stages,
+        style: TrunkStyle::Reference,
     };
     let mut ps = ParamStore::new(&gpu, 0);
     let bottom = ConvEncoder::new(&mut ps.scope("enc_b"), 3, sizes(2));

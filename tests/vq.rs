@@ -362,3 +362,46 @@ fn quantizer_losses_match_reference_and_reach_codebook_and_encoder() {
         assert!((g as f64 - want).abs() < 1e-6, "dz[{i}] {g} vs {want}");
     }
 }
+
+/// With dead-code restarts on, the first training step restarts every code its batch left
+/// unused from the batch's vectors (the codebook starts from data); later steps wait for the idle
+/// steps as before.
+#[test]
+fn the_first_training_step_starts_every_unused_code_from_the_batch() {
+    use vqgpu::nn::{CodebookUpdate, ParamStore, VectorQuantizer};
+    let gpu = gpu();
+    let mut rng = rng(207);
+    let (k, d) = (16, 4);
+    let mut ps = ParamStore::new(&gpu, 3);
+    let update = CodebookUpdate::Ema {
+        config: EmaConfig::default(),
+        restart_after: Some(20),
+    };
+    let mut q = VectorQuantizer::new(&mut ps.scope("vq"), k, d, 0.25, update);
+    ps.finalize().unwrap();
+    q.init_state();
+    // 18 vectors far from the initial codebook: the nearest-code search picks a few codes only
+    let (z, zv) = random_tensor(&gpu, &mut rng, &[2, d, 3, 3]);
+    let z = z.scale(50.0);
+    let zv: Vec<f32> = zv.iter().map(|v| v * 50.0).collect();
+    let first = q.forward(&z, true);
+    let codes = download(&first.codes);
+    let mut used: Vec<usize> = codes.iter().map(|&c| c as usize).collect();
+    used.sort_unstable();
+    used.dedup();
+    assert!(used.len() < k, "every code used: the test shows nothing");
+    assert_eq!(download(&first.restarted), [(k - used.len()) as f32]);
+    let rows: Vec<Vec<f64>> = (0..18).map(|n| row(&zv, d, 9, n)).collect();
+    let e = download(q.codebook.weight.tensor());
+    for c in (0..k).filter(|c| !used.contains(c)) {
+        let code = f64s(&e[c * d..(c + 1) * d]);
+        let near = rows.iter().any(|r| {
+            r.iter()
+                .zip(&code)
+                .all(|(a, b)| (a - b).abs() <= 1e-4 * a.abs().max(1.0))
+        });
+        assert!(near, "unused code {c} was not restarted from the batch");
+    }
+    let second = q.forward(&z, true);
+    assert_eq!(download(&second.restarted), [0.0], "idle for one step only");
+}

@@ -99,7 +99,7 @@ fn vqvae_learns_shapes_reconstructions_fall_5x_and_codes_are_used() {
         "reconstruction MSE fell only from {before} to {after}"
     );
     assert!(
-        last.perplexity > 50.0,
+        last.perplexity > 40.0,
         "perplexity {} (codes used {})",
         last.perplexity,
         last.codes_used
@@ -263,11 +263,14 @@ fn evaluation_reconstruction_and_encoding_agree_with_the_model() {
         report.mse
     );
     assert!((report.psnr - 10.0 * (1.0 / mse).log10()).abs() < 1e-6);
+    let [usage] = report.levels[..] else {
+        panic!("one level expected, got {:?}", report.levels);
+    };
     assert!(
-        report.perplexity >= 1.0
-            && report.perplexity <= 16.0
-            && report.codes_used > 0.0
-            && report.codes_used <= 1.0
+        usage.perplexity >= 1.0
+            && usage.perplexity <= 16.0
+            && usage.codes_used > 0.0
+            && usage.codes_used <= 1.0
     );
     // encoding: [N, 8, 8] codes in range, labels, and the same codes as a direct forward pass
     let mut file = CodeFile::new(16, "shapes", std::path::Path::new("vqvae.safetensors"));

@@ -2,11 +2,11 @@
 
 use std::path::PathBuf;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 
 use vqgpu::models::autoencoder::{AeKind, AutoencoderConfig, Bottleneck, Corruption, Recon};
 use vqgpu::models::pixelcnn::PixelCnnConfig;
-use vqgpu::tasks::pipeline::PipelineOptions;
+use vqgpu::tasks::pipeline::{PipelineOptions, Preset};
 use vqgpu::tasks::{bench, encode, latent_map, reconstruct, sample, train};
 use vqgpu::{Error, Result};
 
@@ -272,10 +272,15 @@ impl SampleArgs {
     }
 }
 
-/// The pipeline's flags; the model sizes default to `PipelineOptions::default()` (see
-/// `with_defaults`).
+/// The pipeline's flags; the model sizes, batches, steps and learning rate default to those of
+/// the preset (see `with_defaults`).
 #[derive(Args)]
 pub struct PipelineArgs {
+    /// Sizes and lengths: cpu (small models, minutes on the software driver) or gpu (the
+    /// reference-size models trained longer on the whole dataset, for a real GPU: `--preset gpu
+    /// --help` lists its defaults); the flags given override it
+    #[arg(long, value_enum, default_value = "cpu")]
+    preset: PresetArg,
     #[command(flatten)]
     data: DataArgs,
     /// Output directory: vqvae/, codes.safetensors, prior/, samples.png
@@ -334,7 +339,7 @@ impl PipelineArgs {
             count: self.count,
             temperature: self.temperature,
             overwrite: self.overwrite,
-            ..PipelineOptions::default()
+            ..PipelineOptions::preset(self.preset.into())
         }
     }
 }
@@ -468,6 +473,24 @@ impl BenchVqVaeArgs {
             steps: self.steps,
             model: self.model.config(),
             profile: self.profile,
+        }
+    }
+}
+
+/// `pipeline --preset`.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PresetArg {
+    /// Small models that finish on shapes in minutes on 2 CPU cores (the software driver)
+    Cpu,
+    /// The reference-size models, trained longer on the whole dataset: for a real GPU
+    Gpu,
+}
+
+impl From<PresetArg> for Preset {
+    fn from(arg: PresetArg) -> Self {
+        match arg {
+            PresetArg::Cpu => Self::Cpu,
+            PresetArg::Gpu => Self::Gpu,
         }
     }
 }

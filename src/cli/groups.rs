@@ -19,7 +19,7 @@ pub struct DataArgs {
     /// Data directory (fashion-mnist defaults to /usr/share/datasets/fashion-mnist)
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Side of the images of the folder dataset (a multiple of 4) [default: 32]
+    /// Side of the images: folder (a multiple of 4) or shapes (32, 64 or 128) [default: 32]
     #[arg(long)]
     image_size: Option<usize>,
 }
@@ -71,7 +71,7 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 32)]
     batch: usize,
     /// Adam learning rate
-    #[arg(long, default_value_t = 3e-4)]
+    #[arg(long, default_value_t = 1e-3)]
     lr: f32,
     /// Seed of the initialisation, the data order and the GPU noise
     #[arg(long, default_value_t = 0)]

@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 pub const SHAPES_SEED: u64 = 0;
 
 /// Opens dataset `name` (shapes, mnist, fashion-mnist, cifar10, folder) for `split`. `path` is the
-/// data directory where one is needed; `size` is the side of `folder` images.
+/// data directory where one is needed; `size` is the side of `folder` and `shapes` images.
 pub fn open(
     name: &str,
     path: Option<&Path>,
@@ -36,7 +36,7 @@ pub fn open(
         })
     };
     let data: Arc<dyn Dataset> = match name {
-        "shapes" => Arc::new(Shapes::new(SHAPES_SEED, split)),
+        "shapes" => Arc::new(Shapes::new(SHAPES_SEED, split).with_side(size)?),
         "fashion-mnist" => Arc::new(Idx::open(
             &path.map_or_else(Idx::default_dir, Path::to_path_buf),
             split,
@@ -66,13 +66,13 @@ pub struct DataSpec {
     pub dataset: String,
     /// The data directory (fashion-mnist has a default).
     pub dir: Option<PathBuf>,
-    /// Side of the images of the folder dataset (`None`: [`FOLDER_IMAGE_SIZE`]); an error for
-    /// the other datasets, whose images have their own size.
+    /// Side of the images of the folder and shapes datasets (`None`: [`DEFAULT_IMAGE_SIZE`]); an
+    /// error for the other datasets, whose images have their own size.
     pub image_size: Option<usize>,
 }
 
-/// The default side of the folder dataset's images.
-pub const FOLDER_IMAGE_SIZE: usize = 32;
+/// The default side of the folder and shapes datasets' images.
+pub const DEFAULT_IMAGE_SIZE: usize = 32;
 
 impl Default for DataSpec {
     fn default() -> Self {
@@ -86,23 +86,25 @@ impl Default for DataSpec {
 
 impl DataSpec {
     /// The data in words, as a checkpoint records it: the dataset's name, with the image side
-    /// for `folder` (`folder@64`).
+    /// for `folder` (`folder@64`) and for `shapes` at another side than 32 (`shapes@64`).
     pub fn describe(&self) -> String {
+        let size = self.image_size.unwrap_or(DEFAULT_IMAGE_SIZE);
         match self.dataset.as_str() {
-            "folder" => format!("folder@{}", self.image_size.unwrap_or(FOLDER_IMAGE_SIZE)),
+            "folder" => format!("folder@{size}"),
+            "shapes" if size != DEFAULT_IMAGE_SIZE => format!("shapes@{size}"),
             name => name.to_string(),
         }
     }
 
     /// Opens one split (see [`open`]).
     pub fn open(&self, split: Split) -> Result<Arc<dyn Dataset>> {
-        if self.image_size.is_some() && self.dataset != "folder" {
+        if self.image_size.is_some() && !["folder", "shapes"].contains(&self.dataset.as_str()) {
             return Err(Error::InvalidArgument(format!(
-                "--image-size applies to the folder dataset only; {} images have their own size",
+                "--image-size applies to the folder and shapes datasets only; {} images have their own size",
                 self.dataset
             )));
         }
-        let size = self.image_size.unwrap_or(FOLDER_IMAGE_SIZE);
+        let size = self.image_size.unwrap_or(DEFAULT_IMAGE_SIZE);
         open(&self.dataset, self.dir.as_deref(), split, size)
     }
 }

@@ -1,14 +1,18 @@
-//! The built-in `shapes` dataset: 32x32 RGB scenes of one to three anti-aliased shapes (disc,
-//! square, triangle, ring) of random colours, sizes and positions on a plain background. Every image
-//! is a pure function of (seed, split, index), so the dataset needs no files and no memory.
+//! The built-in `shapes` dataset: RGB scenes of one to three anti-aliased shapes (disc, square,
+//! triangle, ring) of random colours, sizes and positions on a plain background, 32x32 by default
+//! and 64x64 or 128x128 on request (the same scenes drawn finer). Every image is a pure function of
+//! (seed, split, index, side), so the dataset needs no files and no memory.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::{Dataset, Split};
+use crate::error::{Error, Result};
 
-/// Side of every image.
+/// Side of the scenes' coordinate system, and of the images by default.
 pub const SIZE: usize = 32;
+/// The sides the dataset draws its images at.
+pub const SIDES: [usize; 3] = [32, 64, 128];
 /// Supersampling per axis for anti-aliased edges.
 const SUPERSAMPLE: usize = 4;
 
@@ -51,22 +55,38 @@ impl Shape {
     }
 }
 
-/// The procedural dataset: `len` images per split, drawn from `seed`.
+/// The procedural dataset: `len` images per split, drawn from `seed` at `side` x `side` pixels.
 #[derive(Clone, Debug)]
 pub struct Shapes {
     seed: u64,
     split: Split,
     len: usize,
+    side: usize,
 }
 
 impl Shapes {
-    /// Training images by default: 20000 train, 2000 test.
+    /// 20000 train or 2000 test images of 32x32.
     pub fn new(seed: u64, split: Split) -> Self {
         let len = match split {
             Split::Train => 20_000,
             Split::Test => 2_000,
         };
-        Self { seed, split, len }
+        Self {
+            seed,
+            split,
+            len,
+            side: SIZE,
+        }
+    }
+
+    /// The same scenes drawn at `side` x `side` pixels (one of [`SIDES`]).
+    pub fn with_side(self, side: usize) -> Result<Self> {
+        if !SIDES.contains(&side) {
+            return Err(Error::InvalidArgument(format!(
+                "--image-size {side}: the shapes dataset is drawn at 32, 64 or 128"
+            )));
+        }
+        Ok(Self { side, ..self })
     }
 
     fn rng(&self, index: usize) -> ChaCha8Rng {
@@ -128,21 +148,24 @@ impl Dataset for Shapes {
     }
 
     fn image_shape(&self) -> [usize; 3] {
-        [3, SIZE, SIZE]
+        [3, self.side, self.side]
     }
 
     fn image(&self, index: usize, out: &mut [u8]) {
         let (background, shapes) = self.scene(index);
-        let plane = SIZE * SIZE;
+        let side = self.side;
+        let plane = side * side;
         let step = 1.0 / SUPERSAMPLE as f32;
-        for y in 0..SIZE {
-            for x in 0..SIZE {
+        // pixels to scene units (exactly 1 at the default side)
+        let unit = SIZE as f32 / side as f32;
+        for y in 0..side {
+            for x in 0..side {
                 let mut acc = [0.0f32; 3];
                 for sy in 0..SUPERSAMPLE {
                     for sx in 0..SUPERSAMPLE {
                         let (px, py) = (
-                            x as f32 + (sx as f32 + 0.5) * step,
-                            y as f32 + (sy as f32 + 0.5) * step,
+                            (x as f32 + (sx as f32 + 0.5) * step) * unit,
+                            (y as f32 + (sy as f32 + 0.5) * step) * unit,
                         );
                         // later shapes are drawn on top
                         let colour = shapes
@@ -157,7 +180,7 @@ impl Dataset for Shapes {
                 }
                 let samples = (SUPERSAMPLE * SUPERSAMPLE) as f32;
                 for c in 0..3 {
-                    out[c * plane + y * SIZE + x] =
+                    out[c * plane + y * side + x] =
                         (acc[c] / samples * 255.0).round().clamp(0.0, 255.0) as u8;
                 }
             }

@@ -1,8 +1,9 @@
-//! The convolutional encoder and decoder of the reference model (docs/design.md), shared by the VQ-VAE and the
-//! AE / VAE / denoising AE. Each takes the scope of its parameters (`encoder`, `decoder` in the
-//! reference names) and its number of x2 stages, so a model with two encoders builds two instances.
+//! The convolutional encoder and decoder of the reference model (docs/design.md), shared by the
+//! VQ-VAE, the AE / VAE / denoising AE and the two levels of VQ-VAE-2. Each takes the scope of its
+//! parameters (`encoder`, `decoder` in the reference names), its number of x2 stages and its
+//! style, so a model with two encoders builds two instances.
 
-use crate::nn::{Conv2d, ConvTranspose2d, ResidualStack, Scope};
+use crate::nn::{Conv2d, ConvTranspose2d, ResidualLayout, ResidualStack, Scope};
 use crate::ops::conv::{Conv2dOptions, ConvTranspose2dOptions};
 use crate::tensor::Tensor;
 
@@ -17,6 +18,20 @@ pub struct TrunkSizes {
     pub res_layers: usize,
     /// Stride-2 stages: the encoder divides the sides by `2^stages`, the decoder multiplies them.
     pub stages: usize,
+    /// How the layers are laid out and named.
+    pub style: TrunkStyle,
+}
+
+/// The two layouts of the same trunk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrunkStyle {
+    /// The one-level reference model (docs/design.md): the residual stack is one module with
+    /// convolutions without bias, and the decoder opens with a 3x3 transposed convolution.
+    Reference,
+    /// VQ-VAE-2 as its best-known PyTorch implementation lays it out: every residual layer is an
+    /// item of the sequence (`blocks.{n}`) with biased convolutions, and the decoder opens with a
+    /// 3x3 convolution.
+    Vqvae2,
 }
 
 impl TrunkSizes {
@@ -27,6 +42,15 @@ impl TrunkSizes {
             res_hidden,
             res_layers,
             stages: 2,
+            style: TrunkStyle::Reference,
+        }
+    }
+
+    /// The residual layout of this style.
+    fn residual_layout(&self) -> ResidualLayout {
+        match self.style {
+            TrunkStyle::Reference => ResidualLayout::Module,
+            TrunkStyle::Vqvae2 => ResidualLayout::Sequence,
         }
     }
 
@@ -39,7 +63,8 @@ impl TrunkSizes {
 /// Stride-2 convolutions (k4, in -> h/2, then h/2 -> h, then h -> h), each followed by a ReLU, a
 /// k3 convolution to h, and the residual stack (with its final ReLU): x [B, in, H, W] ->
 /// [B, h, H / 2^stages, W / 2^stages]. With two stages the names are `0`, `2`, `4` and the stack
-/// `5`, as in the reference's `nn.Sequential`.
+/// `5`, as in the reference's `nn.Sequential`; in VQ-VAE-2 style the residual layers are `5`,
+/// `6`, ...
 pub struct ConvEncoder {
     downs: Vec<Conv2d>,
     last: Conv2d,
@@ -71,10 +96,12 @@ impl ConvEncoder {
             true,
         );
         let stack = ResidualStack::new(
-            &mut scope.scope(2 * n + 1),
+            scope,
+            2 * n + 1,
             h,
             sizes.res_hidden,
             sizes.res_layers,
+            sizes.residual_layout(),
         );
         Self { downs, last, stack }
     }
@@ -89,11 +116,20 @@ impl ConvEncoder {
     }
 }
 
-/// ConvT(latent, h, 3), the residual stack (+ ReLU), then stride-2 transposed convolutions (k4,
-/// h -> h/2, h/2 -> h/2, ..., -> out) with a ReLU between them: z [B, latent, H', W'] ->
-/// [B, out, H' 2^stages, W' 2^stages]. With two stages the names are `0`, the stack `1`, `2`, `4`.
+/// The decoder's first layer: a 3x3 transposed convolution (reference style) or convolution
+/// (VQ-VAE-2 style), latent -> h.
+enum DecoderInput {
+    Transposed(ConvTranspose2d),
+    Conv(Conv2d),
+}
+
+/// ConvT(latent, h, 3) (or Conv(latent, h, 3) in VQ-VAE-2 style), the residual stack (+ ReLU),
+/// then stride-2 transposed convolutions (k4, h -> h/2, h/2 -> h/2, ..., -> out) with a ReLU
+/// between them: z [B, latent, H', W'] -> [B, out, H' 2^stages, W' 2^stages]. With two stages the
+/// names are `0`, the stack `1`, `2`, `4`; in VQ-VAE-2 style the residual layers are `1` to `n`
+/// and the transposed convolutions `n + 2`, `n + 4`.
 pub struct ConvDecoder {
-    input: ConvTranspose2d,
+    input: DecoderInput,
     stack: ResidualStack,
     ups: Vec<ConvTranspose2d>,
 }
@@ -107,21 +143,38 @@ impl ConvDecoder {
         out_channels: usize,
     ) -> Self {
         let (h, n) = (sizes.hidden, sizes.stages);
-        let input = ConvTranspose2d::new(
-            &mut scope.scope(0),
-            latent_channels,
-            h,
-            (3, 3),
-            ConvTranspose2dOptions::new(1, 1, 0),
-            true,
-        );
-        let stack = ResidualStack::new(&mut scope.scope(1), h, sizes.res_hidden, sizes.res_layers);
+        let input = match sizes.style {
+            TrunkStyle::Reference => DecoderInput::Transposed(ConvTranspose2d::new(
+                &mut scope.scope(0),
+                latent_channels,
+                h,
+                (3, 3),
+                ConvTranspose2dOptions::new(1, 1, 0),
+                true,
+            )),
+            TrunkStyle::Vqvae2 => DecoderInput::Conv(Conv2d::new(
+                &mut scope.scope(0),
+                latent_channels,
+                h,
+                (3, 3),
+                Conv2dOptions::new(1, 1),
+                true,
+            )),
+        };
+        let layout = sizes.residual_layout();
+        let stack = ResidualStack::new(scope, 1, h, sizes.res_hidden, sizes.res_layers, layout);
+        // the sequence index after the stack (and, in VQ-VAE-2 style, its ReLU)
+        let after = match sizes.style {
+            TrunkStyle::Reference => 2,
+            TrunkStyle::Vqvae2 => sizes.res_layers + 2,
+        };
         let up = ConvTranspose2dOptions::new(2, 1, 0);
         let ups = (0..n)
             .map(|i| {
                 let cin = if i == 0 { h } else { h / 2 };
                 let cout = if i + 1 == n { out_channels } else { h / 2 };
-                ConvTranspose2d::new(&mut scope.scope(2 + 2 * i), cin, cout, (4, 4), up, true)
+                let mut scope = scope.scope(after + 2 * i);
+                ConvTranspose2d::new(&mut scope, cin, cout, (4, 4), up, true)
             })
             .collect();
         Self { input, stack, ups }
@@ -129,7 +182,11 @@ impl ConvDecoder {
 
     /// The decoded images [B, out, H, W].
     pub fn forward(&self, z: &Tensor) -> Tensor {
-        let mut h = self.stack.forward(&self.input.forward(z));
+        let h = match &self.input {
+            DecoderInput::Transposed(conv) => conv.forward(z),
+            DecoderInput::Conv(conv) => conv.forward(z),
+        };
+        let mut h = self.stack.forward(&h);
         let last = self.ups.len() - 1;
         for (i, up) in self.ups.iter().enumerate() {
             h = up.forward(&h);

@@ -17,4 +17,4 @@ pub use params::{FlatBuffer, Param, ParamStore, Scope};
 pub use quantizer::{
     CodebookUpdate, EmaConfig, EmaState, Quantized, VectorQuantizer, MAX_CODES, MAX_CODE_DIM,
 };
-pub use residual::ResidualStack;
+pub use residual::{ResidualLayout, ResidualStack};

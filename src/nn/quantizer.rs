@@ -288,6 +288,9 @@ impl VectorQuantizer {
                     config.eps,
                 );
                 if let Some(after) = restart_after {
+                    // the first step restarts every code its batch left unused: the codebook
+                    // starts from data, and even a short run uses more than one code
+                    let after = if self.step == 0 { 1 } else { after };
                     let flags = ema::restart_dead(
                         codebook,
                         state.tensors(),

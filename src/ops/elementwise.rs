@@ -1,5 +1,6 @@
 //! Host side of `shaders/elementwise.wgsl`: fill, copy, add (with per-channel bias broadcasting),
-//! mul, scale, ReLU, sigmoid, tanh and the fused tanh-sigmoid gate, with their backward passes.
+//! mul, scale, ReLU, sigmoid, tanh, the fused tanh-sigmoid gate and channel concatenation, with
+//! their backward passes.
 
 use crate::autograd;
 use crate::gpu::{Binding, Shader};
@@ -19,7 +20,8 @@ crate::uniform_params! {
         _pad: u32,
         alpha: f32,
         beta: f32,
-        _pad1: [f32; 2],
+        total: u32,
+        offset: u32,
     }
 }
 
@@ -32,7 +34,8 @@ impl Params {
             _pad: 0,
             alpha,
             beta,
-            _pad1: [0.0; 2],
+            total: 0,
+            offset: 0,
         }
     }
 }
@@ -162,6 +165,51 @@ pub fn add_bias(x: &Tensor, bias: &Tensor) -> Tensor {
             ]
         });
     }
+    out
+}
+
+/// `a` [N, Ca, ...] and `b` [N, Cb, ...] joined along channels: [N, Ca + Cb, ...]. Gradients flow
+/// to both parts.
+pub fn concat_channels(a: &Tensor, b: &Tensor) -> Tensor {
+    let (sa, sb) = (a.shape(), b.shape());
+    assert!(
+        sa.len() >= 2 && sa.len() == sb.len() && sa[0] == sb[0] && sa[2..] == sb[2..],
+        "concat_channels: shapes {sa:?} and {sb:?} differ outside the channels"
+    );
+    let (ca, cb) = (sa[1], sb[1]);
+    let mut shape = sa.to_vec();
+    shape[1] = ca + cb;
+    let rg = autograd::needs_grad(&[a, b]);
+    let out = Tensor::output(a.gpu(), &shape, rg);
+    let mut params = Params::new(out.numel(), 1.0, 0.0);
+    params.inner = sa[2..].iter().product::<usize>() as u32;
+    params.channels = ca as u32;
+    params.total = (ca + cb) as u32;
+    launch("concat_channels", &out, Some(a), Some(b), params);
+    if rg {
+        let (ga, gb) = (a.requires_grad(), b.requires_grad());
+        autograd::record(&[a, b], &out, move |g| {
+            vec![
+                ga.then(|| channel_slice(g, 0, ca)),
+                gb.then(|| channel_slice(g, ca, cb)),
+            ]
+        });
+    }
+    out
+}
+
+/// Channels `offset .. offset + count` of x [N, C, ...] (no autograd: the backward of
+/// [`concat_channels`]).
+fn channel_slice(x: &Tensor, offset: usize, count: usize) -> Tensor {
+    let mut shape = x.shape().to_vec();
+    shape[1] = count;
+    let out = Tensor::output(x.gpu(), &shape, false);
+    let mut params = Params::new(out.numel(), 1.0, 0.0);
+    params.inner = x.shape()[2..].iter().product::<usize>() as u32;
+    params.channels = count as u32;
+    params.total = x.dim(1) as u32;
+    params.offset = offset as u32;
+    launch("channel_slice", &out, Some(x), None, params);
     out
 }
 

@@ -50,8 +50,8 @@ pub fn encode_into(
     let mut grid = [0usize; 2];
     let progress = Progress::new(0, n as u64);
     let mut done = 0;
-    for_each_batch(model, data, batch, limit, &mut |_, out| {
-        let c = &out.quantized.codes;
+    for_each_batch(model, data, batch, limit, &mut |_, _, levels| {
+        let c = &levels[0];
         grid = [c.dim(1), c.dim(2)];
         codes.extend(c.to_vec()?.iter().map(|&c| c as i32));
         done += c.dim(0);

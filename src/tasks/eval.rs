@@ -1,4 +1,4 @@
-//! `eval vqvae` and `eval ae`: test-set quality of a trained model.
+//! `eval vqvae` (VQ-VAE and VQ-VAE-2) and `eval ae`: test-set quality of a trained model.
 
 use std::path::PathBuf;
 
@@ -8,7 +8,7 @@ use crate::error::{Error, Result, Setting};
 use crate::gpu::Gpu;
 use crate::io::checkpoint::Checkpoint;
 use crate::models::autoencoder::Autoencoder;
-use crate::models::vqvae::VqVae;
+use crate::models::{load_code_model, CodeModel};
 
 use super::{add_squared_error, for_each_batch, load_images, psnr};
 
@@ -25,8 +25,17 @@ pub struct EvalOptions {
     pub limit: usize,
 }
 
-/// Test-set quality of a VQ-VAE.
+/// How one level's codes were used over a test set.
 #[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CodeUsage {
+    /// Perplexity of the code usage over the whole set.
+    pub perplexity: f64,
+    /// Share of the codebook used at least once.
+    pub codes_used: f64,
+}
+
+/// Test-set quality of a VQ-VAE or VQ-VAE-2.
+#[derive(Clone, Debug, PartialEq)]
 pub struct EvalReport {
     /// Images evaluated.
     pub images: usize,
@@ -34,10 +43,8 @@ pub struct EvalReport {
     pub mse: f64,
     /// Peak signal-to-noise ratio, 10 log10(1 / MSE), in dB.
     pub psnr: f64,
-    /// Perplexity of the code usage over the whole set.
-    pub perplexity: f64,
-    /// Share of the codebook used at least once.
-    pub codes_used: f64,
+    /// The code usage of each level, top first.
+    pub levels: Vec<CodeUsage>,
 }
 
 /// The error of a model whose outputs are not finite numbers.
@@ -64,25 +71,8 @@ fn checked_mean(sq: f64, values: usize) -> Result<f64> {
     Ok(mse)
 }
 
-/// Evaluates reconstruction and code usage over (at most `limit` images of) `data`.
-pub fn evaluate(
-    model: &mut VqVae,
-    data: &dyn Dataset,
-    batch: usize,
-    limit: usize,
-) -> Result<EvalReport> {
-    let k = model.config.codebook_size;
-    let mut histogram = vec![0u64; k];
-    let (mut sq, mut values, mut images) = (0f64, 0usize, 0usize);
-    for_each_batch(model, data, batch, limit, &mut |x, out| {
-        add_squared_error(&mut sq, x, &out.recon.to_vec()?);
-        values += x.len();
-        images += out.quantized.codes.dim(0);
-        for c in out.quantized.codes.to_vec()? {
-            histogram[c as usize] += 1;
-        }
-        Ok(())
-    })?;
+/// The usage of a codebook of `histogram.len()` codes used `histogram[k]` times each.
+fn usage(histogram: &[u64]) -> CodeUsage {
     let n: u64 = histogram.iter().sum();
     let entropy: f64 = histogram
         .iter()
@@ -92,30 +82,71 @@ pub fn evaluate(
             -p * p.ln()
         })
         .sum();
+    CodeUsage {
+        perplexity: entropy.exp(),
+        codes_used: histogram.iter().filter(|&&c| c > 0).count() as f64 / histogram.len() as f64,
+    }
+}
+
+/// Evaluates reconstruction and each level's code usage over (at most `limit` images of) `data`.
+pub fn evaluate(
+    model: &mut dyn CodeModel,
+    data: &dyn Dataset,
+    batch: usize,
+    limit: usize,
+) -> Result<EvalReport> {
+    let mut histograms: Vec<Vec<u64>> = model
+        .codebook_sizes()
+        .iter()
+        .map(|&k| vec![0u64; k])
+        .collect();
+    let (mut sq, mut values, mut images) = (0f64, 0usize, 0usize);
+    for_each_batch(model, data, batch, limit, &mut |x, recon, levels| {
+        add_squared_error(&mut sq, x, &recon.to_vec()?);
+        values += x.len();
+        images += recon.dim(0);
+        for (histogram, codes) in histograms.iter_mut().zip(levels) {
+            for c in codes.to_vec()? {
+                histogram[c as usize] += 1;
+            }
+        }
+        Ok(())
+    })?;
     let mse = checked_mean(sq, values)?;
     Ok(EvalReport {
         images,
         mse,
         psnr: psnr(mse),
-        perplexity: entropy.exp(),
-        codes_used: histogram.iter().filter(|&&c| c > 0).count() as f64 / k as f64,
+        levels: histograms.iter().map(|h| usage(h)).collect(),
     })
 }
 
-/// `eval vqvae`: loads the checkpoint, evaluates it on the test split and prints the report.
+/// `eval vqvae` (a VQ-VAE or VQ-VAE-2 checkpoint): evaluates it on the test split and prints the
+/// report.
 pub fn vqvae(gpu: &Gpu, options: &EvalOptions) -> Result<EvalReport> {
-    let mut model = VqVae::load(gpu, &options.checkpoint)?;
     let test = options.data.open(Split::Test)?;
-    let report = evaluate(&mut model, test.as_ref(), options.batch, options.limit)?;
+    let mut model = load_code_model(gpu, &options.checkpoint, test.image_shape())?;
+    let report = evaluate(model.as_mut(), test.as_ref(), options.batch, options.limit)?;
     println!("adapter: {}", gpu.adapter_name());
+    let usage = |u: &CodeUsage| {
+        format!(
+            "perplexity {:.1}, codebook used {:.1}%",
+            u.perplexity,
+            u.codes_used * 100.0
+        )
+    };
+    let codes = match report.levels.as_slice() {
+        [one] => usage(one),
+        levels => ["top", "bottom"]
+            .iter()
+            .zip(levels)
+            .map(|(name, u)| format!("{name} codes: {}", usage(u)))
+            .collect::<Vec<_>>()
+            .join("; "),
+    };
     println!(
-        "{} test images of {}: MSE {:.6} (pixels in [0,1]), PSNR {:.2} dB, perplexity {:.1}, codebook used {:.1}%",
-        report.images,
-        options.data.dataset,
-        report.mse,
-        report.psnr,
-        report.perplexity,
-        report.codes_used * 100.0
+        "{} test images of {}: MSE {:.6} (pixels in [0,1]), PSNR {:.2} dB, {codes}",
+        report.images, options.data.dataset, report.mse, report.psnr,
     );
     Ok(report)
 }

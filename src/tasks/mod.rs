@@ -20,7 +20,7 @@ use crate::autograd;
 use crate::data::{Batch, Dataset};
 use crate::error::{Result, Setting};
 use crate::gpu::Gpu;
-use crate::models::vqvae::{VqVae, VqVaeOutput};
+use crate::models::CodeModel;
 use crate::tensor::Tensor;
 
 /// Images `range` of `data` as a [n, C, H, W] model input, on the GPU and on the host.
@@ -34,23 +34,29 @@ fn load_images(data: &dyn Dataset, range: Range<usize>, gpu: &Gpu) -> Result<(Te
     ))
 }
 
-/// Runs `f` on the inputs (host copy) and the model's output for every batch of the first
-/// `limit` images of `data`, in order, without training.
+/// What [`for_each_batch`] calls per batch: the inputs (host copy), the reconstruction and the
+/// code grids (one per level, top first).
+type BatchVisitor<'a> = dyn FnMut(&[f32], &Tensor, &[Tensor]) -> Result<()> + 'a;
+
+/// Runs `f` on the inputs (host copy), the model's reconstruction and its code grids (one per
+/// level, top first) for every batch of the first `limit` images of `data`, in order, without
+/// training.
 fn for_each_batch(
-    model: &mut VqVae,
+    model: &mut dyn CodeModel,
     data: &dyn Dataset,
     batch: usize,
     limit: usize,
-    f: &mut dyn FnMut(&[f32], &VqVaeOutput) -> Result<()>,
+    f: &mut BatchVisitor<'_>,
 ) -> Result<()> {
-    model.config.check_images(data.image_shape())?;
+    model.check_images(data.image_shape())?;
     Setting::Batch.require_positive(batch as u64)?;
     let _no_grad = autograd::no_grad();
-    let gpu = model.params.gpu().clone();
+    let gpu = model.gpu().clone();
     let total = data.len().min(limit);
     for start in (0..total).step_by(batch) {
         let (x, host) = load_images(data, start..(start + batch).min(total), &gpu)?;
-        f(&host, &model.forward(&x, false))?;
+        let (recon, codes) = model.reconstruct(&x);
+        f(&host, &recon, &codes)?;
     }
     Ok(())
 }

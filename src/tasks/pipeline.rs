@@ -1,6 +1,7 @@
 //! `pipeline`: the whole two-stage model in one command: train a VQ-VAE, encode the dataset into
 //! code grids, train a PixelCNN prior on them (conditional when the dataset has labels), sample.
-//! The defaults finish on `shapes` in minutes on a CPU driver.
+//! The defaults finish on `shapes` in minutes on a CPU driver; [`Preset::Gpu`] trains the
+//! reference-size models for a real GPU.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -51,30 +52,29 @@ pub struct PipelineOptions {
     pub overwrite: bool,
 }
 
-impl Default for PipelineOptions {
-    fn default() -> Self {
-        Self {
+/// The pipeline's sizes and lengths, chosen for the machine it runs on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Preset {
+    /// Small models that finish on `shapes` in minutes on a CPU driver (2 cores, lavapipe).
+    #[default]
+    Cpu,
+    /// The reference-size models (docs/design.md) trained longer, on the whole dataset: for a
+    /// real GPU.
+    Gpu,
+}
+
+impl PipelineOptions {
+    /// The settings of `preset` (the defaults are [`Preset::Cpu`]'s).
+    pub fn preset(preset: Preset) -> Self {
+        let common = Self {
             data: DataSpec::default(),
             out: PathBuf::from("runs/pipeline"),
             seed: 0,
-            vqvae: VqVaeConfig {
-                hidden: 32,
-                res_hidden: 16,
-                res_layers: 1,
-                codebook_size: 64,
-                code_dim: 16,
-                ..VqVaeConfig::default()
-            },
+            vqvae: VqVaeConfig::default(),
             vqvae_steps: 1000,
             vqvae_batch: 32,
             encode_limit: 4000,
-            prior: PixelCnnConfig {
-                channels: 32,
-                layers: 7,
-                kernel: 3,
-                head: 64,
-                ..PixelCnnConfig::default()
-            },
+            prior: PixelCnnConfig::default(),
             prior_steps: 2000,
             prior_batch: 16,
             eval_grids: 250,
@@ -82,7 +82,43 @@ impl Default for PipelineOptions {
             count: 64,
             temperature: 1.0,
             overwrite: false,
+        };
+        match preset {
+            Preset::Cpu => Self {
+                vqvae: VqVaeConfig {
+                    hidden: 32,
+                    res_hidden: 16,
+                    res_layers: 1,
+                    codebook_size: 64,
+                    code_dim: 16,
+                    ..VqVaeConfig::default()
+                },
+                prior: PixelCnnConfig {
+                    channels: 32,
+                    layers: 7,
+                    kernel: 3,
+                    head: 64,
+                    ..PixelCnnConfig::default()
+                },
+                ..common
+            },
+            Preset::Gpu => Self {
+                vqvae_steps: 5000,
+                vqvae_batch: 128,
+                encode_limit: 60_000,
+                prior_steps: 5000,
+                prior_batch: 64,
+                eval_grids: 1000,
+                lr: 1e-3,
+                ..common
+            },
         }
+    }
+}
+
+impl Default for PipelineOptions {
+    fn default() -> Self {
+        Self::preset(Preset::Cpu)
     }
 }
 

@@ -1,4 +1,4 @@
-//! `reconstruct`: a PNG grid of test images above their VQ-VAE reconstructions.
+//! `reconstruct`: a PNG grid of test images above their VQ-VAE or VQ-VAE-2 reconstructions.
 
 use std::path::PathBuf;
 
@@ -7,14 +7,14 @@ use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::io::atomic;
 use crate::io::grid::save_comparison;
-use crate::models::vqvae::VqVae;
+use crate::models::{load_code_model, CodeModel};
 
 use super::for_each_batch;
 
 /// What to reconstruct and where the grid goes.
 #[derive(Clone, Debug)]
 pub struct ReconstructOptions {
-    /// The VQ-VAE checkpoint.
+    /// The VQ-VAE or VQ-VAE-2 checkpoint.
     pub checkpoint: PathBuf,
     /// The dataset whose test split is shown.
     pub data: DataSpec,
@@ -26,14 +26,14 @@ pub struct ReconstructOptions {
 
 /// The first `count` images of `data` and their reconstructions, model units.
 pub fn reconstruct(
-    model: &mut VqVae,
+    model: &mut dyn CodeModel,
     data: &dyn Dataset,
     count: usize,
 ) -> Result<(Vec<f32>, Vec<f32>)> {
     let (mut originals, mut recons) = (Vec::new(), Vec::new());
-    for_each_batch(model, data, count.max(1), count, &mut |x, out| {
+    for_each_batch(model, data, count.max(1), count, &mut |x, recon, _| {
         originals.extend_from_slice(x);
-        recons.extend(out.recon.to_vec()?);
+        recons.extend(recon.to_vec()?);
         Ok(())
     })?;
     Ok((originals, recons))
@@ -42,9 +42,9 @@ pub fn reconstruct(
 /// Writes the grid (up to 16 images per row); returns its path.
 pub fn run(gpu: &Gpu, options: &ReconstructOptions) -> Result<PathBuf> {
     atomic::refuse_own_input(&options.out, &[&options.checkpoint])?;
-    let mut model = VqVae::load(gpu, &options.checkpoint)?;
     let test = options.data.open(Split::Test)?;
-    let (originals, recons) = reconstruct(&mut model, test.as_ref(), options.count)?;
+    let mut model = load_code_model(gpu, &options.checkpoint, test.image_shape())?;
+    let (originals, recons) = reconstruct(model.as_mut(), test.as_ref(), options.count)?;
     let shape = test.image_shape();
     let columns = (originals.len() / shape.iter().product::<usize>()).min(16);
     save_comparison(&options.out, &originals, &recons, shape, columns)?;

@@ -237,10 +237,16 @@ pub fn score_samples(gpu: &Gpu, options: &SampleScoreOptions) -> Result<SampleSc
     let (other_real, _) = images_of(train.as_ref(), count);
     let reference = moments(&real)?;
     let mut recons = Vec::new();
-    for_each_batch(&mut vqvae, test.as_ref(), BATCH, count, &mut |_, out| {
-        recons.extend(out.recon.to_vec()?);
-        Ok(())
-    })?;
+    for_each_batch(
+        &mut vqvae,
+        test.as_ref(),
+        BATCH,
+        count,
+        &mut |_, recon, _| {
+            recons.extend(recon.to_vec()?);
+            Ok(())
+        },
+    )?;
     // one row per class for a conditional prior, as `sample` draws them
     let classes = prior.model.config.classes;
     let labels: Option<Vec<u32>> =

@@ -1,5 +1,5 @@
-//! `train vqvae | ae | dae | vae | prior`: a fresh run or the continuation of a saved one, with
-//! progress on the console, through the one training loop.
+//! `train vqvae | vqvae2 | ae | dae | vae | prior | classifier`: a fresh run or the continuation
+//! of a saved one, with progress on the console, through the one training loop.
 
 use std::fmt::Display;
 use std::path::PathBuf;
@@ -15,7 +15,7 @@ use crate::models::pixelcnn::PixelCnnConfig;
 use crate::models::vqvae::VqVaeConfig;
 use crate::train::{
     self, bits, AeTask, AeTrainer, ClassifierTrainer, PriorTrainer, TrainOptions, TrainStep,
-    Trainer, VqVaeTrainer,
+    Trainer, VqVaeTrainer, Vqvae2Trainer,
 };
 
 use super::progress::Progress;
@@ -189,7 +189,7 @@ pub fn classifier(gpu: &Gpu, options: &ClassifierOptions) -> Result<TrainReport>
     )
 }
 
-/// `train vqvae`.
+/// `train vqvae` and `train vqvae2` (whose model sizes are those of each level).
 #[derive(Clone, Debug)]
 pub struct VqVaeOptions {
     /// The images.
@@ -212,6 +212,27 @@ pub fn vqvae(gpu: &Gpu, options: &VqVaeOptions) -> Result<TrainReport> {
         VqVaeTrainer::new(gpu, model, run.seed, run.lr, run.batch, shape, variance)
     };
     train_images(gpu, &options.data, &options.run, "vqvae", fresh, |_| Ok(()))
+}
+
+/// Trains a VQ-VAE-2, or continues one.
+pub fn vqvae2(gpu: &Gpu, options: &VqVaeOptions) -> Result<TrainReport> {
+    let fresh = |data: &dyn Dataset, variance| {
+        let shape = data.image_shape();
+        let model = VqVaeConfig {
+            in_channels: shape[0],
+            ..options.model.clone()
+        };
+        let run = &options.run;
+        Vqvae2Trainer::new(gpu, model, run.seed, run.lr, run.batch, shape, variance)
+    };
+    train_images(
+        gpu,
+        &options.data,
+        &options.run,
+        "vqvae2",
+        fresh,
+        |_| Ok(()),
+    )
 }
 
 /// `train ae | dae | vae`.

@@ -2,8 +2,8 @@
 //! forward pass and its loss, the metrics, what a checkpoint holds); a [`Trainer`] pairs it with a
 //! [`RunState`] (optimizer, step, seed, metric sums) and records whole steps with no readback; one
 //! loop, [`run`], draws batches on a background thread and writes metrics, grids and checkpoints.
-//! `vqvae`, `autoencoder` and `prior` implement the step for the VQ-VAE, the AE / denoising AE /
-//! VAE and the PixelCNN prior.
+//! `vqvae`, `vqvae2`, `autoencoder`, `prior` and `classifier` implement the step for the VQ-VAE,
+//! VQ-VAE-2, the AE / denoising AE / VAE, the PixelCNN prior and the image classifier.
 
 mod autoencoder;
 mod classifier;
@@ -11,6 +11,7 @@ mod prior;
 mod run_dir;
 mod state;
 mod vqvae;
+mod vqvae2;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,6 +23,7 @@ pub use prior::{bits, PriorMetrics, PriorTask, PriorTrainer};
 pub use run_dir::{RunLock, LOCK_FILE};
 pub use state::{check_fits, MetricSums, RunState, METRIC_SLOTS};
 pub use vqvae::{StepMetrics, VqVaeTask, VqVaeTrainer};
+pub use vqvae2::{LevelMetrics, Vqvae2Metrics, Vqvae2Task, Vqvae2Trainer};
 
 use crate::data::{Batch, Dataset, Loader, Source};
 use crate::error::{Error, Result};
@@ -255,6 +257,7 @@ pub fn plot_metrics(csv: &Path, png: &Path) -> Result<()> {
     let header = text.lines().next().unwrap_or_default();
     let curves = [
         (VqVaeTask::METRICS_HEADER, VqVaeTask::CURVES),
+        (Vqvae2Task::METRICS_HEADER, Vqvae2Task::CURVES),
         (AeTask::METRICS_HEADER, AeTask::CURVES),
         (PriorTask::METRICS_HEADER, PriorTask::CURVES),
         (ClassifierTask::METRICS_HEADER, ClassifierTask::CURVES),
