@@ -322,30 +322,26 @@ fn empty_requests_and_misplaced_settings_are_refused() {
     assert!(!out.join("codes.safetensors").exists());
     // --image-size for a dataset whose images have their own size, or a side shapes is not
     // drawn at
-    let spec = DataSpec {
-        dataset: "fashion-mnist".into(),
-        image_size: Some(64),
-        ..DataSpec::default()
-    };
-    let err = spec
-        .open(vqgpu::data::Split::Test)
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(
-        err.contains("--image-size applies to the folder and shapes datasets only"),
-        "{err}"
-    );
-    let spec = DataSpec {
-        image_size: Some(48),
-        ..DataSpec::default()
-    };
-    let err = spec
-        .open(vqgpu::data::Split::Test)
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(err.contains("drawn at 32, 64 or 128"), "{err}");
+    for (dataset, side, wanted) in [
+        (
+            "fashion-mnist",
+            64,
+            "--image-size applies to the folder and shapes datasets only",
+        ),
+        ("shapes", 48, "drawn at 32, 64 or 128"),
+    ] {
+        let spec = DataSpec {
+            dataset: dataset.into(),
+            image_size: Some(side),
+            ..DataSpec::default()
+        };
+        let err = spec
+            .open(vqgpu::data::Split::Test)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains(wanted), "{err}");
+    }
     // a NaN learning rate inside a checkpoint is the checkpoint's fault, not a flag's
     let mut ck = Checkpoint::load(&report.checkpoint).unwrap();
     ck.set("lr", "NaN");

@@ -253,49 +253,8 @@ fn resuming_a_vqvae2_continues_exactly() {
     let data: Arc<dyn Dataset> = Arc::new(Shapes::new(1, Split::Test).with_side(64).unwrap());
     let new =
         || Vqvae2Trainer::new(&gpu, small_config(8, 16, 4), 3, 1e-3, 2, [3, 64, 64], 0.1).unwrap();
-    let straight_dir = temp_dir("straight");
-    let mut straight = new();
-    train::run(
-        &mut straight,
-        data.clone(),
-        &options(6, &straight_dir),
-        &mut |_, _| {},
-    )
-    .unwrap();
-    let split_dir = temp_dir("split");
-    let mut first = new();
-    train::run(
-        &mut first,
-        data.clone(),
-        &options(3, &split_dir),
-        &mut |_, _| {},
-    )
-    .unwrap();
-    drop(first);
-    let ck = Checkpoint::load(&split_dir.join(train::CHECKPOINT_FILE)).unwrap();
-    let mut resumed = Vqvae2Trainer::from_checkpoint(&gpu, &ck).unwrap();
-    assert_eq!(resumed.run.step, 3);
-    let continued = TrainOptions {
-        resumed_from: Some(split_dir.clone()),
-        ..options(6, &split_dir)
-    };
-    train::run(&mut resumed, data, &continued, &mut |_, _| {}).unwrap();
-    let (a, b) = (
-        straight.checkpoint().unwrap(),
-        resumed.checkpoint().unwrap(),
-    );
-    assert_eq!(
-        a.tensors.keys().collect::<Vec<_>>(),
-        b.tensors.keys().collect::<Vec<_>>()
-    );
-    for (name, (shape, values)) in &a.tensors {
-        assert_eq!(
-            (shape, values),
-            (&b.tensors[name].0, &b.tensors[name].1),
-            "{name} differs after resume"
-        );
-    }
-    assert_eq!(a.metadata, b.metadata);
+    let (straight_dir, split_dir) = (temp_dir("straight"), temp_dir("split"));
+    assert_resume_is_exact(&gpu, &new, data, &options, (&straight_dir, &split_dir));
     for dir in [straight_dir, split_dir] {
         std::fs::remove_dir_all(dir).ok();
     }

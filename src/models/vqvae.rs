@@ -176,16 +176,8 @@ impl VqVae {
     pub fn write_state(&self, ck: &mut Checkpoint) -> Result<()> {
         self.params.save_into(ck, FlatBuffer::Values, "")?;
         self.quantizer.write_state(ck)?;
-        let c = &self.config;
         ck.set("format", FORMAT);
-        ck.set("in_channels", c.in_channels);
-        ck.set("hidden", c.hidden);
-        ck.set("res_hidden", c.res_hidden);
-        ck.set("res_layers", c.res_layers);
-        ck.set("codebook_size", c.codebook_size);
-        ck.set("code_dim", c.code_dim);
-        ck.set("beta", c.beta);
-        c.update.write_meta(ck);
+        self.config.write_meta(ck);
         ck.set("quantizer_step", self.quantizer.steps());
         Ok(())
     }
@@ -206,6 +198,20 @@ impl VqVae {
     /// Loads the VQ-VAE of a checkpoint file.
     pub fn load(gpu: &Gpu, path: &Path) -> Result<Self> {
         Self::from_checkpoint(gpu, &Checkpoint::load(path)?)
+    }
+}
+
+impl VqVaeConfig {
+    /// Records every size in a checkpoint's metadata (read back by [`config_from`]).
+    pub fn write_meta(&self, ck: &mut Checkpoint) {
+        ck.set("in_channels", self.in_channels);
+        ck.set("hidden", self.hidden);
+        ck.set("res_hidden", self.res_hidden);
+        ck.set("res_layers", self.res_layers);
+        ck.set("codebook_size", self.codebook_size);
+        ck.set("code_dim", self.code_dim);
+        ck.set("beta", self.beta);
+        self.update.write_meta(ck);
     }
 }
 

@@ -223,16 +223,8 @@ impl VqVae2 {
             }
             ck.set(&format!("{name}.step"), q.steps());
         }
-        let c = &self.config;
         ck.set("format", FORMAT);
-        ck.set("in_channels", c.in_channels);
-        ck.set("hidden", c.hidden);
-        ck.set("res_hidden", c.res_hidden);
-        ck.set("res_layers", c.res_layers);
-        ck.set("codebook_size", c.codebook_size);
-        ck.set("code_dim", c.code_dim);
-        ck.set("beta", c.beta);
-        c.update.write_meta(ck);
+        self.config.write_meta(ck);
         Ok(())
     }
 

@@ -202,20 +202,31 @@ pub struct VqVaeOptions {
 
 /// Trains a VQ-VAE, or continues one.
 pub fn vqvae(gpu: &Gpu, options: &VqVaeOptions) -> Result<TrainReport> {
-    let fresh = |data: &dyn Dataset, variance| {
-        let shape = data.image_shape();
-        let model = VqVaeConfig {
-            in_channels: shape[0],
-            ..options.model.clone()
-        };
-        let run = &options.run;
-        VqVaeTrainer::new(gpu, model, run.seed, run.lr, run.batch, shape, variance)
-    };
-    train_images(gpu, &options.data, &options.run, "vqvae", fresh, |_| Ok(()))
+    quantized_images(gpu, options, "vqvae", VqVaeTrainer::new)
 }
 
 /// Trains a VQ-VAE-2, or continues one.
 pub fn vqvae2(gpu: &Gpu, options: &VqVaeOptions) -> Result<TrainReport> {
+    quantized_images(gpu, options, "vqvae2", Vqvae2Trainer::new)
+}
+
+/// A fresh trainer of a model sized by a [`VqVaeConfig`]: (gpu, config, seed, lr, batch, image
+/// shape, data variance).
+type NewQuantizedTrainer<S> =
+    fn(&Gpu, VqVaeConfig, u64, f32, usize, [usize; 3], f32) -> Result<Trainer<S>>;
+
+/// Trains (or continues) a model sized by a [`VqVaeConfig`] whose input channels are the
+/// dataset's, under the run name `name`.
+fn quantized_images<S>(
+    gpu: &Gpu,
+    options: &VqVaeOptions,
+    name: &str,
+    new: NewQuantizedTrainer<S>,
+) -> Result<TrainReport>
+where
+    S: TrainStep<Data = dyn Dataset>,
+    S::Metrics: Display,
+{
     let fresh = |data: &dyn Dataset, variance| {
         let shape = data.image_shape();
         let model = VqVaeConfig {
@@ -223,16 +234,9 @@ pub fn vqvae2(gpu: &Gpu, options: &VqVaeOptions) -> Result<TrainReport> {
             ..options.model.clone()
         };
         let run = &options.run;
-        Vqvae2Trainer::new(gpu, model, run.seed, run.lr, run.batch, shape, variance)
+        new(gpu, model, run.seed, run.lr, run.batch, shape, variance)
     };
-    train_images(
-        gpu,
-        &options.data,
-        &options.run,
-        "vqvae2",
-        fresh,
-        |_| Ok(()),
-    )
+    train_images(gpu, &options.data, &options.run, name, fresh, |_| Ok(()))
 }
 
 /// `train ae | dae | vae`.

@@ -274,6 +274,82 @@ pub fn plot_metrics(csv: &Path, png: &Path) -> Result<()> {
     plot::plot_columns(csv, png, curves)
 }
 
+/// What the step of a quantized image model (VQ-VAE, VQ-VAE-2) keeps besides the model: its input
+/// buffer, the image shape and data variance it was built for, and the last reconstruction (for
+/// the PNG grids).
+pub struct ImageInput {
+    /// [C, H, W] of the images.
+    pub image_shape: [usize; 3],
+    /// Variance of training pixels in [0, 1]; the reconstruction loss is MSE / variance.
+    pub variance: f32,
+    input: Tensor,
+    last_recon: Option<Tensor>,
+}
+
+impl ImageInput {
+    /// An input buffer of `batch` images of `image_shape` for a model whose trunk has `hidden`
+    /// channels. Its largest activation (the first layer's h/2 channels at H/2 x W/2) must fit
+    /// the adapter's binding limit: checked, with overflow-checked sizes, before the first step.
+    fn new(
+        gpu: &Gpu,
+        batch: usize,
+        image_shape: [usize; 3],
+        variance: f32,
+        hidden: usize,
+    ) -> Result<Self> {
+        let [c, h, w] = image_shape;
+        let largest = [batch, hidden / 2, h / 2, w / 2, 4]
+            .into_iter()
+            .try_fold(1usize, usize::checked_mul)
+            .unwrap_or(usize::MAX);
+        check_fits(gpu, largest)?;
+        Ok(Self {
+            image_shape,
+            variance,
+            input: Tensor::zeros(gpu, &[batch, c, h, w]),
+            last_recon: None,
+        })
+    }
+
+    /// Uploads `batch` into the input buffer and returns it.
+    fn upload(&self, batch: &Batch) -> Result<&Tensor> {
+        self.input.write(&batch.inputs)?;
+        Ok(&self.input)
+    }
+
+    /// Keeps the reconstruction of the last uploaded batch for [`ImageInput::snapshot`].
+    fn keep(&mut self, recon: &Tensor) {
+        self.last_recon = Some(recon.detach());
+    }
+
+    /// Refuses a dataset of other images than the model was built for.
+    fn check_data(&self, data: &dyn Dataset) -> Result<()> {
+        check_image_data(data, self.image_shape)
+    }
+
+    /// The last batch's first `count` images and their reconstructions.
+    fn snapshot(&self, count: usize) -> Result<Option<Snapshot>> {
+        first_images(
+            &self.input,
+            self.last_recon.as_ref(),
+            count,
+            self.image_shape,
+        )
+        .map(Some)
+    }
+
+    /// Records the image shape and the data variance in a checkpoint.
+    fn write_state(&self, ck: &mut Checkpoint) {
+        ck.set_dims("image_shape", &self.image_shape);
+        ck.set("variance", self.variance);
+    }
+
+    /// The image shape and data variance recorded by [`ImageInput::write_state`].
+    fn recorded(ck: &Checkpoint) -> Result<([usize; 3], f32)> {
+        Ok((ck.dims("image_shape")?, ck.meta_parse("variance")?))
+    }
+}
+
 /// Refuses a dataset whose images are not of the `shape` [C, H, W] a model was built for.
 fn check_image_data(data: &dyn Dataset, shape: [usize; 3]) -> Result<()> {
     if data.image_shape() != shape {

@@ -9,12 +9,8 @@ use crate::gpu::Gpu;
 use crate::io::checkpoint::Checkpoint;
 use crate::models::vqvae::{VqVae, VqVaeConfig};
 use crate::nn::ParamStore;
-use crate::tensor::Tensor;
 
-use super::{
-    check_fits, check_image_data, first_images, MetricSums, RunState, Snapshot, StepOutput,
-    TrainStep, Trainer,
-};
+use super::{ImageInput, MetricSums, RunState, Snapshot, StepOutput, TrainStep, Trainer};
 
 /// Averages of the training metrics over the steps since the last read.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -52,12 +48,8 @@ impl fmt::Display for StepMetrics {
 pub struct VqVaeTask {
     /// The model.
     pub model: VqVae,
-    /// [C, H, W] of the images.
-    pub image_shape: [usize; 3],
-    /// Variance of training pixels in [0, 1]; the reconstruction loss is MSE / variance.
-    pub variance: f32,
-    input: Tensor,
-    last_recon: Option<Tensor>,
+    /// The input buffer, the image shape and the data variance.
+    pub images: ImageInput,
 }
 
 /// A VQ-VAE with its run state.
@@ -72,19 +64,8 @@ impl VqVaeTask {
         variance: f32,
     ) -> Result<Self> {
         model.config.check_images(image_shape)?;
-        let [c, h, w] = image_shape;
-        // the largest activation must fit the adapter's binding limit: check before the first step
-        check_fits(
-            gpu,
-            batch * (model.config.hidden / 2) * (h / 2) * (w / 2) * 4,
-        )?;
-        Ok(Self {
-            model,
-            image_shape,
-            variance,
-            input: Tensor::zeros(gpu, &[batch, c, h, w]),
-            last_recon: None,
-        })
+        let images = ImageInput::new(gpu, batch, image_shape, variance, model.config.hidden)?;
+        Ok(Self { model, images })
     }
 }
 
@@ -122,14 +103,14 @@ impl TrainStep for VqVaeTask {
     }
 
     fn check_data(&self, data: &dyn Dataset) -> Result<()> {
-        check_image_data(data, self.image_shape)
+        self.images.check_data(data)
     }
 
     fn forward(&mut self, batch: &Batch, _: &RunState) -> Result<StepOutput> {
-        self.input.write(&batch.inputs)?;
-        let out = self.model.forward(&self.input, true);
-        let (loss, recon_mse) = VqVae::objective(&self.input, &out, self.variance);
-        self.last_recon = Some(out.recon.detach());
+        let input = self.images.upload(batch)?;
+        let out = self.model.forward(input, true);
+        let (loss, recon_mse) = VqVae::objective(input, &out, self.images.variance);
+        self.images.keep(&out.recon);
         let q = out.quantized;
         Ok(StepOutput {
             loss,
@@ -156,31 +137,18 @@ impl TrainStep for VqVaeTask {
     }
 
     fn snapshot(&self, count: usize) -> Result<Option<Snapshot>> {
-        first_images(
-            &self.input,
-            self.last_recon.as_ref(),
-            count,
-            self.image_shape,
-        )
-        .map(Some)
+        self.images.snapshot(count)
     }
 
     fn write_state(&self, ck: &mut Checkpoint) -> Result<()> {
         self.model.write_state(ck)?;
-        ck.set_dims("image_shape", &self.image_shape);
-        ck.set("variance", self.variance);
+        self.images.write_state(ck);
         Ok(())
     }
 
     fn from_state(gpu: &Gpu, ck: &Checkpoint, run: &RunState) -> Result<Self> {
         let model = VqVae::from_checkpoint(gpu, ck)?;
-        let image_shape = ck.dims("image_shape")?;
-        Self::new(
-            gpu,
-            model,
-            run.batch,
-            image_shape,
-            ck.meta_parse("variance")?,
-        )
+        let (image_shape, variance) = ImageInput::recorded(ck)?;
+        Self::new(gpu, model, run.batch, image_shape, variance)
     }
 }

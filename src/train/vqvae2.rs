@@ -14,10 +14,7 @@ use crate::nn::ParamStore;
 use crate::ops::elementwise::concat_channels;
 use crate::tensor::Tensor;
 
-use super::{
-    check_fits, check_image_data, first_images, MetricSums, RunState, Snapshot, StepOutput,
-    TrainStep, Trainer,
-};
+use super::{ImageInput, MetricSums, RunState, Snapshot, StepOutput, TrainStep, Trainer};
 
 /// One level's code statistics, averaged over the steps since the last read.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -69,12 +66,8 @@ impl fmt::Display for Vqvae2Metrics {
 pub struct Vqvae2Task {
     /// The model.
     pub model: VqVae2,
-    /// [C, H, W] of the images.
-    pub image_shape: [usize; 3],
-    /// Variance of training pixels in [0, 1]; the reconstruction loss is MSE / variance.
-    pub variance: f32,
-    input: Tensor,
-    last_recon: Option<Tensor>,
+    /// The input buffer, the image shape and the data variance.
+    pub images: ImageInput,
 }
 
 /// A VQ-VAE-2 with its run state.
@@ -89,21 +82,8 @@ impl Vqvae2Task {
         variance: f32,
     ) -> Result<Self> {
         vqvae2::check_images(&model.config, image_shape)?;
-        let [c, h, w] = image_shape;
-        // the largest activation (the first layers' h/2 channels at H/2) must fit the binding
-        // limit: checked with overflow-safe arithmetic before the first step
-        let largest = [batch, model.config.hidden / 2, h / 2, w / 2, 4]
-            .into_iter()
-            .try_fold(1usize, usize::checked_mul)
-            .unwrap_or(usize::MAX);
-        check_fits(gpu, largest)?;
-        Ok(Self {
-            model,
-            image_shape,
-            variance,
-            input: Tensor::zeros(gpu, &[batch, c, h, w]),
-            last_recon: None,
-        })
+        let images = ImageInput::new(gpu, batch, image_shape, variance, model.config.hidden)?;
+        Ok(Self { model, images })
     }
 }
 
@@ -148,14 +128,14 @@ impl TrainStep for Vqvae2Task {
     }
 
     fn check_data(&self, data: &dyn Dataset) -> Result<()> {
-        check_image_data(data, self.image_shape)
+        self.images.check_data(data)
     }
 
     fn forward(&mut self, batch: &Batch, _: &RunState) -> Result<StepOutput> {
-        self.input.write(&batch.inputs)?;
-        let out = self.model.forward(&self.input, true);
-        let (loss, recon_mse) = VqVae2::objective(&self.input, &out, self.variance);
-        self.last_recon = Some(out.recon.detach());
+        let input = self.images.upload(batch)?;
+        let out = self.model.forward(input, true);
+        let (loss, recon_mse) = VqVae2::objective(input, &out, self.images.variance);
+        self.images.keep(&out.recon);
         Ok(StepOutput {
             loss,
             metrics: vec![
@@ -195,31 +175,18 @@ impl TrainStep for Vqvae2Task {
     }
 
     fn snapshot(&self, count: usize) -> Result<Option<Snapshot>> {
-        first_images(
-            &self.input,
-            self.last_recon.as_ref(),
-            count,
-            self.image_shape,
-        )
-        .map(Some)
+        self.images.snapshot(count)
     }
 
     fn write_state(&self, ck: &mut Checkpoint) -> Result<()> {
         self.model.write_state(ck)?;
-        ck.set_dims("image_shape", &self.image_shape);
-        ck.set("variance", self.variance);
+        self.images.write_state(ck);
         Ok(())
     }
 
     fn from_state(gpu: &Gpu, ck: &Checkpoint, run: &RunState) -> Result<Self> {
         let model = VqVae2::from_checkpoint(gpu, ck)?;
-        let image_shape = ck.dims("image_shape")?;
-        Self::new(
-            gpu,
-            model,
-            run.batch,
-            image_shape,
-            ck.meta_parse("variance")?,
-        )
+        let (image_shape, variance) = ImageInput::recorded(ck)?;
+        Self::new(gpu, model, run.batch, image_shape, variance)
     }
 }

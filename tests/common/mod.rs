@@ -174,3 +174,58 @@ pub fn conv_kernel(gpu: &Gpu) -> &'static str {
         vqgpu::gpu::KernelSet::Cpu => "blocked:gemm",
     }
 }
+
+/// Trains `new()` for 6 steps straight into `dirs.0`, and another `new()` for 3 steps into
+/// `dirs.1`, resumed from its checkpoint there for 3 more; asserts that both end with the same
+/// tensors (names, shapes, bits) and metadata, and returns the straight run's checkpoint.
+pub fn assert_resume_is_exact<S: vqgpu::train::TrainStep>(
+    gpu: &Gpu,
+    new: &dyn Fn() -> vqgpu::train::Trainer<S>,
+    data: std::sync::Arc<S::Data>,
+    options: &dyn Fn(u64, &std::path::Path) -> vqgpu::train::TrainOptions,
+    dirs: (&std::path::Path, &std::path::Path),
+) -> vqgpu::io::checkpoint::Checkpoint {
+    use vqgpu::train;
+    let mut straight = new();
+    train::run(
+        &mut straight,
+        data.clone(),
+        &options(6, dirs.0),
+        &mut |_, _| {},
+    )
+    .unwrap();
+    let mut first = new();
+    train::run(
+        &mut first,
+        data.clone(),
+        &options(3, dirs.1),
+        &mut |_, _| {},
+    )
+    .unwrap();
+    drop(first);
+    let ck = vqgpu::io::checkpoint::Checkpoint::load(&dirs.1.join(train::CHECKPOINT_FILE)).unwrap();
+    let mut resumed = train::Trainer::<S>::from_checkpoint(gpu, &ck).unwrap();
+    assert_eq!(resumed.run.step, 3);
+    let continued = train::TrainOptions {
+        resumed_from: Some(dirs.1.to_path_buf()),
+        ..options(6, dirs.1)
+    };
+    train::run(&mut resumed, data, &continued, &mut |_, _| {}).unwrap();
+    let (a, b) = (
+        straight.checkpoint().unwrap(),
+        resumed.checkpoint().unwrap(),
+    );
+    assert_eq!(
+        a.tensors.keys().collect::<Vec<_>>(),
+        b.tensors.keys().collect::<Vec<_>>()
+    );
+    for (name, (shape, values)) in &a.tensors {
+        assert_eq!(
+            (shape, values),
+            (&b.tensors[name].0, &b.tensors[name].1),
+            "{name} differs after resume"
+        );
+    }
+    assert_eq!(a.metadata, b.metadata);
+    a
+}

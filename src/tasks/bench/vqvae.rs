@@ -73,7 +73,7 @@ fn marked_step(trainer: &mut VqVaeTrainer, x: &Tensor, timer: &mut GpuTimer) -> 
         recon: model.decode(&quantized.z_q),
         quantized,
     };
-    let (loss, _) = VqVae::objective(x, &out, trainer.task.variance);
+    let (loss, _) = VqVae::objective(x, &out, trainer.task.images.variance);
     timer.mark(&gpu)?;
     loss.backward();
     timer.mark(&gpu)?;
