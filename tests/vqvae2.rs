@@ -259,3 +259,77 @@ fn resuming_a_vqvae2_continues_exactly() {
         std::fs::remove_dir_all(dir).ok();
     }
 }
+
+/// `encode` of a VQ-VAE-2 writes both levels' grids (the same codes as a forward pass) and a
+/// prior trains on either level; a resume on the other level is refused, and a one-level code
+/// file has no top codes.
+#[test]
+fn both_levels_are_encoded_and_a_prior_trains_on_either() {
+    use vqgpu::data::{CodeFile, CodeGrids, CodeLevel};
+    use vqgpu::models::pixelcnn::PixelCnnConfig;
+    use vqgpu::tasks::train::{prior, PriorOptions, RunOptions};
+    let gpu = gpu();
+    let data = Shapes::new(2, Split::Test).with_side(64).unwrap();
+    let mut model = VqVae2::new(&gpu, small_config(8, 16, 4), 1).unwrap();
+    let dir = temp_dir("codes");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut file = CodeFile::new(16, "shapes@64", &dir.join("vqvae2.safetensors"));
+    for split in ["train", "test"] {
+        vqgpu::tasks::encode::encode_into(&mut file, split, &mut model, &data, 4, 10).unwrap();
+    }
+    let (_, levels) = {
+        let _g = autograd::no_grad();
+        model.reconstruct(&images(&gpu, &data, 10))
+    };
+    let ck = file.contents();
+    for (level, codes, grid) in [
+        (CodeLevel::Top, &levels[0], [8, 8]),
+        (CodeLevel::Bottom, &levels[1], [16, 16]),
+    ] {
+        let grids = CodeGrids::of_level(ck, "train", level).unwrap();
+        assert_eq!((grids.len, grids.grid), (10, grid), "{level:?}");
+        assert_eq!(grids.codes, download(codes), "{level:?}");
+        assert_eq!(grids.labels.as_ref().map(Vec::len), Some(10));
+    }
+    let path = dir.join("codes.safetensors");
+    file.save(&path).unwrap();
+    let options = |level, steps, resume: Option<std::path::PathBuf>| PriorOptions {
+        codes: path.clone(),
+        run: RunOptions {
+            steps,
+            batch: 4,
+            lr: 1e-3,
+            seed: 0,
+            out: Some(dir.join("prior")),
+            resume,
+            log_every: 2,
+            sample_every: 0,
+            save_every: 0,
+            overwrite: false,
+        },
+        model: PixelCnnConfig {
+            channels: 8,
+            layers: 2,
+            head: 16,
+            ..PixelCnnConfig::default()
+        },
+        conditional: false,
+        eval_grids: 4,
+        level,
+    };
+    let report = prior(&gpu, &options(CodeLevel::Top, 2, None)).unwrap();
+    assert!(report.test_nll.is_finite());
+    let err = prior(
+        &gpu,
+        &options(CodeLevel::Bottom, 4, Some(dir.join("prior"))),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("top codes of shapes@64"), "{err}");
+    // a one-level VQ-VAE's file has no top codes
+    let mut one = CodeFile::new(16, "shapes", &dir.join("vqvae.safetensors"));
+    one.add_split("train", vec![0; 4], [1, 2, 2], None);
+    let err = CodeGrids::of_level(one.contents(), "train", CodeLevel::Top).unwrap_err();
+    assert!(err.to_string().contains("has no top codes"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}

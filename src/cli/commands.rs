@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 
+use vqgpu::data::CodeLevel;
 use vqgpu::models::autoencoder::{AeKind, AutoencoderConfig, Bottleneck, Corruption, Recon};
 use vqgpu::models::pixelcnn::PixelCnnConfig;
 use vqgpu::tasks::pipeline::{PipelineOptions, Preset};
@@ -200,6 +201,19 @@ pub struct TrainPriorArgs {
     /// Condition on the class labels stored in the code file (a learned per-class bias)
     #[arg(long)]
     conditional: bool,
+    /// Which grids of the code file: bottom (a VQ-VAE's only grids, or a VQ-VAE-2's bottom ones)
+    /// or top (a VQ-VAE-2's)
+    #[arg(long, value_enum, default_value = "bottom")]
+    level: LevelArg,
+}
+
+/// `train prior --level`.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LevelArg {
+    /// A VQ-VAE's grids, or a VQ-VAE-2's bottom grids
+    Bottom,
+    /// A VQ-VAE-2's top grids
+    Top,
 }
 
 impl TrainPriorArgs {
@@ -210,6 +224,10 @@ impl TrainPriorArgs {
             model: self.model.config(),
             conditional: self.conditional,
             eval_grids: self.eval_grids,
+            level: match self.level {
+                LevelArg::Bottom => CodeLevel::Bottom,
+                LevelArg::Top => CodeLevel::Top,
+            },
         }
     }
 }

@@ -11,8 +11,8 @@ use vqgpu::io::checkpoint::Checkpoint;
 use vqgpu::train::{CHECKPOINT_FILE, DATASET_KEY};
 use vqgpu::{Error, Result};
 
-/// Flags a resumed run may set freely: how long, how often, where, on which adapter; and the data,
-/// which the library checks against what the checkpoint records.
+/// Flags a resumed run may set freely: how long, how often, where, on which adapter; and the data
+/// (with a prior's code level), which the library checks against what the checkpoint records.
 const FREE_ON_RESUME: &[&str] = &[
     "steps",
     "out",
@@ -28,6 +28,7 @@ const FREE_ON_RESUME: &[&str] = &[
     "data",
     "image_size",
     "codes",
+    "level",
 ];
 
 /// The metadata entry of a checkpoint that holds the value of flag `id`.

@@ -1,5 +1,6 @@
-//! Code grids written by `vqgpu encode`: `{split}.codes` [N, H, W] and optional `{split}.labels` [N]
-//! (both i32), with the codebook size and the number of classes in the metadata. The prior's training data.
+//! Code grids written by `vqgpu encode`: `{split}.codes` [N, H, W] (a VQ-VAE-2's bottom grids), for
+//! a VQ-VAE-2 also `{split}.top_codes` [N, H/2, W/2], and optional `{split}.labels` [N] (all i32),
+//! with the codebook size and the number of classes in the metadata. The priors' training data.
 
 use std::path::Path;
 
@@ -26,6 +27,26 @@ pub struct CodeGrids {
     pub classes: usize,
 }
 
+/// Which grids of a code file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CodeLevel {
+    /// The VQ-VAE's grids, or a VQ-VAE-2's bottom grids.
+    #[default]
+    Bottom,
+    /// A VQ-VAE-2's top grids.
+    Top,
+}
+
+impl CodeLevel {
+    /// The name of this level's tensor of split `split`.
+    fn key(self, split: &str) -> String {
+        match self {
+            CodeLevel::Bottom => format!("{split}.codes"),
+            CodeLevel::Top => format!("{split}.top_codes"),
+        }
+    }
+}
+
 impl CodeGrids {
     /// Reads split `split` ("train" or "test") of the code file `path`, checking every code and
     /// label against the sizes the file declares.
@@ -34,8 +55,13 @@ impl CodeGrids {
         Self::from_checkpoint(&ck, split)
     }
 
-    /// Split `split` of a loaded code file.
+    /// Split `split` of a loaded code file (its only grids, or a VQ-VAE-2's bottom grids).
     pub fn from_checkpoint(ck: &Checkpoint, split: &str) -> Result<Self> {
+        Self::of_level(ck, split, CodeLevel::Bottom)
+    }
+
+    /// The `level` grids of split `split` of a loaded code file.
+    pub fn of_level(ck: &Checkpoint, split: &str, level: CodeLevel) -> Result<Self> {
         let bad = |message: String| Error::Checkpoint {
             path: ck.path.display().to_string(),
             message,
@@ -45,21 +71,26 @@ impl CodeGrids {
             "is not a code file written by `vqgpu encode` (wrong format tag)",
         )?;
         let codebook_size: usize = ck.meta_parse("codebook_size")?;
-        let (shape, codes) = ck.get_i32(&format!("{split}.codes"))?;
+        if level == CodeLevel::Top && !ck.int_tensors.contains_key(&level.key(split)) {
+            return Err(bad(
+                "has no top codes: it was encoded by a one-level VQ-VAE (top codes come from a VQ-VAE-2)"
+                    .into(),
+            ));
+        }
+        let key = level.key(split);
+        let (shape, codes) = ck.get_i32(&key)?;
         let &[len, h, w] = shape else {
-            return Err(bad(format!(
-                "{split}.codes must be [N, H, W], got {shape:?}"
-            )));
+            return Err(bad(format!("{key} must be [N, H, W], got {shape:?}")));
         };
         if len == 0 || h == 0 || w == 0 {
-            return Err(bad(format!("{split}.codes is empty ({shape:?})")));
+            return Err(bad(format!("{key} is empty ({shape:?})")));
         }
         if let Some(c) = codes
             .iter()
             .find(|&&c| c < 0 || c as usize >= codebook_size)
         {
             return Err(bad(format!(
-                "{split}.codes holds code {c}, outside the codebook of {codebook_size}"
+                "{key} holds code {c}, outside the codebook of {codebook_size}"
             )));
         }
         let classes: usize = ck.meta_parse("classes").unwrap_or(0);
@@ -110,7 +141,9 @@ impl CodeGrids {
                 let p = c as f64 / n;
                 -p * p.ln()
             })
-            .sum()
+            .sum::<f64>()
+            // one code everywhere sums to -0.0: print it as 0
+            .abs()
     }
 }
 
@@ -147,6 +180,14 @@ impl CodeFile {
                 .insert_i32(&format!("{split}.labels"), &[len], labels);
             self.file.set("classes", classes);
         }
+    }
+
+    /// Adds the top grids of split `split` encoded by a VQ-VAE-2 (its bottom grids go in with
+    /// [`CodeFile::add_split`]).
+    pub fn add_top_codes(&mut self, split: &str, codes: Vec<i32>, shape: [usize; 3]) {
+        self.file
+            .insert_i32(&CodeLevel::Top.key(split), &shape, codes);
+        self.file.set("levels", 2);
     }
 
     /// Whether the splits carry labels.

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use cifar::Cifar10;
-pub use codes::{CodeFile, CodeGrids, CODES_FORMAT};
+pub use codes::{CodeFile, CodeGrids, CodeLevel, CODES_FORMAT};
 pub use folder::Folder;
 pub use idx::Idx;
 pub use loader::{batch_indices, Batch, Loader, Source};

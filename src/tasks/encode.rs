@@ -1,4 +1,5 @@
-//! `encode`: the code grids of a dataset's train and test splits under a VQ-VAE, the prior's data.
+//! `encode`: the code grids of a dataset's train and test splits under a VQ-VAE (both levels'
+//! under a VQ-VAE-2), the priors' data.
 
 use std::path::PathBuf;
 
@@ -6,7 +7,7 @@ use crate::data::{CodeFile, DataSpec, Dataset, Split};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::io::atomic;
-use crate::models::vqvae::VqVae;
+use crate::models::{load_code_model, CodeModel};
 
 use super::for_each_batch;
 use super::progress::Progress;
@@ -14,7 +15,7 @@ use super::progress::Progress;
 /// Which model encodes which images into which file.
 #[derive(Clone, Debug)]
 pub struct EncodeOptions {
-    /// The VQ-VAE checkpoint.
+    /// The VQ-VAE or VQ-VAE-2 checkpoint.
     pub checkpoint: PathBuf,
     /// The dataset (both splits are encoded).
     pub data: DataSpec,
@@ -36,25 +37,28 @@ pub struct EncodeReport {
 }
 
 /// Adds the code grids of the first `limit` images of `data` to `file` as split `split`:
-/// [N, H/4, W/4] codes and, where the dataset has labels, one label per grid.
+/// [N, H/4, W/4] codes (and a VQ-VAE-2's [N, H/8, W/8] top codes) and, where the dataset has
+/// labels, one label per grid.
 pub fn encode_into(
     file: &mut CodeFile,
     split: &str,
-    model: &mut VqVae,
+    model: &mut dyn CodeModel,
     data: &dyn Dataset,
     batch: usize,
     limit: usize,
 ) -> Result<()> {
     let n = data.len().min(limit);
-    let mut codes: Vec<i32> = Vec::with_capacity(n * 64);
-    let mut grid = [0usize; 2];
+    // per level, top first: the codes and the grid
+    let mut levels: Vec<(Vec<i32>, [usize; 2])> = Vec::new();
     let progress = Progress::new(0, n as u64);
     let mut done = 0;
-    for_each_batch(model, data, batch, limit, &mut |_, _, levels| {
-        let c = &levels[0];
-        grid = [c.dim(1), c.dim(2)];
-        codes.extend(c.to_vec()?.iter().map(|&c| c as i32));
-        done += c.dim(0);
+    for_each_batch(model, data, batch, limit, &mut |_, _, grids| {
+        levels.resize_with(grids.len(), Default::default);
+        for ((codes, grid), c) in levels.iter_mut().zip(grids) {
+            *grid = [c.dim(1), c.dim(2)];
+            codes.extend(c.to_vec()?.iter().map(|&c| c as i32));
+        }
+        done += grids[0].dim(0);
         progress.advance(done as u64);
         Ok(())
     })?;
@@ -63,7 +67,11 @@ pub fn encode_into(
         let labels = (0..n).map(|i| data.label(i).unwrap_or(0) as i32).collect();
         (labels, classes)
     });
-    file.add_split(split, codes, [n, grid[0], grid[1]], labels);
+    let (bottom, [h, w]) = levels.pop().unwrap_or_default();
+    file.add_split(split, bottom, [n, h, w], labels);
+    if let Some((top, [h, w])) = levels.pop() {
+        file.add_top_codes(split, top, [n, h, w]);
+    }
     Ok(())
 }
 
@@ -75,19 +83,22 @@ pub fn run(gpu: &Gpu, options: &EncodeOptions) -> Result<EncodeReport> {
             "--limit must be at least 1: a code file needs code grids".into(),
         ));
     }
-    let mut model = VqVae::load(gpu, &options.checkpoint)?;
+    let splits = [
+        options.data.open(Split::Train)?,
+        options.data.open(Split::Test)?,
+    ];
+    let mut model = load_code_model(gpu, &options.checkpoint, splits[0].image_shape())?;
     let mut file = CodeFile::new(
-        model.config.codebook_size,
-        &options.data.dataset,
+        model.codebook_sizes()[0],
+        &options.data.describe(),
         &options.checkpoint,
     );
-    for (name, split) in [("train", Split::Train), ("test", Split::Test)] {
-        let images = options.data.open(split)?;
+    for (name, images) in ["train", "test"].into_iter().zip(splits) {
         eprintln!("encoding {} {name} images", images.len().min(options.limit));
         encode_into(
             &mut file,
             name,
-            &mut model,
+            model.as_mut(),
             images.as_ref(),
             options.batch,
             options.limit,

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use crate::data::DataSpec;
+use crate::data::{CodeLevel, DataSpec};
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::models::pixelcnn::PixelCnnConfig;
@@ -193,6 +193,7 @@ pub fn run(gpu: &Gpu, options: &PipelineOptions) -> Result<PipelineReport> {
                 model: options.prior.clone(),
                 conditional: codes.labelled,
                 eval_grids: options.eval_grids,
+                level: CodeLevel::Bottom,
             },
         )
     })?;

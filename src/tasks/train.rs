@@ -5,7 +5,7 @@ use std::fmt::Display;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::data::{pixel_variance, CodeGrids, DataSpec, Dataset, Split};
+use crate::data::{pixel_variance, CodeGrids, CodeLevel, DataSpec, Dataset, Split};
 use crate::error::{Error, Result, Setting};
 use crate::gpu::Gpu;
 use crate::io::checkpoint::Checkpoint;
@@ -323,6 +323,8 @@ pub struct PriorOptions {
     pub conditional: bool,
     /// Test grids whose NLL is measured at every log (all of them at the end).
     pub eval_grids: usize,
+    /// Which grids of the code file: the only (or a VQ-VAE-2's bottom) ones, or the top ones.
+    pub level: CodeLevel,
 }
 
 /// What a prior's training run left behind.
@@ -337,11 +339,16 @@ pub struct PriorReport {
 /// Trains a PixelCNN prior on a code file, or continues one; prints the NLL of the test split.
 pub fn prior(gpu: &Gpu, options: &PriorOptions) -> Result<PriorReport> {
     let file = Checkpoint::load(&options.codes)?;
-    let train = Arc::new(CodeGrids::from_checkpoint(&file, "train")?);
-    let test = Arc::new(CodeGrids::from_checkpoint(&file, "test")?);
+    let train = Arc::new(CodeGrids::of_level(&file, "train", options.level)?);
+    let test = Arc::new(CodeGrids::of_level(&file, "test", options.level)?);
     let run = &options.run;
+    // the data a prior's checkpoint records, so that a resume on other codes is refused
     let dataset = format!(
-        "codes of {}",
+        "{}codes of {}",
+        match options.level {
+            CodeLevel::Bottom => "",
+            CodeLevel::Top => "top ",
+        },
         file.meta("dataset").unwrap_or("unknown images")
     );
     let resumed = run.resumed_checkpoint(&dataset)?;
