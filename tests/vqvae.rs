@@ -251,7 +251,7 @@ fn evaluation_reconstruction_and_encoding_agree_with_the_model() {
 #[test]
 fn checkpoint_tensors_match_the_pytorch_reference_state_dict() {
     // the names and shapes VQVAE(c=3, h=32, rh=16, nres=2, k=64, d=8, ema=True) of
-    // shared/bench/torch_vqvae.py registers, written out from its module structure
+    // scripts/torch_vqvae.py registers, written out from its module structure
     let (c, h, rh, k, d) = (3, 32, 16, 64, 8);
     let mut want: Vec<(String, Vec<usize>)> = vec![
         ("encoder.0.weight".into(), vec![h / 2, c, 4, 4]),
