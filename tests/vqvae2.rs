@@ -171,6 +171,12 @@ fn both_levels_have_their_shapes_and_a_checkpoint_round_trip_gives_the_same_mode
     loaded.write_state(&mut ck2).unwrap();
     assert_eq!(ck.tensors, ck2.tensors);
     assert_eq!(ck.metadata, ck2.metadata);
+    // the one-level model's commands say what a VQ-VAE-2 checkpoint is
+    let err = vqgpu::models::vqvae::VqVae::from_checkpoint(&gpu, &ck)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("is a VQ-VAE-2 checkpoint"), "{err}");
     // images whose sides are not multiples of 8 are refused
     let err = vqgpu::models::vqvae2::check_images(&model.config, [3, 36, 36]).unwrap_err();
     assert!(err.to_string().contains("multiples of 8"), "{err}");

@@ -184,6 +184,14 @@ impl VqVae {
 
     /// The model saved in `ck` (any vqgpu VQ-VAE checkpoint).
     pub fn from_checkpoint(gpu: &Gpu, ck: &Checkpoint) -> Result<Self> {
+        if crate::models::vqvae2::VqVae2::is_format_of(ck) {
+            return Err(ck.error(
+                "is a VQ-VAE-2 checkpoint, and this command takes a one-level VQ-VAE's (`train vqvae2 \
+                 --resume`, `eval vqvae`, `reconstruct` and `encode` take VQ-VAE-2 checkpoints; \
+                 sampling from one is not supported yet)"
+                    .into(),
+            ));
+        }
         ck.expect_format(
             FORMAT,
             "is not a vqgpu VQ-VAE checkpoint (a checkpoint of another architecture?)",
