@@ -19,7 +19,89 @@ fn config(codes: usize, layers: usize, kernel: usize, classes: usize) -> PixelCn
         kernel,
         head: 16,
         classes,
+        condition_codes: 0,
     }
+}
+
+/// A prior conditioned on a grid of half the side (a VQ-VAE-2's bottom prior given its top
+/// codes): still causal in its own codes whatever the condition, its logits move with the
+/// condition of their own item only, and its checkpoint round trip keeps the conditioning stack.
+#[test]
+fn a_prior_conditioned_on_top_codes_is_causal_and_sees_its_condition() {
+    let gpu = gpu();
+    let mut rng = rng(23);
+    let (b, h, w, k, kt) = (2, 4, 6, 7, 5);
+    let n = h * w;
+    let model = PixelCnn::new(
+        &gpu,
+        PixelCnnConfig {
+            condition_codes: kt,
+            ..config(k, 3, 3, 0)
+        },
+        4,
+    )
+    .unwrap();
+    let _g = autograd::no_grad();
+    let codes: Vec<f32> = (0..b * n).map(|_| rng.random_range(0..k) as f32).collect();
+    let top: Vec<f32> = (0..b * n / 4)
+        .map(|_| rng.random_range(0..kt) as f32)
+        .collect();
+    let logits_of = |codes: &[f32], top: &[f32]| {
+        let condition = upload(&gpu, &[b, h / 2, w / 2], top);
+        let codes = upload(&gpu, &[b, h, w], codes);
+        download(&model.forward_conditioned(&codes, None, Some(&condition)))
+    };
+    let base = logits_of(&codes, &top);
+    let at = |l: &[f32], item: usize, c: usize, pos: usize| l[(item * k + c) * n + pos];
+    for p in 0..n {
+        let mut changed = codes.clone();
+        for item in 0..b {
+            for q in p..n {
+                let old = changed[item * n + q] as usize;
+                changed[item * n + q] = ((old + 1 + rng.random_range(0..k - 1)) % k) as f32;
+            }
+        }
+        let after = logits_of(&changed, &top);
+        for item in 0..b {
+            for pos in 0..p {
+                for c in 0..k {
+                    assert_eq!(
+                        at(&after, item, c, pos),
+                        at(&base, item, c, pos),
+                        "logits at position {pos} changed with the codes from {p} on"
+                    );
+                }
+            }
+        }
+    }
+    // another top code in item 0 moves item 0's logits, and only its
+    let mut other_top = top.clone();
+    other_top[0] = ((top[0] as usize + 1) % kt) as f32;
+    let moved = logits_of(&codes, &other_top);
+    assert!((0..k).any(|c| at(&moved, 0, c, 0) != at(&base, 0, c, 0)));
+    for pos in 0..n {
+        for c in 0..k {
+            assert_eq!(at(&moved, 1, c, pos), at(&base, 1, c, pos), "item 1 moved");
+        }
+    }
+    // the checkpoint keeps the conditioning stack; sampling it is refused for now
+    let mut ck = vqgpu::io::checkpoint::Checkpoint::default();
+    model.write_state(&mut ck).unwrap();
+    for name in [
+        "condition.embedding.weight",
+        "condition.upsample.weight",
+        "layers.2.condition.weight",
+    ] {
+        assert!(ck.tensors.contains_key(name), "{name} missing");
+    }
+    let loaded = PixelCnn::from_checkpoint(&gpu, &ck).unwrap();
+    assert_eq!(loaded.config, model.config);
+    let err = model
+        .incremental(b, [h, w], None)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("not supported yet"), "{err}");
 }
 
 /// The logits at a position must not depend on the code there or at any later position in raster
@@ -219,6 +301,7 @@ fn ruled_codes(
         codebook_size: k,
         labels: labelled.then_some(labels),
         classes: if labelled { 2 } else { 0 },
+        condition: None,
     }
 }
 

@@ -142,7 +142,7 @@ fn the_prior_bench_trains_samples_and_profiles() {
             layers: 2,
             kernel: 3,
             head: 8,
-            classes: 0,
+            ..PixelCnnConfig::default()
         },
         profile: true,
     };

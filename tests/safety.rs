@@ -365,7 +365,7 @@ fn a_prior_measures_no_nll_on_zero_test_grids() {
         layers: 1,
         kernel: 3,
         head: 4,
-        classes: 0,
+        ..PixelCnnConfig::default()
     };
     let mut trainer = PriorTrainer::new(&gpu, config, 0, 1e-3, 2, [2, 2]).unwrap();
     let grids = CodeGrids {
@@ -375,6 +375,7 @@ fn a_prior_measures_no_nll_on_zero_test_grids() {
         codebook_size: 4,
         labels: None,
         classes: 0,
+        condition: None,
     };
     let err = trainer.task.evaluate(&grids, 0).unwrap_err().to_string();
     assert!(err.contains("no test grids"), "{err}");

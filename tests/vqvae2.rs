@@ -299,15 +299,18 @@ fn both_levels_are_encoded_and_a_prior_trains_on_either() {
     }
     let path = dir.join("codes.safetensors");
     file.save(&path).unwrap();
-    let options = |level, steps, resume: Option<std::path::PathBuf>| PriorOptions {
+    let options = |level, steps, resume: Option<std::path::PathBuf>, conditioned| PriorOptions {
         codes: path.clone(),
         run: RunOptions {
             steps,
             batch: 4,
             lr: 1e-3,
             seed: 0,
-            out: Some(dir.join("prior")),
-            resume,
+            // a resumed run writes into the directory it resumes
+            out: resume
+                .is_none()
+                .then(|| dir.join(if conditioned { "conditioned" } else { "prior" })),
+            resume: resume.clone(),
             log_every: 2,
             sample_every: 0,
             save_every: 0,
@@ -322,16 +325,22 @@ fn both_levels_are_encoded_and_a_prior_trains_on_either() {
         conditional: false,
         eval_grids: 4,
         level,
+        condition_on_top: conditioned,
     };
-    let report = prior(&gpu, &options(CodeLevel::Top, 2, None)).unwrap();
+    let report = prior(&gpu, &options(CodeLevel::Top, 2, None, false)).unwrap();
     assert!(report.test_nll.is_finite());
-    let err = prior(
-        &gpu,
-        &options(CodeLevel::Bottom, 4, Some(dir.join("prior"))),
-    )
-    .unwrap_err()
-    .to_string();
+    let resume_bottom = options(CodeLevel::Bottom, 4, Some(dir.join("prior")), false);
+    let err = prior(&gpu, &resume_bottom).unwrap_err().to_string();
     assert!(err.contains("top codes of shapes@64"), "{err}");
+    // the bottom prior conditioned on the top grids trains, and resumes with its conditioning
+    let report = prior(&gpu, &options(CodeLevel::Bottom, 2, None, true)).unwrap();
+    assert!(report.test_nll.is_finite());
+    let ck = Checkpoint::load(&report.run.checkpoint).unwrap();
+    assert_eq!(ck.meta("condition_codes").unwrap(), "16");
+    let resumed = options(CodeLevel::Bottom, 3, Some(dir.join("conditioned")), false);
+    assert!(prior(&gpu, &resumed).unwrap().test_nll.is_finite());
+    let err = prior(&gpu, &options(CodeLevel::Top, 2, None, true)).unwrap_err();
+    assert!(err.to_string().contains("leave --level top out"), "{err}");
     // a one-level VQ-VAE's file has no top codes
     let mut one = CodeFile::new(16, "shapes", &dir.join("vqvae.safetensors"));
     one.add_split("train", vec![0; 4], [1, 2, 2], None);

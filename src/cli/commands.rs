@@ -205,6 +205,10 @@ pub struct TrainPriorArgs {
     /// or top (a VQ-VAE-2's)
     #[arg(long, value_enum, default_value = "bottom")]
     level: LevelArg,
+    /// With a VQ-VAE-2's code file: condition the prior over the bottom grids on the top grids
+    /// (their embedding, brought to the bottom grid's size, added in every layer)
+    #[arg(long)]
+    condition_on_top: bool,
 }
 
 /// `train prior --level`.
@@ -228,6 +232,7 @@ impl TrainPriorArgs {
                 LevelArg::Bottom => CodeLevel::Bottom,
                 LevelArg::Top => CodeLevel::Top,
             },
+            condition_on_top: self.condition_on_top,
         }
     }
 }

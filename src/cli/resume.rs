@@ -39,6 +39,10 @@ fn recorded(ck: &Checkpoint, id: &str) -> Option<String> {
             let classes: usize = ck.meta_parse("classes").ok()?;
             Some((classes > 0).to_string())
         }
+        "condition_on_top" => {
+            let codes: usize = ck.meta_parse("condition_codes").unwrap_or(0);
+            Some((codes > 0).to_string())
+        }
         other => ck.meta(other).ok().map(String::from),
     }
 }

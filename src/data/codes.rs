@@ -25,6 +25,9 @@ pub struct CodeGrids {
     pub labels: Option<Vec<u32>>,
     /// Number of classes of the labels (0 without labels).
     pub classes: usize,
+    /// The grids a conditioned prior is conditioned on, one per grid (a VQ-VAE-2's top grids for
+    /// a prior over its bottom grids); see [`CodeGrids::conditioned_on_top`].
+    pub condition: Option<Box<CodeGrids>>,
 }
 
 /// Which grids of a code file.
@@ -112,6 +115,24 @@ impl CodeGrids {
             codebook_size,
             classes: if labels.is_some() { classes } else { 0 },
             labels,
+            condition: None,
+        })
+    }
+
+    /// These (bottom) grids with the same file's top grids of split `split` as their condition:
+    /// one top grid per bottom grid, of half the side.
+    pub fn conditioned_on_top(self, ck: &Checkpoint, split: &str) -> Result<Self> {
+        let top = Self::of_level(ck, split, CodeLevel::Top)?;
+        let half = self.grid.map(|side| side / 2);
+        if top.len != self.len || top.grid != half || self.grid.iter().any(|s| s % 2 != 0) {
+            return Err(ck.error(format!(
+                "its {} top grids of {:?} do not condition its {} bottom grids of {:?} (one per grid, half the side)",
+                top.len, top.grid, self.len, self.grid
+            )));
+        }
+        Ok(Self {
+            condition: Some(Box::new(top)),
+            ..self
         })
     }
 

@@ -50,12 +50,17 @@ impl Source for CodeGrids {
         self.len
     }
 
+    /// A grid's codes, followed by its condition grid's where it has one.
     fn item_len(&self) -> usize {
-        self.positions()
+        self.positions() + self.condition.as_ref().map_or(0, |c| c.positions())
     }
 
     fn write_item(&self, index: usize, out: &mut [f32]) {
-        out.copy_from_slice(self.grid_codes(index));
+        let (codes, condition) = out.split_at_mut(self.positions());
+        codes.copy_from_slice(self.grid_codes(index));
+        if let Some(c) = &self.condition {
+            condition.copy_from_slice(c.grid_codes(index));
+        }
     }
 
     fn item_label(&self, index: usize) -> Option<u32> {

@@ -1,15 +1,17 @@
 //! The Gated PixelCNN prior over VQ-VAE code grids (van den Oord et al. 2016): code embedding,
 //! a first gated layer with type-A masks, gated residual layers with type-B masks, skip
-//! connections summed into a ReLU / 1x1 conv head that gives K logits per position.
+//! connections summed into a ReLU / 1x1 conv head that gives K logits per position; optionally
+//! conditioned on a class, and on a grid of codes of half the side (a VQ-VAE-2's top codes, for
+//! the prior over its bottom codes).
 
 use crate::error::{Error, Result, Setting};
 use crate::gpu::Gpu;
 use crate::io::checkpoint::Checkpoint;
 use crate::nn::{
-    Conv2d, Embedding, FlatBuffer, GatedResidualBlock, LayerCache, MaskType, ParamStore, Scope,
-    Stacks, WindowedConv2d,
+    Conv2d, ConvTranspose2d, Embedding, FlatBuffer, GatedResidualBlock, LayerCache, MaskType,
+    ParamStore, Scope, Stacks, WindowedConv2d,
 };
-use crate::ops::conv::Conv2dOptions;
+use crate::ops::conv::{Conv2dOptions, ConvTranspose2dOptions};
 use crate::ops::softmax;
 use crate::ops::window::{read_window, write_window, Window};
 use crate::tensor::Tensor;
@@ -29,6 +31,9 @@ pub struct PixelCnnConfig {
     pub head: usize,
     /// Classes of the per-class bias; 0 for an unconditional prior.
     pub classes: usize,
+    /// Codes of the grid the prior is conditioned on (a VQ-VAE-2's top codes, at half the grid's
+    /// side); 0 for none.
+    pub condition_codes: usize,
 }
 
 impl Default for PixelCnnConfig {
@@ -40,6 +45,7 @@ impl Default for PixelCnnConfig {
             kernel: 3,
             head: 256,
             classes: 0,
+            condition_codes: 0,
         }
     }
 }
@@ -61,6 +67,13 @@ impl PixelCnnConfig {
         ] {
             setting.require_positive(value as u64)?;
         }
+        if self.condition_codes > softmax::MAX_CLASSES {
+            return Err(Error::InvalidArgument(format!(
+                "the conditioning grid supports 1..={} codes, got {}",
+                softmax::MAX_CLASSES,
+                self.condition_codes
+            )));
+        }
         if self.kernel < 3 || self.kernel.is_multiple_of(2) || self.kernel > 7 {
             return Err(Error::setting(
                 Setting::Kernel,
@@ -80,11 +93,16 @@ pub struct PixelCnn {
     embedding: Embedding,
     layers: Vec<GatedResidualBlock>,
     head: [Conv2d; 2],
+    condition: Option<(Embedding, ConvTranspose2d)>,
 }
 
 impl PixelCnn {
     /// Builds the prior with parameters drawn from `seed`. Parameter names: `embedding.weight`
-    /// [K, C], `layers.{i}.*` (see [`GatedResidualBlock`]), `head.{0,2}.weight/bias` (1x1 convs).
+    /// [K, C], `layers.{i}.*` (see [`GatedResidualBlock`]), `head.{0,2}.weight/bias` (1x1 convs);
+    /// a prior conditioned on a grid of codes also has the conditioning stack: the embedding of
+    /// those codes `condition.embedding.weight` [K', C] and `condition.upsample.*`, a transposed
+    /// convolution (C -> C, 4x4, stride 2) to the grid's size, whose output (after a ReLU) every
+    /// layer adds to both stacks through its `condition` 1x1 convolution.
     pub fn new(gpu: &Gpu, config: PixelCnnConfig, seed: u64) -> Result<Self> {
         config.validate()?;
         let (k, c) = (config.codes, config.channels);
@@ -94,7 +112,15 @@ impl PixelCnn {
             .map(|i| {
                 let mask = if i == 0 { MaskType::A } else { MaskType::B };
                 let mut scope = ps.scope(format_args!("layers.{i}"));
-                GatedResidualBlock::new(&mut scope, c, config.kernel, mask, config.classes)
+                let conditioned = if config.condition_codes > 0 { c } else { 0 };
+                GatedResidualBlock::new(
+                    &mut scope,
+                    c,
+                    config.kernel,
+                    mask,
+                    config.classes,
+                    conditioned,
+                )
             })
             .collect();
         let one_by_one = |scope: &mut Scope, cin: usize, cout: usize| {
@@ -104,6 +130,23 @@ impl PixelCnn {
             one_by_one(&mut ps.scope("head.0"), c, config.head),
             one_by_one(&mut ps.scope("head.2"), config.head, k),
         ];
+        let condition = (config.condition_codes > 0).then(|| {
+            let embedding = Embedding::uniform(
+                &mut ps.scope("condition.embedding"),
+                config.condition_codes,
+                c,
+                1.0,
+            );
+            let upsample = ConvTranspose2d::new(
+                &mut ps.scope("condition.upsample"),
+                c,
+                c,
+                (4, 4),
+                ConvTranspose2dOptions::new(2, 1, 0),
+                true,
+            );
+            (embedding, upsample)
+        });
         ps.finalize()?;
         Ok(Self {
             config,
@@ -111,6 +154,7 @@ impl PixelCnn {
             embedding,
             layers,
             head,
+            condition,
         })
     }
 
@@ -121,10 +165,29 @@ impl PixelCnn {
     /// # Panics
     /// If the prior is conditional and `labels` is `None` (callers check the data first).
     pub fn forward(&self, codes: &Tensor, labels: Option<&Tensor>) -> Tensor {
+        self.forward_conditioned(codes, labels, None)
+    }
+
+    /// [`PixelCnn::forward`] of a prior conditioned on a grid of codes: `condition` [B, H/2, W/2]
+    /// holds them (indices as f32).
+    ///
+    /// # Panics
+    /// If the prior is class-conditional and `labels` is `None`, or conditioned on a grid and
+    /// `condition` is `None` (callers check the data first).
+    pub fn forward_conditioned(
+        &self,
+        codes: &Tensor,
+        labels: Option<&Tensor>,
+        condition: Option<&Tensor>,
+    ) -> Tensor {
         assert!(
             self.config.classes == 0 || labels.is_some(),
             "a conditional prior needs labels"
         );
+        let features = self.condition.as_ref().map(|(embedding, upsample)| {
+            let codes = condition.expect("a prior conditioned on a grid needs its codes");
+            upsample.forward(&embedding.forward(codes)).relu()
+        });
         let x = self.embedding.forward(codes);
         let mut stacks = Stacks {
             vertical: x.clone(),
@@ -132,7 +195,7 @@ impl PixelCnn {
         };
         let mut skips: Option<Tensor> = None;
         for layer in &self.layers {
-            let (next, skip) = layer.forward(&stacks, labels);
+            let (next, skip) = layer.forward(&stacks, labels, features.as_ref());
             skips = Some(match skips {
                 Some(s) => s.add(&skip),
                 None => skip,
@@ -150,11 +213,6 @@ impl PixelCnn {
             .iter()
             .flat_map(|&l| std::iter::repeat_n(l as f32, positions))
             .collect()
-    }
-
-    /// Mean negative log-likelihood in nats per code of `codes` (a scalar tensor).
-    pub fn loss(&self, codes: &Tensor, labels: Option<&Tensor>) -> Tensor {
-        softmax::cross_entropy(&self.forward(codes, labels), codes).mean()
     }
 }
 
@@ -191,6 +249,11 @@ impl PixelCnn {
             self.config.classes == 0 || labels.is_some_and(|l| l.len() == batch),
             "a conditional prior needs a label per grid"
         );
+        if self.config.condition_codes > 0 {
+            return Err(Error::InvalidArgument(
+                "sampling from a prior conditioned on top codes is not supported yet".into(),
+            ));
+        }
         let gpu = self.params.gpu();
         let layers = self
             .layers
@@ -275,22 +338,32 @@ impl PixelCnn {
         ck.set("kernel", c.kernel);
         ck.set("head", c.head);
         ck.set("classes", c.classes);
+        ck.set("condition_codes", c.condition_codes);
         Ok(())
     }
 
     /// The prior saved in `ck`.
     pub fn from_checkpoint(gpu: &Gpu, ck: &Checkpoint) -> Result<Self> {
+        let model = Self::new(gpu, Self::from_checkpoint_config(ck)?, 0)?;
+        model.params.load_from(ck, FlatBuffer::Values, "")?;
+        Ok(model)
+    }
+
+    /// The sizes of the prior saved in `ck`.
+    pub fn from_checkpoint_config(ck: &Checkpoint) -> Result<PixelCnnConfig> {
         ck.expect_format(FORMAT, "is not a vqgpu PixelCNN prior checkpoint")?;
-        let config = PixelCnnConfig {
+        Ok(PixelCnnConfig {
             codes: ck.meta_parse("codes")?,
             channels: ck.meta_parse("channels")?,
             layers: ck.meta_parse("layers")?,
             kernel: ck.meta_parse("kernel")?,
             head: ck.meta_parse("head")?,
             classes: ck.meta_parse("classes")?,
-        };
-        let model = Self::new(gpu, config, 0)?;
-        model.params.load_from(ck, FlatBuffer::Values, "")?;
-        Ok(model)
+            // checkpoints from before conditioning have no such entry
+            condition_codes: match ck.meta("condition_codes") {
+                Ok(_) => ck.meta_parse("condition_codes")?,
+                Err(_) => 0,
+            },
+        })
     }
 }

@@ -63,7 +63,8 @@ pub struct LayerCache {
 }
 
 /// One gated residual layer with parameters `vertical`, `horizontal`, `vertical_to_horizontal`,
-/// `horizontal_out` and, when conditional, `class_bias` [classes, 2C] in its scope.
+/// `horizontal_out`, when class-conditional `class_bias` [classes, 2C], and when conditioned on
+/// a feature map `condition` (a 1x1 convolution to 2C) in its scope.
 pub struct GatedResidualBlock {
     mask: MaskType,
     vertical: Conv2d,
@@ -71,17 +72,21 @@ pub struct GatedResidualBlock {
     vertical_to_horizontal: Conv2d,
     horizontal_out: Conv2d,
     class_bias: Option<Param>,
+    condition: Option<Conv2d>,
 }
 
 impl GatedResidualBlock {
     /// A layer on `channels` channels with `kernel x kernel` vertical and `1 x kernel` horizontal
-    /// masked convolutions (`kernel` odd), and a learned per-class bias when `classes > 0`.
+    /// masked convolutions (`kernel` odd), a learned per-class bias when `classes > 0`, and a 1x1
+    /// convolution of a `condition_channels`-channel feature map of the grid's size added to both
+    /// stacks when `condition_channels > 0`.
     pub fn new(
         scope: &mut Scope,
         channels: usize,
         kernel: usize,
         mask: MaskType,
         classes: usize,
+        condition_channels: usize,
     ) -> Self {
         let (c, half) = (channels, kernel / 2);
         let vertical = Conv2d::new(
@@ -119,6 +124,8 @@ impl GatedResidualBlock {
         let horizontal_out = one_by_one(scope, "horizontal_out", c, c);
         let class_bias =
             (classes > 0).then(|| scope.constant("class_bias", &[classes, 2 * c], 0.0));
+        let condition = (condition_channels > 0)
+            .then(|| one_by_one(scope, "condition", condition_channels, 2 * c));
         Self {
             mask,
             vertical,
@@ -126,12 +133,22 @@ impl GatedResidualBlock {
             vertical_to_horizontal,
             horizontal_out,
             class_bias,
+            condition,
         }
     }
 
     /// Applies the layer. `labels` is the class of each item broadcast to a [B, H, W] grid (used
-    /// only by conditional layers). Returns the next stacks and this layer's skip output.
-    pub fn forward(&self, x: &Stacks, labels: Option<&Tensor>) -> (Stacks, Tensor) {
+    /// only by class-conditional layers); `condition` the [B, condition_channels, H, W] feature
+    /// map of a conditioned layer. Returns the next stacks and this layer's skip output.
+    ///
+    /// # Panics
+    /// If the layer is conditioned and `condition` is `None`.
+    pub fn forward(
+        &self,
+        x: &Stacks,
+        labels: Option<&Tensor>,
+        condition: Option<&Tensor>,
+    ) -> (Stacks, Tensor) {
         let mut v_pre = self.vertical.forward(&x.vertical);
         let mut h_pre = self
             .horizontal
@@ -141,6 +158,11 @@ impl GatedResidualBlock {
             let bias = gather::gather(labels, table.tensor());
             v_pre = v_pre.add(&bias);
             h_pre = h_pre.add(&bias);
+        }
+        if let Some(conv) = &self.condition {
+            let added = conv.forward(condition.expect("a conditioned layer needs its feature map"));
+            v_pre = v_pre.add(&added);
+            h_pre = h_pre.add(&added);
         }
         let skip = self.horizontal_out.forward(&elementwise::gate(&h_pre));
         // the first layer's input holds the current code: no residual path around it

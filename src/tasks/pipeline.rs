@@ -194,6 +194,7 @@ pub fn run(gpu: &Gpu, options: &PipelineOptions) -> Result<PipelineReport> {
                 conditional: codes.labelled,
                 eval_grids: options.eval_grids,
                 level: CodeLevel::Bottom,
+                condition_on_top: false,
             },
         )
     })?;

@@ -11,7 +11,7 @@ use crate::gpu::Gpu;
 use crate::io::checkpoint::Checkpoint;
 use crate::models::autoencoder::AutoencoderConfig;
 use crate::models::classifier::ClassifierConfig;
-use crate::models::pixelcnn::PixelCnnConfig;
+use crate::models::pixelcnn::{PixelCnn, PixelCnnConfig};
 use crate::models::vqvae::VqVaeConfig;
 use crate::train::{
     self, bits, AeTask, AeTrainer, ClassifierTrainer, PriorTrainer, TrainOptions, TrainStep,
@@ -325,6 +325,9 @@ pub struct PriorOptions {
     pub eval_grids: usize,
     /// Which grids of the code file: the only (or a VQ-VAE-2's bottom) ones, or the top ones.
     pub level: CodeLevel,
+    /// Condition the prior over a VQ-VAE-2's bottom grids on its top grids (a resumed run keeps
+    /// its own choice).
+    pub condition_on_top: bool,
 }
 
 /// What a prior's training run left behind.
@@ -339,8 +342,6 @@ pub struct PriorReport {
 /// Trains a PixelCNN prior on a code file, or continues one; prints the NLL of the test split.
 pub fn prior(gpu: &Gpu, options: &PriorOptions) -> Result<PriorReport> {
     let file = Checkpoint::load(&options.codes)?;
-    let train = Arc::new(CodeGrids::of_level(&file, "train", options.level)?);
-    let test = Arc::new(CodeGrids::of_level(&file, "test", options.level)?);
     let run = &options.run;
     // the data a prior's checkpoint records, so that a resume on other codes is refused
     let dataset = format!(
@@ -352,6 +353,25 @@ pub fn prior(gpu: &Gpu, options: &PriorOptions) -> Result<PriorReport> {
         file.meta("dataset").unwrap_or("unknown images")
     );
     let resumed = run.resumed_checkpoint(&dataset)?;
+    let conditioned = match &resumed {
+        Some(ck) => PixelCnn::from_checkpoint_config(ck)?.condition_codes > 0,
+        None => options.condition_on_top,
+    };
+    if conditioned && options.level == CodeLevel::Top {
+        return Err(Error::InvalidArgument(
+            "--condition-on-top conditions a prior over the bottom grids: leave --level top out"
+                .into(),
+        ));
+    }
+    let load = |split: &str| -> Result<Arc<CodeGrids>> {
+        let grids = CodeGrids::of_level(&file, split, options.level)?;
+        Ok(Arc::new(if conditioned {
+            grids.conditioned_on_top(&file, split)?
+        } else {
+            grids
+        }))
+    };
+    let (train, test) = (load("train")?, load("test")?);
     let mut trainer = run.start(gpu, resumed, || {
         if options.conditional && train.labels.is_none() {
             return Err(Error::InvalidArgument(format!(
@@ -366,6 +386,7 @@ pub fn prior(gpu: &Gpu, options: &PriorOptions) -> Result<PriorReport> {
             } else {
                 0
             },
+            condition_codes: train.condition.as_ref().map_or(0, |c| c.codebook_size),
             ..options.model.clone()
         };
         PriorTrainer::new(gpu, model, run.seed, run.lr, run.batch, train.grid)
@@ -388,9 +409,11 @@ pub fn prior(gpu: &Gpu, options: &PriorOptions) -> Result<PriorReport> {
         train.grid[0],
         train.grid[1],
         train.codebook_size,
-        match trainer.task.model.config.classes {
-            0 => String::new(),
-            c => format!(", conditional on {c} classes"),
+        match (trainer.task.model.config.classes, conditioned) {
+            (0, false) => String::new(),
+            (0, true) => ", conditioned on the top codes".into(),
+            (c, false) => format!(", conditional on {c} classes"),
+            (c, true) => format!(", conditional on {c} classes and the top codes"),
         },
         opts.steps,
         trainer.run.batch,

@@ -54,6 +54,8 @@ pub struct PriorTask {
     pub grid: [usize; 2],
     codes: Tensor,
     labels: Option<Tensor>,
+    /// The condition grids [B, H/2, W/2] of a prior conditioned on top codes.
+    condition: Option<Tensor>,
     held_out: Option<(Arc<CodeGrids>, usize)>,
 }
 
@@ -70,10 +72,13 @@ impl PriorTask {
             batch * h * w * c.codes.max(c.head).max(2 * c.channels) * 4,
         )?;
         let labels = (model.config.classes > 0).then(|| Tensor::zeros(gpu, &[batch, h, w]));
+        let condition =
+            (model.config.condition_codes > 0).then(|| Tensor::zeros(gpu, &[batch, h / 2, w / 2]));
         Ok(Self {
             grid,
             codes: Tensor::zeros(gpu, &[batch, h, w]),
             labels,
+            condition,
             held_out: None,
             model,
         })
@@ -113,7 +118,18 @@ impl PriorTask {
                 )?),
                 _ => None,
             };
-            let logits = self.model.forward(&codes, labels.as_ref());
+            let condition = match &data.condition {
+                Some(top) if self.condition.is_some() => {
+                    let n_top = top.positions();
+                    let range = start * n_top..(start + n) * n_top;
+                    let [th, tw] = top.grid;
+                    Some(Tensor::from_slice(gpu, &[n, th, tw], &top.codes[range])?)
+                }
+                _ => None,
+            };
+            let logits =
+                self.model
+                    .forward_conditioned(&codes, labels.as_ref(), condition.as_ref());
             elementwise::accumulate(&sum, &softmax::cross_entropy(&logits, &codes).sum(), 1.0);
         }
         Ok(sum.item()? as f64 / (total * h * w).max(1) as f64)
@@ -160,6 +176,18 @@ impl TrainStep for PriorTask {
                 data.grid[0], data.grid[1], data.codebook_size, self.grid[0], self.grid[1], c.codes
             )));
         }
+        if c.condition_codes > 0 {
+            let half = self.grid.map(|side| side / 2);
+            match &data.condition {
+                Some(top) if top.grid == half && top.codebook_size == c.condition_codes => {}
+                _ => {
+                    return Err(Error::InvalidArgument(format!(
+                        "the prior is conditioned on {}x{} top grids of {} codes, and the code file gives it none of those",
+                        half[0], half[1], c.condition_codes
+                    )))
+                }
+            }
+        }
         if c.classes > 0 && (data.labels.is_none() || data.classes > c.classes) {
             return Err(Error::InvalidArgument(format!(
                 "the prior is conditional on {} classes but the code file has {}",
@@ -175,13 +203,31 @@ impl TrainStep for PriorTask {
     }
 
     fn forward(&mut self, batch: &Batch, _: &RunState) -> Result<StepOutput> {
-        self.codes.write(&batch.inputs)?;
+        let positions = self.grid[0] * self.grid[1];
+        match &self.condition {
+            None => self.codes.write(&batch.inputs)?,
+            Some(condition) => {
+                // each item is its grid followed by its condition grid
+                let item = positions + condition.numel() / condition.dim(0);
+                let (mut codes, mut top) = (Vec::new(), Vec::new());
+                for chunk in batch.inputs.chunks(item) {
+                    codes.extend_from_slice(&chunk[..positions]);
+                    top.extend_from_slice(&chunk[positions..]);
+                }
+                self.codes.write(&codes)?;
+                condition.write(&top)?;
+            }
+        }
         if let Some(t) = &self.labels {
-            let positions = self.grid[0] * self.grid[1];
             t.write(&PixelCnn::label_grid(&batch.labels, positions))?;
         }
+        let logits = self.model.forward_conditioned(
+            &self.codes,
+            self.labels.as_ref(),
+            self.condition.as_ref(),
+        );
         Ok(StepOutput {
-            loss: self.model.loss(&self.codes, self.labels.as_ref()),
+            loss: softmax::cross_entropy(&logits, &self.codes).mean(),
             metrics: Vec::new(),
         })
     }
