@@ -23,6 +23,38 @@ fn config(codes: usize, layers: usize, kernel: usize, classes: usize) -> PixelCn
     }
 }
 
+/// Changes every code at positions >= `p` of every item of `codes` ([b, n] grids of `k` codes)
+/// and asserts that the logits `logits_of` gives at every earlier position stay bitwise `base`.
+fn assert_causal_from(
+    rng: &mut rand_chacha::ChaCha8Rng,
+    codes: &[f32],
+    base: &[f32],
+    logits_of: &dyn Fn(&[f32]) -> Vec<f32>,
+    [b, n, k]: [usize; 3],
+    p: usize,
+    what: &str,
+) {
+    let mut changed = codes.to_vec();
+    for item in 0..b {
+        for q in p..n {
+            let old = changed[item * n + q] as usize;
+            changed[item * n + q] = ((old + 1 + rng.random_range(0..k - 1)) % k) as f32;
+        }
+    }
+    let after = logits_of(&changed);
+    for item in 0..b {
+        for pos in 0..p {
+            for c in 0..k {
+                let i = (item * k + c) * n + pos;
+                assert_eq!(
+                    after[i], base[i],
+                    "{what}: logits at position {pos} changed with the codes from {p} on"
+                );
+            }
+        }
+    }
+}
+
 /// A prior conditioned on a grid of half the side (a VQ-VAE-2's bottom prior given its top
 /// codes): still causal in its own codes whatever the condition, its logits move with the
 /// condition of their own item only, and its checkpoint round trip keeps the conditioning stack.
@@ -54,25 +86,15 @@ fn a_prior_conditioned_on_top_codes_is_causal_and_sees_its_condition() {
     let base = logits_of(&codes, &top);
     let at = |l: &[f32], item: usize, c: usize, pos: usize| l[(item * k + c) * n + pos];
     for p in 0..n {
-        let mut changed = codes.clone();
-        for item in 0..b {
-            for q in p..n {
-                let old = changed[item * n + q] as usize;
-                changed[item * n + q] = ((old + 1 + rng.random_range(0..k - 1)) % k) as f32;
-            }
-        }
-        let after = logits_of(&changed, &top);
-        for item in 0..b {
-            for pos in 0..p {
-                for c in 0..k {
-                    assert_eq!(
-                        at(&after, item, c, pos),
-                        at(&base, item, c, pos),
-                        "logits at position {pos} changed with the codes from {p} on"
-                    );
-                }
-            }
-        }
+        assert_causal_from(
+            &mut rng,
+            &codes,
+            &base,
+            &|c| logits_of(c, &top),
+            [b, n, k],
+            p,
+            "conditioned",
+        );
     }
     // another top code in item 0 moves item 0's logits, and only its
     let mut other_top = top.clone();
@@ -126,26 +148,7 @@ fn logits_depend_only_on_earlier_positions() {
         // logit of class c at (item, position)
         let at = |l: &[f32], item: usize, c: usize, pos: usize| l[(item * k + c) * n + pos];
         for p in 0..n {
-            // change every code at positions >= p, in both items
-            let mut changed = codes.clone();
-            for item in 0..b {
-                for q in p..n {
-                    let old = changed[item * n + q] as usize;
-                    changed[item * n + q] = ((old + 1 + rng.random_range(0..k - 1)) % k) as f32;
-                }
-            }
-            let after = logits_of(&changed);
-            for item in 0..b {
-                for pos in 0..p {
-                    for c in 0..k {
-                        assert_eq!(
-                            at(&after, item, c, pos),
-                            at(&base, item, c, pos),
-                            "{what}: logits at position {pos} changed with the codes from {p} on"
-                        );
-                    }
-                }
-            }
+            assert_causal_from(&mut rng, &codes, &base, &logits_of, [b, n, k], p, &what);
             // the code at p must reach its right neighbour (horizontal stack) and the position
             // below it (vertical stack)
             let mut only_p = codes.clone();

@@ -7,27 +7,9 @@ use std::sync::Arc;
 use common::*;
 use vqgpu::data::{CodeFile, Dataset, Shapes, Split};
 use vqgpu::io::checkpoint::Checkpoint;
-use vqgpu::models::vqvae::VqVaeConfig;
-use vqgpu::nn::{CodebookUpdate, EmaConfig};
 use vqgpu::ops::reduce::mse_loss;
 use vqgpu::train::{self, StepMetrics, TrainOptions, VqVaeTrainer};
 use vqgpu::{autograd, Error, Tensor};
-
-fn small_config(hidden: usize, codes: usize, dim: usize) -> VqVaeConfig {
-    VqVaeConfig {
-        in_channels: 3,
-        hidden,
-        res_hidden: hidden / 2,
-        res_layers: 1,
-        codebook_size: codes,
-        code_dim: dim,
-        beta: 0.25,
-        update: CodebookUpdate::Ema {
-            config: EmaConfig::default(),
-            restart_after: Some(20),
-        },
-    }
-}
 
 fn options(steps: u64, out: &std::path::Path) -> TrainOptions {
     TrainOptions {
@@ -71,7 +53,7 @@ fn vqvae_learns_shapes_reconstructions_fall_5x_and_codes_are_used() {
     let variance = vqgpu::data::pixel_variance(data.as_ref(), 2000) as f32;
     let mut trainer = VqVaeTrainer::new(
         &gpu,
-        small_config(32, 128, 16),
+        small_vqvae(32, 128, 16),
         5,
         2e-3,
         16,
@@ -120,7 +102,7 @@ fn vqvae_learns_shapes_reconstructions_fall_5x_and_codes_are_used() {
 fn resuming_from_a_checkpoint_continues_exactly() {
     let gpu = gpu();
     let data: Arc<dyn Dataset> = Arc::new(Shapes::new(1, Split::Test));
-    let config = small_config(8, 16, 4);
+    let config = small_vqvae(8, 16, 4);
     let new = || VqVaeTrainer::new(&gpu, config.clone(), 3, 1e-3, 4, [3, 32, 32], 0.1).unwrap();
     let (straight_dir, split_dir) = (temp_dir("straight"), temp_dir("split"));
     let a = assert_resume_is_exact(&gpu, &new, data, &options, (&straight_dir, &split_dir));
@@ -143,7 +125,7 @@ fn resuming_from_a_checkpoint_continues_exactly() {
 fn checkpoints_of_another_architecture_are_rejected() {
     let gpu = gpu();
     let trainer =
-        VqVaeTrainer::new(&gpu, small_config(8, 16, 4), 0, 1e-3, 2, [3, 32, 32], 0.1).unwrap();
+        VqVaeTrainer::new(&gpu, small_vqvae(8, 16, 4), 0, 1e-3, 2, [3, 32, 32], 0.1).unwrap();
     let mut ck = trainer.checkpoint().unwrap();
     ck.set("hidden", 16);
     let err = VqVaeTrainer::from_checkpoint(&gpu, &ck)
@@ -180,7 +162,7 @@ fn a_batch_too_large_for_the_adapter_is_refused_before_training() {
     let batch = (gpu.max_binding_bytes() / (4 * 16 * 16 * 16)) as usize + 1;
     let err = VqVaeTrainer::new(
         &gpu,
-        small_config(32, 16, 4),
+        small_vqvae(32, 16, 4),
         0,
         1e-3,
         batch,
@@ -200,7 +182,7 @@ fn evaluation_reconstruction_and_encoding_agree_with_the_model() {
     let gpu = gpu();
     let data = Shapes::new(2, Split::Test);
     let trainer =
-        VqVaeTrainer::new(&gpu, small_config(8, 16, 4), 1, 1e-3, 4, [3, 32, 32], 0.1).unwrap();
+        VqVaeTrainer::new(&gpu, small_vqvae(8, 16, 4), 1, 1e-3, 4, [3, 32, 32], 0.1).unwrap();
     let mut model = trainer.task.model;
     let report = vqgpu::tasks::eval::evaluate(&mut model, &data, 7, 20).unwrap();
     let (orig, recon) = vqgpu::tasks::reconstruct::reconstruct(&mut model, &data, 20).unwrap();
@@ -285,7 +267,7 @@ fn checkpoint_tensors_match_the_pytorch_reference_state_dict() {
         }
     }
     let gpu = gpu();
-    let mut config = small_config(h, k, d);
+    let mut config = small_vqvae(h, k, d);
     config.res_layers = 2;
     let ck = VqVaeTrainer::new(&gpu, config, 0, 1e-3, 2, [3, 32, 32], 0.1)
         .unwrap()

@@ -11,26 +11,9 @@ use vqgpu::io::checkpoint::Checkpoint;
 use vqgpu::models::vqvae::VqVaeConfig;
 use vqgpu::models::vqvae2::VqVae2;
 use vqgpu::models::CodeModel;
-use vqgpu::nn::{CodebookUpdate, EmaConfig};
 use vqgpu::ops::reduce::mse_loss;
 use vqgpu::train::{self, TrainOptions, Vqvae2Metrics, Vqvae2Trainer};
 use vqgpu::{autograd, Tensor};
-
-fn small_config(hidden: usize, codes: usize, dim: usize) -> VqVaeConfig {
-    VqVaeConfig {
-        in_channels: 3,
-        hidden,
-        res_hidden: hidden / 2,
-        res_layers: 1,
-        codebook_size: codes,
-        code_dim: dim,
-        beta: 0.25,
-        update: CodebookUpdate::Ema {
-            config: EmaConfig::default(),
-            restart_after: Some(20),
-        },
-    }
-}
 
 fn options(steps: u64, out: &std::path::Path) -> TrainOptions {
     TrainOptions {
@@ -126,7 +109,7 @@ fn checkpoint_tensors_match_the_pytorch_implementation_state_dict() {
         res_layers: 2,
         codebook_size: k,
         code_dim: d,
-        ..small_config(h, k, d)
+        ..small_vqvae(h, k, d)
     };
     let model = VqVae2::new(&gpu, config, 4).unwrap();
     let mut ck = Checkpoint::default();
@@ -152,7 +135,7 @@ fn both_levels_have_their_shapes_and_a_checkpoint_round_trip_gives_the_same_mode
     let gpu = gpu();
     let data = Shapes::new(3, Split::Test).with_side(64).unwrap();
     let x = images(&gpu, &data, 2);
-    let mut model = VqVae2::new(&gpu, small_config(16, 32, 8), 7).unwrap();
+    let mut model = VqVae2::new(&gpu, small_vqvae(16, 32, 8), 7).unwrap();
     let _g = autograd::no_grad();
     let (recon, codes) = model.reconstruct(&x);
     assert_eq!(recon.shape(), [2, 3, 64, 64]);
@@ -194,7 +177,7 @@ fn vqvae2_learns_shapes_at_64_and_both_levels_use_their_codes() {
     let variance = vqgpu::data::pixel_variance(data.as_ref(), 500) as f32;
     let mut trainer = Vqvae2Trainer::new(
         &gpu,
-        small_config(16, 32, 8),
+        small_vqvae(16, 32, 8),
         5,
         2e-3,
         8,
@@ -258,7 +241,7 @@ fn resuming_a_vqvae2_continues_exactly() {
     let gpu = gpu();
     let data: Arc<dyn Dataset> = Arc::new(Shapes::new(1, Split::Test).with_side(64).unwrap());
     let new =
-        || Vqvae2Trainer::new(&gpu, small_config(8, 16, 4), 3, 1e-3, 2, [3, 64, 64], 0.1).unwrap();
+        || Vqvae2Trainer::new(&gpu, small_vqvae(8, 16, 4), 3, 1e-3, 2, [3, 64, 64], 0.1).unwrap();
     let (straight_dir, split_dir) = (temp_dir("straight"), temp_dir("split"));
     assert_resume_is_exact(&gpu, &new, data, &options, (&straight_dir, &split_dir));
     for dir in [straight_dir, split_dir] {
@@ -276,7 +259,7 @@ fn both_levels_are_encoded_and_a_prior_trains_on_either() {
     use vqgpu::tasks::train::{prior, PriorOptions, RunOptions};
     let gpu = gpu();
     let data = Shapes::new(2, Split::Test).with_side(64).unwrap();
-    let mut model = VqVae2::new(&gpu, small_config(8, 16, 4), 1).unwrap();
+    let mut model = VqVae2::new(&gpu, small_vqvae(8, 16, 4), 1).unwrap();
     let dir = temp_dir("codes");
     std::fs::create_dir_all(&dir).unwrap();
     let mut file = CodeFile::new(16, "shapes@64", &dir.join("vqvae2.safetensors"));

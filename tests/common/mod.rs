@@ -29,6 +29,19 @@ pub fn tiny_vqvae() -> VqVaeConfig {
     }
 }
 
+/// A small VQ-VAE (RGB, one residual layer of hidden / 2 channels, EMA with restarts after 20
+/// idle steps) of `hidden` channels and `codes` codes of `dim` dimensions.
+pub fn small_vqvae(hidden: usize, codes: usize, dim: usize) -> VqVaeConfig {
+    VqVaeConfig {
+        hidden,
+        res_hidden: hidden / 2,
+        res_layers: 1,
+        codebook_size: codes,
+        code_dim: dim,
+        ..VqVaeConfig::default()
+    }
+}
+
 /// A seeded RNG.
 pub fn rng(seed: u64) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(seed)
