@@ -106,7 +106,7 @@ fn a_prior_conditioned_on_top_codes_is_causal_and_sees_its_condition() {
             assert_eq!(at(&moved, 1, c, pos), at(&base, 1, c, pos), "item 1 moved");
         }
     }
-    // the checkpoint keeps the conditioning stack; sampling it is refused for now
+    // the checkpoint keeps the conditioning stack
     let mut ck = vqgpu::io::checkpoint::Checkpoint::default();
     model.write_state(&mut ck).unwrap();
     for name in [
@@ -118,12 +118,6 @@ fn a_prior_conditioned_on_top_codes_is_causal_and_sees_its_condition() {
     }
     let loaded = PixelCnn::from_checkpoint(&gpu, &ck).unwrap();
     assert_eq!(loaded.config, model.config);
-    let err = model
-        .incremental(b, [h, w], None)
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(err.contains("not supported yet"), "{err}");
 }
 
 /// The logits at a position must not depend on the code there or at any later position in raster
@@ -183,8 +177,9 @@ fn random_prior(
 }
 
 /// The incremental evaluation gives the logits of the full forward pass at every position in
-/// raster order, bit for bit, for several grid sizes, depths, kernel sizes and with class
-/// conditioning (the 7x7 kernel's sums are long enough to be split into chunks).
+/// raster order, bit for bit, for several grid sizes, depths, kernel sizes, with class
+/// conditioning and conditioned on a grid of top codes (the 7x7 kernel's sums are long enough to
+/// be split into chunks).
 #[test]
 fn incremental_logits_equal_the_full_forward_pass() {
     for gpu in kernel_set_gpus() {
@@ -195,19 +190,30 @@ fn incremental_logits_equal_the_full_forward_pass() {
 fn incremental_equals_full(gpu: &vqgpu::Gpu) {
     let gpu = gpu.clone();
     let mut rng = rng(25);
-    for (b, [h, w], layers, kernel, classes) in [
-        (1, [1, 1], 1, 3, 0),
-        (2, [4, 5], 2, 3, 0),
-        (3, [5, 3], 3, 5, 2),
-        (2, [6, 7], 4, 7, 0),
-        (2, [3, 9], 2, 3, 3),
+    // the last number: codes of the grid of half the side the prior is conditioned on (0: none)
+    for (b, [h, w], layers, kernel, classes, top_codes) in [
+        (1, [1, 1], 1, 3, 0, 0),
+        (2, [4, 5], 2, 3, 0, 0),
+        (3, [5, 3], 3, 5, 2, 0),
+        (2, [6, 7], 4, 7, 0, 0),
+        (2, [3, 9], 2, 3, 3, 0),
+        (2, [4, 6], 3, 3, 0, 5),
+        (3, [6, 4], 2, 5, 2, 9),
     ] {
         let what = format!(
-            "{b} grids {h}x{w}, {layers} layers, kernel {kernel}, {classes} classes, kernels {}",
+            "{b} grids {h}x{w}, {layers} layers, kernel {kernel}, {classes} classes, {top_codes} top codes, kernels {}",
             gpu.kernel_set()
         );
         let k = 11;
-        let model = random_prior(&gpu, &mut rng, config(k, layers, kernel, classes));
+        let sizes = PixelCnnConfig {
+            condition_codes: top_codes,
+            ..config(k, layers, kernel, classes)
+        };
+        let model = random_prior(&gpu, &mut rng, sizes);
+        let top: Vec<f32> = (0..b * (h / 2) * (w / 2))
+            .map(|_| rng.random_range(0..top_codes.max(1)) as f32)
+            .collect();
+        let condition = (top_codes > 0).then(|| upload(&gpu, &[b, h / 2, w / 2], &top));
         let _g = autograd::no_grad();
         let n = h * w;
         let items: Vec<u32> = (0..b).map(|i| (i % classes.max(1)) as u32).collect();
@@ -215,9 +221,15 @@ fn incremental_equals_full(gpu: &vqgpu::Gpu) {
             (classes > 0).then(|| upload(&gpu, &[b, h, w], &PixelCnn::label_grid(&items, n)));
         let codes: Vec<f32> = (0..b * n).map(|_| rng.random_range(0..k) as f32).collect();
         let codes = upload(&gpu, &[b, h, w], &codes);
-        let full = download(&model.forward(&codes, labels.as_ref()));
+        let full =
+            download(&model.forward_conditioned(&codes, labels.as_ref(), condition.as_ref()));
         let mut inc = model
-            .incremental(b, [h, w], (classes > 0).then_some(&items[..]))
+            .incremental(
+                b,
+                [h, w],
+                (classes > 0).then_some(&items[..]),
+                condition.as_ref(),
+            )
             .unwrap();
         for p in 0..n {
             assert_eq!(inc.position(), p);

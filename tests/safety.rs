@@ -304,6 +304,7 @@ fn empty_requests_and_misplaced_settings_are_refused() {
         &SampleOptions {
             vqvae: out.join("v.safetensors"),
             prior: out.join("p.safetensors"),
+            bottom_prior: None,
             count: 0,
             temperature: 1.0,
             class: None,

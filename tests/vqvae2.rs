@@ -324,6 +324,31 @@ fn both_levels_are_encoded_and_a_prior_trains_on_either() {
     assert!(prior(&gpu, &resumed).unwrap().test_nll.is_finite());
     let err = prior(&gpu, &options(CodeLevel::Top, 2, None, true)).unwrap_err();
     assert!(err.to_string().contains("leave --level top out"), "{err}");
+    // sampling: top grids from the top prior, bottom grids given them, decoded; both samplers
+    // draw the same images, and the bottom prior is required
+    use vqgpu::tasks::sample::{self, SampleOptions, Sampler};
+    let mut ck = Checkpoint::default();
+    model.write_state(&mut ck).unwrap();
+    ck.save(&dir.join("vqvae2.safetensors")).unwrap();
+    let sample_options = |sampler, bottom_prior| SampleOptions {
+        vqvae: dir.join("vqvae2.safetensors"),
+        prior: dir.join("prior").join(train::CHECKPOINT_FILE),
+        bottom_prior,
+        count: 3,
+        temperature: 1.0,
+        class: None,
+        seed: 5,
+        sampler,
+        out: dir.join("samples.png"),
+    };
+    let bottom = Some(dir.join("conditioned").join(train::CHECKPOINT_FILE));
+    let cached = sample::run(&gpu, &sample_options(Sampler::Cached, bottom.clone())).unwrap();
+    assert_eq!(cached.len(), 3 * 3 * 64 * 64);
+    assert!(dir.join("samples.png").is_file());
+    let full = sample::run(&gpu, &sample_options(Sampler::Full, bottom)).unwrap();
+    assert_eq!(cached, full, "the samplers drew different images");
+    let err = sample::run(&gpu, &sample_options(Sampler::Cached, None)).unwrap_err();
+    assert!(err.to_string().contains("--bottom-prior"), "{err}");
     // a one-level VQ-VAE's file has no top codes
     let mut one = CodeFile::new(16, "shapes", &dir.join("vqvae.safetensors"));
     one.add_split("train", vec![0; 4], [1, 2, 2], None);

@@ -243,9 +243,12 @@ pub struct SampleArgs {
     /// VQ-VAE checkpoint whose codes trained the prior
     #[arg(long, requires = "prior", conflicts_with = "vae")]
     vqvae: Option<PathBuf>,
-    /// Prior checkpoint (checkpoint.safetensors of `train prior`)
+    /// Prior checkpoint (checkpoint.safetensors of `train prior`; a VQ-VAE-2's top codes' prior)
     #[arg(long, requires = "vqvae")]
     prior: Option<PathBuf>,
+    /// A VQ-VAE-2's bottom codes' prior (`train prior --condition-on-top`)
+    #[arg(long, requires = "prior")]
+    bottom_prior: Option<PathBuf>,
     /// Instead: a VAE checkpoint (`train vae`); decodes z ~ N(0, I)
     #[arg(long, required_unless_present = "vqvae")]
     vae: Option<PathBuf>,
@@ -275,6 +278,7 @@ impl SampleArgs {
         Some(sample::SampleOptions {
             vqvae: self.vqvae.clone()?,
             prior: self.prior.clone()?,
+            bottom_prior: self.bottom_prior.clone(),
             count: self.count,
             temperature: self.temperature,
             class: self.class,

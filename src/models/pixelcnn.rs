@@ -184,10 +184,7 @@ impl PixelCnn {
             self.config.classes == 0 || labels.is_some(),
             "a conditional prior needs labels"
         );
-        let features = self.condition.as_ref().map(|(embedding, upsample)| {
-            let codes = condition.expect("a prior conditioned on a grid needs its codes");
-            upsample.forward(&embedding.forward(codes)).relu()
-        });
+        let features = self.condition_features(condition);
         let x = self.embedding.forward(codes);
         let mut stacks = Stacks {
             vertical: x.clone(),
@@ -204,6 +201,18 @@ impl PixelCnn {
         }
         let skips = skips.expect("at least one layer");
         self.head[1].forward(&self.head[0].forward(&skips.relu()).relu())
+    }
+
+    /// The conditioning stack's feature map [B, C, H, W] of the condition grid [B, H/2, W/2], for
+    /// a prior conditioned on one (`None` otherwise).
+    ///
+    /// # Panics
+    /// If the prior is conditioned on a grid and `condition` is `None`.
+    fn condition_features(&self, condition: Option<&Tensor>) -> Option<Tensor> {
+        self.condition.as_ref().map(|(embedding, upsample)| {
+            let codes = condition.expect("a prior conditioned on a grid needs its codes");
+            upsample.forward(&embedding.forward(codes)).relu()
+        })
     }
 
     /// The class labels a conditional prior takes for grids of `positions` codes: each item's label
@@ -235,30 +244,29 @@ pub struct IncrementalPixelCnn<'a> {
 
 impl PixelCnn {
     /// Starts drawing `batch` grids of `grid` = (H, W) codes; a conditional prior needs each
-    /// item's class in `labels`.
+    /// item's class in `labels`, a prior conditioned on a grid the [B, H/2, W/2] codes of
+    /// `condition` (its conditioning stack runs once, here).
     ///
     /// # Panics
-    /// If the prior is conditional and `labels` is `None` or not `batch` long.
+    /// If the prior is conditional and `labels` is `None` or not `batch` long, or conditioned on
+    /// a grid and `condition` is `None`.
     pub fn incremental(
         &self,
         batch: usize,
         grid: [usize; 2],
         labels: Option<&[u32]>,
+        condition: Option<&Tensor>,
     ) -> Result<IncrementalPixelCnn<'_>> {
         assert!(
             self.config.classes == 0 || labels.is_some_and(|l| l.len() == batch),
             "a conditional prior needs a label per grid"
         );
-        if self.config.condition_codes > 0 {
-            return Err(Error::InvalidArgument(
-                "sampling from a prior conditioned on top codes is not supported yet".into(),
-            ));
-        }
+        let features = self.condition_features(condition);
         let gpu = self.params.gpu();
         let layers = self
             .layers
             .iter()
-            .map(|layer| layer.cache(gpu, batch, grid, labels))
+            .map(|layer| layer.cache(gpu, batch, grid, labels, features.as_ref()))
             .collect::<Result<_>>()?;
         Ok(IncrementalPixelCnn {
             model: self,

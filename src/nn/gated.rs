@@ -60,6 +60,8 @@ pub struct LayerCache {
     convs: [WindowedConv2d; 4],
     /// Each item's class bias along a row [B, 2C, 1, W] and at one position [B, 2C, 1, 1].
     class_bias: Option<(Tensor, Tensor)>,
+    /// What a conditioned layer adds to both stacks, over the whole grid [B, 2C, H, W].
+    condition: Option<Tensor>,
 }
 
 /// One gated residual layer with parameters `vertical`, `horizontal`, `vertical_to_horizontal`,
@@ -188,13 +190,19 @@ impl GatedResidualBlock {
 /// bit on one adapter.
 impl GatedResidualBlock {
     /// An empty cache for `batch` grids of `grid` = (H, W), with each item's class when the layer
-    /// is conditional (`labels` must then be given). It holds a copy of the layer's weights.
+    /// is conditional (`labels` must then be given), and the [B, condition_channels, H, W] feature
+    /// map of a conditioned layer (computed through its 1x1 convolution once, here). It holds a
+    /// copy of the layer's weights.
+    ///
+    /// # Panics
+    /// If the layer is conditioned and `condition` is `None`.
     pub fn cache(
         &self,
         gpu: &Gpu,
         batch: usize,
         grid: [usize; 2],
         labels: Option<&[u32]>,
+        condition: Option<&Tensor>,
     ) -> Result<LayerCache> {
         let [h, w] = grid;
         let channels = self.horizontal_out.weight.shape()[0];
@@ -223,6 +231,9 @@ impl GatedResidualBlock {
                 self.horizontal_out.windowed(),
             ],
             class_bias,
+            condition: self.condition.as_ref().map(|conv| {
+                conv.forward(condition.expect("a conditioned layer needs its feature map"))
+            }),
         })
     }
 
@@ -235,10 +246,13 @@ impl GatedResidualBlock {
         let [vertical_conv, _, to_horizontal, _] = &cache.convs;
         let v_pre = vertical_conv.forward(vertical, Window::row(row, width), map);
         cache.row_to_horizontal = Some(to_horizontal.forward(&v_pre, Window::whole(1, width), map));
-        let v_pre = match &cache.class_bias {
+        let mut v_pre = match &cache.class_bias {
             Some((along_row, _)) => v_pre.add(along_row),
             None => v_pre,
         };
+        if let Some(map) = &cache.condition {
+            v_pre = v_pre.add(&read_window(map, Window::row(row, width)));
+        }
         write_window(
             &cache.vertical,
             &elementwise::gate(&v_pre),
@@ -265,6 +279,9 @@ impl GatedResidualBlock {
             .add(&read_window(from_vertical, Window::at(0, col)));
         if let Some((_, at_position)) = &cache.class_bias {
             h_pre = h_pre.add(at_position);
+        }
+        if let Some(map) = &cache.condition {
+            h_pre = h_pre.add(&read_window(map, at));
         }
         let skip = horizontal_out.forward(&elementwise::gate(&h_pre), Window::whole(1, 1), map);
         let out = match self.mask {

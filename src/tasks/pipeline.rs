@@ -205,6 +205,7 @@ pub fn run(gpu: &Gpu, options: &PipelineOptions) -> Result<PipelineReport> {
             &SampleOptions {
                 vqvae: vqvae.checkpoint.clone(),
                 prior: prior.run.checkpoint.clone(),
+                bottom_prior: None,
                 count: options.count,
                 temperature: options.temperature,
                 class: None,

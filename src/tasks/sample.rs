@@ -1,7 +1,7 @@
 //! `sample`: new images. Code grids are drawn from a PixelCNN prior one position at a time in
 //! raster order, for the whole batch on the GPU (by default with each layer's activations cached, so
-//! that a grid costs time linear in its positions), then decoded by the VQ-VAE; or a VAE decodes
-//! draws of z ~ N(0, I).
+//! that a grid costs time linear in its positions), then decoded by the VQ-VAE (a VQ-VAE-2's top
+//! grids first, then its bottom grids given them); or a VAE decodes draws of z ~ N(0, I).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -15,6 +15,7 @@ use crate::io::grid::save_grid;
 use crate::models::autoencoder::Autoencoder;
 use crate::models::pixelcnn::PixelCnn;
 use crate::models::vqvae::VqVae;
+use crate::models::vqvae2::VqVae2;
 use crate::ops::{latent, softmax};
 use crate::tensor::Tensor;
 
@@ -47,6 +48,8 @@ pub(crate) struct Draw<'a> {
     pub(crate) sampler: Sampler,
     pub(crate) count: usize,
     pub(crate) labels: Option<&'a [u32]>,
+    /// The condition grids [count, H/2, W/2] of a prior conditioned on top codes.
+    pub(crate) condition: Option<&'a Tensor>,
     pub(crate) temperature: f32,
     pub(crate) seed: u64,
 }
@@ -80,20 +83,43 @@ impl Prior {
         temperature: f32,
         seed: u64,
     ) -> Result<Tensor> {
-        self.check_request(count, labels)?;
+        self.check_request(count, labels, None)?;
         let [h, w] = self.grid;
         let draw = Draw {
             sampler,
             count,
             labels,
+            condition: None,
             temperature,
             seed,
         };
         self.draw_first(&draw, h * w, &mut |_| Ok(()))
     }
 
-    /// Refuses a count of 0, and labels a prior cannot take or that do not match the count.
-    fn check_request(&self, count: usize, labels: Option<&[u32]>) -> Result<()> {
+    /// Refuses a count of 0, labels a prior cannot take or that do not match the count, and a
+    /// condition grid a prior cannot take, needs, or that does not match the count and grid.
+    fn check_request(
+        &self,
+        count: usize,
+        labels: Option<&[u32]>,
+        condition: Option<&Tensor>,
+    ) -> Result<()> {
+        let half = [count, self.grid[0] / 2, self.grid[1] / 2];
+        match (self.model.config.condition_codes, condition) {
+            (0, None) => {}
+            (0, Some(_)) => {
+                return Err(Error::InvalidArgument(
+                    "this prior is not conditioned on top codes".into(),
+                ))
+            }
+            (_, Some(c)) if c.shape() == half => {}
+            (_, _) => {
+                return Err(Error::InvalidArgument(format!(
+                    "this prior is conditioned on top codes: it needs {count} top grids of {}x{}",
+                    half[1], half[2]
+                )))
+            }
+        }
         let classes = self.model.config.classes;
         match labels {
             Some(_) if classes == 0 => {
@@ -139,6 +165,7 @@ impl Prior {
             sampler,
             count,
             labels,
+            condition,
             temperature,
             seed,
         } = draw;
@@ -155,7 +182,9 @@ impl Prior {
                     })
                     .transpose()?;
                 for position in 0..positions {
-                    let logits = self.model.forward(&codes, labels.as_ref());
+                    let logits = self
+                        .model
+                        .forward_conditioned(&codes, labels.as_ref(), condition);
                     softmax::sample_position(&logits, &codes, position, key, temperature);
                     if (position + 1) % w == 0 {
                         after_row((position + 1) / w)?;
@@ -163,7 +192,9 @@ impl Prior {
                 }
             }
             Sampler::Cached => {
-                let mut prior = self.model.incremental(count, self.grid, labels)?;
+                let mut prior = self
+                    .model
+                    .incremental(count, self.grid, labels, condition)?;
                 for position in 0..positions {
                     let logits = prior.next_logits();
                     softmax::sample_position(&logits, &codes, position, key, temperature);
@@ -196,8 +227,10 @@ impl Prior {
 pub struct SampleOptions {
     /// The VQ-VAE whose codes trained the prior.
     pub vqvae: PathBuf,
-    /// The prior checkpoint.
+    /// The prior checkpoint (of a VQ-VAE-2's top codes).
     pub prior: PathBuf,
+    /// A VQ-VAE-2's bottom codes' prior, conditioned on the top codes.
+    pub bottom_prior: Option<PathBuf>,
     /// Images to draw (a conditional prior without a class: rounded up to whole rows, one per class).
     pub count: usize,
     /// Softmax temperature (0: the most likely code at every step).
@@ -241,12 +274,14 @@ fn class_rows(count: usize, classes: usize, class: Option<u32>) -> (Option<Vec<u
     }
 }
 
-/// Draws the samples, decodes them and writes the grid; returns the decoded images.
+/// Draws the samples, decodes them and writes the grid; returns the decoded images. A one-level
+/// VQ-VAE decodes the grids of `prior`; a VQ-VAE-2 the top grids of `prior` and the bottom grids
+/// of `bottom_prior` drawn given them.
 pub fn run(gpu: &Gpu, options: &SampleOptions) -> Result<Vec<f32>> {
-    atomic::refuse_own_input(&options.out, &[&options.vqvae, &options.prior])?;
+    let mut inputs = vec![options.vqvae.as_path(), options.prior.as_path()];
+    inputs.extend(options.bottom_prior.as_deref());
+    atomic::refuse_own_input(&options.out, &inputs)?;
     check_count(options.count)?;
-    let vqvae = VqVae::load(gpu, &options.vqvae)?;
-    let prior = Prior::load(gpu, &options.prior)?;
     let t = options.temperature;
     if !(t >= 0.0 && t.is_finite()) {
         return Err(Error::setting(
@@ -254,34 +289,89 @@ pub fn run(gpu: &Gpu, options: &SampleOptions) -> Result<Vec<f32>> {
             format!("must be a number >= 0, got {t}"),
         ));
     }
+    let ck = Checkpoint::load(&options.vqvae)?;
+    let two_levels = VqVae2::is_format_of(&ck);
+    let prior = Prior::load(gpu, &options.prior)?;
+    let bottom = match (&options.bottom_prior, two_levels) {
+        (Some(path), true) => Some(Prior::load(gpu, path)?),
+        (None, true) => {
+            return Err(Error::InvalidArgument(format!(
+                "{} is a VQ-VAE-2: give --prior (its top codes' prior) and --bottom-prior (its bottom codes' prior, trained with --condition-on-top)",
+                options.vqvae.display()
+            )))
+        }
+        (Some(_), false) => {
+            return Err(Error::InvalidArgument(format!(
+                "--bottom-prior is for a VQ-VAE-2's bottom codes, and {} is a one-level VQ-VAE",
+                options.vqvae.display()
+            )))
+        }
+        (None, false) => None,
+    };
     let (labels, columns) = class_rows(options.count, prior.model.config.classes, options.class);
     let count = labels.as_ref().map_or(options.count, Vec::len);
     let start = Instant::now();
-    prior.check_request(count, labels.as_deref())?;
-    let [h, w] = prior.grid;
-    let progress = Progress::new(0, h as u64);
-    let draw = Draw {
-        sampler: options.sampler,
-        count,
-        labels: labels.as_deref(),
-        temperature: t,
-        seed: options.seed,
+    // draws `count` grids from `prior`, with a progress bar by rows
+    let draw = |prior: &Prior, labels: Option<&[u32]>, condition: Option<&Tensor>, what: &str| {
+        prior.check_request(count, labels, condition)?;
+        let [h, w] = prior.grid;
+        let progress = Progress::new(0, h as u64);
+        let draw = Draw {
+            sampler: options.sampler,
+            count,
+            labels,
+            condition,
+            temperature: t,
+            seed: options.seed,
+        };
+        prior.draw_first(&draw, h * w, &mut |rows| {
+            // wait for the GPU so that the bar shows what is done, not what is recorded
+            gpu.sync()?;
+            progress.show(rows as u64, format!("sampling{what}: row {rows} of {h}"));
+            Ok(())
+        })
     };
-    let codes = prior.draw_first(&draw, h * w, &mut |rows| {
-        // wait for the GPU so that the bar shows what is done, not what is recorded
-        gpu.sync()?;
-        progress.show(rows as u64, format!("sampling: row {rows} of {h}"));
-        Ok(())
-    })?;
-    drop(progress);
-    let images = prior.decode(&vqvae, &codes)?;
+    let (images, shape, grid) = match bottom {
+        None => {
+            let vqvae = VqVae::from_checkpoint(gpu, &ck)?;
+            let codes = draw(&prior, labels.as_deref(), None, "")?;
+            let images = prior.decode(&vqvae, &codes)?;
+            let [h, w] = prior.grid.map(|side| side * vqvae.config.trunk().scale());
+            (images, [vqvae.config.in_channels, h, w], prior.grid)
+        }
+        Some(bottom) => {
+            let vqvae = VqVae2::from_checkpoint(gpu, &ck)?;
+            let k = vqvae.config.codebook_size;
+            if prior.model.config.codes != k
+                || bottom.model.config.codes != k
+                || bottom.grid != prior.grid.map(|side| 2 * side)
+            {
+                return Err(Error::InvalidArgument(format!(
+                    "the priors model {}x{} top grids of {} codes and {}x{} bottom grids of {} codes, which do not fit this VQ-VAE-2 (K = {k}; the bottom grid twice the top one): use the priors trained on its codes",
+                    prior.grid[0], prior.grid[1], prior.model.config.codes,
+                    bottom.grid[0], bottom.grid[1], bottom.model.config.codes
+                )));
+            }
+            let top = draw(&prior, labels.as_deref(), None, " the top codes")?;
+            let bottom_labels = labels
+                .as_deref()
+                .filter(|_| bottom.model.config.classes > 0);
+            let codes = draw(&bottom, bottom_labels, Some(&top), " the bottom codes")?;
+            let images = {
+                let _no_grad = autograd::no_grad();
+                vqvae.decode_codes(&top, &codes).to_vec()?
+            };
+            let [h, w] = bottom.grid.map(|side| side * 4);
+            (images, [vqvae.config.in_channels, h, w], bottom.grid)
+        }
+    };
     let seconds = start.elapsed().as_secs_f64();
-    let scale = vqvae.config.trunk().scale();
-    let shape = [vqvae.config.in_channels, h * scale, w * scale];
     save_grid(&options.out, &images, shape, columns)?;
     println!(
-        "adapter: {}; {count} samples of {h}x{w} codes in {seconds:.2} s ({:.1} samples/s, {} sampler); wrote {}",
+        "adapter: {}; {count} samples of {}x{} codes in {seconds:.2} s ({:.1} samples/s, {} sampler); wrote {}",
         gpu.adapter_name(),
+        grid[0],
+        grid[1],
         count as f64 / seconds,
         options.sampler.name(),
         options.out.display()

@@ -92,6 +92,7 @@ fn time_sampling(
         sampler,
         count,
         labels: None,
+        condition: None,
         temperature: 1.0,
         seed: 1,
     };
