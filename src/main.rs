@@ -71,7 +71,8 @@ enum Command {
     /// Draw new images: code grids from a PixelCNN prior, decoded by the VQ-VAE, as a PNG grid
     Sample(SampleArgs),
     /// The whole two-stage model in one command: train a VQ-VAE, encode the dataset, train the
-    /// PixelCNN prior on the codes, sample. Defaults finish on `shapes` in minutes on a CPU driver
+    /// PixelCNN prior on the codes, sample (`--model vqvae2`: a VQ-VAE-2 with a prior per level).
+    /// Defaults finish on `shapes` in minutes on a CPU driver
     Pipeline(Box<PipelineArgs>),
     /// For a VAE with a 2-D flat latent (`train vae --latent-dim 2`): the decoded manifold over a
     /// grid of z, and a scatter plot of the test images' posterior means coloured by label

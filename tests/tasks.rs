@@ -61,6 +61,61 @@ fn the_pipeline_trains_encodes_trains_the_prior_and_samples() {
     std::fs::remove_dir_all(&out).ok();
 }
 
+/// `pipeline --model vqvae2` on `shapes` at 64x64, tiny: a VQ-VAE-2, both levels encoded, a
+/// prior over the top codes, one over the bottom codes given them, and samples of 64x64.
+#[test]
+fn the_vqvae2_pipeline_trains_both_priors_and_samples() {
+    use vqgpu::tasks::pipeline::PipelineModel;
+    let gpu = gpu();
+    let out = temp_dir("pipeline2");
+    let options = PipelineOptions {
+        data: DataSpec {
+            image_size: Some(64),
+            ..DataSpec::default()
+        },
+        out: out.clone(),
+        model: PipelineModel::Vqvae2,
+        vqvae: tiny_vqvae(),
+        vqvae_steps: 6,
+        vqvae_batch: 4,
+        encode_limit: 16,
+        prior: PixelCnnConfig {
+            channels: 8,
+            layers: 2,
+            head: 16,
+            ..PixelCnnConfig::default()
+        },
+        prior_steps: 4,
+        prior_batch: 4,
+        eval_grids: 8,
+        count: 4,
+        ..PipelineOptions::default()
+    };
+    let report = pipeline::run(&gpu, &options).unwrap();
+    let (bottom, bottom_nll) = report.bottom_prior.clone().expect("a bottom prior");
+    for file in [
+        &report.vqvae,
+        &report.codes,
+        &report.prior,
+        &bottom,
+        &report.samples,
+    ] {
+        assert!(file.is_file(), "{} missing", file.display());
+    }
+    assert!(report.test_nll.is_finite() && bottom_nll.is_finite());
+    let top = CodeGrids::of_level(
+        &vqgpu::io::checkpoint::Checkpoint::load(&report.codes).unwrap(),
+        "train",
+        vqgpu::data::CodeLevel::Top,
+    )
+    .unwrap();
+    assert_eq!((top.len, top.grid), (16, [8, 8]));
+    // one row per class of one 64x64 sample each (drawn at their size), with 2-pixel gaps
+    let png = image::open(&report.samples).unwrap();
+    assert_eq!((png.width(), png.height()), (66 + 2, 4 * 66 + 2));
+    std::fs::remove_dir_all(&out).ok();
+}
+
 #[test]
 fn a_training_run_continues_from_its_directory() {
     let gpu = gpu();

@@ -7,7 +7,7 @@ use clap::{Args, ValueEnum};
 use vqgpu::data::CodeLevel;
 use vqgpu::models::autoencoder::{AeKind, AutoencoderConfig, Bottleneck, Corruption, Recon};
 use vqgpu::models::pixelcnn::PixelCnnConfig;
-use vqgpu::tasks::pipeline::{PipelineOptions, Preset};
+use vqgpu::tasks::pipeline::{PipelineModel, PipelineOptions, Preset};
 use vqgpu::tasks::{bench, encode, latent_map, reconstruct, sample, train};
 use vqgpu::{Error, Result};
 
@@ -308,6 +308,11 @@ pub struct PipelineArgs {
     /// --help` lists its defaults); the flags given override it
     #[arg(long, value_enum, default_value = "cpu")]
     preset: PresetArg,
+    /// vqvae (a VQ-VAE and a prior over its codes) or vqvae2 (a VQ-VAE-2, a prior over its top
+    /// codes and one over its bottom codes given them; images with sides that are multiples of 8,
+    /// e.g. --image-size 64)
+    #[arg(long, value_enum, default_value = "vqvae")]
+    model: ModelArg,
     #[command(flatten)]
     data: DataArgs,
     /// Output directory: vqvae/, codes.safetensors, prior/, samples.png
@@ -366,6 +371,10 @@ impl PipelineArgs {
             count: self.count,
             temperature: self.temperature,
             overwrite: self.overwrite,
+            model: match self.model {
+                ModelArg::Vqvae => PipelineModel::Vqvae,
+                ModelArg::Vqvae2 => PipelineModel::Vqvae2,
+            },
             ..PipelineOptions::preset(self.preset.into())
         }
     }
@@ -502,6 +511,15 @@ impl BenchVqVaeArgs {
             profile: self.profile,
         }
     }
+}
+
+/// `pipeline --model`.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModelArg {
+    /// A VQ-VAE and a prior over its codes
+    Vqvae,
+    /// A VQ-VAE-2 and a prior per level, the bottom one given the top codes
+    Vqvae2,
 }
 
 /// `pipeline --preset`.

@@ -1,5 +1,6 @@
 //! `pipeline`: the whole two-stage model in one command: train a VQ-VAE, encode the dataset into
-//! code grids, train a PixelCNN prior on them (conditional when the dataset has labels), sample.
+//! code grids, train a PixelCNN prior on them (conditional when the dataset has labels), sample;
+//! or the same with a VQ-VAE-2 and a prior per level, the bottom one given the top codes.
 //! The defaults finish on `shapes` in minutes on a CPU driver; [`Preset::Gpu`] trains the
 //! reference-size models for a real GPU.
 
@@ -50,6 +51,19 @@ pub struct PipelineOptions {
     pub temperature: f32,
     /// Replace the runs of an earlier pipeline in `out` (refused otherwise).
     pub overwrite: bool,
+    /// The one-level VQ-VAE, or VQ-VAE-2 with a prior per level.
+    pub model: PipelineModel,
+}
+
+/// Which system the pipeline trains.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PipelineModel {
+    /// A VQ-VAE and a prior over its codes (four stages).
+    #[default]
+    Vqvae,
+    /// A VQ-VAE-2, a prior over its top codes and one over its bottom codes given the top ones
+    /// (five stages), each prior with the pipeline's prior sizes.
+    Vqvae2,
 }
 
 /// The pipeline's sizes and lengths, chosen for the machine it runs on.
@@ -82,6 +96,7 @@ impl PipelineOptions {
             count: 64,
             temperature: 1.0,
             overwrite: false,
+            model: PipelineModel::Vqvae,
         };
         match preset {
             Preset::Cpu => Self {
@@ -129,20 +144,24 @@ pub struct PipelineReport {
     pub vqvae: PathBuf,
     /// The code file.
     pub codes: PathBuf,
-    /// The prior checkpoint.
+    /// The prior checkpoint (of a VQ-VAE-2's top codes).
     pub prior: PathBuf,
     /// The prior's NLL over the encoded test grids, nats per code.
     pub test_nll: f64,
+    /// A VQ-VAE-2's bottom prior checkpoint and its test NLL, nats per code.
+    pub bottom_prior: Option<(PathBuf, f64)>,
     /// The sample grid.
     pub samples: PathBuf,
 }
 
-/// Runs the four stages into `options.out`.
+/// Runs the stages (four, or five for a VQ-VAE-2) into `options.out`.
 pub fn run(gpu: &Gpu, options: &PipelineOptions) -> Result<PipelineReport> {
     let start = Instant::now();
+    let two_levels = options.model == PipelineModel::Vqvae2;
+    let stages = if two_levels { 5 } else { 4 };
     // announces a stage and names it: its progress bar and log lines carry the name
     let stage = |n: usize, what: &str| {
-        let label = format!("stage {n} of 4: {what}");
+        let label = format!("stage {n} of {stages}: {what}");
         eprintln!(
             "== {label} ({:.0} s elapsed)",
             start.elapsed().as_secs_f64()
@@ -162,12 +181,17 @@ pub fn run(gpu: &Gpu, options: &PipelineOptions) -> Result<PipelineReport> {
         save_every: 500,
         overwrite: options.overwrite,
     };
-    let vqvae = in_stage(stage(1, "train the VQ-VAE"), || {
-        train::vqvae(
+    let (name, dir, train_model): (_, _, fn(&Gpu, &VqVaeOptions) -> Result<train::TrainReport>) =
+        match options.model {
+            PipelineModel::Vqvae => ("train the VQ-VAE", "vqvae", train::vqvae),
+            PipelineModel::Vqvae2 => ("train the VQ-VAE-2", "vqvae2", train::vqvae2),
+        };
+    let vqvae = in_stage(stage(1, name), || {
+        train_model(
             gpu,
             &VqVaeOptions {
                 data: options.data.clone(),
-                run: schedule(options.vqvae_steps, options.vqvae_batch, "vqvae", 50),
+                run: schedule(options.vqvae_steps, options.vqvae_batch, dir, 50),
                 model: options.vqvae.clone(),
             },
         )
@@ -184,28 +208,59 @@ pub fn run(gpu: &Gpu, options: &PipelineOptions) -> Result<PipelineReport> {
             },
         )
     })?;
-    let prior = in_stage(stage(3, "train the PixelCNN prior"), || {
-        train::prior(
-            gpu,
-            &PriorOptions {
-                codes: codes.out.clone(),
-                run: schedule(options.prior_steps, options.prior_batch, "prior", 100),
-                model: options.prior.clone(),
-                conditional: codes.labelled,
-                eval_grids: options.eval_grids,
-                level: CodeLevel::Bottom,
-                condition_on_top: false,
-            },
-        )
-    })?;
+    // the prior over the (top) codes, then a VQ-VAE-2's bottom prior given the top codes
+    let train_prior = |n: usize, what: &str, dir: &str, level, condition_on_top| {
+        in_stage(stage(n, what), || {
+            train::prior(
+                gpu,
+                &PriorOptions {
+                    codes: codes.out.clone(),
+                    run: schedule(options.prior_steps, options.prior_batch, dir, 100),
+                    model: options.prior.clone(),
+                    conditional: codes.labelled,
+                    eval_grids: options.eval_grids,
+                    level,
+                    condition_on_top,
+                },
+            )
+        })
+    };
+    let prior = match options.model {
+        PipelineModel::Vqvae => train_prior(
+            3,
+            "train the PixelCNN prior",
+            "prior",
+            CodeLevel::Bottom,
+            false,
+        )?,
+        PipelineModel::Vqvae2 => train_prior(
+            3,
+            "train the prior of the top codes",
+            "top_prior",
+            CodeLevel::Top,
+            false,
+        )?,
+    };
+    let bottom_prior = if two_levels {
+        let bottom = train_prior(
+            4,
+            "train the prior of the bottom codes given the top codes",
+            "bottom_prior",
+            CodeLevel::Bottom,
+            true,
+        )?;
+        Some((bottom.run.checkpoint, bottom.test_nll))
+    } else {
+        None
+    };
     let samples = out.join("samples.png");
-    in_stage(stage(4, "sample"), || {
+    in_stage(stage(stages, "sample"), || {
         sample::run(
             gpu,
             &SampleOptions {
                 vqvae: vqvae.checkpoint.clone(),
                 prior: prior.run.checkpoint.clone(),
-                bottom_prior: None,
+                bottom_prior: bottom_prior.as_ref().map(|(path, _)| path.clone()),
                 count: options.count,
                 temperature: options.temperature,
                 class: None,
@@ -225,6 +280,7 @@ pub fn run(gpu: &Gpu, options: &PipelineOptions) -> Result<PipelineReport> {
         codes: codes.out,
         prior: prior.run.checkpoint,
         test_nll: prior.test_nll,
+        bottom_prior,
         samples,
     })
 }
