@@ -12,22 +12,11 @@ use vqgpu::train::{self, StepMetrics, TrainOptions, VqVaeTrainer};
 use vqgpu::{autograd, Error, Tensor};
 
 fn options(steps: u64, out: &std::path::Path) -> TrainOptions {
-    TrainOptions {
-        dataset: "shapes".into(),
-        steps,
-        out: out.to_path_buf(),
-        log_every: 25,
-        sample_every: 0,
-        save_every: 0,
-        resumed_from: None,
-        overwrite: false,
-    }
+    test_run("shapes", steps, out)
 }
 
 fn temp_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("vqgpu-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+    fresh_dir("test", name)
 }
 
 /// Reconstruction MSE of a fixed batch of held-out images, without training.

@@ -16,22 +16,11 @@ use vqgpu::train::{self, TrainOptions, Vqvae2Metrics, Vqvae2Trainer};
 use vqgpu::{autograd, Tensor};
 
 fn options(steps: u64, out: &std::path::Path) -> TrainOptions {
-    TrainOptions {
-        dataset: "shapes@64".into(),
-        steps,
-        out: out.to_path_buf(),
-        log_every: 25,
-        sample_every: 0,
-        save_every: 0,
-        resumed_from: None,
-        overwrite: false,
-    }
+    test_run("shapes@64", steps, out)
 }
 
 fn temp_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("vqgpu-test2-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+    fresh_dir("test2", name)
 }
 
 /// The first `n` images of `data` as a model input.

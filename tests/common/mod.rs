@@ -242,3 +242,26 @@ pub fn assert_resume_is_exact<S: vqgpu::train::TrainStep>(
     assert_eq!(a.metadata, b.metadata);
     a
 }
+
+/// The loop options of a test run on `dataset` (as a checkpoint records it) for `steps` steps into
+/// `out`: a log every 25 steps, no grids, a checkpoint at the end only.
+pub fn test_run(dataset: &str, steps: u64, out: &std::path::Path) -> vqgpu::train::TrainOptions {
+    vqgpu::train::TrainOptions {
+        dataset: dataset.into(),
+        steps,
+        out: out.to_path_buf(),
+        log_every: 25,
+        sample_every: 0,
+        save_every: 0,
+        resumed_from: None,
+        overwrite: false,
+    }
+}
+
+/// An empty temporary directory for test `name` of this process (`group` keeps test files
+/// apart).
+pub fn fresh_dir(group: &str, name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("vqgpu-{group}-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
