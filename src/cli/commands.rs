@@ -2,18 +2,17 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 
-use vqgpu::data::CodeLevel;
 use vqgpu::models::autoencoder::{AeKind, AutoencoderConfig, Bottleneck, Corruption, Recon};
 use vqgpu::models::pixelcnn::PixelCnnConfig;
-use vqgpu::tasks::pipeline::{PipelineModel, PipelineOptions, Preset};
+use vqgpu::tasks::pipeline::PipelineOptions;
 use vqgpu::tasks::{bench, encode, latent_map, reconstruct, sample, train};
 use vqgpu::{Error, Result};
 
 use super::groups::{
-    DataArgs, EvalArgs, ImageRunArgs, PriorModelArgs, ReconArg, RunArgs, SamplerArg, TimingArgs,
-    TrunkArgs, VqVaeArgs,
+    DataArgs, EvalArgs, ImageRunArgs, LevelArg, ModelArg, PresetArg, PriorModelArgs, ReconArg,
+    RunArgs, SamplerArg, TimingArgs, TrunkArgs, VqVaeArgs,
 };
 
 /// `encode`.
@@ -211,15 +210,6 @@ pub struct TrainPriorArgs {
     condition_on_top: bool,
 }
 
-/// `train prior --level`.
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LevelArg {
-    /// A VQ-VAE's grids, or a VQ-VAE-2's bottom grids
-    Bottom,
-    /// A VQ-VAE-2's top grids
-    Top,
-}
-
 impl TrainPriorArgs {
     pub fn options(&self) -> train::PriorOptions {
         train::PriorOptions {
@@ -228,10 +218,7 @@ impl TrainPriorArgs {
             model: self.model.config(),
             conditional: self.conditional,
             eval_grids: self.eval_grids,
-            level: match self.level {
-                LevelArg::Bottom => CodeLevel::Bottom,
-                LevelArg::Top => CodeLevel::Top,
-            },
+            level: self.level.into(),
             condition_on_top: self.condition_on_top,
         }
     }
@@ -371,10 +358,7 @@ impl PipelineArgs {
             count: self.count,
             temperature: self.temperature,
             overwrite: self.overwrite,
-            model: match self.model {
-                ModelArg::Vqvae => PipelineModel::Vqvae,
-                ModelArg::Vqvae2 => PipelineModel::Vqvae2,
-            },
+            model: self.model.into(),
             ..PipelineOptions::preset(self.preset.into())
         }
     }
@@ -509,33 +493,6 @@ impl BenchVqVaeArgs {
             steps: self.steps,
             model: self.model.config(),
             profile: self.profile,
-        }
-    }
-}
-
-/// `pipeline --model`.
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ModelArg {
-    /// A VQ-VAE and a prior over its codes
-    Vqvae,
-    /// A VQ-VAE-2 and a prior per level, the bottom one given the top codes
-    Vqvae2,
-}
-
-/// `pipeline --preset`.
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum PresetArg {
-    /// Small models that finish on shapes in minutes on 2 CPU cores (the software driver)
-    Cpu,
-    /// The reference-size models, trained longer on the whole dataset: for a real GPU
-    Gpu,
-}
-
-impl From<PresetArg> for Preset {
-    fn from(arg: PresetArg) -> Self {
-        match arg {
-            PresetArg::Cpu => Self::Cpu,
-            PresetArg::Gpu => Self::Gpu,
         }
     }
 }

@@ -4,10 +4,11 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 
-use vqgpu::data::DataSpec;
+use vqgpu::data::{CodeLevel, DataSpec};
 use vqgpu::models::pixelcnn::PixelCnnConfig;
 use vqgpu::models::vqvae::VqVaeConfig;
 use vqgpu::nn::{CodebookUpdate, EmaConfig};
+use vqgpu::tasks::pipeline::{PipelineModel, Preset};
 use vqgpu::tasks::{bench, eval, sample, train};
 
 /// Which images to use.
@@ -247,6 +248,60 @@ impl From<SamplerArg> for sample::Sampler {
         match arg {
             SamplerArg::Full => Self::Full,
             SamplerArg::Cached => Self::Cached,
+        }
+    }
+}
+
+/// `train prior --level`.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(super) enum LevelArg {
+    /// A VQ-VAE's grids, or a VQ-VAE-2's bottom grids
+    Bottom,
+    /// A VQ-VAE-2's top grids
+    Top,
+}
+
+impl From<LevelArg> for CodeLevel {
+    fn from(arg: LevelArg) -> Self {
+        match arg {
+            LevelArg::Bottom => Self::Bottom,
+            LevelArg::Top => Self::Top,
+        }
+    }
+}
+
+/// `pipeline --model`.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(super) enum ModelArg {
+    /// A VQ-VAE and a prior over its codes
+    Vqvae,
+    /// A VQ-VAE-2 and a prior per level, the bottom one given the top codes
+    Vqvae2,
+}
+
+impl From<ModelArg> for PipelineModel {
+    fn from(arg: ModelArg) -> Self {
+        match arg {
+            ModelArg::Vqvae => Self::Vqvae,
+            ModelArg::Vqvae2 => Self::Vqvae2,
+        }
+    }
+}
+
+/// `pipeline --preset`.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(super) enum PresetArg {
+    /// Small models that finish on shapes in minutes on 2 CPU cores (the software driver)
+    Cpu,
+    /// The reference-size models, trained longer on the whole dataset: for a real GPU
+    Gpu,
+}
+
+impl From<PresetArg> for Preset {
+    fn from(arg: PresetArg) -> Self {
+        match arg {
+            PresetArg::Cpu => Self::Cpu,
+            PresetArg::Gpu => Self::Gpu,
         }
     }
 }

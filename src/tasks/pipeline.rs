@@ -181,10 +181,23 @@ pub fn run(gpu: &Gpu, options: &PipelineOptions) -> Result<PipelineReport> {
         save_every: 500,
         overwrite: options.overwrite,
     };
-    let (name, dir, train_model): (_, _, fn(&Gpu, &VqVaeOptions) -> Result<train::TrainReport>) =
+    // what the first and third stages train for the chosen system: (stage name, directory)
+    // of the autoencoder and its trainer; (stage name, directory, code level) of the prior
+    type TrainModel = fn(&Gpu, &VqVaeOptions) -> Result<train::TrainReport>;
+    let ((name, dir, train_model), (prior_name, prior_dir, prior_level)): ((_, _, TrainModel), _) =
         match options.model {
-            PipelineModel::Vqvae => ("train the VQ-VAE", "vqvae", train::vqvae),
-            PipelineModel::Vqvae2 => ("train the VQ-VAE-2", "vqvae2", train::vqvae2),
+            PipelineModel::Vqvae => (
+                ("train the VQ-VAE", "vqvae", train::vqvae),
+                ("train the PixelCNN prior", "prior", CodeLevel::Bottom),
+            ),
+            PipelineModel::Vqvae2 => (
+                ("train the VQ-VAE-2", "vqvae2", train::vqvae2),
+                (
+                    "train the prior of the top codes",
+                    "top_prior",
+                    CodeLevel::Top,
+                ),
+            ),
         };
     let vqvae = in_stage(stage(1, name), || {
         train_model(
@@ -225,22 +238,7 @@ pub fn run(gpu: &Gpu, options: &PipelineOptions) -> Result<PipelineReport> {
             )
         })
     };
-    let prior = match options.model {
-        PipelineModel::Vqvae => train_prior(
-            3,
-            "train the PixelCNN prior",
-            "prior",
-            CodeLevel::Bottom,
-            false,
-        )?,
-        PipelineModel::Vqvae2 => train_prior(
-            3,
-            "train the prior of the top codes",
-            "top_prior",
-            CodeLevel::Top,
-            false,
-        )?,
-    };
+    let prior = train_prior(3, prior_name, prior_dir, prior_level, false)?;
     let bottom_prior = if two_levels {
         let bottom = train_prior(
             4,
