@@ -3,6 +3,7 @@
 //! backward passes. No model state lives here.
 
 pub mod adam;
+pub mod attention;
 pub mod blocked;
 pub mod conv;
 pub mod elementwise;
@@ -19,8 +20,9 @@ use crate::gpu::Shader;
 
 /// Every kernel family, for the shader tests: adding a family means adding its file in `shaders/`,
 /// its module here, and its entry in this list.
-pub static SHADERS: [&Shader; 12] = [
+pub static SHADERS: [&Shader; 13] = [
     &adam::SHADER,
+    &attention::SHADER,
     &blocked::SHADER,
     &conv::SHADER,
     &elementwise::SHADER,
