@@ -89,7 +89,14 @@ fn prefix_model_flags(pipeline: clap::Command) -> clap::Command {
         "quantizer",
         "restart_dead_codes",
     ];
-    let prior = ["channels", "layers", "kernel", "head"];
+    let prior = [
+        "channels",
+        "layers",
+        "kernel",
+        "head",
+        "attention_every",
+        "heads",
+    ];
     let rename = |c: clap::Command, model: &str, id: &'static str| {
         let long = format!("{model}-{}", id.replace('_', "-"));
         c.mut_arg(id, |a| a.long(long))

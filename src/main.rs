@@ -253,7 +253,7 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vqgpu::models::pixelcnn::PixelCnnConfig;
+    use vqgpu::models::pixelcnn::{PixelCnnConfig, TOP_ATTENTION_EVERY};
     use vqgpu::models::vqvae::VqVaeConfig;
     use vqgpu::tasks::pipeline::{PipelineOptions, Preset};
 
@@ -352,7 +352,13 @@ mod tests {
             assert_eq!((&got.vqvae, &got.prior), (&gpu.vqvae, &gpu.prior));
             assert_eq!(
                 (&got.vqvae, &got.prior),
-                (&VqVaeConfig::default(), &PixelCnnConfig::default())
+                (
+                    &VqVaeConfig::default(),
+                    &PixelCnnConfig {
+                        attention_every: TOP_ATTENTION_EVERY,
+                        ..PixelCnnConfig::default()
+                    }
+                )
             );
             assert_eq!(
                 (
@@ -450,5 +456,35 @@ mod tests {
         let vqvae = vqvae.options();
         assert_eq!((vqvae.run.steps, vqvae.run.lr), (1000, 1e-3));
         assert_eq!(vqvae.model, VqVaeConfig::default());
+    }
+
+    #[test]
+    fn a_top_codes_prior_attends_unless_told_otherwise() {
+        let attention = |args: &[&str]| {
+            let args = [&["vqgpu", "train", "prior", "--codes", "c"][..], args].concat();
+            let Command::Train {
+                what: TrainCommand::Prior(prior),
+            } = parsed(&args)
+            else {
+                panic!("parsed as another command");
+            };
+            let model = prior.options().model;
+            (model.attention_every, model.heads)
+        };
+        assert_eq!(attention(&[]), (0, 4));
+        assert_eq!(attention(&["--level", "top"]), (TOP_ATTENTION_EVERY, 4));
+        assert_eq!(
+            attention(&["--level", "top", "--attention-every", "0"]),
+            (0, 4)
+        );
+        assert_eq!(
+            attention(&["--attention-every", "3", "--heads", "8"]),
+            (3, 8)
+        );
+        let Command::Pipeline(p) = parsed(&["vqgpu", "pipeline", "--prior-attention-every", "1"])
+        else {
+            panic!("parsed as another command");
+        };
+        assert_eq!(p.options().prior.attention_every, 1);
     }
 }

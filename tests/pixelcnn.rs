@@ -20,6 +20,16 @@ fn config(codes: usize, layers: usize, kernel: usize, classes: usize) -> PixelCn
         head: 16,
         classes,
         condition_codes: 0,
+        attention_every: 0,
+        heads: 2,
+    }
+}
+
+/// `config` with causal self-attention after every `every` layers.
+fn attending(every: usize, config: PixelCnnConfig) -> PixelCnnConfig {
+    PixelCnnConfig {
+        attention_every: every,
+        ..config
     }
 }
 
@@ -121,16 +131,29 @@ fn a_prior_conditioned_on_top_codes_is_causal_and_sees_its_condition() {
 }
 
 /// The logits at a position must not depend on the code there or at any later position in raster
-/// order, and must depend on the position just before it (so the check is not vacuous).
+/// order, and must depend on the position just before it (so the check is not vacuous); with
+/// attention (PixelSNAIL-style), the attention included.
 #[test]
 fn logits_depend_only_on_earlier_positions() {
     let gpu = gpu();
     let mut rng = rng(21);
     let (b, h, w, k) = (2, 5, 6, 7);
     let n = h * w;
-    for (layers, kernel, classes) in [(1, 3, 0), (2, 3, 0), (3, 5, 0), (4, 3, 3), (2, 7, 0)] {
-        let what = format!("{layers} layers, kernel {kernel}, {classes} classes");
-        let model = PixelCnn::new(&gpu, config(k, layers, kernel, classes), 3).unwrap();
+    // the last number: attention after every this many layers (0: none)
+    for (layers, kernel, classes, every) in [
+        (1, 3, 0, 0),
+        (2, 3, 0, 0),
+        (3, 5, 0, 0),
+        (4, 3, 3, 0),
+        (2, 7, 0, 0),
+        (2, 3, 0, 1),
+        (4, 3, 3, 2),
+        (3, 5, 0, 1),
+    ] {
+        let what =
+            format!("{layers} layers, kernel {kernel}, {classes} classes, attention every {every}");
+        let sizes = attending(every, config(k, layers, kernel, classes));
+        let model = PixelCnn::new(&gpu, sizes, 3).unwrap();
         let _g = autograd::no_grad();
         let labels =
             (classes > 0).then(|| upload(&gpu, &[b, h, w], &PixelCnn::label_grid(&[2, 0], n)));
@@ -157,6 +180,36 @@ fn logits_depend_only_on_earlier_positions() {
                 );
             }
         }
+    }
+}
+
+/// Attention lets the last position see the first code of the grid, out of reach of the two
+/// gated layers' convolutions (checked: without attention it does not see it).
+#[test]
+fn attention_reaches_codes_beyond_the_convolutions() {
+    let gpu = gpu();
+    let mut rng = rng(26);
+    let (b, h, w, k) = (1, 5, 6, 7);
+    let n = h * w;
+    let codes: Vec<f32> = (0..b * n).map(|_| rng.random_range(0..k) as f32).collect();
+    let mut first_changed = codes.clone();
+    first_changed[0] = ((codes[0] as usize + 1) % k) as f32;
+    let _g = autograd::no_grad();
+    for (every, reaches) in [(0, false), (1, true)] {
+        let model = PixelCnn::new(&gpu, attending(every, config(k, 2, 3, 0)), 3).unwrap();
+        let logits_of =
+            |codes: &[f32]| download(&model.forward(&upload(&gpu, &[b, h, w], codes), None));
+        let (base, moved) = (logits_of(&codes), logits_of(&first_changed));
+        let last_moved = (0..k).any(|c| base[c * n + n - 1] != moved[c * n + n - 1]);
+        assert_eq!(last_moved, reaches, "attention every {every}");
+        // a block after the first layer, none after the last one (its horizontal stack is unused)
+        let names: Vec<&str> = model.params.params().iter().map(|p| p.name()).collect();
+        for name in
+            ["query", "key", "value", "out"].map(|c| format!("layers.0.attention.{c}.weight"))
+        {
+            assert_eq!(names.contains(&name.as_str()), reaches, "{name}");
+        }
+        assert!(!names.iter().any(|n| n.starts_with("layers.1.attention")));
     }
 }
 
@@ -190,24 +243,29 @@ fn incremental_logits_equal_the_full_forward_pass() {
 fn incremental_equals_full(gpu: &vqgpu::Gpu) {
     let gpu = gpu.clone();
     let mut rng = rng(25);
-    // the last number: codes of the grid of half the side the prior is conditioned on (0: none)
-    for (b, [h, w], layers, kernel, classes, top_codes) in [
-        (1, [1, 1], 1, 3, 0, 0),
-        (2, [4, 5], 2, 3, 0, 0),
-        (3, [5, 3], 3, 5, 2, 0),
-        (2, [6, 7], 4, 7, 0, 0),
-        (2, [3, 9], 2, 3, 3, 0),
-        (2, [4, 6], 3, 3, 0, 5),
-        (3, [6, 4], 2, 5, 2, 9),
+    // codes of the grid of half the side the prior is conditioned on (0: none), and attention
+    // after every this many layers (0: none)
+    for (b, [h, w], layers, kernel, classes, top_codes, every) in [
+        (1, [1, 1], 1, 3, 0, 0, 0),
+        (2, [4, 5], 2, 3, 0, 0, 0),
+        (3, [5, 3], 3, 5, 2, 0, 0),
+        (2, [6, 7], 4, 7, 0, 0, 0),
+        (2, [3, 9], 2, 3, 3, 0, 0),
+        (2, [4, 6], 3, 3, 0, 5, 0),
+        (3, [6, 4], 2, 5, 2, 9, 0),
+        (2, [4, 5], 3, 3, 0, 0, 1),
+        (3, [5, 3], 4, 5, 2, 0, 2),
+        (2, [4, 6], 3, 3, 0, 5, 1),
+        (1, [1, 1], 2, 3, 0, 0, 1),
     ] {
         let what = format!(
-            "{b} grids {h}x{w}, {layers} layers, kernel {kernel}, {classes} classes, {top_codes} top codes, kernels {}",
+            "{b} grids {h}x{w}, {layers} layers, kernel {kernel}, {classes} classes, {top_codes} top codes, attention every {every}, kernels {}",
             gpu.kernel_set()
         );
         let k = 11;
         let sizes = PixelCnnConfig {
             condition_codes: top_codes,
-            ..config(k, layers, kernel, classes)
+            ..attending(every, config(k, layers, kernel, classes))
         };
         let model = random_prior(&gpu, &mut rng, sizes);
         let top: Vec<f32> = (0..b * (h / 2) * (w / 2))
@@ -351,19 +409,87 @@ fn prior_learns_structured_codes_far_below_the_unigram_entropy() {
     );
 }
 
+/// 2x8 grids of zeros but for a random first code that the last code repeats: only a prior that
+/// sees the first code from the last position can predict it.
+fn copied_corner_codes(rng: &mut rand_chacha::ChaCha8Rng, len: usize, k: usize) -> CodeGrids {
+    let n = 16;
+    let mut codes = vec![0.0; len * n];
+    for grid in codes.chunks_mut(n) {
+        grid[0] = rng.random_range(0..k) as f32;
+        grid[n - 1] = grid[0];
+    }
+    CodeGrids {
+        codes,
+        len,
+        grid: [2, 8],
+        codebook_size: k,
+        labels: None,
+        classes: 0,
+        condition: None,
+    }
+}
+
+/// With attention (PixelSNAIL-style) the prior learns a dependency out of its convolutions'
+/// reach, the last code copying the first; the same prior without attention cannot.
+#[test]
+fn attention_learns_what_the_convolutions_cannot_see() {
+    let gpu = gpu();
+    let mut rng = rng(27);
+    let k = 8;
+    let train = copied_corner_codes(&mut rng, 256, k);
+    let test = copied_corner_codes(&mut rng, 64, k);
+    // nats per code of a prior that predicts the last code (ln K for the first only), and of
+    // one that cannot (ln K for the first and the last)
+    let ideal = (k as f64).ln() / 16.0;
+    let blind = 2.0 * ideal;
+    let mut nll = Vec::new();
+    for every in [0, 2] {
+        let sizes = PixelCnnConfig {
+            channels: 16,
+            head: 32,
+            ..attending(every, config(k, 4, 3, 0))
+        };
+        let mut trainer = PriorTrainer::new(&gpu, sizes, 1, 3e-3, 32, [2, 8]).unwrap();
+        for _ in 0..600 {
+            trainer.train_step_on(&train).unwrap();
+        }
+        nll.push(trainer.task.evaluate(&test, usize::MAX).unwrap());
+    }
+    let [without, with] = nll[..] else {
+        unreachable!()
+    };
+    assert!(
+        with < ideal + 0.25 * (blind - ideal),
+        "with attention: test NLL {with} nats, ideal {ideal}, blind {blind}"
+    );
+    assert!(
+        without > ideal + 0.75 * (blind - ideal),
+        "without attention: test NLL {without} nats, ideal {ideal}, blind {blind}"
+    );
+}
+
 #[test]
 fn resuming_a_prior_continues_exactly() {
     let gpu = gpu();
     let mut rng = rng(23);
     let data = ruled_codes(&mut rng, 100, 6, true);
-    let make = || PriorTrainer::new(&gpu, config(6, 2, 3, 2), 5, 1e-3, 16, [4, 4]).unwrap();
+    for sizes in [config(6, 2, 3, 2), attending(1, config(6, 3, 3, 2))] {
+        resume_is_exact(&gpu, &data, sizes);
+    }
+}
+
+/// 3 steps, a checkpoint, a resume and 3 more steps of a prior of `sizes` give the parameters
+/// of 6 straight steps, bit for bit.
+fn resume_is_exact(gpu: &vqgpu::Gpu, data: &CodeGrids, sizes: PixelCnnConfig) {
+    let gpu = gpu.clone();
+    let make = || PriorTrainer::new(&gpu, sizes.clone(), 5, 1e-3, 16, [4, 4]).unwrap();
     let mut straight = make();
     for _ in 0..6 {
-        straight.train_step_on(&data).unwrap();
+        straight.train_step_on(data).unwrap();
     }
     let mut first = make();
     for _ in 0..3 {
-        first.train_step_on(&data).unwrap();
+        first.train_step_on(data).unwrap();
     }
     let dir = std::env::temp_dir().join(format!("vqgpu-prior-resume-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -373,7 +499,7 @@ fn resuming_a_prior_continues_exactly() {
         PriorTrainer::from_checkpoint(&gpu, &Checkpoint::load(&path).unwrap()).unwrap();
     assert_eq!(resumed.run.step, 3);
     for _ in 0..3 {
-        resumed.train_step_on(&data).unwrap();
+        resumed.train_step_on(data).unwrap();
     }
     let values = |t: &PriorTrainer| download(t.task.model.params.flat_buffers().0);
     assert_eq!(
@@ -384,7 +510,7 @@ fn resuming_a_prior_continues_exactly() {
     // the sampler loads the same model from the checkpoint
     let prior = Prior::load(&gpu, &path).unwrap();
     assert_eq!(prior.grid, [4, 4]);
-    assert_eq!(prior.model.config, config(6, 2, 3, 2));
+    assert_eq!(prior.model.config, sizes);
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -500,4 +626,23 @@ fn bad_code_files_and_mismatched_models_are_refused_with_clear_errors() {
         PixelCnn::new(&gpu, config(0, 1, 3, 0), 0).is_err(),
         "zero codes accepted"
     );
+}
+
+#[test]
+fn attention_sizes_that_cannot_work_are_refused() {
+    let gpu = gpu();
+    let uneven_heads = PixelCnnConfig {
+        heads: 3,
+        ..attending(1, config(5, 2, 3, 0))
+    };
+    for (sizes, says) in [
+        (attending(2, config(5, 2, 3, 0)), "needs more than 2 layers"),
+        (
+            uneven_heads,
+            "the 3 attention heads must divide the 8 channels",
+        ),
+    ] {
+        let e = PixelCnn::new(&gpu, sizes, 0).err().expect("refused");
+        assert!(e.to_string().contains(says), "{e}");
+    }
 }

@@ -83,6 +83,8 @@ fn the_vqvae2_pipeline_trains_both_priors_and_samples() {
             channels: 8,
             layers: 2,
             head: 16,
+            attention_every: 1,
+            heads: 2,
             ..PixelCnnConfig::default()
         },
         prior_steps: 4,
@@ -103,6 +105,11 @@ fn the_vqvae2_pipeline_trains_both_priors_and_samples() {
         assert!(file.is_file(), "{} missing", file.display());
     }
     assert!(report.test_nll.is_finite() && bottom_nll.is_finite());
+    // attention in the top codes' prior only
+    for (prior, attention) in [(&report.prior, "1"), (&bottom, "0")] {
+        let ck = vqgpu::io::checkpoint::Checkpoint::load(prior).unwrap();
+        assert_eq!(ck.meta("attention_every").unwrap(), attention);
+    }
     let top = CodeGrids::of_level(
         &vqgpu::io::checkpoint::Checkpoint::load(&report.codes).unwrap(),
         "train",

@@ -288,10 +288,13 @@ fn both_levels_are_encoded_and_a_prior_trains_on_either() {
             save_every: 0,
             overwrite: false,
         },
+        // the top codes' prior attends (PixelSNAIL-style)
         model: PixelCnnConfig {
             channels: 8,
             layers: 2,
             head: 16,
+            attention_every: usize::from(level == CodeLevel::Top),
+            heads: 2,
             ..PixelCnnConfig::default()
         },
         conditional: false,
@@ -301,6 +304,8 @@ fn both_levels_are_encoded_and_a_prior_trains_on_either() {
     };
     let report = prior(&gpu, &options(CodeLevel::Top, 2, None, false)).unwrap();
     assert!(report.test_nll.is_finite());
+    let ck = Checkpoint::load(&report.run.checkpoint).unwrap();
+    assert!(ck.tensors.contains_key("layers.0.attention.query.weight"));
     let resume_bottom = options(CodeLevel::Bottom, 4, Some(dir.join("prior")), false);
     let err = prior(&gpu, &resume_bottom).unwrap_err().to_string();
     assert!(err.contains("top codes of shapes@64"), "{err}");

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use vqgpu::models::autoencoder::{AeKind, AutoencoderConfig, Bottleneck, Corruption, Recon};
-use vqgpu::models::pixelcnn::PixelCnnConfig;
+use vqgpu::models::pixelcnn::{PixelCnnConfig, TOP_ATTENTION_EVERY};
 use vqgpu::tasks::pipeline::PipelineOptions;
 use vqgpu::tasks::{bench, encode, latent_map, reconstruct, sample, train};
 use vqgpu::{Error, Result};
@@ -215,7 +215,10 @@ impl TrainPriorArgs {
         train::PriorOptions {
             codes: self.codes.clone(),
             run: self.run.options(0),
-            model: self.model.config(),
+            model: self.model.config(match self.level {
+                LevelArg::Top => TOP_ATTENTION_EVERY,
+                LevelArg::Bottom => 0,
+            }),
             conditional: self.conditional,
             eval_grids: self.eval_grids,
             level: self.level.into(),
@@ -351,7 +354,7 @@ impl PipelineArgs {
             vqvae_steps: self.vqvae_steps,
             vqvae_batch: self.vqvae_batch,
             encode_limit: self.encode_limit,
-            prior: self.prior.config(),
+            prior: self.prior.config(TOP_ATTENTION_EVERY),
             prior_steps: self.prior_steps,
             prior_batch: self.prior_batch,
             lr: self.lr,
@@ -462,7 +465,7 @@ impl BenchPriorArgs {
             full_positions: self.full_positions,
             model: PixelCnnConfig {
                 codes: self.codebook_size,
-                ..self.model.config()
+                ..self.model.config(0)
             },
             profile: self.profile,
         }

@@ -211,15 +211,25 @@ pub struct PriorModelArgs {
     /// Channels of the output head's hidden 1x1 conv
     #[arg(long, default_value_t = 256)]
     head: usize,
+    /// Causal self-attention over the whole grid after every N gated layers, PixelSNAIL-style
+    /// (0: none) [default: 2 for a VQ-VAE-2's top codes, else 0]
+    #[arg(long, value_name = "N")]
+    attention_every: Option<usize>,
+    /// Heads of each attention block (they divide the channels)
+    #[arg(long, default_value_t = 4)]
+    heads: usize,
 }
 
 impl PriorModelArgs {
-    pub(super) fn config(&self) -> PixelCnnConfig {
+    /// The sizes, with attention after every `default_attention` layers unless the flag says.
+    pub(super) fn config(&self, default_attention: usize) -> PixelCnnConfig {
         PixelCnnConfig {
             channels: self.channels,
             layers: self.layers,
             kernel: self.kernel,
             head: self.head,
+            attention_every: self.attention_every.unwrap_or(default_attention),
+            heads: self.heads,
             ..PixelCnnConfig::default()
         }
     }

@@ -2,19 +2,26 @@
 //! a first gated layer with type-A masks, gated residual layers with type-B masks, skip
 //! connections summed into a ReLU / 1x1 conv head that gives K logits per position; optionally
 //! conditioned on a class, and on a grid of codes of half the side (a VQ-VAE-2's top codes, for
-//! the prior over its bottom codes).
+//! the prior over its bottom codes). With attention it is a PixelSNAIL-style prior (Chen et al.
+//! 2018): causal multi-head self-attention over the whole grid between the gated layers, so that
+//! a position sees every code before it, not only those within the convolutions' reach.
 
 use crate::error::{Error, Result, Setting};
 use crate::gpu::Gpu;
 use crate::io::checkpoint::Checkpoint;
 use crate::nn::{
-    Conv2d, ConvTranspose2d, Embedding, FlatBuffer, GatedResidualBlock, LayerCache, MaskType,
-    ParamStore, Scope, Stacks, WindowedConv2d,
+    AttentionCache, CausalSelfAttention, Conv2d, ConvTranspose2d, Embedding, FlatBuffer,
+    GatedResidualBlock, LayerCache, MaskType, ParamStore, Scope, Stacks, WindowedConv2d,
 };
+use crate::ops::attention;
 use crate::ops::conv::{Conv2dOptions, ConvTranspose2dOptions};
 use crate::ops::softmax;
 use crate::ops::window::{read_window, write_window, Window};
 use crate::tensor::Tensor;
+
+/// The attention of a prior over a VQ-VAE-2's top codes, unless asked otherwise: a block after
+/// every 2 gated layers (see [`PixelCnnConfig::attention_every`]).
+pub const TOP_ATTENTION_EVERY: usize = 2;
 
 /// Every size of the prior.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,6 +41,10 @@ pub struct PixelCnnConfig {
     /// Codes of the grid the prior is conditioned on (a VQ-VAE-2's top codes, at half the grid's
     /// side); 0 for none.
     pub condition_codes: usize,
+    /// Causal self-attention after every this many gated layers (not after the last); 0 for none.
+    pub attention_every: usize,
+    /// Heads of each attention block (they divide the channels).
+    pub heads: usize,
 }
 
 impl Default for PixelCnnConfig {
@@ -46,6 +57,8 @@ impl Default for PixelCnnConfig {
             head: 256,
             classes: 0,
             condition_codes: 0,
+            attention_every: 0,
+            heads: 4,
         }
     }
 }
@@ -74,11 +87,62 @@ impl PixelCnnConfig {
                 self.condition_codes
             )));
         }
+        if self.attention_every > 0 {
+            if self.attention_every >= self.layers {
+                return Err(Error::InvalidArgument(format!(
+                    "attention after every {} layers needs more than {} layers (there is none after the last), got {}",
+                    self.attention_every, self.attention_every, self.layers
+                )));
+            }
+            if self.heads == 0 || !self.channels.is_multiple_of(self.heads) {
+                return Err(Error::InvalidArgument(format!(
+                    "the {} attention heads must divide the {} channels",
+                    self.heads, self.channels
+                )));
+            }
+        }
         if self.kernel < 3 || self.kernel.is_multiple_of(2) || self.kernel > 7 {
             return Err(Error::setting(
                 Setting::Kernel,
                 format!("must be 3, 5 or 7, got {}", self.kernel),
             ));
+        }
+        Ok(())
+    }
+
+    /// Whether an attention block follows gated layer `layer`.
+    fn attends_after(&self, layer: usize) -> bool {
+        self.attention_every > 0
+            && (layer + 1).is_multiple_of(self.attention_every)
+            && layer + 1 < self.layers
+    }
+
+    /// Elements of the largest activation of a training step on `batch` grids of `grid`: the
+    /// logits, the gated layers' pre-activations, or the attention's scores.
+    pub fn largest_activation(&self, batch: usize, grid: [usize; 2]) -> usize {
+        let positions = grid[0].saturating_mul(grid[1]);
+        let per_position = self.codes.max(self.head).max(2 * self.channels);
+        let mut largest = batch.saturating_mul(positions).saturating_mul(per_position);
+        if self.attention_every > 0 {
+            let scores = batch
+                .saturating_mul(self.heads)
+                .saturating_mul(positions)
+                .saturating_mul(positions);
+            largest = largest.max(scores);
+        }
+        largest
+    }
+
+    /// Refuses grids the attention cannot take.
+    pub fn check_grid(&self, grid: [usize; 2]) -> Result<()> {
+        let positions = grid[0].saturating_mul(grid[1]);
+        if self.attention_every > 0 && positions > attention::MAX_POSITIONS {
+            return Err(Error::InvalidArgument(format!(
+                "attention takes grids of at most {} positions, got {}x{}",
+                attention::MAX_POSITIONS,
+                grid[0],
+                grid[1]
+            )));
         }
         Ok(())
     }
@@ -92,6 +156,8 @@ pub struct PixelCnn {
     pub params: ParamStore,
     embedding: Embedding,
     layers: Vec<GatedResidualBlock>,
+    /// The attention block after each layer, if any.
+    attention: Vec<Option<CausalSelfAttention>>,
     head: [Conv2d; 2],
     condition: Option<(Embedding, ConvTranspose2d)>,
 }
@@ -102,7 +168,9 @@ impl PixelCnn {
     /// a prior conditioned on a grid of codes also has the conditioning stack: the embedding of
     /// those codes `condition.embedding.weight` [K', C] and `condition.upsample.*`, a transposed
     /// convolution (C -> C, 4x4, stride 2) to the grid's size, whose output (after a ReLU) every
-    /// layer adds to both stacks through its `condition` 1x1 convolution.
+    /// layer adds to both stacks through its `condition` 1x1 convolution. A layer followed by
+    /// attention has it in `layers.{i}.attention.*` (see [`CausalSelfAttention`]); its output is
+    /// added to the horizontal stack.
     pub fn new(gpu: &Gpu, config: PixelCnnConfig, seed: u64) -> Result<Self> {
         config.validate()?;
         let (k, c) = (config.codes, config.channels);
@@ -121,6 +189,14 @@ impl PixelCnn {
                     config.classes,
                     conditioned,
                 )
+            })
+            .collect();
+        let attention = (0..config.layers)
+            .map(|i| {
+                config.attends_after(i).then(|| {
+                    let mut scope = ps.scope(format_args!("layers.{i}.attention"));
+                    CausalSelfAttention::new(&mut scope, c, config.heads)
+                })
             })
             .collect();
         let one_by_one = |scope: &mut Scope, cin: usize, cout: usize| {
@@ -153,6 +229,7 @@ impl PixelCnn {
             params: ps,
             embedding,
             layers,
+            attention,
             head,
             condition,
         })
@@ -191,8 +268,11 @@ impl PixelCnn {
             horizontal: x,
         };
         let mut skips: Option<Tensor> = None;
-        for layer in &self.layers {
-            let (next, skip) = layer.forward(&stacks, labels, features.as_ref());
+        for (layer, attention) in self.layers.iter().zip(&self.attention) {
+            let (mut next, skip) = layer.forward(&stacks, labels, features.as_ref());
+            if let Some(attention) = attention {
+                next.horizontal = next.horizontal.add(&attention.forward(&next.horizontal));
+            }
             skips = Some(match skips {
                 Some(s) => s.add(&skip),
                 None => skip,
@@ -236,6 +316,8 @@ pub struct IncrementalPixelCnn<'a> {
     /// The embedded codes [B, C, H, W], final before the current position.
     embedded: Tensor,
     layers: Vec<LayerCache>,
+    /// The attention blocks' keys and values.
+    attention: Vec<Option<AttentionCache>>,
     /// The head's two 1x1 convolutions.
     head: [WindowedConv2d; 2],
     /// The flat position whose logits come next.
@@ -268,11 +350,17 @@ impl PixelCnn {
             .iter()
             .map(|layer| layer.cache(gpu, batch, grid, labels, features.as_ref()))
             .collect::<Result<_>>()?;
+        let attention = self
+            .attention
+            .iter()
+            .map(|block| block.as_ref().map(|b| b.cache(gpu, batch, grid)))
+            .collect();
         Ok(IncrementalPixelCnn {
             model: self,
             grid,
             embedded: Tensor::zeros(gpu, &[batch, self.config.channels, grid[0], grid[1]]),
             layers,
+            attention,
             head: [self.head[0].windowed(), self.head[1].windowed()],
             position: 0,
         })
@@ -308,6 +396,12 @@ impl IncrementalPixelCnn<'_> {
                 _ => &self.layers[i - 1].horizontal,
             };
             let skip = layer.step(input, &self.layers[i], row, col);
+            if let (Some(block), Some(cache)) = (&self.model.attention[i], &self.attention[i]) {
+                let horizontal = &self.layers[i].horizontal;
+                let at = Window::at(row, col);
+                let attended = block.step(horizontal, cache, row, col);
+                write_window(horizontal, &read_window(horizontal, at).add(&attended), at);
+            }
             skips = Some(match skips {
                 Some(s) => s.add(&skip),
                 None => skip,
@@ -347,6 +441,8 @@ impl PixelCnn {
         ck.set("head", c.head);
         ck.set("classes", c.classes);
         ck.set("condition_codes", c.condition_codes);
+        ck.set("attention_every", c.attention_every);
+        ck.set("heads", c.heads);
         Ok(())
     }
 
@@ -368,10 +464,18 @@ impl PixelCnn {
             head: ck.meta_parse("head")?,
             classes: ck.meta_parse("classes")?,
             // checkpoints from before conditioning have no such entry
-            condition_codes: match ck.meta("condition_codes") {
-                Ok(_) => ck.meta_parse("condition_codes")?,
-                Err(_) => 0,
-            },
+            condition_codes: optional(ck, "condition_codes", 0)?,
+            // nor from before attention
+            attention_every: optional(ck, "attention_every", 0)?,
+            heads: optional(ck, "heads", PixelCnnConfig::default().heads)?,
         })
+    }
+}
+
+/// The number `key` of `ck`, or `default` in checkpoints written before it existed.
+fn optional(ck: &Checkpoint, key: &str, default: usize) -> Result<usize> {
+    match ck.meta(key) {
+        Ok(_) => ck.meta_parse(key),
+        Err(_) => Ok(default),
     }
 }

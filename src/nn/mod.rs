@@ -2,6 +2,7 @@
 //! vector quantizer with its EMA state, and the Adam optimizer.
 
 mod adam;
+mod attention;
 mod embedding;
 mod gated;
 mod layers;
@@ -10,6 +11,7 @@ mod quantizer;
 mod residual;
 
 pub use adam::Adam;
+pub use attention::{AttentionCache, CausalSelfAttention};
 pub use embedding::Embedding;
 pub use gated::{horizontal_mask, vertical_mask, GatedResidualBlock, LayerCache, MaskType, Stacks};
 pub use layers::{Conv2d, ConvTranspose2d, Linear, WindowedConv2d};

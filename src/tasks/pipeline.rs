@@ -10,7 +10,7 @@ use std::time::Instant;
 use crate::data::{CodeLevel, DataSpec};
 use crate::error::Result;
 use crate::gpu::Gpu;
-use crate::models::pixelcnn::PixelCnnConfig;
+use crate::models::pixelcnn::{PixelCnnConfig, TOP_ATTENTION_EVERY};
 use crate::models::vqvae::VqVaeConfig;
 
 use super::encode::{self, EncodeOptions};
@@ -35,7 +35,8 @@ pub struct PipelineOptions {
     pub vqvae_batch: usize,
     /// Images of each split encoded for the prior.
     pub encode_limit: usize,
-    /// The prior (its codes and classes are the code file's).
+    /// The prior (its codes and classes are the code file's; its attention is used over a
+    /// VQ-VAE-2's top codes only).
     pub prior: PixelCnnConfig,
     /// Prior training steps.
     pub prior_steps: u64,
@@ -88,7 +89,10 @@ impl PipelineOptions {
             vqvae_steps: 1000,
             vqvae_batch: 32,
             encode_limit: 4000,
-            prior: PixelCnnConfig::default(),
+            prior: PixelCnnConfig {
+                attention_every: TOP_ATTENTION_EVERY,
+                ..PixelCnnConfig::default()
+            },
             prior_steps: 2000,
             prior_batch: 16,
             eval_grids: 250,
@@ -113,7 +117,7 @@ impl PipelineOptions {
                     layers: 7,
                     kernel: 3,
                     head: 64,
-                    ..PixelCnnConfig::default()
+                    ..common.prior.clone()
                 },
                 ..common
             },
@@ -229,7 +233,7 @@ pub fn run(gpu: &Gpu, options: &PipelineOptions) -> Result<PipelineReport> {
                 &PriorOptions {
                     codes: codes.out.clone(),
                     run: schedule(options.prior_steps, options.prior_batch, dir, 100),
-                    model: options.prior.clone(),
+                    model: prior_config(&options.prior, level),
                     conditional: codes.labelled,
                     eval_grids: options.eval_grids,
                     level,
@@ -281,4 +285,16 @@ pub fn run(gpu: &Gpu, options: &PipelineOptions) -> Result<PipelineReport> {
         bottom_prior,
         samples,
     })
+}
+
+/// The pipeline's prior sizes for the codes of `level`: attention (PixelSNAIL-style) only over a
+/// VQ-VAE-2's top codes.
+fn prior_config(prior: &PixelCnnConfig, level: CodeLevel) -> PixelCnnConfig {
+    match level {
+        CodeLevel::Top => prior.clone(),
+        CodeLevel::Bottom => PixelCnnConfig {
+            attention_every: 0,
+            ..prior.clone()
+        },
+    }
 }

@@ -66,10 +66,13 @@ impl Prior {
     /// Loads the prior of a `train prior` checkpoint.
     pub fn load(gpu: &Gpu, path: &Path) -> Result<Self> {
         let ck = Checkpoint::load(path)?;
-        Ok(Self {
-            model: PixelCnn::from_checkpoint(gpu, &ck)?,
-            grid: ck.dims("grid")?,
-        })
+        let model = PixelCnn::from_checkpoint(gpu, &ck)?;
+        let grid = ck.dims("grid")?;
+        model
+            .config
+            .check_grid(grid)
+            .map_err(|e| ck.error(e.to_string()))?;
+        Ok(Self { model, grid })
     }
 
     /// Draws `labels.len()` code grids (or `count` without labels) [count, H, W] from the prior at

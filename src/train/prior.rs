@@ -65,11 +65,14 @@ pub type PriorTrainer = Trainer<PriorTask>;
 impl PriorTask {
     fn new(gpu: &Gpu, model: PixelCnn, batch: usize, grid: [usize; 2]) -> Result<Self> {
         let [h, w] = grid;
-        // the largest activation (the logits) must fit the adapter's binding limit
-        let c = &model.config;
+        // the largest activation must fit the adapter's binding limit
+        model.config.check_grid(grid)?;
         check_fits(
             gpu,
-            batch * h * w * c.codes.max(c.head).max(2 * c.channels) * 4,
+            model
+                .config
+                .largest_activation(batch, grid)
+                .saturating_mul(4),
         )?;
         let labels = (model.config.classes > 0).then(|| Tensor::zeros(gpu, &[batch, h, w]));
         let condition =
