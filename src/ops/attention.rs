@@ -40,6 +40,37 @@ struct Problem {
 }
 
 impl Problem {
+    /// `items` maps of `channels` channels in `heads` heads: `queries` positions from `q0` on
+    /// against `keys` positions.
+    fn new(
+        items: usize,
+        channels: usize,
+        heads: usize,
+        queries: usize,
+        keys: usize,
+        q0: usize,
+    ) -> Self {
+        Self {
+            groups: items * heads,
+            dim: channels / heads,
+            queries,
+            keys,
+            q0,
+        }
+    }
+
+    /// The scores' scale `1 / sqrt(channels per head)`.
+    fn scale(&self) -> f32 {
+        1.0 / (self.dim as f32).sqrt()
+    }
+
+    /// The attention probabilities [G, Lq, Lk] and the output [G, D, Lq].
+    fn attend(&self, queries: &Tensor, keys: &Tensor, values: &Tensor) -> (Tensor, Tensor) {
+        let probs = self.softmax(&self.scores(queries, keys, self.scale()));
+        let out = self.mix(&probs, values, 1.0);
+        (probs, out)
+    }
+
     fn params(&self, scale: f32) -> Params {
         let u = |v: usize| v as u32;
         Params {
@@ -149,18 +180,9 @@ pub fn causal_attention(queries: &Tensor, keys: &Tensor, values: &Tensor, heads:
         keys.shape(),
         values.shape()
     );
-    let dim = channels / heads;
-    let problem = Problem {
-        groups: items * heads,
-        dim,
-        queries: positions,
-        keys: positions,
-        q0: 0,
-    };
-    let scale = 1.0 / (dim as f32).sqrt();
-    let probs = problem.softmax(&problem.scores(queries, keys, scale));
-    let out = problem
-        .mix(&probs, values, 1.0)
+    let problem = Problem::new(items, channels, heads, positions, positions, 0);
+    let (probs, out) = problem.attend(queries, keys, values);
+    let out = out
         .reshape(queries.shape())
         .with_requires_grad(autograd::needs_grad(&[queries, keys, values]));
     if out.requires_grad() {
@@ -171,6 +193,7 @@ pub fn causal_attention(queries: &Tensor, keys: &Tensor, values: &Tensor, heads:
             values.requires_grad(),
         ];
         let shape = queries.shape().to_vec();
+        let scale = problem.scale();
         autograd::record(&[queries, keys, values], &out, move |g| {
             let grad_probs = problem.scores(g, &v, 1.0);
             let grad_scores = problem.softmax_backward(&probs, &grad_probs);
@@ -210,15 +233,6 @@ pub fn attend_at(
         keys.shape(),
         values.shape()
     );
-    let dim = channels / heads;
-    let problem = Problem {
-        groups: items * heads,
-        dim,
-        queries: 1,
-        keys: positions,
-        q0: position,
-    };
-    let scale = 1.0 / (dim as f32).sqrt();
-    let probs = problem.softmax(&problem.scores(query, keys, scale));
-    problem.mix(&probs, values, 1.0).reshape(query.shape())
+    let problem = Problem::new(items, channels, heads, 1, positions, position);
+    problem.attend(query, keys, values).1.reshape(query.shape())
 }
