@@ -5,6 +5,8 @@
 
 mod commands;
 mod groups;
+#[cfg(test)]
+mod parsing_tests;
 mod resume;
 mod score;
 

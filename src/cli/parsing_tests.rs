@@ -1,0 +1,237 @@
+//! The command line as parsed: each command's defaults, presets and the flags that override them.
+
+use crate::*;
+use vqgpu::models::pixelcnn::{PixelCnnConfig, TOP_ATTENTION_EVERY};
+use vqgpu::models::vqvae::VqVaeConfig;
+use vqgpu::tasks::pipeline::{PipelineOptions, Preset};
+
+fn parsed(args: &[&str]) -> Command {
+    parse(args.iter().map(|a| a.to_string()).collect())
+        .unwrap()
+        .command
+}
+
+#[test]
+fn train_commands_parse_without_out() {
+    let Command::Train {
+        what: TrainCommand::Vqvae(args),
+    } = parsed(&["vqgpu", "train", "vqvae", "--resume", "runs/a"])
+    else {
+        panic!("parsed as another command");
+    };
+    let options = args.options();
+    assert_eq!(options.run.out, None);
+    assert_eq!(options.run.resume, Some(PathBuf::from("runs/a")));
+}
+
+#[test]
+fn a_resumed_run_refuses_contradicting_flags_and_keeps_its_dataset() {
+    let dir = std::env::temp_dir().join(format!("vqgpu-cli-resume-{}", std::process::id()));
+    let mut ck = vqgpu::io::checkpoint::Checkpoint::default();
+    ck.insert("w", &[1], vec![0.0]);
+    for (key, value) in [
+        ("hidden", "128"),
+        ("lr", "0.002"),
+        ("batch", "32"),
+        ("restart_after", "20"),
+        ("dataset", "fashion-mnist"),
+    ] {
+        ck.set(key, value);
+    }
+    ck.save(&dir.join(vqgpu::train::CHECKPOINT_FILE)).unwrap();
+    let dir_arg = dir.display().to_string();
+    let resume = |extra: &[&str]| {
+        let mut args: Vec<String> = ["vqgpu", "train", "vqvae", "--resume", &dir_arg]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        parse_checked(args).map(|cli| cli.command)
+    };
+    let refused = |extra: &[&str], wanted: &str| {
+        let err = resume(extra).err().expect("refused").to_string();
+        assert!(err.contains(wanted), "{extra:?}: {err}");
+    };
+    refused(&["--hidden", "64"], "--hidden 64 contradicts the run");
+    refused(&["--lr", "0.5"], "--lr 0.5 contradicts");
+    refused(
+        &["--restart-dead-codes", "5"],
+        "--restart-dead-codes 5 contradicts",
+    );
+    refused(
+        &["--code-dim", "16"],
+        "--code-dim cannot be changed when resuming",
+    );
+    // the same values, however written, and the flags a run may change, are fine
+    let Ok(Command::Train {
+        what: TrainCommand::Vqvae(args),
+    }) = resume(&[
+        "--hidden",
+        "128",
+        "--lr",
+        "2e-3",
+        "--steps",
+        "5000",
+        "--save-every",
+        "7",
+    ])
+    else {
+        panic!("refused a resume that contradicts nothing");
+    };
+    // the dataset the checkpoint records, not the default
+    assert_eq!(args.options().data.dataset, "fashion-mnist");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn the_gpu_preset_sets_the_pipeline_defaults_and_flags_still_override_them() {
+    let options = |args: &[&str]| {
+        let Command::Pipeline(p) = parsed(args) else {
+            panic!("parsed as another command");
+        };
+        p.options()
+    };
+    let gpu = PipelineOptions::preset(Preset::Gpu);
+    for args in [
+        &["vqgpu", "pipeline", "--preset", "gpu"][..],
+        &["vqgpu", "pipeline", "--preset=gpu"],
+    ] {
+        let got = options(args);
+        assert_eq!((&got.vqvae, &got.prior), (&gpu.vqvae, &gpu.prior));
+        assert_eq!(
+            (&got.vqvae, &got.prior),
+            (
+                &VqVaeConfig::default(),
+                &PixelCnnConfig {
+                    attention_every: TOP_ATTENTION_EVERY,
+                    ..PixelCnnConfig::default()
+                }
+            )
+        );
+        assert_eq!(
+            (
+                got.vqvae_steps,
+                got.vqvae_batch,
+                got.prior_steps,
+                got.prior_batch
+            ),
+            (
+                gpu.vqvae_steps,
+                gpu.vqvae_batch,
+                gpu.prior_steps,
+                gpu.prior_batch
+            )
+        );
+        assert_eq!(
+            (got.encode_limit, got.eval_grids, got.lr),
+            (gpu.encode_limit, gpu.eval_grids, gpu.lr)
+        );
+    }
+    let got = options(&[
+        "vqgpu",
+        "pipeline",
+        "--preset",
+        "gpu",
+        "--vqvae-hidden",
+        "64",
+        "--prior-steps",
+        "7",
+    ]);
+    assert_eq!((got.vqvae.hidden, got.prior_steps), (64, 7));
+    assert_eq!(got.vqvae.codebook_size, gpu.vqvae.codebook_size);
+    // the cpu preset is the default, and another command's flag named pipeline is no preset
+    let cpu = options(&["vqgpu", "pipeline", "--preset", "cpu"]);
+    assert_eq!(cpu.vqvae, PipelineOptions::default().vqvae);
+    assert_eq!(cpu.vqvae_steps, PipelineOptions::default().vqvae_steps);
+    assert!(parse(
+        ["vqgpu", "pipeline", "--preset", "tpu"]
+            .map(String::from)
+            .to_vec()
+    )
+    .is_err());
+}
+
+#[test]
+fn defaults_differ_by_command_from_one_declaration() {
+    let Command::Pipeline(p) = parsed(&["vqgpu", "pipeline"]) else {
+        panic!("parsed as another command");
+    };
+    let (got, want) = (p.options(), PipelineOptions::default());
+    assert_eq!((&got.vqvae, &got.prior), (&want.vqvae, &want.prior));
+    assert_eq!(
+        (got.vqvae_batch, got.prior_batch, got.lr),
+        (want.vqvae_batch, want.prior_batch, want.lr)
+    );
+    // the pipeline's model flags say which model they size
+    let Command::Pipeline(p) = parsed(&[
+        "vqgpu",
+        "pipeline",
+        "--vqvae-hidden",
+        "48",
+        "--prior-channels",
+        "24",
+        "--vqvae-batch",
+        "8",
+        "--lr",
+        "1e-3",
+    ]) else {
+        panic!("parsed as another command");
+    };
+    let got = p.options();
+    assert_eq!((got.vqvae.hidden, got.prior.channels), (48, 24));
+    assert_eq!((got.vqvae_batch, got.lr), (8, 1e-3));
+    assert!(parse(
+        ["vqgpu", "pipeline", "--hidden", "48"]
+            .map(String::from)
+            .to_vec()
+    )
+    .is_err());
+    let Command::Train {
+        what: TrainCommand::Prior(prior),
+    } = parsed(&["vqgpu", "train", "prior", "--codes", "c"])
+    else {
+        panic!("parsed as another command");
+    };
+    let prior = prior.options();
+    assert_eq!((prior.run.steps, prior.run.lr), (2000, 1e-3));
+    assert_eq!(prior.model, PixelCnnConfig::default());
+    let Command::Train {
+        what: TrainCommand::Vqvae(vqvae),
+    } = parsed(&["vqgpu", "train", "vqvae"])
+    else {
+        panic!("parsed as another command");
+    };
+    let vqvae = vqvae.options();
+    assert_eq!((vqvae.run.steps, vqvae.run.lr), (1000, 1e-3));
+    assert_eq!(vqvae.model, VqVaeConfig::default());
+}
+
+#[test]
+fn a_top_codes_prior_attends_unless_told_otherwise() {
+    let attention = |args: &[&str]| {
+        let args = [&["vqgpu", "train", "prior", "--codes", "c"][..], args].concat();
+        let Command::Train {
+            what: TrainCommand::Prior(prior),
+        } = parsed(&args)
+        else {
+            panic!("parsed as another command");
+        };
+        let model = prior.options().model;
+        (model.attention_every, model.heads)
+    };
+    assert_eq!(attention(&[]), (0, 4));
+    assert_eq!(attention(&["--level", "top"]), (TOP_ATTENTION_EVERY, 4));
+    assert_eq!(
+        attention(&["--level", "top", "--attention-every", "0"]),
+        (0, 4)
+    );
+    assert_eq!(
+        attention(&["--attention-every", "3", "--heads", "8"]),
+        (3, 8)
+    );
+    let Command::Pipeline(p) = parsed(&["vqgpu", "pipeline", "--prior-attention-every", "1"])
+    else {
+        panic!("parsed as another command");
+    };
+    assert_eq!(p.options().prior.attention_every, 1);
+}
