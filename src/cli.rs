@@ -3,6 +3,7 @@
 //! command, the conversion of arguments into the library's options, and the flag names of library
 //! errors.
 
+mod bench;
 mod commands;
 mod groups;
 #[cfg(test)]
@@ -10,10 +11,10 @@ mod parsing_tests;
 mod resume;
 mod score;
 
+pub use bench::{BenchKernelsArgs, BenchPriorArgs, BenchQuantizerArgs, BenchVqVaeArgs};
 pub use commands::{
-    BenchKernelsArgs, BenchPriorArgs, BenchQuantizerArgs, BenchVqVaeArgs, EncodeArgs,
-    LatentMapArgs, PipelineArgs, ReconstructArgs, SampleArgs, TrainAeArgs, TrainPriorArgs,
-    TrainVqVaeArgs,
+    EncodeArgs, LatentMapArgs, PipelineArgs, ReconstructArgs, SampleArgs, TrainAeArgs,
+    TrainPriorArgs, TrainVqVaeArgs,
 };
 pub use groups::EvalArgs;
 pub use resume::resume_flags;

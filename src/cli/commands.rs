@@ -5,14 +5,14 @@ use std::path::PathBuf;
 use clap::Args;
 
 use vqgpu::models::autoencoder::{AeKind, AutoencoderConfig, Bottleneck, Corruption, Recon};
-use vqgpu::models::pixelcnn::{PixelCnnConfig, TOP_ATTENTION_EVERY};
+use vqgpu::models::pixelcnn::TOP_ATTENTION_EVERY;
 use vqgpu::tasks::pipeline::PipelineOptions;
-use vqgpu::tasks::{bench, encode, latent_map, reconstruct, sample, train};
+use vqgpu::tasks::{encode, latent_map, reconstruct, sample, train};
 use vqgpu::{Error, Result};
 
 use super::groups::{
     DataArgs, EvalArgs, ImageRunArgs, LevelArg, ModelArg, PresetArg, PriorModelArgs, ReconArg,
-    RunArgs, SamplerArg, TimingArgs, TrunkArgs, VqVaeArgs,
+    RunArgs, SamplerArg, TrunkArgs, VqVaeArgs,
 };
 
 /// `encode`.
@@ -363,139 +363,6 @@ impl PipelineArgs {
             overwrite: self.overwrite,
             model: self.model.into(),
             ..PipelineOptions::preset(self.preset.into())
-        }
-    }
-}
-
-/// `bench kernels`.
-#[derive(Args)]
-pub struct BenchKernelsArgs {
-    /// Batch size of the convolution shapes
-    #[arg(long, default_value_t = 32)]
-    batch: usize,
-    #[command(flatten)]
-    timing: TimingArgs,
-    /// Square GEMM sizes, comma-separated
-    #[arg(long, value_delimiter = ',', default_value = "512,1024,2048")]
-    gemm: Vec<usize>,
-}
-
-impl BenchKernelsArgs {
-    pub fn options(&self) -> bench::BenchConfig {
-        bench::BenchConfig {
-            batch: self.batch,
-            gemm_sizes: self.gemm.clone(),
-            ..self.timing.config()
-        }
-    }
-}
-
-/// `bench quantizer`.
-#[derive(Args)]
-pub struct BenchQuantizerArgs {
-    /// Encoder vectors N, comma-separated
-    #[arg(long, value_delimiter = ',', default_value = "4096,65536")]
-    n: Vec<usize>,
-    /// Codebook sizes K, comma-separated
-    #[arg(long, value_delimiter = ',', default_value = "512,8192")]
-    k: Vec<usize>,
-    /// Code dimensions D, comma-separated
-    #[arg(long, value_delimiter = ',', default_value = "64,256")]
-    d: Vec<usize>,
-    #[command(flatten)]
-    timing: TimingArgs,
-}
-
-impl BenchQuantizerArgs {
-    pub fn options(&self) -> bench::QuantizerOptions {
-        bench::QuantizerOptions {
-            n: self.n.clone(),
-            k: self.k.clone(),
-            d: self.d.clone(),
-            timing: self.timing.config(),
-        }
-    }
-}
-
-/// `bench prior`.
-#[derive(Args)]
-pub struct BenchPriorArgs {
-    /// Code grids per training step
-    #[arg(long, default_value_t = 32)]
-    batch: usize,
-    /// Timed training steps
-    #[arg(long, default_value_t = 20)]
-    steps: usize,
-    /// Side of the square code grid (8: the grid of a 32x32 image under the reference VQ-VAE)
-    #[arg(long, default_value_t = 8)]
-    grid: usize,
-    /// Codebook size K (classes of the prior's output)
-    #[arg(long, default_value_t = 512)]
-    codebook_size: usize,
-    /// Grids drawn at once when timing sampling
-    #[arg(long, default_value_t = 16)]
-    samples: usize,
-    /// Sides of the square code grids sampling is timed on
-    #[arg(long, value_delimiter = ',', default_value = "8,16,32")]
-    sample_grids: Vec<usize>,
-    /// Samplers timed
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "full,cached")]
-    samplers: Vec<SamplerArg>,
-    /// Time the full sampler on only this many positions of each grid and scale to the whole grid
-    /// (each of its positions is one identical forward pass over the grid); default: whole grids
-    #[arg(long)]
-    full_positions: Option<usize>,
-    /// Also list every kernel launch of one training step with its GPU time, by kernel and by
-    /// layer, and the host-side cost of recording a step
-    #[arg(long)]
-    profile: bool,
-    #[command(flatten)]
-    model: PriorModelArgs,
-}
-
-impl BenchPriorArgs {
-    pub fn options(&self) -> bench::PriorBenchOptions {
-        bench::PriorBenchOptions {
-            batch: self.batch,
-            steps: self.steps,
-            grid: [self.grid, self.grid],
-            samples: self.samples,
-            sample_sides: self.sample_grids.clone(),
-            samplers: self.samplers.iter().map(|&s| s.into()).collect(),
-            full_positions: self.full_positions,
-            model: PixelCnnConfig {
-                codes: self.codebook_size,
-                ..self.model.config(0)
-            },
-            profile: self.profile,
-        }
-    }
-}
-
-/// `bench vqvae`.
-#[derive(Args)]
-pub struct BenchVqVaeArgs {
-    /// Images per step
-    #[arg(long, default_value_t = 32)]
-    batch: usize,
-    /// Timed steps
-    #[arg(long, default_value_t = 20)]
-    steps: usize,
-    /// Also list every kernel launch of one step with its GPU time, by kernel and by layer, and
-    /// the host-side cost of recording a step
-    #[arg(long)]
-    profile: bool,
-    #[command(flatten)]
-    model: VqVaeArgs,
-}
-
-impl BenchVqVaeArgs {
-    pub fn options(&self) -> bench::VqVaeBenchOptions {
-        bench::VqVaeBenchOptions {
-            batch: self.batch,
-            steps: self.steps,
-            model: self.model.config(),
-            profile: self.profile,
         }
     }
 }
