@@ -104,7 +104,8 @@ enum TrainCommand {
     /// Train a two-level VQ-VAE-2 (top codes at H/8, bottom codes at H/4; the model flags size
     /// each level) on images whose sides are multiples of 8
     Vqvae2(Box<TrainVqVaeArgs>),
-    /// Train a Gated PixelCNN prior on code grids written by `vqgpu encode`
+    /// Train a Gated PixelCNN prior (PixelSNAIL-style, with attention, over a VQ-VAE-2's top
+    /// codes) on code grids written by `vqgpu encode`
     Prior(Box<TrainPriorArgs>),
     /// Train a plain autoencoder on the VQ-VAE's encoder and decoder
     Ae(Box<TrainAeArgs>),
@@ -124,7 +125,8 @@ enum BenchCommand {
     Quantizer(BenchQuantizerArgs),
     /// VQ-VAE training throughput (images/s) and the time split of a step
     Vqvae(BenchVqVaeArgs),
-    /// Gated PixelCNN prior: training throughput (grids/s) and sampling speed (samples/s)
+    /// PixelCNN prior (with --attention-every, the PixelSNAIL-style one): training throughput
+    /// (grids/s) and sampling speed (samples/s)
     Prior(BenchPriorArgs),
 }
 
