@@ -645,4 +645,18 @@ fn attention_sizes_that_cannot_work_are_refused() {
         let e = PixelCnn::new(&gpu, sizes, 0).err().expect("refused");
         assert!(e.to_string().contains(says), "{e}");
     }
+    // grids longer than the attention kernels' loops, and scores larger than a binding
+    let sizes = attending(1, config(5, 2, 3, 0));
+    let e = sizes.check_grid([256, 256]).unwrap_err().to_string();
+    assert!(e.contains("at most 65535 positions, got 256x256"), "{e}");
+    assert!(
+        sizes.check_grid([255, 257]).is_ok() && config(5, 2, 3, 0).check_grid([256, 256]).is_ok()
+    );
+    assert_eq!(sizes.largest_activation(3, [32, 32]), 3 * 2 * 1024 * 1024);
+    // 1024 grids of 32x32 codes: 8 GiB of scores, refused before a step
+    let e = PriorTrainer::new(&gpu, sizes, 0, 1e-3, 1024, [32, 32])
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(e.contains("max_storage_buffer_binding_size"), "{e}");
 }
