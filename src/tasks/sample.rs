@@ -334,13 +334,14 @@ pub fn run(gpu: &Gpu, options: &SampleOptions) -> Result<Vec<f32>> {
             Ok(())
         })
     };
-    let (images, shape, grid) = match bottom {
+    let (images, shape, codes) = match bottom {
         None => {
             let vqvae = VqVae::from_checkpoint(gpu, &ck)?;
             let codes = draw(&prior, labels.as_deref(), None, "")?;
             let images = prior.decode(&vqvae, &codes)?;
             let [h, w] = prior.grid.map(|side| side * vqvae.config.trunk().scale());
-            (images, [vqvae.config.in_channels, h, w], prior.grid)
+            let codes = format!("{}x{} codes", prior.grid[0], prior.grid[1]);
+            (images, [vqvae.config.in_channels, h, w], codes)
         }
         Some(bottom) => {
             let vqvae = VqVae2::from_checkpoint(gpu, &ck)?;
@@ -356,6 +357,7 @@ pub fn run(gpu: &Gpu, options: &SampleOptions) -> Result<Vec<f32>> {
                 )));
             }
             let top = draw(&prior, labels.as_deref(), None, " the top codes")?;
+            let top_seconds = start.elapsed().as_secs_f64();
             let bottom_labels = labels
                 .as_deref()
                 .filter(|_| bottom.model.config.classes > 0);
@@ -365,16 +367,18 @@ pub fn run(gpu: &Gpu, options: &SampleOptions) -> Result<Vec<f32>> {
                 vqvae.decode_codes(&top, &codes).to_vec()?
             };
             let [h, w] = bottom.grid.map(|side| side * 4);
-            (images, [vqvae.config.in_channels, h, w], bottom.grid)
+            let codes = format!(
+                "{}x{} top codes (drawn in {top_seconds:.2} s) and {}x{} bottom codes",
+                prior.grid[0], prior.grid[1], bottom.grid[0], bottom.grid[1]
+            );
+            (images, [vqvae.config.in_channels, h, w], codes)
         }
     };
     let seconds = start.elapsed().as_secs_f64();
     save_grid(&options.out, &images, shape, columns)?;
     println!(
-        "adapter: {}; {count} samples of {}x{} codes in {seconds:.2} s ({:.1} samples/s, {} sampler); wrote {}",
+        "adapter: {}; {count} samples of {codes} in {seconds:.2} s ({:.1} samples/s, {} sampler); wrote {}",
         gpu.adapter_name(),
-        grid[0],
-        grid[1],
         count as f64 / seconds,
         options.sampler.name(),
         options.out.display()
