@@ -191,6 +191,7 @@ fn the_classifier_learns_the_labels_of_shapes() {
     let (checkpoint, accuracy) = train_classifier(&gpu, "shapes", 200, &out);
     assert!(accuracy > 0.33, "test accuracy {accuracy} (chance 0.25)");
     grids_of_real_images_score_near_the_floor_and_noise_far(&gpu, &checkpoint, &out);
+    samples_of_either_system_are_scored(&gpu, &checkpoint, &out);
     std::fs::remove_dir_all(&out).ok();
 }
 
@@ -256,4 +257,85 @@ fn grids_of_real_images_score_near_the_floor_and_noise_far(
         .unwrap_err()
         .to_string();
     assert!(err.contains("not a grid of 3x32x32 images"), "{err}");
+}
+
+/// `eval samples` draws and scores samples of a VQ-VAE and its prior, and of a VQ-VAE-2 and its
+/// two priors (untrained models: the scores are finite, the class agreement is there for
+/// class-conditional priors); a VQ-VAE-2 without its bottom prior is refused.
+fn samples_of_either_system_are_scored(
+    gpu: &vqgpu::Gpu,
+    classifier: &std::path::Path,
+    dir: &std::path::Path,
+) {
+    use vqgpu::data::DataSpec;
+    use vqgpu::io::checkpoint::Checkpoint;
+    use vqgpu::models::pixelcnn::PixelCnnConfig;
+    use vqgpu::models::{vqvae::VqVae, vqvae2::VqVae2};
+    use vqgpu::tasks::score::{score_samples, SampleScoreOptions};
+    use vqgpu::train::PriorTrainer;
+    let sizes = small_vqvae(8, 16, 4);
+    let save = |ck: Checkpoint, name: &str| {
+        let path = dir.join(name);
+        ck.save(&path).unwrap();
+        path
+    };
+    let prior = |grid: usize, condition_codes: usize, attention_every: usize, name: &str| {
+        let config = PixelCnnConfig {
+            codes: 16,
+            channels: 8,
+            layers: 2,
+            head: 16,
+            classes: 4,
+            condition_codes,
+            attention_every,
+            heads: 2,
+            ..PixelCnnConfig::default()
+        };
+        let trainer = PriorTrainer::new(gpu, config, 3, 1e-3, 4, [grid, grid]).unwrap();
+        save(trainer.checkpoint().unwrap(), name)
+    };
+    let mut ck = Checkpoint::default();
+    VqVae::new(gpu, sizes.clone(), 1)
+        .unwrap()
+        .write_state(&mut ck)
+        .unwrap();
+    let one = save(ck, "vqvae.safetensors");
+    let mut ck = Checkpoint::default();
+    VqVae2::new(gpu, sizes, 1)
+        .unwrap()
+        .write_state(&mut ck)
+        .unwrap();
+    let two = save(ck, "vqvae2.safetensors");
+    let options = |vqvae: &std::path::Path, prior: PathBuf, bottom_prior| SampleScoreOptions {
+        classifier: classifier.to_path_buf(),
+        vqvae: vqvae.to_path_buf(),
+        prior,
+        bottom_prior,
+        data: DataSpec::default(),
+        count: 12,
+        temperature: 1.0,
+        seed: 0,
+    };
+    let (top, bottom) = (
+        prior(4, 0, 1, "top.safetensors"),
+        prior(8, 16, 0, "bottom.safetensors"),
+    );
+    for options in [
+        options(&one, prior(8, 0, 0, "prior.safetensors"), None),
+        options(&two, top.clone(), Some(bottom)),
+    ] {
+        let scores = score_samples(gpu, &options).unwrap();
+        assert_eq!(scores.count, 12);
+        assert!(
+            [scores.real_floor, scores.reconstructions, scores.samples]
+                .iter()
+                .all(|d| d.is_finite() && *d >= 0.0),
+            "{scores:?}"
+        );
+        assert!(scores
+            .class_agreement
+            .is_some_and(|a| (0.0..=1.0).contains(&a)));
+    }
+    let err = score_samples(gpu, &options(&two, top, None)).unwrap_err();
+    assert!(err.to_string().contains("--bottom-prior"), "{err}");
 }

@@ -58,12 +58,15 @@ pub struct EvalSamplesArgs {
     /// Classifier checkpoint whose features are compared (`train classifier` on the same data)
     #[arg(long)]
     classifier: PathBuf,
-    /// VQ-VAE checkpoint whose codes trained the prior
+    /// VQ-VAE (or VQ-VAE-2) checkpoint whose codes trained the prior
     #[arg(long, required_unless_present = "grid", conflicts_with = "grid")]
     vqvae: Option<PathBuf>,
-    /// Prior checkpoint
+    /// Prior checkpoint (a VQ-VAE-2's top codes' prior)
     #[arg(long, required_unless_present = "grid", conflicts_with = "grid")]
     prior: Option<PathBuf>,
+    /// A VQ-VAE-2's bottom codes' prior (`train prior --condition-on-top`)
+    #[arg(long, requires = "prior")]
+    bottom_prior: Option<PathBuf>,
     /// Score the images of this PNG grid (as `sample` writes it) instead of drawing samples
     #[arg(long)]
     grid: Option<PathBuf>,
@@ -101,6 +104,7 @@ impl EvalSamplesArgs {
                 classifier: self.classifier.clone(),
                 vqvae: vqvae.clone().unwrap_or_default(),
                 prior: prior.clone().unwrap_or_default(),
+                bottom_prior: self.bottom_prior.clone(),
                 data: self.data.spec(),
                 count: self.count,
                 temperature: self.temperature,

@@ -14,11 +14,11 @@ use crate::error::{Error, Result, Setting};
 use crate::gpu::Gpu;
 use crate::io::checkpoint::Checkpoint;
 use crate::models::classifier::Classifier;
-use crate::models::vqvae::VqVae;
+use crate::models::load_code_model;
 use crate::tensor::Tensor;
 
 use super::for_each_batch;
-use super::sample::{Prior, Sampler, MAX_SAMPLES};
+use super::sample::{Sampler, Sampling, SamplingRequest, MAX_SAMPLES};
 
 /// Images per forward pass when scoring.
 const BATCH: usize = 64;
@@ -161,10 +161,12 @@ pub fn classifier_accuracy(gpu: &Gpu, options: &ClassifierEvalOptions) -> Result
 pub struct SampleScoreOptions {
     /// The classifier whose features are compared.
     pub classifier: PathBuf,
-    /// The VQ-VAE whose codes trained the prior.
+    /// The VQ-VAE (or VQ-VAE-2) whose codes trained the prior.
     pub vqvae: PathBuf,
-    /// The prior.
+    /// The prior (a VQ-VAE-2's top codes' prior).
     pub prior: PathBuf,
+    /// A VQ-VAE-2's bottom codes' prior, conditioned on the top codes.
+    pub bottom_prior: Option<PathBuf>,
     /// The real images (test split: the reference set; train split: the floor).
     pub data: DataSpec,
     /// Samples drawn, real and reconstructed images compared.
@@ -228,9 +230,14 @@ pub fn score_samples(gpu: &Gpu, options: &SampleScoreOptions) -> Result<SampleSc
         ));
     }
     let classifier = Classifier::from_checkpoint(gpu, &Checkpoint::load(&options.classifier)?)?;
-    let mut vqvae = VqVae::load(gpu, &options.vqvae)?;
-    let prior = Prior::load(gpu, &options.prior)?;
+    let sampling = Sampling::load(
+        gpu,
+        &options.vqvae,
+        &options.prior,
+        options.bottom_prior.as_deref(),
+    )?;
     let (test, train) = real_splits(&classifier, &options.data)?;
+    let mut vqvae = load_code_model(gpu, &options.vqvae, test.image_shape())?;
     let dim = classifier.config.features();
     let moments = |images: &[f32]| features_moments(&classifier, images);
     let (real, _) = images_of(test.as_ref(), count);
@@ -238,7 +245,7 @@ pub fn score_samples(gpu: &Gpu, options: &SampleScoreOptions) -> Result<SampleSc
     let reference = moments(&real)?;
     let mut recons = Vec::new();
     for_each_batch(
-        &mut vqvae,
+        vqvae.as_mut(),
         test.as_ref(),
         BATCH,
         count,
@@ -248,7 +255,7 @@ pub fn score_samples(gpu: &Gpu, options: &SampleScoreOptions) -> Result<SampleSc
         },
     )?;
     // one row per class for a conditional prior, as `sample` draws them
-    let classes = prior.model.config.classes;
+    let classes = sampling.classes();
     let labels: Option<Vec<u32>> =
         (classes > 0).then(|| (0..count).map(|i| (i * classes / count) as u32).collect());
     let mut samples = Vec::new();
@@ -256,8 +263,14 @@ pub fn score_samples(gpu: &Gpu, options: &SampleScoreOptions) -> Result<SampleSc
         let n = BATCH.min(count - start);
         let chunk = labels.as_ref().map(|l| &l[start..start + n]);
         let seed = options.seed.wrapping_add(i as u64);
-        let codes = prior.sample_codes(Sampler::Cached, n, chunk, options.temperature, seed)?;
-        samples.extend(prior.decode(&vqvae, &codes)?);
+        let request = SamplingRequest {
+            sampler: Sampler::Cached,
+            count: n,
+            labels: chunk,
+            temperature: options.temperature,
+            seed,
+        };
+        samples.extend(sampling.draw(&request, false)?.images);
     }
     let (sample_features, predicted) = classify(&classifier, &samples)?;
     let class_agreement = labels.map(|l| {
