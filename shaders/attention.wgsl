@@ -2,9 +2,11 @@
 // Queries, keys, values and outputs are feature-major, as NCHW maps give them: Q and O [G, D, Lq],
 // K and V [G, D, Lk]; scores and probabilities are [G, Lq, Lk]. Query i is the absolute position
 // q0 + i and sees the keys j <= q0 + i; the entries of the others are written as 0 and never read.
-// One thread per output, each summing in increasing order of its loop index: a row evaluated alone
-// (q0 > 0, Lq = 1, as when sampling) gives the same bits as in the whole sequence. Every loop runs
-// at most max(D, Lk) <= 65535 times (llvmpipe's bound on a loop).
+// The products run one thread per 4 x 4 block of outputs (vec4 accumulators: a quarter of the loads
+// of one thread per output), each output summed in increasing order of its loop index; terms
+// outside the causal mask are skipped or added as exact zeros. So a row evaluated alone (q0 > 0,
+// Lq = 1, as when sampling) gives the same bits as in the whole sequence. The softmax runs one
+// thread per row. Every loop runs at most max(D, Lk) <= 65535 times (llvmpipe's bound on a loop).
 
 struct Params {
     groups: u32,  // G
@@ -31,26 +33,72 @@ fn last_key(i: u32) -> u32 {
     return min(p.q0 + i, p.keys - 1u);
 }
 
+// a[start + r * stride] for the r < 4 with first + r < len, else 0.
+fn a4(start: u32, stride: u32, first: u32, len: u32) -> vec4<f32> {
+    var v = vec4<f32>(0.0);
+    for (var r = 0u; r < 4u; r = r + 1u) {
+        if (first + r < len) { v[r] = a[start + r * stride]; }
+    }
+    return v;
+}
+
+// b[start + r * stride] for the r < 4 with first + r < len, else 0.
+fn b4(start: u32, stride: u32, first: u32, len: u32) -> vec4<f32> {
+    var v = vec4<f32>(0.0);
+    for (var r = 0u; r < 4u; r = r + 1u) {
+        if (first + r < len) { v[r] = b[start + r * stride]; }
+    }
+    return v;
+}
+
+// out[base + c] = v[c] for the c < 4 with first + c < len.
+fn store4(base: u32, first: u32, len: u32, v: vec4<f32>) {
+    for (var c = 0u; c < 4u; c = c + 1u) {
+        if (first + c < len) { out[base + c] = v[c]; }
+    }
+}
+
+// The keys query i sees, as a mask over keys j0 .. j0 + 3.
+fn visible(i: u32, j0: u32) -> vec4<bool> {
+    let last = p.q0 + i;
+    return vec4<bool>(j0 <= last, j0 + 1u <= last, j0 + 2u <= last, j0 + 3u <= last);
+}
+
 // out[g, i, j] = scale * sum_d a[g, d, i] b[g, d, j] for j <= q0 + i (else 0), with a [G, D, Lq]
 // and b [G, D, Lk]: the scores Q^T K, and in the backward the probabilities' gradient dO^T V.
+// One thread per 4 x 4 block (queries i0.., keys j0..); blocks wholly above the diagonal only
+// write zeros.
 @compute @workgroup_size(256)
 fn scores(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let t = flat_id(gid, nwg);
-    if (t >= p.groups * p.queries * p.keys) { return; }
-    let j = t % p.keys;
-    let i = (t / p.keys) % p.queries;
-    let g = t / (p.keys * p.queries);
-    if (j > p.q0 + i) {
-        out[t] = 0.0;
-        return;
+    let jb = (p.keys + 3u) / 4u;
+    let ib = (p.queries + 3u) / 4u;
+    if (t >= p.groups * ib * jb) { return; }
+    let j0 = (t % jb) * 4u;
+    let i0 = ((t / jb) % ib) * 4u;
+    let g = t / (jb * ib);
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    if (j0 <= p.q0 + i0 + 3u) {
+        let qa = g * p.dim * p.queries + i0;
+        let kb = g * p.dim * p.keys + j0;
+        for (var d = 0u; d < p.dim; d = d + 1u) {
+            let av = a4(qa + d * p.queries, 1u, i0, p.queries);
+            let bv = b4(kb + d * p.keys, 1u, j0, p.keys);
+            acc0 = acc0 + av.x * bv;
+            acc1 = acc1 + av.y * bv;
+            acc2 = acc2 + av.z * bv;
+            acc3 = acc3 + av.w * bv;
+        }
     }
-    let qa = g * p.dim * p.queries + i;
-    let kb = g * p.dim * p.keys + j;
-    var s = 0.0;
-    for (var d = 0u; d < p.dim; d = d + 1u) {
-        s = s + a[qa + d * p.queries] * b[kb + d * p.keys];
-    }
-    out[t] = p.scale * s;
+    let row = (g * p.queries + i0) * p.keys + j0;
+    let zero = vec4<f32>(0.0);
+    if (i0 < p.queries) { store4(row, j0, p.keys, select(zero, p.scale * acc0, visible(i0, j0))); }
+    if (i0 + 1u < p.queries) { store4(row + p.keys, j0, p.keys, select(zero, p.scale * acc1, visible(i0 + 1u, j0))); }
+    if (i0 + 2u < p.queries) { store4(row + 2u * p.keys, j0, p.keys, select(zero, p.scale * acc2, visible(i0 + 2u, j0))); }
+    if (i0 + 3u < p.queries) { store4(row + 3u * p.keys, j0, p.keys, select(zero, p.scale * acc3, visible(i0 + 3u, j0))); }
 }
 
 // out[g, i, :] = softmax over the visible keys of the scores a[g, i, :]; one thread per row.
@@ -102,39 +150,72 @@ fn softmax_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
 }
 
 // out[g, d, i] = scale * sum_{j <= q0 + i} a[g, i, j] b[g, d, j], with a [G, Lq, Lk] and
-// b [G, D, Lk]: the output P V^T, and in the backward the queries' gradient dS K^T.
+// b [G, D, Lk]: the output P V^T, and in the backward the queries' gradient dS K^T. One thread per
+// 4 x 4 block (features d0.., queries i0..); a query's terms past its last key are exact zeros.
 @compute @workgroup_size(256)
 fn mix(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let t = flat_id(gid, nwg);
-    if (t >= p.groups * p.dim * p.queries) { return; }
-    let i = t % p.queries;
-    let d = (t / p.queries) % p.dim;
-    let g = t / (p.queries * p.dim);
-    let row = (g * p.queries + i) * p.keys;
-    let col = (g * p.dim + d) * p.keys;
-    let last = last_key(i);
-    var s = 0.0;
-    for (var j = 0u; j <= last; j = j + 1u) {
-        s = s + a[row + j] * b[col + j];
+    let ib = (p.queries + 3u) / 4u;
+    let db = (p.dim + 3u) / 4u;
+    if (t >= p.groups * db * ib) { return; }
+    let i0 = (t % ib) * 4u;
+    let d0 = ((t / ib) % db) * 4u;
+    let g = t / (ib * db);
+    let rows = (g * p.queries + i0) * p.keys;
+    let cols = (g * p.dim + d0) * p.keys;
+    let lasts = vec4<u32>(last_key(i0), last_key(i0 + 1u), last_key(i0 + 2u), last_key(i0 + 3u));
+    // the last key of the block's last query (the rows past Lq are not stored)
+    let end = last_key(min(i0 + 3u, p.queries - 1u));
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    for (var j = 0u; j <= end; j = j + 1u) {
+        let pv = select(vec4<f32>(0.0), a4(rows + j, p.keys, i0, p.queries), vec4<u32>(j) <= lasts);
+        let vv = b4(cols + j, p.keys, d0, p.dim);
+        acc0 = acc0 + vv.x * pv;
+        acc1 = acc1 + vv.y * pv;
+        acc2 = acc2 + vv.z * pv;
+        acc3 = acc3 + vv.w * pv;
     }
-    out[t] = p.scale * s;
+    let base = (g * p.dim + d0) * p.queries + i0;
+    if (d0 < p.dim) { store4(base, i0, p.queries, p.scale * acc0); }
+    if (d0 + 1u < p.dim) { store4(base + p.queries, i0, p.queries, p.scale * acc1); }
+    if (d0 + 2u < p.dim) { store4(base + 2u * p.queries, i0, p.queries, p.scale * acc2); }
+    if (d0 + 3u < p.dim) { store4(base + 3u * p.queries, i0, p.queries, p.scale * acc3); }
 }
 
 // out[g, d, j] = scale * sum_{i : q0 + i >= j} a[g, i, j] b[g, d, i], with a [G, Lq, Lk] and
-// b [G, D, Lq]: the values' gradient P^T dO and the keys' gradient dS^T Q, [G, D, Lk].
+// b [G, D, Lq]: the values' gradient P^T dO and the keys' gradient dS^T Q, [G, D, Lk]. One thread
+// per 4 x 4 block (features d0.., keys j0..); the terms of queries before a key are exact zeros.
 @compute @workgroup_size(256)
 fn mix_transposed(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let t = flat_id(gid, nwg);
-    if (t >= p.groups * p.dim * p.keys) { return; }
-    let j = t % p.keys;
-    let d = (t / p.keys) % p.dim;
-    let g = t / (p.keys * p.dim);
-    let first = select(0u, j - p.q0, j > p.q0);
-    let rows = g * p.queries * p.keys + j;
-    let col = (g * p.dim + d) * p.queries;
-    var s = 0.0;
+    let jb = (p.keys + 3u) / 4u;
+    let db = (p.dim + 3u) / 4u;
+    if (t >= p.groups * db * jb) { return; }
+    let j0 = (t % jb) * 4u;
+    let d0 = ((t / jb) % db) * 4u;
+    let g = t / (jb * db);
+    // the first query that sees key j0 (the block's other keys need later ones)
+    let first = select(0u, j0 - p.q0, j0 > p.q0);
+    let rows = g * p.queries * p.keys + j0;
+    let cols = (g * p.dim + d0) * p.queries;
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
     for (var i = first; i < p.queries; i = i + 1u) {
-        s = s + a[rows + i * p.keys] * b[col + i];
+        let av = select(vec4<f32>(0.0), a4(rows + i * p.keys, 1u, j0, p.keys), visible(i, j0));
+        let bv = b4(cols + i, p.queries, d0, p.dim);
+        acc0 = acc0 + bv.x * av;
+        acc1 = acc1 + bv.y * av;
+        acc2 = acc2 + bv.z * av;
+        acc3 = acc3 + bv.w * av;
     }
-    out[t] = p.scale * s;
+    let base = (g * p.dim + d0) * p.keys + j0;
+    if (d0 < p.dim) { store4(base, j0, p.keys, p.scale * acc0); }
+    if (d0 + 1u < p.dim) { store4(base + p.keys, j0, p.keys, p.scale * acc1); }
+    if (d0 + 2u < p.dim) { store4(base + 2u * p.keys, j0, p.keys, p.scale * acc2); }
+    if (d0 + 3u < p.dim) { store4(base + 3u * p.keys, j0, p.keys, p.scale * acc3); }
 }

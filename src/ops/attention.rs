@@ -85,7 +85,7 @@ impl Problem {
         }
     }
 
-    /// Records `entry` writing a new tensor of `shape` from `a` and `b`.
+    /// Records `entry` writing a new tensor of `shape` from `a` and `b`, on `threads` threads.
     fn launch(
         &self,
         entry: &'static str,
@@ -114,7 +114,8 @@ impl Problem {
     /// `scale * a^T b` under the causal mask: [G, Lq, Lk] from a [G, D, Lq] and b [G, D, Lk].
     fn scores(&self, a: &Tensor, b: &Tensor, scale: f32) -> Tensor {
         let shape = self.score_shape();
-        self.launch("scores", a, b, &shape, scale, shape.iter().product())
+        let blocks = self.groups * blocks_of(self.queries) * blocks_of(self.keys);
+        self.launch("scores", a, b, &shape, scale, blocks)
     }
 
     /// Row softmax of scores over the visible keys.
@@ -134,21 +135,21 @@ impl Problem {
     /// `scale * b a^T`: [G, D, Lq] from a [G, Lq, Lk] and b [G, D, Lk].
     fn mix(&self, a: &Tensor, b: &Tensor, scale: f32) -> Tensor {
         let shape = [self.groups, self.dim, self.queries];
-        self.launch("mix", a, b, &shape, scale, shape.iter().product())
+        let blocks = self.groups * blocks_of(self.dim) * blocks_of(self.queries);
+        self.launch("mix", a, b, &shape, scale, blocks)
     }
 
     /// `scale * b a`: [G, D, Lk] from a [G, Lq, Lk] and b [G, D, Lq].
     fn mix_transposed(&self, a: &Tensor, b: &Tensor, scale: f32) -> Tensor {
         let shape = [self.groups, self.dim, self.keys];
-        self.launch(
-            "mix_transposed",
-            a,
-            b,
-            &shape,
-            scale,
-            shape.iter().product(),
-        )
+        let blocks = self.groups * blocks_of(self.dim) * blocks_of(self.keys);
+        self.launch("mix_transposed", a, b, &shape, scale, blocks)
     }
+}
+
+/// The 4-wide blocks that cover `n` (each product thread computes 4 x 4 outputs).
+fn blocks_of(n: usize) -> usize {
+    n.div_ceil(4)
 }
 
 /// (items, channels, positions) of a map [B, C, ...] split into `heads`, checked against the limits.
