@@ -58,6 +58,16 @@ fn store4(base: u32, first: u32, len: u32, v: vec4<f32>) {
     }
 }
 
+// A 4 x 4 block of outputs: row r (v0 .. v3) at base + r * stride, for the rows row0 + r < rows
+// and the columns col0 + c < cols.
+fn store_block(base: u32, stride: u32, row0: u32, rows: u32, col0: u32, cols: u32,
+               v0: vec4<f32>, v1: vec4<f32>, v2: vec4<f32>, v3: vec4<f32>) {
+    if (row0 < rows) { store4(base, col0, cols, v0); }
+    if (row0 + 1u < rows) { store4(base + stride, col0, cols, v1); }
+    if (row0 + 2u < rows) { store4(base + 2u * stride, col0, cols, v2); }
+    if (row0 + 3u < rows) { store4(base + 3u * stride, col0, cols, v3); }
+}
+
 // The keys query i sees, as a mask over keys j0 .. j0 + 3.
 fn visible(i: u32, j0: u32) -> vec4<bool> {
     let last = p.q0 + i;
@@ -95,10 +105,11 @@ fn scores(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
     }
     let row = (g * p.queries + i0) * p.keys + j0;
     let zero = vec4<f32>(0.0);
-    if (i0 < p.queries) { store4(row, j0, p.keys, select(zero, p.scale * acc0, visible(i0, j0))); }
-    if (i0 + 1u < p.queries) { store4(row + p.keys, j0, p.keys, select(zero, p.scale * acc1, visible(i0 + 1u, j0))); }
-    if (i0 + 2u < p.queries) { store4(row + 2u * p.keys, j0, p.keys, select(zero, p.scale * acc2, visible(i0 + 2u, j0))); }
-    if (i0 + 3u < p.queries) { store4(row + 3u * p.keys, j0, p.keys, select(zero, p.scale * acc3, visible(i0 + 3u, j0))); }
+    store_block(row, p.keys, i0, p.queries, j0, p.keys,
+                select(zero, p.scale * acc0, visible(i0, j0)),
+                select(zero, p.scale * acc1, visible(i0 + 1u, j0)),
+                select(zero, p.scale * acc2, visible(i0 + 2u, j0)),
+                select(zero, p.scale * acc3, visible(i0 + 3u, j0)));
 }
 
 // out[g, i, :] = softmax over the visible keys of the scores a[g, i, :]; one thread per row.
@@ -178,11 +189,8 @@ fn mix(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) n
         acc2 = acc2 + vv.z * pv;
         acc3 = acc3 + vv.w * pv;
     }
-    let base = (g * p.dim + d0) * p.queries + i0;
-    if (d0 < p.dim) { store4(base, i0, p.queries, p.scale * acc0); }
-    if (d0 + 1u < p.dim) { store4(base + p.queries, i0, p.queries, p.scale * acc1); }
-    if (d0 + 2u < p.dim) { store4(base + 2u * p.queries, i0, p.queries, p.scale * acc2); }
-    if (d0 + 3u < p.dim) { store4(base + 3u * p.queries, i0, p.queries, p.scale * acc3); }
+    store_block((g * p.dim + d0) * p.queries + i0, p.queries, d0, p.dim, i0, p.queries,
+                p.scale * acc0, p.scale * acc1, p.scale * acc2, p.scale * acc3);
 }
 
 // out[g, d, j] = scale * sum_{i : q0 + i >= j} a[g, i, j] b[g, d, i], with a [G, Lq, Lk] and
@@ -213,9 +221,6 @@ fn mix_transposed(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
         acc2 = acc2 + bv.z * av;
         acc3 = acc3 + bv.w * av;
     }
-    let base = (g * p.dim + d0) * p.keys + j0;
-    if (d0 < p.dim) { store4(base, j0, p.keys, p.scale * acc0); }
-    if (d0 + 1u < p.dim) { store4(base + p.keys, j0, p.keys, p.scale * acc1); }
-    if (d0 + 2u < p.dim) { store4(base + 2u * p.keys, j0, p.keys, p.scale * acc2); }
-    if (d0 + 3u < p.dim) { store4(base + 3u * p.keys, j0, p.keys, p.scale * acc3); }
+    store_block((g * p.dim + d0) * p.keys + j0, p.keys, d0, p.dim, j0, p.keys,
+                p.scale * acc0, p.scale * acc1, p.scale * acc2, p.scale * acc3);
 }
