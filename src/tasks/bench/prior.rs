@@ -147,6 +147,7 @@ pub fn prior(gpu: &Gpu, options: &PriorBenchOptions) -> Result<PriorBench> {
                 format!("must be 1 to {MAX_SAMPLE_SIDE}, got {side}"),
             ));
         }
+        prior.model.config.check_grid([side, side])?;
         for &sampler in &options.samplers {
             sampling.push(time_sampling(gpu, &mut prior, options, side, sampler)?);
         }
