@@ -87,7 +87,7 @@ impl CausalSelfAttention {
         self.out.forward(&attended)
     }
 
-    /// An empty cache for `batch` maps of `grid` = (H, W) and `channels` channels. It holds a copy
+    /// An empty cache for `batch` maps of `grid` = (H, W) of the block's channels. It holds a copy
     /// of the block's weights.
     pub fn cache(&self, gpu: &Gpu, batch: usize, grid: [usize; 2]) -> AttentionCache {
         let channels = self.out.weight.shape()[0];
