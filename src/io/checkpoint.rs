@@ -84,6 +84,16 @@ impl Checkpoint {
             .map_err(|_| self.error(format!("metadata {key:?} = {raw:?} is not a valid number")))
     }
 
+    /// [`Checkpoint::meta_parse`] of `key`, or `default` where the checkpoint has no such entry
+    /// (one written before the entry existed).
+    pub fn meta_parse_or<T: std::str::FromStr>(&self, key: &str, default: T) -> Result<T> {
+        if self.metadata.contains_key(key) {
+            self.meta_parse(key)
+        } else {
+            Ok(default)
+        }
+    }
+
     /// Metadata entry `key` holding N comma-separated sizes (an image shape, a grid).
     pub fn dims<const N: usize>(&self, key: &str) -> Result<[usize; N]> {
         let raw = self.meta(key)?;

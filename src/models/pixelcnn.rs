@@ -346,18 +346,10 @@ impl PixelCnn {
             head: ck.meta_parse("head")?,
             classes: ck.meta_parse("classes")?,
             // checkpoints from before conditioning have no such entry
-            condition_codes: optional(ck, "condition_codes", 0)?,
+            condition_codes: ck.meta_parse_or("condition_codes", 0)?,
             // nor from before attention
-            attention_every: optional(ck, "attention_every", 0)?,
-            heads: optional(ck, "heads", PixelCnnConfig::default().heads)?,
+            attention_every: ck.meta_parse_or("attention_every", 0)?,
+            heads: ck.meta_parse_or("heads", PixelCnnConfig::default().heads)?,
         })
-    }
-}
-
-/// The number `key` of `ck`, or `default` in checkpoints written before it existed.
-fn optional(ck: &Checkpoint, key: &str, default: usize) -> Result<usize> {
-    match ck.meta(key) {
-        Ok(_) => ck.meta_parse(key),
-        Err(_) => Ok(default),
     }
 }

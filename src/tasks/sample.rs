@@ -15,11 +15,13 @@ use crate::io::grid::save_grid;
 use crate::models::autoencoder::Autoencoder;
 use crate::models::pixelcnn::PixelCnn;
 use crate::models::vqvae::VqVae;
-use crate::models::vqvae2::VqVae2;
 use crate::ops::{latent, softmax};
 use crate::tensor::Tensor;
 
 use super::progress::Progress;
+
+mod sampling;
+pub use sampling::{Drawn, Sampling, SamplingRequest};
 
 /// How code grids are drawn from a prior.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -86,8 +88,6 @@ impl Prior {
         temperature: f32,
         seed: u64,
     ) -> Result<Tensor> {
-        self.check_request(count, labels, None)?;
-        let [h, w] = self.grid;
         let draw = Draw {
             sampler,
             count,
@@ -96,7 +96,24 @@ impl Prior {
             temperature,
             seed,
         };
-        self.draw_first(&draw, h * w, &mut |_| Ok(()))
+        self.draw_all(&draw, None)
+    }
+
+    /// Every position of the grids `draw` asks for, after checking the request; with `progress`
+    /// (what is drawn, for its line), a progress bar by rows that waits for the GPU at the end of
+    /// each row, so that it shows work done, not work recorded.
+    fn draw_all(&self, draw: &Draw, progress: Option<&str>) -> Result<Tensor> {
+        self.check_request(draw.count, draw.labels, draw.condition)?;
+        let [h, w] = self.grid;
+        let gpu = self.model.params.gpu();
+        let bar = progress.map(|what| (Progress::new(0, h as u64), what));
+        self.draw_first(draw, h * w, &mut |rows| {
+            if let Some((bar, what)) = &bar {
+                gpu.sync()?;
+                bar.show(rows as u64, format!("sampling{what}: row {rows} of {h}"));
+            }
+            Ok(())
+        })
     }
 
     /// Refuses a count of 0, labels a prior cannot take or that do not match the count, and a
@@ -322,163 +339,6 @@ pub fn run(gpu: &Gpu, options: &SampleOptions) -> Result<Vec<f32>> {
         options.out.display()
     );
     Ok(drawn.images)
-}
-
-/// The models samples come from: a VQ-VAE and a prior over its codes, or a VQ-VAE-2, a prior
-/// over its top codes and one over its bottom codes given them.
-pub enum Sampling {
-    /// A VQ-VAE and its prior.
-    OneLevel {
-        /// The VQ-VAE.
-        vqvae: VqVae,
-        /// The prior over its codes.
-        prior: Prior,
-    },
-    /// A VQ-VAE-2 and its two priors.
-    TwoLevels {
-        /// The VQ-VAE-2.
-        vqvae: Box<VqVae2>,
-        /// The prior over its top codes.
-        top: Prior,
-        /// The prior over its bottom codes, conditioned on the top codes.
-        bottom: Prior,
-    },
-}
-
-/// What [`Sampling::draw`] draws.
-pub struct SamplingRequest<'a> {
-    /// How the code grids are drawn.
-    pub sampler: Sampler,
-    /// Images to draw.
-    pub count: usize,
-    /// The class of each image, for a conditional (top) prior.
-    pub labels: Option<&'a [u32]>,
-    /// Softmax temperature (0: the most likely code at every step).
-    pub temperature: f32,
-    /// Seed of the sampling RNG.
-    pub seed: u64,
-}
-
-/// Images drawn by [`Sampling::draw`].
-pub struct Drawn {
-    /// The images [count, C, H, W] (model units).
-    pub images: Vec<f32>,
-    /// The shape [C, H, W] of one image.
-    pub shape: [usize; 3],
-    /// What was drawn, for reports ("16x16 codes").
-    pub codes: String,
-}
-
-impl Sampling {
-    /// Loads the VQ-VAE (or VQ-VAE-2) checkpoint `vqvae` and its priors: `prior` (a VQ-VAE-2's
-    /// top codes' prior) and, for a VQ-VAE-2 only, `bottom` (its bottom codes' prior). Refuses
-    /// priors of other codes.
-    pub fn load(gpu: &Gpu, vqvae: &Path, prior: &Path, bottom: Option<&Path>) -> Result<Self> {
-        let ck = Checkpoint::load(vqvae)?;
-        let prior = Prior::load(gpu, prior)?;
-        if !VqVae2::is_format_of(&ck) {
-            if bottom.is_some() {
-                return Err(Error::InvalidArgument(format!(
-                    "--bottom-prior is for a VQ-VAE-2's bottom codes, and {} is a one-level VQ-VAE",
-                    vqvae.display()
-                )));
-            }
-            return Ok(Self::OneLevel {
-                vqvae: VqVae::from_checkpoint(gpu, &ck)?,
-                prior,
-            });
-        }
-        let Some(bottom) = bottom else {
-            return Err(Error::InvalidArgument(format!(
-                "{} is a VQ-VAE-2: give --prior (its top codes' prior) and --bottom-prior (its bottom codes' prior, trained with --condition-on-top)",
-                vqvae.display()
-            )));
-        };
-        let vqvae = Box::new(VqVae2::from_checkpoint(gpu, &ck)?);
-        let (top, bottom) = (prior, Prior::load(gpu, bottom)?);
-        let k = vqvae.config.codebook_size;
-        if top.model.config.codes != k
-            || bottom.model.config.codes != k
-            || bottom.grid != top.grid.map(|side| 2 * side)
-        {
-            return Err(Error::InvalidArgument(format!(
-                "the priors model {}x{} top grids of {} codes and {}x{} bottom grids of {} codes, which do not fit this VQ-VAE-2 (K = {k}; the bottom grid twice the top one): use the priors trained on its codes",
-                top.grid[0], top.grid[1], top.model.config.codes,
-                bottom.grid[0], bottom.grid[1], bottom.model.config.codes
-            )));
-        }
-        Ok(Self::TwoLevels { vqvae, top, bottom })
-    }
-
-    /// The classes of the (top) prior: 0 for an unconditional one.
-    pub fn classes(&self) -> usize {
-        match self {
-            Self::OneLevel { prior, .. } => prior.model.config.classes,
-            Self::TwoLevels { top, .. } => top.model.config.classes,
-        }
-    }
-
-    /// Draws the code grids of `request` and decodes them; with `progress`, a progress bar by
-    /// rows (waiting for the GPU at the end of each row, so that it shows work done).
-    pub fn draw(&self, request: &SamplingRequest, progress: bool) -> Result<Drawn> {
-        let gpu = match self {
-            Self::OneLevel { vqvae, .. } => vqvae.params.gpu(),
-            Self::TwoLevels { vqvae, .. } => vqvae.params.gpu(),
-        };
-        let start = Instant::now();
-        let draw =
-            |prior: &Prior, labels: Option<&[u32]>, condition: Option<&Tensor>, what: &str| {
-                prior.check_request(request.count, labels, condition)?;
-                let [h, w] = prior.grid;
-                let bar = progress.then(|| Progress::new(0, h as u64));
-                let draw = Draw {
-                    sampler: request.sampler,
-                    count: request.count,
-                    labels,
-                    condition,
-                    temperature: request.temperature,
-                    seed: request.seed,
-                };
-                prior.draw_first(&draw, h * w, &mut |rows| {
-                    if let Some(bar) = &bar {
-                        gpu.sync()?;
-                        bar.show(rows as u64, format!("sampling{what}: row {rows} of {h}"));
-                    }
-                    Ok(())
-                })
-            };
-        match self {
-            Self::OneLevel { vqvae, prior } => {
-                let codes = draw(prior, request.labels, None, "")?;
-                let images = prior.decode(vqvae, &codes)?;
-                let [h, w] = prior.grid.map(|side| side * vqvae.config.trunk().scale());
-                Ok(Drawn {
-                    images,
-                    shape: [vqvae.config.in_channels, h, w],
-                    codes: format!("{}x{} codes", prior.grid[0], prior.grid[1]),
-                })
-            }
-            Self::TwoLevels { vqvae, top, bottom } => {
-                let top_codes = draw(top, request.labels, None, " the top codes")?;
-                let top_seconds = start.elapsed().as_secs_f64();
-                let bottom_labels = request.labels.filter(|_| bottom.model.config.classes > 0);
-                let codes = draw(bottom, bottom_labels, Some(&top_codes), " the bottom codes")?;
-                let images = {
-                    let _no_grad = autograd::no_grad();
-                    vqvae.decode_codes(&top_codes, &codes).to_vec()?
-                };
-                let [h, w] = bottom.grid.map(|side| side * 4);
-                Ok(Drawn {
-                    images,
-                    shape: [vqvae.config.in_channels, h, w],
-                    codes: format!(
-                        "{}x{} top codes (drawn in {top_seconds:.2} s) and {}x{} bottom codes",
-                        top.grid[0], top.grid[1], bottom.grid[0], bottom.grid[1]
-                    ),
-                })
-            }
-        }
-    }
 }
 
 /// `sample --vae`: how many draws from which VAE, and where the grid goes.
