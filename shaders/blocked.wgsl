@@ -26,6 +26,8 @@
 //           cols[(ci, ky, kx), (b, oy, ox)] (+ bias[ci]), masked positions skipped.
 
 override B_VEC4: bool = true;
+override A_VEC4: bool = false;  // gemm_tall: A read as vec4 along k (a_k == 1)
+override GROUPS: u32 = 8u;      // gemm_tall: groups of 8 rows per invocation, 4 or 8
 override BIAS: u32 = 0u;       // gemm: 0 none, 1 one per row m, 2 one per column n; col2im: 1 per channel
 override TRANSPOSED: bool = false;
 override MASKED: bool = false;
@@ -74,6 +76,8 @@ struct Params {
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> c: array<f32>;
 @group(0) @binding(5) var<storage, read_write> c_dist: array<f32>; // nearest: best distances
+@group(0) @binding(6) var<storage, read> a_vec4: array<vec4<f32>>;   // gemm_tall with A_VEC4: a again
+@group(0) @binding(7) var<storage, read_write> cols4: array<vec4<f32>>; // im2col: the columns
 
 fn load_b1(e: u32) -> f32 {
     return b[e >> 2u][e & 3u];
@@ -185,6 +189,184 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     }
 }
 
+// gemm_tall: the GEMM for products with many rows (8 x GROUPS rows x 4 columns per invocation).
+// Lane r of the subgroup loads row r of each group of 8 rows and broadcasts it; B is one vec4 per
+// k. With A_VEC4, A is read four k at a time as one vec4, so that an invocation issues few loads
+// per product term: on a software driver each load of a lane costs a loop over the lanes.
+
+// One k into a group of 8 rows x 4 columns: row i of the group is lane i's `ak`.
+fn accumulate8(acc: ptr<function, array<vec4<f32>, 8>>, ak: f32, bk: vec4<f32>) {
+    (*acc)[0] += subgroupBroadcast(ak, 0u) * bk;
+    (*acc)[1] += subgroupBroadcast(ak, 1u) * bk;
+    (*acc)[2] += subgroupBroadcast(ak, 2u) * bk;
+    (*acc)[3] += subgroupBroadcast(ak, 3u) * bk;
+    (*acc)[4] += subgroupBroadcast(ak, 4u) * bk;
+    (*acc)[5] += subgroupBroadcast(ak, 5u) * bk;
+    (*acc)[6] += subgroupBroadcast(ak, 6u) * bk;
+    (*acc)[7] += subgroupBroadcast(ak, 7u) * bk;
+}
+
+// A(row, k .. k + 3) from the row's offset plus k's.
+fn load_a4(off: u32) -> vec4<f32> {
+    if (A_VEC4) { return a_vec4[off >> 2u]; }
+    return vec4<f32>(a[off], a[off + p.a_k], a[off + 2u * p.a_k], a[off + 3u * p.a_k]);
+}
+
+// Row m (skipped past M) of C at columns n0 .. n0 + 3 (those before N).
+fn store_row4(v: vec4<f32>, m: u32, n0: u32, chunk: u32) {
+    if (m >= p.m) { return; }
+    var row_bias = 0.0;
+    if (BIAS == 1u && chunk == 0u) { row_bias = bias[m]; }
+    for (var j = 0u; j < 4u; j++) {
+        let n = n0 + j;
+        if (n >= p.n) { break; }
+        var v_j = v[j] + row_bias;
+        if (BIAS == 2u && chunk == 0u) { v_j += bias[n]; }
+        var column = n;
+        if (p.c_inner != NO_WRAP) { column = (n / p.c_inner) * p.c_outer + n % p.c_inner; }
+        c[chunk * p.c_chunk + column + m * p.c_m] = v_j;
+    }
+}
+
+fn store8(acc: array<vec4<f32>, 8>, m0: u32, n0: u32, chunk: u32) {
+    store_row4(acc[0], m0, n0, chunk);
+    store_row4(acc[1], m0 + 1u, n0, chunk);
+    store_row4(acc[2], m0 + 2u, n0, chunk);
+    store_row4(acc[3], m0 + 3u, n0, chunk);
+    store_row4(acc[4], m0 + 4u, n0, chunk);
+    store_row4(acc[5], m0 + 5u, n0, chunk);
+    store_row4(acc[6], m0 + 6u, n0, chunk);
+    store_row4(acc[7], m0 + 7u, n0, chunk);
+}
+
+@compute @workgroup_size(WG)
+fn gemm_tall(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+             @builtin(subgroup_invocation_id) lane: u32) {
+    let chunk = wid.z;
+    let m0 = wid.x * 8u * GROUPS;
+    let n0 = (wid.y * WG + lid.x) * 4u;
+    let k_begin = chunk * p.k_chunk;
+    let k_end = min(p.k, k_begin + p.k_chunk);
+    // lanes past row 7 of a group or past M load a valid row too (never broadcast, or never stored)
+    let l = min(lane, 7u);
+    let row0 = min(m0 + 0u + l, p.m - 1u) * p.a_m;
+    let row1 = min(m0 + 8u + l, p.m - 1u) * p.a_m;
+    let row2 = min(m0 + 16u + l, p.m - 1u) * p.a_m;
+    let row3 = min(m0 + 24u + l, p.m - 1u) * p.a_m;
+    let row4 = min(m0 + 32u + l, p.m - 1u) * p.a_m;
+    let row5 = min(m0 + 40u + l, p.m - 1u) * p.a_m;
+    let row6 = min(m0 + 48u + l, p.m - 1u) * p.a_m;
+    let row7 = min(m0 + 56u + l, p.m - 1u) * p.a_m;
+    // A's offset of k (added to each row's), kept without division as in `gemm`
+    var inner = k_begin % p.a_inner;
+    var k_off = (k_begin / p.a_inner) * p.a_outer + inner * p.a_k;
+    var base = vec4<u32>(0u);
+    if (B_VEC4) {
+        base.x = column_base(n0);
+    } else {
+        base = vec4<u32>(column_base(n0), column_base(n0 + 1u), column_base(n0 + 2u), column_base(n0 + 3u));
+    }
+    var acc0: array<vec4<f32>, 8>;
+    var acc1: array<vec4<f32>, 8>;
+    var acc2: array<vec4<f32>, 8>;
+    var acc3: array<vec4<f32>, 8>;
+    var acc4: array<vec4<f32>, 8>;
+    var acc5: array<vec4<f32>, 8>;
+    var acc6: array<vec4<f32>, 8>;
+    var acc7: array<vec4<f32>, 8>;
+    let k_whole = k_begin + (k_end - k_begin) / 4u * 4u;
+    for (var k0 = k_begin; k0 < k_whole; k0 += 4u) {
+        var a4: vec4<f32>;
+        var a5: vec4<f32>;
+        var a6: vec4<f32>;
+        var a7: vec4<f32>;
+        let a0 = load_a4(row0 + k_off);
+        let a1 = load_a4(row1 + k_off);
+        let a2 = load_a4(row2 + k_off);
+        let a3 = load_a4(row3 + k_off);
+        if (GROUPS > 4u) {
+            a4 = load_a4(row4 + k_off);
+            a5 = load_a4(row5 + k_off);
+            a6 = load_a4(row6 + k_off);
+            a7 = load_a4(row7 + k_off);
+        }
+        let bx = load_b4(base, k0);
+        accumulate8(&acc0, a0.x, bx);
+        accumulate8(&acc1, a1.x, bx);
+        accumulate8(&acc2, a2.x, bx);
+        accumulate8(&acc3, a3.x, bx);
+        if (GROUPS > 4u) {
+            accumulate8(&acc4, a4.x, bx);
+            accumulate8(&acc5, a5.x, bx);
+            accumulate8(&acc6, a6.x, bx);
+            accumulate8(&acc7, a7.x, bx);
+        }
+        let by = load_b4(base, k0 + 1u);
+        accumulate8(&acc0, a0.y, by);
+        accumulate8(&acc1, a1.y, by);
+        accumulate8(&acc2, a2.y, by);
+        accumulate8(&acc3, a3.y, by);
+        if (GROUPS > 4u) {
+            accumulate8(&acc4, a4.y, by);
+            accumulate8(&acc5, a5.y, by);
+            accumulate8(&acc6, a6.y, by);
+            accumulate8(&acc7, a7.y, by);
+        }
+        let bz = load_b4(base, k0 + 2u);
+        accumulate8(&acc0, a0.z, bz);
+        accumulate8(&acc1, a1.z, bz);
+        accumulate8(&acc2, a2.z, bz);
+        accumulate8(&acc3, a3.z, bz);
+        if (GROUPS > 4u) {
+            accumulate8(&acc4, a4.z, bz);
+            accumulate8(&acc5, a5.z, bz);
+            accumulate8(&acc6, a6.z, bz);
+            accumulate8(&acc7, a7.z, bz);
+        }
+        let bw = load_b4(base, k0 + 3u);
+        accumulate8(&acc0, a0.w, bw);
+        accumulate8(&acc1, a1.w, bw);
+        accumulate8(&acc2, a2.w, bw);
+        accumulate8(&acc3, a3.w, bw);
+        if (GROUPS > 4u) {
+            accumulate8(&acc4, a4.w, bw);
+            accumulate8(&acc5, a5.w, bw);
+            accumulate8(&acc6, a6.w, bw);
+            accumulate8(&acc7, a7.w, bw);
+        }
+        inner += 4u;
+        k_off += 4u * p.a_k;
+        if (inner >= p.a_inner) {
+            inner -= p.a_inner;
+            k_off += p.a_outer - p.a_inner * p.a_k;
+        }
+    }
+    for (var k = k_whole; k < k_end; k++) {
+        let bk = load_b4(base, k);
+        accumulate8(&acc0, a[row0 + k_off], bk);
+        accumulate8(&acc1, a[row1 + k_off], bk);
+        accumulate8(&acc2, a[row2 + k_off], bk);
+        accumulate8(&acc3, a[row3 + k_off], bk);
+        if (GROUPS > 4u) {
+            accumulate8(&acc4, a[row4 + k_off], bk);
+            accumulate8(&acc5, a[row5 + k_off], bk);
+            accumulate8(&acc6, a[row6 + k_off], bk);
+            accumulate8(&acc7, a[row7 + k_off], bk);
+        }
+        k_off += p.a_k;
+    }
+    store8(acc0, m0 + 0u, n0, chunk);
+    store8(acc1, m0 + 8u, n0, chunk);
+    store8(acc2, m0 + 16u, n0, chunk);
+    store8(acc3, m0 + 24u, n0, chunk);
+    if (GROUPS > 4u) {
+        store8(acc4, m0 + 32u, n0, chunk);
+        store8(acc5, m0 + 40u, n0, chunk);
+        store8(acc6, m0 + 48u, n0, chunk);
+        store8(acc7, m0 + 56u, n0, chunk);
+    }
+}
+
 @compute @workgroup_size(WG)
 fn nearest(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
            @builtin(subgroup_invocation_id) lane: u32) {
@@ -249,37 +431,86 @@ fn kept(tap: u32) -> bool {
     return ((p.mask_hi >> (tap - 32u)) & 1u) == 1u;
 }
 
-// One invocation per column n = (b, oy, ox) and block of 16 rows j = (ci, ky, kx) (workgroup y):
-// neighbouring invocations write neighbouring columns, a block of rows at a time.
-@compute @workgroup_size(64)
-fn im2col(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+// x at kernel position (ky, kx) of channel ci for the output position whose top-left input is
+// (y0, x0) in image plane `image` (zero in the padding and at masked positions).
+fn tap_value(image: u32, ci: u32, y0: i32, x0: i32, ky: u32, kx: u32) -> f32 {
+    let iy = y0 + i32(ky);
+    let ix = x0 + i32(kx);
+    if (iy < 0 || iy >= i32(p.in_h) || ix < 0 || ix >= i32(p.in_w) || !kept(ky * p.k_w + kx)) {
+        return 0.0;
+    }
+    return a[((image * p.cin + ci) * p.in_h + u32(iy)) * p.in_w + u32(ix)];
+}
+
+// The input position of column n = (b, oy, ox): (b, y0, x0) of its kernel's top-left tap.
+struct Column {
+    image: u32,
+    y0: i32,
+    x0: i32,
+}
+
+fn column_at(n: u32) -> Column {
     let plane = p.out_h * p.out_w;
-    let n = gid.x;
-    if (n >= p.batch * plane) { return; }
-    let b_i = n / plane;
     let oy = (n % plane) / p.out_w;
     let ox = n % p.out_w;
-    let y0 = i32(oy * p.stride_h) - i32(p.pad_h);
-    let x0 = i32(ox * p.stride_w) - i32(p.pad_w);
+    return Column(n / plane, i32(oy * p.stride_h) - i32(p.pad_h), i32(ox * p.stride_w) - i32(p.pad_w));
+}
+
+// Without TRANSPOSED: one invocation per 4 columns n .. n + 3 and block of 16 rows j (workgroup
+// y), each row stored as one vec4 (columns past N get zeros; rows are `ld` apart, a multiple of
+// 4). With TRANSPOSED: one invocation per column n and the same block of rows, 4 rows per vec4
+// (rows past cin x kH x kW get zeros; `ld` is then a multiple of 4 past them).
+@compute @workgroup_size(64)
+fn im2col(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let columns = p.batch * p.out_h * p.out_w;
     let rows = p.cin * p.k_h * p.k_w;
+    var n = gid.x;
+    if (!TRANSPOSED) { n = gid.x * 4u; }
+    if (n >= columns) { return; }
     let j_begin = wid.y * 16u;
-    let j_end = min(rows, j_begin + 16u);
+    let taps = p.k_h * p.k_w;
     // (ci, ky, kx) of the first row, then counted up
-    var ci = j_begin / (p.k_h * p.k_w);
+    var ci = j_begin / taps;
     var ky = (j_begin / p.k_w) % p.k_h;
     var kx = j_begin % p.k_w;
+    if (TRANSPOSED) {
+        let col = column_at(n);
+        let j_end = min((rows + 3u) / 4u * 4u, j_begin + 16u);
+        for (var j = j_begin; j < j_end; j += 4u) {
+            var v = vec4<f32>(0.0);
+            for (var e = 0u; e < 4u; e++) {
+                if (j + e < rows) {
+                    v[e] = tap_value(col.image, ci, col.y0, col.x0, ky, kx);
+                }
+                kx++;
+                if (kx == p.k_w) {
+                    kx = 0u;
+                    ky++;
+                    if (ky == p.k_h) {
+                        ky = 0u;
+                        ci++;
+                    }
+                }
+            }
+            cols4[(n * p.ld + j) / 4u] = v;
+        }
+        return;
+    }
+    // the columns past N read column n (their values are replaced by zeros)
+    let c0 = column_at(n);
+    let c1 = column_at(min(n + 1u, columns - 1u));
+    let c2 = column_at(min(n + 2u, columns - 1u));
+    let c3 = column_at(min(n + 3u, columns - 1u));
+    let live = vec4<bool>(true, n + 1u < columns, n + 2u < columns, n + 3u < columns);
+    let j_end = min(rows, j_begin + 16u);
     for (var j = j_begin; j < j_end; j++) {
-        let iy = y0 + i32(ky);
-        let ix = x0 + i32(kx);
-        var v = 0.0;
-        if (iy >= 0 && iy < i32(p.in_h) && ix >= 0 && ix < i32(p.in_w) && kept(ky * p.k_w + kx)) {
-            v = a[((b_i * p.cin + ci) * p.in_h + u32(iy)) * p.in_w + u32(ix)];
-        }
-        if (TRANSPOSED) {
-            c[n * p.ld + j] = v;
-        } else {
-            c[j * p.ld + n] = v;
-        }
+        let v = vec4<f32>(
+            tap_value(c0.image, ci, c0.y0, c0.x0, ky, kx),
+            tap_value(c1.image, ci, c1.y0, c1.x0, ky, kx),
+            tap_value(c2.image, ci, c2.y0, c2.x0, ky, kx),
+            tap_value(c3.image, ci, c3.y0, c3.x0, ky, kx),
+        );
+        cols4[(j * p.ld + n) / 4u] = select(vec4<f32>(0.0), v, live);
         kx++;
         if (kx == p.k_w) {
             kx = 0u;

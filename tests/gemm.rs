@@ -16,8 +16,16 @@ const SHAPES: [(usize, usize, usize); 6] = [
 ];
 
 /// Shapes for the cpu set's blocked GEMM beyond the tile cases: rows not a multiple of its 8-row
-/// block, a K split in chunks (few blocks, long K), columns that fill several workgroups.
-const BLOCKED_SHAPES: [(usize, usize, usize); 3] = [(9, 12, 4100), (17, 600, 33), (8, 8, 8)];
+/// block, a K split in chunks (few blocks, long K), columns that fill several workgroups; for its
+/// tall GEMM (M of 32 or more) 32-row blocks with rows left over and A read as vec4, and 64-row
+/// blocks with a K split in chunks.
+const BLOCKED_SHAPES: [(usize, usize, usize); 5] = [
+    (9, 12, 4100),
+    (17, 600, 33),
+    (8, 8, 8),
+    (40, 44, 36),
+    (70, 24, 5000),
+];
 
 /// `op(a) op(b)` where a is stored [M, K] (or [K, M] transposed) and b [K, N] (or [N, K]).
 fn reference(a: &[f32], b: &[f32], m: usize, n: usize, k: usize, ta: bool, tb: bool) -> Vec<f64> {

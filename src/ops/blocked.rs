@@ -12,11 +12,12 @@ use crate::tensor::Tensor;
 pub static SHADER: Shader = crate::shader!(
     "blocked",
     Params,
-    [A, B, BIAS, C, C_DIST],
+    [A, B, BIAS, C, C_DIST, A_VEC4, COLS],
     subgroups,
     overrides: [
         &[&[("WG", WG as f64)]],
         &[&[("BIAS", 0.0)], &[("BIAS", 1.0)], &[("BIAS", 2.0)]],
+        &[&[("GROUPS", 4.0)], &[("GROUPS", 8.0)]],
     ]
 );
 const A: Binding = Binding::read(1, "a");
@@ -24,6 +25,8 @@ const B: Binding = Binding::read(2, "b");
 const BIAS: Binding = Binding::read(3, "bias");
 const C: Binding = Binding::read_write(4, "c");
 const C_DIST: Binding = Binding::read_write(5, "c_dist");
+const A_VEC4: Binding = Binding::read(6, "a_vec4");
+const COLS: Binding = Binding::read_write(7, "cols4");
 
 crate::uniform_params! {
     #[derive(Default, Debug)]
@@ -71,6 +74,8 @@ const BLOCK: usize = CPU_SET_LANES as usize;
 /// Invocations per GEMM workgroup: 64 columns of C per workgroup keep a workgroup's columns of B
 /// in the CPU's cache while the workgroups along m reuse them.
 const WG: usize = 8;
+/// Columns of C one `gemm_tall` invocation computes.
+const TALL_COLUMNS: usize = 4;
 /// Each K chunk of one invocation loops at most this many times over 4 k: the software driver
 /// silently cuts a loop nest after 65535 iterations.
 pub(crate) const MAX_K_CHUNK: usize = 4 * 15_000;
@@ -149,9 +154,38 @@ impl Product {
         self.a.inner == NO_WRAP || self.a.inner.is_multiple_of(4)
     }
 
+    /// Groups of 8 rows one invocation of `gemm_tall` computes for this product, or `None` when
+    /// M is too small for it and `gemm` (8 x 8 blocks) runs.
+    fn tall_groups(&self) -> Option<usize> {
+        if !self.tall() {
+            return None;
+        }
+        match self.m {
+            m if m >= 64 => Some(8),
+            _ => Some(4),
+        }
+    }
+
+    /// Whether `gemm_tall` (not `gemm`) computes this product: M of at least 32.
+    pub fn tall(&self) -> bool {
+        self.m >= 32
+    }
+
+    /// Whether `gemm_tall` can read A four k at a time as one vec4: contiguous along k, rows and
+    /// blocks on whole vec4.
+    fn a_vec4(&self) -> bool {
+        self.a.minor == 1 && self.a.vec4_ready()
+    }
+
     /// Workgroups (x along m, y along n) of the launch.
     fn groups(&self) -> [usize; 2] {
-        [self.m.div_ceil(BLOCK), self.n.div_ceil(BLOCK * WG)]
+        match self.tall_groups() {
+            Some(groups) => [
+                self.m.div_ceil(BLOCK * groups),
+                self.n.div_ceil(TALL_COLUMNS * WG),
+            ],
+            None => [self.m.div_ceil(BLOCK), self.n.div_ceil(BLOCK * WG)],
+        }
     }
 
     /// (chunks, K per chunk): K is split when one invocation would loop too long, or when the
@@ -218,7 +252,13 @@ fn launch(
         "blocked gemm: A's blocks along k must hold groups of 4"
     );
     let vec4 = p.b.vec4_ready();
-    let kernel = Kernel::new(&SHADER, "gemm")
+    let kernel = match p.tall_groups() {
+        Some(groups) => Kernel::new(&SHADER, "gemm_tall")
+            .flag("A_VEC4", p.a_vec4())
+            .with("GROUPS", groups as f64),
+        None => Kernel::new(&SHADER, "gemm"),
+    };
+    let kernel = kernel
         .flag("B_VEC4", vec4)
         .with("WG", WG as f64)
         .with("BIAS", bias.map_or(0.0, |(_, per)| per as u32 as f64));
@@ -245,7 +285,13 @@ fn launch(
     a.gpu().dispatch_counted(
         &kernel,
         &params,
-        &[a.bind(A), b.bind_vec4(B), bias_arg, out.bind(C)],
+        &[
+            a.bind(A),
+            b.bind_vec4(B),
+            bias_arg,
+            out.bind(C),
+            a.bind_vec4(A_VEC4),
+        ],
         [x as u32, y as u32, split.0],
         flops,
     );
@@ -383,15 +429,21 @@ const MAX_LOOP: usize = 60_000;
 
 /// Records the columns of x into `out`: [rows, ld] (or with `transposed`, [columns, ld]).
 pub(crate) fn im2col(x: &Tensor, g: &Lowering, transposed: bool, ld: usize, out: &Tensor) {
+    assert!(
+        ld.is_multiple_of(4),
+        "im2col: rows must be whole vec4 apart"
+    );
     let kernel = Kernel::new(&SHADER, "im2col")
         .flag("TRANSPOSED", transposed)
         .flag("MASKED", g.masked());
+    // an invocation takes one column (transposed) or four
+    let per_invocation = if transposed { 1 } else { 4 };
     x.gpu().dispatch(
         &kernel,
         &g.params(ld),
-        &[x.bind(A), out.bind(C)],
+        &[x.bind(A), out.bind_vec4(COLS)],
         [
-            g.columns().div_ceil(64) as u32,
+            g.columns().div_ceil(per_invocation).div_ceil(64) as u32,
             g.rows().div_ceil(IM2COL_ROWS) as u32,
             1,
         ],

@@ -120,32 +120,39 @@ pub struct WindowWeight {
 impl WindowWeight {
     /// Lays out the OIHW weight `w` (a copy: later changes to `w` are not seen).
     pub fn new(w: &Tensor) -> Self {
-        let dims = dims4(w, "window weight");
-        let [cout, cin, kh, kw] = dims;
-        let terms = cin * kh * kw;
-        let gpu = w.gpu();
-        let transposed = Tensor::uninit(gpu, &[terms, cout.div_ceil(4) * 4]);
-        let params = Params {
-            cin: cin as u32,
-            cout: cout as u32,
-            k_h: kh as u32,
-            k_w: kw as u32,
-            ..Params::default()
-        };
-        gpu.run(
-            &SHADER,
-            "transpose_weight",
-            &params,
-            &[w.bind(WEIGHT), transposed.bind(OUT)],
-            gpu.grid_for(transposed.numel()),
-        );
-        Self { transposed, dims }
+        Self {
+            transposed: transposed_weight(w),
+            dims: dims4(w, "window weight"),
+        }
     }
 
     /// The OIHW dims [Cout, Cin, kH, kW].
     pub fn dims(&self) -> [usize; 4] {
         self.dims
     }
+}
+
+/// The OIHW weight `w` [Cout, Cin, kH, kW] transposed to [Cin * kH * kW, Cout rounded up to 4]
+/// (the rounding filled with zeros), a copy.
+pub(crate) fn transposed_weight(w: &Tensor) -> Tensor {
+    let [cout, cin, kh, kw] = dims4(w, "weight");
+    let gpu = w.gpu();
+    let transposed = Tensor::uninit(gpu, &[cin * kh * kw, cout.div_ceil(4) * 4]);
+    let params = Params {
+        cin: cin as u32,
+        cout: cout as u32,
+        k_h: kh as u32,
+        k_w: kw as u32,
+        ..Params::default()
+    };
+    gpu.run(
+        &SHADER,
+        "transpose_weight",
+        &params,
+        &[w.bind(WEIGHT), transposed.bind(OUT)],
+        gpu.grid_for(transposed.numel()),
+    );
+    transposed
 }
 
 /// The convolution of x [N, Cin, H, W] with `w` (OIHW [Cout, Cin, kH, kW], laid out by

@@ -9,6 +9,7 @@ use super::shape::ConvShape;
 use super::Mode;
 use crate::gpu::{Gpu, KernelSet};
 use crate::ops::blocked::{self, BiasPer, Layout, Lowering, Product, NO_WRAP};
+use crate::ops::window::transposed_weight;
 use crate::tensor::Tensor;
 
 fn lowering(s: &ConvShape) -> Lowering {
@@ -41,6 +42,8 @@ struct Plan {
     ld: usize,
     /// Elements of the column matrix.
     cols: usize,
+    /// Whether A is the weight transposed (see [`transposed_weight`]) rather than read in place.
+    transposed_weight: bool,
 }
 
 fn plan(s: &ConvShape, mode: Mode) -> Option<Plan> {
@@ -70,9 +73,10 @@ fn plan(s: &ConvShape, mode: Mode) -> Option<Plan> {
             },
             ld: n_pad,
             cols,
+            transposed_weight: false,
         },
-        Mode::InputGrad => Plan {
-            product: Product {
+        Mode::InputGrad => {
+            let mut product = Product {
                 m: k,
                 n,
                 k: cout,
@@ -85,10 +89,19 @@ fn plan(s: &ConvShape, mode: Mode) -> Option<Plan> {
                 },
                 b: Layout::channels(cout, plane),
                 c: columns(Layout::channels(k, plane)),
-            },
-            ld: n_pad,
-            cols,
-        },
+            };
+            // a product with many rows reads A as vec4 along k when it is a transposed copy
+            let transposed_weight = product.tall();
+            if transposed_weight {
+                product.a = Layout::rows(cout.div_ceil(4) * 4);
+            }
+            Plan {
+                product,
+                ld: n_pad,
+                cols,
+                transposed_weight,
+            }
+        }
         Mode::WeightGrad => Plan {
             product: Product {
                 m: cout,
@@ -104,6 +117,7 @@ fn plan(s: &ConvShape, mode: Mode) -> Option<Plan> {
             },
             ld: k_pad,
             cols: n.checked_mul(k_pad)?,
+            transposed_weight: false,
         },
     };
     Some(plan)
@@ -148,6 +162,8 @@ pub(super) fn launch(
     let p = &plan.product;
     let flops = s.flops();
     let bias = bias.map(|t| (t, BiasPer::Row));
+    let transposed = plan.transposed_weight.then(|| transposed_weight(lhs));
+    let lhs = transposed.as_ref().unwrap_or(lhs);
     let out = match mode {
         // forward: y = w cols(x); weight gradient: dw = dy cols(x)^T. A pointwise convolution's
         // columns are x itself.
