@@ -28,6 +28,7 @@
 override B_VEC4: bool = true;
 override A_VEC4: bool = false;  // gemm_tall: A read as vec4 along k (a_k == 1)
 override GROUPS: u32 = 8u;      // gemm_tall: groups of 8 rows per invocation, 4 or 8
+override B_KMAJOR: bool = false; // gemm_tall: B read as vec4 along k (b_k == 1, columns b_outer apart)
 override BIAS: u32 = 0u;       // gemm: 0 none, 1 one per row m, 2 one per column n; col2im: 1 per channel
 override TRANSPOSED: bool = false;
 override MASKED: bool = false;
@@ -192,7 +193,9 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 // gemm_tall: the GEMM for products with many rows (8 x GROUPS rows x 4 columns per invocation).
 // Lane r of the subgroup loads row r of each group of 8 rows and broadcasts it; B is one vec4 per
 // k. With A_VEC4, A is read four k at a time as one vec4, so that an invocation issues few loads
-// per product term: on a software driver each load of a lane costs a loop over the lanes.
+// per product term: on a software driver each load of a lane costs a loop over the lanes. With
+// B_KMAJOR, B is read as one vec4 along k per column (a transposed operand, such as the columns
+// of a convolution for its weight gradient).
 
 // One k into a group of 8 rows x 4 columns: row i of the group is lane i's `ak`.
 fn accumulate8(acc: ptr<function, array<vec4<f32>, 8>>, ak: f32, bk: vec4<f32>) {
@@ -204,6 +207,15 @@ fn accumulate8(acc: ptr<function, array<vec4<f32>, 8>>, ak: f32, bk: vec4<f32>) 
     (*acc)[5] += subgroupBroadcast(ak, 5u) * bk;
     (*acc)[6] += subgroupBroadcast(ak, 6u) * bk;
     (*acc)[7] += subgroupBroadcast(ak, 7u) * bk;
+}
+
+// B(k0 + i, n .. n + 3) for i = 0 .. 3 as the columns of a matrix, from the column bases of
+// this invocation (k0 a multiple of 4).
+fn load_b_block(base: vec4<u32>, k0: u32) -> mat4x4<f32> {
+    if (B_KMAJOR) {
+        return transpose(mat4x4<f32>(b[(base.x + k0) >> 2u], b[(base.y + k0) >> 2u], b[(base.z + k0) >> 2u], b[(base.w + k0) >> 2u]));
+    }
+    return mat4x4<f32>(load_b4(base, k0), load_b4(base, k0 + 1u), load_b4(base, k0 + 2u), load_b4(base, k0 + 3u));
 }
 
 // A(row, k .. k + 3) from the row's offset plus k's.
@@ -290,7 +302,8 @@ fn gemm_tall(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
             a6 = load_a4(row6 + k_off);
             a7 = load_a4(row7 + k_off);
         }
-        let bx = load_b4(base, k0);
+        let b_block = load_b_block(base, k0);
+        let bx = b_block[0];
         accumulate8(&acc0, a0.x, bx);
         accumulate8(&acc1, a1.x, bx);
         accumulate8(&acc2, a2.x, bx);
@@ -301,7 +314,7 @@ fn gemm_tall(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
             accumulate8(&acc6, a6.x, bx);
             accumulate8(&acc7, a7.x, bx);
         }
-        let by = load_b4(base, k0 + 1u);
+        let by = b_block[1];
         accumulate8(&acc0, a0.y, by);
         accumulate8(&acc1, a1.y, by);
         accumulate8(&acc2, a2.y, by);
@@ -312,7 +325,7 @@ fn gemm_tall(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
             accumulate8(&acc6, a6.y, by);
             accumulate8(&acc7, a7.y, by);
         }
-        let bz = load_b4(base, k0 + 2u);
+        let bz = b_block[2];
         accumulate8(&acc0, a0.z, bz);
         accumulate8(&acc1, a1.z, bz);
         accumulate8(&acc2, a2.z, bz);
@@ -323,7 +336,7 @@ fn gemm_tall(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
             accumulate8(&acc6, a6.z, bz);
             accumulate8(&acc7, a7.z, bz);
         }
-        let bw = load_b4(base, k0 + 3u);
+        let bw = b_block[3];
         accumulate8(&acc0, a0.w, bw);
         accumulate8(&acc1, a1.w, bw);
         accumulate8(&acc2, a2.w, bw);
@@ -521,6 +534,19 @@ fn im2col(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) 
             }
         }
     }
+}
+
+// out[ci, co, ky, kx] = a[co, ci, kH - 1 - ky, kW - 1 - kx] for a weight of `m` output channels:
+// the weight of the convolution of dy that gives a stride-1 convolution's input gradient.
+@compute @workgroup_size(256)
+fn flipped_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let e = gid.x + gid.y * nwg.x * 256u;
+    let taps = p.k_h * p.k_w;
+    if (e >= p.cin * p.m * taps) { return; }
+    let tap = e % taps;
+    let co = (e / taps) % p.m;
+    let ci = e / (taps * p.m);
+    c[e] = a[(co * p.cin + ci) * taps + taps - 1u - tap];
 }
 
 // One invocation per input position (b, iy, ix), looping over the channels and the kernel

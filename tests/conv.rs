@@ -179,6 +179,27 @@ fn check_case(gpu: &vqgpu::Gpu, c: &Case, mask: Option<SpatialMask>, seed: u64) 
         1e-4 * ((c.n * oh * ow) as f64).sqrt(),
         &format!("weight grad {what}"),
     );
+    // through autograd: on the cpu set the weight gradient reads the columns the forward made
+    let (xg, wg) = (x.with_requires_grad(true), w.with_requires_grad(true));
+    let grads = conv::conv2d(&xg, &wg, Some(&b), opts)
+        .mul(&dy)
+        .sum()
+        .backward();
+    let grad = |t: &vqgpu::Tensor| download(&grads.get(t).expect("a gradient"));
+    assert_close(
+        &grad(&wg),
+        &dw_ref,
+        1e-4,
+        1e-4 * ((c.n * oh * ow) as f64).sqrt(),
+        &format!("weight grad by autograd {what}"),
+    );
+    assert_close(
+        &grad(&xg),
+        &dx_ref,
+        1e-4,
+        1e-4 * ((c.cout * c.k.0 * c.k.1) as f64).sqrt(),
+        &format!("input grad by autograd {what}"),
+    );
     // without a bias the output is the same minus the bias
     let y_nobias = conv::conv2d(&x, &w, None, opts);
     let no_bias_ref: Vec<f64> = y_ref

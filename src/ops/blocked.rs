@@ -177,6 +177,12 @@ impl Product {
         self.a.minor == 1 && self.a.vec4_ready()
     }
 
+    /// Whether `gemm_tall` can read B four k at a time per column as one vec4: contiguous along k,
+    /// columns on whole vec4.
+    fn b_kmajor(&self) -> bool {
+        self.b.major == 1 && self.b.inner == 1 && self.b.outer.is_multiple_of(4)
+    }
+
     /// Workgroups (x along m, y along n) of the launch.
     fn groups(&self) -> [usize; 2] {
         match self.tall_groups() {
@@ -255,6 +261,7 @@ fn launch(
     let kernel = match p.tall_groups() {
         Some(groups) => Kernel::new(&SHADER, "gemm_tall")
             .flag("A_VEC4", p.a_vec4())
+            .flag("B_KMAJOR", p.b_kmajor())
             .with("GROUPS", groups as f64),
         None => Kernel::new(&SHADER, "gemm"),
     };
@@ -448,6 +455,33 @@ pub(crate) fn im2col(x: &Tensor, g: &Lowering, transposed: bool, ld: usize, out:
             1,
         ],
     );
+}
+
+/// The OIHW weight `w` [Cout, Cin, kH, kW] flipped along both kernel axes with its channel axes
+/// exchanged: [Cin, Cout, kH, kW], a copy.
+pub(crate) fn flipped_weight(w: &Tensor) -> Tensor {
+    let &[cout, cin, k_h, k_w] = w.shape() else {
+        panic!(
+            "flipped_weight: the weight must be OIHW, got {:?}",
+            w.shape()
+        );
+    };
+    let gpu = w.gpu();
+    let out = Tensor::uninit(gpu, &[cin, cout, k_h, k_w]);
+    let params = Params {
+        m: cout as u32,
+        cin: cin as u32,
+        k_h: k_h as u32,
+        k_w: k_w as u32,
+        ..Params::default()
+    };
+    gpu.dispatch(
+        &Kernel::new(&SHADER, "flipped_weight"),
+        &params,
+        &[w.bind(A), out.bind(C)],
+        gpu.grid_for(out.numel()),
+    );
+    out
 }
 
 /// Records dx = col2im(cols) (+ bias per channel) into `out` [batch, cin, in_h, in_w], for

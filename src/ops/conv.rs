@@ -262,7 +262,7 @@ fn split_launch(
     shape: &[usize; 4],
     rg: bool,
 ) -> Tensor {
-    if let Some(out) = lowered::launch(s, mode, lhs, rhs, bias, shape) {
+    if let Some((out, _)) = lowered::launch(s, mode, lhs, rhs, bias, shape) {
         return if rg {
             out.with_requires_grad(true)
         } else {
@@ -318,14 +318,26 @@ pub fn conv2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, options: Conv2dOpti
     let mut inputs = vec![x, w];
     inputs.extend(bias);
     let rg = autograd::needs_grad(&inputs);
-    let y = split_launch(&s, Mode::Forward, w, x, bias, &s.y_shape(), rg);
+    // on the CPU set the columns of x made for the forward are kept for the weight gradient
+    let (y, columns) = match lowered::launch(&s, Mode::Forward, w, x, bias, &s.y_shape()) {
+        Some((y, columns)) => (y.with_requires_grad(rg), columns),
+        None => (
+            split_launch(&s, Mode::Forward, w, x, bias, &s.y_shape(), rg),
+            None,
+        ),
+    };
     if rg {
         let (x_s, w_s) = (x.detach(), w.detach());
+        let columns = columns.filter(|_| w.requires_grad());
         record_backward(
             &inputs,
             &y,
             move |g| conv2d_input_grad(g, &w_s, (x4[2], x4[3]), options),
-            move |g| conv2d_weight_grad(g, &x_s, (w4[2], w4[3]), options),
+            move |g| {
+                columns
+                    .and_then(|c| lowered::weight_grad_from_columns(&s, g, &c))
+                    .unwrap_or_else(|| conv2d_weight_grad(g, &x_s, (w4[2], w4[3]), options))
+            },
         );
     }
     y

@@ -42,8 +42,50 @@ struct Plan {
     ld: usize,
     /// Elements of the column matrix.
     cols: usize,
-    /// Whether A is the weight transposed (see [`transposed_weight`]) rather than read in place.
-    transposed_weight: bool,
+    /// The geometry of the columns: the convolution's own, or for a flipped input gradient the
+    /// convolution of dy that computes it.
+    lowering: Lowering,
+    /// How the product reads the weight (forward and input gradient).
+    weight: Weight,
+}
+
+/// How a product reads the weight.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Weight {
+    /// In place (or not at all: the weight gradient).
+    InPlace,
+    /// A transposed copy [Cin x kH x kW, Cout rounded up to 4] (see [`transposed_weight`]).
+    Transposed,
+    /// A flipped copy [Cin, Cout, kH, kW] (see [`blocked::flipped_weight`]).
+    Flipped,
+}
+
+/// Whether the input gradient is computed as a convolution of dy (stride 1, padding below the
+/// kernel size): dx = conv(dy, the weight flipped and its channels exchanged, padding k - 1 - p).
+/// Its columns have Cout x kH x kW rows where `col2im` would read Cin x kH x kW of them.
+fn flipped_input_gradient(s: &ConvShape) -> bool {
+    s.stride_h == 1 && s.stride_w == 1 && s.pad_h < s.k_h && s.pad_w < s.k_w
+}
+
+/// The convolution of dy [batch, cout, out_h, out_w] that computes dx (see
+/// [`flipped_input_gradient`]); a kept kernel position t is kept at kH x kW - 1 - t.
+fn flipped_lowering(s: &ConvShape) -> Lowering {
+    let g = lowering(s);
+    let taps = s.k_h * s.k_w;
+    let mask = if g.mask == u64::MAX {
+        u64::MAX
+    } else {
+        (0..taps)
+            .filter(|t| g.mask >> t & 1 == 1)
+            .fold(0, |m, t| m | 1 << (taps - 1 - t))
+    };
+    Lowering {
+        x: [s.batch, s.cout, s.out_h, s.out_w],
+        out: [s.in_h, s.in_w],
+        pad: [s.k_h - 1 - s.pad_h, s.k_w - 1 - s.pad_w],
+        mask,
+        ..g
+    }
 }
 
 fn plan(s: &ConvShape, mode: Mode) -> Option<Plan> {
@@ -73,8 +115,28 @@ fn plan(s: &ConvShape, mode: Mode) -> Option<Plan> {
             },
             ld: n_pad,
             cols,
-            transposed_weight: false,
+            lowering: g,
+            weight: Weight::InPlace,
         },
+        Mode::InputGrad if !direct && flipped_input_gradient(s) => {
+            let f = flipped_lowering(s);
+            let (k, n) = (f.rows(), f.columns());
+            let ld = n.div_ceil(4) * 4;
+            Plan {
+                product: Product {
+                    m: s.cin as usize,
+                    n,
+                    k,
+                    a: Layout::rows(k),
+                    b: Layout::rows(ld),
+                    c: Layout::channels(s.cin as usize, (s.in_h * s.in_w) as usize),
+                },
+                ld,
+                cols: k.checked_mul(ld)?,
+                lowering: f,
+                weight: Weight::Flipped,
+            }
+        }
         Mode::InputGrad => {
             let mut product = Product {
                 m: k,
@@ -91,15 +153,18 @@ fn plan(s: &ConvShape, mode: Mode) -> Option<Plan> {
                 c: columns(Layout::channels(k, plane)),
             };
             // a product with many rows reads A as vec4 along k when it is a transposed copy
-            let transposed_weight = product.tall();
-            if transposed_weight {
+            let weight = if product.tall() {
                 product.a = Layout::rows(cout.div_ceil(4) * 4);
-            }
+                Weight::Transposed
+            } else {
+                Weight::InPlace
+            };
             Plan {
                 product,
                 ld: n_pad,
                 cols,
-                transposed_weight,
+                lowering: g,
+                weight,
             }
         }
         Mode::WeightGrad => Plan {
@@ -117,7 +182,8 @@ fn plan(s: &ConvShape, mode: Mode) -> Option<Plan> {
             },
             ld: k_pad,
             cols: n.checked_mul(k_pad)?,
-            transposed_weight: false,
+            lowering: g,
+            weight: Weight::InPlace,
         },
     };
     Some(plan)
@@ -135,9 +201,11 @@ fn usable_plan(gpu: &Gpu, s: &ConvShape, mode: Mode) -> Option<Plan> {
         && plan.cols < u32::MAX as usize
         && plan.product.a_ready()
         && plan.product.fits(gpu)
-        && lowering(s).fits(gpu)
-        // the input gradient's sum (over output channels) is never split
-        && (mode != Mode::InputGrad || plan.product.split().0 == 1);
+        && plan.lowering.fits(gpu)
+        // the sum of an input gradient folded by `col2im` is never split
+        && (mode != Mode::InputGrad
+            || plan.weight == Weight::Flipped
+            || plan.product.split().0 == 1);
     ok.then_some(plan)
 }
 
@@ -146,8 +214,18 @@ pub(super) fn k_split(gpu: &Gpu, s: &ConvShape, mode: Mode) -> Option<(u32, u32)
     usable_plan(gpu, s, mode).map(|p| p.product.split())
 }
 
+/// The column matrix of a forward convolution's input, kept for its weight gradient.
+pub(super) struct Columns {
+    /// [rows, ld]: rows cin x kH x kW, columns batch x out_h x out_w (then zeros up to `ld`).
+    cols: Tensor,
+    ld: usize,
+    rows: usize,
+    columns: usize,
+}
+
 /// Records `mode(lhs, rhs) (+ bias)` on the CPU set into a new tensor of `shape`, or returns
-/// `None` (recording nothing) when `conv.wgsl` must compute it. No autograd.
+/// `None` (recording nothing) when `conv.wgsl` must compute it. A forward convolution also returns
+/// the columns of its input, if it made them. No autograd.
 pub(super) fn launch(
     s: &ConvShape,
     mode: Mode,
@@ -155,35 +233,93 @@ pub(super) fn launch(
     rhs: &Tensor,
     bias: Option<&Tensor>,
     shape: &[usize; 4],
-) -> Option<Tensor> {
+) -> Option<(Tensor, Option<Columns>)> {
     let gpu = lhs.gpu();
     let plan = usable_plan(gpu, s, mode)?;
-    let g = lowering(s);
+    let g = &plan.lowering;
     let p = &plan.product;
     let flops = s.flops();
     let bias = bias.map(|t| (t, BiasPer::Row));
-    let transposed = plan.transposed_weight.then(|| transposed_weight(lhs));
-    let lhs = transposed.as_ref().unwrap_or(lhs);
+    let copy = match plan.weight {
+        Weight::InPlace => None,
+        Weight::Transposed => Some(transposed_weight(lhs)),
+        Weight::Flipped => Some(blocked::flipped_weight(lhs)),
+    };
+    let lhs = copy.as_ref().unwrap_or(lhs);
     let out = match mode {
         // forward: y = w cols(x); weight gradient: dw = dy cols(x)^T. A pointwise convolution's
         // columns are x itself.
         Mode::Forward | Mode::WeightGrad => {
             let cols = (plan.cols > 0).then(|| {
                 let cols = Tensor::uninit(gpu, &[plan.cols]);
-                blocked::im2col(rhs, &g, mode == Mode::WeightGrad, plan.ld, &cols);
+                blocked::im2col(rhs, g, mode == Mode::WeightGrad, plan.ld, &cols);
                 cols
             });
-            blocked::product(p, lhs, cols.as_ref().unwrap_or(rhs), bias, shape, flops)
+            let out = blocked::product(p, lhs, cols.as_ref().unwrap_or(rhs), bias, shape, flops);
+            let columns = cols.filter(|_| mode == Mode::Forward).map(|cols| Columns {
+                cols,
+                ld: plan.ld,
+                rows: g.rows(),
+                columns: g.columns(),
+            });
+            return Some((out, columns));
+        }
+        // dx = the flipped weight times the columns of dy
+        Mode::InputGrad if plan.weight == Weight::Flipped => {
+            let cols = Tensor::uninit(gpu, &[plan.cols]);
+            blocked::im2col(rhs, g, false, plan.ld, &cols);
+            blocked::product(p, lhs, &cols, bias, shape, flops)
         }
         // the columns' gradient w^T dy, folded back onto the input; a pointwise convolution's
         // columns' gradient is dx itself
         Mode::InputGrad if plan.cols > 0 => {
             let cols = blocked::product(p, lhs, rhs, None, &[plan.cols], flops);
             let out = Tensor::uninit(gpu, shape);
-            blocked::col2im(&cols, &g, plan.ld, bias.map(|(t, _)| t), &out);
+            blocked::col2im(&cols, g, plan.ld, bias.map(|(t, _)| t), &out);
             out
         }
         Mode::InputGrad => blocked::product(p, lhs, rhs, bias, shape, flops),
     };
-    Some(out)
+    Some((out, None))
+}
+
+/// The weight gradient dw = dy cols^T from the columns its forward convolution kept, with the
+/// columns read in place along k; `None` (recording nothing) when the product is too short for
+/// that (fewer than 32 output channels) or its launch would not fit the adapter.
+pub(super) fn weight_grad_from_columns(
+    s: &ConvShape,
+    dy: &Tensor,
+    columns: &Columns,
+) -> Option<Tensor> {
+    let (cout, plane) = (s.cout as usize, (s.out_h * s.out_w) as usize);
+    let p = Product {
+        m: cout,
+        n: columns.rows,
+        k: columns.columns,
+        // A(co, (b, pixel)) = dy[b, co, pixel]
+        a: Layout {
+            minor: 1,
+            ..Layout::channels(cout, plane)
+        },
+        // B((b, pixel), j) = cols[j, (b, pixel)]: columns `ld` apart, contiguous along k
+        b: Layout {
+            major: 1,
+            minor: 1,
+            inner: 1,
+            outer: columns.ld as u32,
+        },
+        c: Layout::rows(columns.rows),
+    };
+    if !(p.tall() && p.a_ready() && p.fits(dy.gpu())) {
+        return None;
+    }
+    let shape = s.w_shape();
+    Some(blocked::product(
+        &p,
+        dy,
+        &columns.cols,
+        None,
+        &shape,
+        s.flops(),
+    ))
 }
