@@ -28,6 +28,7 @@
 override B_VEC4: bool = true;
 override A_VEC4: bool = false;  // gemm_tall: A read as vec4 along k (a_k == 1)
 override GROUPS: u32 = 8u;      // gemm_tall: groups of 8 rows per invocation, 4 or 8
+override C_VEC4: bool = false;  // gemm_tall: C written as vec4 (N, rows and blocks on whole vec4)
 override B_KMAJOR: bool = false; // gemm_tall: B read as vec4 along k (b_k == 1, columns b_outer apart)
 override BIAS: u32 = 0u;       // gemm: 0 none, 1 one per row m, 2 one per column n; col2im: 1 per channel
 override TRANSPOSED: bool = false;
@@ -79,6 +80,7 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> c_dist: array<f32>; // nearest: best distances
 @group(0) @binding(6) var<storage, read> a_vec4: array<vec4<f32>>;   // gemm_tall with A_VEC4: a again
 @group(0) @binding(7) var<storage, read_write> cols4: array<vec4<f32>>; // im2col: the columns
+@group(0) @binding(8) var<storage, read_write> c_vec4: array<vec4<f32>>; // gemm_tall with C_VEC4: c again
 
 fn load_b1(e: u32) -> f32 {
     return b[e >> 2u][e & 3u];
@@ -227,12 +229,21 @@ fn load_a4(off: u32) -> vec4<f32> {
 // Row m (skipped past M) of C at columns n0 .. n0 + 3 (those before N).
 fn store_row4(v: vec4<f32>, m: u32, n0: u32, chunk: u32) {
     if (m >= p.m) { return; }
-    var row_bias = 0.0;
-    if (BIAS == 1u && chunk == 0u) { row_bias = bias[m]; }
+    var row = v;
+    if (BIAS == 1u && chunk == 0u) { row += bias[m]; }
+    if (C_VEC4) {
+        // the four columns lie in one block of C (N and its blocks hold whole vec4)
+        if (n0 >= p.n) { return; }
+        if (BIAS == 2u && chunk == 0u) { row += vec4<f32>(bias[n0], bias[n0 + 1u], bias[n0 + 2u], bias[n0 + 3u]); }
+        var column = n0;
+        if (p.c_inner != NO_WRAP) { column = (n0 / p.c_inner) * p.c_outer + n0 % p.c_inner; }
+        c_vec4[(chunk * p.c_chunk + column + m * p.c_m) >> 2u] = row;
+        return;
+    }
     for (var j = 0u; j < 4u; j++) {
         let n = n0 + j;
         if (n >= p.n) { break; }
-        var v_j = v[j] + row_bias;
+        var v_j = row[j];
         if (BIAS == 2u && chunk == 0u) { v_j += bias[n]; }
         var column = n;
         if (p.c_inner != NO_WRAP) { column = (n / p.c_inner) * p.c_outer + n % p.c_inner; }

@@ -12,7 +12,7 @@ use crate::tensor::Tensor;
 pub static SHADER: Shader = crate::shader!(
     "blocked",
     Params,
-    [A, B, BIAS, C, C_DIST, A_VEC4, COLS],
+    [A, B, BIAS, C, C_DIST, A_VEC4, COLS, C_VEC4],
     subgroups,
     overrides: [
         &[&[("WG", WG as f64)]],
@@ -27,6 +27,7 @@ const C: Binding = Binding::read_write(4, "c");
 const C_DIST: Binding = Binding::read_write(5, "c_dist");
 const A_VEC4: Binding = Binding::read(6, "a_vec4");
 const COLS: Binding = Binding::read_write(7, "cols4");
+const C_VEC4: Binding = Binding::read_write(8, "c_vec4");
 
 crate::uniform_params! {
     #[derive(Default, Debug)]
@@ -183,6 +184,11 @@ impl Product {
         self.b.major == 1 && self.b.inner == 1 && self.b.outer.is_multiple_of(4)
     }
 
+    /// Whether `gemm_tall` can write C as vec4: N, C's rows and blocks on whole vec4.
+    fn c_vec4(&self) -> bool {
+        self.n.is_multiple_of(4) && self.c.vec4_ready()
+    }
+
     /// Workgroups (x along m, y along n) of the launch.
     fn groups(&self) -> [usize; 2] {
         match self.tall_groups() {
@@ -262,6 +268,7 @@ fn launch(
         Some(groups) => Kernel::new(&SHADER, "gemm_tall")
             .flag("A_VEC4", p.a_vec4())
             .flag("B_KMAJOR", p.b_kmajor())
+            .flag("C_VEC4", p.c_vec4())
             .with("GROUPS", groups as f64),
         None => Kernel::new(&SHADER, "gemm"),
     };
@@ -298,6 +305,7 @@ fn launch(
             bias_arg,
             out.bind(C),
             a.bind_vec4(A_VEC4),
+            out.bind_vec4(C_VEC4),
         ],
         [x as u32, y as u32, split.0],
         flops,
