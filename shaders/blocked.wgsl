@@ -220,6 +220,30 @@ fn load_b_block(base: vec4<u32>, k0: u32) -> mat4x4<f32> {
     return mat4x4<f32>(load_b4(base, k0), load_b4(base, k0 + 1u), load_b4(base, k0 + 2u), load_b4(base, k0 + 3u));
 }
 
+// Four k into a group of 8 rows x 4 columns: row i of the group at k0 + j is component j of
+// lane i's `a`, B at k0 + j is column j of `b_block`. Each row's sums stay in registers over the
+// four k (added in the order of k).
+fn accumulate8x4(acc: ptr<function, array<vec4<f32>, 8>>, a: vec4<f32>, b_block: mat4x4<f32>) {
+    (*acc)[0] = row_sum((*acc)[0], subgroupBroadcast(a, 0u), b_block);
+    (*acc)[1] = row_sum((*acc)[1], subgroupBroadcast(a, 1u), b_block);
+    (*acc)[2] = row_sum((*acc)[2], subgroupBroadcast(a, 2u), b_block);
+    (*acc)[3] = row_sum((*acc)[3], subgroupBroadcast(a, 3u), b_block);
+    (*acc)[4] = row_sum((*acc)[4], subgroupBroadcast(a, 4u), b_block);
+    (*acc)[5] = row_sum((*acc)[5], subgroupBroadcast(a, 5u), b_block);
+    (*acc)[6] = row_sum((*acc)[6], subgroupBroadcast(a, 6u), b_block);
+    (*acc)[7] = row_sum((*acc)[7], subgroupBroadcast(a, 7u), b_block);
+}
+
+// A row's sums plus its four terms A(row, k0 + j) B(k0 + j, .), in the order of k.
+fn row_sum(acc: vec4<f32>, a: vec4<f32>, b_block: mat4x4<f32>) -> vec4<f32> {
+    var sum = acc;
+    sum += a.x * b_block[0];
+    sum += a.y * b_block[1];
+    sum += a.z * b_block[2];
+    sum += a.w * b_block[3];
+    return sum;
+}
+
 // A(row, k .. k + 3) from the row's offset plus k's.
 fn load_a4(off: u32) -> vec4<f32> {
     if (A_VEC4) { return a_vec4[off >> 2u]; }
@@ -314,49 +338,15 @@ fn gemm_tall(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
             a7 = load_a4(row7 + k_off);
         }
         let b_block = load_b_block(base, k0);
-        let bx = b_block[0];
-        accumulate8(&acc0, a0.x, bx);
-        accumulate8(&acc1, a1.x, bx);
-        accumulate8(&acc2, a2.x, bx);
-        accumulate8(&acc3, a3.x, bx);
+        accumulate8x4(&acc0, a0, b_block);
+        accumulate8x4(&acc1, a1, b_block);
+        accumulate8x4(&acc2, a2, b_block);
+        accumulate8x4(&acc3, a3, b_block);
         if (GROUPS > 4u) {
-            accumulate8(&acc4, a4.x, bx);
-            accumulate8(&acc5, a5.x, bx);
-            accumulate8(&acc6, a6.x, bx);
-            accumulate8(&acc7, a7.x, bx);
-        }
-        let by = b_block[1];
-        accumulate8(&acc0, a0.y, by);
-        accumulate8(&acc1, a1.y, by);
-        accumulate8(&acc2, a2.y, by);
-        accumulate8(&acc3, a3.y, by);
-        if (GROUPS > 4u) {
-            accumulate8(&acc4, a4.y, by);
-            accumulate8(&acc5, a5.y, by);
-            accumulate8(&acc6, a6.y, by);
-            accumulate8(&acc7, a7.y, by);
-        }
-        let bz = b_block[2];
-        accumulate8(&acc0, a0.z, bz);
-        accumulate8(&acc1, a1.z, bz);
-        accumulate8(&acc2, a2.z, bz);
-        accumulate8(&acc3, a3.z, bz);
-        if (GROUPS > 4u) {
-            accumulate8(&acc4, a4.z, bz);
-            accumulate8(&acc5, a5.z, bz);
-            accumulate8(&acc6, a6.z, bz);
-            accumulate8(&acc7, a7.z, bz);
-        }
-        let bw = b_block[3];
-        accumulate8(&acc0, a0.w, bw);
-        accumulate8(&acc1, a1.w, bw);
-        accumulate8(&acc2, a2.w, bw);
-        accumulate8(&acc3, a3.w, bw);
-        if (GROUPS > 4u) {
-            accumulate8(&acc4, a4.w, bw);
-            accumulate8(&acc5, a5.w, bw);
-            accumulate8(&acc6, a6.w, bw);
-            accumulate8(&acc7, a7.w, bw);
+            accumulate8x4(&acc4, a4, b_block);
+            accumulate8x4(&acc5, a5, b_block);
+            accumulate8x4(&acc6, a6, b_block);
+            accumulate8x4(&acc7, a7, b_block);
         }
         inner += 4u;
         k_off += 4u * p.a_k;
