@@ -97,6 +97,12 @@ fn column_base(n: u32) -> u32 {
     return (n / p.b_inner) * p.b_outer + n % p.b_inner;
 }
 
+// The bases of columns n .. n + 3 for `load_b4` (only the first with B_VEC4).
+fn column_bases(n: u32) -> vec4<u32> {
+    if (B_VEC4) { return vec4<u32>(column_base(n), 0u, 0u, 0u); }
+    return vec4<u32>(column_base(n), column_base(n + 1u), column_base(n + 2u), column_base(n + 3u));
+}
+
 // One k into the 8 x 8 block (rows 0..7 of columns 0..3, then of columns 4..7): row r of A is
 // the value `ak` held by lane r.
 fn accumulate(acc: ptr<function, array<vec4<f32>, 16>>, ak: f32, b0: vec4<f32>, b1: vec4<f32>) {
@@ -192,8 +198,8 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     }
 }
 
-// gemm_tall: the GEMM for products with many rows (8 x GROUPS rows x 4 columns per invocation).
-// Lane r of the subgroup loads row r of each group of 8 rows and broadcasts it; B is one vec4 per
+// gemm_tall: the GEMM for products with many rows (8 x GROUPS rows x 8 columns per invocation).
+// Lane r of the subgroup loads row r of each group of 8 rows and broadcasts it; B is two vec4 per
 // k. With A_VEC4, A is read four k at a time as one vec4, so that an invocation issues few loads
 // per product term: on a software driver each load of a lane costs a loop over the lanes. With
 // B_KMAJOR, B is read as one vec4 along k per column (a transposed operand, such as the columns
@@ -291,7 +297,7 @@ fn gemm_tall(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
              @builtin(subgroup_invocation_id) lane: u32) {
     let chunk = wid.z;
     let m0 = wid.x * 8u * GROUPS;
-    let n0 = (wid.y * WG + lid.x) * 4u;
+    let n0 = (wid.y * WG + lid.x) * 8u;
     let k_begin = chunk * p.k_chunk;
     let k_end = min(p.k, k_begin + p.k_chunk);
     // lanes past row 7 of a group or past M load a valid row too (never broadcast, or never stored)
@@ -307,46 +313,64 @@ fn gemm_tall(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
     // A's offset of k (added to each row's), kept without division as in `gemm`
     var inner = k_begin % p.a_inner;
     var k_off = (k_begin / p.a_inner) * p.a_outer + inner * p.a_k;
-    var base = vec4<u32>(0u);
-    if (B_VEC4) {
-        base.x = column_base(n0);
-    } else {
-        base = vec4<u32>(column_base(n0), column_base(n0 + 1u), column_base(n0 + 2u), column_base(n0 + 3u));
-    }
-    var acc0: array<vec4<f32>, 8>;
-    var acc1: array<vec4<f32>, 8>;
-    var acc2: array<vec4<f32>, 8>;
-    var acc3: array<vec4<f32>, 8>;
-    var acc4: array<vec4<f32>, 8>;
-    var acc5: array<vec4<f32>, 8>;
-    var acc6: array<vec4<f32>, 8>;
-    var acc7: array<vec4<f32>, 8>;
+    // the columns n0 .. n0 + 3 (left) and n0 + 4 .. n0 + 7 (right)
+    let left = column_bases(n0);
+    let right = column_bases(n0 + 4u);
+    var left0: array<vec4<f32>, 8>;
+    var right0: array<vec4<f32>, 8>;
+    var left1: array<vec4<f32>, 8>;
+    var right1: array<vec4<f32>, 8>;
+    var left2: array<vec4<f32>, 8>;
+    var right2: array<vec4<f32>, 8>;
+    var left3: array<vec4<f32>, 8>;
+    var right3: array<vec4<f32>, 8>;
+    var left4: array<vec4<f32>, 8>;
+    var right4: array<vec4<f32>, 8>;
+    var left5: array<vec4<f32>, 8>;
+    var right5: array<vec4<f32>, 8>;
+    var left6: array<vec4<f32>, 8>;
+    var right6: array<vec4<f32>, 8>;
+    var left7: array<vec4<f32>, 8>;
+    var right7: array<vec4<f32>, 8>;
+    var a0: vec4<f32>;
+    var a1: vec4<f32>;
+    var a2: vec4<f32>;
+    var a3: vec4<f32>;
+    var a4: vec4<f32>;
+    var a5: vec4<f32>;
+    var a6: vec4<f32>;
+    var a7: vec4<f32>;
     let k_whole = k_begin + (k_end - k_begin) / 4u * 4u;
     for (var k0 = k_begin; k0 < k_whole; k0 += 4u) {
-        var a4: vec4<f32>;
-        var a5: vec4<f32>;
-        var a6: vec4<f32>;
-        var a7: vec4<f32>;
-        let a0 = load_a4(row0 + k_off);
-        let a1 = load_a4(row1 + k_off);
-        let a2 = load_a4(row2 + k_off);
-        let a3 = load_a4(row3 + k_off);
+        a0 = load_a4(row0 + k_off);
+        a1 = load_a4(row1 + k_off);
+        a2 = load_a4(row2 + k_off);
+        a3 = load_a4(row3 + k_off);
         if (GROUPS > 4u) {
             a4 = load_a4(row4 + k_off);
             a5 = load_a4(row5 + k_off);
             a6 = load_a4(row6 + k_off);
             a7 = load_a4(row7 + k_off);
         }
-        let b_block = load_b_block(base, k0);
-        accumulate8x4(&acc0, a0, b_block);
-        accumulate8x4(&acc1, a1, b_block);
-        accumulate8x4(&acc2, a2, b_block);
-        accumulate8x4(&acc3, a3, b_block);
+        let b_left = load_b_block(left, k0);
+        let b_right = load_b_block(right, k0);
+        accumulate8x4(&left0, a0, b_left);
+        accumulate8x4(&right0, a0, b_right);
+        accumulate8x4(&left1, a1, b_left);
+        accumulate8x4(&right1, a1, b_right);
+        accumulate8x4(&left2, a2, b_left);
+        accumulate8x4(&right2, a2, b_right);
+        accumulate8x4(&left3, a3, b_left);
+        accumulate8x4(&right3, a3, b_right);
         if (GROUPS > 4u) {
-            accumulate8x4(&acc4, a4, b_block);
-            accumulate8x4(&acc5, a5, b_block);
-            accumulate8x4(&acc6, a6, b_block);
-            accumulate8x4(&acc7, a7, b_block);
+            accumulate8x4(&left4, a4, b_left);
+            accumulate8x4(&right4, a4, b_right);
+            accumulate8x4(&left5, a5, b_left);
+            accumulate8x4(&right5, a5, b_right);
+            accumulate8x4(&left6, a6, b_left);
+            accumulate8x4(&right6, a6, b_right);
+            accumulate8x4(&left7, a7, b_left);
+            accumulate8x4(&right7, a7, b_right);
         }
         inner += 4u;
         k_off += 4u * p.a_k;
@@ -355,29 +379,47 @@ fn gemm_tall(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
             k_off += p.a_outer - p.a_inner * p.a_k;
         }
     }
+    // the rest lies inside one block of A along k (blocks hold whole groups of 4)
     for (var k = k_whole; k < k_end; k++) {
-        let bk = load_b4(base, k);
-        accumulate8(&acc0, a[row0 + k_off], bk);
-        accumulate8(&acc1, a[row1 + k_off], bk);
-        accumulate8(&acc2, a[row2 + k_off], bk);
-        accumulate8(&acc3, a[row3 + k_off], bk);
+        let b_left = load_b4(left, k);
+        let b_right = load_b4(right, k);
+        accumulate8(&left0, a[row0 + k_off], b_left);
+        accumulate8(&right0, a[row0 + k_off], b_right);
+        accumulate8(&left1, a[row1 + k_off], b_left);
+        accumulate8(&right1, a[row1 + k_off], b_right);
+        accumulate8(&left2, a[row2 + k_off], b_left);
+        accumulate8(&right2, a[row2 + k_off], b_right);
+        accumulate8(&left3, a[row3 + k_off], b_left);
+        accumulate8(&right3, a[row3 + k_off], b_right);
         if (GROUPS > 4u) {
-            accumulate8(&acc4, a[row4 + k_off], bk);
-            accumulate8(&acc5, a[row5 + k_off], bk);
-            accumulate8(&acc6, a[row6 + k_off], bk);
-            accumulate8(&acc7, a[row7 + k_off], bk);
+            accumulate8(&left4, a[row4 + k_off], b_left);
+            accumulate8(&right4, a[row4 + k_off], b_right);
+            accumulate8(&left5, a[row5 + k_off], b_left);
+            accumulate8(&right5, a[row5 + k_off], b_right);
+            accumulate8(&left6, a[row6 + k_off], b_left);
+            accumulate8(&right6, a[row6 + k_off], b_right);
+            accumulate8(&left7, a[row7 + k_off], b_left);
+            accumulate8(&right7, a[row7 + k_off], b_right);
         }
         k_off += p.a_k;
     }
-    store8(acc0, m0 + 0u, n0, chunk);
-    store8(acc1, m0 + 8u, n0, chunk);
-    store8(acc2, m0 + 16u, n0, chunk);
-    store8(acc3, m0 + 24u, n0, chunk);
+    store8(left0, m0 + 0u, n0, chunk);
+    store8(right0, m0 + 0u, n0 + 4u, chunk);
+    store8(left1, m0 + 8u, n0, chunk);
+    store8(right1, m0 + 8u, n0 + 4u, chunk);
+    store8(left2, m0 + 16u, n0, chunk);
+    store8(right2, m0 + 16u, n0 + 4u, chunk);
+    store8(left3, m0 + 24u, n0, chunk);
+    store8(right3, m0 + 24u, n0 + 4u, chunk);
     if (GROUPS > 4u) {
-        store8(acc4, m0 + 32u, n0, chunk);
-        store8(acc5, m0 + 40u, n0, chunk);
-        store8(acc6, m0 + 48u, n0, chunk);
-        store8(acc7, m0 + 56u, n0, chunk);
+        store8(left4, m0 + 32u, n0, chunk);
+        store8(right4, m0 + 32u, n0 + 4u, chunk);
+        store8(left5, m0 + 40u, n0, chunk);
+        store8(right5, m0 + 40u, n0 + 4u, chunk);
+        store8(left6, m0 + 48u, n0, chunk);
+        store8(right6, m0 + 48u, n0 + 4u, chunk);
+        store8(left7, m0 + 56u, n0, chunk);
+        store8(right7, m0 + 56u, n0 + 4u, chunk);
     }
 }
 

@@ -76,7 +76,7 @@ const BLOCK: usize = CPU_SET_LANES as usize;
 /// in the CPU's cache while the workgroups along m reuse them.
 const WG: usize = 8;
 /// Columns of C one `gemm_tall` invocation computes.
-const TALL_COLUMNS: usize = 4;
+const TALL_COLUMNS: usize = 8;
 /// Each K chunk of one invocation loops at most this many times over 4 k: the software driver
 /// silently cuts a loop nest after 65535 iterations.
 pub(crate) const MAX_K_CHUNK: usize = 4 * 15_000;
