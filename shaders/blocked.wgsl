@@ -492,10 +492,10 @@ fn kept(tap: u32) -> bool {
 fn tap_value(image: u32, ci: u32, y0: i32, x0: i32, ky: u32, kx: u32) -> f32 {
     let iy = y0 + i32(ky);
     let ix = x0 + i32(kx);
-    if (iy < 0 || iy >= i32(p.in_h) || ix < 0 || ix >= i32(p.in_w) || !kept(ky * p.k_w + kx)) {
-        return 0.0;
-    }
-    return a[((image * p.cin + ci) * p.in_h + u32(iy)) * p.in_w + u32(ix)];
+    let inside = iy >= 0 && iy < i32(p.in_h) && ix >= 0 && ix < i32(p.in_w) && kept(ky * p.k_w + kx);
+    // read unconditionally (at the plane's first element outside it), so that no lane branches
+    let at = select(0u, u32(iy) * p.in_w + u32(ix), inside);
+    return select(0.0, a[(image * p.cin + ci) * p.in_h * p.in_w + at], inside);
 }
 
 // The input position of column n = (b, oy, ox): (b, y0, x0) of its kernel's top-left tap.
