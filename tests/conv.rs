@@ -336,6 +336,7 @@ fn conv_transpose2d_case(gpu: &vqgpu::Gpu) {
         (1, 2, 3, 4, 5, 5, 2, 2, 1),
         (3, 16, 8, 8, 8, 4, 2, 1, 0), // the decoder's upsampling on an 8x8 map
         (2, 5, 7, 4, 4, 1, 1, 0, 0),  // pointwise: the cpu set writes its output in place
+        (2, 40, 6, 5, 5, 3, 1, 1, 0), // 40 input channels: the cpu set's gradients share columns
     ] {
         let (x, xv) = random_tensor(&gpu, &mut rng, &[n, cin, h, w]);
         let (wt, wv) = random_tensor(&gpu, &mut rng, &[cin, cout, k, k]);
@@ -359,6 +360,29 @@ fn conv_transpose2d_case(gpu: &vqgpu::Gpu) {
             1e-4 * ((cin * k * k) as f64).sqrt(),
             &what,
         );
+        // the gradients through autograd against the adjoint's functions (tested against f64
+        // above): dx = conv2d(u, w), dw = conv2d's weight gradient with x and dy exchanged
+        let (u, _) = random_tensor(&gpu, &mut rng, &[n, cout, out.0, out.1]);
+        let (xg, wg) = (x.with_requires_grad(true), wt.with_requires_grad(true));
+        let opts = ConvTranspose2dOptions::new(s, p, op);
+        let grads = conv::conv_transpose2d(&xg, &wg, Some(&b), opts)
+            .mul(&u)
+            .sum()
+            .backward();
+        let adjoint = Conv2dOptions::new(s, p);
+        let grad = |t: &vqgpu::Tensor| download(&grads.get(t).expect("a gradient"));
+        let dx_want: Vec<f64> = download(&conv::conv2d(&u, &wt, None, adjoint))
+            .into_iter()
+            .map(f64::from)
+            .collect();
+        let dw_want: Vec<f64> = download(&conv::conv2d_weight_grad(&x, &u, (k, k), adjoint))
+            .into_iter()
+            .map(f64::from)
+            .collect();
+        let tol = 1e-4 * ((cout * k * k) as f64).sqrt();
+        assert_close(&grad(&xg), &dx_want, 1e-4, tol, &format!("dx {what}"));
+        let tol = 1e-4 * ((n * h * w) as f64).sqrt();
+        assert_close(&grad(&wg), &dw_want, 1e-4, tol, &format!("dw {what}"));
     }
 }
 
