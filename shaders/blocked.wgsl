@@ -132,6 +132,36 @@ fn accumulate(acc: ptr<function, array<vec4<f32>, 16>>, ak: f32, b0: vec4<f32>, 
     (*acc)[15] += r7 * b1;
 }
 
+// Four k into the 8 x 8 block: row r at k0 + j is component j of lane r's `a`, B at k0 + j is
+// column j of `b_lo` (columns 0..3) and `b_hi` (columns 4..7). Each row's sums stay in registers
+// over the four k (added in the order of k, as `accumulate` would).
+fn accumulate_block(acc: ptr<function, array<vec4<f32>, 16>>, a: vec4<f32>, b_lo: mat4x4<f32>, b_hi: mat4x4<f32>) {
+    let r0 = subgroupBroadcast(a, 0u);
+    (*acc)[0] = row_sum((*acc)[0], r0, b_lo);
+    (*acc)[8] = row_sum((*acc)[8], r0, b_hi);
+    let r1 = subgroupBroadcast(a, 1u);
+    (*acc)[1] = row_sum((*acc)[1], r1, b_lo);
+    (*acc)[9] = row_sum((*acc)[9], r1, b_hi);
+    let r2 = subgroupBroadcast(a, 2u);
+    (*acc)[2] = row_sum((*acc)[2], r2, b_lo);
+    (*acc)[10] = row_sum((*acc)[10], r2, b_hi);
+    let r3 = subgroupBroadcast(a, 3u);
+    (*acc)[3] = row_sum((*acc)[3], r3, b_lo);
+    (*acc)[11] = row_sum((*acc)[11], r3, b_hi);
+    let r4 = subgroupBroadcast(a, 4u);
+    (*acc)[4] = row_sum((*acc)[4], r4, b_lo);
+    (*acc)[12] = row_sum((*acc)[12], r4, b_hi);
+    let r5 = subgroupBroadcast(a, 5u);
+    (*acc)[5] = row_sum((*acc)[5], r5, b_lo);
+    (*acc)[13] = row_sum((*acc)[13], r5, b_hi);
+    let r6 = subgroupBroadcast(a, 6u);
+    (*acc)[6] = row_sum((*acc)[6], r6, b_lo);
+    (*acc)[14] = row_sum((*acc)[14], r6, b_hi);
+    let r7 = subgroupBroadcast(a, 7u);
+    (*acc)[7] = row_sum((*acc)[7], r7, b_lo);
+    (*acc)[15] = row_sum((*acc)[15], r7, b_hi);
+}
+
 @compute @workgroup_size(WG)
 fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(subgroup_invocation_id) lane: u32) {
@@ -159,10 +189,7 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let k_whole = k_begin + (k_end - k_begin) / 4u * 4u;
     for (var k0 = k_begin; k0 < k_whole; k0 += 4u) {
         let av = vec4<f32>(a[a_off], a[a_off + p.a_k], a[a_off + 2u * p.a_k], a[a_off + 3u * p.a_k]);
-        accumulate(&acc, av.x, load_b4(base0, k0), load_b4(base1, k0));
-        accumulate(&acc, av.y, load_b4(base0, k0 + 1u), load_b4(base1, k0 + 1u));
-        accumulate(&acc, av.z, load_b4(base0, k0 + 2u), load_b4(base1, k0 + 2u));
-        accumulate(&acc, av.w, load_b4(base0, k0 + 3u), load_b4(base1, k0 + 3u));
+        accumulate_block(&acc, av, load_b_block(base0, k0), load_b_block(base1, k0));
         inner += 4u;
         a_off += 4u * p.a_k;
         if (inner >= p.a_inner) {
@@ -443,10 +470,7 @@ fn nearest(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
         var acc: array<vec4<f32>, 16>;
         for (var d0 = 0u; d0 < d_whole; d0 += 4u) {
             let av = vec4<f32>(a[a_row + d0], a[a_row + d0 + 1u], a[a_row + d0 + 2u], a[a_row + d0 + 3u]);
-            accumulate(&acc, av.x, load_b4(base0, d0), load_b4(base1, d0));
-            accumulate(&acc, av.y, load_b4(base0, d0 + 1u), load_b4(base1, d0 + 1u));
-            accumulate(&acc, av.z, load_b4(base0, d0 + 2u), load_b4(base1, d0 + 2u));
-            accumulate(&acc, av.w, load_b4(base0, d0 + 3u), load_b4(base1, d0 + 3u));
+            accumulate_block(&acc, av, load_b_block(base0, d0), load_b_block(base1, d0));
         }
         for (var d = d_whole; d < p.k; d++) {
             accumulate(&acc, a[a_row + d], load_b4(base0, d), load_b4(base1, d));
