@@ -1,9 +1,12 @@
 // Kernels for CPU adapters. A software driver such as Mesa's lavapipe runs the invocations of a
 // workgroup as the SIMD lanes of one CPU thread: every lane's load from a buffer is a separate
-// scalar load, integer division is done lane by lane, and each barrier switches between the
-// lanes' contexts. So these kernels use no workgroup memory and no barriers, load vec4s, keep
-// divisions out of inner loops, and let the lanes of a subgroup (at least 8) share the left
-// operand of a product through subgroup broadcasts instead of each loading it.
+// scalar load (a loop over the lanes, each with its own bounds check), integer division is done
+// lane by lane, each barrier switches between the lanes' contexts, and a lane's values that do
+// not fit the CPU's vector registers are stored to the stack and loaded back. So these kernels
+// use no workgroup memory and no barriers, load vec4s, keep divisions out of inner loops, let the
+// lanes of a subgroup (at least 8) share the left operand of a product through subgroup
+// broadcasts instead of each loading it, and add four k into one row's sums before moving to the
+// next row, so that those sums are stored once per four k.
 //
 // gemm:     C(m, n) = sum_k A(m, k) B(k, n) (+ bias[m] or bias[n]), every operand read through
 //           strides, so that convolutions use it on NCHW tensors without copies:
@@ -14,14 +17,18 @@
 //           A, four k at a time, and broadcasts it to the others. With B_VEC4, B is read as two
 //           vec4 per k (the host checks that b_inner, b_outer and b_k are multiples of 4). K may
 //           be split into chunks (workgroup z), each written to its own copy of C.
+// gemm_tall: the same product for M of 32 or more, 8 x GROUPS rows x 8 columns per invocation
+//           (see below), with A and B read as vec4 along k where they are contiguous there.
 // im2col:   the columns of a convolution, cols[j, n] (or with TRANSPOSED cols[n, j]) for
 //           j = (ci, ky, kx) and n = (b, oy, ox): x[b, ci, oy*s + ky - p, ox*s + kx - p], zero in
-//           the padding and at masked kernel positions. Rows are `ld` apart.
+//           the padding and at masked kernel positions. Rows are `ld` apart (a multiple of 4).
 // nearest:  the nearest-code search of the vector quantizer on the same block: C(code, n) are the
 //           dot products of codes (A = the codebook [K, D], a) with the rows n = (b, s) of an NCHW
 //           z (B, with `hw` a multiple of 4), folded at once into each row's running argmin of
 //           |e|^2 - 2 z.e (bias = the codes' squared norms); the K x N products are never stored.
 //           Workgroup z takes a chunk of codes; c gets each row's best code, c_dist its distance.
+// flipped_weight: a convolution's weight flipped along both kernel axes, its channel axes
+//           exchanged: the weight of the convolution of dy that gives a stride-1 input gradient.
 // col2im:   the adjoint: dx[b, ci, iy, ix] = sum over the kernel positions that reach (iy, ix) of
 //           cols[(ci, ky, kx), (b, oy, ox)] (+ bias[ci]), masked positions skipped.
 
@@ -103,65 +110,6 @@ fn column_bases(n: u32) -> vec4<u32> {
     return vec4<u32>(column_base(n), column_base(n + 1u), column_base(n + 2u), column_base(n + 3u));
 }
 
-// One k into the 8 x 8 block (rows 0..7 of columns 0..3, then of columns 4..7): row r of A is
-// the value `ak` held by lane r.
-fn accumulate(acc: ptr<function, array<vec4<f32>, 16>>, ak: f32, b0: vec4<f32>, b1: vec4<f32>) {
-    let r0 = subgroupBroadcast(ak, 0u);
-    let r1 = subgroupBroadcast(ak, 1u);
-    let r2 = subgroupBroadcast(ak, 2u);
-    let r3 = subgroupBroadcast(ak, 3u);
-    let r4 = subgroupBroadcast(ak, 4u);
-    let r5 = subgroupBroadcast(ak, 5u);
-    let r6 = subgroupBroadcast(ak, 6u);
-    let r7 = subgroupBroadcast(ak, 7u);
-    (*acc)[0] += r0 * b0;
-    (*acc)[1] += r1 * b0;
-    (*acc)[2] += r2 * b0;
-    (*acc)[3] += r3 * b0;
-    (*acc)[4] += r4 * b0;
-    (*acc)[5] += r5 * b0;
-    (*acc)[6] += r6 * b0;
-    (*acc)[7] += r7 * b0;
-    (*acc)[8] += r0 * b1;
-    (*acc)[9] += r1 * b1;
-    (*acc)[10] += r2 * b1;
-    (*acc)[11] += r3 * b1;
-    (*acc)[12] += r4 * b1;
-    (*acc)[13] += r5 * b1;
-    (*acc)[14] += r6 * b1;
-    (*acc)[15] += r7 * b1;
-}
-
-// Four k into the 8 x 8 block: row r at k0 + j is component j of lane r's `a`, B at k0 + j is
-// column j of `b_lo` (columns 0..3) and `b_hi` (columns 4..7). Each row's sums stay in registers
-// over the four k (added in the order of k, as `accumulate` would).
-fn accumulate_block(acc: ptr<function, array<vec4<f32>, 16>>, a: vec4<f32>, b_lo: mat4x4<f32>, b_hi: mat4x4<f32>) {
-    let r0 = subgroupBroadcast(a, 0u);
-    (*acc)[0] = row_sum((*acc)[0], r0, b_lo);
-    (*acc)[8] = row_sum((*acc)[8], r0, b_hi);
-    let r1 = subgroupBroadcast(a, 1u);
-    (*acc)[1] = row_sum((*acc)[1], r1, b_lo);
-    (*acc)[9] = row_sum((*acc)[9], r1, b_hi);
-    let r2 = subgroupBroadcast(a, 2u);
-    (*acc)[2] = row_sum((*acc)[2], r2, b_lo);
-    (*acc)[10] = row_sum((*acc)[10], r2, b_hi);
-    let r3 = subgroupBroadcast(a, 3u);
-    (*acc)[3] = row_sum((*acc)[3], r3, b_lo);
-    (*acc)[11] = row_sum((*acc)[11], r3, b_hi);
-    let r4 = subgroupBroadcast(a, 4u);
-    (*acc)[4] = row_sum((*acc)[4], r4, b_lo);
-    (*acc)[12] = row_sum((*acc)[12], r4, b_hi);
-    let r5 = subgroupBroadcast(a, 5u);
-    (*acc)[5] = row_sum((*acc)[5], r5, b_lo);
-    (*acc)[13] = row_sum((*acc)[13], r5, b_hi);
-    let r6 = subgroupBroadcast(a, 6u);
-    (*acc)[6] = row_sum((*acc)[6], r6, b_lo);
-    (*acc)[14] = row_sum((*acc)[14], r6, b_hi);
-    let r7 = subgroupBroadcast(a, 7u);
-    (*acc)[7] = row_sum((*acc)[7], r7, b_lo);
-    (*acc)[15] = row_sum((*acc)[15], r7, b_hi);
-}
-
 @compute @workgroup_size(WG)
 fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(subgroup_invocation_id) lane: u32) {
@@ -175,21 +123,17 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     // A's offset of this lane's row at k, kept without division: k = outer * a_inner + inner
     var inner = k_begin % p.a_inner;
     var a_off = row * p.a_m + (k_begin / p.a_inner) * p.a_outer + inner * p.a_k;
-    var base0 = vec4<u32>(0u);
-    var base1 = vec4<u32>(0u);
-    if (B_VEC4) {
-        base0.x = column_base(n0);
-        base1.x = column_base(n0 + 4u);
-    } else {
-        base0 = vec4<u32>(column_base(n0), column_base(n0 + 1u), column_base(n0 + 2u), column_base(n0 + 3u));
-        base1 = vec4<u32>(column_base(n0 + 4u), column_base(n0 + 5u), column_base(n0 + 6u), column_base(n0 + 7u));
-    }
-    var acc: array<vec4<f32>, 16>;
+    let base0 = column_bases(n0);
+    let base1 = column_bases(n0 + 4u);
+    // the 8 x 8 block: columns 0..3 (left) and 4..7 (right) of rows 0..7
+    var left: array<vec4<f32>, 8>;
+    var right: array<vec4<f32>, 8>;
     // whole groups of 4 k, then the rest one at a time
     let k_whole = k_begin + (k_end - k_begin) / 4u * 4u;
     for (var k0 = k_begin; k0 < k_whole; k0 += 4u) {
         let av = vec4<f32>(a[a_off], a[a_off + p.a_k], a[a_off + 2u * p.a_k], a[a_off + 3u * p.a_k]);
-        accumulate_block(&acc, av, load_b_block(base0, k0), load_b_block(base1, k0));
+        accumulate8x4(&left, av, load_b_block(base0, k0));
+        accumulate8x4(&right, av, load_b_block(base1, k0));
         inner += 4u;
         a_off += 4u * p.a_k;
         if (inner >= p.a_inner) {
@@ -199,30 +143,12 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     }
     // the rest lies inside one block of A along k (blocks hold whole groups of 4)
     for (var k = k_whole; k < k_end; k++) {
-        accumulate(&acc, a[a_off], load_b4(base0, k), load_b4(base1, k));
+        accumulate8(&left, a[a_off], load_b4(base0, k));
+        accumulate8(&right, a[a_off], load_b4(base1, k));
         a_off += p.a_k;
     }
-    // the bias of each row, 0 outside chunk 0
-    var row_bias: array<f32, 8>;
-    if (BIAS == 1u && chunk == 0u) {
-        for (var i = 0u; i < 8u; i++) {
-            row_bias[i] = bias[min(m0 + i, p.m - 1u)];
-        }
-    }
-    for (var i = 0u; i < 8u; i++) {
-        let m = m0 + i;
-        if (m >= p.m) { break; }
-        for (var j = 0u; j < 8u; j++) {
-            let n = n0 + j;
-            if (n >= p.n) { break; }
-            var v = acc[i + 8u * (j / 4u)][j % 4u];
-            if (BIAS == 1u) { v += row_bias[i]; }
-            if (BIAS == 2u && chunk == 0u) { v += bias[n]; }
-            var column = n;
-            if (p.c_inner != NO_WRAP) { column = (n / p.c_inner) * p.c_outer + n % p.c_inner; }
-            c[chunk * p.c_chunk + column + m * p.c_m] = v;
-        }
-    }
+    store8(left, m0, n0, chunk);
+    store8(right, m0, n0 + 4u, chunk);
 }
 
 // gemm_tall: the GEMM for products with many rows (8 x GROUPS rows x 8 columns per invocation).
@@ -230,7 +156,8 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 // k. With A_VEC4, A is read four k at a time as one vec4, so that an invocation issues few loads
 // per product term: on a software driver each load of a lane costs a loop over the lanes. With
 // B_KMAJOR, B is read as one vec4 along k per column (a transposed operand, such as the columns
-// of a convolution for its weight gradient).
+// of a convolution for its weight gradient). With C_VEC4, C is written as one vec4 per row and
+// four columns.
 
 // One k into a group of 8 rows x 4 columns: row i of the group is lane i's `ak`.
 fn accumulate8(acc: ptr<function, array<vec4<f32>, 8>>, ak: f32, bk: vec4<f32>) {
@@ -467,21 +394,25 @@ fn nearest(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
     for (var c0 = code_begin; c0 < code_end; c0 += 8u) {
         // lanes past the chunk's last code load that code again (its products are never used)
         let a_row = min(c0 + min(lane, 7u), code_end - 1u) * p.a_m;
-        var acc: array<vec4<f32>, 16>;
+        // dot products of codes c0 .. c0 + 7 with rows n0 .. n0 + 3 (left) and n0 + 4 .. n0 + 7
+        var left: array<vec4<f32>, 8>;
+        var right: array<vec4<f32>, 8>;
         for (var d0 = 0u; d0 < d_whole; d0 += 4u) {
             let av = vec4<f32>(a[a_row + d0], a[a_row + d0 + 1u], a[a_row + d0 + 2u], a[a_row + d0 + 3u]);
-            accumulate_block(&acc, av, load_b_block(base0, d0), load_b_block(base1, d0));
+            accumulate8x4(&left, av, load_b_block(base0, d0));
+            accumulate8x4(&right, av, load_b_block(base1, d0));
         }
         for (var d = d_whole; d < p.k; d++) {
-            accumulate(&acc, a[a_row + d], load_b4(base0, d), load_b4(base1, d));
+            accumulate8(&left, a[a_row + d], load_b4(base0, d));
+            accumulate8(&right, a[a_row + d], load_b4(base1, d));
         }
         // codes in increasing order and a strict comparison: ties keep the lowest index
         for (var r = 0u; r < 8u; r++) {
             let code = c0 + r;
             if (code >= code_end) { break; }
             let norm = bias[code];
-            let dist0 = norm - 2.0 * acc[r];
-            let dist1 = norm - 2.0 * acc[r + 8u];
+            let dist0 = norm - 2.0 * left[r];
+            let dist1 = norm - 2.0 * right[r];
             let win0 = dist0 < best_dist0;
             let win1 = dist1 < best_dist1;
             best_dist0 = select(best_dist0, dist0, win0);
