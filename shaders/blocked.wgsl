@@ -110,6 +110,17 @@ fn column_bases(n: u32) -> vec4<u32> {
     return vec4<u32>(column_base(n), column_base(n + 1u), column_base(n + 2u), column_base(n + 3u));
 }
 
+// A's offset `off` of k moved on by four k, across a block boundary of A along k (`inner` is k's
+// place in its block).
+fn next_four_k(inner: ptr<function, u32>, off: ptr<function, u32>) {
+    *inner += 4u;
+    *off += 4u * p.a_k;
+    if (*inner >= p.a_inner) {
+        *inner -= p.a_inner;
+        *off += p.a_outer - p.a_inner * p.a_k;
+    }
+}
+
 @compute @workgroup_size(WG)
 fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(subgroup_invocation_id) lane: u32) {
@@ -134,12 +145,7 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         let av = vec4<f32>(a[a_off], a[a_off + p.a_k], a[a_off + 2u * p.a_k], a[a_off + 3u * p.a_k]);
         accumulate8x4(&left, av, load_b_block(base0, k0));
         accumulate8x4(&right, av, load_b_block(base1, k0));
-        inner += 4u;
-        a_off += 4u * p.a_k;
-        if (inner >= p.a_inner) {
-            inner -= p.a_inner;
-            a_off += p.a_outer - p.a_inner * p.a_k;
-        }
+        next_four_k(&inner, &a_off);
     }
     // the rest lies inside one block of A along k (blocks hold whole groups of 4)
     for (var k = k_whole; k < k_end; k++) {
@@ -326,12 +332,7 @@ fn gemm_tall(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
             accumulate8x4(&left7, a7, b_left);
             accumulate8x4(&right7, a7, b_right);
         }
-        inner += 4u;
-        k_off += 4u * p.a_k;
-        if (inner >= p.a_inner) {
-            inner -= p.a_inner;
-            k_off += p.a_outer - p.a_inner * p.a_k;
-        }
+        next_four_k(&inner, &k_off);
     }
     // the rest lies inside one block of A along k (blocks hold whole groups of 4)
     for (var k = k_whole; k < k_end; k++) {
