@@ -7,6 +7,9 @@ use crate::gpu::{Binding, Gpu, Kernel, Shader, CPU_SET_LANES};
 use crate::ops::reduce;
 use crate::tensor::Tensor;
 
+mod lowering;
+pub(crate) use lowering::{col2im, flipped_weight, im2col, Lowering};
+
 /// `shaders/blocked.wgsl`: the GEMM in both workgroup widths and bias kinds, and the lowering
 /// kernels.
 pub static SHADER: Shader = crate::shader!(
@@ -367,146 +370,6 @@ pub(crate) fn nearest(
         ],
         [rows.div_ceil(BLOCK * WG) as u32, 1, chunks as u32],
         2.0 * (rows * k * d) as f64,
-    );
-}
-
-/// The geometry of a convolution for [`im2col`] and [`col2im`].
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Lowering {
-    /// batch, cin, in_h, in_w of the input.
-    pub x: [u32; 4],
-    /// out_h, out_w of the output.
-    pub out: [u32; 2],
-    /// k_h, k_w.
-    pub kernel: [u32; 2],
-    /// Vertical and horizontal stride.
-    pub stride: [u32; 2],
-    /// Vertical and horizontal padding.
-    pub pad: [u32; 2],
-    /// Kept kernel positions (bit per position, all set for an unmasked convolution).
-    pub mask: u64,
-}
-
-impl Lowering {
-    fn params(&self, ld: usize) -> Params {
-        Params {
-            ld: ld as u32,
-            batch: self.x[0],
-            cin: self.x[1],
-            in_h: self.x[2],
-            in_w: self.x[3],
-            out_h: self.out[0],
-            out_w: self.out[1],
-            k_h: self.kernel[0],
-            k_w: self.kernel[1],
-            stride_h: self.stride[0],
-            stride_w: self.stride[1],
-            pad_h: self.pad[0],
-            pad_w: self.pad[1],
-            mask_lo: self.mask as u32,
-            mask_hi: (self.mask >> 32) as u32,
-            ..Params::default()
-        }
-    }
-
-    fn masked(&self) -> bool {
-        self.mask != u64::MAX
-    }
-
-    /// Rows of the column matrix: cin x k_h x k_w.
-    pub fn rows(&self) -> usize {
-        (self.x[1] * self.kernel[0] * self.kernel[1]) as usize
-    }
-
-    /// Columns of the column matrix: batch x out_h x out_w.
-    pub fn columns(&self) -> usize {
-        (self.x[0] * self.out[0] * self.out[1]) as usize
-    }
-
-    /// Whether the lowering kernels' launches fit the adapter's workgroup-count limit and their
-    /// loops the software driver's loop limit.
-    pub fn fits(&self, gpu: &Gpu) -> bool {
-        let max = gpu.limits().max_compute_workgroups_per_dimension as usize;
-        let [batch, _, in_h, in_w] = self.x.map(|v| v as usize);
-        let positions = self.columns().max(batch * in_h * in_w);
-        positions.div_ceil(64) <= max
-            && self.rows().div_ceil(IM2COL_ROWS) <= max
-            && self.rows() <= MAX_LOOP
-    }
-}
-
-/// Rows of the column matrix one `im2col` invocation writes.
-const IM2COL_ROWS: usize = 16;
-
-/// The most iterations one invocation of the lowering kernels may loop (the software driver
-/// silently cuts a loop nest after 65535).
-const MAX_LOOP: usize = 60_000;
-
-/// Records the columns of x into `out`: [rows, ld] (or with `transposed`, [columns, ld]).
-pub(crate) fn im2col(x: &Tensor, g: &Lowering, transposed: bool, ld: usize, out: &Tensor) {
-    assert!(
-        ld.is_multiple_of(4),
-        "im2col: rows must be whole vec4 apart"
-    );
-    let kernel = Kernel::new(&SHADER, "im2col")
-        .flag("TRANSPOSED", transposed)
-        .flag("MASKED", g.masked());
-    // an invocation takes one column (transposed) or four
-    let per_invocation = if transposed { 1 } else { 4 };
-    x.gpu().dispatch(
-        &kernel,
-        &g.params(ld),
-        &[x.bind(A), out.bind_vec4(COLS)],
-        [
-            g.columns().div_ceil(per_invocation).div_ceil(64) as u32,
-            g.rows().div_ceil(IM2COL_ROWS) as u32,
-            1,
-        ],
-    );
-}
-
-/// The OIHW weight `w` [Cout, Cin, kH, kW] flipped along both kernel axes with its channel axes
-/// exchanged: [Cin, Cout, kH, kW], a copy.
-pub(crate) fn flipped_weight(w: &Tensor) -> Tensor {
-    let &[cout, cin, k_h, k_w] = w.shape() else {
-        panic!(
-            "flipped_weight: the weight must be OIHW, got {:?}",
-            w.shape()
-        );
-    };
-    let gpu = w.gpu();
-    let out = Tensor::uninit(gpu, &[cin, cout, k_h, k_w]);
-    let params = Params {
-        m: cout as u32,
-        cin: cin as u32,
-        k_h: k_h as u32,
-        k_w: k_w as u32,
-        ..Params::default()
-    };
-    gpu.dispatch(
-        &Kernel::new(&SHADER, "flipped_weight"),
-        &params,
-        &[w.bind(A), out.bind(C)],
-        gpu.grid_for(out.numel()),
-    );
-    out
-}
-
-/// Records dx = col2im(cols) (+ bias per channel) into `out` [batch, cin, in_h, in_w], for
-/// columns [rows, ld].
-pub(crate) fn col2im(cols: &Tensor, g: &Lowering, ld: usize, bias: Option<&Tensor>, out: &Tensor) {
-    let kernel = Kernel::new(&SHADER, "col2im")
-        .flag("MASKED", g.masked())
-        .with("BIAS", if bias.is_some() { 1.0 } else { 0.0 });
-    cols.gpu().dispatch(
-        &kernel,
-        &g.params(ld),
-        &[
-            cols.bind_vec4(B),
-            bias.unwrap_or(cols).bind(BIAS),
-            out.bind(C),
-        ],
-        [(g.x[0] * g.x[2] * g.x[3]).div_ceil(64), 1, 1],
     );
 }
 

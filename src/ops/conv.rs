@@ -288,21 +288,20 @@ fn split_launch(
     }
 }
 
-/// Records the backward of a conv2d / conv_transpose2d: `grad_x(g)` and `grad_w(g)` for the inputs
-/// x and w, and the per-channel sum of `g` for a bias.
+/// Records the backward of a conv2d / conv_transpose2d: `grads(g, [x wanted, w wanted])` gives the
+/// gradients of x and w (those wanted), and the per-channel sum of `g` goes to a bias.
 fn record_backward(
     inputs: &[&Tensor],
     y: &Tensor,
-    grad_x: impl FnOnce(&Tensor) -> Tensor + 'static,
-    grad_w: impl FnOnce(&Tensor) -> Tensor + 'static,
+    grads: impl FnOnce(&Tensor, [bool; 2]) -> [Option<Tensor>; 2] + 'static,
 ) {
     let wants: Vec<bool> = inputs.iter().map(|t| t.requires_grad()).collect();
     autograd::record(inputs, y, move |g| {
-        let mut grads = vec![wants[0].then(|| grad_x(g)), wants[1].then(|| grad_w(g))];
+        let mut all = Vec::from(grads(g, [wants[0], wants[1]]));
         if wants.len() > 2 {
-            grads.push(wants[2].then(|| reduce::sum_per_channel(g)));
+            all.push(wants[2].then(|| reduce::sum_per_channel(g)));
         }
-        grads
+        all
     });
 }
 
@@ -318,50 +317,18 @@ pub fn conv2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, options: Conv2dOpti
     let mut inputs = vec![x, w];
     inputs.extend(bias);
     let rg = autograd::needs_grad(&inputs);
-    let (y, columns) = forward_keeping_columns(&s, w, x, bias, rg);
+    let (y, columns) = lowered::forward_keeping_columns(&s, w, x, bias, rg);
     if rg {
         let (x_s, w_s) = (x.detach(), w.detach());
         let columns = columns.filter(|_| w.requires_grad());
-        record_backward(
-            &inputs,
-            &y,
-            move |g| conv2d_input_grad(g, &w_s, (x4[2], x4[3]), options),
-            move |g| weight_grad(&s, g, &x_s, columns, options),
-        );
+        record_backward(&inputs, &y, move |g, [want_x, want_w]| {
+            [
+                want_x.then(|| conv2d_input_grad(g, &w_s, (x4[2], x4[3]), options)),
+                want_w.then(|| lowered::weight_grad(&s, g, &x_s, columns, options)),
+            ]
+        });
     }
     y
-}
-
-/// The forward of conv2d (marked as requiring gradients when `rg`), and on the CPU set the columns
-/// of x it made, which the weight gradient can read instead of making them again.
-fn forward_keeping_columns(
-    s: &ConvShape,
-    w: &Tensor,
-    x: &Tensor,
-    bias: Option<&Tensor>,
-    rg: bool,
-) -> (Tensor, Option<lowered::Columns>) {
-    match lowered::launch(s, Mode::Forward, w, x, bias, &s.y_shape()) {
-        Some((y, columns)) => (y.with_requires_grad(rg), columns),
-        None => (
-            split_launch(s, Mode::Forward, w, x, bias, &s.y_shape(), rg),
-            None,
-        ),
-    }
-}
-
-/// The weight gradient of the conv2d `s` of x with output gradient dy, from the columns of x its
-/// forward kept when there are some (and the product suits them).
-fn weight_grad(
-    s: &ConvShape,
-    dy: &Tensor,
-    x: &Tensor,
-    columns: Option<lowered::Columns>,
-    options: Conv2dOptions,
-) -> Tensor {
-    columns
-        .and_then(|c| lowered::weight_grad_from_columns(s, dy, &c))
-        .unwrap_or_else(|| conv2d_weight_grad(dy, x, (s.k_h as usize, s.k_w as usize), options))
 }
 
 /// Transposed 2-D convolution of x [N, Cin, H, W] with w [Cin, Cout, kH, kW] (IOHW, as PyTorch)
@@ -404,25 +371,20 @@ pub fn conv_transpose2d(
     let y = if rg { y.with_requires_grad(true) } else { y };
     if rg {
         let (x_s, w_s) = (x.detach(), w.detach());
-        let wants: Vec<bool> = inputs.iter().map(|t| t.requires_grad()).collect();
         // dx is the convolution of g by w; on the CPU set the columns of g it makes serve dw too
-        autograd::record(&inputs, &y, move |g| {
+        record_backward(&inputs, &y, move |g, [want_x, want_w]| {
             let s = ConvShape::of(dims4(g, "output gradient"), w4, &adjoint);
-            let (dx, columns) = match wants[0] {
+            let (dx, columns) = match want_x {
                 true => {
-                    let (dx, columns) = forward_keeping_columns(&s, &w_s, g, None, false);
+                    let (dx, columns) = lowered::forward_keeping_columns(&s, &w_s, g, None, false);
                     (Some(dx), columns)
                 }
                 false => (None, None),
             };
-            let mut grads = vec![
+            [
                 dx,
-                wants[1].then(|| weight_grad(&s, &x_s, g, columns, adjoint)),
-            ];
-            if wants.len() > 2 {
-                grads.push(wants[2].then(|| reduce::sum_per_channel(g)));
-            }
-            grads
+                want_w.then(|| lowered::weight_grad(&s, &x_s, g, columns, adjoint)),
+            ]
         });
     }
     y

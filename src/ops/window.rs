@@ -120,9 +120,10 @@ pub struct WindowWeight {
 impl WindowWeight {
     /// Lays out the OIHW weight `w` (a copy: later changes to `w` are not seen).
     pub fn new(w: &Tensor) -> Self {
+        let dims = dims4(w, "window weight");
         Self {
             transposed: transposed_weight(w),
-            dims: dims4(w, "window weight"),
+            dims,
         }
     }
 

@@ -1,12 +1,12 @@
 //! The convolutions of the CPU kernel set: each of the three products lowered onto the blocked
-//! GEMM of `blocked.wgsl`, with the input's columns (`im2col`) written once and, for the input
-//! gradient, the columns' gradient folded back (`col2im`). The GEMM reads the weights and the NCHW
-//! output gradient in place. A shape the lowering cannot take (launches past the adapter's
-//! workgroup limit, column matrices past its binding limit) runs on `conv.wgsl` as on a GPU; the
-//! choice depends on the shape only.
+//! GEMM of `blocked.wgsl` through the columns of its input (`im2col`). A stride-1 input gradient
+//! is the convolution of dy with the flipped weight; another input gradient folds the columns'
+//! gradient back (`col2im`). A forward keeps its columns for the weight gradient. A shape the
+//! lowering cannot take (launches past the adapter's workgroup limit, column matrices past its
+//! binding limit) runs on `conv.wgsl` as on a GPU; the choice depends on the shape only.
 
 use super::shape::ConvShape;
-use super::Mode;
+use super::{Conv2dOptions, Mode};
 use crate::gpu::{Gpu, KernelSet};
 use crate::ops::blocked::{self, BiasPer, Layout, Lowering, Product, NO_WRAP};
 use crate::ops::window::transposed_weight;
@@ -20,6 +20,14 @@ fn lowering(s: &ConvShape) -> Lowering {
         stride: [s.stride_h, s.stride_w],
         pad: [s.pad_h, s.pad_w],
         mask: (s.mask_hi as u64) << 32 | s.mask_lo as u64,
+    }
+}
+
+/// The NCHW output gradient dy as the A of a weight gradient: A(co, (b, pixel)) = dy[b, co, pixel].
+fn output_gradient(cout: usize, plane: usize) -> Layout {
+    Layout {
+        minor: 1,
+        ..Layout::channels(cout, plane)
     }
 }
 
@@ -172,11 +180,7 @@ fn plan(s: &ConvShape, mode: Mode) -> Option<Plan> {
                 m: cout,
                 n: k,
                 k: n,
-                // A(co, (b, pixel)) = dy[b, co, pixel]
-                a: Layout {
-                    minor: 1,
-                    ..Layout::channels(cout, plane)
-                },
+                a: output_gradient(cout, plane),
                 b: Layout::rows(k_pad),
                 c: Layout::rows(k),
             },
@@ -247,9 +251,20 @@ pub(super) fn launch(
     };
     let lhs = copy.as_ref().unwrap_or(lhs);
     let out = match mode {
-        // forward: y = w cols(x); weight gradient: dw = dy cols(x)^T. A pointwise convolution's
-        // columns are x itself.
-        Mode::Forward | Mode::WeightGrad => {
+        // the columns' gradient w^T dy, folded back onto the input; a pointwise convolution's
+        // columns' gradient is dx itself
+        Mode::InputGrad if plan.weight != Weight::Flipped => {
+            if plan.cols == 0 {
+                return Some((blocked::product(p, lhs, rhs, bias, shape, flops), None));
+            }
+            let cols = blocked::product(p, lhs, rhs, None, &[plan.cols], flops);
+            let out = Tensor::uninit(gpu, shape);
+            blocked::col2im(&cols, g, plan.ld, bias.map(|(t, _)| t), &out);
+            out
+        }
+        // forward: y = w cols(x); weight gradient: dw = dy cols(x)^T; a flipped input gradient:
+        // dx = the flipped weight times cols(dy). A pointwise convolution's columns are x itself.
+        _ => {
             let cols = (plan.cols > 0).then(|| {
                 let cols = Tensor::uninit(gpu, &[plan.cols]);
                 blocked::im2col(rhs, g, mode == Mode::WeightGrad, plan.ld, &cols);
@@ -264,21 +279,6 @@ pub(super) fn launch(
             });
             return Some((out, columns));
         }
-        // dx = the flipped weight times the columns of dy
-        Mode::InputGrad if plan.weight == Weight::Flipped => {
-            let cols = Tensor::uninit(gpu, &[plan.cols]);
-            blocked::im2col(rhs, g, false, plan.ld, &cols);
-            blocked::product(p, lhs, &cols, bias, shape, flops)
-        }
-        // the columns' gradient w^T dy, folded back onto the input; a pointwise convolution's
-        // columns' gradient is dx itself
-        Mode::InputGrad if plan.cols > 0 => {
-            let cols = blocked::product(p, lhs, rhs, None, &[plan.cols], flops);
-            let out = Tensor::uninit(gpu, shape);
-            blocked::col2im(&cols, g, plan.ld, bias.map(|(t, _)| t), &out);
-            out
-        }
-        Mode::InputGrad => blocked::product(p, lhs, rhs, bias, shape, flops),
     };
     Some((out, None))
 }
@@ -286,21 +286,13 @@ pub(super) fn launch(
 /// The weight gradient dw = dy cols^T from the columns its forward convolution kept, with the
 /// columns read in place along k; `None` (recording nothing) when the product is too short for
 /// that (fewer than 32 output channels) or its launch would not fit the adapter.
-pub(super) fn weight_grad_from_columns(
-    s: &ConvShape,
-    dy: &Tensor,
-    columns: &Columns,
-) -> Option<Tensor> {
+fn weight_grad_from_columns(s: &ConvShape, dy: &Tensor, columns: &Columns) -> Option<Tensor> {
     let (cout, plane) = (s.cout as usize, (s.out_h * s.out_w) as usize);
     let p = Product {
         m: cout,
         n: columns.rows,
         k: columns.columns,
-        // A(co, (b, pixel)) = dy[b, co, pixel]
-        a: Layout {
-            minor: 1,
-            ..Layout::channels(cout, plane)
-        },
+        a: output_gradient(cout, plane),
         // B((b, pixel), j) = cols[j, (b, pixel)]: columns `ld` apart, contiguous along k
         b: Layout {
             major: 1,
@@ -322,4 +314,38 @@ pub(super) fn weight_grad_from_columns(
         &shape,
         s.flops(),
     ))
+}
+
+/// The forward of conv2d (marked as requiring gradients when `rg`), and on the CPU set the columns
+/// of x it made, which the weight gradient can read instead of making them again.
+pub(super) fn forward_keeping_columns(
+    s: &ConvShape,
+    w: &Tensor,
+    x: &Tensor,
+    bias: Option<&Tensor>,
+    rg: bool,
+) -> (Tensor, Option<Columns>) {
+    match launch(s, Mode::Forward, w, x, bias, &s.y_shape()) {
+        Some((y, columns)) => (y.with_requires_grad(rg), columns),
+        None => (
+            super::split_launch(s, Mode::Forward, w, x, bias, &s.y_shape(), rg),
+            None,
+        ),
+    }
+}
+
+/// The weight gradient of the conv2d `s` of x with output gradient dy, from the columns of x its
+/// forward kept when there are some (and the product suits them).
+pub(super) fn weight_grad(
+    s: &ConvShape,
+    dy: &Tensor,
+    x: &Tensor,
+    columns: Option<Columns>,
+    options: Conv2dOptions,
+) -> Tensor {
+    columns
+        .and_then(|c| weight_grad_from_columns(s, dy, &c))
+        .unwrap_or_else(|| {
+            super::conv2d_weight_grad(dy, x, (s.k_h as usize, s.k_w as usize), options)
+        })
 }
