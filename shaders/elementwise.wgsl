@@ -1,6 +1,6 @@
 // Elementwise kernels: fill, copy, add, mul, scale, per-channel bias, ReLU / sigmoid / tanh and their
-// backward, in-place accumulation, broadcasts used by reduction backwards, and channel
-// concatenation with its backward (a slice of channels).
+// backward, in-place accumulation, broadcasts used by reduction backwards, channel concatenation
+// with its backward (a slice of channels), and bytes looked up in a table (u8 images to inputs).
 // One thread per output element; the flat index spans a 2-D grid of 256-thread workgroups.
 
 struct Params {
@@ -18,9 +18,17 @@ struct Params {
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read> bytes: array<u32>; // four bytes a word, little-endian
 
 fn flat_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * 256u;
+}
+
+// out = a[byte i of bytes]: a 256-entry table indexed by each byte
+@compute @workgroup_size(256)
+fn lookup_bytes(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_id(gid, nwg);
+    if (i < p.n) { out[i] = a[(bytes[i / 4u] >> (8u * (i % 4u))) & 255u]; }
 }
 
 // out = alpha

@@ -265,3 +265,66 @@ impl fmt::Debug for Tensor {
         )
     }
 }
+
+/// Bytes on the GPU, packed four to a 32-bit word (little-endian): a batch of u8 images as it is
+/// uploaded, before a kernel turns it into model inputs.
+pub struct ByteBuffer {
+    storage: PooledBuffer,
+    len: usize,
+    gpu: Gpu,
+}
+
+impl ByteBuffer {
+    /// Room for `len` bytes (at least one).
+    pub fn new(gpu: &Gpu, len: usize) -> Self {
+        assert!(len > 0, "a byte buffer holds at least one byte");
+        Self {
+            storage: gpu.alloc(len.div_ceil(4) as u64 * 4),
+            len,
+            gpu: gpu.clone(),
+        }
+    }
+
+    /// Number of bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether it holds no bytes (never: see [`ByteBuffer::new`]).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Overwrites the contents with `data` (after all work recorded so far).
+    pub fn write(&self, data: &[u8]) -> Result<()> {
+        if data.len() != self.len {
+            return Err(Error::ShapeData {
+                shape: vec![self.len],
+                expected: self.len,
+                got: data.len(),
+            });
+        }
+        // uploads come in whole words: the last partial word is padded with zeros
+        let whole = data.len() / 4 * 4;
+        let buffer = self.storage.buffer();
+        if whole > 0 {
+            self.gpu.write(buffer, 0, &data[..whole]);
+        }
+        if whole < data.len() {
+            let mut last = [0u8; 4];
+            last[..data.len() - whole].copy_from_slice(&data[whole..]);
+            self.gpu.write(buffer, whole as u64, &last);
+        }
+        Ok(())
+    }
+
+    /// Binds the words to `binding` of a kernel.
+    pub(crate) fn bind(&self, binding: Binding) -> BufferArg<'_> {
+        BufferArg {
+            binding,
+            buffer: self.storage.buffer(),
+            offset: 0,
+            size: self.len.div_ceil(4) as u64 * 4,
+        }
+    }
+}

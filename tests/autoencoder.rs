@@ -158,11 +158,8 @@ fn resuming_a_vae_or_dae_continues_exactly_noise_included() {
             let c = config(Bottleneck::Flat { dim: 8 }, kind);
             AeTrainer::new(&gpu, c, 4, 1e-3, 4, 0.06).unwrap()
         };
-        let images = |step: u64| Batch {
-            step,
-            inputs: batch(&train, &batch_indices(train.len(), 4, 4, step)),
-            labels: Vec::new(),
-        };
+        let images =
+            |step: u64| Batch::gather(&train, &batch_indices(train.len(), 4, 4, step), step);
         let mut straight = make();
         for step in 0..6 {
             straight.train_step(&images(step)).unwrap();

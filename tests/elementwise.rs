@@ -335,3 +335,37 @@ fn channel_concatenation_matches_reference_and_finite_differences() {
         "concat_channels",
     );
 }
+
+#[test]
+fn bytes_become_exactly_the_hosts_inputs_on_the_gpu() {
+    use vqgpu::data::to_input;
+    use vqgpu::tensor::ByteBuffer;
+    use vqgpu::train::PixelInput;
+    let gpu = gpu();
+    // lengths that are not whole words or whole workgroups, and every byte value in every lane
+    for len in [1usize, 3, 5, 256, 1027, 3 * 32 * 32 * 3 + 1] {
+        let bytes: Vec<u8> = (0..len).map(|i| ((i * 37 + i / 256) % 256) as u8).collect();
+        let mut expected = vec![0.0f32; len];
+        to_input(&bytes, &mut expected);
+        let input = PixelInput::new(&gpu, &[len]).unwrap();
+        let got = input.upload(&bytes).unwrap().to_vec().unwrap();
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&got), bits(&expected), "{len} bytes");
+        // a second upload replaces the first
+        let reversed: Vec<u8> = bytes.iter().rev().copied().collect();
+        to_input(&reversed, &mut expected);
+        let got = input.upload(&reversed).unwrap().to_vec().unwrap();
+        assert_eq!(bits(&got), bits(&expected), "{len} bytes, second upload");
+    }
+    let all: Vec<u8> = (0..=255).collect();
+    let table = PixelInput::new(&gpu, &[256]).unwrap();
+    let got = table.upload(&all).unwrap().to_vec().unwrap();
+    assert!(got
+        .iter()
+        .zip(&all)
+        .all(|(&v, &b)| v == b as f32 / 255.0 - 0.5));
+    // a batch of another size is refused
+    let buffer = ByteBuffer::new(&gpu, 8);
+    assert!(buffer.write(&[0u8; 7]).is_err());
+    assert!(table.upload(&all[..255]).is_err());
+}

@@ -221,7 +221,7 @@ fn grids_of_real_images_score_near_the_floor_and_noise_far(
     use vqgpu::tasks::score::{score_grid, GridScoreOptions};
     let train = DataSpec::default().open(Split::Train).unwrap();
     let indices: Vec<usize> = (0..200).collect();
-    let real = Batch::gather(train.as_ref(), &indices, 0).inputs;
+    let real = Batch::gather(train.as_ref(), &indices, 0).image_inputs();
     let noise = random(&mut rng(63), real.len())
         .iter()
         .map(|v| v * 0.5)

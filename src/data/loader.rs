@@ -12,20 +12,25 @@ use rand_chacha::ChaCha8Rng;
 
 use super::{to_input, CodeGrids, Dataset};
 
-/// What batches are drawn from: items of one size as model inputs, with optional labels. Image
-/// datasets give their images in [-0.5, 0.5]; code files give their code grids.
+/// What batches are drawn from: items of one size, with optional labels. Image datasets give
+/// their images as bytes (the GPU turns them into model inputs); code files give their code
+/// grids as values.
 pub trait Source: Send + Sync {
+    /// One value of an item: `u8` for images, `f32` for codes.
+    type Element: bytemuck::Pod + Send;
     /// Number of items.
     fn items(&self) -> usize;
     /// Values per item.
     fn item_len(&self) -> usize;
-    /// Writes item `index` as model input into `out` (`item_len` values).
-    fn write_item(&self, index: usize, out: &mut [f32]);
+    /// Writes item `index` into `out` (`item_len` values).
+    fn write_item(&self, index: usize, out: &mut [Self::Element]);
     /// The class of item `index`, where there are labels.
     fn item_label(&self, index: usize) -> Option<u32>;
 }
 
 impl<D: Dataset + ?Sized> Source for D {
+    type Element = u8;
+
     fn items(&self) -> usize {
         self.len()
     }
@@ -34,10 +39,8 @@ impl<D: Dataset + ?Sized> Source for D {
         self.image_shape().iter().product()
     }
 
-    fn write_item(&self, index: usize, out: &mut [f32]) {
-        let mut bytes = vec![0u8; out.len()];
-        self.image(index, &mut bytes);
-        to_input(&bytes, out);
+    fn write_item(&self, index: usize, out: &mut [u8]) {
+        self.image(index, out);
     }
 
     fn item_label(&self, index: usize) -> Option<u32> {
@@ -46,6 +49,8 @@ impl<D: Dataset + ?Sized> Source for D {
 }
 
 impl Source for CodeGrids {
+    type Element = f32;
+
     fn items(&self) -> usize {
         self.len
     }
@@ -68,22 +73,34 @@ impl Source for CodeGrids {
     }
 }
 
-/// One batch of model inputs.
+/// One batch of items: `Batch<u8>` of images, `Batch<f32>` of code grids.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Batch {
+pub struct Batch<T> {
     /// The step this batch belongs to.
     pub step: u64,
-    /// The items one after another ([B, C, H, W] images in [-0.5, 0.5], or [B, H, W] codes).
-    pub inputs: Vec<f32>,
+    /// The items one after another ([B, C, H, W] image bytes, or [B, H, W] codes).
+    pub inputs: Vec<T>,
     /// One label per item where the source has them.
     pub labels: Vec<u32>,
 }
 
-impl Batch {
+impl Batch<u8> {
+    /// The images as model inputs in [-0.5, 0.5], on the host (see [`to_input`]).
+    pub fn image_inputs(&self) -> Vec<f32> {
+        let mut values = vec![0.0; self.inputs.len()];
+        to_input(&self.inputs, &mut values);
+        values
+    }
+}
+
+/// The batch type of a source.
+pub type BatchOf<S> = Batch<<S as Source>::Element>;
+
+impl<T: bytemuck::Pod> Batch<T> {
     /// Items `indices` of `data` as the batch of `step`.
-    pub fn gather<S: Source + ?Sized>(data: &S, indices: &[usize], step: u64) -> Self {
+    pub fn gather<S: Source<Element = T> + ?Sized>(data: &S, indices: &[usize], step: u64) -> Self {
         let per_item = data.item_len();
-        let mut inputs = vec![0.0f32; indices.len() * per_item];
+        let mut inputs = vec![T::zeroed(); indices.len() * per_item];
         for (slot, &index) in indices.iter().enumerate() {
             data.write_item(index, &mut inputs[slot * per_item..(slot + 1) * per_item]);
         }
@@ -95,7 +112,12 @@ impl Batch {
     }
 
     /// The batch of `step` drawn from `data` (see [`batch_indices`]).
-    pub fn of_step<S: Source + ?Sized>(data: &S, batch: usize, seed: u64, step: u64) -> Self {
+    pub fn of_step<S: Source<Element = T> + ?Sized>(
+        data: &S,
+        batch: usize,
+        seed: u64,
+        step: u64,
+    ) -> Self {
         Self::gather(data, &batch_indices(data.items(), batch, seed, step), step)
     }
 }
@@ -136,14 +158,14 @@ fn indices_with(
 }
 
 /// A background thread producing the batches of steps `start..end` in order.
-pub struct Loader {
-    rx: Receiver<Batch>,
+pub struct Loader<T> {
+    rx: Receiver<Batch<T>>,
     handle: Option<JoinHandle<()>>,
 }
 
-impl Loader {
+impl<T: bytemuck::Pod + Send> Loader<T> {
     /// Starts preparing batches of `batch` items of `data` (two ahead of the consumer).
-    pub fn new<S: Source + ?Sized + 'static>(
+    pub fn new<S: Source<Element = T> + ?Sized + 'static>(
         data: Arc<S>,
         batch: usize,
         seed: u64,
@@ -170,12 +192,12 @@ impl Loader {
     }
 
     /// The next batch, or `None` after the last step.
-    pub fn next_batch(&mut self) -> Option<Batch> {
+    pub fn next_batch(&mut self) -> Option<Batch<T>> {
         self.rx.recv().ok()
     }
 }
 
-impl Drop for Loader {
+impl<T> Drop for Loader<T> {
     fn drop(&mut self) {
         // unblock the producer, then wait for it
         let (_, dead) = sync_channel(1);

@@ -14,7 +14,7 @@ pub use cifar::Cifar10;
 pub use codes::{CodeFile, CodeGrids, CodeLevel, CODES_FORMAT};
 pub use folder::Folder;
 pub use idx::Idx;
-pub use loader::{batch_indices, Batch, Loader, Source};
+pub use loader::{batch_indices, Batch, BatchOf, Loader, Source};
 pub use shapes::Shapes;
 
 use crate::error::{Error, Result};

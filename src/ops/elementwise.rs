@@ -1,16 +1,17 @@
 //! Host side of `shaders/elementwise.wgsl`: fill, copy, add (with per-channel bias broadcasting),
 //! mul, scale, ReLU, sigmoid, tanh, the fused tanh-sigmoid gate and channel concatenation, with
-//! their backward passes.
+//! their backward passes; bytes looked up in a table (a batch of u8 images into model inputs).
 
 use crate::autograd;
 use crate::gpu::{Binding, Shader};
-use crate::tensor::Tensor;
+use crate::tensor::{ByteBuffer, Tensor};
 
 /// `shaders/elementwise.wgsl`.
-pub static SHADER: Shader = crate::shader!("elementwise", Params, [A, B, OUT]);
+pub static SHADER: Shader = crate::shader!("elementwise", Params, [A, B, OUT, BYTES]);
 const A: Binding = Binding::read(1, "a");
 const B: Binding = Binding::read(2, "b");
 const OUT: Binding = Binding::read_write(3, "out");
+const BYTES: Binding = Binding::read(4, "bytes");
 
 crate::uniform_params! {
     struct Params {
@@ -82,6 +83,22 @@ fn same_shape(a: &Tensor, b: &Tensor, op: &str) {
         "{op}: shapes {:?} and {:?} differ",
         a.shape(),
         b.shape()
+    );
+}
+
+/// Writes `table[byte i of bytes]` into element i of `out`, for every element of `out` (no
+/// autograd): u8 images become model inputs on the GPU with exactly the host's values.
+pub fn lookup_bytes(bytes: &ByteBuffer, table: &Tensor, out: &Tensor) {
+    assert_eq!(table.numel(), 256, "a byte table has 256 entries");
+    assert_eq!(bytes.len(), out.numel(), "one byte per output element");
+    let params = Params::new(out.numel(), 0.0, 0.0);
+    let gpu = out.gpu();
+    gpu.run(
+        &SHADER,
+        "lookup_bytes",
+        &params,
+        &[out.bind(OUT), table.bind(A), bytes.bind(BYTES)],
+        gpu.grid_for(out.numel()),
     );
 }
 

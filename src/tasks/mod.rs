@@ -27,7 +27,7 @@ use crate::tensor::Tensor;
 fn load_images(data: &dyn Dataset, range: Range<usize>, gpu: &Gpu) -> Result<(Tensor, Vec<f32>)> {
     let [c, h, w] = data.image_shape();
     let indices: Vec<usize> = range.collect();
-    let values = Batch::gather(data, &indices, 0).inputs;
+    let values = Batch::gather(data, &indices, 0).image_inputs();
     Ok((
         Tensor::from_slice(gpu, &[indices.len(), c, h, w], &values)?,
         values,

@@ -103,7 +103,7 @@ fn images_of(data: &dyn Dataset, limit: usize) -> (Vec<f32>, Vec<u32>) {
         .iter()
         .map(|&i| data.label(i).unwrap_or(0))
         .collect();
-    (batch.inputs, labels)
+    (batch.image_inputs(), labels)
 }
 
 /// `eval classifier`: the checkpoint and the test images.

@@ -10,6 +10,7 @@ use crate::io::checkpoint::Checkpoint;
 use crate::models::autoencoder::{Autoencoder, AutoencoderConfig};
 use crate::nn::ParamStore;
 use crate::tensor::Tensor;
+use crate::train::PixelInput;
 
 use super::{
     check_fits, check_image_data, first_images, MetricSums, RunState, Snapshot, StepOutput,
@@ -58,7 +59,7 @@ pub struct AeTask {
     pub model: Autoencoder,
     /// Variance of training pixels in [0, 1].
     pub variance: f32,
-    input: Tensor,
+    input: PixelInput,
     last_recon: Option<Tensor>,
 }
 
@@ -75,7 +76,7 @@ impl AeTask {
         Ok(Self {
             model,
             variance,
-            input: Tensor::zeros(gpu, &[batch, c, h, w]),
+            input: PixelInput::new(gpu, &[batch, c, h, w])?,
             last_recon: None,
         })
     }
@@ -116,11 +117,11 @@ impl TrainStep for AeTask {
         check_image_data(data, self.model.config.image_shape)
     }
 
-    fn forward(&mut self, batch: &Batch, run: &RunState) -> Result<StepOutput> {
-        self.input.write(&batch.inputs)?;
+    fn forward(&mut self, batch: &Batch<u8>, run: &RunState) -> Result<StepOutput> {
+        let input = self.input.upload(&batch.inputs)?;
         let out = self
             .model
-            .forward(&self.input, run.noise_key(), self.variance, true);
+            .forward(input, run.noise_key(), self.variance, true);
         self.last_recon = Some(out.recon.detach());
         Ok(StepOutput {
             loss: out.loss,
@@ -154,7 +155,7 @@ impl TrainStep for AeTask {
 
     fn snapshot(&self, count: usize) -> Result<Option<Snapshot>> {
         let shape = self.model.config.image_shape;
-        first_images(&self.input, self.last_recon.as_ref(), count, shape).map(Some)
+        first_images(self.input.values(), self.last_recon.as_ref(), count, shape).map(Some)
     }
 
     fn write_state(&self, ck: &mut Checkpoint) -> Result<()> {

@@ -9,6 +9,7 @@ use crate::io::checkpoint::Checkpoint;
 use crate::models::classifier::{Classifier, ClassifierConfig};
 use crate::nn::ParamStore;
 use crate::tensor::Tensor;
+use crate::train::PixelInput;
 
 use super::{
     check_fits, check_image_data, MetricSums, RunState, Snapshot, StepOutput, TrainStep, Trainer,
@@ -33,7 +34,7 @@ impl fmt::Display for ClassifierMetrics {
 pub struct ClassifierTask {
     /// The model.
     pub model: Classifier,
-    input: Tensor,
+    input: PixelInput,
     labels: Tensor,
 }
 
@@ -47,7 +48,7 @@ impl ClassifierTask {
         check_fits(gpu, batch * model.config.channels * h * w * 4)?;
         Ok(Self {
             model,
-            input: Tensor::zeros(gpu, &[batch, c, h, w]),
+            input: PixelInput::new(gpu, &[batch, c, h, w])?,
             labels: Tensor::zeros(gpu, &[batch]),
         })
     }
@@ -93,12 +94,12 @@ impl TrainStep for ClassifierTask {
         }
     }
 
-    fn forward(&mut self, batch: &Batch, _run: &RunState) -> Result<StepOutput> {
-        self.input.write(&batch.inputs)?;
+    fn forward(&mut self, batch: &Batch<u8>, _run: &RunState) -> Result<StepOutput> {
+        let input = self.input.upload(&batch.inputs)?;
         let labels: Vec<f32> = batch.labels.iter().map(|&l| l as f32).collect();
         self.labels.write(&labels)?;
         Ok(StepOutput {
-            loss: self.model.loss(&self.input, &self.labels),
+            loss: self.model.loss(input, &self.labels),
             metrics: Vec::new(),
         })
     }

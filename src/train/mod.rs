@@ -7,6 +7,7 @@
 
 mod autoencoder;
 mod classifier;
+mod pixels;
 mod prior;
 mod run_dir;
 mod state;
@@ -19,13 +20,14 @@ use std::time::Instant;
 
 pub use autoencoder::{AeMetrics, AeTask, AeTrainer};
 pub use classifier::{ClassifierMetrics, ClassifierTask, ClassifierTrainer};
+pub use pixels::PixelInput;
 pub use prior::{bits, PriorMetrics, PriorTask, PriorTrainer};
 pub use run_dir::{RunLock, LOCK_FILE};
 pub use state::{check_fits, MetricSums, RunState, METRIC_SLOTS};
 pub use vqvae::{StepMetrics, VqVaeTask, VqVaeTrainer};
 pub use vqvae2::{LevelMetrics, Vqvae2Metrics, Vqvae2Task, Vqvae2Trainer};
 
-use crate::data::{Batch, Dataset, Loader, Source};
+use crate::data::{Batch, BatchOf, Dataset, Loader, Source};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::io::checkpoint::Checkpoint;
@@ -77,7 +79,7 @@ pub trait TrainStep: Sized {
     /// Checks that `data` fits the model.
     fn check_data(&self, data: &Self::Data) -> Result<()>;
     /// Uploads `batch` and records the forward pass and loss of a training step.
-    fn forward(&mut self, batch: &Batch, run: &RunState) -> Result<StepOutput>;
+    fn forward(&mut self, batch: &BatchOf<Self::Data>, run: &RunState) -> Result<StepOutput>;
     /// The metrics from their sums since the last read (`step` is the step reached).
     fn metrics(&mut self, sums: &MetricSums, step: u64) -> Result<Self::Metrics>;
     /// One `metrics.csv` row, ending with the items/s `rate`.
@@ -103,7 +105,7 @@ pub struct Trainer<S: TrainStep> {
 impl<S: TrainStep> Trainer<S> {
     /// Records one training step on `batch`: forward, backward, Adam, metric sums. Nothing is
     /// read back.
-    pub fn train_step(&mut self, batch: &Batch) -> Result<()> {
+    pub fn train_step(&mut self, batch: &BatchOf<S::Data>) -> Result<()> {
         self.task.params().zero_grad();
         let out = self.task.forward(batch, &self.run)?;
         out.loss.backward();
@@ -282,7 +284,7 @@ pub struct ImageInput {
     pub image_shape: [usize; 3],
     /// Variance of training pixels in [0, 1]; the reconstruction loss is MSE / variance.
     pub variance: f32,
-    input: Tensor,
+    input: PixelInput,
     last_recon: Option<Tensor>,
 }
 
@@ -306,15 +308,14 @@ impl ImageInput {
         Ok(Self {
             image_shape,
             variance,
-            input: Tensor::zeros(gpu, &[batch, c, h, w]),
+            input: PixelInput::new(gpu, &[batch, c, h, w])?,
             last_recon: None,
         })
     }
 
     /// Uploads `batch` into the input buffer and returns it.
-    fn upload(&self, batch: &Batch) -> Result<&Tensor> {
-        self.input.write(&batch.inputs)?;
-        Ok(&self.input)
+    fn upload(&self, batch: &Batch<u8>) -> Result<&Tensor> {
+        self.input.upload(&batch.inputs)
     }
 
     /// Keeps the reconstruction of the last uploaded batch for [`ImageInput::snapshot`].
@@ -330,7 +331,7 @@ impl ImageInput {
     /// The last batch's first `count` images and their reconstructions.
     fn snapshot(&self, count: usize) -> Result<Option<Snapshot>> {
         first_images(
-            &self.input,
+            self.input.values(),
             self.last_recon.as_ref(),
             count,
             self.image_shape,

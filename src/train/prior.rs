@@ -205,7 +205,7 @@ impl TrainStep for PriorTask {
         Ok(())
     }
 
-    fn forward(&mut self, batch: &Batch, _: &RunState) -> Result<StepOutput> {
+    fn forward(&mut self, batch: &Batch<f32>, _: &RunState) -> Result<StepOutput> {
         let positions = self.grid[0] * self.grid[1];
         match &self.condition {
             None => self.codes.write(&batch.inputs)?,

@@ -131,7 +131,7 @@ impl TrainStep for Vqvae2Task {
         self.images.check_data(data)
     }
 
-    fn forward(&mut self, batch: &Batch, _: &RunState) -> Result<StepOutput> {
+    fn forward(&mut self, batch: &Batch<u8>, _: &RunState) -> Result<StepOutput> {
         let input = self.images.upload(batch)?;
         let out = self.model.forward(input, true);
         let (loss, recon_mse) = VqVae2::objective(input, &out, self.images.variance);

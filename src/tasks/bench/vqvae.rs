@@ -96,7 +96,7 @@ pub fn vqvae(
     let images = Batch {
         step: 0,
         inputs: (0..batch * shape.iter().product::<usize>())
-            .map(|_| rng.random_range(-0.5..0.5))
+            .map(|_| rng.random())
             .collect(),
         labels: Vec::new(),
     };
@@ -105,7 +105,7 @@ pub fn vqvae(
     let gpu_bytes = gpu.buffer_bytes();
     trainer.take_metrics()?;
     let [c, h, w] = shape;
-    let x = Tensor::from_slice(gpu, &[batch, c, h, w], &images.inputs)?;
+    let x = Tensor::from_slice(gpu, &[batch, c, h, w], &images.image_inputs())?;
     let mut timer = GpuTimer::with_marks(gpu, 6);
     let mut phases = [0.0; 5];
     for _ in 0..steps {
