@@ -1,15 +1,19 @@
 //! Reverse-mode autograd with a tape. Ops whose inputs require gradients append a node (inputs,
 //! output id, backward closure); [`Tensor::backward`] replays the tape in reverse. Each thread has
-//! its own tape. Gradients of parameters are accumulated into their slots of the flat gradient buffer.
+//! its own tape. Gradients of parameters are accumulated into their slots of the flat gradient
+//! buffer; an op recorded with [`record_into`] may write a parameter's first gradient of a pass
+//! straight into its (still zero) slot, which saves a tensor and the launch that adds it.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
 use crate::gpu::profile;
 use crate::ops::elementwise;
-use crate::tensor::Tensor;
+use crate::tensor::{GradSlot, Tensor};
 
-type BackwardFn = Box<dyn FnOnce(&Tensor) -> Vec<Option<Tensor>>>;
+/// Maps the output gradient to one optional gradient per input; the slice offers, per input, a
+/// tensor the op may write that input's gradient into (and then return it).
+type BackwardFn = Box<dyn FnOnce(&Tensor, &[Option<Tensor>]) -> Vec<Option<Tensor>>>;
 
 struct Node {
     inputs: Vec<Tensor>,
@@ -58,6 +62,18 @@ pub(crate) fn record(
     output: &Tensor,
     backward: impl FnOnce(&Tensor) -> Vec<Option<Tensor>> + 'static,
 ) {
+    record_into(inputs, output, move |g, _| backward(g));
+}
+
+/// [`record`] for an op whose backward can write gradients into given tensors: its second
+/// argument offers, per input, the slot where that input's gradient belongs (a parameter's
+/// gradient slot while it still holds zeros; `None` otherwise). Returning the offered tensor
+/// itself as the gradient says it was written there; anything else is added as usual.
+pub(crate) fn record_into(
+    inputs: &[&Tensor],
+    output: &Tensor,
+    backward: impl FnOnce(&Tensor, &[Option<Tensor>]) -> Vec<Option<Tensor>> + 'static,
+) {
     TAPE.with(|tape| {
         tape.borrow_mut().push(Node {
             inputs: inputs.iter().map(|&t| t.clone()).collect(),
@@ -66,6 +82,30 @@ pub(crate) fn record(
             layer: profile::current_layer(),
         })
     });
+}
+
+/// The slots offered to a node's backward: each parameter input's gradient slot while it holds
+/// zeros, once per slot.
+fn zero_slots(inputs: &[Tensor]) -> Vec<Option<Tensor>> {
+    let mut offered: Vec<Option<Tensor>> = Vec::with_capacity(inputs.len());
+    for input in inputs {
+        let slot = input
+            .grad_sink()
+            .filter(|s| s.zero.get() && input.requires_grad())
+            .map(|s| s.tensor.clone())
+            .filter(|t| !offered.iter().flatten().any(|o| o.id() == t.id()));
+        offered.push(slot);
+    }
+    offered
+}
+
+/// Adds `grad` into a parameter's gradient slot, unless it is the slot itself (written by the
+/// op's backward).
+fn add_to_slot(slot: &GradSlot, grad: &Tensor) {
+    if grad.id() != slot.tensor.id() {
+        elementwise::accumulate(&slot.tensor, grad, 1.0);
+    }
+    slot.zero.set(false);
 }
 
 /// Drops every recorded node (e.g. after a forward pass whose result is not differentiated).
@@ -89,7 +129,7 @@ impl Gradients {
         self.leaves
             .get(&t.id())
             .cloned()
-            .or_else(|| t.grad_sink().cloned())
+            .or_else(|| t.grad_sink().map(|s| s.tensor.clone()))
     }
 }
 
@@ -116,9 +156,10 @@ impl Tensor {
             let Some(g) = grads.remove(&node.output) else {
                 continue;
             };
+            let slots = zero_slots(&node.inputs);
             let input_grads = {
                 let _layer = profile::backward_of(node.layer);
-                (node.backward)(&g)
+                (node.backward)(&g, &slots)
             };
             debug_assert_eq!(input_grads.len(), node.inputs.len());
             for (input, grad) in node.inputs.iter().zip(input_grads) {
@@ -128,8 +169,8 @@ impl Tensor {
                 }
                 if produced.contains(&input.id()) {
                     accumulate(&mut grads, input.id(), grad);
-                } else if let Some(sink) = input.grad_sink() {
-                    elementwise::accumulate(sink, &grad, 1.0);
+                } else if let Some(slot) = input.grad_sink() {
+                    add_to_slot(slot, &grad);
                 } else {
                     accumulate(&mut leaves, input.id(), grad);
                 }
@@ -138,7 +179,7 @@ impl Tensor {
         if !produced.contains(&self.id()) && self.requires_grad() {
             if let Some(g) = grads.remove(&self.id()) {
                 match self.grad_sink() {
-                    Some(sink) => elementwise::accumulate(sink, &g, 1.0),
+                    Some(slot) => add_to_slot(slot, &g),
                     None => accumulate(&mut leaves, self.id(), g),
                 }
             }

@@ -1,6 +1,7 @@
 //! `Tensor`: an f32 array on the GPU (NCHW for images) with a shape, pooled storage and
 //! autograd bookkeeping. Tensors are immutable values; ops return new tensors.
 
+use std::cell::Cell;
 use std::fmt;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,8 +21,19 @@ struct TensorData {
     offset: u64,
     requires_grad: bool,
     /// Where backward accumulates this leaf's gradient (a parameter's slot in the flat grad buffer).
-    grad_sink: Option<Tensor>,
+    grad_sink: Option<GradSlot>,
     gpu: Gpu,
+}
+
+/// A parameter's slot in the flat gradient buffer, and whether it still holds the zeros
+/// `ParamStore::zero_grad` wrote: then the backward of the op that uses the parameter may write
+/// its gradient there directly instead of into a new tensor that is then added.
+#[derive(Clone)]
+pub(crate) struct GradSlot {
+    /// The slot.
+    pub tensor: Tensor,
+    /// True from `zero_grad` until a gradient is written or added into the slot.
+    pub zero: Rc<Cell<bool>>,
 }
 
 /// An f32 tensor on the GPU; cloning shares the same storage and identity.
@@ -40,7 +52,7 @@ impl Tensor {
         storage: Rc<PooledBuffer>,
         offset: u64,
         requires_grad: bool,
-        grad_sink: Option<Tensor>,
+        grad_sink: Option<GradSlot>,
     ) -> Self {
         Self(Rc::new(TensorData {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -62,6 +74,23 @@ impl Tensor {
         );
         let storage = Rc::new(gpu.alloc(n as u64 * 4));
         Self::build(gpu, shape.to_vec(), storage, 0, false, None)
+    }
+
+    /// `into` (a tensor of as many elements as `shape`, such as a parameter's gradient slot)
+    /// where it is given, else a new uninitialised tensor of `shape`.
+    pub(crate) fn uninit_or(gpu: &Gpu, shape: &[usize], into: Option<&Tensor>) -> Self {
+        match into {
+            Some(t) => {
+                assert_eq!(
+                    t.numel(),
+                    numel(shape),
+                    "a result of shape {shape:?} cannot be written into {:?}",
+                    t.shape()
+                );
+                t.clone()
+            }
+            None => Self::uninit(gpu, shape),
+        }
     }
 
     /// An uninitialised tensor that is the output of an op (`requires_grad` as its inputs dictate).
@@ -132,7 +161,12 @@ impl Tensor {
 
     /// A view of `shape` at element `offset` of this tensor's storage (for flat parameter buffers).
     /// The offset must be a multiple of 64 elements (256 bytes, the largest binding alignment).
-    pub(crate) fn view(&self, offset: usize, shape: &[usize], grad_sink: Option<Tensor>) -> Tensor {
+    pub(crate) fn view(
+        &self,
+        offset: usize,
+        shape: &[usize],
+        grad_sink: Option<GradSlot>,
+    ) -> Tensor {
         assert!(
             offset.is_multiple_of(64),
             "views must start on a 256-byte boundary"
@@ -179,7 +213,7 @@ impl Tensor {
     }
 
     /// The parameter gradient slot backward accumulates into, if this is a parameter.
-    pub(crate) fn grad_sink(&self) -> Option<&Tensor> {
+    pub(crate) fn grad_sink(&self) -> Option<&GradSlot> {
         self.0.grad_sink.as_ref()
     }
 

@@ -4,7 +4,7 @@
 mod common;
 use common::*;
 use vqgpu::nn::{Adam, Conv2d, ConvTranspose2d, Linear, ParamStore};
-use vqgpu::ops::conv::{Conv2dOptions, ConvTranspose2dOptions};
+use vqgpu::ops::conv::{conv2d, conv_transpose2d, Conv2dOptions, ConvTranspose2dOptions};
 use vqgpu::ops::reduce::mse_loss;
 use vqgpu::{autograd, Error, Gpu, GpuOptions, Tensor};
 
@@ -303,4 +303,89 @@ fn shape_and_data_mismatch_is_an_error() {
         ),
         "{err}"
     );
+}
+
+/// A parameter's first gradient of a pass is written straight into its zero slot by the
+/// convolutions; it must equal, bit for bit, the gradient the plain path computes for the same
+/// tensor as an ordinary leaf, a parameter used twice must get the sum of both uses in the order
+/// of the backward pass, and a second pass without `zero_grad` must add to the slots.
+#[test]
+fn convolution_gradients_written_into_their_slots_equal_the_added_ones() {
+    for gpu in kernel_set_gpus() {
+        let mut ps = ParamStore::new(&gpu, 3);
+        let same = Conv2dOptions::new(1, 1);
+        let pointwise = Conv2dOptions::new(1, 0);
+        let up_options = ConvTranspose2dOptions::new(2, 1, 0);
+        // 40 output channels: the CPU set's tall product; the pointwise layer is used twice
+        let wide = Conv2d::new(&mut ps.scope("wide"), 6, 40, (3, 3), same, true);
+        let shared = Conv2d::new(&mut ps.scope("shared"), 40, 40, (1, 1), pointwise, true);
+        let up = ConvTranspose2d::new(&mut ps.scope("up"), 40, 5, (4, 4), up_options, true);
+        ps.finalize().unwrap();
+        let mut r = rng(17);
+        let (x, _) = random_tensor(&gpu, &mut r, &[3, 6, 9, 7]);
+        let (weights, _) = random_tensor(&gpu, &mut r, &[3, 5, 18, 14]);
+        // the network on given tensors: t[2], t[3] for the first use of the pointwise layer,
+        // t[6], t[7] for the second
+        let net = |t: &[Tensor]| {
+            let h = conv2d(&x, &t[0], Some(&t[1]), same);
+            let h = conv2d(&h, &t[2], Some(&t[3]), pointwise).relu();
+            let h = conv2d(&h, &t[6], Some(&t[7]), pointwise);
+            conv_transpose2d(&h, &t[4], Some(&t[5]), up_options)
+                .mul(&weights)
+                .sum()
+        };
+        let params = [
+            &wide.weight,
+            wide.bias.as_ref().unwrap(),
+            &shared.weight,
+            shared.bias.as_ref().unwrap(),
+            &up.weight,
+            up.bias.as_ref().unwrap(),
+        ];
+        let uses: Vec<Tensor> = [0, 1, 2, 3, 4, 5, 2, 3]
+            .iter()
+            .map(|&i| params[i].tensor().clone())
+            .collect();
+        // each use as an ordinary leaf: its own gradient
+        let leaves: Vec<Tensor> = uses
+            .iter()
+            .map(|t| t.detach().with_requires_grad(true))
+            .collect();
+        let grads = net(&leaves).backward();
+        let per_use: Vec<Vec<f32>> = leaves
+            .iter()
+            .map(|l| download(&grads.get(l).unwrap()))
+            .collect();
+        // backward reaches the second use first: its gradient is written, the first one's added
+        let add = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x + y).collect::<Vec<_>>();
+        let expected: Vec<Vec<f32>> = (0..6)
+            .map(|i| match i {
+                2 | 3 => add(&per_use[i + 4], &per_use[i]),
+                _ => per_use[i].clone(),
+            })
+            .collect();
+        ps.zero_grad();
+        net(&uses).backward();
+        for (p, want) in params.iter().zip(&expected) {
+            assert_eq!(bits(&download(&ps.grad(p))), bits(want), "{}", p.name());
+        }
+        // without zero_grad the next pass adds to the slots, in the same order
+        net(&uses).backward();
+        for (i, (p, first)) in params.iter().zip(&expected).enumerate() {
+            let again = match i {
+                2 | 3 => add(&add(first, &per_use[i + 4]), &per_use[i]),
+                _ => add(first, first),
+            };
+            assert_eq!(
+                bits(&download(&ps.grad(p))),
+                bits(&again),
+                "{} again",
+                p.name()
+            );
+        }
+    }
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
 }

@@ -3,7 +3,7 @@
 //! their parameters through a [`Scope`], which prefixes the names (`encoder.0.weight`), so two
 //! instances of a module are two scopes.
 
-use std::cell::OnceCell;
+use std::cell::{Cell, OnceCell};
 use std::rc::Rc;
 
 use rand::{Rng, SeedableRng};
@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::io::checkpoint::Checkpoint;
 use crate::ops::elementwise;
-use crate::tensor::{numel, Tensor};
+use crate::tensor::{numel, GradSlot, Tensor};
 
 /// Parameter offsets are rounded up to this many floats (256 bytes) so each can be bound on its own.
 const ALIGN: usize = 64;
@@ -71,6 +71,8 @@ struct Flat {
     grads: Tensor,
     m: Tensor,
     v: Tensor,
+    /// Per parameter: whether its gradient slot still holds zeros (see [`GradSlot`]).
+    zero_flags: Vec<Rc<Cell<bool>>>,
 }
 
 /// Owns every parameter of a model in flat GPU buffers.
@@ -211,17 +213,24 @@ impl ParamStore {
         self.initial.resize(len, 0.0);
         let values = Tensor::from_slice(&self.gpu, &[len], &self.initial)?;
         let zeros = || Tensor::zeros(&self.gpu, &[len]);
-        let flat = Flat {
+        let mut flat = Flat {
             values,
             grads: zeros(),
             m: zeros(),
             v: zeros(),
+            zero_flags: Vec::with_capacity(self.params.len()),
         };
+        let mut zero_flags = Vec::with_capacity(self.params.len());
         for p in &self.params {
-            let sink = flat.grads.view(p.offset(), p.shape(), None);
-            let view = flat.values.view(p.offset(), p.shape(), Some(sink));
+            let slot = GradSlot {
+                tensor: flat.grads.view(p.offset(), p.shape(), None),
+                zero: Rc::new(Cell::new(true)),
+            };
+            zero_flags.push(slot.zero.clone());
+            let view = flat.values.view(p.offset(), p.shape(), Some(slot));
             let _ = p.0.tensor.set(view);
         }
+        flat.zero_flags = zero_flags;
         self.initial = Vec::new();
         self.flat = Some(flat);
         Ok(())
@@ -243,9 +252,14 @@ impl ParamStore {
         self.params.iter().map(|p| numel(p.shape())).sum()
     }
 
-    /// Sets every gradient to zero (one dispatch).
+    /// Sets every gradient to zero (one dispatch). The next backward pass then writes a
+    /// parameter's first gradient into its slot directly where the op allows it.
     pub fn zero_grad(&self) {
-        elementwise::fill(&self.flat().grads, 0.0);
+        let flat = self.flat();
+        elementwise::fill(&flat.grads, 0.0);
+        for zero in &flat.zero_flags {
+            zero.set(true);
+        }
     }
 
     /// The flat (values, grads, first moment, second moment) buffers.

@@ -226,9 +226,10 @@ impl Product {
     }
 }
 
-/// C = A B (+ bias) as a new tensor of `shape` (its elements laid out as `p.c` says). A product
-/// split along K (see [`Product::split`]) writes one partial result per chunk, then adds them in
-/// order (the bias goes into the first). `b` is bound rounded up to whole vec4. No autograd.
+/// C = A B (+ bias) as a new tensor of `shape`, or written into `into` where it is given (its
+/// elements laid out as `p.c` says). A product split along K (see [`Product::split`]) writes one
+/// partial result per chunk, then adds them in order (the bias goes into the first). `b` is bound
+/// rounded up to whole vec4. No autograd.
 pub(crate) fn product(
     p: &Product,
     a: &Tensor,
@@ -236,11 +237,12 @@ pub(crate) fn product(
     bias: Option<(&Tensor, BiasPer)>,
     shape: &[usize],
     flops: f64,
+    into: Option<&Tensor>,
 ) -> Tensor {
     let gpu = a.gpu();
     let split = p.split();
     if split.0 == 1 {
-        let out = Tensor::uninit(gpu, shape);
+        let out = Tensor::uninit_or(gpu, shape, into);
         launch(p, a, b, bias, &out, split, flops);
         return out;
     }
@@ -248,7 +250,7 @@ pub(crate) fn product(
     partial_shape.extend_from_slice(shape);
     let partial = Tensor::uninit(gpu, &partial_shape);
     launch(p, a, b, bias, &partial, split, flops);
-    reduce::sum_axis(&partial, 0)
+    reduce::sum_axis_into(&partial, 0, into)
 }
 
 /// Records one launch of the GEMM into `out`, K in `split` = (chunks, K per chunk), chunk i

@@ -223,7 +223,7 @@ fn conv2d_input_grad_biased(
         x_hw,
         &options,
     );
-    split_launch(&s, Mode::InputGrad, w, dy, bias, &s.x_shape(), false)
+    split_launch(&s, Mode::InputGrad, w, dy, bias, &s.x_shape(), None)
 }
 
 /// Gradient of conv2d with respect to its weight: dy [N, Cout, OH, OW] and x [N, Cin, H, W] give
@@ -233,6 +233,17 @@ pub fn conv2d_weight_grad(
     x: &Tensor,
     k_hw: (usize, usize),
     options: Conv2dOptions,
+) -> Tensor {
+    weight_grad_into(dy, x, k_hw, options, None)
+}
+
+/// [`conv2d_weight_grad`] written into `into` where it is given (a tensor of the weight's shape).
+fn weight_grad_into(
+    dy: &Tensor,
+    x: &Tensor,
+    k_hw: (usize, usize),
+    options: Conv2dOptions,
+    into: Option<&Tensor>,
 ) -> Tensor {
     let x4 = dims4(x, "input");
     let dy4 = dims4(dy, "output gradient");
@@ -247,12 +258,12 @@ pub fn conv2d_weight_grad(
         x4,
         "conv2d weight gradient: batch or channels of x and dy differ"
     );
-    split_launch(&s, Mode::WeightGrad, dy, x, None, &s.w_shape(), false)
+    split_launch(&s, Mode::WeightGrad, dy, x, None, &s.w_shape(), into)
 }
 
-/// Records `mode(lhs, rhs) (+ bias)` into a new tensor of `shape`; a product split along K (see
-/// [`k_split`]) writes one partial result per chunk, then sums them. No autograd; the result is
-/// marked as requiring gradients when `rg`.
+/// Records `mode(lhs, rhs) (+ bias)` into `into` where it is given, else into a new tensor of
+/// `shape`; a product split along K (see [`k_split`]) writes one partial result per chunk, then
+/// sums them. No autograd.
 fn split_launch(
     s: &ConvShape,
     mode: Mode,
@@ -260,46 +271,39 @@ fn split_launch(
     rhs: &Tensor,
     bias: Option<&Tensor>,
     shape: &[usize; 4],
-    rg: bool,
+    into: Option<&Tensor>,
 ) -> Tensor {
-    if let Some((out, _)) = lowered::launch(s, mode, lhs, rhs, bias, shape) {
-        return if rg {
-            out.with_requires_grad(true)
-        } else {
-            out
-        };
+    if let Some((out, _)) = lowered::launch(s, mode, lhs, rhs, bias, shape, into) {
+        return out;
     }
     let gpu = lhs.gpu();
     let split = k_split(s, mode);
     let chunks = split.0 as usize;
     if chunks == 1 {
-        let out = Tensor::output(gpu, shape, rg);
+        let out = Tensor::uninit_or(gpu, shape, into);
         launch(s, mode, split, lhs, rhs, bias, &out);
         return out;
     }
     let [a, b, c, d] = *shape;
     let partial = Tensor::uninit(gpu, &[chunks, a, b, c, d]);
     launch(s, mode, split, lhs, rhs, bias, &partial);
-    let out = reduce::sum_axis(&partial, 0);
-    if rg {
-        out.with_requires_grad(true)
-    } else {
-        out
-    }
+    reduce::sum_axis_into(&partial, 0, into)
 }
 
-/// Records the backward of a conv2d / conv_transpose2d: `grads(g, [x wanted, w wanted])` gives the
-/// gradients of x and w (those wanted), and the per-channel sum of `g` goes to a bias.
+/// Records the backward of a conv2d / conv_transpose2d: `grads(g, [x wanted, w wanted], into)`
+/// gives the gradients of x and w (those wanted; w's written into `into` where it is given), and
+/// the per-channel sum of `g` goes to a bias. A parameter's zero gradient slot, where autograd
+/// offers one, receives its gradient directly.
 fn record_backward(
     inputs: &[&Tensor],
     y: &Tensor,
-    grads: impl FnOnce(&Tensor, [bool; 2]) -> [Option<Tensor>; 2] + 'static,
+    grads: impl FnOnce(&Tensor, [bool; 2], Option<&Tensor>) -> [Option<Tensor>; 2] + 'static,
 ) {
     let wants: Vec<bool> = inputs.iter().map(|t| t.requires_grad()).collect();
-    autograd::record(inputs, y, move |g| {
-        let mut all = Vec::from(grads(g, [wants[0], wants[1]]));
+    autograd::record_into(inputs, y, move |g, slots| {
+        let mut all = Vec::from(grads(g, [wants[0], wants[1]], slots[1].as_ref()));
         if wants.len() > 2 {
-            all.push(wants[2].then(|| reduce::sum_per_channel(g)));
+            all.push(wants[2].then(|| reduce::sum_per_channel_into(g, slots[2].as_ref())));
         }
         all
     });
@@ -321,10 +325,10 @@ pub fn conv2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, options: Conv2dOpti
     if rg {
         let (x_s, w_s) = (x.detach(), w.detach());
         let columns = columns.filter(|_| w.requires_grad());
-        record_backward(&inputs, &y, move |g, [want_x, want_w]| {
+        record_backward(&inputs, &y, move |g, [want_x, want_w], into| {
             [
                 want_x.then(|| conv2d_input_grad(g, &w_s, (x4[2], x4[3]), options)),
-                want_w.then(|| lowered::weight_grad(&s, g, &x_s, columns, options)),
+                want_w.then(|| lowered::weight_grad(&s, g, &x_s, columns, options, into)),
             ]
         });
     }
@@ -372,7 +376,7 @@ pub fn conv_transpose2d(
     if rg {
         let (x_s, w_s) = (x.detach(), w.detach());
         // dx is the convolution of g by w; on the CPU set the columns of g it makes serve dw too
-        record_backward(&inputs, &y, move |g, [want_x, want_w]| {
+        record_backward(&inputs, &y, move |g, [want_x, want_w], into| {
             let s = ConvShape::of(dims4(g, "output gradient"), w4, &adjoint);
             let (dx, columns) = match want_x {
                 true => {
@@ -383,7 +387,7 @@ pub fn conv_transpose2d(
             };
             [
                 dx,
-                want_w.then(|| lowered::weight_grad(&s, &x_s, g, columns, adjoint)),
+                want_w.then(|| lowered::weight_grad(&s, &x_s, g, columns, adjoint, into)),
             ]
         });
     }

@@ -126,7 +126,7 @@ fn product_blocked(
     }
     let bias = bias.map(|t| (t, BiasPer::Column));
     let flops = 2.0 * (m * n * k) as f64;
-    Some(blocked::product(&p, a, b, bias, &[m, n], flops))
+    Some(blocked::product(&p, a, b, bias, &[m, n], flops, None))
 }
 
 fn product(

@@ -150,15 +150,32 @@ fn split_at_axis(shape: &[usize], axis: usize) -> (usize, usize, usize) {
 
 /// Sum over `axis` (the axis is removed from the shape).
 pub fn sum_axis(x: &Tensor, axis: usize) -> Tensor {
-    scaled_sum_axis(x, axis, 1.0)
+    scaled_sum_axis(x, axis, 1.0, None)
+}
+
+/// [`sum_axis`] written into `into` where it is given (a tensor of the sum's size; no autograd).
+pub(crate) fn sum_axis_into(x: &Tensor, axis: usize, into: Option<&Tensor>) -> Tensor {
+    scaled_sum_axis(x, axis, 1.0, into)
 }
 
 /// Mean over `axis` (the axis is removed from the shape).
 pub fn mean_axis(x: &Tensor, axis: usize) -> Tensor {
-    scaled_sum_axis(x, axis, 1.0 / x.shape()[axis] as f32)
+    scaled_sum_axis(x, axis, 1.0 / x.shape()[axis] as f32, None)
 }
 
-fn scaled_sum_axis(x: &Tensor, axis: usize, scale: f32) -> Tensor {
+/// The new tensor of `shape` an op writes (requiring gradients when `rg`), or `into` where it is
+/// given (then nothing may require gradients).
+fn output_or(x: &Tensor, shape: &[usize], rg: bool, into: Option<&Tensor>) -> Tensor {
+    match into {
+        Some(_) => {
+            assert!(!rg, "a result written into a given tensor has no autograd");
+            Tensor::uninit_or(x.gpu(), shape, into)
+        }
+        None => Tensor::output(x.gpu(), shape, rg),
+    }
+}
+
+fn scaled_sum_axis(x: &Tensor, axis: usize, scale: f32, into: Option<&Tensor>) -> Tensor {
     let (outer, mid, inner) = split_at_axis(x.shape(), axis);
     let mut shape = x.shape().to_vec();
     shape.remove(axis);
@@ -166,7 +183,7 @@ fn scaled_sum_axis(x: &Tensor, axis: usize, scale: f32) -> Tensor {
         shape.push(1);
     }
     let rg = autograd::needs_grad(&[x]);
-    let out = Tensor::output(x.gpu(), &shape, rg);
+    let out = output_or(x, &shape, rg, into);
     let params = Params {
         n: (outer * inner) as u32,
         outer: outer as u32,
@@ -196,9 +213,15 @@ fn scaled_sum_axis(x: &Tensor, axis: usize, scale: f32) -> Tensor {
 
 /// Sum over every axis but axis 1: [N, C, ...] -> [C] (the gradient of a per-channel bias).
 pub fn sum_per_channel(x: &Tensor) -> Tensor {
+    sum_per_channel_into(x, None)
+}
+
+/// [`sum_per_channel`] written into `into` where it is given (a tensor of C elements; no
+/// autograd).
+pub(crate) fn sum_per_channel_into(x: &Tensor, into: Option<&Tensor>) -> Tensor {
     let (outer, mid, inner) = split_at_axis(x.shape(), 1);
     let rg = autograd::needs_grad(&[x]);
-    let out = Tensor::output(x.gpu(), &[mid], rg);
+    let out = output_or(x, &[mid], rg, into);
     let params = Params {
         outer: outer as u32,
         mid: mid as u32,

@@ -227,9 +227,9 @@ pub(super) struct Columns {
     columns: usize,
 }
 
-/// Records `mode(lhs, rhs) (+ bias)` on the CPU set into a new tensor of `shape`, or returns
-/// `None` (recording nothing) when `conv.wgsl` must compute it. A forward convolution also returns
-/// the columns of its input, if it made them. No autograd.
+/// Records `mode(lhs, rhs) (+ bias)` on the CPU set into `into` where it is given, else into a new
+/// tensor of `shape`, or returns `None` (recording nothing) when `conv.wgsl` must compute it. A
+/// forward convolution also returns the columns of its input, if it made them. No autograd.
 pub(super) fn launch(
     s: &ConvShape,
     mode: Mode,
@@ -237,6 +237,7 @@ pub(super) fn launch(
     rhs: &Tensor,
     bias: Option<&Tensor>,
     shape: &[usize; 4],
+    into: Option<&Tensor>,
 ) -> Option<(Tensor, Option<Columns>)> {
     let gpu = lhs.gpu();
     let plan = usable_plan(gpu, s, mode)?;
@@ -255,10 +256,13 @@ pub(super) fn launch(
         // columns' gradient is dx itself
         Mode::InputGrad if plan.weight != Weight::Flipped => {
             if plan.cols == 0 {
-                return Some((blocked::product(p, lhs, rhs, bias, shape, flops), None));
+                return Some((
+                    blocked::product(p, lhs, rhs, bias, shape, flops, into),
+                    None,
+                ));
             }
-            let cols = blocked::product(p, lhs, rhs, None, &[plan.cols], flops);
-            let out = Tensor::uninit(gpu, shape);
+            let cols = blocked::product(p, lhs, rhs, None, &[plan.cols], flops, None);
+            let out = Tensor::uninit_or(gpu, shape, into);
             blocked::col2im(&cols, g, plan.ld, bias.map(|(t, _)| t), &out);
             out
         }
@@ -270,7 +274,8 @@ pub(super) fn launch(
                 blocked::im2col(rhs, g, mode == Mode::WeightGrad, plan.ld, &cols);
                 cols
             });
-            let out = blocked::product(p, lhs, cols.as_ref().unwrap_or(rhs), bias, shape, flops);
+            let b = cols.as_ref().unwrap_or(rhs);
+            let out = blocked::product(p, lhs, b, bias, shape, flops, into);
             let columns = cols.filter(|_| mode == Mode::Forward).map(|cols| Columns {
                 cols,
                 ld: plan.ld,
@@ -284,9 +289,15 @@ pub(super) fn launch(
 }
 
 /// The weight gradient dw = dy cols^T from the columns its forward convolution kept, with the
-/// columns read in place along k; `None` (recording nothing) when the product is too short for
-/// that (fewer than 32 output channels) or its launch would not fit the adapter.
-fn weight_grad_from_columns(s: &ConvShape, dy: &Tensor, columns: &Columns) -> Option<Tensor> {
+/// columns read in place along k, written into `into` where it is given; `None` (recording
+/// nothing) when the product is too short for that (fewer than 32 output channels) or its launch
+/// would not fit the adapter.
+fn weight_grad_from_columns(
+    s: &ConvShape,
+    dy: &Tensor,
+    columns: &Columns,
+    into: Option<&Tensor>,
+) -> Option<Tensor> {
     let (cout, plane) = (s.cout as usize, (s.out_h * s.out_w) as usize);
     let p = Product {
         m: cout,
@@ -313,6 +324,7 @@ fn weight_grad_from_columns(s: &ConvShape, dy: &Tensor, columns: &Columns) -> Op
         None,
         &shape,
         s.flops(),
+        into,
     ))
 }
 
@@ -325,27 +337,30 @@ pub(super) fn forward_keeping_columns(
     bias: Option<&Tensor>,
     rg: bool,
 ) -> (Tensor, Option<Columns>) {
-    match launch(s, Mode::Forward, w, x, bias, &s.y_shape()) {
+    match launch(s, Mode::Forward, w, x, bias, &s.y_shape(), None) {
         Some((y, columns)) => (y.with_requires_grad(rg), columns),
-        None => (
-            super::split_launch(s, Mode::Forward, w, x, bias, &s.y_shape(), rg),
-            None,
-        ),
+        None => {
+            let y = super::split_launch(s, Mode::Forward, w, x, bias, &s.y_shape(), None);
+            (y.with_requires_grad(rg), None)
+        }
     }
 }
 
 /// The weight gradient of the conv2d `s` of x with output gradient dy, from the columns of x its
-/// forward kept when there are some (and the product suits them).
+/// forward kept when there are some (and the product suits them), written into `into` where it
+/// is given.
 pub(super) fn weight_grad(
     s: &ConvShape,
     dy: &Tensor,
     x: &Tensor,
     columns: Option<Columns>,
     options: Conv2dOptions,
+    into: Option<&Tensor>,
 ) -> Tensor {
     columns
-        .and_then(|c| weight_grad_from_columns(s, dy, &c))
+        .and_then(|c| weight_grad_from_columns(s, dy, &c, into))
         .unwrap_or_else(|| {
-            super::conv2d_weight_grad(dy, x, (s.k_h as usize, s.k_w as usize), options)
+            let k_hw = (s.k_h as usize, s.k_w as usize);
+            super::weight_grad_into(dy, x, k_hw, options, into)
         })
 }
