@@ -386,6 +386,42 @@ fn convolution_gradients_written_into_their_slots_equal_the_added_ones() {
     }
 }
 
+/// The same for a linear layer's weight and bias.
+#[test]
+fn linear_gradients_written_into_their_slots_equal_the_added_ones() {
+    for gpu in kernel_set_gpus() {
+        let mut ps = ParamStore::new(&gpu, 4);
+        // 40 rows of x: the CPU set's tall product for the weight gradient
+        let layer = Linear::new(&mut ps.scope("fc"), 7, 33, true);
+        ps.finalize().unwrap();
+        let mut r = rng(18);
+        let (x, _) = random_tensor(&gpu, &mut r, &[40, 7]);
+        let (weights, _) = random_tensor(&gpu, &mut r, &[40, 33]);
+        let net =
+            |w: &Tensor, b: &Tensor| vqgpu::ops::gemm::linear(&x, w, Some(b)).mul(&weights).sum();
+        let params = [&layer.weight, layer.bias.as_ref().unwrap()];
+        let leaves: Vec<Tensor> = params
+            .iter()
+            .map(|p| p.tensor().detach().with_requires_grad(true))
+            .collect();
+        let grads = net(&leaves[0], &leaves[1]).backward();
+        ps.zero_grad();
+        for pass in 1..=2 {
+            net(params[0].tensor(), params[1].tensor()).backward();
+            for (p, leaf) in params.iter().zip(&leaves) {
+                let once = download(&grads.get(leaf).unwrap());
+                let want: Vec<f32> = once.iter().map(|&g| g * pass as f32).collect();
+                assert_eq!(
+                    bits(&download(&ps.grad(p))),
+                    bits(&want),
+                    "{} after {pass} passes",
+                    p.name()
+                );
+            }
+        }
+    }
+}
+
 fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
 }

@@ -83,14 +83,15 @@ fn launch(
     );
 }
 
-/// `op(a) op(b) (+ bias)` on `blocked.wgsl` (the CPU set), with no autograd; `None` (nothing
-/// recorded) when the launch would not fit the adapter.
+/// `op(a) op(b) (+ bias)` on `blocked.wgsl` (the CPU set), with no autograd, written into `into`
+/// where it is given; `None` (nothing recorded) when the launch would not fit the adapter.
 fn product_blocked(
     a: &Tensor,
     b: &Tensor,
     bias: Option<&Tensor>,
     trans_a: bool,
     trans_b: bool,
+    into: Option<&Tensor>,
 ) -> Option<Tensor> {
     let (m, k) = op_dims(a, trans_a, "a");
     let n = op_dims(b, trans_b, "b").1;
@@ -126,21 +127,27 @@ fn product_blocked(
     }
     let bias = bias.map(|t| (t, BiasPer::Column));
     let flops = 2.0 * (m * n * k) as f64;
-    Some(blocked::product(&p, a, b, bias, &[m, n], flops, None))
+    Some(blocked::product(&p, a, b, bias, &[m, n], flops, into))
 }
 
+/// `op(a) @ op(b) (+ bias)` as a new tensor (requiring gradients when `requires_grad`), or
+/// written into `into` where it is given (then with no autograd).
 fn product(
     a: &Tensor,
     b: &Tensor,
-    trans_a: bool,
-    trans_b: bool,
+    (trans_a, trans_b): (bool, bool),
     bias: Option<&Tensor>,
     requires_grad: bool,
+    into: Option<&Tensor>,
 ) -> Tensor {
     let (m, k) = op_dims(a, trans_a, "a");
     let (k2, n) = op_dims(b, trans_b, "b");
+    assert!(
+        !(requires_grad && into.is_some()),
+        "a product written into a given tensor has no autograd"
+    );
     if a.gpu().kernel_set() == KernelSet::Cpu && k == k2 {
-        if let Some(out) = product_blocked(a, b, bias, trans_a, trans_b) {
+        if let Some(out) = product_blocked(a, b, bias, trans_a, trans_b, into) {
             return if requires_grad {
                 out.with_requires_grad(true)
             } else {
@@ -148,7 +155,10 @@ fn product(
             };
         }
     }
-    let out = Tensor::output(a.gpu(), &[m, n], requires_grad);
+    let out = match into {
+        Some(_) => Tensor::uninit_or(a.gpu(), &[m, n], into),
+        None => Tensor::output(a.gpu(), &[m, n], requires_grad),
+    };
     launch(a, b, bias, &out, trans_a, trans_b);
     out
 }
@@ -156,7 +166,7 @@ fn product(
 /// `op(a) @ op(b)` for 2-D tensors, where `op` transposes when its flag is set.
 pub fn matmul(a: &Tensor, b: &Tensor, trans_a: bool, trans_b: bool) -> Tensor {
     let rg = autograd::needs_grad(&[a, b]);
-    let out = product(a, b, trans_a, trans_b, None, rg);
+    let out = product(a, b, (trans_a, trans_b), None, rg, None);
     if rg {
         let (a_s, b_s) = (a.detach(), b.detach());
         let (ga, gb) = (a.requires_grad(), b.requires_grad());
@@ -196,7 +206,7 @@ pub fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Tensor {
     let mut inputs = vec![x, w];
     inputs.extend(bias);
     let rg = autograd::needs_grad(&inputs);
-    let out = product(x, w, false, true, bias, rg);
+    let out = product(x, w, (false, true), bias, rg, None);
     if rg {
         let (x_s, w_s) = (x.detach(), w.detach());
         let (gx, gw, gb) = (
@@ -205,13 +215,14 @@ pub fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Tensor {
             bias.is_some_and(Tensor::requires_grad),
         );
         let has_bias = bias.is_some();
-        autograd::record(&inputs, &out, move |g| {
+        // the weight's and the bias's gradients go straight into their zero slots where offered
+        autograd::record_into(&inputs, &out, move |g, slots| {
             let mut grads = vec![
                 gx.then(|| matmul(g, &w_s, false, false)),
-                gw.then(|| matmul(g, &x_s, true, false)),
+                gw.then(|| product(g, &x_s, (true, false), None, false, slots[1].as_ref())),
             ];
             if has_bias {
-                grads.push(gb.then(|| reduce::sum_per_channel(g)));
+                grads.push(gb.then(|| reduce::sum_per_channel_into(g, slots[2].as_ref())));
             }
             grads
         });
