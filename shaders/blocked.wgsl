@@ -75,7 +75,7 @@ struct Params {
     pad_w: u32,
     mask_lo: u32,
     mask_hi: u32,
-    _pad0: u32,
+    relu: u32,   // gemm, gemm_tall, col2im: 1 stores max(result, 0) (a product not split along K only)
     _pad1: u32,
 }
 
@@ -225,6 +225,7 @@ fn store_row4(v: vec4<f32>, m: u32, n0: u32, chunk: u32) {
         // the four columns lie in one block of C (N and its blocks hold whole vec4)
         if (n0 >= p.n) { return; }
         if (BIAS == 2u && chunk == 0u) { row += vec4<f32>(bias[n0], bias[n0 + 1u], bias[n0 + 2u], bias[n0 + 3u]); }
+        if (p.relu == 1u) { row = max(row, vec4<f32>(0.0)); }
         var column = n0;
         if (p.c_inner != NO_WRAP) { column = (n0 / p.c_inner) * p.c_outer + n0 % p.c_inner; }
         c_vec4[(chunk * p.c_chunk + column + m * p.c_m) >> 2u] = row;
@@ -235,6 +236,7 @@ fn store_row4(v: vec4<f32>, m: u32, n0: u32, chunk: u32) {
         if (n >= p.n) { break; }
         var v_j = row[j];
         if (BIAS == 2u && chunk == 0u) { v_j += bias[n]; }
+        if (p.relu == 1u) { v_j = max(v_j, 0.0); }
         var column = n;
         if (p.c_inner != NO_WRAP) { column = (n / p.c_inner) * p.c_outer + n % p.c_inner; }
         c[chunk * p.c_chunk + column + m * p.c_m] = v_j;
@@ -584,6 +586,7 @@ fn col2im(@builtin(global_invocation_id) gid: vec3<u32>) {
             ky += p.stride_h;
         }
         if (BIAS == 1u) { sum += bias[ci]; }
+        if (p.relu == 1u) { sum = max(sum, 0.0); }
         c[((b_i * p.cin + ci) * p.in_h + iy) * p.in_w + ix] = sum;
     }
 }

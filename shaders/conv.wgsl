@@ -45,7 +45,7 @@ struct Params {
     mask_hi: u32, // positions 32..63
     k_chunk: u32, // K elements per chunk
     phases: u32,  // stride phases (MODE 1); 1 otherwise
-    _pad1: u32,
+    relu: u32,    // 1: the output is max(result, 0) (a product not split along K only)
     _pad2: u32,
 }
 
@@ -235,6 +235,7 @@ fn conv2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
             if (m < size_m && n < size_n) {
                 var v = acc[i * COLS + j];
                 if (HAS_BIAS && chunk == 0u) { v = v + bias[m]; }
+                if (p.relu == 1u) { v = max(v, 0.0); }
                 out[output_index(m, n, chunk)] = v;
             }
         }

@@ -7,7 +7,7 @@ struct Params {
     outer: u32,
     mid: u32,
     inner: u32,
-    _pad0: u32,
+    relu: u32,   // sum_mid: 1 writes max(sum, 0)
     scale: f32,
     _pad1: f32,
 }
@@ -79,7 +79,9 @@ fn sum_mid(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     for (var m = 0u; m < p.mid; m = m + 1u) {
         acc = acc + a[(o * p.mid + m) * p.inner + s];
     }
-    out[i] = p.scale * acc;
+    var v = p.scale * acc;
+    if (p.relu == 1u) { v = max(v, 0.0); }
+    out[i] = v;
 }
 
 // a viewed as [outer, mid, inner]: out[m] = scale * sum_{o, s} a[o, m, s]; one workgroup per m

@@ -200,6 +200,16 @@ fn check_case(gpu: &vqgpu::Gpu, c: &Case, mask: Option<SpatialMask>, seed: u64) 
         1e-4 * ((c.cout * c.k.0 * c.k.1) as f64).sqrt(),
         &format!("input grad by autograd {what}"),
     );
+    // the fused ReLU: the ReLU of the same sums, and the same gradients as a ReLU after it
+    let fused = |x: &vqgpu::Tensor, w: &vqgpu::Tensor| conv::conv2d_relu(x, w, Some(&b), opts);
+    let plain = |x: &vqgpu::Tensor, w: &vqgpu::Tensor| conv::conv2d(x, w, Some(&b), opts).relu();
+    check_fused_relu(
+        &[&x, &w],
+        &dy,
+        &|t| fused(t[0], t[1]),
+        &|t| plain(t[0], t[1]),
+        &what,
+    );
     // without a bias the output is the same minus the bias
     let y_nobias = conv::conv2d(&x, &w, None, opts);
     let no_bias_ref: Vec<f64> = y_ref
@@ -214,6 +224,34 @@ fn check_case(gpu: &vqgpu::Gpu, c: &Case, mask: Option<SpatialMask>, seed: u64) 
         tol,
         &format!("forward without bias {what}"),
     );
+}
+
+/// `fused(inputs)` must equal `plain(inputs)` (the same convolution, then a separate ReLU) value
+/// for value, and so must the gradients of `sum(out * dy)` with respect to every input.
+fn check_fused_relu(
+    inputs: &[&vqgpu::Tensor],
+    dy: &vqgpu::Tensor,
+    fused: &dyn Fn(&[&vqgpu::Tensor]) -> vqgpu::Tensor,
+    plain: &dyn Fn(&[&vqgpu::Tensor]) -> vqgpu::Tensor,
+    what: &str,
+) {
+    let y = download(&fused(inputs));
+    assert_eq!(y, download(&plain(inputs)), "fused ReLU {what}");
+    assert!(
+        y.len() < 16 || (y.contains(&0.0) && y.iter().any(|&v| v > 0.0)),
+        "the ReLU cuts some outputs and keeps others: {what}"
+    );
+    let leaves: Vec<vqgpu::Tensor> = inputs.iter().map(|t| t.with_requires_grad(true)).collect();
+    let refs: Vec<&vqgpu::Tensor> = leaves.iter().collect();
+    let fused_grads = fused(&refs).mul(dy).sum().backward();
+    let plain_grads = plain(&refs).mul(dy).sum().backward();
+    for (i, leaf) in leaves.iter().enumerate() {
+        assert_eq!(
+            download(&fused_grads.get(leaf).unwrap()),
+            download(&plain_grads.get(leaf).unwrap()),
+            "gradient {i} through the fused ReLU {what}"
+        );
+    }
 }
 
 #[test]
@@ -383,6 +421,10 @@ fn conv_transpose2d_case(gpu: &vqgpu::Gpu) {
         assert_close(&grad(&xg), &dx_want, 1e-4, tol, &format!("dx {what}"));
         let tol = 1e-4 * ((n * h * w) as f64).sqrt();
         assert_close(&grad(&wg), &dw_want, 1e-4, tol, &format!("dw {what}"));
+        let fused = |t: &[&vqgpu::Tensor]| conv::conv_transpose2d_relu(t[0], t[1], Some(&b), opts);
+        let plain =
+            |t: &[&vqgpu::Tensor]| conv::conv_transpose2d(t[0], t[1], Some(&b), opts).relu();
+        check_fused_relu(&[&x, &wt], &u, &fused, &plain, &what);
     }
 }
 

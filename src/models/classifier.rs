@@ -98,7 +98,7 @@ impl Classifier {
         let h = self
             .convs
             .iter()
-            .fold(x.clone(), |h, conv| conv.forward(&h).relu());
+            .fold(x.clone(), |h, conv| conv.forward_relu(&h));
         let [b, c, hh, ww] = [h.dim(0), h.dim(1), h.dim(2), h.dim(3)];
         reduce::mean_axis(&h.reshape(&[b, c, hh * ww]), 2)
     }

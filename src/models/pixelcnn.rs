@@ -282,7 +282,7 @@ impl PixelCnn {
             stacks = next;
         }
         let skips = skips.expect("at least one layer");
-        self.head[1].forward(&self.head[0].forward(&skips.relu()).relu())
+        self.head[1].forward(&self.head[0].forward_relu(&skips.relu()))
     }
 
     /// The conditioning stack's feature map [B, C, H, W] of the condition grid [B, H/2, W/2], for
@@ -293,7 +293,7 @@ impl PixelCnn {
     fn condition_features(&self, condition: Option<&Tensor>) -> Option<Tensor> {
         self.condition.as_ref().map(|(embedding, upsample)| {
             let codes = condition.expect("a prior conditioned on a grid needs its codes");
-            upsample.forward(&embedding.forward(codes)).relu()
+            upsample.forward_relu(&embedding.forward(codes))
         })
     }
 

@@ -110,7 +110,7 @@ impl ConvEncoder {
     pub fn forward(&self, x: &Tensor) -> Tensor {
         let mut h = x.clone();
         for conv in &self.downs {
-            h = conv.forward(&h).relu();
+            h = conv.forward_relu(&h);
         }
         self.stack.forward(&self.last.forward(&h))
     }
@@ -189,10 +189,10 @@ impl ConvDecoder {
         let mut h = self.stack.forward(&h);
         let last = self.ups.len() - 1;
         for (i, up) in self.ups.iter().enumerate() {
-            h = up.forward(&h);
-            if i < last {
-                h = h.relu();
-            }
+            h = match i < last {
+                true => up.forward_relu(&h),
+                false => up.forward(&h),
+            };
         }
         h
     }

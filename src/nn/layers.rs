@@ -69,6 +69,17 @@ impl Conv2d {
         )
     }
 
+    /// `forward(x).relu()`, the ReLU fused into the convolution's store.
+    pub fn forward_relu(&self, x: &Tensor) -> Tensor {
+        let _layer = profile::layer(self.weight.layer_name());
+        conv::conv2d_relu(
+            x,
+            self.weight.tensor(),
+            self.bias.as_ref().map(Param::tensor),
+            self.options,
+        )
+    }
+
     /// The same convolution for evaluation at a few output positions at a time (see
     /// [`WindowedConv2d`]), with the current weights.
     pub fn windowed(&self) -> WindowedConv2d {
@@ -142,6 +153,17 @@ impl ConvTranspose2d {
     pub fn forward(&self, x: &Tensor) -> Tensor {
         let _layer = profile::layer(self.weight.layer_name());
         conv::conv_transpose2d(
+            x,
+            self.weight.tensor(),
+            self.bias.as_ref().map(Param::tensor),
+            self.options,
+        )
+    }
+
+    /// `forward(x).relu()`, the ReLU fused into the convolution's store.
+    pub fn forward_relu(&self, x: &Tensor) -> Tensor {
+        let _layer = profile::layer(self.weight.layer_name());
+        conv::conv_transpose2d_relu(
             x,
             self.weight.tensor(),
             self.bias.as_ref().map(Param::tensor),

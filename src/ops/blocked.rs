@@ -4,7 +4,7 @@
 //! lowers a convolution onto the GEMM.
 
 use crate::gpu::{Binding, Gpu, Kernel, Shader, CPU_SET_LANES};
-use crate::ops::reduce;
+use crate::ops::{reduce, Epilogue};
 use crate::tensor::Tensor;
 
 mod lowering;
@@ -65,7 +65,7 @@ crate::uniform_params! {
         pub pad_w: u32,
         pub mask_lo: u32,
         pub mask_hi: u32,
-        _pad0: u32,
+        pub relu: u32,
         _pad1: u32,
     }
 }
@@ -226,10 +226,10 @@ impl Product {
     }
 }
 
-/// C = A B (+ bias) as a new tensor of `shape`, or written into `into` where it is given (its
-/// elements laid out as `p.c` says). A product split along K (see [`Product::split`]) writes one
-/// partial result per chunk, then adds them in order (the bias goes into the first). `b` is bound
-/// rounded up to whole vec4. No autograd.
+/// C = A B (+ bias) as a new tensor of `shape`, or where `epilogue` says (its elements laid out as
+/// `p.c` says), with the epilogue's ReLU. A product split along K (see [`Product::split`]) writes
+/// one partial result per chunk, then adds them in order (the bias goes into the first; the ReLU
+/// into the sum). `b` is bound rounded up to whole vec4. No autograd.
 pub(crate) fn product(
     p: &Product,
     a: &Tensor,
@@ -237,30 +237,30 @@ pub(crate) fn product(
     bias: Option<(&Tensor, BiasPer)>,
     shape: &[usize],
     flops: f64,
-    into: Option<&Tensor>,
+    epilogue: Epilogue,
 ) -> Tensor {
     let gpu = a.gpu();
     let split = p.split();
     if split.0 == 1 {
-        let out = Tensor::uninit_or(gpu, shape, into);
-        launch(p, a, b, bias, &out, split, flops);
+        let out = Tensor::uninit_or(gpu, shape, epilogue.into);
+        launch(p, a, b, bias, (&out, epilogue.relu), split, flops);
         return out;
     }
     let mut partial_shape = vec![split.0 as usize];
     partial_shape.extend_from_slice(shape);
     let partial = Tensor::uninit(gpu, &partial_shape);
-    launch(p, a, b, bias, &partial, split, flops);
-    reduce::sum_axis_into(&partial, 0, into)
+    launch(p, a, b, bias, (&partial, false), split, flops);
+    reduce::sum_axis_with(&partial, 0, epilogue)
 }
 
-/// Records one launch of the GEMM into `out`, K in `split` = (chunks, K per chunk), chunk i
-/// written `out.numel() / chunks` elements after chunk i - 1.
+/// Records one launch of the GEMM into `out` (with a ReLU when `out.1`), K in `split` = (chunks,
+/// K per chunk), chunk i written `out.numel() / chunks` elements after chunk i - 1.
 fn launch(
     p: &Product,
     a: &Tensor,
     b: &Tensor,
     bias: Option<(&Tensor, BiasPer)>,
-    out: &Tensor,
+    (out, relu): (&Tensor, bool),
     split: (u32, u32),
     flops: f64,
 ) {
@@ -297,6 +297,7 @@ fn launch(
         c_inner: p.c.inner,
         c_outer: p.c.outer,
         c_chunk: (out.numel() / split.0 as usize) as u32,
+        relu: relu as u32,
         ..Params::default()
     };
     let [x, y] = p.groups();

@@ -12,7 +12,7 @@ pub use options::{
 
 use crate::autograd;
 use crate::gpu::{Binding, Gpu, Kernel, OverrideAxis, Shader};
-use crate::ops::reduce;
+use crate::ops::{elementwise, reduce, Epilogue};
 use crate::tensor::Tensor;
 pub(crate) use shape::dims4;
 use shape::{shape_from_output, ConvShape};
@@ -85,8 +85,9 @@ const MIN_WEIGHT_GRAD_K_CHUNK: usize = 64;
 /// driver (llvmpipe) silently cuts after 65535 iterations.
 const MAX_K_CHUNK: usize = 65536;
 
-/// Records one launch: `out = mode(lhs, rhs) (+ bias)`, with K in `split` = (chunks, K per chunk)
-/// as [`k_split`] gives it; split along K, `out` holds one copy of the result per chunk.
+/// Records one launch: `out.0 = mode(lhs, rhs) (+ bias)` (with a ReLU when `out.1`), with K in
+/// `split` = (chunks, K per chunk) as [`k_split`] gives it; split along K, `out.0` holds one copy of
+/// the result per chunk (and there is no ReLU).
 fn launch(
     s: &ConvShape,
     mode: Mode,
@@ -94,7 +95,7 @@ fn launch(
     lhs: &Tensor,
     rhs: &Tensor,
     bias: Option<&Tensor>,
-    out: &Tensor,
+    (out, relu): (&Tensor, bool),
 ) {
     let gpu = lhs.gpu();
     let (m, tiles_n_size, phases) = gemm_extent(s, mode);
@@ -111,6 +112,7 @@ fn launch(
     params.phases = phases;
     params.z_groups = phases * chunks;
     params.k_chunk = k_chunk;
+    params.relu = relu as u32;
     let tiles_n = tiles_n_size.div_ceil(16 * cols as usize) as u32;
     let max = gpu.limits().max_compute_workgroups_per_dimension.max(1);
     let x_groups = tiles_n.min(max);
@@ -207,15 +209,15 @@ pub fn conv2d_input_grad(
     x_hw: (usize, usize),
     options: Conv2dOptions,
 ) -> Tensor {
-    conv2d_input_grad_biased(dy, w, None, x_hw, options)
+    conv2d_input_grad_biased((dy, w, None), x_hw, options, false)
 }
 
+/// [`conv2d_input_grad`] plus a bias per input channel, with a ReLU when `relu`.
 fn conv2d_input_grad_biased(
-    dy: &Tensor,
-    w: &Tensor,
-    bias: Option<&Tensor>,
+    (dy, w, bias): (&Tensor, &Tensor, Option<&Tensor>),
     x_hw: (usize, usize),
     options: Conv2dOptions,
+    relu: bool,
 ) -> Tensor {
     let s = shape_from_output(
         dims4(dy, "output gradient"),
@@ -223,7 +225,8 @@ fn conv2d_input_grad_biased(
         x_hw,
         &options,
     );
-    split_launch(&s, Mode::InputGrad, w, dy, bias, &s.x_shape(), None)
+    let epilogue = Epilogue::relu(relu);
+    split_launch(&s, Mode::InputGrad, w, dy, bias, &s.x_shape(), epilogue)
 }
 
 /// Gradient of conv2d with respect to its weight: dy [N, Cout, OH, OW] and x [N, Cin, H, W] give
@@ -258,12 +261,13 @@ fn weight_grad_into(
         x4,
         "conv2d weight gradient: batch or channels of x and dy differ"
     );
-    split_launch(&s, Mode::WeightGrad, dy, x, None, &s.w_shape(), into)
+    let epilogue = Epilogue::into(into);
+    split_launch(&s, Mode::WeightGrad, dy, x, None, &s.w_shape(), epilogue)
 }
 
-/// Records `mode(lhs, rhs) (+ bias)` into `into` where it is given, else into a new tensor of
-/// `shape`; a product split along K (see [`k_split`]) writes one partial result per chunk, then
-/// sums them. No autograd.
+/// Records `mode(lhs, rhs) (+ bias)` into a new tensor of `shape` or where `epilogue` says, with
+/// its ReLU; a product split along K (see [`k_split`]) writes one partial result per chunk, then
+/// sums them (the ReLU goes into the sum). No autograd.
 fn split_launch(
     s: &ConvShape,
     mode: Mode,
@@ -271,23 +275,23 @@ fn split_launch(
     rhs: &Tensor,
     bias: Option<&Tensor>,
     shape: &[usize; 4],
-    into: Option<&Tensor>,
+    epilogue: Epilogue,
 ) -> Tensor {
-    if let Some((out, _)) = lowered::launch(s, mode, lhs, rhs, bias, shape, into) {
+    if let Some((out, _)) = lowered::launch(s, mode, lhs, rhs, bias, shape, epilogue) {
         return out;
     }
     let gpu = lhs.gpu();
     let split = k_split(s, mode);
     let chunks = split.0 as usize;
     if chunks == 1 {
-        let out = Tensor::uninit_or(gpu, shape, into);
-        launch(s, mode, split, lhs, rhs, bias, &out);
+        let out = Tensor::uninit_or(gpu, shape, epilogue.into);
+        launch(s, mode, split, lhs, rhs, bias, (&out, epilogue.relu));
         return out;
     }
     let [a, b, c, d] = *shape;
     let partial = Tensor::uninit(gpu, &[chunks, a, b, c, d]);
-    launch(s, mode, split, lhs, rhs, bias, &partial);
-    reduce::sum_axis_into(&partial, 0, into)
+    launch(s, mode, split, lhs, rhs, bias, (&partial, false));
+    reduce::sum_axis_with(&partial, 0, epilogue)
 }
 
 /// Records the backward of a conv2d / conv_transpose2d: `grads(g, [x wanted, w wanted], into)`
@@ -296,11 +300,15 @@ fn split_launch(
 /// offers one, receives its gradient directly.
 fn record_backward(
     inputs: &[&Tensor],
-    y: &Tensor,
+    (y, relu): (&Tensor, bool),
     grads: impl FnOnce(&Tensor, [bool; 2], Option<&Tensor>) -> [Option<Tensor>; 2] + 'static,
 ) {
     let wants: Vec<bool> = inputs.iter().map(|t| t.requires_grad()).collect();
+    // after a fused ReLU, the gradient of the convolution's own output
+    let y_saved = relu.then(|| y.detach());
     autograd::record_into(inputs, y, move |g, slots| {
+        let masked = y_saved.map(|y| elementwise::relu_gradient(&y, g));
+        let g = masked.as_ref().unwrap_or(g);
         let mut all = Vec::from(grads(g, [wants[0], wants[1]], slots[1].as_ref()));
         if wants.len() > 2 {
             all.push(wants[2].then(|| reduce::sum_per_channel_into(g, slots[2].as_ref())));
@@ -311,6 +319,27 @@ fn record_backward(
 
 /// 2-D convolution of x [N, Cin, H, W] with w [Cout, Cin, kH, kW] and optional bias [Cout].
 pub fn conv2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, options: Conv2dOptions) -> Tensor {
+    conv2d_then(x, w, bias, options, false)
+}
+
+/// `relu(conv2d(x, w, bias))`, the ReLU applied as the convolution stores its output (one pass
+/// over memory fewer; the same values).
+pub fn conv2d_relu(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    options: Conv2dOptions,
+) -> Tensor {
+    conv2d_then(x, w, bias, options, true)
+}
+
+fn conv2d_then(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    options: Conv2dOptions,
+    relu: bool,
+) -> Tensor {
     let (x4, w4) = (dims4(x, "conv2d input"), dims4(w, "conv2d weight"));
     assert_eq!(
         x4[1], w4[1],
@@ -321,11 +350,11 @@ pub fn conv2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, options: Conv2dOpti
     let mut inputs = vec![x, w];
     inputs.extend(bias);
     let rg = autograd::needs_grad(&inputs);
-    let (y, columns) = lowered::forward_keeping_columns(&s, w, x, bias, rg);
+    let (y, columns) = lowered::forward_keeping_columns(&s, (w, x, bias), relu, rg);
     if rg {
         let (x_s, w_s) = (x.detach(), w.detach());
         let columns = columns.filter(|_| w.requires_grad());
-        record_backward(&inputs, &y, move |g, [want_x, want_w], into| {
+        record_backward(&inputs, (&y, relu), move |g, [want_x, want_w], into| {
             [
                 want_x.then(|| conv2d_input_grad(g, &w_s, (x4[2], x4[3]), options)),
                 want_w.then(|| lowered::weight_grad(&s, g, &x_s, columns, options, into)),
@@ -342,6 +371,26 @@ pub fn conv_transpose2d(
     w: &Tensor,
     bias: Option<&Tensor>,
     options: ConvTranspose2dOptions,
+) -> Tensor {
+    conv_transpose2d_then(x, w, bias, options, false)
+}
+
+/// `relu(conv_transpose2d(x, w, bias))`, the ReLU applied as the convolution stores its output.
+pub fn conv_transpose2d_relu(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    options: ConvTranspose2dOptions,
+) -> Tensor {
+    conv_transpose2d_then(x, w, bias, options, true)
+}
+
+fn conv_transpose2d_then(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    options: ConvTranspose2dOptions,
+    relu: bool,
 ) -> Tensor {
     let (x4, w4) = (
         dims4(x, "conv_transpose2d input"),
@@ -371,16 +420,18 @@ pub fn conv_transpose2d(
     let mut inputs = vec![x, w];
     inputs.extend(bias);
     let rg = autograd::needs_grad(&inputs);
-    let y = conv2d_input_grad_biased(x, w, bias, (out_h, out_w), adjoint);
+    let y = conv2d_input_grad_biased((x, w, bias), (out_h, out_w), adjoint, relu);
     let y = if rg { y.with_requires_grad(true) } else { y };
     if rg {
         let (x_s, w_s) = (x.detach(), w.detach());
         // dx is the convolution of g by w; on the CPU set the columns of g it makes serve dw too
-        record_backward(&inputs, &y, move |g, [want_x, want_w], into| {
+        record_backward(&inputs, (&y, relu), move |g, [want_x, want_w], into| {
             let s = ConvShape::of(dims4(g, "output gradient"), w4, &adjoint);
             let (dx, columns) = match want_x {
                 true => {
-                    let (dx, columns) = lowered::forward_keeping_columns(&s, &w_s, g, None, false);
+                    let operands = (&w_s, g, None);
+                    let (dx, columns) =
+                        lowered::forward_keeping_columns(&s, operands, false, false);
                     (Some(dx), columns)
                 }
                 false => (None, None),

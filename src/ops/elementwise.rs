@@ -273,6 +273,13 @@ fn activation(x: &Tensor, forward: &'static str, backward: &'static str) -> Tens
     y
 }
 
+/// The gradient through a ReLU from its output `y` and the gradient `g` of that output: `g` where
+/// `y > 0`, else 0 (no autograd).
+pub(crate) fn relu_gradient(y: &Tensor, g: &Tensor) -> Tensor {
+    same_shape(y, g, "relu_gradient");
+    map("relu_backward", y, Some(g), 1.0, 0.0, false)
+}
+
 /// `max(x, 0)`.
 pub fn relu(x: &Tensor) -> Tensor {
     activation(x, "relu", "relu_backward")

@@ -4,7 +4,7 @@
 use crate::autograd;
 use crate::gpu::{Binding, Kernel, KernelSet, Shader};
 use crate::ops::blocked::{self, BiasPer, Layout, Product, NO_WRAP};
-use crate::ops::reduce;
+use crate::ops::{reduce, Epilogue};
 use crate::tensor::Tensor;
 
 /// Output tile edge of the GEMM kernel.
@@ -127,7 +127,15 @@ fn product_blocked(
     }
     let bias = bias.map(|t| (t, BiasPer::Column));
     let flops = 2.0 * (m * n * k) as f64;
-    Some(blocked::product(&p, a, b, bias, &[m, n], flops, into))
+    Some(blocked::product(
+        &p,
+        a,
+        b,
+        bias,
+        &[m, n],
+        flops,
+        Epilogue::into(into),
+    ))
 }
 
 /// `op(a) @ op(b) (+ bias)` as a new tensor (requiring gradients when `requires_grad`), or

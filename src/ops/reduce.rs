@@ -3,7 +3,7 @@
 
 use crate::autograd;
 use crate::gpu::{Binding, Shader};
-use crate::ops::elementwise;
+use crate::ops::{elementwise, Epilogue};
 use crate::tensor::Tensor;
 
 /// Elements each workgroup of the first pass sums, at least.
@@ -26,7 +26,7 @@ crate::uniform_params! {
         outer: u32,
         mid: u32,
         inner: u32,
-        _pad0: u32,
+        relu: u32,
         scale: f32,
         _pad1: f32,
     }
@@ -150,17 +150,17 @@ fn split_at_axis(shape: &[usize], axis: usize) -> (usize, usize, usize) {
 
 /// Sum over `axis` (the axis is removed from the shape).
 pub fn sum_axis(x: &Tensor, axis: usize) -> Tensor {
-    scaled_sum_axis(x, axis, 1.0, None)
+    scaled_sum_axis(x, axis, 1.0, Epilogue::default())
 }
 
-/// [`sum_axis`] written into `into` where it is given (a tensor of the sum's size; no autograd).
-pub(crate) fn sum_axis_into(x: &Tensor, axis: usize, into: Option<&Tensor>) -> Tensor {
-    scaled_sum_axis(x, axis, 1.0, into)
+/// [`sum_axis`] with an epilogue (a given output tensor of the sum's size, a ReLU); no autograd.
+pub(crate) fn sum_axis_with(x: &Tensor, axis: usize, epilogue: Epilogue) -> Tensor {
+    scaled_sum_axis(x, axis, 1.0, epilogue)
 }
 
 /// Mean over `axis` (the axis is removed from the shape).
 pub fn mean_axis(x: &Tensor, axis: usize) -> Tensor {
-    scaled_sum_axis(x, axis, 1.0 / x.shape()[axis] as f32, None)
+    scaled_sum_axis(x, axis, 1.0 / x.shape()[axis] as f32, Epilogue::default())
 }
 
 /// The new tensor of `shape` an op writes (requiring gradients when `rg`), or `into` where it is
@@ -175,7 +175,7 @@ fn output_or(x: &Tensor, shape: &[usize], rg: bool, into: Option<&Tensor>) -> Te
     }
 }
 
-fn scaled_sum_axis(x: &Tensor, axis: usize, scale: f32, into: Option<&Tensor>) -> Tensor {
+fn scaled_sum_axis(x: &Tensor, axis: usize, scale: f32, epilogue: Epilogue) -> Tensor {
     let (outer, mid, inner) = split_at_axis(x.shape(), axis);
     let mut shape = x.shape().to_vec();
     shape.remove(axis);
@@ -183,12 +183,14 @@ fn scaled_sum_axis(x: &Tensor, axis: usize, scale: f32, into: Option<&Tensor>) -
         shape.push(1);
     }
     let rg = autograd::needs_grad(&[x]);
-    let out = output_or(x, &shape, rg, into);
+    assert!(!(rg && epilogue.relu), "a sum with a ReLU has no autograd");
+    let out = output_or(x, &shape, rg, epilogue.into);
     let params = Params {
         n: (outer * inner) as u32,
         outer: outer as u32,
         mid: mid as u32,
         inner: inner as u32,
+        relu: epilogue.relu_flag(),
         scale,
         ..Params::default()
     };

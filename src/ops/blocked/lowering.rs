@@ -124,15 +124,25 @@ pub(crate) fn flipped_weight(w: &Tensor) -> Tensor {
     out
 }
 
-/// Records dx = col2im(cols) (+ bias per channel) into `out` [batch, cin, in_h, in_w], for
-/// columns [rows, ld].
-pub(crate) fn col2im(cols: &Tensor, g: &Lowering, ld: usize, bias: Option<&Tensor>, out: &Tensor) {
+/// Records dx = col2im(cols) (+ bias per channel) into `out` [batch, cin, in_h, in_w] (with a
+/// ReLU when `out.1`), for columns [rows, ld].
+pub(crate) fn col2im(
+    cols: &Tensor,
+    g: &Lowering,
+    ld: usize,
+    bias: Option<&Tensor>,
+    (out, relu): (&Tensor, bool),
+) {
     let kernel = Kernel::new(&SHADER, "col2im")
         .flag("MASKED", g.masked())
         .with("BIAS", if bias.is_some() { 1.0 } else { 0.0 });
+    let params = Params {
+        relu: relu as u32,
+        ..g.params(ld)
+    };
     cols.gpu().dispatch(
         &kernel,
-        &g.params(ld),
+        &params,
         &[
             cols.bind_vec4(B),
             bias.unwrap_or(cols).bind(BIAS),

@@ -10,6 +10,7 @@ use super::{Conv2dOptions, Mode};
 use crate::gpu::{Gpu, KernelSet};
 use crate::ops::blocked::{self, BiasPer, Layout, Lowering, Product, NO_WRAP};
 use crate::ops::window::transposed_weight;
+use crate::ops::Epilogue;
 use crate::tensor::Tensor;
 
 fn lowering(s: &ConvShape) -> Lowering {
@@ -227,9 +228,10 @@ pub(super) struct Columns {
     columns: usize,
 }
 
-/// Records `mode(lhs, rhs) (+ bias)` on the CPU set into `into` where it is given, else into a new
-/// tensor of `shape`, or returns `None` (recording nothing) when `conv.wgsl` must compute it. A
-/// forward convolution also returns the columns of its input, if it made them. No autograd.
+/// Records `mode(lhs, rhs) (+ bias)` on the CPU set into a new tensor of `shape` or where
+/// `epilogue` says (with its ReLU), or returns `None` (recording nothing) when `conv.wgsl` must
+/// compute it. A forward convolution also returns the columns of its input, if it made them. No
+/// autograd.
 pub(super) fn launch(
     s: &ConvShape,
     mode: Mode,
@@ -237,7 +239,7 @@ pub(super) fn launch(
     rhs: &Tensor,
     bias: Option<&Tensor>,
     shape: &[usize; 4],
-    into: Option<&Tensor>,
+    epilogue: Epilogue,
 ) -> Option<(Tensor, Option<Columns>)> {
     let gpu = lhs.gpu();
     let plan = usable_plan(gpu, s, mode)?;
@@ -257,13 +259,15 @@ pub(super) fn launch(
         Mode::InputGrad if plan.weight != Weight::Flipped => {
             if plan.cols == 0 {
                 return Some((
-                    blocked::product(p, lhs, rhs, bias, shape, flops, into),
+                    blocked::product(p, lhs, rhs, bias, shape, flops, epilogue),
                     None,
                 ));
             }
-            let cols = blocked::product(p, lhs, rhs, None, &[plan.cols], flops, None);
-            let out = Tensor::uninit_or(gpu, shape, into);
-            blocked::col2im(&cols, g, plan.ld, bias.map(|(t, _)| t), &out);
+            let cols =
+                blocked::product(p, lhs, rhs, None, &[plan.cols], flops, Epilogue::default());
+            let out = Tensor::uninit_or(gpu, shape, epilogue.into);
+            let bias = bias.map(|(t, _)| t);
+            blocked::col2im(&cols, g, plan.ld, bias, (&out, epilogue.relu));
             out
         }
         // forward: y = w cols(x); weight gradient: dw = dy cols(x)^T; a flipped input gradient:
@@ -275,7 +279,7 @@ pub(super) fn launch(
                 cols
             });
             let b = cols.as_ref().unwrap_or(rhs);
-            let out = blocked::product(p, lhs, b, bias, shape, flops, into);
+            let out = blocked::product(p, lhs, b, bias, shape, flops, epilogue);
             let columns = cols.filter(|_| mode == Mode::Forward).map(|cols| Columns {
                 cols,
                 ld: plan.ld,
@@ -324,23 +328,24 @@ fn weight_grad_from_columns(
         None,
         &shape,
         s.flops(),
-        into,
+        Epilogue::into(into),
     ))
 }
 
-/// The forward of conv2d (marked as requiring gradients when `rg`), and on the CPU set the columns
-/// of x it made, which the weight gradient can read instead of making them again.
+/// The forward of conv2d (with a ReLU when `relu`; marked as requiring gradients when `rg`), and
+/// on the CPU set the columns of x it made, which the weight gradient can read instead of making
+/// them again.
 pub(super) fn forward_keeping_columns(
     s: &ConvShape,
-    w: &Tensor,
-    x: &Tensor,
-    bias: Option<&Tensor>,
+    (w, x, bias): (&Tensor, &Tensor, Option<&Tensor>),
+    relu: bool,
     rg: bool,
 ) -> (Tensor, Option<Columns>) {
-    match launch(s, Mode::Forward, w, x, bias, &s.y_shape(), None) {
+    let epilogue = Epilogue::relu(relu);
+    match launch(s, Mode::Forward, w, x, bias, &s.y_shape(), epilogue) {
         Some((y, columns)) => (y.with_requires_grad(rg), columns),
         None => {
-            let y = super::split_launch(s, Mode::Forward, w, x, bias, &s.y_shape(), None);
+            let y = super::split_launch(s, Mode::Forward, w, x, bias, &s.y_shape(), epilogue);
             (y.with_requires_grad(rg), None)
         }
     }

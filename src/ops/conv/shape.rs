@@ -29,7 +29,9 @@ crate::uniform_params! {
         pub(super) k_chunk: u32,
         /// Stride phases of an input gradient (1 for the other products); set per launch.
         pub(super) phases: u32,
-        _pad: [u32; 2],
+        /// 1: the output is max(result, 0); set per launch.
+        pub(super) relu: u32,
+        _pad: u32,
     }
 }
 
@@ -65,7 +67,8 @@ impl ConvShape {
             mask_hi: (bits >> 32) as u32,
             k_chunk: 0,
             phases: 1,
-            _pad: [0; 2],
+            relu: 0,
+            _pad: 0,
         }
     }
 
