@@ -41,6 +41,7 @@ override BIAS: u32 = 0u;       // gemm: 0 none, 1 one per row m, 2 one per colum
 override TRANSPOSED: bool = false;
 override MASKED: bool = false;
 override WG: u32 = 8u;         // gemm: invocations per workgroup
+override RESIDUAL: bool = false; // gemm, gemm_tall: C = residual + A B (before the ReLU; not split along K)
 
 const NO_WRAP: u32 = 0xffffffffu; // an `inner` that never wraps: a plain row-major operand
 
@@ -88,6 +89,7 @@ struct Params {
 @group(0) @binding(6) var<storage, read> a_vec4: array<vec4<f32>>;   // gemm_tall with A_VEC4: a again
 @group(0) @binding(7) var<storage, read_write> cols4: array<vec4<f32>>; // im2col: the columns
 @group(0) @binding(8) var<storage, read_write> c_vec4: array<vec4<f32>>; // gemm_tall with C_VEC4: c again
+@group(0) @binding(9) var<storage, read> residual: array<f32>; // gemm, gemm_tall: laid out as c
 
 fn load_b1(e: u32) -> f32 {
     return b[e >> 2u][e & 3u];
@@ -225,10 +227,12 @@ fn store_row4(v: vec4<f32>, m: u32, n0: u32, chunk: u32) {
         // the four columns lie in one block of C (N and its blocks hold whole vec4)
         if (n0 >= p.n) { return; }
         if (BIAS == 2u && chunk == 0u) { row += vec4<f32>(bias[n0], bias[n0 + 1u], bias[n0 + 2u], bias[n0 + 3u]); }
-        if (p.relu == 1u) { row = max(row, vec4<f32>(0.0)); }
         var column = n0;
         if (p.c_inner != NO_WRAP) { column = (n0 / p.c_inner) * p.c_outer + n0 % p.c_inner; }
-        c_vec4[(chunk * p.c_chunk + column + m * p.c_m) >> 2u] = row;
+        let e = chunk * p.c_chunk + column + m * p.c_m;
+        if (RESIDUAL) { row = vec4<f32>(residual[e], residual[e + 1u], residual[e + 2u], residual[e + 3u]) + row; }
+        if (p.relu == 1u) { row = max(row, vec4<f32>(0.0)); }
+        c_vec4[e >> 2u] = row;
         return;
     }
     for (var j = 0u; j < 4u; j++) {
@@ -236,10 +240,12 @@ fn store_row4(v: vec4<f32>, m: u32, n0: u32, chunk: u32) {
         if (n >= p.n) { break; }
         var v_j = row[j];
         if (BIAS == 2u && chunk == 0u) { v_j += bias[n]; }
-        if (p.relu == 1u) { v_j = max(v_j, 0.0); }
         var column = n;
         if (p.c_inner != NO_WRAP) { column = (n / p.c_inner) * p.c_outer + n % p.c_inner; }
-        c[chunk * p.c_chunk + column + m * p.c_m] = v_j;
+        let e = chunk * p.c_chunk + column + m * p.c_m;
+        if (RESIDUAL) { v_j = residual[e] + v_j; }
+        if (p.relu == 1u) { v_j = max(v_j, 0.0); }
+        c[e] = v_j;
     }
 }
 

@@ -21,6 +21,7 @@
 override MODE: u32 = 0u;
 override HAS_BIAS: bool = false;
 override MASKED: bool = false;
+override RESIDUAL: bool = false; // the output is residual + result, before the ReLU (not split along K)
 // tile shapes used by the host: (4, 4, 16) = 64x64, (2, 8, 16) = 32x128, (1, 16, 8) = 16x256
 override ROWS: u32 = 4u;
 override COLS: u32 = 4u;
@@ -54,6 +55,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read> rhs: array<f32>;  // MODE 0, 2: x; MODE 1: dy
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(5) var<storage, read> residual: array<f32>; // laid out as `out`
 
 var<workgroup> l_tile: array<f32, 1024>; // [TILE_K][16 * ROWS]
 var<workgroup> r_tile: array<f32, 2048>; // [TILE_K][16 * COLS]
@@ -235,8 +237,10 @@ fn conv2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
             if (m < size_m && n < size_n) {
                 var v = acc[i * COLS + j];
                 if (HAS_BIAS && chunk == 0u) { v = v + bias[m]; }
+                let index = output_index(m, n, chunk);
+                if (RESIDUAL) { v = residual[index] + v; }
                 if (p.relu == 1u) { v = max(v, 0.0); }
-                out[output_index(m, n, chunk)] = v;
+                out[index] = v;
             }
         }
     }

@@ -9,7 +9,7 @@ struct Params {
     inner: u32,
     relu: u32,   // sum_mid: 1 writes max(sum, 0)
     scale: f32,
-    _pad1: f32,
+    add: u32,    // sum_mid: 1 writes b[i] + sum (before the ReLU)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -80,6 +80,7 @@ fn sum_mid(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
         acc = acc + a[(o * p.mid + m) * p.inner + s];
     }
     var v = p.scale * acc;
+    if (p.add == 1u) { v = b[i] + v; }
     if (p.relu == 1u) { v = max(v, 0.0); }
     out[i] = v;
 }

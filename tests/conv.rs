@@ -203,13 +203,14 @@ fn check_case(gpu: &vqgpu::Gpu, c: &Case, mask: Option<SpatialMask>, seed: u64) 
     // the fused ReLU: the ReLU of the same sums, and the same gradients as a ReLU after it
     let fused = |x: &vqgpu::Tensor, w: &vqgpu::Tensor| conv::conv2d_relu(x, w, Some(&b), opts);
     let plain = |x: &vqgpu::Tensor, w: &vqgpu::Tensor| conv::conv2d(x, w, Some(&b), opts).relu();
-    check_fused_relu(
+    let y = check_fused(
         &[&x, &w],
         &dy,
         &|t| fused(t[0], t[1]),
         &|t| plain(t[0], t[1]),
         &what,
     );
+    assert_relu_cuts(&y, &what);
     // without a bias the output is the same minus the bias
     let y_nobias = conv::conv2d(&x, &w, None, opts);
     let no_bias_ref: Vec<f64> = y_ref
@@ -226,21 +227,26 @@ fn check_case(gpu: &vqgpu::Gpu, c: &Case, mask: Option<SpatialMask>, seed: u64) 
     );
 }
 
-/// `fused(inputs)` must equal `plain(inputs)` (the same convolution, then a separate ReLU) value
-/// for value, and so must the gradients of `sum(out * dy)` with respect to every input.
-fn check_fused_relu(
+/// A ReLU's output of 16 values or more has some cut to zero and some kept.
+fn assert_relu_cuts(y: &[f32], what: &str) {
+    assert!(
+        y.len() < 16 || (y.contains(&0.0) && y.iter().any(|&v| v > 0.0)),
+        "the ReLU cuts some outputs and keeps others: {what}"
+    );
+}
+
+/// `fused(inputs)` must equal `plain(inputs)` (the same convolution, then a separate ReLU or
+/// addition) value for value, and so must the gradients of `sum(out * dy)` with respect to every
+/// input. Returns the fused output.
+fn check_fused(
     inputs: &[&vqgpu::Tensor],
     dy: &vqgpu::Tensor,
     fused: &dyn Fn(&[&vqgpu::Tensor]) -> vqgpu::Tensor,
     plain: &dyn Fn(&[&vqgpu::Tensor]) -> vqgpu::Tensor,
     what: &str,
-) {
+) -> Vec<f32> {
     let y = download(&fused(inputs));
-    assert_eq!(y, download(&plain(inputs)), "fused ReLU {what}");
-    assert!(
-        y.len() < 16 || (y.contains(&0.0) && y.iter().any(|&v| v > 0.0)),
-        "the ReLU cuts some outputs and keeps others: {what}"
-    );
+    assert_eq!(y, download(&plain(inputs)), "fused epilogue {what}");
     let leaves: Vec<vqgpu::Tensor> = inputs.iter().map(|t| t.with_requires_grad(true)).collect();
     let refs: Vec<&vqgpu::Tensor> = leaves.iter().collect();
     let fused_grads = fused(&refs).mul(dy).sum().backward();
@@ -249,8 +255,37 @@ fn check_fused_relu(
         assert_eq!(
             download(&fused_grads.get(leaf).unwrap()),
             download(&plain_grads.get(leaf).unwrap()),
-            "gradient {i} through the fused ReLU {what}"
+            "gradient {i} through the fused epilogue {what}"
         );
+    }
+    y
+}
+
+/// The fused residual: the same sums plus the residual, and the same gradients (the residual's is
+/// the output gradient), on cases that reach every kernel that can store the sum: the GPU set's
+/// convolution with and without a K split, the CPU set's 8x8 GEMM, its tall GEMM (36 rows) and
+/// its pointwise product, which reads x in place.
+#[test]
+fn conv2d_with_a_residual_equals_conv2d_then_add() {
+    for gpu in kernel_set_gpus() {
+        for i in [1, 4, 6, 15, 16] {
+            let c = &CASES[i];
+            let mut rng = rng(90 + i as u64);
+            let (oh, ow) = out_size(c);
+            let (x, _) = random_tensor(&gpu, &mut rng, &[c.n, c.cin, c.h, c.w]);
+            let (w, _) = random_tensor(&gpu, &mut rng, &[c.cout, c.cin, c.k.0, c.k.1]);
+            let (b, _) = random_tensor(&gpu, &mut rng, &[c.cout]);
+            let (r, _) = random_tensor(&gpu, &mut rng, &[c.n, c.cout, oh, ow]);
+            let (dy, _) = random_tensor(&gpu, &mut rng, &[c.n, c.cout, oh, ow]);
+            let opts = options(c, None);
+            check_fused(
+                &[&x, &w, &r],
+                &dy,
+                &|t| conv::conv2d_add(t[0], t[1], Some(&b), opts, t[2]),
+                &|t| t[2].add(&conv::conv2d(t[0], t[1], Some(&b), opts)),
+                &format!("{c:?} with a residual, kernels={}", gpu.kernel_set()),
+            );
+        }
     }
 }
 
@@ -424,7 +459,8 @@ fn conv_transpose2d_case(gpu: &vqgpu::Gpu) {
         let fused = |t: &[&vqgpu::Tensor]| conv::conv_transpose2d_relu(t[0], t[1], Some(&b), opts);
         let plain =
             |t: &[&vqgpu::Tensor]| conv::conv_transpose2d(t[0], t[1], Some(&b), opts).relu();
-        check_fused_relu(&[&x, &wt], &u, &fused, &plain, &what);
+        let y = check_fused(&[&x, &wt], &u, &fused, &plain, &what);
+        assert_relu_cuts(&y, &what);
     }
 }
 

@@ -80,6 +80,18 @@ impl Conv2d {
         )
     }
 
+    /// `residual.add(&forward(x))`, the sum made in the convolution's store.
+    pub fn forward_add(&self, x: &Tensor, residual: &Tensor) -> Tensor {
+        let _layer = profile::layer(self.weight.layer_name());
+        conv::conv2d_add(
+            x,
+            self.weight.tensor(),
+            self.bias.as_ref().map(Param::tensor),
+            self.options,
+            residual,
+        )
+    }
+
     /// The same convolution for evaluation at a few output positions at a time (see
     /// [`WindowedConv2d`]), with the current weights.
     pub fn windowed(&self) -> WindowedConv2d {

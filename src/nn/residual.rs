@@ -68,7 +68,7 @@ impl ResidualStack {
     pub fn forward(&self, x: &Tensor) -> Tensor {
         let mut x = x.clone();
         for (conv3, conv1) in &self.layers {
-            x = x.add(&conv1.forward(&conv3.forward_relu(&x.relu())));
+            x = conv1.forward_add(&conv3.forward_relu(&x.relu()), &x);
         }
         x.relu()
     }

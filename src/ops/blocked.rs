@@ -15,7 +15,7 @@ pub(crate) use lowering::{col2im, flipped_weight, im2col, Lowering};
 pub static SHADER: Shader = crate::shader!(
     "blocked",
     Params,
-    [A, B, BIAS, C, C_DIST, A_VEC4, COLS, C_VEC4],
+    [A, B, BIAS, C, C_DIST, A_VEC4, COLS, C_VEC4, RESIDUAL],
     subgroups,
     overrides: [
         &[&[("WG", WG as f64)]],
@@ -31,6 +31,7 @@ const C_DIST: Binding = Binding::read_write(5, "c_dist");
 const A_VEC4: Binding = Binding::read(6, "a_vec4");
 const COLS: Binding = Binding::read_write(7, "cols4");
 const C_VEC4: Binding = Binding::read_write(8, "c_vec4");
+const RESIDUAL: Binding = Binding::read(9, "residual");
 
 crate::uniform_params! {
     #[derive(Default, Debug)]
@@ -241,26 +242,28 @@ pub(crate) fn product(
 ) -> Tensor {
     let gpu = a.gpu();
     let split = p.split();
+    epilogue.check_residual(shape);
     if split.0 == 1 {
         let out = Tensor::uninit_or(gpu, shape, epilogue.into);
-        launch(p, a, b, bias, (&out, epilogue.relu), split, flops);
+        launch(p, a, b, bias, (&out, epilogue), split, flops);
         return out;
     }
     let mut partial_shape = vec![split.0 as usize];
     partial_shape.extend_from_slice(shape);
     let partial = Tensor::uninit(gpu, &partial_shape);
-    launch(p, a, b, bias, (&partial, false), split, flops);
+    launch(p, a, b, bias, (&partial, Epilogue::default()), split, flops);
     reduce::sum_axis_with(&partial, 0, epilogue)
 }
 
-/// Records one launch of the GEMM into `out` (with a ReLU when `out.1`), K in `split` = (chunks,
-/// K per chunk), chunk i written `out.numel() / chunks` elements after chunk i - 1.
+/// Records one launch of the GEMM into `out.0` (with the residual and ReLU of `out.1`; its `into`
+/// is not looked at), K in `split` = (chunks, K per chunk), chunk i written `out.numel() / chunks`
+/// elements after chunk i - 1.
 fn launch(
     p: &Product,
     a: &Tensor,
     b: &Tensor,
     bias: Option<(&Tensor, BiasPer)>,
-    (out, relu): (&Tensor, bool),
+    (out, epilogue): (&Tensor, Epilogue),
     split: (u32, u32),
     flops: f64,
 ) {
@@ -280,7 +283,8 @@ fn launch(
     let kernel = kernel
         .flag("B_VEC4", vec4)
         .with("WG", WG as f64)
-        .with("BIAS", bias.map_or(0.0, |(_, per)| per as u32 as f64));
+        .with("BIAS", bias.map_or(0.0, |(_, per)| per as u32 as f64))
+        .flag("RESIDUAL", epilogue.residual.is_some());
     let params = Params {
         m: p.m as u32,
         n: p.n as u32,
@@ -297,22 +301,25 @@ fn launch(
         c_inner: p.c.inner,
         c_outer: p.c.outer,
         c_chunk: (out.numel() / split.0 as usize) as u32,
-        relu: relu as u32,
+        relu: epilogue.relu_flag(),
         ..Params::default()
     };
     let [x, y] = p.groups();
     let bias_arg = bias.map_or(a, |(t, _)| t).bind(BIAS);
+    // without a residual its binding reads `a` again
+    let args = [
+        a.bind(A),
+        b.bind_vec4(B),
+        bias_arg,
+        out.bind(C),
+        a.bind_vec4(A_VEC4),
+        out.bind_vec4(C_VEC4),
+        epilogue.residual.unwrap_or(a).bind(RESIDUAL),
+    ];
     a.gpu().dispatch_counted(
         &kernel,
         &params,
-        &[
-            a.bind(A),
-            b.bind_vec4(B),
-            bias_arg,
-            out.bind(C),
-            a.bind_vec4(A_VEC4),
-            out.bind_vec4(C_VEC4),
-        ],
+        &args,
         [x as u32, y as u32, split.0],
         flops,
     );

@@ -21,7 +21,7 @@ use shape::{shape_from_output, ConvShape};
 pub static SHADER: Shader = crate::shader!(
     "conv",
     ConvShape,
-    [LHS, RHS, BIAS, OUT],
+    [LHS, RHS, BIAS, OUT, RESIDUAL],
     overrides: [
         &[&[("MODE", 0.0)], &[("MODE", 1.0)], &[("MODE", 2.0)]],
         TILE_CONSTANTS,
@@ -31,6 +31,7 @@ const LHS: Binding = Binding::read(1, "lhs");
 const RHS: Binding = Binding::read(2, "rhs");
 const BIAS: Binding = Binding::read(3, "bias");
 const OUT: Binding = Binding::read_write(4, "out");
+const RESIDUAL: Binding = Binding::read(5, "residual");
 
 /// The three products of `conv2d.wgsl`.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -85,9 +86,9 @@ const MIN_WEIGHT_GRAD_K_CHUNK: usize = 64;
 /// driver (llvmpipe) silently cuts after 65535 iterations.
 const MAX_K_CHUNK: usize = 65536;
 
-/// Records one launch: `out.0 = mode(lhs, rhs) (+ bias)` (with a ReLU when `out.1`), with K in
-/// `split` = (chunks, K per chunk) as [`k_split`] gives it; split along K, `out.0` holds one copy of
-/// the result per chunk (and there is no ReLU).
+/// Records one launch: `out.0 = mode(lhs, rhs) (+ bias)` (with the residual and ReLU of `out.1`;
+/// its `into` is not looked at), with K in `split` = (chunks, K per chunk) as [`k_split`] gives it;
+/// split along K, `out.0` holds one copy of the result per chunk (and there is no epilogue).
 fn launch(
     s: &ConvShape,
     mode: Mode,
@@ -95,7 +96,7 @@ fn launch(
     lhs: &Tensor,
     rhs: &Tensor,
     bias: Option<&Tensor>,
-    (out, relu): (&Tensor, bool),
+    (out, epilogue): (&Tensor, Epilogue),
 ) {
     let gpu = lhs.gpu();
     let (m, tiles_n_size, phases) = gemm_extent(s, mode);
@@ -105,6 +106,7 @@ fn launch(
         .with("MODE", mode as u32 as f64)
         .flag("HAS_BIAS", bias.is_some())
         .flag("MASKED", s.masked())
+        .flag("RESIDUAL", epilogue.residual.is_some())
         .with("ROWS", rows as f64)
         .with("COLS", cols as f64)
         .with("TILE_K", tile_k as f64);
@@ -112,7 +114,7 @@ fn launch(
     params.phases = phases;
     params.z_groups = phases * chunks;
     params.k_chunk = k_chunk;
-    params.relu = relu as u32;
+    params.relu = epilogue.relu_flag();
     let tiles_n = tiles_n_size.div_ceil(16 * cols as usize) as u32;
     let max = gpu.limits().max_compute_workgroups_per_dimension.max(1);
     let x_groups = tiles_n.min(max);
@@ -121,19 +123,15 @@ fn launch(
         m.div_ceil(16 * rows as usize) as u32,
         tiles_n.div_ceil(x_groups) * params.z_groups,
     ];
-    // without a bias the binding still needs a buffer: bind `lhs` again (read-only)
-    gpu.dispatch_counted(
-        &kernel,
-        &params,
-        &[
-            lhs.bind(LHS),
-            rhs.bind(RHS),
-            bias.unwrap_or(lhs).bind(BIAS),
-            out.bind(OUT),
-        ],
-        workgroups,
-        s.flops(),
-    );
+    // without a bias or a residual the binding still needs a buffer: bind `lhs` again (read-only)
+    let args = [
+        lhs.bind(LHS),
+        rhs.bind(RHS),
+        bias.unwrap_or(lhs).bind(BIAS),
+        out.bind(OUT),
+        epilogue.residual.unwrap_or(lhs).bind(RESIDUAL),
+    ];
+    gpu.dispatch_counted(&kernel, &params, &args, workgroups, s.flops());
 }
 
 /// (M, the largest N, phases) of the GEMM a mode computes: an input gradient is one GEMM per stride
@@ -225,7 +223,7 @@ fn conv2d_input_grad_biased(
         x_hw,
         &options,
     );
-    let epilogue = Epilogue::relu(relu);
+    let epilogue = Epilogue::new(None, relu);
     split_launch(&s, Mode::InputGrad, w, dy, bias, &s.x_shape(), epilogue)
 }
 
@@ -283,23 +281,34 @@ fn split_launch(
     let gpu = lhs.gpu();
     let split = k_split(s, mode);
     let chunks = split.0 as usize;
+    epilogue.check_residual(shape);
     if chunks == 1 {
         let out = Tensor::uninit_or(gpu, shape, epilogue.into);
-        launch(s, mode, split, lhs, rhs, bias, (&out, epilogue.relu));
+        launch(s, mode, split, lhs, rhs, bias, (&out, epilogue));
         return out;
     }
     let [a, b, c, d] = *shape;
     let partial = Tensor::uninit(gpu, &[chunks, a, b, c, d]);
-    launch(s, mode, split, lhs, rhs, bias, (&partial, false));
+    launch(
+        s,
+        mode,
+        split,
+        lhs,
+        rhs,
+        bias,
+        (&partial, Epilogue::default()),
+    );
     reduce::sum_axis_with(&partial, 0, epilogue)
 }
 
-/// Records the backward of a conv2d / conv_transpose2d: `grads(g, [x wanted, w wanted], into)`
-/// gives the gradients of x and w (those wanted; w's written into `into` where it is given), and
-/// the per-channel sum of `g` goes to a bias. A parameter's zero gradient slot, where autograd
-/// offers one, receives its gradient directly.
+/// Records the backward of a conv2d / conv_transpose2d `y` of inputs [x, w, bias (where
+/// `has_bias`), residual (if any)], with a fused ReLU when `relu`: `grads(g, [x wanted, w wanted],
+/// into)` gives the gradients of x and w (those wanted; w's written into `into` where it is
+/// given), the per-channel sum of `g` goes to a bias and `g` itself to a residual. A parameter's
+/// zero gradient slot, where autograd offers one, receives its gradient directly.
 fn record_backward(
     inputs: &[&Tensor],
+    has_bias: bool,
     (y, relu): (&Tensor, bool),
     grads: impl FnOnce(&Tensor, [bool; 2], Option<&Tensor>) -> [Option<Tensor>; 2] + 'static,
 ) {
@@ -310,8 +319,11 @@ fn record_backward(
         let masked = y_saved.map(|y| elementwise::relu_gradient(&y, g));
         let g = masked.as_ref().unwrap_or(g);
         let mut all = Vec::from(grads(g, [wants[0], wants[1]], slots[1].as_ref()));
-        if wants.len() > 2 {
+        if has_bias {
             all.push(wants[2].then(|| reduce::sum_per_channel_into(g, slots[2].as_ref())));
+        }
+        if all.len() < wants.len() {
+            all.push(wants[all.len()].then(|| g.clone()));
         }
         all
     });
@@ -319,7 +331,7 @@ fn record_backward(
 
 /// 2-D convolution of x [N, Cin, H, W] with w [Cout, Cin, kH, kW] and optional bias [Cout].
 pub fn conv2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, options: Conv2dOptions) -> Tensor {
-    conv2d_then(x, w, bias, options, false)
+    conv2d_then(x, w, bias, options, (None, false))
 }
 
 /// `relu(conv2d(x, w, bias))`, the ReLU applied as the convolution stores its output (one pass
@@ -330,15 +342,28 @@ pub fn conv2d_relu(
     bias: Option<&Tensor>,
     options: Conv2dOptions,
 ) -> Tensor {
-    conv2d_then(x, w, bias, options, true)
+    conv2d_then(x, w, bias, options, (None, true))
 }
 
+/// `residual + conv2d(x, w, bias)` for a residual of the output's shape, added as the convolution
+/// stores its output (a residual connection written once; the same values).
+pub fn conv2d_add(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    options: Conv2dOptions,
+    residual: &Tensor,
+) -> Tensor {
+    conv2d_then(x, w, bias, options, (Some(residual), false))
+}
+
+/// conv2d with a residual added (where given) and then a ReLU (when asked) in its epilogue.
 fn conv2d_then(
     x: &Tensor,
     w: &Tensor,
     bias: Option<&Tensor>,
     options: Conv2dOptions,
-    relu: bool,
+    (residual, relu): (Option<&Tensor>, bool),
 ) -> Tensor {
     let (x4, w4) = (dims4(x, "conv2d input"), dims4(w, "conv2d weight"));
     assert_eq!(
@@ -347,19 +372,36 @@ fn conv2d_then(
         x4[1], w4[1]
     );
     let s = ConvShape::of(x4, w4, &options);
+    if let Some(r) = residual {
+        assert_eq!(
+            r.shape(),
+            s.y_shape(),
+            "conv2d: a residual of shape {:?} for an output of shape {:?}",
+            r.shape(),
+            s.y_shape()
+        );
+    }
     let mut inputs = vec![x, w];
     inputs.extend(bias);
+    inputs.extend(residual);
     let rg = autograd::needs_grad(&inputs);
-    let (y, columns) = lowered::forward_keeping_columns(&s, (w, x, bias), relu, rg);
+    let epilogue = Epilogue::new(residual, relu);
+    let (y, columns) = lowered::forward_keeping_columns(&s, (w, x, bias), epilogue, rg);
     if rg {
         let (x_s, w_s) = (x.detach(), w.detach());
         let columns = columns.filter(|_| w.requires_grad());
-        record_backward(&inputs, (&y, relu), move |g, [want_x, want_w], into| {
-            [
-                want_x.then(|| conv2d_input_grad(g, &w_s, (x4[2], x4[3]), options)),
-                want_w.then(|| lowered::weight_grad(&s, g, &x_s, columns, options, into)),
-            ]
-        });
+        let has_bias = bias.is_some();
+        record_backward(
+            &inputs,
+            has_bias,
+            (&y, relu),
+            move |g, [want_x, want_w], into| {
+                [
+                    want_x.then(|| conv2d_input_grad(g, &w_s, (x4[2], x4[3]), options)),
+                    want_w.then(|| lowered::weight_grad(&s, g, &x_s, columns, options, into)),
+                ]
+            },
+        );
     }
     y
 }
@@ -425,22 +467,32 @@ fn conv_transpose2d_then(
     if rg {
         let (x_s, w_s) = (x.detach(), w.detach());
         // dx is the convolution of g by w; on the CPU set the columns of g it makes serve dw too
-        record_backward(&inputs, (&y, relu), move |g, [want_x, want_w], into| {
-            let s = ConvShape::of(dims4(g, "output gradient"), w4, &adjoint);
-            let (dx, columns) = match want_x {
-                true => {
-                    let operands = (&w_s, g, None);
-                    let (dx, columns) =
-                        lowered::forward_keeping_columns(&s, operands, false, false);
-                    (Some(dx), columns)
-                }
-                false => (None, None),
-            };
-            [
-                dx,
-                want_w.then(|| lowered::weight_grad(&s, &x_s, g, columns, adjoint, into)),
-            ]
-        });
+        let has_bias = bias.is_some();
+        record_backward(
+            &inputs,
+            has_bias,
+            (&y, relu),
+            move |g, [want_x, want_w], into| {
+                let s = ConvShape::of(dims4(g, "output gradient"), w4, &adjoint);
+                let (dx, columns) = match want_x {
+                    true => {
+                        let operands = (&w_s, g, None);
+                        let (dx, columns) = lowered::forward_keeping_columns(
+                            &s,
+                            operands,
+                            Epilogue::default(),
+                            false,
+                        );
+                        (Some(dx), columns)
+                    }
+                    false => (None, None),
+                };
+                [
+                    dx,
+                    want_w.then(|| lowered::weight_grad(&s, &x_s, g, columns, adjoint, into)),
+                ]
+            },
+        );
     }
     y
 }

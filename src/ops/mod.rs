@@ -20,29 +20,56 @@ use crate::gpu::Shader;
 use crate::tensor::Tensor;
 
 /// What the last kernel of an op does with its result: where it writes it (a new tensor, or a
-/// given one such as a parameter's gradient slot) and whether it applies a ReLU on the way.
+/// given one such as a parameter's gradient slot), whether it adds a residual tensor of the
+/// result's layout, and whether it then applies a ReLU.
 #[derive(Clone, Copy, Default)]
 pub(crate) struct Epilogue<'a> {
     /// The tensor to write instead of a new one.
     pub into: Option<&'a Tensor>,
     /// Store `max(result, 0)`.
     pub relu: bool,
+    /// Store `residual + result`.
+    pub residual: Option<&'a Tensor>,
 }
 
 impl<'a> Epilogue<'a> {
-    /// Writes into `into` where it is given, with no ReLU.
+    /// Writes into `into` where it is given, adding nothing.
     pub fn into(into: Option<&'a Tensor>) -> Self {
-        Self { into, relu: false }
+        Self {
+            into,
+            ..Self::default()
+        }
     }
 
-    /// A new tensor, with a ReLU when `relu`.
-    pub fn relu(relu: bool) -> Self {
-        Self { into: None, relu }
+    /// A new tensor: `residual + result` where a residual is given, then a ReLU when `relu`.
+    pub fn new(residual: Option<&'a Tensor>, relu: bool) -> Self {
+        Self {
+            into: None,
+            relu,
+            residual,
+        }
     }
 
-    /// The flag of the kernels' uniform blocks.
+    /// The ReLU flag of the kernels' uniform blocks.
     pub(crate) fn relu_flag(&self) -> u32 {
         self.relu as u32
+    }
+
+    /// The residual flag of the kernels' uniform blocks.
+    pub(crate) fn add_flag(&self) -> u32 {
+        self.residual.is_some() as u32
+    }
+
+    /// The residual's shape must be the result's.
+    pub(crate) fn check_residual(&self, shape: &[usize]) {
+        if let Some(r) = self.residual {
+            assert_eq!(
+                r.numel(),
+                shape.iter().product::<usize>(),
+                "a residual of shape {:?} cannot be added to a result of shape {shape:?}",
+                r.shape()
+            );
+        }
     }
 }
 

@@ -28,7 +28,7 @@ crate::uniform_params! {
         inner: u32,
         relu: u32,
         scale: f32,
-        _pad1: f32,
+        add: u32,
     }
 }
 
@@ -183,8 +183,12 @@ fn scaled_sum_axis(x: &Tensor, axis: usize, scale: f32, epilogue: Epilogue) -> T
         shape.push(1);
     }
     let rg = autograd::needs_grad(&[x]);
-    assert!(!(rg && epilogue.relu), "a sum with a ReLU has no autograd");
+    assert!(
+        !(rg && (epilogue.relu || epilogue.residual.is_some())),
+        "a sum with an epilogue has no autograd"
+    );
     let out = output_or(x, &shape, rg, epilogue.into);
+    epilogue.check_residual(&shape);
     let params = Params {
         n: (outer * inner) as u32,
         outer: outer as u32,
@@ -192,14 +196,21 @@ fn scaled_sum_axis(x: &Tensor, axis: usize, scale: f32, epilogue: Epilogue) -> T
         inner: inner as u32,
         relu: epilogue.relu_flag(),
         scale,
+        add: epilogue.add_flag(),
         ..Params::default()
     };
     let gpu = x.gpu();
+    // without a residual its binding reads x again
+    let args = [
+        x.bind(A),
+        out.bind(OUT),
+        epilogue.residual.unwrap_or(x).bind(B),
+    ];
     gpu.run(
         &SHADER,
         "sum_mid",
         &params,
-        &[x.bind(A), out.bind(OUT)],
+        &args,
         gpu.grid_for(outer * inner),
     );
     if rg {

@@ -265,6 +265,7 @@ pub(super) fn launch(
             }
             let cols =
                 blocked::product(p, lhs, rhs, None, &[plan.cols], flops, Epilogue::default());
+            assert!(epilogue.residual.is_none(), "col2im adds no residual");
             let out = Tensor::uninit_or(gpu, shape, epilogue.into);
             let bias = bias.map(|(t, _)| t);
             blocked::col2im(&cols, g, plan.ld, bias, (&out, epilogue.relu));
@@ -332,16 +333,15 @@ fn weight_grad_from_columns(
     ))
 }
 
-/// The forward of conv2d (with a ReLU when `relu`; marked as requiring gradients when `rg`), and
-/// on the CPU set the columns of x it made, which the weight gradient can read instead of making
-/// them again.
+/// The forward of conv2d (with `epilogue`'s residual and ReLU; marked as requiring gradients when
+/// `rg`), and on the CPU set the columns of x it made, which the weight gradient can read instead
+/// of making them again.
 pub(super) fn forward_keeping_columns(
     s: &ConvShape,
     (w, x, bias): (&Tensor, &Tensor, Option<&Tensor>),
-    relu: bool,
+    epilogue: Epilogue,
     rg: bool,
 ) -> (Tensor, Option<Columns>) {
-    let epilogue = Epilogue::relu(relu);
     match launch(s, Mode::Forward, w, x, bias, &s.y_shape(), epilogue) {
         Some((y, columns)) => (y.with_requires_grad(rg), columns),
         None => {
