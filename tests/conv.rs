@@ -201,7 +201,9 @@ fn check_case(gpu: &vqgpu::Gpu, c: &Case, mask: Option<SpatialMask>, seed: u64) 
         &format!("input grad by autograd {what}"),
     );
     // the fused ReLU: the ReLU of the same sums, and the same gradients as a ReLU after it
-    let fused = |x: &vqgpu::Tensor, w: &vqgpu::Tensor| conv::conv2d_relu(x, w, Some(&b), opts);
+    let relu = conv::Fused::RELU;
+    let fused =
+        |x: &vqgpu::Tensor, w: &vqgpu::Tensor| conv::conv2d_fused(x, w, Some(&b), opts, relu);
     let plain = |x: &vqgpu::Tensor, w: &vqgpu::Tensor| conv::conv2d(x, w, Some(&b), opts).relu();
     let y = check_fused(
         &[&x, &w],
@@ -281,7 +283,13 @@ fn conv2d_with_a_residual_equals_conv2d_then_add() {
             check_fused(
                 &[&x, &w, &r],
                 &dy,
-                &|t| conv::conv2d_add(t[0], t[1], Some(&b), opts, t[2]),
+                &|t| {
+                    let fused = conv::Fused {
+                        residual: Some(t[2]),
+                        relu: false,
+                    };
+                    conv::conv2d_fused(t[0], t[1], Some(&b), opts, fused)
+                },
                 &|t| t[2].add(&conv::conv2d(t[0], t[1], Some(&b), opts)),
                 &format!("{c:?} with a residual, kernels={}", gpu.kernel_set()),
             );
@@ -456,7 +464,9 @@ fn conv_transpose2d_case(gpu: &vqgpu::Gpu) {
         assert_close(&grad(&xg), &dx_want, 1e-4, tol, &format!("dx {what}"));
         let tol = 1e-4 * ((n * h * w) as f64).sqrt();
         assert_close(&grad(&wg), &dw_want, 1e-4, tol, &format!("dw {what}"));
-        let fused = |t: &[&vqgpu::Tensor]| conv::conv_transpose2d_relu(t[0], t[1], Some(&b), opts);
+        let relu = conv::Fused::RELU;
+        let fused =
+            |t: &[&vqgpu::Tensor]| conv::conv_transpose2d_fused(t[0], t[1], Some(&b), opts, relu);
         let plain =
             |t: &[&vqgpu::Tensor]| conv::conv_transpose2d(t[0], t[1], Some(&b), opts).relu();
         let y = check_fused(&[&x, &wt], &u, &fused, &plain, &what);

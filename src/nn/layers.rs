@@ -3,7 +3,7 @@
 
 use crate::gpu::profile;
 use crate::nn::{Param, Scope};
-use crate::ops::conv::{self, Conv2dOptions, ConvTranspose2dOptions, SpatialMask};
+use crate::ops::conv::{self, Conv2dOptions, ConvTranspose2dOptions, Fused, SpatialMask};
 use crate::ops::gemm;
 use crate::ops::window::{self, Window, WindowWeight};
 use crate::tensor::Tensor;
@@ -60,36 +60,27 @@ impl Conv2d {
 
     /// Applies the convolution to x [N, in, H, W].
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        let _layer = profile::layer(self.weight.layer_name());
-        conv::conv2d(
-            x,
-            self.weight.tensor(),
-            self.bias.as_ref().map(Param::tensor),
-            self.options,
-        )
+        self.forward_fused(x, Fused::default())
     }
 
     /// `forward(x).relu()`, the ReLU fused into the convolution's store.
     pub fn forward_relu(&self, x: &Tensor) -> Tensor {
-        let _layer = profile::layer(self.weight.layer_name());
-        conv::conv2d_relu(
-            x,
-            self.weight.tensor(),
-            self.bias.as_ref().map(Param::tensor),
-            self.options,
-        )
+        self.forward_fused(x, Fused::RELU)
     }
 
     /// `residual.add(&forward(x))`, the sum made in the convolution's store.
     pub fn forward_add(&self, x: &Tensor, residual: &Tensor) -> Tensor {
+        let fused = Fused {
+            residual: Some(residual),
+            relu: false,
+        };
+        self.forward_fused(x, fused)
+    }
+
+    fn forward_fused(&self, x: &Tensor, fused: Fused) -> Tensor {
         let _layer = profile::layer(self.weight.layer_name());
-        conv::conv2d_add(
-            x,
-            self.weight.tensor(),
-            self.bias.as_ref().map(Param::tensor),
-            self.options,
-            residual,
-        )
+        let bias = self.bias.as_ref().map(Param::tensor);
+        conv::conv2d_fused(x, self.weight.tensor(), bias, self.options, fused)
     }
 
     /// The same convolution for evaluation at a few output positions at a time (see
@@ -163,24 +154,18 @@ impl ConvTranspose2d {
 
     /// Applies the transposed convolution to x [N, in, H, W].
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        let _layer = profile::layer(self.weight.layer_name());
-        conv::conv_transpose2d(
-            x,
-            self.weight.tensor(),
-            self.bias.as_ref().map(Param::tensor),
-            self.options,
-        )
+        self.forward_fused(x, Fused::default())
     }
 
     /// `forward(x).relu()`, the ReLU fused into the convolution's store.
     pub fn forward_relu(&self, x: &Tensor) -> Tensor {
+        self.forward_fused(x, Fused::RELU)
+    }
+
+    fn forward_fused(&self, x: &Tensor, fused: Fused) -> Tensor {
         let _layer = profile::layer(self.weight.layer_name());
-        conv::conv_transpose2d_relu(
-            x,
-            self.weight.tensor(),
-            self.bias.as_ref().map(Param::tensor),
-            self.options,
-        )
+        let bias = self.bias.as_ref().map(Param::tensor);
+        conv::conv_transpose2d_fused(x, self.weight.tensor(), bias, self.options, fused)
     }
 }
 

@@ -329,42 +329,38 @@ fn record_backward(
     });
 }
 
+/// What a convolution does to its result as it stores it: add a residual tensor of the output's
+/// shape, then apply a ReLU. The values are those of the separate ops; the output is written once.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Fused<'a> {
+    /// Added to the output (conv2d only).
+    pub residual: Option<&'a Tensor>,
+    /// `max(output, 0)`.
+    pub relu: bool,
+}
+
+impl Fused<'_> {
+    /// A ReLU.
+    pub const RELU: Fused<'static> = Fused {
+        residual: None,
+        relu: true,
+    };
+}
+
 /// 2-D convolution of x [N, Cin, H, W] with w [Cout, Cin, kH, kW] and optional bias [Cout].
 pub fn conv2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, options: Conv2dOptions) -> Tensor {
-    conv2d_then(x, w, bias, options, (None, false))
+    conv2d_fused(x, w, bias, options, Fused::default())
 }
 
-/// `relu(conv2d(x, w, bias))`, the ReLU applied as the convolution stores its output (one pass
-/// over memory fewer; the same values).
-pub fn conv2d_relu(
+/// [`conv2d`] with `fused`'s residual and ReLU applied as the convolution stores its output.
+pub fn conv2d_fused(
     x: &Tensor,
     w: &Tensor,
     bias: Option<&Tensor>,
     options: Conv2dOptions,
+    fused: Fused,
 ) -> Tensor {
-    conv2d_then(x, w, bias, options, (None, true))
-}
-
-/// `residual + conv2d(x, w, bias)` for a residual of the output's shape, added as the convolution
-/// stores its output (a residual connection written once; the same values).
-pub fn conv2d_add(
-    x: &Tensor,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    options: Conv2dOptions,
-    residual: &Tensor,
-) -> Tensor {
-    conv2d_then(x, w, bias, options, (Some(residual), false))
-}
-
-/// conv2d with a residual added (where given) and then a ReLU (when asked) in its epilogue.
-fn conv2d_then(
-    x: &Tensor,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    options: Conv2dOptions,
-    (residual, relu): (Option<&Tensor>, bool),
-) -> Tensor {
+    let Fused { residual, relu } = fused;
     let (x4, w4) = (dims4(x, "conv2d input"), dims4(w, "conv2d weight"));
     assert_eq!(
         x4[1], w4[1],
@@ -414,26 +410,23 @@ pub fn conv_transpose2d(
     bias: Option<&Tensor>,
     options: ConvTranspose2dOptions,
 ) -> Tensor {
-    conv_transpose2d_then(x, w, bias, options, false)
+    conv_transpose2d_fused(x, w, bias, options, Fused::default())
 }
 
-/// `relu(conv_transpose2d(x, w, bias))`, the ReLU applied as the convolution stores its output.
-pub fn conv_transpose2d_relu(
+/// [`conv_transpose2d`] with `fused`'s ReLU applied as the convolution stores its output (it takes
+/// no residual).
+pub fn conv_transpose2d_fused(
     x: &Tensor,
     w: &Tensor,
     bias: Option<&Tensor>,
     options: ConvTranspose2dOptions,
+    fused: Fused,
 ) -> Tensor {
-    conv_transpose2d_then(x, w, bias, options, true)
-}
-
-fn conv_transpose2d_then(
-    x: &Tensor,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    options: ConvTranspose2dOptions,
-    relu: bool,
-) -> Tensor {
+    assert!(
+        fused.residual.is_none(),
+        "conv_transpose2d adds no residual"
+    );
+    let relu = fused.relu;
     let (x4, w4) = (
         dims4(x, "conv_transpose2d input"),
         dims4(w, "conv_transpose2d weight"),
