@@ -98,6 +98,25 @@ fn check_vqvae_profile(gpu: &vqgpu::Gpu) {
     // the batch is uploaded once, as bytes: 2 images of 3x32x32
     assert_eq!(s.bytes_uploaded, 2 * 3 * 32 * 32);
     assert!(has("- fwd elementwise:lookup_bytes"), "no byte-lookup row");
+    // parameter gradients are written into their slots, not added there
+    assert!(
+        !has("- bwd elementwise:accumulate"),
+        "a parameter gradient was added into its slot"
+    );
+    // ReLUs after convolutions are fused into them: those left act on the residual stacks'
+    // inputs and outputs, (one residual layer + the stack's own) x (encoder, decoder); the
+    // residual additions are fused too
+    let calls = |key: &str| {
+        p.by_layer
+            .iter()
+            .filter(|row| row.name == key)
+            .map(|row| row.calls)
+            .sum::<usize>()
+    };
+    let res_layers = tiny_vqvae().res_layers;
+    assert_eq!(calls("- fwd elementwise:relu"), 2 * (res_layers + 1));
+    // the one addition left in the forward pass: the loss's terms
+    assert_eq!(calls("- fwd elementwise:add"), 1);
 }
 
 #[test]
