@@ -93,6 +93,27 @@ impl Tensor {
         }
     }
 
+    /// [`Tensor::uninit_or`] for an op that records autograd where no `into` is given: the new
+    /// tensor is its [`Tensor::output`]; a result written into `into` has no autograd, so
+    /// `requires_grad` must then be false.
+    pub(crate) fn output_or(
+        gpu: &Gpu,
+        shape: &[usize],
+        requires_grad: bool,
+        into: Option<&Tensor>,
+    ) -> Self {
+        match into {
+            Some(_) => {
+                assert!(
+                    !requires_grad,
+                    "a result written into a given tensor has no autograd"
+                );
+                Self::uninit_or(gpu, shape, into)
+            }
+            None => Self::output(gpu, shape, requires_grad),
+        }
+    }
+
     /// An uninitialised tensor that is the output of an op (`requires_grad` as its inputs dictate).
     pub(crate) fn output(gpu: &Gpu, shape: &[usize], requires_grad: bool) -> Self {
         let t = Self::uninit(gpu, shape);

@@ -4,7 +4,7 @@
 mod common;
 use common::*;
 use vqgpu::autograd;
-use vqgpu::data::{batch_indices, to_input, Dataset, Shapes, Split};
+use vqgpu::data::{batch_indices, Batch, Dataset, Shapes, Split};
 use vqgpu::models::autoencoder::{
     AeKind, Autoencoder, AutoencoderConfig, Bottleneck, Corruption, Recon,
 };
@@ -13,14 +13,7 @@ use vqgpu::Tensor;
 
 /// Images `indices` of `data` as model input.
 fn batch(data: &Shapes, indices: &[usize]) -> Vec<f32> {
-    let per = 3 * 32 * 32;
-    let mut bytes = vec![0u8; per];
-    let mut out = vec![0.0; indices.len() * per];
-    for (slot, &i) in indices.iter().enumerate() {
-        data.image(i, &mut bytes);
-        to_input(&bytes, &mut out[slot * per..(slot + 1) * per]);
-    }
-    out
+    Batch::gather(data, indices, 0).image_inputs()
 }
 
 fn config(bottleneck: Bottleneck, kind: AeKind) -> AutoencoderConfig {
@@ -141,7 +134,6 @@ fn autoencoder_configs_a_user_can_get_wrong_are_refused() {
 
 #[test]
 fn resuming_a_vae_or_dae_continues_exactly_noise_included() {
-    use vqgpu::data::Batch;
     use vqgpu::io::checkpoint::Checkpoint;
     use vqgpu::train::AeTrainer;
     let gpu = gpu();

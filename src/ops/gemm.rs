@@ -163,10 +163,7 @@ fn product(
             };
         }
     }
-    let out = match into {
-        Some(_) => Tensor::uninit_or(a.gpu(), &[m, n], into),
-        None => Tensor::output(a.gpu(), &[m, n], requires_grad),
-    };
+    let out = Tensor::output_or(a.gpu(), &[m, n], requires_grad, into);
     launch(a, b, bias, &out, trans_a, trans_b);
     out
 }

@@ -163,18 +163,6 @@ pub fn mean_axis(x: &Tensor, axis: usize) -> Tensor {
     scaled_sum_axis(x, axis, 1.0 / x.shape()[axis] as f32, Epilogue::default())
 }
 
-/// The new tensor of `shape` an op writes (requiring gradients when `rg`), or `into` where it is
-/// given (then nothing may require gradients).
-fn output_or(x: &Tensor, shape: &[usize], rg: bool, into: Option<&Tensor>) -> Tensor {
-    match into {
-        Some(_) => {
-            assert!(!rg, "a result written into a given tensor has no autograd");
-            Tensor::uninit_or(x.gpu(), shape, into)
-        }
-        None => Tensor::output(x.gpu(), shape, rg),
-    }
-}
-
 fn scaled_sum_axis(x: &Tensor, axis: usize, scale: f32, epilogue: Epilogue) -> Tensor {
     let (outer, mid, inner) = split_at_axis(x.shape(), axis);
     let mut shape = x.shape().to_vec();
@@ -187,7 +175,7 @@ fn scaled_sum_axis(x: &Tensor, axis: usize, scale: f32, epilogue: Epilogue) -> T
         !(rg && (epilogue.relu || epilogue.residual.is_some())),
         "a sum with an epilogue has no autograd"
     );
-    let out = output_or(x, &shape, rg, epilogue.into);
+    let out = Tensor::output_or(x.gpu(), &shape, rg, epilogue.into);
     epilogue.check_residual(&shape);
     let params = Params {
         n: (outer * inner) as u32,
@@ -234,7 +222,7 @@ pub fn sum_per_channel(x: &Tensor) -> Tensor {
 pub(crate) fn sum_per_channel_into(x: &Tensor, into: Option<&Tensor>) -> Tensor {
     let (outer, mid, inner) = split_at_axis(x.shape(), 1);
     let rg = autograd::needs_grad(&[x]);
-    let out = output_or(x, &[mid], rg, into);
+    let out = Tensor::output_or(x.gpu(), &[mid], rg, into);
     let params = Params {
         outer: outer as u32,
         mid: mid as u32,
