@@ -115,55 +115,105 @@ fn mask_weight(tap: u32) -> f32 {
     return f32((bits >> bit) & 1u);
 }
 
-// x[b, ci, oy*s + ky - p, ox*s + kx - p], zero outside the image
-fn load_x(b: u32, ci: u32, oy: u32, ox: u32, ky: u32, kx: u32) -> f32 {
-    let iy = i32(oy * p.stride_h + ky) - i32(p.pad_h);
-    let ix = i32(ox * p.stride_w + kx) - i32(p.pad_w);
-    if (iy < 0 || ix < 0 || iy >= i32(p.in_h) || ix >= i32(p.in_w)) { return 0.0; }
-    return rhs[((b * p.cin + ci) * p.in_h + u32(iy)) * p.in_w + u32(ix)];
+// A position k along K as mixed-radix digits (lo, mid, hi) under the mode's radices (lo, mid):
+//   MODE 0: (kx, ky, ci) under (k_w, k_h); MODE 1: (tx, ty, co) under (taps_x, taps_y);
+//   MODE 2: (ox, oy, b) under (out_w, out_h).
+// A thread divides once to find its first position and then only steps it by adding digits, so
+// the loads in the K loop have no integer division.
+var<private> radix: vec2<u32>;
+
+fn k_radix() -> vec2<u32> {
+    if (MODE == 0u) { return vec2<u32>(p.k_w, p.k_h); }
+    if (MODE == 1u) { return vec2<u32>(ph.taps_x, ph.taps_y); }
+    return vec2<u32>(p.out_w, p.out_h);
 }
 
-fn load_lhs(m: u32, k: u32) -> f32 {
-    let taps = p.k_h * p.k_w;
-    if (MODE == 0u) {
-        return lhs[m * gemm_k() + k] * mask_weight(k % taps);
-    }
-    if (MODE == 1u) {
-        let per_co = ph.taps_y * ph.taps_x;
-        let t = k % per_co;
-        let ky = ph.ry + p.stride_h * (t / ph.taps_x);
-        let kx = ph.rx + p.stride_w * (t % ph.taps_x);
-        if (ky >= p.k_h || kx >= p.k_w) { return 0.0; }
-        let tap = ky * p.k_w + kx;
-        return lhs[((k / per_co) * p.cin + m) * taps + tap] * mask_weight(tap);
-    }
-    let plane = p.out_h * p.out_w;
-    return lhs[((k / plane) * p.cout + m) * plane + k % plane];
+fn k_digits(k: u32) -> vec3<u32> {
+    let q = k / radix.x;
+    return vec3<u32>(k % radix.x, q % radix.y, q / radix.y);
 }
 
-fn load_rhs(k: u32, n: u32) -> f32 {
-    let taps = p.k_h * p.k_w;
+// The digits of k + the number whose digits are `step` (each digit below its radix): one carry per
+// digit is enough, since lo + step.lo < 2 lo radix and mid + step.mid + 1 < 2 mid radix.
+fn k_advance(at: vec3<u32>, step: vec3<u32>) -> vec3<u32> {
+    var r = at + step;
+    if (r.x >= radix.x) { r.x = r.x - radix.x; r.y = r.y + 1u; }
+    if (r.y >= radix.y) { r.y = r.y - radix.y; r.z = r.z + 1u; }
+    return r;
+}
+
+// What a column n of the right operand fixes, found once per thread:
+//   MODE 0: image offset of batch b, and the input row/column of the window's corner (oy*s - p, ox*s - p);
+//   MODE 1: dy offset of batch b, and the dy row/column of tap (0, 0) (qy + phase row, qx + phase column);
+//   MODE 2: image offset of channel ci, the kernel tap's row/column less the padding, and its mask.
+struct Column {
+    base: u32,
+    y: i32,
+    x: i32,
+    weight: f32,
+    inside: bool,
+}
+
+fn column(n: u32) -> Column {
+    var c: Column;
+    c.inside = n < gemm_n();
+    c.weight = 1.0;
     if (MODE == 0u) {
         let plane = p.out_h * p.out_w;
-        let tap = k % taps;
         let pix = n % plane;
-        return load_x(n / plane, k / taps, pix / p.out_w, pix % p.out_w, tap / p.k_w, tap % p.k_w);
-    }
-    if (MODE == 1u) {
-        let per_co = ph.taps_y * ph.taps_x;
-        let t = k % per_co;
+        c.base = (n / plane) * p.cin * p.in_h * p.in_w;
+        c.y = i32((pix / p.out_w) * p.stride_h) - i32(p.pad_h);
+        c.x = i32((pix % p.out_w) * p.stride_w) - i32(p.pad_w);
+    } else if (MODE == 1u) {
         let plane = ph.rows * ph.cols;
         let pix = n % plane;
-        let oy = i32(ph.qy + pix / ph.cols) - i32(t / ph.taps_x);
-        let ox = i32(ph.qx + pix % ph.cols) - i32(t % ph.taps_x);
-        if (oy < 0 || ox < 0 || oy >= i32(p.out_h) || ox >= i32(p.out_w)) { return 0.0; }
-        return rhs[(((n / plane) * p.cout + k / per_co) * p.out_h + u32(oy)) * p.out_w + u32(ox)];
+        c.base = (n / plane) * p.cout * p.out_h * p.out_w;
+        c.y = i32(ph.qy + pix / ph.cols);
+        c.x = i32(ph.qx + pix % ph.cols);
+    } else {
+        let taps = p.k_h * p.k_w;
+        let tap = n % taps;
+        c.base = (n / taps) * p.in_h * p.in_w;
+        c.y = i32(tap / p.k_w) - i32(p.pad_h);
+        c.x = i32(tap % p.k_w) - i32(p.pad_w);
+        c.weight = mask_weight(tap);
     }
-    let plane = p.out_h * p.out_w;
-    let pix = k % plane;
-    let tap = n % taps;
-    return load_x(k / plane, n / taps, pix / p.out_w, pix % p.out_w, tap / p.k_w, tap % p.k_w)
-        * mask_weight(tap);
+    return c;
+}
+
+// The left operand at row m and K position k with digits `at`
+fn load_lhs(m: u32, k: u32, at: vec3<u32>) -> f32 {
+    if (MODE == 0u) {
+        return lhs[m * gemm_k() + k] * mask_weight(at.y * p.k_w + at.x);
+    }
+    if (MODE == 1u) {
+        let ky = ph.ry + p.stride_h * at.y;
+        let kx = ph.rx + p.stride_w * at.x;
+        if (ky >= p.k_h || kx >= p.k_w) { return 0.0; }
+        let tap = ky * p.k_w + kx;
+        return lhs[(at.z * p.cin + m) * p.k_h * p.k_w + tap] * mask_weight(tap);
+    }
+    return lhs[((at.z * p.cout + m) * p.out_h + at.y) * p.out_w + at.x];
+}
+
+// The right operand at column `col` and the K position with digits `at`; zero outside the image
+fn load_rhs(col: Column, at: vec3<u32>) -> f32 {
+    if (MODE == 0u) {
+        let iy = col.y + i32(at.y);
+        let ix = col.x + i32(at.x);
+        if (iy < 0 || ix < 0 || iy >= i32(p.in_h) || ix >= i32(p.in_w)) { return 0.0; }
+        return rhs[col.base + (at.z * p.in_h + u32(iy)) * p.in_w + u32(ix)];
+    }
+    if (MODE == 1u) {
+        let oy = col.y - i32(at.y);
+        let ox = col.x - i32(at.x);
+        if (oy < 0 || ox < 0 || oy >= i32(p.out_h) || ox >= i32(p.out_w)) { return 0.0; }
+        return rhs[col.base + (at.z * p.out_h + u32(oy)) * p.out_w + u32(ox)];
+    }
+    let iy = i32(at.y * p.stride_h) + col.y;
+    let ix = i32(at.x * p.stride_w) + col.x;
+    if (iy < 0 || ix < 0 || iy >= i32(p.in_h) || ix >= i32(p.in_w)) { return 0.0; }
+    return rhs[at.z * p.cin * p.in_h * p.in_w + col.base + u32(iy) * p.in_w + u32(ix)] * col.weight;
 }
 
 fn output_index(m: u32, n: u32, chunk: u32) -> u32 {
@@ -196,22 +246,34 @@ fn conv2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     let k_end = min(gemm_k(), k_begin + p.k_chunk);
     let m0 = wid.y * tile_m;
     let n0 = (wid.x + overflow * nwg.x) * tile_n;
+    // Thread t loads K column t % TILE_K of every (256 / TILE_K)-th row of the left tile, and
+    // column t % tile_n of every (256 / tile_n)-th K row of the right tile.
+    radix = k_radix();
+    let k_step = k_digits(TILE_K);
+    let kl = t % TILE_K;
+    let lhs_rows = 256u / TILE_K;
+    var lhs_at = k_digits(k_begin + kl);
+    let nn = t % tile_n;
+    let rhs_rows = 256u / tile_n;
+    let rhs_row_step = k_digits(rhs_rows);
+    let col = column(n0 + nn);
+    var rhs_at = k_digits(k_begin + t / tile_n);
     var acc: array<f32, 16>; // ROWS x COLS, ROWS * COLS = 16
     for (var k0 = k_begin; k0 < k_end; k0 = k0 + TILE_K) {
-        for (var e = t; e < TILE_K * tile_m; e = e + 256u) {
-            let mm = e / TILE_K;
-            let kl = e % TILE_K;
+        for (var mm = t / TILE_K; mm < tile_m; mm = mm + lhs_rows) {
             var v = 0.0;
-            if (m0 + mm < size_m && k0 + kl < k_end) { v = load_lhs(m0 + mm, k0 + kl); }
+            if (m0 + mm < size_m && k0 + kl < k_end) { v = load_lhs(m0 + mm, k0 + kl, lhs_at); }
             l_tile[kl * tile_m + mm] = v;
         }
-        for (var e = t; e < TILE_K * tile_n; e = e + 256u) {
-            let kr = e / tile_n;
-            let nn = e % tile_n;
+        var at = rhs_at;
+        for (var kr = t / tile_n; kr < TILE_K; kr = kr + rhs_rows) {
             var v = 0.0;
-            if (k0 + kr < k_end && n0 + nn < size_n) { v = load_rhs(k0 + kr, n0 + nn); }
+            if (k0 + kr < k_end && col.inside) { v = load_rhs(col, at); }
             r_tile[kr * tile_n + nn] = v;
+            at = k_advance(at, rhs_row_step);
         }
+        lhs_at = k_advance(lhs_at, k_step);
+        rhs_at = k_advance(rhs_at, k_step);
         workgroupBarrier();
         for (var kk = 0u; kk < TILE_K; kk = kk + 1u) {
             var lv: array<f32, 4>;
