@@ -67,17 +67,19 @@ fn nearest(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
         best_dist[i] = 3.0e38;
         best_code[i] = 0xffffffffu;
     }
+    // this thread loads row r0 + t % 64 of z (neighbouring threads take neighbouring rows, which
+    // are contiguous in NCHW): where that row starts, found once
+    let z_row = r0 + t % 64u;
+    let z_start = ((z_row / p.hw) * p.d) * p.hw + z_row % p.hw;
     for (var c0 = k_begin; c0 < k_end; c0 = c0 + 64u) {
         var acc: array<f32, 16>;
         for (var d0 = 0u; d0 < p.d; d0 = d0 + 16u) {
             for (var r = 0u; r < 4u; r = r + 1u) {
                 let e = t + r * 256u;
-                // z: neighbouring threads take neighbouring rows (contiguous in NCHW)
                 let dz = e / 64u;
-                let row = r0 + e % 64u;
                 var zv = 0.0;
-                if (row < p.n && d0 + dz < p.d) { zv = z_at(row, d0 + dz); }
-                z_tile[dz * 64u + e % 64u] = zv;
+                if (z_row < p.n && d0 + dz < p.d) { zv = z[z_start + (d0 + dz) * p.hw]; }
+                z_tile[dz * 64u + t % 64u] = zv;
                 // codebook: neighbouring threads take neighbouring dims (contiguous rows)
                 let code = c0 + e / 16u;
                 let de = e % 16u;
