@@ -58,7 +58,7 @@ struct Params {
 @group(0) @binding(5) var<storage, read> residual: array<f32>; // laid out as `out`
 
 var<workgroup> l_tile: array<f32, 1024>; // [TILE_K][16 * ROWS]
-var<workgroup> r_tile: array<f32, 2048>; // [TILE_K][16 * COLS]
+var<workgroup> r_tile: array<vec4<f32>, 512>; // [TILE_K][16 * COLS], as fours of columns
 
 // One output phase of MODE 1: pixels iy = y0 + s_h * j (j < rows), taps ky = ry + s_h * t (t < taps_y),
 // and dy row oy = qy + j - t; the same along x.
@@ -258,7 +258,10 @@ fn conv2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     let rhs_row_step = k_digits(rhs_rows);
     let col = column(n0 + nn);
     var rhs_at = k_digits(k_begin + t / tile_n);
-    var acc: array<f32, 16>; // ROWS x COLS, ROWS * COLS = 16
+    // this thread's outputs: rows m0 + lid.y + 16 i (i < ROWS) and columns n0 + 4 (lid.x + 16 j) + q
+    // (j < COLS / 4, q < 4), so that it reads its columns of the right tile as whole vec4s
+    let vecs = COLS / 4u;
+    var acc: array<vec4<f32>, 4>; // ROWS x COLS / 4 = 4
     for (var k0 = k_begin; k0 < k_end; k0 = k0 + TILE_K) {
         for (var mm = t / TILE_K; mm < tile_m; mm = mm + lhs_rows) {
             var v = 0.0;
@@ -269,7 +272,7 @@ fn conv2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
         for (var kr = t / tile_n; kr < TILE_K; kr = kr + rhs_rows) {
             var v = 0.0;
             if (k0 + kr < k_end && col.inside) { v = load_rhs(col, at); }
-            r_tile[kr * tile_n + nn] = v;
+            r_tile[kr * (tile_n / 4u) + nn / 4u][nn % 4u] = v;
             at = k_advance(at, rhs_row_step);
         }
         lhs_at = k_advance(lhs_at, k_step);
@@ -277,16 +280,16 @@ fn conv2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
         workgroupBarrier();
         for (var kk = 0u; kk < TILE_K; kk = kk + 1u) {
             var lv: array<f32, 4>;
-            var rv: array<f32, 16>;
+            var rv: array<vec4<f32>, 4>;
             for (var i = 0u; i < ROWS; i = i + 1u) {
                 lv[i] = l_tile[kk * tile_m + lid.y + 16u * i];
             }
-            for (var j = 0u; j < COLS; j = j + 1u) {
-                rv[j] = r_tile[kk * tile_n + lid.x + 16u * j];
+            for (var j = 0u; j < vecs; j = j + 1u) {
+                rv[j] = r_tile[kk * (tile_n / 4u) + lid.x + 16u * j];
             }
             for (var i = 0u; i < ROWS; i = i + 1u) {
-                for (var j = 0u; j < COLS; j = j + 1u) {
-                    acc[i * COLS + j] = acc[i * COLS + j] + lv[i] * rv[j];
+                for (var j = 0u; j < vecs; j = j + 1u) {
+                    acc[i * vecs + j] = acc[i * vecs + j] + lv[i] * rv[j];
                 }
             }
         }
@@ -294,15 +297,17 @@ fn conv2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     }
     for (var i = 0u; i < ROWS; i = i + 1u) {
         let m = m0 + lid.y + 16u * i;
-        for (var j = 0u; j < COLS; j = j + 1u) {
-            let n = n0 + lid.x + 16u * j;
-            if (m < size_m && n < size_n) {
-                var v = acc[i * COLS + j];
-                if (HAS_BIAS && chunk == 0u) { v = v + bias[m]; }
-                let index = output_index(m, n, chunk);
-                if (RESIDUAL) { v = residual[index] + v; }
-                if (p.relu == 1u) { v = max(v, 0.0); }
-                out[index] = v;
+        for (var j = 0u; j < vecs; j = j + 1u) {
+            for (var q = 0u; q < 4u; q = q + 1u) {
+                let n = n0 + 4u * (lid.x + 16u * j) + q;
+                if (m < size_m && n < size_n) {
+                    var v = acc[i * vecs + j][q];
+                    if (HAS_BIAS && chunk == 0u) { v = v + bias[m]; }
+                    let index = output_index(m, n, chunk);
+                    if (RESIDUAL) { v = residual[index] + v; }
+                    if (p.relu == 1u) { v = max(v, 0.0); }
+                    out[index] = v;
+                }
             }
         }
     }
