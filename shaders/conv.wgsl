@@ -57,7 +57,7 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 @group(0) @binding(5) var<storage, read> residual: array<f32>; // laid out as `out`
 
-var<workgroup> l_tile: array<f32, 1024>; // [TILE_K][16 * ROWS]
+var<workgroup> l_tile: array<vec4<f32>, 256>; // [TILE_K][16 * ROWS], as fours of rows
 var<workgroup> r_tile: array<vec4<f32>, 512>; // [TILE_K][16 * COLS], as fours of columns
 
 // One output phase of MODE 1: pixels iy = y0 + s_h * j (j < rows), taps ky = ry + s_h * t (t < taps_y),
@@ -231,6 +231,15 @@ fn output_index(m: u32, n: u32, chunk: u32) -> u32 {
     return (chunk * gemm_m() + m) * gemm_n() + n;
 }
 
+// The tile row of a thread's i-th output row: four adjacent rows (one vec4 of the left tile) with
+// 64-row tiles, else rows 16 apart
+var<private> thread_y: u32;
+
+fn row_of(i: u32) -> u32 {
+    if (ROWS == 4u) { return 4u * thread_y + i; }
+    return thread_y + 16u * i;
+}
+
 @compute @workgroup_size(16, 16)
 fn conv2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
@@ -238,6 +247,7 @@ fn conv2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     let overflow = wid.z / p.z_groups;      // N tiles beyond the x dimension limit
     let chunk = sub / p.phases;             // K chunk
     if (MODE == 1u) { ph = make_phase(sub % p.phases); }
+    thread_y = lid.y;
     let tile_m = 16u * ROWS;
     let tile_n = 16u * COLS;
     let size_m = gemm_m();
@@ -258,7 +268,7 @@ fn conv2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     let rhs_row_step = k_digits(rhs_rows);
     let col = column(n0 + nn);
     var rhs_at = k_digits(k_begin + t / tile_n);
-    // this thread's outputs: rows m0 + lid.y + 16 i (i < ROWS) and columns n0 + 4 (lid.x + 16 j) + q
+    // this thread's outputs: rows m0 + row_of(i) (i < ROWS) and columns n0 + 4 (lid.x + 16 j) + q
     // (j < COLS / 4, q < 4), so that it reads its columns of the right tile as whole vec4s
     let vecs = COLS / 4u;
     var acc: array<vec4<f32>, 4>; // ROWS x COLS / 4 = 4
@@ -266,7 +276,7 @@ fn conv2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
         for (var mm = t / TILE_K; mm < tile_m; mm = mm + lhs_rows) {
             var v = 0.0;
             if (m0 + mm < size_m && k0 + kl < k_end) { v = load_lhs(m0 + mm, k0 + kl, lhs_at); }
-            l_tile[kl * tile_m + mm] = v;
+            l_tile[(kl * tile_m + mm) / 4u][mm % 4u] = v;
         }
         var at = rhs_at;
         for (var kr = t / tile_n; kr < TILE_K; kr = kr + rhs_rows) {
@@ -281,8 +291,17 @@ fn conv2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
         for (var kk = 0u; kk < TILE_K; kk = kk + 1u) {
             var lv: array<f32, 4>;
             var rv: array<vec4<f32>, 4>;
-            for (var i = 0u; i < ROWS; i = i + 1u) {
-                lv[i] = l_tile[kk * tile_m + lid.y + 16u * i];
+            if (ROWS == 4u) {
+                let four = l_tile[kk * 16u + lid.y];
+                lv[0] = four.x;
+                lv[1] = four.y;
+                lv[2] = four.z;
+                lv[3] = four.w;
+            } else {
+                for (var i = 0u; i < ROWS; i = i + 1u) {
+                    let r = kk * tile_m + row_of(i);
+                    lv[i] = l_tile[r / 4u][r % 4u];
+                }
             }
             for (var j = 0u; j < vecs; j = j + 1u) {
                 rv[j] = r_tile[kk * (tile_n / 4u) + lid.x + 16u * j];
@@ -296,7 +315,7 @@ fn conv2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
         workgroupBarrier();
     }
     for (var i = 0u; i < ROWS; i = i + 1u) {
-        let m = m0 + lid.y + 16u * i;
+        let m = m0 + row_of(i);
         for (var j = 0u; j < vecs; j = j + 1u) {
             for (var q = 0u; q < 4u; q = q + 1u) {
                 let n = n0 + 4u * (lid.x + 16u * j) + q;

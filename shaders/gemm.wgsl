@@ -1,7 +1,8 @@
 // C[M, N] = op(A) op(B) (+ bias[n]), all row-major f32.
 // op(A) is A [M, K] or, with TRANS_A, A stored as [K, M]; op(B) is B [K, N] or, with TRANS_B, [N, K].
 // Tiles of 64 x 64 outputs per 256-thread workgroup, K in slices of 16 through workgroup memory,
-// each thread keeping a 4 x 4 block of C in registers. Edges are bounds-checked (any M, N, K).
+// each thread keeping a 4 x 4 block of C in registers: four adjacent rows by four adjacent columns,
+// read from the tiles as one vec4 each per K step. Edges are bounds-checked (any M, N, K).
 
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
@@ -24,8 +25,8 @@ const TILE_M: u32 = 64u;
 const TILE_N: u32 = 64u;
 const TILE_K: u32 = 16u;
 
-var<workgroup> a_tile: array<f32, 1024>; // [TILE_K][TILE_M]
-var<workgroup> b_tile: array<f32, 1024>; // [TILE_K][TILE_N]
+var<workgroup> a_tile: array<vec4<f32>, 256>; // [TILE_K][TILE_M], as fours of rows
+var<workgroup> b_tile: array<vec4<f32>, 256>; // [TILE_K][TILE_N], as fours of columns
 
 fn load_a(row: u32, col: u32) -> f32 {
     if (row >= p.m || col >= p.k) { return 0.0; }
@@ -55,36 +56,35 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
             // the index order follows the memory layout so that neighbouring threads read neighbours
             var mm: u32; var ka: u32;
             if (TRANS_A) { ka = e / TILE_M; mm = e % TILE_M; } else { mm = e / TILE_K; ka = e % TILE_K; }
-            a_tile[ka * TILE_M + mm] = load_a(m0 + mm, k0 + ka);
+            a_tile[ka * (TILE_M / 4u) + mm / 4u][mm % 4u] = load_a(m0 + mm, k0 + ka);
             var nn: u32; var kb: u32;
             if (TRANS_B) { nn = e / TILE_K; kb = e % TILE_K; } else { kb = e / TILE_N; nn = e % TILE_N; }
-            b_tile[kb * TILE_N + nn] = load_b(k0 + kb, n0 + nn);
+            b_tile[kb * (TILE_N / 4u) + nn / 4u][nn % 4u] = load_b(k0 + kb, n0 + nn);
         }
         workgroupBarrier();
         for (var kk = 0u; kk < TILE_K; kk = kk + 1u) {
-            let ai = kk * TILE_M + lid.y;
-            let bi = kk * TILE_N + lid.x;
-            let bv = vec4<f32>(b_tile[bi], b_tile[bi + 16u], b_tile[bi + 32u], b_tile[bi + 48u]);
-            acc0 = acc0 + a_tile[ai] * bv;
-            acc1 = acc1 + a_tile[ai + 16u] * bv;
-            acc2 = acc2 + a_tile[ai + 32u] * bv;
-            acc3 = acc3 + a_tile[ai + 48u] * bv;
+            let av = a_tile[kk * (TILE_M / 4u) + lid.y];
+            let bv = b_tile[kk * (TILE_N / 4u) + lid.x];
+            acc0 = acc0 + av.x * bv;
+            acc1 = acc1 + av.y * bv;
+            acc2 = acc2 + av.z * bv;
+            acc3 = acc3 + av.w * bv;
         }
         workgroupBarrier();
     }
-    let row = m0 + lid.y;
-    let col = n0 + lid.x;
+    let row = m0 + 4u * lid.y;
+    let col = n0 + 4u * lid.x;
     store_row(row, col, acc0);
-    store_row(row + 16u, col, acc1);
-    store_row(row + 32u, col, acc2);
-    store_row(row + 48u, col, acc3);
+    store_row(row + 1u, col, acc1);
+    store_row(row + 2u, col, acc2);
+    store_row(row + 3u, col, acc3);
 }
 
-// Writes a thread's outputs (row, col + 16 j), j < 4, that lie inside C.
+// Writes a thread's outputs (row, col + j), j < 4, that lie inside C.
 fn store_row(row: u32, col: u32, v: vec4<f32>) {
     if (row >= p.m) { return; }
     for (var j = 0u; j < 4u; j = j + 1u) {
-        let n = col + 16u * j;
+        let n = col + j;
         if (n < p.n) {
             var x = v[j];
             if (HAS_BIAS) { x = x + bias[n]; }
