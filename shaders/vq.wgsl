@@ -41,11 +41,12 @@ fn code_norms(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
 // [c * k_chunk, (c + 1) * k_chunk), out[c * N + n] = argmin_k ||e_k||^2 - 2 z_n . e_k (= argmin ||z_n - e_k||^2)
 // with ties to the lowest k, and out_dist[c * N + n] its distance. A workgroup owns 64 rows and walks
 // its chunk in tiles of 64 codes; z and code slices of 16 dims go through workgroup memory, each thread
-// computes a 4 x 4 block of dot products and keeps the running minimum of its 4 rows in registers; the
+// computes a 4 x 4 block of dot products (four adjacent rows by four adjacent codes, read from the
+// tiles as one vec4 each) and keeps the running minimum of its 4 rows in registers; the
 // N x K distances are never stored. Chunks bound the work of one invocation (the software Vulkan driver
 // stops loop nests after 65535 iterations) and spread small batches over more workgroups.
-var<workgroup> z_tile: array<f32, 1024>;   // [16 dims][64 rows]
-var<workgroup> e_tile: array<f32, 1024>;   // [16 dims][64 codes]
+var<workgroup> z_tile: array<vec4<f32>, 256>; // [16 dims][64 rows], as fours of rows
+var<workgroup> e_tile: array<vec4<f32>, 256>; // [16 dims][64 codes], as fours of codes
 var<workgroup> cand_dist: array<f32, 1024>; // [64 rows][16 thread columns]
 var<workgroup> cand_code: array<u32, 1024>;
 
@@ -72,44 +73,39 @@ fn nearest(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     let z_row = r0 + t % 64u;
     let z_start = ((z_row / p.hw) * p.d) * p.hw + z_row % p.hw;
     for (var c0 = k_begin; c0 < k_end; c0 = c0 + 64u) {
-        var acc: array<f32, 16>;
+        var acc: array<vec4<f32>, 4>; // [row][code]
         for (var d0 = 0u; d0 < p.d; d0 = d0 + 16u) {
             for (var r = 0u; r < 4u; r = r + 1u) {
                 let e = t + r * 256u;
                 let dz = e / 64u;
                 var zv = 0.0;
                 if (z_row < p.n && d0 + dz < p.d) { zv = z[z_start + (d0 + dz) * p.hw]; }
-                z_tile[dz * 64u + t % 64u] = zv;
+                z_tile[dz * 16u + (t % 64u) / 4u][t % 4u] = zv;
                 // codebook: neighbouring threads take neighbouring dims (contiguous rows)
                 let code = c0 + e / 16u;
                 let de = e % 16u;
                 var ev = 0.0;
                 if (code < k_end && d0 + de < p.d) { ev = codebook[code * p.d + d0 + de]; }
-                e_tile[de * 64u + e / 16u] = ev;
+                e_tile[de * 16u + e / 64u][(e / 16u) % 4u] = ev;
             }
             workgroupBarrier();
             for (var dd = 0u; dd < 16u; dd = dd + 1u) {
-                var zr: array<f32, 4>;
-                var er: array<f32, 4>;
-                for (var i = 0u; i < 4u; i = i + 1u) {
-                    zr[i] = z_tile[dd * 64u + lid.y + 16u * i];
-                    er[i] = e_tile[dd * 64u + lid.x + 16u * i];
-                }
-                for (var i = 0u; i < 4u; i = i + 1u) {
-                    for (var j = 0u; j < 4u; j = j + 1u) {
-                        acc[i * 4u + j] = acc[i * 4u + j] + zr[i] * er[j];
-                    }
-                }
+                let zr = z_tile[dd * 16u + lid.y];
+                let er = e_tile[dd * 16u + lid.x];
+                acc[0] = acc[0] + zr.x * er;
+                acc[1] = acc[1] + zr.y * er;
+                acc[2] = acc[2] + zr.z * er;
+                acc[3] = acc[3] + zr.w * er;
             }
             workgroupBarrier();
         }
         // codes are visited in increasing order, so a strict comparison keeps the lowest index on ties
         for (var j = 0u; j < 4u; j = j + 1u) {
-            let code = c0 + lid.x + 16u * j;
+            let code = c0 + 4u * lid.x + j;
             if (code < k_end) {
                 let nk = norms[code];
                 for (var i = 0u; i < 4u; i = i + 1u) {
-                    let dist = nk - 2.0 * acc[i * 4u + j];
+                    let dist = nk - 2.0 * acc[i][j];
                     if (dist < best_dist[i]) {
                         best_dist[i] = dist;
                         best_code[i] = code;
@@ -119,7 +115,7 @@ fn nearest(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
         }
     }
     for (var i = 0u; i < 4u; i = i + 1u) {
-        let slot = (lid.y + 16u * i) * 16u + lid.x;
+        let slot = (4u * lid.y + i) * 16u + lid.x;
         cand_dist[slot] = best_dist[i];
         cand_code[slot] = best_code[i];
     }
