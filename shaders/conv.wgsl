@@ -240,6 +240,70 @@ fn row_of(i: u32) -> u32 {
     return thread_y + 16u * i;
 }
 
+// What one thread loads into the tiles: K column t % TILE_K of every (256 / TILE_K)-th row of the
+// left tile, and column t % tile_n of every (256 / tile_n)-th K row of the right tile, with the
+// digits of its next K positions. Set up once per thread.
+struct Loader {
+    t: u32,
+    m0: u32,
+    size_m: u32,
+    k_end: u32,
+    kl: u32,
+    nn: u32,
+    k_step: vec3<u32>,
+    rhs_row_step: vec3<u32>,
+    lhs_at: vec3<u32>,
+    rhs_at: vec3<u32>,
+    col: Column,
+}
+
+var<private> ld: Loader;
+// The thread's part of the next K slice, loaded while the current one is multiplied: at most
+// TILE_K * 16 * ROWS / 256 = 4 left and TILE_K * 16 * COLS / 256 = 8 right values.
+var<private> lhs_next: array<f32, 4>;
+var<private> rhs_next: array<f32, 8>;
+
+// Loads the thread's part of the K slice [k0, k0 + TILE_K) into registers (zeros outside the
+// operands) and steps its positions on to the next slice.
+fn fetch(k0: u32) {
+    let tile_m = 16u * ROWS;
+    let tile_n = 16u * COLS;
+    var s = 0u;
+    for (var mm = ld.t / TILE_K; mm < tile_m; mm = mm + 256u / TILE_K) {
+        var v = 0.0;
+        if (ld.m0 + mm < ld.size_m && k0 + ld.kl < ld.k_end) { v = load_lhs(ld.m0 + mm, k0 + ld.kl, ld.lhs_at); }
+        lhs_next[s] = v;
+        s = s + 1u;
+    }
+    s = 0u;
+    var at = ld.rhs_at;
+    for (var kr = ld.t / tile_n; kr < TILE_K; kr = kr + 256u / tile_n) {
+        var v = 0.0;
+        if (k0 + kr < ld.k_end && ld.col.inside) { v = load_rhs(ld.col, at); }
+        rhs_next[s] = v;
+        s = s + 1u;
+        at = k_advance(at, ld.rhs_row_step);
+    }
+    ld.lhs_at = k_advance(ld.lhs_at, ld.k_step);
+    ld.rhs_at = k_advance(ld.rhs_at, ld.k_step);
+}
+
+// Stores what [`fetch`] loaded into the workgroup tiles.
+fn store_fetched() {
+    let tile_m = 16u * ROWS;
+    let tile_n = 16u * COLS;
+    var s = 0u;
+    for (var mm = ld.t / TILE_K; mm < tile_m; mm = mm + 256u / TILE_K) {
+        l_tile[(ld.kl * tile_m + mm) / 4u][mm % 4u] = lhs_next[s];
+        s = s + 1u;
+    }
+    s = 0u;
+    for (var kr = ld.t / tile_n; kr < TILE_K; kr = kr + 256u / tile_n) {
+        r_tile[kr * (tile_n / 4u) + ld.nn / 4u][ld.nn % 4u] = rhs_next[s];
+        s = s + 1u;
+    }
+}
+
 @compute @workgroup_size(16, 16)
 fn conv2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
@@ -256,38 +320,28 @@ fn conv2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     let k_end = min(gemm_k(), k_begin + p.k_chunk);
     let m0 = wid.y * tile_m;
     let n0 = (wid.x + overflow * nwg.x) * tile_n;
-    // Thread t loads K column t % TILE_K of every (256 / TILE_K)-th row of the left tile, and
-    // column t % tile_n of every (256 / tile_n)-th K row of the right tile.
     radix = k_radix();
-    let k_step = k_digits(TILE_K);
-    let kl = t % TILE_K;
-    let lhs_rows = 256u / TILE_K;
-    var lhs_at = k_digits(k_begin + kl);
-    let nn = t % tile_n;
-    let rhs_rows = 256u / tile_n;
-    let rhs_row_step = k_digits(rhs_rows);
-    let col = column(n0 + nn);
-    var rhs_at = k_digits(k_begin + t / tile_n);
+    ld.t = t;
+    ld.m0 = m0;
+    ld.size_m = size_m;
+    ld.k_end = k_end;
+    ld.kl = t % TILE_K;
+    ld.nn = t % tile_n;
+    ld.k_step = k_digits(TILE_K);
+    ld.rhs_row_step = k_digits(256u / tile_n);
+    ld.lhs_at = k_digits(k_begin + ld.kl);
+    ld.rhs_at = k_digits(k_begin + t / tile_n);
+    ld.col = column(n0 + ld.nn);
     // this thread's outputs: rows m0 + row_of(i) (i < ROWS) and columns n0 + 4 (lid.x + 16 j) + q
     // (j < COLS / 4, q < 4), so that it reads its columns of the right tile as whole vec4s
     let vecs = COLS / 4u;
     var acc: array<vec4<f32>, 4>; // ROWS x COLS / 4 = 4
+    fetch(k_begin);
     for (var k0 = k_begin; k0 < k_end; k0 = k0 + TILE_K) {
-        for (var mm = t / TILE_K; mm < tile_m; mm = mm + lhs_rows) {
-            var v = 0.0;
-            if (m0 + mm < size_m && k0 + kl < k_end) { v = load_lhs(m0 + mm, k0 + kl, lhs_at); }
-            l_tile[(kl * tile_m + mm) / 4u][mm % 4u] = v;
-        }
-        var at = rhs_at;
-        for (var kr = t / tile_n; kr < TILE_K; kr = kr + rhs_rows) {
-            var v = 0.0;
-            if (k0 + kr < k_end && col.inside) { v = load_rhs(col, at); }
-            r_tile[kr * (tile_n / 4u) + nn / 4u][nn % 4u] = v;
-            at = k_advance(at, rhs_row_step);
-        }
-        lhs_at = k_advance(lhs_at, k_step);
-        rhs_at = k_advance(rhs_at, k_step);
+        store_fetched();
         workgroupBarrier();
+        // the next slice's loads are in flight while this one is multiplied
+        if (k0 + TILE_K < k_end) { fetch(k0 + TILE_K); }
         for (var kk = 0u; kk < TILE_K; kk = kk + 1u) {
             var lv: array<f32, 4>;
             var rv: array<vec4<f32>, 4>;
