@@ -40,6 +40,27 @@ fn load_b(row: u32, col: u32) -> f32 {
     return b[row * p.n + col];
 }
 
+// The r-th (r < 4) element thread t loads of each tile, as (row of A, column of B, k of A, k of B)
+// within the tiles: the index order follows the memory layout so that neighbouring threads read
+// neighbours.
+fn tile_element(t: u32, r: u32) -> vec4<u32> {
+    let e = t + r * 256u;
+    var at: vec2<u32>; // (mm, ka)
+    if (TRANS_A) { at = vec2<u32>(e % TILE_M, e / TILE_M); } else { at = vec2<u32>(e / TILE_K, e % TILE_K); }
+    var bt: vec2<u32>; // (nn, kb)
+    if (TRANS_B) { bt = vec2<u32>(e / TILE_K, e % TILE_K); } else { bt = vec2<u32>(e % TILE_N, e / TILE_N); }
+    return vec4<u32>(at.x, bt.x, at.y, bt.y);
+}
+
+// Loads thread t's four elements of the K slice [k0, k0 + TILE_K) of A and B.
+fn fetch(m0: u32, n0: u32, k0: u32, t: u32, a_next: ptr<function, vec4<f32>>, b_next: ptr<function, vec4<f32>>) {
+    for (var r = 0u; r < 4u; r = r + 1u) {
+        let e = tile_element(t, r);
+        (*a_next)[r] = load_a(m0 + e.x, k0 + e.z);
+        (*b_next)[r] = load_b(k0 + e.w, n0 + e.y);
+    }
+}
+
 @compute @workgroup_size(16, 16)
 fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(local_invocation_index) t: u32) {
@@ -50,18 +71,18 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
+    // the next K slice is loaded into registers while the current one is multiplied
+    var a_next: vec4<f32>;
+    var b_next: vec4<f32>;
+    fetch(m0, n0, 0u, t, &a_next, &b_next);
     for (var k0 = 0u; k0 < p.k; k0 = k0 + TILE_K) {
         for (var r = 0u; r < 4u; r = r + 1u) {
-            let e = t + r * 256u;
-            // the index order follows the memory layout so that neighbouring threads read neighbours
-            var mm: u32; var ka: u32;
-            if (TRANS_A) { ka = e / TILE_M; mm = e % TILE_M; } else { mm = e / TILE_K; ka = e % TILE_K; }
-            a_tile[ka * (TILE_M / 4u) + mm / 4u][mm % 4u] = load_a(m0 + mm, k0 + ka);
-            var nn: u32; var kb: u32;
-            if (TRANS_B) { nn = e / TILE_K; kb = e % TILE_K; } else { kb = e / TILE_N; nn = e % TILE_N; }
-            b_tile[kb * (TILE_N / 4u) + nn / 4u][nn % 4u] = load_b(k0 + kb, n0 + nn);
+            let e = tile_element(t, r);
+            a_tile[e.z * (TILE_M / 4u) + e.x / 4u][e.x % 4u] = a_next[r];
+            b_tile[e.w * (TILE_N / 4u) + e.y / 4u][e.y % 4u] = b_next[r];
         }
         workgroupBarrier();
+        if (k0 + TILE_K < p.k) { fetch(m0, n0, k0 + TILE_K, t, &a_next, &b_next); }
         for (var kk = 0u; kk < TILE_K; kk = kk + 1u) {
             let av = a_tile[kk * (TILE_M / 4u) + lid.y];
             let bv = b_tile[kk * (TILE_N / 4u) + lid.x];
