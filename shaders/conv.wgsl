@@ -158,6 +158,8 @@ fn column(n: u32) -> Column {
     var c: Column;
     c.inside = n < gemm_n();
     c.weight = 1.0;
+    // a column inside the product implies non-zero sizes, so the divisions below are by non-zero values
+    if (!c.inside) { return c; }
     if (MODE == 0u) {
         let plane = p.out_h * p.out_w;
         let pix = n % plane;
@@ -320,7 +322,7 @@ fn conv2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     let k_end = min(gemm_k(), k_begin + p.k_chunk);
     let m0 = wid.y * tile_m;
     let n0 = (wid.x + overflow * nwg.x) * tile_n;
-    radix = k_radix();
+    radix = max(k_radix(), vec2<u32>(1u)); // never zero, even for an empty K
     ld.t = t;
     ld.m0 = m0;
     ld.size_m = size_m;
