@@ -387,3 +387,72 @@ fn conv2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
         }
     }
 }
+
+// Products of at most 4 rows (few-channel layers: an RGB decoder's last layer, a 3-channel
+// image's input gradient), where a 16-row tile would be mostly empty. A workgroup computes every
+// row of 1024 columns: each thread the rows of its columns n0 + t + 256 j (j < 4), so that
+// neighbouring threads read neighbouring columns. The right operand goes from memory straight to
+// registers, each value loaded once; the left operand's slice of 16 k x 4 rows goes through
+// workgroup memory and is read as one vec4 per k. Each output's sum is taken in the same order as
+// in `conv2d`, so the two kernels give the same bits.
+var<workgroup> narrow_lhs: array<vec4<f32>, 16>; // [16 k] of the 4 rows
+
+@compute @workgroup_size(256)
+fn conv2d_narrow(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) t: u32) {
+    let sub = wid.z % p.z_groups;
+    let overflow = wid.z / p.z_groups;      // N tiles beyond the x dimension limit
+    let chunk = sub / p.phases;             // K chunk
+    if (MODE == 1u) { ph = make_phase(sub % p.phases); }
+    let size_m = gemm_m();
+    let size_n = gemm_n();
+    let k_begin = chunk * p.k_chunk;
+    let k_end = min(gemm_k(), k_begin + p.k_chunk);
+    let n0 = (wid.x + overflow * nwg.x) * 1024u;
+    radix = max(k_radix(), vec2<u32>(1u)); // never zero, even for an empty K
+    var cols: array<Column, 4>;
+    for (var j = 0u; j < 4u; j = j + 1u) {
+        cols[j] = column(n0 + t + 256u * j);
+    }
+    // threads t < 64 load the left slice: k_begin + t % 16 (stepped by 16), row t / 16
+    let lhs_k = t % 16u;
+    let lhs_m = t / 16u;
+    let slice_step = k_digits(16u);
+    var lhs_at = k_digits(k_begin + lhs_k);
+    let one = k_digits(1u);
+    var at = k_digits(k_begin);
+    var acc: array<vec4<f32>, 4>; // [column j] the 4 rows
+    for (var k0 = k_begin; k0 < k_end; k0 = k0 + 16u) {
+        if (t < 64u) {
+            var v = 0.0;
+            if (lhs_m < size_m && k0 + lhs_k < k_end) { v = load_lhs(lhs_m, k0 + lhs_k, lhs_at); }
+            narrow_lhs[lhs_k][lhs_m] = v;
+            lhs_at = k_advance(lhs_at, slice_step);
+        }
+        workgroupBarrier();
+        let steps = min(16u, k_end - k0);
+        for (var kk = 0u; kk < steps; kk = kk + 1u) {
+            let w = narrow_lhs[kk];
+            for (var j = 0u; j < 4u; j = j + 1u) {
+                var r = 0.0;
+                if (cols[j].inside) { r = load_rhs(cols[j], at); }
+                acc[j] = acc[j] + w * r;
+            }
+            at = k_advance(at, one);
+        }
+        workgroupBarrier();
+    }
+    for (var j = 0u; j < 4u; j = j + 1u) {
+        let n = n0 + t + 256u * j;
+        for (var m = 0u; m < 4u; m = m + 1u) {
+            if (m < size_m && n < size_n) {
+                var v = acc[j][m];
+                if (HAS_BIAS && chunk == 0u) { v = v + bias[m]; }
+                let index = output_index(m, n, chunk);
+                if (RESIDUAL) { v = residual[index] + v; }
+                if (p.relu == 1u) { v = max(v, 0.0); }
+                out[index] = v;
+            }
+        }
+    }
+}

@@ -44,7 +44,7 @@ const fn case(
     }
 }
 
-const CASES: [Case; 17] = [
+const CASES: [Case; 18] = [
     case(1, 1, 1, 1, 1, (1, 1), 1, 0),   // everything 1, 1x1 spatial
     case(2, 3, 5, 7, 9, (3, 3), 1, 1),   // odd sizes
     case(2, 4, 6, 8, 8, (4, 4), 2, 1),   // the VQ-VAE downsampling shape
@@ -66,6 +66,9 @@ const CASES: [Case; 17] = [
     // 36 rows in all three products (32-row blocks of the cpu set's tall GEMM, the last one
     // partial), A read as vec4: the weight, the transposed weight, the output gradient
     case(2, 4, 36, 6, 8, (3, 3), 1, 1),
+    // 2 output channels over 1275 pixels: the narrow kernel of the gpu set (every row of 1024
+    // columns per workgroup) with a partial second tile and its forward split in 2 K chunks
+    case(5, 40, 2, 15, 17, (3, 3), 1, 1),
 ];
 
 fn out_size(c: &Case) -> (usize, usize) {

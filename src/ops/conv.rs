@@ -17,9 +17,9 @@ use crate::ops::{elementwise, reduce, Epilogue};
 use crate::tensor::Tensor;
 pub(crate) use shape::dims4;
 use shape::{shape_from_output, ConvShape};
-use tiling::{gemm_extent, k_split, tile_shape, TILE_CONSTANTS};
+use tiling::{gemm_extent, k_split, Tile, TILE_CONSTANTS};
 
-/// `shaders/conv.wgsl`: the host uses the three modes and the tile shapes of [`TILES`].
+/// `shaders/conv.wgsl`: the host uses the three modes and the tile shapes of `tiling::TILES`.
 pub static SHADER: Shader = crate::shader!(
     "conv",
     ConvShape,
@@ -58,26 +58,26 @@ fn launch(
     let gpu = lhs.gpu();
     let (m, tiles_n_size, phases) = gemm_extent(s, mode);
     let (chunks, k_chunk) = split;
-    let (rows, cols, tile_k) = tile_shape(m);
-    let kernel = Kernel::new(&SHADER, "conv2d")
+    let tile = Tile::for_rows(m);
+    let mut kernel = Kernel::new(&SHADER, tile.entry)
         .with("MODE", mode as u32 as f64)
         .flag("HAS_BIAS", bias.is_some())
         .flag("MASKED", s.masked())
-        .flag("RESIDUAL", epilogue.residual.is_some())
-        .with("ROWS", rows as f64)
-        .with("COLS", cols as f64)
-        .with("TILE_K", tile_k as f64);
+        .flag("RESIDUAL", epilogue.residual.is_some());
+    for &(name, value) in tile.constants {
+        kernel = kernel.with(name, value);
+    }
     let mut params = *s;
     params.phases = phases;
     params.z_groups = phases * chunks;
     params.k_chunk = k_chunk;
     params.relu = epilogue.relu_flag();
-    let tiles_n = tiles_n_size.div_ceil(16 * cols as usize) as u32;
+    let tiles_n = tiles_n_size.div_ceil(tile.cols as usize) as u32;
     let max = gpu.limits().max_compute_workgroups_per_dimension.max(1);
     let x_groups = tiles_n.min(max);
     let workgroups = [
         x_groups,
-        m.div_ceil(16 * rows as usize) as u32,
+        m.div_ceil(tile.rows as usize) as u32,
         tiles_n.div_ceil(x_groups) * params.z_groups,
     ];
     // without a bias or a residual the binding still needs a buffer: bind `lhs` again (read-only)

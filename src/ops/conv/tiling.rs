@@ -5,8 +5,8 @@ use super::shape::ConvShape;
 use super::Mode;
 use crate::gpu::OverrideAxis;
 
-/// Workgroup tiles (rows per thread, columns per thread, K slice) of 16x16 threads: 64x64,
-/// 32x128 and 16x256 outputs.
+/// Workgroup tiles (rows per thread, columns per thread, K slice) of 16x16 threads of the
+/// `conv2d` entry point: 64x64, 32x128 and 16x256 outputs.
 const TILES: [(u32, u32, u32); 3] = [(4, 4, 16), (2, 8, 16), (1, 16, 8)];
 
 /// The override constants of each of [`TILES`].
@@ -28,13 +28,50 @@ pub(super) const TILE_CONSTANTS: OverrideAxis = &[
     ],
 ];
 
-/// The tile for a GEMM of `m` rows: 64x64 normally, narrower when the GEMM has few rows so that a
-/// tile is not mostly empty.
-pub(super) fn tile_shape(m: usize) -> (u32, u32, u32) {
-    match m {
-        0..=16 => TILES[2],
-        17..=32 => TILES[1],
-        _ => TILES[0],
+/// GEMM rows up to which the `conv2d_narrow` entry point computes a product.
+const NARROW_ROWS: usize = 4;
+
+/// How `conv.wgsl` tiles one product: its entry point, the GEMM rows and columns of a workgroup,
+/// the K slice, and the override constants that select the tile.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) struct Tile {
+    pub entry: &'static str,
+    pub rows: u32,
+    pub cols: u32,
+    pub k_slice: u32,
+    pub constants: &'static [(&'static str, f64)],
+}
+
+impl Tile {
+    /// The tile for a GEMM of `m` rows: 64x64 normally, narrower when the GEMM has few rows so
+    /// that a tile is not mostly empty, and for at most [`NARROW_ROWS`] rows every row of 1024
+    /// columns (`conv2d_narrow`).
+    pub fn for_rows(m: usize) -> Self {
+        let blocked = |i: usize| {
+            let (rows, cols, k_slice) = TILES[i];
+            Self {
+                entry: "conv2d",
+                rows: 16 * rows,
+                cols: 16 * cols,
+                k_slice,
+                constants: TILE_CONSTANTS[i],
+            }
+        };
+        if m <= NARROW_ROWS {
+            Self {
+                entry: "conv2d_narrow",
+                rows: NARROW_ROWS as u32,
+                cols: 1024,
+                k_slice: 16,
+                constants: &[],
+            }
+        } else if m <= 16 {
+            blocked(2)
+        } else if m <= 32 {
+            blocked(1)
+        } else {
+            blocked(0)
+        }
     }
 }
 
@@ -70,8 +107,8 @@ pub(super) fn gemm_extent(s: &ConvShape, mode: Mode) -> (usize, usize, u32) {
 /// in a fixed order, so a shape is always computed the same way.
 pub(super) fn k_split(s: &ConvShape, mode: Mode) -> (u32, u32) {
     let (m, n, phases) = gemm_extent(s, mode);
-    let (rows, cols, tile_k) = tile_shape(m);
-    let tiles = m.div_ceil(16 * rows as usize) * n.div_ceil(16 * cols as usize) * phases as usize;
+    let tile = Tile::for_rows(m);
+    let tiles = m.div_ceil(tile.rows as usize) * n.div_ceil(tile.cols as usize) * phases as usize;
     let (k, min_chunk) = match mode {
         Mode::Forward => ((s.cin * s.k_h * s.k_w) as usize, MIN_K_CHUNK),
         Mode::InputGrad => (
@@ -83,7 +120,7 @@ pub(super) fn k_split(s: &ConvShape, mode: Mode) -> (u32, u32) {
             MIN_WEIGHT_GRAD_K_CHUNK,
         ),
     };
-    split_k(k, tiles, min_chunk, tile_k)
+    split_k(k, tiles, min_chunk, tile.k_slice)
 }
 
 /// (chunks, K per chunk) for a product of `tiles` output tiles and length `k`: enough chunks for
@@ -127,7 +164,7 @@ mod tests {
         assert_eq!(k_split(&wide, Mode::InputGrad), (4, 288));
         // K = 585 of tests/conv.rs: 4 chunks, the last one shorter
         let odd = ConvShape::of([2, 65, 4, 4], [3, 65, 3, 3], &same);
-        assert_eq!(k_split(&odd, Mode::Forward), (4, 152));
+        assert_eq!(k_split(&odd, Mode::Forward), (4, 160));
         // the stride-2 cases of tests/conv.rs: 4 phases, each split in 2
         let strided = Conv2dOptions::new(2, 1);
         let phased = ConvShape::of([2, 20, 5, 6], [70, 20, 3, 3], &strided);
@@ -142,8 +179,15 @@ mod tests {
 
     #[test]
     fn tiles_follow_the_number_of_rows() {
-        assert_eq!(tile_shape(3), (1, 16, 8));
-        assert_eq!(tile_shape(32), (2, 8, 16));
-        assert_eq!(tile_shape(33), (4, 4, 16));
+        let shape = |m| {
+            let t = Tile::for_rows(m);
+            (t.entry, t.rows, t.cols, t.k_slice)
+        };
+        assert_eq!(shape(3), ("conv2d_narrow", 4, 1024, 16));
+        assert_eq!(shape(4), ("conv2d_narrow", 4, 1024, 16));
+        assert_eq!(shape(5), ("conv2d", 16, 256, 8));
+        assert_eq!(shape(32), ("conv2d", 32, 128, 16));
+        assert_eq!(shape(33), ("conv2d", 64, 64, 16));
+        assert_eq!(Tile::for_rows(33).constants, TILE_CONSTANTS[0]);
     }
 }
