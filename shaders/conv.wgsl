@@ -218,19 +218,44 @@ fn load_rhs(col: Column, at: vec3<u32>) -> f32 {
     return rhs[at.z * p.cin * p.in_h * p.in_w + col.base + u32(iy) * p.in_w + u32(ix)] * col.weight;
 }
 
-fn output_index(m: u32, n: u32, chunk: u32) -> u32 {
+// Where output (m, n) of K chunk `chunk` goes: out_start(chunk) + out_column(n) + m * out_row_stride(),
+// so that a thread decomposes each of its columns once for all its rows.
+fn out_start(chunk: u32) -> u32 {
+    if (MODE == 0u) { return chunk * (p.batch * p.cout * p.out_h * p.out_w); }
+    if (MODE == 1u) { return chunk * (p.batch * p.cin * p.in_h * p.in_w); }
+    return chunk * gemm_m() * gemm_n();
+}
+
+fn out_row_stride() -> u32 {
+    if (MODE == 0u) { return p.out_h * p.out_w; }
+    if (MODE == 1u) { return p.in_h * p.in_w; }
+    return gemm_n();
+}
+
+// (only for columns inside the product)
+fn out_column(n: u32) -> u32 {
     if (MODE == 0u) {
         let plane = p.out_h * p.out_w;
-        return chunk * (p.batch * p.cout * plane) + ((n / plane) * p.cout + m) * plane + n % plane;
+        return (n / plane) * p.cout * plane + n % plane;
     }
     if (MODE == 1u) {
         let plane = ph.rows * ph.cols;
         let pix = n % plane;
         let iy = ph.y0 + p.stride_h * (pix / ph.cols);
         let ix = ph.x0 + p.stride_w * (pix % ph.cols);
-        return chunk * (p.batch * p.cin * p.in_h * p.in_w) + (((n / plane) * p.cin + m) * p.in_h + iy) * p.in_w + ix;
+        return (n / plane) * p.cin * p.in_h * p.in_w + iy * p.in_w + ix;
     }
-    return (chunk * gemm_m() + m) * gemm_n() + n;
+    return n;
+}
+
+// Stores the sum of an output in row m of K chunk `chunk` at `index`, with the epilogue: the bias
+// (first chunk only), the residual, the ReLU.
+fn store_output(m: u32, index: u32, chunk: u32, sum: f32) {
+    var v = sum;
+    if (HAS_BIAS && chunk == 0u) { v = v + bias[m]; }
+    if (RESIDUAL) { v = residual[index] + v; }
+    if (p.relu == 1u) { v = max(v, 0.0); }
+    out[index] = v;
 }
 
 // The tile row of a thread's i-th output row: four adjacent rows (one vec4 of the left tile) with
@@ -370,18 +395,18 @@ fn conv2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
         }
         workgroupBarrier();
     }
-    for (var i = 0u; i < ROWS; i = i + 1u) {
-        let m = m0 + row_of(i);
-        for (var j = 0u; j < vecs; j = j + 1u) {
-            for (var q = 0u; q < 4u; q = q + 1u) {
-                let n = n0 + 4u * (lid.x + 16u * j) + q;
-                if (m < size_m && n < size_n) {
-                    var v = acc[i * vecs + j][q];
-                    if (HAS_BIAS && chunk == 0u) { v = v + bias[m]; }
-                    let index = output_index(m, n, chunk);
-                    if (RESIDUAL) { v = residual[index] + v; }
-                    if (p.relu == 1u) { v = max(v, 0.0); }
-                    out[index] = v;
+    let start = out_start(chunk);
+    let row_stride = out_row_stride();
+    for (var j = 0u; j < vecs; j = j + 1u) {
+        for (var q = 0u; q < 4u; q = q + 1u) {
+            let n = n0 + 4u * (lid.x + 16u * j) + q;
+            if (n < size_n) {
+                let column_start = start + out_column(n);
+                for (var i = 0u; i < ROWS; i = i + 1u) {
+                    let m = m0 + row_of(i);
+                    if (m < size_m) {
+                        store_output(m, column_start + m * row_stride, chunk, acc[i * vecs + j][q]);
+                    }
                 }
             }
         }
@@ -442,16 +467,14 @@ fn conv2d_narrow(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
         }
         workgroupBarrier();
     }
+    let start = out_start(chunk);
+    let row_stride = out_row_stride();
     for (var j = 0u; j < 4u; j = j + 1u) {
         let n = n0 + t + 256u * j;
-        for (var m = 0u; m < 4u; m = m + 1u) {
-            if (m < size_m && n < size_n) {
-                var v = acc[j][m];
-                if (HAS_BIAS && chunk == 0u) { v = v + bias[m]; }
-                let index = output_index(m, n, chunk);
-                if (RESIDUAL) { v = residual[index] + v; }
-                if (p.relu == 1u) { v = max(v, 0.0); }
-                out[index] = v;
+        if (n < size_n) {
+            let column_start = start + out_column(n);
+            for (var m = 0u; m < min(size_m, 4u); m = m + 1u) {
+                store_output(m, column_start + m * row_stride, chunk, acc[j][m]);
             }
         }
     }
