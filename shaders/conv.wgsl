@@ -57,7 +57,9 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 @group(0) @binding(5) var<storage, read> residual: array<f32>; // laid out as `out`
 
-var<workgroup> l_tile: array<vec4<f32>, 256>; // [TILE_K][16 * ROWS], as fours of rows
+// [TILE_K][16 * ROWS + 4], as fours of rows: the 4 extra floats per k spread a thread's K column
+// (neighbouring threads store neighbouring k of one row) over the memory banks
+var<workgroup> l_tile: array<vec4<f32>, 272>;
 var<workgroup> r_tile: array<vec4<f32>, 512>; // [TILE_K][16 * COLS], as fours of columns
 
 // One output phase of MODE 1: pixels iy = y0 + s_h * j (j < rows), taps ky = ry + s_h * t (t < taps_y),
@@ -321,7 +323,7 @@ fn store_fetched() {
     let tile_n = 16u * COLS;
     var s = 0u;
     for (var mm = ld.t / TILE_K; mm < tile_m; mm = mm + 256u / TILE_K) {
-        l_tile[(ld.kl * tile_m + mm) / 4u][mm % 4u] = lhs_next[s];
+        l_tile[ld.kl * (tile_m / 4u + 1u) + mm / 4u][mm % 4u] = lhs_next[s];
         s = s + 1u;
     }
     s = 0u;
@@ -373,15 +375,15 @@ fn conv2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
             var lv: array<f32, 4>;
             var rv: array<vec4<f32>, 4>;
             if (ROWS == 4u) {
-                let four = l_tile[kk * 16u + lid.y];
+                let four = l_tile[kk * 17u + lid.y];
                 lv[0] = four.x;
                 lv[1] = four.y;
                 lv[2] = four.z;
                 lv[3] = four.w;
             } else {
                 for (var i = 0u; i < ROWS; i = i + 1u) {
-                    let r = kk * tile_m + row_of(i);
-                    lv[i] = l_tile[r / 4u][r % 4u];
+                    let r = row_of(i);
+                    lv[i] = l_tile[kk * (tile_m / 4u + 1u) + r / 4u][r % 4u];
                 }
             }
             for (var j = 0u; j < vecs; j = j + 1u) {

@@ -25,8 +25,12 @@ const TILE_M: u32 = 64u;
 const TILE_N: u32 = 64u;
 const TILE_K: u32 = 16u;
 
-var<workgroup> a_tile: array<vec4<f32>, 256>; // [TILE_K][TILE_M], as fours of rows
-var<workgroup> b_tile: array<vec4<f32>, 256>; // [TILE_K][TILE_N], as fours of columns
+// [TILE_K][TILE_M + 4] and [TILE_K][TILE_N + 4] as fours: the 4 extra floats per k spread the
+// stores of neighbouring threads that take neighbouring k (A not transposed, B transposed) over the
+// memory banks
+const ROW_VECS: u32 = TILE_M / 4u + 1u;
+var<workgroup> a_tile: array<vec4<f32>, 272>; // TILE_K * ROW_VECS
+var<workgroup> b_tile: array<vec4<f32>, 272>;
 
 fn load_a(row: u32, col: u32) -> f32 {
     if (row >= p.m || col >= p.k) { return 0.0; }
@@ -78,14 +82,14 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     for (var k0 = 0u; k0 < p.k; k0 = k0 + TILE_K) {
         for (var r = 0u; r < 4u; r = r + 1u) {
             let e = tile_element(t, r);
-            a_tile[e.z * (TILE_M / 4u) + e.x / 4u][e.x % 4u] = a_next[r];
-            b_tile[e.w * (TILE_N / 4u) + e.y / 4u][e.y % 4u] = b_next[r];
+            a_tile[e.z * ROW_VECS + e.x / 4u][e.x % 4u] = a_next[r];
+            b_tile[e.w * ROW_VECS + e.y / 4u][e.y % 4u] = b_next[r];
         }
         workgroupBarrier();
         if (k0 + TILE_K < p.k) { fetch(m0, n0, k0 + TILE_K, t, &a_next, &b_next); }
         for (var kk = 0u; kk < TILE_K; kk = kk + 1u) {
-            let av = a_tile[kk * (TILE_M / 4u) + lid.y];
-            let bv = b_tile[kk * (TILE_N / 4u) + lid.x];
+            let av = a_tile[kk * ROW_VECS + lid.y];
+            let bv = b_tile[kk * ROW_VECS + lid.x];
             acc0 = acc0 + av.x * bv;
             acc1 = acc1 + av.y * bv;
             acc2 = acc2 + av.z * bv;

@@ -46,7 +46,8 @@ fn code_norms(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
 // N x K distances are never stored. Chunks bound the work of one invocation (the software Vulkan driver
 // stops loop nests after 65535 iterations) and spread small batches over more workgroups.
 var<workgroup> z_tile: array<vec4<f32>, 256>; // [16 dims][64 rows], as fours of rows
-var<workgroup> e_tile: array<vec4<f32>, 256>; // [16 dims][64 codes], as fours of codes
+var<workgroup> e_tile: array<vec4<f32>, 272>; // [16 dims][64 + 4 codes], as fours: the 4 extra
+// floats per dimension spread the stores of neighbouring threads (neighbouring dims) over the memory banks
 var<workgroup> cand_dist: array<f32, 1024>; // [64 rows][16 thread columns]
 var<workgroup> cand_code: array<u32, 1024>;
 
@@ -86,12 +87,12 @@ fn nearest(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
                 let de = e % 16u;
                 var ev = 0.0;
                 if (code < k_end && d0 + de < p.d) { ev = codebook[code * p.d + d0 + de]; }
-                e_tile[de * 16u + e / 64u][(e / 16u) % 4u] = ev;
+                e_tile[de * 17u + e / 64u][(e / 16u) % 4u] = ev;
             }
             workgroupBarrier();
             for (var dd = 0u; dd < 16u; dd = dd + 1u) {
                 let zr = z_tile[dd * 16u + lid.y];
-                let er = e_tile[dd * 16u + lid.x];
+                let er = e_tile[dd * 17u + lid.x];
                 acc[0] = acc[0] + zr.x * er;
                 acc[1] = acc[1] + zr.y * er;
                 acc[2] = acc[2] + zr.z * er;
