@@ -56,6 +56,27 @@ fn better(da: f32, ca: u32, db: f32, cb: u32) -> bool {
     return da < db || (da == db && ca < cb);
 }
 
+// Loads thread t's four values of z (its row `z_at.x`, which starts at `z_at.y`; dims t / 64 + 4 r)
+// and four of the codebook (codes t / 16 + 16 r, dim t % 16) of the slice at codes `at.x`, dims
+// `at.y`, zeros outside.
+fn fetch_slice(at: vec2<u32>, k_end: u32, t: u32, z_at: vec2<u32>, z_next: ptr<function, vec4<f32>>,
+               e_next: ptr<function, vec4<f32>>) {
+    for (var r = 0u; r < 4u; r = r + 1u) {
+        let e = t + r * 256u;
+        // z: neighbouring threads take neighbouring rows (contiguous in NCHW)
+        let dz = at.y + e / 64u;
+        var zv = 0.0;
+        if (z_at.x < p.n && dz < p.d) { zv = z[z_at.y + dz * p.hw]; }
+        (*z_next)[r] = zv;
+        // codebook: neighbouring threads take neighbouring dims (contiguous rows)
+        let code = at.x + e / 16u;
+        let de = at.y + e % 16u;
+        var ev = 0.0;
+        if (code < k_end && de < p.d) { ev = codebook[code * p.d + de]; }
+        (*e_next)[r] = ev;
+    }
+}
+
 @compute @workgroup_size(16, 16)
 fn nearest(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
@@ -73,23 +94,23 @@ fn nearest(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     // are contiguous in NCHW): where that row starts, found once
     let z_row = r0 + t % 64u;
     let z_start = ((z_row / p.hw) * p.d) * p.hw + z_row % p.hw;
+    // the next slice is loaded into registers while the current one is multiplied
+    var z_next: vec4<f32>;
+    var e_next: vec4<f32>;
+    fetch_slice(vec2<u32>(k_begin, 0u), k_end, t, vec2<u32>(z_row, z_start), &z_next, &e_next);
     for (var c0 = k_begin; c0 < k_end; c0 = c0 + 64u) {
         var acc: array<vec4<f32>, 4>; // [row][code]
         for (var d0 = 0u; d0 < p.d; d0 = d0 + 16u) {
             for (var r = 0u; r < 4u; r = r + 1u) {
                 let e = t + r * 256u;
-                let dz = e / 64u;
-                var zv = 0.0;
-                if (z_row < p.n && d0 + dz < p.d) { zv = z[z_start + (d0 + dz) * p.hw]; }
-                z_tile[dz * 16u + (t % 64u) / 4u][t % 4u] = zv;
-                // codebook: neighbouring threads take neighbouring dims (contiguous rows)
-                let code = c0 + e / 16u;
-                let de = e % 16u;
-                var ev = 0.0;
-                if (code < k_end && d0 + de < p.d) { ev = codebook[code * p.d + d0 + de]; }
-                e_tile[de * 17u + e / 64u][(e / 16u) % 4u] = ev;
+                z_tile[(e / 64u) * 16u + (t % 64u) / 4u][t % 4u] = z_next[r];
+                e_tile[(e % 16u) * 17u + e / 64u][(e / 16u) % 4u] = e_next[r];
             }
             workgroupBarrier();
+            // the next slice: the next dims of these codes, else the first dims of the next codes
+            var next = vec2<u32>(c0, d0 + 16u);
+            if (next.y >= p.d) { next = vec2<u32>(c0 + 64u, 0u); }
+            if (next.x < k_end) { fetch_slice(next, k_end, t, vec2<u32>(z_row, z_start), &z_next, &e_next); }
             for (var dd = 0u; dd < 16u; dd = dd + 1u) {
                 let zr = z_tile[dd * 16u + lid.y];
                 let er = e_tile[dd * 17u + lid.x];

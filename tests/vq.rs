@@ -55,9 +55,17 @@ fn check_nearest(
 
 #[test]
 fn nearest_code_matches_reference_at_many_shapes() {
-    let gpu = gpu();
+    for gpu in kernel_set_gpus() {
+        nearest_at_many_shapes(&gpu);
+    }
+}
+
+fn nearest_at_many_shapes(gpu: &vqgpu::Gpu) {
+    let gpu = gpu.clone();
     let mut rng = rng(200);
-    // [B, D, H, W], K: single row and code, sizes off the 64-row / 64-code / 16-dim tiles, D = 512
+    // [B, D, H, W], K: single row and code, sizes off the 64-row / 64-code / 16-dim tiles, D = 512,
+    // and 1024 rows against 1000 codes, whose search the gpu set splits into chunks of two
+    // 64-code tiles (the second tile's first slice is loaded while the first tile's last one is used)
     for (shape, k) in [
         ([1, 1, 1, 1], 1),
         ([2, 3, 5, 7], 10),
@@ -66,6 +74,7 @@ fn nearest_code_matches_reference_at_many_shapes() {
         ([2, 512, 2, 3], 70),
         ([1, 8, 1, 1], 4000),
         ([5, 4, 3, 3], 65),
+        ([4, 32, 16, 16], 1000),
     ] {
         let (z, zv) = random_tensor(&gpu, &mut rng, &shape);
         let (e, ev) = random_tensor(&gpu, &mut rng, &[k, shape[1]]);
