@@ -65,11 +65,12 @@ fn check_vqvae_profile(gpu: &vqgpu::Gpu) {
     let p = r.profile.expect("a profile was asked for");
     check_profile(&p, "vqvae");
     let has = |key: &str| p.by_layer.iter().any(|row| row.name == key);
-    // the CPU set's GEMM runs as `gemm` or `gemm_tall`, by the product's shape
+    // by the product's shape, the GPU set's convolution runs as `conv2d` or `conv2d_narrow` and
+    // the CPU set's GEMM as `gemm` or `gemm_tall`
     let has_conv = |key: &str| {
-        p.by_layer
-            .iter()
-            .any(|row| row.name == key || row.name == format!("{key}_tall"))
+        p.by_layer.iter().any(|row| {
+            row.name == key || [format!("{key}_tall"), format!("{key}_narrow")].contains(&row.name)
+        })
     };
     for layer in ["encoder.0", "encoder.2", "pre_quantization", "decoder.0"] {
         assert!(
