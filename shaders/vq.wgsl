@@ -48,7 +48,8 @@ fn code_norms(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
 var<workgroup> z_tile: array<vec4<f32>, 256>; // [16 dims][64 rows], as fours of rows
 var<workgroup> e_tile: array<vec4<f32>, 272>; // [16 dims][64 + 4 codes], as fours: the 4 extra
 // floats per dimension spread the stores of neighbouring threads (neighbouring dims) over the memory banks
-var<workgroup> cand_dist: array<f32, 1024>; // [64 rows][16 thread columns]
+// each thread's best code per row, [64 rows][16 thread columns]; their distances go into z_tile,
+// which is free by then (so that the kernel stays within 16 KiB of workgroup memory)
 var<workgroup> cand_code: array<u32, 1024>;
 
 // (dist a, code a) before (dist b, code b): smaller distance, then smaller index
@@ -138,15 +139,15 @@ fn nearest(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     }
     for (var i = 0u; i < 4u; i = i + 1u) {
         let slot = (4u * lid.y + i) * 16u + lid.x;
-        cand_dist[slot] = best_dist[i];
+        z_tile[slot / 4u][slot % 4u] = best_dist[i];
         cand_code[slot] = best_code[i];
     }
     workgroupBarrier();
     if (t < 64u) {
-        var bd = cand_dist[t * 16u];
+        var bd = z_tile[t * 4u].x;
         var bc = cand_code[t * 16u];
         for (var c = 1u; c < 16u; c = c + 1u) {
-            let dv = cand_dist[t * 16u + c];
+            let dv = z_tile[t * 4u + c / 4u][c % 4u];
             let cv = cand_code[t * 16u + c];
             if (better(dv, cv, bd, bc)) {
                 bd = dv;

@@ -167,6 +167,25 @@ fn check_interface(module: &naga::Module, shader: &Shader) {
     );
 }
 
+/// The workgroup memory every adapter offers: WebGPU's default limit and Vulkan's minimum.
+const MIN_WORKGROUP_BYTES: u32 = 16384;
+
+/// Bytes of workgroup memory the entry point `entry` of a specialised `module` uses.
+fn workgroup_bytes(module: &naga::Module, info: &naga::valid::ModuleInfo, entry: &str) -> u32 {
+    let index = module
+        .entry_points
+        .iter()
+        .position(|e| e.name == entry)
+        .expect("the entry point is in its module");
+    let uses = info.get_entry_point(index);
+    module
+        .global_variables
+        .iter()
+        .filter(|&(handle, v)| v.space == AddressSpace::WorkGroup && !uses[handle].is_empty())
+        .map(|(_, v)| module.types[v.ty].inner.size(module.to_ctx()))
+        .sum()
+}
+
 fn translate(shader: &Shader) -> usize {
     let file = shader.file_name();
     let source = shader.source;
@@ -199,6 +218,11 @@ fn translate(shader: &Shader) -> usize {
                 &constants,
             )
             .unwrap_or_else(|e| panic!("{what}: overrides: {e:?}"));
+            let shared = workgroup_bytes(&m, &i, &ep.name);
+            assert!(
+                shared <= MIN_WORKGROUP_BYTES,
+                "{what}: {shared} bytes of workgroup memory, more than every adapter has"
+            );
 
             let words = spv::write_vec(
                 &m,
