@@ -91,11 +91,22 @@ fn sum_outer_inner(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
                    @builtin(local_invocation_index) lid: u32) {
     let m = group_id(wid, nwg);
     let count = p.outer * p.inner;
+    // this thread's terms j = lid + 256 t as (o, s) = (j / inner, j % inner), found once and then
+    // stepped by adding 256's digits (one carry), so the loop does no division
+    let inner = max(p.inner, 1u);
+    let step_o = 256u / inner;
+    let step_s = 256u % inner;
+    var o = lid / inner;
+    var s = lid % inner;
     var acc = 0.0;
     for (var j = lid; j < count; j = j + 256u) {
-        let o = j / p.inner;
-        let s = j % p.inner;
-        acc = acc + a[(o * p.mid + m) * p.inner + s];
+        acc = acc + a[(o * p.mid + m) * inner + s];
+        s = s + step_s;
+        o = o + step_o;
+        if (s >= inner) {
+            s = s - inner;
+            o = o + 1u;
+        }
     }
     let total = workgroup_sum(acc, lid);
     if (lid == 0u && m < p.mid) { out[m] = p.scale * total; }

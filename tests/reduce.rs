@@ -92,6 +92,10 @@ fn axis_and_channel_sums_match_reference() {
         vec![2, 3, 4, 5],
         vec![5, 300],
         vec![2, 257, 3],
+        // more than 256 terms per channel, with a plane size that does not divide 256: each
+        // thread of the per-channel sum steps through several (item, position) pairs
+        vec![7, 3, 100],
+        vec![4, 2, 7, 13],
     ] {
         let (t, v) = random_tensor(&gpu, &mut rng, &shape);
         for axis in 0..shape.len() {
