@@ -333,23 +333,42 @@ fn store_fetched() {
     }
 }
 
+// What one workgroup of a launch covers: its K chunk [k_begin, k_end) and the index of its tile of
+// N columns. Workgroup z = (N tiles beyond the x dimension limit) x z_groups + phase + phases x
+// chunk. Also sets up the stride phase (MODE 1) and the radices of the K digits.
+struct Work {
+    chunk: u32,
+    k_begin: u32,
+    k_end: u32,
+    n_tile: u32,
+}
+
+fn begin_work(wid: vec3<u32>, nwg: vec3<u32>) -> Work {
+    let sub = wid.z % p.z_groups;
+    if (MODE == 1u) { ph = make_phase(sub % p.phases); }
+    radix = max(k_radix(), vec2<u32>(1u)); // never zero, even for an empty K
+    var w: Work;
+    w.chunk = sub / p.phases;
+    w.k_begin = w.chunk * p.k_chunk;
+    w.k_end = min(gemm_k(), w.k_begin + p.k_chunk);
+    w.n_tile = wid.x + (wid.z / p.z_groups) * nwg.x;
+    return w;
+}
+
 @compute @workgroup_size(16, 16)
 fn conv2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
-    let sub = wid.z % p.z_groups;
-    let overflow = wid.z / p.z_groups;      // N tiles beyond the x dimension limit
-    let chunk = sub / p.phases;             // K chunk
-    if (MODE == 1u) { ph = make_phase(sub % p.phases); }
+    let work = begin_work(wid, nwg);
+    let chunk = work.chunk;
+    let k_begin = work.k_begin;
+    let k_end = work.k_end;
     thread_y = lid.y;
     let tile_m = 16u * ROWS;
     let tile_n = 16u * COLS;
     let size_m = gemm_m();
     let size_n = gemm_n();
-    let k_begin = chunk * p.k_chunk;
-    let k_end = min(gemm_k(), k_begin + p.k_chunk);
     let m0 = wid.y * tile_m;
-    let n0 = (wid.x + overflow * nwg.x) * tile_n;
-    radix = max(k_radix(), vec2<u32>(1u)); // never zero, even for an empty K
+    let n0 = work.n_tile * tile_n;
     ld.t = t;
     ld.m0 = m0;
     ld.size_m = size_m;
@@ -427,16 +446,13 @@ var<workgroup> narrow_lhs: array<vec4<f32>, 16>; // [16 k] of the 4 rows
 @compute @workgroup_size(256)
 fn conv2d_narrow(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                  @builtin(local_invocation_index) t: u32) {
-    let sub = wid.z % p.z_groups;
-    let overflow = wid.z / p.z_groups;      // N tiles beyond the x dimension limit
-    let chunk = sub / p.phases;             // K chunk
-    if (MODE == 1u) { ph = make_phase(sub % p.phases); }
+    let work = begin_work(wid, nwg);
+    let chunk = work.chunk;
+    let k_begin = work.k_begin;
+    let k_end = work.k_end;
     let size_m = gemm_m();
     let size_n = gemm_n();
-    let k_begin = chunk * p.k_chunk;
-    let k_end = min(gemm_k(), k_begin + p.k_chunk);
-    let n0 = (wid.x + overflow * nwg.x) * 1024u;
-    radix = max(k_radix(), vec2<u32>(1u)); // never zero, even for an empty K
+    let n0 = work.n_tile * 1024u;
     var cols: array<Column, 4>;
     for (var j = 0u; j < 4u; j = j + 1u) {
         cols[j] = column(n0 + t + 256u * j);
