@@ -1,5 +1,6 @@
 // Deterministic reductions: every sum is taken in a fixed order (per-workgroup partials reduced by a
-// fixed tree, then a final pass over the partials); no atomics.
+// fixed tree, then a final pass over the partials); no atomics. The tree is `workgroup_sum` of
+// collective.wgsl or collective_subgroups.wgsl, which the host appends.
 
 struct Params {
     n: u32,      // elements reduced (sum_chunks / sq_diff_chunks), or outputs (sum_mid / mse_backward)
@@ -17,21 +18,6 @@ struct Params {
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 @group(0) @binding(4) var<storage, read> g: array<f32>;
-
-var<workgroup> scratch: array<f32, 256>;
-
-// Tree-reduces one value per thread; the result is valid in thread 0.
-fn workgroup_sum(value: f32, lid: u32) -> f32 {
-    scratch[lid] = value;
-    workgroupBarrier();
-    for (var stride = 128u; stride > 0u; stride = stride / 2u) {
-        if (lid < stride) {
-            scratch[lid] = scratch[lid] + scratch[lid + stride];
-        }
-        workgroupBarrier();
-    }
-    return scratch[0];
-}
 
 fn group_id(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return wid.x + wid.y * nwg.x;

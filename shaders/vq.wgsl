@@ -204,10 +204,9 @@ fn nearest_naive(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     out[row] = f32(bc);
 }
 
-var<workgroup> partial: array<f32, 512>;
-
 // From per-code counts (`z` holds them here, K values summing to N):
-// out[0] = perplexity exp(-sum p log p), out[1] = share of codes used. One workgroup, fixed order.
+// out[0] = perplexity exp(-sum p log p), out[1] = share of codes used. One workgroup, fixed order
+// (`workgroup_sum` of collective.wgsl or collective_subgroups.wgsl, which the host appends).
 @compute @workgroup_size(256)
 fn code_stats(@builtin(local_invocation_index) t: u32) {
     var entropy = 0.0;
@@ -220,18 +219,11 @@ fn code_stats(@builtin(local_invocation_index) t: u32) {
             used = used + 1.0;
         }
     }
-    partial[t] = entropy;
-    partial[t + 256u] = used;
+    let total_entropy = workgroup_sum(entropy, t);
     workgroupBarrier();
-    for (var stride = 128u; stride > 0u; stride = stride / 2u) {
-        if (t < stride) {
-            partial[t] = partial[t] + partial[t + stride];
-            partial[t + 256u] = partial[t + 256u] + partial[t + 256u + stride];
-        }
-        workgroupBarrier();
-    }
+    let total_used = workgroup_sum(used, t);
     if (t == 0u) {
-        out[0] = exp(partial[0]);
-        out[1] = partial[256] / f32(p.k);
+        out[0] = exp(total_entropy);
+        out[1] = total_used / f32(p.k);
     }
 }

@@ -134,7 +134,7 @@ fn run(cli: Cli) -> Result<()> {
     let options = GpuOptions {
         adapter: cli.adapter,
         backend: cli.backend.as_deref().map(Backend::parse).transpose()?,
-        kernels: None,
+        ..GpuOptions::default()
     };
     let gpu = || Gpu::new(&options);
     match cli.command {

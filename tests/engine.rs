@@ -242,6 +242,25 @@ fn same_seed_same_bits() {
 }
 
 #[test]
+fn collectives_over_impossible_lanes_are_a_clear_error() {
+    use vqgpu::gpu::Collectives;
+    for lanes in [3, 256] {
+        let err = Gpu::new(&GpuOptions {
+            collectives: Some(Collectives::Subgroups(lanes)),
+            ..GpuOptions::default()
+        })
+        .err()
+        .expect("must fail");
+        assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&format!("{lanes} subgroup lanes")) && msg.contains("power of two"),
+            "{msg}"
+        );
+    }
+}
+
+#[test]
 fn unknown_adapter_is_a_clear_error() {
     let err = Gpu::new(&GpuOptions {
         adapter: Some("no-such-adapter-xyz".into()),

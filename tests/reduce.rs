@@ -3,15 +3,22 @@
 mod common;
 use common::*;
 use vqgpu::ops::reduce;
+use vqgpu::Gpu;
 
 #[test]
 fn full_sums_means_and_mse_match_reference() {
-    let gpu = gpu();
+    for gpu in collective_gpus() {
+        full_sums_means_and_mse_match_reference_on(&gpu);
+    }
+}
+
+fn full_sums_means_and_mse_match_reference_on(gpu: &Gpu) {
+    let what = gpu.collectives();
     let mut rng = rng(10);
     // around the 256-thread workgroup, the 1024-element chunk and the 256-partial cap
     for n in [1, 5, 256, 1023, 1025, 70_000, 300_001] {
-        let (a, av) = random_tensor(&gpu, &mut rng, &[n]);
-        let (b, bv) = random_tensor(&gpu, &mut rng, &[n]);
+        let (a, av) = random_tensor(gpu, &mut rng, &[n]);
+        let (b, bv) = random_tensor(gpu, &mut rng, &[n]);
         let sum: f64 = av.iter().map(|&v| v as f64).sum();
         let mse: f64 = av
             .iter()
@@ -25,21 +32,52 @@ fn full_sums_means_and_mse_match_reference() {
             &[sum],
             1e-5,
             atol,
-            &format!("sum n={n}"),
+            &format!("sum n={n} ({what})"),
         );
         assert_close(
             &download(&a.mean()),
             &[sum / n as f64],
             1e-5,
             atol / n as f64,
-            &format!("mean n={n}"),
+            &format!("mean n={n} ({what})"),
         );
         assert_close(
             &download(&reduce::mse_loss(&a, &b)),
             &[mse],
             1e-5,
             1e-6,
-            &format!("mse n={n}"),
+            &format!("mse n={n} ({what})"),
+        );
+    }
+}
+
+/// Every way of compiling the collective operations takes the same sums in the same order.
+#[test]
+fn subgroup_and_plain_collectives_agree_bit_for_bit() {
+    let results = |gpu: &Gpu| {
+        let mut rng = rng(14);
+        let (a, _) = random_tensor(gpu, &mut rng, &[123_457]);
+        let (b, _) = random_tensor(gpu, &mut rng, &[123_457]);
+        let (c, _) = random_tensor(gpu, &mut rng, &[5, 40, 7, 13]);
+        let counts: Vec<f32> = (0..700).map(|k| ((k * 37) % 11) as f32).collect();
+        let rows = counts.iter().sum::<f32>() as usize;
+        let counts = upload(gpu, &[700], &counts);
+        [
+            download(&a.sum()),
+            download(&reduce::mse_loss(&a, &b)),
+            download(&reduce::sum_per_channel(&c)),
+            download(&vqgpu::ops::vq::code_stats(&counts, rows)),
+        ]
+        .map(|v| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>())
+    };
+    let gpus = collective_gpus();
+    let plain = results(&gpus[0]);
+    for gpu in &gpus[1..] {
+        assert_eq!(
+            results(gpu),
+            plain,
+            "{} against workgroup memory",
+            gpu.collectives()
         );
     }
 }
@@ -84,7 +122,13 @@ fn reference_sum_axis(data: &[f32], shape: &[usize], axis: usize) -> Vec<f64> {
 
 #[test]
 fn axis_and_channel_sums_match_reference() {
-    let gpu = gpu();
+    for gpu in collective_gpus() {
+        axis_and_channel_sums_match_reference_on(&gpu);
+    }
+}
+
+fn axis_and_channel_sums_match_reference_on(gpu: &Gpu) {
+    let what = gpu.collectives();
     let mut rng = rng(12);
     for shape in [
         vec![1],
@@ -97,7 +141,7 @@ fn axis_and_channel_sums_match_reference() {
         vec![7, 3, 100],
         vec![4, 2, 7, 13],
     ] {
-        let (t, v) = random_tensor(&gpu, &mut rng, &shape);
+        let (t, v) = random_tensor(gpu, &mut rng, &shape);
         for axis in 0..shape.len() {
             let want = reference_sum_axis(&v, &shape, axis);
             assert_close(
@@ -128,7 +172,7 @@ fn axis_and_channel_sums_match_reference() {
                 &want,
                 1e-5,
                 1e-5,
-                &format!("per-channel {shape:?}"),
+                &format!("per-channel {shape:?} ({what})"),
             );
         }
     }

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use naga::back::{glsl, hlsl, msl, spv, PipelineConstants};
 use naga::valid::{Capabilities, ValidationFlags, Validator};
 use naga::{AddressSpace, ShaderStage, StorageAccess, TypeInner};
-use vqgpu::gpu::{Access, Shader};
+use vqgpu::gpu::{Access, OverrideAxis, Shader, LIBRARIES};
 use vqgpu::ops::SHADERS;
 
 /// The shader of `shaders/{file}` as the engine declares it.
@@ -20,12 +20,17 @@ fn declared(file: &str) -> &'static Shader {
         .unwrap_or_else(|| panic!("shaders/{file} is not in vqgpu::ops::SHADERS"))
 }
 
-/// Every combination of the override values the host code uses: the declared axes, and both
-/// values of every boolean override.
-fn specialisations(module: &naga::Module, shader: &Shader) -> Vec<PipelineConstants> {
+/// Every combination of the override values the host code uses: the declared axes, `extra`, and
+/// both values of every boolean override.
+fn specialisations(
+    module: &naga::Module,
+    shader: &Shader,
+    extra: Option<OverrideAxis>,
+) -> Vec<PipelineConstants> {
     let mut axes: Vec<Vec<Vec<(String, f64)>>> = shader
         .overrides
         .iter()
+        .chain(extra.as_ref())
         .map(|axis| {
             axis.iter()
                 .map(|choice| choice.iter().map(|&(n, v)| (n.to_string(), v)).collect())
@@ -186,13 +191,40 @@ fn workgroup_bytes(module: &naga::Module, info: &naga::valid::ModuleInfo, entry:
         .sum()
 }
 
+/// The subgroup lanes the collective library is checked with: from 1 to the most there can be.
+const LIBRARY_LANES: OverrideAxis = &[
+    &[("SUBGROUP_LANES", 1.0)],
+    &[("SUBGROUP_LANES", 8.0)],
+    &[("SUBGROUP_LANES", 32.0)],
+    &[("SUBGROUP_LANES", 64.0)],
+    &[("SUBGROUP_LANES", 128.0)],
+];
+
+/// Translates every version of a family: the file alone, or with each version of its library.
 fn translate(shader: &Shader) -> usize {
-    let file = shader.file_name();
-    let source = shader.source;
-    let module = naga::front::wgsl::parse_str(source)
-        .unwrap_or_else(|e| panic!("{file}: {}", e.emit_to_string(source)));
-    // only a file that says it uses subgroups may: it is compiled only where they exist
-    let capabilities = if shader.subgroups {
+    match shader.library {
+        None => translate_version(shader, false),
+        Some(library) => {
+            assert_eq!(library.lanes_override, "SUBGROUP_LANES");
+            translate_version(shader, false) + translate_version(shader, true)
+        }
+    }
+}
+
+/// Parses, validates and translates `shader` with its library's subgroup version if
+/// `subgroup_library`, else with its plain version (if it has a library).
+fn translate_version(shader: &Shader, subgroup_library: bool) -> usize {
+    let file = if subgroup_library {
+        format!("{} with its library's subgroup version", shader.file_name())
+    } else {
+        shader.file_name()
+    };
+    let source = shader.wgsl(subgroup_library);
+    let module = naga::front::wgsl::parse_str(&source)
+        .unwrap_or_else(|e| panic!("{file}: {}", e.emit_to_string(&source)));
+    // only a file that says it uses subgroups may, and a library's subgroup version: they are
+    // compiled only where subgroups exist
+    let capabilities = if shader.subgroups || subgroup_library {
         Capabilities::SUBGROUP
     } else {
         Capabilities::empty()
@@ -203,7 +235,8 @@ fn translate(shader: &Shader) -> usize {
     assert!(!module.entry_points.is_empty(), "{file} has no entry point");
     check_interface(&module, shader);
     let mut translations = 0;
-    for constants in specialisations(&module, shader) {
+    let lanes = subgroup_library.then_some(LIBRARY_LANES);
+    for constants in specialisations(&module, shader, lanes) {
         for ep in &module.entry_points {
             assert_eq!(
                 ep.stage,
@@ -298,6 +331,7 @@ fn translate(shader: &Shader) -> usize {
 fn every_shader_validates_and_translates_to_all_backends() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
     let mut counts = BTreeMap::new();
+    let mut libraries = BTreeSet::new();
     for entry in std::fs::read_dir(&dir).expect("shaders/ exists") {
         let path = entry.expect("readable entry").path();
         let name = path.file_name().unwrap().to_string_lossy().to_string();
@@ -306,8 +340,14 @@ fn every_shader_validates_and_translates_to_all_backends() {
             Some("wgsl"),
             "shaders/ holds only WGSL files, found {name}"
         );
-        let shader = declared(&name);
         let on_disk = std::fs::read_to_string(&path).expect("readable shader");
+        if let Some(embedded) = library_file(&name) {
+            // checked as part of every family that calls it
+            assert_eq!(on_disk, embedded, "embedded {name} differs from the file");
+            libraries.insert(name);
+            continue;
+        }
+        let shader = declared(&name);
         assert_eq!(
             on_disk, shader.source,
             "embedded {name} differs from the file"
@@ -322,7 +362,33 @@ fn every_shader_validates_and_translates_to_all_backends() {
             shader.file_name()
         );
     }
+    for library in LIBRARIES {
+        for name in library.file_names() {
+            assert!(libraries.contains(&name), "{name} not found in shaders/");
+        }
+        assert!(
+            SHADERS
+                .iter()
+                .any(|s| s.library.is_some_and(|l| std::ptr::eq(l, library))),
+            "no family calls the {} library",
+            library.stem
+        );
+    }
     println!("translations per file: {counts:?}");
+}
+
+/// The embedded text of `shaders/{name}` if it is a version of a library.
+fn library_file(name: &str) -> Option<&'static str> {
+    LIBRARIES.iter().find_map(|library| {
+        let [plain, subgroups] = library.file_names();
+        if name == plain {
+            Some(library.plain)
+        } else if name == subgroups {
+            Some(library.subgroups)
+        } else {
+            None
+        }
+    })
 }
 
 /// A Rust declaration that disagrees with its WGSL file fails the interface check, so the check
@@ -337,7 +403,7 @@ fn a_binding_declared_with_the_wrong_access_is_caught() {
         bindings: Box::leak(bindings.into_boxed_slice()),
         ..*real
     };
-    let module = naga::front::wgsl::parse_str(broken.source).unwrap();
+    let module = naga::front::wgsl::parse_str(&broken.wgsl(false)).unwrap();
     check_interface(&module, &broken);
 }
 
@@ -354,6 +420,6 @@ fn a_params_field_at_the_wrong_offset_is_caught() {
         },
         ..*real
     };
-    let module = naga::front::wgsl::parse_str(broken.source).unwrap();
+    let module = naga::front::wgsl::parse_str(&broken.wgsl(false)).unwrap();
     check_interface(&module, &broken);
 }

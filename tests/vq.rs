@@ -8,6 +8,7 @@ use common::*;
 use vqgpu::autograd;
 use vqgpu::nn::{EmaConfig, EmaState};
 use vqgpu::ops::{ema, gather, vq};
+use vqgpu::Gpu;
 
 fn dist(a: &[f64], b: &[f32]) -> f64 {
     a.iter().zip(b).map(|(x, &y)| (x - y as f64).powi(2)).sum()
@@ -300,7 +301,12 @@ fn straight_through_passes_the_gradient_to_z_unchanged() {
 
 #[test]
 fn usage_statistics_match_reference() {
-    let gpu = gpu();
+    for gpu in collective_gpus() {
+        usage_statistics_match_reference_on(&gpu);
+    }
+}
+
+fn usage_statistics_match_reference_on(gpu: &Gpu) {
     for counts in [vec![5.0, 0.0, 3.0, 0.0], vec![1.0; 600], vec![7.0]] {
         let n: f64 = counts.iter().sum();
         let entropy: f64 = counts
@@ -311,7 +317,7 @@ fn usage_statistics_match_reference() {
         let used = counts.iter().filter(|&&c| c > 0.0).count() as f64 / counts.len() as f64;
         let stats = vq::code_stats(
             &upload(
-                &gpu,
+                gpu,
                 &[counts.len()],
                 &counts.iter().map(|&c| c as f32).collect::<Vec<_>>(),
             ),
@@ -322,7 +328,7 @@ fn usage_statistics_match_reference() {
             &[entropy.exp(), used],
             1e-5,
             1e-6,
-            &format!("{} codes", counts.len()),
+            &format!("{} codes ({})", counts.len(), gpu.collectives()),
         );
     }
 }

@@ -50,6 +50,33 @@ pub struct GpuOptions {
     pub backend: Option<Backend>,
     /// The kernel variants to run; default: env `VQGPU_KERNELS`, else chosen by the adapter's type.
     pub kernels: Option<KernelSet>,
+    /// How the collective operations of a workgroup (the reductions' sums) are compiled; default:
+    /// over the adapter's smallest subgroup where it has subgroups. Every way gives the same
+    /// results bit for bit.
+    pub collectives: Option<Collectives>,
+}
+
+/// The most subgroup lanes a collective operation spans: the largest subgroup Vulkan allows, and
+/// the bits of a subgroup ballot.
+pub const MAX_COLLECTIVE_LANES: u32 = 128;
+
+/// How the collective operations of a workgroup (`shaders/collective*.wgsl`) are compiled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Collectives {
+    /// Through workgroup memory only: for every adapter.
+    Plain,
+    /// Their last levels by subgroup operations spanning this many lanes: a power of two, at most
+    /// the adapter's smallest subgroup and [`MAX_COLLECTIVE_LANES`].
+    Subgroups(u32),
+}
+
+impl fmt::Display for Collectives {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Plain => f.write_str("workgroup memory"),
+            Self::Subgroups(lanes) => write!(f, "subgroups of {lanes} lanes"),
+        }
+    }
 }
 
 impl GpuOptions {
@@ -173,6 +200,13 @@ impl fmt::Display for AdapterReport {
             l.max_compute_workgroups_per_dimension
         )?;
         writeln!(f, "  features: {}", self.features)?;
+        if self.features.subgroups {
+            writeln!(
+                f,
+                "  subgroups of {} to {} lanes",
+                i.subgroup_min_size, i.subgroup_max_size
+            )?;
+        }
         let configs: Vec<String> = self
             .cooperative_matrices
             .iter()
@@ -306,6 +340,8 @@ pub(crate) struct DeviceContext {
     pub report: AdapterReport,
     pub errors: ErrorSink,
     pub kernel_set: KernelSet,
+    /// How the collective operations are compiled.
+    pub collectives: Collectives,
 }
 
 impl DeviceContext {
@@ -319,6 +355,7 @@ impl DeviceContext {
         let adapter = choose_adapter(options)?;
         let report = report(&adapter);
         let kernel_set = KernelSet::choose(wanted, &report.info, report.features.subgroups)?;
+        let collectives = collectives(options.collectives, &report)?;
         let desc = wgpu::DeviceDescriptor {
             label: Some("vqgpu"),
             required_features: report.features.to_wgpu(),
@@ -342,6 +379,39 @@ impl DeviceContext {
             report,
             errors,
             kernel_set,
+            collectives,
         })
+    }
+}
+
+/// The collective operations for an adapter: `wanted` if it can run them (an error if not), else
+/// subgroups of its smallest subgroup size (at most [`MAX_COLLECTIVE_LANES`]) where that is a
+/// power of two.
+fn collectives(wanted: Option<Collectives>, report: &AdapterReport) -> Result<Collectives> {
+    let info = &report.info;
+    let smallest = if report.features.subgroups {
+        info.subgroup_min_size.min(MAX_COLLECTIVE_LANES)
+    } else {
+        0
+    };
+    match wanted {
+        Some(Collectives::Subgroups(lanes)) if !lanes.is_power_of_two() || lanes > smallest => {
+            Err(Error::InvalidArgument(format!(
+                "collectives over {lanes} subgroup lanes need a power of two no larger than the \
+                 adapter's smallest subgroup (at most {MAX_COLLECTIVE_LANES}); {} has {}",
+                info.name,
+                if report.features.subgroups {
+                    format!(
+                        "subgroups of {} to {} lanes",
+                        info.subgroup_min_size, info.subgroup_max_size
+                    )
+                } else {
+                    "no subgroups".to_string()
+                }
+            )))
+        }
+        Some(chosen) => Ok(chosen),
+        None if smallest.is_power_of_two() => Ok(Collectives::Subgroups(smallest)),
+        None => Ok(Collectives::Plain),
     }
 }

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
+use super::context::Collectives;
 use super::shader::{Access, Shader};
 
 /// One entry point of a shader, specialised by override constants.
@@ -50,14 +51,25 @@ type PipelineKey = (
 );
 
 /// Compiled shader modules, layouts and pipelines, each made once.
-#[derive(Default)]
 pub(crate) struct KernelCache {
+    /// Which version of the shaders' libraries to compile.
+    collectives: Collectives,
     modules: HashMap<&'static str, wgpu::ShaderModule>,
     layouts: HashMap<Signature, Rc<wgpu::BindGroupLayout>>,
     pipelines: HashMap<PipelineKey, Rc<wgpu::ComputePipeline>>,
 }
 
 impl KernelCache {
+    /// An empty cache that compiles the shaders' libraries as `collectives` says.
+    pub fn new(collectives: Collectives) -> Self {
+        Self {
+            collectives,
+            modules: HashMap::new(),
+            layouts: HashMap::new(),
+            pipelines: HashMap::new(),
+        }
+    }
+
     /// Number of pipelines compiled so far.
     pub fn pipeline_count(&self) -> usize {
         self.pipelines.len()
@@ -128,10 +140,11 @@ impl KernelCache {
         if let Some(p) = self.pipelines.get(&key) {
             return (p.clone(), layout);
         }
+        let subgroup_library = self.collectives != Collectives::Plain;
         let module = self.modules.entry(kernel.shader.stem).or_insert_with(|| {
             let descriptor = wgpu::ShaderModuleDescriptor {
                 label: Some(kernel.shader.stem),
-                source: wgpu::ShaderSource::Wgsl(kernel.shader.source.into()),
+                source: wgpu::ShaderSource::Wgsl(kernel.shader.wgsl(subgroup_library)),
             };
             // SAFETY: only the checks below are dropped, and vqgpu's own shaders uphold them:
             // every loop runs to a bound taken from the uniform block or a constant, and every
@@ -139,6 +152,12 @@ impl KernelCache {
             // Buffer bounds checks stay on.
             unsafe { device.create_shader_module_trusted(descriptor, trusted_checks()) }
         });
+        let mut constants = kernel.constants.clone();
+        if let (Some(library), Collectives::Subgroups(lanes)) =
+            (kernel.shader.library, self.collectives)
+        {
+            constants.push((library.lanes_override, f64::from(lanes)));
+        }
         let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
             label: None,
             bind_group_layouts: &[Some(&layout)],
@@ -151,7 +170,7 @@ impl KernelCache {
                 module,
                 entry_point: Some(kernel.entry),
                 compilation_options: wgpu::PipelineCompilationOptions {
-                    constants: &kernel.constants,
+                    constants: &constants,
                     zero_initialize_workgroup_memory: false,
                 },
                 cache: None,

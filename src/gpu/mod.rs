@@ -17,13 +17,17 @@ use std::collections::HashMap;
 use std::mem::ManuallyDrop;
 use std::rc::Rc;
 
-pub use context::{list_adapters, AdapterReport, Backend, GpuFeatures, GpuOptions};
+pub use context::{
+    list_adapters, AdapterReport, Backend, Collectives, GpuFeatures, GpuOptions,
+    MAX_COLLECTIVE_LANES,
+};
 pub use kernel_set::{KernelSet, CPU_SET_LANES};
 pub use kernels::Kernel;
 pub use pool::PooledBuffer;
 pub use recorder::{BufferArg, HostStats};
 pub use shader::{
-    Access, Binding, Field, OverrideAxis, ParamsLayout, Shader, UniformParams, WgslScalar,
+    Access, Binding, Field, Library, OverrideAxis, ParamsLayout, Shader, UniformParams, WgslScalar,
+    COLLECTIVE, LIBRARIES,
 };
 pub use wgpu::DeviceType;
 
@@ -71,10 +75,11 @@ impl Gpu {
     /// Opens the adapter chosen by `options` (or `VQGPU_ADAPTER`), with its real limits.
     pub fn new(options: &GpuOptions) -> Result<Self> {
         let ctx = DeviceContext::open(options)?;
+        let kernels = RefCell::new(KernelCache::new(ctx.collectives));
         Ok(Self(ManuallyDrop::new(Rc::new(Inner {
             ctx,
             pool: SharedPool::default(),
-            kernels: RefCell::default(),
+            kernels,
             recorder: RefCell::default(),
             bind_groups: RefCell::default(),
             stats: Cell::default(),
@@ -96,6 +101,11 @@ impl Gpu {
     /// The kernel variants this device runs.
     pub fn kernel_set(&self) -> KernelSet {
         self.0.ctx.kernel_set
+    }
+
+    /// How the collective operations of a workgroup (the reductions' sums) are compiled.
+    pub fn collectives(&self) -> Collectives {
+        self.0.ctx.collectives
     }
 
     /// Optional features available on this device.

@@ -3,6 +3,8 @@
 //! `tests/shaders.rs` reads every shader with naga and checks it against these declarations, so
 //! the two languages cannot drift apart silently.
 
+use std::borrow::Cow;
+
 /// How a kernel sees one storage buffer binding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Access {
@@ -111,6 +113,8 @@ pub struct Shader {
     pub overrides: &'static [OverrideAxis],
     /// Whether the file uses subgroup operations (compiled only on devices that have them).
     pub subgroups: bool,
+    /// The functions the file calls but does not define, appended to it when it is compiled.
+    pub library: Option<&'static Library>,
 }
 
 impl Shader {
@@ -118,7 +122,73 @@ impl Shader {
     pub fn file_name(&self) -> String {
         format!("{}.wgsl", self.stem)
     }
+
+    /// The same family, compiled with `library` appended.
+    pub const fn with_library(mut self, library: &'static Library) -> Self {
+        self.library = Some(library);
+        self
+    }
+
+    /// The WGSL to compile: the file, followed by its library's version with subgroup operations
+    /// if `subgroups`, else by the version without.
+    pub fn wgsl(&self, subgroups: bool) -> Cow<'static, str> {
+        match self.library {
+            None => Cow::Borrowed(self.source),
+            Some(library) => {
+                let functions = if subgroups {
+                    library.subgroups
+                } else {
+                    library.plain
+                };
+                Cow::Owned(format!("{}\n{functions}", self.source))
+            }
+        }
+    }
 }
+
+/// WGSL functions that kernel families call, in two files with the same functions and results
+/// that agree bit for bit: `shaders/{stem}.wgsl` without subgroup operations, for every adapter,
+/// and `shaders/{stem}_subgroups.wgsl` with them, for adapters that have them.
+#[derive(Debug)]
+pub struct Library {
+    /// The file stem of the version without subgroup operations.
+    pub stem: &'static str,
+    /// The version without subgroup operations.
+    pub plain: &'static str,
+    /// The version with subgroup operations.
+    pub subgroups: &'static str,
+    /// The subgroup version's override constant: how many lanes its subgroup operations span, a
+    /// power of two no larger than the adapter's smallest subgroup.
+    pub lanes_override: &'static str,
+}
+
+impl Library {
+    /// The file names under `shaders/` of the plain and the subgroup version.
+    pub fn file_names(&self) -> [String; 2] {
+        [
+            format!("{}.wgsl", self.stem),
+            format!("{}_subgroups.wgsl", self.stem),
+        ]
+    }
+}
+
+/// `shaders/collective.wgsl` and `shaders/collective_subgroups.wgsl`: operations of all the
+/// threads of a workgroup together (`workgroup_sum`).
+pub static COLLECTIVE: Library = Library {
+    stem: "collective",
+    plain: include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/shaders/collective.wgsl"
+    )),
+    subgroups: include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/shaders/collective_subgroups.wgsl"
+    )),
+    lanes_override: "SUBGROUP_LANES",
+};
+
+/// Every library of functions the kernel families call, for the shader tests.
+pub static LIBRARIES: [&Library; 1] = [&COLLECTIVE];
 
 /// Declares a `#[repr(C)]` uniform struct and implements [`UniformParams`] for it, recording the
 /// name, offset and type of every field.
@@ -169,6 +239,7 @@ macro_rules! shader {
             bindings: &[$($binding),*],
             overrides: &[$($axis),*],
             subgroups: $subgroups,
+            library: None,
         }
     };
 }

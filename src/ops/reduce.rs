@@ -2,7 +2,7 @@
 //! per channel) and the MSE loss. Full reductions run as per-workgroup partials plus a final pass.
 
 use crate::autograd;
-use crate::gpu::{Binding, Shader};
+use crate::gpu::{Binding, Shader, COLLECTIVE};
 use crate::ops::{elementwise, Epilogue};
 use crate::tensor::Tensor;
 
@@ -12,7 +12,8 @@ const MIN_CHUNK: usize = 1024;
 const MAX_PARTIALS: usize = 256;
 
 /// `shaders/reduce.wgsl`.
-pub static SHADER: Shader = crate::shader!("reduce", Params, [A, B, OUT, G]);
+pub static SHADER: Shader =
+    crate::shader!("reduce", Params, [A, B, OUT, G]).with_library(&COLLECTIVE);
 const A: Binding = Binding::read(1, "a");
 const B: Binding = Binding::read(2, "b");
 const OUT: Binding = Binding::read_write(3, "out");

@@ -14,9 +14,10 @@ pub fn run(options: &GpuOptions) -> Result<String> {
     }
     let gpu = Gpu::new(options)?;
     println!(
-        "selected: {} (kernel set: {}; VQGPU_KERNELS=gpu|cpu chooses)",
+        "selected: {} (kernel set: {}; VQGPU_KERNELS=gpu|cpu chooses; workgroup sums: {})",
         gpu.adapter_name(),
-        gpu.kernel_set()
+        gpu.kernel_set(),
+        gpu.collectives()
     );
     Ok(gpu.adapter_name().to_string())
 }

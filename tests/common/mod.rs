@@ -12,6 +12,41 @@ pub fn gpu() -> Gpu {
     Gpu::new(&GpuOptions::default()).unwrap_or_else(no_adapter)
 }
 
+/// The adapter once per way of compiling the collective operations (`vqgpu::gpu::Collectives`):
+/// through workgroup memory, and over every power of two of subgroup lanes from 2 to its smallest
+/// subgroup. A CPU adapter (lavapipe) has subgroups and must run them.
+pub fn collective_gpus() -> Vec<Gpu> {
+    use vqgpu::gpu::Collectives;
+    let open = |collectives| {
+        Gpu::new(&GpuOptions {
+            collectives: Some(collectives),
+            ..GpuOptions::default()
+        })
+        .unwrap_or_else(no_adapter)
+    };
+    let plain = open(Collectives::Plain);
+    let report = plain.report();
+    let smallest = if report.features.subgroups {
+        report
+            .info
+            .subgroup_min_size
+            .min(vqgpu::gpu::MAX_COLLECTIVE_LANES)
+    } else {
+        0
+    };
+    assert!(
+        report.info.device_type != vqgpu::gpu::DeviceType::Cpu || smallest >= 2,
+        "a CPU adapter must have subgroups to test the subgroup collectives on"
+    );
+    let mut gpus = vec![plain];
+    let mut lanes = 2;
+    while lanes <= smallest {
+        gpus.push(open(Collectives::Subgroups(lanes)));
+        lanes *= 2;
+    }
+    gpus
+}
+
 /// Fails the test for want of an adapter, saying how to get one.
 fn no_adapter(e: vqgpu::Error) -> Gpu {
     panic!("GPU tests need an adapter: {e}\n(on Linux without a GPU: apt-get install mesa-vulkan-drivers)")
