@@ -35,6 +35,7 @@ pub mod autograd;
 pub mod data;
 pub mod error;
 pub mod gpu;
+pub mod heap;
 pub mod io;
 pub mod models;
 pub mod nn;

@@ -19,6 +19,10 @@ use vqgpu::tasks::{
 };
 use vqgpu::{Error, Gpu, GpuOptions, Result};
 
+/// Counts heap allocations for the host figures of `bench vqvae --profile`.
+#[global_allocator]
+static ALLOCATOR: vqgpu::heap::CountingAllocator = vqgpu::heap::CountingAllocator;
+
 #[derive(Parser)]
 #[command(
     name = "vqgpu",

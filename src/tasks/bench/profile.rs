@@ -7,6 +7,7 @@ use std::time::Instant;
 use crate::error::Result;
 use crate::gpu::profile::{DispatchRecord, Profile};
 use crate::gpu::{Gpu, HostStats};
+use crate::heap;
 
 /// One group of launches in a profile.
 #[derive(Clone, Debug, PartialEq)]
@@ -34,6 +35,9 @@ pub struct HostFigures {
     pub record_cpu_seconds: Option<f64>,
     /// What one step recorded.
     pub per_step: HostStats,
+    /// Heap allocations of the recording thread in one step (the last run); `None` where they
+    /// are not counted (see [`crate::heap`]).
+    pub allocations: Option<u64>,
 }
 
 /// A profiled step.
@@ -100,9 +104,11 @@ pub fn profile_step(gpu: &Gpu, step: &mut dyn FnMut() -> Result<()>) -> Result<S
     let mut times = Vec::with_capacity(HOST_REPEATS);
     let mut cpu_times = Vec::with_capacity(HOST_REPEATS);
     let mut per_step = HostStats::default();
+    let mut allocations = None;
     for _ in 0..HOST_REPEATS {
         gpu.sync()?;
         let before = gpu.host_stats();
+        let allocations0 = heap::thread_allocations();
         let cpu0 = thread_cpu_seconds();
         let t0 = Instant::now();
         step()?;
@@ -112,6 +118,9 @@ pub fn profile_step(gpu: &Gpu, step: &mut dyn FnMut() -> Result<()>) -> Result<S
             cpu_times.push(b - a);
         }
         per_step = gpu.host_stats() - before;
+        allocations = allocations0
+            .zip(heap::thread_allocations())
+            .map(|(a, b)| b - a);
     }
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
@@ -129,6 +138,7 @@ pub fn profile_step(gpu: &Gpu, step: &mut dyn FnMut() -> Result<()>) -> Result<S
             record_seconds: median(&mut times).unwrap_or(0.0),
             record_cpu_seconds: median(&mut cpu_times),
             per_step,
+            allocations,
         },
     })
 }
@@ -191,8 +201,11 @@ pub fn print(p: &StepProfile) {
     let cpu = h
         .record_cpu_seconds
         .map_or("not measured".into(), |c| format!("{:.3} ms", c * 1e3));
+    let allocations = h
+        .allocations
+        .map_or("not counted".into(), |n| n.to_string());
     println!(
-        "host: recording a step (its start to the return of submit, median): {:.3} ms wall clock, CPU time {cpu}; per step {} dispatches, {} compute passes, {} bind groups created, {} bytes uploaded + {} bytes of kernel parameters, {} submits",
+        "host: recording a step (its start to the return of submit, median): {:.3} ms wall clock, CPU time {cpu}; per step {} dispatches, {} compute passes, {} bind groups created, {} bytes uploaded + {} bytes of kernel parameters, {} submits, {allocations} heap allocations",
         h.record_seconds * 1e3,
         s.dispatches,
         s.passes,
