@@ -29,29 +29,3 @@ fn workgroup_sum(value: f32, t: u32) -> f32 {
     }
     return subgroupBroadcast(partial, 0u);
 }
-
-var<workgroup> collective_scan: array<u32, 256>; // here only the flags
-var<workgroup> collective_list: array<u32, 256>;
-var<workgroup> collective_count: u32;
-
-// workgroup_compact of collective.wgsl: the same list and count. The subgroup of thread 0 walks
-// the flags SUBGROUP_LANES at a time, lane j reading flag first + j, and a prefix sum over the
-// subgroup gives every kept thread its place: 2 workgroup barriers instead of 18.
-fn workgroup_compact(keep: bool, t: u32) -> u32 {
-    collective_scan[t] = select(0u, 1u, keep);
-    workgroupBarrier();
-    if (subgroupAny(t == 0u)) {
-        let lane = subgroupExclusiveAdd(1u);
-        var count = 0u;
-        for (var first = 0u; first < 256u; first = first + SUBGROUP_LANES) {
-            let i = first + lane;
-            let kept = select(0u, 1u, lane < SUBGROUP_LANES && collective_scan[i] == 1u);
-            let place = count + subgroupExclusiveAdd(kept);
-            if (kept == 1u) { collective_list[place] = i; }
-            count = count + subgroupAdd(kept);
-        }
-        if (t == 0u) { collective_count = count; }
-    }
-    workgroupBarrier();
-    return collective_count;
-}

@@ -56,7 +56,8 @@ pub struct GpuOptions {
     pub collectives: Option<Collectives>,
 }
 
-/// The most subgroup lanes a collective operation spans: the largest subgroup Vulkan allows.
+/// The most subgroup lanes a collective operation spans: the largest subgroup Vulkan allows, and
+/// the bits of a subgroup ballot.
 pub const MAX_COLLECTIVE_LANES: u32 = 128;
 
 /// How the collective operations of a workgroup (`shaders/collective*.wgsl`) are compiled.
