@@ -56,8 +56,7 @@ pub struct GpuOptions {
     pub collectives: Option<Collectives>,
 }
 
-/// The most subgroup lanes a collective operation spans: the largest subgroup Vulkan allows, and
-/// the bits of a subgroup ballot.
+/// The most subgroup lanes a collective operation spans: the largest subgroup Vulkan allows.
 pub const MAX_COLLECTIVE_LANES: u32 = 128;
 
 /// How the collective operations of a workgroup (`shaders/collective*.wgsl`) are compiled.

@@ -4,10 +4,18 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
+use arrayvec::ArrayVec;
+
 use super::context::Collectives;
 use super::shader::{Access, Shader};
 
-/// One entry point of a shader, specialised by override constants.
+/// Override constants a kernel sets at most.
+pub const MAX_CONSTANTS: usize = 8;
+/// Storage buffers a kernel binds at most: WebGPU's default limit per shader stage.
+pub const MAX_STORAGE_BINDINGS: usize = 8;
+
+/// One entry point of a shader, specialised by override constants. Held inline, so that making
+/// one for every launch does not allocate.
 #[derive(Clone, Debug)]
 pub struct Kernel {
     /// The WGSL file.
@@ -15,7 +23,7 @@ pub struct Kernel {
     /// The `@compute` entry point.
     pub entry: &'static str,
     /// Values for the file's `override` constants (booleans as 0/1).
-    pub constants: Vec<(&'static str, f64)>,
+    pub constants: ArrayVec<(&'static str, f64), MAX_CONSTANTS>,
 }
 
 impl Kernel {
@@ -24,11 +32,11 @@ impl Kernel {
         Self {
             shader,
             entry,
-            constants: Vec::new(),
+            constants: ArrayVec::new(),
         }
     }
 
-    /// Sets one override constant.
+    /// Sets one override constant (at most [`MAX_CONSTANTS`]).
     pub fn with(mut self, name: &'static str, value: f64) -> Self {
         self.constants.push((name, value));
         self
@@ -41,12 +49,12 @@ impl Kernel {
 }
 
 /// Binding 0 is always the uniform parameter block; the rest are (binding, access) pairs.
-pub(crate) type Signature = Vec<(u32, Access)>;
+pub(crate) type Signature = ArrayVec<(u32, Access), MAX_STORAGE_BINDINGS>;
 
 type PipelineKey = (
     &'static str,
     &'static str,
-    Vec<(&'static str, u64)>,
+    ArrayVec<(&'static str, u64), MAX_CONSTANTS>,
     Signature,
 );
 
@@ -152,7 +160,7 @@ impl KernelCache {
             // Buffer bounds checks stay on.
             unsafe { device.create_shader_module_trusted(descriptor, trusted_checks()) }
         });
-        let mut constants = kernel.constants.clone();
+        let mut constants = kernel.constants.to_vec();
         if let (Some(library), Collectives::Subgroups(lanes)) =
             (kernel.shader.library, self.collectives)
         {

@@ -6,7 +6,9 @@
 
 use std::rc::Rc;
 
-use super::kernels::{Kernel, Signature};
+use arrayvec::ArrayVec;
+
+use super::kernels::{Kernel, Signature, MAX_STORAGE_BINDINGS};
 use super::shader::{Binding, Shader, UniformParams};
 use super::Gpu;
 
@@ -78,8 +80,14 @@ impl std::ops::Sub for HostStats {
     }
 }
 
-/// What identifies a bind group: the layout, the uniform slot and every bound buffer range.
-pub(super) type BindKey = (usize, usize, u64, Vec<(u32, wgpu::Buffer, u64, u64)>);
+/// What identifies a bind group: the layout, the uniform slot and every bound buffer range. Held
+/// inline, so that looking a launch's group up does not allocate.
+pub(super) type BindKey = (
+    usize,
+    usize,
+    u64,
+    ArrayVec<(u32, wgpu::Buffer, u64, u64), MAX_STORAGE_BINDINGS>,
+);
 
 impl Recorder {
     /// Whether work has been recorded since the last submit.
