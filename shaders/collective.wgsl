@@ -19,3 +19,25 @@ fn workgroup_sum(value: f32, t: u32) -> f32 {
     }
     return collective_scratch[0];
 }
+
+var<workgroup> collective_scan: array<u32, 256>;
+var<workgroup> collective_list: array<u32, 256>;
+
+// The threads t < 256 whose `keep` holds, in increasing order: collective_list[0 .. count) after
+// the call, and count returned to every thread. Here by an inclusive prefix sum of the flags over
+// 8 doubling steps. Call it from control flow that all 256 threads reach, and put a
+// workgroupBarrier between reading collective_list and the next call.
+fn workgroup_compact(keep: bool, t: u32) -> u32 {
+    collective_scan[t] = select(0u, 1u, keep);
+    workgroupBarrier();
+    for (var offset = 1u; offset < 256u; offset = offset * 2u) {
+        var v = collective_scan[t];
+        if (t >= offset) { v = v + collective_scan[t - offset]; }
+        workgroupBarrier();
+        collective_scan[t] = v;
+        workgroupBarrier();
+    }
+    if (keep) { collective_list[collective_scan[t] - 1u] = t; }
+    workgroupBarrier();
+    return collective_scan[255];
+}

@@ -34,15 +34,12 @@ fn gather(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
     out[i] = table[row * p.d + d];
 }
 
-var<workgroup> scan: array<u32, 256>;
-var<workgroup> hits: array<u32, 256>;
-
 // counts[s, k] = #{n in segment s : index[n] = k}, sums[s, k, :] = the sum of those vectors.
 // One workgroup per (index k = x, segment of positions = y, block of 512 dims = z): walk the segment 256
-// positions at a time, compact the hits of k with a prefix sum (keeping index order), then add their
-// vectors; thread t owns dims t and t + 256 of its block. Segments bound the work of one invocation
-// (the software Vulkan driver stops loop nests after 65535 iterations); the host adds the segments'
-// partial sums in order.
+// positions at a time, list the hits of k in index order (`workgroup_compact` of collective.wgsl or
+// collective_subgroups.wgsl, which the host appends), then add their vectors; thread t owns dims t
+// and t + 256 of its block. Segments bound the work of one invocation (the software Vulkan driver
+// stops loop nests after 65535 iterations); the host adds the segments' partial sums in order.
 @compute @workgroup_size(256)
 fn index_sums(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
     let k = wid.x;
@@ -55,22 +52,9 @@ fn index_sums(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
     var count = 0u;
     for (var base = first; base < last; base = base + 256u) {
         let row = base + t;
-        var hit = 0u;
-        if (row < last && u32(indices[row]) == k) { hit = 1u; }
-        scan[t] = hit;
-        workgroupBarrier();
-        for (var offset = 1u; offset < 256u; offset = offset * 2u) {
-            var v = scan[t];
-            if (t >= offset) { v = v + scan[t - offset]; }
-            workgroupBarrier();
-            scan[t] = v;
-            workgroupBarrier();
-        }
-        if (hit == 1u) { hits[scan[t] - 1u] = row; }
-        workgroupBarrier();
-        let found = scan[255];
+        let found = workgroup_compact(row < last && u32(indices[row]) == k, t);
         for (var j = 0u; j < found; j = j + 1u) {
-            let r = hits[j];
+            let r = base + collective_list[j];
             let at = (r / p.hw) * p.d * p.hw + r % p.hw;
             if (d0 < p.d) { acc0 = acc0 + src[at + d0 * p.hw]; }
             if (d1 < p.d) { acc1 = acc1 + src[at + d1 * p.hw]; }

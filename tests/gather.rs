@@ -76,7 +76,7 @@ fn gather_and_its_codebook_gradient_match_reference() {
 
 #[test]
 fn index_sums_match_reference() {
-    for gpu in kernel_set_gpus() {
+    for gpu in kernel_set_gpus().into_iter().chain(collective_gpus()) {
         let mut rng = rng(202);
         // more rows than one 256-row block, D above 256 (the second dim slot), K = 1 and unused
         // codes; the last two span several of the cpu set's segments (60000 / (2 D + 2) positions)
@@ -92,6 +92,33 @@ fn index_sums_match_reference() {
             let code_values: Vec<f32> = (0..n).map(|i| ((i * i + 7 * i) % k) as f32).collect();
             check_index_sums(&gpu, &mut rng, (batch, d, h, w, k), &code_values);
         }
+    }
+}
+
+/// The per-code sums list their hits through `workgroup_compact`: every way of compiling it gives
+/// the same bits.
+#[test]
+fn index_sums_agree_bit_for_bit_over_every_collective() {
+    let (batch, d, h, w, k) = (5, 70, 9, 13, 6);
+    let n = batch * h * w;
+    let index_values: Vec<f32> = (0..n).map(|i| ((i * i + 3 * i) % k) as f32).collect();
+    let sums = |gpu: &Gpu| {
+        let mut rng = rng(207);
+        let (src, _) = random_tensor(gpu, &mut rng, &[batch, d, h, w]);
+        let indices = upload(gpu, &[batch, h, w], &index_values);
+        let (counts, sums) = gather::index_sums(&indices, &src, k);
+        [download(&counts), download(&sums)]
+            .map(|v| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>())
+    };
+    let gpus = collective_gpus();
+    let plain = sums(&gpus[0]);
+    for gpu in &gpus[1..] {
+        assert_eq!(
+            sums(gpu),
+            plain,
+            "{} against workgroup memory",
+            gpu.collectives()
+        );
     }
 }
 

@@ -173,7 +173,7 @@ impl Library {
 }
 
 /// `shaders/collective.wgsl` and `shaders/collective_subgroups.wgsl`: operations of all the
-/// threads of a workgroup together (`workgroup_sum`).
+/// threads of a workgroup together: `workgroup_sum`, `workgroup_compact`.
 pub static COLLECTIVE: Library = Library {
     stem: "collective",
     plain: include_str!(concat!(

@@ -3,7 +3,7 @@
 //! Indices are f32 tensors holding exact integers.
 
 use crate::autograd;
-use crate::gpu::{Binding, KernelSet, Shader};
+use crate::gpu::{Binding, KernelSet, Shader, COLLECTIVE};
 use crate::ops::reduce;
 use crate::tensor::Tensor;
 
@@ -12,7 +12,8 @@ pub static SHADER: Shader = crate::shader!(
     "gather",
     Params,
     [INDICES, TABLE, OUT, SRC, COUNTS_OUT, SUMS_OUT]
-);
+)
+.with_library(&COLLECTIVE);
 const INDICES: Binding = Binding::read(1, "indices");
 const TABLE: Binding = Binding::read(2, "table");
 const OUT: Binding = Binding::read_write(3, "out");

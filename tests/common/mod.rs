@@ -14,11 +14,13 @@ pub fn gpu() -> Gpu {
 
 /// The adapter once per way of compiling the collective operations (`vqgpu::gpu::Collectives`):
 /// through workgroup memory, and over every power of two of subgroup lanes from 2 to its smallest
-/// subgroup. A CPU adapter (lavapipe) has subgroups and must run them.
+/// subgroup. A CPU adapter (lavapipe) has subgroups and must run them. Each runs the GPU kernel
+/// set, whose per-code sums call the collectives too.
 pub fn collective_gpus() -> Vec<Gpu> {
-    use vqgpu::gpu::Collectives;
+    use vqgpu::gpu::{Collectives, KernelSet};
     let open = |collectives| {
         Gpu::new(&GpuOptions {
+            kernels: Some(KernelSet::Gpu),
             collectives: Some(collectives),
             ..GpuOptions::default()
         })
