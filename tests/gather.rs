@@ -102,24 +102,13 @@ fn index_sums_agree_bit_for_bit_over_every_collective() {
     let (batch, d, h, w, k) = (5, 70, 9, 13, 6);
     let n = batch * h * w;
     let index_values: Vec<f32> = (0..n).map(|i| ((i * i + 3 * i) % k) as f32).collect();
-    let sums = |gpu: &Gpu| {
+    assert_same_bits_over_collectives(|gpu| {
         let mut rng = rng(207);
         let (src, _) = random_tensor(gpu, &mut rng, &[batch, d, h, w]);
         let indices = upload(gpu, &[batch, h, w], &index_values);
         let (counts, sums) = gather::index_sums(&indices, &src, k);
         [download(&counts), download(&sums)]
-            .map(|v| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>())
-    };
-    let gpus = collective_gpus();
-    let plain = sums(&gpus[0]);
-    for gpu in &gpus[1..] {
-        assert_eq!(
-            sums(gpu),
-            plain,
-            "{} against workgroup memory",
-            gpu.collectives()
-        );
-    }
+    });
 }
 
 #[test]

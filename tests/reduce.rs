@@ -54,7 +54,7 @@ fn full_sums_means_and_mse_match_reference_on(gpu: &Gpu) {
 /// Every way of compiling the collective operations takes the same sums in the same order.
 #[test]
 fn subgroup_and_plain_collectives_agree_bit_for_bit() {
-    let results = |gpu: &Gpu| {
+    assert_same_bits_over_collectives(|gpu| {
         let mut rng = rng(14);
         let (a, _) = random_tensor(gpu, &mut rng, &[123_457]);
         let (b, _) = random_tensor(gpu, &mut rng, &[123_457]);
@@ -68,18 +68,7 @@ fn subgroup_and_plain_collectives_agree_bit_for_bit() {
             download(&reduce::sum_per_channel(&c)),
             download(&vqgpu::ops::vq::code_stats(&counts, rows)),
         ]
-        .map(|v| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>())
-    };
-    let gpus = collective_gpus();
-    let plain = results(&gpus[0]);
-    for gpu in &gpus[1..] {
-        assert_eq!(
-            results(gpu),
-            plain,
-            "{} against workgroup memory",
-            gpu.collectives()
-        );
-    }
+    });
 }
 
 #[test]

@@ -49,6 +49,22 @@ pub fn collective_gpus() -> Vec<Gpu> {
     gpus
 }
 
+/// Runs `results` on every adapter of [`collective_gpus`] and asserts that each gives the bits
+/// that the collectives through workgroup memory give.
+pub fn assert_same_bits_over_collectives<const N: usize>(results: impl Fn(&Gpu) -> [Vec<f32>; N]) {
+    let bits = |gpu: &Gpu| results(gpu).map(|v| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
+    let gpus = collective_gpus();
+    let plain = bits(&gpus[0]);
+    for gpu in &gpus[1..] {
+        assert_eq!(
+            bits(gpu),
+            plain,
+            "{} against workgroup memory",
+            gpu.collectives()
+        );
+    }
+}
+
 /// Fails the test for want of an adapter, saying how to get one.
 fn no_adapter(e: vqgpu::Error) -> Gpu {
     panic!("GPU tests need an adapter: {e}\n(on Linux without a GPU: apt-get install mesa-vulkan-drivers)")
