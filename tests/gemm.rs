@@ -1,5 +1,6 @@
 //! gemm.wgsl against a plain f64 reference for every transpose combination and sizes that are and
-//! are not multiples of the 64 x 64 x 16 tile; backwards against finite differences.
+//! are not multiples of its 64 x 64 x 16 and 128 x 128 x 8 tiles; backwards against finite
+//! differences.
 
 mod common;
 use common::*;
@@ -42,6 +43,45 @@ fn reference(a: &[f32], b: &[f32], m: usize, n: usize, k: usize, ta: bool, tb: b
         }
     }
     c
+}
+
+/// Shapes for the 128 x 128 tile: one partial tile, one tile and a row and column more, K not a
+/// multiple of its 8-deep slice, a tall and a wide product.
+const WIDE_SHAPES: [(usize, usize, usize); 5] = [
+    (3, 5, 7),
+    (129, 129, 9),
+    (128, 128, 8),
+    (300, 20, 33),
+    (17, 260, 100),
+];
+
+/// Both tiles of `gemm.wgsl`, forced, against the reference; and each other, bit for bit.
+#[test]
+fn both_tiles_match_reference_and_agree_bit_for_bit() {
+    use gemm::GemmTile;
+    let gpu = gpu();
+    let mut rng = rng(23);
+    for (m, n, k) in WIDE_SHAPES.into_iter().chain(SHAPES) {
+        for ta in [false, true] {
+            for tb in [false, true] {
+                let a_shape = if ta { [k, m] } else { [m, k] };
+                let b_shape = if tb { [n, k] } else { [k, n] };
+                let (a, av) = random_tensor(&gpu, &mut rng, &a_shape);
+                let (b, bv) = random_tensor(&gpu, &mut rng, &b_shape);
+                let want = reference(&av, &bv, m, n, k, ta, tb);
+                let [small, wide] = [GemmTile::Square64, GemmTile::Square128].map(|tile| {
+                    let c = download(&gemm::matmul_on_tile(&a, &b, ta, tb, tile));
+                    let what = format!("gemm {m}x{n}x{k} ta={ta} tb={tb} {tile}");
+                    assert_close(&c, &want, 1e-4, 1e-4 * (k as f64).sqrt(), &what);
+                    c.iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
+                });
+                assert_eq!(
+                    small, wide,
+                    "gemm {m}x{n}x{k} ta={ta} tb={tb}: tiles differ"
+                );
+            }
+        }
+    }
 }
 
 #[test]

@@ -7,8 +7,51 @@ use crate::ops::blocked::{self, BiasPer, Layout, Product, NO_WRAP};
 use crate::ops::{reduce, Epilogue};
 use crate::tensor::Tensor;
 
-/// Output tile edge of the GEMM kernel.
-const TILE: usize = 64;
+/// Products with at least this many 128x128 tiles run on them (`gemm_wide`): enough workgroups
+/// to fill a large GPU about twice over.
+const WIDE_MIN_TILES: usize = 256;
+
+/// The output tile of a `gemm.wgsl` workgroup. Both tiles add each output's products in the same
+/// order, so they give the same bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GemmTile {
+    /// 64x64 outputs, a 4x4 block per thread (`gemm`).
+    Square64,
+    /// 128x128 outputs, an 8x8 block per thread (`gemm_wide`).
+    Square128,
+}
+
+impl GemmTile {
+    /// The tile for an `m` x `n` product: 128x128 where it has at least [`WIDE_MIN_TILES`] of them.
+    pub fn for_product(m: usize, n: usize) -> Self {
+        if m.div_ceil(128) * n.div_ceil(128) >= WIDE_MIN_TILES {
+            Self::Square128
+        } else {
+            Self::Square64
+        }
+    }
+
+    /// Outputs per tile edge.
+    pub fn edge(self) -> usize {
+        match self {
+            Self::Square64 => 64,
+            Self::Square128 => 128,
+        }
+    }
+
+    fn entry(self) -> &'static str {
+        match self {
+            Self::Square64 => "gemm",
+            Self::Square128 => "gemm_wide",
+        }
+    }
+}
+
+impl std::fmt::Display for GemmTile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{0}x{0} tile", self.edge())
+    }
+}
 
 /// `shaders/gemm.wgsl`.
 pub static SHADER: Shader = crate::shader!("gemm", Params, [A, B, BIAS, C]);
@@ -42,14 +85,14 @@ fn op_dims(t: &Tensor, transposed: bool, name: &str) -> (usize, usize) {
     }
 }
 
-/// Records `out = op(a) op(b) (+ bias)` with no autograd.
+/// Records `out = op(a) op(b) (+ bias)` with no autograd, on `tile` (else the tile for its shape).
 fn launch(
     a: &Tensor,
     b: &Tensor,
     bias: Option<&Tensor>,
     out: &Tensor,
-    trans_a: bool,
-    trans_b: bool,
+    (trans_a, trans_b): (bool, bool),
+    tile: Option<GemmTile>,
 ) {
     let (m, k) = op_dims(a, trans_a, "a");
     let (k2, n) = op_dims(b, trans_b, "b");
@@ -61,7 +104,8 @@ fn launch(
         b.shape()
     );
     assert_eq!(out.shape(), [m, n], "matmul: output shape");
-    let kernel = Kernel::new(&SHADER, "gemm")
+    let tile = tile.unwrap_or(GemmTile::for_product(m, n));
+    let kernel = Kernel::new(&SHADER, tile.entry())
         .flag("TRANS_A", trans_a)
         .flag("TRANS_B", trans_b)
         .flag("HAS_BIAS", bias.is_some());
@@ -78,7 +122,11 @@ fn launch(
         &kernel,
         &params,
         &[a.bind(A), b.bind(B), bias_arg, out.bind(C)],
-        [n.div_ceil(TILE) as u32, m.div_ceil(TILE) as u32, 1],
+        [
+            n.div_ceil(tile.edge()) as u32,
+            m.div_ceil(tile.edge()) as u32,
+            1,
+        ],
         2.0 * (m * n * k) as f64,
     );
 }
@@ -164,7 +212,23 @@ fn product(
         }
     }
     let out = Tensor::output_or(a.gpu(), &[m, n], requires_grad, into);
-    launch(a, b, bias, &out, trans_a, trans_b);
+    launch(a, b, bias, &out, (trans_a, trans_b), None);
+    out
+}
+
+/// `op(a) @ op(b)` on `gemm.wgsl` with the given tile, whatever the kernel set, with no autograd:
+/// for benchmarks and tests that compare the tiles.
+pub fn matmul_on_tile(
+    a: &Tensor,
+    b: &Tensor,
+    trans_a: bool,
+    trans_b: bool,
+    tile: GemmTile,
+) -> Tensor {
+    let m = op_dims(a, trans_a, "a").0;
+    let n = op_dims(b, trans_b, "b").1;
+    let out = Tensor::output(a.gpu(), &[m, n], false);
+    launch(a, b, None, &out, (trans_a, trans_b), Some(tile));
     out
 }
 
@@ -239,5 +303,20 @@ impl Tensor {
     /// Matrix product `self @ other` of 2-D tensors.
     pub fn matmul(&self, other: &Tensor) -> Tensor {
         matmul(self, other, false, false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::GemmTile;
+
+    #[test]
+    fn large_products_take_the_wide_tile() {
+        assert_eq!(GemmTile::for_product(2048, 2048), GemmTile::Square128);
+        assert_eq!(GemmTile::for_product(4096, 1024), GemmTile::Square128);
+        assert_eq!(GemmTile::for_product(2048, 1920), GemmTile::Square64);
+        assert_eq!(GemmTile::for_product(1024, 1024), GemmTile::Square64);
+        assert_eq!(GemmTile::for_product(1, 1), GemmTile::Square64);
+        assert_eq!(GemmTile::Square128.to_string(), "128x128 tile");
     }
 }

@@ -6,9 +6,9 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::autograd;
 use crate::error::{Error, Result};
-use crate::gpu::Gpu;
+use crate::gpu::{Gpu, KernelSet};
 use crate::ops::conv::{self, Conv2dOptions, ConvTranspose2dOptions};
-use crate::ops::gemm;
+use crate::ops::gemm::{self, GemmTile};
 
 use super::{adapter_line, random, time_calls, BenchConfig};
 
@@ -161,6 +161,24 @@ pub fn kernels(
             },
             &mut rows,
         );
+        if gpu.kernel_set() == KernelSet::Gpu {
+            // the tile the row above did not use, for comparison
+            let other = match GemmTile::for_product(n, n) {
+                GemmTile::Square64 => GemmTile::Square128,
+                GemmTile::Square128 => GemmTile::Square64,
+            };
+            let seconds = time_calls(gpu, cfg, &|| {
+                drop(gemm::matmul_on_tile(&a, &b, false, false, other))
+            })?;
+            push(
+                BenchRow {
+                    name: format!("gemm {n}x{n}x{n}, {other}"),
+                    seconds,
+                    flops: 2.0 * (n as f64).powi(3),
+                },
+                &mut rows,
+            );
+        }
     }
     for case in &VQVAE_CONVS {
         let options = Conv2dOptions::new(case.stride, case.pad);
