@@ -39,15 +39,20 @@ fn code_norms(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
 
 // Fused distance + argmin over one chunk of the codebook: for chunk c = workgroup z, codes
 // [c * k_chunk, (c + 1) * k_chunk), out[c * N + n] = argmin_k ||e_k||^2 - 2 z_n . e_k (= argmin ||z_n - e_k||^2)
-// with ties to the lowest k, and out_dist[c * N + n] its distance. A workgroup owns 64 rows and walks
-// its chunk in tiles of 64 codes; z and code slices of 16 dims go through workgroup memory, each thread
-// computes a 4 x 4 block of dot products (four adjacent rows by four adjacent codes, read from the
-// tiles as one vec4 each) and keeps the running minimum of its 4 rows in registers; the
-// N x K distances are never stored. Chunks bound the work of one invocation (the software Vulkan driver
-// stops loop nests after 65535 iterations) and spread small batches over more workgroups.
-var<workgroup> z_tile: array<vec4<f32>, 256>; // [16 dims][64 rows], as fours of rows
-var<workgroup> e_tile: array<vec4<f32>, 272>; // [16 dims][64 + 4 codes], as fours: the 4 extra
-// floats per dimension spread the stores of neighbouring threads (neighbouring dims) over the memory banks
+// with ties to the lowest k, and out_dist[c * N + n] its distance. `nearest`: a workgroup owns 64
+// rows and walks its chunk in tiles of 64 codes; z and code slices of 16 dims go through workgroup
+// memory, each thread computes a 4 x 4 block of dot products (four adjacent rows by four adjacent
+// codes, read from the tiles as one vec4 each) and keeps the running minimum of its 4 rows in
+// registers. `nearest_wide`, for large searches: 128 rows, tiles of 128 codes, slices of 8 dims, an
+// 8 x 8 block per thread (two fours of rows 64 apart by two fours of codes 64 apart). Both add each
+// dot product over the dims in increasing order and keep the lowest code on ties, so they give the
+// same codes. The N x K distances are never stored. Chunks bound the work of one invocation (the
+// software Vulkan driver stops loop nests after 65535 iterations) and spread small batches over
+// more workgroups.
+var<workgroup> z_tile: array<vec4<f32>, 256>; // [dims][rows], as fours of rows
+// [dims][codes + 4], as fours: the 4 extra floats per dimension spread the stores of neighbouring
+// threads (neighbouring dims) over the memory banks; 272 = 16 * (64 / 4 + 1) >= 8 * (128 / 4 + 1)
+var<workgroup> e_tile: array<vec4<f32>, 272>;
 // each thread's best code per row, [64 rows][16 thread columns]; their distances go into z_tile,
 // which is free by then (so that the kernel stays within 16 KiB of workgroup memory)
 var<workgroup> cand_code: array<u32, 1024>;
@@ -57,86 +62,76 @@ fn better(da: f32, ca: u32, db: f32, cb: u32) -> bool {
     return da < db || (da == db && ca < cb);
 }
 
-// Loads thread t's four values of z (its row `z_at.x`, which starts at `z_at.y`; dims t / 64 + 4 r)
-// and four of the codebook (codes t / 16 + 16 r, dim t % 16) of the slice at codes `at.x`, dims
-// `at.y`, zeros outside.
-fn fetch_slice(at: vec2<u32>, k_end: u32, t: u32, z_at: vec2<u32>, z_next: ptr<function, vec4<f32>>,
-               e_next: ptr<function, vec4<f32>>) {
+// Loads thread t's four values of z (its row `z_at.x`, which starts at `z_at.y`; dims
+// t / rows + 256 r / rows) and four of the codebook (codes t / depth + 256 r / depth, dim
+// t % depth) of the slice at codes `at.x`, dims `at.y`, for tiles of `rows` rows (and as many
+// codes) by `depth` dims; zeros outside.
+fn fetch_slice(at: vec2<u32>, k_end: u32, t: u32, z_at: vec2<u32>, rows: u32, depth: u32,
+               z_next: ptr<function, vec4<f32>>, e_next: ptr<function, vec4<f32>>) {
     for (var r = 0u; r < 4u; r = r + 1u) {
         let e = t + r * 256u;
         // z: neighbouring threads take neighbouring rows (contiguous in NCHW)
-        let dz = at.y + e / 64u;
+        let dz = at.y + e / rows;
         var zv = 0.0;
         if (z_at.x < p.n && dz < p.d) { zv = z[z_at.y + dz * p.hw]; }
         (*z_next)[r] = zv;
         // codebook: neighbouring threads take neighbouring dims (contiguous rows)
-        let code = at.x + e / 16u;
-        let de = at.y + e % 16u;
+        let code = at.x + e / depth;
+        let de = at.y + e % depth;
         var ev = 0.0;
         if (code < k_end && de < p.d) { ev = codebook[code * p.d + de]; }
         (*e_next)[r] = ev;
     }
 }
 
-@compute @workgroup_size(16, 16)
-fn nearest(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-           @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
-    let r0 = (wid.x + wid.y * nwg.x) * 64u;
-    let chunk = wid.z;
-    let k_begin = chunk * p.k_chunk;
-    let k_end = min(p.k, k_begin + p.k_chunk);
-    var best_dist: array<f32, 4>;
-    var best_code: array<u32, 4>;
-    for (var i = 0u; i < 4u; i = i + 1u) {
-        best_dist[i] = 3.0e38;
-        best_code[i] = 0xffffffffu;
+// Stores what `fetch_slice` loaded into the tiles.
+fn store_slice(t: u32, rows: u32, depth: u32, z_next: vec4<f32>, e_next: vec4<f32>) {
+    for (var r = 0u; r < 4u; r = r + 1u) {
+        let e = t + r * 256u;
+        z_tile[(e / rows) * (rows / 4u) + (t % rows) / 4u][t % 4u] = z_next[r];
+        let code = e / depth;
+        e_tile[(e % depth) * (rows / 4u + 1u) + code / 4u][code % 4u] = e_next[r];
     }
-    // this thread loads row r0 + t % 64 of z (neighbouring threads take neighbouring rows, which
-    // are contiguous in NCHW): where that row starts, found once
-    let z_row = r0 + t % 64u;
-    let z_start = ((z_row / p.hw) * p.d) * p.hw + z_row % p.hw;
-    // the next slice is loaded into registers while the current one is multiplied
-    var z_next: vec4<f32>;
-    var e_next: vec4<f32>;
-    fetch_slice(vec2<u32>(k_begin, 0u), k_end, t, vec2<u32>(z_row, z_start), &z_next, &e_next);
-    for (var c0 = k_begin; c0 < k_end; c0 = c0 + 64u) {
-        var acc: array<vec4<f32>, 4>; // [row][code]
-        for (var d0 = 0u; d0 < p.d; d0 = d0 + 16u) {
-            for (var r = 0u; r < 4u; r = r + 1u) {
-                let e = t + r * 256u;
-                z_tile[(e / 64u) * 16u + (t % 64u) / 4u][t % 4u] = z_next[r];
-                e_tile[(e % 16u) * 17u + e / 64u][(e / 16u) % 4u] = e_next[r];
-            }
-            workgroupBarrier();
-            // the next slice: the next dims of these codes, else the first dims of the next codes
-            var next = vec2<u32>(c0, d0 + 16u);
-            if (next.y >= p.d) { next = vec2<u32>(c0 + 64u, 0u); }
-            if (next.x < k_end) { fetch_slice(next, k_end, t, vec2<u32>(z_row, z_start), &z_next, &e_next); }
-            for (var dd = 0u; dd < 16u; dd = dd + 1u) {
-                let zr = z_tile[dd * 16u + lid.y];
-                let er = e_tile[dd * 17u + lid.x];
-                acc[0] = acc[0] + zr.x * er;
-                acc[1] = acc[1] + zr.y * er;
-                acc[2] = acc[2] + zr.z * er;
-                acc[3] = acc[3] + zr.w * er;
-            }
-            workgroupBarrier();
-        }
-        // codes are visited in increasing order, so a strict comparison keeps the lowest index on ties
-        for (var j = 0u; j < 4u; j = j + 1u) {
-            let code = c0 + 4u * lid.x + j;
-            if (code < k_end) {
-                let nk = norms[code];
-                for (var i = 0u; i < 4u; i = i + 1u) {
-                    let dist = nk - 2.0 * acc[i][j];
-                    if (dist < best_dist[i]) {
-                        best_dist[i] = dist;
-                        best_code[i] = code;
-                    }
+}
+
+// The first K slice a thread loads for the chunk [k_begin, ..) and where its z row starts: it
+// loads row r0 + t % rows (neighbouring threads take neighbouring rows, contiguous in NCHW).
+fn z_row_at(r0: u32, t: u32, rows: u32) -> vec2<u32> {
+    let row = r0 + t % rows;
+    return vec2<u32>(row, ((row / p.hw) * p.d) * p.hw + row % p.hw);
+}
+
+// The next slice after codes `c0`, dims `d0`: the next dims of these codes, else the first dims of
+// the next tile of `rows` codes.
+fn next_slice(c0: u32, d0: u32, rows: u32, depth: u32) -> vec2<u32> {
+    if (d0 + depth < p.d) { return vec2<u32>(c0, d0 + depth); }
+    return vec2<u32>(c0 + rows, 0u);
+}
+
+// Running minimum of 4 rows over the 4 codes first_code + j (j < 4) whose dot products with the
+// rows are acc[row][j]. Codes are visited in increasing order, so a strict comparison keeps the
+// lowest index on ties.
+fn keep_best(acc: array<vec4<f32>, 4>, first_code: u32, k_end: u32,
+             best_dist: ptr<function, array<f32, 4>>, best_code: ptr<function, array<u32, 4>>) {
+    for (var j = 0u; j < 4u; j = j + 1u) {
+        let code = first_code + j;
+        if (code < k_end) {
+            let nk = norms[code];
+            for (var i = 0u; i < 4u; i = i + 1u) {
+                let dist = nk - 2.0 * acc[i][j];
+                if (dist < (*best_dist)[i]) {
+                    (*best_dist)[i] = dist;
+                    (*best_code)[i] = code;
                 }
             }
         }
     }
+}
+
+// Writes the best of the 16 thread columns' candidates of 64 rows r0 + i: each thread its
+// candidates for rows 4 lid.y + i (i < 4), then thread t < 64 merges row t. All threads call it.
+fn merge_rows(r0: u32, chunk: u32, k_begin: u32, t: u32, lid: vec3<u32>, best_dist: array<f32, 4>,
+              best_code: array<u32, 4>) {
     for (var i = 0u; i < 4u; i = i + 1u) {
         let slot = (4u * lid.y + i) * 16u + lid.x;
         z_tile[slot / 4u][slot % 4u] = best_dist[i];
@@ -160,6 +155,113 @@ fn nearest(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
             out_dist[chunk * p.n + r0 + t] = bd;
         }
     }
+    workgroupBarrier();
+}
+
+fn no_best_yet(best_dist: ptr<function, array<f32, 4>>, best_code: ptr<function, array<u32, 4>>) {
+    for (var i = 0u; i < 4u; i = i + 1u) {
+        (*best_dist)[i] = 3.0e38;
+        (*best_code)[i] = 0xffffffffu;
+    }
+}
+
+@compute @workgroup_size(16, 16)
+fn nearest(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+    let r0 = (wid.x + wid.y * nwg.x) * 64u;
+    let chunk = wid.z;
+    let k_begin = chunk * p.k_chunk;
+    let k_end = min(p.k, k_begin + p.k_chunk);
+    var best_dist: array<f32, 4>;
+    var best_code: array<u32, 4>;
+    no_best_yet(&best_dist, &best_code);
+    let z_at = z_row_at(r0, t, 64u);
+    // the next slice is loaded into registers while the current one is multiplied
+    var z_next: vec4<f32>;
+    var e_next: vec4<f32>;
+    fetch_slice(vec2<u32>(k_begin, 0u), k_end, t, z_at, 64u, 16u, &z_next, &e_next);
+    for (var c0 = k_begin; c0 < k_end; c0 = c0 + 64u) {
+        var acc: array<vec4<f32>, 4>; // [row][code]
+        for (var d0 = 0u; d0 < p.d; d0 = d0 + 16u) {
+            store_slice(t, 64u, 16u, z_next, e_next);
+            workgroupBarrier();
+            let next = next_slice(c0, d0, 64u, 16u);
+            if (next.x < k_end) { fetch_slice(next, k_end, t, z_at, 64u, 16u, &z_next, &e_next); }
+            for (var dd = 0u; dd < 16u; dd = dd + 1u) {
+                let zr = z_tile[dd * 16u + lid.y];
+                let er = e_tile[dd * 17u + lid.x];
+                acc[0] = acc[0] + zr.x * er;
+                acc[1] = acc[1] + zr.y * er;
+                acc[2] = acc[2] + zr.z * er;
+                acc[3] = acc[3] + zr.w * er;
+            }
+            workgroupBarrier();
+        }
+        keep_best(acc, c0 + 4u * lid.x, k_end, &best_dist, &best_code);
+    }
+    merge_rows(r0, chunk, k_begin, t, lid, best_dist, best_code);
+}
+
+@compute @workgroup_size(16, 16)
+fn nearest_wide(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+    let r0 = (wid.x + wid.y * nwg.x) * 128u;
+    let chunk = wid.z;
+    let k_begin = chunk * p.k_chunk;
+    let k_end = min(p.k, k_begin + p.k_chunk);
+    // rows 4 lid.y + i ("near") and 64 + 4 lid.y + i ("far"), codes 4 lid.x + j ("lo") and
+    // 64 + 4 lid.x + j ("hi") of each tile
+    var near_dist: array<f32, 4>;
+    var near_code: array<u32, 4>;
+    var far_dist: array<f32, 4>;
+    var far_code: array<u32, 4>;
+    no_best_yet(&near_dist, &near_code);
+    no_best_yet(&far_dist, &far_code);
+    let z_at = z_row_at(r0, t, 128u);
+    var z_next: vec4<f32>;
+    var e_next: vec4<f32>;
+    fetch_slice(vec2<u32>(k_begin, 0u), k_end, t, z_at, 128u, 8u, &z_next, &e_next);
+    for (var c0 = k_begin; c0 < k_end; c0 = c0 + 128u) {
+        var near_lo: array<vec4<f32>, 4>; // [row][code]
+        var near_hi: array<vec4<f32>, 4>;
+        var far_lo: array<vec4<f32>, 4>;
+        var far_hi: array<vec4<f32>, 4>;
+        for (var d0 = 0u; d0 < p.d; d0 = d0 + 8u) {
+            store_slice(t, 128u, 8u, z_next, e_next);
+            workgroupBarrier();
+            let next = next_slice(c0, d0, 128u, 8u);
+            if (next.x < k_end) { fetch_slice(next, k_end, t, z_at, 128u, 8u, &z_next, &e_next); }
+            for (var dd = 0u; dd < 8u; dd = dd + 1u) {
+                let zn = z_tile[dd * 32u + lid.y];
+                let zf = z_tile[dd * 32u + 16u + lid.y];
+                let el = e_tile[dd * 33u + lid.x];
+                let eh = e_tile[dd * 33u + 16u + lid.x];
+                near_lo[0] = near_lo[0] + zn.x * el;
+                near_lo[1] = near_lo[1] + zn.y * el;
+                near_lo[2] = near_lo[2] + zn.z * el;
+                near_lo[3] = near_lo[3] + zn.w * el;
+                near_hi[0] = near_hi[0] + zn.x * eh;
+                near_hi[1] = near_hi[1] + zn.y * eh;
+                near_hi[2] = near_hi[2] + zn.z * eh;
+                near_hi[3] = near_hi[3] + zn.w * eh;
+                far_lo[0] = far_lo[0] + zf.x * el;
+                far_lo[1] = far_lo[1] + zf.y * el;
+                far_lo[2] = far_lo[2] + zf.z * el;
+                far_lo[3] = far_lo[3] + zf.w * el;
+                far_hi[0] = far_hi[0] + zf.x * eh;
+                far_hi[1] = far_hi[1] + zf.y * eh;
+                far_hi[2] = far_hi[2] + zf.z * eh;
+                far_hi[3] = far_hi[3] + zf.w * eh;
+            }
+            workgroupBarrier();
+        }
+        keep_best(near_lo, c0 + 4u * lid.x, k_end, &near_dist, &near_code);
+        keep_best(near_hi, c0 + 64u + 4u * lid.x, k_end, &near_dist, &near_code);
+        keep_best(far_lo, c0 + 4u * lid.x, k_end, &far_dist, &far_code);
+        keep_best(far_hi, c0 + 64u + 4u * lid.x, k_end, &far_dist, &far_code);
+    }
+    merge_rows(r0, chunk, k_begin, t, lid, near_dist, near_code);
+    merge_rows(r0 + 64u, chunk, k_begin, t, lid, far_dist, far_code);
 }
 
 // codes[n] = the best of the per-chunk candidates (z holds the candidate codes, norms their distances,

@@ -91,6 +91,50 @@ fn nearest_at_many_shapes(gpu: &vqgpu::Gpu) {
     }
 }
 
+/// Both tiles of the fused search, forced, against the reference; and each other, code for code.
+/// Shapes off the 128-row / 128-code / 8-dim tile, several chunks, ties planted across code tiles.
+#[test]
+fn both_search_tiles_match_reference_and_each_other() {
+    use vqgpu::ops::gemm::GemmTile;
+    let gpu = gpu();
+    let mut rng = rng(209);
+    for (shape, k) in [
+        ([1, 1, 1, 1], 1),
+        ([2, 3, 5, 7], 10),
+        ([1, 9, 13, 11], 300),
+        ([3, 64, 8, 8], 512),
+        ([2, 130, 3, 5], 129),
+        ([4, 32, 16, 16], 1000),
+    ] {
+        let (z, zv) = random_tensor(&gpu, &mut rng, &shape);
+        let mut ev = random(&mut rng, k * shape[1]);
+        // a code repeated 128 and 64 codes later: the search must keep the first of equals
+        if k > 200 {
+            for c in 0..shape[1] {
+                ev[(k - 1) * shape[1] + c] = ev[(k - 129) * shape[1] + c];
+                ev[(k - 65) * shape[1] + c] = ev[(k - 129) * shape[1] + c];
+            }
+        }
+        let e = upload(&gpu, &[k, shape[1]], &ev);
+        let [small, wide] = [GemmTile::Square64, GemmTile::Square128].map(|tile| {
+            let codes = download(&vq::nearest_codes_on_tile(&z, &e, tile));
+            check_nearest(
+                &codes,
+                &zv,
+                &ev,
+                shape,
+                k,
+                &format!("z {shape:?} K={k} {tile}"),
+            );
+            codes
+        });
+        assert_eq!(
+            small, wide,
+            "z {shape:?} K={k}: the tiles chose differently"
+        );
+    }
+}
+
 /// K = 16384 codes of dimension 512 on one device's kernel set; 4 positions per plane, which the
 /// cpu set searches in blocks.
 fn largest_codebook(gpu: &vqgpu::Gpu) {

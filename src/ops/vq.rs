@@ -5,6 +5,7 @@
 use crate::autograd;
 use crate::gpu::{Binding, Kernel, KernelSet, Shader, COLLECTIVE};
 use crate::ops::blocked;
+use crate::ops::gemm::GemmTile;
 use crate::tensor::Tensor;
 
 /// `shaders/vq.wgsl`.
@@ -16,12 +17,13 @@ const NORMS: Binding = Binding::read(3, "norms");
 const OUT: Binding = Binding::read_write(4, "out");
 const OUT_DIST: Binding = Binding::read_write(5, "out_dist");
 
-/// Rows per workgroup of the fused nearest-code kernel.
-const ROWS_PER_GROUP: usize = 64;
-/// Codes per tile of the fused nearest-code kernel.
-const CODES_PER_TILE: usize = 64;
-/// Code dimensions per slice of the fused nearest-code kernel.
-const DIMS_PER_SLICE: usize = 16;
+/// Code dimensions per slice of the fused nearest-code kernel on a tile of `edge` rows and codes.
+fn dims_per_slice(tile: GemmTile) -> usize {
+    match tile {
+        GemmTile::Square64 => 16,
+        GemmTile::Square128 => 8,
+    }
+}
 /// Most (code tile x dim slice) steps one invocation may take: keeps every loop nest well under the
 /// 65535 iterations after which the software Vulkan driver (llvmpipe) silently stops a loop.
 const MAX_TILE_STEPS: usize = 2048;
@@ -86,17 +88,23 @@ impl VqShape {
         }
     }
 
-    /// (chunks, codes per chunk) of the fused search: bounded work per invocation, and enough
-    /// workgroups for small batches.
-    fn code_chunks(&self) -> (usize, usize) {
-        let slices = self.d.div_ceil(DIMS_PER_SLICE);
-        let max_codes = CODES_PER_TILE * (MAX_TILE_STEPS / slices).max(1);
-        let tiles = self.k.div_ceil(CODES_PER_TILE);
+    /// The tile of the fused search: that of the GEMM of the same size (rows by codes).
+    fn tile(&self) -> GemmTile {
+        GemmTile::for_product(self.rows(), self.k)
+    }
+
+    /// (chunks, codes per chunk) of the fused search on `tile`: bounded work per invocation, and
+    /// enough workgroups for small batches.
+    fn code_chunks(&self, tile: GemmTile) -> (usize, usize) {
+        let edge = tile.edge();
+        let slices = self.d.div_ceil(dims_per_slice(tile));
+        let max_codes = edge * (MAX_TILE_STEPS / slices).max(1);
+        let tiles = self.k.div_ceil(edge);
         let for_occupancy = TARGET_GROUPS
-            .div_ceil(self.rows().div_ceil(ROWS_PER_GROUP))
+            .div_ceil(self.rows().div_ceil(edge))
             .min(tiles);
         let wanted = self.k.div_ceil(max_codes).max(for_occupancy).max(1);
-        let per_chunk = tiles.div_ceil(wanted) * CODES_PER_TILE;
+        let per_chunk = tiles.div_ceil(wanted) * edge;
         (self.k.div_ceil(per_chunk), per_chunk)
     }
 }
@@ -131,17 +139,31 @@ pub fn code_norms(codebook: &Tensor) -> Tensor {
 /// For z [B, D, H, W] and codebook [K, D]: the index of the nearest code (squared Euclidean
 /// distance, ties to the lowest index) at every position, [B, H, W]. No gradient.
 pub fn nearest_codes(z: &Tensor, codebook: &Tensor) -> Tensor {
+    search(z, codebook, None)
+}
+
+/// [`nearest_codes`] by `vq.wgsl`'s fused search on the given tile, whatever the kernel set: for
+/// benchmarks and tests that compare the tiles (both give the same codes).
+pub fn nearest_codes_on_tile(z: &Tensor, codebook: &Tensor, tile: GemmTile) -> Tensor {
+    search(z, codebook, Some(tile))
+}
+
+/// The nearest codes: on the CPU set's blocked search where it fits and no tile is asked for,
+/// else on `vq.wgsl`'s fused search on `tile` (or the tile for the shape).
+fn search(z: &Tensor, codebook: &Tensor, tile: Option<GemmTile>) -> Tensor {
     let shape = VqShape::of(z, codebook);
     let norms = code_norms(codebook);
     let gpu = z.gpu();
     let n = shape.rows();
     let blocked_chunk = blocked::nearest_chunk(shape.d);
-    let by_blocks = gpu.kernel_set() == KernelSet::Cpu
+    let by_blocks = tile.is_none()
+        && gpu.kernel_set() == KernelSet::Cpu
         && blocked::nearest_fits(gpu, n, shape.h * shape.w, shape.k.div_ceil(blocked_chunk));
+    let tile = tile.unwrap_or(shape.tile());
     let (chunks, per_chunk) = if by_blocks {
         (shape.k.div_ceil(blocked_chunk), blocked_chunk)
     } else {
-        shape.code_chunks()
+        shape.code_chunks(tile)
     };
     let candidates = Tensor::uninit(gpu, &[chunks, n]);
     let distances = Tensor::uninit(gpu, &[chunks, n]);
@@ -150,10 +172,14 @@ pub fn nearest_codes(z: &Tensor, codebook: &Tensor) -> Tensor {
         blocked::nearest(z, codebook, &norms, per_chunk, &candidates, &distances);
     } else {
         params.k_chunk = per_chunk as u32;
-        let mut groups = gpu.grid(n.div_ceil(ROWS_PER_GROUP) as u32);
+        let mut groups = gpu.grid(n.div_ceil(tile.edge()) as u32);
         groups[2] = chunks as u32;
+        let entry = match tile {
+            GemmTile::Square64 => "nearest",
+            GemmTile::Square128 => "nearest_wide",
+        };
         gpu.dispatch_counted(
-            &Kernel::new(&SHADER, "nearest"),
+            &Kernel::new(&SHADER, entry),
             &params,
             &[
                 z.bind(Z),
@@ -243,7 +269,7 @@ pub fn code_stats(counts: &Tensor, rows: usize) -> Tensor {
 
 #[cfg(test)]
 mod tests {
-    use super::VqShape;
+    use super::{dims_per_slice, GemmTile, VqShape};
 
     #[test]
     fn codebook_chunks_bound_the_work_and_cover_every_code() {
@@ -253,6 +279,7 @@ mod tests {
             (1, 1, 1),
             (2048, 64, 512),
             (64, 8, 16384),
+            (65536, 256, 8192),
         ] {
             let s = VqShape {
                 batch: rows,
@@ -261,13 +288,30 @@ mod tests {
                 w: 1,
                 k,
             };
-            let (chunks, per_chunk) = s.code_chunks();
-            assert_eq!(per_chunk % super::CODES_PER_TILE, 0);
-            assert!(
-                chunks * per_chunk >= k && (chunks - 1) * per_chunk < k,
-                "{rows} {d} {k}"
-            );
-            assert!(per_chunk / 64 * d.div_ceil(16) <= super::MAX_TILE_STEPS || per_chunk == 64);
+            for tile in [GemmTile::Square64, GemmTile::Square128] {
+                let edge = tile.edge();
+                let (chunks, per_chunk) = s.code_chunks(tile);
+                assert_eq!(per_chunk % edge, 0);
+                assert!(
+                    chunks * per_chunk >= k && (chunks - 1) * per_chunk < k,
+                    "{rows} {d} {k} {tile}"
+                );
+                let steps = per_chunk / edge * d.div_ceil(dims_per_slice(tile));
+                assert!(steps <= super::MAX_TILE_STEPS || per_chunk == edge);
+            }
         }
+    }
+
+    #[test]
+    fn large_searches_take_the_wide_tile() {
+        let shape = |rows, k| VqShape {
+            batch: rows,
+            d: 64,
+            h: 1,
+            w: 1,
+            k,
+        };
+        assert_eq!(shape(65536, 512).tile(), GemmTile::Square128);
+        assert_eq!(shape(4096, 512).tile(), GemmTile::Square64);
     }
 }

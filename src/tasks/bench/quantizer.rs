@@ -6,8 +6,9 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::autograd;
 use crate::error::{Error, Result};
-use crate::gpu::Gpu;
+use crate::gpu::{Gpu, KernelSet};
 use crate::nn::{MAX_CODES, MAX_CODE_DIM};
+use crate::ops::gemm::GemmTile;
 use crate::ops::vq;
 use crate::tensor::Tensor;
 
@@ -43,6 +44,9 @@ pub struct QuantizerRow {
     pub fused_correct: bool,
     /// Whether the naive result agreed with the fused one everywhere.
     pub naive_agrees: bool,
+    /// On the GPU kernel set: the fused search on the tile it did not choose, its median seconds
+    /// per call, and whether its codes equal the chosen tile's.
+    pub other_tile: Option<(GemmTile, f64, bool)>,
 }
 
 impl QuantizerRow {
@@ -83,6 +87,17 @@ pub fn quantizer(
         let naive_agrees = fused_codes == naive_codes;
         let fused = time_calls(gpu, cfg, &|| drop(vq::nearest_codes(&z, &e)))?;
         let naive = time_calls(gpu, cfg, &|| drop(vq::nearest_codes_naive(&z, &e)))?;
+        let other_tile = if gpu.kernel_set() == KernelSet::Gpu {
+            let other = match GemmTile::for_product(n, k) {
+                GemmTile::Square64 => GemmTile::Square128,
+                GemmTile::Square128 => GemmTile::Square64,
+            };
+            let agrees = vq::nearest_codes_on_tile(&z, &e, other).to_vec()? == fused_codes;
+            let seconds = time_calls(gpu, cfg, &|| drop(vq::nearest_codes_on_tile(&z, &e, other)))?;
+            Some((other, seconds, agrees))
+        } else {
+            None
+        };
         let row = QuantizerRow {
             n,
             k,
@@ -91,6 +106,7 @@ pub fn quantizer(
             naive,
             fused_correct,
             naive_agrees,
+            other_tile,
         };
         report(&row);
         rows.push(row);
@@ -136,8 +152,18 @@ pub fn run(gpu: &Gpu, options: &QuantizerOptions) -> Result<Vec<QuantizerRow>> {
             }
             (false, _) => "FUSED WRONG vs CPU reference",
         };
+        let other = r
+            .other_tile
+            .map_or(String::new(), |(tile, seconds, agrees)| {
+                format!(
+                    "; fused on the {tile}: {:.3} ms, {:.1} GFLOP/s, {}",
+                    seconds * 1e3,
+                    r.gflops(seconds),
+                    if agrees { "same codes" } else { "CODES DIFFER" }
+                )
+            });
         println!(
-            "{:>6} {:>6} {:>4} {:>11.3} {:>9.1} {:>11.3} {:>9.1} {:>7.1}x  {check}",
+            "{:>6} {:>6} {:>4} {:>11.3} {:>9.1} {:>11.3} {:>9.1} {:>7.1}x  {check}{other}",
             r.n,
             r.k,
             r.d,
