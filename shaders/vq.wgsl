@@ -94,8 +94,8 @@ fn store_slice(t: u32, rows: u32, depth: u32, z_next: vec4<f32>, e_next: vec4<f3
     }
 }
 
-// The first K slice a thread loads for the chunk [k_begin, ..) and where its z row starts: it
-// loads row r0 + t % rows (neighbouring threads take neighbouring rows, contiguous in NCHW).
+// The z row thread t loads, r0 + t % rows (neighbouring threads take neighbouring rows,
+// contiguous in NCHW), and where that row starts.
 fn z_row_at(r0: u32, t: u32, rows: u32) -> vec2<u32> {
     let row = r0 + t % rows;
     return vec2<u32>(row, ((row / p.hw) * p.d) * p.hw + row % p.hw);
@@ -158,6 +158,31 @@ fn merge_rows(r0: u32, chunk: u32, k_begin: u32, t: u32, lid: vec3<u32>, best_di
     workgroupBarrier();
 }
 
+// One dim of a 4 x 4 block: rows z (four of them) times codes e (four).
+fn accumulate(acc: ptr<function, array<vec4<f32>, 4>>, z4: vec4<f32>, e4: vec4<f32>) {
+    (*acc)[0] = (*acc)[0] + z4.x * e4;
+    (*acc)[1] = (*acc)[1] + z4.y * e4;
+    (*acc)[2] = (*acc)[2] + z4.z * e4;
+    (*acc)[3] = (*acc)[3] + z4.w * e4;
+}
+
+// What a workgroup searches: rows from r0, chunk wid.z of the codebook, its codes [k_begin, k_end).
+struct Search {
+    r0: u32,
+    chunk: u32,
+    k_begin: u32,
+    k_end: u32,
+}
+
+fn begin_search(wid: vec3<u32>, nwg: vec3<u32>, rows: u32) -> Search {
+    var s: Search;
+    s.r0 = (wid.x + wid.y * nwg.x) * rows;
+    s.chunk = wid.z;
+    s.k_begin = s.chunk * p.k_chunk;
+    s.k_end = min(p.k, s.k_begin + p.k_chunk);
+    return s;
+}
+
 fn no_best_yet(best_dist: ptr<function, array<f32, 4>>, best_code: ptr<function, array<u32, 4>>) {
     for (var i = 0u; i < 4u; i = i + 1u) {
         (*best_dist)[i] = 3.0e38;
@@ -168,19 +193,17 @@ fn no_best_yet(best_dist: ptr<function, array<f32, 4>>, best_code: ptr<function,
 @compute @workgroup_size(16, 16)
 fn nearest(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
-    let r0 = (wid.x + wid.y * nwg.x) * 64u;
-    let chunk = wid.z;
-    let k_begin = chunk * p.k_chunk;
-    let k_end = min(p.k, k_begin + p.k_chunk);
+    let w = begin_search(wid, nwg, 64u);
+    let k_end = w.k_end;
     var best_dist: array<f32, 4>;
     var best_code: array<u32, 4>;
     no_best_yet(&best_dist, &best_code);
-    let z_at = z_row_at(r0, t, 64u);
+    let z_at = z_row_at(w.r0, t, 64u);
     // the next slice is loaded into registers while the current one is multiplied
     var z_next: vec4<f32>;
     var e_next: vec4<f32>;
-    fetch_slice(vec2<u32>(k_begin, 0u), k_end, t, z_at, 64u, 16u, &z_next, &e_next);
-    for (var c0 = k_begin; c0 < k_end; c0 = c0 + 64u) {
+    fetch_slice(vec2<u32>(w.k_begin, 0u), k_end, t, z_at, 64u, 16u, &z_next, &e_next);
+    for (var c0 = w.k_begin; c0 < k_end; c0 = c0 + 64u) {
         var acc: array<vec4<f32>, 4>; // [row][code]
         for (var d0 = 0u; d0 < p.d; d0 = d0 + 16u) {
             store_slice(t, 64u, 16u, z_next, e_next);
@@ -188,27 +211,20 @@ fn nearest(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
             let next = next_slice(c0, d0, 64u, 16u);
             if (next.x < k_end) { fetch_slice(next, k_end, t, z_at, 64u, 16u, &z_next, &e_next); }
             for (var dd = 0u; dd < 16u; dd = dd + 1u) {
-                let zr = z_tile[dd * 16u + lid.y];
-                let er = e_tile[dd * 17u + lid.x];
-                acc[0] = acc[0] + zr.x * er;
-                acc[1] = acc[1] + zr.y * er;
-                acc[2] = acc[2] + zr.z * er;
-                acc[3] = acc[3] + zr.w * er;
+                accumulate(&acc, z_tile[dd * 16u + lid.y], e_tile[dd * 17u + lid.x]);
             }
             workgroupBarrier();
         }
         keep_best(acc, c0 + 4u * lid.x, k_end, &best_dist, &best_code);
     }
-    merge_rows(r0, chunk, k_begin, t, lid, best_dist, best_code);
+    merge_rows(w.r0, w.chunk, w.k_begin, t, lid, best_dist, best_code);
 }
 
 @compute @workgroup_size(16, 16)
 fn nearest_wide(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
-    let r0 = (wid.x + wid.y * nwg.x) * 128u;
-    let chunk = wid.z;
-    let k_begin = chunk * p.k_chunk;
-    let k_end = min(p.k, k_begin + p.k_chunk);
+    let w = begin_search(wid, nwg, 128u);
+    let k_end = w.k_end;
     // rows 4 lid.y + i ("near") and 64 + 4 lid.y + i ("far"), codes 4 lid.x + j ("lo") and
     // 64 + 4 lid.x + j ("hi") of each tile
     var near_dist: array<f32, 4>;
@@ -217,11 +233,11 @@ fn nearest_wide(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     var far_code: array<u32, 4>;
     no_best_yet(&near_dist, &near_code);
     no_best_yet(&far_dist, &far_code);
-    let z_at = z_row_at(r0, t, 128u);
+    let z_at = z_row_at(w.r0, t, 128u);
     var z_next: vec4<f32>;
     var e_next: vec4<f32>;
-    fetch_slice(vec2<u32>(k_begin, 0u), k_end, t, z_at, 128u, 8u, &z_next, &e_next);
-    for (var c0 = k_begin; c0 < k_end; c0 = c0 + 128u) {
+    fetch_slice(vec2<u32>(w.k_begin, 0u), k_end, t, z_at, 128u, 8u, &z_next, &e_next);
+    for (var c0 = w.k_begin; c0 < k_end; c0 = c0 + 128u) {
         var near_lo: array<vec4<f32>, 4>; // [row][code]
         var near_hi: array<vec4<f32>, 4>;
         var far_lo: array<vec4<f32>, 4>;
@@ -236,22 +252,10 @@ fn nearest_wide(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
                 let zf = z_tile[dd * 32u + 16u + lid.y];
                 let el = e_tile[dd * 33u + lid.x];
                 let eh = e_tile[dd * 33u + 16u + lid.x];
-                near_lo[0] = near_lo[0] + zn.x * el;
-                near_lo[1] = near_lo[1] + zn.y * el;
-                near_lo[2] = near_lo[2] + zn.z * el;
-                near_lo[3] = near_lo[3] + zn.w * el;
-                near_hi[0] = near_hi[0] + zn.x * eh;
-                near_hi[1] = near_hi[1] + zn.y * eh;
-                near_hi[2] = near_hi[2] + zn.z * eh;
-                near_hi[3] = near_hi[3] + zn.w * eh;
-                far_lo[0] = far_lo[0] + zf.x * el;
-                far_lo[1] = far_lo[1] + zf.y * el;
-                far_lo[2] = far_lo[2] + zf.z * el;
-                far_lo[3] = far_lo[3] + zf.w * el;
-                far_hi[0] = far_hi[0] + zf.x * eh;
-                far_hi[1] = far_hi[1] + zf.y * eh;
-                far_hi[2] = far_hi[2] + zf.z * eh;
-                far_hi[3] = far_hi[3] + zf.w * eh;
+                accumulate(&near_lo, zn, el);
+                accumulate(&near_hi, zn, eh);
+                accumulate(&far_lo, zf, el);
+                accumulate(&far_hi, zf, eh);
             }
             workgroupBarrier();
         }
@@ -260,8 +264,8 @@ fn nearest_wide(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
         keep_best(far_lo, c0 + 4u * lid.x, k_end, &far_dist, &far_code);
         keep_best(far_hi, c0 + 64u + 4u * lid.x, k_end, &far_dist, &far_code);
     }
-    merge_rows(r0, chunk, k_begin, t, lid, near_dist, near_code);
-    merge_rows(r0 + 64u, chunk, k_begin, t, lid, far_dist, far_code);
+    merge_rows(w.r0, w.chunk, w.k_begin, t, lid, near_dist, near_code);
+    merge_rows(w.r0 + 64u, w.chunk, w.k_begin, t, lid, far_dist, far_code);
 }
 
 // codes[n] = the best of the per-chunk candidates (z holds the candidate codes, norms their distances,

@@ -28,6 +28,20 @@ const BLOCKED_SHAPES: [(usize, usize, usize); 5] = [
     (70, 24, 5000),
 ];
 
+/// Random operands of an M x N x K product: a stored [M, K] (or [K, M] transposed) and b [K, N]
+/// (or [N, K]), with their values.
+fn operands(
+    gpu: &vqgpu::Gpu,
+    rng: &mut rand_chacha::ChaCha8Rng,
+    (m, n, k): (usize, usize, usize),
+    ta: bool,
+    tb: bool,
+) -> (vqgpu::Tensor, Vec<f32>, vqgpu::Tensor, Vec<f32>) {
+    let (a, av) = random_tensor(gpu, rng, &if ta { [k, m] } else { [m, k] });
+    let (b, bv) = random_tensor(gpu, rng, &if tb { [n, k] } else { [k, n] });
+    (a, av, b, bv)
+}
+
 /// `op(a) op(b)` where a is stored [M, K] (or [K, M] transposed) and b [K, N] (or [N, K]).
 fn reference(a: &[f32], b: &[f32], m: usize, n: usize, k: usize, ta: bool, tb: bool) -> Vec<f64> {
     let mut c = vec![0.0; m * n];
@@ -64,10 +78,7 @@ fn both_tiles_match_reference_and_agree_bit_for_bit() {
     for (m, n, k) in WIDE_SHAPES.into_iter().chain(SHAPES) {
         for ta in [false, true] {
             for tb in [false, true] {
-                let a_shape = if ta { [k, m] } else { [m, k] };
-                let b_shape = if tb { [n, k] } else { [k, n] };
-                let (a, av) = random_tensor(&gpu, &mut rng, &a_shape);
-                let (b, bv) = random_tensor(&gpu, &mut rng, &b_shape);
+                let (a, av, b, bv) = operands(&gpu, &mut rng, (m, n, k), ta, tb);
                 let want = reference(&av, &bv, m, n, k, ta, tb);
                 let [small, wide] = [GemmTile::Square64, GemmTile::Square128].map(|tile| {
                     let c = download(&gemm::matmul_on_tile(&a, &b, ta, tb, tile));
@@ -97,10 +108,7 @@ fn matmul_cases(gpu: &vqgpu::Gpu) {
     for (m, n, k) in SHAPES.into_iter().chain(BLOCKED_SHAPES) {
         for ta in [false, true] {
             for tb in [false, true] {
-                let a_shape = if ta { [k, m] } else { [m, k] };
-                let b_shape = if tb { [n, k] } else { [k, n] };
-                let (a, av) = random_tensor(&gpu, &mut rng, &a_shape);
-                let (b, bv) = random_tensor(&gpu, &mut rng, &b_shape);
+                let (a, av, b, bv) = operands(&gpu, &mut rng, (m, n, k), ta, tb);
                 let c = gemm::matmul(&a, &b, ta, tb);
                 assert_eq!(c.shape(), [m, n]);
                 let want = reference(&av, &bv, m, n, k, ta, tb);

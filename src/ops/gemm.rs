@@ -39,6 +39,14 @@ impl GemmTile {
         }
     }
 
+    /// The other tile.
+    pub fn other(self) -> Self {
+        match self {
+            Self::Square64 => Self::Square128,
+            Self::Square128 => Self::Square64,
+        }
+    }
+
     fn entry(self) -> &'static str {
         match self {
             Self::Square64 => "gemm",

@@ -152,27 +152,20 @@ pub fn kernels(
     for &n in &cfg.gemm_sizes {
         let a = random(gpu, &mut rng, &[n, n])?;
         let b = random(gpu, &mut rng, &[n, n])?;
-        let seconds = time_calls(gpu, cfg, &|| drop(gemm::matmul(&a, &b, false, false)))?;
-        push(
-            BenchRow {
-                name: format!("gemm {n}x{n}x{n}"),
-                seconds,
-                flops: 2.0 * (n as f64).powi(3),
-            },
-            &mut rows,
-        );
+        // on the GPU set also the tile the product would not take, for comparison
+        let mut tiles = vec![(format!("gemm {n}x{n}x{n}"), None)];
         if gpu.kernel_set() == KernelSet::Gpu {
-            // the tile the row above did not use, for comparison
-            let other = match GemmTile::for_product(n, n) {
-                GemmTile::Square64 => GemmTile::Square128,
-                GemmTile::Square128 => GemmTile::Square64,
-            };
-            let seconds = time_calls(gpu, cfg, &|| {
-                drop(gemm::matmul_on_tile(&a, &b, false, false, other))
+            let other = GemmTile::for_product(n, n).other();
+            tiles.push((format!("gemm {n}x{n}x{n}, {other}"), Some(other)));
+        }
+        for (name, tile) in tiles {
+            let seconds = time_calls(gpu, cfg, &|| match tile {
+                None => drop(gemm::matmul(&a, &b, false, false)),
+                Some(tile) => drop(gemm::matmul_on_tile(&a, &b, false, false, tile)),
             })?;
             push(
                 BenchRow {
-                    name: format!("gemm {n}x{n}x{n}, {other}"),
+                    name,
                     seconds,
                     flops: 2.0 * (n as f64).powi(3),
                 },

@@ -88,10 +88,7 @@ pub fn quantizer(
         let fused = time_calls(gpu, cfg, &|| drop(vq::nearest_codes(&z, &e)))?;
         let naive = time_calls(gpu, cfg, &|| drop(vq::nearest_codes_naive(&z, &e)))?;
         let other_tile = if gpu.kernel_set() == KernelSet::Gpu {
-            let other = match GemmTile::for_product(n, k) {
-                GemmTile::Square64 => GemmTile::Square128,
-                GemmTile::Square128 => GemmTile::Square64,
-            };
+            let other = GemmTile::for_product(n, k).other();
             let agrees = vq::nearest_codes_on_tile(&z, &e, other).to_vec()? == fused_codes;
             let seconds = time_calls(gpu, cfg, &|| drop(vq::nearest_codes_on_tile(&z, &e, other)))?;
             Some((other, seconds, agrees))
