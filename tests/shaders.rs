@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use naga::back::{glsl, hlsl, msl, spv, PipelineConstants};
 use naga::valid::{Capabilities, ValidationFlags, Validator};
 use naga::{AddressSpace, ShaderStage, StorageAccess, TypeInner};
-use vqgpu::gpu::{Access, OverrideAxis, Shader, LIBRARIES};
-use vqgpu::ops::SHADERS;
+use vqgpu::gpu::{Access, OverrideAxis, Shader};
+use vqgpu::ops::{LIBRARIES, SHADERS};
 
 /// The shader of `shaders/{file}` as the engine declares it.
 fn declared(file: &str) -> &'static Shader {

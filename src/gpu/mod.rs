@@ -27,7 +27,6 @@ pub use pool::PooledBuffer;
 pub use recorder::{BufferArg, HostStats};
 pub use shader::{
     Access, Binding, Field, Library, OverrideAxis, ParamsLayout, Shader, UniformParams, WgslScalar,
-    COLLECTIVE, LIBRARIES,
 };
 pub use wgpu::DeviceType;
 

@@ -172,24 +172,6 @@ impl Library {
     }
 }
 
-/// `shaders/collective.wgsl` and `shaders/collective_subgroups.wgsl`: operations of all the
-/// threads of a workgroup together: `workgroup_sum`, `workgroup_compact`.
-pub static COLLECTIVE: Library = Library {
-    stem: "collective",
-    plain: include_str!(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/shaders/collective.wgsl"
-    )),
-    subgroups: include_str!(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/shaders/collective_subgroups.wgsl"
-    )),
-    lanes_override: "SUBGROUP_LANES",
-};
-
-/// Every library of functions the kernel families call, for the shader tests.
-pub static LIBRARIES: [&Library; 1] = [&COLLECTIVE];
-
 /// Declares a `#[repr(C)]` uniform struct and implements [`UniformParams`] for it, recording the
 /// name, offset and type of every field.
 #[macro_export]

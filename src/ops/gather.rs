@@ -3,7 +3,8 @@
 //! Indices are f32 tensors holding exact integers.
 
 use crate::autograd;
-use crate::gpu::{Binding, KernelSet, Shader, COLLECTIVE};
+use crate::gpu::{Binding, KernelSet, Shader};
+use crate::ops::collective;
 use crate::ops::reduce;
 use crate::tensor::Tensor;
 
@@ -13,7 +14,7 @@ pub static SHADER: Shader = crate::shader!(
     Params,
     [INDICES, TABLE, OUT, SRC, COUNTS_OUT, SUMS_OUT]
 )
-.with_library(&COLLECTIVE);
+.with_library(&collective::LIBRARY);
 const INDICES: Binding = Binding::read(1, "indices");
 const TABLE: Binding = Binding::read(2, "table");
 const OUT: Binding = Binding::read_write(3, "out");

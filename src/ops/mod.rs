@@ -5,6 +5,7 @@
 pub mod adam;
 pub mod attention;
 pub mod blocked;
+pub mod collective;
 pub mod conv;
 pub mod elementwise;
 pub mod ema;
@@ -16,7 +17,7 @@ pub mod softmax;
 pub mod vq;
 pub mod window;
 
-use crate::gpu::Shader;
+use crate::gpu::{Library, Shader};
 use crate::tensor::Tensor;
 
 /// What the last kernel of an op does with its result: where it writes it (a new tensor, or a
@@ -72,6 +73,9 @@ impl<'a> Epilogue<'a> {
         }
     }
 }
+
+/// Every library of functions the kernel families call, for the shader tests.
+pub static LIBRARIES: [&Library; 1] = [&collective::LIBRARY];
 
 /// Every kernel family, for the shader tests: adding a family means adding its file in `shaders/`,
 /// its module here, and its entry in this list.

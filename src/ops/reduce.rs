@@ -2,7 +2,8 @@
 //! per channel) and the MSE loss. Full reductions run as per-workgroup partials plus a final pass.
 
 use crate::autograd;
-use crate::gpu::{Binding, Shader, COLLECTIVE};
+use crate::gpu::{Binding, Shader};
+use crate::ops::collective;
 use crate::ops::{elementwise, Epilogue};
 use crate::tensor::Tensor;
 
@@ -13,7 +14,7 @@ const MAX_PARTIALS: usize = 256;
 
 /// `shaders/reduce.wgsl`.
 pub static SHADER: Shader =
-    crate::shader!("reduce", Params, [A, B, OUT, G]).with_library(&COLLECTIVE);
+    crate::shader!("reduce", Params, [A, B, OUT, G]).with_library(&collective::LIBRARY);
 const A: Binding = Binding::read(1, "a");
 const B: Binding = Binding::read(2, "b");
 const OUT: Binding = Binding::read_write(3, "out");

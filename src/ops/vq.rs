@@ -3,14 +3,15 @@
 //! exact integers.
 
 use crate::autograd;
-use crate::gpu::{Binding, Kernel, KernelSet, Shader, COLLECTIVE};
+use crate::gpu::{Binding, Kernel, KernelSet, Shader};
 use crate::ops::blocked;
+use crate::ops::collective;
 use crate::ops::gemm::GemmTile;
 use crate::tensor::Tensor;
 
 /// `shaders/vq.wgsl`.
-pub static SHADER: Shader =
-    crate::shader!("vq", Params, [Z, CODEBOOK, NORMS, OUT, OUT_DIST]).with_library(&COLLECTIVE);
+pub static SHADER: Shader = crate::shader!("vq", Params, [Z, CODEBOOK, NORMS, OUT, OUT_DIST])
+    .with_library(&collective::LIBRARY);
 const Z: Binding = Binding::read(1, "z");
 const CODEBOOK: Binding = Binding::read(2, "codebook");
 const NORMS: Binding = Binding::read(3, "norms");
