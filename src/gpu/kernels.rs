@@ -1,7 +1,7 @@
 //! Kernels (an entry point of a [`Shader`] specialised by override constants) and the pipeline
 //! cache keyed by (shader, entry point, override constants, binding signature).
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::rc::Rc;
 
 use arrayvec::ArrayVec;
@@ -72,9 +72,9 @@ impl KernelCache {
     pub fn new(collectives: Collectives) -> Self {
         Self {
             collectives,
-            modules: HashMap::new(),
-            layouts: HashMap::new(),
-            pipelines: HashMap::new(),
+            modules: HashMap::default(),
+            layouts: HashMap::default(),
+            pipelines: HashMap::default(),
         }
     }
 

@@ -12,8 +12,8 @@ mod recorder;
 mod shader;
 pub mod timing;
 
+use foldhash::HashMap;
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::mem::ManuallyDrop;
 use std::rc::Rc;
 

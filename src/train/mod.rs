@@ -106,8 +106,10 @@ impl<S: TrainStep> Trainer<S> {
     /// Records one training step on `batch`: forward, backward, Adam, metric sums. Nothing is
     /// read back.
     pub fn train_step(&mut self, batch: &BatchOf<S::Data>) -> Result<()> {
-        self.task.params().zero_grad();
+        // zeroed after the forward pass, which uploads the batch: an upload submits the work
+        // recorded before it, and the forward pass does not touch gradients
         let out = self.task.forward(batch, &self.run)?;
+        self.task.params().zero_grad();
         out.loss.backward();
         self.run.adam.step(self.task.params());
         let mut terms = vec![Some(&out.loss)];

@@ -63,7 +63,6 @@ pub struct VqVaeBenchOptions {
 fn marked_step(trainer: &mut VqVaeTrainer, x: &Tensor, timer: &mut GpuTimer) -> Result<()> {
     let gpu = x.gpu().clone();
     let model = &mut trainer.task.model;
-    model.params.zero_grad();
     timer.mark(&gpu)?;
     let z = model.encode(x);
     timer.mark(&gpu)?;
@@ -75,6 +74,7 @@ fn marked_step(trainer: &mut VqVaeTrainer, x: &Tensor, timer: &mut GpuTimer) -> 
     };
     let (loss, _) = VqVae::objective(x, &out, trainer.task.images.variance);
     timer.mark(&gpu)?;
+    model.params.zero_grad();
     loss.backward();
     timer.mark(&gpu)?;
     trainer.run.adam.step(&model.params);
