@@ -67,13 +67,18 @@ impl Tensor {
 
     /// A tensor with uninitialised contents (pooled storage is reused, so it holds stale values).
     pub fn uninit(gpu: &Gpu, shape: &[usize]) -> Self {
+        Self::uninit_requiring_grad(gpu, shape, false)
+    }
+
+    /// [`Tensor::uninit`] with `requires_grad` set as given.
+    fn uninit_requiring_grad(gpu: &Gpu, shape: &[usize], requires_grad: bool) -> Self {
         let n = numel(shape);
         assert!(
             n > 0,
             "tensors must have at least one element, got shape {shape:?}"
         );
         let storage = Rc::new(gpu.alloc(n as u64 * 4));
-        Self::build(gpu, shape.to_vec(), storage, 0, false, None)
+        Self::build(gpu, shape.to_vec(), storage, 0, requires_grad, None)
     }
 
     /// `into` (a tensor of as many elements as `shape`, such as a parameter's gradient slot)
@@ -116,12 +121,7 @@ impl Tensor {
 
     /// An uninitialised tensor that is the output of an op (`requires_grad` as its inputs dictate).
     pub(crate) fn output(gpu: &Gpu, shape: &[usize], requires_grad: bool) -> Self {
-        let t = Self::uninit(gpu, shape);
-        if requires_grad {
-            t.with_requires_grad(true)
-        } else {
-            t
-        }
+        Self::uninit_requiring_grad(gpu, shape, requires_grad)
     }
 
     /// A tensor filled with `value`.
@@ -248,6 +248,16 @@ impl Tensor {
             requires_grad,
             None,
         )
+    }
+
+    /// This tensor as the output of an op whose inputs need gradients when `requires_grad`: a
+    /// new handle to the same storage that requires gradients, or else this tensor as it is.
+    pub(crate) fn requiring_grad_if(self, requires_grad: bool) -> Tensor {
+        if requires_grad {
+            self.with_requires_grad(true)
+        } else {
+            self
+        }
     }
 
     /// Stop-gradient: the same values, cut from the graph.

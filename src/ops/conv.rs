@@ -364,7 +364,7 @@ pub fn conv_transpose2d_fused(
     inputs.extend(bias);
     let rg = autograd::needs_grad(&inputs);
     let y = conv2d_input_grad_biased((x, w, bias), (out_h, out_w), adjoint, relu);
-    let y = if rg { y.with_requires_grad(true) } else { y };
+    let y = y.requiring_grad_if(rg);
     if rg {
         let (x_s, w_s) = (x.detach(), w.detach());
         // dx is the convolution of g by w; on the CPU set the columns of g it makes serve dw too

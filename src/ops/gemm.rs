@@ -212,11 +212,7 @@ fn product(
     );
     if a.gpu().kernel_set() == KernelSet::Cpu && k == k2 {
         if let Some(out) = product_blocked(a, b, bias, trans_a, trans_b, into) {
-            return if requires_grad {
-                out.with_requires_grad(true)
-            } else {
-                out
-            };
+            return out.requiring_grad_if(requires_grad);
         }
     }
     let out = Tensor::output_or(a.gpu(), &[m, n], requires_grad, into);

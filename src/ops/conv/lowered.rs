@@ -343,10 +343,10 @@ pub(super) fn forward_keeping_columns(
     rg: bool,
 ) -> (Tensor, Option<Columns>) {
     match launch(s, Mode::Forward, w, x, bias, &s.y_shape(), epilogue) {
-        Some((y, columns)) => (y.with_requires_grad(rg), columns),
+        Some((y, columns)) => (y.requiring_grad_if(rg), columns),
         None => {
             let y = super::split_launch(s, Mode::Forward, w, x, bias, &s.y_shape(), epilogue);
-            (y.with_requires_grad(rg), None)
+            (y.requiring_grad_if(rg), None)
         }
     }
 }
