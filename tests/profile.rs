@@ -121,7 +121,7 @@ fn check_vqvae_profile(gpu: &vqgpu::Gpu) {
 }
 
 #[test]
-fn a_repeated_training_step_creates_no_buffers_and_reuses_its_bind_groups() {
+fn a_repeated_training_step_submits_once_creates_no_buffers_and_reuses_its_bind_groups() {
     let gpu = gpu();
     let mut trainer =
         VqVaeTrainer::new(&gpu, tiny_vqvae(), 0, 1e-3, 2, [3, 32, 32], 1.0 / 12.0).unwrap();
@@ -144,6 +144,13 @@ fn a_repeated_training_step_creates_no_buffers_and_reuses_its_bind_groups() {
         "a repeated step created buffers"
     );
     assert!(step.dispatches > 0);
+    // the batch upload comes before any launch of the step, so it does not submit them early:
+    // the step's one submit and one compute pass are the sync's
+    assert_eq!(
+        (step.submissions, step.passes),
+        (1, 1),
+        "submits and compute passes of a training step and a sync"
+    );
     // the pool hands out the same buffers in the same order, so every bind group is cached
     assert_eq!(
         step.bind_groups, 0,
