@@ -8,10 +8,10 @@
 //! allocator that took about a third of the step's recording time.
 
 use std::alloc::{GlobalAlloc, Layout};
-
-use mimalloc::MiMalloc;
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use mimalloc::MiMalloc;
 
 /// mimalloc, counting every allocation and reallocation of the calling thread.
 pub struct CountingAllocator;

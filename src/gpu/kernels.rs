@@ -1,10 +1,10 @@
 //! Kernels (an entry point of a [`Shader`] specialised by override constants) and the pipeline
 //! cache keyed by (shader, entry point, override constants, binding signature).
 
-use foldhash::HashMap;
 use std::rc::Rc;
 
 use arrayvec::ArrayVec;
+use foldhash::HashMap;
 
 use super::context::Collectives;
 use super::shader::{Access, Shader};

@@ -12,10 +12,11 @@ mod recorder;
 mod shader;
 pub mod timing;
 
-use foldhash::HashMap;
 use std::cell::{Cell, RefCell};
 use std::mem::ManuallyDrop;
 use std::rc::Rc;
+
+use foldhash::HashMap;
 
 pub use context::{
     list_adapters, AdapterReport, Backend, Collectives, GpuFeatures, GpuOptions,

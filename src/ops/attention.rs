@@ -185,7 +185,7 @@ pub fn causal_attention(queries: &Tensor, keys: &Tensor, values: &Tensor, heads:
     let (probs, out) = problem.attend(queries, keys, values);
     let out = out
         .reshape(queries.shape())
-        .with_requires_grad(autograd::needs_grad(&[queries, keys, values]));
+        .requiring_grad_if(autograd::needs_grad(&[queries, keys, values]));
     if out.requires_grad() {
         let (q, k, v) = (queries.detach(), keys.detach(), values.detach());
         let wants = [
