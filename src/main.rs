@@ -123,9 +123,9 @@ enum TrainCommand {
 
 #[derive(Subcommand)]
 enum BenchCommand {
-    /// GEMM and the VQ-VAE convolutions (forward, input gradient, weight gradient)
+    /// GEMM and the VQ-VAE convolutions (forward, input gradient, weight gradient), each beside the GEMM of its M x N x K
     Kernels(BenchKernelsArgs),
-    /// Nearest-code search: the fused kernel against a one-thread-per-row kernel, GFLOP/s (2NKD)
+    /// Nearest-code search: the fused kernel against a one-thread-per-row kernel and the GEMM of its N x K x D, GFLOP/s (2NKD)
     Quantizer(BenchQuantizerArgs),
     /// VQ-VAE training throughput (images/s) and the time split of a step
     Vqvae(BenchVqVaeArgs),

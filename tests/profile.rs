@@ -1,12 +1,13 @@
 //! The step profiler of `bench vqvae --profile` and `bench prior --profile`: its rows add up to
 //! the step and cover every layer, and the host figures it reports (dispatches, compute passes,
-//! bind groups, uploads) match what a step records. Also: a repeated step allocates nothing.
+//! bind groups, uploads) match what a step records. Also: a repeated step allocates nothing, and
+//! `bench kernels` and `bench quantizer` time each product beside the plain GEMM of its M x N x K.
 
 mod common;
 use common::*;
 use vqgpu::data::Batch;
 use vqgpu::models::pixelcnn::PixelCnnConfig;
-use vqgpu::tasks::bench::{self, profile::StepProfile, PriorBenchOptions};
+use vqgpu::tasks::bench::{self, profile::StepProfile, BenchConfig, PriorBenchOptions};
 use vqgpu::tasks::sample::Sampler;
 use vqgpu::train::VqVaeTrainer;
 
@@ -203,4 +204,68 @@ fn the_prior_bench_trains_samples_and_profiles() {
         .by_kernel
         .iter()
         .any(|row| row.name == "softmax:cross_entropy"));
+}
+
+/// The smallest timing: one call, one repeat.
+fn one_call(batch: usize) -> BenchConfig {
+    BenchConfig {
+        batch,
+        iters: 1,
+        repeats: 1,
+        gemm_sizes: vec![16],
+    }
+}
+
+#[test]
+fn every_convolution_and_quantizer_row_is_timed_beside_the_gemm_of_its_shape() {
+    for gpu in kernel_set_gpus() {
+        let set = gpu.kernel_set();
+        let rows = bench::kernels(&gpu, &one_call(3), &mut |_| {}).unwrap();
+        // the GEMM rows (on the GPU set also the tile it did not choose), then forward, input and
+        // weight gradient of the 9 reference convolutions
+        let (gemms, convs): (Vec<_>, Vec<_>) =
+            rows.iter().partition(|r| r.name.starts_with("gemm"));
+        assert_eq!(convs.len(), 27, "{set:?}");
+        assert!(!gemms.is_empty() && gemms.iter().all(|r| r.gemm.is_none()));
+        for row in convs {
+            let g = row
+                .gemm
+                .unwrap_or_else(|| panic!("{set:?}: {} has no GEMM", row.name));
+            // each product is the GEMM of the same flops, whichever way it is laid out
+            let gemm_flops = 2.0 * (g.m * g.n * g.k) as f64;
+            assert_eq!(
+                gemm_flops,
+                row.flops,
+                "{set:?}: {} against {}",
+                row.name,
+                g.shape()
+            );
+            assert!(
+                g.seconds > 0.0 && g.seconds.is_finite(),
+                "{set:?}: {}",
+                row.name
+            );
+            assert!(row.gemm_fraction().is_some_and(|f| f > 0.0));
+        }
+        // the forward of a strided convolution and its input gradient are different products
+        let shape = |name: &str| rows.iter().find(|r| r.name == name).unwrap().gemm.unwrap();
+        let enc = "enc conv 3->64 k4 s2 32x32";
+        assert_eq!(shape(&format!("{enc} fwd")).shape(), "64x768x48");
+        assert_eq!(shape(&format!("{enc} bwd input")).shape(), "3x3072x256");
+        assert_eq!(shape(&format!("{enc} bwd weight")).shape(), "64x48x768");
+        // a transposed convolution's forward is the input gradient of its adjoint
+        let dec = "dec convT 64->3 k4 s2 16x16";
+        assert_eq!(shape(&format!("{dec} fwd")).shape(), "3x3072x256");
+        assert_eq!(shape(&format!("{dec} bwd input")).shape(), "64x768x48");
+
+        let timing = one_call(1);
+        let rows = bench::quantizer(&gpu, &[(300, 70, 9)], &timing, &mut |_| {}).unwrap();
+        let g = rows[0].gemm.expect("the quantizer's GEMM");
+        assert_eq!(
+            (g.m, g.n, g.k),
+            (300, 70, 9),
+            "{set:?}: rows x codes x dims"
+        );
+        assert!(g.seconds > 0.0 && g.seconds.is_finite());
+    }
 }

@@ -3,12 +3,14 @@
 //! recorded back to back, timed with GPU timestamps where the adapter has them.
 
 mod kernels;
+mod matching_gemm;
 mod prior;
 pub mod profile;
 mod quantizer;
 mod vqvae;
 
 pub use kernels::{kernels, run as run_kernels, BenchRow};
+pub use matching_gemm::MatchingGemm;
 pub use prior::{prior, run as run_prior, PriorBench, PriorBenchOptions};
 pub use quantizer::{quantizer, run as run_quantizer, QuantizerOptions, QuantizerRow};
 pub use vqvae::{run as run_vqvae, vqvae, VqVaeBench, VqVaeBenchOptions, PHASES};

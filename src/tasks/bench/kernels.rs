@@ -10,6 +10,7 @@ use crate::gpu::{Gpu, KernelSet};
 use crate::ops::conv::{self, Conv2dOptions, ConvTranspose2dOptions};
 use crate::ops::gemm::{self, GemmTile};
 
+use super::matching_gemm::{time_matching_gemm, MatchingGemm};
 use super::{adapter_line, random, time_calls, BenchConfig};
 
 /// One measured kernel.
@@ -21,12 +22,20 @@ pub struct BenchRow {
     pub seconds: f64,
     /// Floating-point operations per call.
     pub flops: f64,
+    /// For a convolution product: the plain GEMM of its M x N x K (see [`ConvProducts`]), timed
+    /// the same way; `None` for the GEMM rows themselves and where the adapter cannot bind it.
+    pub gemm: Option<MatchingGemm>,
 }
 
 impl BenchRow {
     /// Achieved GFLOP/s.
     pub fn gflops(&self) -> f64 {
         self.flops / self.seconds / 1e9
+    }
+
+    /// This row's rate as a fraction of its matching GEMM's.
+    pub fn gemm_fraction(&self) -> Option<f64> {
+        self.gemm.map(|g| self.gflops() / g.gflops())
     }
 }
 
@@ -41,6 +50,43 @@ struct ConvCase {
     /// Input spatial size.
     size: usize,
     transposed: bool,
+}
+
+/// The three products of a convolution in conv2d terms (x the larger side of a transposed
+/// convolution), each as the (M, N, K) of the GEMM it is: the forward `y = w x` is
+/// (y channels, batch x y pixels, x channels x taps); the input gradient, one product per stride
+/// phase, is together (x channels, batch x x pixels, y channels x the taps of a phase); the weight
+/// gradient is (y channels, x channels x taps, batch x y pixels). Each costs the convolution's flops.
+struct ConvProducts {
+    forward: (usize, usize, usize),
+    input_grad: (usize, usize, usize),
+    weight_grad: (usize, usize, usize),
+}
+
+impl ConvCase {
+    /// (x size, y size, x channels, y channels) of the convolution in conv2d terms.
+    fn conv2d_sides(&self) -> (usize, usize, usize, usize) {
+        if self.transposed {
+            let out = conv::conv_transpose_out_size(self.size, self.k, self.stride, self.pad, 0)
+                .unwrap_or(1);
+            (out, self.size, self.cout, self.cin)
+        } else {
+            let out = conv::conv_out_size(self.size, self.k, self.stride, self.pad).unwrap_or(1);
+            (self.size, out, self.cin, self.cout)
+        }
+    }
+
+    /// The GEMMs of this convolution at `batch`.
+    fn products(&self, batch: usize) -> ConvProducts {
+        let (x_size, y_size, x_ch, y_ch) = self.conv2d_sides();
+        let taps = self.k * self.k;
+        let phase_taps = self.k.div_ceil(self.stride).pow(2);
+        ConvProducts {
+            forward: (y_ch, batch * y_size * y_size, x_ch * taps),
+            input_grad: (x_ch, batch * x_size * x_size, y_ch * phase_taps),
+            weight_grad: (y_ch, x_ch * taps, batch * y_size * y_size),
+        }
+    }
 }
 
 const VQVAE_CONVS: [ConvCase; 9] = [
@@ -168,6 +214,7 @@ pub fn kernels(
                     name,
                     seconds,
                     flops: 2.0 * (n as f64).powi(3),
+                    gemm: None,
                 },
                 &mut rows,
             );
@@ -175,15 +222,7 @@ pub fn kernels(
     }
     for case in &VQVAE_CONVS {
         let options = Conv2dOptions::new(case.stride, case.pad);
-        // the convolution in conv2d terms: x is the larger side of a transposed convolution
-        let (x_size, y_size, x_ch, y_ch) = if case.transposed {
-            let out = conv::conv_transpose_out_size(case.size, case.k, case.stride, case.pad, 0)
-                .unwrap_or(1);
-            (out, case.size, case.cout, case.cin)
-        } else {
-            let out = conv::conv_out_size(case.size, case.k, case.stride, case.pad).unwrap_or(1);
-            (case.size, out, case.cin, case.cout)
-        };
+        let (x_size, y_size, x_ch, y_ch) = case.conv2d_sides();
         let x = random(gpu, &mut rng, &[cfg.batch, x_ch, x_size, x_size])?;
         let y = random(gpu, &mut rng, &[cfg.batch, y_ch, y_size, y_size])?;
         let w = random(gpu, &mut rng, &[y_ch, x_ch, case.k, case.k])?;
@@ -212,16 +251,24 @@ pub fn kernels(
         let weight_grad = time_calls(gpu, cfg, &|| {
             drop(conv::conv2d_weight_grad(&y, &x, k, options))
         })?;
-        for (pass, seconds) in [
-            ("fwd", forward),
-            ("bwd input", input_grad),
-            ("bwd weight", weight_grad),
+        // a transposed convolution's forward is the conv2d input gradient, and the other way round
+        let products = case.products(cfg.batch);
+        let (forward_product, input_product) = match case.transposed {
+            true => (products.input_grad, products.forward),
+            false => (products.forward, products.input_grad),
+        };
+        for (pass, seconds, product) in [
+            ("fwd", forward, forward_product),
+            ("bwd input", input_grad, input_product),
+            ("bwd weight", weight_grad, products.weight_grad),
         ] {
+            let gemm = time_matching_gemm(gpu, &mut rng, cfg, product)?;
             push(
                 BenchRow {
                     name: format!("{} {pass}", case.name),
                     seconds,
                     flops,
+                    gemm,
                 },
                 &mut rows,
             );
@@ -245,10 +292,23 @@ pub fn run(gpu: &Gpu, cfg: &BenchConfig) -> Result<Vec<BenchRow>> {
         cfg.iters,
         cfg.repeats
     );
-    println!("{:<44} {:>12} {:>10}", "kernel", "ms/call", "GFLOP/s");
+    println!(
+        "{:<44} {:>12} {:>10}   {:<20} {:>10} {:>10} {:>8}",
+        "kernel", "ms/call", "GFLOP/s", "GEMM of its MxNxK", "ms/call", "GFLOP/s", "vs GEMM"
+    );
     kernels(gpu, cfg, &mut |row| {
+        let gemm = match (row.gemm, row.gemm_fraction()) {
+            (Some(g), Some(fraction)) => format!(
+                "   {:<20} {:>10.4} {:>10.1} {:>7.0}%",
+                g.shape(),
+                g.seconds * 1e3,
+                g.gflops(),
+                fraction * 100.0
+            ),
+            _ => String::new(),
+        };
         println!(
-            "{:<44} {:>12.4} {:>10.1}",
+            "{:<44} {:>12.4} {:>10.1}{gemm}",
             row.name,
             row.seconds * 1e3,
             row.gflops()

@@ -12,6 +12,7 @@ use crate::ops::gemm::GemmTile;
 use crate::ops::vq;
 use crate::tensor::Tensor;
 
+use super::matching_gemm::{time_matching_gemm, MatchingGemm};
 use super::{adapter_line, time_calls, BenchConfig};
 
 /// The grid of shapes and the timing of `bench quantizer`.
@@ -47,6 +48,9 @@ pub struct QuantizerRow {
     /// On the GPU kernel set: the fused search on the tile it did not choose, its median seconds
     /// per call, and whether its codes equal the chosen tile's.
     pub other_tile: Option<(GemmTile, f64, bool)>,
+    /// The kernel set's plain GEMM of N x K x D (rows by codes), timed the same way; over fewer
+    /// rows where the N x K output would not fit in one buffer, `None` where not even that fits.
+    pub gemm: Option<MatchingGemm>,
 }
 
 impl QuantizerRow {
@@ -95,6 +99,7 @@ pub fn quantizer(
         } else {
             None
         };
+        let gemm = time_matching_gemm(gpu, &mut rng, cfg, (n, k, d))?;
         let row = QuantizerRow {
             n,
             k,
@@ -104,6 +109,7 @@ pub fn quantizer(
             fused_correct,
             naive_agrees,
             other_tile,
+            gemm,
         };
         report(&row);
         rows.push(row);
@@ -131,8 +137,17 @@ pub fn run(gpu: &Gpu, options: &QuantizerOptions) -> Result<Vec<QuantizerRow>> {
         cfg.repeats
     );
     println!(
-        "{:>6} {:>6} {:>4} {:>11} {:>9} {:>11} {:>9} {:>8}  check",
-        "N", "K", "D", "fused ms", "GFLOP/s", "naive ms", "GFLOP/s", "speed-up"
+        "{:>6} {:>6} {:>4} {:>11} {:>9} {:>11} {:>9} {:>8} {:>9} {:>8}  check",
+        "N",
+        "K",
+        "D",
+        "fused ms",
+        "GFLOP/s",
+        "naive ms",
+        "GFLOP/s",
+        "speed-up",
+        "GEMM GF/s",
+        "vs GEMM"
     );
     let shapes: Vec<(usize, usize, usize)> = n
         .iter()
@@ -159,8 +174,21 @@ pub fn run(gpu: &Gpu, options: &QuantizerOptions) -> Result<Vec<QuantizerRow>> {
                     if agrees { "same codes" } else { "CODES DIFFER" }
                 )
             });
+        // the GEMM's rate and the fused search's share of it; its shape where it has fewer rows
+        let (gemm_rate, gemm_share, gemm_rows) = match r.gemm {
+            Some(g) => (
+                format!("{:.1}", g.gflops()),
+                format!("{:.0}%", r.gflops(r.fused) / g.gflops() * 100.0),
+                if g.m < r.n {
+                    format!("; GEMM over {} of the rows ({})", g.m, g.shape())
+                } else {
+                    String::new()
+                },
+            ),
+            None => ("-".into(), "-".into(), "; GEMM too large to bind".into()),
+        };
         println!(
-            "{:>6} {:>6} {:>4} {:>11.3} {:>9.1} {:>11.3} {:>9.1} {:>7.1}x  {check}{other}",
+            "{:>6} {:>6} {:>4} {:>11.3} {:>9.1} {:>11.3} {:>9.1} {:>7.1}x {gemm_rate:>9} {gemm_share:>8}  {check}{other}{gemm_rows}",
             r.n,
             r.k,
             r.d,
