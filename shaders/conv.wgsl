@@ -22,6 +22,9 @@ override MODE: u32 = 0u;
 override HAS_BIAS: bool = false;
 override MASKED: bool = false;
 override RESIDUAL: bool = false; // the output is residual + result, before the ReLU (not split along K)
+// the output is kept where gate > 0, else 0, last (not split along K): the gradient through the
+// ReLU whose output is `gate`
+override GATED: bool = false;
 // tile shapes used by the host: (4, 4, 16) = 64x64, (2, 8, 16) = 32x128, (1, 16, 8) = 16x256
 override ROWS: u32 = 4u;
 override COLS: u32 = 4u;
@@ -56,6 +59,7 @@ struct Params {
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 @group(0) @binding(5) var<storage, read> residual: array<f32>; // laid out as `out`
+@group(0) @binding(6) var<storage, read> gate: array<f32>;     // laid out as `out`
 
 // [TILE_K][16 * ROWS + 4], as fours of rows: the 4 extra floats per k spread a thread's K column
 // (neighbouring threads store neighbouring k of one row) over the memory banks
@@ -251,12 +255,13 @@ fn out_column(n: u32) -> u32 {
 }
 
 // Stores the sum of an output in row m of K chunk `chunk` at `index`, with the epilogue: the bias
-// (first chunk only), the residual, the ReLU.
+// (first chunk only), the residual, the ReLU, the gate.
 fn store_output(m: u32, index: u32, chunk: u32, sum: f32) {
     var v = sum;
     if (HAS_BIAS && chunk == 0u) { v = v + bias[m]; }
     if (RESIDUAL) { v = residual[index] + v; }
     if (p.relu == 1u) { v = max(v, 0.0); }
+    if (GATED) { v = select(0.0, v, gate[index] > 0.0); }
     out[index] = v;
 }
 

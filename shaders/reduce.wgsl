@@ -11,13 +11,17 @@ struct Params {
     relu: u32,   // sum_mid: 1 writes max(sum, 0)
     scale: f32,
     add: u32,    // sum_mid: 1 writes b[i] + sum (before the ReLU)
+    gate: u32,   // sum_mid: 1 writes the result where g[i] > 0, else 0 (last)
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
-@group(0) @binding(4) var<storage, read> g: array<f32>;
+@group(0) @binding(4) var<storage, read> g: array<f32>; // mse_backward: the upstream scalar; sum_mid: the gate
 
 fn group_id(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return wid.x + wid.y * nwg.x;
@@ -54,7 +58,8 @@ fn sq_diff_chunks(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     if (lid == 0u) { out[w] = p.scale * total; }
 }
 
-// a viewed as [outer, mid, inner]: out[o, s] = scale * sum_m a[o, m, s]; one thread per output
+// a viewed as [outer, mid, inner]: out[o, s] = scale * sum_m a[o, m, s], with the epilogue of the
+// flags (residual, ReLU, gate); one thread per output
 @compute @workgroup_size(256)
 fn sum_mid(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.x + gid.y * nwg.x * 256u;
@@ -68,6 +73,7 @@ fn sum_mid(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     var v = p.scale * acc;
     if (p.add == 1u) { v = b[i] + v; }
     if (p.relu == 1u) { v = max(v, 0.0); }
+    if (p.gate == 1u) { v = select(0.0, v, g[i] > 0.0); }
     out[i] = v;
 }
 

@@ -22,7 +22,23 @@ struct TensorData {
     requires_grad: bool,
     /// Where backward accumulates this leaf's gradient (a parameter's slot in the flat grad buffer).
     grad_sink: Option<GradSlot>,
+    /// What it is known to hold with respect to a ReLU.
+    relu_mark: Cell<ReluMark>,
     gpu: Gpu,
+}
+
+/// What a tensor is known to hold with respect to a ReLU. The gradient through a ReLU is zero
+/// where its output is not positive; a kernel that makes the gradient of a ReLU's output can apply
+/// that mask as it stores it, and then the ReLU's backward has nothing left to do.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum ReluMark {
+    /// Nothing known.
+    #[default]
+    Unknown,
+    /// The output of a ReLU (or of an op ending in one) whose backward masks the gradient by it.
+    Output,
+    /// A gradient already zero wherever the ReLU output with this id is not positive.
+    MaskedFor(u64),
 }
 
 /// A parameter's slot in the flat gradient buffer, and whether it still holds the zeros
@@ -61,8 +77,20 @@ impl Tensor {
             offset,
             requires_grad,
             grad_sink,
+            relu_mark: Cell::new(ReluMark::Unknown),
             gpu: gpu.clone(),
         }))
+    }
+
+    /// What this tensor is known to hold with respect to a ReLU.
+    pub(crate) fn relu_mark(&self) -> ReluMark {
+        self.0.relu_mark.get()
+    }
+
+    /// Records what this tensor holds with respect to a ReLU (its values never change, so the
+    /// mark stays true).
+    pub(crate) fn set_relu_mark(&self, mark: ReluMark) {
+        self.0.relu_mark.set(mark);
     }
 
     /// A tensor with uninitialised contents (pooled storage is reused, so it holds stale values).

@@ -552,3 +552,155 @@ fn conv_backwards_case(gpu: &vqgpu::Gpu) {
         );
     }
 }
+
+/// Gradients of `sum(f(x0) * dy)` with respect to `leaves`, and the launches the backward pass
+/// recorded.
+fn gradients_and_launches(
+    gpu: &vqgpu::Gpu,
+    leaves: &[vqgpu::Tensor],
+    dy: &vqgpu::Tensor,
+    f: &dyn Fn(&[vqgpu::Tensor]) -> vqgpu::Tensor,
+) -> (Vec<Vec<f32>>, u64) {
+    let loss = f(leaves).mul(dy).sum();
+    let before = gpu.host_stats();
+    let grads = loss.backward();
+    let launches = (gpu.host_stats() - before).dispatches;
+    let values = leaves
+        .iter()
+        .map(|t| download(&grads.get(t).expect("a gradient for every leaf")))
+        .collect();
+    (values, launches)
+}
+
+/// A ReLU (on its own, or fused into a convolution) whose output only a convolution takes: the
+/// convolution's input gradient keeps its values only where that output is positive, as it stores
+/// them, and the ReLU's backward launches nothing on the GPU set (the CPU set's lowered products
+/// mask with a launch of their own). Gradients equal those through a separate mask, value for
+/// value; the separate mask is forced by a reshape between the ReLU and the convolution. Cases:
+/// the GPU set's input gradient with and without a K split and over stride phases, a 1x1
+/// convolution, and a transposed convolution, whose input gradient is a forward convolution.
+#[test]
+fn a_relu_gradient_is_masked_by_the_convolution_that_takes_its_output() {
+    for gpu in kernel_set_gpus() {
+        let saved = if gpu.kernel_set() == vqgpu::gpu::KernelSet::Gpu {
+            1
+        } else {
+            0
+        };
+        for (i, transposed) in [
+            (1, false),
+            (3, false),
+            (4, false),
+            (6, false),
+            (11, false),
+            (2, true),
+        ] {
+            let c = &CASES[i];
+            let mut rng = rng(120 + i as u64);
+            let opts = options(c, None);
+            let t_opts = ConvTranspose2dOptions::new(c.stride, c.pad, 0);
+            // the convolution's input x = ReLU(x0), or for the transposed case its smaller side
+            let (oh, ow) = out_size(c);
+            let (x_shape, w_shape, y_shape) = if transposed {
+                let th = (oh - 1) * c.stride + c.k.0 - 2 * c.pad;
+                let tw = (ow - 1) * c.stride + c.k.1 - 2 * c.pad;
+                (
+                    [c.n, c.cout, oh, ow],
+                    [c.cout, c.cin, c.k.0, c.k.1],
+                    [c.n, c.cin, th, tw],
+                )
+            } else {
+                (
+                    [c.n, c.cin, c.h, c.w],
+                    [c.cout, c.cin, c.k.0, c.k.1],
+                    [c.n, c.cout, oh, ow],
+                )
+            };
+            let (x0, _) = random_tensor(&gpu, &mut rng, &x_shape);
+            let (v, _) = random_tensor(&gpu, &mut rng, &[x_shape[1], 3, 1, 1]);
+            let (x3, _) = random_tensor(&gpu, &mut rng, &[x_shape[0], 3, x_shape[2], x_shape[3]]);
+            let (w, _) = random_tensor(&gpu, &mut rng, &w_shape);
+            let (dy, _) = random_tensor(&gpu, &mut rng, &y_shape);
+            let conv = |x: &vqgpu::Tensor, w: &vqgpu::Tensor| match transposed {
+                true => conv::conv_transpose2d(x, w, None, t_opts),
+                false => conv::conv2d(x, w, None, opts),
+            };
+            let reshaped = |t: vqgpu::Tensor| t.reshape(&x_shape);
+            let what = format!(
+                "{c:?}, transposed {transposed}, kernels={}",
+                gpu.kernel_set()
+            );
+            // a ReLU of its own, of a leaf
+            let leaves = [x0.with_requires_grad(true), w.with_requires_grad(true)];
+            let (masked, fused_launches) =
+                gradients_and_launches(&gpu, &leaves, &dy, &|t| conv(&t[0].relu(), &t[1]));
+            let (separate, plain_launches) = gradients_and_launches(&gpu, &leaves, &dy, &|t| {
+                conv(&reshaped(t[0].relu()), &t[1])
+            });
+            assert_eq!(masked, separate, "gradients through a ReLU, {what}");
+            assert_eq!(fused_launches + saved, plain_launches, "launches, {what}");
+            assert!(
+                masked[0].contains(&0.0),
+                "the mask cuts some gradients, {what}"
+            );
+            // a ReLU fused into a 1x1 convolution of 3 channels before it
+            let leaves = [
+                x3.with_requires_grad(true),
+                v.with_requires_grad(true),
+                leaves[1].clone(),
+            ];
+            let relu_conv = |t: &[vqgpu::Tensor]| {
+                let plain = Conv2dOptions::default();
+                conv::conv2d_fused(&t[0], &t[1], None, plain, conv::Fused::RELU)
+            };
+            let (masked, fused_launches) =
+                gradients_and_launches(&gpu, &leaves, &dy, &|t| conv(&relu_conv(t), &t[2]));
+            let (separate, plain_launches) = gradients_and_launches(&gpu, &leaves, &dy, &|t| {
+                conv(&reshaped(relu_conv(t)), &t[2])
+            });
+            assert_eq!(masked, separate, "gradients through a fused ReLU, {what}");
+            assert_eq!(
+                fused_launches + saved,
+                plain_launches,
+                "launches, fused ReLU, {what}"
+            );
+        }
+    }
+}
+
+/// A ReLU output that a convolution and another op both take: its gradient is the sum of theirs,
+/// masked once more by the ReLU (the same values either way).
+#[test]
+fn a_relu_output_taken_twice_gets_the_masked_sum_of_both_gradients() {
+    for gpu in kernel_set_gpus() {
+        let c = &CASES[1];
+        let mut rng = rng(140);
+        let (x0, _) = random_tensor(&gpu, &mut rng, &[c.n, c.cin, c.h, c.w]);
+        let (w, _) = random_tensor(&gpu, &mut rng, &[c.cout, c.cin, c.k.0, c.k.1]);
+        let (x_dy, _) = random_tensor(&gpu, &mut rng, &[c.n, c.cin, c.h, c.w]);
+        let (oh, ow) = out_size(c);
+        let (dy, _) = random_tensor(&gpu, &mut rng, &[c.n, c.cout, oh, ow]);
+        let opts = options(c, None);
+        let leaves = [x0.with_requires_grad(true), w.with_requires_grad(true)];
+        let loss = |reshape: bool| {
+            let r = leaves[0].relu();
+            let taken = if reshape {
+                r.reshape(&[c.n, c.cin, c.h, c.w])
+            } else {
+                r.clone()
+            };
+            let y = conv::conv2d(&taken, &leaves[1], None, opts);
+            y.mul(&dy).sum().add(&r.mul(&x_dy).sum())
+        };
+        let grads = |reshape: bool| {
+            let g = loss(reshape).backward();
+            leaves
+                .iter()
+                .map(|t| download(&g.get(t).unwrap()))
+                .collect::<Vec<_>>()
+        };
+        let (twice, separate) = (grads(false), grads(true));
+        assert_eq!(twice, separate, "kernels={}", gpu.kernel_set());
+        assert!(twice[0].contains(&0.0));
+    }
+}

@@ -242,7 +242,8 @@ pub(crate) fn product(
 ) -> Tensor {
     let gpu = a.gpu();
     let split = p.split();
-    epilogue.check_residual(shape);
+    epilogue.check_operands(shape);
+    assert!(epilogue.gate.is_none(), "the blocked GEMM stores no gate");
     if split.0 == 1 {
         let out = Tensor::uninit_or(gpu, shape, epilogue.into);
         launch(p, a, b, bias, (&out, epilogue), split, flops);

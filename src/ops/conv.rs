@@ -14,7 +14,7 @@ pub use options::{
 use crate::autograd;
 use crate::gpu::{Binding, Gpu, Kernel, Shader};
 use crate::ops::{elementwise, reduce, Epilogue};
-use crate::tensor::Tensor;
+use crate::tensor::{ReluMark, Tensor};
 pub(crate) use shape::dims4;
 use shape::{shape_from_output, ConvShape};
 use tiling::{gemm_extent, k_split, Tile, TILE_CONSTANTS};
@@ -23,7 +23,7 @@ use tiling::{gemm_extent, k_split, Tile, TILE_CONSTANTS};
 pub static SHADER: Shader = crate::shader!(
     "conv",
     ConvShape,
-    [LHS, RHS, BIAS, OUT, RESIDUAL],
+    [LHS, RHS, BIAS, OUT, RESIDUAL, GATE],
     overrides: [
         &[&[("MODE", 0.0)], &[("MODE", 1.0)], &[("MODE", 2.0)]],
         TILE_CONSTANTS,
@@ -34,6 +34,7 @@ const RHS: Binding = Binding::read(2, "rhs");
 const BIAS: Binding = Binding::read(3, "bias");
 const OUT: Binding = Binding::read_write(4, "out");
 const RESIDUAL: Binding = Binding::read(5, "residual");
+const GATE: Binding = Binding::read(6, "gate");
 
 /// The three products of `conv2d.wgsl`.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -43,8 +44,8 @@ enum Mode {
     WeightGrad = 2,
 }
 
-/// Records one launch: `out.0 = mode(lhs, rhs) (+ bias)` (with the residual and ReLU of `out.1`;
-/// its `into` is not looked at), with K in `split` = (chunks, K per chunk) as [`k_split`] gives it;
+/// Records one launch: `out.0 = mode(lhs, rhs) (+ bias)` (with the residual, ReLU and gate of
+/// `out.1`; its `into` is not looked at), with K in `split` = (chunks, K per chunk) as [`k_split`] gives it;
 /// split along K, `out.0` holds one copy of the result per chunk (and there is no epilogue).
 fn launch(
     s: &ConvShape,
@@ -63,7 +64,8 @@ fn launch(
         .with("MODE", mode as u32 as f64)
         .flag("HAS_BIAS", bias.is_some())
         .flag("MASKED", s.masked())
-        .flag("RESIDUAL", epilogue.residual.is_some());
+        .flag("RESIDUAL", epilogue.residual.is_some())
+        .flag("GATED", epilogue.gate.is_some());
     for &(name, value) in tile.constants {
         kernel = kernel.with(name, value);
     }
@@ -80,13 +82,15 @@ fn launch(
         m.div_ceil(tile.rows as usize) as u32,
         tiles_n.div_ceil(x_groups) * params.z_groups,
     ];
-    // without a bias or a residual the binding still needs a buffer: bind `lhs` again (read-only)
+    // without a bias, a residual or a gate the binding still needs a buffer: bind `lhs` again
+    // (read-only)
     let args = [
         lhs.bind(LHS),
         rhs.bind(RHS),
         bias.unwrap_or(lhs).bind(BIAS),
         out.bind(OUT),
         epilogue.residual.unwrap_or(lhs).bind(RESIDUAL),
+        epilogue.gate.unwrap_or(lhs).bind(GATE),
     ];
     gpu.dispatch_counted(&kernel, &params, &args, workgroups, s.flops());
 }
@@ -115,15 +119,15 @@ pub fn conv2d_input_grad(
     x_hw: (usize, usize),
     options: Conv2dOptions,
 ) -> Tensor {
-    conv2d_input_grad_biased((dy, w, None), x_hw, options, false)
+    conv2d_input_grad_with((dy, w, None), x_hw, options, Epilogue::default())
 }
 
-/// [`conv2d_input_grad`] plus a bias per input channel, with a ReLU when `relu`.
-fn conv2d_input_grad_biased(
+/// [`conv2d_input_grad`] plus a bias per input channel, with `epilogue`'s ReLU or gate.
+fn conv2d_input_grad_with(
     (dy, w, bias): (&Tensor, &Tensor, Option<&Tensor>),
     x_hw: (usize, usize),
     options: Conv2dOptions,
-    relu: bool,
+    epilogue: Epilogue,
 ) -> Tensor {
     let s = shape_from_output(
         dims4(dy, "output gradient"),
@@ -131,8 +135,22 @@ fn conv2d_input_grad_biased(
         x_hw,
         &options,
     );
-    let epilogue = Epilogue::new(None, relu);
     split_launch(&s, Mode::InputGrad, w, dy, bias, &s.x_shape(), epilogue)
+}
+
+/// The input of a convolution as the gate of its input gradient, where that input is a ReLU's
+/// output (marked [`ReluMark::Output`]): its id, whose gradient the convolution's backward then
+/// makes already masked.
+fn relu_gate(x: &Tensor) -> Option<u64> {
+    (x.relu_mark() == ReluMark::Output).then(|| x.id())
+}
+
+/// Marks the input gradient `dx` made with the gate of [`relu_gate`] as masked for that ReLU.
+fn masked_for(dx: Tensor, gate: Option<u64>) -> Tensor {
+    if let Some(id) = gate {
+        dx.set_relu_mark(ReluMark::MaskedFor(id));
+    }
+    dx
 }
 
 /// Gradient of conv2d with respect to its weight: dy [N, Cout, OH, OW] and x [N, Cin, H, W] give
@@ -172,8 +190,8 @@ fn weight_grad_into(
 }
 
 /// Records `mode(lhs, rhs) (+ bias)` into a new tensor of `shape` or where `epilogue` says, with
-/// its ReLU; a product split along K (see [`k_split`]) writes one partial result per chunk, then
-/// sums them (the ReLU goes into the sum). No autograd.
+/// its residual, ReLU and gate; a product split along K (see [`k_split`]) writes one partial
+/// result per chunk, then sums them (the epilogue goes into the sum). No autograd.
 fn split_launch(
     s: &ConvShape,
     mode: Mode,
@@ -189,7 +207,7 @@ fn split_launch(
     let gpu = lhs.gpu();
     let split = k_split(s, mode);
     let chunks = split.0 as usize;
-    epilogue.check_residual(shape);
+    epilogue.check_operands(shape);
     if chunks == 1 {
         let out = Tensor::uninit_or(gpu, shape, epilogue.into);
         launch(s, mode, split, lhs, rhs, bias, (&out, epilogue));
@@ -221,10 +239,14 @@ fn record_backward(
     grads: impl FnOnce(&Tensor, [bool; 2], Option<&Tensor>) -> [Option<Tensor>; 2] + 'static,
 ) {
     let wants: Vec<bool> = inputs.iter().map(|t| t.requires_grad()).collect();
-    // after a fused ReLU, the gradient of the convolution's own output
-    let y_saved = relu.then(|| y.detach());
+    // after a fused ReLU, the gradient of the convolution's own output (which the op that takes y
+    // may have masked already)
+    let y_saved = relu.then(|| {
+        y.set_relu_mark(ReluMark::Output);
+        (y.detach(), y.id())
+    });
     autograd::record_into(inputs, y, move |g, slots| {
-        let masked = y_saved.map(|y| elementwise::relu_gradient(&y, g));
+        let masked = y_saved.map(|(y, id)| elementwise::relu_gradient_of(&y, id, g));
         let g = masked.as_ref().unwrap_or(g);
         let mut all = Vec::from(grads(g, [wants[0], wants[1]], slots[1].as_ref()));
         if has_bias {
@@ -295,15 +317,20 @@ pub fn conv2d_fused(
         let (x_s, w_s) = (x.detach(), w.detach());
         let columns = columns.filter(|_| w.requires_grad());
         let has_bias = bias.is_some();
+        let gate = relu_gate(x);
         record_backward(
             &inputs,
             has_bias,
             (&y, relu),
             move |g, [want_x, want_w], into| {
-                [
-                    want_x.then(|| conv2d_input_grad(g, &w_s, (x4[2], x4[3]), options)),
-                    want_w.then(|| lowered::weight_grad(&s, g, &x_s, columns, options, into)),
-                ]
+                let dx = want_x.then(|| {
+                    let epilogue = Epilogue::gated(gate.map(|_| &x_s));
+                    let operands = (g, &w_s, None);
+                    let dx = conv2d_input_grad_with(operands, (x4[2], x4[3]), options, epilogue);
+                    masked_for(dx, gate)
+                });
+                let dw = want_w.then(|| lowered::weight_grad(&s, g, &x_s, columns, options, into));
+                [dx, dw]
             },
         );
     }
@@ -363,12 +390,14 @@ pub fn conv_transpose2d_fused(
     let mut inputs = vec![x, w];
     inputs.extend(bias);
     let rg = autograd::needs_grad(&inputs);
-    let y = conv2d_input_grad_biased((x, w, bias), (out_h, out_w), adjoint, relu);
+    let epilogue = Epilogue::new(None, relu);
+    let y = conv2d_input_grad_with((x, w, bias), (out_h, out_w), adjoint, epilogue);
     let y = y.requiring_grad_if(rg);
     if rg {
         let (x_s, w_s) = (x.detach(), w.detach());
         // dx is the convolution of g by w; on the CPU set the columns of g it makes serve dw too
         let has_bias = bias.is_some();
+        let gate = relu_gate(x);
         record_backward(
             &inputs,
             has_bias,
@@ -378,13 +407,10 @@ pub fn conv_transpose2d_fused(
                 let (dx, columns) = match want_x {
                     true => {
                         let operands = (&w_s, g, None);
-                        let (dx, columns) = lowered::forward_keeping_columns(
-                            &s,
-                            operands,
-                            Epilogue::default(),
-                            false,
-                        );
-                        (Some(dx), columns)
+                        let epilogue = Epilogue::gated(gate.map(|_| &x_s));
+                        let (dx, columns) =
+                            lowered::forward_keeping_columns(&s, operands, epilogue, false);
+                        (Some(masked_for(dx, gate)), columns)
                     }
                     false => (None, None),
                 };

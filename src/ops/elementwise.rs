@@ -4,7 +4,7 @@
 
 use crate::autograd;
 use crate::gpu::{Binding, Shader};
-use crate::tensor::{ByteBuffer, Tensor};
+use crate::tensor::{ByteBuffer, ReluMark, Tensor};
 
 /// `shaders/elementwise.wgsl`.
 pub static SHADER: Shader = crate::shader!("elementwise", Params, [A, B, OUT, BYTES]);
@@ -280,9 +280,30 @@ pub(crate) fn relu_gradient(y: &Tensor, g: &Tensor) -> Tensor {
     map("relu_backward", y, Some(g), 1.0, 0.0, false)
 }
 
+/// The gradient through the ReLU whose output `y` (saved) had the id `y_id`: `g` itself where the
+/// kernel that made it already kept it only where `y > 0` (marked [`ReluMark::MaskedFor`] this
+/// id), else [`relu_gradient`]. Either way the same values.
+pub(crate) fn relu_gradient_of(y: &Tensor, y_id: u64, g: &Tensor) -> Tensor {
+    if g.relu_mark() == ReluMark::MaskedFor(y_id) {
+        g.clone()
+    } else {
+        relu_gradient(y, g)
+    }
+}
+
 /// `max(x, 0)`.
 pub fn relu(x: &Tensor) -> Tensor {
-    activation(x, "relu", "relu_backward")
+    let rg = autograd::needs_grad(&[x]);
+    let y = map("relu", x, None, 1.0, 0.0, rg);
+    if rg {
+        // an op that takes y may mask the gradient it makes for y (see ReluMark)
+        y.set_relu_mark(ReluMark::Output);
+        let (y_saved, y_id) = (y.detach(), y.id());
+        autograd::record(&[x], &y, move |g| {
+            vec![Some(relu_gradient_of(&y_saved, y_id, g))]
+        });
+    }
+    y
 }
 
 /// `1 / (1 + exp(-x))`.

@@ -22,7 +22,8 @@ use crate::tensor::Tensor;
 
 /// What the last kernel of an op does with its result: where it writes it (a new tensor, or a
 /// given one such as a parameter's gradient slot), whether it adds a residual tensor of the
-/// result's layout, and whether it then applies a ReLU.
+/// result's layout, whether it then applies a ReLU, and whether it keeps the result only where a
+/// gate tensor is positive.
 #[derive(Clone, Copy, Default)]
 pub(crate) struct Epilogue<'a> {
     /// The tensor to write instead of a new one.
@@ -31,6 +32,10 @@ pub(crate) struct Epilogue<'a> {
     pub relu: bool,
     /// Store `residual + result`.
     pub residual: Option<&'a Tensor>,
+    /// Store the result where `gate > 0`, else 0 (last): the gradient through a ReLU whose output
+    /// is `gate`, laid out as the result. Convolutions only (`conv.wgsl`, and the sum of a split
+    /// product); never with `into`.
+    pub gate: Option<&'a Tensor>,
 }
 
 impl<'a> Epilogue<'a> {
@@ -48,7 +53,21 @@ impl<'a> Epilogue<'a> {
             into: None,
             relu,
             residual,
+            gate: None,
         }
+    }
+
+    /// A new tensor holding the result where `gate > 0`, else 0.
+    pub fn gated(gate: Option<&'a Tensor>) -> Self {
+        Self {
+            gate,
+            ..Self::default()
+        }
+    }
+
+    /// The gate flag of the kernels' uniform blocks.
+    pub(crate) fn gate_flag(&self) -> u32 {
+        self.gate.is_some() as u32
     }
 
     /// The ReLU flag of the kernels' uniform blocks.
@@ -61,16 +80,23 @@ impl<'a> Epilogue<'a> {
         self.residual.is_some() as u32
     }
 
-    /// The residual's shape must be the result's.
-    pub(crate) fn check_residual(&self, shape: &[usize]) {
-        if let Some(r) = self.residual {
-            assert_eq!(
-                r.numel(),
-                shape.iter().product::<usize>(),
-                "a residual of shape {:?} cannot be added to a result of shape {shape:?}",
-                r.shape()
-            );
+    /// The residual's and the gate's shape must be the result's, and a gated result is a new
+    /// tensor.
+    pub(crate) fn check_operands(&self, shape: &[usize]) {
+        for (t, what) in [(self.residual, "residual"), (self.gate, "gate")] {
+            if let Some(t) = t {
+                assert_eq!(
+                    t.numel(),
+                    shape.iter().product::<usize>(),
+                    "a {what} of shape {:?} does not fit a result of shape {shape:?}",
+                    t.shape()
+                );
+            }
         }
+        assert!(
+            self.gate.is_none() || self.into.is_none(),
+            "a gated result is a new tensor"
+        );
     }
 }
 

@@ -31,6 +31,8 @@ crate::uniform_params! {
         relu: u32,
         scale: f32,
         add: u32,
+        gate: u32,
+        _pad: [u32; 3],
     }
 }
 
@@ -155,7 +157,8 @@ pub fn sum_axis(x: &Tensor, axis: usize) -> Tensor {
     scaled_sum_axis(x, axis, 1.0, Epilogue::default())
 }
 
-/// [`sum_axis`] with an epilogue (a given output tensor of the sum's size, a ReLU); no autograd.
+/// [`sum_axis`] with an epilogue (a given output tensor of the sum's size, a residual, a ReLU, a
+/// gate); no autograd.
 pub(crate) fn sum_axis_with(x: &Tensor, axis: usize, epilogue: Epilogue) -> Tensor {
     scaled_sum_axis(x, axis, 1.0, epilogue)
 }
@@ -174,11 +177,11 @@ fn scaled_sum_axis(x: &Tensor, axis: usize, scale: f32, epilogue: Epilogue) -> T
     }
     let rg = autograd::needs_grad(&[x]);
     assert!(
-        !(rg && (epilogue.relu || epilogue.residual.is_some())),
+        !(rg && (epilogue.relu || epilogue.residual.is_some() || epilogue.gate.is_some())),
         "a sum with an epilogue has no autograd"
     );
     let out = Tensor::output_or(x.gpu(), &shape, rg, epilogue.into);
-    epilogue.check_residual(&shape);
+    epilogue.check_operands(&shape);
     let params = Params {
         n: (outer * inner) as u32,
         outer: outer as u32,
@@ -187,14 +190,16 @@ fn scaled_sum_axis(x: &Tensor, axis: usize, scale: f32, epilogue: Epilogue) -> T
         relu: epilogue.relu_flag(),
         scale,
         add: epilogue.add_flag(),
+        gate: epilogue.gate_flag(),
         ..Params::default()
     };
     let gpu = x.gpu();
-    // without a residual its binding reads x again
+    // without a residual or a gate its binding reads x again
     let args = [
         x.bind(A),
         out.bind(OUT),
         epilogue.residual.unwrap_or(x).bind(B),
+        epilogue.gate.unwrap_or(x).bind(G),
     ];
     gpu.run(
         &SHADER,

@@ -10,7 +10,7 @@ use super::{Conv2dOptions, Mode};
 use crate::gpu::{Gpu, KernelSet};
 use crate::ops::blocked::{self, BiasPer, Layout, Lowering, Product, NO_WRAP};
 use crate::ops::window::transposed_weight;
-use crate::ops::Epilogue;
+use crate::ops::{elementwise, Epilogue};
 use crate::tensor::Tensor;
 
 fn lowering(s: &ConvShape) -> Lowering {
@@ -229,7 +229,7 @@ pub(super) struct Columns {
 }
 
 /// Records `mode(lhs, rhs) (+ bias)` on the CPU set into a new tensor of `shape` or where
-/// `epilogue` says (with its ReLU), or returns `None` (recording nothing) when `conv.wgsl` must
+/// `epilogue` says (with its residual, ReLU and gate), or returns `None` (recording nothing) when `conv.wgsl` must
 /// compute it. A forward convolution also returns the columns of its input, if it made them. No
 /// autograd.
 pub(super) fn launch(
@@ -242,6 +242,15 @@ pub(super) fn launch(
     epilogue: Epilogue,
 ) -> Option<(Tensor, Option<Columns>)> {
     let gpu = lhs.gpu();
+    if let Some(gate) = epilogue.gate {
+        // the blocked GEMM and col2im store no gate: the mask is a launch of its own
+        let ungated = Epilogue {
+            gate: None,
+            ..epilogue
+        };
+        let (out, columns) = launch(s, mode, lhs, rhs, bias, shape, ungated)?;
+        return Some((elementwise::relu_gradient(gate, &out), columns));
+    }
     let plan = usable_plan(gpu, s, mode)?;
     let g = &plan.lowering;
     let p = &plan.product;
