@@ -77,7 +77,7 @@ struct Params {
     mask_lo: u32,
     mask_hi: u32,
     relu: u32,   // gemm, gemm_tall, col2im: 1 stores max(result, 0) (a product not split along K only)
-    _pad1: u32,
+    gate: u32,   // gemm, gemm_tall, col2im: 1 stores the result where gate > 0, else 0 (last; not split)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -90,6 +90,7 @@ struct Params {
 @group(0) @binding(7) var<storage, read_write> cols4: array<vec4<f32>>; // im2col: the columns
 @group(0) @binding(8) var<storage, read_write> c_vec4: array<vec4<f32>>; // gemm_tall with C_VEC4: c again
 @group(0) @binding(9) var<storage, read> residual: array<f32>; // gemm, gemm_tall: laid out as c
+@group(0) @binding(10) var<storage, read> gate: array<f32>; // gemm, gemm_tall, col2im: laid out as c
 
 fn load_b1(e: u32) -> f32 {
     return b[e >> 2u][e & 3u];
@@ -232,6 +233,10 @@ fn store_row4(v: vec4<f32>, m: u32, n0: u32, chunk: u32) {
         let e = chunk * p.c_chunk + column + m * p.c_m;
         if (RESIDUAL) { row = vec4<f32>(residual[e], residual[e + 1u], residual[e + 2u], residual[e + 3u]) + row; }
         if (p.relu == 1u) { row = max(row, vec4<f32>(0.0)); }
+        if (p.gate == 1u) {
+            let open = vec4<f32>(gate[e], gate[e + 1u], gate[e + 2u], gate[e + 3u]) > vec4<f32>(0.0);
+            row = select(vec4<f32>(0.0), row, open);
+        }
         c_vec4[e >> 2u] = row;
         return;
     }
@@ -245,6 +250,7 @@ fn store_row4(v: vec4<f32>, m: u32, n0: u32, chunk: u32) {
         let e = chunk * p.c_chunk + column + m * p.c_m;
         if (RESIDUAL) { v_j = residual[e] + v_j; }
         if (p.relu == 1u) { v_j = max(v_j, 0.0); }
+        if (p.gate == 1u) { v_j = select(0.0, v_j, gate[e] > 0.0); }
         c[e] = v_j;
     }
 }
@@ -593,6 +599,8 @@ fn col2im(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
         if (BIAS == 1u) { sum += bias[ci]; }
         if (p.relu == 1u) { sum = max(sum, 0.0); }
-        c[((b_i * p.cin + ci) * p.in_h + iy) * p.in_w + ix] = sum;
+        let at = ((b_i * p.cin + ci) * p.in_h + iy) * p.in_w + ix;
+        if (p.gate == 1u) { sum = select(0.0, sum, gate[at] > 0.0); }
+        c[at] = sum;
     }
 }

@@ -15,7 +15,7 @@ pub(crate) use lowering::{col2im, flipped_weight, im2col, Lowering};
 pub static SHADER: Shader = crate::shader!(
     "blocked",
     Params,
-    [A, B, BIAS, C, C_DIST, A_VEC4, COLS, C_VEC4, RESIDUAL],
+    [A, B, BIAS, C, C_DIST, A_VEC4, COLS, C_VEC4, RESIDUAL, GATE],
     subgroups,
     overrides: [
         &[&[("WG", WG as f64)]],
@@ -32,6 +32,7 @@ const A_VEC4: Binding = Binding::read(6, "a_vec4");
 const COLS: Binding = Binding::read_write(7, "cols4");
 const C_VEC4: Binding = Binding::read_write(8, "c_vec4");
 const RESIDUAL: Binding = Binding::read(9, "residual");
+const GATE: Binding = Binding::read(10, "gate");
 
 crate::uniform_params! {
     #[derive(Default, Debug)]
@@ -67,7 +68,7 @@ crate::uniform_params! {
         pub mask_lo: u32,
         pub mask_hi: u32,
         pub relu: u32,
-        _pad1: u32,
+        pub gate: u32,
     }
 }
 
@@ -243,7 +244,6 @@ pub(crate) fn product(
     let gpu = a.gpu();
     let split = p.split();
     epilogue.check_operands(shape);
-    assert!(epilogue.gate.is_none(), "the blocked GEMM stores no gate");
     if split.0 == 1 {
         let out = Tensor::uninit_or(gpu, shape, epilogue.into);
         launch(p, a, b, bias, (&out, epilogue), split, flops);
@@ -256,7 +256,7 @@ pub(crate) fn product(
     reduce::sum_axis_with(&partial, 0, epilogue)
 }
 
-/// Records one launch of the GEMM into `out.0` (with the residual and ReLU of `out.1`; its `into`
+/// Records one launch of the GEMM into `out.0` (with the residual, ReLU and gate of `out.1`; its `into`
 /// is not looked at), K in `split` = (chunks, K per chunk), chunk i written `out.numel() / chunks`
 /// elements after chunk i - 1.
 fn launch(
@@ -303,11 +303,12 @@ fn launch(
         c_outer: p.c.outer,
         c_chunk: (out.numel() / split.0 as usize) as u32,
         relu: epilogue.relu_flag(),
+        gate: epilogue.gate_flag(),
         ..Params::default()
     };
     let [x, y] = p.groups();
     let bias_arg = bias.map_or(a, |(t, _)| t).bind(BIAS);
-    // without a residual its binding reads `a` again
+    // without a residual or a gate their bindings read `a` again
     let args = [
         a.bind(A),
         b.bind_vec4(B),
@@ -316,6 +317,7 @@ fn launch(
         a.bind_vec4(A_VEC4),
         out.bind_vec4(C_VEC4),
         epilogue.residual.unwrap_or(a).bind(RESIDUAL),
+        epilogue.gate.unwrap_or(a).bind(GATE),
     ];
     a.gpu().dispatch_counted(
         &kernel,

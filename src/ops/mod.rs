@@ -33,8 +33,7 @@ pub(crate) struct Epilogue<'a> {
     /// Store `residual + result`.
     pub residual: Option<&'a Tensor>,
     /// Store the result where `gate > 0`, else 0 (last): the gradient through a ReLU whose output
-    /// is `gate`, laid out as the result. Convolutions only (`conv.wgsl`, and the sum of a split
-    /// product); never with `into`.
+    /// is `gate`, laid out as the result. Never with `into`.
     pub gate: Option<&'a Tensor>,
 }
 

@@ -2,9 +2,10 @@
 //! columns (`im2col`), their adjoint (`col2im`), and the flipped weight of a stride-1 input
 //! gradient.
 
-use super::{Params, A, B, BIAS, C, COLS, SHADER};
+use super::{Params, A, B, BIAS, C, COLS, GATE, SHADER};
 use crate::gpu::{Gpu, Kernel};
 use crate::ops::conv::dims4;
+use crate::ops::Epilogue;
 use crate::tensor::Tensor;
 
 /// The geometry of a convolution for [`im2col`] and [`col2im`].
@@ -124,20 +125,22 @@ pub(crate) fn flipped_weight(w: &Tensor) -> Tensor {
     out
 }
 
-/// Records dx = col2im(cols) (+ bias per channel) into `out` [batch, cin, in_h, in_w] (with a
-/// ReLU when `out.1`), for columns [rows, ld].
+/// Records dx = col2im(cols) (+ bias per channel) into `out.0` [batch, cin, in_h, in_w] (with the
+/// ReLU and gate of `out.1`, which has no residual), for columns [rows, ld].
 pub(crate) fn col2im(
     cols: &Tensor,
     g: &Lowering,
     ld: usize,
     bias: Option<&Tensor>,
-    (out, relu): (&Tensor, bool),
+    (out, epilogue): (&Tensor, Epilogue),
 ) {
+    assert!(epilogue.residual.is_none(), "col2im adds no residual");
     let kernel = Kernel::new(&SHADER, "col2im")
         .flag("MASKED", g.masked())
         .with("BIAS", if bias.is_some() { 1.0 } else { 0.0 });
     let params = Params {
-        relu: relu as u32,
+        relu: epilogue.relu_flag(),
+        gate: epilogue.gate_flag(),
         ..g.params(ld)
     };
     cols.gpu().dispatch(
@@ -147,6 +150,7 @@ pub(crate) fn col2im(
             cols.bind_vec4(B),
             bias.unwrap_or(cols).bind(BIAS),
             out.bind(C),
+            epilogue.gate.unwrap_or(cols).bind(GATE),
         ],
         [(g.x[0] * g.x[2] * g.x[3]).div_ceil(64), 1, 1],
     );

@@ -10,7 +10,7 @@ use super::{Conv2dOptions, Mode};
 use crate::gpu::{Gpu, KernelSet};
 use crate::ops::blocked::{self, BiasPer, Layout, Lowering, Product, NO_WRAP};
 use crate::ops::window::transposed_weight;
-use crate::ops::{elementwise, Epilogue};
+use crate::ops::Epilogue;
 use crate::tensor::Tensor;
 
 fn lowering(s: &ConvShape) -> Lowering {
@@ -242,15 +242,6 @@ pub(super) fn launch(
     epilogue: Epilogue,
 ) -> Option<(Tensor, Option<Columns>)> {
     let gpu = lhs.gpu();
-    if let Some(gate) = epilogue.gate {
-        // the blocked GEMM and col2im store no gate: the mask is a launch of its own
-        let ungated = Epilogue {
-            gate: None,
-            ..epilogue
-        };
-        let (out, columns) = launch(s, mode, lhs, rhs, bias, shape, ungated)?;
-        return Some((elementwise::relu_gradient(gate, &out), columns));
-    }
     let plan = usable_plan(gpu, s, mode)?;
     let g = &plan.lowering;
     let p = &plan.product;
@@ -274,10 +265,10 @@ pub(super) fn launch(
             }
             let cols =
                 blocked::product(p, lhs, rhs, None, &[plan.cols], flops, Epilogue::default());
-            assert!(epilogue.residual.is_none(), "col2im adds no residual");
+            epilogue.check_operands(shape);
             let out = Tensor::uninit_or(gpu, shape, epilogue.into);
             let bias = bias.map(|(t, _)| t);
-            blocked::col2im(&cols, g, plan.ld, bias, (&out, epilogue.relu));
+            blocked::col2im(&cols, g, plan.ld, bias, (&out, epilogue));
             out
         }
         // forward: y = w cols(x); weight gradient: dw = dy cols(x)^T; a flipped input gradient:
