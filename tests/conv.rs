@@ -600,8 +600,8 @@ fn a_relu_gradient_is_masked_by_the_convolution_that_takes_its_output() {
             // the convolution's input x = ReLU(x0), or for the transposed case its smaller side
             let (oh, ow) = out_size(c);
             let (x_shape, w_shape, y_shape) = if transposed {
-                let th = (oh - 1) * c.stride + c.k.0 - 2 * c.pad;
-                let tw = (ow - 1) * c.stride + c.k.1 - 2 * c.pad;
+                let th = conv::conv_transpose_out_size(oh, c.k.0, c.stride, c.pad, 0).unwrap();
+                let tw = conv::conv_transpose_out_size(ow, c.k.1, c.stride, c.pad, 0).unwrap();
                 (
                     [c.n, c.cout, oh, ow],
                     [c.cout, c.cin, c.k.0, c.k.1],

@@ -241,12 +241,9 @@ fn record_backward(
     let wants: Vec<bool> = inputs.iter().map(|t| t.requires_grad()).collect();
     // after a fused ReLU, the gradient of the convolution's own output (which the op that takes y
     // may have masked already)
-    let y_saved = relu.then(|| {
-        y.set_relu_mark(ReluMark::Output);
-        (y.detach(), y.id())
-    });
+    let saved = relu.then(|| elementwise::SavedRelu::of(y));
     autograd::record_into(inputs, y, move |g, slots| {
-        let masked = y_saved.map(|(y, id)| elementwise::relu_gradient_of(&y, id, g));
+        let masked = saved.map(|relu| relu.gradient(g));
         let g = masked.as_ref().unwrap_or(g);
         let mut all = Vec::from(grads(g, [wants[0], wants[1]], slots[1].as_ref()));
         if has_bias {

@@ -280,14 +280,34 @@ pub(crate) fn relu_gradient(y: &Tensor, g: &Tensor) -> Tensor {
     map("relu_backward", y, Some(g), 1.0, 0.0, false)
 }
 
-/// The gradient through the ReLU whose output `y` (saved) had the id `y_id`: `g` itself where the
-/// kernel that made it already kept it only where `y > 0` (marked [`ReluMark::MaskedFor`] this
-/// id), else [`relu_gradient`]. Either way the same values.
-pub(crate) fn relu_gradient_of(y: &Tensor, y_id: u64, g: &Tensor) -> Tensor {
-    if g.relu_mark() == ReluMark::MaskedFor(y_id) {
-        g.clone()
-    } else {
-        relu_gradient(y, g)
+/// A ReLU's output as its backward keeps it: the values, and the id of the tensor whose gradient
+/// a kernel may already have masked (see [`ReluMark`]).
+pub(crate) struct SavedRelu {
+    y: Tensor,
+    id: u64,
+}
+
+impl SavedRelu {
+    /// Marks `y` as the output of a ReLU whose backward masks its gradient
+    /// ([`ReluMark::Output`]), so that an op taking `y` may mask the gradient it makes for it, and
+    /// keeps what that backward needs.
+    pub fn of(y: &Tensor) -> Self {
+        y.set_relu_mark(ReluMark::Output);
+        Self {
+            y: y.detach(),
+            id: y.id(),
+        }
+    }
+
+    /// The gradient through the ReLU from the gradient `g` of its output: `g` itself where the
+    /// kernel that made it kept it only where the output is positive (marked
+    /// [`ReluMark::MaskedFor`] this output), else [`relu_gradient`]. Either way the same values.
+    pub fn gradient(&self, g: &Tensor) -> Tensor {
+        if g.relu_mark() == ReluMark::MaskedFor(self.id) {
+            g.clone()
+        } else {
+            relu_gradient(&self.y, g)
+        }
     }
 }
 
@@ -296,12 +316,8 @@ pub fn relu(x: &Tensor) -> Tensor {
     let rg = autograd::needs_grad(&[x]);
     let y = map("relu", x, None, 1.0, 0.0, rg);
     if rg {
-        // an op that takes y may mask the gradient it makes for y (see ReluMark)
-        y.set_relu_mark(ReluMark::Output);
-        let (y_saved, y_id) = (y.detach(), y.id());
-        autograd::record(&[x], &y, move |g| {
-            vec![Some(relu_gradient_of(&y_saved, y_id, g))]
-        });
+        let saved = SavedRelu::of(&y);
+        autograd::record(&[x], &y, move |g| vec![Some(saved.gradient(g))]);
     }
     y
 }
