@@ -7,16 +7,25 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
+use smallvec::SmallVec;
+
 use crate::gpu::profile;
 use crate::ops::elementwise;
 use crate::tensor::{GradSlot, Tensor};
 
+/// Tensors, gradients or gradient slots of one node's inputs: kept inline for up to four inputs,
+/// so that recording an op and running its backward do not allocate for them.
+type PerInput<T> = SmallVec<[T; 4]>;
+
+/// One optional gradient per input of an op, as its backward returns them.
+pub(crate) type Grads = PerInput<Option<Tensor>>;
+
 /// Maps the output gradient to one optional gradient per input; the slice offers, per input, a
 /// tensor the op may write that input's gradient into (and then return it).
-type BackwardFn = Box<dyn FnOnce(&Tensor, &[Option<Tensor>]) -> Vec<Option<Tensor>>>;
+type BackwardFn = Box<dyn FnOnce(&Tensor, &[Option<Tensor>]) -> Grads>;
 
 struct Node {
-    inputs: Vec<Tensor>,
+    inputs: PerInput<Tensor>,
     output: u64,
     backward: BackwardFn,
     /// The layer that recorded it (profiles group its backward kernels under it).
@@ -60,7 +69,7 @@ pub(crate) fn needs_grad(inputs: &[&Tensor]) -> bool {
 pub(crate) fn record(
     inputs: &[&Tensor],
     output: &Tensor,
-    backward: impl FnOnce(&Tensor) -> Vec<Option<Tensor>> + 'static,
+    backward: impl FnOnce(&Tensor) -> Grads + 'static,
 ) {
     record_into(inputs, output, move |g, _| backward(g));
 }
@@ -72,7 +81,7 @@ pub(crate) fn record(
 pub(crate) fn record_into(
     inputs: &[&Tensor],
     output: &Tensor,
-    backward: impl FnOnce(&Tensor, &[Option<Tensor>]) -> Vec<Option<Tensor>> + 'static,
+    backward: impl FnOnce(&Tensor, &[Option<Tensor>]) -> Grads + 'static,
 ) {
     TAPE.with(|tape| {
         tape.borrow_mut().push(Node {
@@ -86,14 +95,14 @@ pub(crate) fn record_into(
 
 /// The slots offered to a node's backward: each parameter input's gradient slot while it holds
 /// zeros, once per slot.
-fn zero_slots(inputs: &[Tensor]) -> Vec<Option<Tensor>> {
-    let mut offered: Vec<Option<Tensor>> = Vec::with_capacity(inputs.len());
+fn zero_slots(inputs: &[Tensor]) -> PerInput<Option<Tensor>> {
+    let mut offered = PerInput::with_capacity(inputs.len());
     for input in inputs {
         let slot = input
             .grad_sink()
             .filter(|s| s.zero.get() && input.requires_grad())
             .map(|s| s.tensor.clone())
-            .filter(|t| !offered.iter().flatten().any(|o| o.id() == t.id()));
+            .filter(|t| !offered.iter().flatten().any(|o: &Tensor| o.id() == t.id()));
         offered.push(slot);
     }
     offered
@@ -147,12 +156,12 @@ impl Tensor {
     pub fn backward(&self) -> Gradients {
         let _no_grad = no_grad();
         let _backward = profile::backward_of(None);
-        let nodes = TAPE.with(|tape| std::mem::take(&mut *tape.borrow_mut()));
+        let mut nodes = TAPE.with(|tape| std::mem::take(&mut *tape.borrow_mut()));
         let mut grads: HashMap<u64, Tensor> = HashMap::new();
         grads.insert(self.id(), Tensor::full(self.gpu(), self.shape(), 1.0));
         let mut leaves = HashMap::new();
         let produced: std::collections::HashSet<u64> = nodes.iter().map(|n| n.output).collect();
-        for node in nodes.into_iter().rev() {
+        for node in nodes.drain(..).rev() {
             let Some(g) = grads.remove(&node.output) else {
                 continue;
             };
@@ -176,6 +185,13 @@ impl Tensor {
                 }
             }
         }
+        // the emptied tape goes back with its capacity, so the next pass records without growing it
+        TAPE.with(|tape| {
+            let mut tape = tape.borrow_mut();
+            if tape.is_empty() {
+                *tape = nodes;
+            }
+        });
         if !produced.contains(&self.id()) && self.requires_grad() {
             if let Some(g) = grads.remove(&self.id()) {
                 match self.grad_sink() {

@@ -6,6 +6,10 @@ use std::fmt;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use smallvec::SmallVec;
+
+use smallvec::smallvec;
+
 use crate::autograd;
 use crate::error::{Error, Result};
 use crate::gpu::{Binding, BufferArg, Gpu, PooledBuffer};
@@ -13,10 +17,14 @@ use crate::ops::elementwise;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
+/// A tensor's shape, kept inline up to five dimensions (NCHW, and the partial sums of a product
+/// split along K in front of them) so that making a tensor does not allocate for it.
+pub(crate) type Shape = SmallVec<[usize; 5]>;
+
 struct TensorData {
     id: u64,
-    shape: Vec<usize>,
-    storage: Rc<PooledBuffer>,
+    shape: Shape,
+    storage: PooledBuffer,
     /// Byte offset of element 0 inside `storage`.
     offset: u64,
     requires_grad: bool,
@@ -64,8 +72,8 @@ pub fn numel(shape: &[usize]) -> usize {
 impl Tensor {
     fn build(
         gpu: &Gpu,
-        shape: Vec<usize>,
-        storage: Rc<PooledBuffer>,
+        shape: Shape,
+        storage: PooledBuffer,
         offset: u64,
         requires_grad: bool,
         grad_sink: Option<GradSlot>,
@@ -105,8 +113,8 @@ impl Tensor {
             n > 0,
             "tensors must have at least one element, got shape {shape:?}"
         );
-        let storage = Rc::new(gpu.alloc(n as u64 * 4));
-        Self::build(gpu, shape.to_vec(), storage, 0, requires_grad, None)
+        let storage = gpu.alloc(n as u64 * 4);
+        Self::build(gpu, Shape::from(shape), storage, 0, requires_grad, None)
     }
 
     /// `into` (a tensor of as many elements as `shape`, such as a parameter's gradient slot)
@@ -223,7 +231,7 @@ impl Tensor {
         assert!(offset + numel(shape) <= self.numel(), "view out of range");
         Self::build(
             &self.0.gpu,
-            shape.to_vec(),
+            Shape::from(shape),
             self.0.storage.clone(),
             self.0.offset + offset as u64 * 4,
             grad_sink.is_some(),
@@ -304,15 +312,17 @@ impl Tensor {
         let requires_grad = autograd::needs_grad(&[self]);
         let out = Self::build(
             &self.0.gpu,
-            shape.to_vec(),
+            Shape::from(shape),
             self.0.storage.clone(),
             self.0.offset,
             requires_grad,
             None,
         );
         if requires_grad {
-            let original = self.shape().to_vec();
-            autograd::record(&[self], &out, move |g| vec![Some(g.reshape(&original))]);
+            let original = self.0.shape.clone();
+            autograd::record(&[self], &out, move |g| {
+                smallvec![Some(g.reshape(&original))]
+            });
         }
         out
     }

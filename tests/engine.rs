@@ -226,6 +226,33 @@ fn a_training_step_submits_once_and_allocates_nothing_after_warm_up() {
 }
 
 #[test]
+fn a_buffer_goes_back_to_the_pool_only_with_the_last_tensor_that_shares_it() {
+    let gpu = gpu();
+    // warm-up in another size class: the kernel parameter arena and a readback buffer
+    Tensor::zeros(&gpu, &[1000]).to_vec().unwrap();
+    let values: Vec<f32> = (0..64).map(|i| i as f32).collect();
+    let original = Tensor::from_slice(&gpu, &[64], &values).unwrap();
+    let reshaped = original.reshape(&[8, 8]);
+    let detached = original.detach();
+    drop(original);
+    drop(detached);
+    // the buffer is still the reshape's: a new tensor of its size must get another one
+    let other = Tensor::from_slice(&gpu, &[64], &[-1.0; 64]).unwrap();
+    assert_eq!(reshaped.to_vec().unwrap(), values);
+    drop(other);
+    drop(reshaped);
+    // and once the last is dropped, both buffers are free again: nothing new is created
+    let buffers = gpu.buffers_created();
+    let again = (Tensor::zeros(&gpu, &[64]), Tensor::zeros(&gpu, &[8, 8]));
+    assert_eq!(again.0.to_vec().unwrap(), vec![0.0; 64]);
+    assert_eq!(
+        gpu.buffers_created(),
+        buffers,
+        "a freed buffer was not reused"
+    );
+}
+
+#[test]
 fn same_seed_same_bits() {
     let run = || {
         let gpu = gpu();

@@ -1,6 +1,10 @@
-//! The counting allocator counts the allocations of the calling thread only. Needs no GPU.
+//! The counting allocator counts the allocations of the calling thread only (needs no GPU), and
+//! making a tensor from the pool after warm-up allocates only its handle.
 
+mod common;
+use common::gpu;
 use vqgpu::heap::{thread_allocations, CountingAllocator};
+use vqgpu::Tensor;
 
 #[global_allocator]
 static ALLOCATOR: CountingAllocator = CountingAllocator;
@@ -30,4 +34,23 @@ fn allocations_are_counted_per_thread() {
         "another thread's allocations were counted here: {}",
         after_thread - after_two
     );
+}
+
+#[test]
+fn a_tensor_from_the_pool_allocates_only_its_handle() {
+    let gpu = gpu();
+    let make = || {
+        let nchw = Tensor::uninit(&gpu, &[2, 3, 4, 5]);
+        let reshaped = nchw.reshape(&[6, 20]);
+        let split = Tensor::uninit(&gpu, &[2, 2, 3, 4, 5]); // five dimensions, as split sums have
+        let detached = split.detach();
+        (nchw, reshaped, split, detached)
+    };
+    drop(make()); // warm-up: creates the two buffers, which go back to the pool
+    let before = thread_allocations().expect("the counting allocator is installed");
+    let tensors = make();
+    let made = thread_allocations().unwrap() - before;
+    drop(tensors);
+    // the shape is kept inline and the pool's loan is recycled with its buffer
+    assert_eq!(made, 4, "four tensor handles made {made} heap allocations");
 }

@@ -2,9 +2,13 @@
 //! nothing after its first run. Every buffer vqgpu creates goes through [`BufferPool::create`],
 //! which counts them. A request takes the oldest free buffer of its class, so a computation
 //! repeated from the same free set gets the same buffers (and the bind-group cache hits).
+//!
+//! A loan ([`PooledBuffer`]) is shared by cloning it (a tensor and its views and reshapes share
+//! one) and goes back to the pool when its last clone is dropped. The shared part is made once per
+//! buffer and recycled with it, so taking a buffer from the pool does not touch the heap.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 
 /// Byte granularity of pooled sizes: requests are rounded up to a multiple of this.
@@ -16,7 +20,9 @@ type PoolKey = (u64, u32);
 /// buffer ever created.
 #[derive(Default)]
 pub(crate) struct BufferPool {
-    free: HashMap<PoolKey, BTreeMap<usize, wgpu::Buffer>>,
+    /// Per class, newest first: the oldest is popped from the end, and a class's list keeps its
+    /// capacity, so returning and taking buffers does not allocate after the first step.
+    free: HashMap<PoolKey, Vec<Rc<Loan>>>,
     created: usize,
     bytes: u64,
 }
@@ -67,55 +73,58 @@ pub(crate) fn acquire(
 ) -> PooledBuffer {
     let size = size_class(bytes);
     let key = (size, usage.bits());
-    let recycled = pool
-        .borrow_mut()
-        .free
-        .get_mut(&key)
-        .and_then(BTreeMap::pop_first);
-    let (serial, buffer) = recycled.unwrap_or_else(|| {
-        let mut p = pool.borrow_mut();
-        let buffer = p.create(device, size, usage);
-        (p.created, buffer)
-    });
-    PooledBuffer {
-        buffer: Some(buffer),
-        key,
-        serial,
-        pool: Rc::downgrade(pool),
-    }
+    let recycled = pool.borrow_mut().free.get_mut(&key).and_then(Vec::pop);
+    let loan = match recycled {
+        Some(loan) => loan,
+        None => {
+            let mut p = pool.borrow_mut();
+            let buffer = p.create(device, size, usage);
+            Rc::new(Loan {
+                buffer,
+                key,
+                serial: p.created,
+                pool: Rc::downgrade(pool),
+            })
+        }
+    };
+    PooledBuffer(loan)
 }
 
-/// A buffer on loan from the pool; it goes back when dropped.
-pub struct PooledBuffer {
-    buffer: Option<wgpu::Buffer>,
+/// A pooled buffer and where it goes back to.
+struct Loan {
+    buffer: wgpu::Buffer,
     key: PoolKey,
     /// Creation number: the pool hands out its oldest free buffer first.
     serial: usize,
     pool: Weak<RefCell<BufferPool>>,
 }
 
+/// A buffer on loan from the pool; clones share it, and it goes back when the last is dropped.
+#[derive(Clone)]
+pub struct PooledBuffer(Rc<Loan>);
+
 impl PooledBuffer {
     /// The wgpu buffer.
     pub fn buffer(&self) -> &wgpu::Buffer {
-        self.buffer
-            .as_ref()
-            .expect("pooled buffer used after release")
+        &self.0.buffer
     }
 
     /// Allocated size in bytes (the size class, at least the requested size).
     pub fn size(&self) -> u64 {
-        self.key.0
+        self.0.key.0
     }
 }
 
 impl Drop for PooledBuffer {
     fn drop(&mut self) {
-        if let (Some(buffer), Some(pool)) = (self.buffer.take(), self.pool.upgrade()) {
-            pool.borrow_mut()
-                .free
-                .entry(self.key)
-                .or_default()
-                .insert(self.serial, buffer);
+        // the last clone hands the shared part back to the pool, which keeps it for the next loan
+        if Rc::strong_count(&self.0) == 1 {
+            if let Some(pool) = self.0.pool.upgrade() {
+                let mut pool = pool.borrow_mut();
+                let free = pool.free.entry(self.0.key).or_default();
+                let at = free.partition_point(|l| l.serial > self.0.serial);
+                free.insert(at, Rc::clone(&self.0));
+            }
         }
     }
 }

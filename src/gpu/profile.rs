@@ -5,6 +5,7 @@
 //! the wall clock around a submit and a wait.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -14,13 +15,26 @@ use crate::error::Result;
 thread_local! {
     static LAYER: RefCell<Option<Rc<str>>> = const { RefCell::new(None) };
     static BACKWARD: Cell<bool> = const { Cell::new(false) };
+    /// Every layer name seen so far, made once each (a training step names the same layers).
+    static NAMES: RefCell<HashSet<Rc<str>>> = RefCell::new(HashSet::new());
 }
 
 /// Names the layer whose kernels are launched until the guard is dropped (profile rows are
 /// grouped by it). Nested guards restore the outer name.
 pub fn layer(name: &str) -> LayerGuard {
+    let name = NAMES.with(|names| {
+        let mut names = names.borrow_mut();
+        match names.get(name) {
+            Some(known) => Rc::clone(known),
+            None => {
+                let new: Rc<str> = Rc::from(name);
+                names.insert(Rc::clone(&new));
+                new
+            }
+        }
+    });
     LayerGuard {
-        previous: LAYER.with(|l| l.replace(Some(Rc::from(name)))),
+        previous: LAYER.with(|l| l.replace(Some(name))),
         was_backward: BACKWARD.with(Cell::get),
     }
 }

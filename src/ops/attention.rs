@@ -2,6 +2,8 @@
 //! feature maps, with its backward, and the same attention for one query position at a time
 //! against keys and values kept from earlier positions (incremental sampling).
 
+use smallvec::smallvec;
+
 use crate::autograd;
 use crate::gpu::{Binding, Shader};
 use crate::tensor::Tensor;
@@ -198,7 +200,7 @@ pub fn causal_attention(queries: &Tensor, keys: &Tensor, values: &Tensor, heads:
         autograd::record(&[queries, keys, values], &out, move |g| {
             let grad_probs = problem.scores(g, &v, 1.0);
             let grad_scores = problem.softmax_backward(&probs, &grad_probs);
-            vec![
+            smallvec![
                 wants[0].then(|| problem.mix(&grad_scores, &k, scale).reshape(&shape)),
                 wants[1].then(|| {
                     problem

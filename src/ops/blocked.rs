@@ -5,7 +5,7 @@
 
 use crate::gpu::{Binding, Gpu, Kernel, Shader, CPU_SET_LANES};
 use crate::ops::{reduce, Epilogue};
-use crate::tensor::Tensor;
+use crate::tensor::{Shape, Tensor};
 
 mod lowering;
 pub(crate) use lowering::{col2im, flipped_weight, im2col, Lowering};
@@ -249,7 +249,7 @@ pub(crate) fn product(
         launch(p, a, b, bias, (&out, epilogue), split, flops);
         return out;
     }
-    let mut partial_shape = vec![split.0 as usize];
+    let mut partial_shape = Shape::from_elem(split.0 as usize, 1);
     partial_shape.extend_from_slice(shape);
     let partial = Tensor::uninit(gpu, &partial_shape);
     launch(p, a, b, bias, (&partial, Epilogue::default()), split, flops);

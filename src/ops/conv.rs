@@ -11,6 +11,8 @@ pub use options::{
     conv_out_size, conv_transpose_out_size, Conv2dOptions, ConvTranspose2dOptions, SpatialMask,
 };
 
+use arrayvec::ArrayVec;
+
 use crate::autograd;
 use crate::gpu::{Binding, Gpu, Kernel, Shader};
 use crate::ops::{elementwise, reduce, Epilogue};
@@ -238,14 +240,14 @@ fn record_backward(
     (y, relu): (&Tensor, bool),
     grads: impl FnOnce(&Tensor, [bool; 2], Option<&Tensor>) -> [Option<Tensor>; 2] + 'static,
 ) {
-    let wants: Vec<bool> = inputs.iter().map(|t| t.requires_grad()).collect();
+    let wants: ArrayVec<bool, 4> = inputs.iter().map(|t| t.requires_grad()).collect();
     // after a fused ReLU, the gradient of the convolution's own output (which the op that takes y
     // may have masked already)
     let saved = relu.then(|| elementwise::SavedRelu::of(y));
     autograd::record_into(inputs, y, move |g, slots| {
         let masked = saved.map(|relu| relu.gradient(g));
         let g = masked.as_ref().unwrap_or(g);
-        let mut all = Vec::from(grads(g, [wants[0], wants[1]], slots[1].as_ref()));
+        let mut all = autograd::Grads::from_iter(grads(g, [wants[0], wants[1]], slots[1].as_ref()));
         if has_bias {
             all.push(wants[2].then(|| reduce::sum_per_channel_into(g, slots[2].as_ref())));
         }
@@ -304,7 +306,7 @@ pub fn conv2d_fused(
             s.y_shape()
         );
     }
-    let mut inputs = vec![x, w];
+    let mut inputs = ArrayVec::<&Tensor, 4>::from_iter([x, w]);
     inputs.extend(bias);
     inputs.extend(residual);
     let rg = autograd::needs_grad(&inputs);
@@ -384,7 +386,7 @@ pub fn conv_transpose2d_fused(
         padding: pad,
         mask: None,
     };
-    let mut inputs = vec![x, w];
+    let mut inputs = ArrayVec::<&Tensor, 4>::from_iter([x, w]);
     inputs.extend(bias);
     let rg = autograd::needs_grad(&inputs);
     let epilogue = Epilogue::new(None, relu);

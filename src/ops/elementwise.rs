@@ -2,6 +2,10 @@
 //! mul, scale, ReLU, sigmoid, tanh, the fused tanh-sigmoid gate and channel concatenation, with
 //! their backward passes; bytes looked up in a table (a batch of u8 images into model inputs).
 
+use arrayvec::ArrayVec;
+
+use smallvec::smallvec;
+
 use crate::autograd;
 use crate::gpu::{Binding, Shader};
 use crate::tensor::{ByteBuffer, ReluMark, Tensor};
@@ -50,7 +54,8 @@ fn launch(
     params: Params,
 ) {
     let gpu = out.gpu();
-    let mut args = vec![out.bind(OUT)];
+    let mut args = ArrayVec::<_, 3>::new();
+    args.push(out.bind(OUT));
     args.extend(a.map(|t| t.bind(A)));
     args.extend(b.map(|t| t.bind(B)));
     gpu.run(
@@ -124,7 +129,7 @@ pub fn copy(x: &Tensor) -> Tensor {
     let rg = autograd::needs_grad(&[x]);
     let out = map("copy", x, None, 1.0, 0.0, rg);
     if rg {
-        autograd::record(&[x], &out, |g| vec![Some(g.clone())]);
+        autograd::record(&[x], &out, |g| smallvec![Some(g.clone())]);
     }
     out
 }
@@ -140,7 +145,7 @@ pub fn add_scaled(a: &Tensor, b: &Tensor, alpha: f32, beta: f32) -> Tensor {
             let part = |needed: bool, s: f32| {
                 needed.then(|| if s == 1.0 { g.clone() } else { scale(g, s) })
             };
-            vec![part(ga, alpha), part(gb, beta)]
+            smallvec![part(ga, alpha), part(gb, beta)]
         });
     }
     out
@@ -176,7 +181,7 @@ pub fn add_bias(x: &Tensor, bias: &Tensor) -> Tensor {
     if rg {
         let (gx, gb) = (x.requires_grad(), bias.requires_grad());
         autograd::record(&[x, bias], &out, move |g| {
-            vec![
+            smallvec![
                 gx.then(|| g.clone()),
                 gb.then(|| super::reduce::sum_per_channel(g)),
             ]
@@ -206,7 +211,7 @@ pub fn concat_channels(a: &Tensor, b: &Tensor) -> Tensor {
     if rg {
         let (ga, gb) = (a.requires_grad(), b.requires_grad());
         autograd::record(&[a, b], &out, move |g| {
-            vec![
+            smallvec![
                 ga.then(|| channel_slice(g, 0, ca)),
                 gb.then(|| channel_slice(g, ca, cb)),
             ]
@@ -239,7 +244,7 @@ pub fn mul(a: &Tensor, b: &Tensor) -> Tensor {
         let (a_saved, b_saved) = (a.detach(), b.detach());
         let (ga, gb) = (a.requires_grad(), b.requires_grad());
         autograd::record(&[a, b], &out, move |g| {
-            vec![ga.then(|| mul(g, &b_saved)), gb.then(|| mul(g, &a_saved))]
+            smallvec![ga.then(|| mul(g, &b_saved)), gb.then(|| mul(g, &a_saved))]
         });
     }
     out
@@ -250,7 +255,7 @@ pub fn affine(x: &Tensor, alpha: f32, beta: f32) -> Tensor {
     let rg = autograd::needs_grad(&[x]);
     let out = map("scale", x, None, alpha, beta, rg);
     if rg {
-        autograd::record(&[x], &out, move |g| vec![Some(scale(g, alpha))]);
+        autograd::record(&[x], &out, move |g| smallvec![Some(scale(g, alpha))]);
     }
     out
 }
@@ -267,7 +272,7 @@ fn activation(x: &Tensor, forward: &'static str, backward: &'static str) -> Tens
     if rg {
         let y_saved = y.detach();
         autograd::record(&[x], &y, move |g| {
-            vec![Some(map(backward, &y_saved, Some(g), 1.0, 0.0, false))]
+            smallvec![Some(map(backward, &y_saved, Some(g), 1.0, 0.0, false))]
         });
     }
     y
@@ -317,7 +322,7 @@ pub fn relu(x: &Tensor) -> Tensor {
     let y = map("relu", x, None, 1.0, 0.0, rg);
     if rg {
         let saved = SavedRelu::of(&y);
-        autograd::record(&[x], &y, move |g| vec![Some(saved.gradient(g))]);
+        autograd::record(&[x], &y, move |g| smallvec![Some(saved.gradient(g))]);
     }
     y
 }
@@ -353,7 +358,7 @@ pub fn gate(x: &Tensor) -> Tensor {
         autograd::record(&[x], &out, move |g| {
             let dx = Tensor::uninit(g.gpu(), &x_shape);
             launch("gate_backward", &dx, Some(&x_saved), Some(g), params);
-            vec![Some(dx)]
+            smallvec![Some(dx)]
         });
     }
     out

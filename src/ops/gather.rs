@@ -2,6 +2,8 @@
 //! grid, laid out NCHW) and its adjoint, the deterministic per-index counts and sums of vectors.
 //! Indices are f32 tensors holding exact integers.
 
+use smallvec::smallvec;
+
 use crate::autograd;
 use crate::gpu::{Binding, KernelSet, Shader};
 use crate::ops::collective;
@@ -96,7 +98,7 @@ pub fn gather(indices: &Tensor, table: &Tensor) -> Tensor {
     if rg {
         let indices = indices.clone();
         autograd::record(&[table], &out, move |g| {
-            vec![Some(index_sums(&indices, g, k).1)]
+            smallvec![Some(index_sums(&indices, g, k).1)]
         });
     }
     out

@@ -1,6 +1,9 @@
 //! Host side of `shaders/gemm.wgsl`: matrix products with optional transposes, and the linear layer
 //! `x W^T + b` with the bias fused into the GEMM epilogue.
 
+use arrayvec::ArrayVec;
+use smallvec::smallvec;
+
 use crate::autograd;
 use crate::gpu::{Binding, Kernel, KernelSet, Shader};
 use crate::ops::blocked::{self, BiasPer, Layout, Product, NO_WRAP};
@@ -259,7 +262,7 @@ pub fn matmul(a: &Tensor, b: &Tensor, trans_a: bool, trans_b: bool) -> Tensor {
                     matmul(&a_s, g, !trans_a, false)
                 }
             });
-            vec![grad_a, grad_b]
+            smallvec![grad_a, grad_b]
         });
     }
     out
@@ -276,7 +279,7 @@ pub fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Tensor {
             w.shape()
         );
     }
-    let mut inputs = vec![x, w];
+    let mut inputs = ArrayVec::<&Tensor, 3>::from_iter([x, w]);
     inputs.extend(bias);
     let rg = autograd::needs_grad(&inputs);
     let out = product(x, w, (false, true), bias, rg, None);
@@ -290,7 +293,7 @@ pub fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Tensor {
         let has_bias = bias.is_some();
         // the weight's and the bias's gradients go straight into their zero slots where offered
         autograd::record_into(&inputs, &out, move |g, slots| {
-            let mut grads = vec![
+            let mut grads = smallvec![
                 gx.then(|| matmul(g, &w_s, false, false)),
                 gw.then(|| product(g, &x_s, (true, false), None, false, slots[1].as_ref())),
             ];

@@ -5,6 +5,8 @@
 //! The VAE's encoder output is one "halves" tensor [B, 2L, ...]: the means in the first L channels,
 //! the log-variances in the last L.
 
+use smallvec::smallvec;
+
 use crate::autograd;
 use crate::gpu::{Binding, BufferArg, Gpu, Shader};
 use crate::tensor::Tensor;
@@ -125,7 +127,7 @@ pub fn reparameterize(halves: &Tensor, eps: &Tensor) -> Tensor {
                 p,
                 &[saved.bind(A), g.bind(B), eps.bind(C), dx.bind(OUT)],
             );
-            vec![Some(dx)]
+            smallvec![Some(dx)]
         });
     }
     z
@@ -150,7 +152,7 @@ pub fn kl(halves: &Tensor) -> Tensor {
                 p,
                 &[saved.bind(A), g.bind(B), dx.bind(OUT)],
             );
-            vec![Some(dx)]
+            smallvec![Some(dx)]
         });
     }
     out
@@ -184,7 +186,7 @@ pub fn bce_logits(logits: &Tensor, targets: &Tensor) -> Tensor {
                 p,
                 &[saved.bind(A), targets.bind(B), g.bind(C), dx.bind(OUT)],
             );
-            vec![Some(dx)]
+            smallvec![Some(dx)]
         });
     }
     out

@@ -1,11 +1,15 @@
 //! Host side of `shaders/reduce.wgsl`: deterministic sums and means (over everything, over one axis,
 //! per channel) and the MSE loss. Full reductions run as per-workgroup partials plus a final pass.
 
+use arrayvec::ArrayVec;
+
+use smallvec::smallvec;
+
 use crate::autograd;
 use crate::gpu::{Binding, Shader};
 use crate::ops::collective;
 use crate::ops::{elementwise, Epilogue};
-use crate::tensor::Tensor;
+use crate::tensor::{Shape, Tensor};
 
 /// Elements each workgroup of the first pass sums, at least.
 const MIN_CHUNK: usize = 1024;
@@ -49,7 +53,7 @@ fn reduce_all(
     let groups = n.div_ceil(MIN_CHUNK).clamp(1, MAX_PARTIALS);
     let chunk = n.div_ceil(groups);
     let partials = Tensor::uninit(gpu, &[groups]);
-    let mut args = vec![a.bind(A), partials.bind(OUT)];
+    let mut args = ArrayVec::<_, 3>::from_iter([a.bind(A), partials.bind(OUT)]);
     args.extend(b.map(|t| t.bind(B)));
     let first = Params {
         n: n as u32,
@@ -91,7 +95,7 @@ fn scaled_sum(x: &Tensor, scale: f32) -> Tensor {
     if rg {
         let shape = x.shape().to_vec();
         autograd::record(&[x], &out, move |g| {
-            vec![Some(elementwise::broadcast_scalar(g, &shape, scale))]
+            smallvec![Some(elementwise::broadcast_scalar(g, &shape, scale))]
         });
     }
     out
@@ -133,7 +137,7 @@ pub fn mse_loss(a: &Tensor, b: &Tensor) -> Tensor {
                 gpu.grid_for(n),
             );
             let grad_b = gb.then(|| elementwise::scale(&grad_a, -1.0));
-            vec![ga.then_some(grad_a), grad_b]
+            smallvec![ga.then_some(grad_a), grad_b]
         });
     }
     out
@@ -170,7 +174,7 @@ pub fn mean_axis(x: &Tensor, axis: usize) -> Tensor {
 
 fn scaled_sum_axis(x: &Tensor, axis: usize, scale: f32, epilogue: Epilogue) -> Tensor {
     let (outer, mid, inner) = split_at_axis(x.shape(), axis);
-    let mut shape = x.shape().to_vec();
+    let mut shape = Shape::from(x.shape());
     shape.remove(axis);
     if shape.is_empty() {
         shape.push(1);
@@ -211,7 +215,7 @@ fn scaled_sum_axis(x: &Tensor, axis: usize, scale: f32, epilogue: Epilogue) -> T
     if rg {
         let in_shape = x.shape().to_vec();
         autograd::record(&[x], &out, move |g| {
-            vec![Some(elementwise::broadcast_axis(
+            smallvec![Some(elementwise::broadcast_axis(
                 g, &in_shape, mid, inner, scale,
             ))]
         });
@@ -252,7 +256,7 @@ pub(crate) fn sum_per_channel_into(x: &Tensor, into: Option<&Tensor>) -> Tensor 
             let per_channel = elementwise::broadcast_axis(g, &[mid * inner], inner, 1, 1.0);
             let full =
                 elementwise::broadcast_axis(&per_channel, &in_shape, outer, mid * inner, 1.0);
-            vec![Some(full)]
+            smallvec![Some(full)]
         });
     }
     out

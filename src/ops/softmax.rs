@@ -1,9 +1,11 @@
 //! Host side of `shaders/softmax.wgsl`: per-position cross-entropy over the class axis with its
 //! gradient, and Gumbel-max sampling of one position of a class grid on the GPU.
 
+use smallvec::smallvec;
+
 use crate::autograd;
 use crate::gpu::{Binding, Shader};
-use crate::tensor::Tensor;
+use crate::tensor::{Shape, Tensor};
 
 /// The most classes a softmax may have: every thread loops over the classes, and software
 /// Vulkan drivers bound a thread's loop iterations.
@@ -63,11 +65,11 @@ fn params(items: usize, classes: usize, positions: usize) -> Params {
 /// The gradient reaches the logits: `g * (softmax - onehot)`.
 pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Tensor {
     let (items, classes, positions) = layout(logits, "cross_entropy");
-    let mut target_shape = vec![items];
+    let mut target_shape = Shape::from_elem(items, 1);
     target_shape.extend_from_slice(&logits.shape()[2..]);
     assert_eq!(
         targets.shape(),
-        target_shape,
+        &target_shape[..],
         "cross_entropy: targets must be {target_shape:?} for logits {:?}",
         logits.shape()
     );
@@ -106,7 +108,7 @@ pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Tensor {
                 ],
                 gpu.grid_for(grad.numel()),
             );
-            vec![Some(grad)]
+            smallvec![Some(grad)]
         });
     }
     loss

@@ -2,6 +2,8 @@
 //! straight-through estimator, and code-usage statistics. Code indices are f32 tensors holding
 //! exact integers.
 
+use smallvec::smallvec;
+
 use crate::autograd;
 use crate::gpu::{Binding, Kernel, KernelSet, Shader};
 use crate::ops::blocked;
@@ -240,7 +242,7 @@ pub fn straight_through(z: &Tensor, z_q: &Tensor) -> Tensor {
     // tensors are immutable: the output shares z_q's storage, as a new node of the graph
     let out = z_q.with_requires_grad(autograd::needs_grad(&[z]));
     if out.requires_grad() {
-        autograd::record(&[z], &out, |g| vec![Some(g.clone())]);
+        autograd::record(&[z], &out, |g| smallvec![Some(g.clone())]);
         return out;
     }
     out
