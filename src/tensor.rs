@@ -6,9 +6,7 @@ use std::fmt;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use smallvec::SmallVec;
-
-use smallvec::smallvec;
+use smallvec::{smallvec, SmallVec};
 
 use crate::autograd;
 use crate::error::{Error, Result};

@@ -3,7 +3,6 @@
 //! their backward passes; bytes looked up in a table (a batch of u8 images into model inputs).
 
 use arrayvec::ArrayVec;
-
 use smallvec::smallvec;
 
 use crate::autograd;

@@ -2,7 +2,6 @@
 //! per channel) and the MSE loss. Full reductions run as per-workgroup partials plus a final pass.
 
 use arrayvec::ArrayVec;
-
 use smallvec::smallvec;
 
 use crate::autograd;
