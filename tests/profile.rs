@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use vqgpu::data::Batch;
 use vqgpu::models::pixelcnn::PixelCnnConfig;
-use vqgpu::tasks::bench::{self, profile::StepProfile, BenchConfig, PriorBenchOptions};
+use vqgpu::tasks::bench::{self, profile::StepProfile, BenchConfig, Measured, PriorBenchOptions};
 use vqgpu::tasks::sample::Sampler;
 use vqgpu::train::VqVaeTrainer;
 
@@ -169,7 +169,8 @@ fn the_prior_bench_trains_samples_and_profiles() {
         grid: [3, 4],
         samples: 2,
         sample_sides: vec![2, 3],
-        samplers: vec![Sampler::Full, Sampler::Cached],
+        // given cached first: the full sampler is still timed first on each size
+        samplers: vec![Sampler::Cached, Sampler::Full],
         full_positions: Some(2),
         model: PixelCnnConfig {
             codes: 8,
@@ -181,8 +182,35 @@ fn the_prior_bench_trains_samples_and_profiles() {
         },
         profile: true,
     };
-    let r = bench::prior(&gpu, &options).expect("bench prior");
+    // each result is reported as soon as it is measured, and each sampler before it is timed
+    let mut reports = Vec::new();
+    let r = bench::prior_reporting(&gpu, &options, &mut |m| {
+        reports.push(match m {
+            Measured::Training { grids_per_s, .. } => format!("trained {grids_per_s}"),
+            Measured::SamplingStarts {
+                side,
+                sampler,
+                positions,
+            } => format!("starts {side} {} {positions}", sampler.name()),
+            Measured::Sampled(s) => format!("sampled {} {}", s.side, s.sampler.name()),
+        })
+    })
+    .expect("bench prior");
     assert!(r.grids_per_s > 0.0 && r.wall_grids_per_s > 0.0);
+    assert_eq!(
+        reports,
+        [
+            format!("trained {}", r.grids_per_s),
+            "starts 2 full 2".into(),
+            "sampled 2 full".into(),
+            "starts 2 cached 4".into(),
+            "sampled 2 cached".into(),
+            "starts 3 full 2".into(),
+            "sampled 3 full".into(),
+            "starts 3 cached 9".into(),
+            "sampled 3 cached".into(),
+        ]
+    );
     let timed: Vec<_> = r
         .sampling
         .iter()

@@ -78,7 +78,7 @@ pub struct BenchPriorArgs {
     /// Sides of the square code grids sampling is timed on
     #[arg(long, value_delimiter = ',', default_value = "8,16,32")]
     sample_grids: Vec<usize>,
-    /// Samplers timed
+    /// Samplers timed (the full sampler first on each grid size: the speed-ups are against it)
     #[arg(long, value_enum, value_delimiter = ',', default_value = "full,cached")]
     samplers: Vec<SamplerArg>,
     /// Time the full sampler on only this many positions of each grid and scale to the whole grid

@@ -11,7 +11,9 @@ mod vqvae;
 
 pub use kernels::{kernels, run as run_kernels, BenchRow};
 pub use matching_gemm::MatchingGemm;
-pub use prior::{prior, run as run_prior, PriorBench, PriorBenchOptions};
+pub use prior::{
+    prior, prior_reporting, run as run_prior, Measured, PriorBench, PriorBenchOptions,
+};
 pub use quantizer::{quantizer, run as run_quantizer, QuantizerOptions, QuantizerRow};
 pub use vqvae::{run as run_vqvae, vqvae, VqVaeBench, VqVaeBenchOptions, PHASES};
 

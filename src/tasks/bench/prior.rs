@@ -69,6 +69,38 @@ pub struct SamplingSpeed {
     pub positions_timed: usize,
 }
 
+/// What [`prior_reporting`] has measured, reported as it goes (so that a long run prints each
+/// result when it has it).
+#[derive(Clone, Copy, Debug)]
+pub enum Measured<'a> {
+    /// Training was timed.
+    Training {
+        /// Grids per second by the GPU clock.
+        grids_per_s: f64,
+        /// The same by the wall clock.
+        wall_grids_per_s: f64,
+    },
+    /// A sampler is about to be timed drawing `positions` positions of grids of `side` x `side`.
+    SamplingStarts {
+        /// Side of the square grid.
+        side: usize,
+        /// The sampler.
+        sampler: Sampler,
+        /// Positions of each grid it will draw.
+        positions: usize,
+    },
+    /// A sampler was timed.
+    Sampled(&'a SamplingSpeed),
+}
+
+/// Positions of each `side` x `side` grid that `sampler` draws while timed.
+fn positions_timed(options: &PriorBenchOptions, side: usize, sampler: Sampler) -> usize {
+    match (sampler, options.full_positions) {
+        (Sampler::Full, Some(p)) => p.clamp(1, side * side),
+        _ => side * side,
+    }
+}
+
 /// Times `sampler` drawing `options.samples` grids of `side` x `side` (after an untimed draw of a
 /// 2x2 grid that compiles its kernels).
 fn time_sampling(
@@ -82,10 +114,7 @@ fn time_sampling(
     prior.grid = [2, 2];
     prior.sample_codes(sampler, count, None, 1.0, 0)?;
     prior.grid = [side, side];
-    let positions = match (sampler, options.full_positions) {
-        (Sampler::Full, Some(p)) => p.clamp(1, side * side),
-        _ => side * side,
-    };
+    let positions = positions_timed(options, side, sampler);
     gpu.sync()?;
     let t0 = Instant::now();
     let draw = Draw {
@@ -108,8 +137,19 @@ fn time_sampling(
 }
 
 /// Trains the prior on random codes for `steps` steps after 3 warm-up steps, then draws
-/// `samples` grids once to warm up and once timed.
+/// `samples` grids once to warm up and once timed, with each sampler on each grid size (the full
+/// sampler first on each size).
 pub fn prior(gpu: &Gpu, options: &PriorBenchOptions) -> Result<PriorBench> {
+    prior_reporting(gpu, options, &mut |_| {})
+}
+
+/// [`prior`], calling `report` with each result as soon as it is measured, and before each
+/// sampler is timed.
+pub fn prior_reporting(
+    gpu: &Gpu,
+    options: &PriorBenchOptions,
+    report: &mut dyn FnMut(Measured),
+) -> Result<PriorBench> {
     let (batch, grid) = (options.batch, options.grid);
     Setting::Batch.require_positive(batch as u64)?;
     Setting::Steps.require_positive(options.steps as u64)?;
@@ -128,6 +168,12 @@ pub fn prior(gpu: &Gpu, options: &PriorBenchOptions) -> Result<PriorBench> {
     let (seconds, wall_seconds) =
         time_steps(gpu, options.steps, &mut || trainer.train_step(&grids))?;
     trainer.take_metrics()?;
+    let trained = (options.steps * batch) as f64;
+    let (grids_per_s, wall_grids_per_s) = (trained / seconds, trained / wall_seconds);
+    report(Measured::Training {
+        grids_per_s,
+        wall_grids_per_s,
+    });
     let profile = if options.profile {
         let p = profile::profile_step(gpu, &mut || trainer.train_step(&grids))?;
         trainer.take_metrics()?;
@@ -148,14 +194,23 @@ pub fn prior(gpu: &Gpu, options: &PriorBenchOptions) -> Result<PriorBench> {
             ));
         }
         prior.model.config.check_grid([side, side])?;
-        for &sampler in &options.samplers {
-            sampling.push(time_sampling(gpu, &mut prior, options, side, sampler)?);
+        // the full sampler first: the others' speed-ups are against it
+        let full_first = options.samplers.iter().filter(|&&s| s == Sampler::Full);
+        let others = options.samplers.iter().filter(|&&s| s != Sampler::Full);
+        for &sampler in full_first.chain(others) {
+            report(Measured::SamplingStarts {
+                side,
+                sampler,
+                positions: positions_timed(options, side, sampler),
+            });
+            let speed = time_sampling(gpu, &mut prior, options, side, sampler)?;
+            report(Measured::Sampled(&speed));
+            sampling.push(speed);
         }
     }
-    let trained = (options.steps * batch) as f64;
     Ok(PriorBench {
-        grids_per_s: trained / seconds,
-        wall_grids_per_s: trained / wall_seconds,
+        grids_per_s,
+        wall_grids_per_s,
         sampling,
         profile,
     })
@@ -176,49 +231,69 @@ pub fn run(gpu: &Gpu, options: &PriorBenchOptions) -> Result<PriorBench> {
         m.layers,
         m.kernel
     );
-    let r = prior(gpu, options)?;
-    println!(
-        "training: {:.1} grids/s by the GPU clock ({:.2} ms per step), {:.1} grids/s by the wall clock",
-        r.grids_per_s,
-        options.batch as f64 / r.grids_per_s * 1e3,
-        r.wall_grids_per_s
-    );
-    println!(
-        "sampling: {} grids at once, wall clock; the prior is the one trained above",
-        options.samples
-    );
-    println!(
-        "  {:>7}  {:>8}  {:>12}  {:>9}  {:>8}",
-        "grid", "sampler", "samples/s", "ms/grid", "speed-up"
-    );
-    for s in &r.sampling {
-        let full = r
-            .sampling
-            .iter()
-            .find(|f| f.side == s.side && f.sampler == Sampler::Full);
-        let speed_up = full.map_or(String::new(), |f| {
-            format!("{:.1}x", s.samples_per_s / f.samples_per_s)
-        });
-        let scaled = if s.positions_timed < s.side * s.side {
-            format!(
-                "  (timed on {} of {} positions, scaled)",
-                s.positions_timed,
-                s.side * s.side
-            )
-        } else {
-            String::new()
-        };
-        println!(
-            "  {:>7}  {:>8}  {:>12.3}  {:>9.1}  {:>8}{scaled}",
-            format!("{0}x{0}", s.side),
-            s.sampler.name(),
-            s.samples_per_s,
-            1e3 / s.samples_per_s,
-            speed_up
-        );
-    }
+    let mut timed: Vec<SamplingSpeed> = Vec::new();
+    let r = prior_reporting(gpu, options, &mut |measured| match measured {
+        Measured::Training {
+            grids_per_s,
+            wall_grids_per_s,
+        } => {
+            println!(
+                "training: {grids_per_s:.1} grids/s by the GPU clock ({:.2} ms per step), {wall_grids_per_s:.1} grids/s by the wall clock",
+                options.batch as f64 / grids_per_s * 1e3,
+            );
+            println!(
+                "sampling: {} grids at once, wall clock; the prior is the one trained above",
+                options.samples
+            );
+            println!(
+                "  {:>7}  {:>8}  {:>12}  {:>9}  {:>8}",
+                "grid", "sampler", "samples/s", "ms/grid", "speed-up"
+            );
+        }
+        Measured::SamplingStarts {
+            side,
+            sampler,
+            positions,
+        } => eprintln!(
+            "timing the {} sampler: {} grids of {side}x{side}, {positions} positions each",
+            sampler.name(),
+            options.samples
+        ),
+        Measured::Sampled(s) => {
+            print_sampling_row(s, &timed);
+            timed.push(s.clone());
+        }
+    })?;
     if let Some(p) = &r.profile {
         profile::print(p);
     }
     Ok(r)
+}
+
+/// One row of the sampling table: `s`, with its speed-up over the full sampler on the same grid
+/// size where `earlier` has it.
+fn print_sampling_row(s: &SamplingSpeed, earlier: &[SamplingSpeed]) {
+    let full = earlier
+        .iter()
+        .find(|f| f.side == s.side && f.sampler == Sampler::Full);
+    let speed_up = full.map_or(String::new(), |f| {
+        format!("{:.1}x", s.samples_per_s / f.samples_per_s)
+    });
+    let scaled = if s.positions_timed < s.side * s.side {
+        format!(
+            "  (timed on {} of {} positions, scaled)",
+            s.positions_timed,
+            s.side * s.side
+        )
+    } else {
+        String::new()
+    };
+    println!(
+        "  {:>7}  {:>8}  {:>12.3}  {:>9.1}  {:>8}{scaled}",
+        format!("{0}x{0}", s.side),
+        s.sampler.name(),
+        s.samples_per_s,
+        1e3 / s.samples_per_s,
+        speed_up
+    );
 }
