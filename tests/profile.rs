@@ -234,6 +234,42 @@ fn the_prior_bench_trains_samples_and_profiles() {
         .any(|row| row.name == "softmax:cross_entropy"));
 }
 
+#[test]
+fn a_bad_sampling_grid_is_refused_before_the_prior_trains() {
+    let gpu = gpu();
+    for side in [0, 257] {
+        let options = PriorBenchOptions {
+            batch: 2,
+            steps: 1,
+            grid: [3, 4],
+            samples: 2,
+            sample_sides: vec![2, side],
+            samplers: vec![Sampler::Cached],
+            full_positions: None,
+            model: PixelCnnConfig {
+                codes: 8,
+                channels: 4,
+                layers: 2,
+                kernel: 3,
+                head: 8,
+                ..PixelCnnConfig::default()
+            },
+            profile: false,
+        };
+        let mut reports = 0;
+        let err = bench::prior_reporting(&gpu, &options, &mut |_| reports += 1)
+            .expect_err("a grid side outside 1..=256");
+        assert!(
+            err.to_string().contains(&format!("got {side}")),
+            "unclear error: {err}"
+        );
+        assert_eq!(
+            reports, 0,
+            "the prior was trained before the grid was checked"
+        );
+    }
+}
+
 /// The smallest timing: one call, one repeat.
 fn one_call(batch: usize) -> BenchConfig {
     BenchConfig {

@@ -155,6 +155,16 @@ pub fn prior_reporting(
     Setting::Steps.require_positive(options.steps as u64)?;
     Setting::Count.require_positive(options.samples as u64)?;
     options.model.validate()?;
+    // every grid size is checked before the training is timed, not after
+    for &side in &options.sample_sides {
+        if !(1..=MAX_SAMPLE_SIDE).contains(&side) {
+            return Err(Error::setting(
+                Setting::SampleGrids,
+                format!("must be 1 to {MAX_SAMPLE_SIDE}, got {side}"),
+            ));
+        }
+        options.model.check_grid([side, side])?;
+    }
     let mut trainer = PriorTrainer::new(gpu, options.model.clone(), 0, 3e-4, batch, grid)?;
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let codes = options.model.codes;
@@ -187,13 +197,6 @@ pub fn prior_reporting(
     };
     let mut sampling = Vec::new();
     for &side in &options.sample_sides {
-        if !(1..=MAX_SAMPLE_SIDE).contains(&side) {
-            return Err(Error::setting(
-                Setting::SampleGrids,
-                format!("must be 1 to {MAX_SAMPLE_SIDE}, got {side}"),
-            ));
-        }
-        prior.model.config.check_grid([side, side])?;
         // the full sampler first: the others' speed-ups are against it
         let full_first = options.samplers.iter().filter(|&&s| s == Sampler::Full);
         let others = options.samplers.iter().filter(|&&s| s != Sampler::Full);
