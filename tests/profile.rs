@@ -164,23 +164,12 @@ fn a_repeated_training_step_submits_once_creates_no_buffers_and_reuses_its_bind_
 fn the_prior_bench_trains_samples_and_profiles() {
     let gpu = gpu();
     let options = PriorBenchOptions {
-        batch: 2,
-        steps: 1,
-        grid: [3, 4],
-        samples: 2,
         sample_sides: vec![2, 3],
         // given cached first: the full sampler is still timed first on each size
         samplers: vec![Sampler::Cached, Sampler::Full],
         full_positions: Some(2),
-        model: PixelCnnConfig {
-            codes: 8,
-            channels: 4,
-            layers: 2,
-            kernel: 3,
-            head: 8,
-            ..PixelCnnConfig::default()
-        },
         profile: true,
+        ..tiny_prior_bench()
     };
     // each result is reported as soon as it is measured, and each sampler before it is timed
     let mut reports = Vec::new();
@@ -239,22 +228,8 @@ fn a_bad_sampling_grid_is_refused_before_the_prior_trains() {
     let gpu = gpu();
     for side in [0, 257] {
         let options = PriorBenchOptions {
-            batch: 2,
-            steps: 1,
-            grid: [3, 4],
-            samples: 2,
             sample_sides: vec![2, side],
-            samplers: vec![Sampler::Cached],
-            full_positions: None,
-            model: PixelCnnConfig {
-                codes: 8,
-                channels: 4,
-                layers: 2,
-                kernel: 3,
-                head: 8,
-                ..PixelCnnConfig::default()
-            },
-            profile: false,
+            ..tiny_prior_bench()
         };
         let mut reports = 0;
         let err = bench::prior_reporting(&gpu, &options, &mut |_| reports += 1)
@@ -267,6 +242,28 @@ fn a_bad_sampling_grid_is_refused_before_the_prior_trains() {
             reports, 0,
             "the prior was trained before the grid was checked"
         );
+    }
+}
+
+/// `bench prior` of a tiny prior for one step, sampling 2 grids of 2x2 with the cached sampler.
+fn tiny_prior_bench() -> PriorBenchOptions {
+    PriorBenchOptions {
+        batch: 2,
+        steps: 1,
+        grid: [3, 4],
+        samples: 2,
+        sample_sides: vec![2],
+        samplers: vec![Sampler::Cached],
+        full_positions: None,
+        model: PixelCnnConfig {
+            codes: 8,
+            channels: 4,
+            layers: 2,
+            kernel: 3,
+            head: 8,
+            ..PixelCnnConfig::default()
+        },
+        profile: false,
     }
 }
 
