@@ -279,7 +279,7 @@ fn activation(x: &Tensor, forward: &'static str, backward: &'static str) -> Tens
 
 /// The gradient through a ReLU from its output `y` and the gradient `g` of that output: `g` where
 /// `y > 0`, else 0 (no autograd).
-pub(crate) fn relu_gradient(y: &Tensor, g: &Tensor) -> Tensor {
+fn relu_gradient(y: &Tensor, g: &Tensor) -> Tensor {
     same_shape(y, g, "relu_gradient");
     map("relu_backward", y, Some(g), 1.0, 0.0, false)
 }

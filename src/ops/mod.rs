@@ -18,7 +18,7 @@ pub mod vq;
 pub mod window;
 
 use crate::gpu::{Library, Shader};
-use crate::tensor::Tensor;
+use crate::tensor::{numel, Tensor};
 
 /// What the last kernel of an op does with its result: where it writes it (a new tensor, or a
 /// given one such as a parameter's gradient slot), whether it adds a residual tensor of the
@@ -86,7 +86,7 @@ impl<'a> Epilogue<'a> {
             if let Some(t) = t {
                 assert_eq!(
                     t.numel(),
-                    shape.iter().product::<usize>(),
+                    numel(shape),
                     "a {what} of shape {:?} does not fit a result of shape {shape:?}",
                     t.shape()
                 );
