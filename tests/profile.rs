@@ -181,7 +181,10 @@ fn the_prior_bench_trains_samples_and_profiles() {
                 sampler,
                 positions,
             } => format!("starts {side} {} {positions}", sampler.name()),
-            Measured::Sampled(s) => format!("sampled {} {}", s.side, s.sampler.name()),
+            Measured::Sampled(timed) => {
+                let s = timed.last().expect("the speed just measured");
+                format!("sampled {} {} of {}", s.side, s.sampler.name(), timed.len())
+            }
         })
     })
     .expect("bench prior");
@@ -191,13 +194,13 @@ fn the_prior_bench_trains_samples_and_profiles() {
         [
             format!("trained {}", r.grids_per_s),
             "starts 2 full 2".into(),
-            "sampled 2 full".into(),
+            "sampled 2 full of 1".into(),
             "starts 2 cached 4".into(),
-            "sampled 2 cached".into(),
+            "sampled 2 cached of 2".into(),
             "starts 3 full 2".into(),
-            "sampled 3 full".into(),
+            "sampled 3 full of 3".into(),
             "starts 3 cached 9".into(),
-            "sampled 3 cached".into(),
+            "sampled 3 cached of 4".into(),
         ]
     );
     let timed: Vec<_> = r

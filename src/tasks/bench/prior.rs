@@ -89,8 +89,8 @@ pub enum Measured<'a> {
         /// Positions of each grid it will draw.
         positions: usize,
     },
-    /// A sampler was timed.
-    Sampled(&'a SamplingSpeed),
+    /// A sampler was timed: every speed measured so far, the newest last.
+    Sampled(&'a [SamplingSpeed]),
 }
 
 /// Positions of each `side` x `side` grid that `sampler` draws while timed.
@@ -206,9 +206,8 @@ pub fn prior_reporting(
                 sampler,
                 positions: positions_timed(options, side, sampler),
             });
-            let speed = time_sampling(gpu, &mut prior, options, side, sampler)?;
-            report(Measured::Sampled(&speed));
-            sampling.push(speed);
+            sampling.push(time_sampling(gpu, &mut prior, options, side, sampler)?);
+            report(Measured::Sampled(&sampling));
         }
     }
     Ok(PriorBench {
@@ -234,7 +233,6 @@ pub fn run(gpu: &Gpu, options: &PriorBenchOptions) -> Result<PriorBench> {
         m.layers,
         m.kernel
     );
-    let mut timed: Vec<SamplingSpeed> = Vec::new();
     let r = prior_reporting(gpu, options, &mut |measured| match measured {
         Measured::Training {
             grids_per_s,
@@ -262,9 +260,10 @@ pub fn run(gpu: &Gpu, options: &PriorBenchOptions) -> Result<PriorBench> {
             sampler.name(),
             options.samples
         ),
-        Measured::Sampled(s) => {
-            print_sampling_row(s, &timed);
-            timed.push(s.clone());
+        Measured::Sampled(timed) => {
+            if let Some((newest, earlier)) = timed.split_last() {
+                print_sampling_row(newest, earlier);
+            }
         }
     })?;
     if let Some(p) = &r.profile {
