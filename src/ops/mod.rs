@@ -6,6 +6,7 @@ pub mod adam;
 pub mod attention;
 pub mod blocked;
 pub mod collective;
+pub mod collective_subgroups;
 pub mod conv;
 pub mod elementwise;
 pub mod ema;
