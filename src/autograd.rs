@@ -5,7 +5,7 @@
 //! straight into its (still zero) slot, which saves a tensor and the launch that adds it.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use smallvec::SmallVec;
 
@@ -35,6 +35,16 @@ struct Node {
 thread_local! {
     static TAPE: RefCell<Vec<Node>> = const { RefCell::new(Vec::new()) };
     static GRAD_ENABLED: Cell<bool> = const { Cell::new(true) };
+    /// The maps of the last backward pass, emptied, kept for the next one with their capacity.
+    static BACKWARD_MAPS: RefCell<BackwardMaps> = RefCell::default();
+}
+
+/// What a backward pass tracks: the gradients of tensors the tape produced that are still to be
+/// passed back, and the ids of those tensors.
+#[derive(Default)]
+struct BackwardMaps {
+    grads: HashMap<u64, Tensor>,
+    produced: HashSet<u64>,
 }
 
 /// Whether ops currently record onto the tape.
@@ -157,10 +167,13 @@ impl Tensor {
         let _no_grad = no_grad();
         let _backward = profile::backward_of(None);
         let mut nodes = TAPE.with(|tape| std::mem::take(&mut *tape.borrow_mut()));
-        let mut grads: HashMap<u64, Tensor> = HashMap::new();
+        let BackwardMaps {
+            mut grads,
+            mut produced,
+        } = BACKWARD_MAPS.with(|maps| std::mem::take(&mut *maps.borrow_mut()));
         grads.insert(self.id(), Tensor::full(self.gpu(), self.shape(), 1.0));
         let mut leaves = HashMap::new();
-        let produced: std::collections::HashSet<u64> = nodes.iter().map(|n| n.output).collect();
+        produced.extend(nodes.iter().map(|n| n.output));
         for node in nodes.drain(..).rev() {
             let Some(g) = grads.remove(&node.output) else {
                 continue;
@@ -200,6 +213,10 @@ impl Tensor {
                 }
             }
         }
+        // gradients of produced tensors that nothing on the tape consumed end here
+        grads.clear();
+        produced.clear();
+        BACKWARD_MAPS.with(|maps| *maps.borrow_mut() = BackwardMaps { grads, produced });
         Gradients { leaves }
     }
 }

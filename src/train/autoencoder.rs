@@ -13,8 +13,8 @@ use crate::tensor::Tensor;
 use crate::train::PixelInput;
 
 use super::{
-    check_fits, check_image_data, first_images, MetricSums, RunState, Snapshot, StepOutput,
-    TrainStep, Trainer,
+    check_fits, check_image_data, first_images, MetricSums, MetricTerms, RunState, Snapshot,
+    StepOutput, TrainStep, Trainer,
 };
 
 /// Averages of the training metrics over the steps since the last read.
@@ -125,7 +125,7 @@ impl TrainStep for AeTask {
         self.last_recon = Some(out.recon.detach());
         Ok(StepOutput {
             loss: out.loss,
-            metrics: vec![Some(out.mse), out.recon_nll, out.kl],
+            metrics: MetricTerms::from([Some(out.mse), out.recon_nll, out.kl]),
         })
     }
 

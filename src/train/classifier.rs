@@ -12,7 +12,8 @@ use crate::tensor::Tensor;
 use crate::train::PixelInput;
 
 use super::{
-    check_fits, check_image_data, MetricSums, RunState, Snapshot, StepOutput, TrainStep, Trainer,
+    check_fits, check_image_data, MetricSums, MetricTerms, RunState, Snapshot, StepOutput,
+    TrainStep, Trainer,
 };
 
 /// The average training loss over the steps since the last read.
@@ -100,7 +101,7 @@ impl TrainStep for ClassifierTask {
         self.labels.write(&labels)?;
         Ok(StepOutput {
             loss: self.model.loss(input, &self.labels),
-            metrics: Vec::new(),
+            metrics: MetricTerms::new(),
         })
     }
 

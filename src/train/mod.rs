@@ -27,6 +27,8 @@ pub use state::{check_fits, MetricSums, RunState, METRIC_SLOTS};
 pub use vqvae::{StepMetrics, VqVaeTask, VqVaeTrainer};
 pub use vqvae2::{LevelMetrics, Vqvae2Metrics, Vqvae2Task, Vqvae2Trainer};
 
+use arrayvec::ArrayVec;
+
 use crate::data::{Batch, BatchOf, Dataset, Loader, Source};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
@@ -49,9 +51,12 @@ pub const DATASET_KEY: &str = "dataset";
 pub struct StepOutput {
     /// The loss, [1].
     pub loss: Tensor,
-    /// Slots 1.. of the metrics.
-    pub metrics: Vec<Option<Tensor>>,
+    /// Slots 1.. of the metrics, kept inline (a step allocates no list for them).
+    pub metrics: MetricTerms,
 }
+
+/// The metric terms of a step after its loss: at most `METRIC_SLOTS - 1` of them.
+pub type MetricTerms = ArrayVec<Option<Tensor>, { METRIC_SLOTS - 1 }>;
 
 /// Originals and their reconstructions, for a PNG grid.
 pub struct Snapshot {
@@ -112,7 +117,8 @@ impl<S: TrainStep> Trainer<S> {
         self.task.params().zero_grad();
         out.loss.backward();
         self.run.adam.step(self.task.params());
-        let mut terms = vec![Some(&out.loss)];
+        let mut terms = ArrayVec::<_, METRIC_SLOTS>::new();
+        terms.push(Some(&out.loss));
         terms.extend(out.metrics.iter().map(Option::as_ref));
         self.run.accumulate(&terms);
         self.run.step += 1;

@@ -14,7 +14,9 @@ use crate::nn::ParamStore;
 use crate::ops::{elementwise, softmax};
 use crate::tensor::Tensor;
 
-use super::{check_fits, MetricSums, RunState, Snapshot, StepOutput, TrainStep, Trainer};
+use super::{
+    check_fits, MetricSums, MetricTerms, RunState, Snapshot, StepOutput, TrainStep, Trainer,
+};
 
 /// Negative log-likelihoods of the prior, in nats per code.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -231,7 +233,7 @@ impl TrainStep for PriorTask {
         );
         Ok(StepOutput {
             loss: softmax::cross_entropy(&logits, &self.codes).mean(),
-            metrics: Vec::new(),
+            metrics: MetricTerms::new(),
         })
     }
 

@@ -10,7 +10,9 @@ use crate::io::checkpoint::Checkpoint;
 use crate::models::vqvae::{VqVae, VqVaeConfig};
 use crate::nn::ParamStore;
 
-use super::{ImageInput, MetricSums, RunState, Snapshot, StepOutput, TrainStep, Trainer};
+use super::{
+    ImageInput, MetricSums, MetricTerms, RunState, Snapshot, StepOutput, TrainStep, Trainer,
+};
 
 /// Averages of the training metrics over the steps since the last read.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -114,7 +116,7 @@ impl TrainStep for VqVaeTask {
         let q = out.quantized;
         Ok(StepOutput {
             loss,
-            metrics: vec![Some(recon_mse), Some(q.stats), Some(q.restarted)],
+            metrics: MetricTerms::from([Some(recon_mse), Some(q.stats), Some(q.restarted)]),
         })
     }
 

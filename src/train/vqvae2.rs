@@ -14,7 +14,9 @@ use crate::nn::ParamStore;
 use crate::ops::elementwise::concat_channels;
 use crate::tensor::Tensor;
 
-use super::{ImageInput, MetricSums, RunState, Snapshot, StepOutput, TrainStep, Trainer};
+use super::{
+    ImageInput, MetricSums, MetricTerms, RunState, Snapshot, StepOutput, TrainStep, Trainer,
+};
 
 /// One level's code statistics, averaged over the steps since the last read.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -138,11 +140,11 @@ impl TrainStep for Vqvae2Task {
         self.images.keep(&out.recon);
         Ok(StepOutput {
             loss,
-            metrics: vec![
+            metrics: MetricTerms::from([
                 Some(recon_mse),
                 Some(join(&out.top.stats, &out.bottom.stats)),
                 Some(join(&out.top.restarted, &out.bottom.restarted)),
-            ],
+            ]),
         })
     }
 
