@@ -117,10 +117,7 @@ impl<S: TrainStep> Trainer<S> {
         self.task.params().zero_grad();
         out.loss.backward();
         self.run.adam.step(self.task.params());
-        let mut terms = ArrayVec::<_, METRIC_SLOTS>::new();
-        terms.push(Some(&out.loss));
-        terms.extend(out.metrics.iter().map(Option::as_ref));
-        self.run.accumulate(&terms);
+        self.run.accumulate(&out.loss, &out.metrics);
         self.run.step += 1;
         Ok(())
     }

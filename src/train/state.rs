@@ -8,6 +8,8 @@ use crate::nn::{Adam, ParamStore};
 use crate::ops::elementwise;
 use crate::tensor::Tensor;
 
+use super::MetricTerms;
+
 /// Floats per metric slot: 256 bytes, so that every slot can be bound on its own.
 const SLOT: usize = 64;
 /// Metric slots of a run (slot 0 is the loss).
@@ -73,11 +75,12 @@ impl RunState {
         self.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ self.step
     }
 
-    /// Adds this step's metric terms to the GPU sums: `terms[i]` (at most 64 values) into slot i;
-    /// `None` leaves a slot alone.
-    pub(super) fn accumulate(&mut self, terms: &[Option<&Tensor>]) {
-        assert!(terms.len() <= METRIC_SLOTS, "too many metric terms");
-        for (slot, term) in terms.iter().enumerate() {
+    /// Adds this step's metric terms to the GPU sums: the loss into slot 0 and `metrics[i]` into
+    /// slot i + 1 (each at most 64 values; [`MetricTerms`] holds no more than the slots after the
+    /// loss); `None` leaves a slot alone.
+    pub(super) fn accumulate(&mut self, loss: &Tensor, metrics: &MetricTerms) {
+        let terms = std::iter::once(Some(loss)).chain(metrics.iter().map(Option::as_ref));
+        for (slot, term) in terms.enumerate() {
             if let Some(t) = term {
                 let sum = self.metrics.view(slot * SLOT, &[t.numel()], None);
                 elementwise::accumulate(&sum, &t.detach(), 1.0);
