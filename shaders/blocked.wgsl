@@ -41,7 +41,7 @@ override BIAS: u32 = 0u;       // gemm: 0 none, 1 one per row m, 2 one per colum
 override TRANSPOSED: bool = false;
 override MASKED: bool = false;
 override WG: u32 = 8u;         // gemm: invocations per workgroup
-override RESIDUAL: bool = false; // gemm, gemm_tall: C = residual + A B (before the ReLU; not split along K)
+override RESIDUAL: bool = false; // gemm, gemm_tall, col2im: C = residual + result (before the ReLU; not split along K)
 
 const NO_WRAP: u32 = 0xffffffffu; // an `inner` that never wraps: a plain row-major operand
 
@@ -89,7 +89,7 @@ struct Params {
 @group(0) @binding(6) var<storage, read> a_vec4: array<vec4<f32>>;   // gemm_tall with A_VEC4: a again
 @group(0) @binding(7) var<storage, read_write> cols4: array<vec4<f32>>; // im2col: the columns
 @group(0) @binding(8) var<storage, read_write> c_vec4: array<vec4<f32>>; // gemm_tall with C_VEC4: c again
-@group(0) @binding(9) var<storage, read> residual: array<f32>; // gemm, gemm_tall: laid out as c
+@group(0) @binding(9) var<storage, read> residual: array<f32>; // gemm, gemm_tall, col2im: laid out as c
 @group(0) @binding(10) var<storage, read> gate: array<f32>; // gemm, gemm_tall, col2im: laid out as c
 
 fn load_b1(e: u32) -> f32 {
@@ -598,8 +598,9 @@ fn col2im(@builtin(global_invocation_id) gid: vec3<u32>) {
             ky += p.stride_h;
         }
         if (BIAS == 1u) { sum += bias[ci]; }
-        if (p.relu == 1u) { sum = max(sum, 0.0); }
         let at = ((b_i * p.cin + ci) * p.in_h + iy) * p.in_w + ix;
+        if (RESIDUAL) { sum = residual[at] + sum; }
+        if (p.relu == 1u) { sum = max(sum, 0.0); }
         if (p.gate == 1u) { sum = select(0.0, sum, gate[at] > 0.0); }
         c[at] = sum;
     }

@@ -2,7 +2,8 @@
 //! output id, backward closure); [`Tensor::backward`] replays the tape in reverse. Each thread has
 //! its own tape. Gradients of parameters are accumulated into their slots of the flat gradient
 //! buffer; an op recorded with [`record_into`] may write a parameter's first gradient of a pass
-//! straight into its (still zero) slot, which saves a tensor and the launch that adds it.
+//! straight into its (still zero) slot, and may add an input's gradient so far to its own as it
+//! stores it, each of which saves a tensor and the launch that adds it.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
@@ -20,9 +21,29 @@ type PerInput<T> = SmallVec<[T; 4]>;
 /// One optional gradient per input of an op, as its backward returns them.
 pub(crate) type Grads = PerInput<Option<Tensor>>;
 
-/// Maps the output gradient to one optional gradient per input; the slice offers, per input, a
-/// tensor the op may write that input's gradient into (and then return it).
-type BackwardFn = Box<dyn FnOnce(&Tensor, &[Option<Tensor>]) -> Grads>;
+/// Maps the output gradient to one optional gradient per input; the slice holds, per input, what
+/// autograd offers for its gradient.
+type BackwardFn = Box<dyn FnOnce(&Tensor, &mut [Offer]) -> Grads>;
+
+/// What autograd offers a node's backward for the gradient of one of its inputs.
+#[derive(Default)]
+pub(crate) struct Offer {
+    /// A parameter's gradient slot while it holds zeros: a backward that writes the input's
+    /// gradient there returns the slot itself.
+    pub slot: Option<Tensor>,
+    /// The input's gradient so far, from the ops recorded after this one: a backward that takes
+    /// it (leaving `None`) returns `pending + its own gradient`, the sum autograd would make.
+    pub pending: Option<Tensor>,
+    /// Whether `pending` was offered.
+    offered_pending: bool,
+}
+
+impl Offer {
+    /// Whether the backward took the pending gradient.
+    fn took_pending(&self) -> bool {
+        self.offered_pending && self.pending.is_none()
+    }
+}
 
 struct Node {
     inputs: PerInput<Tensor>,
@@ -84,14 +105,14 @@ pub(crate) fn record(
     record_into(inputs, output, move |g, _| backward(g));
 }
 
-/// [`record`] for an op whose backward can write gradients into given tensors: its second
-/// argument offers, per input, the slot where that input's gradient belongs (a parameter's
-/// gradient slot while it still holds zeros; `None` otherwise). Returning the offered tensor
-/// itself as the gradient says it was written there; anything else is added as usual.
+/// [`record`] for an op whose backward can write gradients into given tensors or add to them: its
+/// second argument offers, per input, an [`Offer`]. Returning the offered slot itself as the
+/// gradient says it was written there; returning a gradient after taking the pending one says it
+/// holds their sum; anything else is added as usual.
 pub(crate) fn record_into(
     inputs: &[&Tensor],
     output: &Tensor,
-    backward: impl FnOnce(&Tensor, &[Option<Tensor>]) -> Grads + 'static,
+    backward: impl FnOnce(&Tensor, &mut [Offer]) -> Grads + 'static,
 ) {
     TAPE.with(|tape| {
         tape.borrow_mut().push(Node {
@@ -103,17 +124,28 @@ pub(crate) fn record_into(
     });
 }
 
-/// The slots offered to a node's backward: each parameter input's gradient slot while it holds
-/// zeros, once per slot.
-fn zero_slots(inputs: &[Tensor]) -> PerInput<Option<Tensor>> {
-    let mut offered = PerInput::with_capacity(inputs.len());
-    for input in inputs {
+/// What is offered to a node's backward: each parameter input's gradient slot while it holds
+/// zeros, and each input's pending gradient in `grads`, each once per tensor.
+fn offers(inputs: &[Tensor], grads: &HashMap<u64, Tensor>) -> PerInput<Offer> {
+    let mut offered: PerInput<Offer> = PerInput::with_capacity(inputs.len());
+    for (i, input) in inputs.iter().enumerate() {
+        let first = !inputs[..i].iter().any(|t| t.id() == input.id());
+        let wanted = first && input.requires_grad();
         let slot = input
             .grad_sink()
-            .filter(|s| s.zero.get() && input.requires_grad())
+            .filter(|s| wanted && s.zero.get())
             .map(|s| s.tensor.clone())
-            .filter(|t| !offered.iter().flatten().any(|o: &Tensor| o.id() == t.id()));
-        offered.push(slot);
+            .filter(|t| {
+                !offered
+                    .iter()
+                    .any(|o| o.slot.as_ref().is_some_and(|o| o.id() == t.id()))
+            });
+        let pending = grads.get(&input.id()).filter(|_| wanted).cloned();
+        offered.push(Offer {
+            slot,
+            offered_pending: pending.is_some(),
+            pending,
+        });
     }
     offered
 }
@@ -178,18 +210,21 @@ impl Tensor {
             let Some(g) = grads.remove(&node.output) else {
                 continue;
             };
-            let slots = zero_slots(&node.inputs);
+            let mut offered = offers(&node.inputs, &grads);
             let input_grads = {
                 let _layer = profile::backward_of(node.layer);
-                (node.backward)(&g, &slots)
+                (node.backward)(&g, &mut offered)
             };
             debug_assert_eq!(input_grads.len(), node.inputs.len());
-            for (input, grad) in node.inputs.iter().zip(input_grads) {
+            for ((input, grad), offer) in node.inputs.iter().zip(input_grads).zip(&offered) {
                 let Some(grad) = grad else { continue };
                 if !input.requires_grad() {
                     continue;
                 }
-                if produced.contains(&input.id()) {
+                if offer.took_pending() {
+                    // the pending gradient is already added in
+                    grads.insert(input.id(), grad);
+                } else if produced.contains(&input.id()) {
                     accumulate(&mut grads, input.id(), grad);
                 } else if let Some(slot) = input.grad_sink() {
                     add_to_slot(slot, &grad);

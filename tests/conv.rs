@@ -702,3 +702,81 @@ fn a_relu_output_taken_twice_gets_the_masked_sum_of_both_gradients() {
         assert!(twice[0].contains(&0.0));
     }
 }
+
+/// A convolution whose input another op takes after it: the convolution's input gradient is added
+/// to the gradient from that op as it is stored, with the values of a separate addition (forced
+/// by a reshape between the input and the convolution) and one launch fewer. Cases as in the
+/// ReLU test above: the GPU set's `conv.wgsl` with and without a K split and over stride phases,
+/// the CPU set's flipped products, `col2im` and in-place 1x1 reads, and transposed convolutions.
+#[test]
+fn a_convolution_adds_its_input_gradient_to_the_one_so_far() {
+    for gpu in kernel_set_gpus() {
+        for (i, transposed) in [
+            (1, false),
+            (3, false),
+            (4, false),
+            (6, false),
+            (11, false),
+            (2, true),
+            (14, true),
+            (16, true),
+        ] {
+            let c = &CASES[i];
+            let mut rng = rng(160 + i as u64);
+            let opts = options(c, None);
+            let t_opts = ConvTranspose2dOptions::new(c.stride, c.pad, 0);
+            let (oh, ow) = out_size(c);
+            let (x_shape, w_shape, y_shape) = if transposed {
+                let th = conv::conv_transpose_out_size(oh, c.k.0, c.stride, c.pad, 0).unwrap();
+                let tw = conv::conv_transpose_out_size(ow, c.k.1, c.stride, c.pad, 0).unwrap();
+                (
+                    [c.n, c.cout, oh, ow],
+                    [c.cout, c.cin, c.k.0, c.k.1],
+                    [c.n, c.cin, th, tw],
+                )
+            } else {
+                (
+                    [c.n, c.cin, c.h, c.w],
+                    [c.cout, c.cin, c.k.0, c.k.1],
+                    [c.n, c.cout, oh, ow],
+                )
+            };
+            let (x0, _) = random_tensor(&gpu, &mut rng, &x_shape);
+            let (shift, _) = random_tensor(&gpu, &mut rng, &x_shape);
+            let (x_dy, _) = random_tensor(&gpu, &mut rng, &x_shape);
+            let (w, _) = random_tensor(&gpu, &mut rng, &w_shape);
+            let (dy, _) = random_tensor(&gpu, &mut rng, &y_shape);
+            let conv = |x: &vqgpu::Tensor, w: &vqgpu::Tensor| match transposed {
+                true => conv::conv_transpose2d(x, w, None, t_opts),
+                false => conv::conv2d(x, w, None, opts),
+            };
+            let what = format!(
+                "{c:?}, transposed {transposed}, kernels={}",
+                gpu.kernel_set()
+            );
+            let leaves = [x0.with_requires_grad(true), w.with_requires_grad(true)];
+            // x = x0 + shift goes to the convolution and, recorded after it, to a product with
+            // x_dy, whose gradient reaches x first in the backward pass
+            let (shift, x_dy, dy) = (&shift, &x_dy, &dy);
+            let graph = |reshape: bool| {
+                move |t: &[vqgpu::Tensor]| {
+                    let x = t[0].add(shift);
+                    let taken = match reshape {
+                        true => x.reshape(&x_shape),
+                        false => x.clone(),
+                    };
+                    let y = conv(&taken, &t[1]);
+                    let other = x.mul(x_dy).sum();
+                    y.mul(dy).sum().add(&other)
+                }
+            };
+            let ones = vqgpu::Tensor::from_slice(&gpu, &[1], &[1.0]).unwrap();
+            let (fused, fused_launches) =
+                gradients_and_launches(&gpu, &leaves, &ones, &graph(false));
+            let (separate, plain_launches) =
+                gradients_and_launches(&gpu, &leaves, &ones, &graph(true));
+            assert_eq!(fused, separate, "gradients, {what}");
+            assert_eq!(fused_launches + 1, plain_launches, "launches, {what}");
+        }
+    }
+}

@@ -152,10 +152,9 @@ impl GatedResidualBlock {
         condition: Option<&Tensor>,
     ) -> (Stacks, Tensor) {
         let mut v_pre = self.vertical.forward(&x.vertical);
-        let mut h_pre = self
-            .horizontal
-            .forward(&x.horizontal)
-            .add(&self.vertical_to_horizontal.forward(&v_pre));
+        // horizontal(x) + vertical_to_horizontal(v_pre), the sum made as the second one is stored
+        let from_left = self.horizontal.forward(&x.horizontal);
+        let mut h_pre = self.vertical_to_horizontal.forward_add(&v_pre, &from_left);
         if let (Some(table), Some(labels)) = (&self.class_bias, labels) {
             let bias = gather::gather(labels, table.tensor());
             v_pre = v_pre.add(&bias);

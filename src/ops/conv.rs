@@ -231,31 +231,52 @@ fn split_launch(
 
 /// Records the backward of a conv2d / conv_transpose2d `y` of inputs [x, w, bias (where
 /// `has_bias`), residual (if any)], with a fused ReLU when `relu`: `grads(g, [x wanted, w wanted],
-/// into)` gives the gradients of x and w (those wanted; w's written into `into` where it is
-/// given), the per-channel sum of `g` goes to a bias and `g` itself to a residual. A parameter's
-/// zero gradient slot, where autograd offers one, receives its gradient directly.
+/// into, pending)` gives the gradients of x and w (those wanted; w's written into `into` where it
+/// is given; x's added to the gradient `pending` of x so far if it takes it), the per-channel sum
+/// of `g` goes to a bias and `g` itself to a residual. A parameter's zero gradient slot, where
+/// autograd offers one, receives its gradient directly.
 fn record_backward(
     inputs: &[&Tensor],
     has_bias: bool,
     (y, relu): (&Tensor, bool),
-    grads: impl FnOnce(&Tensor, [bool; 2], Option<&Tensor>) -> [Option<Tensor>; 2] + 'static,
+    grads: impl FnOnce(&Tensor, [bool; 2], Option<&Tensor>, &mut Option<Tensor>) -> [Option<Tensor>; 2]
+        + 'static,
 ) {
     let wants: ArrayVec<bool, 4> = inputs.iter().map(|t| t.requires_grad()).collect();
     // after a fused ReLU, the gradient of the convolution's own output (which the op that takes y
     // may have masked already)
     let saved = relu.then(|| elementwise::SavedRelu::of(y));
-    autograd::record_into(inputs, y, move |g, slots| {
+    autograd::record_into(inputs, y, move |g, offered| {
         let masked = saved.map(|relu| relu.gradient(g));
         let g = masked.as_ref().unwrap_or(g);
-        let mut all = autograd::Grads::from_iter(grads(g, [wants[0], wants[1]], slots[1].as_ref()));
+        let into = offered[1].slot.clone();
+        let pending = &mut offered[0].pending;
+        let mut all =
+            autograd::Grads::from_iter(grads(g, [wants[0], wants[1]], into.as_ref(), pending));
         if has_bias {
-            all.push(wants[2].then(|| reduce::sum_per_channel_into(g, slots[2].as_ref())));
+            let slot = offered[2].slot.as_ref();
+            all.push(wants[2].then(|| reduce::sum_per_channel_into(g, slot)));
         }
         if all.len() < wants.len() {
             all.push(wants[all.len()].then(|| g.clone()));
         }
         all
     });
+}
+
+/// The epilogue of an input gradient: masked by the ReLU whose output x is (`gate`), or else
+/// added to x's gradient so far where autograd offers it (taking it). A masked gradient takes
+/// nothing: the mask would apply to the sum.
+fn input_grad_epilogue<'a>(
+    gate: Option<&'a Tensor>,
+    pending: &mut Option<Tensor>,
+    taken: &'a mut Option<Tensor>,
+) -> Epilogue<'a> {
+    if gate.is_some() {
+        return Epilogue::gated(gate);
+    }
+    *taken = pending.take();
+    Epilogue::new(taken.as_ref(), false)
 }
 
 /// What a convolution does to its result as it stores it: add a residual tensor of the output's
@@ -321,9 +342,10 @@ pub fn conv2d_fused(
             &inputs,
             has_bias,
             (&y, relu),
-            move |g, [want_x, want_w], into| {
+            move |g, [want_x, want_w], into, pending| {
                 let dx = want_x.then(|| {
-                    let epilogue = Epilogue::gated(gate.map(|_| &x_s));
+                    let mut taken = None;
+                    let epilogue = input_grad_epilogue(gate.map(|_| &x_s), pending, &mut taken);
                     let operands = (g, &w_s, None);
                     let dx = conv2d_input_grad_with(operands, (x4[2], x4[3]), options, epilogue);
                     masked_for(dx, gate)
@@ -401,12 +423,13 @@ pub fn conv_transpose2d_fused(
             &inputs,
             has_bias,
             (&y, relu),
-            move |g, [want_x, want_w], into| {
+            move |g, [want_x, want_w], into, pending| {
                 let s = ConvShape::of(dims4(g, "output gradient"), w4, &adjoint);
                 let (dx, columns) = match want_x {
                     true => {
                         let operands = (&w_s, g, None);
-                        let epilogue = Epilogue::gated(gate.map(|_| &x_s));
+                        let mut taken = None;
+                        let epilogue = input_grad_epilogue(gate.map(|_| &x_s), pending, &mut taken);
                         let (dx, columns) =
                             lowered::forward_keeping_columns(&s, operands, epilogue, false);
                         (Some(masked_for(dx, gate)), columns)

@@ -292,13 +292,17 @@ pub fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Tensor {
         );
         let has_bias = bias.is_some();
         // the weight's and the bias's gradients go straight into their zero slots where offered
-        autograd::record_into(&inputs, &out, move |g, slots| {
+        autograd::record_into(&inputs, &out, move |g, offered| {
+            let (w_slot, b_slot) = (
+                offered[1].slot.as_ref(),
+                offered.get(2).and_then(|o| o.slot.as_ref()),
+            );
             let mut grads = smallvec![
                 gx.then(|| matmul(g, &w_s, false, false)),
-                gw.then(|| product(g, &x_s, (true, false), None, false, slots[1].as_ref())),
+                gw.then(|| product(g, &x_s, (true, false), None, false, w_slot)),
             ];
             if has_bias {
-                grads.push(gb.then(|| reduce::sum_per_channel_into(g, slots[2].as_ref())));
+                grads.push(gb.then(|| reduce::sum_per_channel_into(g, b_slot)));
             }
             grads
         });

@@ -2,7 +2,7 @@
 //! columns (`im2col`), their adjoint (`col2im`), and the flipped weight of a stride-1 input
 //! gradient.
 
-use super::{Params, A, B, BIAS, C, COLS, GATE, SHADER};
+use super::{Params, A, B, BIAS, C, COLS, GATE, RESIDUAL, SHADER};
 use crate::gpu::{Gpu, Kernel};
 use crate::ops::conv::dims4;
 use crate::ops::Epilogue;
@@ -126,7 +126,7 @@ pub(crate) fn flipped_weight(w: &Tensor) -> Tensor {
 }
 
 /// Records dx = col2im(cols) (+ bias per channel) into `out.0` [batch, cin, in_h, in_w] (with the
-/// ReLU and gate of `out.1`, which has no residual), for columns [rows, ld].
+/// residual, ReLU and gate of `out.1`), for columns [rows, ld].
 pub(crate) fn col2im(
     cols: &Tensor,
     g: &Lowering,
@@ -134,15 +134,16 @@ pub(crate) fn col2im(
     bias: Option<&Tensor>,
     (out, epilogue): (&Tensor, Epilogue),
 ) {
-    assert!(epilogue.residual.is_none(), "col2im adds no residual");
     let kernel = Kernel::new(&SHADER, "col2im")
         .flag("MASKED", g.masked())
+        .flag("RESIDUAL", epilogue.residual.is_some())
         .with("BIAS", if bias.is_some() { 1.0 } else { 0.0 });
     let params = Params {
         relu: epilogue.relu_flag(),
         gate: epilogue.gate_flag(),
         ..g.params(ld)
     };
+    // without a bias, a residual or a gate their bindings read `cols` again
     cols.gpu().dispatch(
         &kernel,
         &params,
@@ -150,6 +151,7 @@ pub(crate) fn col2im(
             cols.bind_vec4(B),
             bias.unwrap_or(cols).bind(BIAS),
             out.bind(C),
+            epilogue.residual.unwrap_or(cols).bind(RESIDUAL),
             epilogue.gate.unwrap_or(cols).bind(GATE),
         ],
         [(g.x[0] * g.x[2] * g.x[3]).div_ceil(64), 1, 1],
