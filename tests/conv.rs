@@ -572,57 +572,67 @@ fn gradients_and_launches(
     (values, launches)
 }
 
+/// The cases of the input-gradient stores, as (index into [`CASES`], transposed): input gradients
+/// with and without a K split and over stride phases (the GPU set's `conv.wgsl` and split sums;
+/// the CPU set's flipped products and `col2im`), a 1x1 convolution (read in place by the CPU set),
+/// and transposed convolutions, whose input gradient is a forward convolution (36 rows: the CPU
+/// set's tall GEMM).
+const INPUT_GRADIENT_CASES: [(usize, bool); 8] = [
+    (1, false),
+    (3, false),
+    (4, false),
+    (6, false),
+    (11, false),
+    (2, true),
+    (14, true),
+    (16, true),
+];
+
+/// A convolution of case `c` (or the transposed convolution that is its adjoint) as a function of
+/// its input and weight, with the shapes of its input, weight and output.
+fn input_gradient_case(
+    c: &Case,
+    transposed: bool,
+) -> (
+    impl Fn(&vqgpu::Tensor, &vqgpu::Tensor) -> vqgpu::Tensor,
+    [[usize; 4]; 3],
+) {
+    let opts = options(c, None);
+    let t_opts = ConvTranspose2dOptions::new(c.stride, c.pad, 0);
+    let (oh, ow) = out_size(c);
+    let w_shape = [c.cout, c.cin, c.k.0, c.k.1];
+    let shapes = if transposed {
+        let th = conv::conv_transpose_out_size(oh, c.k.0, c.stride, c.pad, 0).unwrap();
+        let tw = conv::conv_transpose_out_size(ow, c.k.1, c.stride, c.pad, 0).unwrap();
+        [[c.n, c.cout, oh, ow], w_shape, [c.n, c.cin, th, tw]]
+    } else {
+        [[c.n, c.cin, c.h, c.w], w_shape, [c.n, c.cout, oh, ow]]
+    };
+    let conv = move |x: &vqgpu::Tensor, w: &vqgpu::Tensor| match transposed {
+        true => conv::conv_transpose2d(x, w, None, t_opts),
+        false => conv::conv2d(x, w, None, opts),
+    };
+    (conv, shapes)
+}
+
 /// A ReLU (on its own, or fused into a convolution) whose output only a convolution takes: the
 /// convolution's input gradient keeps its values only where that output is positive, as it stores
 /// them, and the ReLU's backward launches nothing. Gradients equal those through a separate mask,
 /// value for value; the separate mask is forced by a reshape between the ReLU and the
-/// convolution. Cases: input gradients with and without a K split and over stride phases (the GPU
-/// set's `conv.wgsl` and split sums; the CPU set's flipped products and `col2im`), a 1x1
-/// convolution (read in place by the CPU set), and transposed convolutions, whose input gradient
-/// is a forward convolution (36 rows: the CPU set's tall GEMM).
+/// convolution. Cases: [`INPUT_GRADIENT_CASES`].
 #[test]
 fn a_relu_gradient_is_masked_by_the_convolution_that_takes_its_output() {
     for gpu in kernel_set_gpus() {
-        for (i, transposed) in [
-            (1, false),
-            (3, false),
-            (4, false),
-            (6, false),
-            (11, false),
-            (2, true),
-            (14, true),
-            (16, true),
-        ] {
+        for (i, transposed) in INPUT_GRADIENT_CASES {
             let c = &CASES[i];
             let mut rng = rng(120 + i as u64);
-            let opts = options(c, None);
-            let t_opts = ConvTranspose2dOptions::new(c.stride, c.pad, 0);
             // the convolution's input x = ReLU(x0), or for the transposed case its smaller side
-            let (oh, ow) = out_size(c);
-            let (x_shape, w_shape, y_shape) = if transposed {
-                let th = conv::conv_transpose_out_size(oh, c.k.0, c.stride, c.pad, 0).unwrap();
-                let tw = conv::conv_transpose_out_size(ow, c.k.1, c.stride, c.pad, 0).unwrap();
-                (
-                    [c.n, c.cout, oh, ow],
-                    [c.cout, c.cin, c.k.0, c.k.1],
-                    [c.n, c.cin, th, tw],
-                )
-            } else {
-                (
-                    [c.n, c.cin, c.h, c.w],
-                    [c.cout, c.cin, c.k.0, c.k.1],
-                    [c.n, c.cout, oh, ow],
-                )
-            };
+            let (conv, [x_shape, w_shape, y_shape]) = input_gradient_case(c, transposed);
             let (x0, _) = random_tensor(&gpu, &mut rng, &x_shape);
             let (v, _) = random_tensor(&gpu, &mut rng, &[x_shape[1], 3, 1, 1]);
             let (x3, _) = random_tensor(&gpu, &mut rng, &[x_shape[0], 3, x_shape[2], x_shape[3]]);
             let (w, _) = random_tensor(&gpu, &mut rng, &w_shape);
             let (dy, _) = random_tensor(&gpu, &mut rng, &y_shape);
-            let conv = |x: &vqgpu::Tensor, w: &vqgpu::Tensor| match transposed {
-                true => conv::conv_transpose2d(x, w, None, t_opts),
-                false => conv::conv2d(x, w, None, opts),
-            };
             let reshaped = |t: vqgpu::Tensor| t.reshape(&x_shape);
             let what = format!(
                 "{c:?}, transposed {transposed}, kernels={}",
@@ -705,51 +715,20 @@ fn a_relu_output_taken_twice_gets_the_masked_sum_of_both_gradients() {
 
 /// A convolution whose input another op takes after it: the convolution's input gradient is added
 /// to the gradient from that op as it is stored, with the values of a separate addition (forced
-/// by a reshape between the input and the convolution) and one launch fewer. Cases as in the
-/// ReLU test above: the GPU set's `conv.wgsl` with and without a K split and over stride phases,
-/// the CPU set's flipped products, `col2im` and in-place 1x1 reads, and transposed convolutions.
+/// by a reshape between the input and the convolution) and one launch fewer. Cases:
+/// [`INPUT_GRADIENT_CASES`].
 #[test]
 fn a_convolution_adds_its_input_gradient_to_the_one_so_far() {
     for gpu in kernel_set_gpus() {
-        for (i, transposed) in [
-            (1, false),
-            (3, false),
-            (4, false),
-            (6, false),
-            (11, false),
-            (2, true),
-            (14, true),
-            (16, true),
-        ] {
+        for (i, transposed) in INPUT_GRADIENT_CASES {
             let c = &CASES[i];
             let mut rng = rng(160 + i as u64);
-            let opts = options(c, None);
-            let t_opts = ConvTranspose2dOptions::new(c.stride, c.pad, 0);
-            let (oh, ow) = out_size(c);
-            let (x_shape, w_shape, y_shape) = if transposed {
-                let th = conv::conv_transpose_out_size(oh, c.k.0, c.stride, c.pad, 0).unwrap();
-                let tw = conv::conv_transpose_out_size(ow, c.k.1, c.stride, c.pad, 0).unwrap();
-                (
-                    [c.n, c.cout, oh, ow],
-                    [c.cout, c.cin, c.k.0, c.k.1],
-                    [c.n, c.cin, th, tw],
-                )
-            } else {
-                (
-                    [c.n, c.cin, c.h, c.w],
-                    [c.cout, c.cin, c.k.0, c.k.1],
-                    [c.n, c.cout, oh, ow],
-                )
-            };
+            let (conv, [x_shape, w_shape, y_shape]) = input_gradient_case(c, transposed);
             let (x0, _) = random_tensor(&gpu, &mut rng, &x_shape);
             let (shift, _) = random_tensor(&gpu, &mut rng, &x_shape);
             let (x_dy, _) = random_tensor(&gpu, &mut rng, &x_shape);
             let (w, _) = random_tensor(&gpu, &mut rng, &w_shape);
             let (dy, _) = random_tensor(&gpu, &mut rng, &y_shape);
-            let conv = |x: &vqgpu::Tensor, w: &vqgpu::Tensor| match transposed {
-                true => conv::conv_transpose2d(x, w, None, t_opts),
-                false => conv::conv2d(x, w, None, opts),
-            };
             let what = format!(
                 "{c:?}, transposed {transposed}, kernels={}",
                 gpu.kernel_set()
@@ -757,7 +736,7 @@ fn a_convolution_adds_its_input_gradient_to_the_one_so_far() {
             let leaves = [x0.with_requires_grad(true), w.with_requires_grad(true)];
             // x = x0 + shift goes to the convolution and, recorded after it, to a product with
             // x_dy, whose gradient reaches x first in the backward pass
-            let (shift, x_dy, dy) = (&shift, &x_dy, &dy);
+            let (shift, x_dy, dy, conv) = (&shift, &x_dy, &dy, &conv);
             let graph = |reshape: bool| {
                 move |t: &[vqgpu::Tensor]| {
                     let x = t[0].add(shift);
