@@ -26,7 +26,6 @@ pub(crate) type Grads = PerInput<Option<Tensor>>;
 type BackwardFn = Box<dyn FnOnce(&Tensor, &mut [Offer]) -> Grads>;
 
 /// What autograd offers a node's backward for the gradient of one of its inputs.
-#[derive(Default)]
 pub(crate) struct Offer {
     /// A parameter's gradient slot while it holds zeros: a backward that writes the input's
     /// gradient there returns the slot itself.
