@@ -15,7 +15,12 @@
 //           GEMM  M = cout, N = cin*k_h*k_w, K = batch*out_h*out_w, optionally split along K into
 //           `z_groups` chunks written to separate slices of `out` (summed afterwards in a fixed order).
 // Names follow the convolution: x has `cin` channels and size in_h x in_w, y has `cout` channels and
-// size out_h x out_w. A 256-thread workgroup computes a (16*ROWS) x (16*COLS) output tile, each thread
+// size out_h x out_w. The products run over the kernel window win_h x win_w, the leading part of the
+// k_h x k_w kernel that a mask keeps when it drops whole trailing rows (or, in a one-row kernel,
+// trailing columns): K and N above count the window's taps, not the kernel's. Every tap of the
+// window has the same index ky * k_w + kx in the kernel as in the window, so the weight is read in
+// place. A weight gradient over a smaller window writes only the window's taps (the host provides
+// zeros for the others); split along K, its partial results hold the window's taps only. A 256-thread workgroup computes a (16*ROWS) x (16*COLS) output tile, each thread
 // a ROWS x COLS register block, with K in slices of TILE_K staged through workgroup memory.
 
 override MODE: u32 = 0u;
@@ -50,6 +55,10 @@ struct Params {
     k_chunk: u32, // K elements per chunk
     phases: u32,  // stride phases (MODE 1); 1 otherwise
     relu: u32,    // 1: the output is max(result, 0) (a product not split along K only)
+    win_h: u32,   // the kernel window the products run over (k_h x k_w where no mask shrinks it)
+    win_w: u32,
+    _pad0: u32,
+    _pad1: u32,
     _pad2: u32,
 }
 
@@ -88,8 +97,8 @@ fn make_phase(index: u32) -> Phase {
     f.cols = select(0u, (p.in_w - f.x0 + p.stride_w - 1u) / p.stride_w, p.in_w > f.x0);
     f.qy = (f.y0 + p.pad_h) / p.stride_h;
     f.qx = (f.x0 + p.pad_w) / p.stride_w;
-    f.taps_y = (p.k_h + p.stride_h - 1u) / p.stride_h;
-    f.taps_x = (p.k_w + p.stride_w - 1u) / p.stride_w;
+    f.taps_y = (p.win_h + p.stride_h - 1u) / p.stride_h;
+    f.taps_x = (p.win_w + p.stride_w - 1u) / p.stride_w;
     return f;
 }
 
@@ -101,14 +110,14 @@ fn gemm_m() -> u32 {
 fn gemm_n() -> u32 {
     if (MODE == 0u) { return p.batch * p.out_h * p.out_w; }
     if (MODE == 1u) { return p.batch * ph.rows * ph.cols; }
-    return p.cin * p.k_h * p.k_w;
+    return p.cin * p.win_h * p.win_w;
 }
 
 fn gemm_k() -> u32 {
-    if (MODE == 0u) { return p.cin * p.k_h * p.k_w; }
+    if (MODE == 0u) { return p.cin * p.win_h * p.win_w; }
     if (MODE == 1u) {
         // the same for every phase (taps beyond the kernel load zeros): keeps loop bounds uniform
-        return p.cout * ((p.k_h + p.stride_h - 1u) / p.stride_h) * ((p.k_w + p.stride_w - 1u) / p.stride_w);
+        return p.cout * ((p.win_h + p.stride_h - 1u) / p.stride_h) * ((p.win_w + p.stride_w - 1u) / p.stride_w);
     }
     return p.batch * p.out_h * p.out_w;
 }
@@ -122,14 +131,14 @@ fn mask_weight(tap: u32) -> f32 {
 }
 
 // A position k along K as mixed-radix digits (lo, mid, hi) under the mode's radices (lo, mid):
-//   MODE 0: (kx, ky, ci) under (k_w, k_h); MODE 1: (tx, ty, co) under (taps_x, taps_y);
+//   MODE 0: (kx, ky, ci) under (win_w, win_h); MODE 1: (tx, ty, co) under (taps_x, taps_y);
 //   MODE 2: (ox, oy, b) under (out_w, out_h).
 // A thread divides once to find its first position and then only steps it by adding digits, so
 // the loads in the K loop have no integer division.
 var<private> radix: vec2<u32>;
 
 fn k_radix() -> vec2<u32> {
-    if (MODE == 0u) { return vec2<u32>(p.k_w, p.k_h); }
+    if (MODE == 0u) { return vec2<u32>(p.win_w, p.win_h); }
     if (MODE == 1u) { return vec2<u32>(ph.taps_x, ph.taps_y); }
     return vec2<u32>(p.out_w, p.out_h);
 }
@@ -179,25 +188,26 @@ fn column(n: u32) -> Column {
         c.y = i32(ph.qy + pix / ph.cols);
         c.x = i32(ph.qx + pix % ph.cols);
     } else {
-        let taps = p.k_h * p.k_w;
+        let taps = p.win_h * p.win_w;
         let tap = n % taps;
         c.base = (n / taps) * p.in_h * p.in_w;
-        c.y = i32(tap / p.k_w) - i32(p.pad_h);
-        c.x = i32(tap % p.k_w) - i32(p.pad_w);
+        c.y = i32(tap / p.win_w) - i32(p.pad_h);
+        c.x = i32(tap % p.win_w) - i32(p.pad_w);
         c.weight = mask_weight(tap);
     }
     return c;
 }
 
-// The left operand at row m and K position k with digits `at`
-fn load_lhs(m: u32, k: u32, at: vec3<u32>) -> f32 {
+// The left operand at row m and the K position with digits `at`
+fn load_lhs(m: u32, at: vec3<u32>) -> f32 {
     if (MODE == 0u) {
-        return lhs[m * gemm_k() + k] * mask_weight(at.y * p.k_w + at.x);
+        let tap = at.y * p.k_w + at.x;
+        return lhs[(m * p.cin + at.z) * p.k_h * p.k_w + tap] * mask_weight(tap);
     }
     if (MODE == 1u) {
         let ky = ph.ry + p.stride_h * at.y;
         let kx = ph.rx + p.stride_w * at.x;
-        if (ky >= p.k_h || kx >= p.k_w) { return 0.0; }
+        if (ky >= p.win_h || kx >= p.win_w) { return 0.0; }
         let tap = ky * p.k_w + kx;
         return lhs[(at.z * p.cin + m) * p.k_h * p.k_w + tap] * mask_weight(tap);
     }
@@ -232,9 +242,16 @@ fn out_start(chunk: u32) -> u32 {
     return chunk * gemm_m() * gemm_n();
 }
 
+// Whether a weight gradient is stored in the weight's layout (not split along K): column n, tap
+// n % (win_h * win_w) of input channel n / (win_h * win_w), goes to that tap of the kernel.
+fn in_weight_layout() -> bool {
+    return MODE == 2u && p.z_groups == 1u;
+}
+
 fn out_row_stride() -> u32 {
     if (MODE == 0u) { return p.out_h * p.out_w; }
     if (MODE == 1u) { return p.in_h * p.in_w; }
+    if (in_weight_layout()) { return p.cin * p.k_h * p.k_w; }
     return gemm_n();
 }
 
@@ -250,6 +267,10 @@ fn out_column(n: u32) -> u32 {
         let iy = ph.y0 + p.stride_h * (pix / ph.cols);
         let ix = ph.x0 + p.stride_w * (pix % ph.cols);
         return (n / plane) * p.cin * p.in_h * p.in_w + iy * p.in_w + ix;
+    }
+    if (in_weight_layout()) {
+        let taps = p.win_h * p.win_w;
+        return (n / taps) * p.k_h * p.k_w + n % taps;
     }
     return n;
 }
@@ -305,7 +326,7 @@ fn fetch(k0: u32) {
     var s = 0u;
     for (var mm = ld.t / TILE_K; mm < tile_m; mm = mm + 256u / TILE_K) {
         var v = 0.0;
-        if (ld.m0 + mm < ld.size_m && k0 + ld.kl < ld.k_end) { v = load_lhs(ld.m0 + mm, k0 + ld.kl, ld.lhs_at); }
+        if (ld.m0 + mm < ld.size_m && k0 + ld.kl < ld.k_end) { v = load_lhs(ld.m0 + mm, ld.lhs_at); }
         lhs_next[s] = v;
         s = s + 1u;
     }
@@ -473,7 +494,7 @@ fn conv2d_narrow(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     for (var k0 = k_begin; k0 < k_end; k0 = k0 + 16u) {
         if (t < 64u) {
             var v = 0.0;
-            if (lhs_m < size_m && k0 + lhs_k < k_end) { v = load_lhs(lhs_m, k0 + lhs_k, lhs_at); }
+            if (lhs_m < size_m && k0 + lhs_k < k_end) { v = load_lhs(lhs_m, lhs_at); }
             narrow_lhs[lhs_k][lhs_m] = v;
             lhs_at = k_advance(lhs_at, slice_step);
         }

@@ -12,9 +12,9 @@ struct Params {
     scale: f32,
     add: u32,    // sum_mid: 1 writes b[i] + sum (before the ReLU)
     gate: u32,   // sum_mid: 1 writes the result where g[i] > 0, else 0 (last)
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
+    run: u32,        // sum_mid: when not 0, sum i goes to (i / run) * run_stride + i % run (and b, g
+    run_stride: u32, // are read there)
+    _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -59,7 +59,7 @@ fn sq_diff_chunks(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
 }
 
 // a viewed as [outer, mid, inner]: out[o, s] = scale * sum_m a[o, m, s], with the epilogue of the
-// flags (residual, ReLU, gate); one thread per output
+// flags (residual, ReLU, gate), or scattered in runs (see `run`); one thread per output
 @compute @workgroup_size(256)
 fn sum_mid(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.x + gid.y * nwg.x * 256u;
@@ -70,11 +70,13 @@ fn sum_mid(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     for (var m = 0u; m < p.mid; m = m + 1u) {
         acc = acc + a[(o * p.mid + m) * p.inner + s];
     }
+    var at = i;
+    if (p.run > 0u) { at = (i / p.run) * p.run_stride + i % p.run; }
     var v = p.scale * acc;
-    if (p.add == 1u) { v = b[i] + v; }
+    if (p.add == 1u) { v = b[at] + v; }
     if (p.relu == 1u) { v = max(v, 0.0); }
-    if (p.gate == 1u) { v = select(0.0, v, g[i] > 0.0); }
-    out[i] = v;
+    if (p.gate == 1u) { v = select(0.0, v, g[at] > 0.0); }
+    out[at] = v;
 }
 
 // a viewed as [outer, mid, inner]: out[m] = scale * sum_{o, s} a[o, m, s]; one workgroup per m

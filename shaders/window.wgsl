@@ -20,7 +20,11 @@ struct Params {
     pad_w: u32,
     mask_lo: u32, // conv: kernel positions ky * k_w + kx < 32 kept where their bit is set
     mask_hi: u32, // positions 32..63
-    k_chunk: u32, // conv: terms per chunk of the sum (the K split of conv.wgsl for the full map)
+    k_chunk: u32, // conv: terms per chunk of the sum (the K split of conv2d for the full map)
+    chunk_taps: u32, // conv: kernel positions per input channel as conv2d numbers its sum's terms
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -42,9 +46,10 @@ fn keeps(tap: u32) -> bool {
 
 // out[b, o, i, j] = sum over (ci, ky, kx) kept of
 //   weight[o, ci, ky, kx] * x[b, ci, row0 + i + ky - pad_h, col0 + j + kx - pad_w] (zero outside the map),
-// plus bias[o]. The sum runs as conv.wgsl's forward does for the full map: term k = ci * taps + tap in
-// order, in chunks of k_chunk terms each summed from zero, the bias added to the first chunk, and the
-// chunks added in order; so on one adapter the result equals conv2d's bit for bit.
+// plus bias[o]. The sum runs as conv2d's forward does for the full map: term k = ci * chunk_taps + tap
+// in order, in chunks of k_chunk terms each summed from zero, the bias added to the first chunk, and
+// the chunks added in order; so on one adapter the result equals conv2d's bit for bit. (conv2d counts
+// chunk_taps = k_h * k_w positions per channel, or on conv.wgsl the window its mask keeps.)
 // Masked-out positions are never read, so they may hold anything (positions not yet computed).
 // One thread computes 4 output channels of one position (one input load feeds 4 sums), from the
 // weight as transpose_weight lays it out. The kernel
@@ -88,13 +93,14 @@ fn conv_window(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
         let plane = (b * p.cin + ci) * plane_size;
         for (var t = 0u; t < count; t = t + 1u) {
             let k = ci * taps + tap_of[t];
-            if (k >= chunk_end) {
+            let term = ci * p.chunk_taps + tap_of[t];
+            if (term >= chunk_end) {
                 // a new chunk of the sum: close the one before (chunks with no term add nothing)
                 if (HAS_BIAS && first_chunk) { acc = acc + bias_of(o); }
                 total = total + acc;
                 acc = vec4<f32>(0.0);
                 first_chunk = false;
-                chunk_end = (k / p.k_chunk + 1u) * p.k_chunk;
+                chunk_end = (term / p.k_chunk + 1u) * p.k_chunk;
             }
             let w = k * cout4 + o;
             let wv = vec4<f32>(weight[w], weight[w + 1u], weight[w + 2u], weight[w + 3u]);

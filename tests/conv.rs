@@ -7,6 +7,7 @@
 
 mod common;
 use common::*;
+use vqgpu::gpu::KernelSet;
 use vqgpu::ops::conv::{self, Conv2dOptions, ConvTranspose2dOptions, SpatialMask};
 
 /// One convolution case: batch, in channels, out channels, height, width, kernel (h, w), stride, padding.
@@ -175,6 +176,15 @@ fn check_case(gpu: &vqgpu::Gpu, c: &Case, mask: Option<SpatialMask>, seed: u64) 
         &format!("input grad {what}"),
     );
     let dw = conv::conv2d_weight_grad(&dy, &x, c.k, opts);
+    let taps = c.k.0 * c.k.1;
+    let dropped_are_zero = |dw: &[f32], how: &str| {
+        for (i, v) in dw.iter().enumerate() {
+            if !keep(i % taps) {
+                assert_eq!(*v, 0.0, "{how} at dropped position {i}, {what}");
+            }
+        }
+    };
+    dropped_are_zero(&download(&dw), "weight grad");
     assert_close(
         &download(&dw),
         &dw_ref,
@@ -189,6 +199,7 @@ fn check_case(gpu: &vqgpu::Gpu, c: &Case, mask: Option<SpatialMask>, seed: u64) 
         .sum()
         .backward();
     let grad = |t: &vqgpu::Tensor| download(&grads.get(t).expect("a gradient"));
+    dropped_are_zero(&grad(&wg), "weight grad by autograd");
     assert_close(
         &grad(&wg),
         &dw_ref,
@@ -329,12 +340,51 @@ fn masked_conv2d_ignores_masked_positions() {
         {
             check_case(&gpu, c, Some(type_a(c.k.0, c.k.1)), 50 + i as u64);
         }
-        masked_weights_are_never_read(&gpu, type_a(3, 3));
+        masked_weights_are_never_read(&gpu, type_a(3, 3), None);
     }
 }
 
-/// The masked output does not depend on weights at masked positions.
-fn masked_weights_are_never_read(gpu: &vqgpu::Gpu, mask: SpatialMask) {
+/// Masks that keep a kernel's first rows (Gated PixelCNN's vertical stack) or a one-row kernel's
+/// first columns (its horizontal stack): the products run over the positions kept only (on the
+/// gpu set always; on the cpu set where `conv.wgsl` computes them), and every product matches the
+/// reference, split along K or not, with its weight gradient exactly zero at dropped positions.
+#[test]
+fn masks_that_keep_leading_rows_shrink_the_sums() {
+    let rows =
+        |kh: usize, kw: usize, kept: usize| SpatialMask::from_fn(kh, kw, move |y, _| y < kept);
+    let columns = |kw: usize, kept: usize| SpatialMask::from_fn(1, kw, move |_, x| x < kept);
+    // (case, mask, positions kept)
+    let cases = [
+        (case(2, 3, 4, 6, 7, (3, 3), 1, 1), rows(3, 3, 2), 6), // vertical stack, type B
+        (case(2, 3, 4, 6, 7, (3, 3), 1, 1), rows(3, 3, 1), 3), // vertical stack, type A
+        (case(1, 70, 5, 4, 4, (5, 5), 1, 2), rows(5, 5, 3), 15), // forward K = 1050 split
+        (case(4, 3, 5, 20, 20, (3, 3), 1, 1), rows(3, 3, 2), 6), // weight gradient split
+        (case(2, 4, 6, 8, 8, (4, 4), 2, 1), rows(4, 4, 2), 8), // stride 2: 4 phases, 2 tap rows
+        (case(5, 40, 2, 15, 17, (3, 3), 1, 1), rows(3, 3, 2), 6), // the narrow kernel
+        (case(2, 9, 12, 5, 9, (1, 3), 1, 1), columns(3, 2), 2), // horizontal stack, type B
+        (case(2, 9, 36, 5, 9, (1, 5), 1, 2), columns(5, 2), 2), // horizontal stack, type A
+    ];
+    for gpu in kernel_set_gpus() {
+        for (i, (c, mask, kept)) in cases.into_iter().enumerate() {
+            check_case(&gpu, &c, Some(mask), 70 + i as u64);
+            let x4 = [c.n, c.cin, c.h, c.w];
+            let w4 = [c.cout, c.cin, c.k.0, c.k.1];
+            let (_, taps) = conv::forward_sum_order(&gpu, x4, w4, &options(&c, Some(mask)));
+            let what = format!("{c:?}, kernels={}", gpu.kernel_set());
+            match gpu.kernel_set() {
+                KernelSet::Gpu => assert_eq!(taps, kept, "forward sums, {what}"),
+                KernelSet::Cpu => assert!(taps == kept || taps == w4[2] * w4[3], "{what}"),
+            }
+        }
+        // the positions dropped are never read on the gpu set: not even a NaN there shows
+        let nan = (gpu.kernel_set() == KernelSet::Gpu).then_some(f32::NAN);
+        masked_weights_are_never_read(&gpu, rows(3, 3, 2), nan);
+    }
+}
+
+/// The masked output does not depend on weights at masked positions: the same with `poison`
+/// there (100 where `None`).
+fn masked_weights_are_never_read(gpu: &vqgpu::Gpu, mask: SpatialMask, poison: Option<f32>) {
     let gpu = gpu.clone();
     let mut rng = rng(60);
     let c = case(1, 2, 2, 5, 5, (3, 3), 1, 1);
@@ -348,7 +398,7 @@ fn masked_weights_are_never_read(gpu: &vqgpu::Gpu, mask: SpatialMask) {
     ));
     for (i, v) in wv.iter_mut().enumerate() {
         if !mask.keeps(i % 9) {
-            *v = 100.0;
+            *v = poison.unwrap_or(100.0);
         }
     }
     let y2 = download(&conv::conv2d(
@@ -524,12 +574,31 @@ fn conv_backwards_case(gpu: &vqgpu::Gpu) {
         };
         grad_check(
             &gpu,
-            &[x, w],
+            &[x.clone(), w.clone()],
             &|t| conv::conv2d(&t[0], &t[1], None, masked),
             25,
             1e-2,
             tol,
             &format!("masked conv2d {c:?} kernels={}", gpu.kernel_set()),
+        );
+        // the first rows kept: the products run over those rows only
+        let rows = Conv2dOptions {
+            mask: Some(SpatialMask::from_fn(c.k.0, c.k.1, |y, _| {
+                y < c.k.0.div_ceil(2)
+            })),
+            ..opts
+        };
+        grad_check(
+            &gpu,
+            &[x, w],
+            &|t| conv::conv2d(&t[0], &t[1], None, rows),
+            25,
+            1e-2,
+            tol,
+            &format!(
+                "conv2d over the first rows {c:?} kernels={}",
+                gpu.kernel_set()
+            ),
         );
     }
     for (cin, cout, h, k, s, p, op) in [

@@ -215,35 +215,53 @@ fn windowed_convolution_equals_conv2d_bitwise() {
     }
 }
 
+/// The masks of [`window_equals_conv2d`]'s cases.
+#[derive(Clone, Copy, Debug)]
+enum WindowMask {
+    None,
+    /// PixelCNN's: the rows above the centre and the centre row up to the centre.
+    Causal,
+    /// The vertical stack's: the rows above the centre and the centre row.
+    RowsAbove,
+}
+
 /// conv_window sums as conv2d does on this device's kernel set.
 fn window_equals_conv2d(gpu: &vqgpu::Gpu) {
     let gpu = gpu.clone();
     let mut rng = rng(53);
-    // (x dims, cout, kernel, masked); the last two have sums long enough for conv2d to split them
-    for (x4, cout, (kh, kw), masked) in [
-        ([2, 8, 5, 6], 16, (3, 3), false),
-        ([2, 8, 5, 6], 16, (1, 3), true),
-        ([2, 16, 5, 6], 11, (1, 1), false),
-        ([2, 64, 8, 8], 128, (3, 3), true),
-        ([1, 40, 6, 7], 9, (7, 7), true),
+    // (x dims, cout, kernel, mask); the last three have sums long enough for conv2d to split them.
+    // A causal mask that keeps a 1 x k kernel's first columns or a k x k kernel's first rows
+    // shrinks the sum on conv.wgsl to the positions kept.
+    for (x4, cout, (kh, kw), mask) in [
+        ([2, 8, 5, 6], 16, (3, 3), WindowMask::None),
+        ([2, 8, 5, 6], 16, (1, 3), WindowMask::Causal),
+        ([2, 16, 5, 6], 11, (1, 1), WindowMask::None),
+        ([2, 64, 8, 8], 128, (3, 3), WindowMask::Causal),
+        ([2, 64, 8, 8], 128, (3, 3), WindowMask::RowsAbove),
+        ([1, 40, 6, 7], 9, (7, 7), WindowMask::Causal),
     ] {
         let what = format!(
-            "x {x4:?}, {cout} out, kernel {kh}x{kw}, masked {masked}, kernels {}",
+            "x {x4:?}, {cout} out, kernel {kh}x{kw}, mask {mask:?}, kernels {}",
             gpu.kernel_set()
         );
-        let mask = masked.then(|| {
-            SpatialMask::from_fn(kh, kw, |ky, kx| {
+        let mask = match mask {
+            WindowMask::None => None,
+            WindowMask::Causal => Some(SpatialMask::from_fn(kh, kw, |ky, kx| {
                 ky < kh / 2 || (ky == kh / 2 && kx <= kw / 2)
-            })
-        });
+            })),
+            WindowMask::RowsAbove => Some(SpatialMask::from_fn(kh, kw, |ky, _| ky <= kh / 2)),
+        };
         let options = Conv2dOptions {
             stride: (1, 1),
             padding: (kh / 2, kw / 2),
             mask,
         };
         let k = x4[1] * kh * kw;
-        let chunk = conv::forward_k_chunk(&gpu, x4, [cout, x4[1], kh, kw], &options);
-        println!("{what}: sums of {k} terms in chunks of {chunk}");
+        let (chunk, taps) = conv::forward_sum_order(&gpu, x4, [cout, x4[1], kh, kw], &options);
+        println!(
+            "{what}: sums of {} terms in chunks of {chunk}",
+            x4[1] * taps
+        );
         let x = upload(&gpu, &x4, &random(&mut rng, x4.iter().product()));
         let w = upload(&gpu, &[cout, x4[1], kh, kw], &random(&mut rng, cout * k));
         let bias = upload(&gpu, &[cout], &random(&mut rng, cout));

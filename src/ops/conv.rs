@@ -97,15 +97,26 @@ fn launch(
     gpu.dispatch_counted(&kernel, &params, &args, workgroups, s.flops());
 }
 
-/// The terms per chunk of the sums of [`conv2d`] on `gpu` for x dims `x` and weight dims `w`
-/// (OIHW): it splits each output's sum over (input channel, kernel position) into chunks of this
-/// many terms, summed separately and then added in order (one chunk when this is at least the
-/// sum's length). It depends on the device's kernel set and the shape.
-pub fn forward_k_chunk(gpu: &Gpu, x: [usize; 4], w: [usize; 4], options: &Conv2dOptions) -> usize {
+/// How [`conv2d`] on `gpu` takes the sums of its output for x dims `x` and weight dims `w` (OIHW):
+/// (terms per chunk, kernel positions per input channel). It numbers each output's terms
+/// `input channel x positions + kernel position` (the positions a mask keeps where it drops whole
+/// trailing rows, otherwise all of them) and splits the sum into chunks of this many terms, summed
+/// separately and then added in order (one chunk when this is at least the sum's length). It
+/// depends on the device's kernel set and the shape.
+pub fn forward_sum_order(
+    gpu: &Gpu,
+    x: [usize; 4],
+    w: [usize; 4],
+    options: &Conv2dOptions,
+) -> (usize, usize) {
     let s = ConvShape::of(x, w, options);
-    lowered::k_split(gpu, &s, Mode::Forward)
-        .unwrap_or_else(|| k_split(&s, Mode::Forward))
-        .1 as usize
+    match lowered::k_split(gpu, &s, Mode::Forward) {
+        Some((_, chunk)) => (chunk as usize, w[2] * w[3]),
+        None => (
+            k_split(&s, Mode::Forward).1 as usize,
+            s.window_taps() as usize,
+        ),
+    }
 }
 
 /// Floating-point operations of a conv2d of x by w (each of its three products costs the same).
@@ -193,7 +204,9 @@ fn weight_grad_into(
 
 /// Records `mode(lhs, rhs) (+ bias)` into a new tensor of `shape` or where `epilogue` says, with
 /// its residual, ReLU and gate; a product split along K (see [`k_split`]) writes one partial
-/// result per chunk, then sums them (the epilogue goes into the sum). No autograd.
+/// result per chunk, then sums them (the epilogue goes into the sum). A weight gradient over a
+/// kernel window smaller than the kernel writes the window's positions only, into zeros: the
+/// slot autograd offers holds zeros already, a new tensor is filled with them. No autograd.
 fn split_launch(
     s: &ConvShape,
     mode: Mode,
@@ -210,6 +223,23 @@ fn split_launch(
     let split = k_split(s, mode);
     let chunks = split.0 as usize;
     epilogue.check_operands(shape);
+    if mode == Mode::WeightGrad && s.window_shrunk() {
+        let out = match epilogue.into {
+            Some(into) => Tensor::uninit_or(gpu, shape, Some(into)),
+            None => Tensor::zeros(gpu, shape),
+        };
+        if chunks == 1 {
+            launch(s, mode, split, lhs, rhs, bias, (&out, epilogue));
+        } else {
+            let (run, taps) = (s.window_taps() as usize, (s.k_h * s.k_w) as usize);
+            let sums = shape[0] * shape[1] * run;
+            let partial = Tensor::uninit(gpu, &[chunks, sums]);
+            let whole = Epilogue::default();
+            launch(s, mode, split, lhs, rhs, bias, (&partial, whole));
+            reduce::sum_chunks_into_runs(&partial, (run, taps), &out);
+        }
+        return out;
+    }
     if chunks == 1 {
         let out = Tensor::uninit_or(gpu, shape, epilogue.into);
         launch(s, mode, split, lhs, rhs, bias, (&out, epilogue));

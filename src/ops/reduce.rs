@@ -35,7 +35,9 @@ crate::uniform_params! {
         scale: f32,
         add: u32,
         gate: u32,
-        _pad: [u32; 3],
+        run: u32,
+        run_stride: u32,
+        _pad: u32,
     }
 }
 
@@ -220,6 +222,42 @@ fn scaled_sum_axis(x: &Tensor, axis: usize, scale: f32, epilogue: Epilogue) -> T
         });
     }
     out
+}
+
+/// Sums `partial` [chunks, n] over its first axis into `out`, element i at
+/// `(i / run) * stride + i % run`: runs of `run` sums `stride` apart, the rest of `out` left as it
+/// is. No autograd.
+pub(crate) fn sum_chunks_into_runs(partial: &Tensor, (run, stride): (usize, usize), out: &Tensor) {
+    let [chunks, n] = *partial.shape() else {
+        panic!(
+            "sum_chunks_into_runs: partial results of shape {:?}",
+            partial.shape()
+        );
+    };
+    assert!(
+        run > 0 && run <= stride && n % run == 0 && n / run * stride <= out.numel(),
+        "sum_chunks_into_runs: {n} sums in runs of {run}, {stride} apart, into {} elements",
+        out.numel()
+    );
+    let params = Params {
+        n: n as u32,
+        outer: 1,
+        mid: chunks as u32,
+        inner: n as u32,
+        scale: 1.0,
+        run: run as u32,
+        run_stride: stride as u32,
+        ..Params::default()
+    };
+    let gpu = partial.gpu();
+    // no residual and no gate: their bindings read the partial results again
+    let args = [
+        partial.bind(A),
+        out.bind(OUT),
+        partial.bind(B),
+        partial.bind(G),
+    ];
+    gpu.run(&SHADER, "sum_mid", &params, &args, gpu.grid_for(n));
 }
 
 /// Sum over every axis but axis 1: [N, C, ...] -> [C] (the gradient of a per-channel bias).

@@ -33,6 +33,8 @@ crate::uniform_params! {
         mask_lo: u32,
         mask_hi: u32,
         k_chunk: u32,
+        chunk_taps: u32,
+        _pad: [u32; 3],
     }
 }
 
@@ -199,7 +201,9 @@ pub fn conv_window(
     params.pad_w = options.padding.1 as u32;
     params.mask_lo = bits as u32;
     params.mask_hi = (bits >> 32) as u32;
-    params.k_chunk = conv::forward_k_chunk(x.gpu(), full, w4, &options) as u32;
+    let (k_chunk, chunk_taps) = conv::forward_sum_order(x.gpu(), full, w4, &options);
+    params.k_chunk = k_chunk as u32;
+    params.chunk_taps = chunk_taps as u32;
     let gpu = x.gpu();
     let out = Tensor::uninit(gpu, &[x4[0], w4[0], window.rows, window.cols]);
     let kernel = Kernel::new(&SHADER, "conv_window").flag("HAS_BIAS", bias.is_some());

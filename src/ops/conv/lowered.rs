@@ -20,7 +20,7 @@ fn lowering(s: &ConvShape) -> Lowering {
         kernel: [s.k_h, s.k_w],
         stride: [s.stride_h, s.stride_w],
         pad: [s.pad_h, s.pad_w],
-        mask: (s.mask_hi as u64) << 32 | s.mask_lo as u64,
+        mask: s.mask(),
     }
 }
 

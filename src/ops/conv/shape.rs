@@ -31,7 +31,10 @@ crate::uniform_params! {
         pub(super) phases: u32,
         /// 1: the output is max(result, 0); set per launch.
         pub(super) relu: u32,
-        _pad: u32,
+        /// The kernel window the products run over: see [`kept_window`].
+        pub(super) win_h: u32,
+        pub(super) win_w: u32,
+        _pad: [u32; 3],
     }
 }
 
@@ -47,6 +50,7 @@ impl ConvShape {
             );
         };
         let bits = options.mask.map_or(u64::MAX, |m| m.bits());
+        let (win_h, win_w) = kept_window(w[2], w[3], bits);
         let u = |v: usize| v as u32;
         Self {
             batch: u(x[0]),
@@ -68,7 +72,9 @@ impl ConvShape {
             k_chunk: 0,
             phases: 1,
             relu: 0,
-            _pad: 0,
+            win_h: u(win_h),
+            win_w: u(win_w),
+            _pad: [0; 3],
         }
     }
 
@@ -84,15 +90,62 @@ impl ConvShape {
         [self.cout, self.cin, self.k_h, self.k_w].map(|v| v as usize)
     }
 
-    pub(super) fn masked(&self) -> bool {
-        self.mask_lo != u32::MAX || self.mask_hi != u32::MAX
+    /// The mask bits, one per kernel position.
+    pub(super) fn mask(&self) -> u64 {
+        u64::from(self.mask_hi) << 32 | u64::from(self.mask_lo)
     }
 
-    /// Multiply-adds of one product (the same for forward, input and weight gradient).
+    /// Whether the mask drops a position of the kernel window (see [`kept_window`]).
+    pub(super) fn masked(&self) -> bool {
+        let taps = self.win_h * self.win_w;
+        self.mask() & low_bits(taps as usize) != low_bits(taps as usize)
+    }
+
+    /// Kernel positions per input channel that the products of `conv.wgsl` run over.
+    pub(super) fn window_taps(&self) -> u32 {
+        self.win_h * self.win_w
+    }
+
+    /// Whether the products run over fewer kernel positions than the kernel has.
+    pub(super) fn window_shrunk(&self) -> bool {
+        self.window_taps() < self.k_h * self.k_w
+    }
+
+    /// Multiply-adds of one product (the same for forward, input and weight gradient), over the
+    /// kernel positions the mask keeps where it drops whole trailing rows.
     pub(super) fn flops(&self) -> f64 {
         let y: usize = self.y_shape().iter().product();
-        2.0 * y as f64 * (self.cin * self.k_h * self.k_w) as f64
+        2.0 * y as f64 * (self.cin * self.window_taps()) as f64
     }
+}
+
+/// The lowest `n` bits set (n <= 64).
+fn low_bits(n: usize) -> u64 {
+    if n >= 64 {
+        u64::MAX
+    } else {
+        (1 << n) - 1
+    }
+}
+
+/// The window (rows, columns) of a `k_h x k_w` kernel with mask `bits` that the products of
+/// `conv.wgsl` run over: the kept positions when they are the kernel's first rows (or, in a
+/// one-row kernel, its first columns), as the causal masks of PixelCNN's stacks keep them;
+/// otherwise the whole kernel, masked position by position. A window's positions come first in
+/// the kernel's row-major order, so a tap has the same index in both.
+pub(super) fn kept_window(k_h: usize, k_w: usize, bits: u64) -> (usize, usize) {
+    let taps = k_h * k_w;
+    let kept = bits & low_bits(taps);
+    let count = kept.count_ones() as usize;
+    if count > 0 && count < taps && kept == low_bits(count) {
+        if count.is_multiple_of(k_w) {
+            return (count / k_w, k_w);
+        }
+        if k_h == 1 {
+            return (1, count);
+        }
+    }
+    (k_h, k_w)
 }
 
 pub(crate) fn dims4(t: &Tensor, what: &str) -> [usize; 4] {
@@ -116,4 +169,29 @@ pub(super) fn shape_from_output(
         "conv2d gradient: output gradient {dy:?} does not match input size {x_hw:?}"
     );
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kept_window;
+
+    #[test]
+    fn masks_keeping_leading_rows_shrink_the_window() {
+        let rows = |k_w: u32, kept: u32| (1u64 << (kept * k_w)) - 1;
+        // Gated PixelCNN's vertical stack, types B and A
+        assert_eq!(kept_window(3, 3, rows(3, 2)), (2, 3));
+        assert_eq!(kept_window(5, 5, rows(5, 2)), (2, 5));
+        // its horizontal stack: a one-row kernel's first columns
+        assert_eq!(kept_window(1, 3, 0b011), (1, 2));
+        assert_eq!(kept_window(1, 5, 0b00011), (1, 2));
+        // no mask, or every position kept: the whole kernel
+        assert_eq!(kept_window(3, 3, u64::MAX), (3, 3));
+        assert_eq!(kept_window(3, 3, 0b1_1111_1111), (3, 3));
+        // PixelCNN's causal mask ends inside a row; a hole; nothing kept; a 64-position kernel
+        assert_eq!(kept_window(3, 3, 0b1_1111), (3, 3));
+        assert_eq!(kept_window(3, 3, 0b11_1011), (3, 3));
+        assert_eq!(kept_window(3, 3, 0), (3, 3));
+        assert_eq!(kept_window(8, 8, rows(8, 4)), (4, 8));
+        assert_eq!(kept_window(8, 8, u64::MAX), (8, 8));
+    }
 }

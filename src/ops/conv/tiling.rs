@@ -88,7 +88,8 @@ const MIN_WEIGHT_GRAD_K_CHUNK: usize = 64;
 const MAX_K_CHUNK: usize = 65536;
 
 /// (M, the largest N, phases) of the GEMM a mode computes: an input gradient is one GEMM per stride
-/// phase, the largest phase having ceil(in / stride) pixels per axis.
+/// phase, the largest phase having ceil(in / stride) pixels per axis. Its sizes count the kernel
+/// window's positions ([`ConvShape::window_taps`]).
 pub(super) fn gemm_extent(s: &ConvShape, mode: Mode) -> (usize, usize, u32) {
     let u = |v: u32| v as usize;
     match mode {
@@ -98,7 +99,7 @@ pub(super) fn gemm_extent(s: &ConvShape, mode: Mode) -> (usize, usize, u32) {
             u(s.batch) * u(s.in_h).div_ceil(u(s.stride_h)) * u(s.in_w).div_ceil(u(s.stride_w)),
             s.stride_h * s.stride_w,
         ),
-        Mode::WeightGrad => (u(s.cout), u(s.cin * s.k_h * s.k_w), 1),
+        Mode::WeightGrad => (u(s.cout), u(s.cin * s.window_taps()), 1),
     }
 }
 
@@ -110,9 +111,9 @@ pub(super) fn k_split(s: &ConvShape, mode: Mode) -> (u32, u32) {
     let tile = Tile::for_rows(m);
     let tiles = m.div_ceil(tile.rows as usize) * n.div_ceil(tile.cols as usize) * phases as usize;
     let (k, min_chunk) = match mode {
-        Mode::Forward => ((s.cin * s.k_h * s.k_w) as usize, MIN_K_CHUNK),
+        Mode::Forward => ((s.cin * s.window_taps()) as usize, MIN_K_CHUNK),
         Mode::InputGrad => (
-            (s.cout * s.k_h.div_ceil(s.stride_h) * s.k_w.div_ceil(s.stride_w)) as usize,
+            (s.cout * s.win_h.div_ceil(s.stride_h) * s.win_w.div_ceil(s.stride_w)) as usize,
             MIN_K_CHUNK,
         ),
         Mode::WeightGrad => (
