@@ -20,8 +20,9 @@
 // trailing columns): K and N above count the window's taps, not the kernel's. Every tap of the
 // window has the same index ky * k_w + kx in the kernel as in the window, so the weight is read in
 // place. A weight gradient over a smaller window writes only the window's taps (the host provides
-// zeros for the others); split along K, its partial results hold the window's taps only. A 256-thread workgroup computes a (16*ROWS) x (16*COLS) output tile, each thread
-// a ROWS x COLS register block, with K in slices of TILE_K staged through workgroup memory.
+// zeros for the others); split along K, its partial results hold the window's taps only.
+// A 256-thread workgroup computes a (16*ROWS) x (16*COLS) output tile, each thread a ROWS x COLS
+// register block, with K in slices of TILE_K staged through workgroup memory.
 
 override MODE: u32 = 0u;
 override HAS_BIAS: bool = false;

@@ -660,3 +660,57 @@ fn attention_sizes_that_cannot_work_are_refused() {
         .to_string();
     assert!(e.contains("max_storage_buffer_binding_size"), "{e}");
 }
+
+/// A training step's gradient of every masked stack weight is exactly zero at the kernel
+/// positions its mask drops (on the GPU set those products run over the kept positions only and
+/// write them into the zeroed gradient slots), with gradient reaching the positions kept; the
+/// weight gradients of the larger cases are split along their sums.
+#[test]
+fn masked_weight_gradients_are_zero_where_the_masks_drop() {
+    for gpu in kernel_set_gpus() {
+        let mut rng = rng(91);
+        for (b, [h, w], kernel) in [(1, [2, 2], 3), (8, [8, 8], 3), (2, [5, 6], 5)] {
+            let what = format!(
+                "{b} grids {h}x{w}, kernel {kernel}, kernels {}",
+                gpu.kernel_set()
+            );
+            let k = 11;
+            let model = random_prior(&gpu, &mut rng, config(k, 2, kernel, 0));
+            let values: Vec<f32> = (0..b * h * w)
+                .map(|_| rng.random_range(0..k) as f32)
+                .collect();
+            let codes = upload(&gpu, &[b, h, w], &values);
+            let loss = vqgpu::ops::softmax::cross_entropy(&model.forward(&codes, None), &codes);
+            model.params.zero_grad();
+            loss.mean().backward();
+            let mut checked = 0;
+            for p in model.params.params() {
+                let parts: Vec<&str> = p.name().split('.').collect();
+                let [_, layer, stack @ ("vertical" | "horizontal"), "weight"] = parts[..] else {
+                    continue;
+                };
+                // type A in layer 0 (strictly before the centre), type B after it
+                let centre = kernel / 2;
+                let kept = |ky: usize, kx: usize| {
+                    let at = if stack == "vertical" { ky } else { kx };
+                    at < centre || (at == centre && layer != "0")
+                };
+                let shape = p.shape();
+                let (k_h, k_w) = (shape[2], shape[3]);
+                let grad = download(&model.params.grad(p));
+                let mut reached = false;
+                for (i, g) in grad.iter().enumerate() {
+                    let tap = i % (k_h * k_w);
+                    if kept(tap / k_w, tap % k_w) {
+                        reached |= *g != 0.0;
+                    } else {
+                        assert_eq!(*g, 0.0, "{} at {i}, {what}", p.name());
+                    }
+                }
+                assert!(reached, "{} has no gradient, {what}", p.name());
+                checked += 1;
+            }
+            assert_eq!(checked, 4, "two masked weights per layer, {what}");
+        }
+    }
+}

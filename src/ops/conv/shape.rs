@@ -97,8 +97,8 @@ impl ConvShape {
 
     /// Whether the mask drops a position of the kernel window (see [`kept_window`]).
     pub(super) fn masked(&self) -> bool {
-        let taps = self.win_h * self.win_w;
-        self.mask() & low_bits(taps as usize) != low_bits(taps as usize)
+        let window = low_bits(self.window_taps() as usize);
+        self.mask() & window != window
     }
 
     /// Kernel positions per input channel that the products of `conv.wgsl` run over.
