@@ -4,6 +4,7 @@
 
 mod lowered;
 mod options;
+mod products;
 mod shape;
 mod tiling;
 
@@ -14,12 +15,13 @@ pub use options::{
 use arrayvec::ArrayVec;
 
 use crate::autograd;
-use crate::gpu::{Binding, Gpu, Kernel, Shader};
+use crate::gpu::{Binding, Gpu, Shader};
 use crate::ops::{elementwise, reduce, Epilogue};
 use crate::tensor::{ReluMark, Tensor};
+use products::split_launch;
 pub(crate) use shape::dims4;
 use shape::{shape_from_output, ConvShape};
-use tiling::{gemm_extent, k_split, Tile, TILE_CONSTANTS};
+use tiling::{k_split, TILE_CONSTANTS};
 
 /// `shaders/conv.wgsl`: the host uses the three modes and the tile shapes of `tiling::TILES`.
 pub static SHADER: Shader = crate::shader!(
@@ -44,57 +46,6 @@ enum Mode {
     Forward = 0,
     InputGrad = 1,
     WeightGrad = 2,
-}
-
-/// Records one launch: `out.0 = mode(lhs, rhs) (+ bias)` (with the residual, ReLU and gate of
-/// `out.1`; its `into` is not looked at), with K in `split` = (chunks, K per chunk) as [`k_split`] gives it;
-/// split along K, `out.0` holds one copy of the result per chunk (and there is no epilogue).
-fn launch(
-    s: &ConvShape,
-    mode: Mode,
-    split: (u32, u32),
-    lhs: &Tensor,
-    rhs: &Tensor,
-    bias: Option<&Tensor>,
-    (out, epilogue): (&Tensor, Epilogue),
-) {
-    let gpu = lhs.gpu();
-    let (m, tiles_n_size, phases) = gemm_extent(s, mode);
-    let (chunks, k_chunk) = split;
-    let tile = Tile::for_rows(m);
-    let mut kernel = Kernel::new(&SHADER, tile.entry)
-        .with("MODE", mode as u32 as f64)
-        .flag("HAS_BIAS", bias.is_some())
-        .flag("MASKED", s.masked())
-        .flag("RESIDUAL", epilogue.residual.is_some())
-        .flag("GATED", epilogue.gate.is_some());
-    for &(name, value) in tile.constants {
-        kernel = kernel.with(name, value);
-    }
-    let mut params = *s;
-    params.phases = phases;
-    params.z_groups = phases * chunks;
-    params.k_chunk = k_chunk;
-    params.relu = epilogue.relu_flag();
-    let tiles_n = tiles_n_size.div_ceil(tile.cols as usize) as u32;
-    let max = gpu.limits().max_compute_workgroups_per_dimension.max(1);
-    let x_groups = tiles_n.min(max);
-    let workgroups = [
-        x_groups,
-        m.div_ceil(tile.rows as usize) as u32,
-        tiles_n.div_ceil(x_groups) * params.z_groups,
-    ];
-    // without a bias, a residual or a gate the binding still needs a buffer: bind `lhs` again
-    // (read-only)
-    let args = [
-        lhs.bind(LHS),
-        rhs.bind(RHS),
-        bias.unwrap_or(lhs).bind(BIAS),
-        out.bind(OUT),
-        epilogue.residual.unwrap_or(lhs).bind(RESIDUAL),
-        epilogue.gate.unwrap_or(lhs).bind(GATE),
-    ];
-    gpu.dispatch_counted(&kernel, &params, &args, workgroups, s.flops());
 }
 
 /// How [`conv2d`] on `gpu` takes the sums of its output for x dims `x` and weight dims `w` (OIHW):
@@ -200,63 +151,6 @@ fn weight_grad_into(
     );
     let epilogue = Epilogue::into(into);
     split_launch(&s, Mode::WeightGrad, dy, x, None, &s.w_shape(), epilogue)
-}
-
-/// Records `mode(lhs, rhs) (+ bias)` into a new tensor of `shape` or where `epilogue` says, with
-/// its residual, ReLU and gate; a product split along K (see [`k_split`]) writes one partial
-/// result per chunk, then sums them (the epilogue goes into the sum). A weight gradient over a
-/// kernel window smaller than the kernel writes the window's positions only, into zeros: the
-/// slot autograd offers holds zeros already, a new tensor is filled with them. No autograd.
-fn split_launch(
-    s: &ConvShape,
-    mode: Mode,
-    lhs: &Tensor,
-    rhs: &Tensor,
-    bias: Option<&Tensor>,
-    shape: &[usize; 4],
-    epilogue: Epilogue,
-) -> Tensor {
-    if let Some((out, _)) = lowered::launch(s, mode, lhs, rhs, bias, shape, epilogue) {
-        return out;
-    }
-    let gpu = lhs.gpu();
-    let split = k_split(s, mode);
-    let chunks = split.0 as usize;
-    epilogue.check_operands(shape);
-    if mode == Mode::WeightGrad && s.window_shrunk() {
-        let out = match epilogue.into {
-            Some(into) => Tensor::uninit_or(gpu, shape, Some(into)),
-            None => Tensor::zeros(gpu, shape),
-        };
-        if chunks == 1 {
-            launch(s, mode, split, lhs, rhs, bias, (&out, epilogue));
-        } else {
-            let (run, taps) = (s.window_taps() as usize, (s.k_h * s.k_w) as usize);
-            let sums = shape[0] * shape[1] * run;
-            let partial = Tensor::uninit(gpu, &[chunks, sums]);
-            let whole = Epilogue::default();
-            launch(s, mode, split, lhs, rhs, bias, (&partial, whole));
-            reduce::sum_chunks_into_runs(&partial, (run, taps), &out);
-        }
-        return out;
-    }
-    if chunks == 1 {
-        let out = Tensor::uninit_or(gpu, shape, epilogue.into);
-        launch(s, mode, split, lhs, rhs, bias, (&out, epilogue));
-        return out;
-    }
-    let [a, b, c, d] = *shape;
-    let partial = Tensor::uninit(gpu, &[chunks, a, b, c, d]);
-    launch(
-        s,
-        mode,
-        split,
-        lhs,
-        rhs,
-        bias,
-        (&partial, Epilogue::default()),
-    );
-    reduce::sum_axis_with(&partial, 0, epilogue)
 }
 
 /// Records the backward of a conv2d / conv_transpose2d `y` of inputs [x, w, bias (where

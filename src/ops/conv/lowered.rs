@@ -345,7 +345,8 @@ pub(super) fn forward_keeping_columns(
     match launch(s, Mode::Forward, w, x, bias, &s.y_shape(), epilogue) {
         Some((y, columns)) => (y.requiring_grad_if(rg), columns),
         None => {
-            let y = super::split_launch(s, Mode::Forward, w, x, bias, &s.y_shape(), epilogue);
+            let y =
+                super::products::split_launch(s, Mode::Forward, w, x, bias, &s.y_shape(), epilogue);
             (y.requiring_grad_if(rg), None)
         }
     }
