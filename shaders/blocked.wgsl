@@ -22,13 +22,16 @@
 // im2col:   the columns of a convolution, cols[j, n] (or with TRANSPOSED cols[n, j]) for
 //           j = (ci, ky, kx) and n = (b, oy, ox): x[b, ci, oy*s + ky - p, ox*s + kx - p], zero in
 //           the padding and at masked kernel positions. Rows are `ld` apart (a multiple of 4).
+//           The host passes a kernel window (the positions a mask keeps) as the kernel, and the
+//           padding p may be negative (a flipped window that starts after the flipped kernel).
 // nearest:  the nearest-code search of the vector quantizer on the same block: C(code, n) are the
 //           dot products of codes (A = the codebook [K, D], a) with the rows n = (b, s) of an NCHW
 //           z (B, with `hw` a multiple of 4), folded at once into each row's running argmin of
 //           |e|^2 - 2 z.e (bias = the codes' squared norms); the K x N products are never stored.
 //           Workgroup z takes a chunk of codes; c gets each row's best code, c_dist its distance.
-// flipped_weight: a convolution's weight flipped along both kernel axes, its channel axes
-//           exchanged: the weight of the convolution of dy that gives a stride-1 input gradient.
+// flipped_weight: a convolution's weight (or its kernel window) flipped along both kernel axes,
+//           its channel axes exchanged: the weight of the convolution of dy that gives a stride-1
+//           input gradient.
 // col2im:   the adjoint: dx[b, ci, iy, ix] = sum over the kernel positions that reach (iy, ix) of
 //           cols[(ci, ky, kx), (b, oy, ox)] (+ bias[ci]), masked positions skipped.
 
@@ -72,7 +75,7 @@ struct Params {
     k_w: u32,
     stride_h: u32,
     stride_w: u32,
-    pad_h: u32,
+    pad_h: u32,  // im2col reads the paddings as i32: a flipped kernel window's may be negative
     pad_w: u32,
     mask_lo: u32,
     mask_hi: u32,
@@ -479,7 +482,7 @@ fn column_at(n: u32) -> Column {
     let plane = p.out_h * p.out_w;
     let oy = (n % plane) / p.out_w;
     let ox = n % p.out_w;
-    return Column(n / plane, i32(oy * p.stride_h) - i32(p.pad_h), i32(ox * p.stride_w) - i32(p.pad_w));
+    return Column(n / plane, i32(oy * p.stride_h) - bitcast<i32>(p.pad_h), i32(ox * p.stride_w) - bitcast<i32>(p.pad_w));
 }
 
 // Without TRANSPOSED: one invocation per 4 columns n .. n + 3 and block of 16 rows j (workgroup
@@ -549,17 +552,18 @@ fn im2col(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) 
     }
 }
 
-// out[ci, co, ky, kx] = a[co, ci, kH - 1 - ky, kW - 1 - kx] for a weight of `m` output channels:
-// the weight of the convolution of dy that gives a stride-1 convolution's input gradient.
+// out[ci, co, t] = a[co, ci, k - 1 - t] for t < k (`p.k`, the kept kernel positions, which come
+// first in a's kH x kW) and a weight of `m` output channels: with every position, the weight
+// flipped along both kernel axes, which is the weight of the convolution of dy that gives a stride-1
+// convolution's input gradient; with a window of first rows, that window flipped.
 @compute @workgroup_size(256)
 fn flipped_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let e = gid.x + gid.y * nwg.x * 256u;
-    let taps = p.k_h * p.k_w;
-    if (e >= p.cin * p.m * taps) { return; }
-    let tap = e % taps;
-    let co = (e / taps) % p.m;
-    let ci = e / (taps * p.m);
-    c[e] = a[(co * p.cin + ci) * taps + taps - 1u - tap];
+    if (e >= p.cin * p.m * p.k) { return; }
+    let tap = e % p.k;
+    let co = (e / p.k) % p.m;
+    let ci = e / (p.k * p.m);
+    c[e] = a[(co * p.cin + ci) * p.k_h * p.k_w + p.k - 1u - tap];
 }
 
 // One invocation per input position (b, iy, ix), looping over the channels and the kernel

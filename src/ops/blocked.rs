@@ -256,6 +256,44 @@ pub(crate) fn product(
     reduce::sum_axis_with(&partial, 0, epilogue)
 }
 
+/// C = A B (no bias, no epilogue) into `out` with C's rows (of `p.n` elements, `p.n` a multiple of
+/// `run`) placed in runs of `run` elements, `stride` apart, leaving the elements between the runs
+/// as they are. `p.c` is ignored. A product split along K writes its partial results packed, then
+/// adds them in order into the runs.
+pub(crate) fn product_into_runs(
+    p: &Product,
+    (a, b): (&Tensor, &Tensor),
+    flops: f64,
+    (run, stride): (usize, usize),
+    out: &Tensor,
+) {
+    assert!(
+        run > 0 && p.n.is_multiple_of(run) && run <= stride,
+        "product_into_runs: rows of {} in runs of {run}, {stride} apart",
+        p.n
+    );
+    let split = p.split();
+    let whole = Epilogue::default();
+    if split.0 == 1 {
+        let runs = Layout {
+            major: (p.n / run * stride) as u32,
+            minor: 1,
+            inner: run as u32,
+            outer: stride as u32,
+        };
+        let p = Product { c: runs, ..*p };
+        launch(&p, a, b, None, (out, whole), split, flops);
+        return;
+    }
+    let p = Product {
+        c: Layout::rows(p.n),
+        ..*p
+    };
+    let partial = Tensor::uninit(a.gpu(), &[split.0 as usize, p.m * p.n]);
+    launch(&p, a, b, None, (&partial, whole), split, flops);
+    reduce::sum_chunks_into_runs(&partial, (run, stride), out);
+}
+
 /// Records one launch of the GEMM into `out.0` (with the residual, ReLU and gate of `out.1`; its `into`
 /// is not looked at), K in `split` = (chunks, K per chunk), chunk i written `out.numel() / chunks`
 /// elements after chunk i - 1.

@@ -61,13 +61,11 @@ pub fn forward_sum_order(
     options: &Conv2dOptions,
 ) -> (usize, usize) {
     let s = ConvShape::of(x, w, options);
-    match lowered::k_split(gpu, &s, Mode::Forward) {
-        Some((_, chunk)) => (chunk as usize, w[2] * w[3]),
-        None => (
-            k_split(&s, Mode::Forward).1 as usize,
-            s.window_taps() as usize,
-        ),
-    }
+    let chunk = match lowered::k_split(gpu, &s, Mode::Forward) {
+        Some((_, chunk)) => chunk,
+        None => k_split(&s, Mode::Forward).1,
+    };
+    (chunk as usize, s.window_taps() as usize)
 }
 
 /// Floating-point operations of a conv2d of x by w (each of its three products costs the same).
@@ -151,6 +149,16 @@ fn weight_grad_into(
     );
     let epilogue = Epilogue::into(into);
     split_launch(&s, Mode::WeightGrad, dy, x, None, &s.w_shape(), epilogue)
+}
+
+/// Where a weight gradient that writes only some kernel positions goes: `into` (autograd's slot,
+/// which holds zeros already) where it is given, otherwise a new tensor of `shape` filled with
+/// zeros.
+fn zeroed_weight_grad(gpu: &Gpu, shape: &[usize; 4], into: Option<&Tensor>) -> Tensor {
+    match into {
+        Some(into) => Tensor::uninit_or(gpu, shape, Some(into)),
+        None => Tensor::zeros(gpu, shape),
+    }
 }
 
 /// Records the backward of a conv2d / conv_transpose2d `y` of inputs [x, w, bias (where

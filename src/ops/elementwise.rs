@@ -224,12 +224,37 @@ pub fn concat_channels(a: &Tensor, b: &Tensor) -> Tensor {
 fn channel_slice(x: &Tensor, offset: usize, count: usize) -> Tensor {
     let mut shape = x.shape().to_vec();
     shape[1] = count;
-    let out = Tensor::output(x.gpu(), &shape, false);
+    let inner = x.shape()[2..].iter().product::<usize>();
+    slice_channels(x, [x.dim(1), inner], offset..offset + count, &shape)
+}
+
+/// The first `taps` kernel positions (row-major) of each kernel of the OIHW weight `w` [Cout,
+/// Cin, kH, kW], a copy: [Cout, Cin, taps, 1] (no autograd; the CPU set reads a masked kernel's
+/// window so).
+pub(crate) fn kernel_window(w: &Tensor, taps: usize) -> Tensor {
+    let &[cout, cin, k_h, k_w] = w.shape() else {
+        panic!("kernel_window: a weight of shape {:?}", w.shape());
+    };
+    assert!(
+        taps <= k_h * k_w,
+        "kernel_window: {taps} of {k_h}x{k_w} positions"
+    );
+    slice_channels(w, [k_h * k_w, 1], 0..taps, &[cout, cin, taps, 1])
+}
+
+/// A new tensor of `shape` holding `channels` of x seen as [N, total, inner].
+fn slice_channels(
+    x: &Tensor,
+    [total, inner]: [usize; 2],
+    channels: std::ops::Range<usize>,
+    shape: &[usize],
+) -> Tensor {
+    let out = Tensor::output(x.gpu(), shape, false);
     let mut params = Params::new(out.numel(), 1.0, 0.0);
-    params.inner = x.shape()[2..].iter().product::<usize>() as u32;
-    params.channels = count as u32;
-    params.total = x.dim(1) as u32;
-    params.offset = offset as u32;
+    params.inner = inner as u32;
+    params.channels = channels.len() as u32;
+    params.total = total as u32;
+    params.offset = channels.start as u32;
     launch("channel_slice", &out, Some(x), None, params);
     out
 }

@@ -19,8 +19,10 @@ pub(crate) struct Lowering {
     pub kernel: [u32; 2],
     /// Vertical and horizontal stride.
     pub stride: [u32; 2],
-    /// Vertical and horizontal padding.
-    pub pad: [u32; 2],
+    /// Vertical and horizontal padding: how far before the input the first output's kernel
+    /// starts. Negative for the flipped input gradient of a kernel window that ends before the
+    /// kernel does, whose first output reads from inside the input (`col2im` takes none).
+    pub pad: [i32; 2],
     /// Kept kernel positions (bit per position, all set for an unmasked convolution).
     pub mask: u64,
 }
@@ -39,8 +41,9 @@ impl Lowering {
             k_w: self.kernel[1],
             stride_h: self.stride[0],
             stride_w: self.stride[1],
-            pad_h: self.pad[0],
-            pad_w: self.pad[1],
+            // two's complement: the shaders read the padding as i32
+            pad_h: self.pad[0] as u32,
+            pad_w: self.pad[1] as u32,
             mask_lo: self.mask as u32,
             mask_hi: (self.mask >> 32) as u32,
             ..Params::default()
@@ -103,14 +106,22 @@ pub(crate) fn im2col(x: &Tensor, g: &Lowering, transposed: bool, ld: usize, out:
     );
 }
 
-/// The OIHW weight `w` [Cout, Cin, kH, kW] flipped along both kernel axes with its channel axes
-/// exchanged: [Cin, Cout, kH, kW], a copy.
-pub(crate) fn flipped_weight(w: &Tensor) -> Tensor {
+/// The OIHW weight `w` [Cout, Cin, kH, kW] at its first `kept` kernel positions (row-major, all
+/// of them where `kept` = kH x kW), their order reversed and the channel axes exchanged: [Cin,
+/// Cout, kept], a copy. With all positions this is the weight flipped along both kernel axes; with
+/// a kernel's first rows (or a one-row kernel's first columns) it is that window flipped, the
+/// window of the flipped kernel that ends where the kernel does.
+pub(crate) fn flipped_weight(w: &Tensor, kept: usize) -> Tensor {
     let [cout, cin, k_h, k_w] = dims4(w, "weight");
+    assert!(
+        kept > 0 && kept <= k_h * k_w,
+        "flipped_weight: {kept} of {k_h}x{k_w} kernel positions"
+    );
     let gpu = w.gpu();
-    let out = Tensor::uninit(gpu, &[cin, cout, k_h, k_w]);
+    let out = Tensor::uninit(gpu, &[cin, cout, kept]);
     let params = Params {
         m: cout as u32,
+        k: kept as u32,
         cin: cin as u32,
         k_h: k_h as u32,
         k_w: k_w as u32,
@@ -134,6 +145,11 @@ pub(crate) fn col2im(
     bias: Option<&Tensor>,
     (out, epilogue): (&Tensor, Epilogue),
 ) {
+    assert!(
+        g.pad.iter().all(|&p| p >= 0),
+        "col2im: negative padding {:?}",
+        g.pad
+    );
     let kernel = Kernel::new(&SHADER, "col2im")
         .flag("MASKED", g.masked())
         .flag("RESIDUAL", epilogue.residual.is_some())

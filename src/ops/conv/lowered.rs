@@ -1,26 +1,32 @@
 //! The convolutions of the CPU kernel set: each of the three products lowered onto the blocked
 //! GEMM of `blocked.wgsl` through the columns of its input (`im2col`). A stride-1 input gradient
 //! is the convolution of dy with the flipped weight; another input gradient folds the columns'
-//! gradient back (`col2im`). A forward keeps its columns for the weight gradient. A shape the
-//! lowering cannot take (launches past the adapter's workgroup limit, column matrices past its
-//! binding limit) runs on `conv.wgsl` as on a GPU; the choice depends on the shape only.
+//! gradient back (`col2im`). A forward keeps its columns for the weight gradient. The columns hold
+//! the kernel window's positions only (see [`ConvShape::window_taps`]): a mask that keeps a
+//! kernel's first rows shortens every product's sums, with the weight's window copied where a
+//! product cannot read it in place. A shape the lowering cannot take (launches past the adapter's
+//! workgroup limit, column matrices past its binding limit) runs on `conv.wgsl` as on a GPU; the
+//! choice depends on the shape only.
 
 use super::shape::ConvShape;
 use super::{Conv2dOptions, Mode};
 use crate::gpu::{Gpu, KernelSet};
 use crate::ops::blocked::{self, BiasPer, Layout, Lowering, Product, NO_WRAP};
 use crate::ops::window::transposed_weight;
-use crate::ops::Epilogue;
+use crate::ops::{elementwise, Epilogue};
 use crate::tensor::Tensor;
 
+/// The lowering of `s` over its kernel window: the window is the kernel of the columns (it starts
+/// at the kernel's first position, so the padding stays), with the mask's bits where it drops a
+/// window position.
 fn lowering(s: &ConvShape) -> Lowering {
     Lowering {
         x: [s.batch, s.cin, s.in_h, s.in_w],
         out: [s.out_h, s.out_w],
-        kernel: [s.k_h, s.k_w],
+        kernel: [s.win_h, s.win_w],
         stride: [s.stride_h, s.stride_w],
-        pad: [s.pad_h, s.pad_w],
-        mask: s.mask(),
+        pad: [s.pad_h as i32, s.pad_w as i32],
+        mask: if s.masked() { s.mask() } else { u64::MAX },
     }
 }
 
@@ -63,35 +69,60 @@ struct Plan {
 enum Weight {
     /// In place (or not at all: the weight gradient).
     InPlace,
-    /// A transposed copy [Cin x kH x kW, Cout rounded up to 4] (see [`transposed_weight`]).
+    /// The kernel window's positions copied out: [Cout, Cin x window] (see [`window_weight`]).
+    Window,
+    /// A transposed copy of the window's positions: [Cin x window, Cout rounded up to 4] (see
+    /// [`transposed_weight`]).
     Transposed,
-    /// A flipped copy [Cin, Cout, kH, kW] (see [`blocked::flipped_weight`]).
+    /// A flipped copy of the window's positions: [Cin, Cout, window] (see
+    /// [`blocked::flipped_weight`]).
     Flipped,
+}
+
+/// How a product that reads the weight's rows reads them: in place where the kernel window is the
+/// whole kernel, otherwise from a copy of the window's positions.
+fn window_or_in_place(s: &ConvShape) -> Weight {
+    if s.window_shrunk() {
+        Weight::Window
+    } else {
+        Weight::InPlace
+    }
+}
+
+/// The positions of the weight `w` [Cout, Cin, kH, kW] in the kernel window of `s` (its first
+/// positions), a copy: [Cout, Cin, window, 1].
+fn window_weight(s: &ConvShape, w: &Tensor) -> Tensor {
+    elementwise::kernel_window(w, s.window_taps() as usize)
 }
 
 /// Whether the input gradient is computed as a convolution of dy (stride 1, padding below the
 /// kernel size): dx = conv(dy, the weight flipped and its channels exchanged, padding k - 1 - p).
-/// Its columns have Cout x kH x kW rows where `col2im` would read Cin x kH x kW of them.
+/// Its columns have Cout x window rows where `col2im` would read Cin x window of them.
 fn flipped_input_gradient(s: &ConvShape) -> bool {
     s.stride_h == 1 && s.stride_w == 1 && s.pad_h < s.k_h && s.pad_w < s.k_w
 }
 
 /// The convolution of dy [batch, cout, out_h, out_w] that computes dx (see
-/// [`flipped_input_gradient`]); a kept kernel position t is kept at kH x kW - 1 - t.
+/// [`flipped_input_gradient`]), over the flipped kernel window: the window's positions in reverse,
+/// which end where the flipped kernel ends (padding window - 1 - p, negative where the window is
+/// shorter than the padding); a kept window position t is kept at window - 1 - t.
 fn flipped_lowering(s: &ConvShape) -> Lowering {
     let g = lowering(s);
-    let taps = s.k_h * s.k_w;
+    let taps = u64::from(s.window_taps());
     let mask = if g.mask == u64::MAX {
         u64::MAX
     } else {
         (0..taps)
-            .filter(|t| g.mask >> t & 1 == 1)
-            .fold(0, |m, t| m | 1 << (taps - 1 - t))
+            .filter(|&t| g.mask >> t & 1 == 1)
+            .fold(0u64, |m, t| m | 1 << (taps - 1 - t))
     };
     Lowering {
         x: [s.batch, s.cout, s.out_h, s.out_w],
         out: [s.in_h, s.in_w],
-        pad: [s.k_h - 1 - s.pad_h, s.k_w - 1 - s.pad_w],
+        pad: [
+            s.win_h as i32 - 1 - s.pad_h as i32,
+            s.win_w as i32 - 1 - s.pad_w as i32,
+        ],
         mask,
         ..g
     }
@@ -125,7 +156,7 @@ fn plan(s: &ConvShape, mode: Mode) -> Option<Plan> {
             ld: n_pad,
             cols,
             lowering: g,
-            weight: Weight::InPlace,
+            weight: window_or_in_place(s),
         },
         Mode::InputGrad if !direct && flipped_input_gradient(s) => {
             let f = flipped_lowering(s);
@@ -151,7 +182,7 @@ fn plan(s: &ConvShape, mode: Mode) -> Option<Plan> {
                 m: k,
                 n,
                 k: cout,
-                // A(j, co) = w[co, j]: the transposed weight, read in place
+                // A(j, co) = w[co, j]: the transposed weight (of the window), read in place
                 a: Layout {
                     major: 1,
                     minor: k as u32,
@@ -166,7 +197,7 @@ fn plan(s: &ConvShape, mode: Mode) -> Option<Plan> {
                 product.a = Layout::rows(cout.div_ceil(4) * 4);
                 Weight::Transposed
             } else {
-                Weight::InPlace
+                window_or_in_place(s)
             };
             Plan {
                 product,
@@ -221,7 +252,7 @@ pub(super) fn k_split(gpu: &Gpu, s: &ConvShape, mode: Mode) -> Option<(u32, u32)
 
 /// The column matrix of a forward convolution's input, kept for its weight gradient.
 pub(super) struct Columns {
-    /// [rows, ld]: rows cin x kH x kW, columns batch x out_h x out_w (then zeros up to `ld`).
+    /// [rows, ld]: rows cin x window, columns batch x out_h x out_w (then zeros up to `ld`).
     cols: Tensor,
     ld: usize,
     rows: usize,
@@ -249,8 +280,10 @@ pub(super) fn launch(
     let bias = bias.map(|t| (t, BiasPer::Row));
     let copy = match plan.weight {
         Weight::InPlace => None,
+        Weight::Window => Some(window_weight(s, lhs)),
+        Weight::Transposed if s.window_shrunk() => Some(transposed_weight(&window_weight(s, lhs))),
         Weight::Transposed => Some(transposed_weight(lhs)),
-        Weight::Flipped => Some(blocked::flipped_weight(lhs)),
+        Weight::Flipped => Some(blocked::flipped_weight(lhs, s.window_taps() as usize)),
     };
     let lhs = copy.as_ref().unwrap_or(lhs);
     let out = match mode {
@@ -280,7 +313,10 @@ pub(super) fn launch(
                 cols
             });
             let b = cols.as_ref().unwrap_or(rhs);
-            let out = blocked::product(p, lhs, b, bias, shape, flops, epilogue);
+            let out = match mode {
+                Mode::WeightGrad => weight_grad_product(s, p, (lhs, b), epilogue.into),
+                _ => blocked::product(p, lhs, b, bias, shape, flops, epilogue),
+            };
             let columns = cols.filter(|_| mode == Mode::Forward).map(|cols| Columns {
                 cols,
                 ld: plan.ld,
@@ -291,6 +327,27 @@ pub(super) fn launch(
         }
     };
     Some((out, None))
+}
+
+/// Records the weight gradient product `p` of `s` (its C the rows of the kernel window's
+/// positions per output channel) of dy and the columns `cols`, into a new tensor of the weight's
+/// shape or `into`. Over a window smaller than the kernel it writes the window's positions only,
+/// into zeros (the slot `into` that autograd offers holds zeros already; a new tensor is filled
+/// with them).
+fn weight_grad_product(
+    s: &ConvShape,
+    p: &Product,
+    (dy, cols): (&Tensor, &Tensor),
+    into: Option<&Tensor>,
+) -> Tensor {
+    let shape = s.w_shape();
+    if !s.window_shrunk() {
+        return blocked::product(p, dy, cols, None, &shape, s.flops(), Epilogue::into(into));
+    }
+    let out = super::zeroed_weight_grad(dy.gpu(), &shape, into);
+    let runs = (s.window_taps() as usize, (s.k_h * s.k_w) as usize);
+    blocked::product_into_runs(p, (dy, cols), s.flops(), runs, &out);
+    out
 }
 
 /// The weight gradient dw = dy cols^T from the columns its forward convolution kept, with the
@@ -321,16 +378,7 @@ fn weight_grad_from_columns(
     if !(p.tall() && p.a_ready() && p.fits(dy.gpu())) {
         return None;
     }
-    let shape = s.w_shape();
-    Some(blocked::product(
-        &p,
-        dy,
-        &columns.cols,
-        None,
-        &shape,
-        s.flops(),
-        Epilogue::into(into),
-    ))
+    Some(weight_grad_product(s, &p, (dy, &columns.cols), into))
 }
 
 /// The forward of conv2d (with `epilogue`'s residual and ReLU; marked as requiring gradients when

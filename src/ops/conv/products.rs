@@ -104,7 +104,7 @@ pub(super) fn split_launch(
 /// The weight gradient of a convolution whose products run over a kernel window smaller than the
 /// kernel ([`ConvShape::window_shrunk`]), with K in `split`: it writes the window's positions
 /// only, into zeros (the slot `into` that autograd offers holds zeros already; a new tensor is
-/// filled with them). Split along K, the partial results hold the window's positions only, and
+/// filled with them: [`super::zeroed_weight_grad`]). Split along K, the partial results hold the window's positions only, and
 /// their sums go to the kernel's positions in runs.
 fn weight_grad_over_window(
     s: &ConvShape,
@@ -114,10 +114,7 @@ fn weight_grad_over_window(
     into: Option<&Tensor>,
 ) -> Tensor {
     let gpu = dy.gpu();
-    let out = match into {
-        Some(into) => Tensor::uninit_or(gpu, shape, Some(into)),
-        None => Tensor::zeros(gpu, shape),
-    };
+    let out = super::zeroed_weight_grad(gpu, shape, into);
     let mode = Mode::WeightGrad;
     let whole = Epilogue::default();
     if split.0 == 1 {

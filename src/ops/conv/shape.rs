@@ -101,7 +101,7 @@ impl ConvShape {
         self.mask() & window != window
     }
 
-    /// Kernel positions per input channel that the products of `conv.wgsl` run over.
+    /// Kernel positions per input channel that the products run over (on either kernel set).
     pub(super) fn window_taps(&self) -> u32 {
         self.win_h * self.win_w
     }
@@ -128,11 +128,12 @@ fn low_bits(n: usize) -> u64 {
     }
 }
 
-/// The window (rows, columns) of a `k_h x k_w` kernel with mask `bits` that the products of
-/// `conv.wgsl` run over: the kept positions when they are the kernel's first rows (or, in a
-/// one-row kernel, its first columns), as the causal masks of PixelCNN's stacks keep them;
-/// otherwise the whole kernel, masked position by position. A window's positions come first in
-/// the kernel's row-major order, so a tap has the same index in both.
+/// The window (rows, columns) of a `k_h x k_w` kernel with mask `bits` that a convolution's
+/// products run over (`conv.wgsl`'s, and the CPU set's columns): the kept positions when they are
+/// the kernel's first rows (or, in a one-row kernel, its first columns), as the causal masks of
+/// PixelCNN's stacks keep them; otherwise the whole kernel, masked position by position. A
+/// window's positions come first in the kernel's row-major order, so a tap has the same index in
+/// both.
 pub(super) fn kept_window(k_h: usize, k_w: usize, bits: u64) -> (usize, usize) {
     let taps = k_h * k_w;
     let kept = bits & low_bits(taps);
