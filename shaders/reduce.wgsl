@@ -106,6 +106,42 @@ fn sum_outer_inner(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
     if (lid == 0u && m < p.mid) { out[m] = p.scale * total; }
 }
 
+// sum_outer_inner for CPU adapters (the CPU kernel set): one invocation per m, no workgroup memory
+// and no barriers, the same bits. Term j = (o, s) goes to partial j % 256, as thread j % 256 of
+// sum_outer_inner takes it; the 256 partials, each summed in the same order, are then added by
+// workgroup_sum's tree (at stride 128, 64, ..., 1, partial t adds partial t + stride). The host
+// keeps outer x inner within the software driver's loop limit.
+@compute @workgroup_size(8)
+fn sum_outer_inner_serial(@builtin(global_invocation_id) gid: vec3<u32>,
+                          @builtin(num_workgroups) nwg: vec3<u32>) {
+    let m = gid.x + gid.y * nwg.x * 8u;
+    if (m >= p.mid) { return; }
+    let count = p.outer * p.inner;
+    // partial t: terms t, t + 256, ... as (o, s), stepped by adding 256's digits (one carry)
+    let step_o = 256u / p.inner;
+    let step_s = 256u % p.inner;
+    var partial: array<f32, 256>;
+    for (var t = 0u; t < 256u; t++) {
+        var o = t / p.inner;
+        var s = t % p.inner;
+        var acc = 0.0;
+        for (var j = t; j < count; j = j + 256u) {
+            acc = acc + a[(o * p.mid + m) * p.inner + s];
+            s = s + step_s;
+            o = o + step_o;
+            if (s >= p.inner) {
+                s = s - p.inner;
+                o = o + 1u;
+            }
+        }
+        partial[t] = acc;
+    }
+    for (var stride = 128u; stride > 0u; stride = stride / 2u) {
+        for (var i = 0u; i < stride; i++) { partial[i] = partial[i] + partial[i + stride]; }
+    }
+    out[m] = p.scale * partial[0];
+}
+
 // out = scale * (a - b) * g[0]   (gradient of scale/2 * sum((a - b)^2) times the upstream scalar)
 @compute @workgroup_size(256)
 fn mse_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {

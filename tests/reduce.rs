@@ -71,6 +71,42 @@ fn subgroup_and_plain_collectives_agree_bit_for_bit() {
     });
 }
 
+/// The CPU set's per-channel sums (one invocation per channel, no barriers) take the same bits
+/// as the GPU set's workgroup tree, and match the f64 sums.
+#[test]
+fn per_channel_sums_take_the_same_bits_on_both_kernel_sets() {
+    let gpus = kernel_set_gpus();
+    for (i, shape) in [
+        vec![3, 5, 7],       // fewer terms than the tree's 256 partials
+        vec![7, 3, 100],     // several terms per partial, a plane that does not divide 256
+        vec![33, 17, 1],     // one value per plane: a partial steps over 256 planes
+        vec![1, 130, 513],   // channels not a multiple of 8, planes longer than 256
+        vec![4, 9, 16, 16],  // a convolution's output
+        vec![2, 2, 40_000],  // past the CPU set's loop limit: the workgroup tree there too
+        vec![2, 64, 30_000], // just under it
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let data = random(&mut rng(40 + i as u64), shape.iter().product());
+        let sums = |gpu: &Gpu| download(&reduce::sum_per_channel(&upload(gpu, &shape, &data)));
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        let first = sums(&gpus[0]);
+        let inner: usize = shape[2..].iter().product();
+        let mut want = vec![0.0; shape[1]];
+        for (j, &x) in data.iter().enumerate() {
+            want[(j / inner) % shape[1]] += x as f64;
+        }
+        for gpu in &gpus {
+            let what = format!("{shape:?}, kernels={}", gpu.kernel_set());
+            let got = sums(gpu);
+            assert_eq!(bits(&got), bits(&first), "{what}");
+            let atol = 1e-5 * (data.len() as f64).sqrt();
+            assert_close(&got, &want, 1e-5, atol, &what);
+        }
+    }
+}
+
 #[test]
 fn reductions_are_bitwise_deterministic() {
     let gpu = gpu();

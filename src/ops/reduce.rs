@@ -5,7 +5,7 @@ use arrayvec::ArrayVec;
 use smallvec::smallvec;
 
 use crate::autograd;
-use crate::gpu::{Binding, Shader};
+use crate::gpu::{Binding, KernelSet, Shader};
 use crate::ops::collective;
 use crate::ops::{elementwise, Epilogue};
 use crate::tensor::{Shape, Tensor};
@@ -14,6 +14,9 @@ use crate::tensor::{Shape, Tensor};
 const MIN_CHUNK: usize = 1024;
 /// Most partial sums the first pass produces (the final pass is one workgroup).
 const MAX_PARTIALS: usize = 256;
+/// Most terms per channel that the CPU set's `sum_outer_inner_serial` takes: one invocation loops
+/// once per term, and the software driver silently cuts a loop nest after 65535 iterations.
+const SERIAL_TERMS: usize = 60_000;
 
 /// `shaders/reduce.wgsl`.
 pub static SHADER: Shader =
@@ -279,12 +282,18 @@ pub(crate) fn sum_per_channel_into(x: &Tensor, into: Option<&Tensor>) -> Tensor 
         ..Params::default()
     };
     let gpu = x.gpu();
+    // the same bits either way: one workgroup per channel, or on the CPU set one invocation
+    let (entry, groups) = if gpu.kernel_set() == KernelSet::Cpu && outer * inner <= SERIAL_TERMS {
+        ("sum_outer_inner_serial", mid.div_ceil(8))
+    } else {
+        ("sum_outer_inner", mid)
+    };
     gpu.run(
         &SHADER,
-        "sum_outer_inner",
+        entry,
         &params,
         &[x.bind(A), out.bind(OUT)],
-        gpu.grid(mid as u32),
+        gpu.grid(groups as u32),
     );
     if rg {
         let in_shape = x.shape().to_vec();
