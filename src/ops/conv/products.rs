@@ -104,8 +104,8 @@ pub(super) fn split_launch(
 /// The weight gradient of a convolution whose products run over a kernel window smaller than the
 /// kernel ([`ConvShape::window_shrunk`]), with K in `split`: it writes the window's positions
 /// only, into zeros (the slot `into` that autograd offers holds zeros already; a new tensor is
-/// filled with them: [`super::zeroed_weight_grad`]). Split along K, the partial results hold the window's positions only, and
-/// their sums go to the kernel's positions in runs.
+/// filled with them: [`super::zeroed_weight_grad`]). Split along K, the partial results hold the
+/// window's positions only, and their sums go to the kernel's positions in runs.
 fn weight_grad_over_window(
     s: &ConvShape,
     split: (u32, u32),
