@@ -45,6 +45,7 @@ override TRANSPOSED: bool = false;
 override MASKED: bool = false;
 override WG: u32 = 8u;         // gemm: invocations per workgroup
 override RESIDUAL: bool = false; // gemm, gemm_tall, col2im: C = residual + result (before the ReLU; not split along K)
+override TEX: bool = false;     // gemm, gemm_tall, nearest: A and B read from their texture copies
 
 const NO_WRAP: u32 = 0xffffffffu; // an `inner` that never wraps: a plain row-major operand
 
@@ -94,16 +95,50 @@ struct Params {
 @group(0) @binding(8) var<storage, read_write> c_vec4: array<vec4<f32>>; // gemm_tall with C_VEC4: c again
 @group(0) @binding(9) var<storage, read> residual: array<f32>; // gemm, gemm_tall, col2im: laid out as c
 @group(0) @binding(10) var<storage, read> gate: array<f32>; // gemm, gemm_tall, col2im: laid out as c
+@group(0) @binding(11) var a_tex: texture_2d<f32>; // gemm, gemm_tall, nearest with TEX: a's copy
+@group(0) @binding(12) var b_tex: texture_2d<f32>; // gemm, gemm_tall, nearest with TEX: b's copy
 
+// Texel i of a copy lies at (i % row, i / row) for rows of 1 << TEXEL_ROW_SHIFT texels (the same
+// figure in src/gpu/textures.rs).
+const TEXEL_ROW_SHIFT: u32 = 12u;
+
+fn texel(t: texture_2d<f32>, i: u32) -> vec4<f32> {
+    return textureLoad(t, vec2<u32>(i & ((1u << TEXEL_ROW_SHIFT) - 1u), i >> TEXEL_ROW_SHIFT), 0);
+}
+
+// vec4 i of b, from its copy with TEX.
+fn b_vec4(i: u32) -> vec4<f32> {
+    if (TEX) { return texel(b_tex, i); }
+    return b[i];
+}
+
+// Element e of a, from its copy with TEX.
+fn a_at(e: u32) -> f32 {
+    if (TEX) { return texel(a_tex, e >> 2u)[e & 3u]; }
+    return a[e];
+}
+
+// vec4 i of a, from its copy with TEX.
+fn a_vec4_at(i: u32) -> vec4<f32> {
+    if (TEX) { return texel(a_tex, i); }
+    return a_vec4[i];
+}
+
+// Element e of b from the buffer (col2im's columns).
 fn load_b1(e: u32) -> f32 {
     return b[e >> 2u][e & 3u];
+}
+
+// Element e of b, from its copy with TEX.
+fn b_at(e: u32) -> f32 {
+    return b_vec4(e >> 2u)[e & 3u];
 }
 
 // B(k, n .. n + 3) from the column bases of this invocation.
 fn load_b4(base: vec4<u32>, k: u32) -> vec4<f32> {
     let off = k * p.b_k;
-    if (B_VEC4) { return b[(base.x + off) >> 2u]; }
-    return vec4<f32>(load_b1(base.x + off), load_b1(base.y + off), load_b1(base.z + off), load_b1(base.w + off));
+    if (B_VEC4) { return b_vec4((base.x + off) >> 2u); }
+    return vec4<f32>(b_at(base.x + off), b_at(base.y + off), b_at(base.z + off), b_at(base.w + off));
 }
 
 fn column_base(n: u32) -> u32 {
@@ -148,15 +183,15 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     // whole groups of 4 k, then the rest one at a time
     let k_whole = k_begin + (k_end - k_begin) / 4u * 4u;
     for (var k0 = k_begin; k0 < k_whole; k0 += 4u) {
-        let av = vec4<f32>(a[a_off], a[a_off + p.a_k], a[a_off + 2u * p.a_k], a[a_off + 3u * p.a_k]);
+        let av = vec4<f32>(a_at(a_off), a_at(a_off + p.a_k), a_at(a_off + 2u * p.a_k), a_at(a_off + 3u * p.a_k));
         accumulate8x4(&left, av, load_b_block(base0, k0));
         accumulate8x4(&right, av, load_b_block(base1, k0));
         next_four_k(&inner, &a_off);
     }
     // the rest lies inside one block of A along k (blocks hold whole groups of 4)
     for (var k = k_whole; k < k_end; k++) {
-        accumulate8(&left, a[a_off], load_b4(base0, k));
-        accumulate8(&right, a[a_off], load_b4(base1, k));
+        accumulate8(&left, a_at(a_off), load_b4(base0, k));
+        accumulate8(&right, a_at(a_off), load_b4(base1, k));
         a_off += p.a_k;
     }
     store8(left, m0, n0, chunk);
@@ -187,7 +222,7 @@ fn accumulate8(acc: ptr<function, array<vec4<f32>, 8>>, ak: f32, bk: vec4<f32>) 
 // this invocation (k0 a multiple of 4).
 fn load_b_block(base: vec4<u32>, k0: u32) -> mat4x4<f32> {
     if (B_KMAJOR) {
-        return transpose(mat4x4<f32>(b[(base.x + k0) >> 2u], b[(base.y + k0) >> 2u], b[(base.z + k0) >> 2u], b[(base.w + k0) >> 2u]));
+        return transpose(mat4x4<f32>(b_vec4((base.x + k0) >> 2u), b_vec4((base.y + k0) >> 2u), b_vec4((base.z + k0) >> 2u), b_vec4((base.w + k0) >> 2u)));
     }
     return mat4x4<f32>(load_b4(base, k0), load_b4(base, k0 + 1u), load_b4(base, k0 + 2u), load_b4(base, k0 + 3u));
 }
@@ -218,8 +253,8 @@ fn row_sum(acc: vec4<f32>, a: vec4<f32>, b_block: mat4x4<f32>) -> vec4<f32> {
 
 // A(row, k .. k + 3) from the row's offset plus k's.
 fn load_a4(off: u32) -> vec4<f32> {
-    if (A_VEC4) { return a_vec4[off >> 2u]; }
-    return vec4<f32>(a[off], a[off + p.a_k], a[off + 2u * p.a_k], a[off + 3u * p.a_k]);
+    if (A_VEC4) { return a_vec4_at(off >> 2u); }
+    return vec4<f32>(a_at(off), a_at(off + p.a_k), a_at(off + 2u * p.a_k), a_at(off + 3u * p.a_k));
 }
 
 // Row m (skipped past M) of C at columns n0 .. n0 + 3 (those before N).
@@ -355,23 +390,23 @@ fn gemm_tall(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
     for (var k = k_whole; k < k_end; k++) {
         let b_left = load_b4(left, k);
         let b_right = load_b4(right, k);
-        accumulate8(&left0, a[row0 + k_off], b_left);
-        accumulate8(&right0, a[row0 + k_off], b_right);
-        accumulate8(&left1, a[row1 + k_off], b_left);
-        accumulate8(&right1, a[row1 + k_off], b_right);
-        accumulate8(&left2, a[row2 + k_off], b_left);
-        accumulate8(&right2, a[row2 + k_off], b_right);
-        accumulate8(&left3, a[row3 + k_off], b_left);
-        accumulate8(&right3, a[row3 + k_off], b_right);
+        accumulate8(&left0, a_at(row0 + k_off), b_left);
+        accumulate8(&right0, a_at(row0 + k_off), b_right);
+        accumulate8(&left1, a_at(row1 + k_off), b_left);
+        accumulate8(&right1, a_at(row1 + k_off), b_right);
+        accumulate8(&left2, a_at(row2 + k_off), b_left);
+        accumulate8(&right2, a_at(row2 + k_off), b_right);
+        accumulate8(&left3, a_at(row3 + k_off), b_left);
+        accumulate8(&right3, a_at(row3 + k_off), b_right);
         if (GROUPS > 4u) {
-            accumulate8(&left4, a[row4 + k_off], b_left);
-            accumulate8(&right4, a[row4 + k_off], b_right);
-            accumulate8(&left5, a[row5 + k_off], b_left);
-            accumulate8(&right5, a[row5 + k_off], b_right);
-            accumulate8(&left6, a[row6 + k_off], b_left);
-            accumulate8(&right6, a[row6 + k_off], b_right);
-            accumulate8(&left7, a[row7 + k_off], b_left);
-            accumulate8(&right7, a[row7 + k_off], b_right);
+            accumulate8(&left4, a_at(row4 + k_off), b_left);
+            accumulate8(&right4, a_at(row4 + k_off), b_right);
+            accumulate8(&left5, a_at(row5 + k_off), b_left);
+            accumulate8(&right5, a_at(row5 + k_off), b_right);
+            accumulate8(&left6, a_at(row6 + k_off), b_left);
+            accumulate8(&right6, a_at(row6 + k_off), b_right);
+            accumulate8(&left7, a_at(row7 + k_off), b_left);
+            accumulate8(&right7, a_at(row7 + k_off), b_right);
         }
         k_off += p.a_k;
     }
@@ -416,13 +451,13 @@ fn nearest(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
         var left: array<vec4<f32>, 8>;
         var right: array<vec4<f32>, 8>;
         for (var d0 = 0u; d0 < d_whole; d0 += 4u) {
-            let av = vec4<f32>(a[a_row + d0], a[a_row + d0 + 1u], a[a_row + d0 + 2u], a[a_row + d0 + 3u]);
+            let av = vec4<f32>(a_at(a_row + d0), a_at(a_row + d0 + 1u), a_at(a_row + d0 + 2u), a_at(a_row + d0 + 3u));
             accumulate8x4(&left, av, load_b_block(base0, d0));
             accumulate8x4(&right, av, load_b_block(base1, d0));
         }
         for (var d = d_whole; d < p.k; d++) {
-            accumulate8(&left, a[a_row + d], load_b4(base0, d));
-            accumulate8(&right, a[a_row + d], load_b4(base1, d));
+            accumulate8(&left, a_at(a_row + d), load_b4(base0, d));
+            accumulate8(&right, a_at(a_row + d), load_b4(base1, d));
         }
         // codes in increasing order and a strict comparison: ties keep the lowest index
         for (var r = 0u; r < 8u; r++) {

@@ -320,7 +320,7 @@ fn conv2d_with_a_residual_equals_conv2d_then_add() {
 
 #[test]
 fn conv2d_forward_and_gradients_match_reference() {
-    for gpu in kernel_set_gpus() {
+    for gpu in kernel_set_gpus_and_buffer_reads() {
         for (i, c) in CASES.iter().enumerate() {
             check_case(&gpu, c, None, 30 + i as u64);
         }
@@ -390,7 +390,7 @@ fn masks_that_keep_leading_rows_shrink_the_sums() {
         (case(2, 8, 36, 6, 6, (3, 3), 1, 1), rows(3, 3, 1), 3),
         (case(5, 4, 36, 30, 30, (3, 3), 1, 1), rows(3, 3, 2), 6),
     ];
-    for gpu in kernel_set_gpus() {
+    for gpu in kernel_set_gpus_and_buffer_reads() {
         for (i, (c, mask, kept)) in cases.into_iter().enumerate() {
             check_case(&gpu, &c, Some(mask), 70 + i as u64);
             let x4 = [c.n, c.cin, c.h, c.w];
@@ -470,7 +470,7 @@ fn conv_transpose_reference(
 
 #[test]
 fn conv_transpose2d_matches_reference() {
-    for gpu in kernel_set_gpus() {
+    for gpu in kernel_set_gpus_and_buffer_reads() {
         conv_transpose2d_case(&gpu);
     }
 }

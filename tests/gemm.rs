@@ -97,8 +97,39 @@ fn both_tiles_match_reference_and_agree_bit_for_bit() {
 
 #[test]
 fn matmul_matches_reference_for_all_transposes() {
-    for gpu in kernel_set_gpus() {
+    for gpu in kernel_set_gpus_and_buffer_reads() {
         matmul_cases(&gpu);
+    }
+}
+
+/// The CPU set's products give the same bits whether they read their operands from texture
+/// copies or from the buffers.
+#[test]
+fn texture_copies_and_buffer_reads_give_the_same_bits() {
+    let gpus = kernel_set_gpus_and_buffer_reads();
+    let [_, copies, buffers] = &gpus[..] else {
+        println!("the cpu kernel set is not tested on this adapter");
+        return;
+    };
+    let mut rng = rng(29);
+    for (m, n, k) in SHAPES.into_iter().chain(BLOCKED_SHAPES) {
+        for (ta, tb) in [(false, false), (true, true)] {
+            let av = random(&mut rng, m * k);
+            let bv = random(&mut rng, k * n);
+            let bits = |gpu: &vqgpu::Gpu| {
+                let a = upload(gpu, &if ta { [k, m] } else { [m, k] }, &av);
+                let b = upload(gpu, &if tb { [n, k] } else { [k, n] }, &bv);
+                download(&gemm::matmul(&a, &b, ta, tb))
+                    .iter()
+                    .map(|v| v.to_bits())
+                    .collect::<Vec<u32>>()
+            };
+            assert_eq!(
+                bits(copies),
+                bits(buffers),
+                "gemm {m}x{n}x{k} ta={ta} tb={tb}: texture copies and buffer reads differ"
+            );
+        }
     }
 }
 
@@ -129,7 +160,7 @@ fn matmul_cases(gpu: &vqgpu::Gpu) {
 
 #[test]
 fn linear_adds_the_bias_per_output_feature() {
-    for gpu in kernel_set_gpus() {
+    for gpu in kernel_set_gpus_and_buffer_reads() {
         linear_cases(&gpu);
     }
 }

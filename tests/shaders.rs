@@ -153,6 +153,27 @@ fn check_interface(module: &naga::Module, shader: &Shader) {
                     binding.binding
                 );
             }
+            AddressSpace::Handle => {
+                // only sampled 2-D float textures, read with textureLoad
+                let texture = matches!(
+                    module.types[var.ty].inner,
+                    TypeInner::Image {
+                        dim: naga::ImageDimension::D2,
+                        arrayed: false,
+                        class: naga::ImageClass::Sampled {
+                            kind: naga::ScalarKind::Float,
+                            multi: false
+                        }
+                    }
+                );
+                assert!(texture, "{file}: {name} is not a texture_2d<f32>");
+                let old = storage.insert(binding.binding, (name, Access::Texture));
+                assert!(
+                    old.is_none(),
+                    "{file}: binding {} used twice",
+                    binding.binding
+                );
+            }
             other => panic!("{file}: unexpected address space {other:?} of {name}"),
         }
     }
@@ -422,4 +443,22 @@ fn a_params_field_at_the_wrong_offset_is_caught() {
     };
     let module = naga::front::wgsl::parse_str(&broken.wgsl(false)).unwrap();
     check_interface(&module, &broken);
+}
+
+/// The kernels that read texture copies find texel i where `Gpu::texture_copy` puts it.
+#[test]
+fn texture_copies_have_the_row_length_the_kernels_use() {
+    let module = naga::front::wgsl::parse_str(&declared("blocked.wgsl").wgsl(false)).unwrap();
+    let (_, constant) = module
+        .constants
+        .iter()
+        .find(|(_, c)| c.name.as_deref() == Some("TEXEL_ROW_SHIFT"))
+        .expect("blocked.wgsl declares TEXEL_ROW_SHIFT");
+    let naga::Expression::Literal(naga::Literal::U32(shift)) =
+        module.global_expressions[constant.init]
+    else {
+        panic!("TEXEL_ROW_SHIFT is not a u32 literal");
+    };
+    assert_eq!(shift, vqgpu::gpu::TEXEL_ROW_SHIFT);
+    assert_eq!(vqgpu::gpu::TEXELS_PER_ROW, 1 << shift);
 }

@@ -56,7 +56,7 @@ fn check_nearest(
 
 #[test]
 fn nearest_code_matches_reference_at_many_shapes() {
-    for gpu in kernel_set_gpus() {
+    for gpu in kernel_set_gpus_and_buffer_reads() {
         nearest_at_many_shapes(&gpu);
     }
 }

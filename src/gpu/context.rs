@@ -54,6 +54,10 @@ pub struct GpuOptions {
     /// over the adapter's smallest subgroup where it has subgroups. Every way gives the same
     /// results bit for bit.
     pub collectives: Option<Collectives>,
+    /// Whether the CPU kernel set reads its products' operands from texture copies (see
+    /// [`crate::gpu::Gpu::texture_copy`]); default: yes. Both ways give the same results bit for
+    /// bit.
+    pub texture_copies: Option<bool>,
 }
 
 /// The most subgroup lanes a collective operation spans: the largest subgroup Vulkan allows.
@@ -341,6 +345,8 @@ pub(crate) struct DeviceContext {
     pub kernel_set: KernelSet,
     /// How the collective operations are compiled.
     pub collectives: Collectives,
+    /// Whether kernels read operands from texture copies where they can.
+    pub texture_copies: bool,
 }
 
 impl DeviceContext {
@@ -379,6 +385,7 @@ impl DeviceContext {
             errors,
             kernel_set,
             collectives,
+            texture_copies: options.texture_copies.unwrap_or(true),
         })
     }
 }

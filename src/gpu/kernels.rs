@@ -10,9 +10,11 @@ use super::context::Collectives;
 use super::shader::{Access, Shader};
 
 /// Override constants a kernel sets at most.
-pub const MAX_CONSTANTS: usize = 8;
+pub const MAX_CONSTANTS: usize = 10;
 /// Storage buffers a kernel binds at most: WebGPU's default limit per shader stage.
 pub const MAX_STORAGE_BINDINGS: usize = 8;
+/// Textures a kernel binds at most.
+pub const MAX_TEXTURE_BINDINGS: usize = 2;
 
 /// One entry point of a shader, specialised by override constants. Held inline, so that making
 /// one for every launch does not allocate.
@@ -49,7 +51,8 @@ impl Kernel {
 }
 
 /// Binding 0 is always the uniform parameter block; the rest are (binding, access) pairs.
-pub(crate) type Signature = ArrayVec<(u32, Access), MAX_STORAGE_BINDINGS>;
+pub(crate) type Signature =
+    ArrayVec<(u32, Access), { MAX_STORAGE_BINDINGS + MAX_TEXTURE_BINDINGS }>;
 
 type PipelineKey = (
     &'static str,
@@ -107,13 +110,7 @@ impl KernelCache {
                 .map(|&(binding, access)| wgpu::BindGroupLayoutEntry {
                     binding,
                     visibility: wgpu::ShaderStages::COMPUTE,
-                    ty: wgpu::BindingType::Buffer {
-                        ty: wgpu::BufferBindingType::Storage {
-                            read_only: access == Access::Read,
-                        },
-                        has_dynamic_offset: false,
-                        min_binding_size: None,
-                    },
+                    ty: binding_type(access),
                     count: None,
                 }),
         );
@@ -186,6 +183,24 @@ impl KernelCache {
         );
         self.pipelines.insert(key, pipeline.clone());
         (pipeline, layout)
+    }
+}
+
+/// The layout entry type of a binding with `access`.
+fn binding_type(access: Access) -> wgpu::BindingType {
+    match access {
+        Access::Texture => wgpu::BindingType::Texture {
+            sample_type: wgpu::TextureSampleType::Float { filterable: false },
+            view_dimension: wgpu::TextureViewDimension::D2,
+            multisampled: false,
+        },
+        Access::Read | Access::ReadWrite => wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Storage {
+                read_only: access == Access::Read,
+            },
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        },
     }
 }
 

@@ -10,6 +10,7 @@ mod pool;
 pub mod profile;
 mod recorder;
 mod shader;
+mod textures;
 pub mod timing;
 
 use std::cell::{Cell, RefCell};
@@ -25,10 +26,11 @@ pub use context::{
 pub use kernel_set::{KernelSet, CPU_SET_LANES};
 pub use kernels::Kernel;
 pub use pool::PooledBuffer;
-pub use recorder::{BufferArg, HostStats};
+pub use recorder::{BufferArg, HostStats, TextureArg};
 pub use shader::{
     Access, Binding, Field, Library, OverrideAxis, ParamsLayout, Shader, UniformParams, WgslScalar,
 };
+pub use textures::{TEXELS_PER_ROW, TEXEL_ROW_SHIFT, TEXTURE_SLOTS};
 pub use wgpu::DeviceType;
 
 use crate::error::{Error, Result};
@@ -55,6 +57,8 @@ struct Inner {
     profiler: RefCell<Option<profile::Profiler>>,
     /// The latest submission, for [`Gpu::flush_one_ahead`].
     last_submission: RefCell<Option<wgpu::SubmissionIndex>>,
+    /// The texture slots of [`Gpu::texture_copy`].
+    textures: RefCell<[Option<textures::SlotTexture>; TEXTURE_SLOTS]>,
 }
 
 /// A handle to the GPU; cheap to clone, not shared across threads. The device and everything made
@@ -85,6 +89,7 @@ impl Gpu {
             stats: Cell::default(),
             profiler: RefCell::default(),
             last_submission: RefCell::default(),
+            textures: RefCell::default(),
         }))))
     }
 
@@ -106,6 +111,11 @@ impl Gpu {
     /// How the collective operations of a workgroup (the reductions' sums) are compiled.
     pub fn collectives(&self) -> Collectives {
         self.0.ctx.collectives
+    }
+
+    /// Whether the CPU kernel set reads its products' operands from texture copies.
+    pub fn texture_copies(&self) -> bool {
+        self.0.ctx.texture_copies
     }
 
     /// Optional features available on this device.

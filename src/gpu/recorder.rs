@@ -8,7 +8,7 @@ use std::rc::Rc;
 
 use arrayvec::ArrayVec;
 
-use super::kernels::{Kernel, Signature, MAX_STORAGE_BINDINGS};
+use super::kernels::{Kernel, Signature, MAX_STORAGE_BINDINGS, MAX_TEXTURE_BINDINGS};
 use super::shader::{Binding, Shader, UniformParams};
 use super::Gpu;
 
@@ -48,6 +48,14 @@ pub struct BufferArg<'a> {
     pub size: u64,
 }
 
+/// A texture bound to one binding of a kernel.
+pub struct TextureArg<'a> {
+    /// The binding in the WGSL file.
+    pub binding: Binding,
+    /// The texture's view.
+    pub view: &'a wgpu::TextureView,
+}
+
 /// Counters of the host-side work of recording GPU commands since the device was opened; the
 /// difference of two snapshots is the work in between.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -64,6 +72,10 @@ pub struct HostStats {
     pub uniform_bytes: u64,
     /// Command buffers submitted.
     pub submissions: u64,
+    /// Copies of storage buffers into textures recorded ([`Gpu::texture_copy`]).
+    pub texture_copies: u64,
+    /// Bytes those copies moved.
+    pub bytes_copied: u64,
 }
 
 impl std::ops::Sub for HostStats {
@@ -76,17 +88,20 @@ impl std::ops::Sub for HostStats {
             bytes_uploaded: self.bytes_uploaded - o.bytes_uploaded,
             uniform_bytes: self.uniform_bytes - o.uniform_bytes,
             submissions: self.submissions - o.submissions,
+            texture_copies: self.texture_copies - o.texture_copies,
+            bytes_copied: self.bytes_copied - o.bytes_copied,
         }
     }
 }
 
-/// What identifies a bind group: the layout, the uniform slot and every bound buffer range. Held
-/// inline, so that looking a launch's group up does not allocate.
+/// What identifies a bind group: the layout, the uniform slot, every bound buffer range and every
+/// bound texture. Held inline, so that looking a launch's group up does not allocate.
 pub(super) type BindKey = (
     usize,
     usize,
     u64,
     ArrayVec<(u32, wgpu::Buffer, u64, u64), MAX_STORAGE_BINDINGS>,
+    ArrayVec<(u32, wgpu::TextureView), MAX_TEXTURE_BINDINGS>,
 );
 
 impl Recorder {
@@ -146,6 +161,7 @@ impl Gpu {
         layout: &Rc<wgpu::BindGroupLayout>,
         uniform: (usize, u64),
         args: &[BufferArg],
+        textures: &[TextureArg],
     ) -> wgpu::BindGroup {
         let key: BindKey = (
             Rc::as_ptr(layout) as usize,
@@ -153,6 +169,10 @@ impl Gpu {
             uniform.1,
             args.iter()
                 .map(|a| (a.binding.index, a.buffer.clone(), a.offset, a.size))
+                .collect(),
+            textures
+                .iter()
+                .map(|t| (t.binding.index, t.view.clone()))
                 .collect(),
         );
         if let Some(group) = self.0.bind_groups.borrow().get(&key) {
@@ -174,6 +194,10 @@ impl Gpu {
                 offset: a.offset,
                 size: wgpu::BufferSize::new(a.size),
             }),
+        }));
+        entries.extend(textures.iter().map(|t| wgpu::BindGroupEntry {
+            binding: t.binding.index,
+            resource: wgpu::BindingResource::TextureView(t.view),
         }));
         let group = self.device().create_bind_group(&wgpu::BindGroupDescriptor {
             label: None,
@@ -246,13 +270,27 @@ impl Gpu {
         workgroups: [u32; 3],
         flops: f64,
     ) {
+        self.dispatch_with_textures(kernel, params, (args, &[]), workgroups, flops);
+    }
+
+    /// [`Gpu::dispatch_counted`] of a kernel that also binds textures.
+    pub(crate) fn dispatch_with_textures<P: UniformParams>(
+        &self,
+        kernel: &Kernel,
+        params: &P,
+        (args, textures): (&[BufferArg], &[TextureArg]),
+        workgroups: [u32; 3],
+        flops: f64,
+    ) {
         if workgroups.contains(&0) {
             return;
         }
         let params = bytemuck::bytes_of(params);
         let signature: Signature = args
             .iter()
-            .map(|a| (a.binding.index, a.binding.access))
+            .map(|a| a.binding)
+            .chain(textures.iter().map(|t| t.binding))
+            .map(|b| (b.index, b.access))
             .collect();
         let (pipeline, layout) = self
             .0
@@ -260,7 +298,7 @@ impl Gpu {
             .borrow_mut()
             .get(self.device(), kernel, &signature);
         let uniform = self.push_uniform(params);
-        let bind_group = self.bind_group(&layout, uniform, args);
+        let bind_group = self.bind_group(&layout, uniform, args, textures);
         self.count(|s| s.dispatches += 1);
         let profiled = self.0.profiler.borrow_mut().as_mut().map(|p| {
             let bytes = args.iter().map(|a| a.size).sum();

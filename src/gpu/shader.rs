@@ -5,23 +5,26 @@
 
 use std::borrow::Cow;
 
-/// How a kernel sees one storage buffer binding.
+/// How a kernel sees one of its bindings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Access {
     /// `var<storage, read>`.
     Read,
     /// `var<storage, read_write>`.
     ReadWrite,
+    /// `var name: texture_2d<f32>`, read with `textureLoad` (a copy of a storage buffer, see
+    /// [`crate::gpu::Gpu::texture_copy`]).
+    Texture,
 }
 
-/// One `@group(0) @binding(index) var<storage, ...> name` of a shader.
+/// One `@group(0) @binding(index) var<storage, ...> name` (or texture) of a shader.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Binding {
     /// The `@binding` index (0 is always the uniform `Params` block).
     pub index: u32,
     /// The WGSL variable name.
     pub name: &'static str,
-    /// Read-only or read-write, as declared in WGSL.
+    /// Read-only, read-write or a texture, as declared in WGSL.
     pub access: Access,
 }
 
@@ -41,6 +44,15 @@ impl Binding {
             index,
             name,
             access: Access::ReadWrite,
+        }
+    }
+
+    /// A `texture_2d<f32>` binding.
+    pub const fn texture(index: u32, name: &'static str) -> Self {
+        Self {
+            index,
+            name,
+            access: Access::Texture,
         }
     }
 }
@@ -107,7 +119,7 @@ pub struct Shader {
     pub module: &'static str,
     /// Layout of the uniform block at binding 0 (the WGSL struct `Params`).
     pub params: ParamsLayout,
-    /// Every storage binding of the file.
+    /// Every storage buffer and texture binding of the file.
     pub bindings: &'static [Binding],
     /// The values of the file's non-boolean override constants the host uses.
     pub overrides: &'static [OverrideAxis],

@@ -3,7 +3,7 @@
 //! tensors; in its submodules, the nearest-code search on the same block and the `im2col` /
 //! `col2im` pair that lowers a convolution onto the GEMM.
 
-use crate::gpu::{Binding, Gpu, Kernel, Shader, CPU_SET_LANES};
+use crate::gpu::{Binding, BufferArg, Gpu, Kernel, Shader, TextureArg, CPU_SET_LANES};
 use crate::ops::{reduce, Epilogue};
 use crate::tensor::{Shape, Tensor};
 
@@ -17,7 +17,7 @@ pub(crate) use nearest::{nearest, nearest_chunk, nearest_fits};
 pub static SHADER: Shader = crate::shader!(
     "blocked",
     Params,
-    [A, B, BIAS, C, C_DIST, A_VEC4, COLS, C_VEC4, RESIDUAL, GATE],
+    [A, B, BIAS, C, C_DIST, A_VEC4, COLS, C_VEC4, RESIDUAL, GATE, A_TEX, B_TEX],
     subgroups,
     overrides: [
         &[&[("WG", WG as f64)]],
@@ -35,6 +35,50 @@ const COLS: Binding = Binding::read_write(7, "cols4");
 const C_VEC4: Binding = Binding::read_write(8, "c_vec4");
 const RESIDUAL: Binding = Binding::read(9, "residual");
 const GATE: Binding = Binding::read(10, "gate");
+const A_TEX: Binding = Binding::texture(11, "a_tex");
+const B_TEX: Binding = Binding::texture(12, "b_tex");
+
+/// The texture copies of a product's operands `a` and `b` (their bindings' ranges), recorded now,
+/// for the kernels that read them with `TEX`; or, where the device does not use copies or one does
+/// not fit, the slots' textures unread, and `false`.
+fn operand_textures(gpu: &Gpu, a: &BufferArg, b: &BufferArg) -> ([wgpu::TextureView; 2], bool) {
+    let whole = |x: &BufferArg| x.offset.is_multiple_of(16) && x.size.is_multiple_of(16);
+    if gpu.texture_copies() && whole(a) && whole(b) {
+        let a_copy = gpu.texture_copy(0, a.buffer, a.offset, a.size);
+        let b_copy = gpu.texture_copy(1, b.buffer, b.offset, b.size);
+        if let (Some(a_copy), Some(b_copy)) = (a_copy, b_copy) {
+            return ([a_copy, b_copy], true);
+        }
+    }
+    (
+        [gpu.texture_placeholder(0), gpu.texture_placeholder(1)],
+        false,
+    )
+}
+
+/// Records `kernel` reading A and B (`args[0]` and `args[1]`) from texture copies where it can.
+fn dispatch_with_copies<P: crate::gpu::UniformParams>(
+    gpu: &Gpu,
+    kernel: Kernel,
+    params: &P,
+    args: &[BufferArg],
+    workgroups: [u32; 3],
+    flops: f64,
+) {
+    let (views, copied) = operand_textures(gpu, &args[0], &args[1]);
+    let textures = [
+        TextureArg {
+            binding: A_TEX,
+            view: &views[0],
+        },
+        TextureArg {
+            binding: B_TEX,
+            view: &views[1],
+        },
+    ];
+    let kernel = kernel.flag("TEX", copied);
+    gpu.dispatch_with_textures(&kernel, params, (args, &textures), workgroups, flops);
+}
 
 crate::uniform_params! {
     #[derive(Default, Debug)]
@@ -348,19 +392,20 @@ fn launch(
     };
     let [x, y] = p.groups();
     let bias_arg = bias.map_or(a, |(t, _)| t).bind(BIAS);
-    // without a residual or a gate their bindings read `a` again
+    // without a residual or a gate their bindings read `a` again; A's copy is of a_vec4's range
     let args = [
-        a.bind(A),
+        a.bind_vec4(A_VEC4),
         b.bind_vec4(B),
         bias_arg,
         out.bind(C),
-        a.bind_vec4(A_VEC4),
+        a.bind(A),
         out.bind_vec4(C_VEC4),
         epilogue.residual.unwrap_or(a).bind(RESIDUAL),
         epilogue.gate.unwrap_or(a).bind(GATE),
     ];
-    a.gpu().dispatch_counted(
-        &kernel,
+    dispatch_with_copies(
+        a.gpu(),
+        kernel,
         &params,
         &args,
         [x as u32, y as u32, split.0],

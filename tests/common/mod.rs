@@ -233,6 +233,24 @@ pub fn kernel_set_gpus() -> Vec<Gpu> {
     }
 }
 
+/// [`kernel_set_gpus`], plus the CPU set once more reading its products' operands from their
+/// buffers instead of texture copies (`GpuOptions::texture_copies`), where the adapter runs the
+/// CPU set.
+pub fn kernel_set_gpus_and_buffer_reads() -> Vec<Gpu> {
+    let mut gpus = kernel_set_gpus();
+    if gpus.len() == 2 {
+        let buffer_reads = Gpu::new(&GpuOptions {
+            kernels: Some(vqgpu::gpu::KernelSet::Cpu),
+            texture_copies: Some(false),
+            ..GpuOptions::default()
+        })
+        .unwrap_or_else(no_adapter);
+        assert!(!buffer_reads.texture_copies() && gpus[1].texture_copies());
+        gpus.push(buffer_reads);
+    }
+    gpus
+}
+
 /// The name of the kernel that runs a convolution's products on `gpu`'s kernel set (for profiles).
 pub fn conv_kernel(gpu: &Gpu) -> &'static str {
     match gpu.kernel_set() {

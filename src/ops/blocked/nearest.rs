@@ -48,11 +48,13 @@ pub(crate) fn nearest(
     let kernel = Kernel::new(&SHADER, "nearest")
         .flag("B_VEC4", true)
         .with("WG", WG as f64);
-    z.gpu().dispatch_counted(
-        &kernel,
+    // the codebook's binding on whole vec4, for its texture copy
+    super::dispatch_with_copies(
+        z.gpu(),
+        kernel,
         &params,
         &[
-            codebook.bind(A),
+            codebook.bind_vec4(A),
             z.bind_vec4(B),
             norms.bind(BIAS),
             candidates.bind(C),

@@ -205,14 +205,16 @@ pub fn print(p: &StepProfile) {
         .allocations
         .map_or("not counted".into(), |n| n.to_string());
     println!(
-        "host: recording a step (its start to the return of submit, median): {:.3} ms wall clock, CPU time {cpu}; per step {} dispatches, {} compute passes, {} bind groups created, {} bytes uploaded + {} bytes of kernel parameters, {} submits, {allocations} heap allocations",
+        "host: recording a step (its start to the return of submit, median): {:.3} ms wall clock, CPU time {cpu}; per step {} dispatches, {} compute passes, {} bind groups created, {} bytes uploaded + {} bytes of kernel parameters, {} submits, {} copies into textures ({} bytes), {allocations} heap allocations",
         h.record_seconds * 1e3,
         s.dispatches,
         s.passes,
         s.bind_groups,
         s.bytes_uploaded,
         s.uniform_bytes,
-        s.submissions
+        s.submissions,
+        s.texture_copies,
+        s.bytes_copied
     );
     let total = p.total();
     println!(

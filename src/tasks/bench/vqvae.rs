@@ -31,8 +31,8 @@ pub struct VqVaeBench {
     pub clock: Clock,
     /// The profile of one step, when asked for.
     pub profile: Option<StepProfile>,
-    /// Bytes of GPU buffers created by the end of the timed steps (the peak; see
-    /// [`Gpu::buffer_bytes`]).
+    /// Bytes of GPU buffers and texture copies created by the end of the timed steps (the peak;
+    /// see [`Gpu::buffer_bytes`] and [`Gpu::texture_bytes`]).
     pub gpu_bytes: u64,
 }
 
@@ -102,7 +102,7 @@ pub fn vqvae(
     };
     let steps = steps.max(1);
     let (seconds, wall_seconds) = time_steps(gpu, steps, &mut || trainer.train_step(&images))?;
-    let gpu_bytes = gpu.buffer_bytes();
+    let gpu_bytes = gpu.buffer_bytes() + gpu.texture_bytes();
     trainer.take_metrics()?;
     let [c, h, w] = shape;
     let x = Tensor::from_slice(gpu, &[batch, c, h, w], &images.image_inputs())?;
@@ -149,7 +149,7 @@ pub fn run(gpu: &Gpu, options: &VqVaeBenchOptions) -> Result<VqVaeBench> {
         r.wall_images_per_s
     );
     println!(
-        "GPU memory: {:.1} MiB in buffers (every buffer vqgpu created, kept pooled: the peak)",
+        "GPU memory: {:.1} MiB in buffers and texture copies (every one vqgpu created, kept: the peak)",
         r.gpu_bytes as f64 / (1 << 20) as f64
     );
     let total: f64 = r.phases.iter().sum();

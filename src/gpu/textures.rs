@@ -1,0 +1,140 @@
+//! Copies of storage buffers in 2-D textures. The software driver loads a storage buffer element
+//! by element for each lane of a workgroup, through the stack; it fetches texels of a texture
+//! with vector gathers, several times faster (docs/internals.md). Kernels of the CPU kernel set
+//! read their large operands from such copies.
+
+use super::Gpu;
+
+/// Texels (one vec4 of f32 each) per row of a copy: a kernel finds texel `i` at
+/// (`i % TEXELS_PER_ROW`, `i / TEXELS_PER_ROW`). `blocked.wgsl` has the same figure as
+/// `TEXEL_ROW_SHIFT`.
+pub const TEXELS_PER_ROW: u64 = 1 << TEXEL_ROW_SHIFT;
+/// log2 of [`TEXELS_PER_ROW`].
+pub const TEXEL_ROW_SHIFT: u32 = 12;
+/// Texture slots: copies that one kernel launch reads together.
+pub const TEXTURE_SLOTS: usize = 2;
+
+/// One slot's texture and its view.
+pub(super) struct SlotTexture {
+    texture: wgpu::Texture,
+    view: wgpu::TextureView,
+}
+
+impl Gpu {
+    /// Records a copy of `bytes` bytes of `buffer` from `offset` (both multiples of 16) into
+    /// texture slot `slot`, texel `i` holding bytes `16 i .. 16 i + 16`, and returns its view; `None`
+    /// when the copy needs more rows than the adapter's textures have. The next copy into the
+    /// slot overwrites it: the launches recorded in between read this one.
+    pub(crate) fn texture_copy(
+        &self,
+        slot: usize,
+        buffer: &wgpu::Buffer,
+        offset: u64,
+        bytes: u64,
+    ) -> Option<wgpu::TextureView> {
+        assert!(
+            offset.is_multiple_of(16) && bytes.is_multiple_of(16) && bytes > 0,
+            "texture_copy: whole texels only"
+        );
+        let texels = bytes / 16;
+        let rows = texels.div_ceil(TEXELS_PER_ROW);
+        if rows > u64::from(self.limits().max_texture_dimension_2d) {
+            return None;
+        }
+        let (texture, view) = self.slot_texture(slot, rows as u32);
+        self.count(|s| {
+            s.texture_copies += 1;
+            s.bytes_copied += bytes;
+        });
+        let row_bytes = TEXELS_PER_ROW * 16;
+        let whole_rows = texels / TEXELS_PER_ROW;
+        let rest = texels % TEXELS_PER_ROW;
+        self.with_encoder(|encoder| {
+            let mut copy = |from: u64, y: u64, width: u64, height: u64| {
+                encoder.copy_buffer_to_texture(
+                    wgpu::TexelCopyBufferInfo {
+                        buffer,
+                        layout: wgpu::TexelCopyBufferLayout {
+                            offset: from,
+                            bytes_per_row: Some(row_bytes as u32),
+                            rows_per_image: None,
+                        },
+                    },
+                    wgpu::TexelCopyTextureInfo {
+                        texture: &texture,
+                        mip_level: 0,
+                        origin: wgpu::Origin3d {
+                            x: 0,
+                            y: y as u32,
+                            z: 0,
+                        },
+                        aspect: wgpu::TextureAspect::All,
+                    },
+                    wgpu::Extent3d {
+                        width: width as u32,
+                        height: height as u32,
+                        depth_or_array_layers: 1,
+                    },
+                );
+            };
+            if whole_rows > 0 {
+                copy(offset, 0, TEXELS_PER_ROW, whole_rows);
+            }
+            if rest > 0 {
+                copy(offset + whole_rows * row_bytes, whole_rows, rest, 1);
+            }
+        });
+        Some(view)
+    }
+
+    /// Bytes of the textures that hold copies now (kept until the device closes, grown as needed:
+    /// also their peak).
+    pub fn texture_bytes(&self) -> u64 {
+        let slots = self.0.textures.borrow();
+        slots
+            .iter()
+            .flatten()
+            .map(|t| u64::from(t.texture.width()) * u64::from(t.texture.height()) * 16)
+            .sum()
+    }
+
+    /// The view of slot `slot`'s texture, for a kernel that binds the slot but does not read it.
+    pub(crate) fn texture_placeholder(&self, slot: usize) -> wgpu::TextureView {
+        self.slot_texture(slot, 1).1
+    }
+
+    /// Slot `slot`'s texture with at least `rows` rows: the slot's own, or a new one of twice the
+    /// rows needed (at most the adapter's limit) that replaces it.
+    fn slot_texture(&self, slot: usize, rows: u32) -> (wgpu::Texture, wgpu::TextureView) {
+        let mut slots = self.0.textures.borrow_mut();
+        if let Some(t) = &slots[slot] {
+            if t.texture.height() >= rows {
+                return (t.texture.clone(), t.view.clone());
+            }
+        }
+        let height = rows
+            .saturating_mul(2)
+            .min(self.limits().max_texture_dimension_2d)
+            .max(rows);
+        let texture = self.device().create_texture(&wgpu::TextureDescriptor {
+            label: Some("operand copy"),
+            size: wgpu::Extent3d {
+                width: TEXELS_PER_ROW as u32,
+                height,
+                depth_or_array_layers: 1,
+            },
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D2,
+            format: wgpu::TextureFormat::Rgba32Float,
+            usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+            view_formats: &[],
+        });
+        let view = texture.create_view(&wgpu::TextureViewDescriptor::default());
+        slots[slot] = Some(SlotTexture {
+            texture: texture.clone(),
+            view: view.clone(),
+        });
+        (texture, view)
+    }
+}
