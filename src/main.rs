@@ -238,8 +238,22 @@ fn ensure_runtime_dir() {
 #[cfg(not(unix))]
 fn ensure_runtime_dir() {}
 
+/// Lets output into a closed pipe (`vqgpu info | head -1`) end the process the way it ends other
+/// command-line tools, silently by SIGPIPE, instead of a panic with a backtrace at the next line
+/// printed. Files vqgpu writes are written atomically, so none is left half-written.
+#[cfg(unix)]
+fn end_quietly_on_a_closed_pipe() {
+    // SAFETY: setting a signal's disposition to the default has no preconditions; no thread has
+    // started yet
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+}
+
+#[cfg(not(unix))]
+fn end_quietly_on_a_closed_pipe() {}
+
 fn main() -> ExitCode {
     ensure_runtime_dir();
+    end_quietly_on_a_closed_pipe();
     let (result, pipeline) = match parse_checked(std::env::args().collect()) {
         Ok(cli) => {
             let pipeline = matches!(cli.command, Command::Pipeline(_));

@@ -1,7 +1,7 @@
 //! The console a user sees: a command that succeeds prints no `error:` line, even without the
 //! desktop session's runtime directory that Mesa's Vulkan driver probes for.
 
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 #[test]
 fn a_successful_command_prints_no_error_line_without_a_runtime_dir() {
@@ -57,4 +57,22 @@ fn info_names_the_kernel_set_it_would_use() {
         );
         assert!(stdout.contains(&format!("kernel set: {set}")), "{stdout}");
     }
+}
+
+#[cfg(unix)]
+#[test]
+fn output_into_a_closed_pipe_ends_the_command_without_a_panic() {
+    // the reading end closes before vqgpu prints (it opens the device first), as with `| head -0`
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vqgpu"))
+        .arg("info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("vqgpu runs");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("vqgpu ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{stderr}");
 }
