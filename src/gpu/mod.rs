@@ -30,7 +30,8 @@ pub use recorder::{BufferArg, HostStats, TextureArg};
 pub use shader::{
     Access, Binding, Field, Library, OverrideAxis, ParamsLayout, Shader, UniformParams, WgslScalar,
 };
-pub use textures::{TEXELS_PER_ROW, TEXEL_ROW_SHIFT, TEXTURE_SLOTS};
+use textures::TEXTURE_SLOTS;
+pub use textures::{TEXELS_PER_ROW, TEXEL_ROW_SHIFT};
 pub use wgpu::DeviceType;
 
 use crate::error::{Error, Result};

@@ -12,7 +12,9 @@ pub const TEXELS_PER_ROW: u64 = 1 << TEXEL_ROW_SHIFT;
 /// log2 of [`TEXELS_PER_ROW`].
 pub const TEXEL_ROW_SHIFT: u32 = 12;
 /// Texture slots: copies that one kernel launch reads together.
-pub const TEXTURE_SLOTS: usize = 2;
+pub(super) const TEXTURE_SLOTS: usize = 2;
+/// A slot's texture grows by whole multiples of this many rows (1 MiB).
+const ROW_GRANULE: u32 = 16;
 
 /// One slot's texture and its view.
 pub(super) struct SlotTexture {
@@ -23,8 +25,8 @@ pub(super) struct SlotTexture {
 impl Gpu {
     /// Records a copy of `bytes` bytes of `buffer` from `offset` (both multiples of 16) into
     /// texture slot `slot`, texel `i` holding bytes `16 i .. 16 i + 16`, and returns its view; `None`
-    /// when the copy needs more rows than the adapter's textures have. The next copy into the
-    /// slot overwrites it: the launches recorded in between read this one.
+    /// when there is nothing to copy or the copy needs more rows than the adapter's textures have.
+    /// The next copy into the slot overwrites it: the launches recorded in between read this one.
     pub(crate) fn texture_copy(
         &self,
         slot: usize,
@@ -33,12 +35,12 @@ impl Gpu {
         bytes: u64,
     ) -> Option<wgpu::TextureView> {
         assert!(
-            offset.is_multiple_of(16) && bytes.is_multiple_of(16) && bytes > 0,
+            offset.is_multiple_of(16) && bytes.is_multiple_of(16),
             "texture_copy: whole texels only"
         );
         let texels = bytes / 16;
         let rows = texels.div_ceil(TEXELS_PER_ROW);
-        if rows > u64::from(self.limits().max_texture_dimension_2d) {
+        if rows == 0 || rows > u64::from(self.limits().max_texture_dimension_2d) {
             return None;
         }
         let (texture, view) = self.slot_texture(slot, rows as u32);
@@ -103,8 +105,9 @@ impl Gpu {
         self.slot_texture(slot, 1).1
     }
 
-    /// Slot `slot`'s texture with at least `rows` rows: the slot's own, or a new one of twice the
-    /// rows needed (at most the adapter's limit) that replaces it.
+    /// Slot `slot`'s texture with at least `rows` rows: the slot's own, or a new one that replaces
+    /// it, with the rows needed rounded up to a multiple of [`ROW_GRANULE`] (at most the
+    /// adapter's limit).
     fn slot_texture(&self, slot: usize, rows: u32) -> (wgpu::Texture, wgpu::TextureView) {
         let mut slots = self.0.textures.borrow_mut();
         if let Some(t) = &slots[slot] {
@@ -113,7 +116,7 @@ impl Gpu {
             }
         }
         let height = rows
-            .saturating_mul(2)
+            .next_multiple_of(ROW_GRANULE)
             .min(self.limits().max_texture_dimension_2d)
             .max(rows);
         let texture = self.device().create_texture(&wgpu::TextureDescriptor {

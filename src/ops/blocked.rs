@@ -38,14 +38,18 @@ const GATE: Binding = Binding::read(10, "gate");
 const A_TEX: Binding = Binding::texture(11, "a_tex");
 const B_TEX: Binding = Binding::texture(12, "b_tex");
 
-/// The texture copies of a product's operands `a` and `b` (their bindings' ranges), recorded now,
-/// for the kernels that read them with `TEX`; or, where the device does not use copies or one does
-/// not fit, the slots' textures unread, and `false`.
+/// Records the texture copies of a product's operands `a` and `b` (their bindings' ranges,
+/// rounded up to whole texels) for a kernel that reads them with `TEX`, and returns the two
+/// slots' views and whether the copies were made. Where the device does not use copies, or a
+/// range does not start on a texel or its last texel would pass its buffer's end, or a copy does
+/// not fit, the kernel reads the buffers and binds the slots' textures unread.
 fn operand_textures(gpu: &Gpu, a: &BufferArg, b: &BufferArg) -> ([wgpu::TextureView; 2], bool) {
-    let whole = |x: &BufferArg| x.offset.is_multiple_of(16) && x.size.is_multiple_of(16);
+    let texels = |x: &BufferArg| x.size.div_ceil(16) * 16;
+    let whole =
+        |x: &BufferArg| x.offset.is_multiple_of(16) && x.offset + texels(x) <= x.buffer.size();
     if gpu.texture_copies() && whole(a) && whole(b) {
-        let a_copy = gpu.texture_copy(0, a.buffer, a.offset, a.size);
-        let b_copy = gpu.texture_copy(1, b.buffer, b.offset, b.size);
+        let a_copy = gpu.texture_copy(0, a.buffer, a.offset, texels(a));
+        let b_copy = gpu.texture_copy(1, b.buffer, b.offset, texels(b));
         if let (Some(a_copy), Some(b_copy)) = (a_copy, b_copy) {
             return ([a_copy, b_copy], true);
         }
@@ -59,12 +63,14 @@ fn operand_textures(gpu: &Gpu, a: &BufferArg, b: &BufferArg) -> ([wgpu::TextureV
 /// Records `kernel` reading A and B (`args[0]` and `args[1]`) from texture copies where it can.
 fn dispatch_with_copies<P: crate::gpu::UniformParams>(
     gpu: &Gpu,
-    kernel: Kernel,
-    params: &P,
+    (kernel, params): (Kernel, &P),
     args: &[BufferArg],
     workgroups: [u32; 3],
     flops: f64,
 ) {
+    if workgroups.contains(&0) {
+        return;
+    }
     let (views, copied) = operand_textures(gpu, &args[0], &args[1]);
     let textures = [
         TextureArg {
@@ -392,21 +398,20 @@ fn launch(
     };
     let [x, y] = p.groups();
     let bias_arg = bias.map_or(a, |(t, _)| t).bind(BIAS);
-    // without a residual or a gate their bindings read `a` again; A's copy is of a_vec4's range
+    // without a residual or a gate their bindings read `a` again
     let args = [
-        a.bind_vec4(A_VEC4),
+        a.bind(A),
         b.bind_vec4(B),
         bias_arg,
         out.bind(C),
-        a.bind(A),
+        a.bind_vec4(A_VEC4),
         out.bind_vec4(C_VEC4),
         epilogue.residual.unwrap_or(a).bind(RESIDUAL),
         epilogue.gate.unwrap_or(a).bind(GATE),
     ];
     dispatch_with_copies(
         a.gpu(),
-        kernel,
-        &params,
+        (kernel, &params),
         &args,
         [x as u32, y as u32, split.0],
         flops,

@@ -48,18 +48,17 @@ pub(crate) fn nearest(
     let kernel = Kernel::new(&SHADER, "nearest")
         .flag("B_VEC4", true)
         .with("WG", WG as f64);
-    // the codebook's binding on whole vec4, for its texture copy
+    let args = [
+        codebook.bind(A),
+        z.bind_vec4(B),
+        norms.bind(BIAS),
+        candidates.bind(C),
+        distances.bind(C_DIST),
+    ];
     super::dispatch_with_copies(
         z.gpu(),
-        kernel,
-        &params,
-        &[
-            codebook.bind_vec4(A),
-            z.bind_vec4(B),
-            norms.bind(BIAS),
-            candidates.bind(C),
-            distances.bind(C_DIST),
-        ],
+        (kernel, &params),
+        &args,
         [rows.div_ceil(BLOCK * WG) as u32, 1, chunks as u32],
         2.0 * (rows * k * d) as f64,
     );
