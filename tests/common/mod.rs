@@ -233,22 +233,25 @@ pub fn kernel_set_gpus() -> Vec<Gpu> {
     }
 }
 
-/// [`kernel_set_gpus`], plus the CPU set once more reading its products' operands from their
-/// buffers instead of texture copies (`GpuOptions::texture_copies`), where the adapter runs the
-/// CPU set.
-pub fn kernel_set_gpus_and_buffer_reads() -> Vec<Gpu> {
-    let mut gpus = kernel_set_gpus();
-    if gpus.len() == 2 {
-        let buffer_reads = Gpu::new(&GpuOptions {
-            kernels: Some(vqgpu::gpu::KernelSet::Cpu),
-            texture_copies: Some(false),
-            ..GpuOptions::default()
-        })
-        .unwrap_or_else(no_adapter);
-        assert!(!buffer_reads.texture_copies() && gpus[1].texture_copies());
-        gpus.push(buffer_reads);
-    }
-    gpus
+/// The CPU kernel set twice: reading its products' operands from texture copies, and from their
+/// buffers (`GpuOptions::texture_copies`). `None` where the adapter does not run the CPU set (a
+/// CPU adapter must).
+pub fn copies_and_buffer_reads() -> Option<[Gpu; 2]> {
+    let gpus = kernel_set_gpus();
+    let copies = gpus.get(1)?.clone();
+    let buffers = Gpu::new(&GpuOptions {
+        kernels: Some(vqgpu::gpu::KernelSet::Cpu),
+        texture_copies: Some(false),
+        ..GpuOptions::default()
+    })
+    .unwrap_or_else(no_adapter);
+    assert!(copies.texture_copies() && !buffers.texture_copies());
+    Some([copies, buffers])
+}
+
+/// A tensor's values as bits, for comparisons bit for bit.
+pub fn bits(t: &Tensor) -> Vec<u32> {
+    download(t).iter().map(|v| v.to_bits()).collect()
 }
 
 /// The name of the kernel that runs a convolution's products on `gpu`'s kernel set (for profiles).
