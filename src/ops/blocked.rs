@@ -1,14 +1,17 @@
 //! Host side of `shaders/blocked.wgsl`: the kernels of the CPU kernel set (see
 //! [`crate::gpu::KernelSet`]). A strided, register-blocked GEMM whose operands may be NCHW
-//! tensors; in its submodules, the nearest-code search on the same block and the `im2col` /
-//! `col2im` pair that lowers a convolution onto the GEMM.
+//! tensors; in its submodules, the nearest-code search on the same block, the `im2col` /
+//! `col2im` pair that lowers a convolution onto the GEMM, and the texture copies of the
+//! operands that the GEMMs and the search read.
 
-use crate::gpu::{Binding, BufferArg, Gpu, Kernel, Shader, TextureArg, CPU_SET_LANES};
+use crate::gpu::{Binding, Gpu, Kernel, Shader, CPU_SET_LANES};
 use crate::ops::{reduce, Epilogue};
 use crate::tensor::{Shape, Tensor};
 
+mod copies;
 mod lowering;
 mod nearest;
+use copies::dispatch_with_copies;
 pub(crate) use lowering::{col2im, flipped_weight, im2col, Lowering};
 pub(crate) use nearest::{nearest, nearest_chunk, nearest_fits};
 
@@ -37,54 +40,6 @@ const RESIDUAL: Binding = Binding::read(9, "residual");
 const GATE: Binding = Binding::read(10, "gate");
 const A_TEX: Binding = Binding::texture(11, "a_tex");
 const B_TEX: Binding = Binding::texture(12, "b_tex");
-
-/// Records the texture copies of a product's operands `a` and `b` (their bindings' ranges,
-/// rounded up to whole texels) for a kernel that reads them with `TEX`, and returns the two
-/// slots' views and whether the copies were made. Where the device does not use copies, or a
-/// range does not start on a texel or its last texel would pass its buffer's end, or a copy does
-/// not fit, the kernel reads the buffers and binds the slots' textures unread.
-fn operand_textures(gpu: &Gpu, a: &BufferArg, b: &BufferArg) -> ([wgpu::TextureView; 2], bool) {
-    let texels = |x: &BufferArg| x.size.div_ceil(16) * 16;
-    let whole =
-        |x: &BufferArg| x.offset.is_multiple_of(16) && x.offset + texels(x) <= x.buffer.size();
-    if gpu.texture_copies() && whole(a) && whole(b) {
-        let a_copy = gpu.texture_copy(0, a.buffer, a.offset, texels(a));
-        let b_copy = gpu.texture_copy(1, b.buffer, b.offset, texels(b));
-        if let (Some(a_copy), Some(b_copy)) = (a_copy, b_copy) {
-            return ([a_copy, b_copy], true);
-        }
-    }
-    (
-        [gpu.texture_placeholder(0), gpu.texture_placeholder(1)],
-        false,
-    )
-}
-
-/// Records `kernel` reading A and B (`args[0]` and `args[1]`) from texture copies where it can.
-fn dispatch_with_copies<P: crate::gpu::UniformParams>(
-    gpu: &Gpu,
-    (kernel, params): (Kernel, &P),
-    args: &[BufferArg],
-    workgroups: [u32; 3],
-    flops: f64,
-) {
-    if workgroups.contains(&0) {
-        return;
-    }
-    let (views, copied) = operand_textures(gpu, &args[0], &args[1]);
-    let textures = [
-        TextureArg {
-            binding: A_TEX,
-            view: &views[0],
-        },
-        TextureArg {
-            binding: B_TEX,
-            view: &views[1],
-        },
-    ];
-    let kernel = kernel.flag("TEX", copied);
-    gpu.dispatch_with_textures(&kernel, params, (args, &textures), workgroups, flops);
-}
 
 crate::uniform_params! {
     #[derive(Default, Debug)]
