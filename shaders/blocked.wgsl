@@ -34,6 +34,9 @@
 //           input gradient.
 // col2im:   the adjoint: dx[b, ci, iy, ix] = sum over the kernel positions that reach (iy, ix) of
 //           cols[(ci, ky, kx), (b, oy, ox)] (+ bias[ci]), masked positions skipped.
+// With TEX, every kernel reads the operands bound at a and b from their texture copies instead
+// (the host copies them just before the launch): the software driver fetches texels with vector
+// gathers, but loads a storage buffer one lane at a time.
 
 override B_VEC4: bool = true;
 override A_VEC4: bool = false;  // gemm_tall: A read as vec4 along k (a_k == 1)
@@ -45,7 +48,7 @@ override TRANSPOSED: bool = false;
 override MASKED: bool = false;
 override WG: u32 = 8u;         // gemm: invocations per workgroup
 override RESIDUAL: bool = false; // gemm, gemm_tall, col2im: C = residual + result (before the ReLU; not split along K)
-override TEX: bool = false;     // gemm, gemm_tall, nearest: A and B read from their texture copies
+override TEX: bool = false;     // A and B (those bound) read from their texture copies
 
 const NO_WRAP: u32 = 0xffffffffu; // an `inner` that never wraps: a plain row-major operand
 
@@ -95,8 +98,8 @@ struct Params {
 @group(0) @binding(8) var<storage, read_write> c_vec4: array<vec4<f32>>; // gemm_tall with C_VEC4: c again
 @group(0) @binding(9) var<storage, read> residual: array<f32>; // gemm, gemm_tall, col2im: laid out as c
 @group(0) @binding(10) var<storage, read> gate: array<f32>; // gemm, gemm_tall, col2im: laid out as c
-@group(0) @binding(11) var a_tex: texture_2d<f32>; // gemm, gemm_tall, nearest with TEX: a's copy
-@group(0) @binding(12) var b_tex: texture_2d<f32>; // gemm, gemm_tall, nearest with TEX: b's copy
+@group(0) @binding(11) var a_tex: texture_2d<f32>; // with TEX: a's copy
+@group(0) @binding(12) var b_tex: texture_2d<f32>; // with TEX: b's copy
 
 // Texel i of a copy lies at (i % row, i / row) for rows of 1 << TEXEL_ROW_SHIFT texels (the same
 // figure in src/gpu/textures.rs).
@@ -104,6 +107,12 @@ const TEXEL_ROW_SHIFT: u32 = 12u;
 
 fn texel(t: texture_2d<f32>, i: u32) -> vec4<f32> {
     return textureLoad(t, vec2<u32>(i & ((1u << TEXEL_ROW_SHIFT) - 1u), i >> TEXEL_ROW_SHIFT), 0);
+}
+
+// Component c of v, picked by selects (on the software driver, indexing the vector by a lane's
+// value was as fast or slower: slower for im2col's columns of a 3x3 convolution of 128 channels).
+fn component(v: vec4<f32>, c: u32) -> f32 {
+    return select(select(v.x, v.y, c == 1u), select(v.z, v.w, c == 3u), c >= 2u);
 }
 
 // vec4 i of b, from its copy with TEX.
@@ -114,7 +123,7 @@ fn b_vec4(i: u32) -> vec4<f32> {
 
 // Element e of a, from its copy with TEX.
 fn a_at(e: u32) -> f32 {
-    if (TEX) { return texel(a_tex, e >> 2u)[e & 3u]; }
+    if (TEX) { return component(texel(a_tex, e >> 2u), e & 3u); }
     return a[e];
 }
 
@@ -124,14 +133,9 @@ fn a_vec4_at(i: u32) -> vec4<f32> {
     return a_vec4[i];
 }
 
-// Element e of b from the buffer (col2im's columns).
-fn load_b1(e: u32) -> f32 {
-    return b[e >> 2u][e & 3u];
-}
-
 // Element e of b, from its copy with TEX.
 fn b_at(e: u32) -> f32 {
-    return b_vec4(e >> 2u)[e & 3u];
+    return component(b_vec4(e >> 2u), e & 3u);
 }
 
 // B(k, n .. n + 3) from the column bases of this invocation.
@@ -503,7 +507,7 @@ fn tap_value(image: u32, ci: u32, y0: i32, x0: i32, ky: u32, kx: u32) -> f32 {
     let inside = iy >= 0 && iy < i32(p.in_h) && ix >= 0 && ix < i32(p.in_w) && kept(ky * p.k_w + kx);
     // read unconditionally (at the plane's first element outside it), so that no lane branches
     let at = select(0u, u32(iy) * p.in_w + u32(ix), inside);
-    return select(0.0, a[(image * p.cin + ci) * p.in_h * p.in_w + at], inside);
+    return select(0.0, a_at((image * p.cin + ci) * p.in_h * p.in_w + at), inside);
 }
 
 // The input position of column n = (b, oy, ox): (b, y0, x0) of its kernel's top-left tap.
@@ -629,7 +633,7 @@ fn col2im(@builtin(global_invocation_id) gid: vec3<u32>) {
                     let ox = qx - tx;
                     let tap = ky * p.k_w + kx;
                     if (ox < p.out_w && kept(tap)) {
-                        sum += load_b1((ci * taps + tap) * p.ld + b_i * plane + oy * p.out_w + ox);
+                        sum += b_at((ci * taps + tap) * p.ld + b_i * plane + oy * p.out_w + ox);
                     }
                     kx += p.stride_w;
                 }

@@ -76,6 +76,9 @@ pub struct HostStats {
     pub texture_copies: u64,
     /// Bytes those copies moved.
     pub bytes_copied: u64,
+    /// Compute passes those copies ended (a copy is recorded outside any pass; the next launch
+    /// begins a new one).
+    pub passes_ended_by_copies: u64,
 }
 
 impl std::ops::Sub for HostStats {
@@ -90,6 +93,7 @@ impl std::ops::Sub for HostStats {
             submissions: self.submissions - o.submissions,
             texture_copies: self.texture_copies - o.texture_copies,
             bytes_copied: self.bytes_copied - o.bytes_copied,
+            passes_ended_by_copies: self.passes_ended_by_copies - o.passes_ended_by_copies,
         }
     }
 }
@@ -108,6 +112,11 @@ impl Recorder {
     /// Whether work has been recorded since the last submit.
     pub(super) fn has_work(&self) -> bool {
         self.encoder.is_some()
+    }
+
+    /// Whether a compute pass is open (launches recorded since the last copy or submit).
+    pub(super) fn has_open_pass(&self) -> bool {
+        self.pass.is_some()
     }
 }
 

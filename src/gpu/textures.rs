@@ -44,9 +44,11 @@ impl Gpu {
             return None;
         }
         let (texture, view) = self.slot_texture(slot, rows as u32);
+        let ends_pass = self.0.recorder.borrow().has_open_pass();
         self.count(|s| {
             s.texture_copies += 1;
             s.bytes_copied += bytes;
+            s.passes_ended_by_copies += u64::from(ends_pass);
         });
         let row_bytes = TEXELS_PER_ROW * 16;
         let whole_rows = texels / TEXELS_PER_ROW;

@@ -2,7 +2,7 @@
 //! [`crate::gpu::KernelSet`]). A strided, register-blocked GEMM whose operands may be NCHW
 //! tensors; in its submodules, the nearest-code search on the same block, the `im2col` /
 //! `col2im` pair that lowers a convolution onto the GEMM, and the texture copies of the
-//! operands that the GEMMs and the search read.
+//! operands that all of them read.
 
 use crate::gpu::{Binding, Gpu, Kernel, Shader, CPU_SET_LANES};
 use crate::ops::{reduce, Epilogue};

@@ -1,32 +1,37 @@
-//! The CPU set's products read their operands A and B from texture copies (see
-//! `crate::gpu::Gpu::texture_copy`), recorded just before each launch.
+//! The CPU set's kernels read their large operands, the ranges bound at A and B, from texture
+//! copies (see `crate::gpu::Gpu::texture_copy`), recorded just before each launch: the products,
+//! the nearest-code search, and the lowering's `im2col` (A) and `col2im` (B).
 
-use super::{A_TEX, B_TEX};
+use super::{A, A_TEX, B, B_TEX};
 use crate::gpu::{BufferArg, Gpu, Kernel, TextureArg, UniformParams};
 
-/// Records the texture copies of a product's operands `a` and `b` (their bindings' ranges,
-/// rounded up to whole texels) for a kernel that reads them with `TEX`, and returns the two
-/// slots' views and whether the copies were made. Where the device does not use copies, or a
-/// range does not start on a texel or its last texel would pass its buffer's end, or a copy does
-/// not fit, the kernel reads the buffers and binds the slots' textures unread.
-fn operand_textures(gpu: &Gpu, a: &BufferArg, b: &BufferArg) -> ([wgpu::TextureView; 2], bool) {
+/// Records the texture copies of the ranges of `args` bound at A (slot 0) and B (slot 1), rounded
+/// up to whole texels, for a kernel that reads them with `TEX`, and returns the two slots' views
+/// and whether every copy was made. Where the device does not use copies, or a range does not
+/// start on a texel or its last texel would pass its buffer's end, or a copy does not fit, the
+/// kernel reads the buffers and binds the slots' textures unread.
+fn operand_textures(gpu: &Gpu, args: &[BufferArg]) -> ([wgpu::TextureView; 2], bool) {
+    let operands = [A, B].map(|binding| args.iter().find(|a| a.binding == binding));
     let texels = |x: &BufferArg| x.size.div_ceil(16) * 16;
     let whole =
         |x: &BufferArg| x.offset.is_multiple_of(16) && x.offset + texels(x) <= x.buffer.size();
-    if gpu.texture_copies() && whole(a) && whole(b) {
-        let a_copy = gpu.texture_copy(0, a.buffer, a.offset, texels(a));
-        let b_copy = gpu.texture_copy(1, b.buffer, b.offset, texels(b));
-        if let (Some(a_copy), Some(b_copy)) = (a_copy, b_copy) {
-            return ([a_copy, b_copy], true);
+    let placeholders = || [gpu.texture_placeholder(0), gpu.texture_placeholder(1)];
+    if !gpu.texture_copies() || !operands.iter().flatten().all(|x| whole(x)) {
+        return (placeholders(), false);
+    }
+    let mut views = placeholders();
+    for (slot, operand) in operands.iter().enumerate() {
+        if let Some(x) = operand {
+            match gpu.texture_copy(slot, x.buffer, x.offset, texels(x)) {
+                Some(view) => views[slot] = view,
+                None => return (placeholders(), false),
+            }
         }
     }
-    (
-        [gpu.texture_placeholder(0), gpu.texture_placeholder(1)],
-        false,
-    )
+    (views, true)
 }
 
-/// Records `kernel` reading A and B (`args[0]` and `args[1]`) from texture copies where it can.
+/// Records `kernel` reading the ranges bound at A and B from texture copies where it can.
 pub(super) fn dispatch_with_copies<P: UniformParams>(
     gpu: &Gpu,
     (kernel, params): (Kernel, &P),
@@ -37,7 +42,7 @@ pub(super) fn dispatch_with_copies<P: UniformParams>(
     if workgroups.contains(&0) {
         return;
     }
-    let (views, copied) = operand_textures(gpu, &args[0], &args[1]);
+    let (views, copied) = operand_textures(gpu, args);
     let textures = [
         TextureArg {
             binding: A_TEX,

@@ -2,7 +2,7 @@
 //! columns (`im2col`), their adjoint (`col2im`), and the flipped weight of a stride-1 input
 //! gradient.
 
-use super::{Params, A, B, BIAS, C, COLS, GATE, RESIDUAL, SHADER};
+use super::{dispatch_with_copies, Params, A, B, BIAS, C, COLS, GATE, RESIDUAL, SHADER};
 use crate::gpu::{Gpu, Kernel};
 use crate::ops::conv::dims4;
 use crate::ops::Epilogue;
@@ -94,15 +94,16 @@ pub(crate) fn im2col(x: &Tensor, g: &Lowering, transposed: bool, ld: usize, out:
         .flag("MASKED", g.masked());
     // an invocation takes one column (transposed) or four
     let per_invocation = if transposed { 1 } else { 4 };
-    x.gpu().dispatch(
-        &kernel,
-        &g.params(ld),
+    dispatch_with_copies(
+        x.gpu(),
+        (kernel, &g.params(ld)),
         &[x.bind(A), out.bind_vec4(COLS)],
         [
             g.columns().div_ceil(per_invocation).div_ceil(64) as u32,
             g.rows().div_ceil(IM2COL_ROWS) as u32,
             1,
         ],
+        0.0,
     );
 }
 
@@ -160,9 +161,9 @@ pub(crate) fn col2im(
         ..g.params(ld)
     };
     // without a bias, a residual or a gate their bindings read `cols` again
-    cols.gpu().dispatch(
-        &kernel,
-        &params,
+    dispatch_with_copies(
+        cols.gpu(),
+        (kernel, &params),
         &[
             cols.bind_vec4(B),
             bias.unwrap_or(cols).bind(BIAS),
@@ -171,5 +172,6 @@ pub(crate) fn col2im(
             epilogue.gate.unwrap_or(cols).bind(GATE),
         ],
         [(g.x[0] * g.x[2] * g.x[3]).div_ceil(64), 1, 1],
+        0.0,
     );
 }

@@ -205,7 +205,7 @@ pub fn print(p: &StepProfile) {
         .allocations
         .map_or("not counted".into(), |n| n.to_string());
     println!(
-        "host: recording a step (its start to the return of submit, median): {:.3} ms wall clock, CPU time {cpu}; per step {} dispatches, {} compute passes, {} bind groups created, {} bytes uploaded + {} bytes of kernel parameters, {} submits, {} copies into textures ({} bytes), {allocations} heap allocations",
+        "host: recording a step (its start to the return of submit, median): {:.3} ms wall clock, CPU time {cpu}; per step {} dispatches, {} compute passes, {} bind groups created, {} bytes uploaded + {} bytes of kernel parameters, {} submits, {} copies into textures ({} bytes; they end {} passes), {allocations} heap allocations",
         h.record_seconds * 1e3,
         s.dispatches,
         s.passes,
@@ -214,7 +214,8 @@ pub fn print(p: &StepProfile) {
         s.uniform_bytes,
         s.submissions,
         s.texture_copies,
-        s.bytes_copied
+        s.bytes_copied,
+        s.passes_ended_by_copies
     );
     let total = p.total();
     println!(
