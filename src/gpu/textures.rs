@@ -23,6 +23,13 @@ pub(super) struct SlotTexture {
 }
 
 impl Gpu {
+    /// Whether a copy of `bytes` bytes fits a slot's texture: something to copy, in no more rows
+    /// than the adapter's textures have.
+    pub(crate) fn texture_copy_fits(&self, bytes: u64) -> bool {
+        let rows = (bytes / 16).div_ceil(TEXELS_PER_ROW);
+        rows > 0 && rows <= u64::from(self.limits().max_texture_dimension_2d)
+    }
+
     /// Records a copy of `bytes` bytes of `buffer` from `offset` (both multiples of 16) into
     /// texture slot `slot`, texel `i` holding bytes `16 i .. 16 i + 16`, and returns its view; `None`
     /// when there is nothing to copy or the copy needs more rows than the adapter's textures have.
@@ -38,11 +45,11 @@ impl Gpu {
             offset.is_multiple_of(16) && bytes.is_multiple_of(16),
             "texture_copy: whole texels only"
         );
-        let texels = bytes / 16;
-        let rows = texels.div_ceil(TEXELS_PER_ROW);
-        if rows == 0 || rows > u64::from(self.limits().max_texture_dimension_2d) {
+        if !self.texture_copy_fits(bytes) {
             return None;
         }
+        let texels = bytes / 16;
+        let rows = texels.div_ceil(TEXELS_PER_ROW);
         let (texture, view) = self.slot_texture(slot, rows as u32);
         let ends_pass = self.0.recorder.borrow().has_open_pass();
         self.count(|s| {

@@ -13,19 +13,22 @@ use crate::gpu::{BufferArg, Gpu, Kernel, TextureArg, UniformParams};
 fn operand_textures(gpu: &Gpu, args: &[BufferArg]) -> ([wgpu::TextureView; 2], bool) {
     let operands = [A, B].map(|binding| args.iter().find(|a| a.binding == binding));
     let texels = |x: &BufferArg| x.size.div_ceil(16) * 16;
-    let whole =
-        |x: &BufferArg| x.offset.is_multiple_of(16) && x.offset + texels(x) <= x.buffer.size();
+    // checked for every operand before any copy is recorded, so that none is made in vain
+    let copyable = |x: &BufferArg| {
+        x.offset.is_multiple_of(16)
+            && x.offset + texels(x) <= x.buffer.size()
+            && gpu.texture_copy_fits(texels(x))
+    };
     let placeholders = || [gpu.texture_placeholder(0), gpu.texture_placeholder(1)];
-    if !gpu.texture_copies() || !operands.iter().flatten().all(|x| whole(x)) {
+    if !gpu.texture_copies() || !operands.iter().flatten().all(|x| copyable(x)) {
         return (placeholders(), false);
     }
     let mut views = placeholders();
     for (slot, operand) in operands.iter().enumerate() {
         if let Some(x) = operand {
-            match gpu.texture_copy(slot, x.buffer, x.offset, texels(x)) {
-                Some(view) => views[slot] = view,
-                None => return (placeholders(), false),
-            }
+            views[slot] = gpu
+                .texture_copy(slot, x.buffer, x.offset, texels(x))
+                .expect("the copy was checked to fit");
         }
     }
     (views, true)
