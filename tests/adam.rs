@@ -3,12 +3,20 @@
 mod common;
 use common::*;
 use vqgpu::ops::adam::{adam_step, AdamHyper};
+use vqgpu::Gpu;
 
 #[test]
 fn adam_matches_reference_over_several_steps() {
     let gpu = gpu();
     let mut rng = rng(90);
-    for (n, weight_decay) in [(1, 0.0), (257, 0.0), (1000, 0.01)] {
+    // on the CPU set a thread takes four parameters: sizes with a last unit of 1, 2, 3 and 4
+    for (n, weight_decay) in [
+        (1, 0.0),
+        (257, 0.0),
+        (1000, 0.01),
+        (4098, 0.01),
+        (4099, 0.0),
+    ] {
         let hyper = AdamHyper {
             lr: 1e-2,
             beta1: 0.9,
@@ -55,5 +63,47 @@ fn adam_matches_reference_over_several_steps() {
                 &format!("v n={n} step {t}"),
             );
         }
+    }
+}
+
+/// Reading the four inputs from texture copies, four parameters a thread, gives the same bits as
+/// reading the buffers, one parameter a thread, over three steps at sizes with a last unit of one
+/// to four parameters; and the copies are made.
+#[test]
+fn texture_copies_and_buffer_reads_give_the_same_bits() {
+    let Some([copies, buffers]) = copies_and_buffer_reads() else {
+        return;
+    };
+    let hyper = AdamHyper {
+        lr: 3e-3,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.01,
+    };
+    let mut rng = rng(91);
+    for n in [1, 6, 4097, 4100] {
+        let start = random(&mut rng, n);
+        let steps: Vec<Vec<f32>> = (0..3).map(|_| random(&mut rng, n)).collect();
+        let run = |gpu: &Gpu| {
+            let before = gpu.host_stats().texture_copies;
+            let params = upload(gpu, &[n], &start);
+            let (m, v) = (
+                vqgpu::Tensor::zeros(gpu, &[n]),
+                vqgpu::Tensor::zeros(gpu, &[n]),
+            );
+            for (t, g) in steps.iter().enumerate() {
+                adam_step(&params, &upload(gpu, &[n], g), &m, &v, hyper, t as u64 + 1);
+            }
+            let copied = gpu.host_stats().texture_copies - before;
+            ([bits(&params), bits(&m), bits(&v)], copied)
+        };
+        let (with_copies, copied) = run(&copies);
+        let (from_buffers, not_copied) = run(&buffers);
+        assert_eq!((copied, not_copied), (12, 0), "n={n}: copies made");
+        assert!(
+            with_copies == from_buffers,
+            "n={n}: copies and buffers differ"
+        );
     }
 }

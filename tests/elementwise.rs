@@ -3,10 +3,12 @@
 mod common;
 use common::*;
 use vqgpu::ops::elementwise as ew;
-use vqgpu::Tensor;
+use vqgpu::{Gpu, Tensor};
 
-/// Sizes around the 256-thread workgroup: one element, below, at and above multiples.
-const SIZES: [usize; 5] = [1, 7, 256, 257, 1000];
+/// Sizes around the 256-thread workgroup: one element, below, at and above multiples; and sizes
+/// large enough for the CPU set to read texture copies by units of four, with a whole last unit
+/// and with one of one element.
+const SIZES: [usize; 7] = [1, 7, 256, 257, 1000, 4096, 10001];
 
 fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
@@ -368,4 +370,80 @@ fn bytes_become_exactly_the_hosts_inputs_on_the_gpu() {
     let buffer = ByteBuffer::new(&gpu, 8);
     assert!(buffer.write(&[0u8; 7]).is_err());
     assert!(table.upload(&all[..255]).is_err());
+}
+
+/// The kernels that work by units give the same bits reading texture copies, four elements a
+/// thread, as reading buffers, one element a thread: at sizes with a whole last unit and with a
+/// last unit of one, two and three elements; forward and backward. And the copies are made.
+#[test]
+fn texture_copies_and_buffer_reads_give_the_same_bits() {
+    let Some([copies, buffers]) = copies_and_buffer_reads() else {
+        return;
+    };
+    let mut rng = rng(8);
+    for n in [4096, 4097, 4098, 4099] {
+        let xv: Vec<f32> = random(&mut rng, n).iter().map(|v| v * 6.0).collect();
+        let bv = random(&mut rng, n);
+        let rv = random(&mut rng, n);
+        let results = |gpu: &Gpu| {
+            let before = gpu.host_stats().texture_copies;
+            let x = upload(gpu, &[n], &xv).with_requires_grad(true);
+            let b = upload(gpu, &[n], &bv);
+            let r = upload(gpu, &[n], &rv);
+            let acc = ew::copy(&x.detach());
+            ew::accumulate(&acc, &b, 0.5);
+            let outputs = [
+                x.relu(),
+                x.sigmoid(),
+                x.tanh(),
+                ew::copy(&x),
+                ew::affine(&x, -2.5, 0.75),
+                ew::add_scaled(&x, &b, 0.5, -1.5),
+                x.mul(&b),
+                acc,
+            ];
+            let loss = outputs[..3]
+                .iter()
+                .map(|y| y.mul(&r).sum())
+                .reduce(|s, t| s.add(&t))
+                .expect("three terms");
+            let grad = loss.backward().get(&x).expect("a gradient for x");
+            let copied = gpu.host_stats().texture_copies - before;
+            let bits: Vec<Vec<u32>> = outputs.iter().chain([&grad]).map(bits).collect();
+            (bits, copied)
+        };
+        let (with_copies, copied) = results(&copies);
+        let (from_buffers, not_copied) = results(&buffers);
+        assert!(copied >= 12, "n={n}: only {copied} texture copies");
+        assert_eq!(not_copied, 0, "n={n}: copies made without them");
+        for (i, (c, b)) in with_copies.iter().zip(&from_buffers).enumerate() {
+            assert!(
+                c == b,
+                "n={n}: result {i} differs between copies and buffers"
+            );
+        }
+    }
+    // the gate both ways and a slice of channels (the backward of a concatenation), on planes
+    // of whole units
+    let xv = random(&mut rng, 2 * 64 * 64);
+    let (av, bv) = (random(&mut rng, 4 * 24 * 64), random(&mut rng, 4 * 40 * 64));
+    let results = |gpu: &Gpu| {
+        let before = gpu.host_stats().texture_copies;
+        let x = upload(gpu, &[2, 64, 8, 8], &xv).with_requires_grad(true);
+        let a = upload(gpu, &[4, 24, 8, 8], &av).with_requires_grad(true);
+        let b = upload(gpu, &[4, 40, 8, 8], &bv).with_requires_grad(true);
+        let y = ew::gate(&x);
+        let joined = ew::concat_channels(&a, &b);
+        let loss = y.mul(&y).sum().add(&joined.mul(&joined).sum());
+        let grads = loss.backward();
+        let gradient = |t: &Tensor| bits(&grads.get(t).expect("a gradient"));
+        let copied = gpu.host_stats().texture_copies - before;
+        ([bits(&y), gradient(&x), gradient(&a), gradient(&b)], copied)
+    };
+    let (with_copies, copied) = results(&copies);
+    assert!(copied >= 4, "only {copied} texture copies");
+    assert!(
+        with_copies == results(&buffers).0,
+        "gate or slice differs between copies and buffers"
+    );
 }

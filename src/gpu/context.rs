@@ -54,9 +54,9 @@ pub struct GpuOptions {
     /// over the adapter's smallest subgroup where it has subgroups. Every way gives the same
     /// results bit for bit.
     pub collectives: Option<Collectives>,
-    /// Whether the CPU kernel set reads its products' operands from texture copies (see
+    /// Whether the CPU kernel set reads its large operands from texture copies (see
     /// [`crate::gpu::Gpu::texture_copy`]); default: yes. Both ways give the same results bit for
-    /// bit.
+    /// bit. The GPU set never does.
     pub texture_copies: Option<bool>,
 }
 
@@ -385,7 +385,7 @@ impl DeviceContext {
             errors,
             kernel_set,
             collectives,
-            texture_copies: options.texture_copies.unwrap_or(true),
+            texture_copies: kernel_set == KernelSet::Cpu && options.texture_copies.unwrap_or(true),
         })
     }
 }

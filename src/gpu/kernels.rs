@@ -14,7 +14,7 @@ pub const MAX_CONSTANTS: usize = 10;
 /// Storage buffers a kernel binds at most: WebGPU's default limit per shader stage.
 pub const MAX_STORAGE_BINDINGS: usize = 8;
 /// Textures a kernel binds at most.
-pub const MAX_TEXTURE_BINDINGS: usize = 2;
+pub const MAX_TEXTURE_BINDINGS: usize = 4;
 
 /// One entry point of a shader, specialised by override constants. Held inline, so that making
 /// one for every launch does not allocate.

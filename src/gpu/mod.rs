@@ -114,7 +114,8 @@ impl Gpu {
         self.0.ctx.collectives
     }
 
-    /// Whether the CPU kernel set reads its products' operands from texture copies.
+    /// Whether kernels read their large operands from texture copies: the CPU kernel set's, unless
+    /// turned off ([`crate::GpuOptions::texture_copies`]).
     pub fn texture_copies(&self) -> bool {
         self.0.ctx.texture_copies
     }

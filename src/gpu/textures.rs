@@ -1,9 +1,11 @@
 //! Copies of storage buffers in 2-D textures. The software driver loads a storage buffer element
 //! by element for each lane of a workgroup, through the stack; it fetches texels of a texture
 //! with vector gathers, several times faster (docs/internals.md). Kernels of the CPU kernel set
-//! read their large operands from such copies.
+//! read their large operands from such copies: the products and the convolutions' lowering
+//! (`ops::blocked`), the elementwise kernels that work by units of four elements
+//! (`ops::elementwise`) and Adam (`ops::adam`).
 
-use super::Gpu;
+use super::{BufferArg, Gpu};
 
 /// Texels (one vec4 of f32 each) per row of a copy: a kernel finds texel `i` at
 /// (`i % TEXELS_PER_ROW`, `i / TEXELS_PER_ROW`). `blocked.wgsl` has the same figure as
@@ -12,7 +14,7 @@ pub const TEXELS_PER_ROW: u64 = 1 << TEXEL_ROW_SHIFT;
 /// log2 of [`TEXELS_PER_ROW`].
 pub const TEXEL_ROW_SHIFT: u32 = 12;
 /// Texture slots: copies that one kernel launch reads together.
-pub(super) const TEXTURE_SLOTS: usize = 2;
+pub(super) const TEXTURE_SLOTS: usize = 4;
 /// A slot's texture grows by whole multiples of this many rows (1 MiB).
 const ROW_GRANULE: u32 = 16;
 
@@ -98,6 +100,43 @@ impl Gpu {
         Some(view)
     }
 
+    /// Records texture copies of `operands` for a kernel that reads them so: operand `i` into slot
+    /// `i`, rounded up to whole texels. Returns the views of the slots (a placeholder where an
+    /// operand is `None`) when every operand given was copied, and `None`, with nothing recorded,
+    /// when the device does not use copies, or a range does not start on a texel or its last
+    /// texel would pass its buffer's end, or a copy does not fit: the kernel then reads the
+    /// buffers.
+    pub(crate) fn operand_copies<const N: usize>(
+        &self,
+        operands: [Option<&BufferArg>; N],
+    ) -> Option<[wgpu::TextureView; N]> {
+        const { assert!(N <= TEXTURE_SLOTS, "more operands than texture slots") };
+        let texels = |x: &BufferArg| x.size.div_ceil(16) * 16;
+        // checked for every operand before any copy is recorded, so that none is made in vain
+        let copyable = |x: &BufferArg| {
+            x.offset.is_multiple_of(16)
+                && x.offset + texels(x) <= x.buffer.size()
+                && self.texture_copy_fits(texels(x))
+        };
+        if !self.texture_copies() || !operands.iter().flatten().all(|x| copyable(x)) {
+            return None;
+        }
+        let mut views = self.texture_placeholders();
+        for (slot, operand) in operands.iter().enumerate() {
+            if let Some(x) = operand {
+                views[slot] = self
+                    .texture_copy(slot, x.buffer, x.offset, texels(x))
+                    .expect("the copy was checked to fit");
+            }
+        }
+        Some(views)
+    }
+
+    /// Views of the first `N` slots' textures, for a kernel that binds them but does not read them.
+    pub(crate) fn texture_placeholders<const N: usize>(&self) -> [wgpu::TextureView; N] {
+        std::array::from_fn(|slot| self.slot_texture(slot, 1).1)
+    }
+
     /// Bytes of the textures that hold copies now (kept until the device closes, grown as needed:
     /// also their peak).
     pub fn texture_bytes(&self) -> u64 {
@@ -107,11 +146,6 @@ impl Gpu {
             .flatten()
             .map(|t| u64::from(t.texture.width()) * u64::from(t.texture.height()) * 16)
             .sum()
-    }
-
-    /// The view of slot `slot`'s texture, for a kernel that binds the slot but does not read it.
-    pub(crate) fn texture_placeholder(&self, slot: usize) -> wgpu::TextureView {
-        self.slot_texture(slot, 1).1
     }
 
     /// Slot `slot`'s texture with at least `rows` rows: the slot's own, or a new one that replaces

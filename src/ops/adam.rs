@@ -1,14 +1,22 @@
 //! Host side of `shaders/adam.wgsl`: one Adam step over flat parameter, gradient and moment buffers.
 
-use crate::gpu::{Binding, Shader};
+use crate::gpu::{Binding, Kernel, Shader, TextureArg};
 use crate::tensor::Tensor;
 
 /// `shaders/adam.wgsl`.
-pub static SHADER: Shader = crate::shader!("adam", Params, [GRADS, PARAMS, M, V]);
+pub static SHADER: Shader = crate::shader!(
+    "adam",
+    Params,
+    [GRADS, PARAMS, M, V, GRADS_TEX, PARAMS_TEX, M_TEX, V_TEX]
+);
 const GRADS: Binding = Binding::read(1, "grads");
 const PARAMS: Binding = Binding::read_write(2, "params");
 const M: Binding = Binding::read_write(3, "m");
 const V: Binding = Binding::read_write(4, "v");
+const GRADS_TEX: Binding = Binding::texture(5, "grads_tex");
+const PARAMS_TEX: Binding = Binding::texture(6, "params_tex");
+const M_TEX: Binding = Binding::texture(7, "m_tex");
+const V_TEX: Binding = Binding::texture(8, "v_tex");
 
 /// Adam hyper-parameters for one step.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -71,11 +79,21 @@ pub fn adam_step(
         _pad1: 0.0,
     };
     let gpu = params.gpu();
-    gpu.run(
-        &SHADER,
-        "adam_step",
+    let args = [grads.bind(GRADS), params.bind(PARAMS), m.bind(M), v.bind(V)];
+    // where the device makes texture copies, a thread takes four parameters and reads them
+    let copies = gpu.operand_copies(args.each_ref().map(Some));
+    let copied = copies.is_some();
+    let views = copies.unwrap_or_else(|| gpu.texture_placeholders());
+    let bindings = [GRADS_TEX, PARAMS_TEX, M_TEX, V_TEX];
+    let textures: [TextureArg; 4] = std::array::from_fn(|i| TextureArg {
+        binding: bindings[i],
+        view: &views[i],
+    });
+    gpu.dispatch_with_textures(
+        &Kernel::new(&SHADER, "adam_step").flag("TEX", copied),
         &p,
-        &[grads.bind(GRADS), params.bind(PARAMS), m.bind(M), v.bind(V)],
-        gpu.grid_for(n),
+        (&args, &textures),
+        gpu.grid_for(if copied { n.div_ceil(4) } else { n }),
+        0.0,
     );
 }

@@ -6,7 +6,7 @@ use arrayvec::ArrayVec;
 use smallvec::smallvec;
 
 use crate::autograd;
-use crate::gpu::{Binding, Shader};
+use crate::gpu::{Binding, Kernel, Shader, TextureArg};
 use crate::tensor::{ByteBuffer, ReluMark, Tensor};
 
 mod channels;
@@ -14,11 +14,17 @@ pub use channels::concat_channels;
 pub(crate) use channels::kernel_window;
 
 /// `shaders/elementwise.wgsl`.
-pub static SHADER: Shader = crate::shader!("elementwise", Params, [A, B, OUT, BYTES]);
+pub static SHADER: Shader = crate::shader!("elementwise", Params, [A, B, OUT, BYTES, A_TEX, B_TEX]);
 const A: Binding = Binding::read(1, "a");
 const B: Binding = Binding::read(2, "b");
 const OUT: Binding = Binding::read_write(3, "out");
 const BYTES: Binding = Binding::read(4, "bytes");
+const A_TEX: Binding = Binding::texture(5, "a_tex");
+const B_TEX: Binding = Binding::texture(6, "b_tex");
+
+/// The fewest elements for which a kernel that works by units reads texture copies: below it, the
+/// copies (and the compute pass each one ends) cost more than they save.
+const FEWEST_COPIED: usize = 4096;
 
 crate::uniform_params! {
     struct Params {
@@ -48,25 +54,63 @@ impl Params {
     }
 }
 
+/// How a kernel takes its elements.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Work {
+    /// One element a thread; the kernel reads no texture.
+    Elements,
+    /// By units (`TEX` in the WGSL): four elements a thread, reading a and b from texture copies,
+    /// where `copies` holds (the shape allows it) and the device makes them; else one element a
+    /// thread.
+    Units { copies: bool },
+}
+
 /// Launches `entry` writing `out`, reading `a` and `b` where given.
 fn launch(
-    entry: &'static str,
+    (entry, work): (&'static str, Work),
     out: &Tensor,
     a: Option<&Tensor>,
     b: Option<&Tensor>,
     params: Params,
 ) {
     let gpu = out.gpu();
+    let (a, b) = (a.map(|t| t.bind(A)), b.map(|t| t.bind(B)));
     let mut args = ArrayVec::<_, 3>::new();
     args.push(out.bind(OUT));
-    args.extend(a.map(|t| t.bind(A)));
-    args.extend(b.map(|t| t.bind(B)));
-    gpu.run(
-        &SHADER,
-        entry,
+    args.extend(a);
+    args.extend(b);
+    let n = params.n as usize;
+    let copies = match work {
+        Work::Elements => {
+            gpu.run(&SHADER, entry, &params, &args, gpu.grid_for(n));
+            return;
+        }
+        Work::Units { copies } => copies && n >= FEWEST_COPIED,
+    };
+    let copies = if copies {
+        gpu.operand_copies([a.as_ref(), b.as_ref()])
+    } else {
+        None
+    };
+    let copied = copies.is_some();
+    let [a_view, b_view] = copies.unwrap_or_else(|| gpu.texture_placeholders());
+    let textures = [
+        TextureArg {
+            binding: A_TEX,
+            view: &a_view,
+        },
+        TextureArg {
+            binding: B_TEX,
+            view: &b_view,
+        },
+    ];
+    let units = if copied { n.div_ceil(4) } else { n };
+    gpu.dispatch_with_textures(
+        &Kernel::new(&SHADER, entry).flag("TEX", copied),
         &params,
-        &args,
-        gpu.grid_for(params.n as usize),
+        (&args, &textures),
+        gpu.grid_for(units),
+        0.0,
     );
 }
 
@@ -80,7 +124,14 @@ fn map(
     requires_grad: bool,
 ) -> Tensor {
     let out = Tensor::output(a.gpu(), a.shape(), requires_grad);
-    launch(entry, &out, Some(a), b, Params::new(a.numel(), alpha, beta));
+    let params = Params::new(a.numel(), alpha, beta);
+    launch(
+        (entry, Work::Units { copies: true }),
+        &out,
+        Some(a),
+        b,
+        params,
+    );
     out
 }
 
@@ -112,14 +163,20 @@ pub fn lookup_bytes(bytes: &ByteBuffer, table: &Tensor, out: &Tensor) {
 
 /// Sets every element of `t` to `value` in place (no autograd).
 pub fn fill(t: &Tensor, value: f32) {
-    launch("fill", t, None, None, Params::new(t.numel(), value, 0.0));
+    launch(
+        ("fill", Work::Elements),
+        t,
+        None,
+        None,
+        Params::new(t.numel(), value, 0.0),
+    );
 }
 
 /// `dst += alpha * src` in place (no autograd; used for gradient accumulation).
 pub fn accumulate(dst: &Tensor, src: &Tensor, alpha: f32) {
     same_shape(dst, src, "accumulate");
     launch(
-        "accumulate",
+        ("accumulate", Work::Units { copies: true }),
         dst,
         Some(src),
         None,
@@ -180,7 +237,13 @@ pub fn add_bias(x: &Tensor, bias: &Tensor) -> Tensor {
     let mut params = Params::new(x.numel(), 1.0, 0.0);
     params.channels = x.dim(1) as u32;
     params.inner = x.shape()[2..].iter().product::<usize>() as u32;
-    launch("add_bias", &out, Some(x), Some(bias), params);
+    launch(
+        ("add_bias", Work::Elements),
+        &out,
+        Some(x),
+        Some(bias),
+        params,
+    );
     if rg {
         let (gx, gb) = (x.requires_grad(), bias.requires_grad());
         autograd::record(&[x, bias], &out, move |g| {
@@ -310,12 +373,22 @@ pub fn gate(x: &Tensor) -> Tensor {
     params.inner = shape[2..].iter().product::<usize>() as u32;
     let rg = autograd::needs_grad(&[x]);
     let out = Tensor::output(x.gpu(), &shape, rg);
-    launch("gate", &out, Some(x), None, params);
+    // a unit's four elements lie side by side in both halves when a half's plane has whole units
+    let work = Work::Units {
+        copies: (params.channels * params.inner).is_multiple_of(4),
+    };
+    launch(("gate", work), &out, Some(x), None, params);
     if rg {
         let (x_saved, x_shape) = (x.detach(), x.shape().to_vec());
         autograd::record(&[x], &out, move |g| {
             let dx = Tensor::uninit(g.gpu(), &x_shape);
-            launch("gate_backward", &dx, Some(&x_saved), Some(g), params);
+            launch(
+                ("gate_backward", work),
+                &dx,
+                Some(&x_saved),
+                Some(g),
+                params,
+            );
             smallvec![Some(dx)]
         });
     }
@@ -326,7 +399,7 @@ pub fn gate(x: &Tensor) -> Tensor {
 pub(crate) fn broadcast_scalar(s: &Tensor, shape: &[usize], alpha: f32) -> Tensor {
     let out = Tensor::uninit(s.gpu(), shape);
     launch(
-        "broadcast_scalar",
+        ("broadcast_scalar", Work::Elements),
         &out,
         Some(s),
         None,
@@ -347,7 +420,13 @@ pub(crate) fn broadcast_axis(
     let mut params = Params::new(out.numel(), alpha, 0.0);
     params.channels = mid as u32;
     params.inner = inner as u32;
-    launch("broadcast_axis", &out, Some(g), None, params);
+    launch(
+        ("broadcast_axis", Work::Elements),
+        &out,
+        Some(g),
+        None,
+        params,
+    );
     out
 }
 
