@@ -22,6 +22,26 @@ struct Params {
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 @group(0) @binding(4) var<storage, read> g: array<f32>; // mse_backward: the upstream scalar; sum_mid: the gate
+@group(0) @binding(5) var a_tex: texture_2d<f32>; // sum_outer_inner_serial with TEX: a's copy
+
+// sum_outer_inner_serial (the CPU kernel set) reads a from a texture copy: the software driver
+// loads a storage buffer element by element, lane by lane, but fetches texels with gathers.
+override TEX: bool = false;
+
+// Texel i of a copy lies at (i % row, i / row) for rows of 1 << TEXEL_ROW_SHIFT texels (the same
+// figure in src/gpu/textures.rs).
+const TEXEL_ROW_SHIFT: u32 = 12u;
+
+// Element e of a, from its copy with TEX (picked from its texel by selects).
+fn a_at(e: u32) -> f32 {
+    if (TEX) {
+        let i = e >> 2u;
+        let v = textureLoad(a_tex, vec2<u32>(i & ((1u << TEXEL_ROW_SHIFT) - 1u), i >> TEXEL_ROW_SHIFT), 0);
+        let c = e & 3u;
+        return select(select(v.x, v.y, c == 1u), select(v.z, v.w, c == 3u), c >= 2u);
+    }
+    return a[e];
+}
 
 fn group_id(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return wid.x + wid.y * nwg.x;
@@ -126,7 +146,7 @@ fn sum_outer_inner_serial(@builtin(global_invocation_id) gid: vec3<u32>,
         var s = t % p.inner;
         var acc = 0.0;
         for (var j = t; j < count; j = j + 256u) {
-            acc = acc + a[(o * p.mid + m) * p.inner + s];
+            acc = acc + a_at((o * p.mid + m) * p.inner + s);
             s = s + step_s;
             o = o + step_o;
             if (s >= p.inner) {

@@ -20,6 +20,23 @@ struct Params {
 @group(0) @binding(4) var<storage, read> saved_lse: array<f32>;  // forward log-sum-exp per position
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 @group(0) @binding(6) var<storage, read_write> lse_out: array<f32>;
+@group(0) @binding(7) var logits_tex: texture_2d<f32>; // cross_entropy_backward with TEX: copies
+@group(0) @binding(8) var targets_tex: texture_2d<f32>;
+@group(0) @binding(9) var upstream_tex: texture_2d<f32>;
+@group(0) @binding(10) var lse_tex: texture_2d<f32>;
+
+// cross_entropy_backward on the CPU kernel set (S a multiple of 4): a thread takes four logits of
+// neighbouring positions and reads its four inputs from texture copies: the software driver loads
+// a storage buffer element by element, lane by lane, but fetches texels with gathers.
+override TEX: bool = false;
+
+// Texel i of a copy lies at (i % row, i / row) for rows of 1 << TEXEL_ROW_SHIFT texels (the same
+// figure in src/gpu/textures.rs).
+const TEXEL_ROW_SHIFT: u32 = 12u;
+
+fn texel(t: texture_2d<f32>, i: u32) -> vec4<f32> {
+    return textureLoad(t, vec2<u32>(i & ((1u << TEXEL_ROW_SHIFT) - 1u), i >> TEXEL_ROW_SHIFT), 0);
+}
 
 fn flat_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * 256u;
@@ -53,16 +70,34 @@ fn cross_entropy(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     out[r] = lse - logits[base + u32(targets[r]) * p.positions];
 }
 
-// out[b, k, s] = upstream[b, s] * (softmax[b, k, s] - [k == target[b, s]]); one thread per logit.
+// out[b, k, s] = upstream[b, s] * (softmax[b, k, s] - [k == target[b, s]]); one thread per logit,
+// or with TEX per four (the same operations on each).
 @compute @workgroup_size(256)
 fn cross_entropy_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat_id(gid, nwg);
+    let unit = select(1u, 4u, TEX);
+    let i = flat_id(gid, nwg) * unit;
     if (i >= p.rows * p.classes) { return; }
     let per_item = p.classes * p.positions;
     let k = (i % per_item) / p.positions;
     let r = (i / per_item) * p.positions + i % p.positions;
-    let hit = select(0.0, 1.0, k == u32(targets[r]));
-    out[i] = upstream[r] * (exp(logits[i] - saved_lse[r]) - hit);
+    var logit: vec4<f32>;
+    var wanted: vec4<f32>;
+    var up: vec4<f32>;
+    var lse: vec4<f32>;
+    if (TEX) {
+        logit = texel(logits_tex, i / 4u);
+        wanted = texel(targets_tex, r / 4u);
+        up = texel(upstream_tex, r / 4u);
+        lse = texel(lse_tex, r / 4u);
+    } else {
+        logit = vec4<f32>(logits[i]);
+        wanted = vec4<f32>(targets[r]);
+        up = vec4<f32>(upstream[r]);
+        lse = vec4<f32>(saved_lse[r]);
+    }
+    let hit = select(vec4<f32>(0.0), vec4<f32>(1.0), vec4<u32>(k) == vec4<u32>(wanted));
+    let g = up * (exp(logit - lse) - hit);
+    for (var c = 0u; c < unit; c++) { out[i + c] = g[c]; }
 }
 
 fn pcg(v: u32) -> u32 {

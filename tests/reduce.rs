@@ -71,11 +71,12 @@ fn subgroup_and_plain_collectives_agree_bit_for_bit() {
     });
 }
 
-/// The CPU set's per-channel sums (one invocation per channel, no barriers) take the same bits
-/// as the GPU set's workgroup tree, and match the f64 sums.
+/// The CPU set's per-channel sums (one invocation per channel, no barriers), reading texture
+/// copies or buffers, take the same bits as the GPU set's workgroup tree, and match the f64 sums.
 #[test]
 fn per_channel_sums_take_the_same_bits_on_both_kernel_sets() {
-    let gpus = kernel_set_gpus();
+    let mut gpus = kernel_set_gpus();
+    gpus.extend(copies_and_buffer_reads().map(|[_, buffers]| buffers));
     for (i, shape) in [
         vec![3, 5, 7],       // fewer terms than the tree's 256 partials
         vec![7, 3, 100],     // several terms per partial, a plane that does not divide 256
@@ -98,7 +99,11 @@ fn per_channel_sums_take_the_same_bits_on_both_kernel_sets() {
             want[(j / inner) % shape[1]] += x as f64;
         }
         for gpu in &gpus {
-            let what = format!("{shape:?}, kernels={}", gpu.kernel_set());
+            let what = format!(
+                "{shape:?}, kernels={}, copies {}",
+                gpu.kernel_set(),
+                gpu.texture_copies()
+            );
             let got = sums(gpu);
             assert_eq!(bits(&got), bits(&first), "{what}");
             let atol = 1e-5 * (data.len() as f64).sqrt();

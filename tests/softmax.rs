@@ -5,6 +5,7 @@ mod common;
 use common::*;
 use rand::Rng;
 use vqgpu::ops::softmax;
+use vqgpu::Gpu;
 
 /// f64 log-softmax of logits [b, k, s] at (item, position).
 fn log_softmax(logits: &[f32], k: usize, s: usize, item: usize, pos: usize) -> Vec<f64> {
@@ -22,6 +23,7 @@ fn cross_entropy_and_gradient_match_reference() {
     for (b, k, s, spread) in [
         (1, 1, 1, 1.0),
         (2, 5, 7, 3.0),
+        (2, 7, 4, 3.0),
         (3, 512, 64, 5.0),
         (1, 1000, 3, 100.0),
         (2, 16384, 2, 10.0),
@@ -60,6 +62,44 @@ fn cross_entropy_and_gradient_match_reference() {
             1e-4,
             1e-6,
             &format!("gradient {what}"),
+        );
+    }
+}
+
+/// The gradient's kernel reading texture copies, four logits a thread (positions a multiple of
+/// 4), gives the same bits as reading the buffers, one logit a thread; and the copies are made.
+#[test]
+fn texture_copies_and_buffer_reads_give_the_same_gradient() {
+    let Some([copies, buffers]) = copies_and_buffer_reads() else {
+        return;
+    };
+    let mut rng = rng(12);
+    for (b, k, s) in [(3, 512, 64), (2, 7, 4), (1, 3, 12), (2, 5, 7)] {
+        let logits: Vec<f32> = random(&mut rng, b * k * s)
+            .iter()
+            .map(|v| v * 5.0)
+            .collect();
+        let targets: Vec<f32> = (0..b * s).map(|_| rng.random_range(0..k) as f32).collect();
+        let upstream = random(&mut rng, b * s);
+        let gradient = |gpu: &Gpu| {
+            let x = upload(gpu, &[b, k, s], &logits).with_requires_grad(true);
+            let loss = softmax::cross_entropy(&x, &upload(gpu, &[b, s], &targets));
+            let weighted = loss.mul(&upload(gpu, &[b, s], &upstream)).sum();
+            let before = gpu.host_stats().texture_copies;
+            let grads = weighted.backward();
+            let g = bits(&grads.get(&x).expect("a gradient"));
+            (g, gpu.host_stats().texture_copies - before)
+        };
+        let (with_copies, copied) = gradient(&copies);
+        let (from_buffers, _) = gradient(&buffers);
+        assert!(
+            with_copies == from_buffers,
+            "b={b} k={k} s={s}: copies and buffers differ"
+        );
+        // the four inputs of the gradient's kernel, where the positions come in fours
+        assert!(
+            s % 4 != 0 || copied >= 4,
+            "b={b} k={k} s={s}: {copied} copies"
         );
     }
 }

@@ -5,7 +5,7 @@ use arrayvec::ArrayVec;
 use smallvec::smallvec;
 
 use crate::autograd;
-use crate::gpu::{Binding, KernelSet, Shader};
+use crate::gpu::{Binding, Kernel, KernelSet, Shader, TextureArg};
 use crate::ops::collective;
 use crate::ops::{elementwise, Epilogue};
 use crate::tensor::{Shape, Tensor};
@@ -20,11 +20,12 @@ const SERIAL_TERMS: usize = 60_000;
 
 /// `shaders/reduce.wgsl`.
 pub static SHADER: Shader =
-    crate::shader!("reduce", Params, [A, B, OUT, G]).with_library(&collective::LIBRARY);
+    crate::shader!("reduce", Params, [A, B, OUT, G, A_TEX]).with_library(&collective::LIBRARY);
 const A: Binding = Binding::read(1, "a");
 const B: Binding = Binding::read(2, "b");
 const OUT: Binding = Binding::read_write(3, "out");
 const G: Binding = Binding::read(4, "g");
+const A_TEX: Binding = Binding::texture(5, "a_tex");
 
 crate::uniform_params! {
     #[derive(Default)]
@@ -283,18 +284,34 @@ pub(crate) fn sum_per_channel_into(x: &Tensor, into: Option<&Tensor>) -> Tensor 
     };
     let gpu = x.gpu();
     // the same bits either way: one workgroup per channel, or on the CPU set one invocation
-    let (entry, groups) = if gpu.kernel_set() == KernelSet::Cpu && outer * inner <= SERIAL_TERMS {
-        ("sum_outer_inner_serial", mid.div_ceil(8))
+    let args = [x.bind(A), out.bind(OUT)];
+    if gpu.kernel_set() == KernelSet::Cpu && outer * inner <= SERIAL_TERMS {
+        // reading x from a texture copy where the device makes one
+        let copies = gpu.operand_copies([Some(&args[0])]);
+        let copied = copies.is_some();
+        let [view] = copies.unwrap_or_else(|| gpu.texture_placeholders());
+        gpu.dispatch_with_textures(
+            &Kernel::new(&SHADER, "sum_outer_inner_serial").flag("TEX", copied),
+            &params,
+            (
+                &args,
+                &[TextureArg {
+                    binding: A_TEX,
+                    view: &view,
+                }],
+            ),
+            gpu.grid(mid.div_ceil(8) as u32),
+            0.0,
+        );
     } else {
-        ("sum_outer_inner", mid)
-    };
-    gpu.run(
-        &SHADER,
-        entry,
-        &params,
-        &[x.bind(A), out.bind(OUT)],
-        gpu.grid(groups as u32),
-    );
+        gpu.run(
+            &SHADER,
+            "sum_outer_inner",
+            &params,
+            &args,
+            gpu.grid(mid as u32),
+        );
+    }
     if rg {
         let in_shape = x.shape().to_vec();
         autograd::record(&[x], &out, move |g| {

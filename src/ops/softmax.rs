@@ -4,7 +4,7 @@
 use smallvec::smallvec;
 
 use crate::autograd;
-use crate::gpu::{Binding, Shader};
+use crate::gpu::{Binding, Kernel, Shader, TextureArg};
 use crate::tensor::{Shape, Tensor};
 
 /// The most classes a softmax may have: every thread loops over the classes, and software
@@ -15,7 +15,18 @@ pub const MAX_CLASSES: usize = 16384;
 pub static SHADER: Shader = crate::shader!(
     "softmax",
     Params,
-    [LOGITS, TARGETS, UPSTREAM, SAVED_LSE, OUT, LSE_OUT]
+    [
+        LOGITS,
+        TARGETS,
+        UPSTREAM,
+        SAVED_LSE,
+        OUT,
+        LSE_OUT,
+        LOGITS_TEX,
+        TARGETS_TEX,
+        UPSTREAM_TEX,
+        LSE_TEX
+    ]
 );
 const LOGITS: Binding = Binding::read(1, "logits");
 const TARGETS: Binding = Binding::read(2, "targets");
@@ -23,6 +34,10 @@ const UPSTREAM: Binding = Binding::read(3, "upstream");
 const SAVED_LSE: Binding = Binding::read(4, "saved_lse");
 const OUT: Binding = Binding::read_write(5, "out");
 const LSE_OUT: Binding = Binding::read_write(6, "lse_out");
+const LOGITS_TEX: Binding = Binding::texture(7, "logits_tex");
+const TARGETS_TEX: Binding = Binding::texture(8, "targets_tex");
+const UPSTREAM_TEX: Binding = Binding::texture(9, "upstream_tex");
+const LSE_TEX: Binding = Binding::texture(10, "lse_tex");
 
 crate::uniform_params! {
     struct Params {
@@ -95,23 +110,55 @@ pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Tensor {
         autograd::record(&[logits], &loss, move |g| {
             let gpu = g.gpu();
             let grad = Tensor::uninit(gpu, saved.shape());
-            gpu.run(
-                &SHADER,
-                "cross_entropy_backward",
-                &p,
-                &[
-                    saved.bind(LOGITS),
-                    targets.bind(TARGETS),
-                    g.bind(UPSTREAM),
-                    lse.bind(SAVED_LSE),
-                    grad.bind(OUT),
-                ],
-                gpu.grid_for(grad.numel()),
-            );
+            cross_entropy_backward(&p, [&saved, &targets, g, &lse], &grad);
             smallvec![Some(grad)]
         });
     }
     loss
+}
+
+/// Writes into `grad` the gradient of the logits of [`cross_entropy`] from its `logits`,
+/// `targets`, the `upstream` gradient of its per-position loss and the saved log-sum-exps.
+fn cross_entropy_backward(
+    p: &Params,
+    [logits, targets, upstream, lse]: [&Tensor; 4],
+    grad: &Tensor,
+) {
+    let gpu = grad.gpu();
+    let args = [
+        logits.bind(LOGITS),
+        targets.bind(TARGETS),
+        upstream.bind(UPSTREAM),
+        lse.bind(SAVED_LSE),
+        grad.bind(OUT),
+    ];
+    // where the device makes texture copies and four logits of neighbouring positions share
+    // their class, a thread takes four, reading the copies
+    let copies = if p.positions.is_multiple_of(4) {
+        gpu.operand_copies([
+            Some(&args[0]),
+            Some(&args[1]),
+            Some(&args[2]),
+            Some(&args[3]),
+        ])
+    } else {
+        None
+    };
+    let copied = copies.is_some();
+    let views = copies.unwrap_or_else(|| gpu.texture_placeholders());
+    let bindings = [LOGITS_TEX, TARGETS_TEX, UPSTREAM_TEX, LSE_TEX];
+    let textures: [TextureArg; 4] = std::array::from_fn(|i| TextureArg {
+        binding: bindings[i],
+        view: &views[i],
+    });
+    let n = grad.numel();
+    gpu.dispatch_with_textures(
+        &Kernel::new(&SHADER, "cross_entropy_backward").flag("TEX", copied),
+        p,
+        (&args, &textures),
+        gpu.grid_for(if copied { n / 4 } else { n }),
+        0.0,
+    );
 }
 
 /// Draws the class at flat `position` of every item of `grid` [B, ...] from `softmax(logits / T)`
