@@ -5,7 +5,7 @@
 //! (`ops::blocked`), the elementwise kernels that work by units of four elements
 //! (`ops::elementwise`) and Adam (`ops::adam`).
 
-use super::{BufferArg, Gpu};
+use super::{Binding, BufferArg, Gpu, Kernel, TextureArg, UniformParams};
 
 /// Texels (one vec4 of f32 each) per row of a copy: a kernel finds texel `i` at
 /// (`i % TEXELS_PER_ROW`, `i / TEXELS_PER_ROW`). `blocked.wgsl` has the same figure as
@@ -106,7 +106,7 @@ impl Gpu {
     /// when the device does not use copies, or a range does not start on a texel or its last
     /// texel would pass its buffer's end, or a copy does not fit: the kernel then reads the
     /// buffers.
-    pub(crate) fn operand_copies<const N: usize>(
+    fn operand_copies<const N: usize>(
         &self,
         operands: [Option<&BufferArg>; N],
     ) -> Option<[wgpu::TextureView; N]> {
@@ -132,8 +132,42 @@ impl Gpu {
         Some(views)
     }
 
+    /// Records `kernel` reading the ranges of `args` bound at `reads[i].0` from texture copies
+    /// (slot i, bound at `reads[i].1`), with its override `TEX` set, where `copies` holds and the
+    /// device makes them ([`Gpu::operand_copies`]); else reading the buffers, with the textures
+    /// bound unread. `grids` are its workgroups without copies and with them.
+    pub(crate) fn dispatch_reading_copies<P: UniformParams, const N: usize>(
+        &self,
+        (kernel, params): (Kernel, &P),
+        args: &[BufferArg],
+        (reads, copies): ([(Binding, Binding); N], bool),
+        grids: [[u32; 3]; 2],
+        flops: f64,
+    ) {
+        let operands = reads.map(|(from, _)| args.iter().find(|a| a.binding == from));
+        // nothing is copied for a launch with no work
+        let copies = if copies && !grids[1].contains(&0) {
+            self.operand_copies(operands)
+        } else {
+            None
+        };
+        let copied = copies.is_some();
+        let views = copies.unwrap_or_else(|| self.texture_placeholders());
+        let textures: [TextureArg; N] = std::array::from_fn(|i| TextureArg {
+            binding: reads[i].1,
+            view: &views[i],
+        });
+        self.dispatch_with_textures(
+            &kernel.flag("TEX", copied),
+            params,
+            (args, &textures),
+            grids[usize::from(copied)],
+            flops,
+        );
+    }
+
     /// Views of the first `N` slots' textures, for a kernel that binds them but does not read them.
-    pub(crate) fn texture_placeholders<const N: usize>(&self) -> [wgpu::TextureView; N] {
+    fn texture_placeholders<const N: usize>(&self) -> [wgpu::TextureView; N] {
         std::array::from_fn(|slot| self.slot_texture(slot, 1).1)
     }
 

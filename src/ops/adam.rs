@@ -1,6 +1,6 @@
 //! Host side of `shaders/adam.wgsl`: one Adam step over flat parameter, gradient and moment buffers.
 
-use crate::gpu::{Binding, Kernel, Shader, TextureArg};
+use crate::gpu::{Binding, Kernel, Shader};
 use crate::tensor::Tensor;
 
 /// `shaders/adam.wgsl`.
@@ -81,19 +81,17 @@ pub fn adam_step(
     let gpu = params.gpu();
     let args = [grads.bind(GRADS), params.bind(PARAMS), m.bind(M), v.bind(V)];
     // where the device makes texture copies, a thread takes four parameters and reads them
-    let copies = gpu.operand_copies(args.each_ref().map(Some));
-    let copied = copies.is_some();
-    let views = copies.unwrap_or_else(|| gpu.texture_placeholders());
-    let bindings = [GRADS_TEX, PARAMS_TEX, M_TEX, V_TEX];
-    let textures: [TextureArg; 4] = std::array::from_fn(|i| TextureArg {
-        binding: bindings[i],
-        view: &views[i],
-    });
-    gpu.dispatch_with_textures(
-        &Kernel::new(&SHADER, "adam_step").flag("TEX", copied),
-        &p,
-        (&args, &textures),
-        gpu.grid_for(if copied { n.div_ceil(4) } else { n }),
+    let reads = [
+        (GRADS, GRADS_TEX),
+        (PARAMS, PARAMS_TEX),
+        (M, M_TEX),
+        (V, V_TEX),
+    ];
+    gpu.dispatch_reading_copies(
+        (Kernel::new(&SHADER, "adam_step"), &p),
+        &args,
+        (reads, true),
+        [gpu.grid_for(n), gpu.grid_for(n.div_ceil(4))],
         0.0,
     );
 }

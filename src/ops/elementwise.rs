@@ -6,7 +6,7 @@ use arrayvec::ArrayVec;
 use smallvec::smallvec;
 
 use crate::autograd;
-use crate::gpu::{Binding, Kernel, Shader, TextureArg};
+use crate::gpu::{Binding, Kernel, Shader};
 use crate::tensor::{ByteBuffer, ReluMark, Tensor};
 
 mod channels;
@@ -74,44 +74,23 @@ fn launch(
     params: Params,
 ) {
     let gpu = out.gpu();
-    let (a, b) = (a.map(|t| t.bind(A)), b.map(|t| t.bind(B)));
     let mut args = ArrayVec::<_, 3>::new();
     args.push(out.bind(OUT));
-    args.extend(a);
-    args.extend(b);
+    args.extend(a.map(|t| t.bind(A)));
+    args.extend(b.map(|t| t.bind(B)));
     let n = params.n as usize;
-    let copies = match work {
-        Work::Elements => {
-            gpu.run(&SHADER, entry, &params, &args, gpu.grid_for(n));
-            return;
+    match work {
+        Work::Elements => gpu.run(&SHADER, entry, &params, &args, gpu.grid_for(n)),
+        Work::Units { copies } => {
+            gpu.dispatch_reading_copies(
+                (Kernel::new(&SHADER, entry), &params),
+                &args,
+                ([(A, A_TEX), (B, B_TEX)], copies && n >= FEWEST_COPIED),
+                [gpu.grid_for(n), gpu.grid_for(n.div_ceil(4))],
+                0.0,
+            );
         }
-        Work::Units { copies } => copies && n >= FEWEST_COPIED,
-    };
-    let copies = if copies {
-        gpu.operand_copies([a.as_ref(), b.as_ref()])
-    } else {
-        None
-    };
-    let copied = copies.is_some();
-    let [a_view, b_view] = copies.unwrap_or_else(|| gpu.texture_placeholders());
-    let textures = [
-        TextureArg {
-            binding: A_TEX,
-            view: &a_view,
-        },
-        TextureArg {
-            binding: B_TEX,
-            view: &b_view,
-        },
-    ];
-    let units = if copied { n.div_ceil(4) } else { n };
-    gpu.dispatch_with_textures(
-        &Kernel::new(&SHADER, entry).flag("TEX", copied),
-        &params,
-        (&args, &textures),
-        gpu.grid_for(units),
-        0.0,
-    );
+    }
 }
 
 /// New tensor `entry(a, b)` with the shape of `a`, no autograd.

@@ -5,7 +5,7 @@ use arrayvec::ArrayVec;
 use smallvec::smallvec;
 
 use crate::autograd;
-use crate::gpu::{Binding, Kernel, KernelSet, Shader, TextureArg};
+use crate::gpu::{Binding, Kernel, KernelSet, Shader};
 use crate::ops::collective;
 use crate::ops::{elementwise, Epilogue};
 use crate::tensor::{Shape, Tensor};
@@ -287,20 +287,12 @@ pub(crate) fn sum_per_channel_into(x: &Tensor, into: Option<&Tensor>) -> Tensor 
     let args = [x.bind(A), out.bind(OUT)];
     if gpu.kernel_set() == KernelSet::Cpu && outer * inner <= SERIAL_TERMS {
         // reading x from a texture copy where the device makes one
-        let copies = gpu.operand_copies([Some(&args[0])]);
-        let copied = copies.is_some();
-        let [view] = copies.unwrap_or_else(|| gpu.texture_placeholders());
-        gpu.dispatch_with_textures(
-            &Kernel::new(&SHADER, "sum_outer_inner_serial").flag("TEX", copied),
-            &params,
-            (
-                &args,
-                &[TextureArg {
-                    binding: A_TEX,
-                    view: &view,
-                }],
-            ),
-            gpu.grid(mid.div_ceil(8) as u32),
+        let groups = gpu.grid(mid.div_ceil(8) as u32);
+        gpu.dispatch_reading_copies(
+            (Kernel::new(&SHADER, "sum_outer_inner_serial"), &params),
+            &args,
+            ([(A, A_TEX)], true),
+            [groups; 2],
             0.0,
         );
     } else {

@@ -4,7 +4,7 @@
 use smallvec::smallvec;
 
 use crate::autograd;
-use crate::gpu::{Binding, Kernel, Shader, TextureArg};
+use crate::gpu::{Binding, Kernel, Shader};
 use crate::tensor::{Shape, Tensor};
 
 /// The most classes a softmax may have: every thread loops over the classes, and software
@@ -134,29 +134,18 @@ fn cross_entropy_backward(
     ];
     // where the device makes texture copies and four logits of neighbouring positions share
     // their class, a thread takes four, reading the copies
-    let copies = if p.positions.is_multiple_of(4) {
-        gpu.operand_copies([
-            Some(&args[0]),
-            Some(&args[1]),
-            Some(&args[2]),
-            Some(&args[3]),
-        ])
-    } else {
-        None
-    };
-    let copied = copies.is_some();
-    let views = copies.unwrap_or_else(|| gpu.texture_placeholders());
-    let bindings = [LOGITS_TEX, TARGETS_TEX, UPSTREAM_TEX, LSE_TEX];
-    let textures: [TextureArg; 4] = std::array::from_fn(|i| TextureArg {
-        binding: bindings[i],
-        view: &views[i],
-    });
+    let reads = [
+        (LOGITS, LOGITS_TEX),
+        (TARGETS, TARGETS_TEX),
+        (UPSTREAM, UPSTREAM_TEX),
+        (SAVED_LSE, LSE_TEX),
+    ];
     let n = grad.numel();
-    gpu.dispatch_with_textures(
-        &Kernel::new(&SHADER, "cross_entropy_backward").flag("TEX", copied),
-        p,
-        (&args, &textures),
-        gpu.grid_for(if copied { n / 4 } else { n }),
+    gpu.dispatch_reading_copies(
+        (Kernel::new(&SHADER, "cross_entropy_backward"), p),
+        &args,
+        (reads, p.positions.is_multiple_of(4)),
+        [gpu.grid_for(n), gpu.grid_for(n / 4)],
         0.0,
     );
 }

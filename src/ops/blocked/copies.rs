@@ -3,33 +3,16 @@
 //! the nearest-code search, and the lowering's `im2col` (A) and `col2im` (B).
 
 use super::{A, A_TEX, B, B_TEX};
-use crate::gpu::{BufferArg, Gpu, Kernel, TextureArg, UniformParams};
+use crate::gpu::{BufferArg, Gpu, Kernel, UniformParams};
 
 /// Records `kernel` reading the ranges bound at A and B from texture copies where it can.
 pub(super) fn dispatch_with_copies<P: UniformParams>(
     gpu: &Gpu,
-    (kernel, params): (Kernel, &P),
+    launch: (Kernel, &P),
     args: &[BufferArg],
     workgroups: [u32; 3],
     flops: f64,
 ) {
-    if workgroups.contains(&0) {
-        return;
-    }
-    let operands = [A, B].map(|binding| args.iter().find(|a| a.binding == binding));
-    let copies = gpu.operand_copies(operands);
-    let copied = copies.is_some();
-    let views = copies.unwrap_or_else(|| gpu.texture_placeholders());
-    let textures = [
-        TextureArg {
-            binding: A_TEX,
-            view: &views[0],
-        },
-        TextureArg {
-            binding: B_TEX,
-            view: &views[1],
-        },
-    ];
-    let kernel = kernel.flag("TEX", copied);
-    gpu.dispatch_with_textures(&kernel, params, (args, &textures), workgroups, flops);
+    let reads = [(A, A_TEX), (B, B_TEX)];
+    gpu.dispatch_reading_copies(launch, args, (reads, true), [workgroups; 2], flops);
 }
