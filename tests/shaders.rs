@@ -445,20 +445,44 @@ fn a_params_field_at_the_wrong_offset_is_caught() {
     check_interface(&module, &broken);
 }
 
-/// The kernels that read texture copies find texel i where `Gpu::texture_copy` puts it.
+/// The kernels that read texture copies (every family that binds a texture) find texel i where
+/// `Gpu::texture_copy` puts it.
 #[test]
 fn texture_copies_have_the_row_length_the_kernels_use() {
-    let module = naga::front::wgsl::parse_str(&declared("blocked.wgsl").wgsl(false)).unwrap();
-    let (_, constant) = module
-        .constants
-        .iter()
-        .find(|(_, c)| c.name.as_deref() == Some("TEXEL_ROW_SHIFT"))
-        .expect("blocked.wgsl declares TEXEL_ROW_SHIFT");
-    let naga::Expression::Literal(naga::Literal::U32(shift)) =
-        module.global_expressions[constant.init]
-    else {
-        panic!("TEXEL_ROW_SHIFT is not a u32 literal");
-    };
-    assert_eq!(shift, vqgpu::gpu::TEXEL_ROW_SHIFT);
-    assert_eq!(vqgpu::gpu::TEXELS_PER_ROW, 1 << shift);
+    let mut readers = Vec::new();
+    for shader in SHADERS {
+        let module = naga::front::wgsl::parse_str(&shader.wgsl(false)).unwrap();
+        let binds_texture = module
+            .global_variables
+            .iter()
+            .any(|(_, g)| matches!(module.types[g.ty].inner, naga::TypeInner::Image { .. }));
+        if !binds_texture {
+            continue;
+        }
+        let file = shader.file_name();
+        let (_, constant) = module
+            .constants
+            .iter()
+            .find(|(_, c)| c.name.as_deref() == Some("TEXEL_ROW_SHIFT"))
+            .unwrap_or_else(|| panic!("{file} binds a texture but declares no TEXEL_ROW_SHIFT"));
+        let naga::Expression::Literal(naga::Literal::U32(shift)) =
+            module.global_expressions[constant.init]
+        else {
+            panic!("{file}: TEXEL_ROW_SHIFT is not a u32 literal");
+        };
+        assert_eq!(shift, vqgpu::gpu::TEXEL_ROW_SHIFT, "{file}");
+        readers.push(file);
+    }
+    assert_eq!(
+        readers,
+        [
+            "adam.wgsl",
+            "blocked.wgsl",
+            "elementwise.wgsl",
+            "reduce.wgsl",
+            "softmax.wgsl"
+        ],
+        "the families that read texture copies"
+    );
+    assert_eq!(vqgpu::gpu::TEXELS_PER_ROW, 1 << vqgpu::gpu::TEXEL_ROW_SHIFT);
 }
