@@ -2,7 +2,7 @@
 // backward, in-place accumulation, broadcasts used by reduction backwards, channel concatenation
 // with its backward (a slice of channels), and bytes looked up in a table (u8 images to inputs).
 // One thread per output element; the flat index spans a 2-D grid of 256-thread workgroups.
-// With TEX (the CPU kernel set; the kernels that call `a4`), a thread takes one texel of four
+// With TEX (the CPU kernel set; the kernels that work by `units`), a thread takes one texel of four
 // elements instead, and reads a and b from texture copies: the software driver loads a storage
 // buffer element by element, lane by lane, but fetches texels with gathers. Both ways compute
 // each element by the same operations, so they give the same bits.

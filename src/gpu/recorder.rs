@@ -37,7 +37,6 @@ pub(super) struct Recorder {
 }
 
 /// A storage buffer range bound to one binding of a kernel.
-#[derive(Clone, Copy)]
 pub struct BufferArg<'a> {
     /// The binding in the WGSL file.
     pub binding: Binding,

@@ -3,7 +3,8 @@
 //! with vector gathers, several times faster (docs/internals.md). Kernels of the CPU kernel set
 //! read their large operands from such copies: the products and the convolutions' lowering
 //! (`ops::blocked`), the elementwise kernels that work by units of four elements
-//! (`ops::elementwise`) and Adam (`ops::adam`).
+//! (`ops::elementwise`), Adam (`ops::adam`), the per-channel sums (`ops::reduce`) and the
+//! cross-entropy gradient (`ops::softmax`).
 
 use super::{Binding, BufferArg, Gpu, Kernel, TextureArg, UniformParams};
 
@@ -134,7 +135,7 @@ impl Gpu {
 
     /// Records `kernel` reading the ranges of `args` bound at `reads[i].0` from texture copies
     /// (slot i, bound at `reads[i].1`), with its override `TEX` set, where `copies` holds and the
-    /// device makes them ([`Gpu::operand_copies`]); else reading the buffers, with the textures
+    /// device makes them (see `operand_copies`); else reading the buffers, with the textures
     /// bound unread. `grids` are its workgroups without copies and with them.
     pub(crate) fn dispatch_reading_copies<P: UniformParams, const N: usize>(
         &self,

@@ -6,7 +6,7 @@ use arrayvec::ArrayVec;
 use smallvec::smallvec;
 
 use crate::autograd;
-use crate::gpu::{Binding, Kernel, Shader};
+use crate::gpu::{Binding, BufferArg, Kernel, Shader};
 use crate::tensor::{ByteBuffer, ReluMark, Tensor};
 
 mod channels;
@@ -54,43 +54,57 @@ impl Params {
     }
 }
 
-/// How a kernel takes its elements.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Work {
-    /// One element a thread; the kernel reads no texture.
-    Elements,
-    /// By units (`TEX` in the WGSL): four elements a thread, reading a and b from texture copies,
-    /// where `copies` holds (the shape allows it) and the device makes them; else one element a
-    /// thread.
-    Units { copies: bool },
+/// The storage bindings of a launch writing `out` and reading `a` and `b` where given.
+fn buffer_args<'a>(
+    out: &'a Tensor,
+    a: Option<&'a Tensor>,
+    b: Option<&'a Tensor>,
+) -> ArrayVec<BufferArg<'a>, 3> {
+    let mut args = ArrayVec::new();
+    args.push(out.bind(OUT));
+    args.extend(a.map(|t| t.bind(A)));
+    args.extend(b.map(|t| t.bind(B)));
+    args
 }
 
-/// Launches `entry` writing `out`, reading `a` and `b` where given.
+/// Launches `entry` writing `out`, reading `a` and `b` where given, one element a thread.
 fn launch(
-    (entry, work): (&'static str, Work),
+    entry: &'static str,
     out: &Tensor,
     a: Option<&Tensor>,
     b: Option<&Tensor>,
     params: Params,
 ) {
     let gpu = out.gpu();
-    let mut args = ArrayVec::<_, 3>::new();
-    args.push(out.bind(OUT));
-    args.extend(a.map(|t| t.bind(A)));
-    args.extend(b.map(|t| t.bind(B)));
+    let args = buffer_args(out, a, b);
+    gpu.run(
+        &SHADER,
+        entry,
+        &params,
+        &args,
+        gpu.grid_for(params.n as usize),
+    );
+}
+
+/// [`launch`] of a kernel that works by units (`TEX` in the WGSL): four elements a thread,
+/// reading a and b from texture copies, where `copies` holds (the shape allows it), there are
+/// at least [`FEWEST_COPIED`] elements and the device makes copies; else one element a thread.
+fn launch_units(
+    (entry, copies): (&'static str, bool),
+    out: &Tensor,
+    a: Option<&Tensor>,
+    b: Option<&Tensor>,
+    params: Params,
+) {
+    let gpu = out.gpu();
     let n = params.n as usize;
-    match work {
-        Work::Elements => gpu.run(&SHADER, entry, &params, &args, gpu.grid_for(n)),
-        Work::Units { copies } => {
-            gpu.dispatch_reading_copies(
-                (Kernel::new(&SHADER, entry), &params),
-                &args,
-                ([(A, A_TEX), (B, B_TEX)], copies && n >= FEWEST_COPIED),
-                [gpu.grid_for(n), gpu.grid_for(n.div_ceil(4))],
-                0.0,
-            );
-        }
-    }
+    gpu.dispatch_reading_copies(
+        (Kernel::new(&SHADER, entry), &params),
+        &buffer_args(out, a, b),
+        ([(A, A_TEX), (B, B_TEX)], copies && n >= FEWEST_COPIED),
+        [gpu.grid_for(n), gpu.grid_for(n.div_ceil(4))],
+        0.0,
+    );
 }
 
 /// New tensor `entry(a, b)` with the shape of `a`, no autograd.
@@ -104,13 +118,7 @@ fn map(
 ) -> Tensor {
     let out = Tensor::output(a.gpu(), a.shape(), requires_grad);
     let params = Params::new(a.numel(), alpha, beta);
-    launch(
-        (entry, Work::Units { copies: true }),
-        &out,
-        Some(a),
-        b,
-        params,
-    );
+    launch_units((entry, true), &out, Some(a), b, params);
     out
 }
 
@@ -142,20 +150,14 @@ pub fn lookup_bytes(bytes: &ByteBuffer, table: &Tensor, out: &Tensor) {
 
 /// Sets every element of `t` to `value` in place (no autograd).
 pub fn fill(t: &Tensor, value: f32) {
-    launch(
-        ("fill", Work::Elements),
-        t,
-        None,
-        None,
-        Params::new(t.numel(), value, 0.0),
-    );
+    launch("fill", t, None, None, Params::new(t.numel(), value, 0.0));
 }
 
 /// `dst += alpha * src` in place (no autograd; used for gradient accumulation).
 pub fn accumulate(dst: &Tensor, src: &Tensor, alpha: f32) {
     same_shape(dst, src, "accumulate");
-    launch(
-        ("accumulate", Work::Units { copies: true }),
+    launch_units(
+        ("accumulate", true),
         dst,
         Some(src),
         None,
@@ -216,13 +218,7 @@ pub fn add_bias(x: &Tensor, bias: &Tensor) -> Tensor {
     let mut params = Params::new(x.numel(), 1.0, 0.0);
     params.channels = x.dim(1) as u32;
     params.inner = x.shape()[2..].iter().product::<usize>() as u32;
-    launch(
-        ("add_bias", Work::Elements),
-        &out,
-        Some(x),
-        Some(bias),
-        params,
-    );
+    launch("add_bias", &out, Some(x), Some(bias), params);
     if rg {
         let (gx, gb) = (x.requires_grad(), bias.requires_grad());
         autograd::record(&[x, bias], &out, move |g| {
@@ -353,16 +349,14 @@ pub fn gate(x: &Tensor) -> Tensor {
     let rg = autograd::needs_grad(&[x]);
     let out = Tensor::output(x.gpu(), &shape, rg);
     // a unit's four elements lie side by side in both halves when a half's plane has whole units
-    let work = Work::Units {
-        copies: (params.channels * params.inner).is_multiple_of(4),
-    };
-    launch(("gate", work), &out, Some(x), None, params);
+    let whole = (params.channels * params.inner).is_multiple_of(4);
+    launch_units(("gate", whole), &out, Some(x), None, params);
     if rg {
         let (x_saved, x_shape) = (x.detach(), x.shape().to_vec());
         autograd::record(&[x], &out, move |g| {
             let dx = Tensor::uninit(g.gpu(), &x_shape);
-            launch(
-                ("gate_backward", work),
+            launch_units(
+                ("gate_backward", whole),
                 &dx,
                 Some(&x_saved),
                 Some(g),
@@ -378,7 +372,7 @@ pub fn gate(x: &Tensor) -> Tensor {
 pub(crate) fn broadcast_scalar(s: &Tensor, shape: &[usize], alpha: f32) -> Tensor {
     let out = Tensor::uninit(s.gpu(), shape);
     launch(
-        ("broadcast_scalar", Work::Elements),
+        "broadcast_scalar",
         &out,
         Some(s),
         None,
@@ -399,13 +393,7 @@ pub(crate) fn broadcast_axis(
     let mut params = Params::new(out.numel(), alpha, 0.0);
     params.channels = mid as u32;
     params.inner = inner as u32;
-    launch(
-        ("broadcast_axis", Work::Elements),
-        &out,
-        Some(g),
-        None,
-        params,
-    );
+    launch("broadcast_axis", &out, Some(g), None, params);
     out
 }
 

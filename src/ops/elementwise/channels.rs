@@ -3,7 +3,7 @@
 
 use smallvec::smallvec;
 
-use super::{launch, Params, Work};
+use super::{launch, launch_units, Params};
 use crate::autograd;
 use crate::tensor::Tensor;
 
@@ -24,13 +24,7 @@ pub fn concat_channels(a: &Tensor, b: &Tensor) -> Tensor {
     params.inner = sa[2..].iter().product::<usize>() as u32;
     params.channels = ca as u32;
     params.total = (ca + cb) as u32;
-    launch(
-        ("concat_channels", Work::Elements),
-        &out,
-        Some(a),
-        Some(b),
-        params,
-    );
+    launch("concat_channels", &out, Some(a), Some(b), params);
     if rg {
         let (ga, gb) = (a.requires_grad(), b.requires_grad());
         autograd::record(&[a, b], &out, move |g| {
@@ -80,9 +74,12 @@ fn slice_channels(
     params.total = total as u32;
     params.offset = channels.start as u32;
     // a unit's four elements lie side by side in x too when its planes have whole units
-    let work = Work::Units {
-        copies: inner.is_multiple_of(4),
-    };
-    launch(("channel_slice", work), &out, Some(x), None, params);
+    launch_units(
+        ("channel_slice", inner.is_multiple_of(4)),
+        &out,
+        Some(x),
+        None,
+        params,
+    );
     out
 }
