@@ -29,14 +29,6 @@ struct Params {
 @group(0) @binding(7) var m_tex: texture_2d<f32>;
 @group(0) @binding(8) var v_tex: texture_2d<f32>;
 
-// Texel i of a copy lies at (i % row, i / row) for rows of 1 << TEXEL_ROW_SHIFT texels (the same
-// figure in src/gpu/textures.rs).
-const TEXEL_ROW_SHIFT: u32 = 12u;
-
-fn texel(t: texture_2d<f32>, i: u32) -> vec4<f32> {
-    return textureLoad(t, vec2<u32>(i & ((1u << TEXEL_ROW_SHIFT) - 1u), i >> TEXEL_ROW_SHIFT), 0);
-}
-
 @compute @workgroup_size(256)
 fn adam_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     // parameters first .. first + count - 1

@@ -101,20 +101,6 @@ struct Params {
 @group(0) @binding(11) var a_tex: texture_2d<f32>; // with TEX: a's copy
 @group(0) @binding(12) var b_tex: texture_2d<f32>; // with TEX: b's copy
 
-// Texel i of a copy lies at (i % row, i / row) for rows of 1 << TEXEL_ROW_SHIFT texels (the same
-// figure in src/gpu/textures.rs).
-const TEXEL_ROW_SHIFT: u32 = 12u;
-
-fn texel(t: texture_2d<f32>, i: u32) -> vec4<f32> {
-    return textureLoad(t, vec2<u32>(i & ((1u << TEXEL_ROW_SHIFT) - 1u), i >> TEXEL_ROW_SHIFT), 0);
-}
-
-// Component c of v, picked by selects (on the software driver, indexing the vector by a lane's
-// value was as fast or slower: slower for im2col's columns of a 3x3 convolution of 128 channels).
-fn component(v: vec4<f32>, c: u32) -> f32 {
-    return select(select(v.x, v.y, c == 1u), select(v.z, v.w, c == 3u), c >= 2u);
-}
-
 // vec4 i of b, from its copy with TEX.
 fn b_vec4(i: u32) -> vec4<f32> {
     if (TEX) { return texel(b_tex, i); }

@@ -28,18 +28,10 @@ struct Params {
 // loads a storage buffer element by element, lane by lane, but fetches texels with gathers.
 override TEX: bool = false;
 
-// Texel i of a copy lies at (i % row, i / row) for rows of 1 << TEXEL_ROW_SHIFT texels (the same
-// figure in src/gpu/textures.rs).
-const TEXEL_ROW_SHIFT: u32 = 12u;
-
-// Element e of a, from its copy with TEX (picked from its texel by selects).
+// Element e of a, from its copy with TEX (`texel` and `component` of texel.wgsl, which the host
+// appends).
 fn a_at(e: u32) -> f32 {
-    if (TEX) {
-        let i = e >> 2u;
-        let v = textureLoad(a_tex, vec2<u32>(i & ((1u << TEXEL_ROW_SHIFT) - 1u), i >> TEXEL_ROW_SHIFT), 0);
-        let c = e & 3u;
-        return select(select(v.x, v.y, c == 1u), select(v.z, v.w, c == 3u), c >= 2u);
-    }
+    if (TEX) { return component(texel(a_tex, e >> 2u), e & 3u); }
     return a[e];
 }
 

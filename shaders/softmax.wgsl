@@ -30,14 +30,6 @@ struct Params {
 // a storage buffer element by element, lane by lane, but fetches texels with gathers.
 override TEX: bool = false;
 
-// Texel i of a copy lies at (i % row, i / row) for rows of 1 << TEXEL_ROW_SHIFT texels (the same
-// figure in src/gpu/textures.rs).
-const TEXEL_ROW_SHIFT: u32 = 12u;
-
-fn texel(t: texture_2d<f32>, i: u32) -> vec4<f32> {
-    return textureLoad(t, vec2<u32>(i & ((1u << TEXEL_ROW_SHIFT) - 1u), i >> TEXEL_ROW_SHIFT), 0);
-}
-
 fn flat_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * 256u;
 }

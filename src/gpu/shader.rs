@@ -127,7 +127,15 @@ pub struct Shader {
     pub subgroups: bool,
     /// The functions the file calls but does not define, appended to it when it is compiled.
     pub library: Option<&'static Library>,
+    /// Whether the file reads texture copies with the functions of `shaders/texel.wgsl`
+    /// ([`TEXEL_WGSL`]), appended to it when it is compiled.
+    pub reads_copies: bool,
 }
+
+/// `shaders/texel.wgsl`: the functions that read the texture copies of storage buffers
+/// (`crate::gpu::Gpu::texture_copy`), appended to the families that read them.
+pub const TEXEL_WGSL: &str =
+    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/texel.wgsl"));
 
 impl Shader {
     /// The file name under `shaders/`.
@@ -141,18 +149,27 @@ impl Shader {
         self
     }
 
-    /// The WGSL to compile: the file, followed by its library's version with subgroup operations
-    /// if `subgroups`, else by the version without.
+    /// The same family, compiled with `shaders/texel.wgsl` appended.
+    pub const fn reading_copies(mut self) -> Self {
+        self.reads_copies = true;
+        self
+    }
+
+    /// The WGSL to compile: the file, followed by `shaders/texel.wgsl` if it reads texture copies,
+    /// and by its library's version with subgroup operations if `subgroups`, else by the version
+    /// without.
     pub fn wgsl(&self, subgroups: bool) -> Cow<'static, str> {
+        let texel = if self.reads_copies { TEXEL_WGSL } else { "" };
         match self.library {
-            None => Cow::Borrowed(self.source),
+            None if !self.reads_copies => Cow::Borrowed(self.source),
+            None => Cow::Owned(format!("{}\n{texel}", self.source)),
             Some(library) => {
                 let functions = if subgroups {
                     library.subgroups
                 } else {
                     library.plain
                 };
-                Cow::Owned(format!("{}\n{functions}", self.source))
+                Cow::Owned(format!("{}\n{texel}\n{functions}", self.source))
             }
         }
     }
@@ -234,6 +251,7 @@ macro_rules! shader {
             overrides: &[$($axis),*],
             subgroups: $subgroups,
             library: None,
+            reads_copies: false,
         }
     };
 }

@@ -9,7 +9,7 @@
 use super::{Binding, BufferArg, Gpu, Kernel, TextureArg, UniformParams};
 
 /// Texels (one vec4 of f32 each) per row of a copy: a kernel finds texel `i` at
-/// (`i % TEXELS_PER_ROW`, `i / TEXELS_PER_ROW`). `blocked.wgsl` has the same figure as
+/// (`i % TEXELS_PER_ROW`, `i / TEXELS_PER_ROW`). `shaders/texel.wgsl` has the same figure as
 /// `TEXEL_ROW_SHIFT`.
 pub const TEXELS_PER_ROW: u64 = 1 << TEXEL_ROW_SHIFT;
 /// log2 of [`TEXELS_PER_ROW`].

@@ -8,7 +8,8 @@ pub static SHADER: Shader = crate::shader!(
     "adam",
     Params,
     [GRADS, PARAMS, M, V, GRADS_TEX, PARAMS_TEX, M_TEX, V_TEX]
-);
+)
+.reading_copies();
 const GRADS: Binding = Binding::read(1, "grads");
 const PARAMS: Binding = Binding::read_write(2, "params");
 const M: Binding = Binding::read_write(3, "m");

@@ -27,7 +27,8 @@ pub static SHADER: Shader = crate::shader!(
         &[&[("BIAS", 0.0)], &[("BIAS", 1.0)], &[("BIAS", 2.0)]],
         &[&[("GROUPS", 4.0)], &[("GROUPS", 8.0)]],
     ]
-);
+)
+.reading_copies();
 const A: Binding = Binding::read(1, "a");
 const B: Binding = Binding::read(2, "b");
 const BIAS: Binding = Binding::read(3, "bias");

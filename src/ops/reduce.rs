@@ -19,8 +19,9 @@ const MAX_PARTIALS: usize = 256;
 const SERIAL_TERMS: usize = 60_000;
 
 /// `shaders/reduce.wgsl`.
-pub static SHADER: Shader =
-    crate::shader!("reduce", Params, [A, B, OUT, G, A_TEX]).with_library(&collective::LIBRARY);
+pub static SHADER: Shader = crate::shader!("reduce", Params, [A, B, OUT, G, A_TEX])
+    .with_library(&collective::LIBRARY)
+    .reading_copies();
 const A: Binding = Binding::read(1, "a");
 const B: Binding = Binding::read(2, "b");
 const OUT: Binding = Binding::read_write(3, "out");

@@ -27,7 +27,8 @@ pub static SHADER: Shader = crate::shader!(
         UPSTREAM_TEX,
         LSE_TEX
     ]
-);
+)
+.reading_copies();
 const LOGITS: Binding = Binding::read(1, "logits");
 const TARGETS: Binding = Binding::read(2, "targets");
 const UPSTREAM: Binding = Binding::read(3, "upstream");
