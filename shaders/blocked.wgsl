@@ -24,6 +24,8 @@
 //           the padding and at masked kernel positions. Rows are `ld` apart (a multiple of 4).
 //           The host passes a kernel window (the positions a mask keeps) as the kernel, and the
 //           padding p may be negative (a flipped window that starts after the flipped kernel).
+//           With ROW_TEXELS (stride 1 along x, out_w a multiple of 4) and TEX, the four columns
+//           of an invocation take each row from two texels of x's copy instead of four.
 // nearest:  the nearest-code search of the vector quantizer on the same block: C(code, n) are the
 //           dot products of codes (A = the codebook [K, D], a) with the rows n = (b, s) of an NCHW
 //           z (B, with `hw` a multiple of 4), folded at once into each row's running argmin of
@@ -49,6 +51,7 @@ override MASKED: bool = false;
 override WG: u32 = 8u;         // gemm: invocations per workgroup
 override RESIDUAL: bool = false; // gemm, gemm_tall, col2im: C = residual + result (before the ReLU; not split along K)
 override TEX: bool = false;     // A and B (those bound) read from their texture copies
+override ROW_TEXELS: bool = false; // im2col with TEX: four columns of one output row at stride 1
 
 const NO_WRAP: u32 = 0xffffffffu; // an `inner` that never wraps: a plain row-major operand
 
@@ -496,6 +499,31 @@ fn tap_value(image: u32, ci: u32, y0: i32, x0: i32, ky: u32, kx: u32) -> f32 {
     return select(0.0, a_at((image * p.cin + ci) * p.in_h * p.in_w + at), inside);
 }
 
+// With ROW_TEXELS: x at kernel position (ky, kx) of channel ci for the four columns of one output
+// row at stride 1 whose first has top-left input (y0, x0). Their taps are four consecutive
+// elements of one input row, so they are read as the two texels of the copy that hold them and
+// shifted into place, instead of as one texel each (zero in the padding and at masked positions).
+fn tap_values_in_row(image: u32, ci: u32, y0: i32, x0: i32, ky: u32, kx: u32) -> vec4<f32> {
+    let iy = y0 + i32(ky);
+    let xs = vec4<i32>(x0 + i32(kx)) + vec4<i32>(0, 1, 2, 3);
+    let row_inside = iy >= 0 && iy < i32(p.in_h) && kept(ky * p.k_w + kx);
+    let inside = vec4<bool>(row_inside) & (xs >= vec4<i32>(0)) & (xs < vec4<i32>(i32(p.in_w)));
+    // the first tap's element; before the input only where the first lanes are in the padding
+    let plane = i32((image * p.cin + ci) * p.in_h * p.in_w);
+    let first = plane + select(0, iy, row_inside) * i32(p.in_w) + xs.x;
+    let last_texel = i32((p.batch * p.cin * p.in_h * p.in_w - 1u) >> 2u);
+    // texel `first >> 2` (rounded down) and the next, clamped to the copy: the lanes they clamp
+    // for are in the padding
+    let lo = texel(a_tex, u32(clamp(first >> 2u, 0, last_texel)));
+    let hi = texel(a_tex, u32(clamp((first >> 2u) + 1, 0, last_texel)));
+    let shift = u32(first & 3);
+    let one = vec4<f32>(lo.yzw, hi.x);
+    let two = vec4<f32>(lo.zw, hi.xy);
+    let three = vec4<f32>(lo.w, hi.xyz);
+    let v = select(select(lo, one, shift == 1u), select(two, three, shift == 3u), shift >= 2u);
+    return select(vec4<f32>(0.0), v, inside);
+}
+
 // The input position of column n = (b, oy, ox): (b, y0, x0) of its kernel's top-left tap.
 struct Column {
     image: u32,
@@ -558,12 +586,17 @@ fn im2col(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) 
     let live = vec4<bool>(true, n + 1u < columns, n + 2u < columns, n + 3u < columns);
     let j_end = min(rows, j_begin + 16u);
     for (var j = j_begin; j < j_end; j++) {
-        let v = vec4<f32>(
-            tap_value(c0.image, ci, c0.y0, c0.x0, ky, kx),
-            tap_value(c1.image, ci, c1.y0, c1.x0, ky, kx),
-            tap_value(c2.image, ci, c2.y0, c2.x0, ky, kx),
-            tap_value(c3.image, ci, c3.y0, c3.x0, ky, kx),
-        );
+        var v = vec4<f32>(0.0);
+        if (ROW_TEXELS && TEX) {
+            v = tap_values_in_row(c0.image, ci, c0.y0, c0.x0, ky, kx);
+        } else {
+            v = vec4<f32>(
+                tap_value(c0.image, ci, c0.y0, c0.x0, ky, kx),
+                tap_value(c1.image, ci, c1.y0, c1.x0, ky, kx),
+                tap_value(c2.image, ci, c2.y0, c2.x0, ky, kx),
+                tap_value(c3.image, ci, c3.y0, c3.x0, ky, kx),
+            );
+        }
         cols4[(j * p.ld + n) / 4u] = select(vec4<f32>(0.0), v, live);
         kx++;
         if (kx == p.k_w) {

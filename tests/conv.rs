@@ -52,7 +52,7 @@ impl Case {
     }
 }
 
-const CASES: [Case; 18] = [
+const CASES: [Case; 21] = [
     case(1, 1, 1, 1, 1, (1, 1), 1, 0),   // everything 1, 1x1 spatial
     case(2, 3, 5, 7, 9, (3, 3), 1, 1),   // odd sizes
     case(2, 4, 6, 8, 8, (4, 4), 2, 1),   // the VQ-VAE downsampling shape
@@ -77,6 +77,13 @@ const CASES: [Case; 18] = [
     // 2 output channels over 1275 pixels: the narrow kernel of the gpu set (every row of 1024
     // columns per workgroup) with a partial second tile and its forward split in 2 K chunks
     case(5, 40, 2, 15, 17, (3, 3), 1, 1),
+    // stride 1 with output rows of whole vec4 (the cpu set's columns take each kernel position
+    // of four outputs from two texels of x): input rows that are not (x's rows start at every
+    // texel offset), padding 2 (the first taps before the input), and an input gradient whose dy
+    // rows are not while dx's are
+    case(2, 3, 4, 5, 10, (3, 3), 1, 0),
+    case(1, 2, 3, 5, 6, (3, 3), 1, 2),
+    case(2, 3, 4, 6, 8, (3, 3), 1, 0),
 ];
 
 fn out_size(c: &Case) -> (usize, usize) {
@@ -379,6 +386,12 @@ fn masks_that_keep_leading_rows_shrink_the_sums() {
         ),
         (
             case(3, 5, 36, 4, 7, (1, 5), 1, 0).padded((0, 2)),
+            columns(5, 2),
+            2,
+        ),
+        // the same on rows of whole vec4: the flipped window's columns read past dy's rows
+        (
+            case(2, 5, 12, 4, 8, (1, 5), 1, 0).padded((0, 2)),
             columns(5, 2),
             2,
         ),
@@ -852,13 +865,17 @@ fn a_convolution_adds_its_input_gradient_to_the_one_so_far() {
 
 /// The CPU set's convolutions give the same bits whether their products read their operands from
 /// texture copies or from the buffers: forward, both gradients and a transposed convolution, at
-/// stride 1 and 2, with split sums and a masked window.
+/// stride 1 and 2 (at stride 1 also with four outputs of a row read from two texels of a copy),
+/// with split sums and a masked window.
 #[test]
 fn texture_copies_and_buffer_reads_give_the_same_bits() {
     let Some([copies, buffers]) = copies_and_buffer_reads() else {
         return;
     };
-    for (i, c) in [2, 6, 9, 10, 16].into_iter().map(|i| (i, CASES[i])) {
+    for (i, c) in [2, 6, 9, 10, 16, 18, 19, 20]
+        .into_iter()
+        .map(|i| (i, CASES[i]))
+    {
         // a window of the kernel's first rows (a vertical stack's mask)
         let (kh, kw) = c.k;
         let rows = SpatialMask::from_fn(kh, kw, move |y, _| y <= kh / 2);

@@ -89,9 +89,13 @@ pub(crate) fn im2col(x: &Tensor, g: &Lowering, transposed: bool, ld: usize, out:
         ld.is_multiple_of(4),
         "im2col: rows must be whole vec4 apart"
     );
+    // four columns of one output row at stride 1 read consecutive input elements (used where
+    // x is read from a texture copy)
+    let row_texels = !transposed && g.stride[1] == 1 && g.out[1].is_multiple_of(4);
     let kernel = Kernel::new(&SHADER, "im2col")
         .flag("TRANSPOSED", transposed)
-        .flag("MASKED", g.masked());
+        .flag("MASKED", g.masked())
+        .flag("ROW_TEXELS", row_texels);
     // an invocation takes one column (transposed) or four
     let per_invocation = if transposed { 1 } else { 4 };
     dispatch_with_copies(
