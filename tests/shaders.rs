@@ -366,7 +366,7 @@ fn every_shader_validates_and_translates_to_all_backends() {
             // checked as part of every family that reads texture copies
             assert_eq!(
                 on_disk,
-                vqgpu::gpu::TEXEL_WGSL,
+                vqgpu::ops::texel::SOURCE,
                 "embedded {name} differs from the file"
             );
             assert!(

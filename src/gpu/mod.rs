@@ -29,7 +29,6 @@ pub use pool::PooledBuffer;
 pub use recorder::{BufferArg, HostStats, TextureArg};
 pub use shader::{
     Access, Binding, Field, Library, OverrideAxis, ParamsLayout, Shader, UniformParams, WgslScalar,
-    TEXEL_WGSL,
 };
 use textures::TEXTURE_SLOTS;
 pub use textures::{TEXELS_PER_ROW, TEXEL_ROW_SHIFT};

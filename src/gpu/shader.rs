@@ -5,6 +5,8 @@
 
 use std::borrow::Cow;
 
+use crate::ops::texel;
+
 /// How a kernel sees one of its bindings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Access {
@@ -128,14 +130,9 @@ pub struct Shader {
     /// The functions the file calls but does not define, appended to it when it is compiled.
     pub library: Option<&'static Library>,
     /// Whether the file reads texture copies with the functions of `shaders/texel.wgsl`
-    /// ([`TEXEL_WGSL`]), appended to it when it is compiled.
+    /// ([`crate::ops::texel`]), appended to it when it is compiled.
     pub reads_copies: bool,
 }
-
-/// `shaders/texel.wgsl`: the functions that read the texture copies of storage buffers
-/// (`crate::gpu::Gpu::texture_copy`), appended to the families that read them.
-pub const TEXEL_WGSL: &str =
-    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/texel.wgsl"));
 
 impl Shader {
     /// The file name under `shaders/`.
@@ -159,7 +156,7 @@ impl Shader {
     /// and by its library's version with subgroup operations if `subgroups`, else by the version
     /// without.
     pub fn wgsl(&self, subgroups: bool) -> Cow<'static, str> {
-        let texel = if self.reads_copies { TEXEL_WGSL } else { "" };
+        let texel = if self.reads_copies { texel::SOURCE } else { "" };
         match self.library {
             None if !self.reads_copies => Cow::Borrowed(self.source),
             None => Cow::Owned(format!("{}\n{texel}", self.source)),

@@ -15,6 +15,7 @@ pub mod gemm;
 pub mod latent;
 pub mod reduce;
 pub mod softmax;
+pub mod texel;
 pub mod vq;
 pub mod window;
 
