@@ -370,7 +370,7 @@ fn every_shader_validates_and_translates_to_all_backends() {
                 "embedded {name} differs from the file"
             );
             assert!(
-                SHADERS.iter().any(|s| s.reads_copies),
+                SHADERS.iter().any(|s| s.reads_copies()),
                 "no family reads texture copies"
             );
             continue;

@@ -5,8 +5,6 @@
 
 use std::borrow::Cow;
 
-use crate::ops::texel;
-
 /// How a kernel sees one of its bindings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Access {
@@ -129,9 +127,9 @@ pub struct Shader {
     pub subgroups: bool,
     /// The functions the file calls but does not define, appended to it when it is compiled.
     pub library: Option<&'static Library>,
-    /// Whether the file reads texture copies with the functions of `shaders/texel.wgsl`
-    /// ([`crate::ops::texel`]), appended to it when it is compiled.
-    pub reads_copies: bool,
+    /// The functions that read texture copies (`shaders/texel.wgsl`, [`crate::ops::texel`]) when
+    /// the file reads them, appended to it when it is compiled.
+    pub copy_readers: Option<&'static str>,
 }
 
 impl Shader {
@@ -146,19 +144,24 @@ impl Shader {
         self
     }
 
-    /// The same family, compiled with `shaders/texel.wgsl` appended.
-    pub const fn reading_copies(mut self) -> Self {
-        self.reads_copies = true;
+    /// The same family, compiled with `texel`, the text of `shaders/texel.wgsl`, appended.
+    pub const fn reading_copies(mut self, texel: &'static str) -> Self {
+        self.copy_readers = Some(texel);
         self
+    }
+
+    /// Whether the file reads texture copies.
+    pub fn reads_copies(&self) -> bool {
+        self.copy_readers.is_some()
     }
 
     /// The WGSL to compile: the file, followed by `shaders/texel.wgsl` if it reads texture copies,
     /// and by its library's version with subgroup operations if `subgroups`, else by the version
     /// without.
     pub fn wgsl(&self, subgroups: bool) -> Cow<'static, str> {
-        let texel = if self.reads_copies { texel::SOURCE } else { "" };
+        let texel = self.copy_readers.unwrap_or("");
         match self.library {
-            None if !self.reads_copies => Cow::Borrowed(self.source),
+            None if !self.reads_copies() => Cow::Borrowed(self.source),
             None => Cow::Owned(format!("{}\n{texel}", self.source)),
             Some(library) => {
                 let functions = if subgroups {
@@ -248,7 +251,7 @@ macro_rules! shader {
             overrides: &[$($axis),*],
             subgroups: $subgroups,
             library: None,
-            reads_copies: false,
+            copy_readers: None,
         }
     };
 }

@@ -9,7 +9,7 @@ pub static SHADER: Shader = crate::shader!(
     Params,
     [GRADS, PARAMS, M, V, GRADS_TEX, PARAMS_TEX, M_TEX, V_TEX]
 )
-.reading_copies();
+.reading_copies(crate::ops::texel::SOURCE);
 const GRADS: Binding = Binding::read(1, "grads");
 const PARAMS: Binding = Binding::read_write(2, "params");
 const M: Binding = Binding::read_write(3, "m");

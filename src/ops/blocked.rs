@@ -28,7 +28,7 @@ pub static SHADER: Shader = crate::shader!(
         &[&[("GROUPS", 4.0)], &[("GROUPS", 8.0)]],
     ]
 )
-.reading_copies();
+.reading_copies(crate::ops::texel::SOURCE);
 const A: Binding = Binding::read(1, "a");
 const B: Binding = Binding::read(2, "b");
 const BIAS: Binding = Binding::read(3, "bias");

@@ -14,8 +14,8 @@ pub use channels::concat_channels;
 pub(crate) use channels::kernel_window;
 
 /// `shaders/elementwise.wgsl`.
-pub static SHADER: Shader =
-    crate::shader!("elementwise", Params, [A, B, OUT, BYTES, A_TEX, B_TEX]).reading_copies();
+pub static SHADER: Shader = crate::shader!("elementwise", Params, [A, B, OUT, BYTES, A_TEX, B_TEX])
+    .reading_copies(crate::ops::texel::SOURCE);
 const A: Binding = Binding::read(1, "a");
 const B: Binding = Binding::read(2, "b");
 const OUT: Binding = Binding::read_write(3, "out");

@@ -21,7 +21,7 @@ const SERIAL_TERMS: usize = 60_000;
 /// `shaders/reduce.wgsl`.
 pub static SHADER: Shader = crate::shader!("reduce", Params, [A, B, OUT, G, A_TEX])
     .with_library(&collective::LIBRARY)
-    .reading_copies();
+    .reading_copies(crate::ops::texel::SOURCE);
 const A: Binding = Binding::read(1, "a");
 const B: Binding = Binding::read(2, "b");
 const OUT: Binding = Binding::read_write(3, "out");

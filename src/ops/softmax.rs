@@ -28,7 +28,7 @@ pub static SHADER: Shader = crate::shader!(
         LSE_TEX
     ]
 )
-.reading_copies();
+.reading_copies(crate::ops::texel::SOURCE);
 const LOGITS: Binding = Binding::read(1, "logits");
 const TARGETS: Binding = Binding::read(2, "targets");
 const UPSTREAM: Binding = Binding::read(3, "upstream");
