@@ -24,8 +24,10 @@
 //           the padding and at masked kernel positions. Rows are `ld` apart (a multiple of 4).
 //           The host passes a kernel window (the positions a mask keeps) as the kernel, and the
 //           padding p may be negative (a flipped window that starts after the flipped kernel).
-//           With ROW_TEXELS (stride 1 along x, out_w a multiple of 4) and TEX, the four columns
-//           of an invocation take each row from two texels of x's copy instead of four.
+//           With ROW_TEXELS (stride 1 or 2 along x, out_w a multiple of 4) and TEX, the four
+//           columns of an invocation read x's copy by rows: at stride 1 each kernel position
+//           from two texels instead of four, at stride 2 each kernel row from four texels
+//           instead of four per kernel position.
 // nearest:  the nearest-code search of the vector quantizer on the same block: C(code, n) are the
 //           dot products of codes (A = the codebook [K, D], a) with the rows n = (b, s) of an NCHW
 //           z (B, with `hw` a multiple of 4), folded at once into each row's running argmin of
@@ -51,7 +53,7 @@ override MASKED: bool = false;
 override WG: u32 = 8u;         // gemm: invocations per workgroup
 override RESIDUAL: bool = false; // gemm, gemm_tall, col2im: C = residual + result (before the ReLU; not split along K)
 override TEX: bool = false;     // A and B (those bound) read from their texture copies
-override ROW_TEXELS: bool = false; // im2col with TEX: four columns of one output row at stride 1
+override ROW_TEXELS: bool = false; // im2col with TEX: four columns of one output row at stride 1 or 2
 
 const NO_WRAP: u32 = 0xffffffffu; // an `inner` that never wraps: a plain row-major operand
 
@@ -197,7 +199,8 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 // per product term: on a software driver each load of a lane costs a loop over the lanes. With
 // B_KMAJOR, B is read as one vec4 along k per column (a transposed operand, such as the columns
 // of a convolution for its weight gradient). With C_VEC4, C is written as one vec4 per row and
-// four columns.
+// four columns. Each four k go into the left halves (columns n0 .. n0 + 3) of all rows, then into
+// the right halves, so that one half's block of B is live at a time.
 
 // One k into a group of 8 rows x 4 columns: row i of the group is lane i's `ak`.
 fn accumulate8(acc: ptr<function, array<vec4<f32>, 8>>, ak: f32, bk: vec4<f32>) {
@@ -358,23 +361,25 @@ fn gemm_tall(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
             a7 = load_a4(row7 + k_off);
         }
         let b_left = load_b_block(left, k0);
-        let b_right = load_b_block(right, k0);
         accumulate8x4(&left0, a0, b_left);
-        accumulate8x4(&right0, a0, b_right);
         accumulate8x4(&left1, a1, b_left);
-        accumulate8x4(&right1, a1, b_right);
         accumulate8x4(&left2, a2, b_left);
-        accumulate8x4(&right2, a2, b_right);
         accumulate8x4(&left3, a3, b_left);
-        accumulate8x4(&right3, a3, b_right);
         if (GROUPS > 4u) {
             accumulate8x4(&left4, a4, b_left);
-            accumulate8x4(&right4, a4, b_right);
             accumulate8x4(&left5, a5, b_left);
-            accumulate8x4(&right5, a5, b_right);
             accumulate8x4(&left6, a6, b_left);
-            accumulate8x4(&right6, a6, b_right);
             accumulate8x4(&left7, a7, b_left);
+        }
+        let b_right = load_b_block(right, k0);
+        accumulate8x4(&right0, a0, b_right);
+        accumulate8x4(&right1, a1, b_right);
+        accumulate8x4(&right2, a2, b_right);
+        accumulate8x4(&right3, a3, b_right);
+        if (GROUPS > 4u) {
+            accumulate8x4(&right4, a4, b_right);
+            accumulate8x4(&right5, a5, b_right);
+            accumulate8x4(&right6, a6, b_right);
             accumulate8x4(&right7, a7, b_right);
         }
         next_four_k(&inner, &k_off);
@@ -516,12 +521,38 @@ fn tap_values_in_row(image: u32, ci: u32, y0: i32, x0: i32, ky: u32, kx: u32) ->
     // for are in the padding
     let lo = texel(a_tex, u32(clamp(first >> 2u, 0, last_texel)));
     let hi = texel(a_tex, u32(clamp((first >> 2u) + 1, 0, last_texel)));
+    return select(vec4<f32>(0.0), shifted(lo, hi, u32(first & 3)), inside);
+}
+
+// With ROW_TEXELS at stride 2: the window of x's row that the four columns of one output row,
+// whose first has top-left input (y0, x0), read from kernel position (ky, kx) to the end of the
+// kernel row: 13 consecutive elements from the first column's tap at (ky, kx), as w[0] .. w[3]
+// (w[3].x the last; the rest of w[3] is not looked at). The host takes this path where those taps
+// lie within them: kW - 1 + 6 <= 12. The four texels that hold them are fetched, clamped to the
+// copy (the elements they are clamped for are in the padding), and shifted so that the first tap
+// comes first. Elements outside x's row are not zeroed here.
+fn row_window(image: u32, ci: u32, y0: i32, x0: i32, ky: u32, kx: u32) -> array<vec4<f32>, 4> {
+    let iy = y0 + i32(ky);
+    let row_inside = iy >= 0 && iy < i32(p.in_h);
+    let plane = i32((image * p.cin + ci) * p.in_h * p.in_w);
+    // before the input only where the first taps are in the padding
+    let first = plane + select(0, iy, row_inside) * i32(p.in_w) + x0 + i32(kx);
+    let last_texel = i32((p.batch * p.cin * p.in_h * p.in_w - 1u) >> 2u);
+    let t = first >> 2u;
+    let r0 = texel(a_tex, u32(clamp(t, 0, last_texel)));
+    let r1 = texel(a_tex, u32(clamp(t + 1, 0, last_texel)));
+    let r2 = texel(a_tex, u32(clamp(t + 2, 0, last_texel)));
+    let r3 = texel(a_tex, u32(clamp(t + 3, 0, last_texel)));
     let shift = u32(first & 3);
+    return array<vec4<f32>, 4>(shifted(r0, r1, shift), shifted(r1, r2, shift), shifted(r2, r3, shift), shifted(r3, vec4<f32>(0.0), shift));
+}
+
+// Elements `shift` .. `shift` + 3 (shift < 4) of the eight in lo, hi.
+fn shifted(lo: vec4<f32>, hi: vec4<f32>, shift: u32) -> vec4<f32> {
     let one = vec4<f32>(lo.yzw, hi.x);
     let two = vec4<f32>(lo.zw, hi.xy);
     let three = vec4<f32>(lo.w, hi.xyz);
-    let v = select(select(lo, one, shift == 1u), select(two, three, shift == 3u), shift >= 2u);
-    return select(vec4<f32>(0.0), v, inside);
+    return select(select(lo, one, shift == 1u), select(two, three, shift == 3u), shift >= 2u);
 }
 
 // The input position of column n = (b, oy, ox): (b, y0, x0) of its kernel's top-left tap.
@@ -585,6 +616,33 @@ fn im2col(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) 
     let c3 = column_at(min(n + 3u, columns - 1u));
     let live = vec4<bool>(true, n + 1u < columns, n + 2u < columns, n + 3u < columns);
     let j_end = min(rows, j_begin + 16u);
+    if (ROW_TEXELS && TEX && p.stride_w == 2u) {
+        // a kernel row at a time: its window of x's row fetched once, then moved on by one
+        // element per kernel position; the four columns' taps are elements 0, 2, 4 and 6
+        var j = j_begin;
+        while (j < j_end) {
+            var w = row_window(c0.image, ci, c0.y0, c0.x0, ky, kx);
+            let iy = c0.y0 + i32(ky);
+            let row_inside = iy >= 0 && iy < i32(p.in_h);
+            let row_end = min(j_end, j + p.k_w - kx);
+            while (j < row_end) {
+                let xs = vec4<i32>(c0.x0 + i32(kx)) + vec4<i32>(0, 2, 4, 6);
+                let inside = vec4<bool>(row_inside && kept(ky * p.k_w + kx)) & (xs >= vec4<i32>(0)) & (xs < vec4<i32>(i32(p.in_w)));
+                let taps = vec4<f32>(w[0].xz, w[1].xz);
+                cols4[(j * p.ld + n) / 4u] = select(vec4<f32>(0.0), taps, inside & live);
+                w = array<vec4<f32>, 4>(vec4<f32>(w[0].yzw, w[1].x), vec4<f32>(w[1].yzw, w[2].x), vec4<f32>(w[2].yzw, w[3].x), w[3]);
+                j++;
+                kx++;
+            }
+            kx = 0u;
+            ky++;
+            if (ky == p.k_h) {
+                ky = 0u;
+                ci++;
+            }
+        }
+        return;
+    }
     for (var j = j_begin; j < j_end; j++) {
         var v = vec4<f32>(0.0);
         if (ROW_TEXELS && TEX) {

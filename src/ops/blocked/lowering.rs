@@ -89,9 +89,12 @@ pub(crate) fn im2col(x: &Tensor, g: &Lowering, transposed: bool, ld: usize, out:
         ld.is_multiple_of(4),
         "im2col: rows must be whole vec4 apart"
     );
-    // four columns of one output row at stride 1 read consecutive input elements (used where
-    // x is read from a texture copy)
-    let row_texels = !transposed && g.stride[1] == 1 && g.out[1].is_multiple_of(4);
+    // four columns of one output row read x by rows (where it is read from a texture copy): at
+    // stride 1 consecutive elements per kernel position, at stride 2 a window of 13 elements per
+    // kernel row
+    let row_texels = !transposed
+        && g.out[1].is_multiple_of(4)
+        && (g.stride[1] == 1 || (g.stride[1] == 2 && g.kernel[1] + 5 <= 12));
     let kernel = Kernel::new(&SHADER, "im2col")
         .flag("TRANSPOSED", transposed)
         .flag("MASKED", g.masked())
