@@ -25,9 +25,9 @@
 //           The host passes a kernel window (the positions a mask keeps) as the kernel, and the
 //           padding p may be negative (a flipped window that starts after the flipped kernel).
 //           With ROW_TEXELS (stride 1 or 2 along x, out_w a multiple of 4) and TEX, the four
-//           columns of an invocation read x's copy by rows: at stride 1 each kernel position
-//           from two texels instead of four, at stride 2 each kernel row from four texels
-//           instead of four per kernel position.
+//           columns of an invocation read x's copy by rows: at stride 1 each kernel row from
+//           three texels (kernels up to 5 wide; wider ones each position from two), at stride 2
+//           from four, instead of one texel per column and kernel position.
 // nearest:  the nearest-code search of the vector quantizer on the same block: C(code, n) are the
 //           dot products of codes (A = the codebook [K, D], a) with the rows n = (b, s) of an NCHW
 //           z (B, with `hw` a multiple of 4), folded at once into each row's running argmin of
@@ -53,7 +53,7 @@ override MASKED: bool = false;
 override WG: u32 = 8u;         // gemm: invocations per workgroup
 override RESIDUAL: bool = false; // gemm, gemm_tall, col2im: C = residual + result (before the ReLU; not split along K)
 override TEX: bool = false;     // A and B (those bound) read from their texture copies
-override ROW_TEXELS: bool = false; // im2col with TEX: four columns of one output row at stride 1 or 2
+override ROW_TEXELS: bool = false; // im2col with TEX: four columns of one output row read by rows (stride 1 or 2)
 
 const NO_WRAP: u32 = 0xffffffffu; // an `inner` that never wraps: a plain row-major operand
 
@@ -504,8 +504,8 @@ fn tap_value(image: u32, ci: u32, y0: i32, x0: i32, ky: u32, kx: u32) -> f32 {
     return select(0.0, a_at((image * p.cin + ci) * p.in_h * p.in_w + at), inside);
 }
 
-// With ROW_TEXELS: x at kernel position (ky, kx) of channel ci for the four columns of one output
-// row at stride 1 whose first has top-left input (y0, x0). Their taps are four consecutive
+// With ROW_TEXELS at stride 1 and a kernel wider than 5: x at kernel position (ky, kx) of channel
+// ci for the four columns of one output row whose first has top-left input (y0, x0). Their taps are four consecutive
 // elements of one input row, so they are read as the two texels of the copy that hold them and
 // shifted into place, instead of as one texel each (zero in the padding and at masked positions).
 fn tap_values_in_row(image: u32, ci: u32, y0: i32, x0: i32, ky: u32, kx: u32) -> vec4<f32> {
@@ -616,6 +616,43 @@ fn im2col(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) 
     let c3 = column_at(min(n + 3u, columns - 1u));
     let live = vec4<bool>(true, n + 1u < columns, n + 2u < columns, n + 3u < columns);
     let j_end = min(rows, j_begin + 16u);
+    if (ROW_TEXELS && TEX && p.stride_w == 1u && p.k_w <= 5u) {
+        // a kernel row at a time: the three texels that hold its taps fetched once (clamped to
+        // the copy; the elements they are clamped for are in the padding); kernel position kx
+        // takes elements q .. q + 3 of them (q the first tap's place in the first texel plus
+        // the positions since, below 8 for kernels up to 5 wide)
+        let last_texel = i32((p.batch * p.cin * p.in_h * p.in_w - 1u) >> 2u);
+        var j = j_begin;
+        while (j < j_end) {
+            let iy = c0.y0 + i32(ky);
+            let row_inside = iy >= 0 && iy < i32(p.in_h);
+            let plane = i32((c0.image * p.cin + ci) * p.in_h * p.in_w);
+            let first = plane + select(0, iy, row_inside) * i32(p.in_w) + c0.x0 + i32(kx);
+            let t = first >> 2u;
+            let r0 = texel(a_tex, u32(clamp(t, 0, last_texel)));
+            let r1 = texel(a_tex, u32(clamp(t + 1, 0, last_texel)));
+            let r2 = texel(a_tex, u32(clamp(t + 2, 0, last_texel)));
+            var q = u32(first & 3);
+            let row_end = min(j_end, j + p.k_w - kx);
+            while (j < row_end) {
+                let xs = vec4<i32>(c0.x0 + i32(kx)) + vec4<i32>(0, 1, 2, 3);
+                let inside = vec4<bool>(row_inside && kept(ky * p.k_w + kx)) & (xs >= vec4<i32>(0)) & (xs < vec4<i32>(i32(p.in_w)));
+                let upper = q >= 4u;
+                let taps = shifted(select(r0, r1, upper), select(r1, r2, upper), q & 3u);
+                cols4[(j * p.ld + n) / 4u] = select(vec4<f32>(0.0), taps, inside & live);
+                q++;
+                j++;
+                kx++;
+            }
+            kx = 0u;
+            ky++;
+            if (ky == p.k_h) {
+                ky = 0u;
+                ci++;
+            }
+        }
+        return;
+    }
     if (ROW_TEXELS && TEX && p.stride_w == 2u) {
         // a kernel row at a time: its window of x's row fetched once, then moved on by one
         // element per kernel position; the four columns' taps are elements 0, 2, 4 and 6

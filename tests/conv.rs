@@ -52,7 +52,7 @@ impl Case {
     }
 }
 
-const CASES: [Case; 22] = [
+const CASES: [Case; 23] = [
     case(1, 1, 1, 1, 1, (1, 1), 1, 0),   // everything 1, 1x1 spatial
     case(2, 3, 5, 7, 9, (3, 3), 1, 1),   // odd sizes
     case(2, 4, 6, 8, 8, (4, 4), 2, 1),   // the VQ-VAE downsampling shape
@@ -77,8 +77,8 @@ const CASES: [Case; 22] = [
     // 2 output channels over 1275 pixels: the narrow kernel of the gpu set (every row of 1024
     // columns per workgroup) with a partial second tile and its forward split in 2 K chunks
     case(5, 40, 2, 15, 17, (3, 3), 1, 1),
-    // stride 1 with output rows of whole vec4 (the cpu set's columns take each kernel position
-    // of four outputs from two texels of x): input rows that are not (x's rows start at every
+    // stride 1 with output rows of whole vec4 (the cpu set's columns take each kernel row of
+    // four outputs from three texels of x): input rows that are not (x's rows start at every
     // texel offset), padding 2 (the first taps before the input), and an input gradient whose dy
     // rows are not while dx's are
     case(2, 3, 4, 5, 10, (3, 3), 1, 0),
@@ -88,6 +88,9 @@ const CASES: [Case; 22] = [
     // outputs from one window of four texels): input rows of 7 (rows start at every texel
     // offset), the last outputs' taps past the right edge
     case(2, 3, 4, 5, 7, (3, 3), 2, 1),
+    // stride 1 and a kernel 7 wide (the cpu set's columns take each kernel position of four
+    // outputs from two texels, as kernels of up to 5 take each kernel row from three)
+    case(2, 3, 4, 5, 8, (3, 7), 1, 1).padded((1, 3)),
 ];
 
 fn out_size(c: &Case) -> (usize, usize) {
@@ -869,15 +872,15 @@ fn a_convolution_adds_its_input_gradient_to_the_one_so_far() {
 
 /// The CPU set's convolutions give the same bits whether their products read their operands from
 /// texture copies or from the buffers: forward, both gradients and a transposed convolution, at
-/// stride 1 and 2 (with four outputs of a row read by rows of a copy: at stride 1 two texels per
-/// kernel position, at stride 2 four per kernel row, also with padding 2), with split sums and a
-/// masked window.
+/// stride 1 and 2 (with four outputs of a row read by rows of a copy: at stride 1 three texels
+/// per kernel row, or two per kernel position for a kernel 7 wide, at stride 2 four per kernel
+/// row, also with padding 2), with split sums and a masked window.
 #[test]
 fn texture_copies_and_buffer_reads_give_the_same_bits() {
     let Some([copies, buffers]) = copies_and_buffer_reads() else {
         return;
     };
-    for (i, c) in [2, 3, 6, 9, 10, 16, 18, 19, 20, 21]
+    for (i, c) in [2, 3, 6, 9, 10, 16, 18, 19, 20, 21, 22]
         .into_iter()
         .map(|i| (i, CASES[i]))
     {

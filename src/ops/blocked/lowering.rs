@@ -90,8 +90,8 @@ pub(crate) fn im2col(x: &Tensor, g: &Lowering, transposed: bool, ld: usize, out:
         "im2col: rows must be whole vec4 apart"
     );
     // four columns of one output row read x by rows (where it is read from a texture copy): at
-    // stride 1 consecutive elements per kernel position, at stride 2 a window of 13 elements per
-    // kernel row
+    // stride 1 three texels per kernel row (two per kernel position for kernels wider than 5),
+    // at stride 2 a window of 13 elements per kernel row
     let row_texels = !transposed
         && g.out[1].is_multiple_of(4)
         && (g.stride[1] == 1 || (g.stride[1] == 2 && g.kernel[1] + 5 <= 12));
