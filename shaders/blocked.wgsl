@@ -511,11 +511,10 @@ fn tap_value(image: u32, ci: u32, y0: i32, x0: i32, ky: u32, kx: u32) -> f32 {
 fn tap_values_in_row(image: u32, ci: u32, y0: i32, x0: i32, ky: u32, kx: u32) -> vec4<f32> {
     let iy = y0 + i32(ky);
     let xs = vec4<i32>(x0 + i32(kx)) + vec4<i32>(0, 1, 2, 3);
-    let row_inside = iy >= 0 && iy < i32(p.in_h) && kept(ky * p.k_w + kx);
-    let inside = vec4<bool>(row_inside) & (xs >= vec4<i32>(0)) & (xs < vec4<i32>(i32(p.in_w)));
+    let inside = taps_inside(iy, ky, kx, xs);
     // the first tap's element; before the input only where the first lanes are in the padding
     let plane = i32((image * p.cin + ci) * p.in_h * p.in_w);
-    let first = plane + select(0, iy, row_inside) * i32(p.in_w) + xs.x;
+    let first = plane + select(0, iy, iy >= 0 && iy < i32(p.in_h)) * i32(p.in_w) + xs.x;
     let last_texel = i32((p.batch * p.cin * p.in_h * p.in_w - 1u) >> 2u);
     // texel `first >> 2` (rounded down) and the next, clamped to the copy: the lanes they clamp
     // for are in the padding
@@ -553,6 +552,22 @@ fn shifted(lo: vec4<f32>, hi: vec4<f32>, shift: u32) -> vec4<f32> {
     let two = vec4<f32>(lo.zw, hi.xy);
     let three = vec4<f32>(lo.w, hi.xyz);
     return select(select(lo, one, shift == 1u), select(two, three, shift == 3u), shift >= 2u);
+}
+
+// Which of the four columns' taps at kernel position (ky, kx), in input row iy at positions xs,
+// lie inside x and are kept.
+fn taps_inside(iy: i32, ky: u32, kx: u32, xs: vec4<i32>) -> vec4<bool> {
+    let row_inside = iy >= 0 && iy < i32(p.in_h) && kept(ky * p.k_w + kx);
+    return vec4<bool>(row_inside) & (xs >= vec4<i32>(0)) & (xs < vec4<i32>(i32(p.in_w)));
+}
+
+// (ci, ky) moved on to the next kernel row.
+fn next_kernel_row(ci: ptr<function, u32>, ky: ptr<function, u32>) {
+    *ky += 1u;
+    if (*ky == p.k_h) {
+        *ky = 0u;
+        *ci += 1u;
+    }
 }
 
 // The input position of column n = (b, oy, ox): (b, y0, x0) of its kernel's top-left tap.
@@ -598,11 +613,7 @@ fn im2col(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) 
                 kx++;
                 if (kx == p.k_w) {
                     kx = 0u;
-                    ky++;
-                    if (ky == p.k_h) {
-                        ky = 0u;
-                        ci++;
-                    }
+                    next_kernel_row(&ci, &ky);
                 }
             }
             cols4[(n * p.ld + j) / 4u] = v;
@@ -625,9 +636,9 @@ fn im2col(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) 
         var j = j_begin;
         while (j < j_end) {
             let iy = c0.y0 + i32(ky);
-            let row_inside = iy >= 0 && iy < i32(p.in_h);
             let plane = i32((c0.image * p.cin + ci) * p.in_h * p.in_w);
-            let first = plane + select(0, iy, row_inside) * i32(p.in_w) + c0.x0 + i32(kx);
+            let row = select(0, iy, iy >= 0 && iy < i32(p.in_h));
+            let first = plane + row * i32(p.in_w) + c0.x0 + i32(kx);
             let t = first >> 2u;
             let r0 = texel(a_tex, u32(clamp(t, 0, last_texel)));
             let r1 = texel(a_tex, u32(clamp(t + 1, 0, last_texel)));
@@ -635,8 +646,7 @@ fn im2col(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) 
             var q = u32(first & 3);
             let row_end = min(j_end, j + p.k_w - kx);
             while (j < row_end) {
-                let xs = vec4<i32>(c0.x0 + i32(kx)) + vec4<i32>(0, 1, 2, 3);
-                let inside = vec4<bool>(row_inside && kept(ky * p.k_w + kx)) & (xs >= vec4<i32>(0)) & (xs < vec4<i32>(i32(p.in_w)));
+                let inside = taps_inside(iy, ky, kx, vec4<i32>(c0.x0 + i32(kx)) + vec4<i32>(0, 1, 2, 3));
                 let upper = q >= 4u;
                 let taps = shifted(select(r0, r1, upper), select(r1, r2, upper), q & 3u);
                 cols4[(j * p.ld + n) / 4u] = select(vec4<f32>(0.0), taps, inside & live);
@@ -645,11 +655,7 @@ fn im2col(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) 
                 kx++;
             }
             kx = 0u;
-            ky++;
-            if (ky == p.k_h) {
-                ky = 0u;
-                ci++;
-            }
+            next_kernel_row(&ci, &ky);
         }
         return;
     }
@@ -660,11 +666,9 @@ fn im2col(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) 
         while (j < j_end) {
             var w = row_window(c0.image, ci, c0.y0, c0.x0, ky, kx);
             let iy = c0.y0 + i32(ky);
-            let row_inside = iy >= 0 && iy < i32(p.in_h);
             let row_end = min(j_end, j + p.k_w - kx);
             while (j < row_end) {
-                let xs = vec4<i32>(c0.x0 + i32(kx)) + vec4<i32>(0, 2, 4, 6);
-                let inside = vec4<bool>(row_inside && kept(ky * p.k_w + kx)) & (xs >= vec4<i32>(0)) & (xs < vec4<i32>(i32(p.in_w)));
+                let inside = taps_inside(iy, ky, kx, vec4<i32>(c0.x0 + i32(kx)) + vec4<i32>(0, 2, 4, 6));
                 let taps = vec4<f32>(w[0].xz, w[1].xz);
                 cols4[(j * p.ld + n) / 4u] = select(vec4<f32>(0.0), taps, inside & live);
                 w = array<vec4<f32>, 4>(vec4<f32>(w[0].yzw, w[1].x), vec4<f32>(w[1].yzw, w[2].x), vec4<f32>(w[2].yzw, w[3].x), w[3]);
@@ -672,11 +676,7 @@ fn im2col(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) 
                 kx++;
             }
             kx = 0u;
-            ky++;
-            if (ky == p.k_h) {
-                ky = 0u;
-                ci++;
-            }
+            next_kernel_row(&ci, &ky);
         }
         return;
     }
@@ -696,11 +696,7 @@ fn im2col(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) 
         kx++;
         if (kx == p.k_w) {
             kx = 0u;
-            ky++;
-            if (ky == p.k_h) {
-                ky = 0u;
-                ci++;
-            }
+            next_kernel_row(&ci, &ky);
         }
     }
 }
