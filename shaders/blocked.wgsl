@@ -504,6 +504,20 @@ fn tap_value(image: u32, ci: u32, y0: i32, x0: i32, ky: u32, kx: u32) -> f32 {
     return select(0.0, a_at((image * p.cin + ci) * p.in_h * p.in_w + at), inside);
 }
 
+// The index in x's copy of element x of row iy of channel ci of an image, row 0 standing in for a
+// row outside x (whose taps are masked): before the copy only where the first taps of the first
+// row are in the padding.
+fn row_element(image: u32, ci: u32, iy: i32, x: i32) -> i32 {
+    let plane = i32((image * p.cin + ci) * p.in_h * p.in_w);
+    return plane + select(0, iy, iy >= 0 && iy < i32(p.in_h)) * i32(p.in_w) + x;
+}
+
+// Texel t of x's copy, t clamped to the copy: the elements it is clamped for lie in the padding.
+fn x_texel(t: i32) -> vec4<f32> {
+    let last = i32((p.batch * p.cin * p.in_h * p.in_w - 1u) >> 2u);
+    return texel(a_tex, u32(clamp(t, 0, last)));
+}
+
 // With ROW_TEXELS at stride 1 and a kernel wider than 5: x at kernel position (ky, kx) of channel
 // ci for the four columns of one output row whose first has top-left input (y0, x0). Their taps are four consecutive
 // elements of one input row, so they are read as the two texels of the copy that hold them and
@@ -512,14 +526,10 @@ fn tap_values_in_row(image: u32, ci: u32, y0: i32, x0: i32, ky: u32, kx: u32) ->
     let iy = y0 + i32(ky);
     let xs = vec4<i32>(x0 + i32(kx)) + vec4<i32>(0, 1, 2, 3);
     let inside = taps_inside(iy, ky, kx, xs);
-    // the first tap's element; before the input only where the first lanes are in the padding
-    let plane = i32((image * p.cin + ci) * p.in_h * p.in_w);
-    let first = plane + select(0, iy, iy >= 0 && iy < i32(p.in_h)) * i32(p.in_w) + xs.x;
-    let last_texel = i32((p.batch * p.cin * p.in_h * p.in_w - 1u) >> 2u);
-    // texel `first >> 2` (rounded down) and the next, clamped to the copy: the lanes they clamp
-    // for are in the padding
-    let lo = texel(a_tex, u32(clamp(first >> 2u, 0, last_texel)));
-    let hi = texel(a_tex, u32(clamp((first >> 2u) + 1, 0, last_texel)));
+    // the first tap's element, its texel (rounded down) and the next
+    let first = row_element(image, ci, iy, xs.x);
+    let lo = x_texel(first >> 2u);
+    let hi = x_texel((first >> 2u) + 1);
     return select(vec4<f32>(0.0), shifted(lo, hi, u32(first & 3)), inside);
 }
 
@@ -527,21 +537,15 @@ fn tap_values_in_row(image: u32, ci: u32, y0: i32, x0: i32, ky: u32, kx: u32) ->
 // whose first has top-left input (y0, x0), read from kernel position (ky, kx) to the end of the
 // kernel row: 13 consecutive elements from the first column's tap at (ky, kx), as w[0] .. w[3]
 // (w[3].x the last; the rest of w[3] is not looked at). The host takes this path where those taps
-// lie within them: kW - 1 + 6 <= 12. The four texels that hold them are fetched, clamped to the
-// copy (the elements they are clamped for are in the padding), and shifted so that the first tap
-// comes first. Elements outside x's row are not zeroed here.
+// lie within them: kW - 1 + 6 <= 12. The four texels that hold them are fetched and shifted so
+// that the first tap comes first. Elements outside x's row are not zeroed here.
 fn row_window(image: u32, ci: u32, y0: i32, x0: i32, ky: u32, kx: u32) -> array<vec4<f32>, 4> {
-    let iy = y0 + i32(ky);
-    let row_inside = iy >= 0 && iy < i32(p.in_h);
-    let plane = i32((image * p.cin + ci) * p.in_h * p.in_w);
-    // before the input only where the first taps are in the padding
-    let first = plane + select(0, iy, row_inside) * i32(p.in_w) + x0 + i32(kx);
-    let last_texel = i32((p.batch * p.cin * p.in_h * p.in_w - 1u) >> 2u);
+    let first = row_element(image, ci, y0 + i32(ky), x0 + i32(kx));
     let t = first >> 2u;
-    let r0 = texel(a_tex, u32(clamp(t, 0, last_texel)));
-    let r1 = texel(a_tex, u32(clamp(t + 1, 0, last_texel)));
-    let r2 = texel(a_tex, u32(clamp(t + 2, 0, last_texel)));
-    let r3 = texel(a_tex, u32(clamp(t + 3, 0, last_texel)));
+    let r0 = x_texel(t);
+    let r1 = x_texel(t + 1);
+    let r2 = x_texel(t + 2);
+    let r3 = x_texel(t + 3);
     let shift = u32(first & 3);
     return array<vec4<f32>, 4>(shifted(r0, r1, shift), shifted(r1, r2, shift), shifted(r2, r3, shift), shifted(r3, vec4<f32>(0.0), shift));
 }
@@ -622,27 +626,20 @@ fn im2col(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) 
     }
     // the columns past N read column n (their values are replaced by zeros)
     let c0 = column_at(n);
-    let c1 = column_at(min(n + 1u, columns - 1u));
-    let c2 = column_at(min(n + 2u, columns - 1u));
-    let c3 = column_at(min(n + 3u, columns - 1u));
     let live = vec4<bool>(true, n + 1u < columns, n + 2u < columns, n + 3u < columns);
     let j_end = min(rows, j_begin + 16u);
     if (ROW_TEXELS && TEX && p.stride_w == 1u && p.k_w <= 5u) {
-        // a kernel row at a time: the three texels that hold its taps fetched once (clamped to
-        // the copy; the elements they are clamped for are in the padding); kernel position kx
-        // takes elements q .. q + 3 of them (q the first tap's place in the first texel plus
-        // the positions since, below 8 for kernels up to 5 wide)
-        let last_texel = i32((p.batch * p.cin * p.in_h * p.in_w - 1u) >> 2u);
+        // a kernel row at a time: the three texels that hold its taps fetched once; kernel
+        // position kx takes elements q .. q + 3 of them (q the first tap's place in the first
+        // texel plus the positions since, below 8 for kernels up to 5 wide)
         var j = j_begin;
         while (j < j_end) {
             let iy = c0.y0 + i32(ky);
-            let plane = i32((c0.image * p.cin + ci) * p.in_h * p.in_w);
-            let row = select(0, iy, iy >= 0 && iy < i32(p.in_h));
-            let first = plane + row * i32(p.in_w) + c0.x0 + i32(kx);
+            let first = row_element(c0.image, ci, iy, c0.x0 + i32(kx));
             let t = first >> 2u;
-            let r0 = texel(a_tex, u32(clamp(t, 0, last_texel)));
-            let r1 = texel(a_tex, u32(clamp(t + 1, 0, last_texel)));
-            let r2 = texel(a_tex, u32(clamp(t + 2, 0, last_texel)));
+            let r0 = x_texel(t);
+            let r1 = x_texel(t + 1);
+            let r2 = x_texel(t + 2);
             var q = u32(first & 3);
             let row_end = min(j_end, j + p.k_w - kx);
             while (j < row_end) {
@@ -680,6 +677,9 @@ fn im2col(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) 
         }
         return;
     }
+    let c1 = column_at(min(n + 1u, columns - 1u));
+    let c2 = column_at(min(n + 2u, columns - 1u));
+    let c3 = column_at(min(n + 3u, columns - 1u));
     for (var j = j_begin; j < j_end; j++) {
         var v = vec4<f32>(0.0);
         if (ROW_TEXELS && TEX) {
