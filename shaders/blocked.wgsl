@@ -11,7 +11,8 @@
 // gemm:     C(m, n) = sum_k A(m, k) B(k, n) (+ bias[m] or bias[n]), every operand read through
 //           strides, so that convolutions use it on NCHW tensors without copies:
 //             A(m, k) = a[m * a_m + (k / a_inner) * a_outer + (k % a_inner) * a_k]
-//             B(k, n) = b[(n / b_inner) * b_outer + n % b_inner + k * b_k]
+//             B(k, n) = b[(n / b_inner) * b_outer + n % b_inner + (k / b_k_inner) * b_k_outer
+//                         + (k % b_k_inner) * b_k]
 //             C(m, n) = c[chunk * c_chunk + (n / c_inner) * c_outer + n % c_inner + m * c_m]
 //           An invocation computes 8 rows x 8 columns. Lane r of the subgroup loads row m0 + r of
 //           A, four k at a time, and broadcasts it to the others. With B_VEC4, B is read as two
@@ -21,7 +22,10 @@
 //           (see below), with A and B read as vec4 along k where they are contiguous there.
 // im2col:   the columns of a convolution, cols[j, n] (or with TRANSPOSED cols[n, j]) for
 //           j = (ci, ky, kx) and n = (b, oy, ox): x[b, ci, oy*s + ky - p, ox*s + kx - p], zero in
-//           the padding and at masked kernel positions. Rows are `ld` apart (a multiple of 4).
+//           the padding and at masked kernel positions. cols[j, n] is laid out as the product
+//           that reads it reads B(j, n): the host lays it out in slabs of 64 columns (the columns
+//           of one gemm_tall workgroup), j's rows of a slab contiguous, so that a workgroup reads
+//           one block of memory. With TRANSPOSED, rows are `ld` apart (a multiple of 4).
 //           The host passes a kernel window (the positions a mask keeps) as the kernel, and the
 //           padding p may be negative (a flipped window that starts after the flipped kernel).
 //           With ROW_TEXELS (stride 1 or 2 along x, out_w a multiple of 4) and TEX, the four
@@ -46,7 +50,7 @@ override B_VEC4: bool = true;
 override A_VEC4: bool = false;  // gemm_tall: A read as vec4 along k (a_k == 1)
 override GROUPS: u32 = 8u;      // gemm_tall: groups of 8 rows per invocation, 4 or 8
 override C_VEC4: bool = false;  // gemm_tall: C written as vec4 (N, rows and blocks on whole vec4)
-override B_KMAJOR: bool = false; // gemm_tall: B read as vec4 along k (b_k == 1, columns b_outer apart)
+override B_KMAJOR: bool = false; // gemm_tall: B read as vec4 along k (b_k == 1, columns b_outer apart, b_inner == 1)
 override BIAS: u32 = 0u;       // gemm: 0 none, 1 one per row m, 2 one per column n; col2im: 1 per channel
 override TRANSPOSED: bool = false;
 override MASKED: bool = false;
@@ -69,6 +73,8 @@ struct Params {
     b_k: u32,
     b_inner: u32,
     b_outer: u32,
+    b_k_inner: u32, // blocks along k of B (of whole groups of 4): NO_WRAP where k does not wrap
+    b_k_outer: u32,
     c_m: u32,
     c_inner: u32,
     c_outer: u32,
@@ -129,9 +135,8 @@ fn b_at(e: u32) -> f32 {
     return component(b_vec4(e >> 2u), e & 3u);
 }
 
-// B(k, n .. n + 3) from the column bases of this invocation.
-fn load_b4(base: vec4<u32>, k: u32) -> vec4<f32> {
-    let off = k * p.b_k;
+// B(k, n .. n + 3) from the column bases of this invocation and k's offset `off`.
+fn load_b4(base: vec4<u32>, off: u32) -> vec4<f32> {
     if (B_VEC4) { return b_vec4((base.x + off) >> 2u); }
     return vec4<f32>(b_at(base.x + off), b_at(base.y + off), b_at(base.z + off), b_at(base.w + off));
 }
@@ -146,15 +151,32 @@ fn column_bases(n: u32) -> vec4<u32> {
     return vec4<u32>(column_base(n), column_base(n + 1u), column_base(n + 2u), column_base(n + 3u));
 }
 
-// A's offset `off` of k moved on by four k, across a block boundary of A along k (`inner` is k's
+// The offset `off` of k in an operand whose k lies in blocks of `block` (k's stride `stride`
+// within a block, blocks `gap` apart) moved on by four k, across a block boundary (`inner` is k's
 // place in its block).
-fn next_four_k(inner: ptr<function, u32>, off: ptr<function, u32>) {
+fn next_four_k(inner: ptr<function, u32>, off: ptr<function, u32>, stride: u32, block: u32, gap: u32) {
     *inner += 4u;
-    *off += 4u * p.a_k;
-    if (*inner >= p.a_inner) {
-        *inner -= p.a_inner;
-        *off += p.a_outer - p.a_inner * p.a_k;
+    *off += 4u * stride;
+    if (*inner >= block) {
+        *inner -= block;
+        *off += gap - block * stride;
     }
+}
+
+// A's offset of k moved on by four k.
+fn next_four_k_of_a(inner: ptr<function, u32>, off: ptr<function, u32>) {
+    next_four_k(inner, off, p.a_k, p.a_inner, p.a_outer);
+}
+
+// B's offset of k moved on by four k.
+fn next_four_k_of_b(inner: ptr<function, u32>, off: ptr<function, u32>) {
+    next_four_k(inner, off, p.b_k, p.b_k_inner, p.b_k_outer);
+}
+
+// The offset of k in B (added to a column's base), and k's place in its block of B along k.
+fn b_k_offset(k: u32) -> vec2<u32> {
+    let inner = k % p.b_k_inner;
+    return vec2<u32>((k / p.b_k_inner) * p.b_k_outer + inner * p.b_k, inner);
 }
 
 @compute @workgroup_size(WG)
@@ -172,6 +194,9 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     var a_off = row * p.a_m + (k_begin / p.a_inner) * p.a_outer + inner * p.a_k;
     let base0 = column_bases(n0);
     let base1 = column_bases(n0 + 4u);
+    let b_start = b_k_offset(k_begin);
+    var b_off = b_start.x;
+    var b_inner = b_start.y;
     // the 8 x 8 block: columns 0..3 (left) and 4..7 (right) of rows 0..7
     var left: array<vec4<f32>, 8>;
     var right: array<vec4<f32>, 8>;
@@ -179,15 +204,17 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let k_whole = k_begin + (k_end - k_begin) / 4u * 4u;
     for (var k0 = k_begin; k0 < k_whole; k0 += 4u) {
         let av = vec4<f32>(a_at(a_off), a_at(a_off + p.a_k), a_at(a_off + 2u * p.a_k), a_at(a_off + 3u * p.a_k));
-        accumulate8x4(&left, av, load_b_block(base0, k0));
-        accumulate8x4(&right, av, load_b_block(base1, k0));
-        next_four_k(&inner, &a_off);
+        accumulate8x4(&left, av, load_b_block(base0, b_off));
+        accumulate8x4(&right, av, load_b_block(base1, b_off));
+        next_four_k_of_a(&inner, &a_off);
+        next_four_k_of_b(&b_inner, &b_off);
     }
-    // the rest lies inside one block of A along k (blocks hold whole groups of 4)
+    // the rest lies inside one block of A and of B along k (blocks hold whole groups of 4)
     for (var k = k_whole; k < k_end; k++) {
-        accumulate8(&left, a_at(a_off), load_b4(base0, k));
-        accumulate8(&right, a_at(a_off), load_b4(base1, k));
+        accumulate8(&left, a_at(a_off), load_b4(base0, b_off));
+        accumulate8(&right, a_at(a_off), load_b4(base1, b_off));
         a_off += p.a_k;
+        b_off += p.b_k;
     }
     store8(left, m0, n0, chunk);
     store8(right, m0, n0 + 4u, chunk);
@@ -198,7 +225,7 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 // k. With A_VEC4, A is read four k at a time as one vec4, so that an invocation issues few loads
 // per product term: on a software driver each load of a lane costs a loop over the lanes. With
 // B_KMAJOR, B is read as one vec4 along k per column (a transposed operand, such as the columns
-// of a convolution for its weight gradient). With C_VEC4, C is written as one vec4 per row and
+// of a convolution for its weight gradient, whose k then lie in blocks: the slabs). With C_VEC4, C is written as one vec4 per row and
 // four columns. Each four k go into the left halves (columns n0 .. n0 + 3) of all rows, then into
 // the right halves, so that one half's block of B is live at a time.
 
@@ -215,12 +242,12 @@ fn accumulate8(acc: ptr<function, array<vec4<f32>, 8>>, ak: f32, bk: vec4<f32>) 
 }
 
 // B(k0 + i, n .. n + 3) for i = 0 .. 3 as the columns of a matrix, from the column bases of
-// this invocation (k0 a multiple of 4).
-fn load_b_block(base: vec4<u32>, k0: u32) -> mat4x4<f32> {
+// this invocation and k0's offset `off` (k0 a multiple of 4; with B_KMAJOR, `off` too).
+fn load_b_block(base: vec4<u32>, off: u32) -> mat4x4<f32> {
     if (B_KMAJOR) {
-        return transpose(mat4x4<f32>(b_vec4((base.x + k0) >> 2u), b_vec4((base.y + k0) >> 2u), b_vec4((base.z + k0) >> 2u), b_vec4((base.w + k0) >> 2u)));
+        return transpose(mat4x4<f32>(b_vec4((base.x + off) >> 2u), b_vec4((base.y + off) >> 2u), b_vec4((base.z + off) >> 2u), b_vec4((base.w + off) >> 2u)));
     }
-    return mat4x4<f32>(load_b4(base, k0), load_b4(base, k0 + 1u), load_b4(base, k0 + 2u), load_b4(base, k0 + 3u));
+    return mat4x4<f32>(load_b4(base, off), load_b4(base, off + p.b_k), load_b4(base, off + 2u * p.b_k), load_b4(base, off + 3u * p.b_k));
 }
 
 // Four k into a group of 8 rows x 4 columns: row i of the group at k0 + j is component j of
@@ -324,6 +351,9 @@ fn gemm_tall(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
     // the columns n0 .. n0 + 3 (left) and n0 + 4 .. n0 + 7 (right)
     let left = column_bases(n0);
     let right = column_bases(n0 + 4u);
+    let b_start = b_k_offset(k_begin);
+    var b_off = b_start.x;
+    var b_inner = b_start.y;
     var left0: array<vec4<f32>, 8>;
     var right0: array<vec4<f32>, 8>;
     var left1: array<vec4<f32>, 8>;
@@ -360,7 +390,7 @@ fn gemm_tall(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
             a6 = load_a4(row6 + k_off);
             a7 = load_a4(row7 + k_off);
         }
-        let b_left = load_b_block(left, k0);
+        let b_left = load_b_block(left, b_off);
         accumulate8x4(&left0, a0, b_left);
         accumulate8x4(&left1, a1, b_left);
         accumulate8x4(&left2, a2, b_left);
@@ -371,7 +401,7 @@ fn gemm_tall(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
             accumulate8x4(&left6, a6, b_left);
             accumulate8x4(&left7, a7, b_left);
         }
-        let b_right = load_b_block(right, k0);
+        let b_right = load_b_block(right, b_off);
         accumulate8x4(&right0, a0, b_right);
         accumulate8x4(&right1, a1, b_right);
         accumulate8x4(&right2, a2, b_right);
@@ -382,12 +412,13 @@ fn gemm_tall(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
             accumulate8x4(&right6, a6, b_right);
             accumulate8x4(&right7, a7, b_right);
         }
-        next_four_k(&inner, &k_off);
+        next_four_k_of_a(&inner, &k_off);
+        next_four_k_of_b(&b_inner, &b_off);
     }
-    // the rest lies inside one block of A along k (blocks hold whole groups of 4)
+    // the rest lies inside one block of A and of B along k (blocks hold whole groups of 4)
     for (var k = k_whole; k < k_end; k++) {
-        let b_left = load_b4(left, k);
-        let b_right = load_b4(right, k);
+        let b_left = load_b4(left, b_off);
+        let b_right = load_b4(right, b_off);
         accumulate8(&left0, a_at(row0 + k_off), b_left);
         accumulate8(&right0, a_at(row0 + k_off), b_right);
         accumulate8(&left1, a_at(row1 + k_off), b_left);
@@ -407,6 +438,7 @@ fn gemm_tall(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
             accumulate8(&right7, a_at(row7 + k_off), b_right);
         }
         k_off += p.a_k;
+        b_off += p.b_k;
     }
     store8(left0, m0 + 0u, n0, chunk);
     store8(right0, m0 + 0u, n0 + 4u, chunk);
@@ -450,12 +482,12 @@ fn nearest(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
         var right: array<vec4<f32>, 8>;
         for (var d0 = 0u; d0 < d_whole; d0 += 4u) {
             let av = vec4<f32>(a_at(a_row + d0), a_at(a_row + d0 + 1u), a_at(a_row + d0 + 2u), a_at(a_row + d0 + 3u));
-            accumulate8x4(&left, av, load_b_block(base0, d0));
-            accumulate8x4(&right, av, load_b_block(base1, d0));
+            accumulate8x4(&left, av, load_b_block(base0, d0 * p.b_k));
+            accumulate8x4(&right, av, load_b_block(base1, d0 * p.b_k));
         }
         for (var d = d_whole; d < p.k; d++) {
-            accumulate8(&left, a_at(a_row + d), load_b4(base0, d));
-            accumulate8(&right, a_at(a_row + d), load_b4(base1, d));
+            accumulate8(&left, a_at(a_row + d), load_b4(base0, d * p.b_k));
+            accumulate8(&right, a_at(a_row + d), load_b4(base1, d * p.b_k));
         }
         // codes in increasing order and a strict comparison: ties keep the lowest index
         for (var r = 0u; r < 8u; r++) {
@@ -589,8 +621,9 @@ fn column_at(n: u32) -> Column {
 }
 
 // Without TRANSPOSED: one invocation per 4 columns n .. n + 3 and block of 16 rows j (workgroup
-// y), each row stored as one vec4 (columns past N get zeros; rows are `ld` apart, a multiple of
-// 4). With TRANSPOSED: one invocation per column n and the same block of rows, 4 rows per vec4
+// y), each row stored as one vec4 (columns past N get zeros), cols laid out as the product that
+// reads them reads B: element (j, n) at (n / b_inner) * b_outer + n % b_inner + j * b_k (all
+// multiples of 4; no blocks along j). With TRANSPOSED: one invocation per column n and the same block of rows, 4 rows per vec4
 // (rows past cin x kH x kW get zeros; `ld` is then a multiple of 4 past them).
 @compute @workgroup_size(64)
 fn im2col(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
@@ -626,6 +659,8 @@ fn im2col(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) 
     }
     // the columns past N read column n (their values are replaced by zeros)
     let c0 = column_at(n);
+    // row 0 of the four columns in cols, laid out as the product reads B
+    let column0 = column_base(n);
     let live = vec4<bool>(true, n + 1u < columns, n + 2u < columns, n + 3u < columns);
     let j_end = min(rows, j_begin + 16u);
     if (ROW_TEXELS && TEX && p.stride_w == 1u && p.k_w <= 5u) {
@@ -646,7 +681,7 @@ fn im2col(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) 
                 let inside = taps_inside(iy, ky, kx, vec4<i32>(c0.x0 + i32(kx)) + vec4<i32>(0, 1, 2, 3));
                 let upper = q >= 4u;
                 let taps = shifted(select(r0, r1, upper), select(r1, r2, upper), q & 3u);
-                cols4[(j * p.ld + n) / 4u] = select(vec4<f32>(0.0), taps, inside & live);
+                cols4[(column0 + j * p.b_k) >> 2u] = select(vec4<f32>(0.0), taps, inside & live);
                 q++;
                 j++;
                 kx++;
@@ -667,7 +702,7 @@ fn im2col(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) 
             while (j < row_end) {
                 let inside = taps_inside(iy, ky, kx, vec4<i32>(c0.x0 + i32(kx)) + vec4<i32>(0, 2, 4, 6));
                 let taps = vec4<f32>(w[0].xz, w[1].xz);
-                cols4[(j * p.ld + n) / 4u] = select(vec4<f32>(0.0), taps, inside & live);
+                cols4[(column0 + j * p.b_k) >> 2u] = select(vec4<f32>(0.0), taps, inside & live);
                 w = array<vec4<f32>, 4>(vec4<f32>(w[0].yzw, w[1].x), vec4<f32>(w[1].yzw, w[2].x), vec4<f32>(w[2].yzw, w[3].x), w[3]);
                 j++;
                 kx++;
@@ -692,7 +727,7 @@ fn im2col(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) 
                 tap_value(c3.image, ci, c3.y0, c3.x0, ky, kx),
             );
         }
-        cols4[(j * p.ld + n) / 4u] = select(vec4<f32>(0.0), v, live);
+        cols4[(column0 + j * p.b_k) >> 2u] = select(vec4<f32>(0.0), v, live);
         kx++;
         if (kx == p.k_w) {
             kx = 0u;

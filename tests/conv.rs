@@ -52,7 +52,7 @@ impl Case {
     }
 }
 
-const CASES: [Case; 23] = [
+const CASES: [Case; 24] = [
     case(1, 1, 1, 1, 1, (1, 1), 1, 0),   // everything 1, 1x1 spatial
     case(2, 3, 5, 7, 9, (3, 3), 1, 1),   // odd sizes
     case(2, 4, 6, 8, 8, (4, 4), 2, 1),   // the VQ-VAE downsampling shape
@@ -91,6 +91,9 @@ const CASES: [Case; 23] = [
     // stride 1 and a kernel 7 wide (the cpu set's columns take each kernel position of four
     // outputs from two texels, as kernels of up to 5 take each kernel row from three)
     case(2, 3, 4, 5, 8, (3, 7), 1, 1).padded((1, 3)),
+    // the cpu set's weight gradient from the forward's columns (kept in slabs of 64 columns)
+    // split along its 4 500 columns into 2 chunks, the second starting inside a slab
+    case(5, 2, 32, 30, 30, (3, 3), 1, 1),
 ];
 
 fn out_size(c: &Case) -> (usize, usize) {

@@ -12,7 +12,7 @@ mod copies;
 mod lowering;
 mod nearest;
 use copies::dispatch_with_copies;
-pub(crate) use lowering::{col2im, flipped_weight, im2col, Lowering};
+pub(crate) use lowering::{col2im, flipped_weight, im2col, ColumnOrder, Lowering};
 pub(crate) use nearest::{nearest, nearest_chunk, nearest_fits};
 
 /// `shaders/blocked.wgsl`: the GEMM in both workgroup widths and bias kinds, and the lowering
@@ -56,6 +56,8 @@ crate::uniform_params! {
         pub b_k: u32,
         pub b_inner: u32,
         pub b_outer: u32,
+        pub b_k_inner: u32,
+        pub b_k_outer: u32,
         pub c_m: u32,
         pub c_inner: u32,
         pub c_outer: u32,
@@ -90,18 +92,23 @@ const BLOCK: usize = CPU_SET_LANES as usize;
 const WG: usize = 8;
 /// Columns of C one `gemm_tall` invocation computes.
 const TALL_COLUMNS: usize = 8;
+/// Columns of a convolution's column matrix per slab (see [`Layout::slabs`]): the columns of C
+/// one `gemm_tall` workgroup computes.
+pub(crate) const SLAB: usize = TALL_COLUMNS * WG;
 /// Each K chunk of one invocation loops at most this many times over 4 k: the software driver
 /// silently cuts a loop nest after 65535 iterations.
 pub(crate) const MAX_K_CHUNK: usize = 4 * 15_000;
 
-/// How an operand of [`gemm`] is laid out; see `blocked.wgsl` for the index formulas.
+/// How an operand of [`gemm`] is laid out; see `blocked.wgsl` for the index formulas and
+/// [`BLayout`] for B's two readings.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Layout {
-    /// A: stride of m; B: stride of k; C: stride of m.
+    /// A: stride of m; B by rows: stride of k; B by columns: stride of n; C: stride of m.
     pub major: u32,
-    /// A: stride of k within a block of `inner` (B and C: 1).
+    /// A and B by columns: stride of k within a block of `inner` (B by rows and C: 1).
     pub minor: u32,
-    /// Length of the contiguous block along k (A) or n (B, C); [`NO_WRAP`] for a plain matrix.
+    /// Length of the contiguous block along k (A, B by columns) or n (B by rows, C); [`NO_WRAP`]
+    /// for a plain matrix.
     pub inner: u32,
     /// Offset between consecutive blocks.
     pub outer: u32,
@@ -129,11 +136,40 @@ impl Layout {
         }
     }
 
+    /// A matrix of `rows` rows in slabs of [`SLAB`] columns: element (j, n) at
+    /// `(n / SLAB) * rows * SLAB + n % SLAB + j * SLAB` ([`slab_elements`] in all). As
+    /// [`BLayout::ByRows`], B(j, n); as [`BLayout::ByColumns`], B(n, j): either way a `gemm_tall`
+    /// workgroup reads its operand from one slab's contiguous block.
+    pub fn slabs(rows: usize) -> Self {
+        Self {
+            major: SLAB as u32,
+            minor: 1,
+            inner: SLAB as u32,
+            outer: (rows * SLAB) as u32,
+        }
+    }
+
     fn vec4_ready(&self) -> bool {
         self.major.is_multiple_of(4)
             && (self.inner == NO_WRAP
                 || (self.inner.is_multiple_of(4) && self.outer.is_multiple_of(4)))
     }
+}
+
+/// Elements of a matrix of `rows` x `columns` in [`Layout::slabs`] (the last slab whole), or
+/// `None` on overflow.
+pub(crate) fn slab_elements(rows: usize, columns: usize) -> Option<usize> {
+    rows.checked_mul(columns.div_ceil(SLAB))?.checked_mul(SLAB)
+}
+
+/// How a product reads B.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum BLayout {
+    /// B(k, n) = b[(n / inner) * outer + n % inner + k * major]: along n within blocks.
+    ByRows(Layout),
+    /// B read as A is, its columns as A's rows: B(k, n) = b[n * major + (k / inner) * outer +
+    /// (k % inner) * minor]: along k within blocks (a transposed operand).
+    ByColumns(Layout),
 }
 
 /// Where the bias of a [`gemm`] goes.
@@ -157,15 +193,21 @@ pub(crate) struct Product {
     /// A(m, k).
     pub a: Layout,
     /// B(k, n).
-    pub b: Layout,
+    pub b: BLayout,
     /// C(m, n).
     pub c: Layout,
 }
 
 impl Product {
-    /// Whether A's blocks along k hold whole groups of 4 (the kernel loads 4 k at a time).
-    pub fn a_ready(&self) -> bool {
-        self.a.inner == NO_WRAP || self.a.inner.is_multiple_of(4)
+    /// Whether A's blocks along k, and B's if it has some, hold whole groups of 4 (the kernel
+    /// loads 4 k at a time).
+    pub fn k_blocks_ready(&self) -> bool {
+        let whole = |l: &Layout| l.inner == NO_WRAP || l.inner.is_multiple_of(4);
+        whole(&self.a)
+            && match &self.b {
+                BLayout::ByRows(_) => true,
+                BLayout::ByColumns(b) => whole(b),
+            }
     }
 
     /// Groups of 8 rows one invocation of `gemm_tall` computes for this product, or `None` when
@@ -192,9 +234,23 @@ impl Product {
     }
 
     /// Whether `gemm_tall` can read B four k at a time per column as one vec4: contiguous along k,
-    /// columns on whole vec4.
+    /// columns and blocks on whole vec4.
     fn b_kmajor(&self) -> bool {
-        self.b.major == 1 && self.b.inner == 1 && self.b.outer.is_multiple_of(4)
+        matches!(&self.b, BLayout::ByColumns(b) if b.minor == 1 && b.vec4_ready())
+    }
+
+    /// Whether the kernels can read B as two vec4 per k: B by rows, rows and blocks on whole vec4.
+    fn b_vec4(&self) -> bool {
+        matches!(&self.b, BLayout::ByRows(b) if b.vec4_ready())
+    }
+
+    /// B's layout as the kernels' parameters: b_k, b_inner, b_outer, b_k_inner, b_k_outer.
+    fn b_params(&self) -> [u32; 5] {
+        match self.b {
+            BLayout::ByRows(b) => [b.major, b.inner, b.outer, NO_WRAP, 0],
+            // column n's base is n * major: blocks of one column, `major` apart
+            BLayout::ByColumns(b) => [b.minor, 1, b.major, b.inner, b.outer],
+        }
     }
 
     /// Whether `gemm_tall` can write C as vec4: N, C's rows and blocks on whole vec4.
@@ -315,10 +371,10 @@ fn launch(
     flops: f64,
 ) {
     assert!(
-        p.a_ready(),
-        "blocked gemm: A's blocks along k must hold groups of 4"
+        p.k_blocks_ready(),
+        "blocked gemm: A's and B's blocks along k must hold groups of 4"
     );
-    let vec4 = p.b.vec4_ready();
+    let [b_k, b_inner, b_outer, b_k_inner, b_k_outer] = p.b_params();
     let kernel = match p.tall_groups() {
         Some(groups) => Kernel::new(&SHADER, "gemm_tall")
             .flag("A_VEC4", p.a_vec4())
@@ -328,7 +384,7 @@ fn launch(
         None => Kernel::new(&SHADER, "gemm"),
     };
     let kernel = kernel
-        .flag("B_VEC4", vec4)
+        .flag("B_VEC4", p.b_vec4())
         .with("WG", WG as f64)
         .with("BIAS", bias.map_or(0.0, |(_, per)| per as u32 as f64))
         .flag("RESIDUAL", epilogue.residual.is_some());
@@ -341,9 +397,11 @@ fn launch(
         a_k: p.a.minor,
         a_inner: p.a.inner,
         a_outer: p.a.outer,
-        b_k: p.b.major,
-        b_inner: p.b.inner,
-        b_outer: p.b.outer,
+        b_k,
+        b_inner,
+        b_outer,
+        b_k_inner,
+        b_k_outer,
         c_m: p.c.major,
         c_inner: p.c.inner,
         c_outer: p.c.outer,
@@ -384,7 +442,7 @@ mod tests {
             n,
             k,
             a: Layout::rows(k),
-            b: Layout::rows(n),
+            b: BLayout::ByRows(Layout::rows(n)),
             c: Layout::rows(n),
         }
     }

@@ -6,7 +6,7 @@ use smallvec::smallvec;
 
 use crate::autograd;
 use crate::gpu::{Binding, Kernel, KernelSet, Shader};
-use crate::ops::blocked::{self, BiasPer, Layout, Product, NO_WRAP};
+use crate::ops::blocked::{self, BLayout, BiasPer, Layout, Product, NO_WRAP};
 use crate::ops::{reduce, Epilogue};
 use crate::tensor::Tensor;
 
@@ -168,16 +168,11 @@ fn product_blocked(
         } else {
             Layout::rows(k)
         },
-        // B(k, n) = b[n * k_len + k] when transposed: blocks of one column, k_len apart
+        // B(k, n) = b[n * k_len + k] when transposed: its columns read as rows of A are
         b: if trans_b {
-            Layout {
-                major: 1,
-                minor: 1,
-                inner: 1,
-                outer: k as u32,
-            }
+            BLayout::ByColumns(Layout::rows(k))
         } else {
-            Layout::rows(n)
+            BLayout::ByRows(Layout::rows(n))
         },
         c: Layout::rows(n),
     };

@@ -2,7 +2,7 @@
 //! columns (`im2col`), their adjoint (`col2im`), and the flipped weight of a stride-1 input
 //! gradient.
 
-use super::{dispatch_with_copies, Params, A, B, BIAS, C, COLS, GATE, RESIDUAL, SHADER};
+use super::{dispatch_with_copies, Layout, Params, A, B, BIAS, C, COLS, GATE, RESIDUAL, SHADER};
 use crate::gpu::{Gpu, Kernel};
 use crate::ops::conv::dims4;
 use crate::ops::Epilogue;
@@ -83,12 +83,40 @@ const IM2COL_ROWS: usize = 16;
 /// silently cuts a loop nest after 65535).
 const MAX_LOOP: usize = 60_000;
 
-/// Records the columns of x into `out`: [rows, ld] (or with `transposed`, [columns, ld]).
-pub(crate) fn im2col(x: &Tensor, g: &Lowering, transposed: bool, ld: usize, out: &Tensor) {
-    assert!(
-        ld.is_multiple_of(4),
-        "im2col: rows must be whole vec4 apart"
-    );
+/// How [`im2col`] lays out the column matrix.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum ColumnOrder {
+    /// cols[j, n] as a product reads B(k = j, n) by rows (see [`super::BLayout::ByRows`]): k
+    /// stride, blocks and their offsets on whole vec4, no blocks along k.
+    AsB(Layout),
+    /// cols[n, j]: rows `ld` apart (a multiple of 4), zeros past the last j.
+    Transposed(usize),
+}
+
+/// Records the columns of x into `out`, laid out as `order` says.
+pub(crate) fn im2col(x: &Tensor, g: &Lowering, order: ColumnOrder, out: &Tensor) {
+    let (transposed, params) = match order {
+        ColumnOrder::AsB(b) => {
+            assert!(
+                b.minor == 1 && b.vec4_ready(),
+                "im2col: columns must lie on whole vec4: {b:?}"
+            );
+            let params = Params {
+                b_k: b.major,
+                b_inner: b.inner,
+                b_outer: b.outer,
+                ..g.params(0)
+            };
+            (false, params)
+        }
+        ColumnOrder::Transposed(ld) => {
+            assert!(
+                ld.is_multiple_of(4),
+                "im2col: rows must be whole vec4 apart"
+            );
+            (true, g.params(ld))
+        }
+    };
     // four columns of one output row read x by rows (where it is read from a texture copy): at
     // stride 1 three texels per kernel row (two per kernel position for kernels wider than 5),
     // at stride 2 a window of 13 elements per kernel row
@@ -103,7 +131,7 @@ pub(crate) fn im2col(x: &Tensor, g: &Lowering, transposed: bool, ld: usize, out:
     let per_invocation = if transposed { 1 } else { 4 };
     dispatch_with_copies(
         x.gpu(),
-        (kernel, &g.params(ld)),
+        (kernel, &params),
         &[x.bind(A), out.bind_vec4(COLS)],
         [
             g.columns().div_ceil(per_invocation).div_ceil(64) as u32,

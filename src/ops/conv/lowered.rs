@@ -11,7 +11,9 @@
 use super::shape::ConvShape;
 use super::{Conv2dOptions, Mode};
 use crate::gpu::{Gpu, KernelSet};
-use crate::ops::blocked::{self, BiasPer, Layout, Lowering, Product, NO_WRAP};
+use crate::ops::blocked::{
+    self, slab_elements, BLayout, BiasPer, ColumnOrder, Layout, Lowering, Product, NO_WRAP,
+};
 use crate::ops::window::transposed_weight;
 use crate::ops::{elementwise, Epilogue};
 use crate::tensor::Tensor;
@@ -50,12 +52,23 @@ fn pointwise(s: &ConvShape) -> bool {
         && s.mask_lo & 1 == 1
 }
 
-/// A mode's product and the size of the column matrix it needs (0 when it needs none).
+/// The column matrix of a plan.
+#[derive(Clone, Copy)]
+enum ColumnMatrix {
+    /// None: a pointwise convolution's product reads x, or writes dx, in place.
+    InPlace,
+    /// Written by `im2col` as the order says, read by the product as B.
+    Lowered(ColumnOrder),
+    /// The columns' gradient [rows, ld], written by the product as C and folded back by `col2im`.
+    Folded(usize),
+}
+
+/// A mode's product and the column matrix it needs.
 struct Plan {
     product: Product,
-    /// Row length of the column matrix (padded to whole vec4).
-    ld: usize,
-    /// Elements of the column matrix.
+    /// How the column matrix is made and read.
+    matrix: ColumnMatrix,
+    /// Elements of the column matrix (0 for [`ColumnMatrix::InPlace`]).
     cols: usize,
     /// The geometry of the columns: the convolution's own, or for a flipped input gradient the
     /// convolution of dy that computes it.
@@ -128,51 +141,57 @@ fn flipped_lowering(s: &ConvShape) -> Lowering {
     }
 }
 
+/// The column matrix of `g` in slabs ([`Layout::slabs`]), written by `im2col` and read by a
+/// product as B by rows: its elements and the layout.
+fn slabs(g: &Lowering) -> Option<(usize, Layout)> {
+    let rows = g.rows();
+    Some((slab_elements(rows, g.columns())?, Layout::slabs(rows)))
+}
+
 fn plan(s: &ConvShape, mode: Mode) -> Option<Plan> {
     let g = lowering(s);
     let (k, n) = (g.rows(), g.columns());
     let (cout, plane) = (s.cout as usize, (s.out_h * s.out_w) as usize);
     let (n_pad, k_pad) = (n.div_ceil(4) * 4, k.div_ceil(4) * 4);
     let direct = pointwise(s);
-    // the column matrix [k, n_pad], or for a pointwise convolution the NCHW tensor in its place
-    let columns = |in_place: Layout| {
-        if direct {
-            in_place
-        } else {
-            Layout::rows(n_pad)
-        }
-    };
-    let cols = if direct { 0 } else { k.checked_mul(n_pad)? };
     let plan = match mode {
-        Mode::Forward => Plan {
-            product: Product {
-                m: cout,
-                n,
-                k,
-                a: Layout::rows(k),
-                b: columns(Layout::channels(k, plane)),
-                c: Layout::channels(cout, plane),
-            },
-            ld: n_pad,
-            cols,
-            lowering: g,
-            weight: window_or_in_place(s),
-        },
-        Mode::InputGrad if !direct && flipped_input_gradient(s) => {
-            let f = flipped_lowering(s);
-            let (k, n) = (f.rows(), f.columns());
-            let ld = n.div_ceil(4) * 4;
+        Mode::Forward => {
+            // x itself for a pointwise convolution, else its columns in slabs
+            let (cols, b, matrix) = if direct {
+                (0, Layout::channels(k, plane), ColumnMatrix::InPlace)
+            } else {
+                let (cols, b) = slabs(&g)?;
+                (cols, b, ColumnMatrix::Lowered(ColumnOrder::AsB(b)))
+            };
             Plan {
                 product: Product {
-                    m: s.cin as usize,
+                    m: cout,
                     n,
                     k,
                     a: Layout::rows(k),
-                    b: Layout::rows(ld),
+                    b: BLayout::ByRows(b),
+                    c: Layout::channels(cout, plane),
+                },
+                matrix,
+                cols,
+                lowering: g,
+                weight: window_or_in_place(s),
+            }
+        }
+        Mode::InputGrad if !direct && flipped_input_gradient(s) => {
+            let f = flipped_lowering(s);
+            let (cols, b) = slabs(&f)?;
+            Plan {
+                product: Product {
+                    m: s.cin as usize,
+                    n: f.columns(),
+                    k: f.rows(),
+                    a: Layout::rows(f.rows()),
+                    b: BLayout::ByRows(b),
                     c: Layout::channels(s.cin as usize, (s.in_h * s.in_w) as usize),
                 },
-                ld,
-                cols: k.checked_mul(ld)?,
+                matrix: ColumnMatrix::Lowered(ColumnOrder::AsB(b)),
+                cols,
                 lowering: f,
                 weight: Weight::Flipped,
             }
@@ -189,8 +208,13 @@ fn plan(s: &ConvShape, mode: Mode) -> Option<Plan> {
                     inner: NO_WRAP,
                     outer: 0,
                 },
-                b: Layout::channels(cout, plane),
-                c: columns(Layout::channels(k, plane)),
+                b: BLayout::ByRows(Layout::channels(cout, plane)),
+                // dx itself for a pointwise convolution, else the columns' gradient [k, n_pad]
+                c: if direct {
+                    Layout::channels(k, plane)
+                } else {
+                    Layout::rows(n_pad)
+                },
             };
             // a product with many rows reads A as vec4 along k when it is a transposed copy
             let weight = if product.tall() {
@@ -199,24 +223,30 @@ fn plan(s: &ConvShape, mode: Mode) -> Option<Plan> {
             } else {
                 window_or_in_place(s)
             };
+            let (matrix, cols) = if direct {
+                (ColumnMatrix::InPlace, 0)
+            } else {
+                (ColumnMatrix::Folded(n_pad), k.checked_mul(n_pad)?)
+            };
             Plan {
                 product,
-                ld: n_pad,
+                matrix,
                 cols,
                 lowering: g,
                 weight,
             }
         }
+        // the transposed columns [n, k_pad], B(k = n, j) by rows
         Mode::WeightGrad => Plan {
             product: Product {
                 m: cout,
                 n: k,
                 k: n,
                 a: output_gradient(cout, plane),
-                b: Layout::rows(k_pad),
+                b: BLayout::ByRows(Layout::rows(k_pad)),
                 c: Layout::rows(k),
             },
-            ld: k_pad,
+            matrix: ColumnMatrix::Lowered(ColumnOrder::Transposed(k_pad)),
             cols: n.checked_mul(k_pad)?,
             lowering: g,
             weight: Weight::InPlace,
@@ -235,7 +265,7 @@ fn usable_plan(gpu: &Gpu, s: &ConvShape, mode: Mode) -> Option<Plan> {
     let bytes = plan.cols.checked_mul(4)?;
     let ok = bytes <= limit
         && plan.cols < u32::MAX as usize
-        && plan.product.a_ready()
+        && plan.product.k_blocks_ready()
         && plan.product.fits(gpu)
         && plan.lowering.fits(gpu)
         // the sum of an input gradient folded by `col2im` is never split
@@ -252,9 +282,8 @@ pub(super) fn k_split(gpu: &Gpu, s: &ConvShape, mode: Mode) -> Option<(u32, u32)
 
 /// The column matrix of a forward convolution's input, kept for its weight gradient.
 pub(super) struct Columns {
-    /// [rows, ld]: rows cin x window, columns batch x out_h x out_w (then zeros up to `ld`).
+    /// Rows cin x window, columns batch x out_h x out_w, in slabs ([`Layout::slabs`]).
     cols: Tensor,
-    ld: usize,
     rows: usize,
     columns: usize,
 }
@@ -286,47 +315,37 @@ pub(super) fn launch(
         Weight::Flipped => Some(blocked::flipped_weight(lhs, s.window_taps() as usize)),
     };
     let lhs = copy.as_ref().unwrap_or(lhs);
-    let out = match mode {
-        // the columns' gradient w^T dy, folded back onto the input; a pointwise convolution's
-        // columns' gradient is dx itself
-        Mode::InputGrad if plan.weight != Weight::Flipped => {
-            if plan.cols == 0 {
-                return Some((
-                    blocked::product(p, lhs, rhs, bias, shape, flops, epilogue),
-                    None,
-                ));
-            }
+    let cols = match plan.matrix {
+        // the columns' gradient w^T dy, folded back onto the input
+        ColumnMatrix::Folded(ld) => {
             let cols =
                 blocked::product(p, lhs, rhs, None, &[plan.cols], flops, Epilogue::default());
             epilogue.check_operands(shape);
             let out = Tensor::uninit_or(gpu, shape, epilogue.into);
             let bias = bias.map(|(t, _)| t);
-            blocked::col2im(&cols, g, plan.ld, bias, (&out, epilogue));
-            out
+            blocked::col2im(&cols, g, ld, bias, (&out, epilogue));
+            return Some((out, None));
         }
-        // forward: y = w cols(x); weight gradient: dw = dy cols(x)^T; a flipped input gradient:
-        // dx = the flipped weight times cols(dy). A pointwise convolution's columns are x itself.
-        _ => {
-            let cols = (plan.cols > 0).then(|| {
-                let cols = Tensor::uninit(gpu, &[plan.cols]);
-                blocked::im2col(rhs, g, mode == Mode::WeightGrad, plan.ld, &cols);
-                cols
-            });
-            let b = cols.as_ref().unwrap_or(rhs);
-            let out = match mode {
-                Mode::WeightGrad => weight_grad_product(s, p, (lhs, b), epilogue.into),
-                _ => blocked::product(p, lhs, b, bias, shape, flops, epilogue),
-            };
-            let columns = cols.filter(|_| mode == Mode::Forward).map(|cols| Columns {
-                cols,
-                ld: plan.ld,
-                rows: g.rows(),
-                columns: g.columns(),
-            });
-            return Some((out, columns));
+        ColumnMatrix::Lowered(order) => {
+            let cols = Tensor::uninit(gpu, &[plan.cols]);
+            blocked::im2col(rhs, g, order, &cols);
+            Some(cols)
         }
+        ColumnMatrix::InPlace => None,
     };
-    Some((out, None))
+    // forward: y = w cols(x); weight gradient: dw = dy cols(x)^T; a flipped input gradient: dx =
+    // the flipped weight times cols(dy). A pointwise convolution reads x, or writes dx, in place.
+    let b = cols.as_ref().unwrap_or(rhs);
+    let out = match mode {
+        Mode::WeightGrad => weight_grad_product(s, p, (lhs, b), epilogue.into),
+        _ => blocked::product(p, lhs, b, bias, shape, flops, epilogue),
+    };
+    let columns = cols.filter(|_| mode == Mode::Forward).map(|cols| Columns {
+        cols,
+        rows: g.rows(),
+        columns: g.columns(),
+    });
+    Some((out, columns))
 }
 
 /// Records the weight gradient product `p` of `s` (its C the rows of the kernel window's
@@ -366,16 +385,11 @@ fn weight_grad_from_columns(
         n: columns.rows,
         k: columns.columns,
         a: output_gradient(cout, plane),
-        // B((b, pixel), j) = cols[j, (b, pixel)]: columns `ld` apart, contiguous along k
-        b: Layout {
-            major: 1,
-            minor: 1,
-            inner: 1,
-            outer: columns.ld as u32,
-        },
+        // B((b, pixel), j) = cols[j, (b, pixel)]: the slabs read along k
+        b: BLayout::ByColumns(Layout::slabs(columns.rows)),
         c: Layout::rows(columns.rows),
     };
-    if !(p.tall() && p.a_ready() && p.fits(dy.gpu())) {
+    if !(p.tall() && p.k_blocks_ready() && p.fits(dy.gpu())) {
         return None;
     }
     Some(weight_grad_product(s, &p, (dy, &columns.cols), into))
