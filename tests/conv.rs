@@ -52,7 +52,7 @@ impl Case {
     }
 }
 
-const CASES: [Case; 24] = [
+const CASES: [Case; 25] = [
     case(1, 1, 1, 1, 1, (1, 1), 1, 0),   // everything 1, 1x1 spatial
     case(2, 3, 5, 7, 9, (3, 3), 1, 1),   // odd sizes
     case(2, 4, 6, 8, 8, (4, 4), 2, 1),   // the VQ-VAE downsampling shape
@@ -94,6 +94,10 @@ const CASES: [Case; 24] = [
     // the cpu set's weight gradient from the forward's columns (kept in slabs of 64 columns)
     // split along its 4 500 columns into 2 chunks, the second starting inside a slab
     case(5, 2, 32, 30, 30, (3, 3), 1, 1),
+    // a pointwise convolution on planes of 20 (whole groups of 4): the cpu set's weight gradient
+    // reads x in place along its 4 100 positions, split into 2 chunks, the second starting
+    // inside an image
+    case(205, 3, 40, 4, 5, (1, 1), 1, 0),
 ];
 
 fn out_size(c: &Case) -> (usize, usize) {

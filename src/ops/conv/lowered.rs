@@ -236,21 +236,33 @@ fn plan(s: &ConvShape, mode: Mode) -> Option<Plan> {
                 weight,
             }
         }
-        // the transposed columns [n, k_pad], B(k = n, j) by rows
-        Mode::WeightGrad => Plan {
-            product: Product {
-                m: cout,
-                n: k,
-                k: n,
-                a: output_gradient(cout, plane),
-                b: BLayout::ByRows(Layout::rows(k_pad)),
-                c: Layout::rows(k),
-            },
-            matrix: ColumnMatrix::Lowered(ColumnOrder::Transposed(k_pad)),
-            cols: n.checked_mul(k_pad)?,
-            lowering: g,
-            weight: Weight::InPlace,
-        },
+        Mode::WeightGrad => {
+            // a pointwise convolution's x read in place along k, B((b, pixel), ci) = x[b, ci,
+            // pixel], where its planes hold whole groups of 4; else the transposed columns [n,
+            // k_pad], B(k = n, j) by rows
+            let (b, matrix, cols) = if direct && plane.is_multiple_of(4) {
+                let x = Layout::channels(k, plane);
+                (BLayout::ByColumns(x), ColumnMatrix::InPlace, 0)
+            } else {
+                let order = ColumnOrder::Transposed(k_pad);
+                let b = BLayout::ByRows(Layout::rows(k_pad));
+                (b, ColumnMatrix::Lowered(order), n.checked_mul(k_pad)?)
+            };
+            Plan {
+                product: Product {
+                    m: cout,
+                    n: k,
+                    k: n,
+                    a: output_gradient(cout, plane),
+                    b,
+                    c: Layout::rows(k),
+                },
+                matrix,
+                cols,
+                lowering: g,
+                weight: Weight::InPlace,
+            }
+        }
     };
     Some(plan)
 }
