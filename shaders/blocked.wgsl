@@ -41,7 +41,9 @@
 //           its channel axes exchanged: the weight of the convolution of dy that gives a stride-1
 //           input gradient.
 // col2im:   the adjoint: dx[b, ci, iy, ix] = sum over the kernel positions that reach (iy, ix) of
-//           cols[(ci, ky, kx), (b, oy, ox)] (+ bias[ci]), masked positions skipped.
+//           cols[(ci, ky, kx), (b, oy, ox)] (+ bias[ci]), masked positions skipped. With
+//           kernels at most twice the stride, the (at most four) positions' offsets are found
+//           once for all channels.
 // With TEX, every kernel reads the operands bound at a and b from their texture copies instead
 // (the host copies them just before the launch): the software driver fetches texels with vector
 // gathers, but loads a storage buffer one lane at a time.
@@ -225,9 +227,10 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 // k. With A_VEC4, A is read four k at a time as one vec4, so that an invocation issues few loads
 // per product term: on a software driver each load of a lane costs a loop over the lanes. With
 // B_KMAJOR, B is read as one vec4 along k per column (a transposed operand, such as the columns
-// of a convolution for its weight gradient, whose k then lie in blocks: the slabs). With C_VEC4, C is written as one vec4 per row and
-// four columns. Each four k go into the left halves (columns n0 .. n0 + 3) of all rows, then into
-// the right halves, so that one half's block of B is live at a time.
+// of a convolution for its weight gradient, whose k then lie in blocks: the slabs). With C_VEC4,
+// C is written as one vec4 per row and four columns. Each four k go into the left halves
+// (columns n0 .. n0 + 3) of all rows, then into the right halves, so that one half's block of B
+// is live at a time.
 
 // One k into a group of 8 rows x 4 columns: row i of the group is lane i's `ak`.
 fn accumulate8(acc: ptr<function, array<vec4<f32>, 8>>, ak: f32, bk: vec4<f32>) {
@@ -623,8 +626,9 @@ fn column_at(n: u32) -> Column {
 // Without TRANSPOSED: one invocation per 4 columns n .. n + 3 and block of 16 rows j (workgroup
 // y), each row stored as one vec4 (columns past N get zeros), cols laid out as the product that
 // reads them reads B: element (j, n) at (n / b_inner) * b_outer + n % b_inner + j * b_k (all
-// multiples of 4; no blocks along j). With TRANSPOSED: one invocation per column n and the same block of rows, 4 rows per vec4
-// (rows past cin x kH x kW get zeros; `ld` is then a multiple of 4 past them).
+// multiples of 4; no blocks along j). With TRANSPOSED: one invocation per column n and the same
+// block of rows, 4 rows per vec4 (rows past cin x kH x kW get zeros; `ld` is then a multiple of 4
+// past them).
 @compute @workgroup_size(64)
 fn im2col(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let columns = p.batch * p.out_h * p.out_w;
@@ -750,6 +754,21 @@ fn flipped_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
     c[e] = a[(co * p.cin + ci) * p.k_h * p.k_w + p.k - 1u - tap];
 }
 
+// Along one axis of col2im: kernel positions k = r + s t reach output position q - t. For t = 0
+// and 1: the kernel position, the output position (wrapped where t > q) and whether it reaches.
+struct Reach {
+    k: vec2<u32>,
+    o: vec2<u32>,
+    ok: vec2<bool>,
+}
+
+fn reach(r: u32, q: u32, k_len: u32, s: u32, out: u32) -> Reach {
+    let t = vec2<u32>(0u, 1u);
+    let k = vec2<u32>(r) + t * s;
+    let o = vec2<u32>(q) - t;
+    return Reach(k, o, k < vec2<u32>(k_len) & t <= vec2<u32>(q) & o < vec2<u32>(out));
+}
+
 // One invocation per input position (b, iy, ix), looping over the channels and the kernel
 // positions that reach it. `b` holds the columns [rows, ld].
 @compute @workgroup_size(64)
@@ -767,23 +786,48 @@ fn col2im(@builtin(global_invocation_id) gid: vec3<u32>) {
     let qy = (iy + p.pad_h) / p.stride_h;
     let rx = (ix + p.pad_w) % p.stride_w;
     let qx = (ix + p.pad_w) / p.stride_w;
+    // kernels at most twice the stride along both axes (the 4x4 stride-2 layers): two kernel rows
+    // and two kernel columns at most reach (iy, ix); the offsets of their four terms in the
+    // columns are found once for all channels, in the order of the loops below
+    let two_by_two = p.k_h <= 2u * p.stride_h && p.k_w <= 2u * p.stride_w;
+    var offsets = vec4<u32>(0u);
+    var reached = vec4<bool>(false);
+    if (two_by_two) {
+        let y = reach(ry, qy, p.k_h, p.stride_h, p.out_h);
+        let x = reach(rx, qx, p.k_w, p.stride_w, p.out_w);
+        let tap = y.k.xxyy * p.k_w + x.k.xyxy;
+        let kept_taps = vec4<bool>(kept(tap.x), kept(tap.y), kept(tap.z), kept(tap.w));
+        reached = y.ok.xxyy & x.ok.xyxy & kept_taps;
+        let n = vec4<u32>(b_i * plane) + y.o.xxyy * p.out_w + x.o.xyxy;
+        offsets = select(vec4<u32>(0u), tap * p.ld + n, reached);
+    }
     for (var ci = 0u; ci < p.cin; ci++) {
         var sum = 0.0;
-        var ky = ry;
-        for (var ty = 0u; ty <= qy && ky < p.k_h; ty++) {
-            let oy = qy - ty;
-            if (oy < p.out_h) {
-                var kx = rx;
-                for (var tx = 0u; tx <= qx && kx < p.k_w; tx++) {
-                    let ox = qx - tx;
-                    let tap = ky * p.k_w + kx;
-                    if (ox < p.out_w && kept(tap)) {
-                        sum += b_at((ci * taps + tap) * p.ld + b_i * plane + oy * p.out_w + ox);
+        if (two_by_two) {
+            // a term that does not reach is read at the channel's first element and adds zero
+            let term_at = offsets + vec4<u32>(ci * taps * p.ld);
+            let terms = select(vec4<f32>(0.0), vec4<f32>(b_at(term_at.x), b_at(term_at.y), b_at(term_at.z), b_at(term_at.w)), reached);
+            sum += terms.x;
+            sum += terms.y;
+            sum += terms.z;
+            sum += terms.w;
+        } else {
+            var ky = ry;
+            for (var ty = 0u; ty <= qy && ky < p.k_h; ty++) {
+                let oy = qy - ty;
+                if (oy < p.out_h) {
+                    var kx = rx;
+                    for (var tx = 0u; tx <= qx && kx < p.k_w; tx++) {
+                        let ox = qx - tx;
+                        let tap = ky * p.k_w + kx;
+                        if (ox < p.out_w && kept(tap)) {
+                            sum += b_at((ci * taps + tap) * p.ld + b_i * plane + oy * p.out_w + ox);
+                        }
+                        kx += p.stride_w;
                     }
-                    kx += p.stride_w;
                 }
+                ky += p.stride_h;
             }
-            ky += p.stride_h;
         }
         if (BIAS == 1u) { sum += bias[ci]; }
         let at = ((b_i * p.cin + ci) * p.in_h + iy) * p.in_w + ix;

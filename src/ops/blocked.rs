@@ -94,7 +94,7 @@ const WG: usize = 8;
 const TALL_COLUMNS: usize = 8;
 /// Columns of a convolution's column matrix per slab (see [`Layout::slabs`]): the columns of C
 /// one `gemm_tall` workgroup computes.
-pub(crate) const SLAB: usize = TALL_COLUMNS * WG;
+const SLAB: usize = TALL_COLUMNS * WG;
 /// Each K chunk of one invocation loops at most this many times over 4 k: the software driver
 /// silently cuts a loop nest after 65535 iterations.
 pub(crate) const MAX_K_CHUNK: usize = 4 * 15_000;
