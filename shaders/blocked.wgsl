@@ -175,10 +175,21 @@ fn next_four_k_of_b(inner: ptr<function, u32>, off: ptr<function, u32>) {
     next_four_k(inner, off, p.b_k, p.b_k_inner, p.b_k_outer);
 }
 
-// The offset of k in B (added to a column's base), and k's place in its block of B along k.
+// The offset of k in an operand whose k lies in blocks as `next_four_k` says, and k's place in
+// its block (the start of the offsets that `next_four_k` moves on).
+fn k_offset(k: u32, stride: u32, block: u32, gap: u32) -> vec2<u32> {
+    let inner = k % block;
+    return vec2<u32>((k / block) * gap + inner * stride, inner);
+}
+
+// A's offset of k (added to a row's base), and k's place in its block.
+fn a_k_offset(k: u32) -> vec2<u32> {
+    return k_offset(k, p.a_k, p.a_inner, p.a_outer);
+}
+
+// B's offset of k (added to a column's base), and k's place in its block.
 fn b_k_offset(k: u32) -> vec2<u32> {
-    let inner = k % p.b_k_inner;
-    return vec2<u32>((k / p.b_k_inner) * p.b_k_outer + inner * p.b_k, inner);
+    return k_offset(k, p.b_k, p.b_k_inner, p.b_k_outer);
 }
 
 @compute @workgroup_size(WG)
@@ -192,8 +203,9 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     // lanes past row 7 or past M load a valid row too (never broadcast, or never stored)
     let row = min(m0 + min(lane, 7u), p.m - 1u);
     // A's offset of this lane's row at k, kept without division: k = outer * a_inner + inner
-    var inner = k_begin % p.a_inner;
-    var a_off = row * p.a_m + (k_begin / p.a_inner) * p.a_outer + inner * p.a_k;
+    let a_start = a_k_offset(k_begin);
+    var a_off = row * p.a_m + a_start.x;
+    var inner = a_start.y;
     let base0 = column_bases(n0);
     let base1 = column_bases(n0 + 4u);
     let b_start = b_k_offset(k_begin);
@@ -349,8 +361,9 @@ fn gemm_tall(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
     let row6 = min(m0 + 48u + l, p.m - 1u) * p.a_m;
     let row7 = min(m0 + 56u + l, p.m - 1u) * p.a_m;
     // A's offset of k (added to each row's), kept without division as in `gemm`
-    var inner = k_begin % p.a_inner;
-    var k_off = (k_begin / p.a_inner) * p.a_outer + inner * p.a_k;
+    let a_start = a_k_offset(k_begin);
+    var k_off = a_start.x;
+    var inner = a_start.y;
     // the columns n0 .. n0 + 3 (left) and n0 + 4 .. n0 + 7 (right)
     let left = column_bases(n0);
     let right = column_bases(n0 + 4u);
@@ -554,9 +567,10 @@ fn x_texel(t: i32) -> vec4<f32> {
 }
 
 // With ROW_TEXELS at stride 1 and a kernel wider than 5: x at kernel position (ky, kx) of channel
-// ci for the four columns of one output row whose first has top-left input (y0, x0). Their taps are four consecutive
-// elements of one input row, so they are read as the two texels of the copy that hold them and
-// shifted into place, instead of as one texel each (zero in the padding and at masked positions).
+// ci for the four columns of one output row whose first has top-left input (y0, x0). Their taps
+// are four consecutive elements of one input row, so they are read as the two texels of the copy
+// that hold them and shifted into place, instead of as one texel each (zero in the padding and at
+// masked positions).
 fn tap_values_in_row(image: u32, ci: u32, y0: i32, x0: i32, ky: u32, kx: u32) -> vec4<f32> {
     let iy = y0 + i32(ky);
     let xs = vec4<i32>(x0 + i32(kx)) + vec4<i32>(0, 1, 2, 3);

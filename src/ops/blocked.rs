@@ -1,17 +1,19 @@
 //! Host side of `shaders/blocked.wgsl`: the kernels of the CPU kernel set (see
 //! [`crate::gpu::KernelSet`]). A strided, register-blocked GEMM whose operands may be NCHW
-//! tensors; in its submodules, the nearest-code search on the same block, the `im2col` /
-//! `col2im` pair that lowers a convolution onto the GEMM, and the texture copies of the
-//! operands that all of them read.
+//! tensors; in its submodules, the operands' layouts, the nearest-code search on the same block,
+//! the `im2col` / `col2im` pair that lowers a convolution onto the GEMM, and the texture copies
+//! of the operands that all of them read.
 
 use crate::gpu::{Binding, Gpu, Kernel, Shader, CPU_SET_LANES};
 use crate::ops::{reduce, Epilogue};
 use crate::tensor::{Shape, Tensor};
 
 mod copies;
+mod layout;
 mod lowering;
 mod nearest;
 use copies::dispatch_with_copies;
+pub(crate) use layout::{slab_elements, BLayout, Layout, NO_WRAP};
 pub(crate) use lowering::{col2im, flipped_weight, im2col, ColumnOrder, Lowering};
 pub(crate) use nearest::{nearest, nearest_chunk, nearest_fits};
 
@@ -82,9 +84,6 @@ crate::uniform_params! {
     }
 }
 
-/// An index that never wraps: `inner` of a plain row-major operand.
-pub(crate) const NO_WRAP: u32 = u32::MAX;
-
 /// Rows and columns of C one GEMM invocation computes.
 const BLOCK: usize = CPU_SET_LANES as usize;
 /// Invocations per GEMM workgroup: 64 columns of C per workgroup keep a workgroup's columns of B
@@ -92,85 +91,9 @@ const BLOCK: usize = CPU_SET_LANES as usize;
 const WG: usize = 8;
 /// Columns of C one `gemm_tall` invocation computes.
 const TALL_COLUMNS: usize = 8;
-/// Columns of a convolution's column matrix per slab (see [`Layout::slabs`]): the columns of C
-/// one `gemm_tall` workgroup computes.
-const SLAB: usize = TALL_COLUMNS * WG;
 /// Each K chunk of one invocation loops at most this many times over 4 k: the software driver
 /// silently cuts a loop nest after 65535 iterations.
 pub(crate) const MAX_K_CHUNK: usize = 4 * 15_000;
-
-/// How an operand of [`gemm`] is laid out; see `blocked.wgsl` for the index formulas and
-/// [`BLayout`] for B's two readings.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Layout {
-    /// A: stride of m; B by rows: stride of k; B by columns: stride of n; C: stride of m.
-    pub major: u32,
-    /// A and B by columns: stride of k within a block of `inner` (B by rows and C: 1).
-    pub minor: u32,
-    /// Length of the contiguous block along k (A, B by columns) or n (B by rows, C); [`NO_WRAP`]
-    /// for a plain matrix.
-    pub inner: u32,
-    /// Offset between consecutive blocks.
-    pub outer: u32,
-}
-
-impl Layout {
-    /// A row-major matrix with rows `row` apart.
-    pub fn rows(row: usize) -> Self {
-        Self {
-            major: row as u32,
-            minor: 1,
-            inner: NO_WRAP,
-            outer: 0,
-        }
-    }
-
-    /// An NCHW tensor seen as [channels, batch x plane]: channel stride `plane`, images
-    /// `channels x plane` apart.
-    pub fn channels(channels: usize, plane: usize) -> Self {
-        Self {
-            major: plane as u32,
-            minor: 1,
-            inner: plane as u32,
-            outer: (channels * plane) as u32,
-        }
-    }
-
-    /// A matrix of `rows` rows in slabs of [`SLAB`] columns: element (j, n) at
-    /// `(n / SLAB) * rows * SLAB + n % SLAB + j * SLAB` ([`slab_elements`] in all). As
-    /// [`BLayout::ByRows`], B(j, n); as [`BLayout::ByColumns`], B(n, j): either way a `gemm_tall`
-    /// workgroup reads its operand from one slab's contiguous block.
-    pub fn slabs(rows: usize) -> Self {
-        Self {
-            major: SLAB as u32,
-            minor: 1,
-            inner: SLAB as u32,
-            outer: (rows * SLAB) as u32,
-        }
-    }
-
-    fn vec4_ready(&self) -> bool {
-        self.major.is_multiple_of(4)
-            && (self.inner == NO_WRAP
-                || (self.inner.is_multiple_of(4) && self.outer.is_multiple_of(4)))
-    }
-}
-
-/// Elements of a matrix of `rows` x `columns` in [`Layout::slabs`] (the last slab whole), or
-/// `None` on overflow.
-pub(crate) fn slab_elements(rows: usize, columns: usize) -> Option<usize> {
-    rows.checked_mul(columns.div_ceil(SLAB))?.checked_mul(SLAB)
-}
-
-/// How a product reads B.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum BLayout {
-    /// B(k, n) = b[(n / inner) * outer + n % inner + k * major]: along n within blocks.
-    ByRows(Layout),
-    /// B read as A is, its columns as A's rows: B(k, n) = b[n * major + (k / inner) * outer +
-    /// (k % inner) * minor]: along k within blocks (a transposed operand).
-    ByColumns(Layout),
-}
 
 /// Where the bias of a [`gemm`] goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -461,13 +384,5 @@ mod tests {
         assert!(product(64, 48, 8192).split().0 > 1);
         assert_eq!(product(512, 2048, 8192).split().0, 1);
         assert_eq!(product(64, 48, 1000).split().0, 1);
-    }
-
-    #[test]
-    fn vec4_needs_whole_groups_of_four() {
-        assert!(Layout::rows(8).vec4_ready());
-        assert!(!Layout::rows(6).vec4_ready());
-        assert!(Layout::channels(3, 16).vec4_ready());
-        assert!(!Layout::channels(3, 9).vec4_ready());
     }
 }
