@@ -35,6 +35,12 @@ fn a_at(e: u32) -> f32 {
     return a[e];
 }
 
+// Elements e .. e + 3 of a (e a multiple of 4): one texel of its copy with TEX.
+fn a4_at(e: u32) -> vec4<f32> {
+    if (TEX) { return texel(a_tex, e >> 2u); }
+    return vec4<f32>(a[e], a[e + 1u], a[e + 2u], a[e + 3u]);
+}
+
 fn group_id(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return wid.x + wid.y * nwg.x;
 }
@@ -121,7 +127,9 @@ fn sum_outer_inner(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
 // sum_outer_inner for CPU adapters (the CPU kernel set): one invocation per m, no workgroup memory
 // and no barriers, the same bits. Term j = (o, s) goes to partial j % 256, as thread j % 256 of
 // sum_outer_inner takes it; the 256 partials, each summed in the same order, are then added by
-// workgroup_sum's tree (at stride 128, 64, ..., 1, partial t adds partial t + stride). The host
+// workgroup_sum's tree (at stride 128, 64, ..., 1, partial t adds partial t + stride). Where inner
+// is a multiple of 4, partials t .. t + 3 (t a multiple of 4) take terms at the same o and at s ..
+// s + 3 of one texel, and step alike: they are summed together, four lanes of one vector. The host
 // keeps outer x inner within the software driver's loop limit.
 @compute @workgroup_size(8)
 fn sum_outer_inner_serial(@builtin(global_invocation_id) gid: vec3<u32>,
@@ -132,13 +140,20 @@ fn sum_outer_inner_serial(@builtin(global_invocation_id) gid: vec3<u32>,
     // partial t: terms t, t + 256, ... as (o, s), stepped by adding 256's digits (one carry)
     let step_o = 256u / p.inner;
     let step_s = 256u % p.inner;
-    var partial: array<f32, 256>;
-    for (var t = 0u; t < 256u; t++) {
+    // partial t is component t % 4 of partials[t / 4]
+    var partials: array<vec4<f32>, 64>;
+    let fours = p.inner % 4u == 0u;
+    for (var t = 0u; t < 256u; t += select(1u, 4u, fours)) {
         var o = t / p.inner;
         var s = t % p.inner;
-        var acc = 0.0;
+        var acc = vec4<f32>(0.0);
         for (var j = t; j < count; j = j + 256u) {
-            acc = acc + a_at((o * p.mid + m) * p.inner + s);
+            let e = (o * p.mid + m) * p.inner + s;
+            if (fours) {
+                acc = acc + a4_at(e);
+            } else {
+                acc.x = acc.x + a_at(e);
+            }
             s = s + step_s;
             o = o + step_o;
             if (s >= p.inner) {
@@ -146,12 +161,18 @@ fn sum_outer_inner_serial(@builtin(global_invocation_id) gid: vec3<u32>,
                 o = o + 1u;
             }
         }
-        partial[t] = acc;
+        if (fours) {
+            partials[t >> 2u] = acc;
+        } else {
+            partials[t >> 2u][t & 3u] = acc.x;
+        }
     }
-    for (var stride = 128u; stride > 0u; stride = stride / 2u) {
-        for (var i = 0u; i < stride; i++) { partial[i] = partial[i] + partial[i + stride]; }
+    // the tree: strides 128 .. 4 add whole vectors, then 2 and 1 within the first
+    for (var stride = 32u; stride > 0u; stride = stride / 2u) {
+        for (var i = 0u; i < stride; i++) { partials[i] = partials[i] + partials[i + stride]; }
     }
-    out[m] = p.scale * partial[0];
+    let halves = partials[0].xy + partials[0].zw;
+    out[m] = p.scale * (halves.x + halves.y);
 }
 
 // out = scale * (a - b) * g[0]   (gradient of scale/2 * sum((a - b)^2) times the upstream scalar)

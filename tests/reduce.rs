@@ -85,6 +85,13 @@ fn per_channel_sums_take_the_same_bits_on_both_kernel_sets() {
         vec![4, 9, 16, 16],  // a convolution's output
         vec![2, 2, 40_000],  // past the CPU set's loop limit: the workgroup tree there too
         vec![2, 64, 30_000], // just under it
+        // planes of whole texels, which the CPU set sums four partials at a time
+        vec![3, 5, 8],     // fewer terms than partials
+        vec![32, 6, 8, 8], // 64 a plane: each partial steps over 4 planes
+        vec![9, 4, 12],    // 256 % 12 = 4: the plane position carries into the next plane
+        vec![5, 3, 1024],  // planes longer than 256
+        vec![70, 2, 4],    // a texel a plane
+        vec![6, 3, 50],    // even planes that are not whole texels: one partial at a time
     ]
     .into_iter()
     .enumerate()
