@@ -36,7 +36,8 @@
 //           dot products of codes (A = the codebook [K, D], a) with the rows n = (b, s) of an NCHW
 //           z (B, with `hw` a multiple of 4), folded at once into each row's running argmin of
 //           |e|^2 - 2 z.e (bias = the codes' squared norms); the K x N products are never stored.
-//           Workgroup z takes a chunk of codes; c gets each row's best code, c_dist its distance.
+//           An invocation takes 64 codes (gemm_tall's rows) x 8 rows of z per step. Workgroup z
+//           takes a chunk of codes; c gets each row's best code, c_dist its distance.
 // flipped_weight: a convolution's weight (or its kernel window) flipped along both kernel axes,
 //           its channel axes exchanged: the weight of the convolution of dy that gives a stride-1
 //           input gradient.
@@ -476,6 +477,36 @@ fn gemm_tall(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
     }
 }
 
+// Codes code0 .. code0 + 7 (those before code_end) with their dot products with rows n0 .. n0 + 3
+// (`left`) and n0 + 4 .. n0 + 7 (`right`) into the rows' running argmin, in the codes' order and
+// by a strict comparison, so that ties keep the lowest code.
+fn take_best(left: array<vec4<f32>, 8>, right: array<vec4<f32>, 8>, code0: u32, code_end: u32,
+             best_dist0: ptr<function, vec4<f32>>, best_dist1: ptr<function, vec4<f32>>,
+             best_code0: ptr<function, vec4<u32>>, best_code1: ptr<function, vec4<u32>>) {
+    for (var r = 0u; r < 8u; r++) {
+        let code = code0 + r;
+        if (code >= code_end) { return; }
+        let norm = bias[code];
+        let dist0 = norm - 2.0 * left[r];
+        let dist1 = norm - 2.0 * right[r];
+        let win0 = dist0 < *best_dist0;
+        let win1 = dist1 < *best_dist1;
+        *best_dist0 = select(*best_dist0, dist0, win0);
+        *best_dist1 = select(*best_dist1, dist1, win1);
+        *best_code0 = select(*best_code0, vec4<u32>(code), win0);
+        *best_code1 = select(*best_code1, vec4<u32>(code), win1);
+    }
+}
+
+// Dimensions d .. d + 3 of the code at `off` (d a multiple of 4): one texel of the codebook's copy
+// where the codes are whole texels.
+fn code_dims4(off: u32) -> vec4<f32> {
+    if (TEX && p.k % 4u == 0u) { return texel(a_tex, off >> 2u); }
+    return vec4<f32>(a_at(off), a_at(off + 1u), a_at(off + 2u), a_at(off + 3u));
+}
+
+// 64 codes x 8 rows per invocation and step, as gemm_tall's rows x columns: lane r of group g
+// loads code c0 + 8 g + r and broadcasts it, so that each block of z serves 64 codes.
 @compute @workgroup_size(WG)
 fn nearest(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
            @builtin(subgroup_invocation_id) lane: u32) {
@@ -483,42 +514,98 @@ fn nearest(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
     let n0 = (wid.x * WG + lid.x) * 8u;
     let code_begin = chunk * p.k_chunk;
     let code_end = min(p.m, code_begin + p.k_chunk);
-    let base0 = vec4<u32>(column_base(n0), 0u, 0u, 0u);
-    let base1 = vec4<u32>(column_base(n0 + 4u), 0u, 0u, 0u);
+    let left = vec4<u32>(column_base(n0), 0u, 0u, 0u);
+    let right = vec4<u32>(column_base(n0 + 4u), 0u, 0u, 0u);
     var best_dist0 = vec4<f32>(3.0e38);
     var best_dist1 = vec4<f32>(3.0e38);
     var best_code0 = vec4<u32>(0xffffffffu);
     var best_code1 = vec4<u32>(0xffffffffu);
     let d_whole = p.k / 4u * 4u;
-    for (var c0 = code_begin; c0 < code_end; c0 += 8u) {
-        // lanes past the chunk's last code load that code again (its products are never used)
-        let a_row = min(c0 + min(lane, 7u), code_end - 1u) * p.a_m;
-        // dot products of codes c0 .. c0 + 7 with rows n0 .. n0 + 3 (left) and n0 + 4 .. n0 + 7
-        var left: array<vec4<f32>, 8>;
-        var right: array<vec4<f32>, 8>;
+    // lanes past row 7 of a group load a code too (never broadcast)
+    let l = min(lane, 7u);
+    for (var c0 = code_begin; c0 < code_end; c0 += 64u) {
+        // lanes past the chunk's last code load that code again (their products are never used)
+        let last = code_end - 1u;
+        let row0 = min(c0 + l, last) * p.a_m;
+        let row1 = min(c0 + 8u + l, last) * p.a_m;
+        let row2 = min(c0 + 16u + l, last) * p.a_m;
+        let row3 = min(c0 + 24u + l, last) * p.a_m;
+        let row4 = min(c0 + 32u + l, last) * p.a_m;
+        let row5 = min(c0 + 40u + l, last) * p.a_m;
+        let row6 = min(c0 + 48u + l, last) * p.a_m;
+        let row7 = min(c0 + 56u + l, last) * p.a_m;
+        var left0: array<vec4<f32>, 8>;
+        var right0: array<vec4<f32>, 8>;
+        var left1: array<vec4<f32>, 8>;
+        var right1: array<vec4<f32>, 8>;
+        var left2: array<vec4<f32>, 8>;
+        var right2: array<vec4<f32>, 8>;
+        var left3: array<vec4<f32>, 8>;
+        var right3: array<vec4<f32>, 8>;
+        var left4: array<vec4<f32>, 8>;
+        var right4: array<vec4<f32>, 8>;
+        var left5: array<vec4<f32>, 8>;
+        var right5: array<vec4<f32>, 8>;
+        var left6: array<vec4<f32>, 8>;
+        var right6: array<vec4<f32>, 8>;
+        var left7: array<vec4<f32>, 8>;
+        var right7: array<vec4<f32>, 8>;
         for (var d0 = 0u; d0 < d_whole; d0 += 4u) {
-            let av = vec4<f32>(a_at(a_row + d0), a_at(a_row + d0 + 1u), a_at(a_row + d0 + 2u), a_at(a_row + d0 + 3u));
-            accumulate8x4(&left, av, load_b_block(base0, d0 * p.b_k));
-            accumulate8x4(&right, av, load_b_block(base1, d0 * p.b_k));
+            let a0 = code_dims4(row0 + d0);
+            let a1 = code_dims4(row1 + d0);
+            let a2 = code_dims4(row2 + d0);
+            let a3 = code_dims4(row3 + d0);
+            let a4 = code_dims4(row4 + d0);
+            let a5 = code_dims4(row5 + d0);
+            let a6 = code_dims4(row6 + d0);
+            let a7 = code_dims4(row7 + d0);
+            let b_left = load_b_block(left, d0 * p.b_k);
+            accumulate8x4(&left0, a0, b_left);
+            accumulate8x4(&left1, a1, b_left);
+            accumulate8x4(&left2, a2, b_left);
+            accumulate8x4(&left3, a3, b_left);
+            accumulate8x4(&left4, a4, b_left);
+            accumulate8x4(&left5, a5, b_left);
+            accumulate8x4(&left6, a6, b_left);
+            accumulate8x4(&left7, a7, b_left);
+            let b_right = load_b_block(right, d0 * p.b_k);
+            accumulate8x4(&right0, a0, b_right);
+            accumulate8x4(&right1, a1, b_right);
+            accumulate8x4(&right2, a2, b_right);
+            accumulate8x4(&right3, a3, b_right);
+            accumulate8x4(&right4, a4, b_right);
+            accumulate8x4(&right5, a5, b_right);
+            accumulate8x4(&right6, a6, b_right);
+            accumulate8x4(&right7, a7, b_right);
         }
         for (var d = d_whole; d < p.k; d++) {
-            accumulate8(&left, a_at(a_row + d), load_b4(base0, d * p.b_k));
-            accumulate8(&right, a_at(a_row + d), load_b4(base1, d * p.b_k));
+            let b_left = load_b4(left, d * p.b_k);
+            let b_right = load_b4(right, d * p.b_k);
+            accumulate8(&left0, a_at(row0 + d), b_left);
+            accumulate8(&right0, a_at(row0 + d), b_right);
+            accumulate8(&left1, a_at(row1 + d), b_left);
+            accumulate8(&right1, a_at(row1 + d), b_right);
+            accumulate8(&left2, a_at(row2 + d), b_left);
+            accumulate8(&right2, a_at(row2 + d), b_right);
+            accumulate8(&left3, a_at(row3 + d), b_left);
+            accumulate8(&right3, a_at(row3 + d), b_right);
+            accumulate8(&left4, a_at(row4 + d), b_left);
+            accumulate8(&right4, a_at(row4 + d), b_right);
+            accumulate8(&left5, a_at(row5 + d), b_left);
+            accumulate8(&right5, a_at(row5 + d), b_right);
+            accumulate8(&left6, a_at(row6 + d), b_left);
+            accumulate8(&right6, a_at(row6 + d), b_right);
+            accumulate8(&left7, a_at(row7 + d), b_left);
+            accumulate8(&right7, a_at(row7 + d), b_right);
         }
-        // codes in increasing order and a strict comparison: ties keep the lowest index
-        for (var r = 0u; r < 8u; r++) {
-            let code = c0 + r;
-            if (code >= code_end) { break; }
-            let norm = bias[code];
-            let dist0 = norm - 2.0 * left[r];
-            let dist1 = norm - 2.0 * right[r];
-            let win0 = dist0 < best_dist0;
-            let win1 = dist1 < best_dist1;
-            best_dist0 = select(best_dist0, dist0, win0);
-            best_dist1 = select(best_dist1, dist1, win1);
-            best_code0 = select(best_code0, vec4<u32>(code), win0);
-            best_code1 = select(best_code1, vec4<u32>(code), win1);
-        }
+        take_best(left0, right0, c0, code_end, &best_dist0, &best_dist1, &best_code0, &best_code1);
+        take_best(left1, right1, c0 + 8u, code_end, &best_dist0, &best_dist1, &best_code0, &best_code1);
+        take_best(left2, right2, c0 + 16u, code_end, &best_dist0, &best_dist1, &best_code0, &best_code1);
+        take_best(left3, right3, c0 + 24u, code_end, &best_dist0, &best_dist1, &best_code0, &best_code1);
+        take_best(left4, right4, c0 + 32u, code_end, &best_dist0, &best_dist1, &best_code0, &best_code1);
+        take_best(left5, right5, c0 + 40u, code_end, &best_dist0, &best_dist1, &best_code0, &best_code1);
+        take_best(left6, right6, c0 + 48u, code_end, &best_dist0, &best_dist1, &best_code0, &best_code1);
+        take_best(left7, right7, c0 + 56u, code_end, &best_dist0, &best_dist1, &best_code0, &best_code1);
     }
     for (var j = 0u; j < 8u; j++) {
         let n = n0 + j;

@@ -76,6 +76,8 @@ fn nearest_at_many_shapes(gpu: &vqgpu::Gpu) {
         ([1, 8, 1, 1], 4000),
         ([5, 4, 3, 3], 65),
         ([4, 32, 16, 16], 1000),
+        ([2, 12, 2, 2], 37), // planes of whole texels (the CPU set's blocked search), codes too
+        ([2, 5, 4, 4], 19),  // planes of whole texels, codes not
     ] {
         let (z, zv) = random_tensor(&gpu, &mut rng, &shape);
         let (e, ev) = random_tensor(&gpu, &mut rng, &[k, shape[1]]);
@@ -103,6 +105,8 @@ fn texture_copies_and_buffer_reads_find_the_same_codes() {
         ([2, 3, 5, 7], 10),
         ([3, 64, 8, 8], 512),
         ([1, 17, 9, 9], 130),
+        ([2, 12, 2, 2], 37),
+        ([2, 5, 4, 4], 19),
     ] {
         let mut rng = rng(211);
         let zv = random(&mut rng, shape.iter().product());

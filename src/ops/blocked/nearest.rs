@@ -5,10 +5,14 @@ use super::{Params, A, B, BIAS, BLOCK, C, C_DIST, MAX_K_CHUNK, SHADER, WG};
 use crate::gpu::{Gpu, Kernel};
 use crate::tensor::Tensor;
 
+/// Codes one invocation of the CPU set's nearest-code search takes per step (8 groups of
+/// [`BLOCK`]).
+const CODES_PER_STEP: usize = 8 * BLOCK;
+
 /// Codes per chunk of the CPU set's nearest-code search for codes of dimension `d`: one invocation
-/// loops (d / 4 + d % 4 + 8) times per 8 codes, under the driver's loop limit.
+/// loops (d / 4 + d % 4 + 64) times per 64 codes, under the driver's loop limit.
 pub(crate) fn nearest_chunk(d: usize) -> usize {
-    (MAX_K_CHUNK / 4 / (d / 4 + d % 4 + 8)).max(1) * BLOCK
+    (MAX_K_CHUNK / 4 / (d / 4 + d % 4 + CODES_PER_STEP)).max(1) * CODES_PER_STEP
 }
 
 /// Whether the CPU set's nearest-code search takes z [B, D, H, W] in `chunks` chunks of codes: its
