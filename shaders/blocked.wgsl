@@ -477,24 +477,31 @@ fn gemm_tall(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
     }
 }
 
+// The running argmin of rows n0 .. n0 + 3 (dist0, code0) and n0 + 4 .. n0 + 7 (dist1, code1).
+struct Best {
+    dist0: vec4<f32>,
+    dist1: vec4<f32>,
+    code0: vec4<u32>,
+    code1: vec4<u32>,
+}
+
 // Codes code0 .. code0 + 7 (those before code_end) with their dot products with rows n0 .. n0 + 3
 // (`left`) and n0 + 4 .. n0 + 7 (`right`) into the rows' running argmin, in the codes' order and
 // by a strict comparison, so that ties keep the lowest code.
 fn take_best(left: array<vec4<f32>, 8>, right: array<vec4<f32>, 8>, code0: u32, code_end: u32,
-             best_dist0: ptr<function, vec4<f32>>, best_dist1: ptr<function, vec4<f32>>,
-             best_code0: ptr<function, vec4<u32>>, best_code1: ptr<function, vec4<u32>>) {
+             best: ptr<function, Best>) {
     for (var r = 0u; r < 8u; r++) {
         let code = code0 + r;
         if (code >= code_end) { return; }
         let norm = bias[code];
         let dist0 = norm - 2.0 * left[r];
         let dist1 = norm - 2.0 * right[r];
-        let win0 = dist0 < *best_dist0;
-        let win1 = dist1 < *best_dist1;
-        *best_dist0 = select(*best_dist0, dist0, win0);
-        *best_dist1 = select(*best_dist1, dist1, win1);
-        *best_code0 = select(*best_code0, vec4<u32>(code), win0);
-        *best_code1 = select(*best_code1, vec4<u32>(code), win1);
+        let win0 = dist0 < (*best).dist0;
+        let win1 = dist1 < (*best).dist1;
+        (*best).dist0 = select((*best).dist0, dist0, win0);
+        (*best).dist1 = select((*best).dist1, dist1, win1);
+        (*best).code0 = select((*best).code0, vec4<u32>(code), win0);
+        (*best).code1 = select((*best).code1, vec4<u32>(code), win1);
     }
 }
 
@@ -516,16 +523,14 @@ fn nearest(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
     let code_end = min(p.m, code_begin + p.k_chunk);
     let left = vec4<u32>(column_base(n0), 0u, 0u, 0u);
     let right = vec4<u32>(column_base(n0 + 4u), 0u, 0u, 0u);
-    var best_dist0 = vec4<f32>(3.0e38);
-    var best_dist1 = vec4<f32>(3.0e38);
-    var best_code0 = vec4<u32>(0xffffffffu);
-    var best_code1 = vec4<u32>(0xffffffffu);
+    let none = vec4<u32>(0xffffffffu);
+    var best = Best(vec4<f32>(3.0e38), vec4<f32>(3.0e38), none, none);
     let d_whole = p.k / 4u * 4u;
     // lanes past row 7 of a group load a code too (never broadcast)
     let l = min(lane, 7u);
+    // lanes past the chunk's last code load that code again (their products are never used)
+    let last = code_end - 1u;
     for (var c0 = code_begin; c0 < code_end; c0 += 64u) {
-        // lanes past the chunk's last code load that code again (their products are never used)
-        let last = code_end - 1u;
         let row0 = min(c0 + l, last) * p.a_m;
         let row1 = min(c0 + 8u + l, last) * p.a_m;
         let row2 = min(c0 + 16u + l, last) * p.a_m;
@@ -598,23 +603,23 @@ fn nearest(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
             accumulate8(&left7, a_at(row7 + d), b_left);
             accumulate8(&right7, a_at(row7 + d), b_right);
         }
-        take_best(left0, right0, c0, code_end, &best_dist0, &best_dist1, &best_code0, &best_code1);
-        take_best(left1, right1, c0 + 8u, code_end, &best_dist0, &best_dist1, &best_code0, &best_code1);
-        take_best(left2, right2, c0 + 16u, code_end, &best_dist0, &best_dist1, &best_code0, &best_code1);
-        take_best(left3, right3, c0 + 24u, code_end, &best_dist0, &best_dist1, &best_code0, &best_code1);
-        take_best(left4, right4, c0 + 32u, code_end, &best_dist0, &best_dist1, &best_code0, &best_code1);
-        take_best(left5, right5, c0 + 40u, code_end, &best_dist0, &best_dist1, &best_code0, &best_code1);
-        take_best(left6, right6, c0 + 48u, code_end, &best_dist0, &best_dist1, &best_code0, &best_code1);
-        take_best(left7, right7, c0 + 56u, code_end, &best_dist0, &best_dist1, &best_code0, &best_code1);
+        take_best(left0, right0, c0, code_end, &best);
+        take_best(left1, right1, c0 + 8u, code_end, &best);
+        take_best(left2, right2, c0 + 16u, code_end, &best);
+        take_best(left3, right3, c0 + 24u, code_end, &best);
+        take_best(left4, right4, c0 + 32u, code_end, &best);
+        take_best(left5, right5, c0 + 40u, code_end, &best);
+        take_best(left6, right6, c0 + 48u, code_end, &best);
+        take_best(left7, right7, c0 + 56u, code_end, &best);
     }
     for (var j = 0u; j < 8u; j++) {
         let n = n0 + j;
         if (n >= p.n) { break; }
-        var code = best_code0[j % 4u];
-        var dist = best_dist0[j % 4u];
+        var code = best.code0[j % 4u];
+        var dist = best.dist0[j % 4u];
         if (j >= 4u) {
-            code = best_code1[j % 4u];
-            dist = best_dist1[j % 4u];
+            code = best.code1[j % 4u];
+            dist = best.dist1[j % 4u];
         }
         // a row whose distances are all NaN keeps the chunk's first code
         c[chunk * p.n + n] = f32(select(code, code_begin, code == 0xffffffffu));
@@ -907,7 +912,8 @@ fn col2im(@builtin(global_invocation_id) gid: vec3<u32>) {
         if (two_by_two) {
             // a term that does not reach is read at the channel's first element and adds zero
             let term_at = offsets + vec4<u32>(ci * taps * p.ld);
-            let terms = select(vec4<f32>(0.0), vec4<f32>(b_at(term_at.x), b_at(term_at.y), b_at(term_at.z), b_at(term_at.w)), reached);
+            let read = vec4<f32>(b_at(term_at.x), b_at(term_at.y), b_at(term_at.z), b_at(term_at.w));
+            let terms = select(vec4<f32>(0.0), read, reached);
             sum += terms.x;
             sum += terms.y;
             sum += terms.z;

@@ -10,8 +10,8 @@ pub(crate) const NO_WRAP: u32 = u32::MAX;
 /// one `gemm_tall` workgroup computes.
 const SLAB: usize = TALL_COLUMNS * WG;
 
-/// How an operand of a product ([`super::product`]) is laid out; see `blocked.wgsl` for the index formulas and
-/// [`BLayout`] for B's two readings.
+/// How an operand of a product ([`super::product`]) is laid out; see `blocked.wgsl` for the index
+/// formulas and [`BLayout`] for B's two readings.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Layout {
     /// A: stride of m; B by rows: stride of k; B by columns: stride of n; C: stride of m.

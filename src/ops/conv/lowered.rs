@@ -5,9 +5,9 @@
 //! reads them in slabs of 64 columns ([`Layout::slabs`]). A pointwise convolution's products read
 //! x, and write dx, in place. The columns hold the kernel window's positions only (see
 //! [`ConvShape::window_taps`]): a mask that keeps a kernel's first rows shortens every product's
-//! sums, with the weight's window copied where a product cannot read it in place. A shape the lowering cannot take (launches past the adapter's
-//! workgroup limit, column matrices past its binding limit) runs on `conv.wgsl` as on a GPU; the
-//! choice depends on the shape only.
+//! sums, with the weight's window copied where a product cannot read it in place. A shape the
+//! lowering cannot take (launches past the adapter's workgroup limit, column matrices past its
+//! binding limit) runs on `conv.wgsl` as on a GPU; the choice depends on the shape only.
 
 use super::shape::ConvShape;
 use super::{Conv2dOptions, Mode};
