@@ -128,6 +128,97 @@ fn texture_copies_and_buffer_reads_give_the_same_bits() {
     }
 }
 
+/// The CPU set reads an operand copied for an earlier launch of the same submission from the
+/// texture slot that still holds it, and copies it again once its buffer has changed (a launch
+/// wrote it: here a fill, into the buffer of a tensor just dropped) or work was submitted.
+#[test]
+fn a_copy_still_held_is_read_again_until_its_buffer_changes() {
+    let Some([gpu, _]) = copies_and_buffer_reads() else {
+        return;
+    };
+    let (m, n, k) = (40, 44, 36);
+    let mut rng = rng(31);
+    let (a, av) = random_tensor(&gpu, &mut rng, &[m, k]);
+    let (b, bv) = random_tensor(&gpu, &mut rng, &[k, n]);
+    gpu.sync().unwrap();
+    // the product, and the copies it made and did not need to make
+    let product = |a: &vqgpu::Tensor, b: &vqgpu::Tensor| {
+        let before = gpu.host_stats();
+        let c = gemm::matmul(a, b, false, false);
+        let s = gpu.host_stats() - before;
+        (c, [s.texture_copies, s.copies_reused])
+    };
+    let (first, copies) = product(&a, &b);
+    assert_eq!(
+        copies,
+        [2, 0],
+        "the first product's copies and reused copies"
+    );
+    let (again, copies) = product(&a, &b);
+    assert_eq!(
+        copies,
+        [0, 2],
+        "the same product's copies and reused copies"
+    );
+    // b's buffer goes back to the pool, and a launch writes it as a new tensor
+    drop(b);
+    let created = gpu.buffers_created();
+    let halves = vqgpu::Tensor::full(&gpu, &[k, n], 0.5);
+    assert_eq!(
+        gpu.buffers_created(),
+        created,
+        "the new tensor is not in a pooled buffer"
+    );
+    let (with_halves, copies) = product(&a, &halves);
+    assert_eq!(
+        copies,
+        [1, 1],
+        "copies and reused copies with the new tensor"
+    );
+    let check = |c: &vqgpu::Tensor, bv: &[f32], what: &str| {
+        let want = reference(&av, bv, m, n, k, false, false);
+        assert_close(&download(c), &want, 1e-4, 1e-4 * (k as f64).sqrt(), what);
+    };
+    check(&first, &bv, "the first product");
+    check(&again, &bv, "the same product again");
+    check(
+        &with_halves,
+        &vec![0.5; k * n],
+        "the product with the new tensor in b's buffer",
+    );
+    // the downloads submitted the work: nothing is held any more
+    let (_, copies) = product(&a, &halves);
+    assert_eq!(
+        copies,
+        [2, 0],
+        "copies and reused copies after a submission"
+    );
+}
+
+/// A launch that reads one operand from the slot that still holds it copies its other operand
+/// into another slot, even where that slot's texture must grow and the held one is large enough.
+#[test]
+fn a_launch_never_copies_over_a_copy_it_reads() {
+    let Some([gpu, _]) = copies_and_buffer_reads() else {
+        return;
+    };
+    // over 1 MiB each: more than a slot's first texture holds
+    let (m, n, k) = (260, 270, 1024);
+    let mut rng = rng(32);
+    let (s, _) = random_tensor(&gpu, &mut rng, &[4, m]);
+    let (g, gv) = random_tensor(&gpu, &mut rng, &[m, k]);
+    let (h, hv) = random_tensor(&gpu, &mut rng, &[k, n]);
+    gpu.sync().unwrap();
+    // g is copied into one slot, whose texture grows
+    let _ = gemm::matmul(&s, &g, false, false);
+    let before = gpu.host_stats();
+    let c = gemm::matmul(&g, &h, false, false);
+    let step = gpu.host_stats() - before;
+    assert_eq!([step.texture_copies, step.copies_reused], [1, 1]);
+    let want = reference(&gv, &hv, m, n, k, false, false);
+    assert_close(&download(&c), &want, 1e-4, 1e-4 * (k as f64).sqrt(), "g h");
+}
+
 fn matmul_cases(gpu: &vqgpu::Gpu) {
     let gpu = gpu.clone();
     let mut rng = rng(20);

@@ -196,6 +196,7 @@ impl Gpu {
             self.flush();
         }
         self.count(|s| s.bytes_uploaded += data.len() as u64);
+        self.forget_copies_of(buffer);
         self.0.ctx.queue.write_buffer(buffer, offset, data);
     }
 

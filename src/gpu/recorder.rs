@@ -9,7 +9,7 @@ use std::rc::Rc;
 use arrayvec::ArrayVec;
 
 use super::kernels::{Kernel, Signature, MAX_STORAGE_BINDINGS, MAX_TEXTURE_BINDINGS};
-use super::shader::{Binding, Shader, UniformParams};
+use super::shader::{Access, Binding, Shader, UniformParams};
 use super::Gpu;
 
 /// Bytes reserved per kernel launch for its uniform parameters.
@@ -76,6 +76,9 @@ pub struct HostStats {
     pub texture_copies: u64,
     /// Bytes those copies moved.
     pub bytes_copied: u64,
+    /// Copies not recorded because a texture slot still held them (the same range of a buffer
+    /// that no launch has written since).
+    pub copies_reused: u64,
     /// Compute passes those copies ended (a copy is recorded outside any pass; the next launch
     /// begins a new one).
     pub passes_ended_by_copies: u64,
@@ -93,6 +96,7 @@ impl std::ops::Sub for HostStats {
             submissions: self.submissions - o.submissions,
             texture_copies: self.texture_copies - o.texture_copies,
             bytes_copied: self.bytes_copied - o.bytes_copied,
+            copies_reused: self.copies_reused - o.copies_reused,
             passes_ended_by_copies: self.passes_ended_by_copies - o.passes_ended_by_copies,
         }
     }
@@ -294,6 +298,12 @@ impl Gpu {
         if workgroups.contains(&0) {
             return;
         }
+        for a in args
+            .iter()
+            .filter(|a| a.binding.access == Access::ReadWrite)
+        {
+            self.forget_copies_of(a.buffer);
+        }
         let params = bytemuck::bytes_of(params);
         let signature: Signature = args
             .iter()
@@ -366,6 +376,7 @@ impl Gpu {
         self.count(|s| s.uniform_bytes += used * UNIFORM_SLOT);
         rec.launches = 0;
         rec.pass = None;
+        self.forget_all_copies();
         if let Some(encoder) = rec.encoder.take() {
             let index = self.0.ctx.queue.submit([encoder.finish()]);
             *self.0.last_submission.borrow_mut() = Some(index);

@@ -5,6 +5,11 @@
 //! (`ops::blocked`), the elementwise kernels that work by units of four elements
 //! (`ops::elementwise`), Adam (`ops::adam`), the per-channel sums (`ops::reduce`) and the
 //! cross-entropy gradient (`ops::softmax`).
+//!
+//! A slot keeps what it holds until another copy goes into it: a launch whose operand a slot
+//! still holds, unchanged since (no launch has bound its buffer for writing, nothing was uploaded
+//! into it, nothing was submitted), reads that slot instead of making a new copy. Each
+//! submission starts with empty slots, so a repeated training step picks the same slots.
 
 use super::{Binding, BufferArg, Gpu, Kernel, TextureArg, UniformParams};
 
@@ -14,15 +19,27 @@ use super::{Binding, BufferArg, Gpu, Kernel, TextureArg, UniformParams};
 pub const TEXELS_PER_ROW: u64 = 1 << TEXEL_ROW_SHIFT;
 /// log2 of [`TEXELS_PER_ROW`].
 pub const TEXEL_ROW_SHIFT: u32 = 12;
-/// Texture slots: copies that one kernel launch reads together.
+/// Texture slots: at least the copies that one kernel launch reads together.
 pub(super) const TEXTURE_SLOTS: usize = 4;
 /// A slot's texture grows by whole multiples of this many rows (1 MiB).
 const ROW_GRANULE: u32 = 16;
 
-/// One slot's texture and its view.
+/// One slot's texture, its view, and what it holds.
 pub(super) struct SlotTexture {
     texture: wgpu::Texture,
     view: wgpu::TextureView,
+    /// The range of a buffer copied in last, while the buffer is unchanged since.
+    holds: Option<CopiedRange>,
+    /// [`Gpu::operand_uses`] when a launch last read the slot.
+    last_read: u64,
+}
+
+/// `bytes` bytes of `buffer` from `offset`, as copied into a slot.
+#[derive(PartialEq)]
+struct CopiedRange {
+    buffer: wgpu::Buffer,
+    offset: u64,
+    bytes: u64,
 }
 
 impl Gpu {
@@ -37,7 +54,7 @@ impl Gpu {
     /// texture slot `slot`, texel `i` holding bytes `16 i .. 16 i + 16`, and returns its view; `None`
     /// when there is nothing to copy or the copy needs more rows than the adapter's textures have.
     /// The next copy into the slot overwrites it: the launches recorded in between read this one.
-    pub(crate) fn texture_copy(
+    fn texture_copy(
         &self,
         slot: usize,
         buffer: &wgpu::Buffer,
@@ -54,6 +71,15 @@ impl Gpu {
         let texels = bytes / 16;
         let rows = texels.div_ceil(TEXELS_PER_ROW);
         let (texture, view) = self.slot_texture(slot, rows as u32);
+        self.0.textures.borrow_mut()[slot]
+            .as_mut()
+            .expect("the slot's texture was just made")
+            .holds = Some(CopiedRange {
+            buffer: buffer.clone(),
+            offset,
+            bytes,
+        });
+        self.mark_read(slot);
         let ends_pass = self.0.recorder.borrow().has_open_pass();
         self.count(|s| {
             s.texture_copies += 1;
@@ -101,9 +127,10 @@ impl Gpu {
         Some(view)
     }
 
-    /// Records texture copies of `operands` for a kernel that reads them so: operand `i` into slot
-    /// `i`, rounded up to whole texels. Returns the views of the slots (a placeholder where an
-    /// operand is `None`) when every operand given was copied, and `None`, with nothing recorded,
+    /// Records texture copies of `operands` for a kernel that reads them so, rounded up to whole
+    /// texels, except those a slot still holds; a copy goes into a slot the launch does not read
+    /// ([`Gpu::slot_to_fill`]). Returns the views of the operands' slots (a placeholder where an
+    /// operand is `None`) when every operand given is copied, and `None`, with nothing recorded,
     /// when the device does not use copies, or a range does not start on a texel or its last
     /// texel would pass its buffer's end, or a copy does not fit: the kernel then reads the
     /// buffers.
@@ -123,9 +150,28 @@ impl Gpu {
             return None;
         }
         let mut views = self.texture_placeholders();
-        for (slot, operand) in operands.iter().enumerate() {
+        // operands a slot still holds are read from it; the others are copied into the slots
+        // this launch does not read
+        let mut read = [false; TEXTURE_SLOTS];
+        let mut to_copy = [false; N];
+        for (i, operand) in operands.iter().enumerate() {
             if let Some(x) = operand {
-                views[slot] = self
+                match self.slot_holding(x.buffer, x.offset, texels(x)) {
+                    Some((slot, view)) => {
+                        read[slot] = true;
+                        self.mark_read(slot);
+                        views[i] = view;
+                        self.count(|s| s.copies_reused += 1);
+                    }
+                    None => to_copy[i] = true,
+                }
+            }
+        }
+        for (i, operand) in operands.iter().enumerate() {
+            if let (Some(x), true) = (operand, to_copy[i]) {
+                let slot = self.slot_to_fill(&read, texels(x));
+                read[slot] = true;
+                views[i] = self
                     .texture_copy(slot, x.buffer, x.offset, texels(x))
                     .expect("the copy was checked to fit");
             }
@@ -165,6 +211,75 @@ impl Gpu {
             grids[usize::from(copied)],
             flops,
         );
+    }
+
+    /// The slot that holds a copy of `bytes` bytes of `buffer` from `offset`, and its view.
+    fn slot_holding(
+        &self,
+        buffer: &wgpu::Buffer,
+        offset: u64,
+        bytes: u64,
+    ) -> Option<(usize, wgpu::TextureView)> {
+        let slots = self.0.textures.borrow();
+        slots.iter().enumerate().find_map(|(i, slot)| {
+            let t = slot.as_ref()?;
+            let held = t.holds.as_ref()?;
+            (held.buffer == *buffer && held.offset == offset && held.bytes == bytes)
+                .then(|| (i, t.view.clone()))
+        })
+    }
+
+    /// Operands read from slots so far (copied or not): the clock of [`SlotTexture::last_read`].
+    fn operand_uses(&self) -> u64 {
+        let s = self.host_stats();
+        s.texture_copies + s.copies_reused
+    }
+
+    /// Records that a launch reads slot `slot` now.
+    fn mark_read(&self, slot: usize) {
+        let now = self.operand_uses();
+        if let Some(t) = &mut self.0.textures.borrow_mut()[slot] {
+            t.last_read = now;
+        }
+    }
+
+    /// The slot to copy `bytes` bytes into, among those the launch does not `read`: preferably
+    /// one whose texture is large enough (textures grow only when none is), then one that holds
+    /// no copy, then the one read least recently (so that the copies read again soonest tend to
+    /// stay).
+    fn slot_to_fill(&self, read: &[bool; TEXTURE_SLOTS], bytes: u64) -> usize {
+        let rows = (bytes / 16).div_ceil(TEXELS_PER_ROW);
+        let slots = self.0.textures.borrow();
+        (0..TEXTURE_SLOTS)
+            .filter(|&s| !read[s])
+            .min_by_key(|&s| match &slots[s] {
+                Some(t) => (
+                    u64::from(t.texture.height()) < rows,
+                    t.holds.is_some(),
+                    t.last_read,
+                ),
+                None => (true, false, 0),
+            })
+            .expect("no more operands than slots")
+    }
+
+    /// Forgets every copy the slots hold, and when they were read: each submission starts with
+    /// empty slots, so that a repeated step picks the same slots and binds the same textures
+    /// (and its bind groups stay cached).
+    pub(super) fn forget_all_copies(&self) {
+        for t in self.0.textures.borrow_mut().iter_mut().flatten() {
+            t.holds = None;
+            t.last_read = 0;
+        }
+    }
+
+    /// Forgets the copies of `buffer` that slots hold: it is about to change.
+    pub(super) fn forget_copies_of(&self, buffer: &wgpu::Buffer) {
+        for t in self.0.textures.borrow_mut().iter_mut().flatten() {
+            if t.holds.as_ref().is_some_and(|held| held.buffer == *buffer) {
+                t.holds = None;
+            }
+        }
     }
 
     /// Views of the first `N` slots' textures, for a kernel that binds them but does not read them.
@@ -215,6 +330,8 @@ impl Gpu {
         slots[slot] = Some(SlotTexture {
             texture: texture.clone(),
             view: view.clone(),
+            holds: None,
+            last_read: 0,
         });
         (texture, view)
     }

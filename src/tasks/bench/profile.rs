@@ -205,7 +205,7 @@ pub fn print(p: &StepProfile) {
         .allocations
         .map_or("not counted".into(), |n| n.to_string());
     println!(
-        "host: recording a step (its start to the return of submit, median): {:.3} ms wall clock, CPU time {cpu}; per step {} dispatches, {} compute passes, {} bind groups created, {} bytes uploaded + {} bytes of kernel parameters, {} submits, {} copies into textures ({} bytes; they end {} passes), {allocations} heap allocations",
+        "host: recording a step (its start to the return of submit, median): {:.3} ms wall clock, CPU time {cpu}; per step {} dispatches, {} compute passes, {} bind groups created, {} bytes uploaded + {} bytes of kernel parameters, {} submits, {} copies into textures ({} bytes; they end {} passes; {} more not needed, a slot still held them), {allocations} heap allocations",
         h.record_seconds * 1e3,
         s.dispatches,
         s.passes,
@@ -215,7 +215,8 @@ pub fn print(p: &StepProfile) {
         s.submissions,
         s.texture_copies,
         s.bytes_copied,
-        s.passes_ended_by_copies
+        s.passes_ended_by_copies,
+        s.copies_reused
     );
     let total = p.total();
     println!(
