@@ -5,7 +5,11 @@
 //!
 //! mimalloc rather than the system allocator: recording a training step allocates and frees
 //! about a thousand small blocks on the host (in this crate and in wgpu), and with glibc's
-//! allocator that took about a third of the step's recording time.
+//! allocator that took about a third of the step's recording time. mimalloc also stands in for
+//! `malloc` and `free` in the whole process (its `override` feature, in any program that links
+//! this crate), so C libraries use it too: the software Vulkan driver allocates for every command
+//! it records, and with glibc's allocator that took about a fifth of the CPU set's recording
+//! time (docs/benchmarks.md). The count is of the Rust allocations only.
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::cell::Cell;
