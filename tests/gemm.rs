@@ -128,6 +128,18 @@ fn texture_copies_and_buffer_reads_give_the_same_bits() {
     }
 }
 
+/// `a b`, and the texture copies it made and those it did not need to make (a slot held them).
+fn product_counting_copies(
+    gpu: &vqgpu::Gpu,
+    a: &vqgpu::Tensor,
+    b: &vqgpu::Tensor,
+) -> (vqgpu::Tensor, [u64; 2]) {
+    let before = gpu.host_stats();
+    let c = gemm::matmul(a, b, false, false);
+    let s = gpu.host_stats() - before;
+    (c, [s.texture_copies, s.copies_reused])
+}
+
 /// The CPU set reads an operand copied for an earlier launch of the same submission from the
 /// texture slot that still holds it, and copies it again once its buffer has changed (a launch
 /// wrote it: here a fill, into the buffer of a tensor just dropped) or work was submitted.
@@ -141,13 +153,7 @@ fn a_copy_still_held_is_read_again_until_its_buffer_changes() {
     let (a, av) = random_tensor(&gpu, &mut rng, &[m, k]);
     let (b, bv) = random_tensor(&gpu, &mut rng, &[k, n]);
     gpu.sync().unwrap();
-    // the product, and the copies it made and did not need to make
-    let product = |a: &vqgpu::Tensor, b: &vqgpu::Tensor| {
-        let before = gpu.host_stats();
-        let c = gemm::matmul(a, b, false, false);
-        let s = gpu.host_stats() - before;
-        (c, [s.texture_copies, s.copies_reused])
-    };
+    let product = |a: &vqgpu::Tensor, b: &vqgpu::Tensor| product_counting_copies(&gpu, a, b);
     let (first, copies) = product(&a, &b);
     assert_eq!(
         copies,
@@ -211,10 +217,8 @@ fn a_launch_never_copies_over_a_copy_it_reads() {
     gpu.sync().unwrap();
     // g is copied into one slot, whose texture grows
     let _ = gemm::matmul(&s, &g, false, false);
-    let before = gpu.host_stats();
-    let c = gemm::matmul(&g, &h, false, false);
-    let step = gpu.host_stats() - before;
-    assert_eq!([step.texture_copies, step.copies_reused], [1, 1]);
+    let (c, copies) = product_counting_copies(&gpu, &g, &h);
+    assert_eq!(copies, [1, 1], "copies and reused copies of g h");
     let want = reference(&gv, &hv, m, n, k, false, false);
     assert_close(&download(&c), &want, 1e-4, 1e-4 * (k as f64).sqrt(), "g h");
 }
