@@ -167,6 +167,7 @@ fn a_repeated_training_step_submits_once_creates_no_buffers_and_reuses_its_bind_
         step.texture_copies > 0,
         gpu.kernel_set() == vqgpu::gpu::KernelSet::Cpu && gpu.texture_copies()
     );
+
     // the pool hands out the same buffers in the same order, so every bind group is cached
     assert_eq!(
         step.bind_groups, 0,
@@ -346,5 +347,26 @@ fn every_convolution_and_quantizer_row_is_timed_beside_the_gemm_of_its_shape() {
             "{set:?}: rows x codes x dims"
         );
         assert!(g.seconds > 0.0 && g.seconds.is_finite());
+    }
+}
+
+/// A device that makes no texture copies (the GPU set, or the CPU set with copies off) makes no
+/// texture slots either: its kernels bind one texel where they could read copies.
+#[test]
+fn a_device_without_copies_makes_no_texture_slots() {
+    let mut gpus = vec![kernel_set_gpus().swap_remove(0)];
+    gpus.extend(copies_and_buffer_reads().map(|[_, buffers]| buffers));
+    for gpu in gpus {
+        assert!(!gpu.texture_copies());
+        let mut trainer =
+            VqVaeTrainer::new(&gpu, tiny_vqvae(), 0, 1e-3, 2, [3, 32, 32], 1.0 / 12.0).unwrap();
+        let images = Batch {
+            step: 0,
+            inputs: vec![128; 2 * 3 * 32 * 32],
+            labels: Vec::new(),
+        };
+        trainer.train_step(&images).unwrap();
+        gpu.sync().unwrap();
+        assert_eq!(gpu.texture_bytes(), 0, "kernels {}", gpu.kernel_set());
     }
 }

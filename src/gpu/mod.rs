@@ -60,6 +60,8 @@ struct Inner {
     last_submission: RefCell<Option<wgpu::SubmissionIndex>>,
     /// The texture slots of [`Gpu::texture_copy`].
     textures: RefCell<[Option<textures::SlotTexture>; TEXTURE_SLOTS]>,
+    /// The texture a kernel binds where it reads no copy.
+    placeholder_texture: std::cell::OnceCell<wgpu::TextureView>,
 }
 
 /// A handle to the GPU; cheap to clone, not shared across threads. The device and everything made
@@ -91,6 +93,7 @@ impl Gpu {
             profiler: RefCell::default(),
             last_submission: RefCell::default(),
             textures: RefCell::default(),
+            placeholder_texture: std::cell::OnceCell::new(),
         }))))
     }
 

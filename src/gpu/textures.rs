@@ -282,9 +282,39 @@ impl Gpu {
         }
     }
 
-    /// Views of the first `N` slots' textures, for a kernel that binds them but does not read them.
+    /// Views of one texel's texture, never written, for a kernel that binds textures but does not
+    /// read them: no slot's texture is made or bound for it.
     fn texture_placeholders<const N: usize>(&self) -> [wgpu::TextureView; N] {
-        std::array::from_fn(|slot| self.slot_texture(slot, 1).1)
+        let view = self
+            .0
+            .placeholder_texture
+            .get_or_init(|| self.new_texture("unread texture", 1, 1).1);
+        std::array::from_fn(|_| view.clone())
+    }
+
+    /// A new rgba32float texture of `width` x `height` texels that copies can be made into.
+    fn new_texture(
+        &self,
+        label: &str,
+        width: u32,
+        height: u32,
+    ) -> (wgpu::Texture, wgpu::TextureView) {
+        let texture = self.device().create_texture(&wgpu::TextureDescriptor {
+            label: Some(label),
+            size: wgpu::Extent3d {
+                width,
+                height,
+                depth_or_array_layers: 1,
+            },
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D2,
+            format: wgpu::TextureFormat::Rgba32Float,
+            usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+            view_formats: &[],
+        });
+        let view = texture.create_view(&wgpu::TextureViewDescriptor::default());
+        (texture, view)
     }
 
     /// Bytes of the textures that hold copies now (kept until the device closes, grown as needed:
@@ -312,21 +342,7 @@ impl Gpu {
             .next_multiple_of(ROW_GRANULE)
             .min(self.limits().max_texture_dimension_2d)
             .max(rows);
-        let texture = self.device().create_texture(&wgpu::TextureDescriptor {
-            label: Some("operand copy"),
-            size: wgpu::Extent3d {
-                width: TEXELS_PER_ROW as u32,
-                height,
-                depth_or_array_layers: 1,
-            },
-            mip_level_count: 1,
-            sample_count: 1,
-            dimension: wgpu::TextureDimension::D2,
-            format: wgpu::TextureFormat::Rgba32Float,
-            usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
-            view_formats: &[],
-        });
-        let view = texture.create_view(&wgpu::TextureViewDescriptor::default());
+        let (texture, view) = self.new_texture("operand copy", TEXELS_PER_ROW as u32, height);
         slots[slot] = Some(SlotTexture {
             texture: texture.clone(),
             view: view.clone(),
