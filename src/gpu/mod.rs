@@ -194,12 +194,12 @@ impl Gpu {
 
     /// Writes bytes into a buffer, after all work recorded so far.
     pub(crate) fn write(&self, buffer: &wgpu::Buffer, offset: u64, data: &[u8]) {
-        // recorded work (launches or copies) always lives in the encoder
+        // recorded work (launches or copies) always lives in the encoder; submitting it also
+        // empties the texture slots, so no copy of `buffer` is read after this write
         if self.0.recorder.borrow().has_work() {
             self.flush();
         }
         self.count(|s| s.bytes_uploaded += data.len() as u64);
-        self.forget_copies_of(buffer);
         self.0.ctx.queue.write_buffer(buffer, offset, data);
     }
 
