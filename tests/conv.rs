@@ -235,6 +235,12 @@ fn check_case(gpu: &vqgpu::Gpu, c: &Case, mask: Option<SpatialMask>, seed: u64) 
         1e-4 * ((c.n * oh * ow) as f64).sqrt(),
         &format!("weight grad by autograd {what}"),
     );
+    // made alone or from the columns the forward kept (cpu set), the same product: the same bits
+    assert_eq!(
+        bits(&dw),
+        bits(&grads.get(&wg).expect("a gradient")),
+        "weight grad alone and by autograd, {what}"
+    );
     assert_close(
         &grad(&xg),
         &dx_ref,

@@ -31,6 +31,9 @@ pub static SHADER: Shader = crate::shader!(
     ]
 )
 .reading_copies(crate::ops::texel::SOURCE);
+
+/// The fewest rows (M) of a product that `gemm_tall` computes.
+pub(crate) const TALL_ROWS: usize = 32;
 const A: Binding = Binding::read(1, "a");
 const B: Binding = Binding::read(2, "b");
 const BIAS: Binding = Binding::read(3, "bias");
@@ -145,9 +148,9 @@ impl Product {
         }
     }
 
-    /// Whether `gemm_tall` (not `gemm`) computes this product: M of at least 32.
+    /// Whether `gemm_tall` (not `gemm`) computes this product: M of at least [`TALL_ROWS`].
     pub fn tall(&self) -> bool {
-        self.m >= 32
+        self.m >= TALL_ROWS
     }
 
     /// Whether `gemm_tall` can read A four k at a time as one vec4: contiguous along k, rows and

@@ -14,6 +14,7 @@ use super::{Conv2dOptions, Mode};
 use crate::gpu::{Gpu, KernelSet};
 use crate::ops::blocked::{
     self, slab_elements, BLayout, BiasPer, ColumnOrder, Layout, Lowering, Product, NO_WRAP,
+    TALL_ROWS,
 };
 use crate::ops::window::transposed_weight;
 use crate::ops::{elementwise, Epilogue};
@@ -239,11 +240,16 @@ fn plan(s: &ConvShape, mode: Mode) -> Option<Plan> {
         }
         Mode::WeightGrad => {
             // a pointwise convolution's x read in place along k, B((b, pixel), ci) = x[b, ci,
-            // pixel], where its planes hold whole groups of 4; else the transposed columns [n,
-            // k_pad], B(k = n, j) by rows
+            // pixel], where its planes hold whole groups of 4; for the tall product (32 output
+            // channels or more) the columns in slabs, as a forward keeps them, read along k;
+            // else the transposed columns [n, k_pad], B(k = n, j) by rows
             let (b, matrix, cols) = if direct && plane.is_multiple_of(4) {
                 let x = Layout::channels(k, plane);
                 (BLayout::ByColumns(x), ColumnMatrix::InPlace, 0)
+            } else if cout >= TALL_ROWS {
+                let (cols, b) = slabs(&g)?;
+                let order = ColumnOrder::AsB(b);
+                (BLayout::ByColumns(b), ColumnMatrix::Lowered(order), cols)
             } else {
                 let order = ColumnOrder::Transposed(k_pad);
                 let b = BLayout::ByRows(Layout::rows(k_pad));
@@ -297,8 +303,6 @@ pub(super) fn k_split(gpu: &Gpu, s: &ConvShape, mode: Mode) -> Option<(u32, u32)
 pub(super) struct Columns {
     /// Rows cin x window, columns batch x out_h x out_w, in slabs ([`Layout::slabs`]).
     cols: Tensor,
-    rows: usize,
-    columns: usize,
 }
 
 /// Records `mode(lhs, rhs) (+ bias)` on the CPU set into a new tensor of `shape` or where
@@ -353,11 +357,9 @@ pub(super) fn launch(
         Mode::WeightGrad => weight_grad_product(s, p, (lhs, b), epilogue.into),
         _ => blocked::product(p, lhs, b, bias, shape, flops, epilogue),
     };
-    let columns = cols.filter(|_| mode == Mode::Forward).map(|cols| Columns {
-        cols,
-        rows: g.rows(),
-        columns: g.columns(),
-    });
+    let columns = cols
+        .filter(|_| mode == Mode::Forward)
+        .map(|cols| Columns { cols });
     Some((out, columns))
 }
 
@@ -382,30 +384,19 @@ fn weight_grad_product(
     out
 }
 
-/// The weight gradient dw = dy cols^T from the columns its forward convolution kept, with the
-/// columns read in place along k, written into `into` where it is given; `None` (recording
-/// nothing) when the product is too short for that (fewer than 32 output channels) or its launch
-/// would not fit the adapter.
+/// The weight gradient dw = dy cols^T from the columns its forward convolution kept, written into
+/// `into` where it is given: the weight gradient's own plan, which reads such columns in slabs
+/// along k where its product is tall (32 output channels or more); `None` (recording nothing)
+/// where it is not, or its launch would not fit the adapter.
 fn weight_grad_from_columns(
     s: &ConvShape,
     dy: &Tensor,
     columns: &Columns,
     into: Option<&Tensor>,
 ) -> Option<Tensor> {
-    let (cout, plane) = (s.cout as usize, (s.out_h * s.out_w) as usize);
-    let p = Product {
-        m: cout,
-        n: columns.rows,
-        k: columns.columns,
-        a: output_gradient(cout, plane),
-        // B((b, pixel), j) = cols[j, (b, pixel)]: the slabs read along k
-        b: BLayout::ByColumns(Layout::slabs(columns.rows)),
-        c: Layout::rows(columns.rows),
-    };
-    if !(p.tall() && p.k_blocks_ready() && p.fits(dy.gpu())) {
-        return None;
-    }
-    Some(weight_grad_product(s, &p, (dy, &columns.cols), into))
+    let plan = usable_plan(dy.gpu(), s, Mode::WeightGrad)?;
+    matches!(plan.matrix, ColumnMatrix::Lowered(ColumnOrder::AsB(_)))
+        .then(|| weight_grad_product(s, &plan.product, (dy, &columns.cols), into))
 }
 
 /// The forward of conv2d (with `epilogue`'s residual and ReLU; marked as requiring gradients when
