@@ -73,11 +73,24 @@ fn check_vqvae_profile(gpu: &vqgpu::Gpu) {
             row.name == key || [format!("{key}_tall"), format!("{key}_narrow")].contains(&row.name)
         })
     };
-    for layer in ["encoder.0", "encoder.2", "pre_quantization", "decoder.0"] {
+    let names = || p.by_layer.iter().map(|r| &r.name).collect::<Vec<_>>();
+    let starts = |prefix: &str| p.by_layer.iter().any(|row| row.name.starts_with(prefix));
+    // a convolution's backward rows name their part: the input gradient (dx; none for the first
+    // layer, whose input is the batch), the weight gradient (dw) and the bias gradient (db)
+    for (layer, dx) in [
+        ("encoder.0", false),
+        ("encoder.2", true),
+        ("pre_quantization", true),
+        ("decoder.0", true),
+    ] {
         assert!(
-            has_conv(&format!("{layer} fwd {conv}")) && has_conv(&format!("{layer} bwd {conv}")),
-            "layer {layer} lacks a forward or backward convolution row: {:?}",
-            p.by_layer.iter().map(|r| &r.name).collect::<Vec<_>>()
+            has_conv(&format!("{layer} fwd {conv}"))
+                && has_conv(&format!("{layer} bwd dw {conv}"))
+                && has_conv(&format!("{layer} bwd dx {conv}")) == dx
+                && starts(&format!("{layer} bwd db reduce:"))
+                && !starts(&format!("{layer} bwd {conv}")),
+            "layer {layer}: wrong forward or backward convolution rows: {:?}",
+            names()
         );
     }
     let nearest = match gpu.kernel_set() {

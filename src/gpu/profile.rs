@@ -15,6 +15,7 @@ use crate::error::Result;
 thread_local! {
     static LAYER: RefCell<Option<Rc<str>>> = const { RefCell::new(None) };
     static BACKWARD: Cell<bool> = const { Cell::new(false) };
+    static PART: Cell<Option<&'static str>> = const { Cell::new(None) };
     /// Every layer name seen so far, made once each (a training step names the same layers).
     static NAMES: RefCell<HashSet<Rc<str>>> = RefCell::new(HashSet::new());
 }
@@ -36,6 +37,7 @@ pub fn layer(name: &str) -> LayerGuard {
     LayerGuard {
         previous: LAYER.with(|l| l.replace(Some(name))),
         was_backward: BACKWARD.with(Cell::get),
+        was_part: PART.with(|p| p.replace(None)),
     }
 }
 
@@ -50,19 +52,41 @@ pub(crate) fn backward_of(layer: Option<Rc<str>>) -> LayerGuard {
     LayerGuard {
         previous: LAYER.with(|l| l.replace(layer)),
         was_backward: BACKWARD.with(|b| b.replace(true)),
+        was_part: PART.with(|p| p.replace(None)),
     }
 }
 
-/// Restores the previous layer name (and backward marking) when dropped.
+/// Names the part of a layer's backward pass that the launches compute until the guard is
+/// dropped: `dx` (the input gradient), `dw` (the weight gradient) or `db` (the bias gradient).
+pub(crate) fn part(name: &'static str) -> PartGuard {
+    PartGuard {
+        previous: PART.with(|p| p.replace(Some(name))),
+    }
+}
+
+/// Restores the previous layer name (and backward marking and part) when dropped.
 pub struct LayerGuard {
     previous: Option<Rc<str>>,
     was_backward: bool,
+    was_part: Option<&'static str>,
 }
 
 impl Drop for LayerGuard {
     fn drop(&mut self) {
         LAYER.with(|l| *l.borrow_mut() = self.previous.take());
         BACKWARD.with(|b| b.set(self.was_backward));
+        PART.with(|p| p.set(self.was_part));
+    }
+}
+
+/// Restores the previous part (see [`part`]) when dropped.
+pub(crate) struct PartGuard {
+    previous: Option<&'static str>,
+}
+
+impl Drop for PartGuard {
+    fn drop(&mut self) {
+        PART.with(|p| p.set(self.previous));
     }
 }
 
@@ -75,6 +99,9 @@ pub struct DispatchRecord {
     pub layer: Option<Rc<str>>,
     /// Whether it ran inside a backward pass.
     pub backward: bool,
+    /// The part of its layer's backward pass it computes: `dx` (the input gradient), `dw` (the
+    /// weight gradient) or `db` (the bias gradient) for a convolution; `None` elsewhere.
+    pub part: Option<&'static str>,
     /// Floating-point operations (0 where the kernel does not count them).
     pub flops: f64,
     /// Bytes of every storage buffer range it binds (each counted once).
@@ -119,6 +146,7 @@ impl Profiler {
             kernel,
             layer: current_layer(),
             backward: BACKWARD.with(Cell::get),
+            part: PART.with(Cell::get),
             flops,
             bytes,
             seconds: 0.0,

@@ -15,7 +15,7 @@ pub use options::{
 use arrayvec::ArrayVec;
 
 use crate::autograd;
-use crate::gpu::{Binding, Gpu, Shader};
+use crate::gpu::{profile, Binding, Gpu, Shader};
 use crate::ops::{elementwise, reduce, Epilogue};
 use crate::tensor::{ReluMark, Tensor};
 use products::split_launch;
@@ -187,7 +187,10 @@ fn record_backward(
             autograd::Grads::from_iter(grads(g, [wants[0], wants[1]], into.as_ref(), pending));
         if has_bias {
             let slot = offered[2].slot.as_ref();
-            all.push(wants[2].then(|| reduce::sum_per_channel_into(g, slot)));
+            all.push(wants[2].then(|| {
+                let _part = profile::part("db");
+                reduce::sum_per_channel_into(g, slot)
+            }));
         }
         if all.len() < wants.len() {
             all.push(wants[all.len()].then(|| g.clone()));
@@ -276,13 +279,17 @@ pub fn conv2d_fused(
             (&y, relu),
             move |g, [want_x, want_w], into, pending| {
                 let dx = want_x.then(|| {
+                    let _part = profile::part("dx");
                     let mut taken = None;
                     let epilogue = input_grad_epilogue(gate.map(|_| &x_s), pending, &mut taken);
                     let operands = (g, &w_s, None);
                     let dx = conv2d_input_grad_with(operands, (x4[2], x4[3]), options, epilogue);
                     masked_for(dx, gate)
                 });
-                let dw = want_w.then(|| lowered::weight_grad(&s, g, &x_s, columns, options, into));
+                let dw = want_w.then(|| {
+                    let _part = profile::part("dw");
+                    lowered::weight_grad(&s, g, &x_s, columns, options, into)
+                });
                 [dx, dw]
             },
         );
@@ -359,6 +366,7 @@ pub fn conv_transpose2d_fused(
                 let s = ConvShape::of(dims4(g, "output gradient"), w4, &adjoint);
                 let (dx, columns) = match want_x {
                     true => {
+                        let _part = profile::part("dx");
                         let operands = (&w_s, g, None);
                         let mut taken = None;
                         let epilogue = input_grad_epilogue(gate.map(|_| &x_s), pending, &mut taken);
@@ -368,10 +376,11 @@ pub fn conv_transpose2d_fused(
                     }
                     false => (None, None),
                 };
-                [
-                    dx,
-                    want_w.then(|| lowered::weight_grad(&s, &x_s, g, columns, adjoint, into)),
-                ]
+                let dw = want_w.then(|| {
+                    let _part = profile::part("dw");
+                    lowered::weight_grad(&s, &x_s, g, columns, adjoint, into)
+                });
+                [dx, dw]
             },
         );
     }

@@ -47,7 +47,8 @@ pub struct StepProfile {
     pub profile: Profile,
     /// Grouped by kernel, slowest first.
     pub by_kernel: Vec<ProfileRow>,
-    /// Grouped by layer, direction and kernel, slowest first.
+    /// Grouped by layer, direction (with the part of a convolution's backward) and kernel, slowest
+    /// first.
     pub by_layer: Vec<ProfileRow>,
     /// The host figures.
     pub host: HostFigures,
@@ -85,12 +86,17 @@ pub fn group(
     rows
 }
 
-/// `encoder.0 bwd conv:conv2d`: the layer (or `-`), the direction and the kernel.
+/// `encoder.0 bwd dw conv:conv2d`: the layer (or `-`), the direction and the part of a backward
+/// pass where one is named, and the kernel.
 fn layer_key(r: &DispatchRecord) -> String {
+    let direction = match (r.backward, r.part) {
+        (false, _) => "fwd".to_string(),
+        (true, None) => "bwd".to_string(),
+        (true, Some(part)) => format!("bwd {part}"),
+    };
     format!(
-        "{} {} {}",
+        "{} {direction} {}",
         r.layer.as_deref().unwrap_or("-"),
-        if r.backward { "bwd" } else { "fwd" },
         r.kernel
     )
 }
@@ -231,5 +237,10 @@ pub fn print(p: &StepProfile) {
         p.profile.span * 1e3
     );
     print_rows("by kernel", &p.by_kernel, total, 40);
-    print_rows("by layer (direction, kernel)", &p.by_layer, total, 40);
+    print_rows(
+        "by layer (direction and part, kernel)",
+        &p.by_layer,
+        total,
+        40,
+    );
 }
