@@ -168,9 +168,20 @@ fn thread_cpu_seconds() -> Option<f64> {
 }
 
 fn print_rows(title: &str, rows: &[ProfileRow], total: f64, limit: usize) {
+    // the names column fits the longest name shown (at least 50 characters)
+    let width = rows
+        .iter()
+        .take(limit)
+        .map(|r| r.name.chars().count())
+        .fold(50, usize::max);
     println!(
-        "{title:<52} {:>5} {:>9} {:>6} {:>9} {:>8}",
-        "calls", "ms", "share", "GFLOP/s", "GB/s"
+        "{title:<w$} {:>5} {:>9} {:>6} {:>9} {:>8}",
+        "calls",
+        "ms",
+        "share",
+        "GFLOP/s",
+        "GB/s",
+        w = width + 2
     );
     for r in rows.iter().take(limit) {
         let rate = |x: f64| {
@@ -181,7 +192,7 @@ fn print_rows(title: &str, rows: &[ProfileRow], total: f64, limit: usize) {
             }
         };
         println!(
-            "  {:<50} {:>5} {:>9.4} {:>5.1}% {:>9} {:>8}",
+            "  {:<width$} {:>5} {:>9.4} {:>5.1}% {:>9} {:>8}",
             r.name,
             r.calls,
             r.seconds * 1e3,
