@@ -180,7 +180,6 @@ fn a_repeated_training_step_submits_once_creates_no_buffers_and_reuses_its_bind_
         step.texture_copies > 0,
         gpu.kernel_set() == vqgpu::gpu::KernelSet::Cpu && gpu.texture_copies()
     );
-
     // the pool hands out the same buffers in the same order, so every bind group is cached
     assert_eq!(
         step.bind_groups, 0,
