@@ -315,6 +315,18 @@ fn nearest_naive(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
 // (`workgroup_sum` of collective.wgsl or collective_subgroups.wgsl, which the host appends).
 @compute @workgroup_size(256)
 fn code_stats(@builtin(local_invocation_index) t: u32) {
+    let terms = code_terms(t);
+    let total_entropy = workgroup_sum(terms.x, t);
+    workgroupBarrier();
+    let total_used = workgroup_sum(terms.y, t);
+    if (t == 0u) {
+        out[0] = exp(total_entropy);
+        out[1] = total_used / f32(p.k);
+    }
+}
+
+// Thread t's part of `code_stats`: (entropy, codes used) over codes t, t + 256, ...
+fn code_terms(t: u32) -> vec2<f32> {
     var entropy = 0.0;
     var used = 0.0;
     for (var k = t; k < p.k; k = k + 256u) {
@@ -325,11 +337,28 @@ fn code_stats(@builtin(local_invocation_index) t: u32) {
             used = used + 1.0;
         }
     }
-    let total_entropy = workgroup_sum(entropy, t);
-    workgroupBarrier();
-    let total_used = workgroup_sum(used, t);
-    if (t == 0u) {
-        out[0] = exp(total_entropy);
-        out[1] = total_used / f32(p.k);
+    return vec2<f32>(entropy, used);
+}
+
+// `code_stats` in one invocation, for the CPU set (where each of the tree's barriers switches
+// between the 256 threads' contexts, which cost far more than these sums): the same 256 parts,
+// added pairwise in the same order as `workgroup_sum`, so the same bits. The host uses it while
+// K stays under the software driver's loop limit.
+@compute @workgroup_size(1)
+fn code_stats_serial() {
+    var entropy: array<f32, 256>;
+    var used: array<f32, 256>;
+    for (var t = 0u; t < 256u; t = t + 1u) {
+        let terms = code_terms(t);
+        entropy[t] = terms.x;
+        used[t] = terms.y;
     }
+    for (var stride = 128u; stride > 0u; stride = stride / 2u) {
+        for (var t = 0u; t < stride; t = t + 1u) {
+            entropy[t] = entropy[t] + entropy[t + stride];
+            used[t] = used[t] + used[t + stride];
+        }
+    }
+    out[0] = exp(entropy[0]);
+    out[1] = used[0] / f32(p.k);
 }

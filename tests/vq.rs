@@ -374,8 +374,38 @@ fn straight_through_passes_the_gradient_to_z_unchanged() {
 
 #[test]
 fn usage_statistics_match_reference() {
-    for gpu in collective_gpus() {
+    for gpu in collective_gpus().into_iter().chain(kernel_set_gpus()) {
         usage_statistics_match_reference_on(&gpu);
+    }
+}
+
+/// The CPU set's statistics (one invocation, its loops within the software driver's limit) take
+/// the same bits as the GPU set's workgroup tree, at codebooks smaller than the tree's 256 parts,
+/// not a multiple of them, and past the limit (the tree on both).
+#[test]
+fn usage_statistics_take_the_same_bits_on_both_kernel_sets() {
+    let gpus = kernel_set_gpus();
+    for k in [1, 5, 256, 700, 5_000, 60_000, 60_001] {
+        // counts of all sizes, a third of the codes unused
+        let counts: Vec<f32> = (0..k).map(|i| ((i * 7919) % 3 * (i % 13)) as f32).collect();
+        let rows = counts.iter().sum::<f32>().max(1.0) as usize;
+        let stats: Vec<Vec<u32>> = gpus
+            .iter()
+            .map(|gpu| {
+                let counts = upload(gpu, &[k], &counts);
+                let s = download(&vq::code_stats(&counts, rows));
+                s.iter().map(|v| v.to_bits()).collect()
+            })
+            .collect();
+        assert!(
+            stats.windows(2).all(|w| w[0] == w[1]),
+            "{k} codes: {stats:?}"
+        );
+        let perplexity = f32::from_bits(stats[0][0]);
+        assert!(
+            perplexity.is_finite() && perplexity >= 1.0,
+            "{k} codes: {perplexity}"
+        );
     }
 }
 

@@ -249,6 +249,7 @@ pub fn straight_through(z: &Tensor, z_q: &Tensor) -> Tensor {
 }
 
 /// From per-code counts [K] over `rows` vectors: [perplexity exp(-sum p log p), share of codes used].
+/// The same bits on both kernel sets.
 pub fn code_stats(counts: &Tensor, rows: usize) -> Tensor {
     let k = counts.numel();
     let shape = VqShape {
@@ -260,15 +261,25 @@ pub fn code_stats(counts: &Tensor, rows: usize) -> Tensor {
     };
     let gpu = counts.gpu();
     let out = Tensor::uninit(gpu, &[2]);
+    // the CPU set adds the same parts in one invocation, within the software driver's loop limit
+    let entry = if gpu.kernel_set() == KernelSet::Cpu && k <= SERIAL_STATS_CODES {
+        "code_stats_serial"
+    } else {
+        "code_stats"
+    };
     gpu.run(
         &SHADER,
-        "code_stats",
+        entry,
         &shape.params(),
         &[counts.bind(Z), out.bind(OUT)],
         [1, 1, 1],
     );
     out
 }
+
+/// Codes that `code_stats_serial` takes at most: its loops stay below the 65535 iterations after
+/// which the software driver silently cuts a loop nest.
+const SERIAL_STATS_CODES: usize = 60_000;
 
 #[cfg(test)]
 mod tests {
