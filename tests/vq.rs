@@ -386,7 +386,7 @@ fn usage_statistics_match_reference() {
 fn usage_statistics_take_the_same_bits_on_both_kernel_sets() {
     let gpus = kernel_set_gpus();
     for k in [1, 5, 256, 700, 5_000, 60_000, 60_001] {
-        // counts of all sizes, a third of the codes unused
+        // counts of many sizes, a third of the codes or more unused
         let counts: Vec<f32> = (0..k).map(|i| ((i * 7919) % 3 * (i % 13)) as f32).collect();
         let rows = counts.iter().sum::<f32>().max(1.0) as usize;
         let stats: Vec<Vec<u32>> = gpus
