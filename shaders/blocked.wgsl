@@ -849,15 +849,19 @@ fn im2col(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) 
 // out[ci, co, t] = a[co, ci, k - 1 - t] for t < k (`p.k`, the kept kernel positions, which come
 // first in a's kH x kW) and a weight of `m` output channels: with every position, the weight
 // flipped along both kernel axes, which is the weight of the convolution of dy that gives a stride-1
-// convolution's input gradient; with a window of first rows, that window flipped.
+// convolution's input gradient; with a window of first rows, that window flipped. One invocation
+// per (ci, co), whose k taps lie together in both: the channels are found once per pair (the
+// software driver divides lane by lane).
 @compute @workgroup_size(256)
 fn flipped_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let e = gid.x + gid.y * nwg.x * 256u;
-    if (e >= p.cin * p.m * p.k) { return; }
-    let tap = e % p.k;
-    let co = (e / p.k) % p.m;
-    let ci = e / (p.k * p.m);
-    c[e] = a[(co * p.cin + ci) * p.k_h * p.k_w + p.k - 1u - tap];
+    let pair = gid.x + gid.y * nwg.x * 256u;
+    if (pair >= p.cin * p.m) { return; }
+    let co = pair % p.m;
+    let ci = pair / p.m;
+    let last = (co * p.cin + ci) * p.k_h * p.k_w + p.k - 1u;
+    for (var tap = 0u; tap < p.k; tap++) {
+        c[pair * p.k + tap] = a[last - tap];
+    }
 }
 
 // Along one axis of col2im: kernel positions k = r + s t reach output position q - t. For t = 0

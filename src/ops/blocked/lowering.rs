@@ -163,11 +163,12 @@ pub(crate) fn flipped_weight(w: &Tensor, kept: usize) -> Tensor {
         k_w: k_w as u32,
         ..Params::default()
     };
+    // one invocation per pair of channels (ci, co)
     gpu.dispatch(
         &Kernel::new(&SHADER, "flipped_weight"),
         &params,
         &[w.bind(A), out.bind(C)],
-        gpu.grid_for(out.numel()),
+        gpu.grid_for(cin * cout),
     );
     out
 }
