@@ -11,6 +11,10 @@ use crate::error::{Error, Result};
 /// Subgroup lanes the CPU set's register-blocked GEMM shares its left operand across.
 pub const CPU_SET_LANES: u32 = 8;
 
+/// The most iterations one invocation of a CPU-set kernel may loop, all its loops together: the
+/// software driver (llvmpipe) silently cuts a loop nest after 65535 iterations.
+pub(crate) const CPU_LOOP_LIMIT: usize = 60_000;
+
 /// A set of kernel variants.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum KernelSet {

@@ -23,6 +23,7 @@ pub use context::{
     list_adapters, AdapterReport, Backend, Collectives, GpuFeatures, GpuOptions,
     MAX_COLLECTIVE_LANES,
 };
+pub(crate) use kernel_set::CPU_LOOP_LIMIT;
 pub use kernel_set::{KernelSet, CPU_SET_LANES};
 pub use kernels::Kernel;
 pub use pool::PooledBuffer;

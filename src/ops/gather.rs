@@ -5,7 +5,7 @@
 use smallvec::smallvec;
 
 use crate::autograd;
-use crate::gpu::{Binding, KernelSet, Shader};
+use crate::gpu::{Binding, KernelSet, Shader, CPU_LOOP_LIMIT};
 use crate::ops::collective;
 use crate::ops::reduce;
 use crate::tensor::Tensor;
@@ -43,11 +43,8 @@ pub const MAX_ROWS: usize = 65535;
 const SEGMENT: usize = 16384;
 /// Dimensions per workgroup of `index_sums` (two per thread).
 const DIMS_PER_GROUP: usize = 512;
-/// The CPU set's `index_sums_by_index` loops at most this many times per invocation (one per
-/// position of its segment and one per dimension of each hit): the software driver silently cuts
-/// a loop nest after 65535.
-const CPU_LOOP_LIMIT: usize = 60_000;
-/// ... and its partial sums hold at most this many values (16 MiB); beyond, `index_sums` runs.
+/// The CPU set's `index_sums_by_index` keeps partial sums of at most this many values (16 MiB);
+/// beyond, `index_sums` runs.
 const CPU_PARTIALS_LIMIT: usize = 1 << 22;
 
 /// (batch, H, W) of an index grid and D of its vectors [B, D, H, W].

@@ -5,7 +5,7 @@ use arrayvec::ArrayVec;
 use smallvec::smallvec;
 
 use crate::autograd;
-use crate::gpu::{Binding, Kernel, KernelSet, Shader};
+use crate::gpu::{Binding, Kernel, KernelSet, Shader, CPU_LOOP_LIMIT};
 use crate::ops::collective;
 use crate::ops::{elementwise, Epilogue};
 use crate::tensor::{Shape, Tensor};
@@ -14,9 +14,6 @@ use crate::tensor::{Shape, Tensor};
 const MIN_CHUNK: usize = 1024;
 /// Most partial sums the first pass produces (the final pass is one workgroup).
 const MAX_PARTIALS: usize = 256;
-/// Most terms per channel that the CPU set's `sum_outer_inner_serial` takes: one invocation loops
-/// once per term, and the software driver silently cuts a loop nest after 65535 iterations.
-const SERIAL_TERMS: usize = 60_000;
 
 /// `shaders/reduce.wgsl`.
 pub static SHADER: Shader = crate::shader!("reduce", Params, [A, B, OUT, G, A_TEX])
@@ -284,9 +281,10 @@ pub(crate) fn sum_per_channel_into(x: &Tensor, into: Option<&Tensor>) -> Tensor 
         ..Params::default()
     };
     let gpu = x.gpu();
-    // the same bits either way: one workgroup per channel, or on the CPU set one invocation
+    // the same bits either way: one workgroup per channel, or on the CPU set one invocation,
+    // looping once per term
     let args = [x.bind(A), out.bind(OUT)];
-    if gpu.kernel_set() == KernelSet::Cpu && outer * inner <= SERIAL_TERMS {
+    if gpu.kernel_set() == KernelSet::Cpu && outer * inner <= CPU_LOOP_LIMIT {
         // reading x from a texture copy where the device makes one
         let groups = gpu.grid(mid.div_ceil(8) as u32);
         gpu.dispatch_reading_copies(

@@ -5,7 +5,7 @@
 use smallvec::smallvec;
 
 use crate::autograd;
-use crate::gpu::{Binding, Kernel, KernelSet, Shader};
+use crate::gpu::{Binding, Kernel, KernelSet, Shader, CPU_LOOP_LIMIT};
 use crate::ops::blocked;
 use crate::ops::collective;
 use crate::ops::gemm::GemmTile;
@@ -261,8 +261,9 @@ pub fn code_stats(counts: &Tensor, rows: usize) -> Tensor {
     };
     let gpu = counts.gpu();
     let out = Tensor::uninit(gpu, &[2]);
-    // the CPU set adds the same parts in one invocation, within the software driver's loop limit
-    let entry = if gpu.kernel_set() == KernelSet::Cpu && k <= SERIAL_STATS_CODES {
+    // the CPU set adds the same parts in one invocation, which loops K times (and 519 more for
+    // the 256 parts and their tree, within the margin below the driver's cut)
+    let entry = if gpu.kernel_set() == KernelSet::Cpu && k <= CPU_LOOP_LIMIT {
         "code_stats_serial"
     } else {
         "code_stats"
@@ -276,10 +277,6 @@ pub fn code_stats(counts: &Tensor, rows: usize) -> Tensor {
     );
     out
 }
-
-/// Codes that `code_stats_serial` takes at most: its loops stay below the 65535 iterations after
-/// which the software driver silently cuts a loop nest.
-const SERIAL_STATS_CODES: usize = 60_000;
 
 #[cfg(test)]
 mod tests {

@@ -3,7 +3,7 @@
 //! gradient.
 
 use super::{dispatch_with_copies, Layout, Params, A, B, BIAS, C, COLS, GATE, RESIDUAL, SHADER};
-use crate::gpu::{Gpu, Kernel};
+use crate::gpu::{Gpu, Kernel, CPU_LOOP_LIMIT};
 use crate::ops::conv::dims4;
 use crate::ops::Epilogue;
 use crate::tensor::Tensor;
@@ -72,16 +72,12 @@ impl Lowering {
         let positions = self.columns().max(batch * in_h * in_w);
         positions.div_ceil(64) <= max
             && self.rows().div_ceil(IM2COL_ROWS) <= max
-            && self.rows() <= MAX_LOOP
+            && self.rows() <= CPU_LOOP_LIMIT
     }
 }
 
 /// Rows of the column matrix one `im2col` invocation writes.
 const IM2COL_ROWS: usize = 16;
-
-/// The most iterations one invocation of the lowering kernels may loop (the software driver
-/// silently cuts a loop nest after 65535).
-const MAX_LOOP: usize = 60_000;
 
 /// How [`im2col`] lays out the column matrix.
 #[derive(Clone, Copy, Debug)]
