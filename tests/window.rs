@@ -189,9 +189,11 @@ fn windowed_convolution_matches_the_reference() {
         };
         let got = window::conv_window(
             &upload(&gpu, &c.x4, &x),
-            &WindowWeight::new(&upload(&gpu, &[c.cout, cin, c.k.0, c.k.1], &weight)),
+            &WindowWeight::new(
+                &upload(&gpu, &[c.cout, cin, c.k.0, c.k.1], &weight),
+                options,
+            ),
             c.bias.then(|| upload(&gpu, &[c.cout], &bias)).as_ref(),
-            options,
             c.win,
             c.x4,
         );
@@ -239,6 +241,11 @@ fn window_equals_conv2d(gpu: &vqgpu::Gpu) {
         ([2, 64, 8, 8], 128, (3, 3), WindowMask::Causal),
         ([2, 64, 8, 8], 128, (3, 3), WindowMask::RowsAbove),
         ([1, 40, 6, 7], 9, (7, 7), WindowMask::Causal),
+        // long sums over few blocks: the CPU set splits them too, and in the last case not
+        // over the whole map, whose blocks are many, but over a window's few
+        ([1, 512, 4, 4], 32, (3, 3), WindowMask::None),
+        ([4, 512, 16, 16], 32, (3, 3), WindowMask::None),
+        ([1, 700, 4, 5], 40, (3, 3), WindowMask::RowsAbove),
     ] {
         let what = format!(
             "x {x4:?}, {cout} out, kernel {kh}x{kw}, mask {mask:?}, kernels {}",
@@ -272,15 +279,21 @@ fn window_equals_conv2d(gpu: &vqgpu::Gpu) {
             Window::row(h - 1, wd),
             Window::at(h / 2, wd - 1),
         ] {
-            let laid_out = WindowWeight::new(&w);
-            let got = download(&window::conv_window(
-                &x,
-                &laid_out,
-                Some(&bias),
-                options,
-                win,
-                x4,
-            ));
+            let laid_out = WindowWeight::new(&w, options);
+            gpu.start_profile().unwrap();
+            let got = window::conv_window(&x, &laid_out, Some(&bias), win, x4);
+            let kernels: Vec<String> = gpu
+                .finish_profile()
+                .unwrap()
+                .records
+                .into_iter()
+                .map(|r| r.kernel)
+                .collect();
+            // the CPU set computes the window as its convolutions do, on the blocked products
+            let lowered = kernels.iter().any(|k| k.starts_with("blocked:gemm"));
+            let cpu_set = gpu.kernel_set() == vqgpu::gpu::KernelSet::Cpu;
+            assert_eq!(lowered, cpu_set, "{what}, {win:?}: launched {kernels:?}");
+            let got = download(&got);
             let want: Vec<f32> = (0..n * cout)
                 .flat_map(|plane| {
                     let full = &full;

@@ -87,9 +87,8 @@ impl Conv2d {
     /// [`WindowedConv2d`]), with the current weights.
     pub fn windowed(&self) -> WindowedConv2d {
         WindowedConv2d {
-            weight: WindowWeight::new(self.weight.tensor()),
+            weight: WindowWeight::new(self.weight.tensor(), self.options),
             bias: self.bias.as_ref().map(|b| b.tensor().clone()),
-            options: self.options,
             layer: self.weight.layer_name().to_string(),
         }
     }
@@ -101,7 +100,6 @@ impl Conv2d {
 pub struct WindowedConv2d {
     weight: WindowWeight,
     bias: Option<Tensor>,
-    options: Conv2dOptions,
     layer: String,
 }
 
@@ -114,7 +112,6 @@ impl WindowedConv2d {
             x,
             &self.weight,
             self.bias.as_ref(),
-            self.options,
             window,
             [x.dim(0), x.dim(1), full_hw[0], full_hw[1]],
         )

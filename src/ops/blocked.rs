@@ -212,9 +212,21 @@ impl Product {
 
     /// Whether the launch fits the adapter's workgroup-count limit.
     pub fn fits(&self, gpu: &Gpu) -> bool {
+        self.fits_split(gpu, self.split())
+    }
+
+    /// Whether the launch with its sum split as `split` = (chunks, K per chunk) says fits the
+    /// adapter's workgroup-count limit and the driver's loop limit, and the split covers K in
+    /// chunks the kernels can take (whole groups of 4 where there are several).
+    pub fn fits_split(&self, gpu: &Gpu, (chunks, chunk): (u32, u32)) -> bool {
         let max = gpu.limits().max_compute_workgroups_per_dimension as usize;
         let [x, y] = self.groups();
-        x <= max && y <= max && (self.split().0 as usize) <= max
+        x <= max
+            && y <= max
+            && (chunks as usize) <= max
+            && chunks as usize * chunk as usize >= self.k
+            && (chunk as usize).min(self.k) <= MAX_K_CHUNK
+            && (chunks == 1 || chunk.is_multiple_of(4))
     }
 }
 
@@ -231,8 +243,28 @@ pub(crate) fn product(
     flops: f64,
     epilogue: Epilogue,
 ) -> Tensor {
+    product_split(p, p.split(), (a, b), bias, shape, flops, epilogue)
+}
+
+/// [`product`] with its sum split along K as `split` = (chunks, K per chunk) says instead of as
+/// its shape would (K per chunk a multiple of 4 where there are several chunks; chunks x K per
+/// chunk covers K): a product over some of another's columns then sums as that one does.
+pub(crate) fn product_split(
+    p: &Product,
+    split: (u32, u32),
+    (a, b): (&Tensor, &Tensor),
+    bias: Option<(&Tensor, BiasPer)>,
+    shape: &[usize],
+    flops: f64,
+    epilogue: Epilogue,
+) -> Tensor {
     let gpu = a.gpu();
-    let split = p.split();
+    assert!(
+        u64::from(split.0) * u64::from(split.1) >= p.k as u64
+            && (split.0 == 1 || split.1.is_multiple_of(4)),
+        "blocked product: a split of {split:?} for K = {}",
+        p.k
+    );
     epilogue.check_operands(shape);
     if split.0 == 1 {
         let out = Tensor::uninit_or(gpu, shape, epilogue.into);

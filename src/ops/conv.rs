@@ -68,6 +68,31 @@ pub fn forward_sum_order(
     (chunk as usize, s.window_taps() as usize)
 }
 
+/// The weight w (OIHW) laid out for [`conv2d_window`]: its kernel window's positions under
+/// `options`, [Cout, Cin, window, 1] (a copy; later changes to w are not seen).
+pub(crate) fn window_rows(w: &Tensor, options: &Conv2dOptions) -> Tensor {
+    let w4 = dims4(w, "weight");
+    // an input as large as the kernel: the window depends on the kernel and the mask only
+    let s = ConvShape::of([1, w4[1], w4[2], w4[3]], w4, options);
+    lowered::window_rows(&s, w)
+}
+
+/// On the CPU set: the stride-1 conv2d of x [N, Cin, H, W] at output rows `[row, row + rows)` x
+/// columns `[col, col + cols)` (`window`, in that order) only, with the weight laid out by
+/// [`window_rows`] (OIHW dims `w4`), plus the bias: [N, Cout, rows, cols], the sums split into
+/// chunks of `chunk` terms (numbered as [`forward_sum_order`] says). `None` (recording nothing)
+/// on the GPU set or where the CPU set's launches would not fit.
+pub(crate) fn conv2d_window(
+    (x, w_rows, bias): (&Tensor, &Tensor, Option<&Tensor>),
+    w4: [usize; 4],
+    options: &Conv2dOptions,
+    window: [usize; 4],
+    chunk: usize,
+) -> Option<Tensor> {
+    let s = ConvShape::of(dims4(x, "input"), w4, options);
+    lowered::forward_window(&s, (w_rows, x, bias), window, chunk)
+}
+
 /// Floating-point operations of a conv2d of x by w (each of its three products costs the same).
 pub fn conv2d_flops(x: [usize; 4], w: [usize; 4], options: Conv2dOptions) -> f64 {
     ConvShape::of(x, w, &options).flops()

@@ -3,7 +3,7 @@
 //! full map. They let a causal network be
 //! evaluated a few positions at a time (incremental sampling). No autograd.
 
-use crate::gpu::{Binding, Kernel, Shader};
+use crate::gpu::{Binding, Kernel, KernelSet, Shader};
 use crate::ops::conv::{self, dims4, Conv2dOptions};
 use crate::tensor::Tensor;
 
@@ -110,22 +110,31 @@ impl Window {
     }
 }
 
-/// A convolution weight laid out for [`conv_window`]: the OIHW weight [Cout, Cin, kH, kW]
-/// transposed to [Cin * kH * kW, Cout rounded up to 4], so that the threads of neighbouring output
-/// channels read neighbouring weights.
+/// A convolution weight and its options laid out for [`conv_window`]: the OIHW weight [Cout, Cin,
+/// kH, kW] transposed to [Cin * kH * kW, Cout rounded up to 4], so that the threads of
+/// neighbouring output channels read neighbouring weights; on the CPU kernel set also its kernel
+/// window's positions [Cout, Cin, window, 1], which the products of the CPU set's convolutions
+/// read (see [`conv::conv2d_window`]).
 pub struct WindowWeight {
     transposed: Tensor,
+    /// The CPU set's layout.
+    rows: Option<Tensor>,
     /// The OIHW dims.
     dims: [usize; 4],
+    options: Conv2dOptions,
 }
 
 impl WindowWeight {
-    /// Lays out the OIHW weight `w` (a copy: later changes to `w` are not seen).
-    pub fn new(w: &Tensor) -> Self {
+    /// Lays out the OIHW weight `w` of a convolution with `options` (copies: later changes to `w`
+    /// are not seen).
+    pub fn new(w: &Tensor, options: Conv2dOptions) -> Self {
         let dims = dims4(w, "window weight");
+        let cpu_set = w.gpu().kernel_set() == KernelSet::Cpu;
         Self {
             transposed: transposed_weight(w),
+            rows: cpu_set.then(|| conv::window_rows(w, &options)),
             dims,
+            options,
         }
     }
 
@@ -158,21 +167,21 @@ pub(crate) fn transposed_weight(w: &Tensor) -> Tensor {
     transposed
 }
 
-/// The convolution of x [N, Cin, H, W] with `w` (OIHW [Cout, Cin, kH, kW], laid out by
-/// [`WindowWeight::new`]) and bias [Cout] under `options` (stride 1), at the output positions of
-/// `window` only: [N, Cout, rows, cols]. Its sums run in the order [`conv::conv2d`] uses for an
-/// input of dims `full` (x itself, or the map x is a window of), so on one adapter the result
-/// equals the window of that convolution's output bit for bit. Kernel positions the mask drops
-/// are never read, so inputs there may hold anything.
+/// The convolution of x [N, Cin, H, W] with `w` (OIHW [Cout, Cin, kH, kW] and its options, stride
+/// 1, laid out by [`WindowWeight::new`]) and bias [Cout], at the output positions of `window`
+/// only: [N, Cout, rows, cols]. Its sums run in the order [`conv::conv2d`] uses for an input of
+/// dims `full` (x itself, or the map x is a window of), so on one adapter the result equals the
+/// window of that convolution's output bit for bit. On the CPU kernel set it runs as that
+/// convolution's products do there, over the window's columns only. Kernel positions the mask
+/// drops are never read, so inputs there may hold anything.
 pub fn conv_window(
     x: &Tensor,
     w: &WindowWeight,
     bias: Option<&Tensor>,
-    options: Conv2dOptions,
     window: Window,
     full: [usize; 4],
 ) -> Tensor {
-    let (x4, w4) = (dims4(x, "conv_window input"), w.dims);
+    let (x4, w4, options) = (dims4(x, "conv_window input"), w.dims, w.options);
     assert!(
         x4[1] == w4[1] && full[1] == w4[1],
         "conv_window: input has {} channels (full map {}), weight expects {}",
@@ -192,6 +201,15 @@ pub fn conv_window(
         w4[2],
         w4[3]
     );
+    let (k_chunk, chunk_taps) = conv::forward_sum_order(x.gpu(), full, w4, &options);
+    let corner = [window.row, window.col, window.rows, window.cols];
+    if let Some(out) = w
+        .rows
+        .as_ref()
+        .and_then(|rows| conv::conv2d_window((x, rows, bias), w4, &options, corner, k_chunk))
+    {
+        return out;
+    }
     let bits = options.mask.map_or(u64::MAX, |m| m.bits());
     let mut params = window.params(x4);
     params.cout = w4[0] as u32;
@@ -201,7 +219,6 @@ pub fn conv_window(
     params.pad_w = options.padding.1 as u32;
     params.mask_lo = bits as u32;
     params.mask_hi = (bits >> 32) as u32;
-    let (k_chunk, chunk_taps) = conv::forward_sum_order(x.gpu(), full, w4, &options);
     params.k_chunk = k_chunk as u32;
     params.chunk_taps = chunk_taps as u32;
     let gpu = x.gpu();

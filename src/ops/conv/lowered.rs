@@ -299,6 +299,88 @@ pub(super) fn k_split(gpu: &Gpu, s: &ConvShape, mode: Mode) -> Option<(u32, u32)
     usable_plan(gpu, s, mode).map(|p| p.product.split())
 }
 
+/// Output rows `[row, row + rows)` x columns `[col, col + cols)` (`window`, in that order) of the
+/// convolution `s` of x, on the CPU set: the columns of those outputs only (`im2col` with the
+/// padding moved by the window's corner; x itself where a pointwise convolution's window is its
+/// whole output), times `w_rows`, the weight's rows over the kernel window ([`window_rows`]), plus
+/// the bias, as [batch, Cout, rows, cols]. Its sums are split into chunks of `chunk` terms, as
+/// another input's convolution splits them. `None` (recording nothing) off the CPU set or where
+/// the launches would not fit.
+pub(super) fn forward_window(
+    s: &ConvShape,
+    (w_rows, x, bias): (&Tensor, &Tensor, Option<&Tensor>),
+    window: [usize; 4],
+    chunk: usize,
+) -> Option<Tensor> {
+    let gpu = x.gpu();
+    if gpu.kernel_set() != KernelSet::Cpu {
+        return None;
+    }
+    let [row, col, rows, cols] = window;
+    let whole = lowering(s);
+    let g = Lowering {
+        out: [u32::try_from(rows).ok()?, u32::try_from(cols).ok()?],
+        pad: [
+            whole.pad[0].checked_sub(i32::try_from(row).ok()?)?,
+            whole.pad[1].checked_sub(i32::try_from(col).ok()?)?,
+        ],
+        ..whole
+    };
+    let (k, n) = (g.rows(), g.columns());
+    let (cout, plane) = (s.cout as usize, rows * cols);
+    let in_place = pointwise(s) && window == [0, 0, s.out_h as usize, s.out_w as usize];
+    let (elements, b) = if in_place {
+        (0, Layout::channels(k, plane))
+    } else {
+        slabs(&g)?
+    };
+    let product = Product {
+        m: cout,
+        n,
+        k,
+        a: Layout::rows(k),
+        b: BLayout::ByRows(b),
+        c: Layout::channels(cout, plane),
+    };
+    let split = (
+        u32::try_from(k.div_ceil(chunk.max(1))).ok()?,
+        u32::try_from(chunk).ok()?,
+    );
+    let limit = gpu.limits().max_storage_buffer_binding_size as usize;
+    let fits = elements.checked_mul(4)? <= limit
+        && elements < u32::MAX as usize
+        && product.k_blocks_ready()
+        && product.fits_split(gpu, split)
+        && g.fits(gpu);
+    if !fits {
+        return None;
+    }
+    let columns = (!in_place).then(|| {
+        let columns = Tensor::uninit(gpu, &[elements]);
+        blocked::im2col(x, &g, ColumnOrder::AsB(b), &columns);
+        columns
+    });
+    let shape = [s.batch as usize, cout, rows, cols];
+    let flops = 2.0 * (cout * n * k) as f64;
+    let bias = bias.map(|t| (t, BiasPer::Row));
+    let b = columns.as_ref().unwrap_or(x);
+    Some(blocked::product_split(
+        &product,
+        split,
+        (w_rows, b),
+        bias,
+        &shape,
+        flops,
+        Epilogue::default(),
+    ))
+}
+
+/// The weight w [Cout, Cin, kH, kW] over the kernel window of `s`, as [`forward_window`] reads
+/// it: [Cout, Cin, window, 1], a copy.
+pub(super) fn window_rows(s: &ConvShape, w: &Tensor) -> Tensor {
+    window_weight(s, w)
+}
+
 /// The column matrix of a forward convolution's input, kept for its weight gradient.
 pub(super) struct Columns {
     /// Rows cin x window, columns batch x out_h x out_w, in slabs ([`Layout::slabs`]).
