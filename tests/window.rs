@@ -231,7 +231,7 @@ enum WindowMask {
 fn window_equals_conv2d(gpu: &vqgpu::Gpu) {
     let gpu = gpu.clone();
     let mut rng = rng(53);
-    // (x dims, cout, kernel, mask); the last three have sums long enough for conv2d to split them.
+    // (x dims, cout, kernel, mask); cases 4-6 have sums long enough for conv.wgsl to split them.
     // A causal mask that keeps a 1 x k kernel's first columns or a k x k kernel's first rows
     // shrinks the sum on conv.wgsl to the positions kept.
     for (x4, cout, (kh, kw), mask) in [
@@ -241,11 +241,13 @@ fn window_equals_conv2d(gpu: &vqgpu::Gpu) {
         ([2, 64, 8, 8], 128, (3, 3), WindowMask::Causal),
         ([2, 64, 8, 8], 128, (3, 3), WindowMask::RowsAbove),
         ([1, 40, 6, 7], 9, (7, 7), WindowMask::Causal),
-        // long sums over few blocks: the CPU set splits them too, and in the last case not
-        // over the whole map, whose blocks are many, but over a window's few
+        // long sums over few blocks, which the CPU set splits too (the third with few output
+        // channels, on its smaller GEMM); then a sum that the whole map's product does not split
+        // (it has many blocks) but a window's few columns would
         ([1, 512, 4, 4], 32, (3, 3), WindowMask::None),
-        ([4, 512, 16, 16], 32, (3, 3), WindowMask::None),
         ([1, 700, 4, 5], 40, (3, 3), WindowMask::RowsAbove),
+        ([1, 600, 3, 4], 9, (3, 3), WindowMask::Causal),
+        ([4, 512, 16, 16], 32, (3, 3), WindowMask::None),
     ] {
         let what = format!(
             "x {x4:?}, {cout} out, kernel {kh}x{kw}, mask {mask:?}, kernels {}",
