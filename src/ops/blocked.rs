@@ -180,7 +180,7 @@ impl Product {
     }
 
     /// Whether `gemm_tall` can write C as vec4: N, C's rows and blocks on whole vec4.
-    fn c_vec4(&self) -> bool {
+    pub(crate) fn c_vec4(&self) -> bool {
         self.n.is_multiple_of(4) && self.c.vec4_ready()
     }
 

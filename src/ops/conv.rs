@@ -79,18 +79,22 @@ pub(crate) fn window_rows(w: &Tensor, options: &Conv2dOptions) -> Tensor {
 
 /// On the CPU set: the stride-1 conv2d of x [N, Cin, H, W] at output rows `[row, row + rows)` x
 /// columns `[col, col + cols)` (`window`, in that order) only, with the weight laid out by
-/// [`window_rows`] (OIHW dims `w4`), plus the bias: [N, Cout, rows, cols], the sums split into
-/// chunks of `chunk` terms (numbered as [`forward_sum_order`] says). `None` (recording nothing)
-/// on the GPU set or where the CPU set's launches would not fit.
+/// [`window_rows`] (OIHW dims `w4`), plus the bias: [N, Cout, rows, cols], its sums taken as
+/// [`forward_sum_order`] says for an input of dims `full` (x itself, or the map x is a window
+/// of). `None` (recording nothing) on the GPU set, where the CPU set's launches would not fit,
+/// or where they would not be the kernel variants of the whole map's convolution.
 pub(crate) fn conv2d_window(
     (x, w_rows, bias): (&Tensor, &Tensor, Option<&Tensor>),
-    w4: [usize; 4],
-    options: &Conv2dOptions,
+    (w4, options): ([usize; 4], &Conv2dOptions),
     window: [usize; 4],
-    chunk: usize,
+    full: [usize; 4],
 ) -> Option<Tensor> {
+    let gpu = x.gpu();
+    let (chunk, _) = forward_sum_order(gpu, full, w4, options);
+    let whole = ConvShape::of(full, w4, options);
+    let whole_plane = (whole.out_h * whole.out_w) as usize;
     let s = ConvShape::of(dims4(x, "input"), w4, options);
-    lowered::forward_window(&s, (w_rows, x, bias), window, chunk)
+    lowered::forward_window(&s, (w_rows, x, bias), window, (chunk, whole_plane))
 }
 
 /// Floating-point operations of a conv2d of x by w (each of its three products costs the same).

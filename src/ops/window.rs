@@ -172,8 +172,9 @@ pub(crate) fn transposed_weight(w: &Tensor) -> Tensor {
 /// only: [N, Cout, rows, cols]. Its sums run in the order [`conv::conv2d`] uses for an input of
 /// dims `full` (x itself, or the map x is a window of), so on one adapter the result equals the
 /// window of that convolution's output bit for bit. On the CPU kernel set it runs as that
-/// convolution's products do there, over the window's columns only. Kernel positions the mask
-/// drops are never read, so inputs there may hold anything.
+/// convolution's products do there, over the window's columns only, where those launches fit and
+/// store the window as they store the whole map (see [`conv::conv2d_window`]). Kernel positions
+/// the mask drops are never read, so inputs there may hold anything.
 pub fn conv_window(
     x: &Tensor,
     w: &WindowWeight,
@@ -201,15 +202,15 @@ pub fn conv_window(
         w4[2],
         w4[3]
     );
-    let (k_chunk, chunk_taps) = conv::forward_sum_order(x.gpu(), full, w4, &options);
     let corner = [window.row, window.col, window.rows, window.cols];
-    if let Some(out) = w
+    let lowered = w
         .rows
         .as_ref()
-        .and_then(|rows| conv::conv2d_window((x, rows, bias), w4, &options, corner, k_chunk))
-    {
+        .and_then(|rows| conv::conv2d_window((x, rows, bias), (w4, &options), corner, full));
+    if let Some(out) = lowered {
         return out;
     }
+    let (k_chunk, chunk_taps) = conv::forward_sum_order(x.gpu(), full, w4, &options);
     let bits = options.mask.map_or(u64::MAX, |m| m.bits());
     let mut params = window.params(x4);
     params.cout = w4[0] as u32;

@@ -303,14 +303,15 @@ pub(super) fn k_split(gpu: &Gpu, s: &ConvShape, mode: Mode) -> Option<(u32, u32)
 /// convolution `s` of x, on the CPU set: the columns of those outputs only (`im2col` with the
 /// padding moved by the window's corner; x itself where a pointwise convolution's window is its
 /// whole output), times `w_rows`, the weight's rows over the kernel window ([`window_rows`]), plus
-/// the bias, as [batch, Cout, rows, cols]. Its sums are split into chunks of `chunk` terms, as
-/// another input's convolution splits them. `None` (recording nothing) off the CPU set or where
-/// the launches would not fit.
+/// the bias, as [batch, Cout, rows, cols]. Its sums are split into chunks of `chunk` terms, as the
+/// convolution of the whole map (`whole_plane` output positions an image; x itself or a map x is a
+/// window of) splits them. `None` (recording nothing) off the CPU set, where the launches would
+/// not fit, or where the product would not store its rows as the whole map's does.
 pub(super) fn forward_window(
     s: &ConvShape,
     (w_rows, x, bias): (&Tensor, &Tensor, Option<&Tensor>),
     window: [usize; 4],
-    chunk: usize,
+    (chunk, whole_plane): (usize, usize),
 ) -> Option<Tensor> {
     let gpu = x.gpu();
     if gpu.kernel_set() != KernelSet::Cpu {
@@ -347,7 +348,11 @@ pub(super) fn forward_window(
         u32::try_from(chunk).ok()?,
     );
     let limit = gpu.limits().max_storage_buffer_binding_size as usize;
-    let fits = elements.checked_mul(4)? <= limit
+    // only windows whose product stores its rows as the whole map's does (as vec4 or not): then
+    // it runs the variant of the kernel that the convolution's forward runs, which is compiled
+    // already where the network was trained (the driver takes seconds for each new variant)
+    let fits = product.c_vec4() == whole_plane.is_multiple_of(4)
+        && elements.checked_mul(4)? <= limit
         && elements < u32::MAX as usize
         && product.k_blocks_ready()
         && product.fits_split(gpu, split)
