@@ -74,7 +74,7 @@ pub(crate) fn window_rows(w: &Tensor, options: &Conv2dOptions) -> Tensor {
     let w4 = dims4(w, "weight");
     // an input as large as the kernel: the window depends on the kernel and the mask only
     let s = ConvShape::of([1, w4[1], w4[2], w4[3]], w4, options);
-    lowered::window_rows(&s, w)
+    lowered::window_weight(&s, w)
 }
 
 /// On the CPU set: the stride-1 conv2d of x [N, Cin, H, W] at output rows `[row, row + rows)` x

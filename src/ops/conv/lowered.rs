@@ -105,8 +105,8 @@ fn window_or_in_place(s: &ConvShape) -> Weight {
 }
 
 /// The positions of the weight `w` [Cout, Cin, kH, kW] in the kernel window of `s` (its first
-/// positions), a copy: [Cout, Cin, window, 1].
-fn window_weight(s: &ConvShape, w: &Tensor) -> Tensor {
+/// positions), a copy: [Cout, Cin, window, 1]; also what [`forward_window`] reads.
+pub(super) fn window_weight(s: &ConvShape, w: &Tensor) -> Tensor {
     elementwise::kernel_window(w, s.window_taps() as usize)
 }
 
@@ -302,11 +302,11 @@ pub(super) fn k_split(gpu: &Gpu, s: &ConvShape, mode: Mode) -> Option<(u32, u32)
 /// Output rows `[row, row + rows)` x columns `[col, col + cols)` (`window`, in that order) of the
 /// convolution `s` of x, on the CPU set: the columns of those outputs only (`im2col` with the
 /// padding moved by the window's corner; x itself where a pointwise convolution's window is its
-/// whole output), times `w_rows`, the weight's rows over the kernel window ([`window_rows`]), plus
-/// the bias, as [batch, Cout, rows, cols]. Its sums are split into chunks of `chunk` terms, as the
-/// convolution of the whole map (`whole_plane` output positions an image; x itself or a map x is a
-/// window of) splits them. `None` (recording nothing) off the CPU set, where the launches would
-/// not fit, or where the product would not store its rows as the whole map's does.
+/// whole output), times `w_rows`, the weight's rows over the kernel window ([`window_weight`]),
+/// plus the bias, as [batch, Cout, rows, cols]. Its sums are split into chunks of `chunk` terms, as
+/// the convolution of the whole map (`whole_plane` output positions an image; x itself or a map x
+/// is a window of) splits them. `None` (recording nothing) off the CPU set, where the launches
+/// would not fit, or where the product would not store its rows as the whole map's does.
 pub(super) fn forward_window(
     s: &ConvShape,
     (w_rows, x, bias): (&Tensor, &Tensor, Option<&Tensor>),
@@ -378,12 +378,6 @@ pub(super) fn forward_window(
         flops,
         Epilogue::default(),
     ))
-}
-
-/// The weight w [Cout, Cin, kH, kW] over the kernel window of `s`, as [`forward_window`] reads
-/// it: [Cout, Cin, window, 1], a copy.
-pub(super) fn window_rows(s: &ConvShape, w: &Tensor) -> Tensor {
-    window_weight(s, w)
 }
 
 /// The column matrix of a forward convolution's input, kept for its weight gradient.
