@@ -7,6 +7,7 @@ mod options;
 mod products;
 mod shape;
 mod tiling;
+mod windowed;
 
 pub use options::{
     conv_out_size, conv_transpose_out_size, Conv2dOptions, ConvTranspose2dOptions, SpatialMask,
@@ -22,6 +23,7 @@ use products::split_launch;
 pub(crate) use shape::dims4;
 use shape::{shape_from_output, ConvShape};
 use tiling::{k_split, TILE_CONSTANTS};
+pub(crate) use windowed::{conv2d_window, window_rows};
 
 /// `shaders/conv.wgsl`: the host uses the three modes and the tile shapes of `tiling::TILES`.
 pub static SHADER: Shader = crate::shader!(
@@ -66,35 +68,6 @@ pub fn forward_sum_order(
         None => k_split(&s, Mode::Forward).1,
     };
     (chunk as usize, s.window_taps() as usize)
-}
-
-/// The weight w (OIHW) laid out for [`conv2d_window`]: its kernel window's positions under
-/// `options`, [Cout, Cin, window, 1] (a copy; later changes to w are not seen).
-pub(crate) fn window_rows(w: &Tensor, options: &Conv2dOptions) -> Tensor {
-    let w4 = dims4(w, "weight");
-    // an input as large as the kernel: the window depends on the kernel and the mask only
-    let s = ConvShape::of([1, w4[1], w4[2], w4[3]], w4, options);
-    lowered::window_weight(&s, w)
-}
-
-/// On the CPU set: the stride-1 conv2d of x [N, Cin, H, W] at output rows `[row, row + rows)` x
-/// columns `[col, col + cols)` (`window`, in that order) only, with the weight laid out by
-/// [`window_rows`] (OIHW dims `w4`), plus the bias: [N, Cout, rows, cols], its sums taken as
-/// [`forward_sum_order`] says for an input of dims `full` (x itself, or the map x is a window
-/// of). `None` (recording nothing) on the GPU set, where the CPU set's launches would not fit,
-/// or where they would not be the kernel variants of the whole map's convolution.
-pub(crate) fn conv2d_window(
-    (x, w_rows, bias): (&Tensor, &Tensor, Option<&Tensor>),
-    (w4, options): ([usize; 4], &Conv2dOptions),
-    window: [usize; 4],
-    full: [usize; 4],
-) -> Option<Tensor> {
-    let gpu = x.gpu();
-    let (chunk, _) = forward_sum_order(gpu, full, w4, options);
-    let whole = ConvShape::of(full, w4, options);
-    let whole_plane = (whole.out_h * whole.out_w) as usize;
-    let s = ConvShape::of(dims4(x, "input"), w4, options);
-    lowered::forward_window(&s, (w_rows, x, bias), window, (chunk, whole_plane))
 }
 
 /// Floating-point operations of a conv2d of x by w (each of its three products costs the same).

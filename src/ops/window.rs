@@ -202,15 +202,14 @@ pub fn conv_window(
         w4[2],
         w4[3]
     );
+    let (k_chunk, chunk_taps) = conv::forward_sum_order(x.gpu(), full, w4, &options);
     let corner = [window.row, window.col, window.rows, window.cols];
-    let lowered = w
-        .rows
-        .as_ref()
-        .and_then(|rows| conv::conv2d_window((x, rows, bias), (w4, &options), corner, full));
+    let lowered = w.rows.as_ref().and_then(|rows| {
+        conv::conv2d_window((x, rows, bias), (w4, &options), corner, (full, k_chunk))
+    });
     if let Some(out) = lowered {
         return out;
     }
-    let (k_chunk, chunk_taps) = conv::forward_sum_order(x.gpu(), full, w4, &options);
     let bits = options.mask.map_or(u64::MAX, |m| m.bits());
     let mut params = window.params(x4);
     params.cout = w4[0] as u32;

@@ -23,7 +23,7 @@ use crate::tensor::Tensor;
 /// The lowering of `s` over its kernel window: the window is the kernel of the columns (it starts
 /// at the kernel's first position, so the padding stays), with the mask's bits where it drops a
 /// window position.
-fn lowering(s: &ConvShape) -> Lowering {
+pub(super) fn lowering(s: &ConvShape) -> Lowering {
     Lowering {
         x: [s.batch, s.cin, s.in_h, s.in_w],
         out: [s.out_h, s.out_w],
@@ -44,7 +44,7 @@ fn output_gradient(cout: usize, plane: usize) -> Layout {
 
 /// Whether the convolution is pointwise (1x1 kernel kept, stride 1, no padding): its column
 /// matrix is x itself, read in place.
-fn pointwise(s: &ConvShape) -> bool {
+pub(super) fn pointwise(s: &ConvShape) -> bool {
     s.k_h == 1
         && s.k_w == 1
         && s.stride_h == 1
@@ -105,8 +105,8 @@ fn window_or_in_place(s: &ConvShape) -> Weight {
 }
 
 /// The positions of the weight `w` [Cout, Cin, kH, kW] in the kernel window of `s` (its first
-/// positions), a copy: [Cout, Cin, window, 1]; also what [`forward_window`] reads.
-pub(super) fn window_weight(s: &ConvShape, w: &Tensor) -> Tensor {
+/// positions), a copy: [Cout, Cin, window, 1].
+fn window_weight(s: &ConvShape, w: &Tensor) -> Tensor {
     elementwise::kernel_window(w, s.window_taps() as usize)
 }
 
@@ -145,7 +145,7 @@ fn flipped_lowering(s: &ConvShape) -> Lowering {
 
 /// The column matrix of `g` in slabs ([`Layout::slabs`]), written by `im2col` and read by a
 /// product as B by rows: its elements and the layout.
-fn slabs(g: &Lowering) -> Option<(usize, Layout)> {
+pub(super) fn slabs(g: &Lowering) -> Option<(usize, Layout)> {
     let rows = g.rows();
     Some((slab_elements(rows, g.columns())?, Layout::slabs(rows)))
 }
@@ -297,87 +297,6 @@ fn usable_plan(gpu: &Gpu, s: &ConvShape, mode: Mode) -> Option<Plan> {
 /// (chunks, K per chunk) of a product on the CPU set, or `None` when `conv.wgsl` computes it.
 pub(super) fn k_split(gpu: &Gpu, s: &ConvShape, mode: Mode) -> Option<(u32, u32)> {
     usable_plan(gpu, s, mode).map(|p| p.product.split())
-}
-
-/// Output rows `[row, row + rows)` x columns `[col, col + cols)` (`window`, in that order) of the
-/// convolution `s` of x, on the CPU set: the columns of those outputs only (`im2col` with the
-/// padding moved by the window's corner; x itself where a pointwise convolution's window is its
-/// whole output), times `w_rows`, the weight's rows over the kernel window ([`window_weight`]),
-/// plus the bias, as [batch, Cout, rows, cols]. Its sums are split into chunks of `chunk` terms, as
-/// the convolution of the whole map (`whole_plane` output positions an image; x itself or a map x
-/// is a window of) splits them. `None` (recording nothing) off the CPU set, where the launches
-/// would not fit, or where the product would not store its rows as the whole map's does.
-pub(super) fn forward_window(
-    s: &ConvShape,
-    (w_rows, x, bias): (&Tensor, &Tensor, Option<&Tensor>),
-    window: [usize; 4],
-    (chunk, whole_plane): (usize, usize),
-) -> Option<Tensor> {
-    let gpu = x.gpu();
-    if gpu.kernel_set() != KernelSet::Cpu {
-        return None;
-    }
-    let [row, col, rows, cols] = window;
-    let whole = lowering(s);
-    let g = Lowering {
-        out: [u32::try_from(rows).ok()?, u32::try_from(cols).ok()?],
-        pad: [
-            whole.pad[0].checked_sub(i32::try_from(row).ok()?)?,
-            whole.pad[1].checked_sub(i32::try_from(col).ok()?)?,
-        ],
-        ..whole
-    };
-    let (k, n) = (g.rows(), g.columns());
-    let (cout, plane) = (s.cout as usize, rows * cols);
-    let in_place = pointwise(s) && window == [0, 0, s.out_h as usize, s.out_w as usize];
-    let (elements, b) = if in_place {
-        (0, Layout::channels(k, plane))
-    } else {
-        slabs(&g)?
-    };
-    let product = Product {
-        m: cout,
-        n,
-        k,
-        a: Layout::rows(k),
-        b: BLayout::ByRows(b),
-        c: Layout::channels(cout, plane),
-    };
-    let split = (
-        u32::try_from(k.div_ceil(chunk.max(1))).ok()?,
-        u32::try_from(chunk).ok()?,
-    );
-    let limit = gpu.limits().max_storage_buffer_binding_size as usize;
-    // only windows whose product stores its rows as the whole map's does (as vec4 or not): then
-    // it runs the variant of the kernel that the convolution's forward runs, which is compiled
-    // already where the network was trained (the driver takes seconds for each new variant)
-    let fits = product.c_vec4() == whole_plane.is_multiple_of(4)
-        && elements.checked_mul(4)? <= limit
-        && elements < u32::MAX as usize
-        && product.k_blocks_ready()
-        && product.fits_split(gpu, split)
-        && g.fits(gpu);
-    if !fits {
-        return None;
-    }
-    let columns = (!in_place).then(|| {
-        let columns = Tensor::uninit(gpu, &[elements]);
-        blocked::im2col(x, &g, ColumnOrder::AsB(b), &columns);
-        columns
-    });
-    let shape = [s.batch as usize, cout, rows, cols];
-    let flops = 2.0 * (cout * n * k) as f64;
-    let bias = bias.map(|t| (t, BiasPer::Row));
-    let b = columns.as_ref().unwrap_or(x);
-    Some(blocked::product_split(
-        &product,
-        split,
-        (w_rows, b),
-        bias,
-        &shape,
-        flops,
-        Epilogue::default(),
-    ))
 }
 
 /// The column matrix of a forward convolution's input, kept for its weight gradient.
