@@ -216,15 +216,17 @@ impl Product {
     }
 
     /// Whether the launch with its sum split as `split` = (chunks, K per chunk) says fits the
-    /// adapter's workgroup-count limit and the driver's loop limit, and the split covers K in
-    /// chunks the kernels can take (whole groups of 4 where there are several).
-    pub fn fits_split(&self, gpu: &Gpu, (chunks, chunk): (u32, u32)) -> bool {
+    /// adapter's workgroup-count limit and the split is one the kernels take ([`Product::takes`]).
+    pub fn fits_split(&self, gpu: &Gpu, split: (u32, u32)) -> bool {
         let max = gpu.limits().max_compute_workgroups_per_dimension as usize;
         let [x, y] = self.groups();
-        x <= max
-            && y <= max
-            && (chunks as usize) <= max
-            && chunks as usize * chunk as usize >= self.k
+        x <= max && y <= max && (split.0 as usize) <= max && self.takes(split)
+    }
+
+    /// Whether `(chunks, chunk)` splits K in a way the kernels take: the chunks cover K, each
+    /// loops within the driver's limit, and several chunks hold whole groups of 4.
+    fn takes(&self, (chunks, chunk): (u32, u32)) -> bool {
+        chunks as usize * chunk as usize >= self.k
             && (chunk as usize).min(self.k) <= MAX_K_CHUNK
             && (chunks == 1 || chunk.is_multiple_of(4))
     }
@@ -247,8 +249,8 @@ pub(crate) fn product(
 }
 
 /// [`product`] with its sum split along K as `split` = (chunks, K per chunk) says instead of as
-/// its shape would (K per chunk a multiple of 4 where there are several chunks; chunks x K per
-/// chunk covers K): a product over some of another's columns then sums as that one does.
+/// its shape would (a split [`Product::takes`]): a product over some of another's columns then
+/// sums as that one does.
 pub(crate) fn product_split(
     p: &Product,
     split: (u32, u32),
@@ -260,8 +262,7 @@ pub(crate) fn product_split(
 ) -> Tensor {
     let gpu = a.gpu();
     assert!(
-        u64::from(split.0) * u64::from(split.1) >= p.k as u64
-            && (split.0 == 1 || split.1.is_multiple_of(4)),
+        p.takes(split),
         "blocked product: a split of {split:?} for K = {}",
         p.k
     );
