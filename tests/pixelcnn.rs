@@ -257,6 +257,10 @@ fn incremental_equals_full(gpu: &vqgpu::Gpu) {
         (3, [5, 3], 4, 5, 2, 0, 2),
         (2, [4, 6], 3, 3, 0, 5, 1),
         (1, [1, 1], 2, 3, 0, 0, 1),
+        // four and eight grids: on the CPU set, a position's products are stored by rows of
+        // the grids, then transposed
+        (4, [4, 4], 2, 3, 2, 0, 0),
+        (8, [4, 6], 3, 3, 0, 5, 1),
     ] {
         let what = format!(
             "{b} grids {h}x{w}, {layers} layers, kernel {kernel}, {classes} classes, {top_codes} top codes, attention every {every}, kernels {}",

@@ -248,6 +248,10 @@ fn window_equals_conv2d(gpu: &vqgpu::Gpu) {
         ([1, 700, 4, 5], 40, (3, 3), WindowMask::RowsAbove),
         ([1, 600, 3, 4], 9, (3, 3), WindowMask::Causal),
         ([4, 512, 16, 16], 32, (3, 3), WindowMask::None),
+        // four or more images: a single position's products store it as the map's, by rows
+        ([4, 64, 8, 8], 128, (1, 3), WindowMask::Causal),
+        ([8, 256, 4, 4], 512, (1, 1), WindowMask::None),
+        ([4, 700, 4, 5], 40, (3, 3), WindowMask::RowsAbove),
     ] {
         let what = format!(
             "x {x4:?}, {cout} out, kernel {kh}x{kw}, mask {mask:?}, kernels {}",
@@ -292,13 +296,25 @@ fn window_equals_conv2d(gpu: &vqgpu::Gpu) {
                 .map(|r| r.kernel)
                 .collect();
             // the CPU set computes the window as its convolutions do, on the blocked products,
-            // where they store the window's rows as they store the whole map's (as vec4 or not)
+            // where they run the kernel variant the whole map's forward runs: B read as vec4 (a
+            // pointwise convolution reads x in place, whole vec4 where its planes are; other
+            // products read the columns, always whole vec4) and, on the tall product (32 output
+            // channels or more), C stored as vec4 (where the window's plane holds whole vec4, or
+            // by rows of N for a single position of N images, N and Cout multiples of 4)
             let lowered = kernels.iter().any(|k| k.starts_with("blocked:gemm"));
             let cpu_set = gpu.kernel_set() == vqgpu::gpu::KernelSet::Cpu;
-            let as_whole = (win.rows * win.cols).is_multiple_of(4) == (h * wd).is_multiple_of(4);
+            let (plane, whole) = (win.rows * win.cols, h * wd);
+            let pointwise = kh * kw == 1;
+            let b_vec4 = |p: usize, in_place: bool| !in_place || p.is_multiple_of(4);
+            let same_b = b_vec4(plane, pointwise && plane == whole) == b_vec4(whole, pointwise);
+            let by_rows = plane == 1
+                && whole.is_multiple_of(4)
+                && n.is_multiple_of(4)
+                && cout.is_multiple_of(4);
+            let same_c = cout < 32 || by_rows || plane.is_multiple_of(4) == whole.is_multiple_of(4);
             assert_eq!(
                 lowered,
-                cpu_set && as_whole,
+                cpu_set && same_b && same_c,
                 "{what}, {win:?}: launched {kernels:?}"
             );
             let got = download(&got);

@@ -184,6 +184,19 @@ impl Product {
         self.n.is_multiple_of(4) && self.c.vec4_ready()
     }
 
+    /// Whether a launch of this product runs the kernel variant `other`'s does (the same entry
+    /// point and operand readings; the bias, residual and split are the caller's): a software
+    /// driver takes seconds to compile each new variant.
+    pub(crate) fn same_variant(&self, other: &Product) -> bool {
+        // `gemm` reads B as vec4 or not; `gemm_tall` also A, B along k and C
+        let variant = |p: &Product| {
+            let tall = p.tall_groups().is_some();
+            let reads = [p.a_vec4(), p.b_kmajor(), p.c_vec4()].map(|r| tall && r);
+            (p.tall_groups(), p.b_vec4(), reads)
+        };
+        variant(self) == variant(other)
+    }
+
     /// Workgroups (x along m, y along n) of the launch.
     fn groups(&self) -> [usize; 2] {
         match self.tall_groups() {

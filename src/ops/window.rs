@@ -173,7 +173,7 @@ pub(crate) fn transposed_weight(w: &Tensor) -> Tensor {
 /// dims `full` (x itself, or the map x is a window of), so on one adapter the result equals the
 /// window of that convolution's output bit for bit. On the CPU kernel set it runs as that
 /// convolution's products do there, over the window's columns only, where those launches fit and
-/// store the window as they store the whole map (see [`conv::conv2d_window`]). Kernel positions
+/// run the kernel variants the whole map's do (see [`conv::conv2d_window`]). Kernel positions
 /// the mask drops are never read, so inputs there may hold anything.
 pub fn conv_window(
     x: &Tensor,

@@ -150,6 +150,12 @@ pub(super) fn slabs(g: &Lowering) -> Option<(usize, Layout)> {
     Some((slab_elements(rows, g.columns())?, Layout::slabs(rows)))
 }
 
+/// The product of the forward convolution `s` on the CPU set (whether or not it fits the
+/// adapter), or `None` when its column matrix's size overflows.
+pub(super) fn forward_product(s: &ConvShape) -> Option<Product> {
+    plan(s, Mode::Forward).map(|p| p.product)
+}
+
 fn plan(s: &ConvShape, mode: Mode) -> Option<Plan> {
     let g = lowering(s);
     let (k, n) = (g.rows(), g.columns());

@@ -2,11 +2,12 @@
 //! that set lowers conv2d ([`super::lowered`]), over the window's columns, for the cached sampler
 //! (`ops::window`, which runs `window.wgsl` where this does not apply).
 
-use super::lowered::{lowering, pointwise, slabs};
+use super::lowered::{forward_product, lowering, pointwise, slabs};
 use super::shape::{dims4, kept_window, ConvShape};
 use super::Conv2dOptions;
 use crate::gpu::KernelSet;
 use crate::ops::blocked::{self, BLayout, BiasPer, ColumnOrder, Layout, Lowering, Product};
+use crate::ops::window::transposed_weight;
 use crate::ops::{elementwise, Epilogue};
 use crate::tensor::Tensor;
 
@@ -25,9 +26,10 @@ pub(crate) fn window_rows(w: &Tensor, options: &Conv2dOptions) -> Tensor {
 /// outputs only (`im2col` with the padding moved by the window's corner; x itself where a
 /// pointwise convolution's window is its whole output) times the weight's rows, the sums split
 /// into chunks of `chunk` terms as [`super::forward_sum_order`] says for an input of dims `full`
-/// (x itself, or the map x is a window of). `None` (recording nothing) on the GPU set, where the
-/// CPU set's launches would not fit, or where the product would not store its rows as the whole
-/// map's does.
+/// (x itself, or the map x is a window of). A single position of N images (N and Cout multiples
+/// of 4) is computed as [Cout, N], whose rows the product stores as vec4, then transposed. `None`
+/// (recording nothing) on the GPU set, where the CPU set's launches would not fit, or where the
+/// product would not run the kernel variant that the whole map's forward runs.
 pub(crate) fn conv2d_window(
     (x, w_rows, bias): (&Tensor, &Tensor, Option<&Tensor>),
     (w4, options): ([usize; 4], &Conv2dOptions),
@@ -39,7 +41,7 @@ pub(crate) fn conv2d_window(
         return None;
     }
     let s = ConvShape::of(dims4(x, "input"), w4, options);
-    let whole_map = ConvShape::of(full, w4, options);
+    let whole_map = forward_product(&ConvShape::of(full, w4, options))?;
     let [row, col, rows, cols] = window;
     let whole = lowering(&s);
     let g = Lowering {
@@ -52,7 +54,10 @@ pub(crate) fn conv2d_window(
     };
     let (k, n) = (g.rows(), g.columns());
     let (cout, plane) = (s.cout as usize, rows * cols);
-    let in_place = pointwise(&s) && window == [0, 0, s.out_h as usize, s.out_w as usize];
+    // one position of each image: C [Cout, N], stored by rows of N as the whole map's are
+    let by_rows = plane == 1 && whole_map.c_vec4() && n.is_multiple_of(4) && cout.is_multiple_of(4);
+    let whole_output = window == [0, 0, s.out_h as usize, s.out_w as usize];
+    let in_place = pointwise(&s) && whole_output && !by_rows;
     let (elements, b) = if in_place {
         (0, Layout::channels(k, plane))
     } else {
@@ -64,18 +69,21 @@ pub(crate) fn conv2d_window(
         k,
         a: Layout::rows(k),
         b: BLayout::ByRows(b),
-        c: Layout::channels(cout, plane),
+        c: if by_rows {
+            Layout::rows(n)
+        } else {
+            Layout::channels(cout, plane)
+        },
     };
     let split = (
         u32::try_from(k.div_ceil(chunk.max(1))).ok()?,
         u32::try_from(chunk).ok()?,
     );
     let limit = gpu.limits().max_storage_buffer_binding_size as usize;
-    // only windows whose product stores its rows as the whole map's does (as vec4 or not): then
-    // it runs the variant of the kernel that the convolution's forward runs, which is compiled
-    // already where the network was trained (the driver takes seconds for each new variant)
-    let whole_plane = whole_map.out_h * whole_map.out_w;
-    let fits = product.c_vec4() == whole_plane.is_multiple_of(4)
+    // only windows whose product runs the variant of the kernel that the convolution's forward
+    // runs, which is compiled already where the network was trained (the driver takes seconds
+    // for each new variant)
+    let fits = product.same_variant(&whole_map)
         && elements.checked_mul(4)? <= limit
         && elements < u32::MAX as usize
         && product.k_blocks_ready()
@@ -93,13 +101,23 @@ pub(crate) fn conv2d_window(
     let flops = 2.0 * (cout * n * k) as f64;
     let bias = bias.map(|t| (t, BiasPer::Row));
     let b = columns.as_ref().unwrap_or(x);
-    Some(blocked::product_split(
+    let c_shape = if by_rows {
+        vec![cout, n]
+    } else {
+        shape.to_vec()
+    };
+    let c = blocked::product_split(
         &product,
         split,
         (w_rows, b),
         bias,
-        &shape,
+        &c_shape,
         flops,
         Epilogue::default(),
-    ))
+    );
+    if !by_rows {
+        return Some(c);
+    }
+    // [Cout, N] as the weight of N inputs, transposed to [N, Cout] (Cout needs no rounding)
+    Some(transposed_weight(&c.reshape(&[cout, n, 1, 1])).reshape(&shape))
 }
