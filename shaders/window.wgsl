@@ -1,8 +1,10 @@
 // Windows of NCHW feature maps, for evaluating a causal convolutional network a few positions at a
-// time: a stride-1 (optionally masked) convolution computed only at the output positions of a window,
-// and copies of a window out of and into a full map. A window is rows [row0, row0 + rows) x columns
-// [col0, col0 + cols) of a map of height x width. One thread per output element; every sum runs over
-// the input channels, then the kernel rows, then the kernel columns, in order.
+// time: a stride-1 (optionally masked) convolution computed only at the output positions of a
+// window, and copies of a window out of and into a full map (with a second operand added or not).
+// A window is rows [row0, row0 + rows) x columns [col0, col0 + cols) of a map of height x width;
+// a window of one position may be laid out side by side (SIDE): [1, C, 1, batch]. One thread per
+// output element; every sum runs over the input channels, then the kernel rows, then the kernel
+// columns, in order.
 
 struct Params {
     batch: u32,
@@ -29,11 +31,17 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;       // conv, read_window: the full map; write_window: the window
-@group(0) @binding(2) var<storage, read> weight: array<f32>;  // conv: [cin * k_h * k_w, cout4]; transpose_weight: OIHW
+// conv: [cin * k_h * k_w, cout4]; transpose_weight: OIHW; the copies with ADD: the addend
+@group(0) @binding(2) var<storage, read> weight: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;    // conv: [cout]
 @group(0) @binding(4) var<storage, read_write> out: array<f32>; // conv, read_window: the window; write_window: the full map
 
 override HAS_BIAS: bool = false;
+override ADD: bool = false; // read_window, write_window: add a second operand (bound at weight)
+// A window of one position laid out side by side: [1, C, 1, batch], each channel's values of
+// the batch's maps in a row, instead of [batch, C, 1, 1] (conv_window: the output; the copies:
+// the window)
+override SIDE: bool = false;
 
 fn flat_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * 256u;
@@ -109,11 +117,16 @@ fn conv_window(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     }
     if (HAS_BIAS && first_chunk) { acc = acc + bias_of(o); }
     let v = total + acc;
-    let base = ((b * p.cout + o) * p.rows + i) * p.cols + j;
+    var base = ((b * p.cout + o) * p.rows + i) * p.cols + j;
+    var step = per_map;
+    if (SIDE) {
+        base = o * p.batch + b;
+        step = p.batch;
+    }
     out[base] = v.x;
-    if (o + 1u < p.cout) { out[base + per_map] = v.y; }
-    if (o + 2u < p.cout) { out[base + 2u * per_map] = v.z; }
-    if (o + 3u < p.cout) { out[base + 3u * per_map] = v.w; }
+    if (o + 1u < p.cout) { out[base + step] = v.y; }
+    if (o + 2u < p.cout) { out[base + 2u * step] = v.z; }
+    if (o + 3u < p.cout) { out[base + 3u * step] = v.w; }
 }
 
 // bias[o..o + 4] (a channel past cout takes the last one's: it is not stored)
@@ -138,26 +151,39 @@ fn transpose_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
     out[n] = v;
 }
 
-// The element n of a [batch, cin, rows, cols] window and its index in the full [batch, cin, height, width] map.
+// The element n of a [batch, cin, rows, cols] window (with SIDE a position's [1, cin, 1, batch])
+// and its index in the full [batch, cin, height, width] map.
 fn full_index(n: u32) -> u32 {
+    if (SIDE) {
+        let image = n % p.batch;
+        let channel = n / p.batch;
+        return ((image * p.cin + channel) * p.height + p.row0) * p.width + p.col0;
+    }
     let j = n % p.cols;
     let i = (n / p.cols) % p.rows;
     let plane = n / (p.rows * p.cols);
     return (plane * p.height + p.row0 + i) * p.width + p.col0 + j;
 }
 
-// out (the window) = x (the full map) at the window.
+// out (the window) = x (the full map) at the window; with ADD plus `weight`, a tensor of the
+// window's dims.
 @compute @workgroup_size(256)
 fn read_window(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let n = flat_id(gid, nwg);
     if (n >= p.batch * p.cin * p.rows * p.cols) { return; }
-    out[n] = x[full_index(n)];
+    var v = x[full_index(n)];
+    if (ADD) { v = v + weight[n]; }
+    out[n] = v;
 }
 
-// out (the full map) at the window = x (the window); the rest of the map is left as it is.
+// out (the full map) at the window = x (the window); with ADD plus `weight`, another map of the
+// same dims, at the window. The rest of the map is left as it is.
 @compute @workgroup_size(256)
 fn write_window(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let n = flat_id(gid, nwg);
     if (n >= p.batch * p.cin * p.rows * p.cols) { return; }
-    out[full_index(n)] = x[n];
+    let f = full_index(n);
+    var v = x[n];
+    if (ADD) { v = v + weight[f]; }
+    out[f] = v;
 }

@@ -257,8 +257,8 @@ fn incremental_equals_full(gpu: &vqgpu::Gpu) {
         (3, [5, 3], 4, 5, 2, 0, 2),
         (2, [4, 6], 3, 3, 0, 5, 1),
         (1, [1, 1], 2, 3, 0, 0, 1),
-        // four and eight grids: on the CPU set, a position's products are stored by rows of
-        // the grids, then transposed
+        // four and eight grids: a position of the grids side by side is one product over them
+        // on the CPU set, in the kernel variant of the whole grid's
         (4, [4, 4], 2, 3, 2, 0, 0),
         (8, [4, 6], 3, 3, 0, 5, 1),
     ] {

@@ -1,7 +1,7 @@
 //! window.wgsl: the windowed convolution against a plain f64 reference (masked and not, padded and
 //! not, non-square kernels, windows of one position, one row and a whole map, channel counts that
-//! are not multiples of anything), and window copies out of and into a full map. Masked-out inputs
-//! must never be read: they are filled with NaN.
+//! are not multiples of anything), and window copies out of and into a full map, with a second
+//! operand added or not. Masked-out inputs must never be read: they are filled with NaN.
 
 mod common;
 use common::*;
@@ -280,43 +280,37 @@ fn window_equals_conv2d(gpu: &vqgpu::Gpu) {
         let bias = upload(&gpu, &[cout], &random(&mut rng, cout));
         let full = download(&conv::conv2d(&x, &w, Some(&bias), options));
         let [n, _, h, wd] = x4;
+        let cpu_set = gpu.kernel_set() == vqgpu::gpu::KernelSet::Cpu;
+        let whole = h * wd;
+        let whole_vec4 = whole.is_multiple_of(4);
+        let pointwise = kh * kw == 1;
+        // the CPU set computes a window as its convolutions do, on the blocked products, where
+        // they run the kernel variant the whole map's forward runs: B read as vec4 (a pointwise
+        // convolution reads x in place, whole vec4 where its planes are; other products read
+        // the columns, always whole vec4) and, on the tall product (32 output channels or
+        // more), C stored as vec4 or not as the whole map's (one image's C is a plain matrix,
+        // which may be stored element by element)
+        let columns_as_whole = !pointwise || whole_vec4;
+        let laid_out = WindowWeight::new(&w, options);
+        let weighted = |x: &vqgpu::Tensor, win: Window, side: bool| {
+            let f = if side {
+                window::conv_position
+            } else {
+                window::conv_window
+            };
+            launched(&gpu, || f(x, &laid_out, Some(&bias), win, x4))
+        };
         for win in [
             Window::whole(h, wd),
             Window::row(h - 1, wd),
             Window::at(h / 2, wd - 1),
         ] {
-            let laid_out = WindowWeight::new(&w, options);
-            gpu.start_profile().unwrap();
-            let got = window::conv_window(&x, &laid_out, Some(&bias), win, x4);
-            let kernels: Vec<String> = gpu
-                .finish_profile()
-                .unwrap()
-                .records
-                .into_iter()
-                .map(|r| r.kernel)
-                .collect();
-            // the CPU set computes the window as its convolutions do, on the blocked products,
-            // where they run the kernel variant the whole map's forward runs: B read as vec4 (a
-            // pointwise convolution reads x in place, whole vec4 where its planes are; other
-            // products read the columns, always whole vec4) and, on the tall product (32 output
-            // channels or more), C stored as vec4 (where the window's plane holds whole vec4, or
-            // by rows of N for a single position of N images, N and Cout multiples of 4)
-            let lowered = kernels.iter().any(|k| k.starts_with("blocked:gemm"));
-            let cpu_set = gpu.kernel_set() == vqgpu::gpu::KernelSet::Cpu;
-            let (plane, whole) = (win.rows * win.cols, h * wd);
-            let pointwise = kh * kw == 1;
-            let b_vec4 = |p: usize, in_place: bool| !in_place || p.is_multiple_of(4);
-            let same_b = b_vec4(plane, pointwise && plane == whole) == b_vec4(whole, pointwise);
-            let by_rows = plane == 1
-                && whole.is_multiple_of(4)
-                && n.is_multiple_of(4)
-                && cout.is_multiple_of(4);
-            let same_c = cout < 32 || by_rows || plane.is_multiple_of(4) == whole.is_multiple_of(4);
-            assert_eq!(
-                lowered,
-                cpu_set && same_b && same_c,
-                "{what}, {win:?}: launched {kernels:?}"
-            );
+            let (got, lowered) = weighted(&x, win, false);
+            let plane = win.rows * win.cols;
+            let same_b = columns_as_whole || plane == whole;
+            let same_c =
+                cout < 32 || plane.is_multiple_of(4) == whole_vec4 || (n == 1 && !whole_vec4);
+            assert_eq!(lowered, cpu_set && same_b && same_c, "{what}, {win:?}");
             let got = download(&got);
             let want: Vec<f32> = (0..n * cout)
                 .flat_map(|plane| {
@@ -328,7 +322,37 @@ fn window_equals_conv2d(gpu: &vqgpu::Gpu) {
                 .collect();
             assert_eq!(got, want, "{what}, {win:?}");
         }
+        // one position of the n maps side by side, [1, cout, 1, n]; its C is a plain matrix
+        let at = Window::at(h / 2, wd - 1);
+        let (got, lowered) = weighted(&x, at, true);
+        let side_as_whole = !whole_vec4 || n.is_multiple_of(4);
+        assert_eq!(
+            lowered,
+            cpu_set && columns_as_whole && side_as_whole,
+            "{what}: side"
+        );
+        let want: Vec<f32> = (0..cout)
+            .flat_map(|o| (0..n).map(move |b| (b * cout + o) * whole + at.row * wd + at.col))
+            .map(|i| full[i])
+            .collect();
+        assert_eq!(download(&got), want, "{what}: at {at:?}, side by side");
+        // a pointwise convolution of such a row: a product over one map of n positions
+        if pointwise {
+            let row = window::read_position(&x, at, None);
+            let (got, lowered) = weighted(&row, Window::whole(1, n), false);
+            assert_eq!(lowered, cpu_set && side_as_whole, "{what}: of a row");
+            assert_eq!(download(&got), want, "{what}: of the row at {at:?}");
+        }
     }
+}
+
+/// Runs `f`, returning its result and whether it launched a product of the blocked GEMM.
+fn launched(gpu: &vqgpu::Gpu, f: impl FnOnce() -> vqgpu::Tensor) -> (vqgpu::Tensor, bool) {
+    gpu.start_profile().unwrap();
+    let out = f();
+    let records = gpu.finish_profile().unwrap().records;
+    let lowered = records.iter().any(|r| r.kernel.starts_with("blocked:gemm"));
+    (out, lowered)
 }
 
 #[test]
@@ -380,5 +404,67 @@ fn window_copies_read_and_write_exactly_the_window() {
             })
             .collect();
         assert_eq!(download(&full), expected, "write {dims:?} {win:?}");
+        // the same copies with a second operand added, in one launch each
+        let addend = random(&mut rng, patch.len());
+        let sum = window::read_window_plus(&full, win, &upload(&gpu, read.shape(), &addend));
+        let want: Vec<f32> = patch.iter().zip(&addend).map(|(p, a)| p + a).collect();
+        assert_eq!(download(&sum), want, "read plus {dims:?} {win:?}");
+        if win.rows * win.cols > 1 {
+            continue;
+        }
+        // one position side by side, [1, c, 1, n], read and written back with an addend or not
+        let side = |values: &[f32]| -> Vec<f32> {
+            (0..c)
+                .flat_map(|ch| (0..n).map(move |b| values[b * c + ch]))
+                .collect()
+        };
+        let at_position = |values: &[f32]| -> Vec<f32> {
+            (0..n * c)
+                .map(|i| values[(i * h + win.row) * w + win.col])
+                .collect()
+        };
+        let now = download(&full);
+        let read = window::read_position(&full, win, None);
+        assert_eq!(read.shape(), [1, c, 1, n]);
+        assert_eq!(
+            download(&read),
+            side(&at_position(&now)),
+            "position {dims:?}"
+        );
+        let addend = random(&mut rng, n * c);
+        let plus = window::read_position(&full, win, Some(&upload(&gpu, &[1, c, 1, n], &addend)));
+        let want: Vec<f32> = side(&at_position(&now))
+            .iter()
+            .zip(&addend)
+            .map(|(v, a)| v + a)
+            .collect();
+        assert_eq!(download(&plus), want, "position plus {dims:?}");
+        let other = random(&mut rng, map.len());
+        let target = upload(&gpu, &dims, &map);
+        let src = upload(&gpu, &[1, c, 1, n], &addend);
+        window::write_position(&target, &src, win, None);
+        let written = download(&target);
+        assert_eq!(
+            side(&at_position(&written)),
+            addend,
+            "write position {dims:?}"
+        );
+        window::write_position(&target, &src, win, Some(&upload(&gpu, &dims, &other)));
+        let written_plus = download(&target);
+        let want: Vec<f32> = side(&at_position(&other))
+            .iter()
+            .zip(&addend)
+            .map(|(o, a)| a + o)
+            .collect();
+        assert_eq!(
+            side(&at_position(&written_plus)),
+            want,
+            "write position plus {dims:?}"
+        );
+        let outside: Vec<usize> = (0..map.len()).filter(|&i| !inside(i)).collect();
+        assert!(
+            outside.iter().all(|&i| written_plus[i] == map[i]),
+            "outside {dims:?}"
+        );
     }
 }

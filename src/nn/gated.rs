@@ -6,7 +6,7 @@ use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::nn::{Conv2d, Param, Scope, WindowedConv2d};
 use crate::ops::conv::{Conv2dOptions, SpatialMask};
-use crate::ops::window::{read_window, write_window, Window};
+use crate::ops::window::{read_position, read_window_plus, write_position, write_window, Window};
 use crate::ops::{elementwise, gather};
 use crate::tensor::Tensor;
 
@@ -58,7 +58,8 @@ pub struct LayerCache {
     row_to_horizontal: Option<Tensor>,
     /// The layer's convolutions: vertical, horizontal, vertical_to_horizontal, horizontal_out.
     convs: [WindowedConv2d; 4],
-    /// Each item's class bias along a row [B, 2C, 1, W] and at one position [B, 2C, 1, 1].
+    /// Each item's class bias along a row [B, 2C, 1, W] and at one position, side by side [1, 2C,
+    /// 1, B].
     class_bias: Option<(Tensor, Tensor)>,
     /// What a conditioned layer adds to both stacks, over the whole grid [B, 2C, H, W].
     condition: Option<Tensor>,
@@ -215,7 +216,8 @@ impl GatedResidualBlock {
                     let indices = Tensor::from_slice(gpu, &[batch, 1, width], &grid)?;
                     Ok(gather::gather(&indices, table.tensor()))
                 };
-                Some((along_row(w)?, along_row(1)?))
+                let at_position = read_position(&along_row(1)?, Window::at(0, 0), None);
+                Some((along_row(w)?, at_position))
             }
             _ => None,
         };
@@ -250,7 +252,7 @@ impl GatedResidualBlock {
             None => v_pre,
         };
         if let Some(map) = &cache.condition {
-            v_pre = v_pre.add(&read_window(map, Window::row(row, width)));
+            v_pre = read_window_plus(map, Window::row(row, width), &v_pre);
         }
         write_window(
             &cache.vertical,
@@ -261,7 +263,8 @@ impl GatedResidualBlock {
 
     /// Computes position (`row`, `col`) of the output horizontal stack from `horizontal`
     /// [B, C, H, W], the input horizontal stack (final up to that position), after
-    /// [`GatedResidualBlock::start_row`] of `row`. Returns the skip output there [B, C, 1, 1].
+    /// [`GatedResidualBlock::start_row`] of `row`. Returns the skip output there, the B maps side
+    /// by side [1, C, 1, B] (see [`read_position`]).
     ///
     /// # Panics
     /// If the row was not started.
@@ -273,21 +276,22 @@ impl GatedResidualBlock {
             .as_ref()
             .expect("start_row before step");
         let [_, horizontal_conv, _, horizontal_out] = &cache.convs;
-        let mut h_pre = horizontal_conv
-            .forward(horizontal, at, map)
-            .add(&read_window(from_vertical, Window::at(0, col)));
+        // the position of the N maps side by side, [1, channels, 1, N]; sums of two operands
+        // are made as one is read or written (one launch each)
+        let from_left = horizontal_conv.forward_position(horizontal, at, map);
+        let mut h_pre = read_position(from_vertical, Window::at(0, col), Some(&from_left));
         if let Some((_, at_position)) = &cache.class_bias {
             h_pre = h_pre.add(at_position);
         }
         if let Some(map) = &cache.condition {
-            h_pre = h_pre.add(&read_window(map, at));
+            h_pre = read_position(map, at, Some(&h_pre));
         }
-        let skip = horizontal_out.forward(&elementwise::gate(&h_pre), Window::whole(1, 1), map);
-        let out = match self.mask {
-            MaskType::A => skip.clone(),
-            MaskType::B => read_window(horizontal, at).add(&skip),
+        let skip = horizontal_out.forward_side(&elementwise::gate(&h_pre), map);
+        let residual = match self.mask {
+            MaskType::A => None,
+            MaskType::B => Some(horizontal),
         };
-        write_window(&cache.horizontal, &out, at);
+        write_position(&cache.horizontal, &skip, at, residual);
         skip
     }
 }

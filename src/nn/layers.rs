@@ -116,6 +116,37 @@ impl WindowedConv2d {
             [x.dim(0), x.dim(1), full_hw[0], full_hw[1]],
         )
     }
+
+    /// The convolution of x [N, Cin, H, W] (`full_hw` = (H, W)) at position `at` of each of its
+    /// N maps, side by side: [1, Cout, 1, N] (see [`window::conv_position`]).
+    pub fn forward_position(&self, x: &Tensor, at: Window, full_hw: [usize; 2]) -> Tensor {
+        let _layer = profile::layer(&self.layer);
+        let full = [x.dim(0), x.dim(1), full_hw[0], full_hw[1]];
+        window::conv_position(x, &self.weight, self.bias.as_ref(), at, full)
+    }
+
+    /// This pointwise convolution of one position of N maps of `full_hw` side by side, x [1, Cin,
+    /// 1, N] (see [`window::read_position`]): [1, Cout, 1, N], equal to [`Conv2d::forward`] of
+    /// those maps there bit for bit on one adapter.
+    ///
+    /// # Panics
+    /// If the kernel is not 1x1.
+    pub fn forward_side(&self, x: &Tensor, full_hw: [usize; 2]) -> Tensor {
+        let [_, _, k_h, k_w] = self.weight.dims();
+        assert!(
+            k_h == 1 && k_w == 1,
+            "forward_side: a {k_h}x{k_w} kernel would mix the maps"
+        );
+        let _layer = profile::layer(&self.layer);
+        let count = x.dim(3);
+        window::conv_window(
+            x,
+            &self.weight,
+            self.bias.as_ref(),
+            Window::whole(1, count),
+            [count, x.dim(1), full_hw[0], full_hw[1]],
+        )
+    }
 }
 
 /// `nn.ConvTranspose2d`: weight [in, out, k, k] (IOHW), optional bias [out].

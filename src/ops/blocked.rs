@@ -166,7 +166,7 @@ impl Product {
     }
 
     /// Whether the kernels can read B as two vec4 per k: B by rows, rows and blocks on whole vec4.
-    fn b_vec4(&self) -> bool {
+    pub(crate) fn b_vec4(&self) -> bool {
         matches!(&self.b, BLayout::ByRows(b) if b.vec4_ready())
     }
 

@@ -1,7 +1,9 @@
-//! Host side of `shaders/window.wgsl`: a stride-1 convolution evaluated only at the output positions
-//! of a window (with its weight in a layout of its own), and copies of a window out of and into a
-//! full map. They let a causal network be
-//! evaluated a few positions at a time (incremental sampling). No autograd.
+//! Host side of `shaders/window.wgsl`: a stride-1 convolution evaluated only at the output
+//! positions of a window (with its weight in a layout of its own), and copies of a window out of
+//! and into a full map, with a second operand added or not. A single position of N maps may be
+//! held side by side, [1, C, 1, N], so that a pointwise convolution of it is one product over N
+//! positions. They let a causal network be evaluated a few positions at a time (incremental
+//! sampling). No autograd.
 
 use crate::gpu::{Binding, Kernel, KernelSet, Shader};
 use crate::ops::conv::{self, dims4, Conv2dOptions};
@@ -182,6 +184,34 @@ pub fn conv_window(
     window: Window,
     full: [usize; 4],
 ) -> Tensor {
+    conv(x, w, bias, (window, false), full)
+}
+
+/// [`conv_window`] at the single position `at` of each of x's N maps, side by side: [1, Cout, 1,
+/// N]. A convolution of such a row ([`conv_window`] of all of it, `full` the dims of the maps it
+/// was read from) is then a product over one map of N positions: on the CPU set, one launch that
+/// runs the variant the whole maps' convolution runs.
+pub fn conv_position(
+    x: &Tensor,
+    w: &WindowWeight,
+    bias: Option<&Tensor>,
+    at: Window,
+    full: [usize; 4],
+) -> Tensor {
+    assert!(
+        at.rows == 1 && at.cols == 1,
+        "conv_position: {at:?} is not one position"
+    );
+    conv(x, w, bias, (at, true), full)
+}
+
+fn conv(
+    x: &Tensor,
+    w: &WindowWeight,
+    bias: Option<&Tensor>,
+    (window, side): (Window, bool),
+    full: [usize; 4],
+) -> Tensor {
     let (x4, w4, options) = (dims4(x, "conv_window input"), w.dims, w.options);
     assert!(
         x4[1] == w4[1] && full[1] == w4[1],
@@ -205,7 +235,8 @@ pub fn conv_window(
     let (k_chunk, chunk_taps) = conv::forward_sum_order(x.gpu(), full, w4, &options);
     let corner = [window.row, window.col, window.rows, window.cols];
     let lowered = w.rows.as_ref().and_then(|rows| {
-        conv::conv2d_window((x, rows, bias), (w4, &options), corner, (full, k_chunk))
+        let operands = (x, rows, bias);
+        conv::conv2d_window(operands, (w4, &options), (corner, side), (full, k_chunk))
     });
     if let Some(out) = lowered {
         return out;
@@ -222,8 +253,15 @@ pub fn conv_window(
     params.k_chunk = k_chunk as u32;
     params.chunk_taps = chunk_taps as u32;
     let gpu = x.gpu();
-    let out = Tensor::uninit(gpu, &[x4[0], w4[0], window.rows, window.cols]);
-    let kernel = Kernel::new(&SHADER, "conv_window").flag("HAS_BIAS", bias.is_some());
+    let shape = if side {
+        [1, w4[0], 1, x4[0]]
+    } else {
+        [x4[0], w4[0], window.rows, window.cols]
+    };
+    let out = Tensor::uninit(gpu, &shape);
+    let kernel = Kernel::new(&SHADER, "conv_window")
+        .flag("HAS_BIAS", bias.is_some())
+        .flag("SIDE", side);
     let flops = 2.0 * (out.numel() * x4[1] * w4[2] * w4[3]) as f64;
     let w = &w.transposed;
     // without a bias the binding still needs a buffer: bind the weight again (read-only)
@@ -244,18 +282,43 @@ pub fn conv_window(
 
 /// A copy of `window` of x [N, C, H, W]: [N, C, rows, cols].
 pub fn read_window(x: &Tensor, window: Window) -> Tensor {
+    read(x, (window, false), None)
+}
+
+/// `window` of x [N, C, H, W] plus `addend` [N, C, rows, cols], in one launch: [N, C, rows, cols].
+pub fn read_window_plus(x: &Tensor, window: Window, addend: &Tensor) -> Tensor {
+    read(x, (window, false), Some(addend))
+}
+
+/// The single position `at` of each of x's N maps [N, C, H, W] side by side (see
+/// [`conv_position`]), plus `addend` [1, C, 1, N] where given, in one launch: [1, C, 1, N].
+pub fn read_position(x: &Tensor, at: Window, addend: Option<&Tensor>) -> Tensor {
+    read(x, (at, true), addend)
+}
+
+fn read(x: &Tensor, (window, side): (Window, bool), addend: Option<&Tensor>) -> Tensor {
     let x4 = dims4(x, "read_window map");
+    let shape = if side {
+        [1, x4[1], 1, x4[0]]
+    } else {
+        [x4[0], x4[1], window.rows, window.cols]
+    };
     assert!(
-        window.fits(x4[2], x4[3]),
-        "read_window: {window:?} outside {x4:?}"
+        window.fits(x4[2], x4[3])
+            && (!side || window.rows * window.cols == 1)
+            && addend.is_none_or(|a| a.shape() == shape),
+        "read_window: {window:?} outside {x4:?}, or an addend of another shape"
     );
     let gpu = x.gpu();
-    let out = Tensor::uninit(gpu, &[x4[0], x4[1], window.rows, window.cols]);
-    gpu.run(
-        &SHADER,
-        "read_window",
+    let out = Tensor::uninit(gpu, &shape);
+    let kernel = Kernel::new(&SHADER, "read_window")
+        .flag("ADD", addend.is_some())
+        .flag("SIDE", side);
+    // without an addend the binding still needs a buffer: bind x again (read-only)
+    gpu.dispatch(
+        &kernel,
         &window.params(x4),
-        &[x.bind(X), out.bind(OUT)],
+        &[x.bind(X), addend.unwrap_or(x).bind(WEIGHT), out.bind(OUT)],
         gpu.grid_for(out.numel()),
     );
     out
@@ -263,18 +326,44 @@ pub fn read_window(x: &Tensor, window: Window) -> Tensor {
 
 /// Writes `src` [N, C, rows, cols] into `window` of `dst` [N, C, H, W] in place.
 pub fn write_window(dst: &Tensor, src: &Tensor, window: Window) {
-    let d4 = dims4(dst, "write_window map");
+    write(dst, src, (window, false), None);
+}
+
+/// Writes `src` [1, C, 1, N] (a position of N maps side by side, see [`read_position`]) into
+/// position `at` of each of `dst`'s maps [N, C, H, W] in place, plus the values there of `map`
+/// (of `dst`'s dims, not `dst` itself) where given, in one launch.
+pub fn write_position(dst: &Tensor, src: &Tensor, at: Window, map: Option<&Tensor>) {
     assert!(
-        window.fits(d4[2], d4[3]) && src.shape() == [d4[0], d4[1], window.rows, window.cols],
+        map.is_none_or(|m| m.shape() == dst.shape() && m.id() != dst.id()),
+        "write_position: an addend map of another shape than {:?}, or the map itself",
+        dst.shape()
+    );
+    write(dst, src, (at, true), map);
+}
+
+fn write(dst: &Tensor, src: &Tensor, (window, side): (Window, bool), map: Option<&Tensor>) {
+    let d4 = dims4(dst, "write_window map");
+    let shape = if side {
+        [1, d4[1], 1, d4[0]]
+    } else {
+        [d4[0], d4[1], window.rows, window.cols]
+    };
+    assert!(
+        window.fits(d4[2], d4[3])
+            && (!side || window.rows * window.cols == 1)
+            && src.shape() == shape,
         "write_window: {:?} does not fit {window:?} of {d4:?}",
         src.shape()
     );
     let gpu = dst.gpu();
-    gpu.run(
-        &SHADER,
-        "write_window",
+    let kernel = Kernel::new(&SHADER, "write_window")
+        .flag("ADD", map.is_some())
+        .flag("SIDE", side);
+    // without an addend the binding still needs a buffer: bind src again (read-only)
+    gpu.dispatch(
+        &kernel,
         &window.params(d4),
-        &[src.bind(X), dst.bind(OUT)],
+        &[src.bind(X), map.unwrap_or(src).bind(WEIGHT), dst.bind(OUT)],
         gpu.grid_for(src.numel()),
     );
 }

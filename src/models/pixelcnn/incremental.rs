@@ -4,7 +4,8 @@
 use super::PixelCnn;
 use crate::error::Result;
 use crate::nn::{AttentionCache, LayerCache, WindowedConv2d};
-use crate::ops::window::{read_window, write_window, Window};
+use crate::ops::conv::dims4;
+use crate::ops::window::{read_window, read_window_plus, write_position, write_window, Window};
 use crate::tensor::Tensor;
 
 /// The prior evaluated one position at a time over a batch of code grids, in raster order, with
@@ -102,17 +103,21 @@ impl IncrementalPixelCnn<'_> {
                 let horizontal = &self.layers[i].horizontal;
                 let at = Window::at(row, col);
                 let attended = block.step(horizontal, cache, row, col);
-                write_window(horizontal, &read_window(horizontal, at).add(&attended), at);
+                write_window(horizontal, &read_window_plus(horizontal, at, &attended), at);
             }
             skips = Some(match skips {
                 Some(s) => s.add(&skip),
                 None => skip,
             });
         }
+        // the skips and the head at this position of the B grids side by side, [1, C, 1, B]
         let skips = skips.expect("at least one layer");
-        let one = Window::whole(1, 1);
-        let hidden = self.head[0].forward(&skips.relu(), one, self.grid);
-        self.head[1].forward(&hidden.relu(), one, self.grid)
+        let hidden = self.head[0].forward_side(&skips.relu(), self.grid);
+        let logits = self.head[1].forward_side(&hidden.relu(), self.grid);
+        let [_, k, _, batch] = dims4(&logits, "logits");
+        let out = Tensor::uninit(logits.gpu(), &[batch, k, 1, 1]);
+        write_position(&out, &logits, Window::at(0, 0), None);
+        out
     }
 
     /// Takes the code now at the current position of `codes` [B, H, W] into the caches and moves

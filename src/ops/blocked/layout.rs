@@ -36,6 +36,22 @@ impl Layout {
         }
     }
 
+    /// A row-major matrix with rows `row` apart that the kernels read (as B by rows) or store (as
+    /// C) four elements at a time where `vec4` says (`None` where its rows do not hold whole
+    /// vec4), else element by element (blocks of one element), so that a product runs the kernel
+    /// variant another one does.
+    pub fn row_major(row: usize, vec4: bool) -> Option<Self> {
+        if vec4 {
+            return row.is_multiple_of(4).then(|| Self::rows(row));
+        }
+        Some(Self {
+            major: row as u32,
+            minor: 1,
+            inner: 1,
+            outer: 1,
+        })
+    }
+
     /// An NCHW tensor seen as [channels, batch x plane]: channel stride `plane`, images
     /// `channels x plane` apart.
     pub fn channels(channels: usize, plane: usize) -> Self {
@@ -93,5 +109,8 @@ mod tests {
         assert!(!Layout::rows(6).vec4_ready());
         assert!(Layout::channels(3, 16).vec4_ready());
         assert!(!Layout::channels(3, 9).vec4_ready());
+        assert!(Layout::row_major(8, true).unwrap().vec4_ready());
+        assert!(Layout::row_major(6, true).is_none());
+        assert!(!Layout::row_major(8, false).unwrap().vec4_ready());
     }
 }

@@ -7,7 +7,6 @@ use super::shape::{dims4, kept_window, ConvShape};
 use super::Conv2dOptions;
 use crate::gpu::KernelSet;
 use crate::ops::blocked::{self, BLayout, BiasPer, ColumnOrder, Layout, Lowering, Product};
-use crate::ops::window::transposed_weight;
 use crate::ops::{elementwise, Epilogue};
 use crate::tensor::Tensor;
 
@@ -22,18 +21,18 @@ pub(crate) fn window_rows(w: &Tensor, options: &Conv2dOptions) -> Tensor {
 
 /// On the CPU set: the stride-1 conv2d of x [N, Cin, H, W] at output rows `[row, row + rows)` x
 /// columns `[col, col + cols)` (`window`, in that order) only, with the weight laid out by
-/// [`window_rows`] (OIHW dims `w4`), plus the bias: [N, Cout, rows, cols]. The columns of those
-/// outputs only (`im2col` with the padding moved by the window's corner; x itself where a
+/// [`window_rows`] (OIHW dims `w4`), plus the bias: [N, Cout, rows, cols], or with `side` (a
+/// window of one position) [1, Cout, 1, N], the N maps' values side by side. The columns of
+/// those outputs only (`im2col` with the padding moved by the window's corner; x itself where a
 /// pointwise convolution's window is its whole output) times the weight's rows, the sums split
 /// into chunks of `chunk` terms as [`super::forward_sum_order`] says for an input of dims `full`
-/// (x itself, or the map x is a window of). A single position of N images (N and Cout multiples
-/// of 4) is computed as [Cout, N], whose rows the product stores as vec4, then transposed. `None`
-/// (recording nothing) on the GPU set, where the CPU set's launches would not fit, or where the
-/// product would not run the kernel variant that the whole map's forward runs.
+/// (x itself, or the map x is a window of). `None` (recording nothing) on the GPU set, where the
+/// CPU set's launches would not fit, or where the product would not run the kernel variant that
+/// the whole map's forward runs.
 pub(crate) fn conv2d_window(
     (x, w_rows, bias): (&Tensor, &Tensor, Option<&Tensor>),
     (w4, options): ([usize; 4], &Conv2dOptions),
-    window: [usize; 4],
+    (window, side): ([usize; 4], bool),
     (full, chunk): ([usize; 4], usize),
 ) -> Option<Tensor> {
     let gpu = x.gpu();
@@ -54,14 +53,22 @@ pub(crate) fn conv2d_window(
     };
     let (k, n) = (g.rows(), g.columns());
     let (cout, plane) = (s.cout as usize, rows * cols);
-    // one position of each image: C [Cout, N], stored by rows of N as the whole map's are
-    let by_rows = plane == 1 && whole_map.c_vec4() && n.is_multiple_of(4) && cout.is_multiple_of(4);
+    // (a position side by side is gathered from x's maps even where it is all of them)
     let whole_output = window == [0, 0, s.out_h as usize, s.out_w as usize];
-    let in_place = pointwise(&s) && whole_output && !by_rows;
-    let (elements, b) = if in_place {
-        (0, Layout::channels(k, plane))
-    } else {
-        slabs(&g)?
+    let in_place = pointwise(&s) && whole_output && !side;
+    // one map (a position side by side) is a plain matrix [channels, n]: read and stored as
+    // vec4 or element by element, as the whole map's product does
+    let one_map = side || s.batch == 1;
+    let matrix = |vec4: bool| one_map.then(|| Layout::row_major(n, vec4)).flatten();
+    let (elements, b) = match (in_place, matrix(whole_map.b_vec4())) {
+        (true, Some(b)) => (0, b),
+        (true, None) => (0, Layout::channels(k, plane)),
+        (false, _) => slabs(&g)?,
+    };
+    let c = match matrix(whole_map.c_vec4()) {
+        Some(c) => c,
+        None if side => return None,
+        None => Layout::channels(cout, plane),
     };
     let product = Product {
         m: cout,
@@ -69,11 +76,7 @@ pub(crate) fn conv2d_window(
         k,
         a: Layout::rows(k),
         b: BLayout::ByRows(b),
-        c: if by_rows {
-            Layout::rows(n)
-        } else {
-            Layout::channels(cout, plane)
-        },
+        c,
     };
     let split = (
         u32::try_from(k.div_ceil(chunk.max(1))).ok()?,
@@ -97,27 +100,21 @@ pub(crate) fn conv2d_window(
         blocked::im2col(x, &g, ColumnOrder::AsB(b), &columns);
         columns
     });
-    let shape = [s.batch as usize, cout, rows, cols];
+    let shape = if side {
+        [1, cout, 1, n]
+    } else {
+        [s.batch as usize, cout, rows, cols]
+    };
     let flops = 2.0 * (cout * n * k) as f64;
     let bias = bias.map(|t| (t, BiasPer::Row));
     let b = columns.as_ref().unwrap_or(x);
-    let c_shape = if by_rows {
-        vec![cout, n]
-    } else {
-        shape.to_vec()
-    };
-    let c = blocked::product_split(
+    Some(blocked::product_split(
         &product,
         split,
         (w_rows, b),
         bias,
-        &c_shape,
+        &shape,
         flops,
         Epilogue::default(),
-    );
-    if !by_rows {
-        return Some(c);
-    }
-    // [Cout, N] as the weight of N inputs, transposed to [N, Cout] (Cout needs no rounding)
-    Some(transposed_weight(&c.reshape(&[cout, n, 1, 1])).reshape(&shape))
+    ))
 }
