@@ -324,7 +324,20 @@ fn window_equals_conv2d(gpu: &vqgpu::Gpu) {
         }
         // one position of the n maps side by side, [1, cout, 1, n]; its C is a plain matrix
         let at = Window::at(h / 2, wd - 1);
+        let before = gpu.host_stats();
         let (got, lowered) = weighted(&x, at, true);
+        let reads = gpu.host_stats() - before;
+        // its columns are made from the map itself, not from a texture copy of all of it, where
+        // the map is the larger (a sum not split reads the product's two operands from textures)
+        if lowered && chunk >= x4[1] * taps {
+            let copied_map = x4[1] * taps * n >= x4.iter().product();
+            let want = 2 + u64::from(copied_map);
+            assert_eq!(
+                reads.texture_copies + reads.copies_reused,
+                want,
+                "{what}: copies"
+            );
+        }
         let side_as_whole = !whole_vec4 || n.is_multiple_of(4);
         assert_eq!(
             lowered,

@@ -398,7 +398,7 @@ fn launch(
     dispatch_with_copies(
         a.gpu(),
         (kernel, &params),
-        &args,
+        (&args, true),
         [x as u32, y as u32, split.0],
         flops,
     );

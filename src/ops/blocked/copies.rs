@@ -5,14 +5,15 @@
 use super::{A, A_TEX, B, B_TEX};
 use crate::gpu::{BufferArg, Gpu, Kernel, UniformParams};
 
-/// Records `kernel` reading the ranges bound at A and B from texture copies where it can.
+/// Records `kernel` reading the ranges bound at A and B from texture copies where it can and
+/// `copies` says (else from the buffers).
 pub(super) fn dispatch_with_copies<P: UniformParams>(
     gpu: &Gpu,
     launch: (Kernel, &P),
-    args: &[BufferArg],
+    (args, copies): (&[BufferArg], bool),
     workgroups: [u32; 3],
     flops: f64,
 ) {
     let reads = [(A, A_TEX), (B, B_TEX)];
-    gpu.dispatch_reading_copies(launch, args, (reads, true), [workgroups; 2], flops);
+    gpu.dispatch_reading_copies(launch, args, (reads, copies), [workgroups; 2], flops);
 }

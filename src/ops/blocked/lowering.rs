@@ -125,15 +125,19 @@ pub(crate) fn im2col(x: &Tensor, g: &Lowering, order: ColumnOrder, out: &Tensor)
         .flag("ROW_TEXELS", row_texels);
     // an invocation takes one column (transposed) or four
     let per_invocation = if transposed { 1 } else { 4 };
+    let workgroups = [
+        g.columns().div_ceil(per_invocation).div_ceil(64) as u32,
+        g.rows().div_ceil(IM2COL_ROWS) as u32,
+        1,
+    ];
+    // x is copied to a texture (a pass over all of it) only where the columns are at least as
+    // large: not for a few output positions of a large map, such as a sampler's windows
+    let copy = g.rows().saturating_mul(g.columns()) >= x.numel();
     dispatch_with_copies(
         x.gpu(),
         (kernel, &params),
-        &[x.bind(A), out.bind_vec4(COLS)],
-        [
-            g.columns().div_ceil(per_invocation).div_ceil(64) as u32,
-            g.rows().div_ceil(IM2COL_ROWS) as u32,
-            1,
-        ],
+        (&[x.bind(A), out.bind_vec4(COLS)], copy),
+        workgroups,
         0.0,
     );
 }
@@ -196,13 +200,16 @@ pub(crate) fn col2im(
     dispatch_with_copies(
         cols.gpu(),
         (kernel, &params),
-        &[
-            cols.bind_vec4(B),
-            bias.unwrap_or(cols).bind(BIAS),
-            out.bind(C),
-            epilogue.residual.unwrap_or(cols).bind(RESIDUAL),
-            epilogue.gate.unwrap_or(cols).bind(GATE),
-        ],
+        (
+            &[
+                cols.bind_vec4(B),
+                bias.unwrap_or(cols).bind(BIAS),
+                out.bind(C),
+                epilogue.residual.unwrap_or(cols).bind(RESIDUAL),
+                epilogue.gate.unwrap_or(cols).bind(GATE),
+            ],
+            true,
+        ),
         [(g.x[0] * g.x[2] * g.x[3]).div_ceil(64), 1, 1],
         0.0,
     );

@@ -62,7 +62,7 @@ pub(crate) fn nearest(
     super::dispatch_with_copies(
         z.gpu(),
         (kernel, &params),
-        &args,
+        (&args, true),
         [rows.div_ceil(BLOCK * WG) as u32, 1, chunks as u32],
         2.0 * (rows * k * d) as f64,
     );
