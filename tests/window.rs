@@ -227,7 +227,7 @@ enum WindowMask {
     RowsAbove,
 }
 
-/// conv_window sums as conv2d does on this device's kernel set.
+/// conv_window and conv_position sum as conv2d does on this device's kernel set.
 fn window_equals_conv2d(gpu: &vqgpu::Gpu) {
     let gpu = gpu.clone();
     let mut rng = rng(53);
@@ -248,7 +248,8 @@ fn window_equals_conv2d(gpu: &vqgpu::Gpu) {
         ([1, 700, 4, 5], 40, (3, 3), WindowMask::RowsAbove),
         ([1, 600, 3, 4], 9, (3, 3), WindowMask::Causal),
         ([4, 512, 16, 16], 32, (3, 3), WindowMask::None),
-        // four or more images: a single position's products store it as the map's, by rows
+        // four or more images: a position side by side, [1, cout, 1, n], is stored as vec4 as
+        // the whole map is
         ([4, 64, 8, 8], 128, (1, 3), WindowMask::Causal),
         ([8, 256, 4, 4], 512, (1, 1), WindowMask::None),
         ([4, 700, 4, 5], 40, (3, 3), WindowMask::RowsAbove),

@@ -198,11 +198,21 @@ pub fn conv_position(
     at: Window,
     full: [usize; 4],
 ) -> Tensor {
-    assert!(
-        at.rows == 1 && at.cols == 1,
-        "conv_position: {at:?} is not one position"
-    );
     conv(x, w, bias, (at, true), full)
+}
+
+/// The dims of `window` of maps [n, c, H, W]: [n, c, rows, cols], or with `side` (a window of one
+/// position) [1, c, 1, n], the maps' values side by side.
+fn window_dims(n: usize, c: usize, (window, side): (Window, bool)) -> [usize; 4] {
+    assert!(
+        !side || window.rows * window.cols == 1,
+        "{window:?} is not one position, to lay out side by side"
+    );
+    if side {
+        [1, c, 1, n]
+    } else {
+        [n, c, window.rows, window.cols]
+    }
 }
 
 fn conv(
@@ -213,6 +223,7 @@ fn conv(
     full: [usize; 4],
 ) -> Tensor {
     let (x4, w4, options) = (dims4(x, "conv_window input"), w.dims, w.options);
+    let shape = window_dims(x4[0], w4[0], (window, side));
     assert!(
         x4[1] == w4[1] && full[1] == w4[1],
         "conv_window: input has {} channels (full map {}), weight expects {}",
@@ -253,11 +264,6 @@ fn conv(
     params.k_chunk = k_chunk as u32;
     params.chunk_taps = chunk_taps as u32;
     let gpu = x.gpu();
-    let shape = if side {
-        [1, w4[0], 1, x4[0]]
-    } else {
-        [x4[0], w4[0], window.rows, window.cols]
-    };
     let out = Tensor::uninit(gpu, &shape);
     let kernel = Kernel::new(&SHADER, "conv_window")
         .flag("HAS_BIAS", bias.is_some())
@@ -298,15 +304,9 @@ pub fn read_position(x: &Tensor, at: Window, addend: Option<&Tensor>) -> Tensor 
 
 fn read(x: &Tensor, (window, side): (Window, bool), addend: Option<&Tensor>) -> Tensor {
     let x4 = dims4(x, "read_window map");
-    let shape = if side {
-        [1, x4[1], 1, x4[0]]
-    } else {
-        [x4[0], x4[1], window.rows, window.cols]
-    };
+    let shape = window_dims(x4[0], x4[1], (window, side));
     assert!(
-        window.fits(x4[2], x4[3])
-            && (!side || window.rows * window.cols == 1)
-            && addend.is_none_or(|a| a.shape() == shape),
+        window.fits(x4[2], x4[3]) && addend.is_none_or(|a| a.shape() == shape),
         "read_window: {window:?} outside {x4:?}, or an addend of another shape"
     );
     let gpu = x.gpu();
@@ -343,15 +343,9 @@ pub fn write_position(dst: &Tensor, src: &Tensor, at: Window, map: Option<&Tenso
 
 fn write(dst: &Tensor, src: &Tensor, (window, side): (Window, bool), map: Option<&Tensor>) {
     let d4 = dims4(dst, "write_window map");
-    let shape = if side {
-        [1, d4[1], 1, d4[0]]
-    } else {
-        [d4[0], d4[1], window.rows, window.cols]
-    };
+    let shape = window_dims(d4[0], d4[1], (window, side));
     assert!(
-        window.fits(d4[2], d4[3])
-            && (!side || window.rows * window.cols == 1)
-            && src.shape() == shape,
+        window.fits(d4[2], d4[3]) && src.shape() == shape,
         "write_window: {:?} does not fit {window:?} of {d4:?}",
         src.shape()
     );
