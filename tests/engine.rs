@@ -3,6 +3,7 @@
 
 mod common;
 use common::*;
+use vqgpu::gpu::HostStats;
 use vqgpu::nn::{Adam, Conv2d, ConvTranspose2d, Linear, ParamStore};
 use vqgpu::ops::conv::{conv2d, conv_transpose2d, Conv2dOptions, ConvTranspose2dOptions};
 use vqgpu::ops::reduce::mse_loss;
@@ -223,6 +224,54 @@ fn a_training_step_submits_once_and_allocates_nothing_after_warm_up() {
         pipelines,
         "a pipeline was compiled after warm-up"
     );
+}
+
+/// The host-side counts of what a computation recorded (what does not depend on caches).
+fn recorded(s: HostStats) -> [u64; 6] {
+    [
+        s.dispatches,
+        s.passes,
+        s.submissions,
+        s.texture_copies,
+        s.copies_reused,
+        s.passes_ended_by_copies,
+    ]
+}
+
+#[test]
+fn launches_held_back_for_new_pipelines_record_what_later_launches_record() {
+    let gpu = gpu();
+    let mut rng = rng(103);
+    let (x, _) = random_tensor(&gpu, &mut rng, &[2, 3, 9, 7]);
+    let net = TinyNet::new(&gpu);
+    // forward and backward, recorded without a submit until the loss is read back; the first run
+    // makes its pipelines all at once at that submit, holding back every launch and copy until
+    // then, and a later run records them as they come
+    let run = || {
+        let before = gpu.host_stats();
+        net.ps.zero_grad();
+        let loss = net.loss(&x);
+        loss.backward();
+        let loss = loss.item().unwrap();
+        let grads = download(net.ps.flat_buffers().1);
+        (gpu.host_stats() - before, loss, grads)
+    };
+    let pipelines = gpu.pipelines_compiled();
+    let (first, first_loss, first_grads) = run();
+    assert!(
+        gpu.pipelines_compiled() > pipelines,
+        "the first run made no new pipeline"
+    );
+    let pipelines = gpu.pipelines_compiled();
+    let (later, later_loss, later_grads) = run();
+    assert_eq!(gpu.pipelines_compiled(), pipelines);
+    assert_eq!(
+        recorded(first),
+        recorded(later),
+        "{first:?} against {later:?}"
+    );
+    assert_eq!(first_loss.to_bits(), later_loss.to_bits());
+    assert_eq!(bits(&first_grads), bits(&later_grads));
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! cache keyed by (shader, entry point, override constants, binding signature).
 
 use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arrayvec::ArrayVec;
 use foldhash::HashMap;
@@ -67,7 +68,9 @@ pub(crate) struct KernelCache {
     collectives: Collectives,
     modules: HashMap<&'static str, wgpu::ShaderModule>,
     layouts: HashMap<Signature, Rc<wgpu::BindGroupLayout>>,
-    pipelines: HashMap<PipelineKey, Rc<wgpu::ComputePipeline>>,
+    pipelines: HashMap<PipelineKey, PipelineSlot>,
+    /// Pipelines planned and not made yet, in the order planned.
+    planned: Vec<PipelinePlan>,
 }
 
 impl KernelCache {
@@ -78,10 +81,11 @@ impl KernelCache {
             modules: HashMap::default(),
             layouts: HashMap::default(),
             pipelines: HashMap::default(),
+            planned: Vec::new(),
         }
     }
 
-    /// Number of pipelines compiled so far.
+    /// Number of pipelines made or planned so far.
     pub fn pipeline_count(&self) -> usize {
         self.pipelines.len()
     }
@@ -124,13 +128,15 @@ impl KernelCache {
         layout
     }
 
-    /// The pipeline and bind-group layout for a kernel with the given bindings, compiled on first use.
-    pub fn get(
+    /// The pipeline and bind-group layout for a kernel with the given bindings. A pipeline not
+    /// made yet is planned, not made: [`KernelCache::build_planned`] makes every planned one
+    /// together, from several threads, and only then can launches that use it be recorded.
+    pub fn plan(
         &mut self,
         device: &wgpu::Device,
         kernel: &Kernel,
         signature: &Signature,
-    ) -> (Rc<wgpu::ComputePipeline>, Rc<wgpu::BindGroupLayout>) {
+    ) -> (PipelineSlot, Rc<wgpu::BindGroupLayout>) {
         let layout = self.layout(device, signature);
         let key: PipelineKey = (
             kernel.shader.stem,
@@ -142,8 +148,8 @@ impl KernelCache {
                 .collect(),
             signature.clone(),
         );
-        if let Some(p) = self.pipelines.get(&key) {
-            return (p.clone(), layout);
+        if let Some(slot) = self.pipelines.get(&key) {
+            return (slot.clone(), layout);
         }
         let subgroup_library = self.collectives != Collectives::Plain;
         let module = self.modules.entry(kernel.shader.stem).or_insert_with(|| {
@@ -168,21 +174,97 @@ impl KernelCache {
             bind_group_layouts: &[Some(&layout)],
             immediate_size: 0,
         });
-        let pipeline = Rc::new(
-            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(kernel.entry),
-                layout: Some(&pipeline_layout),
-                module,
-                entry_point: Some(kernel.entry),
-                compilation_options: wgpu::PipelineCompilationOptions {
-                    constants: &constants,
-                    zero_initialize_workgroup_memory: false,
-                },
-                cache: None,
-            }),
-        );
-        self.pipelines.insert(key, pipeline.clone());
-        (pipeline, layout)
+        let slot = PipelineSlot::Planned(self.planned.len());
+        self.planned.push(PipelinePlan {
+            key: key.clone(),
+            module: module.clone(),
+            layout: pipeline_layout,
+            entry: kernel.entry,
+            constants,
+        });
+        self.pipelines.insert(key, slot.clone());
+        (slot, layout)
+    }
+
+    /// Makes every planned pipeline, from as many threads as the machine runs at once (drivers
+    /// compile as they make a pipeline, and a new variant can take a second), and returns them
+    /// in the order planned: [`PipelineSlot::Planned`]'s index.
+    pub fn build_planned(&mut self, device: &wgpu::Device) -> Vec<Rc<wgpu::ComputePipeline>> {
+        let plans = std::mem::take(&mut self.planned);
+        let threads = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(plans.len());
+        let made: Vec<wgpu::ComputePipeline> = if threads <= 1 {
+            plans.iter().map(|plan| plan.make(device)).collect()
+        } else {
+            let next = AtomicUsize::new(0);
+            let mut made: Vec<(usize, wgpu::ComputePipeline)> = std::thread::scope(|scope| {
+                let workers: Vec<_> = (0..threads)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            let mut mine = Vec::new();
+                            loop {
+                                let i = next.fetch_add(1, Ordering::Relaxed);
+                                let Some(plan) = plans.get(i) else {
+                                    return mine;
+                                };
+                                mine.push((i, plan.make(device)));
+                            }
+                        })
+                    })
+                    .collect();
+                workers
+                    .into_iter()
+                    .flat_map(|w| w.join().expect("making a pipeline panicked"))
+                    .collect()
+            });
+            made.sort_by_key(|&(i, _)| i);
+            made.into_iter().map(|(_, p)| p).collect()
+        };
+        plans
+            .into_iter()
+            .zip(made)
+            .map(|(plan, pipeline)| {
+                let pipeline = Rc::new(pipeline);
+                self.pipelines
+                    .insert(plan.key, PipelineSlot::Ready(pipeline.clone()));
+                pipeline
+            })
+            .collect()
+    }
+}
+
+/// A pipeline of the cache: made, or planned ([`KernelCache::build_planned`]'s index).
+#[derive(Clone)]
+pub(crate) enum PipelineSlot {
+    /// Made.
+    Ready(Rc<wgpu::ComputePipeline>),
+    /// Planned, to be made with the others planned.
+    Planned(usize),
+}
+
+/// What making one pipeline takes.
+struct PipelinePlan {
+    key: PipelineKey,
+    module: wgpu::ShaderModule,
+    layout: wgpu::PipelineLayout,
+    entry: &'static str,
+    constants: Vec<(&'static str, f64)>,
+}
+
+impl PipelinePlan {
+    fn make(&self, device: &wgpu::Device) -> wgpu::ComputePipeline {
+        device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(self.entry),
+            layout: Some(&self.layout),
+            module: &self.module,
+            entry_point: Some(self.entry),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &self.constants,
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: None,
+        })
     }
 }
 

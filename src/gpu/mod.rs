@@ -4,6 +4,7 @@
 //! sync points (a download, an upload after recorded work, or [`Gpu::sync`]).
 
 mod context;
+mod deferred;
 mod kernel_set;
 mod kernels;
 mod pool;
@@ -160,7 +161,8 @@ impl Gpu {
         self.0.stats.get().submissions as usize
     }
 
-    /// How many compute pipelines have been compiled so far.
+    /// How many compute pipelines have been made so far, or planned: a planned one is made before
+    /// the next submit.
     pub fn pipelines_compiled(&self) -> usize {
         self.0.kernels.borrow().pipeline_count()
     }

@@ -8,6 +8,7 @@ use std::rc::Rc;
 
 use arrayvec::ArrayVec;
 
+use super::deferred::Deferred;
 use super::kernels::{Kernel, Signature, MAX_STORAGE_BINDINGS, MAX_TEXTURE_BINDINGS};
 use super::shader::{Access, Binding, Shader, UniformParams};
 use super::Gpu;
@@ -30,10 +31,12 @@ struct UniformChunk {
 pub(super) struct Recorder {
     encoder: Option<wgpu::CommandEncoder>,
     /// The compute pass launches are recorded into; it locks `encoder` until it is dropped.
-    pass: Option<wgpu::ComputePass<'static>>,
+    pub(super) pass: Option<wgpu::ComputePass<'static>>,
     chunks: Vec<UniformChunk>,
     /// Launches recorded since the last submit.
     launches: u64,
+    /// Commands kept back until their pipelines are made (`deferred.rs`).
+    pub(super) deferred: Vec<Deferred>,
 }
 
 /// A storage buffer range bound to one binding of a kernel.
@@ -113,14 +116,18 @@ pub(super) type BindKey = (
 );
 
 impl Recorder {
-    /// Whether work has been recorded since the last submit.
+    /// Whether work has been recorded, or kept to record, since the last submit.
     pub(super) fn has_work(&self) -> bool {
-        self.encoder.is_some()
+        self.encoder.is_some() || !self.deferred.is_empty()
     }
 
-    /// Whether a compute pass is open (launches recorded since the last copy or submit).
+    /// Whether a compute pass is open (launches recorded since the last copy or submit), counting
+    /// the commands kept back as recorded.
     pub(super) fn has_open_pass(&self) -> bool {
-        self.pass.is_some()
+        match self.deferred.last() {
+            Some(command) => matches!(command, Deferred::Launch { .. }),
+            None => self.pass.is_some(),
+        }
     }
 }
 
@@ -137,8 +144,14 @@ impl Gpu {
     }
 
     /// Runs `f` with the shared command encoder (ending the open compute pass), creating it if
-    /// needed.
+    /// needed, after the commands kept back are recorded.
     pub(crate) fn with_encoder<R>(&self, f: impl FnOnce(&mut wgpu::CommandEncoder) -> R) -> R {
+        self.settle();
+        self.encoder_now(f)
+    }
+
+    /// [`Gpu::with_encoder`] without recording the commands kept back first.
+    pub(super) fn encoder_now<R>(&self, f: impl FnOnce(&mut wgpu::CommandEncoder) -> R) -> R {
         let mut rec = self.0.recorder.borrow_mut();
         rec.pass = None;
         let encoder = rec.encoder.get_or_insert_with(|| {
@@ -150,9 +163,12 @@ impl Gpu {
 
     /// Begins a compute pass on the shared encoder (ending the open one), with timestamp writes
     /// at its two ends when `timestamps` names a query set and the first of two indices.
-    fn begin_pass(&self, timestamps: Option<(&wgpu::QuerySet, u32)>) -> wgpu::ComputePass<'static> {
+    pub(super) fn begin_pass(
+        &self,
+        timestamps: Option<(&wgpu::QuerySet, u32)>,
+    ) -> wgpu::ComputePass<'static> {
         self.count(|s| s.passes += 1);
-        self.with_encoder(|encoder| {
+        self.encoder_now(|encoder| {
             encoder
                 .begin_compute_pass(&wgpu::ComputePassDescriptor {
                     label: None,
@@ -311,55 +327,56 @@ impl Gpu {
             .chain(textures.iter().map(|t| t.binding))
             .map(|b| (b.index, b.access))
             .collect();
-        let (pipeline, layout) = self
-            .0
-            .kernels
-            .borrow_mut()
-            .get(self.device(), kernel, &signature);
+        let profiling = self.0.profiler.borrow().is_some();
+        if profiling {
+            // a profiled launch is recorded at once, in a pass of its own
+            self.settle();
+        }
+        let (pipeline, layout) =
+            self.0
+                .kernels
+                .borrow_mut()
+                .plan(self.device(), kernel, &signature);
         let uniform = self.push_uniform(params);
         let bind_group = self.bind_group(&layout, uniform, args, textures);
         self.count(|s| s.dispatches += 1);
+        if !profiling {
+            self.record_launch(pipeline, bind_group, workgroups);
+            return;
+        }
+        let pipeline = self.made(pipeline);
         let profiled = self.0.profiler.borrow_mut().as_mut().map(|p| {
             let bytes = args.iter().map(|a| a.size).sum();
             let name = format!("{}:{}", kernel.shader.stem, kernel.entry);
             (p.begin(self.device(), name, flops, bytes), p.wall_clock())
         });
-        if let Some((_, true)) = profiled {
+        let Some((queries, wall)) = profiled else {
+            return;
+        };
+        if wall {
             // wall clock: time this launch alone
             self.wait();
             if let Some(p) = self.0.profiler.borrow_mut().as_mut() {
                 p.start_wall();
             }
         }
-        let record = |pass: &mut wgpu::ComputePass<'static>| {
-            pass.set_pipeline(&pipeline);
-            pass.set_bind_group(0, &bind_group, &[]);
-            pass.dispatch_workgroups(workgroups[0], workgroups[1], workgroups[2]);
-        };
-        match profiled {
-            Some((queries, wall)) => {
-                // a pass of its own, ended at once: its timestamps bracket this launch alone
-                let mut pass = self.begin_pass(queries.as_ref().map(|(set, i)| (set, *i)));
-                record(&mut pass);
-                drop(pass);
-                if wall {
-                    self.wait();
-                    if let Some(p) = self.0.profiler.borrow_mut().as_mut() {
-                        p.stop_wall();
-                    }
-                }
-            }
-            None => {
-                let open = self.0.recorder.borrow_mut().pass.take();
-                let mut pass = open.unwrap_or_else(|| self.begin_pass(None));
-                record(&mut pass);
-                self.0.recorder.borrow_mut().pass = Some(pass);
+        // a pass of its own, ended at once: its timestamps bracket this launch alone
+        let mut pass = self.begin_pass(queries.as_ref().map(|(set, i)| (set, *i)));
+        pass.set_pipeline(&pipeline);
+        pass.set_bind_group(0, &bind_group, &[]);
+        pass.dispatch_workgroups(workgroups[0], workgroups[1], workgroups[2]);
+        drop(pass);
+        if wall {
+            self.wait();
+            if let Some(p) = self.0.profiler.borrow_mut().as_mut() {
+                p.stop_wall();
             }
         }
     }
 
     /// Submits all recorded work without waiting for it.
     pub fn flush(&self) {
+        self.settle();
         let mut rec = self.0.recorder.borrow_mut();
         let used = rec.launches;
         for (i, chunk) in rec.chunks.iter().enumerate() {

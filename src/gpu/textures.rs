@@ -42,6 +42,56 @@ struct CopiedRange {
     bytes: u64,
 }
 
+/// A copy of `texels` texels of `buffer` from byte `offset` into `texture`, row by row.
+pub(super) struct TexelCopy {
+    buffer: wgpu::Buffer,
+    offset: u64,
+    texels: u64,
+    texture: wgpu::Texture,
+}
+
+impl TexelCopy {
+    /// Records the copy into `encoder`: the whole rows, then what is left in one more row.
+    pub(super) fn record(&self, encoder: &mut wgpu::CommandEncoder) {
+        let row_bytes = TEXELS_PER_ROW * 16;
+        let whole_rows = self.texels / TEXELS_PER_ROW;
+        let rest = self.texels % TEXELS_PER_ROW;
+        let mut copy = |from: u64, y: u64, width: u64, height: u64| {
+            encoder.copy_buffer_to_texture(
+                wgpu::TexelCopyBufferInfo {
+                    buffer: &self.buffer,
+                    layout: wgpu::TexelCopyBufferLayout {
+                        offset: from,
+                        bytes_per_row: Some(row_bytes as u32),
+                        rows_per_image: None,
+                    },
+                },
+                wgpu::TexelCopyTextureInfo {
+                    texture: &self.texture,
+                    mip_level: 0,
+                    origin: wgpu::Origin3d {
+                        x: 0,
+                        y: y as u32,
+                        z: 0,
+                    },
+                    aspect: wgpu::TextureAspect::All,
+                },
+                wgpu::Extent3d {
+                    width: width as u32,
+                    height: height as u32,
+                    depth_or_array_layers: 1,
+                },
+            );
+        };
+        if whole_rows > 0 {
+            copy(self.offset, 0, TEXELS_PER_ROW, whole_rows);
+        }
+        if rest > 0 {
+            copy(self.offset + whole_rows * row_bytes, whole_rows, rest, 1);
+        }
+    }
+}
+
 impl Gpu {
     /// Whether a copy of `bytes` bytes fits a slot's texture: something to copy, in no more rows
     /// than the adapter's textures have.
@@ -86,43 +136,11 @@ impl Gpu {
             s.bytes_copied += bytes;
             s.passes_ended_by_copies += u64::from(ends_pass);
         });
-        let row_bytes = TEXELS_PER_ROW * 16;
-        let whole_rows = texels / TEXELS_PER_ROW;
-        let rest = texels % TEXELS_PER_ROW;
-        self.with_encoder(|encoder| {
-            let mut copy = |from: u64, y: u64, width: u64, height: u64| {
-                encoder.copy_buffer_to_texture(
-                    wgpu::TexelCopyBufferInfo {
-                        buffer,
-                        layout: wgpu::TexelCopyBufferLayout {
-                            offset: from,
-                            bytes_per_row: Some(row_bytes as u32),
-                            rows_per_image: None,
-                        },
-                    },
-                    wgpu::TexelCopyTextureInfo {
-                        texture: &texture,
-                        mip_level: 0,
-                        origin: wgpu::Origin3d {
-                            x: 0,
-                            y: y as u32,
-                            z: 0,
-                        },
-                        aspect: wgpu::TextureAspect::All,
-                    },
-                    wgpu::Extent3d {
-                        width: width as u32,
-                        height: height as u32,
-                        depth_or_array_layers: 1,
-                    },
-                );
-            };
-            if whole_rows > 0 {
-                copy(offset, 0, TEXELS_PER_ROW, whole_rows);
-            }
-            if rest > 0 {
-                copy(offset + whole_rows * row_bytes, whole_rows, rest, 1);
-            }
+        self.record_copy(TexelCopy {
+            buffer: buffer.clone(),
+            offset,
+            texels,
+            texture,
         });
         Some(view)
     }
