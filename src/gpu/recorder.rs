@@ -345,13 +345,12 @@ impl Gpu {
             return;
         }
         let pipeline = self.made(pipeline);
-        let profiled = self.0.profiler.borrow_mut().as_mut().map(|p| {
+        let (queries, wall) = {
+            let mut profiler = self.0.profiler.borrow_mut();
+            let p = profiler.as_mut().expect("the profiler was on above");
             let bytes = args.iter().map(|a| a.size).sum();
             let name = format!("{}:{}", kernel.shader.stem, kernel.entry);
             (p.begin(self.device(), name, flops, bytes), p.wall_clock())
-        });
-        let Some((queries, wall)) = profiled else {
-            return;
         };
         if wall {
             // wall clock: time this launch alone
