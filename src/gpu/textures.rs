@@ -346,9 +346,8 @@ impl Gpu {
             .sum()
     }
 
-    /// Slot `slot`'s texture with at least `rows` rows: the slot's own, or a new one that replaces
-    /// it, with the rows needed rounded up to a multiple of [`ROW_GRANULE`] (at most the
-    /// adapter's limit).
+    /// Slot `slot`'s texture with at least `rows` rows: the slot's own, or a new one of
+    /// [`slot_height`] rows that replaces it.
     fn slot_texture(&self, slot: usize, rows: u32) -> (wgpu::Texture, wgpu::TextureView) {
         let mut slots = self.0.textures.borrow_mut();
         if let Some(t) = &slots[slot] {
@@ -356,10 +355,7 @@ impl Gpu {
                 return (t.texture.clone(), t.view.clone());
             }
         }
-        let height = rows
-            .next_multiple_of(ROW_GRANULE)
-            .min(self.limits().max_texture_dimension_2d)
-            .max(rows);
+        let height = slot_height(rows, self.limits().max_texture_dimension_2d);
         let (texture, view) = self.new_texture("operand copy", TEXELS_PER_ROW as u32, height);
         slots[slot] = Some(SlotTexture {
             texture: texture.clone(),
@@ -368,5 +364,38 @@ impl Gpu {
             last_read: 0,
         });
         (texture, view)
+    }
+}
+
+/// The height of a slot texture for `rows` rows: rounded up to a multiple of [`ROW_GRANULE`] that
+/// is not a power of two, at most `limit` (the adapter's). The software driver compiles a kernel
+/// again for each combination of its textures' sides being powers of two or not. So every
+/// texture's height is kept off the powers of two, as its width is always one: a slot that grows
+/// between two launches of a kernel does not make it compile again.
+fn slot_height(rows: u32, limit: u32) -> u32 {
+    let mut height = rows.next_multiple_of(ROW_GRANULE);
+    while height.is_power_of_two() {
+        height += ROW_GRANULE;
+    }
+    height.min(limit).max(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slot_heights_hold_their_rows_in_granules_and_are_no_power_of_two() {
+        let limit = 16384;
+        for rows in 1..=limit - 2 * ROW_GRANULE {
+            let height = slot_height(rows, limit);
+            assert!(height >= rows, "{rows} rows in {height}");
+            assert!(height < rows + 3 * ROW_GRANULE, "{rows} rows in {height}");
+            assert_eq!(height % ROW_GRANULE, 0, "{rows} rows in {height}");
+            assert!(!height.is_power_of_two(), "{rows} rows in {height}");
+        }
+        // near the limit the limit wins, and past it the rows (the copy then does not fit)
+        assert_eq!(slot_height(limit, limit), limit);
+        assert_eq!(slot_height(limit + 1, limit), limit + 1);
     }
 }
