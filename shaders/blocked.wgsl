@@ -110,8 +110,9 @@ struct Params {
 @group(0) @binding(6) var<storage, read> a_vec4: array<vec4<f32>>;   // gemm_tall with A_VEC4: a again
 @group(0) @binding(7) var<storage, read_write> cols4: array<vec4<f32>>; // im2col: the columns
 @group(0) @binding(8) var<storage, read_write> c_vec4: array<vec4<f32>>; // gemm_tall with C_VEC4: c again
-@group(0) @binding(9) var<storage, read> residual: array<f32>; // gemm, gemm_tall, col2im: laid out as c
-@group(0) @binding(10) var<storage, read> gate: array<f32>; // gemm, gemm_tall, col2im: laid out as c
+// gemm, gemm_tall, col2im: laid out as c, read as vec4 (one load where C is written by vec4)
+@group(0) @binding(9) var<storage, read> residual: array<vec4<f32>>;
+@group(0) @binding(10) var<storage, read> gate: array<vec4<f32>>;
 @group(0) @binding(11) var a_tex: texture_2d<f32>; // with TEX: a's copy
 @group(0) @binding(12) var b_tex: texture_2d<f32>; // with TEX: b's copy
 
@@ -297,7 +298,7 @@ fn load_a4(off: u32) -> vec4<f32> {
 }
 
 // Row m (skipped past M) of C at columns n0 .. n0 + 3 (those before N).
-fn store_row4(v: vec4<f32>, m: u32, n0: u32, chunk: u32) {
+fn store_row4(v: vec4<f32>, m: u32, n0: u32, columns: vec4<u32>, chunk: u32) {
     if (m >= p.m) { return; }
     var row = v;
     if (BIAS == 1u && chunk == 0u) { row += bias[m]; }
@@ -305,13 +306,11 @@ fn store_row4(v: vec4<f32>, m: u32, n0: u32, chunk: u32) {
         // the four columns lie in one block of C (N and its blocks hold whole vec4)
         if (n0 >= p.n) { return; }
         if (BIAS == 2u && chunk == 0u) { row += vec4<f32>(bias[n0], bias[n0 + 1u], bias[n0 + 2u], bias[n0 + 3u]); }
-        var column = n0;
-        if (p.c_inner != NO_WRAP) { column = (n0 / p.c_inner) * p.c_outer + n0 % p.c_inner; }
-        let e = chunk * p.c_chunk + column + m * p.c_m;
-        if (RESIDUAL) { row = vec4<f32>(residual[e], residual[e + 1u], residual[e + 2u], residual[e + 3u]) + row; }
+        let e = chunk * p.c_chunk + columns.x + m * p.c_m;
+        if (RESIDUAL) { row = residual[e >> 2u] + row; }
         if (p.relu == 1u) { row = max(row, vec4<f32>(0.0)); }
         if (p.gate == 1u) {
-            let open = vec4<f32>(gate[e], gate[e + 1u], gate[e + 2u], gate[e + 3u]) > vec4<f32>(0.0);
+            let open = gate[e >> 2u] > vec4<f32>(0.0);
             row = select(vec4<f32>(0.0), row, open);
         }
         c_vec4[e >> 2u] = row;
@@ -322,25 +321,31 @@ fn store_row4(v: vec4<f32>, m: u32, n0: u32, chunk: u32) {
         if (n >= p.n) { break; }
         var v_j = row[j];
         if (BIAS == 2u && chunk == 0u) { v_j += bias[n]; }
-        var column = n;
-        if (p.c_inner != NO_WRAP) { column = (n / p.c_inner) * p.c_outer + n % p.c_inner; }
-        let e = chunk * p.c_chunk + column + m * p.c_m;
-        if (RESIDUAL) { v_j = residual[e] + v_j; }
+        let e = chunk * p.c_chunk + columns[j] + m * p.c_m;
+        if (RESIDUAL) { v_j = residual[e >> 2u][e & 3u] + v_j; }
         if (p.relu == 1u) { v_j = max(v_j, 0.0); }
-        if (p.gate == 1u) { v_j = select(0.0, v_j, gate[e] > 0.0); }
+        if (p.gate == 1u) { v_j = select(0.0, v_j, gate[e >> 2u][e & 3u] > 0.0); }
         c[e] = v_j;
     }
 }
 
 fn store8(acc: array<vec4<f32>, 8>, m0: u32, n0: u32, chunk: u32) {
-    store_row4(acc[0], m0, n0, chunk);
-    store_row4(acc[1], m0 + 1u, n0, chunk);
-    store_row4(acc[2], m0 + 2u, n0, chunk);
-    store_row4(acc[3], m0 + 3u, n0, chunk);
-    store_row4(acc[4], m0 + 4u, n0, chunk);
-    store_row4(acc[5], m0 + 5u, n0, chunk);
-    store_row4(acc[6], m0 + 6u, n0, chunk);
-    store_row4(acc[7], m0 + 7u, n0, chunk);
+    let columns = c_columns(n0);
+    store_row4(acc[0], m0, n0, columns, chunk);
+    store_row4(acc[1], m0 + 1u, n0, columns, chunk);
+    store_row4(acc[2], m0 + 2u, n0, columns, chunk);
+    store_row4(acc[3], m0 + 3u, n0, columns, chunk);
+    store_row4(acc[4], m0 + 4u, n0, columns, chunk);
+    store_row4(acc[5], m0 + 5u, n0, columns, chunk);
+    store_row4(acc[6], m0 + 6u, n0, columns, chunk);
+    store_row4(acc[7], m0 + 7u, n0, columns, chunk);
+}
+
+// Where columns n0 .. n0 + 3 of the product lie in a row of C (its columns may wrap in blocks).
+fn c_columns(n0: u32) -> vec4<u32> {
+    let n = vec4<u32>(n0, n0 + 1u, n0 + 2u, n0 + 3u);
+    if (p.c_inner == NO_WRAP) { return n; }
+    return (n / p.c_inner) * p.c_outer + n % p.c_inner;
 }
 
 @compute @workgroup_size(WG)
@@ -942,9 +947,9 @@ fn col2im(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
         if (BIAS == 1u) { sum += bias[ci]; }
         let at = ((b_i * p.cin + ci) * p.in_h + iy) * p.in_w + ix;
-        if (RESIDUAL) { sum = residual[at] + sum; }
+        if (RESIDUAL) { sum = residual[at >> 2u][at & 3u] + sum; }
         if (p.relu == 1u) { sum = max(sum, 0.0); }
-        if (p.gate == 1u) { sum = select(0.0, sum, gate[at] > 0.0); }
+        if (p.gate == 1u) { sum = select(0.0, sum, gate[at >> 2u][at & 3u] > 0.0); }
         c[at] = sum;
     }
 }

@@ -392,8 +392,8 @@ fn launch(
         out.bind(C),
         a.bind_vec4(A_VEC4),
         out.bind_vec4(C_VEC4),
-        epilogue.residual.unwrap_or(a).bind(RESIDUAL),
-        epilogue.gate.unwrap_or(a).bind(GATE),
+        epilogue.residual.unwrap_or(a).bind_vec4(RESIDUAL),
+        epilogue.gate.unwrap_or(a).bind_vec4(GATE),
     ];
     dispatch_with_copies(
         a.gpu(),
