@@ -232,8 +232,8 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         a_off += p.a_k;
         b_off += p.b_k;
     }
-    store8(left, m0, n0, chunk);
-    store8(right, m0, n0 + 4u, chunk);
+    store8(left, m0, n0, c_columns(n0), chunk);
+    store8(right, m0, n0 + 4u, c_columns(n0 + 4u), chunk);
 }
 
 // gemm_tall: the GEMM for products with many rows (8 x GROUPS rows x 8 columns per invocation).
@@ -329,8 +329,8 @@ fn store_row4(v: vec4<f32>, m: u32, n0: u32, columns: vec4<u32>, chunk: u32) {
     }
 }
 
-fn store8(acc: array<vec4<f32>, 8>, m0: u32, n0: u32, chunk: u32) {
-    let columns = c_columns(n0);
+// Rows m0 .. m0 + 7 of C at columns n0 .. n0 + 3, which lie at `columns` (`c_columns(n0)`).
+fn store8(acc: array<vec4<f32>, 8>, m0: u32, n0: u32, columns: vec4<u32>, chunk: u32) {
     store_row4(acc[0], m0, n0, columns, chunk);
     store_row4(acc[1], m0 + 1u, n0, columns, chunk);
     store_row4(acc[2], m0 + 2u, n0, columns, chunk);
@@ -462,23 +462,26 @@ fn gemm_tall(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
         k_off += p.a_k;
         b_off += p.b_k;
     }
-    store8(left0, m0 + 0u, n0, chunk);
-    store8(right0, m0 + 0u, n0 + 4u, chunk);
-    store8(left1, m0 + 8u, n0, chunk);
-    store8(right1, m0 + 8u, n0 + 4u, chunk);
-    store8(left2, m0 + 16u, n0, chunk);
-    store8(right2, m0 + 16u, n0 + 4u, chunk);
-    store8(left3, m0 + 24u, n0, chunk);
-    store8(right3, m0 + 24u, n0 + 4u, chunk);
+    // where the left and right columns lie in C, found once for all rows
+    let left_columns = c_columns(n0);
+    let right_columns = c_columns(n0 + 4u);
+    store8(left0, m0 + 0u, n0, left_columns, chunk);
+    store8(right0, m0 + 0u, n0 + 4u, right_columns, chunk);
+    store8(left1, m0 + 8u, n0, left_columns, chunk);
+    store8(right1, m0 + 8u, n0 + 4u, right_columns, chunk);
+    store8(left2, m0 + 16u, n0, left_columns, chunk);
+    store8(right2, m0 + 16u, n0 + 4u, right_columns, chunk);
+    store8(left3, m0 + 24u, n0, left_columns, chunk);
+    store8(right3, m0 + 24u, n0 + 4u, right_columns, chunk);
     if (GROUPS > 4u) {
-        store8(left4, m0 + 32u, n0, chunk);
-        store8(right4, m0 + 32u, n0 + 4u, chunk);
-        store8(left5, m0 + 40u, n0, chunk);
-        store8(right5, m0 + 40u, n0 + 4u, chunk);
-        store8(left6, m0 + 48u, n0, chunk);
-        store8(right6, m0 + 48u, n0 + 4u, chunk);
-        store8(left7, m0 + 56u, n0, chunk);
-        store8(right7, m0 + 56u, n0 + 4u, chunk);
+        store8(left4, m0 + 32u, n0, left_columns, chunk);
+        store8(right4, m0 + 32u, n0 + 4u, right_columns, chunk);
+        store8(left5, m0 + 40u, n0, left_columns, chunk);
+        store8(right5, m0 + 40u, n0 + 4u, right_columns, chunk);
+        store8(left6, m0 + 48u, n0, left_columns, chunk);
+        store8(right6, m0 + 48u, n0 + 4u, right_columns, chunk);
+        store8(left7, m0 + 56u, n0, left_columns, chunk);
+        store8(right7, m0 + 56u, n0 + 4u, right_columns, chunk);
     }
 }
 
