@@ -59,6 +59,7 @@ override TRANSPOSED: bool = false;
 override MASKED: bool = false;
 override WG: u32 = 8u;         // gemm: invocations per workgroup
 override RESIDUAL: bool = false; // gemm, gemm_tall, col2im: C = residual + result (before the ReLU; not split along K)
+override GATED: bool = false;   // gemm, gemm_tall storing C element by element: the gate applied
 override TEX: bool = false;     // A and B (those bound) read from their texture copies
 override ROW_TEXELS: bool = false; // im2col with TEX: four columns of one output row read by rows (stride 1 or 2)
 
@@ -316,6 +317,9 @@ fn store_row4(v: vec4<f32>, m: u32, n0: u32, columns: vec4<u32>, chunk: u32) {
         c_vec4[e >> 2u] = row;
         return;
     }
+    // element by element, the gate is read only in the variants that take one (GATED): its reads
+    // tripled the time a software driver took to compile a variant (one 64-row product: 3.4 s
+    // without them, 10-11 s with)
     for (var j = 0u; j < 4u; j++) {
         let n = n0 + j;
         if (n >= p.n) { break; }
@@ -324,7 +328,7 @@ fn store_row4(v: vec4<f32>, m: u32, n0: u32, columns: vec4<u32>, chunk: u32) {
         let e = chunk * p.c_chunk + columns[j] + m * p.c_m;
         if (RESIDUAL) { v_j = residual[e >> 2u][e & 3u] + v_j; }
         if (p.relu == 1u) { v_j = max(v_j, 0.0); }
-        if (p.gate == 1u) { v_j = select(0.0, v_j, gate[e >> 2u][e & 3u] > 0.0); }
+        if (GATED) { v_j = select(0.0, v_j, gate[e >> 2u][e & 3u] > 0.0); }
         c[e] = v_j;
     }
 }

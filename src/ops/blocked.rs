@@ -185,8 +185,8 @@ impl Product {
     }
 
     /// Whether a launch of this product runs the kernel variant `other`'s does (the same entry
-    /// point and operand readings; the bias, residual and split are the caller's): a software
-    /// driver takes seconds to compile each new variant.
+    /// point and operand readings; the bias, residual, gate and split are the caller's): a
+    /// software driver takes seconds to compile each new variant.
     pub(crate) fn same_variant(&self, other: &Product) -> bool {
         // `gemm` reads B as vec4 or not; `gemm_tall` also A, B along k and C
         let variant = |p: &Product| {
@@ -355,11 +355,14 @@ fn launch(
             .with("GROUPS", groups as f64),
         None => Kernel::new(&SHADER, "gemm"),
     };
+    // a C written element by element reads the gate only in a variant of its own
+    let gated = epilogue.gate.is_some() && !(p.tall() && p.c_vec4());
     let kernel = kernel
         .flag("B_VEC4", p.b_vec4())
         .with("WG", WG as f64)
         .with("BIAS", bias.map_or(0.0, |(_, per)| per as u32 as f64))
-        .flag("RESIDUAL", epilogue.residual.is_some());
+        .flag("RESIDUAL", epilogue.residual.is_some())
+        .flag("GATED", gated);
     let params = Params {
         m: p.m as u32,
         n: p.n as u32,
