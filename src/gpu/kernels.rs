@@ -10,8 +10,8 @@ use foldhash::HashMap;
 use super::context::Collectives;
 use super::shader::{Access, Shader};
 
-/// Override constants a kernel sets at most.
-pub const MAX_CONSTANTS: usize = 10;
+/// Override constants a kernel sets at most (the blocked product with texture copies sets 10).
+pub const MAX_CONSTANTS: usize = 12;
 /// Storage buffers a kernel binds at most: WebGPU's default limit per shader stage.
 pub const MAX_STORAGE_BINDINGS: usize = 8;
 /// Textures a kernel binds at most.
