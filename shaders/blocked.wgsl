@@ -59,7 +59,7 @@ override TRANSPOSED: bool = false;
 override MASKED: bool = false;
 override WG: u32 = 8u;         // gemm: invocations per workgroup
 override RESIDUAL: bool = false; // gemm, gemm_tall, col2im: C = residual + result (before the ReLU; not split along K)
-override GATED: bool = false;   // gemm, gemm_tall storing C element by element: the gate applied
+override GATED: bool = false;   // gemm, gemm_tall: the gate's reads compiled in (used where p.gate is 1)
 override TEX: bool = false;     // A and B (those bound) read from their texture copies
 override ROW_TEXELS: bool = false; // im2col with TEX: four columns of one output row read by rows (stride 1 or 2)
 
@@ -298,7 +298,10 @@ fn load_a4(off: u32) -> vec4<f32> {
     return vec4<f32>(a_at(off), a_at(off + p.a_k), a_at(off + 2u * p.a_k), a_at(off + 3u * p.a_k));
 }
 
-// Row m (skipped past M) of C at columns n0 .. n0 + 3 (those before N).
+// Row m (skipped past M) of C at columns n0 .. n0 + 3 (those before N). The gate's reads are
+// compiled in only where GATED: where a gate is given, and in the variants that input gradients
+// share with and without one. Elsewhere they made a software driver compile a variant for two to
+// three times as long (a product stored element by element: 10-13 s against 3.4-4.2 s).
 fn store_row4(v: vec4<f32>, m: u32, n0: u32, columns: vec4<u32>, chunk: u32) {
     if (m >= p.m) { return; }
     var row = v;
@@ -310,16 +313,13 @@ fn store_row4(v: vec4<f32>, m: u32, n0: u32, columns: vec4<u32>, chunk: u32) {
         let e = chunk * p.c_chunk + columns.x + m * p.c_m;
         if (RESIDUAL) { row = residual[e >> 2u] + row; }
         if (p.relu == 1u) { row = max(row, vec4<f32>(0.0)); }
-        if (p.gate == 1u) {
+        if (GATED && p.gate == 1u) {
             let open = gate[e >> 2u] > vec4<f32>(0.0);
             row = select(vec4<f32>(0.0), row, open);
         }
         c_vec4[e >> 2u] = row;
         return;
     }
-    // element by element, the gate is read only in the variants that take one (GATED): its reads
-    // tripled the time a software driver took to compile a variant (one 64-row product: 3.4 s
-    // without them, 10-11 s with)
     for (var j = 0u; j < 4u; j++) {
         let n = n0 + j;
         if (n >= p.n) { break; }
@@ -328,7 +328,7 @@ fn store_row4(v: vec4<f32>, m: u32, n0: u32, columns: vec4<u32>, chunk: u32) {
         let e = chunk * p.c_chunk + columns[j] + m * p.c_m;
         if (RESIDUAL) { v_j = residual[e >> 2u][e & 3u] + v_j; }
         if (p.relu == 1u) { v_j = max(v_j, 0.0); }
-        if (GATED) { v_j = select(0.0, v_j, gate[e >> 2u][e & 3u] > 0.0); }
+        if (GATED && p.gate == 1u) { v_j = select(0.0, v_j, gate[e >> 2u][e & 3u] > 0.0); }
         c[e] = v_j;
     }
 }

@@ -355,8 +355,15 @@ fn launch(
             .with("GROUPS", groups as f64),
         None => Kernel::new(&SHADER, "gemm"),
     };
-    // a C written element by element reads the gate only in a variant of its own
-    let gated = epilogue.gate.is_some() && !(p.tall() && p.c_vec4());
+    // the gate's reads where a gate is given, and in the variants of the products an input
+    // gradient runs (C as vec4, B by rows, no bias or residual), with or without one: those share
+    // a variant; the others compile much faster without the reads
+    let gated = epilogue.gate.is_some()
+        || (p.tall()
+            && p.c_vec4()
+            && !p.b_kmajor()
+            && bias.is_none()
+            && epilogue.residual.is_none());
     let kernel = kernel
         .flag("B_VEC4", p.b_vec4())
         .with("WG", WG as f64)
