@@ -96,10 +96,14 @@ benchmarks() {
     local bin=$1 label=$2
     step 60 "$label: bench kernels" "$bin" bench kernels --iters 10 --repeats 3
     step 150 "$label: bench quantizer" "$bin" bench quantizer --iters 3 --repeats 3
-    local profile=()
+    local profile=() b32=(--steps 100) b128=(--steps 50)
     knows "$bin" bench vqvae --profile && profile=(--profile)
-    step 60 "$label: bench vqvae batch 32" "$bin" bench vqvae --batch 32 --steps 100 "${profile[@]}"
-    step 60 "$label: bench vqvae batch 128" "$bin" bench vqvae --batch 128 --steps 50 "${profile[@]}"
+    # a build that times several runs: about as many timed steps in all, in 3 runs
+    if knows "$bin" bench vqvae --repeats 3; then
+        b32=(--steps 40 --repeats 3) b128=(--steps 20 --repeats 3)
+    fi
+    step 60 "$label: bench vqvae batch 32" "$bin" bench vqvae --batch 32 "${b32[@]}" "${profile[@]}"
+    step 60 "$label: bench vqvae batch 128" "$bin" bench vqvae --batch 128 "${b128[@]}" "${profile[@]}"
     if knows "$bin" bench prior; then
         step 60 "$label: bench prior" "$bin" bench prior --profile
     else

@@ -7,7 +7,9 @@ mod common;
 use common::*;
 use vqgpu::data::Batch;
 use vqgpu::models::pixelcnn::PixelCnnConfig;
-use vqgpu::tasks::bench::{self, profile::StepProfile, BenchConfig, Measured, PriorBenchOptions};
+use vqgpu::tasks::bench::{
+    self, profile::StepProfile, BenchConfig, Measured, PriorBenchOptions, VqVaeBenchOptions,
+};
 use vqgpu::tasks::sample::Sampler;
 use vqgpu::train::VqVaeTrainer;
 
@@ -57,7 +59,14 @@ fn the_vqvae_step_profile_adds_up_and_names_every_layer() {
 
 fn check_vqvae_profile(gpu: &vqgpu::Gpu) {
     let conv = conv_kernel(gpu);
-    let r = bench::vqvae(gpu, tiny_vqvae(), 2, 1, true).expect("bench vqvae");
+    let options = VqVaeBenchOptions {
+        batch: 2,
+        steps: 1,
+        repeats: 1,
+        model: tiny_vqvae(),
+        profile: true,
+    };
+    let r = bench::vqvae(gpu, &options).expect("bench vqvae");
     assert!(
         r.gpu_bytes >= 2 * 3 * 32 * 32 * 4,
         "GPU memory {} bytes is less than the batch",
@@ -197,13 +206,14 @@ fn the_prior_bench_trains_samples_and_profiles() {
         samplers: vec![Sampler::Cached, Sampler::Full],
         full_positions: Some(2),
         profile: true,
+        repeats: 2,
         ..tiny_prior_bench()
     };
     // each result is reported as soon as it is measured, and each sampler before it is timed
     let mut reports = Vec::new();
     let r = bench::prior_reporting(&gpu, &options, &mut |m| {
         reports.push(match m {
-            Measured::Training { grids_per_s, .. } => format!("trained {grids_per_s}"),
+            Measured::Training(t) => format!("trained {}", t.median()),
             Measured::SamplingStarts {
                 side,
                 sampler,
@@ -216,11 +226,15 @@ fn the_prior_bench_trains_samples_and_profiles() {
         })
     })
     .expect("bench prior");
-    assert!(r.grids_per_s > 0.0 && r.wall_grids_per_s > 0.0);
+    // one rate per timed run, by each clock; the median is one of them
+    let t = &r.training;
+    assert_eq!((t.runs.len(), t.wall_runs.len()), (2, 2));
+    assert!(t.runs.iter().chain(&t.wall_runs).all(|&x| x > 0.0));
+    assert!(t.runs.contains(&t.median()) && t.wall_runs.contains(&t.wall_median()));
     assert_eq!(
         reports,
         [
-            format!("trained {}", r.grids_per_s),
+            format!("trained {}", t.median()),
             "starts 2 full 2".into(),
             "sampled 2 full of 1".into(),
             "starts 2 cached 4".into(),
@@ -276,11 +290,38 @@ fn a_bad_sampling_grid_is_refused_before_the_prior_trains() {
     }
 }
 
+#[test]
+fn no_steps_or_runs_to_time_is_refused() {
+    let gpu = gpu();
+    for (steps, repeats, what) in [(0, 1, "number of steps"), (1, 0, "number of repeats")] {
+        let prior = PriorBenchOptions {
+            steps,
+            repeats,
+            ..tiny_prior_bench()
+        };
+        let mut reports = 0;
+        let err = bench::prior_reporting(&gpu, &prior, &mut |_| reports += 1)
+            .expect_err("nothing to time");
+        assert!(err.to_string().contains(what), "unclear error: {err}");
+        assert_eq!(reports, 0, "something was measured");
+        let vqvae = VqVaeBenchOptions {
+            batch: 2,
+            steps,
+            repeats,
+            model: tiny_vqvae(),
+            profile: false,
+        };
+        let err = bench::vqvae(&gpu, &vqvae).expect_err("nothing to time");
+        assert!(err.to_string().contains(what), "unclear error: {err}");
+    }
+}
+
 /// `bench prior` of a tiny prior for one step, sampling 2 grids of 2x2 with the cached sampler.
 fn tiny_prior_bench() -> PriorBenchOptions {
     PriorBenchOptions {
         batch: 2,
         steps: 1,
+        repeats: 1,
         grid: [3, 4],
         samples: 2,
         sample_sides: vec![2],

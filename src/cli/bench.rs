@@ -63,9 +63,12 @@ pub struct BenchPriorArgs {
     /// Code grids per training step
     #[arg(long, default_value_t = 32)]
     batch: usize,
-    /// Timed training steps
+    /// Timed training steps per run
     #[arg(long, default_value_t = 20)]
     steps: usize,
+    /// Timed training runs of --steps steps each (the median run is reported, with the range)
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
     /// Side of the square code grid (8: the grid of a 32x32 image under the reference VQ-VAE)
     #[arg(long, default_value_t = 8)]
     grid: usize,
@@ -98,6 +101,7 @@ impl BenchPriorArgs {
         bench::PriorBenchOptions {
             batch: self.batch,
             steps: self.steps,
+            repeats: self.repeats,
             grid: [self.grid, self.grid],
             samples: self.samples,
             sample_sides: self.sample_grids.clone(),
@@ -118,9 +122,12 @@ pub struct BenchVqVaeArgs {
     /// Images per step
     #[arg(long, default_value_t = 32)]
     batch: usize,
-    /// Timed steps
+    /// Timed steps per run
     #[arg(long, default_value_t = 20)]
     steps: usize,
+    /// Timed runs of --steps steps each (the median run is reported, with the range)
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
     /// Also list every kernel launch of one step with its GPU time, by kernel and by layer, and
     /// the host-side cost of recording a step
     #[arg(long)]
@@ -134,6 +141,7 @@ impl BenchVqVaeArgs {
         bench::VqVaeBenchOptions {
             batch: self.batch,
             steps: self.steps,
+            repeats: self.repeats,
             model: self.model.config(),
             profile: self.profile,
         }

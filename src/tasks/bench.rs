@@ -7,6 +7,7 @@ mod matching_gemm;
 mod prior;
 pub mod profile;
 mod quantizer;
+mod throughput;
 mod vqvae;
 
 pub use kernels::{kernels, run as run_kernels, BenchRow};
@@ -15,6 +16,7 @@ pub use prior::{
     prior, prior_reporting, run as run_prior, Measured, PriorBench, PriorBenchOptions,
 };
 pub use quantizer::{quantizer, run as run_quantizer, QuantizerOptions, QuantizerRow};
+pub use throughput::Throughput;
 pub use vqvae::{run as run_vqvae, vqvae, VqVaeBench, VqVaeBenchOptions, PHASES};
 
 use rand::Rng;
@@ -85,26 +87,6 @@ impl BenchConfig {
         }
         Ok(())
     }
-}
-
-/// Training steps run before a timed run (pipelines compiled, the buffer pool filled).
-const WARM_UP_STEPS: usize = 3;
-
-/// Runs `step` (one whole training step) [`WARM_UP_STEPS`] times, then `steps` times back to back
-/// with no sync between them; returns the seconds of the timed steps by the GPU clock and by the
-/// wall clock.
-fn time_steps(gpu: &Gpu, steps: usize, step: &mut dyn FnMut() -> Result<()>) -> Result<(f64, f64)> {
-    for _ in 0..WARM_UP_STEPS {
-        step()?;
-    }
-    let mut whole = GpuTimer::new(gpu);
-    whole.start(gpu)?;
-    let wall = std::time::Instant::now();
-    for _ in 0..steps {
-        step()?;
-    }
-    let seconds = whole.stop(gpu)?;
-    Ok((seconds, wall.elapsed().as_secs_f64()))
 }
 
 /// Which clock the benchmark rows are measured with on this GPU.

@@ -13,16 +13,19 @@ use crate::models::pixelcnn::PixelCnnConfig;
 use crate::tasks::sample::{Draw, Prior, Sampler};
 use crate::train::PriorTrainer;
 
+use super::adapter_line;
 use super::profile::{self, StepProfile};
-use super::{adapter_line, time_steps};
+use super::throughput::{time_steps, Throughput};
 
 /// The prior and the length of `bench prior`.
 #[derive(Clone, Debug)]
 pub struct PriorBenchOptions {
     /// Code grids per training step.
     pub batch: usize,
-    /// Timed training steps.
+    /// Timed training steps per run.
     pub steps: usize,
+    /// Timed training runs (the median is reported).
+    pub repeats: usize,
     /// Grid (height, width).
     pub grid: [usize; 2],
     /// Grids drawn at once when sampling.
@@ -43,10 +46,8 @@ pub struct PriorBenchOptions {
 /// What `bench prior` measured.
 #[derive(Clone, Debug)]
 pub struct PriorBench {
-    /// Training grids per second by the GPU clock.
-    pub grids_per_s: f64,
-    /// The same by the wall clock.
-    pub wall_grids_per_s: f64,
+    /// Training grids per second of each timed run.
+    pub training: Throughput,
     /// Sampling speed per grid size and sampler.
     pub sampling: Vec<SamplingSpeed>,
     /// The profile of one training step, when asked for.
@@ -73,13 +74,8 @@ pub struct SamplingSpeed {
 /// result when it has it).
 #[derive(Clone, Copy, Debug)]
 pub enum Measured<'a> {
-    /// Training was timed.
-    Training {
-        /// Grids per second by the GPU clock.
-        grids_per_s: f64,
-        /// The same by the wall clock.
-        wall_grids_per_s: f64,
-    },
+    /// Training was timed: grids per second of each run.
+    Training(&'a Throughput),
     /// A sampler is about to be timed drawing `positions` positions of grids of `side` x `side`.
     SamplingStarts {
         /// Side of the square grid.
@@ -136,7 +132,8 @@ fn time_sampling(
     })
 }
 
-/// Trains the prior on random codes for `steps` steps after 3 warm-up steps, then draws
+/// Trains the prior on random codes: 3 warm-up steps, then `repeats` timed runs of `steps` steps;
+/// then draws
 /// `samples` grids once to warm up and once timed, with each sampler on each grid size (the full
 /// sampler first on each size).
 pub fn prior(gpu: &Gpu, options: &PriorBenchOptions) -> Result<PriorBench> {
@@ -153,6 +150,7 @@ pub fn prior_reporting(
     let (batch, grid) = (options.batch, options.grid);
     Setting::Batch.require_positive(batch as u64)?;
     Setting::Steps.require_positive(options.steps as u64)?;
+    Setting::Repeats.require_positive(options.repeats as u64)?;
     Setting::Count.require_positive(options.samples as u64)?;
     options.model.validate()?;
     // every grid size is checked before the training is timed, not after
@@ -175,15 +173,11 @@ pub fn prior_reporting(
             .collect(),
         labels: Vec::new(),
     };
-    let (seconds, wall_seconds) =
-        time_steps(gpu, options.steps, &mut || trainer.train_step(&grids))?;
+    let training = time_steps(gpu, (options.steps, options.repeats, batch), &mut || {
+        trainer.train_step(&grids)
+    })?;
     trainer.take_metrics()?;
-    let trained = (options.steps * batch) as f64;
-    let (grids_per_s, wall_grids_per_s) = (trained / seconds, trained / wall_seconds);
-    report(Measured::Training {
-        grids_per_s,
-        wall_grids_per_s,
-    });
+    report(Measured::Training(&training));
     let profile = if options.profile {
         let p = profile::profile_step(gpu, &mut || trainer.train_step(&grids))?;
         trainer.take_metrics()?;
@@ -211,8 +205,7 @@ pub fn prior_reporting(
         }
     }
     Ok(PriorBench {
-        grids_per_s,
-        wall_grids_per_s,
+        training,
         sampling,
         profile,
     })
@@ -222,7 +215,7 @@ pub fn prior_reporting(
 pub fn run(gpu: &Gpu, options: &PriorBenchOptions) -> Result<PriorBench> {
     let m = &options.model;
     println!(
-        "{}; batch {}, {} steps, {}x{} grids of {} codes, {} channels, {} layers, kernel {}",
+        "{}; batch {}, {} steps a run, {}x{} grids of {} codes, {} channels, {} layers, kernel {}",
         adapter_line(gpu),
         options.batch,
         options.steps,
@@ -234,13 +227,13 @@ pub fn run(gpu: &Gpu, options: &PriorBenchOptions) -> Result<PriorBench> {
         m.kernel
     );
     let r = prior_reporting(gpu, options, &mut |measured| match measured {
-        Measured::Training {
-            grids_per_s,
-            wall_grids_per_s,
-        } => {
+        Measured::Training(t) => {
             println!(
-                "training: {grids_per_s:.1} grids/s by the GPU clock ({:.2} ms per step), {wall_grids_per_s:.1} grids/s by the wall clock",
-                options.batch as f64 / grids_per_s * 1e3,
+                "training: {:.1} grids/s by the GPU clock ({:.2} ms per step; {}), {:.1} grids/s by the wall clock",
+                t.median(),
+                options.batch as f64 / t.median() * 1e3,
+                t.spread(),
+                t.wall_median(),
             );
             println!(
                 "sampling: {} grids at once, wall clock; the prior is the one trained above",

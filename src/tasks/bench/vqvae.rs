@@ -12,8 +12,9 @@ use crate::models::vqvae::{VqVae, VqVaeConfig, VqVaeOutput};
 use crate::tensor::Tensor;
 use crate::train::VqVaeTrainer;
 
+use super::adapter_line;
 use super::profile::{self, StepProfile};
-use super::{adapter_line, time_steps};
+use super::throughput::{time_steps, Throughput};
 
 /// Variance of pixels uniform in [0, 1]: the loss scale of the random images.
 const UNIFORM_VARIANCE: f32 = 1.0 / 12.0;
@@ -21,10 +22,8 @@ const UNIFORM_VARIANCE: f32 = 1.0 / 12.0;
 /// Training throughput of a VQ-VAE and where a step's GPU time goes.
 #[derive(Clone, Debug)]
 pub struct VqVaeBench {
-    /// Training images per second (whole steps, no intermediate syncs), by the GPU clock.
-    pub images_per_s: f64,
-    /// The same by the host's wall clock (what a user waits).
-    pub wall_images_per_s: f64,
+    /// Training images per second of each timed run (whole steps, no intermediate syncs).
+    pub training: Throughput,
     /// Mean seconds per step of each phase: encoder, quantizer, decoder + loss, backward, optimizer.
     pub phases: [f64; 5],
     /// The clock of the phase split.
@@ -50,8 +49,10 @@ pub const PHASES: [&str; 5] = [
 pub struct VqVaeBenchOptions {
     /// Images per step.
     pub batch: usize,
-    /// Timed steps.
+    /// Timed steps per run.
     pub steps: usize,
+    /// Timed runs (the median is reported).
+    pub repeats: usize,
     /// The model (3x32x32 inputs).
     pub model: VqVaeConfig,
     /// Also profile one step launch by launch.
@@ -81,15 +82,11 @@ fn marked_step(trainer: &mut VqVaeTrainer, x: &Tensor, timer: &mut GpuTimer) -> 
     timer.mark(&gpu)
 }
 
-/// Trains `config` on random images in [-0.5, 0.5) for `steps` steps after 3 warm-up steps;
-/// with `with_profile`, then profiles one more step.
-pub fn vqvae(
-    gpu: &Gpu,
-    config: VqVaeConfig,
-    batch: usize,
-    steps: usize,
-    with_profile: bool,
-) -> Result<VqVaeBench> {
+/// Trains the model of `options` on random images in [-0.5, 0.5): 3 warm-up steps, then
+/// `options.repeats` timed runs of `options.steps` steps, then `options.steps` steps split into
+/// phases; with `options.profile`, then profiles one more step.
+pub fn vqvae(gpu: &Gpu, options: &VqVaeBenchOptions) -> Result<VqVaeBench> {
+    let (config, batch, steps) = (options.model.clone(), options.batch, options.steps);
     let shape = [config.in_channels, 32, 32];
     let mut trainer = VqVaeTrainer::new(gpu, config, 0, 3e-4, batch, shape, UNIFORM_VARIANCE)?;
     let mut rng = ChaCha8Rng::seed_from_u64(2);
@@ -100,8 +97,9 @@ pub fn vqvae(
             .collect(),
         labels: Vec::new(),
     };
-    let steps = steps.max(1);
-    let (seconds, wall_seconds) = time_steps(gpu, steps, &mut || trainer.train_step(&images))?;
+    let training = time_steps(gpu, (steps, options.repeats, batch), &mut || {
+        trainer.train_step(&images)
+    })?;
     let gpu_bytes = gpu.buffer_bytes() + gpu.texture_bytes();
     trainer.take_metrics()?;
     let [c, h, w] = shape;
@@ -114,7 +112,7 @@ pub fn vqvae(
             *total += t / steps as f64;
         }
     }
-    let profile = if with_profile {
+    let profile = if options.profile {
         let p = profile::profile_step(gpu, &mut || trainer.train_step(&images))?;
         trainer.take_metrics()?;
         Some(p)
@@ -122,8 +120,7 @@ pub fn vqvae(
         None
     };
     Ok(VqVaeBench {
-        images_per_s: (steps * batch) as f64 / seconds,
-        wall_images_per_s: (steps * batch) as f64 / wall_seconds,
+        training,
         phases,
         clock: timer.clock(),
         profile,
@@ -135,18 +132,20 @@ pub fn vqvae(
 pub fn run(gpu: &Gpu, options: &VqVaeBenchOptions) -> Result<VqVaeBench> {
     let (batch, steps, config) = (options.batch, options.steps, &options.model);
     println!(
-        "{}; batch {batch}, {steps} steps, hidden {}, K {}, D {}",
+        "{}; batch {batch}, {steps} steps a run, hidden {}, K {}, D {}",
         adapter_line(gpu),
         config.hidden,
         config.codebook_size,
         config.code_dim
     );
-    let r = vqvae(gpu, config.clone(), batch, steps, options.profile)?;
+    let r = vqvae(gpu, options)?;
+    let t = &r.training;
     println!(
-        "training: {:.1} images/s ({:.2} ms per step) by the GPU clock, {:.1} images/s by the wall clock",
-        r.images_per_s,
-        batch as f64 / r.images_per_s * 1e3,
-        r.wall_images_per_s
+        "training: {:.1} images/s ({:.2} ms per step) by the GPU clock ({}), {:.1} images/s by the wall clock",
+        t.median(),
+        batch as f64 / t.median() * 1e3,
+        t.spread(),
+        t.wall_median()
     );
     println!(
         "GPU memory: {:.1} MiB in buffers and texture copies (every one vqgpu created, kept: the peak)",
