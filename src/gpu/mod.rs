@@ -58,7 +58,7 @@ struct Inner {
     bind_groups: RefCell<HashMap<BindKey, wgpu::BindGroup>>,
     stats: Cell<HostStats>,
     profiler: RefCell<Option<profile::Profiler>>,
-    /// The latest submission, for [`Gpu::flush_one_ahead`].
+    /// The latest submission, for [`Gpu::end_step`].
     last_submission: RefCell<Option<wgpu::SubmissionIndex>>,
     /// The texture slots of [`Gpu::texture_copy`].
     textures: RefCell<[Option<textures::SlotTexture>; TEXTURE_SLOTS]>,

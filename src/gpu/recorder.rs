@@ -400,10 +400,16 @@ impl Gpu {
         }
     }
 
-    /// Submits all recorded work and waits for what was submitted before it (not for this
-    /// submission): the host stays at most one submission ahead of the GPU. A failed wait is kept
-    /// for the next [`Gpu::sync`].
-    pub fn flush_one_ahead(&self) {
+    /// Submits a training step's recorded work and waits: on an adapter of type CPU (a software
+    /// driver) for this step, since the driver's threads already use every core and recording the
+    /// next step meanwhile only takes time from them; elsewhere for the step before, so that the
+    /// host records the next step while the GPU runs this one and stays at most one step ahead. A
+    /// failed wait is kept for the next [`Gpu::sync`].
+    pub fn end_step(&self) {
+        if self.report().info.device_type == wgpu::DeviceType::Cpu {
+            self.wait();
+            return;
+        }
         let previous = self.0.last_submission.borrow_mut().take();
         self.flush();
         if let Some(index) = previous {

@@ -221,7 +221,7 @@ pub fn run<S: TrainStep>(
                 items = 0;
             }
         } else {
-            trainer.task.params().gpu().flush_one_ahead();
+            trainer.task.params().gpu().end_step();
             report(step, None);
         }
         if every(opts.sample_every, step) || last {

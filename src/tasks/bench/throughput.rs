@@ -60,8 +60,10 @@ fn median(values: &[f64]) -> f64 {
 }
 
 /// Runs `step` (one whole training step of `items` items) [`WARM_UP_STEPS`] times, then `repeats`
-/// timed runs of `steps` steps each, back to back with no sync between the steps of a run (each
-/// run ends with one); returns each run's items per second by both clocks.
+/// timed runs of `steps` steps each; returns each run's items per second by both clocks. Each
+/// step ends as the training loop ends it ([`Gpu::end_step`]: on a GPU the host records the next
+/// step while the GPU runs this one, on a CPU adapter it waits), so these are the rates training
+/// runs at.
 pub(super) fn time_steps(
     gpu: &Gpu,
     (steps, repeats, items): (usize, usize, usize),
@@ -83,6 +85,7 @@ pub(super) fn time_steps(
         let wall = std::time::Instant::now();
         for _ in 0..steps {
             step()?;
+            gpu.end_step();
         }
         let seconds = timer.stop(gpu)?;
         out.runs.push(trained / seconds);

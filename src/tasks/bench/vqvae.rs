@@ -22,7 +22,7 @@ const UNIFORM_VARIANCE: f32 = 1.0 / 12.0;
 /// Training throughput of a VQ-VAE and where a step's GPU time goes.
 #[derive(Clone, Debug)]
 pub struct VqVaeBench {
-    /// Training images per second of each timed run (whole steps, no intermediate syncs).
+    /// Training images per second of each timed run (whole steps, each ended as training ends it).
     pub training: Throughput,
     /// Mean seconds per step of each phase: encoder, quantizer, decoder + loss, backward, optimizer.
     pub phases: [f64; 5],
