@@ -132,10 +132,9 @@ fn time_sampling(
     })
 }
 
-/// Trains the prior on random codes: 3 warm-up steps, then `repeats` timed runs of `steps` steps;
-/// then draws
-/// `samples` grids once to warm up and once timed, with each sampler on each grid size (the full
-/// sampler first on each size).
+/// Trains the prior on random codes: 3 warm-up steps, then `repeats` timed runs of `steps` steps.
+/// Then draws `samples` grids once to warm up and once timed, with each sampler on each grid size
+/// (the full sampler first on each size).
 pub fn prior(gpu: &Gpu, options: &PriorBenchOptions) -> Result<PriorBench> {
     prior_reporting(gpu, options, &mut |_| {})
 }

@@ -74,7 +74,7 @@ pub(super) fn time_steps(
     for _ in 0..WARM_UP_STEPS {
         step()?;
     }
-    let trained = (steps * items) as f64;
+    let trained = steps as f64 * items as f64;
     let mut timer = GpuTimer::new(gpu);
     let mut out = Throughput {
         runs: Vec::with_capacity(repeats),
