@@ -401,10 +401,10 @@ impl Gpu {
     }
 
     /// Submits a training step's recorded work and waits: on an adapter of type CPU (a software
-    /// driver) for this step, since the driver's threads already use every core and recording the
-    /// next step meanwhile only takes time from them; elsewhere for the step before, so that the
-    /// host records the next step while the GPU runs this one and stays at most one step ahead. A
-    /// failed wait is kept for the next [`Gpu::sync`].
+    /// driver, whose threads already fill the host's cores) for this step, since recording the next
+    /// step meanwhile made training slower there, not faster; elsewhere for the step before, so
+    /// that the host records the next step while the GPU runs this one and stays at most one step
+    /// ahead. A failed wait is kept for the next [`Gpu::sync`].
     pub fn end_step(&self) {
         if self.report().info.device_type == wgpu::DeviceType::Cpu {
             self.wait();
