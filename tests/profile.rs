@@ -291,9 +291,18 @@ fn a_bad_sampling_grid_is_refused_before_the_prior_trains() {
 }
 
 #[test]
-fn no_steps_or_runs_to_time_is_refused() {
+fn no_steps_or_runs_to_time_and_too_many_runs_are_refused() {
     let gpu = gpu();
-    for (steps, repeats, what) in [(0, 1, "number of steps"), (1, 0, "number of repeats")] {
+    let too_many = bench::MAX_REPEATS + 1;
+    for (steps, repeats, what) in [
+        (0, 1, "number of steps".to_string()),
+        (1, 0, "number of repeats".into()),
+        (
+            1,
+            too_many,
+            format!("at most {}, got {too_many}", bench::MAX_REPEATS),
+        ),
+    ] {
         let prior = PriorBenchOptions {
             steps,
             repeats,
@@ -302,7 +311,7 @@ fn no_steps_or_runs_to_time_is_refused() {
         let mut reports = 0;
         let err = bench::prior_reporting(&gpu, &prior, &mut |_| reports += 1)
             .expect_err("nothing to time");
-        assert!(err.to_string().contains(what), "unclear error: {err}");
+        assert!(err.to_string().contains(&what), "unclear error: {err}");
         assert_eq!(reports, 0, "something was measured");
         let vqvae = VqVaeBenchOptions {
             batch: 2,
@@ -312,7 +321,15 @@ fn no_steps_or_runs_to_time_is_refused() {
             profile: false,
         };
         let err = bench::vqvae(&gpu, &vqvae).expect_err("nothing to time");
-        assert!(err.to_string().contains(what), "unclear error: {err}");
+        assert!(err.to_string().contains(&what), "unclear error: {err}");
+    }
+    // the kernel benchmarks take the same bound, refused before anything is timed
+    for repeats in [0, too_many] {
+        let config = BenchConfig {
+            repeats,
+            ..BenchConfig::default()
+        };
+        assert!(config.validate().is_err(), "{repeats} repeats accepted");
     }
 }
 
@@ -422,4 +439,27 @@ fn a_device_without_copies_makes_no_texture_slots() {
         gpu.sync().unwrap();
         assert_eq!(gpu.texture_bytes(), 0, "kernels {}", gpu.kernel_set());
     }
+}
+
+#[test]
+fn benchmark_sizes_too_large_for_the_adapter_are_refused_before_any_allocation() {
+    let gpu = gpu();
+    let too_large = |err: vqgpu::Error| {
+        assert!(
+            err.to_string().contains("exceeds this adapter's limit"),
+            "unclear error: {err}"
+        );
+    };
+    // 2^20 squared floats need 4 TiB; 2^33 squared overflows the element count itself
+    for n in [1 << 20, 1 << 33] {
+        let config = BenchConfig {
+            gemm_sizes: vec![n],
+            ..one_call(1)
+        };
+        too_large(bench::kernels(&gpu, &config, &mut |_| {}).expect_err("a huge GEMM"));
+    }
+    // the convolution rows' batch, and the quantizer's rows
+    too_large(bench::kernels(&gpu, &one_call(1 << 40), &mut |_| {}).expect_err("a huge batch"));
+    let huge_n = [(1 << 40, 8, 4)];
+    too_large(bench::quantizer(&gpu, &huge_n, &one_call(1), &mut |_| {}).expect_err("huge N"));
 }

@@ -22,7 +22,7 @@ pub use vqvae::{run as run_vqvae, vqvae, VqVaeBench, VqVaeBenchOptions, PHASES};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::error::{Result, Setting};
+use crate::error::{Error, Result, Setting};
 use crate::gpu::timing::{Clock, GpuTimer};
 use crate::gpu::Gpu;
 use crate::tensor::Tensor;
@@ -51,9 +51,26 @@ impl Default for BenchConfig {
     }
 }
 
-/// A tensor of `shape` uniform in [-1, 1).
+/// The elements of a tensor of `shape`, or an error where its f32 values would not fit one buffer
+/// the adapter binds: benchmark sizes come from flags, and are checked before anything is
+/// allocated.
+fn elements_that_fit(gpu: &Gpu, shape: &[usize]) -> Result<usize> {
+    let limit = gpu.max_binding_bytes();
+    let n = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+    let bytes = n.and_then(|n| (n as u64).checked_mul(4));
+    match (n, bytes) {
+        (Some(n), Some(bytes)) if bytes <= limit => Ok(n),
+        _ => Err(Error::BufferTooLarge {
+            requested: bytes.unwrap_or(u64::MAX),
+            limit,
+            which: "max_storage_buffer_binding_size",
+        }),
+    }
+}
+
+/// A tensor of `shape` uniform in [-1, 1) (see [`elements_that_fit`]).
 fn random(gpu: &Gpu, rng: &mut ChaCha8Rng, shape: &[usize]) -> Result<Tensor> {
-    let n: usize = shape.iter().product();
+    let n = elements_that_fit(gpu, shape)?;
     let data: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
     Tensor::from_slice(gpu, shape, &data)
 }
@@ -76,17 +93,28 @@ fn time_calls(gpu: &Gpu, cfg: &BenchConfig, launch: &dyn Fn()) -> Result<f64> {
 }
 
 impl BenchConfig {
-    /// Refuses zero iterations, repeats or batch.
+    /// Refuses zero iterations or batch, and repeats outside 1 to [`MAX_REPEATS`].
     pub fn validate(&self) -> Result<()> {
-        for (setting, value) in [
-            (Setting::Batch, self.batch),
-            (Setting::Iters, self.iters),
-            (Setting::Repeats, self.repeats),
-        ] {
+        for (setting, value) in [(Setting::Batch, self.batch), (Setting::Iters, self.iters)] {
             setting.require_positive(value as u64)?;
         }
-        Ok(())
+        check_repeats(self.repeats)
     }
+}
+
+/// The most timed repeats a benchmark takes (`--repeats`).
+pub const MAX_REPEATS: usize = 1000;
+
+/// Refuses a repeat count outside 1 to [`MAX_REPEATS`].
+fn check_repeats(repeats: usize) -> Result<()> {
+    Setting::Repeats.require_positive(repeats as u64)?;
+    if repeats > MAX_REPEATS {
+        return Err(Error::setting(
+            Setting::Repeats,
+            format!("must be at most {MAX_REPEATS}, got {repeats}"),
+        ));
+    }
+    Ok(())
 }
 
 /// Which clock the benchmark rows are measured with on this GPU.

@@ -13,9 +13,9 @@ use crate::models::pixelcnn::PixelCnnConfig;
 use crate::tasks::sample::{Draw, Prior, Sampler};
 use crate::train::PriorTrainer;
 
-use super::adapter_line;
 use super::profile::{self, StepProfile};
 use super::throughput::{time_steps, Throughput};
+use super::{adapter_line, check_repeats};
 
 /// The prior and the length of `bench prior`.
 #[derive(Clone, Debug)]
@@ -149,7 +149,7 @@ pub fn prior_reporting(
     let (batch, grid) = (options.batch, options.grid);
     Setting::Batch.require_positive(batch as u64)?;
     Setting::Steps.require_positive(options.steps as u64)?;
-    Setting::Repeats.require_positive(options.repeats as u64)?;
+    check_repeats(options.repeats)?;
     Setting::Count.require_positive(options.samples as u64)?;
     options.model.validate()?;
     // every grid size is checked before the training is timed, not after

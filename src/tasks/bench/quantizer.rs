@@ -13,7 +13,7 @@ use crate::ops::vq;
 use crate::tensor::Tensor;
 
 use super::matching_gemm::{time_matching_gemm, MatchingGemm};
-use super::{adapter_line, time_calls, BenchConfig};
+use super::{adapter_line, elements_that_fit, time_calls, BenchConfig};
 
 /// The grid of shapes and the timing of `bench quantizer`.
 #[derive(Clone, Debug)]
@@ -73,8 +73,12 @@ pub fn quantizer(
     let mut rows = Vec::new();
     for &(n, k, d) in shapes {
         // z as [1, D, 1, N]: row r has elements z[c * N + r]
-        let zv: Vec<f32> = (0..n * d).map(|_| rng.random_range(-1.0..1.0)).collect();
-        let ev: Vec<f32> = (0..k * d).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let (zn, en) = (
+            elements_that_fit(gpu, &[d, n])?,
+            elements_that_fit(gpu, &[k, d])?,
+        );
+        let zv: Vec<f32> = (0..zn).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let ev: Vec<f32> = (0..en).map(|_| rng.random_range(-1.0..1.0)).collect();
         let z = Tensor::from_slice(gpu, &[1, d, 1, n], &zv)?;
         let e = Tensor::from_slice(gpu, &[k, d], &ev)?;
         let fused_codes = vq::nearest_codes(&z, &e).to_vec()?;

@@ -2,6 +2,7 @@
 //! report the median run and the range, so that one slow or fast run on a shared machine does not
 //! stand for the whole.
 
+use super::check_repeats;
 use crate::error::{Result, Setting};
 use crate::gpu::timing::GpuTimer;
 use crate::gpu::Gpu;
@@ -70,7 +71,7 @@ pub(super) fn time_steps(
     step: &mut dyn FnMut() -> Result<()>,
 ) -> Result<Throughput> {
     Setting::Steps.require_positive(steps as u64)?;
-    Setting::Repeats.require_positive(repeats as u64)?;
+    check_repeats(repeats)?;
     for _ in 0..WARM_UP_STEPS {
         step()?;
     }
