@@ -60,11 +60,8 @@ fn the_vqvae_step_profile_adds_up_and_names_every_layer() {
 fn check_vqvae_profile(gpu: &vqgpu::Gpu) {
     let conv = conv_kernel(gpu);
     let options = VqVaeBenchOptions {
-        batch: 2,
-        steps: 1,
-        repeats: 1,
-        model: tiny_vqvae(),
         profile: true,
+        ..tiny_vqvae_bench()
     };
     let r = bench::vqvae(gpu, &options).expect("bench vqvae");
     assert!(
@@ -314,11 +311,9 @@ fn no_steps_or_runs_to_time_and_too_many_runs_are_refused() {
         assert!(err.to_string().contains(&what), "unclear error: {err}");
         assert_eq!(reports, 0, "something was measured");
         let vqvae = VqVaeBenchOptions {
-            batch: 2,
             steps,
             repeats,
-            model: tiny_vqvae(),
-            profile: false,
+            ..tiny_vqvae_bench()
         };
         let err = bench::vqvae(&gpu, &vqvae).expect_err("nothing to time");
         assert!(err.to_string().contains(&what), "unclear error: {err}");
@@ -330,6 +325,17 @@ fn no_steps_or_runs_to_time_and_too_many_runs_are_refused() {
             ..BenchConfig::default()
         };
         assert!(config.validate().is_err(), "{repeats} repeats accepted");
+    }
+}
+
+/// `bench vqvae` of a tiny VQ-VAE for one step of 2 images, one run, no profile.
+fn tiny_vqvae_bench() -> VqVaeBenchOptions {
+    VqVaeBenchOptions {
+        batch: 2,
+        steps: 1,
+        repeats: 1,
+        model: tiny_vqvae(),
+        profile: false,
     }
 }
 

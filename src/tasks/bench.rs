@@ -26,6 +26,7 @@ use crate::error::{Error, Result, Setting};
 use crate::gpu::timing::{Clock, GpuTimer};
 use crate::gpu::Gpu;
 use crate::tensor::Tensor;
+use crate::train::check_fits;
 
 /// How long and how large to benchmark.
 #[derive(Clone, Debug)]
@@ -55,17 +56,10 @@ impl Default for BenchConfig {
 /// the adapter binds: benchmark sizes come from flags, and are checked before anything is
 /// allocated.
 fn elements_that_fit(gpu: &Gpu, shape: &[usize]) -> Result<usize> {
-    let limit = gpu.max_binding_bytes();
     let n = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
-    let bytes = n.and_then(|n| (n as u64).checked_mul(4));
-    match (n, bytes) {
-        (Some(n), Some(bytes)) if bytes <= limit => Ok(n),
-        _ => Err(Error::BufferTooLarge {
-            requested: bytes.unwrap_or(u64::MAX),
-            limit,
-            which: "max_storage_buffer_binding_size",
-        }),
-    }
+    // a count that overflows is past any limit; one that passes the check did not overflow
+    check_fits(gpu, n.and_then(|n| n.checked_mul(4)).unwrap_or(usize::MAX))?;
+    Ok(n.unwrap_or(usize::MAX))
 }
 
 /// A tensor of `shape` uniform in [-1, 1) (see [`elements_that_fit`]).
@@ -88,8 +82,15 @@ fn time_calls(gpu: &Gpu, cfg: &BenchConfig, launch: &dyn Fn()) -> Result<f64> {
         }
         samples.push(timer.stop(gpu)? / cfg.iters.max(1) as f64);
     }
-    samples.sort_by(f64::total_cmp);
-    Ok(samples[samples.len() / 2])
+    Ok(median(&samples))
+}
+
+/// The middle value of `values` (the upper middle of an even count): what every benchmark row
+/// reports.
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[sorted.len() / 2]
 }
 
 impl BenchConfig {

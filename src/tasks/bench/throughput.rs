@@ -2,7 +2,7 @@
 //! report the median run and the range, so that one slow or fast run on a shared machine does not
 //! stand for the whole.
 
-use super::check_repeats;
+use super::{check_repeats, median};
 use crate::error::{Result, Setting};
 use crate::gpu::timing::GpuTimer;
 use crate::gpu::Gpu;
@@ -51,13 +51,6 @@ impl Throughput {
             }
         }
     }
-}
-
-/// The middle value of `values` (the upper middle of an even count), as the kernel rows take it.
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    sorted[sorted.len() / 2]
 }
 
 /// Runs `step` (one whole training step of `items` items) [`WARM_UP_STEPS`] times, then `repeats`
