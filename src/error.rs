@@ -97,10 +97,10 @@ pub enum Error {
     /// A dataset file is missing, truncated or malformed.
     #[error("dataset: {0}")]
     Dataset(String),
-    /// A checkpoint is malformed or belongs to another model.
-    #[error("checkpoint {path}: {message}")]
+    /// A checkpoint or code file (both safetensors) is malformed or belongs to another model.
+    #[error("{path}: {message}")]
     Checkpoint {
-        /// The checkpoint file.
+        /// The file.
         path: String,
         /// What is wrong with it.
         message: String,

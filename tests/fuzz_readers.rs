@@ -148,3 +148,18 @@ proptest! {
         let _ = Cifar10::open(&dir, Split::Test);
     }
 }
+
+/// A damaged code file's error names the file, and does not call it a checkpoint.
+#[test]
+fn a_code_file_cut_short_is_named_in_its_error() {
+    let dir = scratch("named");
+    let (_, codes) = valid_files(&dir);
+    let path = dir.join("cut-codes.safetensors");
+    std::fs::write(&path, &codes[..codes.len() / 2]).unwrap();
+    let message = CodeGrids::load(&path, "train").unwrap_err().to_string();
+    assert!(
+        message.starts_with(&format!("{}: not a valid safetensors file", path.display())),
+        "{message}"
+    );
+    assert!(!message.contains("checkpoint"), "{message}");
+}
