@@ -20,6 +20,16 @@
 //           be split into chunks (workgroup z), each written to its own copy of C.
 // gemm_tall: the same product for M of 32 or more, 8 x GROUPS rows x 8 columns per invocation
 //           (see below), with A and B read as vec4 along k where they are contiguous there.
+//           B's k and columns may also lie in blocks of blocks, as a stride-1 convolution's
+//           columns do when they are read from x shifted once per kernel column (S, laid out
+//           [b][ci][kx][out_h + kH - 1][out_w]): B(k = (ci, ky, kx), n = (b, pixel)) =
+//           S[b, ci, kx, pixel + ky * out_w], so B(k, n) = b[column_base(n) + k's offset] with
+//             k's offset = (k / (b_k_inner b_k_mid)) * b_k_far + ((k / b_k_inner) % b_k_mid)
+//                          * b_k_outer + (k % b_k_inner) * b_k      (b_k_mid 0: no groups)
+//             column_base(n) = (n / (b_inner b_mid)) * b_far + ((n / b_inner) % b_mid) * b_outer
+//                          + (n % b_inner) * b_n                   (b_mid 0: as above)
+//           where the weight gradient reads S with k and n exchanged. Without B_KMAJOR the k are
+//           walked one at a time, so blocks need not hold whole groups of 4.
 // im2col:   the columns of a convolution, cols[j, n] (or with TRANSPOSED cols[n, j]) for
 //           j = (ci, ky, kx) and n = (b, oy, ox): x[b, ci, oy*s + ky - p, ox*s + kx - p], zero in
 //           the padding and at masked kernel positions. cols[j, n] is laid out as the product
@@ -100,6 +110,14 @@ struct Params {
     mask_hi: u32,
     relu: u32,   // gemm, gemm_tall, col2im: 1 stores max(result, 0) (a product not split along K only)
     gate: u32,   // gemm, gemm_tall, col2im: 1 stores the result where gate > 0, else 0 (last; not split)
+    // gemm_tall: blocks of b_k_inner k grouped by b_k_mid, groups b_k_far apart (0: no groups)
+    b_k_mid: u32,
+    b_k_far: u32,
+    // columns in blocks of b_inner, b_n apart within one, grouped by b_mid, groups b_far apart
+    // (b_mid 0: no groups, columns 1 apart within a block)
+    b_n: u32,
+    b_mid: u32,
+    b_far: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -147,7 +165,9 @@ fn load_b4(base: vec4<u32>, off: u32) -> vec4<f32> {
 }
 
 fn column_base(n: u32) -> u32 {
-    return (n / p.b_inner) * p.b_outer + n % p.b_inner;
+    let block = n / p.b_inner;
+    if (p.b_mid == 0u) { return block * p.b_outer + n % p.b_inner; }
+    return (block / p.b_mid) * p.b_far + (block % p.b_mid) * p.b_outer + (n % p.b_inner) * p.b_n;
 }
 
 // The bases of columns n .. n + 3 for `load_b4` (only the first with B_VEC4).
@@ -193,6 +213,49 @@ fn a_k_offset(k: u32) -> vec2<u32> {
 // B's offset of k (added to a column's base), and k's place in its block.
 fn b_k_offset(k: u32) -> vec2<u32> {
     return k_offset(k, p.b_k, p.b_k_inner, p.b_k_outer);
+}
+
+// B's offset of one k (added to a column's base) where k may lie in blocks of blocks, as a
+// convolution's kernel taps do: `inner` is k's place in its block, `mid` its block's in the group.
+struct KWalk {
+    off: u32,
+    inner: u32,
+    mid: u32,
+}
+
+// The walk at k.
+fn k_walk_at(k: u32) -> KWalk {
+    let inner = k % p.b_k_inner;
+    let block = k / p.b_k_inner;
+    if (p.b_k_mid == 0u) { return KWalk(block * p.b_k_outer + inner * p.b_k, inner, 0u); }
+    let mid = block % p.b_k_mid;
+    return KWalk((block / p.b_k_mid) * p.b_k_far + mid * p.b_k_outer + inner * p.b_k, inner, mid);
+}
+
+// The walk moved on by one k (a block's last k to the next block's first, a group's last block
+// to the next group's first). Without groups `mid` counts blocks and never wraps.
+fn k_walk_next(w: KWalk) -> KWalk {
+    let block_ends = w.inner + 1u == p.b_k_inner;
+    let group_ends = block_ends && w.mid + 1u == p.b_k_mid;
+    var off = w.off + p.b_k;
+    off += select(0u, p.b_k_outer - p.b_k_inner * p.b_k, block_ends);
+    off += select(0u, p.b_k_far - p.b_k_mid * p.b_k_outer, group_ends);
+    let inner = select(w.inner + 1u, 0u, block_ends);
+    let mid = select(w.mid + u32(block_ends), 0u, group_ends);
+    return KWalk(off, inner, mid);
+}
+
+// The offsets of the walk's next four k, the walk moved on past them.
+fn k_walk_four(w: ptr<function, KWalk>) -> vec4<u32> {
+    let k0 = (*w).off;
+    *w = k_walk_next(*w);
+    let k1 = (*w).off;
+    *w = k_walk_next(*w);
+    let k2 = (*w).off;
+    *w = k_walk_next(*w);
+    let k3 = (*w).off;
+    *w = k_walk_next(*w);
+    return vec4<u32>(k0, k1, k2, k3);
 }
 
 @compute @workgroup_size(WG)
@@ -266,6 +329,13 @@ fn load_b_block(base: vec4<u32>, off: u32) -> mat4x4<f32> {
         return transpose(mat4x4<f32>(b_vec4((base.x + off) >> 2u), b_vec4((base.y + off) >> 2u), b_vec4((base.z + off) >> 2u), b_vec4((base.w + off) >> 2u)));
     }
     return mat4x4<f32>(load_b4(base, off), load_b4(base, off + p.b_k), load_b4(base, off + 2u * p.b_k), load_b4(base, off + 3u * p.b_k));
+}
+
+// gemm_tall: B(k0 + i, n .. n + 3) for i = 0 .. 3 as the columns of a matrix: with B_KMAJOR
+// from k0's offset `off` (see `load_b_block`), else from the four k's offsets `rows`.
+fn load_b_tall(base: vec4<u32>, off: u32, rows: vec4<u32>) -> mat4x4<f32> {
+    if (B_KMAJOR) { return load_b_block(base, off); }
+    return mat4x4<f32>(load_b4(base, rows.x), load_b4(base, rows.y), load_b4(base, rows.z), load_b4(base, rows.w));
 }
 
 // Four k into a group of 8 rows x 4 columns: row i of the group at k0 + j is component j of
@@ -377,9 +447,12 @@ fn gemm_tall(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
     // the columns n0 .. n0 + 3 (left) and n0 + 4 .. n0 + 7 (right)
     let left = column_bases(n0);
     let right = column_bases(n0 + 4u);
+    // B's offsets: with B_KMAJOR four k at a time in blocks of whole groups of 4, else one k at a
+    // time (in blocks of blocks where B is a convolution's rows, shifted per kernel column)
     let b_start = b_k_offset(k_begin);
     var b_off = b_start.x;
     var b_inner = b_start.y;
+    var walk = k_walk_at(k_begin);
     var left0: array<vec4<f32>, 8>;
     var right0: array<vec4<f32>, 8>;
     var left1: array<vec4<f32>, 8>;
@@ -416,7 +489,9 @@ fn gemm_tall(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
             a6 = load_a4(row6 + k_off);
             a7 = load_a4(row7 + k_off);
         }
-        let b_left = load_b_block(left, b_off);
+        var rows = vec4<u32>(0u);
+        if (!B_KMAJOR) { rows = k_walk_four(&walk); }
+        let b_left = load_b_tall(left, b_off, rows);
         accumulate8x4(&left0, a0, b_left);
         accumulate8x4(&left1, a1, b_left);
         accumulate8x4(&left2, a2, b_left);
@@ -427,7 +502,7 @@ fn gemm_tall(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
             accumulate8x4(&left6, a6, b_left);
             accumulate8x4(&left7, a7, b_left);
         }
-        let b_right = load_b_block(right, b_off);
+        let b_right = load_b_tall(right, b_off, rows);
         accumulate8x4(&right0, a0, b_right);
         accumulate8x4(&right1, a1, b_right);
         accumulate8x4(&right2, a2, b_right);
@@ -439,12 +514,18 @@ fn gemm_tall(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
             accumulate8x4(&right7, a7, b_right);
         }
         next_four_k_of_a(&inner, &k_off);
-        next_four_k_of_b(&b_inner, &b_off);
+        if (B_KMAJOR) { next_four_k_of_b(&b_inner, &b_off); }
     }
-    // the rest lies inside one block of A and of B along k (blocks hold whole groups of 4)
+    // the rest lies inside one block of A along k (blocks hold whole groups of 4), and with
+    // B_KMAJOR of B
     for (var k = k_whole; k < k_end; k++) {
-        let b_left = load_b4(left, b_off);
-        let b_right = load_b4(right, b_off);
+        var off = b_off;
+        if (!B_KMAJOR) {
+            off = walk.off;
+            walk = k_walk_next(walk);
+        }
+        let b_left = load_b4(left, off);
+        let b_right = load_b4(right, off);
         accumulate8(&left0, a_at(row0 + k_off), b_left);
         accumulate8(&right0, a_at(row0 + k_off), b_right);
         accumulate8(&left1, a_at(row1 + k_off), b_left);

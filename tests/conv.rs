@@ -52,7 +52,7 @@ impl Case {
     }
 }
 
-const CASES: [Case; 26] = [
+const CASES: [Case; 29] = [
     case(1, 1, 1, 1, 1, (1, 1), 1, 0),   // everything 1, 1x1 spatial
     case(2, 3, 5, 7, 9, (3, 3), 1, 1),   // odd sizes
     case(2, 4, 6, 8, 8, (4, 4), 2, 1),   // the VQ-VAE downsampling shape
@@ -102,6 +102,14 @@ const CASES: [Case; 26] = [
     // the cpu set's weight gradient made alone lowers x into columns in slabs for the tall GEMM
     // (its second 32-row block holds one row)
     case(2, 3, 33, 3, 3, (1, 1), 1, 0),
+    // stride 1, output rows of whole vec4 and at least 32 output (or input) channels: the cpu
+    // set's products read x (or dy) shifted per kernel column instead of its columns. A
+    // non-square kernel with padding 2 (the first taps before the input); a forward split in 2
+    // K chunks, the second starting inside a kernel, beside a 460-channel input gradient; a
+    // weight gradient split along its 4 704 positions, the second chunk starting inside an image
+    case(2, 6, 40, 5, 6, (2, 3), 1, 2),
+    case(1, 460, 32, 4, 4, (3, 3), 1, 1),
+    case(7, 2, 32, 28, 24, (3, 3), 1, 1),
 ];
 
 fn out_size(c: &Case) -> (usize, usize) {

@@ -13,7 +13,7 @@ mod layout;
 mod lowering;
 mod nearest;
 use copies::dispatch_with_copies;
-pub(crate) use layout::{slab_elements, BLayout, Layout, NO_WRAP};
+pub(crate) use layout::{slab_elements, BLayout, Layout, Taps, NO_WRAP};
 pub(crate) use lowering::{col2im, flipped_weight, im2col, ColumnOrder, Lowering};
 pub(crate) use nearest::{nearest, nearest_chunk, nearest_fits};
 
@@ -84,6 +84,11 @@ crate::uniform_params! {
         pub mask_hi: u32,
         pub relu: u32,
         pub gate: u32,
+        pub b_k_mid: u32,
+        pub b_k_far: u32,
+        pub b_n: u32,
+        pub b_mid: u32,
+        pub b_far: u32,
     }
 }
 
@@ -128,12 +133,7 @@ impl Product {
     /// Whether A's blocks along k, and B's if it has some, hold whole groups of 4 (the kernel
     /// loads 4 k at a time).
     pub fn k_blocks_ready(&self) -> bool {
-        let whole = |l: &Layout| l.inner == NO_WRAP || l.inner.is_multiple_of(4);
-        whole(&self.a)
-            && match &self.b {
-                BLayout::ByRows(_) => true,
-                BLayout::ByColumns(b) => whole(b),
-            }
+        layout::whole_k_blocks(&self.a) && self.b.k_blocks_ready()
     }
 
     /// Groups of 8 rows one invocation of `gemm_tall` computes for this product, or `None` when
@@ -162,21 +162,12 @@ impl Product {
     /// Whether `gemm_tall` can read B four k at a time per column as one vec4: contiguous along k,
     /// columns and blocks on whole vec4.
     fn b_kmajor(&self) -> bool {
-        matches!(&self.b, BLayout::ByColumns(b) if b.minor == 1 && b.vec4_ready())
+        self.b.kmajor()
     }
 
     /// Whether the kernels can read B as two vec4 per k: B by rows, rows and blocks on whole vec4.
     pub(crate) fn b_vec4(&self) -> bool {
-        matches!(&self.b, BLayout::ByRows(b) if b.vec4_ready())
-    }
-
-    /// B's layout as the kernels' parameters: b_k, b_inner, b_outer, b_k_inner, b_k_outer.
-    fn b_params(&self) -> [u32; 5] {
-        match self.b {
-            BLayout::ByRows(b) => [b.major, b.inner, b.outer, NO_WRAP, 0],
-            // column n's base is n * major: blocks of one column, `major` apart
-            BLayout::ByColumns(b) => [b.minor, 1, b.major, b.inner, b.outer],
-        }
+        self.b.vec4()
     }
 
     /// Whether `gemm_tall` can write C as vec4: N, C's rows and blocks on whole vec4.
@@ -346,7 +337,10 @@ fn launch(
         p.k_blocks_ready(),
         "blocked gemm: A's and B's blocks along k must hold groups of 4"
     );
-    let [b_k, b_inner, b_outer, b_k_inner, b_k_outer] = p.b_params();
+    assert!(
+        p.tall() || !p.b.taps(),
+        "blocked gemm: B read from kernel taps needs gemm_tall"
+    );
     let kernel = match p.tall_groups() {
         Some(groups) => Kernel::new(&SHADER, "gemm_tall")
             .flag("A_VEC4", p.a_vec4())
@@ -379,18 +373,13 @@ fn launch(
         a_k: p.a.minor,
         a_inner: p.a.inner,
         a_outer: p.a.outer,
-        b_k,
-        b_inner,
-        b_outer,
-        b_k_inner,
-        b_k_outer,
         c_m: p.c.major,
         c_inner: p.c.inner,
         c_outer: p.c.outer,
         c_chunk: (out.numel() / split.0 as usize) as u32,
         relu: epilogue.relu_flag(),
         gate: epilogue.gate_flag(),
-        ..Params::default()
+        ..p.b.params()
     };
     let [x, y] = p.groups();
     let bias_arg = bias.map_or(a, |(t, _)| t).bind(BIAS);

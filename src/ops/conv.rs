@@ -2,6 +2,7 @@
 //! backward. The transposed convolution is the adjoint of the convolution, so both run on the same
 //! three kernels (forward, input gradient, weight gradient) with their roles swapped.
 
+mod columns;
 mod lowered;
 mod options;
 mod products;

@@ -1,7 +1,7 @@
 //! How the operands of the CPU set's GEMM (`blocked.wgsl`) are laid out: strides with one level
 //! of blocks, B read along n or along k, and a convolution's column matrix in slabs.
 
-use super::{TALL_COLUMNS, WG};
+use super::{Params, TALL_COLUMNS, WG};
 
 /// An index that never wraps: `inner` of a plain row-major operand.
 pub(crate) const NO_WRAP: u32 = u32::MAX;
@@ -89,6 +89,47 @@ pub(crate) fn slab_elements(rows: usize, columns: usize) -> Option<usize> {
     rows.checked_mul(columns.div_ceil(SLAB))?.checked_mul(SLAB)
 }
 
+/// A stride-1 convolution's input shifted once per kernel column, the column matrix a product
+/// reads in its place: for each image, channel ci and kernel column kx, the `out_h + kH - 1` rows
+/// of `out_w` elements that the kernel's rows read (`x[ci, y - pad_h, x + kx - pad_w]`, zeros
+/// in the padding). Its element (j, n), j = (ci, ky, kx) over the kernel (window) and n = (b,
+/// pixel), lies at `b * image + pixel + ci * channel + ky * row + kx * column`: the kernel rows
+/// of a column share one copy, so it holds `(out_h + kH - 1) / (out_h kH)` of the column matrix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Taps {
+    /// Kernel (window) rows and columns.
+    pub k_h: u32,
+    pub k_w: u32,
+    /// Pixels of one output plane (`out_h x out_w`).
+    pub plane: u32,
+    /// Strides of a kernel row (one output row, `out_w`), a kernel column (one shifted copy),
+    /// a channel and an image.
+    pub row: u32,
+    pub column: u32,
+    pub channel: u32,
+    pub image: u32,
+}
+
+impl Taps {
+    /// Whether a product can read it four columns (or four k along n) at a time: every stride
+    /// a multiple of 4.
+    pub(super) fn vec4_ready(&self) -> bool {
+        [self.plane, self.row].iter().all(|v| v.is_multiple_of(4))
+    }
+
+    /// How `im2col` writes it: as the columns of a convolution with a 1 x kW kernel over
+    /// `out_h + kH - 1` output rows (see [`super::Lowering`]), element (j', n') at
+    /// `(n' / column) * image + n' % column + j' * column`.
+    pub fn written(&self) -> Layout {
+        Layout {
+            major: self.column,
+            minor: 1,
+            inner: self.column,
+            outer: self.image,
+        }
+    }
+}
+
 /// How a product reads B.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum BLayout {
@@ -97,6 +138,96 @@ pub(crate) enum BLayout {
     /// B read as A is, its columns as A's rows: B(k, n) = b[n * major + (k / inner) * outer +
     /// (k % inner) * minor]: along k within blocks (a transposed operand).
     ByColumns(Layout),
+    /// B(k = j, n): a convolution's column matrix read from its [`Taps`] (`gemm_tall` only).
+    TapsByRows(Taps),
+    /// B(k = n, j): the same, transposed, as a weight gradient reads it (`gemm_tall` only).
+    TapsByColumns(Taps),
+}
+
+/// Whether an operand's blocks along k (A, B by columns) hold whole groups of 4, or it has none.
+pub(super) fn whole_k_blocks(l: &Layout) -> bool {
+    l.inner == NO_WRAP || l.inner.is_multiple_of(4)
+}
+
+impl BLayout {
+    /// Whether B's blocks along k, if it has some the kernels take four k at a time, hold whole
+    /// groups of 4 (kernel taps are taken one k at a time).
+    pub(super) fn k_blocks_ready(&self) -> bool {
+        match self {
+            BLayout::ByRows(_) | BLayout::TapsByRows(_) => true,
+            BLayout::ByColumns(b) => whole_k_blocks(b),
+            BLayout::TapsByColumns(t) => t.vec4_ready(),
+        }
+    }
+
+    /// Whether `gemm_tall` can read B four k at a time per column as one vec4: contiguous along
+    /// k, columns and blocks on whole vec4.
+    pub(super) fn kmajor(&self) -> bool {
+        match self {
+            BLayout::ByColumns(b) => b.minor == 1 && b.vec4_ready(),
+            BLayout::TapsByColumns(t) => t.vec4_ready(),
+            _ => false,
+        }
+    }
+
+    /// Whether the kernels can read B as two vec4 per k: B by rows, rows and blocks on whole vec4.
+    pub(super) fn vec4(&self) -> bool {
+        match self {
+            BLayout::ByRows(b) => b.vec4_ready(),
+            BLayout::TapsByRows(t) => t.vec4_ready(),
+            _ => false,
+        }
+    }
+
+    /// Whether B is read from kernel taps.
+    pub(super) fn taps(&self) -> bool {
+        matches!(self, BLayout::TapsByRows(_) | BLayout::TapsByColumns(_))
+    }
+
+    /// B's layout as the kernels' parameters (`b_*`; the rest default).
+    pub(super) fn params(&self) -> Params {
+        match *self {
+            BLayout::ByRows(b) => Params {
+                b_k: b.major,
+                b_inner: b.inner,
+                b_outer: b.outer,
+                b_k_inner: NO_WRAP,
+                ..Params::default()
+            },
+            // column n's base is n * major: blocks of one column, `major` apart
+            BLayout::ByColumns(b) => Params {
+                b_k: b.minor,
+                b_inner: 1,
+                b_outer: b.major,
+                b_k_inner: b.inner,
+                b_k_outer: b.outer,
+                ..Params::default()
+            },
+            // k = (ci, ky, kx): kx within blocks, ky within groups of kH blocks, channels apart
+            BLayout::TapsByRows(t) => Params {
+                b_k: t.column,
+                b_k_inner: t.k_w,
+                b_k_outer: t.row,
+                b_k_mid: t.k_h,
+                b_k_far: t.channel,
+                b_inner: t.plane,
+                b_outer: t.image,
+                ..Params::default()
+            },
+            // k = (b, pixel) in blocks of planes, images apart; columns j = (ci, ky, kx) as above
+            BLayout::TapsByColumns(t) => Params {
+                b_k: 1,
+                b_k_inner: t.plane,
+                b_k_outer: t.image,
+                b_inner: t.k_w,
+                b_n: t.column,
+                b_mid: t.k_h,
+                b_outer: t.row,
+                b_far: t.channel,
+                ..Params::default()
+            },
+        }
+    }
 }
 
 #[cfg(test)]

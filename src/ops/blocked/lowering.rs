@@ -2,7 +2,10 @@
 //! columns (`im2col`), their adjoint (`col2im`), and the flipped weight of a stride-1 input
 //! gradient.
 
-use super::{dispatch_with_copies, Layout, Params, A, B, BIAS, C, COLS, GATE, RESIDUAL, SHADER};
+use super::{
+    dispatch_with_copies, Layout, Params, Taps, A, B, BIAS, C, COLS, GATE, RESIDUAL, SHADER,
+    TALL_ROWS,
+};
 use crate::gpu::{Gpu, Kernel, CPU_LOOP_LIMIT};
 use crate::ops::conv::dims4;
 use crate::ops::Epilogue;
@@ -62,6 +65,47 @@ impl Lowering {
     /// Columns of the column matrix: batch x out_h x out_w.
     pub fn columns(&self) -> usize {
         (self.x[0] * self.out[0] * self.out[1]) as usize
+    }
+
+    /// Where a product can read the columns from x shifted per kernel column ([`Taps`]) instead
+    /// of the column matrix: at stride 1, unmasked, over more than one kernel row, with output rows
+    /// of whole vec4 and M (the product's rows) enough for `gemm_tall`. Then the taps, the
+    /// lowering that writes them with `im2col` (as a 1 x kW kernel over out_h + kH - 1 rows, laid
+    /// out as [`Taps::written`]) and their elements; `None` otherwise or on overflow.
+    pub fn shifted_rows(&self, m: usize) -> Option<(Taps, Lowering, usize)> {
+        let [batch, cin, ..] = self.x.map(|v| v as usize);
+        let [out_h, out_w] = self.out.map(|v| v as usize);
+        let [k_h, k_w] = self.kernel.map(|v| v as usize);
+        let suits = self.stride == [1, 1]
+            && !self.masked()
+            && k_h > 1
+            && out_w.is_multiple_of(4)
+            && m >= TALL_ROWS;
+        if !suits {
+            return None;
+        }
+        let rows = out_h.checked_add(k_h - 1)?;
+        let column = rows.checked_mul(out_w)?;
+        let channel = column.checked_mul(k_w)?;
+        let image = channel.checked_mul(cin)?;
+        let elements = image.checked_mul(batch)?;
+        let narrow = |v: usize| u32::try_from(v).ok();
+        let taps = Taps {
+            k_h: self.kernel[0],
+            k_w: self.kernel[1],
+            plane: narrow(out_h * out_w)?,
+            row: self.out[1],
+            column: narrow(column)?,
+            channel: narrow(channel)?,
+            image: narrow(image)?,
+        };
+        let written = Lowering {
+            out: [narrow(rows)?, self.out[1]],
+            kernel: [1, self.kernel[1]],
+            ..*self
+        };
+        narrow(elements)?;
+        Some((taps, written, elements))
     }
 
     /// Whether the lowering kernels' launches fit the adapter's workgroup-count limit and their

@@ -2,37 +2,26 @@
 //! GEMM of `blocked.wgsl` through the columns of its input (`im2col`). A stride-1 input gradient
 //! is the convolution of dy with the flipped weight; another input gradient folds the columns'
 //! gradient back (`col2im`). A forward keeps its columns for the weight gradient; a product
-//! reads them in slabs of 64 columns ([`Layout::slabs`]). A pointwise convolution's products read
+//! reads them in slabs or as x shifted per kernel column (see [`super::columns`]). A pointwise
+//! convolution's products read
 //! x, and write dx, in place. The columns hold the kernel window's positions only (see
 //! [`ConvShape::window_taps`]): a mask that keeps a kernel's first rows shortens every product's
 //! sums, with the weight's window copied where a product cannot read it in place. A shape the
 //! lowering cannot take (launches past the adapter's workgroup limit, column matrices past its
 //! binding limit) runs on `conv.wgsl` as on a GPU; the choice depends on the shape only.
 
+use super::columns::{
+    flipped_input_gradient, flipped_lowering, lowered_columns, lowering, pointwise, ColumnMatrix,
+};
 use super::shape::ConvShape;
 use super::{Conv2dOptions, Mode};
 use crate::gpu::{Gpu, KernelSet};
 use crate::ops::blocked::{
-    self, slab_elements, BLayout, BiasPer, ColumnOrder, Layout, Lowering, Product, NO_WRAP,
-    TALL_ROWS,
+    self, BLayout, BiasPer, ColumnOrder, Layout, Lowering, Product, NO_WRAP, TALL_ROWS,
 };
 use crate::ops::window::transposed_weight;
 use crate::ops::{elementwise, Epilogue};
 use crate::tensor::Tensor;
-
-/// The lowering of `s` over its kernel window: the window is the kernel of the columns (it starts
-/// at the kernel's first position, so the padding stays), with the mask's bits where it drops a
-/// window position.
-pub(super) fn lowering(s: &ConvShape) -> Lowering {
-    Lowering {
-        x: [s.batch, s.cin, s.in_h, s.in_w],
-        out: [s.out_h, s.out_w],
-        kernel: [s.win_h, s.win_w],
-        stride: [s.stride_h, s.stride_w],
-        pad: [s.pad_h as i32, s.pad_w as i32],
-        mask: if s.masked() { s.mask() } else { u64::MAX },
-    }
-}
 
 /// The NCHW output gradient dy as the A of a weight gradient: A(co, (b, pixel)) = dy[b, co, pixel].
 fn output_gradient(cout: usize, plane: usize) -> Layout {
@@ -40,29 +29,6 @@ fn output_gradient(cout: usize, plane: usize) -> Layout {
         minor: 1,
         ..Layout::channels(cout, plane)
     }
-}
-
-/// Whether the convolution is pointwise (1x1 kernel kept, stride 1, no padding): its column
-/// matrix is x itself, read in place.
-pub(super) fn pointwise(s: &ConvShape) -> bool {
-    s.k_h == 1
-        && s.k_w == 1
-        && s.stride_h == 1
-        && s.stride_w == 1
-        && s.pad_h == 0
-        && s.pad_w == 0
-        && s.mask_lo & 1 == 1
-}
-
-/// The column matrix of a plan.
-#[derive(Clone, Copy)]
-enum ColumnMatrix {
-    /// None: a pointwise convolution's product reads x, or writes dx, in place.
-    InPlace,
-    /// Written by `im2col` as the order says, read by the product as B.
-    Lowered(ColumnOrder),
-    /// The columns' gradient [rows, ld], written by the product as C and folded back by `col2im`.
-    Folded(usize),
 }
 
 /// A mode's product and the column matrix it needs.
@@ -110,46 +76,6 @@ fn window_weight(s: &ConvShape, w: &Tensor) -> Tensor {
     elementwise::kernel_window(w, s.window_taps() as usize)
 }
 
-/// Whether the input gradient is computed as a convolution of dy (stride 1, padding below the
-/// kernel size): dx = conv(dy, the weight flipped and its channels exchanged, padding k - 1 - p).
-/// Its columns have Cout x window rows where `col2im` would read Cin x window of them.
-fn flipped_input_gradient(s: &ConvShape) -> bool {
-    s.stride_h == 1 && s.stride_w == 1 && s.pad_h < s.k_h && s.pad_w < s.k_w
-}
-
-/// The convolution of dy [batch, cout, out_h, out_w] that computes dx (see
-/// [`flipped_input_gradient`]), over the flipped kernel window: the window's positions in reverse,
-/// which end where the flipped kernel ends (padding window - 1 - p, negative where the window is
-/// shorter than the padding); a kept window position t is kept at window - 1 - t.
-fn flipped_lowering(s: &ConvShape) -> Lowering {
-    let g = lowering(s);
-    let taps = u64::from(s.window_taps());
-    let mask = if g.mask == u64::MAX {
-        u64::MAX
-    } else {
-        (0..taps)
-            .filter(|&t| g.mask >> t & 1 == 1)
-            .fold(0u64, |m, t| m | 1 << (taps - 1 - t))
-    };
-    Lowering {
-        x: [s.batch, s.cout, s.out_h, s.out_w],
-        out: [s.in_h, s.in_w],
-        pad: [
-            s.win_h as i32 - 1 - s.pad_h as i32,
-            s.win_w as i32 - 1 - s.pad_w as i32,
-        ],
-        mask,
-        ..g
-    }
-}
-
-/// The column matrix of `g` in slabs ([`Layout::slabs`]), written by `im2col` and read by a
-/// product as B by rows: its elements and the layout.
-pub(super) fn slabs(g: &Lowering) -> Option<(usize, Layout)> {
-    let rows = g.rows();
-    Some((slab_elements(rows, g.columns())?, Layout::slabs(rows)))
-}
-
 /// The product of the forward convolution `s` on the CPU set (whether or not it fits the
 /// adapter), or `None` when its column matrix's size overflows.
 pub(super) fn forward_product(s: &ConvShape) -> Option<Product> {
@@ -164,12 +90,13 @@ fn plan(s: &ConvShape, mode: Mode) -> Option<Plan> {
     let direct = pointwise(s);
     let plan = match mode {
         Mode::Forward => {
-            // x itself for a pointwise convolution, else its columns in slabs
-            let (cols, b, matrix) = if direct {
-                (0, Layout::channels(k, plane), ColumnMatrix::InPlace)
+            // x itself for a pointwise convolution, else x shifted per kernel column where the
+            // product can read it so, else its columns in slabs
+            let (cols, b, matrix, lowering) = if direct {
+                let b = BLayout::ByRows(Layout::channels(k, plane));
+                (0, b, ColumnMatrix::InPlace, g)
             } else {
-                let (cols, b) = slabs(&g)?;
-                (cols, b, ColumnMatrix::Lowered(ColumnOrder::AsB(b)))
+                lowered_columns(&g, cout, BLayout::TapsByRows, BLayout::ByRows)?
             };
             Plan {
                 product: Product {
@@ -177,30 +104,32 @@ fn plan(s: &ConvShape, mode: Mode) -> Option<Plan> {
                     n,
                     k,
                     a: Layout::rows(k),
-                    b: BLayout::ByRows(b),
+                    b,
                     c: Layout::channels(cout, plane),
                 },
                 matrix,
                 cols,
-                lowering: g,
+                lowering,
                 weight: window_or_in_place(s),
             }
         }
         Mode::InputGrad if !direct && flipped_input_gradient(s) => {
             let f = flipped_lowering(s);
-            let (cols, b) = slabs(&f)?;
+            let cin = s.cin as usize;
+            let (cols, b, matrix, lowering) =
+                lowered_columns(&f, cin, BLayout::TapsByRows, BLayout::ByRows)?;
             Plan {
                 product: Product {
-                    m: s.cin as usize,
+                    m: cin,
                     n: f.columns(),
                     k: f.rows(),
                     a: Layout::rows(f.rows()),
-                    b: BLayout::ByRows(b),
-                    c: Layout::channels(s.cin as usize, (s.in_h * s.in_w) as usize),
+                    b,
+                    c: Layout::channels(cin, (s.in_h * s.in_w) as usize),
                 },
-                matrix: ColumnMatrix::Lowered(ColumnOrder::AsB(b)),
+                matrix,
                 cols,
-                lowering: f,
+                lowering,
                 weight: Weight::Flipped,
             }
         }
@@ -247,19 +176,19 @@ fn plan(s: &ConvShape, mode: Mode) -> Option<Plan> {
         Mode::WeightGrad => {
             // a pointwise convolution's x read in place along k, B((b, pixel), ci) = x[b, ci,
             // pixel], where its planes hold whole groups of 4; for the tall product (32 output
-            // channels or more) the columns in slabs, as a forward keeps them, read along k;
-            // else the transposed columns [n, k_pad], B(k = n, j) by rows
-            let (b, matrix, cols) = if direct && plane.is_multiple_of(4) {
+            // channels or more) the columns as a forward keeps them (shifted rows or slabs),
+            // read along k; else the transposed columns [n, k_pad], B(k = n, j) by rows
+            let (b, matrix, cols, lowering) = if direct && plane.is_multiple_of(4) {
                 let x = Layout::channels(k, plane);
-                (BLayout::ByColumns(x), ColumnMatrix::InPlace, 0)
+                (BLayout::ByColumns(x), ColumnMatrix::InPlace, 0, g)
             } else if cout >= TALL_ROWS {
-                let (cols, b) = slabs(&g)?;
-                let order = ColumnOrder::AsB(b);
-                (BLayout::ByColumns(b), ColumnMatrix::Lowered(order), cols)
+                let (cols, b, matrix, lowering) =
+                    lowered_columns(&g, cout, BLayout::TapsByColumns, BLayout::ByColumns)?;
+                (b, matrix, cols, lowering)
             } else {
                 let order = ColumnOrder::Transposed(k_pad);
                 let b = BLayout::ByRows(Layout::rows(k_pad));
-                (b, ColumnMatrix::Lowered(order), n.checked_mul(k_pad)?)
+                (b, ColumnMatrix::Lowered(order), n.checked_mul(k_pad)?, g)
             };
             Plan {
                 product: Product {
@@ -272,7 +201,7 @@ fn plan(s: &ConvShape, mode: Mode) -> Option<Plan> {
                 },
                 matrix,
                 cols,
-                lowering: g,
+                lowering,
                 weight: Weight::InPlace,
             }
         }
@@ -307,7 +236,8 @@ pub(super) fn k_split(gpu: &Gpu, s: &ConvShape, mode: Mode) -> Option<(u32, u32)
 
 /// The column matrix of a forward convolution's input, kept for its weight gradient.
 pub(super) struct Columns {
-    /// Rows cin x window, columns batch x out_h x out_w, in slabs ([`Layout::slabs`]).
+    /// Rows cin x window, columns batch x out_h x out_w, in slabs ([`Layout::slabs`]), or x
+    /// shifted per kernel column ([`blocked::Taps`]), as its weight gradient's plan reads them.
     cols: Tensor,
 }
 

@@ -2,7 +2,8 @@
 //! that set lowers conv2d ([`super::lowered`]), over the window's columns, for the cached sampler
 //! (`ops::window`, which runs `window.wgsl` where this does not apply).
 
-use super::lowered::{forward_product, lowering, pointwise, slabs};
+use super::columns::{lowering, pointwise, slabs};
+use super::lowered::forward_product;
 use super::shape::{dims4, kept_window, ConvShape};
 use super::Conv2dOptions;
 use crate::gpu::KernelSet;
