@@ -258,3 +258,63 @@ pub(crate) fn col2im(
         0.0,
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The reference VQ-VAE's 3x3 convolutions at 8x8, batch 32, 128 channels.
+    fn reference_layer() -> Lowering {
+        Lowering {
+            x: [32, 128, 8, 8],
+            out: [8, 8],
+            kernel: [3, 3],
+            stride: [1, 1],
+            pad: [1, 1],
+            mask: u64::MAX,
+        }
+    }
+
+    #[test]
+    fn shifted_rows_hold_the_kernel_rows_of_each_column_once() {
+        let g = reference_layer();
+        let (taps, written, elements) = g.shifted_rows(128).unwrap();
+        // 10 rows of 8 per kernel column, 3 columns per channel
+        assert_eq!((taps.row, taps.column, taps.channel), (8, 80, 240));
+        assert_eq!((taps.plane, taps.image), (64, 128 * 240));
+        assert_eq!(elements, 32 * 128 * 240);
+        assert_eq!((written.kernel, written.out), ([1, 3], [10, 8]));
+        // 2.4x fewer than the column matrix's 1152 rows of 2048
+        assert_eq!(g.rows() * g.columns() * 10, elements * 24);
+    }
+
+    #[test]
+    fn shifted_rows_only_where_a_product_can_read_them() {
+        let g = reference_layer();
+        assert!(
+            g.shifted_rows(TALL_ROWS - 1).is_none(),
+            "too few rows for gemm_tall"
+        );
+        let strided = Lowering {
+            stride: [2, 2],
+            ..g
+        };
+        let masked = Lowering { mask: 0b1111, ..g };
+        let narrow = Lowering { out: [8, 6], ..g };
+        let one_row = Lowering {
+            kernel: [1, 3],
+            ..g
+        };
+        for other in [strided, masked, narrow, one_row] {
+            assert!(other.shifted_rows(128).is_none(), "{other:?}");
+        }
+        let huge = Lowering {
+            x: [1 << 20, 1 << 12, 8, 8],
+            ..g
+        };
+        assert!(
+            huge.shifted_rows(128).is_none(),
+            "more elements than u32 holds"
+        );
+    }
+}
