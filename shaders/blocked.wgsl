@@ -245,6 +245,15 @@ fn k_walk_next(w: KWalk) -> KWalk {
     return KWalk(off, inner, mid);
 }
 
+// The walk moved on by four k where B's blocks hold whole groups of 4 (B_KMAJOR: the four are
+// read together), as `next_four_k_of_b` moves an offset.
+fn k_walk_four_in_blocks(w: KWalk) -> KWalk {
+    var inner = w.inner;
+    var off = w.off;
+    next_four_k_of_b(&inner, &off);
+    return KWalk(off, inner, w.mid);
+}
+
 // The offsets of the walk's next four k, the walk moved on past them.
 fn k_walk_four(w: ptr<function, KWalk>) -> vec4<u32> {
     let k0 = (*w).off;
@@ -332,7 +341,8 @@ fn load_b_block(base: vec4<u32>, off: u32) -> mat4x4<f32> {
 }
 
 // gemm_tall: B(k0 + i, n .. n + 3) for i = 0 .. 3 as the columns of a matrix: with B_KMAJOR
-// from k0's offset `off` (see `load_b_block`), else from the four k's offsets `rows`.
+// from k0's offset `off` (see `load_b_block`), else from the four k's offsets `rows` (`off` not
+// looked at).
 fn load_b_tall(base: vec4<u32>, off: u32, rows: vec4<u32>) -> mat4x4<f32> {
     if (B_KMAJOR) { return load_b_block(base, off); }
     return mat4x4<f32>(load_b4(base, rows.x), load_b4(base, rows.y), load_b4(base, rows.z), load_b4(base, rows.w));
@@ -447,11 +457,9 @@ fn gemm_tall(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
     // the columns n0 .. n0 + 3 (left) and n0 + 4 .. n0 + 7 (right)
     let left = column_bases(n0);
     let right = column_bases(n0 + 4u);
-    // B's offsets: with B_KMAJOR four k at a time in blocks of whole groups of 4, else one k at a
-    // time (in blocks of blocks where B is a convolution's rows, shifted per kernel column)
-    let b_start = b_k_offset(k_begin);
-    var b_off = b_start.x;
-    var b_inner = b_start.y;
+    // B's offset of k: with B_KMAJOR moved on four k at a time within blocks of whole groups of
+    // 4, else one k at a time (in blocks of blocks where B is a convolution's rows, shifted per
+    // kernel column)
     var walk = k_walk_at(k_begin);
     var left0: array<vec4<f32>, 8>;
     var right0: array<vec4<f32>, 8>;
@@ -491,7 +499,7 @@ fn gemm_tall(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
         }
         var rows = vec4<u32>(0u);
         if (!B_KMAJOR) { rows = k_walk_four(&walk); }
-        let b_left = load_b_tall(left, b_off, rows);
+        let b_left = load_b_tall(left, walk.off, rows);
         accumulate8x4(&left0, a0, b_left);
         accumulate8x4(&left1, a1, b_left);
         accumulate8x4(&left2, a2, b_left);
@@ -502,7 +510,7 @@ fn gemm_tall(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
             accumulate8x4(&left6, a6, b_left);
             accumulate8x4(&left7, a7, b_left);
         }
-        let b_right = load_b_tall(right, b_off, rows);
+        let b_right = load_b_tall(right, walk.off, rows);
         accumulate8x4(&right0, a0, b_right);
         accumulate8x4(&right1, a1, b_right);
         accumulate8x4(&right2, a2, b_right);
@@ -514,16 +522,13 @@ fn gemm_tall(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
             accumulate8x4(&right7, a7, b_right);
         }
         next_four_k_of_a(&inner, &k_off);
-        if (B_KMAJOR) { next_four_k_of_b(&b_inner, &b_off); }
+        if (B_KMAJOR) { walk = k_walk_four_in_blocks(walk); }
     }
     // the rest lies inside one block of A along k (blocks hold whole groups of 4), and with
     // B_KMAJOR of B
     for (var k = k_whole; k < k_end; k++) {
-        var off = b_off;
-        if (!B_KMAJOR) {
-            off = walk.off;
-            walk = k_walk_next(walk);
-        }
+        let off = walk.off;
+        walk = k_walk_next(walk);
         let b_left = load_b4(left, off);
         let b_right = load_b4(right, off);
         accumulate8(&left0, a_at(row0 + k_off), b_left);
@@ -545,7 +550,6 @@ fn gemm_tall(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
             accumulate8(&right7, a_at(row7 + k_off), b_right);
         }
         k_off += p.a_k;
-        b_off += p.b_k;
     }
     // where the left and right columns lie in C, found once for all rows
     let left_columns = c_columns(n0);

@@ -1,5 +1,6 @@
 //! How the operands of the CPU set's GEMM (`blocked.wgsl`) are laid out: strides with one level
-//! of blocks, B read along n or along k, and a convolution's column matrix in slabs.
+//! of blocks, B read along n or along k, a convolution's column matrix in slabs, and its input
+//! shifted per kernel column ([`Taps`], two levels of blocks).
 
 use super::{Params, TALL_COLUMNS, WG};
 
@@ -112,7 +113,7 @@ pub(crate) struct Taps {
 
 impl Taps {
     /// Whether a product can read it four columns (or four k along n) at a time: every stride
-    /// a multiple of 4.
+    /// a multiple of 4 (the plane's and a row's; the others are multiples of a row).
     pub(super) fn vec4_ready(&self) -> bool {
         [self.plane, self.row].iter().all(|v| v.is_multiple_of(4))
     }

@@ -104,6 +104,7 @@ impl Lowering {
             kernel: [1, self.kernel[1]],
             ..*self
         };
+        // the kernels find an image's place (b * image) in u32
         narrow(elements)?;
         Some((taps, written, elements))
     }

@@ -3,10 +3,10 @@
 //! is the convolution of dy with the flipped weight; another input gradient folds the columns'
 //! gradient back (`col2im`). A forward keeps its columns for the weight gradient; a product
 //! reads them in slabs or as x shifted per kernel column (see [`super::columns`]). A pointwise
-//! convolution's products read
-//! x, and write dx, in place. The columns hold the kernel window's positions only (see
-//! [`ConvShape::window_taps`]): a mask that keeps a kernel's first rows shortens every product's
-//! sums, with the weight's window copied where a product cannot read it in place. A shape the
+//! convolution's products read x, and write dx, in place. The columns hold the kernel window's
+//! positions only (see [`ConvShape::window_taps`]): a mask that keeps a kernel's first rows
+//! shortens every product's sums, with the weight's window copied where a product cannot read it
+//! in place. A shape the
 //! lowering cannot take (launches past the adapter's workgroup limit, column matrices past its
 //! binding limit) runs on `conv.wgsl` as on a GPU; the choice depends on the shape only.
 
