@@ -133,6 +133,8 @@ fn flag(setting: Setting) -> &'static str {
         Setting::Temperature => "--temperature",
         Setting::Side => "--side",
         Setting::SampleGrids => "--sample-grids",
+        Setting::Grid => "--grid",
+        Setting::Samples => "--samples",
         Setting::Iters => "--iters",
         Setting::Repeats => "--repeats",
     }
@@ -190,6 +192,14 @@ mod tests {
             "invalid argument: --vqvae-codebook-size must be in 1..=65535, got 0"
         );
         assert!(!e.to_string().contains("--"), "{e}");
+        // `bench prior`'s own flags, not those of `sample` (--count) or of a code file
+        for (setting, flag) in [(Setting::Samples, "--samples"), (Setting::Grid, "--grid")] {
+            let e = Error::setting(setting, "must be at least 1, got 0");
+            assert_eq!(
+                message(&e, false),
+                format!("invalid argument: {flag} must be at least 1, got 0")
+            );
+        }
         let diverged = Error::Diverged {
             step: 7,
             loss: f64::NAN,

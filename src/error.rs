@@ -152,6 +152,10 @@ pub enum Setting {
     Side,
     /// Sides of the code grids a sampling benchmark draws.
     SampleGrids,
+    /// Side of the code grids a prior benchmark trains on.
+    Grid,
+    /// Grids a sampling benchmark draws at once.
+    Samples,
     /// Calls per timed benchmark repeat.
     Iters,
     /// Timed benchmark repeats.
@@ -191,6 +195,8 @@ impl Setting {
             Setting::Temperature => "the temperature",
             Setting::Side => "the grid side",
             Setting::SampleGrids => "the side of a sampled code grid",
+            Setting::Grid => "the side of a training code grid",
+            Setting::Samples => "the grids sampled at once",
             Setting::Iters => "the calls per repeat",
             Setting::Repeats => "the number of repeats",
         }

@@ -656,6 +656,23 @@ fn attention_sizes_that_cannot_work_are_refused() {
     assert!(
         sizes.check_grid([255, 257]).is_ok() && config(5, 2, 3, 0).check_grid([256, 256]).is_ok()
     );
+    // grids without positions, and odd bottom grids under a top grid
+    for grid in [[0, 8], [8, 0], [0, 0]] {
+        let e = config(5, 2, 3, 0).check_grid(grid).unwrap_err().to_string();
+        assert!(e.contains("at least one position along each side"), "{e}");
+    }
+    let on_top = PixelCnnConfig {
+        condition_codes: 7,
+        ..config(5, 2, 3, 0)
+    };
+    let e = on_top.check_grid([8, 7]).unwrap_err().to_string();
+    assert!(e.contains("even sides), got 8x7"), "{e}");
+    assert!(on_top.check_grid([8, 6]).is_ok() && config(5, 2, 3, 0).check_grid([7, 1]).is_ok());
+    let e = PriorTrainer::new(&gpu, config(5, 2, 3, 0), 0, 1e-3, 2, [0, 0])
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(e.contains("got 0x0"), "{e}");
     assert_eq!(sizes.largest_activation(3, [32, 32]), 3 * 2 * 1024 * 1024);
     // 1024 grids of 32x32 codes: 8 GiB of scores, refused before a step
     let e = PriorTrainer::new(&gpu, sizes, 0, 1e-3, 1024, [32, 32])

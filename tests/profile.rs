@@ -266,20 +266,46 @@ fn the_prior_bench_trains_samples_and_profiles() {
 }
 
 #[test]
-fn a_bad_sampling_grid_is_refused_before_the_prior_trains() {
+fn a_bad_grid_or_sample_count_is_refused_before_the_prior_trains() {
     let gpu = gpu();
-    for side in [0, 257] {
-        let options = PriorBenchOptions {
-            sample_sides: vec![2, side],
-            ..tiny_prior_bench()
-        };
+    let sampled = |side| PriorBenchOptions {
+        sample_sides: vec![2, side],
+        ..tiny_prior_bench()
+    };
+    let trained = |side| PriorBenchOptions {
+        grid: [side, side],
+        ..tiny_prior_bench()
+    };
+    let no_samples = PriorBenchOptions {
+        samples: 0,
+        ..tiny_prior_bench()
+    };
+    for (options, says) in [
+        (
+            sampled(0),
+            "side of a sampled code grid must be 1 to 256, got 0",
+        ),
+        (
+            sampled(257),
+            "side of a sampled code grid must be 1 to 256, got 257",
+        ),
+        (
+            trained(0),
+            "side of a training code grid must be 1 to 256, got 0",
+        ),
+        (
+            trained(300),
+            "side of a training code grid must be 1 to 256, got 300",
+        ),
+        (
+            no_samples,
+            "grids sampled at once must be at least 1, got 0",
+        ),
+    ] {
         let mut reports = 0;
-        let err = bench::prior_reporting(&gpu, &options, &mut |_| reports += 1)
-            .expect_err("a grid side outside 1..=256");
-        assert!(
-            err.to_string().contains(&format!("got {side}")),
-            "unclear error: {err}"
-        );
+        let err =
+            bench::prior_reporting(&gpu, &options, &mut |_| reports += 1).expect_err("refused");
+        assert!(err.to_string().contains(says), "unclear error: {err}");
         assert_eq!(
             reports, 0,
             "the prior was trained before the grid was checked"

@@ -8,6 +8,7 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, Command};
 
 use vqgpu::io::checkpoint::Checkpoint;
+use vqgpu::models::trained_by;
 use vqgpu::train::{CHECKPOINT_FILE, DATASET_KEY};
 use vqgpu::{Error, Result};
 
@@ -78,6 +79,18 @@ pub fn resume_flags(cli: &Command, matches: &ArgMatches) -> Result<Vec<String>> 
     let Ok(ck) = Checkpoint::load(&dir.join(CHECKPOINT_FILE)) else {
         return Ok(Vec::new());
     };
+    // another model's run: said before its flags and data are compared with this command's
+    if let Some(trained) = trained_by(&ck).filter(|&trained| trained != kind) {
+        let codes = if trained == "prior" {
+            " --codes FILE"
+        } else {
+            ""
+        };
+        return Err(Error::InvalidArgument(format!(
+            "{dir} holds a `train {trained}` run, not a `train {kind}` one: continue it with `vqgpu train {trained}{codes} --resume {dir}`",
+            dir = dir.display()
+        )));
+    }
     let given_here = |id: &str| m.value_source(id) == Some(ValueSource::CommandLine);
     for &id in &flags {
         if !given_here(id) || FREE_ON_RESUME.contains(&id) {

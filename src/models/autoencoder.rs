@@ -316,7 +316,7 @@ impl Autoencoder {
 }
 
 /// Format tag of AE / DAE / VAE checkpoints.
-const FORMAT: &str = "vqgpu.autoencoder.1";
+pub(crate) const FORMAT: &str = "vqgpu.autoencoder.1";
 
 impl Autoencoder {
     /// Adds the parameters and every size and setting to a checkpoint.

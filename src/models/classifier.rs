@@ -53,7 +53,7 @@ pub struct Classifier {
 }
 
 /// Format tag of classifier checkpoints.
-const FORMAT: &str = "vqgpu.classifier.1";
+pub(crate) const FORMAT: &str = "vqgpu.classifier.1";
 
 impl Classifier {
     /// A classifier with parameters drawn from `seed`.

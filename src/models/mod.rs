@@ -94,6 +94,26 @@ pub fn load_code_model(gpu: &Gpu, path: &Path, images: [usize; 3]) -> Result<Box
     Ok(model)
 }
 
+/// The `train` command whose runs save checkpoints like `ck` (`vqvae`, `vqvae2`, `prior`,
+/// `classifier`, or an autoencoder's kind: `ae`, `dae`, `vae`), told by its format; `None` for a
+/// file that records no model vqgpu knows.
+pub fn trained_by(ck: &Checkpoint) -> Option<&'static str> {
+    let format = ck.meta("format").ok()?;
+    match format {
+        vqvae::FORMAT => Some("vqvae"),
+        vqvae2::FORMAT => Some("vqvae2"),
+        pixelcnn::FORMAT => Some("prior"),
+        classifier::FORMAT => Some("classifier"),
+        autoencoder::FORMAT => match ck.meta("kind").ok()? {
+            "ae" => Some("ae"),
+            "dae" => Some("dae"),
+            "vae" => Some("vae"),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 /// Checks the sizes of a conv trunk: an even number of channels, a positive residual width.
 fn check_trunk(sizes: &TrunkSizes) -> Result<()> {
     if sizes.hidden < 2 || !sizes.hidden.is_multiple_of(2) {

@@ -135,8 +135,22 @@ impl PixelCnnConfig {
         largest
     }
 
-    /// Refuses grids the attention cannot take.
+    /// Refuses grids without positions, grids the attention cannot take, and for a prior
+    /// conditioned on top grids, bottom grids that are not twice a top grid.
     pub fn check_grid(&self, grid: [usize; 2]) -> Result<()> {
+        if grid.contains(&0) {
+            return Err(Error::InvalidArgument(format!(
+                "a code grid needs at least one position along each side, got {}x{}",
+                grid[0], grid[1]
+            )));
+        }
+        if self.condition_codes > 0 && grid.iter().any(|side| side % 2 != 0) {
+            return Err(Error::InvalidArgument(format!(
+                "a prior conditioned on top grids takes bottom grids twice their size (even \
+                 sides), got {}x{}",
+                grid[0], grid[1]
+            )));
+        }
         let positions = grid[0].saturating_mul(grid[1]);
         if self.attention_every > 0 && positions > attention::MAX_POSITIONS {
             return Err(Error::InvalidArgument(format!(
@@ -308,7 +322,7 @@ impl PixelCnn {
 }
 
 /// Format tag of prior checkpoints.
-const FORMAT: &str = "vqgpu.pixelcnn.1";
+pub(crate) const FORMAT: &str = "vqgpu.pixelcnn.1";
 
 impl PixelCnn {
     /// Adds the parameters and the sizes to a checkpoint.

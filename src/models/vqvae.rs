@@ -168,7 +168,7 @@ impl VqVae {
 }
 
 /// Format tag of VQ-VAE checkpoints.
-const FORMAT: &str = "vqgpu.vqvae.1";
+pub(crate) const FORMAT: &str = "vqgpu.vqvae.1";
 
 impl VqVae {
     /// Adds the model to a checkpoint: parameters under the reference `state_dict` names, the EMA

@@ -177,7 +177,7 @@ impl VqVae2 {
 }
 
 /// Format tag of VQ-VAE-2 checkpoints.
-const FORMAT: &str = "vqgpu.vqvae2.1";
+pub(crate) const FORMAT: &str = "vqgpu.vqvae2.1";
 
 /// `values` [rows, cols] transposed to [cols, rows].
 fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {

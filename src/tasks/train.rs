@@ -266,7 +266,7 @@ pub fn autoencoder(gpu: &Gpu, options: &AeOptions) -> Result<TrainReport> {
         let found = task.model.config.kind_name();
         match &options.run.resume {
             Some(dir) if found != name => Err(Error::InvalidArgument(format!(
-                "{} holds a {found} run, not {name}",
+                "{} holds a `train {found}` run, not a `train {name}` one",
                 dir.display()
             ))),
             _ => Ok(()),

@@ -54,8 +54,8 @@ pub struct PriorBench {
     pub profile: Option<StepProfile>,
 }
 
-/// The largest side of a grid `bench prior` samples.
-const MAX_SAMPLE_SIDE: usize = 256;
+/// The largest side of a grid `bench prior` trains on or samples.
+const MAX_SIDE: usize = 256;
 
 /// How fast one sampler draws grids of one size.
 #[derive(Clone, Debug)]
@@ -150,14 +150,19 @@ pub fn prior_reporting(
     Setting::Batch.require_positive(batch as u64)?;
     Setting::Steps.require_positive(options.steps as u64)?;
     check_repeats(options.repeats)?;
-    Setting::Count.require_positive(options.samples as u64)?;
+    Setting::Samples.require_positive(options.samples as u64)?;
     options.model.validate()?;
     // every grid size is checked before the training is timed, not after
-    for &side in &options.sample_sides {
-        if !(1..=MAX_SAMPLE_SIDE).contains(&side) {
+    let training_sides = grid.into_iter().map(|side| (Setting::Grid, side));
+    let sampled_sides = options
+        .sample_sides
+        .iter()
+        .map(|&side| (Setting::SampleGrids, side));
+    for (setting, side) in training_sides.chain(sampled_sides) {
+        if !(1..=MAX_SIDE).contains(&side) {
             return Err(Error::setting(
-                Setting::SampleGrids,
-                format!("must be 1 to {MAX_SAMPLE_SIDE}, got {side}"),
+                setting,
+                format!("must be 1 to {MAX_SIDE}, got {side}"),
             ));
         }
         options.model.check_grid([side, side])?;
