@@ -135,6 +135,7 @@ fn flag(setting: Setting) -> &'static str {
         Setting::SampleGrids => "--sample-grids",
         Setting::Grid => "--grid",
         Setting::Samples => "--samples",
+        Setting::Limit => "--limit",
         Setting::Iters => "--iters",
         Setting::Repeats => "--repeats",
     }
@@ -144,7 +145,9 @@ fn flag(setting: Setting) -> &'static str {
 /// flags are prefixed, see [`with_defaults`]).
 fn pipeline_flag(setting: Setting) -> Option<&'static str> {
     Some(match setting {
+        Setting::Steps => "--vqvae-steps / --prior-steps",
         Setting::Batch => "--vqvae-batch / --prior-batch",
+        Setting::Limit => "--encode-limit",
         Setting::Hidden => "--vqvae-hidden",
         Setting::ResHidden => "--vqvae-res-hidden",
         Setting::CodebookSize => "--vqvae-codebook-size",
@@ -192,6 +195,18 @@ mod tests {
             "invalid argument: --vqvae-codebook-size must be in 1..=65535, got 0"
         );
         assert!(!e.to_string().contains("--"), "{e}");
+        // `encode --limit` is `pipeline --encode-limit`
+        let e = Error::setting(Setting::Limit, "must be at least 1");
+        assert_eq!(
+            message(&e, false),
+            "invalid argument: --limit must be at least 1"
+        );
+        assert_eq!(
+            message(&e, true),
+            "invalid argument: --encode-limit must be at least 1"
+        );
+        let e = Error::setting(Setting::Steps, "must be at least 1, got 0");
+        assert!(message(&e, true).contains("--vqvae-steps / --prior-steps must"));
         // `bench prior`'s own flags, not those of `sample` (--count) or of a code file
         for (setting, flag) in [(Setting::Samples, "--samples"), (Setting::Grid, "--grid")] {
             let e = Error::setting(setting, "must be at least 1, got 0");

@@ -156,6 +156,8 @@ pub enum Setting {
     Grid,
     /// Grids a sampling benchmark draws at once.
     Samples,
+    /// Images of each split a command reads.
+    Limit,
     /// Calls per timed benchmark repeat.
     Iters,
     /// Timed benchmark repeats.
@@ -197,6 +199,7 @@ impl Setting {
             Setting::SampleGrids => "the side of a sampled code grid",
             Setting::Grid => "the side of a training code grid",
             Setting::Samples => "the grids sampled at once",
+            Setting::Limit => "the image limit",
             Setting::Iters => "the calls per repeat",
             Setting::Repeats => "the number of repeats",
         }

@@ -319,7 +319,10 @@ fn empty_requests_and_misplaced_settings_are_refused() {
     // encode --limit 0
     let report = train::vqvae(&gpu, &vqvae_run(&out.join("run"), 1, 1e-3)).unwrap();
     let err = encode_error(&gpu, &report.checkpoint, 0, &out.join("codes.safetensors"));
-    assert!(err.contains("--limit must be at least 1"), "{err}");
+    assert!(
+        err.contains("image limit must be at least 1: a code file needs code grids"),
+        "{err}"
+    );
     assert!(!out.join("codes.safetensors").exists());
     // --image-size for a dataset whose images have their own size, or a side shapes is not
     // drawn at

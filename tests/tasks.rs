@@ -61,6 +61,97 @@ fn the_pipeline_trains_encodes_trains_the_prior_and_samples() {
     std::fs::remove_dir_all(&out).ok();
 }
 
+#[test]
+fn a_late_stage_setting_is_refused_before_the_first_stage_trains() {
+    use vqgpu::models::vqvae::VqVaeConfig;
+    use vqgpu::tasks::pipeline::PipelineModel;
+    let gpu = gpu();
+    let out = temp_dir("pipeline-refused");
+    let base = PipelineOptions {
+        out: out.clone(),
+        vqvae: tiny_vqvae(),
+        ..PipelineOptions::default()
+    };
+    let cases = [
+        (
+            PipelineOptions {
+                count: 0,
+                ..base.clone()
+            },
+            "count must be 1 to 4096, got 0",
+        ),
+        (
+            PipelineOptions {
+                encode_limit: 0,
+                ..base.clone()
+            },
+            "image limit must be at least 1",
+        ),
+        (
+            PipelineOptions {
+                prior_steps: 0,
+                ..base.clone()
+            },
+            "number of steps must be at least 1, got 0",
+        ),
+        (
+            PipelineOptions {
+                temperature: f32::NAN,
+                ..base.clone()
+            },
+            "temperature must be a number >= 0, got NaN",
+        ),
+        (
+            PipelineOptions {
+                vqvae: VqVaeConfig {
+                    codebook_size: 20_000,
+                    ..tiny_vqvae()
+                },
+                ..base.clone()
+            },
+            "must be at most 16384 for a prior over the codes, got 20000",
+        ),
+        (
+            PipelineOptions {
+                prior: PixelCnnConfig {
+                    kernel: 4,
+                    ..base.prior.clone()
+                },
+                ..base.clone()
+            },
+            "kernel size must be 3, 5 or 7, got 4",
+        ),
+        // attention over a VQ-VAE-2's top codes only: heads that do not divide the channels
+        (
+            PipelineOptions {
+                model: PipelineModel::Vqvae2,
+                prior: PixelCnnConfig {
+                    channels: 30,
+                    heads: 4,
+                    ..base.prior.clone()
+                },
+                ..base.clone()
+            },
+            "the 4 attention heads must divide the 30 channels",
+        ),
+    ];
+    for (options, says) in cases {
+        let err = pipeline::run(&gpu, &options).unwrap_err().to_string();
+        assert!(err.contains(says), "unclear error: {err}");
+        assert!(!out.exists(), "{says}: a stage ran before the refusal");
+    }
+    // the same heads over a one-level VQ-VAE's codes: its prior has no attention
+    let one_level = PipelineOptions {
+        prior: PixelCnnConfig {
+            channels: 30,
+            heads: 4,
+            ..base.prior.clone()
+        },
+        ..base
+    };
+    assert!(one_level.validate().is_ok());
+}
+
 /// `pipeline --model vqvae2` on `shapes` at 64x64, tiny: a VQ-VAE-2, both levels encoded, a
 /// prior over the top codes, one over the bottom codes given them, and samples of 64x64.
 #[test]

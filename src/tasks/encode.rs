@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use crate::data::{CodeFile, DataSpec, Dataset, Split};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Setting};
 use crate::gpu::Gpu;
 use crate::io::atomic;
 use crate::models::{load_code_model, CodeModel};
@@ -75,14 +75,21 @@ pub fn encode_into(
     Ok(())
 }
 
+/// Refuses to encode no images: a code file needs code grids.
+pub(crate) fn check_limit(limit: usize) -> Result<()> {
+    if limit == 0 {
+        return Err(Error::setting(
+            Setting::Limit,
+            "must be at least 1: a code file needs code grids",
+        ));
+    }
+    Ok(())
+}
+
 /// Encodes both splits and writes the code file.
 pub fn run(gpu: &Gpu, options: &EncodeOptions) -> Result<EncodeReport> {
     atomic::refuse_own_input(&options.out, &[&options.checkpoint])?;
-    if options.limit == 0 {
-        return Err(Error::InvalidArgument(
-            "--limit must be at least 1: a code file needs code grids".into(),
-        ));
-    }
+    check_limit(options.limit)?;
     let splits = [
         options.data.open(Split::Train)?,
         options.data.open(Split::Test)?,

@@ -8,10 +8,12 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::data::{CodeLevel, DataSpec};
-use crate::error::Result;
+use crate::error::{Error, Result, Setting};
 use crate::gpu::Gpu;
 use crate::models::pixelcnn::{PixelCnnConfig, TOP_ATTENTION_EVERY};
 use crate::models::vqvae::VqVaeConfig;
+use crate::ops::softmax;
+use crate::train::check_learning_rate;
 
 use super::encode::{self, EncodeOptions};
 use super::progress::in_stage;
@@ -158,8 +160,55 @@ pub struct PipelineReport {
     pub samples: PathBuf,
 }
 
-/// Runs the stages (four, or five for a VQ-VAE-2) into `options.out`.
+impl PipelineOptions {
+    /// Checks the settings every stage takes from the command line, so that a mistake in a late
+    /// stage's settings is refused before the first stage trains, not after. (What depends on
+    /// the data, such as the classes of a conditional prior, is checked by its stage.)
+    pub fn validate(&self) -> Result<()> {
+        for steps in [self.vqvae_steps, self.prior_steps] {
+            Setting::Steps.require_positive(steps)?;
+        }
+        for batch in [self.vqvae_batch, self.prior_batch] {
+            Setting::Batch.require_positive(batch as u64)?;
+        }
+        check_learning_rate(self.lr)?;
+        self.vqvae.validate()?;
+        encode::check_limit(self.encode_limit)?;
+        // the priors as the third (and fourth) stage will make them, over the VQ-VAE's codes
+        let codes = self.vqvae.codebook_size;
+        if codes > softmax::MAX_CLASSES {
+            return Err(Error::setting(
+                Setting::CodebookSize,
+                format!(
+                    "must be at most {} for a prior over the codes, got {codes}",
+                    softmax::MAX_CLASSES
+                ),
+            ));
+        }
+        let over_codes = PixelCnnConfig {
+            codes: self.vqvae.codebook_size,
+            ..self.prior.clone()
+        };
+        match self.model {
+            PipelineModel::Vqvae => prior_config(&over_codes, CodeLevel::Bottom).validate()?,
+            PipelineModel::Vqvae2 => {
+                prior_config(&over_codes, CodeLevel::Top).validate()?;
+                PixelCnnConfig {
+                    condition_codes: self.vqvae.codebook_size,
+                    ..prior_config(&over_codes, CodeLevel::Bottom)
+                }
+                .validate()?;
+            }
+        }
+        sample::check_count(self.count)?;
+        sample::check_temperature(self.temperature)
+    }
+}
+
+/// Runs the stages (four, or five for a VQ-VAE-2) into `options.out`, after
+/// [`PipelineOptions::validate`].
 pub fn run(gpu: &Gpu, options: &PipelineOptions) -> Result<PipelineReport> {
+    options.validate()?;
     let start = Instant::now();
     let two_levels = options.model == PipelineModel::Vqvae2;
     let stages = if two_levels { 5 } else { 4 };

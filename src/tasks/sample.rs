@@ -270,11 +270,22 @@ pub struct SampleOptions {
 pub(crate) const MAX_SAMPLES: usize = 4096;
 
 /// Refuses a sample count of 0 or above [`MAX_SAMPLES`].
-fn check_count(count: usize) -> Result<()> {
+pub(crate) fn check_count(count: usize) -> Result<()> {
     if !(1..=MAX_SAMPLES).contains(&count) {
         return Err(Error::setting(
             Setting::Count,
             format!("must be 1 to {MAX_SAMPLES}, got {count}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses a temperature that is negative or not a number.
+pub(crate) fn check_temperature(t: f32) -> Result<()> {
+    if !(t >= 0.0 && t.is_finite()) {
+        return Err(Error::setting(
+            Setting::Temperature,
+            format!("must be a number >= 0, got {t}"),
         ));
     }
     Ok(())
@@ -303,12 +314,7 @@ pub fn run(gpu: &Gpu, options: &SampleOptions) -> Result<Vec<f32>> {
     atomic::refuse_own_input(&options.out, &inputs)?;
     check_count(options.count)?;
     let t = options.temperature;
-    if !(t >= 0.0 && t.is_finite()) {
-        return Err(Error::setting(
-            Setting::Temperature,
-            format!("must be a number >= 0, got {t}"),
-        ));
-    }
+    check_temperature(t)?;
     let sampling = Sampling::load(
         gpu,
         &options.vqvae,

@@ -53,12 +53,7 @@ impl RunState {
     /// that is not a positive number.
     pub fn new(gpu: &Gpu, seed: u64, lr: f32, batch: usize) -> Result<Self> {
         Setting::Batch.require_positive(batch as u64)?;
-        if !(lr > 0.0 && lr.is_finite()) {
-            return Err(Error::setting(
-                Setting::LearningRate,
-                format!("must be a positive number, got {lr}"),
-            ));
-        }
+        check_learning_rate(lr)?;
         Ok(Self {
             adam: Adam::new(lr),
             step: 0,
@@ -154,6 +149,17 @@ impl RunState {
         self.step = ck.meta_parse("step")?;
         Ok(())
     }
+}
+
+/// Refuses a learning rate that is not a positive number.
+pub fn check_learning_rate(lr: f32) -> Result<()> {
+    if !(lr > 0.0 && lr.is_finite()) {
+        return Err(Error::setting(
+            Setting::LearningRate,
+            format!("must be a positive number, got {lr}"),
+        ));
+    }
+    Ok(())
 }
 
 /// Refuses a model whose largest activation (`largest_bytes`) exceeds the adapter's
