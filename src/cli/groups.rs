@@ -84,10 +84,10 @@ pub struct RunArgs {
     /// Continue the run saved in this directory (its model and optimizer settings are used)
     #[arg(long)]
     resume: Option<PathBuf>,
-    /// Read back and print metrics every N steps
+    /// Read back and print metrics every N steps (0: only after the last step)
     #[arg(long, default_value_t = 50)]
     log_every: u64,
-    /// Write a checkpoint every N steps
+    /// Write a checkpoint every N steps (0: only after the last step)
     #[arg(long, default_value_t = 500)]
     save_every: u64,
     /// Replace the run already in the output directory (a new run there is refused otherwise)
@@ -119,7 +119,8 @@ pub struct ImageRunArgs {
     pub(super) data: DataArgs,
     #[command(flatten)]
     run: RunArgs,
-    /// Write a grid of training images above their reconstructions every N steps
+    /// Write a grid of training images above their reconstructions every N steps (0: only after
+    /// the last step)
     #[arg(long = "recon-every", alias = "sample-every", default_value_t = 500)]
     sample_every: u64,
 }
