@@ -92,6 +92,14 @@ fn a_run_directory_belongs_to_one_run() {
     assert!(err.contains("another vqgpu process"), "{err}");
     drop(lock);
     train::vqvae(&gpu, &resumed(&out, 8)).unwrap();
+    // an --out that is a file: named as such, and the file left as it was
+    let file = out.join(METRICS_FILE);
+    let bytes = std::fs::read(&file).unwrap();
+    let err = train::vqvae(&gpu, &vqvae_run(&file, 2, 1e-3))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("is a file, not a run directory"), "{err}");
+    assert_eq!(std::fs::read(&file).unwrap(), bytes);
     std::fs::remove_dir_all(&out).ok();
 }
 
