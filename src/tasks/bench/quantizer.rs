@@ -160,7 +160,7 @@ pub fn run(gpu: &Gpu, options: &QuantizerOptions) -> Result<Vec<QuantizerRow>> {
                 .flat_map(move |&k| d.iter().map(move |&d| (n, k, d)))
         })
         .collect();
-    quantizer(gpu, &shapes, cfg, &mut |r| {
+    let mut print_row = |r: &QuantizerRow| {
         let check = match (r.fused_correct, r.naive_agrees) {
             (true, true) => "fused = CPU reference, naive = fused",
             (true, false) => {
@@ -202,5 +202,16 @@ pub fn run(gpu: &Gpu, options: &QuantizerOptions) -> Result<Vec<QuantizerRow>> {
             r.gflops(r.naive),
             r.naive / r.fused
         )
-    })
+    };
+    // a line before each shape: on a software driver the large ones take minutes each
+    let mut rows = Vec::new();
+    for (i, &(n, k, d)) in shapes.iter().enumerate() {
+        eprintln!(
+            "timing shape {} of {}: N = {n}, K = {k}, D = {d}",
+            i + 1,
+            shapes.len()
+        );
+        rows.extend(quantizer(gpu, &[(n, k, d)], cfg, &mut print_row)?);
+    }
+    Ok(rows)
 }
