@@ -174,6 +174,7 @@ fn folders_of_images_are_cropped_resized_and_split() {
         .err()
         .expect("too few for a test split");
     assert!(matches!(err, Error::Dataset(_)), "{err}");
+    assert!(err.to_string().contains("needs 10 or more"), "{err}");
     let err = data::open("folder", None, Split::Train, 16)
         .err()
         .expect("needs --data");

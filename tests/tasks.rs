@@ -140,6 +140,26 @@ fn a_late_stage_setting_is_refused_before_the_first_stage_trains() {
         assert!(err.contains(says), "unclear error: {err}");
         assert!(!out.exists(), "{says}: a stage ran before the refusal");
     }
+    // a folder without a test split (fewer than 10 images): the encoding stage would need one
+    let few = temp_dir("pipeline-few-images");
+    std::fs::create_dir_all(&few).unwrap();
+    for i in 0..3u8 {
+        image::RgbImage::from_pixel(8, 8, image::Rgb([i, 2 * i, 3 * i]))
+            .save(few.join(format!("{i}.png")))
+            .unwrap();
+    }
+    let folder = PipelineOptions {
+        data: DataSpec {
+            dataset: "folder".into(),
+            dir: Some(few.clone()),
+            ..DataSpec::default()
+        },
+        ..base.clone()
+    };
+    let err = pipeline::run(&gpu, &folder).unwrap_err().to_string();
+    assert!(err.contains("too few for a Test split"), "{err}");
+    assert!(!out.exists(), "the first stage ran before the refusal");
+    std::fs::remove_dir_all(&few).ok();
     // the same heads over a one-level VQ-VAE's codes: its prior has no attention
     let one_level = PipelineOptions {
         prior: PixelCnnConfig {

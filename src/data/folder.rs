@@ -89,7 +89,7 @@ impl Folder {
             .collect();
         if chosen.is_empty() {
             return Err(Error::Dataset(format!(
-                "{} holds {} PNG/JPEG files, too few for a {split:?} split",
+                "{} holds {} PNG/JPEG files, too few for a {split:?} split (every tenth file is a test image: a folder needs 10 or more)",
                 dir.display(),
                 files.len()
             )));

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use crate::data::{CodeLevel, DataSpec};
+use crate::data::{CodeLevel, DataSpec, Split};
 use crate::error::{Error, Result, Setting};
 use crate::gpu::Gpu;
 use crate::models::pixelcnn::{PixelCnnConfig, TOP_ATTENTION_EVERY};
@@ -209,6 +209,8 @@ impl PipelineOptions {
 /// [`PipelineOptions::validate`].
 pub fn run(gpu: &Gpu, options: &PipelineOptions) -> Result<PipelineReport> {
     options.validate()?;
+    // the encoding stage needs the test split too (the first stage trains on the other)
+    options.data.open(Split::Test)?;
     let start = Instant::now();
     let two_levels = options.model == PipelineModel::Vqvae2;
     let stages = if two_levels { 5 } else { 4 };
