@@ -482,16 +482,25 @@ fn benchmark_sizes_too_large_for_the_adapter_are_refused_before_any_allocation()
             "unclear error: {err}"
         );
     };
-    // 2^20 squared floats need 4 TiB; 2^33 squared overflows the element count itself
+    // 2^20 squared floats need 4 TiB; 2^33 squared overflows the element count itself; refused
+    // before the sizes before them are timed
     for n in [1 << 20, 1 << 33] {
         let config = BenchConfig {
-            gemm_sizes: vec![n],
+            gemm_sizes: vec![16, n],
             ..one_call(1)
         };
-        too_large(bench::kernels(&gpu, &config, &mut |_| {}).expect_err("a huge GEMM"));
+        let mut rows = 0;
+        too_large(bench::kernels(&gpu, &config, &mut |_| rows += 1).expect_err("a huge GEMM"));
+        assert_eq!(rows, 0, "a GEMM was timed before the refusal");
     }
-    // the convolution rows' batch, and the quantizer's rows
-    too_large(bench::kernels(&gpu, &one_call(1 << 40), &mut |_| {}).expect_err("a huge batch"));
+    // the convolution rows' batch (checked before the GEMMs are timed), and the quantizer's rows
+    let mut rows = 0;
+    let huge_batch = BenchConfig {
+        gemm_sizes: vec![16],
+        ..one_call(1 << 40)
+    };
+    too_large(bench::kernels(&gpu, &huge_batch, &mut |_| rows += 1).expect_err("a huge batch"));
+    assert_eq!(rows, 0, "a GEMM was timed before the refusal");
     let huge_n = [(1 << 40, 8, 4)];
     too_large(bench::quantizer(&gpu, &huge_n, &one_call(1), &mut |_| {}).expect_err("huge N"));
 }

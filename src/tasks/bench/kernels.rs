@@ -11,7 +11,7 @@ use crate::ops::conv::{self, Conv2dOptions, ConvTranspose2dOptions};
 use crate::ops::gemm::{self, GemmTile};
 
 use super::matching_gemm::{time_matching_gemm, MatchingGemm};
-use super::{adapter_line, random, time_calls, BenchConfig};
+use super::{adapter_line, elements_that_fit, random, time_calls, BenchConfig};
 
 /// One measured kernel.
 #[derive(Clone, Debug)]
@@ -189,6 +189,15 @@ pub fn kernels(
     report: &mut dyn FnMut(&BenchRow),
 ) -> Result<Vec<BenchRow>> {
     let _no_grad = autograd::no_grad();
+    // every operand checked against the binding limit before anything is timed
+    for &n in &cfg.gemm_sizes {
+        elements_that_fit(gpu, &[n, n])?;
+    }
+    for case in &VQVAE_CONVS {
+        let (x_size, y_size, x_ch, y_ch) = case.conv2d_sides();
+        elements_that_fit(gpu, &[cfg.batch, x_ch, x_size, x_size])?;
+        elements_that_fit(gpu, &[cfg.batch, y_ch, y_size, y_size])?;
+    }
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let mut rows = Vec::new();
     let mut push = |row: BenchRow, rows: &mut Vec<BenchRow>| {
