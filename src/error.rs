@@ -76,6 +76,14 @@ pub enum Error {
         /// The loss read back.
         loss: f64,
     },
+    /// A training run was asked to stop (Ctrl-C) and saved where it stopped.
+    #[error("stopped at step {step} as asked; the run is saved in {dir}: continue it with --resume {dir}")]
+    Interrupted {
+        /// The last step trained and saved.
+        step: u64,
+        /// The run's directory.
+        dir: String,
+    },
     /// A model about to be saved holds a value that is not a finite number.
     #[error("training diverged by step {step}: {tensor} holds {value}; the checkpoint of the last save is kept (lower the learning rate)")]
     DivergedModel {

@@ -251,9 +251,31 @@ fn end_quietly_on_a_closed_pipe() {
 #[cfg(not(unix))]
 fn end_quietly_on_a_closed_pipe() {}
 
+/// The exit status of a process ended by Ctrl-C (128 + SIGINT), as shells report it.
+const INTERRUPTED: u8 = 130;
+
+/// Ctrl-C during training stops the run after its current step, saved so that `--resume`
+/// continues it; anywhere else, or a second time, it ends the process at once, as it would
+/// without this handler (every file vqgpu writes is written atomically, so none is left
+/// half-written).
+fn stop_training_on_ctrl_c() {
+    let handler = || {
+        if vqgpu::train::interrupt::request_stop() {
+            eprintln!(
+                "\nstopping after this step and saving the run (Ctrl-C again to quit at once)"
+            );
+        } else {
+            std::process::exit(INTERRUPTED.into());
+        }
+    };
+    // without a handler Ctrl-C still ends the process, only without the save
+    let _ = ctrlc::set_handler(handler);
+}
+
 fn main() -> ExitCode {
     ensure_runtime_dir();
     end_quietly_on_a_closed_pipe();
+    stop_training_on_ctrl_c();
     let (result, pipeline) = match parse_checked(std::env::args().collect()) {
         Ok(cli) => {
             let pipeline = matches!(cli.command, Command::Pipeline(_));
@@ -263,6 +285,10 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e @ vqgpu::Error::Interrupted { .. }) => {
+            eprintln!("{e}");
+            ExitCode::from(INTERRUPTED)
+        }
         Err(e) => {
             eprintln!("error: {}", cli::message(&e, pipeline));
             ExitCode::FAILURE

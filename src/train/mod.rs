@@ -7,6 +7,7 @@
 
 mod autoencoder;
 mod classifier;
+pub mod interrupt;
 mod pixels;
 mod prior;
 mod run_dir;
@@ -205,13 +206,16 @@ pub fn run<S: TrainStep>(
     let mut loader = Loader::new(data, batch, trainer.run.seed, start, opts.steps);
     let mut since = Instant::now();
     let mut items = 0usize;
+    let listening = interrupt::Listening::start();
     for step in start + 1..=opts.steps {
         let next = loader
             .next_batch()
             .ok_or_else(|| Error::Dataset("the batch loader stopped early".into()))?;
         trainer.train_step(&next)?;
         items += batch;
-        let last = step == opts.steps;
+        // asked to stop: this step ends the run as the last one would, then the run is left
+        let stopped = listening.stop_requested() && step < opts.steps;
+        let last = step == opts.steps || stopped;
         if every(opts.log_every, step) || last {
             if let Some(m) = trainer.take_metrics()? {
                 let rate = items as f64 / since.elapsed().as_secs_f64().max(1e-9);
@@ -247,6 +251,13 @@ pub fn run<S: TrainStep>(
                 });
             }
             ck.save(&opts.out.join(CHECKPOINT_FILE))?;
+        }
+        if stopped {
+            plot_curves::<S>(&opts.out)?;
+            return Err(Error::Interrupted {
+                step,
+                dir: opts.out.display().to_string(),
+            });
         }
     }
     plot_curves::<S>(&opts.out)
