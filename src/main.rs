@@ -287,6 +287,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e @ vqgpu::Error::Interrupted { .. }) => {
             eprintln!("{e}");
+            if pipeline {
+                eprintln!("the pipeline's later stages did not run; the `train` command of the stage's model continues it with --resume");
+            }
             ExitCode::from(INTERRUPTED)
         }
         Err(e) => {
