@@ -422,3 +422,60 @@ fn a_run_resumes_only_on_the_data_it_recorded() {
     assert!(err.contains("was trained on cifar10, not shapes"), "{err}");
     std::fs::remove_dir_all(&out).ok();
 }
+
+#[test]
+fn resuming_another_models_run_names_the_command_that_continues_it() {
+    use vqgpu::models::autoencoder::{AeKind, AutoencoderConfig, Bottleneck, Recon};
+    let gpu = gpu();
+    let dir = temp_dir("other-model");
+    let save = |meta: &[(&str, &str)]| {
+        let mut ck = Checkpoint::default();
+        ck.insert("w", &[1], vec![0.0]);
+        for (key, value) in meta {
+            ck.set(key, value);
+        }
+        ck.save(&dir.join(CHECKPOINT_FILE)).unwrap();
+    };
+    // a prior's run records codes as its data: named as a prior's run, not as other data
+    save(&[
+        ("format", "vqgpu.pixelcnn.1"),
+        ("dataset", "codes of shapes"),
+    ]);
+    let err = train::vqvae(&gpu, &resumed(&dir, 2))
+        .unwrap_err()
+        .to_string();
+    let path = dir.display();
+    assert!(
+        err.contains("holds a `train prior` run, not a `train vqvae` one")
+            && err.contains(&format!("vqgpu train prior --codes FILE --resume {path}")),
+        "{err}"
+    );
+    // another kind of autoencoder, and a classifier
+    save(&[("format", "vqgpu.autoencoder.1"), ("kind", "dae")]);
+    let vae = train::AeOptions {
+        data: DataSpec::default(),
+        run: resumed(&dir, 2).run,
+        model: AutoencoderConfig {
+            image_shape: [3, 32, 32],
+            hidden: 32,
+            res_hidden: 8,
+            res_layers: 1,
+            bottleneck: Bottleneck::Flat { dim: 2 },
+            kind: AeKind::Variational {
+                beta: 1.0,
+                recon: Recon::Mse,
+            },
+        },
+    };
+    let err = train::autoencoder(&gpu, &vae).unwrap_err().to_string();
+    assert!(
+        err.contains("holds a `train dae` run, not a `train vae` one"),
+        "{err}"
+    );
+    save(&[("format", "vqgpu.classifier.1"), ("dataset", "shapes")]);
+    let err = train::vqvae2(&gpu, &resumed(&dir, 2))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("holds a `train classifier` run"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -12,10 +12,11 @@ use crate::io::checkpoint::Checkpoint;
 use crate::models::autoencoder::AutoencoderConfig;
 use crate::models::classifier::ClassifierConfig;
 use crate::models::pixelcnn::{PixelCnn, PixelCnnConfig};
+use crate::models::trained_by;
 use crate::models::vqvae::VqVaeConfig;
 use crate::train::{
-    self, bits, AeTask, AeTrainer, ClassifierTrainer, PriorTrainer, TrainOptions, TrainStep,
-    Trainer, VqVaeTrainer, Vqvae2Trainer,
+    self, bits, AeTrainer, ClassifierTrainer, PriorTrainer, TrainOptions, TrainStep, Trainer,
+    VqVaeTrainer, Vqvae2Trainer,
 };
 
 use super::progress::Progress;
@@ -70,13 +71,25 @@ impl RunOptions {
         }
     }
 
-    /// The checkpoint of the run to resume, if any, refused if it records another `dataset`
+    /// The checkpoint of the run to resume, if any, refused if another `train` command than
+    /// `command` saved it (naming the one that continues it), or if it records another `dataset`
     /// than this one (checked before any data is read).
-    fn resumed_checkpoint(&self, dataset: &str) -> Result<Option<Checkpoint>> {
+    fn resumed_checkpoint(&self, command: &str, dataset: &str) -> Result<Option<Checkpoint>> {
         let Some(dir) = &self.resume else {
             return Ok(None);
         };
         let ck = Checkpoint::load(&dir.join(train::CHECKPOINT_FILE))?;
+        if let Some(trained) = trained_by(&ck).filter(|&trained| trained != command) {
+            let codes = if trained == "prior" {
+                " --codes FILE"
+            } else {
+                ""
+            };
+            return Err(Error::InvalidArgument(format!(
+                "{dir} holds a `train {trained}` run, not a `train {command}` one: continue it with `vqgpu train {trained}{codes} --resume {dir}`",
+                dir = dir.display()
+            )));
+        }
         match ck.meta(train::DATASET_KEY) {
             Ok(recorded) if recorded != dataset => Err(ck.error(format!(
                 "was trained on {recorded}, not {dataset}: resume it on the same data"
@@ -179,14 +192,7 @@ pub fn classifier(gpu: &Gpu, options: &ClassifierOptions) -> Result<TrainReport>
         let run = &options.run;
         ClassifierTrainer::new(gpu, config, run.seed, run.lr, run.batch)
     };
-    train_images(
-        gpu,
-        &options.data,
-        &options.run,
-        "classifier",
-        fresh,
-        |_| Ok(()),
-    )
+    train_images(gpu, &options.data, &options.run, "classifier", fresh)
 }
 
 /// `train vqvae` and `train vqvae2` (whose model sizes are those of each level).
@@ -236,7 +242,7 @@ where
         let run = &options.run;
         new(gpu, model, run.seed, run.lr, run.batch, shape, variance)
     };
-    train_images(gpu, &options.data, &options.run, name, fresh, |_| Ok(()))
+    train_images(gpu, &options.data, &options.run, name, fresh)
 }
 
 /// `train ae | dae | vae`.
@@ -251,7 +257,7 @@ pub struct AeOptions {
 }
 
 /// Trains an AE, denoising AE or VAE (as `options.model.kind` says), or continues one of the same
-/// kind.
+/// kind (another kind's run is refused by [`RunOptions::resumed_checkpoint`]).
 pub fn autoencoder(gpu: &Gpu, options: &AeOptions) -> Result<TrainReport> {
     let fresh = |data: &dyn Dataset, variance| {
         let model = AutoencoderConfig {
@@ -262,41 +268,29 @@ pub fn autoencoder(gpu: &Gpu, options: &AeOptions) -> Result<TrainReport> {
         AeTrainer::new(gpu, model, run.seed, run.lr, run.batch, variance)
     };
     let name = options.model.kind_name();
-    let same_kind = |task: &AeTask| {
-        let found = task.model.config.kind_name();
-        match &options.run.resume {
-            Some(dir) if found != name => Err(Error::InvalidArgument(format!(
-                "{} holds a `train {found}` run, not a `train {name}` one",
-                dir.display()
-            ))),
-            _ => Ok(()),
-        }
-    };
-    train_images(gpu, &options.data, &options.run, name, fresh, same_kind)
+    train_images(gpu, &options.data, &options.run, name, fresh)
 }
 
-/// Trains an image model called `name` on the train split of `data`: a fresh one from `fresh`
-/// (given the data and its pixel variance), or the run `run` resumes, which `check` may refuse.
+/// Trains an image model called `name` (its `train` command) on the train split of `data`: a
+/// fresh one from `fresh` (given the data and its pixel variance), or the run `run` resumes.
 fn train_images<S>(
     gpu: &Gpu,
     data: &DataSpec,
     run: &RunOptions,
     name: &str,
     fresh: impl FnOnce(&dyn Dataset, f32) -> Result<Trainer<S>>,
-    check: impl FnOnce(&S) -> Result<()>,
 ) -> Result<TrainReport>
 where
     S: TrainStep<Data = dyn Dataset>,
     S::Metrics: Display,
 {
     let dataset = data.describe();
-    let resumed = run.resumed_checkpoint(&dataset)?;
+    let resumed = run.resumed_checkpoint(name, &dataset)?;
     let images = data.open(Split::Train)?;
     let mut trainer = run.start(gpu, resumed, || {
         let variance = pixel_variance(images.as_ref(), VARIANCE_IMAGES) as f32;
         fresh(images.as_ref(), variance)
     })?;
-    check(&trainer.task)?;
     let opts = run.train_options(name, &dataset);
     eprintln!(
         "adapter: {}; {name}, {} parameters; {} steps of {} images from {} into {}",
@@ -352,7 +346,7 @@ pub fn prior(gpu: &Gpu, options: &PriorOptions) -> Result<PriorReport> {
         },
         file.meta("dataset").unwrap_or("unknown images")
     );
-    let resumed = run.resumed_checkpoint(&dataset)?;
+    let resumed = run.resumed_checkpoint("prior", &dataset)?;
     let conditioned = match &resumed {
         Some(ck) => PixelCnn::from_checkpoint_config(ck)?.condition_codes > 0,
         None => options.condition_on_top,
