@@ -186,7 +186,7 @@ impl PipelineOptions {
             ));
         }
         let over_codes = PixelCnnConfig {
-            codes: self.vqvae.codebook_size,
+            codes,
             ..self.prior.clone()
         };
         match self.model {
@@ -194,7 +194,7 @@ impl PipelineOptions {
             PipelineModel::Vqvae2 => {
                 prior_config(&over_codes, CodeLevel::Top).validate()?;
                 PixelCnnConfig {
-                    condition_codes: self.vqvae.codebook_size,
+                    condition_codes: codes,
                     ..prior_config(&over_codes, CodeLevel::Bottom)
                 }
                 .validate()?;
