@@ -44,6 +44,22 @@ fn resumed(out: &std::path::Path, steps: u64) -> VqVaeOptions {
     o
 }
 
+/// `encode` of the first `limit` shapes images with `checkpoint` into `out` (not replacing it).
+fn encode_options(
+    checkpoint: &std::path::Path,
+    limit: usize,
+    out: &std::path::Path,
+) -> EncodeOptions {
+    EncodeOptions {
+        checkpoint: checkpoint.to_path_buf(),
+        data: DataSpec::default(),
+        batch: 8,
+        limit,
+        out: out.to_path_buf(),
+        overwrite: false,
+    }
+}
+
 /// The error of `encode` of the first `limit` shapes images with `checkpoint` into `out`.
 fn encode_error(
     gpu: &vqgpu::Gpu,
@@ -51,13 +67,7 @@ fn encode_error(
     limit: usize,
     out: &std::path::Path,
 ) -> String {
-    let options = EncodeOptions {
-        checkpoint: checkpoint.to_path_buf(),
-        data: DataSpec::default(),
-        batch: 8,
-        limit,
-        out: out.to_path_buf(),
-    };
+    let options = encode_options(checkpoint, limit, out);
     encode::run(gpu, &options).unwrap_err().to_string()
 }
 
@@ -169,6 +179,21 @@ fn commands_refuse_their_own_input_and_empty_evaluations() {
     );
     assert!(err.contains("this command's input"), "{err}");
     assert_eq!(std::fs::read(&report.checkpoint).unwrap(), before);
+    // an existing code file is replaced only when asked
+    let codes = out.join("codes.safetensors");
+    std::fs::write(&codes, b"a prior's codes").unwrap();
+    let err = encode_error(&gpu, &report.checkpoint, 8, &codes);
+    assert!(
+        err.contains("already exists") && err.contains("--overwrite"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&codes).unwrap(), b"a prior's codes");
+    let replace = EncodeOptions {
+        overwrite: true,
+        ..encode_options(&report.checkpoint, 8, &codes)
+    };
+    encode::run(&gpu, &replace).unwrap();
+    assert_ne!(std::fs::read(&codes).unwrap(), b"a prior's codes");
     let eval = |limit| {
         eval::vqvae(
             &gpu,

@@ -160,6 +160,26 @@ fn a_late_stage_setting_is_refused_before_the_first_stage_trains() {
     assert!(err.contains("too few for a Test split"), "{err}");
     assert!(!out.exists(), "the first stage ran before the refusal");
     std::fs::remove_dir_all(&few).ok();
+    // an earlier pipeline's later runs or code file, without --overwrite: refused before the
+    // first stage (which alone would not notice them)
+    for (model, earlier) in [
+        (PipelineModel::Vqvae, "prior/metrics.csv"),
+        (PipelineModel::Vqvae2, "bottom_prior/checkpoint.safetensors"),
+        (PipelineModel::Vqvae, "codes.safetensors"),
+    ] {
+        let file = out.join(earlier);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, b"earlier").unwrap();
+        let options = PipelineOptions {
+            model,
+            ..base.clone()
+        };
+        let err = pipeline::run(&gpu, &options).unwrap_err().to_string();
+        assert!(err.contains("--overwrite"), "{earlier}: {err}");
+        let entries = std::fs::read_dir(&out).unwrap().count();
+        assert_eq!(entries, 1, "{earlier}: a stage ran before the refusal");
+        std::fs::remove_dir_all(&out).unwrap();
+    }
     // the same heads over a one-level VQ-VAE's codes: its prior has no attention
     let one_level = PipelineOptions {
         prior: PixelCnnConfig {

@@ -23,6 +23,9 @@ pub struct EncodeArgs {
     /// Output file
     #[arg(long, default_value = "codes.safetensors")]
     out: PathBuf,
+    /// Replace the output file if it exists (refused otherwise)
+    #[arg(long)]
+    overwrite: bool,
 }
 
 impl EncodeArgs {
@@ -34,6 +37,7 @@ impl EncodeArgs {
             batch: eval.batch,
             limit: eval.limit,
             out: self.out.clone(),
+            overwrite: self.overwrite,
         }
     }
 }

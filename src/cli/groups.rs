@@ -46,9 +46,9 @@ pub struct EvalArgs {
     /// Images per forward pass
     #[arg(long, default_value_t = 64)]
     batch: usize,
-    /// Use at most this many images of each split
-    #[arg(long, default_value_t = usize::MAX)]
-    limit: usize,
+    /// Use at most this many images of each split (default: all)
+    #[arg(long)]
+    limit: Option<usize>,
 }
 
 impl EvalArgs {
@@ -57,7 +57,7 @@ impl EvalArgs {
             checkpoint: self.checkpoint.clone(),
             data: self.data.spec(),
             batch: self.batch,
-            limit: self.limit,
+            limit: self.limit.unwrap_or(usize::MAX),
         }
     }
 }

@@ -37,9 +37,9 @@ pub struct EvalClassifierArgs {
     checkpoint: PathBuf,
     #[command(flatten)]
     data: DataArgs,
-    /// Use at most this many test images
-    #[arg(long, default_value_t = usize::MAX)]
-    limit: usize,
+    /// Use at most this many test images (default: all)
+    #[arg(long)]
+    limit: Option<usize>,
 }
 
 impl EvalClassifierArgs {
@@ -47,7 +47,7 @@ impl EvalClassifierArgs {
         score::ClassifierEvalOptions {
             checkpoint: self.checkpoint.clone(),
             data: self.data.spec(),
-            limit: self.limit,
+            limit: self.limit.unwrap_or(usize::MAX),
         }
     }
 }

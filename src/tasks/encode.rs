@@ -1,7 +1,7 @@
 //! `encode`: the code grids of a dataset's train and test splits under a VQ-VAE (both levels'
 //! under a VQ-VAE-2), the priors' data.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::data::{CodeFile, DataSpec, Dataset, Split};
 use crate::error::{Error, Result, Setting};
@@ -25,6 +25,8 @@ pub struct EncodeOptions {
     pub limit: usize,
     /// The code file written.
     pub out: PathBuf,
+    /// Replace `out` if it exists (refused otherwise).
+    pub overwrite: bool,
 }
 
 /// What `encode` wrote.
@@ -86,9 +88,22 @@ pub(crate) fn check_limit(limit: usize) -> Result<()> {
     Ok(())
 }
 
+/// Refuses to replace an existing code file unless `overwrite`: a prior may be training on it, and
+/// nothing in its run would notice the new codes.
+pub(crate) fn check_out(out: &Path, overwrite: bool) -> Result<()> {
+    if out.exists() && !overwrite {
+        return Err(Error::InvalidArgument(format!(
+            "{} already exists: choose another --out, or pass --overwrite to replace it",
+            out.display()
+        )));
+    }
+    Ok(())
+}
+
 /// Encodes both splits and writes the code file.
 pub fn run(gpu: &Gpu, options: &EncodeOptions) -> Result<EncodeReport> {
     atomic::refuse_own_input(&options.out, &[&options.checkpoint])?;
+    check_out(&options.out, options.overwrite)?;
     check_limit(options.limit)?;
     let splits = [
         options.data.open(Split::Train)?,

@@ -4,7 +4,7 @@
 //! The defaults finish on `shapes` in minutes on a CPU driver; [`Preset::Gpu`] trains the
 //! reference-size models for a real GPU.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::data::{CodeLevel, DataSpec, Split};
@@ -13,12 +13,17 @@ use crate::gpu::Gpu;
 use crate::models::pixelcnn::{PixelCnnConfig, TOP_ATTENTION_EVERY};
 use crate::models::vqvae::VqVaeConfig;
 use crate::ops::softmax;
-use crate::train::check_learning_rate;
+use crate::train::{check_learning_rate, holds_run};
 
 use super::encode::{self, EncodeOptions};
 use super::progress::in_stage;
 use super::sample::{self, SampleOptions, Sampler};
 use super::train::{self, PriorOptions, RunOptions, VqVaeOptions};
+
+/// The code file inside the pipeline's directory.
+const CODES_FILE: &str = "codes.safetensors";
+/// The run directory of a VQ-VAE-2's bottom prior.
+const BOTTOM_PRIOR_DIR: &str = "bottom_prior";
 
 /// Every setting of the pipeline.
 #[derive(Clone, Debug)]
@@ -254,6 +259,11 @@ pub fn run(gpu: &Gpu, options: &PipelineOptions) -> Result<PipelineReport> {
                 ),
             ),
         };
+    let run_dirs = [dir, prior_dir, BOTTOM_PRIOR_DIR];
+    if !options.overwrite {
+        // every stage but the encoding and the sampling trains a run
+        refuse_earlier_pipeline(out, &run_dirs[..stages - 2])?;
+    }
     let vqvae = in_stage(stage(1, name), || {
         train_model(
             gpu,
@@ -272,7 +282,8 @@ pub fn run(gpu: &Gpu, options: &PipelineOptions) -> Result<PipelineReport> {
                 data: options.data.clone(),
                 batch: 128,
                 limit: options.encode_limit,
-                out: out.join("codes.safetensors"),
+                out: out.join(CODES_FILE),
+                overwrite: options.overwrite,
             },
         )
     })?;
@@ -298,7 +309,7 @@ pub fn run(gpu: &Gpu, options: &PipelineOptions) -> Result<PipelineReport> {
         let bottom = train_prior(
             4,
             "train the prior of the bottom codes given the top codes",
-            "bottom_prior",
+            BOTTOM_PRIOR_DIR,
             CodeLevel::Bottom,
             true,
         )?;
@@ -336,6 +347,19 @@ pub fn run(gpu: &Gpu, options: &PipelineOptions) -> Result<PipelineReport> {
         bottom_prior,
         samples,
     })
+}
+
+/// Refuses, before the first stage trains, an `out` that holds an earlier pipeline's runs (in
+/// `run_dirs`) or code file: a later stage would refuse it only after the first had trained.
+fn refuse_earlier_pipeline(out: &Path, run_dirs: &[&str]) -> Result<()> {
+    if let Some(dir) = run_dirs.iter().map(|d| out.join(d)).find(|d| holds_run(d)) {
+        return Err(Error::InvalidArgument(format!(
+            "{} holds an earlier pipeline's runs ({} holds a training run): choose another --out, or pass --overwrite to replace them",
+            out.display(),
+            dir.display()
+        )));
+    }
+    encode::check_out(&out.join(CODES_FILE), false)
 }
 
 /// The pipeline's prior sizes for the codes of `level`: attention (PixelSNAIL-style) only over a

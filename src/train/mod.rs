@@ -23,7 +23,7 @@ pub use autoencoder::{AeMetrics, AeTask, AeTrainer};
 pub use classifier::{ClassifierMetrics, ClassifierTask, ClassifierTrainer};
 pub use pixels::PixelInput;
 pub use prior::{bits, PriorMetrics, PriorTask, PriorTrainer};
-pub use run_dir::{RunLock, LOCK_FILE};
+pub use run_dir::{holds_run, RunLock, LOCK_FILE};
 pub use state::{check_fits, check_learning_rate, MetricSums, RunState, METRIC_SLOTS};
 pub use vqvae::{StepMetrics, VqVaeTask, VqVaeTrainer};
 pub use vqvae2::{LevelMetrics, Vqvae2Metrics, Vqvae2Task, Vqvae2Trainer};

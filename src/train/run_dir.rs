@@ -48,7 +48,7 @@ impl RunLock {
 }
 
 /// Whether `dir` holds (part of) a training run.
-fn holds_run(dir: &Path) -> bool {
+pub fn holds_run(dir: &Path) -> bool {
     dir.join(CHECKPOINT_FILE).exists() || dir.join(METRICS_FILE).exists()
 }
 
