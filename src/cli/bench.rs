@@ -85,9 +85,10 @@ pub struct BenchPriorArgs {
     #[arg(long, value_enum, value_delimiter = ',', default_value = "full,cached")]
     samplers: Vec<SamplerArg>,
     /// Time the full sampler on only this many positions of each grid and scale to the whole grid
-    /// (each of its positions is one identical forward pass over the grid); default: whole grids
-    #[arg(long)]
-    full_positions: Option<usize>,
+    /// (each of its positions is one identical forward pass over the grid, so the figure is the
+    /// same up to noise; whole 32x32 grids take hours on a CPU driver); 0: whole grids
+    #[arg(long, default_value_t = 32)]
+    full_positions: usize,
     /// Also list every kernel launch of one training step with its GPU time, by kernel and by
     /// layer, and the host-side cost of recording a step
     #[arg(long)]
@@ -106,7 +107,7 @@ impl BenchPriorArgs {
             samples: self.samples,
             sample_sides: self.sample_grids.clone(),
             samplers: self.samplers.iter().map(|&s| s.into()).collect(),
-            full_positions: self.full_positions,
+            full_positions: (self.full_positions > 0).then_some(self.full_positions),
             model: PixelCnnConfig {
                 codes: self.codebook_size,
                 ..self.model.config(0)

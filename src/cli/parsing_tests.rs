@@ -260,3 +260,23 @@ fn a_top_codes_prior_attends_unless_told_otherwise() {
     };
     assert_eq!(p.options().prior.attention_every, 1);
 }
+
+#[test]
+fn bench_prior_times_the_full_sampler_on_32_positions_unless_told_otherwise() {
+    let full_positions = |args: &[&str]| {
+        let Command::Bench {
+            what: BenchCommand::Prior(a),
+        } = parsed(&[&["vqgpu", "bench", "prior"], args].concat())
+        else {
+            panic!("parsed as another command");
+        };
+        a.options().full_positions
+    };
+    assert_eq!(full_positions(&[]), Some(32));
+    assert_eq!(full_positions(&["--full-positions", "100"]), Some(100));
+    assert_eq!(
+        full_positions(&["--full-positions", "0"]),
+        None,
+        "whole grids"
+    );
+}
