@@ -280,3 +280,18 @@ fn bench_prior_times_the_full_sampler_on_32_positions_unless_told_otherwise() {
         "whole grids"
     );
 }
+
+#[test]
+fn only_models_that_reconstruct_take_recon_every() {
+    let args = |what: &str| {
+        ["vqgpu", "train", what, "--recon-every", "5"]
+            .map(String::from)
+            .to_vec()
+    };
+    assert!(parse(args("vae")).is_ok());
+    let err = parse(args("classifier"))
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(err.contains("--recon-every"), "{err}");
+}

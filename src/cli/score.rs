@@ -7,13 +7,15 @@ use clap::Args;
 
 use vqgpu::tasks::{score, train};
 
-use super::groups::{DataArgs, ImageRunArgs};
+use super::groups::{DataArgs, RunArgs};
 
 /// `train classifier`.
 #[derive(Args)]
 pub struct TrainClassifierArgs {
     #[command(flatten)]
-    images: ImageRunArgs,
+    data: DataArgs,
+    #[command(flatten)]
+    run: RunArgs,
     /// Channels of the first conv (the features have 4x as many)
     #[arg(long, default_value_t = 32)]
     channels: usize,
@@ -22,8 +24,9 @@ pub struct TrainClassifierArgs {
 impl TrainClassifierArgs {
     pub fn options(&self) -> train::ClassifierOptions {
         train::ClassifierOptions {
-            data: self.images.data.spec(),
-            run: self.images.run(),
+            data: self.data.spec(),
+            // a classifier has no reconstructions to write
+            run: self.run.options(0),
             channels: self.channels,
         }
     }
