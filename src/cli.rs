@@ -13,8 +13,8 @@ mod score;
 
 pub use bench::{BenchKernelsArgs, BenchPriorArgs, BenchQuantizerArgs, BenchVqVaeArgs};
 pub use commands::{
-    EncodeArgs, LatentMapArgs, PipelineArgs, ReconstructArgs, SampleArgs, TrainAeArgs,
-    TrainPriorArgs, TrainVqVaeArgs,
+    EncodeArgs, EvalPriorArgs, LatentMapArgs, PipelineArgs, ReconstructArgs, SampleArgs,
+    TrainAeArgs, TrainPriorArgs, TrainVqVaeArgs,
 };
 pub use groups::EvalArgs;
 pub use resume::resume_flags;

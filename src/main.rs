@@ -10,8 +10,8 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use cli::{
     BenchKernelsArgs, BenchPriorArgs, BenchQuantizerArgs, BenchVqVaeArgs, EncodeArgs, EvalArgs,
-    EvalClassifierArgs, EvalSamplesArgs, LatentMapArgs, PipelineArgs, ReconstructArgs, SampleArgs,
-    TrainAeArgs, TrainClassifierArgs, TrainPriorArgs, TrainVqVaeArgs,
+    EvalClassifierArgs, EvalPriorArgs, EvalSamplesArgs, LatentMapArgs, PipelineArgs,
+    ReconstructArgs, SampleArgs, TrainAeArgs, TrainClassifierArgs, TrainPriorArgs, TrainVqVaeArgs,
 };
 use vqgpu::gpu::Backend;
 use vqgpu::tasks::{
@@ -93,6 +93,9 @@ enum EvalCommand {
     /// VQ-VAE-2 checkpoint)
     #[command(visible_alias = "vqvae2")]
     Vqvae(EvalArgs),
+    /// Test NLL of a PixelCNN prior over the code file it was trained on, in nats and bits per
+    /// code, beside the uniform and unigram baselines
+    Prior(EvalPriorArgs),
     /// Test accuracy of an image classifier
     Classifier(EvalClassifierArgs),
     /// Sample quality: Fréchet distance of samples (and of reconstructions, and of real training
@@ -152,6 +155,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval { what } => match what {
             EvalCommand::Vqvae(a) => eval::vqvae(&gpu()?, &a.options()).map(drop),
             EvalCommand::Ae(a) => eval::autoencoder(&gpu()?, &a.options()).map(drop),
+            EvalCommand::Prior(a) => eval::prior(&gpu()?, &a.options()).map(drop),
             EvalCommand::Classifier(a) => {
                 score::classifier_accuracy(&gpu()?, &a.options()).map(drop)
             }

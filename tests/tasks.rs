@@ -5,9 +5,32 @@ mod common;
 use common::*;
 use vqgpu::data::{CodeGrids, DataSpec};
 use vqgpu::models::pixelcnn::PixelCnnConfig;
+use vqgpu::tasks::eval::{self, PriorEvalOptions};
 use vqgpu::tasks::pipeline::{self, PipelineOptions};
 use vqgpu::tasks::train::{self, RunOptions, VqVaeOptions};
 use vqgpu::train::METRICS_FILE;
+
+/// `eval prior` of `prior` on `codes`, `batch` grids at a time.
+fn eval_prior(
+    gpu: &vqgpu::Gpu,
+    prior: &std::path::Path,
+    codes: &std::path::Path,
+    batch: usize,
+    limit: usize,
+) -> vqgpu::Result<eval::PriorEvalReport> {
+    let options = PriorEvalOptions {
+        checkpoint: prior.to_path_buf(),
+        codes: codes.to_path_buf(),
+        batch,
+        limit,
+    };
+    eval::prior(gpu, &options)
+}
+
+/// Whether two NLLs are the same measurement (the same sums, up to rounding).
+fn same_nll(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-6 * a.abs().max(b.abs())
+}
 
 fn temp_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("vqgpu-tasks-{name}-{}", std::process::id()));
@@ -54,6 +77,30 @@ fn the_pipeline_trains_encodes_trains_the_prior_and_samples() {
         report.test_nll.is_finite() && report.test_nll > 0.0,
         "test NLL {}",
         report.test_nll
+    );
+    // `eval prior` measures the saved prior as the end of its training did, on all 64 test grids
+    let measured = eval_prior(&gpu, &report.prior, &report.codes, 8, usize::MAX).unwrap();
+    assert_eq!(measured.grids, 64);
+    assert!(same_nll(measured.nll, report.test_nll), "{measured:?}");
+    assert!(same_nll(measured.uniform, 16f64.ln()));
+    assert!(measured.unigram > 0.0 && measured.unigram <= measured.uniform + 1e-9);
+    assert_eq!(
+        eval_prior(&gpu, &report.prior, &report.codes, 8, 10)
+            .unwrap()
+            .grids,
+        10
+    );
+    // ... and refuses the codes of another dataset
+    let mut other = vqgpu::io::checkpoint::Checkpoint::load(&report.codes).unwrap();
+    other.set("dataset", "fashion-mnist");
+    let other_path = out.join("other.safetensors");
+    other.save(&other_path).unwrap();
+    let err = eval_prior(&gpu, &report.prior, &other_path, 8, usize::MAX)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("was trained on codes of shapes") && err.contains("codes of fashion-mnist"),
+        "{err}"
     );
     // one row per class of one sample each, 32x32 drawn at twice the size with 2-pixel gaps
     let png = image::open(&report.samples).unwrap();
@@ -236,6 +283,16 @@ fn the_vqvae2_pipeline_trains_both_priors_and_samples() {
         assert!(file.is_file(), "{} missing", file.display());
     }
     assert!(report.test_nll.is_finite() && bottom_nll.is_finite());
+    // `eval prior` finds each prior's level (and the top grids the bottom one is conditioned on)
+    for (prior, nll) in [(&report.prior, report.test_nll), (&bottom, bottom_nll)] {
+        let measured = eval_prior(&gpu, prior, &report.codes, 4, usize::MAX).unwrap();
+        assert_eq!(measured.grids, 16);
+        assert!(
+            same_nll(measured.nll, nll),
+            "{}: {measured:?} against {nll}",
+            prior.display()
+        );
+    }
     // attention in the top codes' prior only
     for (prior, attention) in [(&report.prior, "1"), (&bottom, "0")] {
         let ck = vqgpu::io::checkpoint::Checkpoint::load(prior).unwrap();

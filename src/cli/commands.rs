@@ -7,7 +7,7 @@ use clap::Args;
 use vqgpu::models::autoencoder::{AeKind, AutoencoderConfig, Bottleneck, Corruption, Recon};
 use vqgpu::models::pixelcnn::TOP_ATTENTION_EVERY;
 use vqgpu::tasks::pipeline::PipelineOptions;
-use vqgpu::tasks::{encode, latent_map, reconstruct, sample, train};
+use vqgpu::tasks::{encode, eval, latent_map, reconstruct, sample, train};
 use vqgpu::{Error, Result};
 
 use super::groups::{
@@ -38,6 +38,34 @@ impl EncodeArgs {
             limit: eval.limit,
             out: self.out.clone(),
             overwrite: self.overwrite,
+        }
+    }
+}
+
+/// `eval prior`.
+#[derive(Args)]
+pub struct EvalPriorArgs {
+    /// Prior checkpoint (checkpoint.safetensors of `train prior`)
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// The code file (of `encode`) the prior was trained on: its test grids are measured
+    #[arg(long)]
+    codes: PathBuf,
+    /// Code grids per forward pass
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Measure at most this many test grids (default: all)
+    #[arg(long)]
+    limit: Option<usize>,
+}
+
+impl EvalPriorArgs {
+    pub fn options(&self) -> eval::PriorEvalOptions {
+        eval::PriorEvalOptions {
+            checkpoint: self.checkpoint.clone(),
+            codes: self.codes.clone(),
+            batch: self.batch,
+            limit: self.limit.unwrap_or(usize::MAX),
         }
     }
 }

@@ -1,15 +1,19 @@
-//! `eval vqvae` (VQ-VAE and VQ-VAE-2) and `eval ae`: test-set quality of a trained model.
+//! `eval vqvae` (VQ-VAE and VQ-VAE-2), `eval ae` and `eval prior`: test-set quality of a trained
+//! model.
 
 use std::path::PathBuf;
 
 use crate::autograd;
-use crate::data::{DataSpec, Dataset, Split};
+use crate::data::{CodeGrids, CodeLevel, DataSpec, Dataset, Split};
 use crate::error::{Error, Result, Setting};
 use crate::gpu::Gpu;
 use crate::io::checkpoint::Checkpoint;
 use crate::models::autoencoder::Autoencoder;
+use crate::models::pixelcnn::PixelCnn;
 use crate::models::{load_code_model, CodeModel};
+use crate::train::{bits, PriorTask, DATASET_KEY};
 
+use super::train::prior_dataset;
 use super::{add_squared_error, for_each_batch, load_images, psnr};
 
 /// A trained model and the test images to evaluate it on.
@@ -234,4 +238,92 @@ pub fn autoencoder(gpu: &Gpu, options: &EvalOptions) -> Result<AeReport> {
         );
     }
     Ok(r)
+}
+
+/// A trained prior and the code file whose test grids it is measured on.
+#[derive(Clone, Debug)]
+pub struct PriorEvalOptions {
+    /// The prior's checkpoint (`train prior`).
+    pub checkpoint: PathBuf,
+    /// The code file (`encode`) the prior was trained on.
+    pub codes: PathBuf,
+    /// Code grids per forward pass.
+    pub batch: usize,
+    /// Measure at most this many test grids.
+    pub limit: usize,
+}
+
+/// The test NLL of a prior, with the baselines it is read against.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PriorEvalReport {
+    /// Test grids measured.
+    pub grids: usize,
+    /// Mean NLL, nats per code.
+    pub nll: f64,
+    /// log K, nats: a prior that gives every code the same probability.
+    pub uniform: f64,
+    /// Entropy of the train codes' frequencies, nats: a prior that ignores the context.
+    pub unigram: f64,
+}
+
+/// The grids of `file` that the prior saved in `ck` was trained on (a VQ-VAE-2's top or bottom
+/// ones, as the prior records), or an error when it was trained on another dataset's codes.
+fn trained_level(ck: &Checkpoint, file: &Checkpoint, codes: &std::path::Path) -> Result<CodeLevel> {
+    let Ok(recorded) = ck.meta(DATASET_KEY) else {
+        return Ok(CodeLevel::Bottom); // a prior that records no data
+    };
+    [CodeLevel::Bottom, CodeLevel::Top]
+        .into_iter()
+        .find(|&level| prior_dataset(file, level) == recorded)
+        .ok_or_else(|| {
+            ck.error(format!(
+                "was trained on {recorded}, and {} holds {}: measure it on the code file it was trained on",
+                codes.display(),
+                prior_dataset(file, CodeLevel::Bottom)
+            ))
+        })
+}
+
+/// `eval prior`: the NLL of a prior over the test grids of its code file (the level it was
+/// trained on, with the labels and top grids it is conditioned on), printed with its baselines.
+pub fn prior(gpu: &Gpu, options: &PriorEvalOptions) -> Result<PriorEvalReport> {
+    Setting::Batch.require_positive(options.batch as u64)?;
+    let ck = Checkpoint::load(&options.checkpoint)?;
+    let model = PixelCnn::from_checkpoint(gpu, &ck)?;
+    let file = Checkpoint::load(&options.codes)?;
+    let level = trained_level(&ck, &file, &options.codes)?;
+    let conditioned = model.config.condition_codes > 0;
+    let load = |split: &str| -> Result<CodeGrids> {
+        let grids = CodeGrids::of_level(&file, split, level)?;
+        if conditioned {
+            grids.conditioned_on_top(&file, split)
+        } else {
+            Ok(grids)
+        }
+    };
+    let (train, test) = (load("train")?, load("test")?);
+    let task = PriorTask::new(gpu, model, options.batch, test.grid)?;
+    let nll = task.evaluate(&test, options.limit)?;
+    if !nll.is_finite() {
+        return Err(not_finite());
+    }
+    let report = PriorEvalReport {
+        grids: test.len.min(options.limit),
+        nll,
+        uniform: (test.codebook_size as f64).ln(),
+        unigram: train.unigram_entropy(),
+    };
+    println!("adapter: {}", gpu.adapter_name());
+    println!(
+        "{} test grids of {}x{} codes (K = {}): NLL {:.4} nats = {:.3} bits per code (uniform {:.3} bits, unigram {:.3} bits)",
+        report.grids,
+        test.grid[0],
+        test.grid[1],
+        test.codebook_size,
+        nll,
+        bits(nll),
+        bits(report.uniform),
+        bits(report.unigram)
+    );
+    Ok(report)
 }

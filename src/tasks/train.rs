@@ -333,19 +333,25 @@ pub struct PriorReport {
     pub test_nll: f64,
 }
 
+/// The data a prior trained on the `level` grids of the code file `file` records: "codes of
+/// shapes", "top codes of shapes".
+pub(crate) fn prior_dataset(file: &Checkpoint, level: CodeLevel) -> String {
+    format!(
+        "{}codes of {}",
+        match level {
+            CodeLevel::Bottom => "",
+            CodeLevel::Top => "top ",
+        },
+        file.meta("dataset").unwrap_or("unknown images")
+    )
+}
+
 /// Trains a PixelCNN prior on a code file, or continues one; prints the NLL of the test split.
 pub fn prior(gpu: &Gpu, options: &PriorOptions) -> Result<PriorReport> {
     let file = Checkpoint::load(&options.codes)?;
     let run = &options.run;
     // the data a prior's checkpoint records, so that a resume on other codes is refused
-    let dataset = format!(
-        "{}codes of {}",
-        match options.level {
-            CodeLevel::Bottom => "",
-            CodeLevel::Top => "top ",
-        },
-        file.meta("dataset").unwrap_or("unknown images")
-    );
+    let dataset = prior_dataset(&file, options.level);
     let resumed = run.resumed_checkpoint("prior", &dataset)?;
     let conditioned = match &resumed {
         Some(ck) => PixelCnn::from_checkpoint_config(ck)?.condition_codes > 0,

@@ -65,7 +65,9 @@ pub struct PriorTask {
 pub type PriorTrainer = Trainer<PriorTask>;
 
 impl PriorTask {
-    fn new(gpu: &Gpu, model: PixelCnn, batch: usize, grid: [usize; 2]) -> Result<Self> {
+    /// `model` over grids of `grid` = (height, width), `batch` grids at a time (a trainer adds
+    /// the optimizer; evaluation needs none).
+    pub fn new(gpu: &Gpu, model: PixelCnn, batch: usize, grid: [usize; 2]) -> Result<Self> {
         let [h, w] = grid;
         // the largest activation must fit the adapter's binding limit
         model.config.check_grid(grid)?;
