@@ -90,6 +90,17 @@ fn the_pipeline_trains_encodes_trains_the_prior_and_samples() {
             .grids,
         10
     );
+    // the progress of a measurement: the grids submitted after each batch
+    let ck = vqgpu::io::checkpoint::Checkpoint::load(&report.prior).unwrap();
+    let model = vqgpu::models::pixelcnn::PixelCnn::from_checkpoint(&gpu, &ck).unwrap();
+    let test = CodeGrids::load(&report.codes, "test").unwrap();
+    let task = vqgpu::train::PriorTask::new(&gpu, model, 24, test.grid).unwrap();
+    let mut submitted = Vec::new();
+    let nll = task
+        .evaluate_reporting(&test, 60, &mut |n| submitted.push(n))
+        .unwrap();
+    assert_eq!(submitted, [24, 48, 60]);
+    assert!(nll.is_finite());
     // ... and refuses the codes of another dataset
     let mut other = vqgpu::io::checkpoint::Checkpoint::load(&report.codes).unwrap();
     other.set("dataset", "fashion-mnist");

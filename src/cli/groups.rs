@@ -46,7 +46,7 @@ pub struct EvalArgs {
     /// Images per forward pass
     #[arg(long, default_value_t = 64)]
     batch: usize,
-    /// Use at most this many images of each split (default: all)
+    /// Use at most this many images of each split read (default: all)
     #[arg(long)]
     limit: Option<usize>,
 }

@@ -10,7 +10,6 @@ use crate::io::atomic;
 use crate::models::{load_code_model, CodeModel};
 
 use super::for_each_batch;
-use super::progress::Progress;
 
 /// Which model encodes which images into which file.
 #[derive(Clone, Debug)]
@@ -52,19 +51,14 @@ pub fn encode_into(
     let n = data.len().min(limit);
     // per level, top first: the codes and the grid
     let mut levels: Vec<(Vec<i32>, [usize; 2])> = Vec::new();
-    let progress = Progress::new(0, n as u64);
-    let mut done = 0;
     for_each_batch(model, data, batch, limit, &mut |_, _, grids| {
         levels.resize_with(grids.len(), Default::default);
         for ((codes, grid), c) in levels.iter_mut().zip(grids) {
             *grid = [c.dim(1), c.dim(2)];
             codes.extend(c.to_vec()?.iter().map(|&c| c as i32));
         }
-        done += grids[0].dim(0);
-        progress.advance(done as u64);
         Ok(())
     })?;
-    drop(progress);
     let labels = data.classes().map(|classes| {
         let labels = (0..n).map(|i| data.label(i).unwrap_or(0) as i32).collect();
         (labels, classes)

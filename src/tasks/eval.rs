@@ -13,6 +13,7 @@ use crate::models::pixelcnn::PixelCnn;
 use crate::models::{load_code_model, CodeModel};
 use crate::train::{bits, PriorTask, DATASET_KEY};
 
+use super::progress::Progress;
 use super::train::prior_dataset;
 use super::{add_squared_error, for_each_batch, load_images, psnr};
 
@@ -189,8 +190,10 @@ pub fn evaluate_autoencoder(
     let gpu = model.params.gpu().clone();
     let total = data.len().min(limit);
     let (mut sq, mut values, mut nll, mut kl) = (0f64, 0usize, 0f64, 0f64);
+    let progress = Progress::new(0, total as u64);
     for start in (0..total).step_by(batch) {
         let range = start..(start + batch).min(total);
+        progress.advance(range.end as u64);
         let n = range.len() as f64;
         let (x, host) = load_images(data, range, &gpu)?;
         let out = model.forward(&x, start as u64, variance, false);
@@ -303,7 +306,11 @@ pub fn prior(gpu: &Gpu, options: &PriorEvalOptions) -> Result<PriorEvalReport> {
     };
     let (train, test) = (load("train")?, load("test")?);
     let task = PriorTask::new(gpu, model, options.batch, test.grid)?;
-    let nll = task.evaluate(&test, options.limit)?;
+    let progress = Progress::new(0, test.len.min(options.limit) as u64);
+    let nll = task.evaluate_reporting(&test, options.limit, &mut |done| {
+        progress.advance(done as u64)
+    })?;
+    drop(progress);
     if !nll.is_finite() {
         return Err(not_finite());
     }

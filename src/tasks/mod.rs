@@ -23,6 +23,8 @@ use crate::gpu::Gpu;
 use crate::models::CodeModel;
 use crate::tensor::Tensor;
 
+use progress::Progress;
+
 /// Images `range` of `data` as a [n, C, H, W] model input, on the GPU and on the host.
 fn load_images(data: &dyn Dataset, range: Range<usize>, gpu: &Gpu) -> Result<(Tensor, Vec<f32>)> {
     let [c, h, w] = data.image_shape();
@@ -40,7 +42,7 @@ type BatchVisitor<'a> = dyn FnMut(&[f32], &Tensor, &[Tensor]) -> Result<()> + 'a
 
 /// Runs `f` on the inputs (host copy), the model's reconstruction and its code grids (one per
 /// level, top first) for every batch of the first `limit` images of `data`, in order, without
-/// training.
+/// training, with a progress bar over the images.
 fn for_each_batch(
     model: &mut dyn CodeModel,
     data: &dyn Dataset,
@@ -53,10 +55,13 @@ fn for_each_batch(
     let _no_grad = autograd::no_grad();
     let gpu = model.gpu().clone();
     let total = data.len().min(limit);
+    let progress = Progress::new(0, total as u64);
     for start in (0..total).step_by(batch) {
-        let (x, host) = load_images(data, start..(start + batch).min(total), &gpu)?;
+        let end = (start + batch).min(total);
+        let (x, host) = load_images(data, start..end, &gpu)?;
         let (recon, codes) = model.reconstruct(&x);
         f(&host, &recon, &codes)?;
+        progress.advance(end as u64);
     }
     Ok(())
 }

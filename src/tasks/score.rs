@@ -18,6 +18,7 @@ use crate::models::load_code_model;
 use crate::tensor::Tensor;
 
 use super::for_each_batch;
+use super::progress::Progress;
 use super::sample::{Sampler, Sampling, SamplingRequest, MAX_SAMPLES};
 
 /// Images per forward pass when scoring.
@@ -79,6 +80,7 @@ pub fn classify(model: &Classifier, images: &[f32]) -> Result<(Vec<f64>, Vec<u32
     let shape = model.config.image_shape;
     let per_image: usize = shape.iter().product();
     let (mut features, mut predicted) = (Vec::new(), Vec::new());
+    let progress = Progress::new(0, (images.len() / per_image) as u64);
     for chunk in images.chunks(BATCH * per_image) {
         let n = chunk.len() / per_image;
         let x = Tensor::from_slice(gpu, &[n, shape[0], shape[1], shape[2]], chunk)?;
@@ -91,6 +93,7 @@ pub fn classify(model: &Classifier, images: &[f32]) -> Result<(Vec<f64>, Vec<u32
             let best = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
             row.iter().position(|&v| v == best).unwrap_or(0) as u32
         }));
+        progress.advance(predicted.len() as u64);
     }
     Ok((features, predicted))
 }
@@ -259,6 +262,7 @@ pub fn score_samples(gpu: &Gpu, options: &SampleScoreOptions) -> Result<SampleSc
     let labels: Option<Vec<u32>> =
         (classes > 0).then(|| (0..count).map(|i| (i * classes / count) as u32).collect());
     let mut samples = Vec::new();
+    let progress = Progress::new(0, count as u64);
     for (i, start) in (0..count).step_by(BATCH).enumerate() {
         let n = BATCH.min(count - start);
         let chunk = labels.as_ref().map(|l| &l[start..start + n]);
@@ -271,7 +275,9 @@ pub fn score_samples(gpu: &Gpu, options: &SampleScoreOptions) -> Result<SampleSc
             seed,
         };
         samples.extend(sampling.draw(&request, false)?.images);
+        progress.advance((start + n) as u64);
     }
+    drop(progress);
     let (sample_features, predicted) = classify(&classifier, &samples)?;
     let class_agreement = labels.map(|l| {
         let right = predicted.iter().zip(&l).filter(|(p, l)| p == l).count();

@@ -426,7 +426,11 @@ pub fn prior(gpu: &Gpu, options: &PriorOptions) -> Result<PriorReport> {
         bits(unigram)
     );
     let report = fit(&mut trainer, train, &opts, "grids")?;
-    let test_nll = trainer.task.evaluate(&test, usize::MAX)?;
+    let progress = Progress::new(0, test.len as u64);
+    let test_nll = trainer
+        .task
+        .evaluate_reporting(&test, usize::MAX, &mut |done| progress.advance(done as u64))?;
+    drop(progress);
     println!(
         "test NLL over all {} grids: {test_nll:.4} nats = {:.3} bits per code (uniform {:.3} bits, unigram {:.3} bits)",
         test.len,

@@ -101,6 +101,17 @@ impl PriorTask {
 
     /// Mean NLL in nats per code over the first `limit` grids of `data` (one readback).
     pub fn evaluate(&self, data: &CodeGrids, limit: usize) -> Result<f64> {
+        self.evaluate_reporting(data, limit, &mut |_| {})
+    }
+
+    /// [`PriorTask::evaluate`], calling `recorded` with the number of grids submitted so far after
+    /// each batch (for a progress bar).
+    pub fn evaluate_reporting(
+        &self,
+        data: &CodeGrids,
+        limit: usize,
+        recorded: &mut dyn FnMut(usize),
+    ) -> Result<f64> {
         self.check_data(data)?;
         let _no_grad = autograd::no_grad();
         let gpu = self.codes.gpu();
@@ -138,6 +149,9 @@ impl PriorTask {
                 self.model
                     .forward_conditioned(&codes, labels.as_ref(), condition.as_ref());
             elementwise::accumulate(&sum, &softmax::cross_entropy(&logits, &codes).sum(), 1.0);
+            // one batch in flight at most, so that `recorded` follows the device
+            gpu.end_step();
+            recorded(start + n);
         }
         Ok(sum.item()? as f64 / (total * h * w).max(1) as f64)
     }
