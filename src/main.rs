@@ -186,7 +186,10 @@ fn run(cli: Cli) -> Result<()> {
         },
         Command::Bench { what } => match what {
             BenchCommand::Kernels(a) => bench::run_kernels(&gpu()?, &a.options()).map(drop),
-            BenchCommand::Quantizer(a) => bench::run_quantizer(&gpu()?, &a.options()).map(drop),
+            BenchCommand::Quantizer(a) => {
+                let gpu = gpu()?;
+                bench::run_quantizer(&gpu, &a.options(gpu.report().info.device_type)).map(drop)
+            }
             BenchCommand::Vqvae(a) => bench::run_vqvae(&gpu()?, &a.options()).map(drop),
             BenchCommand::Prior(a) => bench::run_prior(&gpu()?, &a.options()).map(drop),
         },

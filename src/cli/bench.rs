@@ -33,25 +33,27 @@ impl BenchKernelsArgs {
 /// `bench quantizer`.
 #[derive(Args)]
 pub struct BenchQuantizerArgs {
-    /// Encoder vectors N, comma-separated
-    #[arg(long, value_delimiter = ',', default_value = "4096,65536")]
-    n: Vec<usize>,
-    /// Codebook sizes K, comma-separated
-    #[arg(long, value_delimiter = ',', default_value = "512,8192")]
-    k: Vec<usize>,
-    /// Code dimensions D, comma-separated
-    #[arg(long, value_delimiter = ',', default_value = "64,256")]
-    d: Vec<usize>,
+    /// Encoder vectors N, comma-separated [default: 4096,65536; on a CPU adapter 2048,8192]
+    #[arg(long, value_delimiter = ',')]
+    n: Option<Vec<usize>>,
+    /// Codebook sizes K, comma-separated [default: 512,8192; on a CPU adapter 512]
+    #[arg(long, value_delimiter = ',')]
+    k: Option<Vec<usize>>,
+    /// Code dimensions D, comma-separated [default: 64,256; on a CPU adapter 64]
+    #[arg(long, value_delimiter = ',')]
+    d: Option<Vec<usize>>,
     #[command(flatten)]
     timing: TimingArgs,
 }
 
 impl BenchQuantizerArgs {
-    pub fn options(&self) -> bench::QuantizerOptions {
+    /// The options, with the default grid of `adapter` for each size not given.
+    pub fn options(&self, adapter: wgpu::DeviceType) -> bench::QuantizerOptions {
+        let [n, k, d] = bench::default_quantizer_grid(adapter);
         bench::QuantizerOptions {
-            n: self.n.clone(),
-            k: self.k.clone(),
-            d: self.d.clone(),
+            n: self.n.clone().unwrap_or(n),
+            k: self.k.clone().unwrap_or(k),
+            d: self.d.clone().unwrap_or(d),
             timing: self.timing.config(),
         }
     }

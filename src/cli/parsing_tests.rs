@@ -295,3 +295,27 @@ fn only_models_that_reconstruct_take_recon_every() {
         .to_string();
     assert!(err.contains("--recon-every"), "{err}");
 }
+
+#[test]
+fn bench_quantizer_takes_a_small_grid_on_a_cpu_adapter_unless_told_otherwise() {
+    let options = |args: &[&str], adapter| {
+        let Command::Bench {
+            what: BenchCommand::Quantizer(a),
+        } = parsed(&[&["vqgpu", "bench", "quantizer"], args].concat())
+        else {
+            panic!("parsed as another command");
+        };
+        let o = a.options(adapter);
+        (o.n, o.k, o.d)
+    };
+    let (cpu, gpu) = (wgpu::DeviceType::Cpu, wgpu::DeviceType::DiscreteGpu);
+    assert_eq!(
+        options(&[], gpu),
+        (vec![4096, 65536], vec![512, 8192], vec![64, 256])
+    );
+    assert_eq!(options(&[], cpu), (vec![2048, 8192], vec![512], vec![64]));
+    assert_eq!(
+        options(&["--k", "1024,2048"], cpu),
+        (vec![2048, 8192], vec![1024, 2048], vec![64])
+    );
+}

@@ -15,7 +15,10 @@ pub use matching_gemm::MatchingGemm;
 pub use prior::{
     prior, prior_reporting, run as run_prior, Measured, PriorBench, PriorBenchOptions,
 };
-pub use quantizer::{quantizer, run as run_quantizer, QuantizerOptions, QuantizerRow};
+pub use quantizer::{
+    default_grid as default_quantizer_grid, quantizer, run as run_quantizer, QuantizerOptions,
+    QuantizerRow,
+};
 pub use throughput::Throughput;
 pub use vqvae::{run as run_vqvae, vqvae, VqVaeBench, VqVaeBenchOptions, PHASES};
 

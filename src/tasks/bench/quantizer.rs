@@ -28,6 +28,17 @@ pub struct QuantizerOptions {
     pub timing: BenchConfig,
 }
 
+/// The default (N, K, D) grid of `bench quantizer` on an adapter of type `adapter`: on a CPU
+/// adapter (a software driver) a small one, since the naive kernel's calls at the GPU grid's
+/// largest shape take minutes each there and the whole grid hours.
+pub fn default_grid(adapter: wgpu::DeviceType) -> [Vec<usize>; 3] {
+    if adapter == wgpu::DeviceType::Cpu {
+        [vec![2048, 8192], vec![512], vec![64]]
+    } else {
+        [vec![4096, 65536], vec![512, 8192], vec![64, 256]]
+    }
+}
+
 /// One shape of the quantizer benchmark.
 #[derive(Clone, Debug)]
 pub struct QuantizerRow {
@@ -134,11 +145,15 @@ pub fn run(gpu: &Gpu, options: &QuantizerOptions) -> Result<Vec<QuantizerRow>> {
             "sizes must be positive, D at most {MAX_CODE_DIM}, K at most {MAX_CODES}"
         )));
     }
+    let list = |v: &[usize]| v.iter().map(usize::to_string).collect::<Vec<_>>().join(",");
     println!(
-        "{}; {} calls x {} repeats (median)",
+        "{}; {} calls x {} repeats (median); N {} x K {} x D {}",
         adapter_line(gpu),
         cfg.iters,
-        cfg.repeats
+        cfg.repeats,
+        list(n),
+        list(k),
+        list(d)
     );
     println!(
         "{:>6} {:>6} {:>4} {:>11} {:>9} {:>11} {:>9} {:>8} {:>9} {:>8}  check",
