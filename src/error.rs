@@ -6,9 +6,9 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum Error {
     /// No GPU adapter at all was found for the requested backends.
-    #[error("no GPU adapter found for backend(s) {backends}. {hint}")]
+    #[error("no GPU adapter found for {backends}. {hint}")]
     NoAdapter {
-        /// The backends that were searched.
+        /// The backends that were searched, by name.
         backends: String,
         /// What to do about it for those backends.
         hint: String,

@@ -369,6 +369,7 @@ fn missing_backend_names_the_fix() {
         msg.contains("Metal runs on macOS") && !msg.contains("mesa"),
         "{msg}"
     );
+    assert!(msg.starts_with("no GPU adapter found for Metal."), "{msg}");
 }
 
 #[test]

@@ -264,6 +264,21 @@ pub fn list_adapters(options: &GpuOptions) -> Vec<AdapterReport> {
         .collect()
 }
 
+/// The graphics APIs among `backends`, by name ("Vulkan, Metal, DX12").
+fn backend_names(backends: wgpu::Backends) -> String {
+    [
+        (wgpu::Backends::VULKAN, "Vulkan"),
+        (wgpu::Backends::METAL, "Metal"),
+        (wgpu::Backends::DX12, "DX12"),
+        (wgpu::Backends::GL, "GL"),
+    ]
+    .iter()
+    .filter(|(b, _)| backends.contains(*b))
+    .map(|(_, name)| *name)
+    .collect::<Vec<_>>()
+    .join(", ")
+}
+
 /// Picks the adapter: by name filter if one is set, else the most capable device type.
 fn choose_adapter(options: &GpuOptions) -> Result<wgpu::Adapter> {
     let backends = options.backends();
@@ -278,7 +293,7 @@ fn choose_adapter(options: &GpuOptions) -> Result<wgpu::Adapter> {
              leave --backend out to use whatever this system has"
         };
         return Err(Error::NoAdapter {
-            backends: format!("{backends:?}"),
+            backends: backend_names(backends),
             hint: hint.into(),
         });
     }
