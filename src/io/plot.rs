@@ -86,11 +86,13 @@ fn panel(img: &mut RgbImage, top: i64, series: &Series) {
     if finite.is_empty() {
         (x_min, x_max, y_min, y_max) = (0.0, 1.0, 0.0, 1.0);
     }
+    // one step, or one value: the range centred on it, so its points are in the middle
     if x_max <= x_min {
-        x_max = x_min + 1.0;
+        (x_min, x_max) = (x_min - 1.0, x_max + 1.0);
     }
     if y_max <= y_min {
-        y_max = y_min + 1.0;
+        let pad = if y_min == 0.0 { 1.0 } else { y_min.abs() * 0.1 };
+        (y_min, y_max) = (y_min - pad, y_max + pad);
     }
     for i in 0..=4 {
         let y = y_bottom - (y_bottom - y_top) * i / 4;
@@ -103,7 +105,12 @@ fn panel(img: &mut RgbImage, top: i64, series: &Series) {
     line(img, (left, y_bottom), (right, y_bottom), INK);
     for (i, v) in [x_min, (x_min + x_max) / 2.0, x_max].iter().enumerate() {
         let x = left + (right - left) * i as i64 / 2;
-        let s = format!("{v:.0}");
+        // steps are whole; the middle of an odd range is not
+        let s = if v.fract() == 0.0 {
+            format!("{v:.0}")
+        } else {
+            format!("{v:.1}")
+        };
         text(img, x - 4 * s.len() as i64, y_bottom + 8, &s);
     }
     let to_px = |(x, y): (f64, f64)| {
@@ -115,11 +122,19 @@ fn panel(img: &mut RgbImage, top: i64, series: &Series) {
     for pair in finite.windows(2) {
         line(img, to_px(pair[0]), to_px(pair[1]), LINE);
     }
-    if let [only] = finite[..] {
-        let (x, y) = to_px(only);
-        line(img, (x - 2, y), (x + 2, y), LINE);
+    // a few points (a short run) are marked, so that a lone one shows
+    if finite.len() <= MARKED_POINTS {
+        for &p in &finite {
+            let (x, y) = to_px(p);
+            for dy in -2..=2 {
+                line(img, (x - 2, y + dy), (x + 2, y + dy), LINE);
+            }
+        }
     }
 }
+
+/// Up to this many points a curve marks each one with a dot.
+const MARKED_POINTS: usize = 20;
 
 /// Writes one stacked panel per series (x: step) as a PNG.
 pub fn save_curves(path: &Path, series: &[Series]) -> Result<()> {
@@ -224,4 +239,39 @@ pub fn plot_columns(csv: &Path, png: &Path, columns: &[(usize, &str)]) -> Result
         .map(|(&(_, title), p)| Series { title, points: p })
         .collect();
     save_curves(png, &series)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The panel's pixel at the middle of its plotting area.
+    fn middle_of_panel(points: &[(f64, f64)]) -> Rgb<u8> {
+        let mut img = RgbImage::from_pixel(WIDTH, PANEL_HEIGHT, Rgb([255, 255, 255]));
+        panel(
+            &mut img,
+            0,
+            &Series {
+                title: "loss",
+                points,
+            },
+        );
+        let x = (MARGIN_LEFT + WIDTH as i64 - MARGIN_RIGHT) / 2;
+        let y = (MARGIN_TOP + PANEL_HEIGHT as i64 - MARGIN_BOTTOM) / 2;
+        *img.get_pixel(x as u32, y as u32)
+    }
+
+    #[test]
+    fn a_lone_point_is_marked_in_the_middle_of_its_panel() {
+        for value in [5.8, 0.0, -2.0] {
+            assert_eq!(middle_of_panel(&[(30.0, value)]), LINE, "{value}");
+        }
+        // two steps of the same value: the line through the middle
+        assert_eq!(middle_of_panel(&[(10.0, 1.0), (20.0, 1.0)]), LINE);
+        // a curve that does not pass there leaves it blank
+        assert_ne!(
+            middle_of_panel(&[(10.0, 1.0), (20.0, 0.0), (30.0, 1.0)]),
+            LINE
+        );
+    }
 }
