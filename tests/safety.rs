@@ -179,6 +179,17 @@ fn commands_refuse_their_own_input_and_empty_evaluations() {
     );
     assert!(err.contains("this command's input"), "{err}");
     assert_eq!(std::fs::read(&report.checkpoint).unwrap(), before);
+    // `plot --out` onto the run's metrics.csv or its checkpoint
+    let csv = out.join(METRICS_FILE);
+    let metrics = std::fs::read(&csv).unwrap();
+    for target in [&csv, &report.checkpoint] {
+        let err = vqgpu::train::plot_metrics(&csv, target)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("this command's input"), "{err}");
+    }
+    assert_eq!(std::fs::read(&csv).unwrap(), metrics);
+    assert_eq!(std::fs::read(&report.checkpoint).unwrap(), before);
     // an existing code file is replaced only when asked
     let codes = out.join("codes.safetensors");
     std::fs::write(&codes, b"a prior's codes").unwrap();
