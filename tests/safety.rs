@@ -108,7 +108,7 @@ fn a_run_directory_belongs_to_one_run() {
     let err = train::vqvae(&gpu, &vqvae_run(&file, 2, 1e-3))
         .unwrap_err()
         .to_string();
-    assert!(err.contains("is a file, not a run directory"), "{err}");
+    assert!(err.contains("is a file, not a directory"), "{err}");
     assert_eq!(std::fs::read(&file).unwrap(), bytes);
     std::fs::remove_dir_all(&out).ok();
 }

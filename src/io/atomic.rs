@@ -56,6 +56,21 @@ pub fn refuse_own_input(out: &Path, inputs: &[&Path]) -> Result<()> {
     Ok(())
 }
 
+/// Refuses an output directory `dir` that is, or would lie under, an existing file, naming the
+/// file (creating it would fail with the system's "not a directory" or "file exists").
+pub fn refuse_file_as_dir(dir: &Path) -> Result<()> {
+    let file = dir
+        .ancestors()
+        .find(|p| !p.as_os_str().is_empty() && p.exists() && !p.is_dir());
+    match file {
+        Some(file) => Err(Error::InvalidArgument(format!(
+            "{} is a file, not a directory: choose another --out",
+            file.display()
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// The directory `path` is in (`.` for a bare file name).
 fn parent_dir(path: &Path) -> PathBuf {
     match path.parent() {
@@ -123,6 +138,29 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), b"old contents");
         assert!(!temporary_path(&path).exists());
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "only the file");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn an_output_directory_at_or_under_a_file_is_refused_naming_the_file() {
+        let dir = scratch("file-as-dir");
+        let file = dir.join("metrics.csv");
+        write(&file, b"step,loss").unwrap();
+        for wanted in [
+            file.clone(),
+            file.join("run"),
+            file.join("run").join("deeper"),
+        ] {
+            let err = refuse_file_as_dir(&wanted).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("{} is a file, not a directory", file.display())),
+                "{err}"
+            );
+        }
+        // a directory, or one not made yet, is fine
+        refuse_file_as_dir(&dir).unwrap();
+        refuse_file_as_dir(&dir.join("new").join("run")).unwrap();
+        refuse_file_as_dir(Path::new("runs/pipeline")).unwrap();
         std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -93,6 +93,7 @@ pub fn run(gpu: &Gpu, options: &LatentMapOptions) -> Result<LatentMapReport> {
         ));
     }
     let path = &options.checkpoint;
+    atomic::refuse_file_as_dir(&options.out)?;
     for name in [MANIFOLD_FILE, MEANS_FILE] {
         atomic::refuse_own_input(&options.out.join(name), &[path])?;
     }

@@ -214,6 +214,7 @@ impl PipelineOptions {
 /// [`PipelineOptions::validate`].
 pub fn run(gpu: &Gpu, options: &PipelineOptions) -> Result<PipelineReport> {
     options.validate()?;
+    crate::io::atomic::refuse_file_as_dir(&options.out)?;
     // the encoding stage needs the test split too (the first stage trains on the other)
     options.data.open(Split::Test)?;
     let start = Instant::now();

@@ -21,12 +21,7 @@ pub struct RunLock {
 impl RunLock {
     /// Creates `dir` if needed and locks it; fails at once if another process holds it.
     pub fn acquire(dir: &Path) -> Result<Self> {
-        if dir.exists() && !dir.is_dir() {
-            return Err(Error::InvalidArgument(format!(
-                "{} is a file, not a run directory: choose another --out",
-                dir.display()
-            )));
-        }
+        crate::io::atomic::refuse_file_as_dir(dir)?;
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let path = dir.join(LOCK_FILE);
         let file = File::options()
