@@ -21,6 +21,7 @@ pub fn write_with(
     fill: &mut dyn FnMut(&mut File) -> std::io::Result<()>,
 ) -> Result<()> {
     let dir = parent_dir(path);
+    refuse_file_as_dir(&dir)?;
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     let tmp = temporary_path(path);
     let result = (|| {
