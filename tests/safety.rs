@@ -390,6 +390,20 @@ fn empty_requests_and_misplaced_settings_are_refused() {
             .to_string();
         assert!(err.contains(wanted), "{err}");
     }
+    // --data for the built-in dataset, which would be ignored
+    let spec = DataSpec {
+        dir: Some(out.clone()),
+        ..DataSpec::default()
+    };
+    let err = spec
+        .open(vqgpu::data::Split::Train)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("--data applies to") && err.contains("shapes is built in"),
+        "{err}"
+    );
     // a NaN learning rate inside a checkpoint is the checkpoint's fault, not a flag's
     let mut ck = Checkpoint::load(&report.checkpoint).unwrap();
     ck.set("lr", "NaN");

@@ -104,6 +104,11 @@ impl DataSpec {
                 self.dataset
             )));
         }
+        if self.dataset == "shapes" && self.dir.is_some() {
+            return Err(Error::InvalidArgument(
+                "--data applies to the mnist, fashion-mnist, cifar10 and folder datasets; shapes is built in (leave --data out, or name the dataset with --dataset)".into(),
+            ));
+        }
         let size = self.image_size.unwrap_or(DEFAULT_IMAGE_SIZE);
         open(&self.dataset, self.dir.as_deref(), split, size)
     }
