@@ -368,6 +368,18 @@ fn empty_requests_and_misplaced_settings_are_refused() {
         "{err}"
     );
     assert!(!out.join("codes.safetensors").exists());
+    // reconstruct --count 0
+    let options = vqgpu::tasks::reconstruct::ReconstructOptions {
+        checkpoint: report.checkpoint.clone(),
+        data: DataSpec::default(),
+        count: 0,
+        out: out.join("r.png"),
+    };
+    let err = vqgpu::tasks::reconstruct::run(&gpu, &options)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("must be 1 to 4096, got 0"), "{err}");
+    assert!(!out.join("r.png").exists());
     // --image-size for a dataset whose images have their own size, or a side shapes is not
     // drawn at
     for (dataset, side, wanted) in [

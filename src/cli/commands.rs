@@ -78,7 +78,7 @@ pub struct ReconstructArgs {
     checkpoint: PathBuf,
     #[command(flatten)]
     data: DataArgs,
-    /// Images to show
+    /// Images to show (1 to 4096)
     #[arg(long, default_value_t = 32)]
     count: usize,
     /// Output PNG

@@ -10,6 +10,7 @@ use crate::io::grid::save_comparison;
 use crate::models::{load_code_model, CodeModel};
 
 use super::for_each_batch;
+use super::sample::check_count;
 
 /// What to reconstruct and where the grid goes.
 #[derive(Clone, Debug)]
@@ -31,17 +32,27 @@ pub fn reconstruct(
     count: usize,
 ) -> Result<(Vec<f32>, Vec<f32>)> {
     let (mut originals, mut recons) = (Vec::new(), Vec::new());
-    for_each_batch(model, data, count.max(1), count, &mut |x, recon, _| {
-        originals.extend_from_slice(x);
-        recons.extend(recon.to_vec()?);
-        Ok(())
-    })?;
+    for_each_batch(
+        model,
+        data,
+        count.clamp(1, BATCH),
+        count,
+        &mut |x, recon, _| {
+            originals.extend_from_slice(x);
+            recons.extend(recon.to_vec()?);
+            Ok(())
+        },
+    )?;
     Ok((originals, recons))
 }
+
+/// Images per forward pass.
+const BATCH: usize = 64;
 
 /// Writes the grid (up to 16 images per row); returns its path.
 pub fn run(gpu: &Gpu, options: &ReconstructOptions) -> Result<PathBuf> {
     atomic::refuse_own_input(&options.out, &[&options.checkpoint])?;
+    check_count(options.count)?;
     let test = options.data.open(Split::Test)?;
     let mut model = load_code_model(gpu, &options.checkpoint, test.image_shape())?;
     let (originals, recons) = reconstruct(model.as_mut(), test.as_ref(), options.count)?;
