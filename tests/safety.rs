@@ -263,20 +263,26 @@ fn huge_sizes_from_flags_or_files_are_refused_before_allocating() {
         VqVae::load(&gpu, &report.checkpoint).map(drop),
         "checkpoint",
     );
-    // latent-map --side 100000 (checked before the checkpoint is even read)
-    let err = vqgpu::tasks::latent_map::run(
-        &gpu,
-        &vqgpu::tasks::latent_map::LatentMapOptions {
-            checkpoint: report.checkpoint.clone(),
-            data: DataSpec::default(),
-            side: 100_000,
-            limit: 10,
-            out: out.join("map"),
-        },
-    )
-    .expect_err("a side of 100000")
-    .to_string();
-    assert!(err.contains("must be 2 to 64"), "{err}");
+    // latent-map --side 100000 or --limit 0 (checked before the checkpoint is even read)
+    for (side, limit, says) in [
+        (100_000, 10, "must be 2 to 64"),
+        (16, 0, "limit must be at least 1"),
+    ] {
+        let err = vqgpu::tasks::latent_map::run(
+            &gpu,
+            &vqgpu::tasks::latent_map::LatentMapOptions {
+                checkpoint: report.checkpoint.clone(),
+                data: DataSpec::default(),
+                side,
+                limit,
+                out: out.join("map"),
+            },
+        )
+        .expect_err(says)
+        .to_string();
+        assert!(err.contains(says), "{err}");
+        assert!(!out.join("map").exists());
+    }
     // an IDX header whose dimensions multiply past 2^64
     let dir = out.join("idx");
     std::fs::create_dir_all(&dir).unwrap();

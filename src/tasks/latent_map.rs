@@ -92,6 +92,7 @@ pub fn run(gpu: &Gpu, options: &LatentMapOptions) -> Result<LatentMapReport> {
             format!("must be 2 to {MAX_SIDE}, got {side}"),
         ));
     }
+    Setting::Limit.require_positive(options.limit as u64)?;
     let path = &options.checkpoint;
     atomic::refuse_file_as_dir(&options.out)?;
     for name in [MANIFOLD_FILE, MEANS_FILE] {
