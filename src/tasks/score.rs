@@ -128,12 +128,13 @@ pub fn classifier_accuracy(gpu: &Gpu, options: &ClassifierEvalOptions) -> Result
         || test.classes() != Some(model.config.classes)
     {
         return Err(Error::InvalidArgument(format!(
-            "the classifier was trained on {:?} images of {} classes; {} test images are {:?} with {:?} classes",
+            "the classifier was trained on {:?} images of {} classes; {} test images are {:?} with {}",
             model.config.image_shape,
             model.config.classes,
             options.data.dataset,
             test.image_shape(),
             test.classes()
+                .map_or("no labels".to_string(), |c| format!("{c} classes"))
         )));
     }
     let (images, labels) = images_of(test.as_ref(), options.limit);
