@@ -96,8 +96,30 @@ pub fn load_grid(path: &Path, [c, h, w]: [usize; 3]) -> Result<Vec<f32>> {
     Ok(images)
 }
 
+/// Refuses an output path that does not name a `.png` file (vqgpu writes its images as PNG, and
+/// a `.jpg` holding PNG data, or a directory, is not what was asked for).
+pub fn check_png_path(path: &Path) -> Result<()> {
+    let png = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("png"));
+    if png
+        && !path
+            .as_os_str()
+            .to_string_lossy()
+            .ends_with(std::path::MAIN_SEPARATOR)
+    {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(format!(
+            "{} does not name a .png file: vqgpu writes its images as PNG, give --out a name ending in .png",
+            path.display()
+        )))
+    }
+}
+
 /// Writes `image` to `path` as a PNG, atomically (see [`atomic`]).
 pub fn save_png(path: &Path, image: &image::RgbImage) -> Result<()> {
+    check_png_path(path)?;
     let mut png = std::io::Cursor::new(Vec::new());
     image
         .write_to(&mut png, image::ImageFormat::Png)
@@ -121,6 +143,17 @@ pub fn save_comparison(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn images_are_written_only_to_png_names() {
+        for ok in ["samples.png", "runs/x/Grid.PNG", "a.b.png"] {
+            check_png_path(Path::new(ok)).unwrap();
+        }
+        for bad in ["samples.jpg", "samples", "out/", "a.png/", "metrics.csv"] {
+            let err = check_png_path(Path::new(bad)).unwrap_err().to_string();
+            assert!(err.contains("does not name a .png file"), "{bad}: {err}");
+        }
+    }
 
     fn temp(name: &str) -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!("vqgpu-grid-{}-{name}", std::process::id()));

@@ -6,7 +6,7 @@ use crate::data::{DataSpec, Dataset, Split};
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::io::atomic;
-use crate::io::grid::save_comparison;
+use crate::io::grid::{check_png_path, save_comparison};
 use crate::models::{load_code_model, CodeModel};
 
 use super::for_each_batch;
@@ -52,6 +52,7 @@ const BATCH: usize = 64;
 /// Writes the grid (up to 16 images per row); returns its path.
 pub fn run(gpu: &Gpu, options: &ReconstructOptions) -> Result<PathBuf> {
     atomic::refuse_own_input(&options.out, &[&options.checkpoint])?;
+    check_png_path(&options.out)?;
     check_count(options.count)?;
     let test = options.data.open(Split::Test)?;
     let mut model = load_code_model(gpu, &options.checkpoint, test.image_shape())?;

@@ -11,7 +11,7 @@ use crate::error::{Error, Result, Setting};
 use crate::gpu::Gpu;
 use crate::io::atomic;
 use crate::io::checkpoint::Checkpoint;
-use crate::io::grid::save_grid;
+use crate::io::grid::{self, save_grid};
 use crate::models::autoencoder::Autoencoder;
 use crate::models::pixelcnn::PixelCnn;
 use crate::models::vqvae::VqVae;
@@ -312,6 +312,7 @@ pub fn run(gpu: &Gpu, options: &SampleOptions) -> Result<Vec<f32>> {
     let mut inputs = vec![options.vqvae.as_path(), options.prior.as_path()];
     inputs.extend(options.bottom_prior.as_deref());
     atomic::refuse_own_input(&options.out, &inputs)?;
+    grid::check_png_path(&options.out)?;
     check_count(options.count)?;
     let t = options.temperature;
     check_temperature(t)?;
@@ -364,6 +365,7 @@ pub struct VaeSampleOptions {
 pub fn vae(gpu: &Gpu, options: &VaeSampleOptions) -> Result<Vec<f32>> {
     let path = &options.vae;
     atomic::refuse_own_input(&options.out, &[path])?;
+    grid::check_png_path(&options.out)?;
     check_count(options.count)?;
     let model = Autoencoder::from_checkpoint(gpu, &Checkpoint::load(path)?)?;
     if !model.config.variational() {

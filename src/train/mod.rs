@@ -272,6 +272,7 @@ fn plot_curves<S: TrainStep>(dir: &Path) -> Result<()> {
 /// header it has. Refuses to write over the CSV or the run's checkpoint beside it.
 pub fn plot_metrics(csv: &Path, png: &Path) -> Result<()> {
     crate::io::atomic::refuse_own_input(png, &[csv, &csv.with_file_name(CHECKPOINT_FILE)])?;
+    crate::io::grid::check_png_path(png)?;
     let text = std::fs::read_to_string(csv).map_err(|e| Error::io(csv, e))?;
     let header = text.lines().next().unwrap_or_default();
     let curves = [
