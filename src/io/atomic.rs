@@ -72,6 +72,18 @@ pub fn refuse_file_as_dir(dir: &Path) -> Result<()> {
     }
 }
 
+/// Refuses an output file `path` that names a directory or lies under a file: checked before a
+/// command's work, so that the write at its end cannot fail for it.
+pub fn check_output_file(path: &Path) -> Result<()> {
+    if path.is_dir() {
+        return Err(Error::InvalidArgument(format!(
+            "{} is a directory: give --out a file name",
+            path.display()
+        )));
+    }
+    refuse_file_as_dir(&parent_dir(path))
+}
+
 /// The directory `path` is in (`.` for a bare file name).
 fn parent_dir(path: &Path) -> PathBuf {
     match path.parent() {
@@ -162,6 +174,15 @@ mod tests {
         refuse_file_as_dir(&dir).unwrap();
         refuse_file_as_dir(&dir.join("new").join("run")).unwrap();
         refuse_file_as_dir(Path::new("runs/pipeline")).unwrap();
+        // an output file: not a directory, not under a file
+        let err = check_output_file(&dir).unwrap_err().to_string();
+        assert!(err.contains("is a directory"), "{err}");
+        let err = check_output_file(&file.join("grid.png"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is a file, not a directory"), "{err}");
+        check_output_file(&file).unwrap();
+        check_output_file(&dir.join("new").join("codes.safetensors")).unwrap();
         std::fs::remove_dir_all(&dir).ok();
     }
 }

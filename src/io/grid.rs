@@ -97,7 +97,8 @@ pub fn load_grid(path: &Path, [c, h, w]: [usize; 3]) -> Result<Vec<f32>> {
 }
 
 /// Refuses an output path that does not name a `.png` file (vqgpu writes its images as PNG, and
-/// a `.jpg` holding PNG data, or a directory, is not what was asked for).
+/// a `.jpg` holding PNG data, or a directory, is not what was asked for), or that
+/// [`atomic::check_output_file`] refuses.
 pub fn check_png_path(path: &Path) -> Result<()> {
     let png = path
         .extension()
@@ -108,7 +109,7 @@ pub fn check_png_path(path: &Path) -> Result<()> {
             .to_string_lossy()
             .ends_with(std::path::MAIN_SEPARATOR)
     {
-        Ok(())
+        atomic::check_output_file(path)
     } else {
         Err(Error::InvalidArgument(format!(
             "{} does not name a .png file: vqgpu writes its images as PNG, give --out a name ending in .png",

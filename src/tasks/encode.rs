@@ -85,6 +85,7 @@ pub(crate) fn check_limit(limit: usize) -> Result<()> {
 /// Refuses to replace an existing code file unless `overwrite`: a prior may be training on it, and
 /// nothing in its run would notice the new codes.
 pub(crate) fn check_out(out: &Path, overwrite: bool) -> Result<()> {
+    atomic::check_output_file(out)?;
     if out.exists() && !overwrite {
         return Err(Error::InvalidArgument(format!(
             "{} already exists: choose another --out, or pass --overwrite to replace it",
