@@ -295,7 +295,7 @@ fn main() -> ExitCode {
         Err(e @ vqgpu::Error::Interrupted { .. }) => {
             eprintln!("{e}");
             if pipeline {
-                eprintln!("the pipeline's later stages did not run; the `train` command of the stage's model continues it with --resume");
+                eprintln!("the pipeline's later stages did not run: the same `pipeline` command with --resume continues it");
             }
             ExitCode::from(INTERRUPTED)
         }

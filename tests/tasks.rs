@@ -363,3 +363,63 @@ fn a_training_run_continues_from_its_directory() {
     assert!(err.to_string().contains("step 6"), "{err}");
     std::fs::remove_dir_all(&out).ok();
 }
+
+#[test]
+fn a_resumed_pipeline_keeps_finished_stages_and_continues_the_interrupted_one() {
+    use vqgpu::io::checkpoint::Checkpoint;
+    let gpu = gpu();
+    let options = |out: &std::path::Path, prior_steps: u64, resume: bool| PipelineOptions {
+        out: out.to_path_buf(),
+        vqvae: tiny_vqvae(),
+        vqvae_steps: 6,
+        vqvae_batch: 8,
+        encode_limit: 32,
+        prior: PixelCnnConfig {
+            channels: 8,
+            layers: 2,
+            head: 16,
+            ..PixelCnnConfig::default()
+        },
+        prior_steps,
+        prior_batch: 8,
+        eval_grids: 8,
+        count: 4,
+        resume,
+        ..PipelineOptions::default()
+    };
+    let (straight_dir, resumed_dir) = (temp_dir("pipeline-straight"), temp_dir("pipeline-resumed"));
+    let straight = pipeline::run(&gpu, &options(&straight_dir, 6, false)).unwrap();
+    // a pipeline whose prior stopped at step 4, then resumed to step 6
+    let first = pipeline::run(&gpu, &options(&resumed_dir, 4, false)).unwrap();
+    let (vqvae, codes) = (
+        std::fs::read(&first.vqvae).unwrap(),
+        std::fs::read(&first.codes).unwrap(),
+    );
+    let resumed = pipeline::run(&gpu, &options(&resumed_dir, 6, true)).unwrap();
+    // the finished VQ-VAE and its codes are kept as they were
+    assert_eq!(std::fs::read(&resumed.vqvae).unwrap(), vqvae);
+    assert_eq!(std::fs::read(&resumed.codes).unwrap(), codes);
+    // the prior continued where it stopped: the same tensors as the straight pipeline's
+    let tensors = |path: &std::path::Path| Checkpoint::load(path).unwrap().tensors;
+    assert_eq!(tensors(&resumed.prior), tensors(&straight.prior));
+    assert_eq!(resumed.test_nll, straight.test_nll);
+    // resumed again with nothing left to train: every run kept, the prior measured again
+    let prior = std::fs::read(&resumed.prior).unwrap();
+    let again = pipeline::run(&gpu, &options(&resumed_dir, 6, true)).unwrap();
+    assert_eq!(std::fs::read(&again.prior).unwrap(), prior);
+    assert!(same_nll(again.test_nll, resumed.test_nll));
+    assert!(again.samples.is_file());
+    // nothing to resume, and --resume with --overwrite
+    let err = pipeline::run(&gpu, &options(&temp_dir("pipeline-none"), 6, true))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("holds no pipeline to resume"), "{err}");
+    let both = PipelineOptions {
+        overwrite: true,
+        ..options(&resumed_dir, 6, true)
+    };
+    let err = pipeline::run(&gpu, &both).unwrap_err().to_string();
+    assert!(err.contains("choose one"), "{err}");
+    std::fs::remove_dir_all(&straight_dir).ok();
+    std::fs::remove_dir_all(&resumed_dir).ok();
+}

@@ -374,6 +374,11 @@ pub struct PipelineArgs {
     /// Replace the runs of an earlier pipeline in --out (refused otherwise)
     #[arg(long)]
     overwrite: bool,
+    /// Continue the pipeline in --out: its finished stages are kept, an interrupted run
+    /// continues from its checkpoint, and the stages after one that did any work run again (the
+    /// runs keep their recorded settings; the step counts may grow)
+    #[arg(long, conflicts_with = "overwrite")]
+    resume: bool,
 }
 
 impl PipelineArgs {
@@ -393,6 +398,7 @@ impl PipelineArgs {
             count: self.count,
             temperature: self.temperature,
             overwrite: self.overwrite,
+            resume: self.resume,
             model: self.model.into(),
             ..PipelineOptions::preset(self.preset.into())
         }

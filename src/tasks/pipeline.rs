@@ -7,18 +7,22 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::data::{CodeLevel, DataSpec, Split};
+use crate::data::{CodeGrids, CodeLevel, DataSpec, Split};
 use crate::error::{Error, Result, Setting};
 use crate::gpu::Gpu;
 use crate::models::pixelcnn::{PixelCnnConfig, TOP_ATTENTION_EVERY};
 use crate::models::vqvae::VqVaeConfig;
 use crate::ops::softmax;
-use crate::train::{check_learning_rate, holds_run};
+use crate::train::{check_learning_rate, holds_run, CHECKPOINT_FILE};
 
-use super::encode::{self, EncodeOptions};
+use super::encode::{self, EncodeOptions, EncodeReport};
+use super::eval::{self, PriorEvalOptions};
 use super::progress::in_stage;
 use super::sample::{self, SampleOptions, Sampler};
 use super::train::{self, PriorOptions, RunOptions, VqVaeOptions};
+
+mod resume;
+use resume::Stage;
 
 /// The code file inside the pipeline's directory.
 const CODES_FILE: &str = "codes.safetensors";
@@ -59,6 +63,9 @@ pub struct PipelineOptions {
     pub temperature: f32,
     /// Replace the runs of an earlier pipeline in `out` (refused otherwise).
     pub overwrite: bool,
+    /// Continue the pipeline in `out` (see [`resume`]): keep its finished stages, continue an
+    /// interrupted run, run the stages after one that did work again.
+    pub resume: bool,
     /// The one-level VQ-VAE, or VQ-VAE-2 with a prior per level.
     pub model: PipelineModel,
 }
@@ -107,6 +114,7 @@ impl PipelineOptions {
             count: 64,
             temperature: 1.0,
             overwrite: false,
+            resume: false,
             model: PipelineModel::Vqvae,
         };
         match preset {
@@ -205,6 +213,12 @@ impl PipelineOptions {
                 .validate()?;
             }
         }
+        if self.resume && self.overwrite {
+            return Err(Error::InvalidArgument(
+                "--resume continues the pipeline in --out and --overwrite replaces it: choose one"
+                    .into(),
+            ));
+        }
         sample::check_count(self.count)?;
         sample::check_temperature(self.temperature)
     }
@@ -261,60 +275,114 @@ pub fn run(gpu: &Gpu, options: &PipelineOptions) -> Result<PipelineReport> {
             ),
         };
     let run_dirs = [dir, prior_dir, BOTTOM_PRIOR_DIR];
-    if !options.overwrite {
+    if options.resume {
+        if !out.is_dir() {
+            return Err(Error::InvalidArgument(format!(
+                "{} holds no pipeline to resume: run it without --resume",
+                out.display()
+            )));
+        }
+    } else if !options.overwrite {
         // every stage but the encoding and the sampling trains a run
         refuse_earlier_pipeline(out, &run_dirs[..stages - 2])?;
     }
-    let vqvae = in_stage(stage(1, name), || {
-        train_model(
-            gpu,
-            &VqVaeOptions {
+    // a training stage's plan, and its run as the plan says (a new pipeline trains every stage)
+    let plan = |dir: &str, steps: u64, stale: bool| -> Result<Stage> {
+        if options.resume {
+            resume::training_stage(&out.join(dir), steps, stale)
+        } else {
+            Ok(Stage::Train)
+        }
+    };
+    let with_plan = |run: RunOptions, stage: Stage| {
+        if options.resume {
+            resume::resumed_run(run, stage)
+        } else {
+            run
+        }
+    };
+    let kept = |label: String, what: String| eprintln!("{label}: kept ({what})");
+    let reached = |dir: &str, step: u64| format!("{} reached step {step}", out.join(dir).display());
+    let vqvae_stage = plan(dir, options.vqvae_steps, false)?;
+    let vqvae = match vqvae_stage {
+        Stage::Kept(step) => {
+            kept(stage(1, name), reached(dir, step));
+            out.join(dir).join(CHECKPOINT_FILE)
+        }
+        _ => {
+            let run = schedule(options.vqvae_steps, options.vqvae_batch, dir, 50);
+            let vqvae_options = VqVaeOptions {
                 data: options.data.clone(),
-                run: schedule(options.vqvae_steps, options.vqvae_batch, dir, 50),
+                run: with_plan(run, vqvae_stage),
                 model: options.vqvae.clone(),
-            },
-        )
-    })?;
-    let codes = in_stage(stage(2, "encode the dataset"), || {
-        encode::run(
-            gpu,
-            &EncodeOptions {
-                checkpoint: vqvae.checkpoint.clone(),
-                data: options.data.clone(),
-                batch: 128,
-                limit: options.encode_limit,
-                out: out.join(CODES_FILE),
-                overwrite: options.overwrite,
-            },
-        )
-    })?;
-    // the prior over the (top) codes, then a VQ-VAE-2's bottom prior given the top codes
-    let train_prior = |n: usize, what: &str, dir: &str, level, condition_on_top| {
-        in_stage(stage(n, what), || {
-            train::prior(
+            };
+            in_stage(stage(1, name), || train_model(gpu, &vqvae_options))?.checkpoint
+        }
+    };
+    let codes_path = out.join(CODES_FILE);
+    let keep_codes = options.resume && matches!(vqvae_stage, Stage::Kept(_)) && codes_path.exists();
+    let codes = if keep_codes {
+        let what = format!("{}, the codes of that VQ-VAE", codes_path.display());
+        kept(stage(2, "encode the dataset"), what);
+        EncodeReport {
+            labelled: CodeGrids::load(&codes_path, "train")?.labels.is_some(),
+            out: codes_path,
+        }
+    } else {
+        in_stage(stage(2, "encode the dataset"), || {
+            encode::run(
                 gpu,
-                &PriorOptions {
-                    codes: codes.out.clone(),
-                    run: schedule(options.prior_steps, options.prior_batch, dir, 100),
-                    model: prior_config(&options.prior, level),
-                    conditional: codes.labelled,
-                    eval_grids: options.eval_grids,
-                    level,
-                    condition_on_top,
+                &EncodeOptions {
+                    checkpoint: vqvae.clone(),
+                    data: options.data.clone(),
+                    batch: 128,
+                    limit: options.encode_limit,
+                    out: codes_path.clone(),
+                    overwrite: options.overwrite || options.resume,
                 },
             )
-        })
+        })?
     };
-    let prior = train_prior(3, prior_name, prior_dir, prior_level, false)?;
+    // the prior over the (top) codes, then a VQ-VAE-2's bottom prior given the top codes; both
+    // run again when the codes were encoded again
+    let train_prior = |n: usize, what: &str, dir: &str, level, condition_on_top| {
+        let prior_stage = plan(dir, options.prior_steps, !keep_codes)?;
+        if let Stage::Kept(step) = prior_stage {
+            kept(stage(n, what), reached(dir, step));
+            let checkpoint = out.join(dir).join(CHECKPOINT_FILE);
+            let measured = eval::prior(
+                gpu,
+                &PriorEvalOptions {
+                    checkpoint: checkpoint.clone(),
+                    codes: codes.out.clone(),
+                    batch: options.prior_batch,
+                    limit: usize::MAX,
+                },
+            )?;
+            return Ok((checkpoint, measured.nll));
+        }
+        let run = schedule(options.prior_steps, options.prior_batch, dir, 100);
+        let prior_options = PriorOptions {
+            codes: codes.out.clone(),
+            run: with_plan(run, prior_stage),
+            model: prior_config(&options.prior, level),
+            conditional: codes.labelled,
+            eval_grids: options.eval_grids,
+            level,
+            condition_on_top,
+        };
+        let report = in_stage(stage(n, what), || train::prior(gpu, &prior_options))?;
+        Ok::<_, Error>((report.run.checkpoint, report.test_nll))
+    };
+    let (prior, test_nll) = train_prior(3, prior_name, prior_dir, prior_level, false)?;
     let bottom_prior = if two_levels {
-        let bottom = train_prior(
+        Some(train_prior(
             4,
             "train the prior of the bottom codes given the top codes",
             BOTTOM_PRIOR_DIR,
             CodeLevel::Bottom,
             true,
-        )?;
-        Some((bottom.run.checkpoint, bottom.test_nll))
+        )?)
     } else {
         None
     };
@@ -323,8 +391,8 @@ pub fn run(gpu: &Gpu, options: &PipelineOptions) -> Result<PipelineReport> {
         sample::run(
             gpu,
             &SampleOptions {
-                vqvae: vqvae.checkpoint.clone(),
-                prior: prior.run.checkpoint.clone(),
+                vqvae: vqvae.clone(),
+                prior: prior.clone(),
                 bottom_prior: bottom_prior.as_ref().map(|(path, _)| path.clone()),
                 count: options.count,
                 temperature: options.temperature,
@@ -341,10 +409,10 @@ pub fn run(gpu: &Gpu, options: &PipelineOptions) -> Result<PipelineReport> {
         out.display()
     );
     Ok(PipelineReport {
-        vqvae: vqvae.checkpoint,
+        vqvae,
         codes: codes.out,
-        prior: prior.run.checkpoint,
-        test_nll: prior.test_nll,
+        prior,
+        test_nll,
         bottom_prior,
         samples,
     })
