@@ -304,6 +304,16 @@ fn the_vqvae2_pipeline_trains_both_priors_and_samples() {
             prior.display()
         );
     }
+    // resumed with nothing left to train: both priors kept and measured as before
+    let bottom_bytes = std::fs::read(&bottom).unwrap();
+    let resume = PipelineOptions {
+        resume: true,
+        ..options.clone()
+    };
+    let again = pipeline::run(&gpu, &resume).unwrap();
+    let (again_bottom, again_nll) = again.bottom_prior.expect("a bottom prior");
+    assert_eq!(std::fs::read(&again_bottom).unwrap(), bottom_bytes);
+    assert!(same_nll(again_nll, bottom_nll) && same_nll(again.test_nll, report.test_nll));
     // attention in the top codes' prior only
     for (prior, attention) in [(&report.prior, "1"), (&bottom, "0")] {
         let ck = vqgpu::io::checkpoint::Checkpoint::load(prior).unwrap();
