@@ -193,7 +193,7 @@ pub fn evaluate_autoencoder(
     let progress = Progress::new(0, total as u64);
     for start in (0..total).step_by(batch) {
         let range = start..(start + batch).min(total);
-        progress.advance(range.end as u64);
+        let end = range.end;
         let n = range.len() as f64;
         let (x, host) = load_images(data, range, &gpu)?;
         let out = model.forward(&x, start as u64, variance, false);
@@ -203,6 +203,7 @@ pub fn evaluate_autoencoder(
             nll += r.item()? as f64 * n;
             kl += k.item()? as f64 * n;
         }
+        progress.advance(end as u64);
     }
     let mse = checked_mean(sq, values)?;
     if !(nll.is_finite() && kl.is_finite()) {
