@@ -387,41 +387,31 @@ fn empty_requests_and_misplaced_settings_are_refused() {
     assert!(err.contains("must be 1 to 4096, got 0"), "{err}");
     assert!(!out.join("r.png").exists());
     // --image-size for a dataset whose images have their own size, or a side shapes is not
-    // drawn at
-    for (dataset, side, wanted) in [
+    // drawn at; --data for the built-in dataset, which would be ignored
+    let sized = |dataset: &str, side| DataSpec {
+        dataset: dataset.into(),
+        image_size: Some(side),
+        ..DataSpec::default()
+    };
+    let with_dir = DataSpec {
+        dir: Some(out.clone()),
+        ..DataSpec::default()
+    };
+    for (spec, wanted) in [
         (
-            "fashion-mnist",
-            64,
-            "--image-size applies to the folder and shapes datasets only",
+            sized("fashion-mnist", 64),
+            &["--image-size applies to the folder and shapes datasets only"][..],
         ),
-        ("shapes", 48, "drawn at 32, 64 or 128"),
+        (sized("shapes", 48), &["drawn at 32, 64 or 128"]),
+        (with_dir, &["--data applies to", "shapes is built in"]),
     ] {
-        let spec = DataSpec {
-            dataset: dataset.into(),
-            image_size: Some(side),
-            ..DataSpec::default()
-        };
         let err = spec
             .open(vqgpu::data::Split::Test)
             .err()
             .unwrap()
             .to_string();
-        assert!(err.contains(wanted), "{err}");
+        assert!(wanted.iter().all(|w| err.contains(w)), "{err}");
     }
-    // --data for the built-in dataset, which would be ignored
-    let spec = DataSpec {
-        dir: Some(out.clone()),
-        ..DataSpec::default()
-    };
-    let err = spec
-        .open(vqgpu::data::Split::Train)
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(
-        err.contains("--data applies to") && err.contains("shapes is built in"),
-        "{err}"
-    );
     // a NaN learning rate inside a checkpoint is the checkpoint's fault, not a flag's
     let mut ck = Checkpoint::load(&report.checkpoint).unwrap();
     ck.set("lr", "NaN");
