@@ -11,6 +11,7 @@ struct Params {
     temperature: f32,    // sample: logits are divided by it; <= 0 takes the argmax
     grid_positions: u32, // sample: positions per item of the code grid written
     grid_position: u32,  // sample: the position drawn in the code grid (and the RNG counter)
+    first_item: u32,     // sample: the index of item 0 in the whole draw (the RNG's item counter)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -120,7 +121,7 @@ fn sample(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
     var best_k = 0u;
     for (var k = 0u; k < p.classes; k = k + 1u) {
         var v = logits[base + k * p.positions] * inv_t;
-        if (!greedy) { v = v + gumbel(b, k); }
+        if (!greedy) { v = v + gumbel(p.first_item + b, k); }
         if (v > best) {
             best = v;
             best_k = k;

@@ -326,8 +326,13 @@ fn cached_and_full_samplers_draw_the_same_codes() {
         let labels: Vec<u32> = (0..count).map(|j| (j % classes.max(1)) as u32).collect();
         let labels = (classes > 0).then_some(&labels[..]);
         for (t, seed) in [(1.0, 3), (0.7, 4), (0.0, 5)] {
-            let draw =
-                |sampler| download(&prior.sample_codes(sampler, count, labels, t, seed).unwrap());
+            let draw = |sampler| {
+                download(
+                    &prior
+                        .sample_codes(sampler, count, labels, t, seed, 0)
+                        .unwrap(),
+                )
+            };
             let full = draw(Sampler::Full);
             assert_eq!(draw(Sampler::Cached), full, "{what}, T = {t}: codes differ");
             let distinct: std::collections::BTreeSet<u32> =
@@ -338,6 +343,37 @@ fn cached_and_full_samplers_draw_the_same_codes() {
                 "{what}, T = {t}: every code is the same"
             );
         }
+    }
+}
+
+/// Grids drawn in parts, each told the index of its first grid (as `eval samples` draws its
+/// samples), are the grids of the same draw made at once, on both samplers.
+#[test]
+fn sampling_in_parts_draws_the_grids_of_one_draw() {
+    let gpu = gpu();
+    let mut rng = rng(27);
+    let prior = Prior {
+        model: random_prior(&gpu, &mut rng, config(16, 2, 3, 3)),
+        grid: [4, 5],
+    };
+    let labels: Vec<u32> = (0..10).map(|j| (j * 3 / 10) as u32).collect();
+    for sampler in [Sampler::Cached, Sampler::Full] {
+        let draw = |start: usize, end: usize| {
+            let part = &labels[start..end];
+            download(
+                &prior
+                    .sample_codes(sampler, part.len(), Some(part), 1.0, 9, start)
+                    .unwrap(),
+            )
+        };
+        let whole = draw(0, 10);
+        let parts = [draw(0, 4), draw(4, 7), draw(7, 10)].concat();
+        assert_eq!(
+            parts,
+            whole,
+            "{}: the parts differ from the whole",
+            sampler.name()
+        );
     }
 }
 
@@ -537,7 +573,7 @@ fn sampling_is_reproducible_and_follows_what_the_prior_learned() {
     let draw = |seed: u64, t: f32| -> Vec<f32> {
         download(
             &prior
-                .sample_codes(Sampler::Cached, 64, Some(&labels), t, seed)
+                .sample_codes(Sampler::Cached, 64, Some(&labels), t, seed, 0)
                 .unwrap(),
         )
     };
@@ -560,7 +596,7 @@ fn sampling_is_reproducible_and_follows_what_the_prior_learned() {
     }
     assert!(
         prior
-            .sample_codes(Sampler::Cached, 4, None, 1.0, 0)
+            .sample_codes(Sampler::Cached, 4, None, 1.0, 0, 0)
             .is_err(),
         "a conditional prior needs classes"
     );

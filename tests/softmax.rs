@@ -137,7 +137,7 @@ fn greedy_sampling_takes_the_first_maximum_and_touches_one_position() {
     let grid = upload(&gpu, &[b, s], &before);
     let x = upload(&gpu, &[b, k, s], &logits);
     let position = 3;
-    softmax::sample_position(&x, &grid, position, 1, 0.0);
+    softmax::sample_position(&x, &grid, position, 1, 0, 0.0);
     let got = download(&grid);
     for item in 0..b {
         let at = |c: usize| logits[(item * k + c) * s + position];
@@ -163,7 +163,7 @@ fn gumbel_sampling_draws_from_the_tempered_softmax_and_is_reproducible() {
     let x = upload(&gpu, &[b, k, 1], &logits);
     for temperature in [1.0f32, 0.5, 3.0] {
         let grid = upload(&gpu, &[b, 1], &vec![0.0; b]);
-        softmax::sample_position(&x, &grid, 0, 42, temperature);
+        softmax::sample_position(&x, &grid, 0, 42, 0, temperature);
         let draws = download(&grid);
         let z: f64 = row
             .iter()
@@ -181,10 +181,10 @@ fn gumbel_sampling_draws_from_the_tempered_softmax_and_is_reproducible() {
         }
         // same key, same draws; another seed, other draws
         let again = upload(&gpu, &[b, 1], &vec![0.0; b]);
-        softmax::sample_position(&x, &again, 0, 42, temperature);
+        softmax::sample_position(&x, &again, 0, 42, 0, temperature);
         assert_eq!(download(&again), draws, "T={temperature}: not reproducible");
         let other = upload(&gpu, &[b, 1], &vec![0.0; b]);
-        softmax::sample_position(&x, &other, 0, 43, temperature);
+        softmax::sample_position(&x, &other, 0, 43, 0, temperature);
         let differ = download(&other)
             .iter()
             .zip(&draws)
@@ -196,4 +196,40 @@ fn gumbel_sampling_draws_from_the_tempered_softmax_and_is_reproducible() {
             b - differ
         );
     }
+}
+
+/// Items drawn in parts, each part told the index of its first item, are the items of the same
+/// draw made at once; a part that starts its items at 0 again draws others (the noise of the
+/// first items), as drawing in parts did before parts had an offset.
+#[test]
+fn a_draw_made_in_parts_equals_the_draw_made_at_once() {
+    let gpu = gpu();
+    let mut rng = rng(14);
+    let (b, k, s, position) = (300, 6, 3, 1);
+    let logits = random(&mut rng, b * k * s);
+    let draw = |items: std::ops::Range<usize>, first: usize| {
+        let part = &logits[items.start * k * s..items.end * k * s];
+        let x = upload(&gpu, &[items.len(), k, s], part);
+        let grid = upload(&gpu, &[items.len(), s], &vec![-1.0; items.len() * s]);
+        softmax::sample_position(&x, &grid, position, 7, first, 1.0);
+        download(&grid)
+    };
+    let whole = draw(0..b, 0);
+    let mut parts = Vec::new();
+    for (start, end) in [(0, 64), (64, 128), (128, 250), (250, 300)] {
+        parts.extend(draw(start..end, start));
+    }
+    assert_eq!(parts, whole, "parts with their first items");
+    let restarted = draw(128..250, 0);
+    let same = restarted
+        .iter()
+        .zip(&whole[128 * s..250 * s])
+        .filter(|(a, b)| a == b)
+        .count();
+    // only the drawn position can differ: 122 x 2 positions untouched, about a sixth of the rest
+    assert!(
+        same < 122 * 2 + 122 / 2,
+        "a part drawn from item 0 again agrees on {same} of {}",
+        122 * s
+    );
 }

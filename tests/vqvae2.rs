@@ -414,7 +414,7 @@ fn both_levels_are_encoded_and_a_prior_trains_on_either() {
     assert!(err.to_string().contains("leave --level top out"), "{err}");
     // sampling: top grids from the top prior, bottom grids given them, decoded; both samplers
     // draw the same images, and the bottom prior is required
-    use vqgpu::tasks::sample::{self, SampleOptions, Sampler};
+    use vqgpu::tasks::sample::{self, SampleOptions, Sampler, Sampling, SamplingRequest};
     let mut ck = Checkpoint::default();
     model.write_state(&mut ck).unwrap();
     ck.save(&dir.join("vqvae2.safetensors")).unwrap();
@@ -437,6 +437,35 @@ fn both_levels_are_encoded_and_a_prior_trains_on_either() {
     assert_eq!(cached, full, "the samplers drew different images");
     let err = sample::run(&gpu, &sample_options(Sampler::Cached, None)).unwrap_err();
     assert!(err.to_string().contains("--bottom-prior"), "{err}");
+    // the bottom grids draw other noise than the top grids: at a temperature so high that the
+    // draw is the noise's argmax, the same noise would give the bottom grids' first positions the
+    // top grids' codes (both levels have 16 codes)
+    let sampling = Sampling::load(
+        &gpu,
+        &dir.join("vqvae2.safetensors"),
+        &dir.join("prior").join(train::CHECKPOINT_FILE),
+        Some(&dir.join("conditioned").join(train::CHECKPOINT_FILE)),
+    )
+    .unwrap();
+    let request = SamplingRequest {
+        sampler: Sampler::Cached,
+        count: 4,
+        labels: None,
+        temperature: 1e9,
+        seed: 5,
+        first: 0,
+    };
+    let drawn = sampling.draw(&request, false).unwrap();
+    let top = download(drawn.top_grids.as_ref().unwrap());
+    let bottom = download(&drawn.grids);
+    let same = (0..4)
+        .flat_map(|i| (0..64).map(move |j| (i, j)))
+        .filter(|&(i, j)| top[i * 64 + j] == bottom[i * 256 + j])
+        .count();
+    assert!(
+        same < 64,
+        "{same} of 256 first bottom codes equal the top codes"
+    );
     // a one-level VQ-VAE's file has no top codes
     let mut one = CodeFile::new(16, "shapes", &dir.join("vqvae.safetensors"));
     one.add_split("train", vec![0; 4], [1, 2, 2], None);

@@ -50,6 +50,7 @@ crate::uniform_params! {
         temperature: f32,
         grid_positions: u32,
         grid_position: u32,
+        first_item: u32,
     }
 }
 
@@ -73,6 +74,7 @@ fn params(items: usize, classes: usize, positions: usize) -> Params {
         temperature: 1.0,
         grid_positions: 0,
         grid_position: 0,
+        first_item: 0,
     }
 }
 
@@ -153,14 +155,17 @@ fn cross_entropy_backward(
 
 /// Draws the class at flat `position` of every item of `grid` [B, ...] from `softmax(logits / T)`
 /// by the Gumbel-max trick with a counter-based RNG keyed by (`seed`, item, position, class),
-/// writing it into `grid` in place; `temperature <= 0` takes the most likely class. The logits
-/// [B, K, ...] cover either every position of the grid or only the one drawn (a single position);
-/// both give the same draw from the same logits. Nothing is read back. No autograd.
+/// writing it into `grid` in place; `temperature <= 0` takes the most likely class. Item b of
+/// `grid` is item `first_item + b` of the whole draw, so a draw made in parts (`first_item` the
+/// number of items before each part) equals the same draw made at once. The logits [B, K, ...]
+/// cover either every position of the grid or only the one drawn (a single position); both give
+/// the same draw from the same logits. Nothing is read back. No autograd.
 pub fn sample_position(
     logits: &Tensor,
     grid: &Tensor,
     position: usize,
     seed: u32,
+    first_item: usize,
     temperature: f32,
 ) {
     let (items, classes, positions) = layout(logits, "sample_position");
@@ -168,8 +173,9 @@ pub fn sample_position(
     assert!(
         grid.dim(0) == items
             && position < grid_positions
-            && (positions == grid_positions || positions == 1),
-        "sample_position: grid {:?} or position {position} does not match logits {:?}",
+            && (positions == grid_positions || positions == 1)
+            && first_item.checked_add(items).is_some_and(|end| end <= u32::MAX as usize),
+        "sample_position: grid {:?}, position {position} or first item {first_item} does not match logits {:?}",
         grid.shape(),
         logits.shape()
     );
@@ -180,6 +186,7 @@ pub fn sample_position(
     p.temperature = temperature;
     p.grid_positions = grid_positions as u32;
     p.grid_position = position as u32;
+    p.first_item = first_item as u32;
     gpu.run(
         &SHADER,
         "sample",

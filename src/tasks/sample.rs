@@ -54,6 +54,8 @@ pub(crate) struct Draw<'a> {
     pub(crate) condition: Option<&'a Tensor>,
     pub(crate) temperature: f32,
     pub(crate) seed: u64,
+    /// The index of the first grid in the whole draw (see [`SamplingRequest::first`]).
+    pub(crate) first: usize,
 }
 
 /// A trained prior and the (height, width) of the grids it was trained on.
@@ -79,7 +81,8 @@ impl Prior {
 
     /// Draws `labels.len()` code grids (or `count` without labels) [count, H, W] from the prior at
     /// `temperature` (<= 0: the most likely code at each step), with the RNG keyed by `seed`, by
-    /// `sampler`. Every position is drawn on the GPU; nothing is read back.
+    /// `sampler`: grids `first ..` of the draw of `seed` (a draw made in parts equals the same
+    /// draw made at once). Every position is drawn on the GPU; nothing is read back.
     pub fn sample_codes(
         &self,
         sampler: Sampler,
@@ -87,6 +90,7 @@ impl Prior {
         labels: Option<&[u32]>,
         temperature: f32,
         seed: u64,
+        first: usize,
     ) -> Result<Tensor> {
         let draw = Draw {
             sampler,
@@ -95,6 +99,7 @@ impl Prior {
             condition: None,
             temperature,
             seed,
+            first,
         };
         self.draw_all(&draw, None)
     }
@@ -188,6 +193,7 @@ impl Prior {
             condition,
             temperature,
             seed,
+            first,
         } = draw;
         let _no_grad = autograd::no_grad();
         let gpu = self.model.params.gpu();
@@ -205,7 +211,7 @@ impl Prior {
                     let logits = self
                         .model
                         .forward_conditioned(&codes, labels.as_ref(), condition);
-                    softmax::sample_position(&logits, &codes, position, key, temperature);
+                    softmax::sample_position(&logits, &codes, position, key, first, temperature);
                     if (position + 1) % w == 0 {
                         after_row((position + 1) / w)?;
                     }
@@ -217,7 +223,7 @@ impl Prior {
                     .incremental(count, self.grid, labels, condition)?;
                 for position in 0..positions {
                     let logits = prior.next_logits();
-                    softmax::sample_position(&logits, &codes, position, key, temperature);
+                    softmax::sample_position(&logits, &codes, position, key, first, temperature);
                     prior.commit(&codes);
                     if (position + 1) % w == 0 {
                         after_row((position + 1) / w)?;
@@ -332,6 +338,7 @@ pub fn run(gpu: &Gpu, options: &SampleOptions) -> Result<Vec<f32>> {
             labels: labels.as_deref(),
             temperature: t,
             seed: options.seed,
+            first: 0,
         },
         true,
     )?;

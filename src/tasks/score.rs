@@ -264,16 +264,17 @@ pub fn score_samples(gpu: &Gpu, options: &SampleScoreOptions) -> Result<SampleSc
         (classes > 0).then(|| (0..count).map(|i| (i * classes / count) as u32).collect());
     let mut samples = Vec::new();
     let progress = Progress::new(0, count as u64);
-    for (i, start) in (0..count).step_by(BATCH).enumerate() {
+    // in parts of BATCH images, which together are the draw of `sample --count` with this seed
+    for start in (0..count).step_by(BATCH) {
         let n = BATCH.min(count - start);
         let chunk = labels.as_ref().map(|l| &l[start..start + n]);
-        let seed = options.seed.wrapping_add(i as u64);
         let request = SamplingRequest {
             sampler: Sampler::Cached,
             count: n,
             labels: chunk,
             temperature: options.temperature,
-            seed,
+            seed: options.seed,
+            first: start,
         };
         samples.extend(sampling.draw(&request, false)?.images);
         progress.advance((start + n) as u64);

@@ -108,7 +108,7 @@ fn time_sampling(
 ) -> Result<SamplingSpeed> {
     let count = options.samples;
     prior.grid = [2, 2];
-    prior.sample_codes(sampler, count, None, 1.0, 0)?;
+    prior.sample_codes(sampler, count, None, 1.0, 0, 0)?;
     prior.grid = [side, side];
     let positions = positions_timed(options, side, sampler);
     gpu.sync()?;
@@ -120,6 +120,7 @@ fn time_sampling(
         condition: None,
         temperature: 1.0,
         seed: 1,
+        first: 0,
     };
     prior.draw_first(&draw, positions, &mut |_| Ok(()))?;
     gpu.sync()?;

@@ -46,6 +46,15 @@ pub struct SamplingRequest<'a> {
     pub temperature: f32,
     /// Seed of the sampling RNG.
     pub seed: u64,
+    /// The index of the first image in the whole draw of `seed`: a draw made in parts, each
+    /// part's `first` the number of images before it, equals the same draw made at once.
+    pub first: usize,
+}
+
+/// The seed of a VQ-VAE-2's bottom codes drawn with `seed`: another RNG stream than the top
+/// codes' (the same stream would give both grids the same noise at the same positions).
+fn bottom_codes_seed(seed: u64) -> u64 {
+    seed ^ 0x9E37_79B9_7F4A_7C15
 }
 
 /// Images drawn by [`Sampling::draw`].
@@ -56,6 +65,10 @@ pub struct Drawn {
     pub shape: [usize; 3],
     /// What was drawn, for reports ("16x16 codes").
     pub codes: String,
+    /// The code grids drawn [count, H, W] (a VQ-VAE-2's bottom grids).
+    pub grids: Tensor,
+    /// A VQ-VAE-2's top code grids.
+    pub top_grids: Option<Tensor>,
 }
 
 impl Sampling {
@@ -113,13 +126,20 @@ impl Sampling {
         let start = Instant::now();
         let draw =
             |prior: &Prior, labels: Option<&[u32]>, condition: Option<&Tensor>, what: &str| {
+                // a VQ-VAE-2's bottom codes on their own RNG stream: with the top codes' seed,
+                // the bottom grid's first positions would draw the top grid's noise again
+                let seed = match condition {
+                    None => request.seed,
+                    Some(_) => bottom_codes_seed(request.seed),
+                };
                 let draw = Draw {
                     sampler: request.sampler,
                     count: request.count,
                     labels,
                     condition,
                     temperature: request.temperature,
-                    seed: request.seed,
+                    seed,
+                    first: request.first,
                 };
                 prior.draw_all(&draw, progress.then_some(what))
             };
@@ -132,6 +152,8 @@ impl Sampling {
                     images,
                     shape: [vqvae.config.in_channels, h, w],
                     codes: format!("{}x{} codes", prior.grid[0], prior.grid[1]),
+                    grids: codes,
+                    top_grids: None,
                 })
             }
             Self::TwoLevels { vqvae, top, bottom } => {
@@ -151,6 +173,8 @@ impl Sampling {
                         "{}x{} top codes (drawn in {top_seconds:.2} s) and {}x{} bottom codes",
                         top.grid[0], top.grid[1], bottom.grid[0], bottom.grid[1]
                     ),
+                    grids: codes,
+                    top_grids: Some(top_codes),
                 })
             }
         }
