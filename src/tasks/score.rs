@@ -264,7 +264,7 @@ pub fn score_samples(gpu: &Gpu, options: &SampleScoreOptions) -> Result<SampleSc
         (classes > 0).then(|| (0..count).map(|i| (i * classes / count) as u32).collect());
     let mut samples = Vec::new();
     let progress = Progress::new(0, count as u64);
-    // in parts of BATCH images, which together are the draw of `sample --count` with this seed
+    // in parts of BATCH images, whose code grids together are one draw of `count` with this seed
     for start in (0..count).step_by(BATCH) {
         let n = BATCH.min(count - start);
         let chunk = labels.as_ref().map(|l| &l[start..start + n]);
