@@ -138,6 +138,7 @@ fn flag(setting: Setting) -> &'static str {
         Setting::Limit => "--limit",
         Setting::Iters => "--iters",
         Setting::Repeats => "--repeats",
+        Setting::Draws => "--draws",
     }
 }
 

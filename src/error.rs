@@ -170,6 +170,8 @@ pub enum Setting {
     Iters,
     /// Timed benchmark repeats.
     Repeats,
+    /// Independent draws of samples a score is computed on.
+    Draws,
 }
 
 impl Setting {
@@ -210,6 +212,7 @@ impl Setting {
             Setting::Limit => "the image limit",
             Setting::Iters => "the calls per repeat",
             Setting::Repeats => "the number of repeats",
+            Setting::Draws => "the number of draws",
         }
     }
 }

@@ -315,6 +315,7 @@ fn samples_of_either_system_are_scored(
         count: 12,
         temperature: 1.0,
         seed: 0,
+        draws: 1,
     };
     let (top, bottom) = (
         prior(4, 0, 1, "top.safetensors"),
@@ -326,15 +327,55 @@ fn samples_of_either_system_are_scored(
     ] {
         let scores = score_samples(gpu, &options).unwrap();
         assert_eq!(scores.count, 12);
+        let [draw] = &scores.draws[..] else {
+            panic!("{scores:?}: one draw asked for")
+        };
         assert!(
-            [scores.real_floor, scores.reconstructions, scores.samples]
+            [scores.real_floor, scores.reconstructions, draw.samples]
                 .iter()
                 .all(|d| d.is_finite() && *d >= 0.0),
             "{scores:?}"
         );
-        assert!(scores
+        assert!(draw
             .class_agreement
             .is_some_and(|a| (0.0..=1.0).contains(&a)));
+        // three draws: the first is the draw of one, the others are drawn with the next seeds
+        // and score differently; the reference sets are the same
+        let three = score_samples(
+            gpu,
+            &SampleScoreOptions {
+                draws: 3,
+                ..options.clone()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            (three.real_floor, three.reconstructions, &three.draws[0]),
+            (scores.real_floor, scores.reconstructions, draw)
+        );
+        let seeds: Vec<u64> = three.draws.iter().map(|d| d.seed).collect();
+        assert_eq!(seeds, [0, 1, 2]);
+        assert!(
+            three.draws[1].samples != draw.samples && three.draws[2].samples != draw.samples,
+            "{three:?}"
+        );
+        let seed_one = score_samples(
+            gpu,
+            &SampleScoreOptions {
+                seed: 1,
+                ..options.clone()
+            },
+        )
+        .unwrap();
+        assert_eq!(seed_one.draws[0], three.draws[1]);
+    }
+    for draws in [0, 101] {
+        let many = SampleScoreOptions {
+            draws,
+            ..options(&one, prior(8, 0, 0, "prior.safetensors"), None)
+        };
+        let err = score_samples(gpu, &many).unwrap_err().to_string();
+        assert!(err.contains("number of draws must be 1 to 100"), "{err}");
     }
     let err = score_samples(gpu, &options(&two, top, None)).unwrap_err();
     assert!(err.to_string().contains("--bottom-prior"), "{err}");

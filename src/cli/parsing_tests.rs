@@ -319,3 +319,30 @@ fn bench_quantizer_takes_a_small_grid_on_a_cpu_adapter_unless_told_otherwise() {
         (vec![2048, 8192], vec![1024, 2048], vec![64])
     );
 }
+
+#[test]
+fn eval_samples_takes_draws_of_samples_only() {
+    let args = |extra: &[&str]| {
+        let mut all = vec!["vqgpu", "eval", "samples", "--classifier", "c.safetensors"];
+        all.extend(extra);
+        all.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let drawn = args(&[
+        "--vqvae", "v", "--prior", "p", "--draws", "3", "--seed", "4",
+    ]);
+    let Command::Eval {
+        what: EvalCommand::Samples(samples),
+    } = parse(drawn).unwrap().command
+    else {
+        panic!("parsed as another command");
+    };
+    let cli::SamplesTask::Drawn(options) = samples.task() else {
+        panic!("a grid task");
+    };
+    assert_eq!((options.draws, options.seed), (3, 4));
+    let err = parse(args(&["--grid", "g.png", "--draws", "2"]))
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(err.contains("--draws"), "{err}");
+}

@@ -81,9 +81,13 @@ pub struct EvalSamplesArgs {
     /// Sampling temperature
     #[arg(long, default_value_t = 1.0)]
     temperature: f32,
-    /// Sampling seed
+    /// Sampling seed (of the first draw)
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Independent draws of --count samples (seeds --seed, --seed + 1, ...), each scored, with
+    /// their mean and range: one draw's score varies from draw to draw
+    #[arg(long, default_value_t = 1, conflicts_with = "grid")]
+    draws: usize,
 }
 
 /// What `eval samples` scores.
@@ -112,6 +116,7 @@ impl EvalSamplesArgs {
                 count: self.count,
                 temperature: self.temperature,
                 seed: self.seed,
+                draws: self.draws,
             }),
         }
     }

@@ -177,8 +177,24 @@ pub struct SampleScoreOptions {
     pub count: usize,
     /// Sampling temperature.
     pub temperature: f32,
-    /// Sampling seed.
+    /// Sampling seed (of the first draw).
     pub seed: u64,
+    /// Independent draws of `count` samples, with the seeds `seed`, `seed + 1`, ...
+    pub draws: usize,
+}
+
+/// The most draws `eval samples` makes.
+pub const MAX_DRAWS: usize = 100;
+
+/// The scores of one draw of `eval samples`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DrawScore {
+    /// The draw's sampling seed.
+    pub seed: u64,
+    /// Distance between real test images and the draw's samples.
+    pub samples: f64,
+    /// For a class-conditional prior: the share of samples the classifier assigns to their class.
+    pub class_agreement: Option<f64>,
 }
 
 /// The scores of `eval samples`.
@@ -190,10 +206,8 @@ pub struct SampleScores {
     pub real_floor: f64,
     /// Distance between real test images and their VQ-VAE reconstructions.
     pub reconstructions: f64,
-    /// Distance between real test images and samples of the prior.
-    pub samples: f64,
-    /// For a class-conditional prior: the share of samples the classifier assigns to their class.
-    pub class_agreement: Option<f64>,
+    /// Each draw's samples, scored.
+    pub draws: Vec<DrawScore>,
 }
 
 /// The test split (the reference images) and the train split (the floor) of `data`, whose images
@@ -233,6 +247,12 @@ pub fn score_samples(gpu: &Gpu, options: &SampleScoreOptions) -> Result<SampleSc
             format!("must be 2 to {MAX_SAMPLES}, got {count}"),
         ));
     }
+    if !(1..=MAX_DRAWS).contains(&options.draws) {
+        return Err(Error::setting(
+            Setting::Draws,
+            format!("must be 1 to {MAX_DRAWS}, got {}", options.draws),
+        ));
+    }
     let classifier = Classifier::from_checkpoint(gpu, &Checkpoint::load(&options.classifier)?)?;
     let sampling = Sampling::load(
         gpu,
@@ -262,48 +282,101 @@ pub fn score_samples(gpu: &Gpu, options: &SampleScoreOptions) -> Result<SampleSc
     let classes = sampling.classes();
     let labels: Option<Vec<u32>> =
         (classes > 0).then(|| (0..count).map(|i| (i * classes / count) as u32).collect());
-    let mut samples = Vec::new();
-    let progress = Progress::new(0, count as u64);
-    // in parts of BATCH images, whose code grids together are one draw of `count` with this seed
-    for start in (0..count).step_by(BATCH) {
-        let n = BATCH.min(count - start);
-        let chunk = labels.as_ref().map(|l| &l[start..start + n]);
-        let request = SamplingRequest {
-            sampler: Sampler::Cached,
-            count: n,
-            labels: chunk,
-            temperature: options.temperature,
-            seed: options.seed,
-            first: start,
-        };
-        samples.extend(sampling.draw(&request, false)?.images);
-        progress.advance((start + n) as u64);
+    let progress = Progress::new(0, (count * options.draws) as u64);
+    let mut draws = Vec::with_capacity(options.draws);
+    for d in 0..options.draws {
+        let seed = options.seed.wrapping_add(d as u64);
+        let mut samples = Vec::new();
+        // in parts of BATCH images, whose code grids together are one draw of `count`
+        for start in (0..count).step_by(BATCH) {
+            let n = BATCH.min(count - start);
+            let request = SamplingRequest {
+                sampler: Sampler::Cached,
+                count: n,
+                labels: labels.as_ref().map(|l| &l[start..start + n]),
+                temperature: options.temperature,
+                seed,
+                first: start,
+            };
+            samples.extend(sampling.draw(&request, false)?.images);
+            progress.advance((d * count + start + n) as u64);
+        }
+        let (features, predicted) = classify(&classifier, &samples)?;
+        let class_agreement = labels.as_ref().map(|l| {
+            let right = predicted.iter().zip(l).filter(|(p, l)| p == l).count();
+            right as f64 / count as f64
+        });
+        draws.push(DrawScore {
+            seed,
+            samples: frechet_distance(&reference, &Moments::of(&features, dim)?),
+            class_agreement,
+        });
     }
     drop(progress);
-    let (sample_features, predicted) = classify(&classifier, &samples)?;
-    let class_agreement = labels.map(|l| {
-        let right = predicted.iter().zip(&l).filter(|(p, l)| p == l).count();
-        right as f64 / count as f64
-    });
     let scores = SampleScores {
         count,
         real_floor: frechet_distance(&reference, &moments(&other_real)?),
         reconstructions: frechet_distance(&reference, &moments(&recons)?),
-        samples: frechet_distance(&reference, &Moments::of(&sample_features, dim)?),
-        class_agreement,
+        draws,
+    };
+    print_sample_scores(&scores, classes);
+    Ok(scores)
+}
+
+/// Prints the scores of `eval samples`: one line of distances (each draw's and, for several,
+/// their mean and range), and the class agreement of a conditional prior's samples.
+fn print_sample_scores(scores: &SampleScores, classes: usize) {
+    let count = scores.count;
+    let fds: Vec<f64> = scores.draws.iter().map(|d| d.samples).collect();
+    let samples = match &scores.draws[..] {
+        [one] => format!("samples {:.3}", one.samples),
+        draws => format!(
+            "samples of {} draws (seeds {} to {}) {} ({})",
+            draws.len(),
+            draws[0].seed,
+            draws[draws.len() - 1].seed,
+            list(&fds, |v| format!("{v:.3}")),
+            spread(&fds, |v| format!("{v:.3}"))
+        ),
     };
     println!(
-        "Fréchet distance to {count} real test images, in the classifier's features: real training images {:.3} (the floor), reconstructions {:.3}, samples {:.3}",
-        scores.real_floor, scores.reconstructions, scores.samples
+        "Fréchet distance to {count} real test images, in the classifier's features: real training images {:.3} (the floor), reconstructions {:.3}, {samples}",
+        scores.real_floor, scores.reconstructions
     );
-    if let Some(a) = scores.class_agreement {
-        println!(
-            "class agreement: {:.1}% of the samples are classified as the class they were drawn for (chance {:.1}%)",
-            a * 100.0,
-            100.0 / classes as f64
-        );
+    let agreements: Vec<f64> = scores
+        .draws
+        .iter()
+        .filter_map(|d| d.class_agreement)
+        .collect();
+    if agreements.is_empty() {
+        return;
     }
-    Ok(scores)
+    let percent = |v: f64| format!("{:.1}%", v * 100.0);
+    let shares = match &agreements[..] {
+        [one] => percent(*one),
+        all => format!("{} ({})", list(all, percent), spread(all, percent)),
+    };
+    println!(
+        "class agreement: {shares} of the samples are classified as the class they were drawn for (chance {:.1}%)",
+        100.0 / classes as f64
+    );
+}
+
+/// `values` written by `show`, comma-separated.
+fn list(values: &[f64], show: impl Fn(f64) -> String) -> String {
+    values
+        .iter()
+        .map(|&v| show(v))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The mean and range of `values`, written by `show`.
+fn spread(values: &[f64], show: impl Fn(f64) -> String) -> String {
+    let mean = values.iter().sum::<f64>() / values.len() as f64;
+    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!("mean {}, range {} to {}", show(mean), show(min), show(max))
 }
 
 /// `eval samples --grid`: images from a PNG grid scored against real images.
