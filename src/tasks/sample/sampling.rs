@@ -124,28 +124,25 @@ impl Sampling {
     /// rows (waiting for the GPU at the end of each row, so that it shows work done).
     pub fn draw(&self, request: &SamplingRequest, progress: bool) -> Result<Drawn> {
         let start = Instant::now();
-        let draw =
-            |prior: &Prior, labels: Option<&[u32]>, condition: Option<&Tensor>, what: &str| {
-                // a VQ-VAE-2's bottom codes on their own RNG stream: with the top codes' seed,
-                // the bottom grid's first positions would draw the top grid's noise again
-                let seed = match condition {
-                    None => request.seed,
-                    Some(_) => bottom_codes_seed(request.seed),
-                };
-                let draw = Draw {
-                    sampler: request.sampler,
-                    count: request.count,
-                    labels,
-                    condition,
-                    temperature: request.temperature,
-                    seed,
-                    first: request.first,
-                };
-                prior.draw_all(&draw, progress.then_some(what))
+        let draw = |prior: &Prior,
+                    labels: Option<&[u32]>,
+                    condition: Option<&Tensor>,
+                    seed: u64,
+                    what: &str| {
+            let draw = Draw {
+                sampler: request.sampler,
+                count: request.count,
+                labels,
+                condition,
+                temperature: request.temperature,
+                seed,
+                first: request.first,
             };
+            prior.draw_all(&draw, progress.then_some(what))
+        };
         match self {
             Self::OneLevel { vqvae, prior } => {
-                let codes = draw(prior, request.labels, None, "")?;
+                let codes = draw(prior, request.labels, None, request.seed, "")?;
                 let images = prior.decode(vqvae, &codes)?;
                 let [h, w] = prior.grid.map(|side| side * vqvae.config.trunk().scale());
                 Ok(Drawn {
@@ -157,10 +154,19 @@ impl Sampling {
                 })
             }
             Self::TwoLevels { vqvae, top, bottom } => {
-                let top_codes = draw(top, request.labels, None, " the top codes")?;
+                let top_codes = draw(top, request.labels, None, request.seed, " the top codes")?;
                 let top_seconds = start.elapsed().as_secs_f64();
                 let bottom_labels = request.labels.filter(|_| bottom.model.config.classes > 0);
-                let codes = draw(bottom, bottom_labels, Some(&top_codes), " the bottom codes")?;
+                // the bottom codes on their own RNG stream: with the top codes' seed, the bottom
+                // grid's first positions would draw the top grid's noise again
+                let seed = bottom_codes_seed(request.seed);
+                let codes = draw(
+                    bottom,
+                    bottom_labels,
+                    Some(&top_codes),
+                    seed,
+                    " the bottom codes",
+                )?;
                 let images = {
                     let _no_grad = autograd::no_grad();
                     vqvae.decode_codes(&top_codes, &codes).to_vec()?
