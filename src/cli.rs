@@ -49,6 +49,9 @@ fn with_defaults(cli: clap::Command, preset: Preset) -> clap::Command {
         ("vqvae_batch", p.vqvae_batch.to_string()),
         ("prior_batch", p.prior_batch.to_string()),
         ("lr", p.lr.to_string()),
+        ("lr_schedule", p.lr_schedule.name().to_string()),
+        ("prior_lr", p.prior_lr.to_string()),
+        ("prior_lr_schedule", p.prior_lr_schedule.name().to_string()),
     ];
     let prior = vec![
         ("steps", "2000".to_string()),

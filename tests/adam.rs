@@ -107,3 +107,78 @@ fn texture_copies_and_buffer_reads_give_the_same_bits() {
         );
     }
 }
+
+/// The cosine schedule's rates (full at the first step, half at the middle, near 0 at the
+/// last) are the rates `Adam::step` takes, step by step, and a checkpoint brings the schedule
+/// back: a checkpoint written before schedules existed as a constant rate, an unknown one refused.
+#[test]
+fn a_cosine_schedule_sets_the_rate_of_every_step_and_is_saved() {
+    use vqgpu::io::checkpoint::Checkpoint;
+    use vqgpu::nn::{Adam, LrSchedule, ParamStore};
+    let gpu = gpu();
+    let mut rng = rng(92);
+    let (lr, steps) = (1e-2f32, 4u64);
+    let expected: Vec<f32> = (1..=steps)
+        .map(|t| {
+            let done = (t - 1) as f64 / steps as f64;
+            (0.5 * lr as f64 * (1.0 + (std::f64::consts::PI * done).cos())) as f32
+        })
+        .collect();
+    for t in 1..=steps {
+        assert_eq!(
+            LrSchedule::Cosine.rate(lr, t, steps),
+            expected[t as usize - 1]
+        );
+        assert_eq!(LrSchedule::Constant.rate(lr, t, steps), lr);
+    }
+    assert_eq!((expected[0], expected[2]), (lr, lr / 2.0));
+    assert!(expected[3] > 0.0 && expected[3] < 0.15 * lr);
+
+    let mut store = ParamStore::new(&gpu, 1);
+    store.uniform("w", &[300], 1.0);
+    store.finalize().unwrap();
+    let n = store.flat_len();
+    let (values, grads, _, _) = store.flat_buffers();
+    let reference = upload(&gpu, &[n], &download(values));
+    let (m, v) = (
+        vqgpu::Tensor::zeros(&gpu, &[n]),
+        vqgpu::Tensor::zeros(&gpu, &[n]),
+    );
+    let mut adam = Adam::new(lr);
+    adam.set_schedule(LrSchedule::Cosine, steps);
+    for t in 1..=steps {
+        assert_eq!(adam.next_rate(), expected[t as usize - 1]);
+        let g = random(&mut rng, n);
+        grads.write(&g).unwrap();
+        adam.step(&store);
+        let hyper = AdamHyper {
+            lr: expected[t as usize - 1],
+            ..adam.hyper
+        };
+        adam_step(&reference, &upload(&gpu, &[n], &g), &m, &v, hyper, t);
+        assert!(
+            bits(values) == bits(&reference),
+            "step {t}: Adam did not step at the scheduled rate"
+        );
+    }
+
+    let mut ck = Checkpoint::default();
+    adam.write_state(&store, &mut ck).unwrap();
+    let read = Adam::read_state(&store, &ck).unwrap();
+    assert_eq!(
+        (read.schedule(), read.steps()),
+        ((LrSchedule::Cosine, steps), steps)
+    );
+    for key in ["lr_schedule", "lr_schedule_steps"] {
+        ck.metadata.remove(key);
+    }
+    let old = Adam::read_state(&store, &ck).unwrap();
+    assert_eq!(old.schedule().0, LrSchedule::Constant);
+    assert_eq!(old.next_rate(), lr);
+    ck.set("lr_schedule", "cosine");
+    let err = Adam::read_state(&store, &ck).err().unwrap().to_string();
+    assert!(err.contains("over 0 steps"), "{err}");
+    ck.set("lr_schedule", "linear");
+    let err = Adam::read_state(&store, &ck).err().unwrap().to_string();
+    assert!(err.contains("\"linear\""), "{err}");
+}

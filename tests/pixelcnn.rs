@@ -8,6 +8,7 @@ use vqgpu::autograd;
 use vqgpu::data::CodeGrids;
 use vqgpu::io::checkpoint::Checkpoint;
 use vqgpu::models::pixelcnn::{PixelCnn, PixelCnnConfig};
+use vqgpu::nn::LrSchedule;
 use vqgpu::tasks::sample::{Prior, Sampler};
 use vqgpu::train::{PriorTrainer, TrainStep};
 
@@ -513,16 +514,29 @@ fn resuming_a_prior_continues_exactly() {
     let gpu = gpu();
     let mut rng = rng(23);
     let data = ruled_codes(&mut rng, 100, 6, true);
-    for sizes in [config(6, 2, 3, 2), attending(1, config(6, 3, 3, 2))] {
-        resume_is_exact(&gpu, &data, sizes);
+    for (sizes, schedule) in [
+        (config(6, 2, 3, 2), LrSchedule::Constant),
+        (attending(1, config(6, 3, 3, 2)), LrSchedule::Constant),
+        (config(6, 2, 3, 2), LrSchedule::Cosine),
+    ] {
+        resume_is_exact(&gpu, &data, sizes, schedule);
     }
 }
 
-/// 3 steps, a checkpoint, a resume and 3 more steps of a prior of `sizes` give the parameters
-/// of 6 straight steps, bit for bit.
-fn resume_is_exact(gpu: &vqgpu::Gpu, data: &CodeGrids, sizes: PixelCnnConfig) {
+/// 3 steps, a checkpoint, a resume and 3 more steps of a prior of `sizes` whose learning rate
+/// follows `schedule` over 6 steps give the parameters of 6 straight steps, bit for bit.
+fn resume_is_exact(
+    gpu: &vqgpu::Gpu,
+    data: &CodeGrids,
+    sizes: PixelCnnConfig,
+    schedule: LrSchedule,
+) {
     let gpu = gpu.clone();
-    let make = || PriorTrainer::new(&gpu, sizes.clone(), 5, 1e-3, 16, [4, 4]).unwrap();
+    let make = || {
+        let mut t = PriorTrainer::new(&gpu, sizes.clone(), 5, 1e-3, 16, [4, 4]).unwrap();
+        t.run.adam.set_schedule(schedule, 6);
+        t
+    };
     let mut straight = make();
     for _ in 0..6 {
         straight.train_step_on(data).unwrap();
@@ -538,6 +552,7 @@ fn resume_is_exact(gpu: &vqgpu::Gpu, data: &CodeGrids, sizes: PixelCnnConfig) {
     let mut resumed =
         PriorTrainer::from_checkpoint(&gpu, &Checkpoint::load(&path).unwrap()).unwrap();
     assert_eq!(resumed.run.step, 3);
+    assert_eq!(resumed.run.adam.schedule(), (schedule, 6));
     for _ in 0..3 {
         resumed.train_step_on(data).unwrap();
     }

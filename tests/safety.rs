@@ -25,6 +25,7 @@ fn vqvae_run(out: &std::path::Path, steps: u64, lr: f32) -> VqVaeOptions {
             steps,
             batch: 4,
             lr,
+            lr_schedule: vqgpu::nn::LrSchedule::Constant,
             seed: 3,
             out: Some(out.to_path_buf()),
             resume: None,

@@ -157,6 +157,7 @@ fn train_classifier(
                 steps,
                 batch: 32,
                 lr: 1e-3,
+                lr_schedule: vqgpu::nn::LrSchedule::Constant,
                 seed: 0,
                 out: Some(out.to_path_buf()),
                 resume: None,

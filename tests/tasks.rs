@@ -5,10 +5,11 @@ mod common;
 use common::*;
 use vqgpu::data::{CodeGrids, DataSpec};
 use vqgpu::models::pixelcnn::PixelCnnConfig;
+use vqgpu::nn::LrSchedule;
 use vqgpu::tasks::eval::{self, PriorEvalOptions};
 use vqgpu::tasks::pipeline::{self, PipelineOptions};
 use vqgpu::tasks::train::{self, RunOptions, VqVaeOptions};
-use vqgpu::train::METRICS_FILE;
+use vqgpu::train::{CHECKPOINT_FILE, METRICS_FILE};
 
 /// `eval prior` of `prior` on `codes`, `batch` grids at a time.
 fn eval_prior(
@@ -340,6 +341,7 @@ fn a_training_run_continues_from_its_directory() {
         steps,
         batch: 4,
         lr: 1e-3,
+        lr_schedule: LrSchedule::Constant,
         seed: 3,
         out: (!resume).then(|| out.clone()),
         resume: resume.then(|| out.clone()),
@@ -371,6 +373,23 @@ fn a_training_run_continues_from_its_directory() {
     // a run that has reached its steps is not continued
     let err = train::vqvae(&gpu, &options(6, true)).unwrap_err();
     assert!(err.to_string().contains("step 6"), "{err}");
+    // a run on a cosine schedule over 2 steps records it, and cannot go past them
+    let cosine = VqVaeOptions {
+        run: RunOptions {
+            lr_schedule: LrSchedule::Cosine,
+            overwrite: true,
+            ..run(2, false)
+        },
+        ..options(2, false)
+    };
+    train::vqvae(&gpu, &cosine).unwrap();
+    let ck = vqgpu::io::checkpoint::Checkpoint::load(&out.join(CHECKPOINT_FILE)).unwrap();
+    assert_eq!(ck.meta("lr_schedule").unwrap(), "cosine");
+    assert_eq!(ck.meta("lr_schedule_steps").unwrap(), "2");
+    let err = train::vqvae(&gpu, &options(3, true))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("at most 2") && err.contains("cosine"), "{err}");
     std::fs::remove_dir_all(&out).ok();
 }
 
@@ -395,6 +414,8 @@ fn a_resumed_pipeline_keeps_finished_stages_and_continues_the_interrupted_one() 
         eval_grids: 8,
         count: 4,
         resume,
+        // a prior on the default cosine schedule cannot grow its steps (checked below)
+        prior_lr_schedule: LrSchedule::Constant,
         ..PipelineOptions::default()
     };
     let (straight_dir, resumed_dir) = (temp_dir("pipeline-straight"), temp_dir("pipeline-resumed"));
@@ -430,6 +451,17 @@ fn a_resumed_pipeline_keeps_finished_stages_and_continues_the_interrupted_one() 
     };
     let err = pipeline::run(&gpu, &both).unwrap_err().to_string();
     assert!(err.contains("choose one"), "{err}");
+    // a prior on a cosine schedule over 4 steps is not continued to 6
+    let cosine = |steps, resume: bool| PipelineOptions {
+        prior_lr_schedule: LrSchedule::Cosine,
+        overwrite: !resume,
+        ..options(&straight_dir, steps, resume)
+    };
+    pipeline::run(&gpu, &cosine(4, false)).unwrap();
+    let err = pipeline::run(&gpu, &cosine(6, true))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("at most 4") && err.contains("cosine"), "{err}");
     std::fs::remove_dir_all(&straight_dir).ok();
     std::fs::remove_dir_all(&resumed_dir).ok();
 }

@@ -257,6 +257,7 @@ fn priors_learn_the_codes_and_sample(
                     steps: 100,
                     batch: 16,
                     lr: 2e-3,
+                    lr_schedule: vqgpu::nn::LrSchedule::Constant,
                     seed: 0,
                     out: Some(out.join(name)),
                     resume: None,
@@ -371,6 +372,7 @@ fn both_levels_are_encoded_and_a_prior_trains_on_either() {
             steps,
             batch: 4,
             lr: 1e-3,
+            lr_schedule: vqgpu::nn::LrSchedule::Constant,
             seed: 0,
             // a resumed run writes into the directory it resumes
             out: resume

@@ -11,8 +11,8 @@ use vqgpu::tasks::{encode, eval, latent_map, reconstruct, sample, train};
 use vqgpu::{Error, Result};
 
 use super::groups::{
-    DataArgs, EvalArgs, ImageRunArgs, LevelArg, ModelArg, PresetArg, PriorModelArgs, ReconArg,
-    RunArgs, SamplerArg, TrunkArgs, VqVaeArgs,
+    DataArgs, EvalArgs, ImageRunArgs, LevelArg, LrScheduleArg, ModelArg, PresetArg, PriorModelArgs,
+    ReconArg, RunArgs, SamplerArg, TrunkArgs, VqVaeArgs,
 };
 
 /// `encode`.
@@ -360,9 +360,19 @@ pub struct PipelineArgs {
     /// Code grids per prior step
     #[arg(long, default_value_t = 16)]
     prior_batch: usize,
-    /// Learning rate of both models
+    /// Learning rate of the VQ-VAE
     #[arg(long, default_value_t = 2e-3)]
     lr: f32,
+    /// How the VQ-VAE's learning rate moves over its steps: constant, or cosine (down from --lr
+    /// towards 0 at the last step)
+    #[arg(long, value_enum, default_value = "constant")]
+    lr_schedule: LrScheduleArg,
+    /// Learning rate of the priors
+    #[arg(long, default_value_t = 2e-3)]
+    prior_lr: f32,
+    /// How a prior's learning rate moves over its steps: constant or cosine
+    #[arg(long, value_enum, default_value = "constant")]
+    prior_lr_schedule: LrScheduleArg,
     #[command(flatten)]
     prior: PriorModelArgs,
     /// Images to sample
@@ -376,7 +386,8 @@ pub struct PipelineArgs {
     overwrite: bool,
     /// Continue the pipeline in --out: its finished stages are kept, an interrupted run
     /// continues from its checkpoint, and the stages after one that did any work run again (the
-    /// runs keep their recorded settings; the step counts may grow)
+    /// runs keep their recorded settings; the step counts may grow, but not past the end of a
+    /// cosine schedule)
     #[arg(long, conflicts_with = "overwrite")]
     resume: bool,
 }
@@ -395,6 +406,9 @@ impl PipelineArgs {
             prior_steps: self.prior_steps,
             prior_batch: self.prior_batch,
             lr: self.lr,
+            lr_schedule: self.lr_schedule.into(),
+            prior_lr: self.prior_lr,
+            prior_lr_schedule: self.prior_lr_schedule.into(),
             count: self.count,
             temperature: self.temperature,
             overwrite: self.overwrite,

@@ -7,7 +7,7 @@ use clap::{Args, ValueEnum};
 use vqgpu::data::{CodeLevel, DataSpec};
 use vqgpu::models::pixelcnn::PixelCnnConfig;
 use vqgpu::models::vqvae::VqVaeConfig;
-use vqgpu::nn::{CodebookUpdate, EmaConfig};
+use vqgpu::nn::{CodebookUpdate, EmaConfig, LrSchedule};
 use vqgpu::tasks::pipeline::{PipelineModel, Preset};
 use vqgpu::tasks::{bench, eval, sample, train};
 
@@ -74,6 +74,10 @@ pub struct RunArgs {
     /// Adam learning rate
     #[arg(long, default_value_t = 1e-3)]
     lr: f32,
+    /// How the learning rate moves over the --steps: constant, or cosine (down from --lr towards 0
+    /// at the last step, which a resumed run cannot then go past)
+    #[arg(long, value_enum, default_value = "constant")]
+    lr_schedule: LrScheduleArg,
     /// Seed of the initialisation, the data order and the GPU noise
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -101,6 +105,7 @@ impl RunArgs {
             steps: self.steps,
             batch: self.batch,
             lr: self.lr,
+            lr_schedule: self.lr_schedule.into(),
             seed: self.seed,
             out: self.out.clone(),
             resume: self.resume.clone(),
@@ -313,6 +318,24 @@ impl From<PresetArg> for Preset {
         match arg {
             PresetArg::Cpu => Self::Cpu,
             PresetArg::Gpu => Self::Gpu,
+        }
+    }
+}
+
+/// `--lr-schedule`.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(super) enum LrScheduleArg {
+    /// The same rate at every step
+    Constant,
+    /// Half a cosine from the rate down towards 0 at the last step
+    Cosine,
+}
+
+impl From<LrScheduleArg> for LrSchedule {
+    fn from(arg: LrScheduleArg) -> Self {
+        match arg {
+            LrScheduleArg::Constant => Self::Constant,
+            LrScheduleArg::Cosine => Self::Cosine,
         }
     }
 }

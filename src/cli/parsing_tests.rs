@@ -3,6 +3,7 @@
 use crate::*;
 use vqgpu::models::pixelcnn::{PixelCnnConfig, TOP_ATTENTION_EVERY};
 use vqgpu::models::vqvae::VqVaeConfig;
+use vqgpu::nn::LrSchedule;
 use vqgpu::tasks::pipeline::{PipelineOptions, Preset};
 
 fn parsed(args: &[&str]) -> Command {
@@ -54,6 +55,11 @@ fn a_resumed_run_refuses_contradicting_flags_and_keeps_its_dataset() {
     };
     refused(&["--hidden", "64"], "--hidden 64 contradicts the run");
     refused(&["--lr", "0.5"], "--lr 0.5 contradicts");
+    // a checkpoint that records no schedule trained at a constant rate
+    refused(
+        &["--lr-schedule", "cosine"],
+        "--lr-schedule cosine contradicts",
+    );
     refused(
         &["--restart-dead-codes", "5"],
         "--restart-dead-codes 5 contradicts",
@@ -70,6 +76,8 @@ fn a_resumed_run_refuses_contradicting_flags_and_keeps_its_dataset() {
         "128",
         "--lr",
         "2e-3",
+        "--lr-schedule",
+        "constant",
         "--steps",
         "5000",
         "--save-every",
@@ -148,8 +156,12 @@ fn the_gpu_preset_sets_the_pipeline_defaults_and_flags_still_override_them() {
             )
         );
         assert_eq!(
-            (got.encode_limit, got.eval_grids, got.lr),
-            (gpu.encode_limit, gpu.eval_grids, gpu.lr)
+            (got.encode_limit, got.eval_grids, got.lr, got.lr_schedule),
+            (gpu.encode_limit, gpu.eval_grids, gpu.lr, gpu.lr_schedule)
+        );
+        assert_eq!(
+            (got.prior_lr, got.prior_lr_schedule),
+            (gpu.prior_lr, gpu.prior_lr_schedule)
         );
     }
     let got = options(&[
@@ -184,8 +196,17 @@ fn defaults_differ_by_command_from_one_declaration() {
     let (got, want) = (p.options(), PipelineOptions::default());
     assert_eq!((&got.vqvae, &got.prior), (&want.vqvae, &want.prior));
     assert_eq!(
-        (got.vqvae_batch, got.prior_batch, got.lr),
-        (want.vqvae_batch, want.prior_batch, want.lr)
+        (got.vqvae_batch, got.prior_batch, got.lr, got.lr_schedule),
+        (
+            want.vqvae_batch,
+            want.prior_batch,
+            want.lr,
+            want.lr_schedule
+        )
+    );
+    assert_eq!(
+        (got.prior_lr, got.prior_lr_schedule),
+        (want.prior_lr, want.prior_lr_schedule)
     );
     // the pipeline's model flags say which model they size
     let Command::Pipeline(p) = parsed(&[
@@ -199,12 +220,23 @@ fn defaults_differ_by_command_from_one_declaration() {
         "8",
         "--lr",
         "1e-3",
+        "--lr-schedule",
+        "cosine",
+        "--prior-lr",
+        "5e-4",
+        "--prior-lr-schedule",
+        "constant",
     ]) else {
         panic!("parsed as another command");
     };
     let got = p.options();
     assert_eq!((got.vqvae.hidden, got.prior.channels), (48, 24));
     assert_eq!((got.vqvae_batch, got.lr), (8, 1e-3));
+    assert_eq!(got.lr_schedule, LrSchedule::Cosine);
+    assert_eq!(
+        (got.prior_lr, got.prior_lr_schedule),
+        (5e-4, LrSchedule::Constant)
+    );
     assert!(parse(
         ["vqgpu", "pipeline", "--hidden", "48"]
             .map(String::from)
@@ -219,15 +251,17 @@ fn defaults_differ_by_command_from_one_declaration() {
     };
     let prior = prior.options();
     assert_eq!((prior.run.steps, prior.run.lr), (2000, 1e-3));
+    assert_eq!(prior.run.lr_schedule, LrSchedule::Constant);
     assert_eq!(prior.model, PixelCnnConfig::default());
     let Command::Train {
         what: TrainCommand::Vqvae(vqvae),
-    } = parsed(&["vqgpu", "train", "vqvae"])
+    } = parsed(&["vqgpu", "train", "vqvae", "--lr-schedule", "cosine"])
     else {
         panic!("parsed as another command");
     };
     let vqvae = vqvae.options();
     assert_eq!((vqvae.run.steps, vqvae.run.lr), (1000, 1e-3));
+    assert_eq!(vqvae.run.lr_schedule, LrSchedule::Cosine);
     assert_eq!(vqvae.model, VqVaeConfig::default());
 }
 

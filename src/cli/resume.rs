@@ -36,6 +36,8 @@ const FREE_ON_RESUME: &[&str] = &[
 fn recorded(ck: &Checkpoint, id: &str) -> Option<String> {
     match id {
         "restart_dead_codes" => ck.meta("restart_after").ok().map(String::from),
+        // a checkpoint written before schedules existed trained at a constant rate
+        "lr_schedule" => Some(ck.meta(id).unwrap_or("constant").to_string()),
         "conditional" => {
             let classes: usize = ck.meta_parse("classes").ok()?;
             Some((classes > 0).to_string())

@@ -10,7 +10,7 @@ mod params;
 mod quantizer;
 mod residual;
 
-pub use adam::Adam;
+pub use adam::{Adam, LrSchedule};
 pub use attention::{AttentionCache, CausalSelfAttention};
 pub use embedding::Embedding;
 pub use gated::{horizontal_mask, vertical_mask, GatedResidualBlock, LayerCache, MaskType, Stacks};

@@ -10,8 +10,9 @@ use std::time::Instant;
 use crate::data::{CodeGrids, CodeLevel, DataSpec, Split};
 use crate::error::{Error, Result, Setting};
 use crate::gpu::Gpu;
-use crate::models::pixelcnn::{PixelCnnConfig, TOP_ATTENTION_EVERY};
+use crate::models::pixelcnn::PixelCnnConfig;
 use crate::models::vqvae::VqVaeConfig;
+use crate::nn::LrSchedule;
 use crate::ops::softmax;
 use crate::train::{check_learning_rate, holds_run, CHECKPOINT_FILE};
 
@@ -21,7 +22,9 @@ use super::progress::in_stage;
 use super::sample::{self, SampleOptions, Sampler};
 use super::train::{self, PriorOptions, RunOptions, VqVaeOptions};
 
+mod preset;
 mod resume;
+pub use preset::Preset;
 use resume::Stage;
 
 /// The code file inside the pipeline's directory.
@@ -55,8 +58,14 @@ pub struct PipelineOptions {
     pub prior_batch: usize,
     /// Test grids whose NLL is measured at every prior log.
     pub eval_grids: usize,
-    /// Learning rate of both models.
+    /// Learning rate of the VQ-VAE (or VQ-VAE-2).
     pub lr: f32,
+    /// How the VQ-VAE's rate moves over its steps.
+    pub lr_schedule: LrSchedule,
+    /// Learning rate of the priors.
+    pub prior_lr: f32,
+    /// How a prior's rate moves over its steps.
+    pub prior_lr_schedule: LrSchedule,
     /// Images to sample.
     pub count: usize,
     /// Sampling temperature.
@@ -79,81 +88,6 @@ pub enum PipelineModel {
     /// A VQ-VAE-2, a prior over its top codes and one over its bottom codes given the top ones
     /// (five stages), each prior with the pipeline's prior sizes.
     Vqvae2,
-}
-
-/// The pipeline's sizes and lengths, chosen for the machine it runs on.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Preset {
-    /// Small models that finish on `shapes` in minutes on a CPU driver (2 cores, lavapipe).
-    #[default]
-    Cpu,
-    /// The reference-size models (docs/design.md) trained longer, on the whole dataset: for a
-    /// real GPU.
-    Gpu,
-}
-
-impl PipelineOptions {
-    /// The settings of `preset` (the defaults are [`Preset::Cpu`]'s).
-    pub fn preset(preset: Preset) -> Self {
-        let common = Self {
-            data: DataSpec::default(),
-            out: PathBuf::from("runs/pipeline"),
-            seed: 0,
-            vqvae: VqVaeConfig::default(),
-            vqvae_steps: 1000,
-            vqvae_batch: 32,
-            encode_limit: 4000,
-            prior: PixelCnnConfig {
-                attention_every: TOP_ATTENTION_EVERY,
-                ..PixelCnnConfig::default()
-            },
-            prior_steps: 2000,
-            prior_batch: 16,
-            eval_grids: 250,
-            lr: 2e-3,
-            count: 64,
-            temperature: 1.0,
-            overwrite: false,
-            resume: false,
-            model: PipelineModel::Vqvae,
-        };
-        match preset {
-            Preset::Cpu => Self {
-                vqvae: VqVaeConfig {
-                    hidden: 32,
-                    res_hidden: 16,
-                    res_layers: 1,
-                    codebook_size: 64,
-                    code_dim: 16,
-                    ..VqVaeConfig::default()
-                },
-                prior: PixelCnnConfig {
-                    channels: 32,
-                    layers: 7,
-                    kernel: 3,
-                    head: 64,
-                    ..common.prior.clone()
-                },
-                ..common
-            },
-            Preset::Gpu => Self {
-                vqvae_steps: 5000,
-                vqvae_batch: 128,
-                encode_limit: 60_000,
-                prior_steps: 5000,
-                prior_batch: 64,
-                eval_grids: 1000,
-                lr: 1e-3,
-                ..common
-            },
-        }
-    }
-}
-
-impl Default for PipelineOptions {
-    fn default() -> Self {
-        Self::preset(Preset::Cpu)
-    }
 }
 
 /// What the pipeline left behind.
@@ -185,6 +119,7 @@ impl PipelineOptions {
             Setting::Batch.require_positive(batch as u64)?;
         }
         check_learning_rate(self.lr)?;
+        check_learning_rate(self.prior_lr)?;
         self.vqvae.validate()?;
         encode::check_limit(self.encode_limit)?;
         // the priors as the third (and fourth) stage will make them, over the VQ-VAE's codes
@@ -248,6 +183,7 @@ pub fn run(gpu: &Gpu, options: &PipelineOptions) -> Result<PipelineReport> {
         steps,
         batch,
         lr: options.lr,
+        lr_schedule: options.lr_schedule,
         seed: options.seed,
         out: Some(out.join(dir)),
         resume: None,
@@ -361,7 +297,11 @@ pub fn run(gpu: &Gpu, options: &PipelineOptions) -> Result<PipelineReport> {
             )?;
             return Ok((checkpoint, measured.nll));
         }
-        let run = schedule(options.prior_steps, options.prior_batch, dir, 100);
+        let run = RunOptions {
+            lr: options.prior_lr,
+            lr_schedule: options.prior_lr_schedule,
+            ..schedule(options.prior_steps, options.prior_batch, dir, 100)
+        };
         let prior_options = PriorOptions {
             codes: codes.out.clone(),
             run: with_plan(run, prior_stage),

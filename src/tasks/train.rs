@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::data::{pixel_variance, CodeGrids, CodeLevel, DataSpec, Dataset, Split};
-use crate::error::{Error, Result, Setting};
+use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::io::checkpoint::Checkpoint;
 use crate::models::autoencoder::AutoencoderConfig;
@@ -14,6 +14,7 @@ use crate::models::classifier::ClassifierConfig;
 use crate::models::pixelcnn::{PixelCnn, PixelCnnConfig};
 use crate::models::trained_by;
 use crate::models::vqvae::VqVaeConfig;
+use crate::nn::LrSchedule;
 use crate::train::{
     self, bits, AeTrainer, ClassifierTrainer, PriorTrainer, TrainOptions, TrainStep, Trainer,
     VqVaeTrainer, Vqvae2Trainer,
@@ -33,6 +34,8 @@ pub struct RunOptions {
     pub batch: usize,
     /// Adam learning rate (a resumed run keeps its own).
     pub lr: f32,
+    /// How the rate moves over the `steps` (a resumed run keeps its own).
+    pub lr_schedule: LrSchedule,
     /// Seed of the initialisation, the data order and the GPU noise (a resumed run keeps its own).
     pub seed: u64,
     /// Output directory; `None`: the resumed run's directory, else `runs/<model>`.
@@ -112,18 +115,13 @@ impl RunOptions {
                 eprintln!("resuming {} at step {}", dir.display(), t.run.step);
                 t
             }
-            _ => fresh()?,
+            _ => {
+                let mut t = fresh()?;
+                t.run.adam.set_schedule(self.lr_schedule, self.steps);
+                t
+            }
         };
-        Setting::Steps.require_positive(self.steps)?;
-        if trainer.run.step >= self.steps {
-            return Err(Error::setting(
-                Setting::Steps,
-                format!(
-                    "must be above the checkpoint's step {} to continue it",
-                    trainer.run.step
-                ),
-            ));
-        }
+        trainer.run.check_steps(self.steps)?;
         Ok(trainer)
     }
 }

@@ -4,7 +4,7 @@
 use crate::error::{Error, Result, Setting};
 use crate::gpu::Gpu;
 use crate::io::checkpoint::Checkpoint;
-use crate::nn::{Adam, ParamStore};
+use crate::nn::{Adam, LrSchedule, ParamStore};
 use crate::ops::elementwise;
 use crate::tensor::Tensor;
 
@@ -119,6 +119,24 @@ impl RunState {
             });
         }
         Ok(())
+    }
+
+    /// Refuses to train this run until step `steps`: a step it has reached, or one past the end
+    /// of its cosine schedule.
+    pub fn check_steps(&self, steps: u64) -> Result<()> {
+        Setting::Steps.require_positive(steps)?;
+        let reached = self.step;
+        if reached >= steps {
+            let why = format!("must be above the checkpoint's step {reached} to continue it");
+            return Err(Error::setting(Setting::Steps, why));
+        }
+        match self.adam.schedule() {
+            (LrSchedule::Cosine, end) if steps > end => Err(Error::setting(
+                Setting::Steps,
+                format!("must be at most {end}: the run's cosine learning-rate schedule ends at step {end}"),
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Adds Adam's state (learning rate included) and the step, seed and batch to `ck`.
