@@ -9,6 +9,7 @@ use clap::{ArgMatches, Command};
 
 use vqgpu::io::checkpoint::Checkpoint;
 use vqgpu::models::trained_by;
+use vqgpu::nn::LrSchedule;
 use vqgpu::train::{CHECKPOINT_FILE, DATASET_KEY};
 use vqgpu::{Error, Result};
 
@@ -37,7 +38,11 @@ fn recorded(ck: &Checkpoint, id: &str) -> Option<String> {
     match id {
         "restart_dead_codes" => ck.meta("restart_after").ok().map(String::from),
         // a checkpoint written before schedules existed trained at a constant rate
-        "lr_schedule" => Some(ck.meta(id).unwrap_or("constant").to_string()),
+        "lr_schedule" => Some(
+            ck.meta(id)
+                .unwrap_or(LrSchedule::default().name())
+                .to_string(),
+        ),
         "conditional" => {
             let classes: usize = ck.meta_parse("classes").ok()?;
             Some((classes > 0).to_string())

@@ -121,7 +121,9 @@ impl Adam {
         adam.hyper.eps = ck.meta_parse("adam_eps")?;
         adam.step = ck.meta_parse("adam_step")?;
         // a checkpoint written before schedules existed trained at a constant rate
-        let name = ck.meta("lr_schedule").unwrap_or("constant");
+        let name = ck
+            .meta("lr_schedule")
+            .unwrap_or(LrSchedule::default().name());
         let schedule = LrSchedule::from_name(name).ok_or_else(|| {
             ck.error(format!(
                 "records the learning-rate schedule {name:?}, which vqgpu does not have"

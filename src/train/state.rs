@@ -121,8 +121,8 @@ impl RunState {
         Ok(())
     }
 
-    /// Refuses to train this run until step `steps`: a step it has reached, or one past the end
-    /// of its cosine schedule.
+    /// Checks that this run can train until step `steps`: refuses a step it has already reached,
+    /// or one past the end of its cosine schedule.
     pub fn check_steps(&self, steps: u64) -> Result<()> {
         Setting::Steps.require_positive(steps)?;
         let reached = self.step;
